@@ -1,0 +1,123 @@
+"""The one object a process holds: the main run, the optional SGD race run, saved runs and predictions."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from engine.inference import Prediction, Predictor
+from engine.runs import RunError, default_runs_dir, replay, resolve_run
+from engine.telemetry import Snapshot, TelemetryHub
+from engine.trainer import ConfigError, EngineBusy, TrainConfig, Trainer
+
+__all__ = ["ConfigError", "Engine", "EngineBusy", "RunError"]
+
+
+def new_run_id(runs_dir: Path, config: TrainConfig, suffix: str = "") -> str:
+    base = f"{time.strftime('%Y%m%d-%H%M%S')}-{config.optimizer}-s{config.seed}{suffix}"
+    run_id, n = base, 1
+    while (runs_dir / run_id).exists():
+        n += 1
+        run_id = f"{base}-{n}"
+    return run_id
+
+
+class Engine:
+    """Thread-safe facade used by the dashboard and the CLI; one per process."""
+
+    def __init__(self, runs_dir: Path | None = None, save_runs: bool = True) -> None:
+        self.runs_dir = runs_dir or default_runs_dir()
+        self.save_runs = save_runs
+        self.main = Trainer(TelemetryHub())
+        self.race = Trainer(TelemetryHub())
+        self._lock = threading.Lock()
+        self._predictor: tuple[tuple, Predictor] | None = None
+
+    def _folder(self, config: TrainConfig, suffix: str = "") -> tuple[Path | None, str | None]:
+        if not self.save_runs:
+            return None, None
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        run_id = new_run_id(self.runs_dir, config, suffix)
+        return self.runs_dir / run_id, run_id
+
+    def start(self, config: TrainConfig) -> None:
+        config.validate()
+        with self._lock:
+            if self.main.active:
+                raise EngineBusy("A run is already training: stop or reset it first.")
+            self.race.reset()
+            folder, run_id = self._folder(config)
+            self.main.start(config, folder, run_id)
+
+    def start_race(self, optimizer: str = "sgd", lr: float | None = None) -> None:
+        """Train the same data, seed and model under another optimizer, alongside the main run."""
+        with self._lock:
+            if self.main.config is None:
+                raise ConfigError("Start a run first: the race uses the main run's data and seed.")
+            if self.race.active:
+                raise EngineBusy("A race is already running.")
+            base = self.main.config
+            config = replace(TrainConfig.from_dict(base.to_dict()), optimizer=optimizer,
+                             lr=lr if lr is not None else 0.1, preset=f"{base.preset} (race)")
+            folder, run_id = self._folder(config, "-race")
+            self.race.start(config, folder, run_id)
+
+    def pause(self) -> None:
+        self.main.pause()
+        self.race.pause()
+
+    def resume(self) -> None:
+        self.main.resume()
+        self.race.resume()
+
+    def stop(self) -> None:
+        self.race.stop()
+        self.main.stop()
+
+    def reset(self) -> None:
+        self.race.reset()
+        self.main.reset()
+        with self._lock:
+            self._predictor = None
+
+    def close(self) -> None:
+        self.stop()
+
+    def snapshot(self) -> Snapshot:
+        return self.main.hub.snapshot()
+
+    def race_snapshot(self) -> Snapshot:
+        return self.race.hub.snapshot()
+
+    def replay(self, run_id: str) -> Snapshot:
+        """A saved run, read-only."""
+        return replay(resolve_run(self.runs_dir, run_id))
+
+    def predictor(self, run_id: str | None = None) -> Predictor | None:
+        """Current weights of the live run (or of a saved run); None before any weights exist."""
+        with self._lock:
+            if run_id is not None:
+                key: tuple = ("run", run_id)
+                if self._predictor is None or self._predictor[0] != key:
+                    self._predictor = (key, Predictor.from_run(resolve_run(self.runs_dir, run_id)))
+                return self._predictor[1]
+            published = self.main.published_weights()
+            data, config = self.main.data, self.main.config
+            if published is None or data is None or config is None:
+                return None
+            step, weights = published
+            key = ("live", id(weights))
+            if self._predictor is None or self._predictor[0] != key:
+                self._predictor = (key, Predictor.from_weights(config.model, data.tokenizer, weights, step))
+            return self._predictor[1]
+
+    def predict(self, text: str, run_id: str | None = None) -> Prediction:
+        try:
+            predictor = self.predictor(run_id)
+        except RunError as error:
+            return Prediction(text=text, error=str(error))
+        if predictor is None:
+            return Prediction(text=text, error="No model yet: press Train (or open a saved run) first.")
+        return predictor.predict(text)

@@ -1,0 +1,156 @@
+"""Judge one pasted claim: verdict, reason, confidence per class, what each head looked at, and what
+zeroing each head would change. Never raises for any text: bad input comes back as `error`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from data.catalog import Catalog, load_catalog
+from data.generator import generate_claims
+from data.rules import label
+from data.tokenizer import Token, Tokenizer, parse_claim
+
+from engine.analysis import analysed_names, specialization
+from engine.dataset import HELDOUT_SEED_OFFSET, N_CATEGORIES, encode_claims, encode_texts
+from engine.metrics import per_class_accuracy
+from engine.model import CLASSES, ClaimsTransformer, ModelConfig, ones_gates
+from engine.runs import RunError, load_checkpoint, read_json
+
+MAX_CLAIM_CHARS = 5000
+
+
+@dataclass(frozen=True)
+class Prediction:
+    text: str
+    verdict: str | None = None
+    reason: str | None = None
+    confidence: float | None = None
+    probabilities: dict[str, float] = field(default_factory=dict)  # outcome (CLASSES) -> probability
+    tokens: tuple[Token, ...] = ()
+    attention: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (H, Tq, Tk)
+    ablation: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> outcome with each head zeroed
+    rules: tuple[str, str] | None = None  # what the rules checker says on the fields it recognised
+    warnings: tuple[str, ...] = ()
+    truncated: bool = False
+    error: str | None = None
+    step: int | None = None
+
+    @property
+    def outcome(self) -> str | None:
+        return None if self.verdict is None else ("VALID" if self.verdict == "VALID" else self.reason)
+
+    def to_json(self) -> dict:
+        if self.error:
+            return {"text": self.text, "error": self.error}
+        return {"text": self.text, "verdict": self.verdict, "reason": self.reason,
+                "confidence": round(self.confidence or 0.0, 4), "warnings": list(self.warnings)}
+
+
+def outcome_to_verdict(outcome: str) -> tuple[str, str]:
+    return ("VALID", "NONE") if outcome == "VALID" else ("INVALID", outcome)
+
+
+class Predictor:
+    def __init__(self, model: ClaimsTransformer, tokenizer: Tokenizer, step: int | None = None,
+                 catalog: Catalog | None = None) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.step = step
+        self.catalog = catalog or load_catalog()
+
+    @classmethod
+    def from_weights(cls, config: ModelConfig, tokenizer: Tokenizer, weights: dict[str, torch.Tensor],
+                     step: int | None = None) -> Predictor:
+        model = ClaimsTransformer(config)
+        model.load_state_dict(weights)
+        return cls(model, tokenizer, step)
+
+    @classmethod
+    def from_run(cls, folder: Path) -> Predictor:
+        """Load a saved run's latest checkpoint; damaged, unsafe or mismatched files raise RunError."""
+        config = read_json(folder / "config.json")
+        tokenizer = Tokenizer.from_json(read_json(folder / "tokenizer.json"))
+        payload = load_checkpoint(folder / "checkpoints" / "latest.pt")
+        model_config = ModelConfig(**config.get("model", {}))
+        model = ClaimsTransformer(model_config)
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        found = {k: tuple(v.shape) for k, v in payload["model"].items() if isinstance(v, torch.Tensor)}
+        if expected != found:
+            differing = sorted(set(expected) ^ set(found)) or [k for k in expected if expected[k] != found.get(k)]
+            detail = ", ".join(f"{k} {found.get(k)} vs {expected.get(k)}" for k in differing[:3])
+            raise RunError(f"checkpoint does not match this run's model configuration: {detail}")
+        model.load_state_dict(payload["model"])
+        return cls(model, tokenizer, int(payload.get("step", 0)))
+
+    def _refuse(self, text: str) -> str | None:
+        if not text.strip():
+            return "The claim is empty: paste or type the text of a claim."
+        if len(text) > MAX_CLAIM_CHARS:
+            return f"The claim is {len(text):,} characters long; the limit is {MAX_CLAIM_CHARS:,}. Paste one claim."
+        return None
+
+    @torch.no_grad()
+    def predict(self, text: str, with_ablation: bool = True) -> Prediction:
+        text = text if isinstance(text, str) else str(text)
+        refusal = self._refuse(text)
+        if refusal:
+            return Prediction(text=text, error=refusal, step=self.step)
+        encoded = self.tokenizer.encode(text, max_len=self.model.config.max_len)
+        known = [t for t in encoded.tokens if t.text != Tokenizer.UNK]
+        if not known or all(t.category == "other" for t in encoded.tokens):
+            return Prediction(text=text, tokens=encoded.tokens, warnings=encoded.warnings, step=self.step,
+                              error="Nothing in this text is a diagnosis, drug, dose, procedure or amount the "
+                                    "model knows, so it cannot judge it. Try e.g. 'Diabetes, metformin 500 mg, $40'.")
+        tokens, categories = encode_texts([encoded], self.tokenizer)
+        capture: dict[str, torch.Tensor] = {}
+        log_probs = self.model.class_log_probs(tokens, categories, capture=capture)[0]
+        probabilities = {c: float(p) for c, p in zip(CLASSES, log_probs.exp(), strict=True)}
+        outcome = CLASSES[int(log_probs.argmax())]
+        verdict, reason = outcome_to_verdict(outcome)
+        ablation = self._ablation(tokens, categories) if with_ablation else {}
+        try:
+            rules = label(parse_claim(encoded, self.tokenizer), self.catalog)
+        except ValueError:
+            rules = None
+        return Prediction(
+            text=text, verdict=verdict, reason=reason, confidence=probabilities[outcome],
+            probabilities=probabilities, tokens=encoded.tokens,
+            attention={name: w[0].numpy() for name, w in capture.items()}, ablation=ablation, rules=rules,
+            warnings=encoded.warnings, truncated=encoded.truncated, step=self.step,
+        )
+
+    def _ablation(self, tokens: torch.Tensor, categories: torch.Tensor) -> dict[str, tuple[str, ...]]:
+        result = {}
+        for name in analysed_names(self.model):
+            outcomes = []
+            for head in range(self.model.config.n_heads):
+                gates = ones_gates(self.model, [name])
+                gates[name][head] = 0.0
+                outcomes.append(CLASSES[int(self.model.class_log_probs(tokens, categories, gates=gates)[0].argmax())])
+            result[name] = tuple(outcomes)
+        return result
+
+
+
+def analyze_run(folder: Path, claims: int = 2000) -> dict:
+    """`python -m engine analyze`: per-head specialization of a saved run's latest weights on held-out claims."""
+    predictor = Predictor.from_run(folder)
+    config = read_json(folder / "config.json")
+    seed = int(config.get("seed", 0))
+    heldout = encode_claims(generate_claims(claims, seed + HELDOUT_SEED_OFFSET, predictor.catalog),
+                            predictor.tokenizer, predictor.model.config.max_len)
+    point = specialization(predictor.model, heldout, predictor.step or 0, N_CATEGORIES, analysis_claims=claims)
+    with torch.no_grad():
+        predicted = predictor.model.class_log_probs(heldout.tokens, heldout.categories).argmax(-1)
+    _, accuracy_by_class = per_class_accuracy(predicted, heldout.classes)
+    return {
+        "run": str(folder),
+        "step": predictor.step,
+        "claims": len(heldout),
+        "heldout_per_class": accuracy_by_class,
+        "heads": {name: [asdict(h) | {"head": i} for i, h in enumerate(heads)] for name, heads in point.heads.items()},
+        "specialists": sorted({h.label for heads in point.heads.values() for h in heads if "specialist" in h.label}),
+    }

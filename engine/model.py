@@ -1,0 +1,225 @@
+"""The seed's encoder-decoder transformer, with named attention capture points and head gates.
+
+Attention is computed explicitly, softmax(QK^T / sqrt(d)), because fused kernels never materialise the weights
+that the dashboard shows. Capture points are named "<stack>.<layer>.<kind>", e.g. "encoder.0.self",
+"decoder.0.cross". Capturing only stores detached copies, so it cannot change the forward result.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+TARGET_VOCAB = ("<pad>", "<bos>", "<eos>", "VALID", "INVALID", "NONE", "MEDICAL", "DOSAGE", "COST", "ADMIN")
+TARGET_ID = {token: index for index, token in enumerate(TARGET_VOCAB)}
+REASONS = ("MEDICAL", "DOSAGE", "COST", "ADMIN")
+# The five outcomes a claim can have; index 0 is VALID, 1.. are INVALID with that reason.
+CLASSES = ("VALID", *REASONS)
+REASON_POSITION = 1  # decoder position whose input is the verdict and whose output is the reason
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 512
+    n_categories: int = 10
+    max_len: int = 48
+    d_model: int = 64
+    n_heads: int = 4
+    d_ff: int = 128
+    n_encoder_layers: int = 1
+    n_decoder_layers: int = 1
+    dropout: float = 0.0
+    category_embedding: bool = True  # field-aware input: each token also embeds its field category
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+Capture = dict[str, torch.Tensor]
+HeadGates = dict[str, torch.Tensor]
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ModelConfig, name: str) -> None:
+        super().__init__()
+        assert config.d_model % config.n_heads == 0
+        self.name = name
+        self.n_heads = config.n_heads
+        self.head_dim = config.d_model // config.n_heads
+        self.query = nn.Linear(config.d_model, config.d_model)
+        self.key = nn.Linear(config.d_model, config.d_model)
+        self.value = nn.Linear(config.d_model, config.d_model)
+        self.out = nn.Linear(config.d_model, config.d_model)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = x.shape
+        return x.view(batch, length, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        memory: torch.Tensor,
+        key_mask: torch.Tensor,
+        capture: Capture | None = None,
+        gates: HeadGates | None = None,
+    ) -> torch.Tensor:
+        q, k, v = self._split(self.query(x)), self._split(self.key(memory)), self._split(self.value(memory))
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, H, Tq, Tk)
+        scores = scores.masked_fill(~key_mask, float("-inf"))
+        weights = scores.softmax(dim=-1)  # (B, H, Tq, Tk)
+        if capture is not None:
+            capture[self.name] = weights.detach()
+        heads = weights @ v  # (B, H, Tq, hd)
+        if gates is not None and self.name in gates:
+            heads = heads * gates[self.name].view(1, -1, 1, 1)
+        batch, _, length, _ = heads.shape
+        return self.out(heads.transpose(1, 2).reshape(batch, length, -1))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.up = nn.Linear(config.d_model, config.d_ff)
+        self.down = nn.Linear(config.d_ff, config.d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.gelu(self.up(x)))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, config: ModelConfig, index: int) -> None:
+        super().__init__()
+        self.norm_attention = nn.LayerNorm(config.d_model)
+        self.attention = Attention(config, f"encoder.{index}.self")
+        self.norm_ff = nn.LayerNorm(config.d_model)
+        self.ff = FeedForward(config)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor, capture: Capture | None,
+                gates: HeadGates | None) -> torch.Tensor:
+        normed = self.norm_attention(x)
+        key_mask = pad_mask[:, None, None, :]  # (B, 1, 1, T)
+        x = x + self.dropout(self.attention(normed, normed, key_mask, capture, gates))
+        return x + self.dropout(self.ff(self.norm_ff(x)))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, config: ModelConfig, index: int) -> None:
+        super().__init__()
+        self.norm_self = nn.LayerNorm(config.d_model)
+        self.self_attention = Attention(config, f"decoder.{index}.self")
+        self.norm_cross = nn.LayerNorm(config.d_model)
+        self.cross_attention = Attention(config, f"decoder.{index}.cross")
+        self.norm_ff = nn.LayerNorm(config.d_model)
+        self.ff = FeedForward(config)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, y: torch.Tensor, memory: torch.Tensor, pad_mask: torch.Tensor, capture: Capture | None,
+                gates: HeadGates | None) -> torch.Tensor:
+        length = y.shape[1]
+        causal = torch.ones(length, length, dtype=torch.bool, device=y.device).tril()[None, None]  # (1,1,T,T)
+        normed = self.norm_self(y)
+        y = y + self.dropout(self.self_attention(normed, normed, causal, capture, gates))
+        y = y + self.dropout(
+            self.cross_attention(self.norm_cross(y), memory, pad_mask[:, None, None, :], capture, gates)
+        )
+        return y + self.dropout(self.ff(self.norm_ff(y)))
+
+
+class ClaimsTransformer(nn.Module):
+    """Embedding + positional encoding -> encoder layers -> decoder layers -> output projection."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.token_embedding = nn.Embedding(config.vocab_size, config.d_model, padding_idx=0)
+        self.category_embedding = nn.Embedding(config.n_categories, config.d_model)
+        self.position_embedding = nn.Embedding(config.max_len, config.d_model)
+        self.target_embedding = nn.Embedding(len(TARGET_VOCAB), config.d_model)
+        self.target_position = nn.Embedding(4, config.d_model)
+        self.encoder = nn.ModuleList(EncoderLayer(config, i) for i in range(config.n_encoder_layers))
+        self.decoder = nn.ModuleList(DecoderLayer(config, i) for i in range(config.n_decoder_layers))
+        self.norm_memory = nn.LayerNorm(config.d_model)
+        self.norm_out = nn.LayerNorm(config.d_model)
+        self.output = nn.Linear(config.d_model, len(TARGET_VOCAB))
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    def attention_names(self) -> list[str]:
+        names = [layer.attention.name for layer in self.encoder]
+        for layer in self.decoder:
+            names += [layer.self_attention.name, layer.cross_attention.name]
+        return names
+
+    def attention_modules(self) -> dict[str, Attention]:
+        return {m.name: m for m in self.modules() if isinstance(m, Attention)}
+
+    def encode(self, tokens: torch.Tensor, categories: torch.Tensor, capture: Capture | None = None,
+               gates: HeadGates | None = None) -> torch.Tensor:
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        x = self.token_embedding(tokens) + self.position_embedding(positions)[None]  # (B, T, C)
+        if self.config.category_embedding:
+            x = x + self.category_embedding(categories)
+        pad_mask = tokens != 0
+        for layer in self.encoder:
+            x = layer(x, pad_mask, capture, gates)
+        return self.norm_memory(x)
+
+    def decode(self, targets: torch.Tensor, memory: torch.Tensor, pad_mask: torch.Tensor,
+               capture: Capture | None = None, gates: HeadGates | None = None) -> torch.Tensor:
+        positions = torch.arange(targets.shape[1], device=targets.device)
+        y = self.target_embedding(targets) + self.target_position(positions)[None]  # (B, S, C)
+        for layer in self.decoder:
+            y = layer(y, memory, pad_mask, capture, gates)
+        return self.output(self.norm_out(y))  # (B, S, V_target)
+
+    def forward(self, tokens: torch.Tensor, categories: torch.Tensor, targets: torch.Tensor,
+                capture: Capture | None = None, gates: HeadGates | None = None) -> torch.Tensor:
+        """Teacher-forced logits. tokens, categories: (B, T); targets: (B, S) decoder inputs."""
+        memory = self.encode(tokens, categories, capture, gates)
+        return self.decode(targets, memory, tokens != 0, capture, gates)
+
+    def class_log_probs(self, tokens: torch.Tensor, categories: torch.Tensor, capture: Capture | None = None,
+                        gates: HeadGates | None = None) -> torch.Tensor:
+        """Log P of each of the five outcomes (VALID, MEDICAL, DOSAGE, COST, ADMIN): (B, 5).
+
+        P(VALID) is the verdict probability; P(reason) = P(INVALID) * P(reason | INVALID). One decoder pass with
+        the input <bos> INVALID gives both, so the captured reason-position weights always answer "if this claim
+        were invalid, why?", the same question for every claim.
+        """
+        memory = self.encode(tokens, categories, capture, gates)
+        targets = torch.tensor([[TARGET_ID["<bos>"], TARGET_ID["INVALID"]]], device=tokens.device)
+        log_probs = self.decode(targets.expand(tokens.shape[0], 2), memory, tokens != 0, capture, gates)
+        log_probs = log_probs.log_softmax(dim=-1)  # (B, 2, V)
+        verdict = log_probs[:, 0, [TARGET_ID["VALID"], TARGET_ID["INVALID"]]].log_softmax(dim=-1)  # (B, 2)
+        reasons = log_probs[:, 1, [TARGET_ID[r] for r in REASONS]].log_softmax(dim=-1)  # (B, 4)
+        return torch.cat([verdict[:, :1], verdict[:, 1:] + reasons], dim=1)
+
+
+def targets_for_classes(classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoder inputs and labels for class indices: <bos> VERDICT REASON -> VERDICT REASON <eos>."""
+    verdict = torch.where(classes == 0, TARGET_ID["VALID"], TARGET_ID["INVALID"])
+    reason_lookup = torch.tensor([TARGET_ID["NONE"]] + [TARGET_ID[r] for r in REASONS], device=classes.device)
+    reason = reason_lookup[classes]
+    bos = torch.full_like(classes, TARGET_ID["<bos>"])
+    eos = torch.full_like(classes, TARGET_ID["<eos>"])
+    return torch.stack([bos, verdict, reason], dim=1), torch.stack([verdict, reason, eos], dim=1)
+
+
+def ones_gates(model: ClaimsTransformer, names: list[str] | None = None, requires_grad: bool = False) -> HeadGates:
+    device = next(model.parameters()).device
+    return {
+        name: torch.ones(model.config.n_heads, device=device, requires_grad=requires_grad)
+        for name in (names or model.attention_names())
+    }

@@ -1,0 +1,253 @@
+"""Thread-safe shared state between the training thread and any number of readers.
+
+The trainer writes plain data under a lock; readers call `snapshot()` and get an immutable `Snapshot`
+(frozen dataclasses, tuples, read-only arrays) that no later write can tear. Every history is bounded,
+whatever the run length: the loss curve is averaged down as it grows and periodic histories are thinned.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+STATUSES = ("idle", "preparing", "running", "paused", "finished", "stopped", "failed", "diverged")
+ACTIVE_STATUSES = ("preparing", "running", "paused")
+
+
+@dataclass(frozen=True)
+class Series:
+    steps: tuple[int, ...] = ()
+    values: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class EvalPoint:
+    step: int
+    seconds: float
+    train_loss: float
+    heldout_loss: float
+    train_accuracy: float
+    heldout_accuracy: float
+    train_per_class: dict[str, float]
+    heldout_per_class: dict[str, float]
+
+
+@dataclass(frozen=True)
+class OptimStats:
+    """One head's (or parameter group's) slice of the optimizer at a step."""
+
+    grad_norm: float
+    step_norm: float  # L2 norm of the update actually applied
+    mean_abs_step: float  # mean |update|; for Adam the bias-corrected lr * m_hat / (sqrt(v_hat) + eps)
+    mean_abs_m: float | None = None  # Adam's first moment ("which direction am I usually going")
+    mean_sqrt_v: float | None = None  # Adam's second moment ("how big are my mistakes usually")
+
+
+@dataclass(frozen=True)
+class OptimPoint:
+    step: int
+    heads: dict[str, tuple[OptimStats, ...]]  # attention name -> one entry per head
+    groups: dict[str, OptimStats]  # parameter group name -> stats
+
+
+@dataclass(frozen=True)
+class AttentionPoint:
+    step: int
+    weights: dict[str, np.ndarray]  # attention name -> (N probe claims, H, Tq, Tk), read-only
+
+
+@dataclass(frozen=True)
+class HeadSpecialization:
+    shares: dict[str, float]  # field category -> share of attention from the reason position
+    entropy: float  # nats, mean over claims
+    confidence: float  # mean max attention weight (Voita et al. 2019)
+    importance: float  # |dL/d gate| (Michel et al. 2019)
+    ablation: dict[str, float]  # class -> accuracy drop when this head is zeroed
+    label: str
+    evidence: str
+
+
+@dataclass(frozen=True)
+class SpecializationPoint:
+    step: int
+    heads: dict[str, tuple[HeadSpecialization, ...]]  # attention name -> one entry per head
+
+
+@dataclass(frozen=True)
+class ProbeClaim:
+    text: str
+    label: str  # one of engine.model.CLASSES
+    tokens: tuple[str, ...]  # display text per token
+    categories: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    version: int = 0
+    run_id: str | None = None
+    run_dir: str | None = None
+    status: str = "idle"
+    message: str = ""
+    step: int = 0
+    total_steps: int = 0
+    seconds: float = 0.0
+    steps_per_second: float = 0.0
+    eta_seconds: float | None = None
+    config: dict = field(default_factory=dict)
+    loss: Series = Series()
+    evals: tuple[EvalPoint, ...] = ()
+    optim: tuple[OptimPoint, ...] = ()
+    attention: tuple[AttentionPoint, ...] = ()
+    specialization: tuple[SpecializationPoint, ...] = ()
+    probe: tuple[ProbeClaim, ...] = ()
+    attention_names: tuple[str, ...] = ()
+    n_heads: int = 4
+    read_only: bool = False  # a saved run reopened for replay
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def latest_eval(self) -> EvalPoint | None:
+        return self.evals[-1] if self.evals else None
+
+
+class Downsampler:
+    """Keeps at most `capacity` (step, value) points by averaging neighbours as the series grows."""
+
+    def __init__(self, capacity: int = 2000) -> None:
+        self.capacity = capacity
+        self.stride = 1
+        self.steps: list[int] = []
+        self.values: list[float] = []
+        self._pending: list[tuple[int, float]] = []
+
+    def append(self, step: int, value: float) -> None:
+        self._pending.append((step, value))
+        if len(self._pending) < self.stride:
+            return
+        self.steps.append(self._pending[-1][0])
+        self.values.append(sum(v for _, v in self._pending) / len(self._pending))
+        self._pending.clear()
+        if len(self.steps) >= self.capacity:
+            self.steps = self.steps[1::2]
+            self.values = [(a + b) / 2 for a, b in zip(self.values[0::2], self.values[1::2], strict=False)]
+            self.stride *= 2
+
+    def series(self) -> Series:
+        steps, values = list(self.steps), list(self.values)
+        if self._pending:
+            steps.append(self._pending[-1][0])
+            values.append(sum(v for _, v in self._pending) / len(self._pending))
+        return Series(tuple(steps), tuple(values))
+
+
+def thin(points: list, capacity: int) -> list:
+    """Halve a periodic history (keep every other point, always the newest) once it reaches capacity."""
+    if len(points) < capacity:
+        return points
+    kept = points[::2]
+    if kept[-1] is not points[-1]:
+        kept.append(points[-1])
+    return kept
+
+
+def read_only(array: np.ndarray) -> np.ndarray:
+    array = np.array(array, copy=True)
+    array.setflags(write=False)
+    return array
+
+
+class TelemetryHub:
+    """The one writer (the training thread) and many readers (pages) meet here."""
+
+    HISTORY_CAPACITY = 1000
+    ATTENTION_CAPACITY = 80
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._clear()
+
+    def _clear(self) -> None:
+        self._base = Snapshot()
+        self._loss = Downsampler()
+        self._evals: list[EvalPoint] = []
+        self._optim: list[OptimPoint] = []
+        self._attention: list[AttentionPoint] = []
+        self._specialization: list[SpecializationPoint] = []
+        self._version = 0
+        self._cached: Snapshot | None = None
+
+    def _touch(self) -> None:
+        self._version += 1
+        self._cached = None
+
+    def begin(self, run_id: str | None, run_dir: str | None, config: dict, total_steps: int) -> None:
+        with self._lock:
+            self._clear()
+            self._base = Snapshot(run_id=run_id, run_dir=run_dir, status="preparing",
+                                  message="Preparing data and model", config=dict(config), total_steps=total_steps)
+            self._touch()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._clear()
+            self._touch()
+
+    def describe(self, probe: tuple[ProbeClaim, ...], attention_names: tuple[str, ...], n_heads: int) -> None:
+        with self._lock:
+            self._base = replace(self._base, probe=probe, attention_names=attention_names, n_heads=n_heads)
+            self._touch()
+
+    def set_status(self, status: str, message: str = "") -> None:
+        assert status in STATUSES, status
+        with self._lock:
+            self._base = replace(self._base, status=status, message=message)
+            self._touch()
+
+    def record_step(self, step: int, loss: float, seconds: float, steps_per_second: float) -> None:
+        with self._lock:
+            self._loss.append(step, loss)
+            remaining = self._base.total_steps - step
+            eta = remaining / steps_per_second if steps_per_second > 0 else None
+            self._base = replace(self._base, step=step, seconds=seconds, steps_per_second=steps_per_second,
+                                 eta_seconds=eta)
+            self._touch()
+
+    def record_eval(self, point: EvalPoint) -> None:
+        with self._lock:
+            self._evals = thin([*self._evals, point], self.HISTORY_CAPACITY)
+            self._touch()
+
+    def record_optim(self, point: OptimPoint) -> None:
+        with self._lock:
+            self._optim = thin([*self._optim, point], self.HISTORY_CAPACITY)
+            self._touch()
+
+    def record_attention(self, point: AttentionPoint) -> None:
+        frozen = AttentionPoint(point.step, {name: read_only(w) for name, w in point.weights.items()})
+        with self._lock:
+            self._attention = thin([*self._attention, frozen], self.ATTENTION_CAPACITY)
+            self._touch()
+
+    def record_specialization(self, point: SpecializationPoint) -> None:
+        with self._lock:
+            self._specialization = thin([*self._specialization, point], self.ATTENTION_CAPACITY)
+            self._touch()
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            if self._cached is None:
+                self._cached = replace(
+                    self._base,
+                    version=self._version,
+                    loss=self._loss.series(),
+                    evals=tuple(self._evals),
+                    optim=tuple(self._optim),
+                    attention=tuple(self._attention),
+                    specialization=tuple(self._specialization),
+                )
+            return self._cached

@@ -1,0 +1,365 @@
+"""The training loop, in a background thread. It knows nothing of the UI: it reports into a TelemetryHub
+and, when given a folder, into a RunWriter. Start, pause, resume, stop and reset are safe from any thread."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from engine.analysis import capture_probe, specialization
+from engine.dataset import N_CATEGORIES, ClaimData, ClaimTensors, build_data
+from engine.metrics import optimizer_stats, per_class_accuracy
+from engine.model import TARGET_VOCAB, ClaimsTransformer, ModelConfig, targets_for_classes
+from engine.runs import RunWriter
+from engine.telemetry import EvalPoint, TelemetryHub
+
+OPTIMIZERS = ("adam", "sgd", "sgd-momentum")
+SCHEDULES = ("cosine", "constant")
+MAX_STEPS = 1_000_000
+EVAL_SUBSET = 1000  # claims of the training pool scored at each evaluation
+CHECKPOINT_SECONDS = 15.0
+
+
+class ConfigError(ValueError):
+    """A setting outside its allowed range; the message names the field and the range."""
+
+
+class EngineBusy(RuntimeError):
+    """A run is already training; stop or reset it first."""
+
+
+# (low, high, low inclusive) for every number a user can set
+LIMITS: dict[str, tuple[float, float, bool]] = {
+    "lr": (0.0, 10.0, False),
+    "batch_size": (1, 1024, True),
+    "steps": (1, MAX_STEPS, True),
+    "seed": (0, 2**31 - 1, True),
+    "warmup_steps": (0, MAX_STEPS, True),
+    "pool_size": (100, 500_000, True),
+    "heldout_size": (50, 50_000, True),
+    "eval_every": (1, MAX_STEPS, True),
+    "optim_every": (1, MAX_STEPS, True),
+    "threads": (1, 64, True),
+    "momentum": (0.0, 0.999, True),
+}
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "default"
+    optimizer: str = "adam"
+    lr: float = 3e-3
+    batch_size: int = 128
+    steps: int = 2000
+    seed: int = 0
+    warmup_steps: int = 100
+    schedule: str = "cosine"
+    momentum: float = 0.9
+    pool_size: int = 40_000
+    heldout_size: int = 1000
+    eval_every: int = 100
+    optim_every: int = 10
+    max_seconds: float | None = None
+    target_accuracy: float | None = None
+    threads: int = 1
+    device: str = "auto"
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    def validate(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)} (got '{self.optimizer}')")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)} (got '{self.schedule}')")
+        for name, (low, high, inclusive) in LIMITS.items():
+            value = getattr(self, name)
+            ok = isinstance(value, int | float) and math.isfinite(value)
+            ok = ok and (low <= value if inclusive else low < value) and value <= high
+            if not ok:
+                opening = "[" if inclusive else "("
+                raise ConfigError(f"{name.replace('_', ' ')} must be in {opening}{low:g}, {high:g}] (got {value!r})")
+        if self.max_seconds is not None and not (0 < self.max_seconds <= 7 * 24 * 3600):
+            raise ConfigError(f"max seconds must be in (0, 604800] (got {self.max_seconds!r})")
+        if self.target_accuracy is not None and not (0 < self.target_accuracy <= 1):
+            raise ConfigError(f"target accuracy must be in (0, 1] (got {self.target_accuracy!r})")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        config = cls(**{k: v for k, v in values.items() if k in known and k != "model"})
+        model_known = {f.name for f in fields(ModelConfig)}
+        config.model = ModelConfig(**{k: v for k, v in values.get("model", {}).items() if k in model_known})
+        return config
+
+
+def snapshot_steps(total: int, ratio: float = 1.25) -> set[int]:
+    """Log-spaced steps (dense early, where specialization emerges) plus the last one."""
+    steps, value = {0, total}, 1.0
+    while value <= total:
+        steps.add(int(value))
+        value = max(value * ratio, value + 1)
+    return steps
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    if config.warmup_steps and step <= config.warmup_steps:
+        return config.lr * step / config.warmup_steps
+    if config.schedule == "constant":
+        return config.lr
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr, foreach=True)
+    momentum = config.momentum if config.optimizer == "sgd-momentum" else 0.0
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=momentum, foreach=True)
+
+
+def pick_device(config: TrainConfig) -> torch.device:
+    if config.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(config.device)
+
+
+def loss_of(model: ClaimsTransformer, batch: ClaimTensors) -> torch.Tensor:
+    inputs, labels = targets_for_classes(batch.classes)
+    logits = model(batch.tokens, batch.categories, inputs)  # (B, 3, V)
+    return F.cross_entropy(logits.reshape(-1, len(TARGET_VOCAB)), labels.reshape(-1))
+
+
+@torch.no_grad()
+def evaluate(model: ClaimsTransformer, data: ClaimTensors) -> tuple[float, float, dict[str, float]]:
+    """(loss, exact-match accuracy, accuracy per true class) on a set of claims."""
+    was_training = model.training
+    model.eval()
+    loss = float(loss_of(model, data))
+    predicted = model.class_log_probs(data.tokens, data.categories).argmax(dim=-1)
+    model.train(was_training)
+    accuracy, per_class = per_class_accuracy(predicted, data.classes)
+    return loss, accuracy, per_class
+
+
+class StopRun(Exception):
+    pass
+
+
+class Trainer:
+    """Owns at most one training thread and the model it trains."""
+
+    def __init__(self, hub: TelemetryHub) -> None:
+        self.hub = hub
+        self._control = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._running = threading.Event()  # cleared while paused
+        self._published: tuple[int, dict[str, torch.Tensor]] | None = None
+        self.data: ClaimData | None = None
+        self.config: TrainConfig | None = None
+
+    @property
+    def active(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, config: TrainConfig, folder: Path | None = None, run_id: str | None = None) -> None:
+        config.validate()
+        with self._control:
+            if self.active:
+                raise EngineBusy("A run is already training: stop or reset it first.")
+            self._stop.clear()
+            self._running.set()
+            self._published = None
+            self.config = config
+            self.hub.begin(run_id, str(folder) if folder else None, config.to_dict(), config.steps)
+            self._thread = threading.Thread(target=self._run, args=(config, folder), daemon=True,
+                                            name="headwatch-trainer")
+            self._thread.start()
+
+    def pause(self) -> None:
+        with self._control:
+            if self.active and self._running.is_set():
+                self._running.clear()
+
+    def resume(self) -> None:
+        with self._control:
+            self._running.set()
+
+    def stop(self, timeout: float | None = 30.0) -> None:
+        self._stop.set()
+        self._running.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def reset(self) -> None:
+        self.stop()
+        with self._control:
+            self._published = None
+            self.data = None
+            self.hub.reset()
+
+    def published_weights(self) -> tuple[int, dict[str, torch.Tensor]] | None:
+        """The latest consistent copy of the weights (taken by the training thread between steps)."""
+        return self._published
+
+    def _publish(self, model: ClaimsTransformer, step: int) -> dict[str, torch.Tensor]:
+        weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        self._published = (step, weights)
+        return weights
+
+    def _wait_while_paused(self, step: int, writer: RunWriter | None, seconds: float) -> float:
+        if self._running.is_set():
+            return 0.0
+        paused_at = time.perf_counter()
+        self.hub.set_status("paused", f"Paused at step {step}")
+        if writer:
+            writer.status("paused", f"Paused at step {step}", step, seconds)
+        while not self._running.wait(0.2):
+            pass
+        if not self._stop.is_set():
+            self.hub.set_status("running", "Training")
+        return time.perf_counter() - paused_at
+
+    def _run(self, config: TrainConfig, folder: Path | None) -> None:
+        writer: RunWriter | None = None
+        step, seconds = 0, 0.0
+        try:
+            torch.set_num_threads(config.threads)
+            device = pick_device(config)
+            data = build_data(config.seed, config.pool_size, config.heldout_size, config.model.max_len)
+            self.data = data
+            model_config = ModelConfig(**{**asdict(config.model), "vocab_size": len(data.tokenizer.vocab),
+                                          "n_categories": N_CATEGORIES})
+            config.model = model_config
+            if folder is not None:
+                writer = RunWriter(folder, config.to_dict(), data.tokenizer.to_json(), data.probe_claims)
+            self.hub.describe(data.probe_claims, (), model_config.n_heads)
+            step, seconds = self._train(config, data, device, writer)
+        except StopRun as reason:
+            self._finish(writer, *reason.args, step=step, seconds=seconds)
+        except Exception as error:
+            message = f"Training failed: {type(error).__name__}: {error}"
+            self._finish(writer, "failed", message, step=step, seconds=seconds)
+        finally:
+            if writer:
+                writer.close()
+
+    def _finish(self, writer: RunWriter | None, status: str, message: str, step: int, seconds: float) -> None:
+        self.hub.set_status(status, message)
+        if writer:
+            writer.status(status, message, step, seconds)
+
+    def _train(self, config: TrainConfig, data: ClaimData, device: torch.device,
+               writer: RunWriter | None) -> tuple[int, float]:
+        torch.manual_seed(config.seed)
+        model = ClaimsTransformer(config.model).to(device)
+        optimizer = make_optimizer(config, model)
+        sampler = torch.Generator().manual_seed(config.seed)
+        train, heldout, probe = data.train.to(device), data.heldout.to(device), data.probe.to(device)
+        train_eval = train.subset(slice(0, EVAL_SUBSET))
+        self.hub.describe(data.probe_claims, tuple(model.attention_names()), config.model.n_heads)
+        snapshots = snapshot_steps(config.steps)
+        self._observe(model, data, probe, heldout, 0, writer, losses=[])
+        self._evaluate(model, train_eval, heldout, 0, 0.0, [], writer)
+        self._publish(model, 0)
+        self.hub.set_status("running", "Training")
+        if writer:
+            writer.status("running", "Training", 0, 0.0)
+
+        seconds, losses = 0.0, []
+        window_start, window_step, steps_per_second = time.perf_counter(), 0, 0.0
+        started, last_checkpoint = time.perf_counter(), time.perf_counter()
+        paused_total = 0.0
+        step = 0
+        for step in range(1, config.steps + 1):
+            paused = self._wait_while_paused(step - 1, writer, seconds)
+            paused_total += paused
+            window_start += paused
+            if self._stop.is_set():
+                self._publish(model, step - 1)
+                raise StopRun("stopped", f"Stopped by the user at step {step - 1}")
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(config, step)
+            index = torch.randint(len(train), (config.batch_size,), generator=sampler).to(device)
+            loss = loss_of(model, train.subset(index))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_value = float(loss)
+            if not math.isfinite(loss_value):
+                raise StopRun("diverged", f"Diverged at step {step} (loss is {loss_value}); "
+                              "the last good checkpoint is kept. Try a smaller learning rate.")
+            losses.append(loss_value)
+            now = time.perf_counter()
+            seconds = now - started - paused_total
+            if now - window_start >= 1.0:
+                steps_per_second = (step - window_step) / (now - window_start)
+                window_start, window_step = now, step
+            elif steps_per_second == 0.0 and seconds > 0:
+                steps_per_second = step / seconds
+            self.hub.record_step(step, loss_value, seconds, steps_per_second)
+            if writer:
+                writer.log({"type": "step", "step": step, "loss": loss_value, "seconds": seconds})
+            if step % config.optim_every == 0 or step == 1:
+                point = optimizer_stats(model, optimizer, step)
+                self.hub.record_optim(point)
+                if writer:
+                    writer.log_optim(point)
+            if step in snapshots:
+                self._observe(model, data, probe, heldout, step, writer, losses)
+            if step % config.eval_every == 0 or step == config.steps:
+                accuracy = self._evaluate(model, train_eval, heldout, step, seconds, losses, writer)
+                losses = []
+                weights = self._publish(model, step)
+                if writer and now - last_checkpoint >= CHECKPOINT_SECONDS:
+                    writer.checkpoint(weights, step)
+                    last_checkpoint = now
+                if config.target_accuracy is not None and accuracy >= config.target_accuracy:
+                    self._save_final(model, step, writer)
+                    raise StopRun("finished", f"Reached {accuracy:.1%} held-out accuracy at step {step}")
+            if config.max_seconds is not None and seconds >= config.max_seconds:
+                self._evaluate(model, train_eval, heldout, step, seconds, losses, writer)
+                self._save_final(model, step, writer)
+                raise StopRun("finished", f"Time limit of {config.max_seconds:g} s reached at step {step}")
+        self._save_final(model, step, writer)
+        self._finish(writer, "finished", f"Finished {step} steps in {seconds:.0f} s", step, seconds)
+        return step, seconds
+
+    def _save_final(self, model: ClaimsTransformer, step: int, writer: RunWriter | None) -> None:
+        weights = self._publish(model, step)
+        if writer:
+            writer.checkpoint(weights, step)
+
+    def _evaluate(self, model: ClaimsTransformer, train: ClaimTensors, heldout: ClaimTensors, step: int,
+                  seconds: float, losses: list[float], writer: RunWriter | None) -> float:
+        train_loss, train_accuracy, train_per_class = evaluate(model, train)
+        heldout_loss, heldout_accuracy, heldout_per_class = evaluate(model, heldout)
+        point = EvalPoint(
+            step=step, seconds=seconds,
+            train_loss=sum(losses) / len(losses) if losses else train_loss,
+            heldout_loss=heldout_loss, train_accuracy=train_accuracy, heldout_accuracy=heldout_accuracy,
+            train_per_class=train_per_class, heldout_per_class=heldout_per_class,
+        )
+        self.hub.record_eval(point)
+        if writer:
+            writer.log_eval(point)
+        return heldout_accuracy
+
+    def _observe(self, model: ClaimsTransformer, data: ClaimData, probe: ClaimTensors, heldout: ClaimTensors,
+                 step: int, writer: RunWriter | None, losses: list[float]) -> None:
+        attention = capture_probe(model, probe, step)
+        self.hub.record_attention(attention)
+        point = specialization(model, heldout, step, N_CATEGORIES)
+        self.hub.record_specialization(point)
+        if writer:
+            writer.save_attention(attention)
+            writer.log_specialization(point)

@@ -1,0 +1,108 @@
+"""Metrics checked against hand computations."""
+
+import math
+
+import torch
+
+from engine.metrics import (
+    applied_update,
+    attention_confidence,
+    attention_entropy,
+    category_shares,
+    head_label,
+    optimizer_stats,
+    per_class_accuracy,
+)
+from engine.model import ClaimsTransformer, ModelConfig, targets_for_classes
+
+
+def test_category_shares_entropy_confidence_by_hand() -> None:
+    weights = torch.tensor([[[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]]])  # (N=1, H=2, Tk=3)
+    categories = torch.tensor([[2, 0, 2]])
+    shares = category_shares(weights, categories, 3)
+    assert torch.allclose(shares, torch.tensor([[0.5, 0.0, 0.5], [0.0, 0.0, 1.0]]))
+    assert torch.allclose(attention_entropy(weights), torch.tensor([math.log(2), 0.0]))
+    assert torch.allclose(attention_confidence(weights), torch.tensor([0.5, 1.0]))
+
+
+def test_per_class_accuracy_by_hand() -> None:
+    overall, per_class = per_class_accuracy(torch.tensor([0, 0, 3, 1]), torch.tensor([0, 1, 3, 1]))
+    assert overall == 0.75
+    assert per_class["VALID"] == 1.0 and per_class["MEDICAL"] == 0.5 and per_class["COST"] == 1.0
+    assert math.isnan(per_class["ADMIN"])
+
+
+def test_head_label_needs_the_evidence() -> None:
+    assert head_label({"COST": 0.71, "MEDICAL": 0.02, "DOSAGE": 0.0, "ADMIN": 0.05})[0] == "COST specialist"
+    assert head_label({"COST": 0.71, "MEDICAL": 0.3, "DOSAGE": 0.0, "ADMIN": 0.0})[0] == "leans COST"
+    assert head_label({"COST": 0.05, "MEDICAL": 0.04, "DOSAGE": 0.0, "ADMIN": 0.0})[0] == "generalist"
+
+
+def _few_steps(optimizer_name: str) -> tuple[ClaimsTransformer, torch.optim.Optimizer, dict[str, torch.Tensor]]:
+    torch.manual_seed(0)
+    model = ClaimsTransformer(ModelConfig(vocab_size=30, d_model=16, d_ff=32))
+    optimizer = (torch.optim.Adam(model.parameters(), lr=1e-2) if optimizer_name == "adam"
+                 else torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+    tokens = torch.randint(1, 30, (8, 7))
+    categories = torch.randint(0, 10, (8, 7))
+    inputs, labels = targets_for_classes(torch.randint(0, 5, (8,)))
+    before: dict[str, torch.Tensor] = {}
+    for _ in range(3):
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        logits = model(tokens, categories, inputs)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model, optimizer, before
+
+
+def test_adam_effective_step_is_the_update_torch_applied() -> None:
+    model, optimizer, before = _few_steps("adam")
+    for name, param in model.named_parameters():
+        _, update, m, v = applied_update(param, optimizer)
+        assert torch.allclose(before[name] - param.detach(), update, atol=1e-7), name
+        state = optimizer.state[param]
+        assert m is state["exp_avg"] and v is state["exp_avg_sq"]
+
+
+def test_per_head_adam_statistics_by_hand() -> None:
+    model, optimizer, _ = _few_steps("adam")
+    point = optimizer_stats(model, optimizer, step=3)
+    attention = model.decoder[0].cross_attention
+    head, dim = 1, attention.head_dim
+    rows = slice(head * dim, (head + 1) * dim)
+    ms, vs, steps, grads = [], [], [], []
+    beta1, beta2 = 0.9, 0.999
+    for proj in (attention.query, attention.key, attention.value):
+        for p in (proj.weight, proj.bias):
+            s = optimizer.state[p]
+            m, v = s["exp_avg"][rows], s["exp_avg_sq"][rows]
+            ms.append(m.flatten())
+            vs.append(v.flatten())
+            steps.append((1e-2 * (m / (1 - beta1**3)) / ((v / (1 - beta2**3)).sqrt() + 1e-8)).flatten())
+            grads.append(p.grad[rows].flatten())
+    s = optimizer.state[attention.out.weight]
+    ms.append(s["exp_avg"][:, rows].flatten())
+    vs.append(s["exp_avg_sq"][:, rows].flatten())
+    steps.append((1e-2 * (s["exp_avg"][:, rows] / (1 - beta1**3))
+                  / ((s["exp_avg_sq"][:, rows] / (1 - beta2**3)).sqrt() + 1e-8)).flatten())
+    grads.append(attention.out.weight.grad[:, rows].flatten())
+    m, v, step, grad = torch.cat(ms), torch.cat(vs), torch.cat(steps), torch.cat(grads)
+    stats = point.heads["decoder.0.cross"][head]
+    assert math.isclose(stats.mean_abs_m, float(m.abs().mean()), rel_tol=1e-5)
+    assert math.isclose(stats.mean_sqrt_v, float(v.sqrt().mean()), rel_tol=1e-5)
+    assert math.isclose(stats.mean_abs_step, float(step.abs().mean()), rel_tol=1e-5)
+    assert math.isclose(stats.grad_norm, float(grad.norm()), rel_tol=1e-5)
+    assert set(point.groups) == {"embeddings", "encoder.0", "decoder.0", "output"}
+
+
+def test_sgd_reports_step_norm_and_no_moments() -> None:
+    model, optimizer, before = _few_steps("sgd")
+    point = optimizer_stats(model, optimizer, step=3)
+    stats = point.heads["encoder.0.self"][0]
+    assert stats.mean_abs_m is None and stats.mean_sqrt_v is None
+    assert stats.step_norm > 0
+    for name, param in model.named_parameters():
+        _, update, _, _ = applied_update(param, optimizer)
+        assert torch.allclose(before[name] - param.detach(), update, atol=1e-6), name

@@ -1,0 +1,66 @@
+"""Model: capture points never change the result, ablation does, the five outcomes are a distribution."""
+
+import torch
+
+from engine.model import CLASSES, ClaimsTransformer, ModelConfig, ones_gates, targets_for_classes
+
+
+def tiny_batch(model: ClaimsTransformer, batch: int = 5, length: int = 9) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    tokens = torch.randint(2, model.config.vocab_size, (batch, length), generator=generator)
+    tokens[0, 6:] = 0  # padding
+    categories = torch.randint(0, model.config.n_categories, (batch, length), generator=generator)
+    return tokens, categories
+
+
+def trained_like_model() -> ClaimsTransformer:
+    torch.manual_seed(0)
+    model = ClaimsTransformer(ModelConfig(vocab_size=50, d_model=32, d_ff=64, n_encoder_layers=2))
+    with torch.no_grad():  # larger weights than the init so heads differ visibly
+        for p in model.parameters():
+            p.mul_(20)
+    return model.eval()
+
+
+def test_capture_leaves_logits_identical() -> None:
+    model = trained_like_model()
+    tokens, categories = tiny_batch(model)
+    targets, _ = targets_for_classes(torch.tensor([0, 1, 2, 3, 4]))
+    plain = model(tokens, categories, targets)
+    capture: dict[str, torch.Tensor] = {}
+    captured = model(tokens, categories, targets, capture=capture)
+    assert torch.equal(plain, captured)
+    assert set(capture) == {"encoder.0.self", "encoder.1.self", "decoder.0.self", "decoder.0.cross"}
+    assert capture["encoder.0.self"].shape == (5, 4, 9, 9)
+    assert capture["decoder.0.cross"].shape == (5, 4, 3, 9)
+    rows = capture["decoder.0.cross"].sum(-1)
+    assert torch.allclose(rows, torch.ones_like(rows))
+    assert float(capture["encoder.0.self"][0, :, :, 6:].abs().max()) == 0.0  # padding gets no attention
+
+
+def test_all_one_gates_change_nothing_and_ablation_changes_logits() -> None:
+    model = trained_like_model()
+    tokens, categories = tiny_batch(model)
+    plain = model.class_log_probs(tokens, categories)
+    assert torch.allclose(plain, model.class_log_probs(tokens, categories, gates=ones_gates(model)))
+    for name in model.attention_names():
+        gates = ones_gates(model, [name])
+        gates[name][2] = 0.0
+        ablated = model.class_log_probs(tokens, categories, gates=gates)
+        assert not torch.allclose(plain, ablated), name
+
+
+def test_outcome_probabilities_sum_to_one() -> None:
+    model = trained_like_model()
+    tokens, categories = tiny_batch(model)
+    probabilities = model.class_log_probs(tokens, categories).exp()
+    assert probabilities.shape == (5, len(CLASSES))
+    assert torch.allclose(probabilities.sum(-1), torch.ones(5), atol=1e-5)
+
+
+def test_targets_follow_bos_verdict_reason_eos() -> None:
+    inputs, labels = targets_for_classes(torch.tensor([0, 3]))
+    from engine.model import TARGET_VOCAB
+
+    assert [TARGET_VOCAB[i] for i in inputs[0]] == ["<bos>", "VALID", "NONE"]
+    assert [TARGET_VOCAB[i] for i in labels[1]] == ["INVALID", "COST", "<eos>"]
