@@ -4,11 +4,11 @@ specialization (category shares, entropy, confidence, importance, ablation) on h
 from __future__ import annotations
 
 import torch
-from data.tokenizer import CATEGORIES
 
+from data.tokenizer import CATEGORIES
 from engine.dataset import ClaimTensors
 from engine.metrics import attention_confidence, attention_entropy, category_shares, head_label, per_class_accuracy
-from engine.model import CLASSES, REASON_POSITION, ClaimsTransformer, ones_gates
+from engine.model import CLASSES, REASON_POSITION, ClaimsTransformer, HeadGates, greedy_outcomes, ones_gates
 from engine.telemetry import AttentionPoint, HeadSpecialization, SpecializationPoint
 
 # Held-out claims scored for specialization: about +-0.05 per reason, cheap enough to run often.
@@ -36,53 +36,73 @@ def query_rows(name: str, weights: torch.Tensor, pad_mask: torch.Tensor) -> torc
     return weights[:, :, -1, :]
 
 
-def analysed_names(model: ClaimsTransformer) -> list[str]:
-    return [n for n in model.attention_names() if n.endswith(".cross") or n.startswith("encoder.")]
+def analysed_names(model: ClaimsTransformer, include_encoder: bool = True) -> list[str]:
+    """Heads whose specialization is measured: cross-attention (how the reason position reads the claim) and,
+    optionally, encoder self-attention (costlier to ablate: each needs a full forward pass)."""
+    names = model.attention_names()
+    return [n for n in names if n.endswith(".cross") or (include_encoder and n.startswith("encoder."))]
 
 
-def _predict(model: ClaimsTransformer, claims: ClaimTensors, gates: dict | None = None) -> torch.Tensor:
-    return model.class_log_probs(claims.tokens, claims.categories, gates=gates).argmax(dim=-1)
+class _Scorer:
+    """Outcome log-probs under head gates, re-running the encoder only when a gate sits inside it."""
+
+    def __init__(self, model: ClaimsTransformer, claims: ClaimTensors) -> None:
+        self.model, self.claims = model, claims
+        self.pad_mask = claims.tokens != 0
+        self.capture: dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            self.memory = model.encode(claims.tokens, claims.categories, self.capture)
+            self.base = model.outcome_log_probs(self.memory, self.pad_mask, self.capture)
+
+    def log_probs(self, gates: HeadGates) -> torch.Tensor:
+        if any(name.startswith("encoder.") for name in gates):
+            return self.model.class_log_probs(self.claims.tokens, self.claims.categories, gates=gates)
+        return self.model.outcome_log_probs(self.memory, self.pad_mask, gates=gates)
 
 
-def head_importance(model: ClaimsTransformer, claims: ClaimTensors, names: list[str]) -> dict[str, torch.Tensor]:
+def head_importance(scorer: _Scorer, names: list[str]) -> dict[str, torch.Tensor]:
     """|dL/d gate| per head at gate = 1 (Michel et al. 2019), L = NLL of the true outcome."""
-    gates = ones_gates(model, names, requires_grad=True)
-    log_probs = model.class_log_probs(claims.tokens, claims.categories, gates=gates)
-    loss = -log_probs.gather(1, claims.classes[:, None]).mean()
-    grads = torch.autograd.grad(loss, [gates[n] for n in names])
-    return {name: grad.abs().detach() for name, grad in zip(names, grads, strict=True)}
+    result = {}
+    for group in ([n for n in names if n.startswith("encoder.")], [n for n in names if not n.startswith("encoder.")]):
+        if not group:
+            continue
+        gates = ones_gates(scorer.model, group, requires_grad=True)
+        log_probs = scorer.log_probs(gates)
+        loss = -log_probs.gather(1, scorer.claims.classes[:, None]).mean()
+        grads = torch.autograd.grad(loss, [gates[n] for n in group])
+        result.update({name: grad.abs().detach() for name, grad in zip(group, grads, strict=True)})
+    return result
 
 
-def ablation_drops(model: ClaimsTransformer, claims: ClaimTensors, names: list[str]) -> dict[str, list[dict]]:
+def ablation_drops(scorer: _Scorer, names: list[str]) -> dict[str, list[dict]]:
     """Per head: accuracy drop for each true class when that head's output is zeroed."""
+    truth = scorer.claims.classes
+    _, base = per_class_accuracy(greedy_outcomes(scorer.base), truth)
+    drops: dict[str, list[dict]] = {}
     with torch.no_grad():
-        _, base = per_class_accuracy(_predict(model, claims), claims.classes)
-        drops: dict[str, list[dict]] = {}
         for name in names:
             drops[name] = []
-            for head in range(model.config.n_heads):
-                gates = ones_gates(model, [name])
+            for head in range(scorer.model.config.n_heads):
+                gates = ones_gates(scorer.model, [name])
                 gates[name][head] = 0.0
-                _, ablated = per_class_accuracy(_predict(model, claims, gates), claims.classes)
+                _, ablated = per_class_accuracy(greedy_outcomes(scorer.log_probs(gates)), truth)
                 drops[name].append({c: base[c] - ablated[c] for c in CLASSES})
     return drops
 
 
 def specialization(model: ClaimsTransformer, heldout: ClaimTensors, step: int, n_categories: int,
-                   analysis_claims: int = ANALYSIS_CLAIMS) -> SpecializationPoint:
+                   analysis_claims: int = ANALYSIS_CLAIMS, include_encoder: bool = False) -> SpecializationPoint:
     was_training = model.training
     model.eval()
-    claims = heldout.subset(slice(0, analysis_claims))
-    names = analysed_names(model)
-    capture: dict[str, torch.Tensor] = {}
-    with torch.no_grad():
-        model.class_log_probs(claims.tokens, claims.categories, capture=capture)
-    importance = head_importance(model, claims, names)
-    drops = ablation_drops(model, claims, names)
+    names = analysed_names(model, include_encoder)
+    scorer = _Scorer(model, heldout.subset(slice(0, analysis_claims)))
+    importance = head_importance(scorer, names)
+    drops = ablation_drops(scorer, names)
     model.train(was_training)
+    claims = scorer.claims
     heads: dict[str, tuple[HeadSpecialization, ...]] = {}
     for name in names:
-        rows = query_rows(name, capture[name], claims.tokens != 0)  # (N, H, Tk)
+        rows = query_rows(name, scorer.capture[name], scorer.pad_mask)  # (N, H, Tk)
         shares = category_shares(rows, claims.categories, n_categories)  # (H, C)
         entropy, confidence = attention_entropy(rows), attention_confidence(rows)
         per_head = []

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from data.catalog import Catalog, load_catalog
 from data.generator import generate_claims
 from data.rules import label
 from data.tokenizer import Token, Tokenizer, parse_claim
-
 from engine.analysis import analysed_names, specialization
 from engine.dataset import HELDOUT_SEED_OFFSET, N_CATEGORIES, encode_claims, encode_texts
 from engine.metrics import per_class_accuracy
-from engine.model import CLASSES, ClaimsTransformer, ModelConfig, ones_gates
+from engine.model import CLASSES, ClaimsTransformer, ModelConfig, greedy_outcomes, ones_gates
 from engine.runs import RunError, load_checkpoint, read_json
 
 MAX_CLAIM_CHARS = 5000
@@ -108,7 +108,7 @@ class Predictor:
         capture: dict[str, torch.Tensor] = {}
         log_probs = self.model.class_log_probs(tokens, categories, capture=capture)[0]
         probabilities = {c: float(p) for c, p in zip(CLASSES, log_probs.exp(), strict=True)}
-        outcome = CLASSES[int(log_probs.argmax())]
+        outcome = CLASSES[int(greedy_outcomes(log_probs[None])[0])]
         verdict, reason = outcome_to_verdict(outcome)
         ablation = self._ablation(tokens, categories) if with_ablation else {}
         try:
@@ -129,7 +129,8 @@ class Predictor:
             for head in range(self.model.config.n_heads):
                 gates = ones_gates(self.model, [name])
                 gates[name][head] = 0.0
-                outcomes.append(CLASSES[int(self.model.class_log_probs(tokens, categories, gates=gates)[0].argmax())])
+                log_probs = self.model.class_log_probs(tokens, categories, gates=gates)
+                outcomes.append(CLASSES[int(greedy_outcomes(log_probs)[0])])
             result[name] = tuple(outcomes)
         return result
 
@@ -142,9 +143,10 @@ def analyze_run(folder: Path, claims: int = 2000) -> dict:
     seed = int(config.get("seed", 0))
     heldout = encode_claims(generate_claims(claims, seed + HELDOUT_SEED_OFFSET, predictor.catalog),
                             predictor.tokenizer, predictor.model.config.max_len)
-    point = specialization(predictor.model, heldout, predictor.step or 0, N_CATEGORIES, analysis_claims=claims)
+    point = specialization(predictor.model, heldout, predictor.step or 0, N_CATEGORIES, analysis_claims=claims,
+                           include_encoder=True)
     with torch.no_grad():
-        predicted = predictor.model.class_log_probs(heldout.tokens, heldout.categories).argmax(-1)
+        predicted = greedy_outcomes(predictor.model.class_log_probs(heldout.tokens, heldout.categories))
     _, accuracy_by_class = per_class_accuracy(predicted, heldout.classes)
     return {
         "run": str(folder),

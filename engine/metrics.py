@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from engine.model import CLASSES, REASONS, ClaimsTransformer
@@ -14,35 +12,26 @@ SPECIALIST_OTHER_MAX = 0.1  # ... while every other reason drops at most this mu
 LEANING_DROP = 0.2
 
 
-@dataclass
-class _Sums:
-    grad_sq: float = 0.0
-    step_sq: float = 0.0
-    abs_step: float = 0.0
-    abs_m: float = 0.0
-    sqrt_v: float = 0.0
-    count: int = 0
-    adam: bool = False
+def _sums(grad: torch.Tensor, step: torch.Tensor, m: torch.Tensor | None, v: torch.Tensor | None,
+          dims: tuple[int, ...]) -> torch.Tensor:
+    """Sums of [grad^2, step^2, |step|, |m|, sqrt(v), count] over `dims`; moments are 0 when absent."""
+    zeros = torch.zeros_like(grad)
+    m = zeros if m is None else m
+    v = zeros if v is None else v
+    parts = [grad.pow(2), step.pow(2), step.abs(), m.abs(), v.sqrt(), torch.ones_like(grad)]
+    return torch.stack([p.sum(dim=dims) if dims else p.sum() for p in parts], dim=-1)
 
-    def add(self, grad: torch.Tensor, step: torch.Tensor, m: torch.Tensor | None, v: torch.Tensor | None) -> None:
-        self.grad_sq += float(grad.pow(2).sum())
-        self.step_sq += float(step.pow(2).sum())
-        self.abs_step += float(step.abs().sum())
-        self.count += grad.numel()
-        if m is not None and v is not None:
-            self.adam = True
-            self.abs_m += float(m.abs().sum())
-            self.sqrt_v += float(v.sqrt().sum())
 
-    def stats(self) -> OptimStats:
-        count = max(self.count, 1)
-        return OptimStats(
-            grad_norm=self.grad_sq**0.5,
-            step_norm=self.step_sq**0.5,
-            mean_abs_step=self.abs_step / count,
-            mean_abs_m=self.abs_m / count if self.adam else None,
-            mean_sqrt_v=self.sqrt_v / count if self.adam else None,
-        )
+def _stats(sums: list[float], adam: bool) -> OptimStats:
+    grad_sq, step_sq, abs_step, abs_m, sqrt_v, count = sums
+    count = max(count, 1.0)
+    return OptimStats(
+        grad_norm=grad_sq**0.5,
+        step_norm=step_sq**0.5,
+        mean_abs_step=abs_step / count,
+        mean_abs_m=abs_m / count if adam else None,
+        mean_sqrt_v=sqrt_v / count if adam else None,
+    )
 
 
 def applied_update(param: torch.Tensor, optimizer: torch.optim.Optimizer) -> tuple[torch.Tensor, ...]:
@@ -77,26 +66,28 @@ def _group_name(parameter_name: str) -> str:
 
 def optimizer_stats(model: ClaimsTransformer, optimizer: torch.optim.Optimizer, step: int) -> OptimPoint:
     """Per parameter group and per attention head statistics of the update just applied."""
-    groups: dict[str, _Sums] = {}
+    adam = isinstance(optimizer, torch.optim.Adam)
     with torch.no_grad():
+        groups: dict[str, torch.Tensor] = {}
         for name, param in model.named_parameters():
-            grad, update, m, v = applied_update(param, optimizer)
-            groups.setdefault(_group_name(name), _Sums()).add(grad, update, m, v)
+            group = _group_name(name)
+            groups[group] = groups.get(group, 0) + _sums(*applied_update(param, optimizer), dims=())
         heads: dict[str, tuple[OptimStats, ...]] = {}
         for attention_name, attention in model.attention_modules().items():
-            per_head = [_Sums() for _ in range(attention.n_heads)]
-            for projection in (attention.query, attention.key, attention.value, attention.out):
-                pieces = [applied_update(p, optimizer) for p in (projection.weight, projection.bias)]
-                for head, sums in enumerate(per_head):
-                    rows = slice(head * attention.head_dim, (head + 1) * attention.head_dim)
-                    for index, (grad, update, m, v) in enumerate(pieces):
-                        is_out_weight = projection is attention.out and index == 0
-                        if projection is attention.out and index == 1:
-                            continue  # the output bias is shared by all heads
-                        cut = (slice(None), rows) if is_out_weight else (rows,)
-                        sums.add(grad[cut], update[cut], None if m is None else m[cut], None if v is None else v[cut])
-            heads[attention_name] = tuple(s.stats() for s in per_head)
-    return OptimPoint(step=step, heads=heads, groups={name: s.stats() for name, s in groups.items()})
+            h, d = attention.n_heads, attention.head_dim
+            total = 0
+            for projection in (attention.query, attention.key, attention.value):
+                grad, update, m, v = applied_update(projection.weight, optimizer)
+                split = [t.reshape(h, d, -1) if t is not None else None for t in (grad, update, m, v)]
+                total = total + _sums(*split, dims=(1, 2))  # (H, 6)
+                grad, update, m, v = applied_update(projection.bias, optimizer)
+                total = total + _sums(*[t.reshape(h, d) if t is not None else None for t in (grad, update, m, v)],
+                                      dims=(1,))
+            grad, update, m, v = applied_update(attention.out.weight, optimizer)  # columns belong to heads
+            split = [t.reshape(-1, h, d) if t is not None else None for t in (grad, update, m, v)]
+            total = total + _sums(*split, dims=(0, 2))
+            heads[attention_name] = tuple(_stats(row, adam) for row in total.tolist())
+    return OptimPoint(step=step, heads=heads, groups={name: _stats(t.tolist(), adam) for name, t in groups.items()})
 
 
 def per_class_accuracy(predicted: torch.Tensor, truth: torch.Tensor) -> tuple[float, dict[str, float]]:

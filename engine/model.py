@@ -192,19 +192,40 @@ class ClaimsTransformer(nn.Module):
 
     def class_log_probs(self, tokens: torch.Tensor, categories: torch.Tensor, capture: Capture | None = None,
                         gates: HeadGates | None = None) -> torch.Tensor:
-        """Log P of each of the five outcomes (VALID, MEDICAL, DOSAGE, COST, ADMIN): (B, 5).
-
-        P(VALID) is the verdict probability; P(reason) = P(INVALID) * P(reason | INVALID). One decoder pass with
-        the input <bos> INVALID gives both, so the captured reason-position weights always answer "if this claim
-        were invalid, why?", the same question for every claim.
-        """
+        """Log P of each of the five outcomes (VALID, MEDICAL, DOSAGE, COST, ADMIN): (B, 5)."""
         memory = self.encode(tokens, categories, capture, gates)
-        targets = torch.tensor([[TARGET_ID["<bos>"], TARGET_ID["INVALID"]]], device=tokens.device)
-        log_probs = self.decode(targets.expand(tokens.shape[0], 2), memory, tokens != 0, capture, gates)
+        return self.outcome_log_probs(memory, tokens != 0, capture, gates)
+
+    def outcome_log_probs(self, memory: torch.Tensor, pad_mask: torch.Tensor, capture: Capture | None = None,
+                          gates: HeadGates | None = None) -> torch.Tensor:
+        """P(VALID) is the verdict probability; P(reason) = P(INVALID) * P(reason | INVALID).
+
+        One decoder pass with the input <bos> INVALID gives both, so the captured reason-position weights always
+        answer "if this claim were invalid, why?", the same question for every claim.
+        """
+        targets = torch.tensor([[TARGET_ID["<bos>"], TARGET_ID["INVALID"]]], device=memory.device)
+        log_probs = self.decode(targets.expand(memory.shape[0], 2), memory, pad_mask, capture, gates)
         log_probs = log_probs.log_softmax(dim=-1)  # (B, 2, V)
         verdict = log_probs[:, 0, [TARGET_ID["VALID"], TARGET_ID["INVALID"]]].log_softmax(dim=-1)  # (B, 2)
         reasons = log_probs[:, 1, [TARGET_ID[r] for r in REASONS]].log_softmax(dim=-1)  # (B, 4)
         return torch.cat([verdict[:, :1], verdict[:, 1:] + reasons], dim=1)
+
+
+def greedy_outcomes(log_probs: torch.Tensor) -> torch.Tensor:
+    """Decode as the decoder does: the verdict first, then (if INVALID) the likeliest reason. (B, 5) -> (B,)"""
+    valid = log_probs[:, 0] > math.log(0.5)
+    return torch.where(valid, 0, 1 + log_probs[:, 1:].argmax(dim=-1))
+
+
+def teacher_forced_outcomes(logits: torch.Tensor) -> torch.Tensor:
+    """Greedy outcomes read from teacher-forced logits (B, 3, V) whose decoder input held the true verdict.
+
+    Exact: where the true verdict is INVALID the reason position saw INVALID, as greedy decoding would after a
+    right verdict; where the verdict is wrong the claim is wrong whichever reason follows.
+    """
+    verdict_invalid = logits[:, 0, TARGET_ID["INVALID"]] > logits[:, 0, TARGET_ID["VALID"]]
+    reason = logits[:, 1, [TARGET_ID[r] for r in REASONS]].argmax(dim=-1)
+    return torch.where(verdict_invalid, 1 + reason, 0)
 
 
 def targets_for_classes(classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

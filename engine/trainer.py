@@ -15,14 +15,13 @@ import torch.nn.functional as F
 from engine.analysis import capture_probe, specialization
 from engine.dataset import N_CATEGORIES, ClaimData, ClaimTensors, build_data
 from engine.metrics import optimizer_stats, per_class_accuracy
-from engine.model import TARGET_VOCAB, ClaimsTransformer, ModelConfig, targets_for_classes
+from engine.model import TARGET_VOCAB, ClaimsTransformer, ModelConfig, targets_for_classes, teacher_forced_outcomes
 from engine.runs import RunWriter
 from engine.telemetry import EvalPoint, TelemetryHub
 
 OPTIMIZERS = ("adam", "sgd", "sgd-momentum")
 SCHEDULES = ("cosine", "constant")
 MAX_STEPS = 1_000_000
-EVAL_SUBSET = 1000  # claims of the training pool scored at each evaluation
 CHECKPOINT_SECONDS = 15.0
 
 
@@ -109,6 +108,15 @@ def snapshot_steps(total: int, ratio: float = 1.25) -> set[int]:
     return steps
 
 
+def specialization_schedule(total: int) -> set[int]:
+    """Steps at which heads are ablated: sparser than attention snapshots, since each costs several passes."""
+    chosen = [0]
+    for step in sorted(snapshot_steps(total)):
+        if step >= 10 and step >= 1.4 * chosen[-1]:
+            chosen.append(step)
+    return {*chosen, total}
+
+
 def learning_rate(config: TrainConfig, step: int) -> float:
     if config.warmup_steps and step <= config.warmup_steps:
         return config.lr * step / config.warmup_steps
@@ -131,22 +139,21 @@ def pick_device(config: TrainConfig) -> torch.device:
     return torch.device(config.device)
 
 
-def loss_of(model: ClaimsTransformer, batch: ClaimTensors) -> torch.Tensor:
+def loss_and_logits(model: ClaimsTransformer, batch: ClaimTensors) -> tuple[torch.Tensor, torch.Tensor]:
     inputs, labels = targets_for_classes(batch.classes)
     logits = model(batch.tokens, batch.categories, inputs)  # (B, 3, V)
-    return F.cross_entropy(logits.reshape(-1, len(TARGET_VOCAB)), labels.reshape(-1))
+    return F.cross_entropy(logits.reshape(-1, len(TARGET_VOCAB)), labels.reshape(-1)), logits
 
 
 @torch.no_grad()
 def evaluate(model: ClaimsTransformer, data: ClaimTensors) -> tuple[float, float, dict[str, float]]:
-    """(loss, exact-match accuracy, accuracy per true class) on a set of claims."""
+    """(loss, exact-match accuracy of greedy decoding, accuracy per true class) on a set of claims."""
     was_training = model.training
     model.eval()
-    loss = float(loss_of(model, data))
-    predicted = model.class_log_probs(data.tokens, data.categories).argmax(dim=-1)
+    loss, logits = loss_and_logits(model, data)
     model.train(was_training)
-    accuracy, per_class = per_class_accuracy(predicted, data.classes)
-    return loss, accuracy, per_class
+    accuracy, per_class = per_class_accuracy(teacher_forced_outcomes(logits), data.classes)
+    return float(loss), accuracy, per_class
 
 
 class StopRun(Exception):
@@ -265,21 +272,20 @@ class Trainer:
         optimizer = make_optimizer(config, model)
         sampler = torch.Generator().manual_seed(config.seed)
         train, heldout, probe = data.train.to(device), data.heldout.to(device), data.probe.to(device)
-        train_eval = train.subset(slice(0, EVAL_SUBSET))
         self.hub.describe(data.probe_claims, tuple(model.attention_names()), config.model.n_heads)
-        snapshots = snapshot_steps(config.steps)
-        self._observe(model, data, probe, heldout, 0, writer, losses=[])
-        self._evaluate(model, train_eval, heldout, 0, 0.0, [], writer)
+        attention_steps, specialization_steps = snapshot_steps(config.steps), specialization_schedule(config.steps)
+        recent = _RecentBatches()
+        self._observe(model, probe, heldout, 0, writer, with_specialization=True)
+        self._evaluate(model, heldout, 0, 0.0, recent, writer)
         self._publish(model, 0)
         self.hub.set_status("running", "Training")
         if writer:
             writer.status("running", "Training", 0, 0.0)
 
-        seconds, losses = 0.0, []
+        seconds, step = 0.0, 0
         window_start, window_step, steps_per_second = time.perf_counter(), 0, 0.0
-        started, last_checkpoint = time.perf_counter(), time.perf_counter()
+        started = last_checkpoint = time.perf_counter()
         paused_total = 0.0
-        step = 0
         for step in range(1, config.steps + 1):
             paused = self._wait_while_paused(step - 1, writer, seconds)
             paused_total += paused
@@ -289,16 +295,16 @@ class Trainer:
                 raise StopRun("stopped", f"Stopped by the user at step {step - 1}")
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step)
-            index = torch.randint(len(train), (config.batch_size,), generator=sampler).to(device)
-            loss = loss_of(model, train.subset(index))
+            batch = train.subset(torch.randint(len(train), (config.batch_size,), generator=sampler).to(device))
+            loss, logits = loss_and_logits(model, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_value = float(loss)
+            loss_value = loss.item()
             if not math.isfinite(loss_value):
                 raise StopRun("diverged", f"Diverged at step {step} (loss is {loss_value}); "
                               "the last good checkpoint is kept. Try a smaller learning rate.")
-            losses.append(loss_value)
+            recent.add(loss_value, teacher_forced_outcomes(logits.detach()), batch.classes)
             now = time.perf_counter()
             seconds = now - started - paused_total
             if now - window_start >= 1.0:
@@ -314,39 +320,44 @@ class Trainer:
                 self.hub.record_optim(point)
                 if writer:
                     writer.log_optim(point)
-            if step in snapshots:
-                self._observe(model, data, probe, heldout, step, writer, losses)
-            if step % config.eval_every == 0 or step == config.steps:
-                accuracy = self._evaluate(model, train_eval, heldout, step, seconds, losses, writer)
-                losses = []
+            if step in attention_steps:
+                self._observe(model, probe, heldout, step, writer, with_specialization=step in specialization_steps)
+            last = step == config.steps or (config.max_seconds is not None and seconds >= config.max_seconds)
+            if step % config.eval_every == 0 or last:
+                accuracy = self._evaluate(model, heldout, step, seconds, recent, writer)
                 weights = self._publish(model, step)
                 if writer and now - last_checkpoint >= CHECKPOINT_SECONDS:
                     writer.checkpoint(weights, step)
                     last_checkpoint = now
                 if config.target_accuracy is not None and accuracy >= config.target_accuracy:
-                    self._save_final(model, step, writer)
+                    self._save_final(model, probe, heldout, step, writer)
                     raise StopRun("finished", f"Reached {accuracy:.1%} held-out accuracy at step {step}")
             if config.max_seconds is not None and seconds >= config.max_seconds:
-                self._evaluate(model, train_eval, heldout, step, seconds, losses, writer)
-                self._save_final(model, step, writer)
+                self._save_final(model, probe, heldout, step, writer)
                 raise StopRun("finished", f"Time limit of {config.max_seconds:g} s reached at step {step}")
-        self._save_final(model, step, writer)
+        self._save_final(model, probe, heldout, step, writer)
         self._finish(writer, "finished", f"Finished {step} steps in {seconds:.0f} s", step, seconds)
         return step, seconds
 
-    def _save_final(self, model: ClaimsTransformer, step: int, writer: RunWriter | None) -> None:
+    def _save_final(self, model: ClaimsTransformer, probe: ClaimTensors, heldout: ClaimTensors, step: int,
+                    writer: RunWriter | None) -> None:
+        snapshot = self.hub.snapshot()
+        if not snapshot.specialization or snapshot.specialization[-1].step != step:
+            self._observe(model, probe, heldout, step, writer, with_specialization=True)
         weights = self._publish(model, step)
         if writer:
             writer.checkpoint(weights, step)
 
-    def _evaluate(self, model: ClaimsTransformer, train: ClaimTensors, heldout: ClaimTensors, step: int,
-                  seconds: float, losses: list[float], writer: RunWriter | None) -> float:
-        train_loss, train_accuracy, train_per_class = evaluate(model, train)
+    def _evaluate(self, model: ClaimsTransformer, heldout: ClaimTensors, step: int, seconds: float,
+                  recent: _RecentBatches, writer: RunWriter | None) -> float:
         heldout_loss, heldout_accuracy, heldout_per_class = evaluate(model, heldout)
+        if recent.empty:
+            train_loss, train_accuracy, train_per_class = heldout_loss, heldout_accuracy, heldout_per_class
+        else:
+            train_loss, (train_accuracy, train_per_class) = recent.summary()
         point = EvalPoint(
-            step=step, seconds=seconds,
-            train_loss=sum(losses) / len(losses) if losses else train_loss,
-            heldout_loss=heldout_loss, train_accuracy=train_accuracy, heldout_accuracy=heldout_accuracy,
+            step=step, seconds=seconds, train_loss=train_loss, heldout_loss=heldout_loss,
+            train_accuracy=train_accuracy, heldout_accuracy=heldout_accuracy,
             train_per_class=train_per_class, heldout_per_class=heldout_per_class,
         )
         self.hub.record_eval(point)
@@ -354,12 +365,38 @@ class Trainer:
             writer.log_eval(point)
         return heldout_accuracy
 
-    def _observe(self, model: ClaimsTransformer, data: ClaimData, probe: ClaimTensors, heldout: ClaimTensors,
-                 step: int, writer: RunWriter | None, losses: list[float]) -> None:
+    def _observe(self, model: ClaimsTransformer, probe: ClaimTensors, heldout: ClaimTensors, step: int,
+                 writer: RunWriter | None, with_specialization: bool) -> None:
         attention = capture_probe(model, probe, step)
         self.hub.record_attention(attention)
-        point = specialization(model, heldout, step, N_CATEGORIES)
-        self.hub.record_specialization(point)
         if writer:
             writer.save_attention(attention)
-            writer.log_specialization(point)
+        if with_specialization:
+            point = specialization(model, heldout, step, N_CATEGORIES)
+            self.hub.record_specialization(point)
+            if writer:
+                writer.log_specialization(point)
+
+
+class _RecentBatches:
+    """Loss and greedy predictions of the training batches since the last evaluation: train accuracy for free."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+        self.predicted: list[torch.Tensor] = []
+        self.truth: list[torch.Tensor] = []
+
+    @property
+    def empty(self) -> bool:
+        return not self.losses
+
+    def add(self, loss: float, predicted: torch.Tensor, truth: torch.Tensor) -> None:
+        self.losses.append(loss)
+        self.predicted.append(predicted)
+        self.truth.append(truth)
+
+    def summary(self) -> tuple[float, tuple[float, dict[str, float]]]:
+        loss = sum(self.losses) / len(self.losses)
+        accuracy = per_class_accuracy(torch.cat(self.predicted), torch.cat(self.truth))
+        self.__init__()
+        return loss, accuracy

@@ -1,0 +1,134 @@
+"""Trainer thread: controls from another thread, determinism, divergence, failures, telemetry content."""
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.presets import preset
+from engine.runs import replay
+from engine.telemetry import TelemetryHub
+from engine.trainer import ConfigError, EngineBusy, Trainer
+
+
+def wait_for(condition, timeout: float = 60.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.05)
+
+
+def quick(**overrides):  # noqa: ANN201
+    config = preset("quick")
+    for name, value in overrides.items():
+        setattr(config, name, value)
+    return config
+
+
+def test_quick_run_learns_and_reports_everything(tmp_path: Path) -> None:
+    hub = TelemetryHub()
+    trainer = Trainer(hub)
+    trainer.start(quick(steps=80), folder=tmp_path / "run", run_id="run")
+    wait_for(lambda: not trainer.active)
+    snap = hub.snapshot()
+    assert snap.status == "finished", snap.message
+    assert snap.step == 80
+    assert snap.loss.values[-1] < snap.loss.values[0]
+    assert snap.evals[0].step == 0 and snap.evals[-1].step == 80
+    assert set(snap.evals[-1].heldout_per_class) == {"VALID", "MEDICAL", "DOSAGE", "COST", "ADMIN"}
+    assert snap.optim and len(snap.optim[-1].heads["decoder.0.cross"]) == 4
+    assert snap.optim[-1].heads["decoder.0.cross"][0].mean_sqrt_v > 0
+    assert [p.step for p in snap.attention][:3] == [0, 1, 2]
+    assert snap.attention[-1].weights["decoder.0.cross"].shape[:2] == (len(snap.probe), 4)
+    head = snap.specialization[-1].heads["decoder.0.cross"][0]
+    assert sum(head.shares.values()) == pytest.approx(1.0, abs=1e-4)
+    assert set(head.ablation) == {"VALID", "MEDICAL", "DOSAGE", "COST", "ADMIN"}
+    saved = replay(tmp_path / "run")
+    assert saved.status == "finished" and saved.step == 80 and saved.read_only
+    assert len(saved.attention) == len(snap.attention)
+    assert saved.evals[-1].heldout_accuracy == pytest.approx(snap.evals[-1].heldout_accuracy)
+
+
+def test_same_seed_same_losses() -> None:
+    losses = []
+    for _ in range(2):
+        hub = TelemetryHub()
+        trainer = Trainer(hub)
+        trainer.start(quick(steps=25))
+        wait_for(lambda t=trainer: not t.active)
+        losses.append(hub.snapshot().loss.values)
+    assert losses[0] == losses[1]
+
+
+def test_pause_resume_stop_reset_from_another_thread() -> None:
+    hub = TelemetryHub()
+    trainer = Trainer(hub)
+    trainer.start(quick(steps=100_000))
+    wait_for(lambda: hub.snapshot().status == "running" and hub.snapshot().step > 3)
+    with pytest.raises(EngineBusy):
+        trainer.start(quick())
+    threading.Thread(target=trainer.pause).start()
+    wait_for(lambda: hub.snapshot().status == "paused")
+    frozen = hub.snapshot().step
+    time.sleep(0.5)
+    assert hub.snapshot().step == frozen
+    threading.Thread(target=trainer.resume).start()
+    wait_for(lambda: hub.snapshot().step > frozen + 2)
+    trainer.pause()
+    wait_for(lambda: hub.snapshot().status == "paused")
+    stopper = threading.Thread(target=trainer.stop)
+    stopper.start()
+    stopper.join(30)
+    assert not trainer.active
+    assert hub.snapshot().status == "stopped"
+    trainer.reset()
+    assert hub.snapshot().status == "idle" and hub.snapshot().step == 0
+    trainer.start(quick(steps=5))
+    wait_for(lambda: not trainer.active)
+    assert hub.snapshot().status == "finished"
+
+
+def test_huge_learning_rate_diverges_with_a_message(tmp_path: Path) -> None:
+    hub = TelemetryHub()
+    trainer = Trainer(hub)
+    trainer.start(quick(steps=400, lr=10.0, warmup_steps=0, optimizer="sgd"), folder=tmp_path / "r", run_id="r")
+    wait_for(lambda: not trainer.active)
+    snap = hub.snapshot()
+    assert snap.status == "diverged", snap.message
+    assert f"Diverged at step {snap.step + 1}" in snap.message
+    assert replay(tmp_path / "r").status == "diverged"
+
+
+def test_an_exception_in_the_thread_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.trainer as trainer_module
+
+    def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(trainer_module, "optimizer_stats", broken)
+    hub = TelemetryHub()
+    trainer = Trainer(hub)
+    trainer.start(quick(steps=10))
+    wait_for(lambda: not trainer.active)
+    assert hub.snapshot().status == "failed"
+    assert "disk on fire" in hub.snapshot().message
+    monkeypatch.undo()
+    trainer.start(quick(steps=3))
+    wait_for(lambda: not trainer.active)
+    assert hub.snapshot().status == "finished"
+
+
+@pytest.mark.parametrize(("field", "value", "words"), [
+    ("lr", 0.0, "lr must be in (0, 10]"),
+    ("lr", -1.0, "lr must be in (0, 10]"),
+    ("batch_size", 0, "batch size must be in [1, 1024]"),
+    ("steps", 10**9, "steps must be in [1, 1e+06]"),
+    ("optimizer", "rmsprop", "optimizer must be one of"),
+])
+def test_bad_settings_are_refused_with_the_range(field: str, value: object, words: str) -> None:
+    trainer = Trainer(TelemetryHub())
+    with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace("[", r"\[").replace("+", r"\+")):
+        trainer.start(quick(**{field: value}))
+    assert not trainer.active
