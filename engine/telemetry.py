@@ -104,6 +104,7 @@ class Snapshot:
     probe: tuple[ProbeClaim, ...] = ()
     attention_names: tuple[str, ...] = ()
     n_heads: int = 4
+    prepare_seconds: float = 0.0  # generating and tokenizing the claims, before step 1
     read_only: bool = False  # a saved run reopened for replay
 
     @property
@@ -197,9 +198,11 @@ class TelemetryHub:
             self._clear()
             self._touch()
 
-    def describe(self, probe: tuple[ProbeClaim, ...], attention_names: tuple[str, ...], n_heads: int) -> None:
+    def describe(self, probe: tuple[ProbeClaim, ...], attention_names: tuple[str, ...], n_heads: int,
+                 prepare_seconds: float) -> None:
         with self._lock:
-            self._base = replace(self._base, probe=probe, attention_names=attention_names, n_heads=n_heads)
+            self._base = replace(self._base, probe=probe, attention_names=attention_names, n_heads=n_heads,
+                                 prepare_seconds=prepare_seconds)
             self._touch()
 
     def set_status(self, status: str, message: str = "") -> None:

@@ -171,6 +171,7 @@ class Trainer:
         self._running = threading.Event()  # cleared while paused
         self._published: tuple[int, dict[str, torch.Tensor]] | None = None
         self.data: ClaimData | None = None
+        self._prepare_seconds = 0.0
         self.config: TrainConfig | None = None
 
     @property
@@ -242,6 +243,7 @@ class Trainer:
         try:
             torch.set_num_threads(config.threads)
             device = pick_device(config)
+            prepare_started = time.perf_counter()
             data = build_data(config.seed, config.pool_size, config.heldout_size, config.model.max_len)
             self.data = data
             model_config = ModelConfig(**{**asdict(config.model), "vocab_size": len(data.tokenizer.vocab),
@@ -249,7 +251,7 @@ class Trainer:
             config.model = model_config
             if folder is not None:
                 writer = RunWriter(folder, config.to_dict(), data.tokenizer.to_json(), data.probe_claims)
-            self.hub.describe(data.probe_claims, (), model_config.n_heads)
+            self._prepare_seconds = time.perf_counter() - prepare_started
             step, seconds = self._train(config, data, device, writer)
         except StopRun as reason:
             self._finish(writer, *reason.args, step=step, seconds=seconds)
@@ -272,7 +274,8 @@ class Trainer:
         optimizer = make_optimizer(config, model)
         sampler = torch.Generator().manual_seed(config.seed)
         train, heldout, probe = data.train.to(device), data.heldout.to(device), data.probe.to(device)
-        self.hub.describe(data.probe_claims, tuple(model.attention_names()), config.model.n_heads)
+        self.hub.describe(data.probe_claims, tuple(model.attention_names()), config.model.n_heads,
+                          self._prepare_seconds)
         attention_steps, specialization_steps = snapshot_steps(config.steps), specialization_schedule(config.steps)
         recent = _RecentBatches()
         self._observe(model, probe, heldout, 0, writer, with_specialization=True)

@@ -1,0 +1,61 @@
+"""Steps and seconds to 90/95/98% held-out exact match, per seed, for a preset (default: "default").
+
+Run: .venv/bin/python -m bench.time_to_accuracy [--preset default] [--seeds 0 1 2] [--max-seconds 240]
+Each seed runs as its own `python -m engine train` process, one after another, so runs never share the cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LEVELS = ("90%", "95%", "98%")
+
+
+def run(preset: str, seed: int, max_seconds: float, out: Path) -> dict:
+    command = [sys.executable, "-m", "engine", "train", "--out", str(out), "--preset", preset, "--seed", str(seed),
+               "--target-accuracy", "0.98", "--max-seconds", str(max_seconds)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"seed {seed} failed: {result.stderr.strip().splitlines()[-1:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def cell(reached: dict | None) -> str:
+    return "-" if reached is None else f"{reached['step']} / {reached['seconds']:.0f}s / {reached['wall_seconds']:.0f}s"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--preset", default="default")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--max-seconds", type=float, default=240)
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for seed in args.seeds:
+            result = run(args.preset, seed, args.max_seconds, Path(folder) / f"seed{seed}")
+            rows.append((seed, result))
+            print(f"seed {seed}: {json.dumps(result)}", file=sys.stderr, flush=True)
+    print(f"preset {args.preset}: step / training s / wall s (incl. data preparation) to reach held-out accuracy")
+    print(f"{'seed':>4} | {'prep s':>6} | {'steps/s':>7} | " + " | ".join(f"{lvl:>20}" for lvl in LEVELS) + " | final")
+    for seed, r in rows:
+        cells = " | ".join(f"{cell(r['reached'][lvl]):>20}" for lvl in LEVELS)
+        speed = f"{r['prepare_seconds']:>6.1f} | {r['steps_per_second']:>7.1f}"
+        print(f"{seed:>4} | {speed} | {cells} | {r['accuracy']:.3f}")
+    for level in LEVELS:
+        walls = [r["reached"][level]["wall_seconds"] for _, r in rows if r["reached"][level]]
+        if len(walls) == len(rows):
+            print(f"median wall seconds to {level}: {statistics.median(walls):.1f}")
+        else:
+            print(f"{level}: reached in {len(walls)} of {len(rows)} seeds")
+
+
+if __name__ == "__main__":
+    main()
