@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
 from data.catalog import Catalog, load_catalog
 from data.generator import Claim, generate_claims
 from data.rules import label
 from data.tokenizer import CATEGORIES, Encoded, Tokenizer, parse_claim
-
 from engine.model import CLASSES
 from engine.telemetry import ProbeClaim
 
@@ -83,15 +83,9 @@ def _probe_claims(heldout: list[Claim], tokenizer: Tokenizer, catalog: Catalog, 
     return chosen
 
 
-def build_data(seed: int, pool_size: int, heldout_size: int, max_len: int) -> ClaimData:
-    catalog = load_catalog()
-    tokenizer = Tokenizer.from_catalog(catalog)
-    train_claims = generate_claims(pool_size, seed, catalog)
-    seen = {c.text for c in train_claims}
-    heldout_claims = [
-        c for c in generate_claims(heldout_size * 11 // 10, seed + HELDOUT_SEED_OFFSET, catalog) if c.text not in seen
-    ][:heldout_size]
-    probe = _probe_claims(heldout_claims, tokenizer, catalog, max_len)
+def build_probe(heldout: list[Claim], tokenizer: Tokenizer, catalog: Catalog,
+                max_len: int) -> tuple[ClaimTensors, tuple[ProbeClaim, ...]]:
+    probe = _probe_claims(heldout, tokenizer, catalog, max_len)
     encoded = [tokenizer.encode(text, max_len) for text, _ in probe]
     tokens, categories = encode_texts(encoded, tokenizer)
     probe_claims = tuple(
@@ -103,11 +97,23 @@ def build_data(seed: int, pool_size: int, heldout_size: int, max_len: int) -> Cl
         )
         for (text, cls), enc in zip(probe, encoded, strict=True)
     )
+    return ClaimTensors(tokens, categories, torch.tensor([cls for _, cls in probe])), probe_claims
+
+
+def build_data(seed: int, pool_size: int, heldout_size: int, max_len: int) -> ClaimData:
+    catalog = load_catalog()
+    tokenizer = Tokenizer.from_catalog(catalog)
+    train_claims = generate_claims(pool_size, seed, catalog)
+    seen = {c.text for c in train_claims}
+    heldout_claims = [
+        c for c in generate_claims(heldout_size * 11 // 10, seed + HELDOUT_SEED_OFFSET, catalog) if c.text not in seen
+    ][:heldout_size]
+    probe, probe_claims = build_probe(heldout_claims, tokenizer, catalog, max_len)
     return ClaimData(
         tokenizer=tokenizer,
         train=encode_claims(train_claims, tokenizer, max_len),
         heldout=encode_claims(heldout_claims, tokenizer, max_len),
-        probe=ClaimTensors(tokens, categories, torch.tensor([cls for _, cls in probe])),
+        probe=probe,
         probe_claims=probe_claims,
     )
 

@@ -17,7 +17,7 @@ import os
 import re
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -268,3 +268,52 @@ def replay(folder: Path) -> Snapshot:
         specialization=tuple(specialization), probe=probe, attention_names=names,
         n_heads=int(config.get("model", {}).get("n_heads", 4)), read_only=True,
     )
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    started: float  # seconds since the epoch (folder creation)
+    preset: str
+    optimizer: str
+    seed: int
+    status: str
+    step: int
+    accuracy: float | None
+    head_labels: tuple[str, ...]  # cross-attention heads of the last specialization record
+    problem: str | None = None  # why the folder cannot be opened, if it cannot
+
+
+def summarize(folder: Path) -> RunSummary:
+    """One line about a run; a damaged folder gives a summary with `problem` set instead of an exception."""
+    started = folder.stat().st_mtime
+    try:
+        config = read_json(folder / "config.json")
+    except RunError as error:
+        return RunSummary(folder.name, started, "?", "?", 0, "damaged", 0, None, (), str(error))
+    status = {}
+    if (folder / "status.json").exists():
+        try:
+            status = read_json(folder / "status.json")
+        except RunError:
+            status = {}
+    accuracy, labels, step = None, (), int(status.get("step", 0))
+    for record in read_metrics(folder):
+        if record.get("type") == "eval":
+            accuracy, step = record.get("heldout_accuracy"), max(step, int(record.get("step", 0)))
+        elif record.get("type") == "specialization":
+            cross = [heads for name, heads in record.get("heads", {}).items() if name.endswith(".cross")]
+            labels = tuple(h.get("label", "?") for h in cross[-1]) if cross else labels
+    state = status.get("status", "stopped")
+    if state in ("preparing", "running", "paused"):
+        state = "interrupted"
+    return RunSummary(folder.name, (folder / "config.json").stat().st_mtime, str(config.get("preset", "?")),
+                      str(config.get("optimizer", "?")), int(config.get("seed", 0)), state, step, accuracy, labels)
+
+
+def list_runs(runs_dir: Path) -> list[RunSummary]:
+    """Every run folder under `runs_dir`, newest first."""
+    if not runs_dir.is_dir():
+        return []
+    folders = [p for p in runs_dir.iterdir() if p.is_dir() and RUN_ID_PATTERN.match(p.name)]
+    return sorted((summarize(p) for p in folders), key=lambda s: s.started, reverse=True)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.analysis import capture_probe, specialization
+from engine.claims_csv import build_data_from_csv
 from engine.dataset import N_CATEGORIES, ClaimData, ClaimTensors, build_data
 from engine.metrics import optimizer_stats, per_class_accuracy
 from engine.model import TARGET_VOCAB, ClaimsTransformer, ModelConfig, targets_for_classes, teacher_forced_outcomes
@@ -68,6 +69,7 @@ class TrainConfig:
     target_accuracy: float | None = None
     threads: int = 1
     device: str = "auto"
+    claims_csv: str | None = None  # train on a user's claims file instead of generated claims
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def validate(self) -> None:
@@ -244,7 +246,10 @@ class Trainer:
             torch.set_num_threads(config.threads)
             device = pick_device(config)
             prepare_started = time.perf_counter()
-            data = build_data(config.seed, config.pool_size, config.heldout_size, config.model.max_len)
+            if config.claims_csv:
+                data = build_data_from_csv(Path(config.claims_csv), config.seed, config.model.max_len)
+            else:
+                data = build_data(config.seed, config.pool_size, config.heldout_size, config.model.max_len)
             self.data = data
             model_config = ModelConfig(**{**asdict(config.model), "vocab_size": len(data.tokenizer.vocab),
                                           "n_categories": N_CATEGORIES})

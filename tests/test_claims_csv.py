@@ -1,0 +1,71 @@
+"""Claims CSV import: every malformed file gets a message naming the problem; good files score and train."""
+
+import csv
+import io
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.claims_csv import CsvProblem, read_claims_csv, score_claims
+from engine.presets import preset
+from engine.telemetry import TelemetryHub
+from engine.trainer import Trainer
+
+
+@pytest.mark.parametrize(("data", "words"), [
+    (b"", "is empty"),
+    (b"   \n", "is empty"),
+    (b"text,verdict\n", "header but no claims"),
+    (b"claim,amount\nfoo,1\n", "no 'text' column"),
+    (b"text,verdict\n\xff\xfe bad bytes,VALID\n", "not UTF-8"),
+    (b"text,verdict\ndiabetes metformin,MAYBE\n", "Line 2: verdict must be VALID or INVALID"),
+    (b"text,verdict,reason\ndiabetes metformin,INVALID,\n", "needs a reason"),
+    (b"x" * (6 * 2**20), "the limit is 5 MB"),
+])
+def test_malformed_files_are_refused_with_their_problem(data: bytes, words: str) -> None:
+    with pytest.raises(CsvProblem, match=words):
+        read_claims_csv(data)
+
+
+def test_a_million_rows_is_refused_without_reading_them_all() -> None:
+    data = b"text\n" + b"a\n" * 1_000_000
+    started = time.perf_counter()
+    with pytest.raises(CsvProblem, match="more than 50,000 claims"):
+        read_claims_csv(data)
+    assert time.perf_counter() - started < 10
+
+
+def test_semicolon_delimiter_and_labels_are_understood() -> None:
+    claims = read_claims_csv("text;Verdict;reason\n\"Diabetes; metformin 500 mg\";valid;\n;VALID;\n"
+                             "chemo for diabetes;INVALID;medical\n".encode())
+    assert claims.texts == ("Diabetes; metformin 500 mg", "chemo for diabetes")
+    assert claims.verdicts == ("VALID", "INVALID") and claims.reasons == (None, "MEDICAL")
+    assert claims.skipped_blank == 1
+
+
+def test_scoring_and_training_on_a_claims_file(tmp_path: Path) -> None:
+    from data.generator import generate_claims
+
+    rows = [{"text": c.text, "verdict": c.verdict, "reason": c.reason} for c in generate_claims(300, seed=5)]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["text", "verdict", "reason"])
+    writer.writeheader()
+    writer.writerows(rows)
+    path = tmp_path / "claims.csv"
+    path.write_text(buffer.getvalue())
+    hub = TelemetryHub()
+    trainer = Trainer(hub)
+    config = preset("quick")
+    config.claims_csv = str(path)
+    trainer.start(config, folder=tmp_path / "run", run_id="run")
+    while trainer.active:
+        time.sleep(0.05)
+    assert hub.snapshot().status == "finished", hub.snapshot().message
+    from engine.inference import Predictor
+
+    predictor = Predictor.from_run(tmp_path / "run")
+    results = list(csv.DictReader(io.StringIO(score_claims(predictor, read_claims_csv(path.read_bytes())).decode())))
+    assert len(results) == 300
+    assert {r["verdict"] for r in results} <= {"VALID", "INVALID"}
+    assert all(r["agrees"] in ("True", "False") for r in results)
