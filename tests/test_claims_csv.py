@@ -37,8 +37,8 @@ def test_a_million_rows_is_refused_without_reading_them_all() -> None:
 
 
 def test_semicolon_delimiter_and_labels_are_understood() -> None:
-    claims = read_claims_csv("text;Verdict;reason\n\"Diabetes; metformin 500 mg\";valid;\n;VALID;\n"
-                             "chemo for diabetes;INVALID;medical\n".encode())
+    claims = read_claims_csv(b"text;Verdict;reason\n\"Diabetes; metformin 500 mg\";valid;\n;VALID;\n"
+                             b"chemo for diabetes;INVALID;medical\n")
     assert claims.texts == ("Diabetes; metformin 500 mg", "chemo for diabetes")
     assert claims.verdicts == ("VALID", "INVALID") and claims.reasons == (None, "MEDICAL")
     assert claims.skipped_blank == 1
