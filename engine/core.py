@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from dataclasses import replace
@@ -12,7 +13,7 @@ from engine.runs import RunError, default_runs_dir, replay, resolve_run
 from engine.telemetry import Snapshot, TelemetryHub
 from engine.trainer import ConfigError, EngineBusy, TrainConfig, Trainer
 
-__all__ = ["ConfigError", "Engine", "EngineBusy", "RunError"]
+__all__ = ["ConfigError", "Engine", "EngineBusy", "RunError", "RunsFolderError"]
 
 
 def new_run_id(runs_dir: Path, config: TrainConfig, suffix: str = "") -> str:
@@ -22,6 +23,10 @@ def new_run_id(runs_dir: Path, config: TrainConfig, suffix: str = "") -> str:
         n += 1
         run_id = f"{base}-{n}"
     return run_id
+
+
+class RunsFolderError(OSError):
+    """The runs folder cannot be written; training can still start with save=False."""
 
 
 class Engine:
@@ -35,20 +40,31 @@ class Engine:
         self._lock = threading.Lock()
         self._predictor: tuple[tuple, Predictor] | None = None
 
-    def _folder(self, config: TrainConfig, suffix: str = "") -> tuple[Path | None, str | None]:
-        if not self.save_runs:
+    def check_runs_folder(self) -> None:
+        """Raise RunsFolderError, in plain words, if runs cannot be saved."""
+        try:
+            self.runs_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.runs_dir):
+                pass
+        except OSError as error:
+            raise RunsFolderError(f"Runs cannot be saved in {self.runs_dir}: {error.strerror or error}. "
+                                  "You can train without saving.") from None
+
+    def _folder(self, config: TrainConfig, save: bool, suffix: str = "") -> tuple[Path | None, str | None]:
+        if not (self.save_runs and save):
             return None, None
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self.check_runs_folder()
         run_id = new_run_id(self.runs_dir, config, suffix)
         return self.runs_dir / run_id, run_id
 
-    def start(self, config: TrainConfig) -> None:
+    def start(self, config: TrainConfig, save: bool = True) -> None:
+        """Start the main run; RunsFolderError if it cannot be saved (then start(config, save=False) trains anyway)."""
         config.validate()
         with self._lock:
             if self.main.active:
                 raise EngineBusy("A run is already training: stop or reset it first.")
+            folder, run_id = self._folder(config, save)
             self.race.reset()
-            folder, run_id = self._folder(config)
             self.main.start(config, folder, run_id)
 
     def start_race(self, optimizer: str = "sgd", lr: float | None = None) -> None:
@@ -61,7 +77,7 @@ class Engine:
             base = self.main.config
             config = replace(TrainConfig.from_dict(base.to_dict()), optimizer=optimizer,
                              lr=lr if lr is not None else 0.1, preset=f"{base.preset} (race)")
-            folder, run_id = self._folder(config, "-race")
+            folder, run_id = self._folder(config, self.main.hub.snapshot().run_dir is not None, "-race")
             self.race.start(config, folder, run_id)
 
     def pause(self) -> None:

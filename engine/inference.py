@@ -75,6 +75,11 @@ class Predictor:
         tokenizer = Tokenizer.from_json(read_json(folder / "tokenizer.json"))
         payload = load_checkpoint(folder / "checkpoints" / "latest.pt")
         model_config = ModelConfig(**config.get("model", {}))
+        trained_with = payload.get("model_config") or {}
+        differences = [f"{k} is {trained_with[k]} in the checkpoint but {v} in config.json"
+                       for k, v in model_config.to_dict().items() if k in trained_with and trained_with[k] != v]
+        if differences:
+            raise RunError("checkpoint does not match this run's model configuration: " + "; ".join(differences))
         model = ClaimsTransformer(model_config)
         expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
         found = {k: tuple(v.shape) for k, v in payload["model"].items() if isinstance(v, torch.Tensor)}

@@ -11,12 +11,14 @@ Layout of a run folder:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -96,11 +98,28 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _unless_failed(method: Callable) -> Callable:
+    """A write that fails (disk full, folder removed) stops saving, never training: the error is kept in
+    `failed` for the UI to show, and later writes are skipped."""
+
+    @functools.wraps(method)
+    def guarded(self: RunWriter, *args: Any, **kwargs: Any) -> None:
+        if self.failed:
+            return
+        try:
+            method(self, *args, **kwargs)
+        except OSError as error:
+            self.failed = f"{error.strerror or error} ({self.folder})"
+
+    return guarded
+
+
 class RunWriter:
-    """Writes one run's folder as it trains."""
+    """Writes one run's folder as it trains. The constructor raises OSError if the folder cannot be written."""
 
     def __init__(self, folder: Path, config: dict, tokenizer: dict, probe: tuple[ProbeClaim, ...]) -> None:
         self.folder = folder
+        self.failed: str | None = None
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "attention").mkdir(exist_ok=True)
         (folder / "checkpoints").mkdir(exist_ok=True)
@@ -110,11 +129,14 @@ class RunWriter:
         self._metrics = open(folder / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115 (held for the run)
         self._last_flush = time.monotonic()
 
+    @_unless_failed
     def log(self, record: dict) -> None:
         self._metrics.write(json.dumps(_clean(record)) + "\n")
         if time.monotonic() - self._last_flush >= FLUSH_SECONDS:
-            self.flush()
+            self._metrics.flush()
+            self._last_flush = time.monotonic()
 
+    @_unless_failed
     def flush(self) -> None:
         self._metrics.flush()
         self._last_flush = time.monotonic()
@@ -128,22 +150,28 @@ class RunWriter:
     def log_specialization(self, point: SpecializationPoint) -> None:
         self.log({"type": "specialization", **asdict(point)})
 
+    @_unless_failed
     def save_attention(self, point: AttentionPoint) -> None:
         tensors = {name: torch.from_numpy(np.ascontiguousarray(w)).half() for name, w in point.weights.items()}
-        buffer = _to_bytes(tensors)
-        atomic_write_bytes(self.folder / "attention" / f"step_{point.step:09d}.pt", buffer)
+        atomic_write_bytes(self.folder / "attention" / f"step_{point.step:09d}.pt", _to_bytes(tensors))
 
-    def checkpoint(self, state_dict: dict[str, torch.Tensor], step: int) -> None:
-        atomic_write_bytes(self.folder / "checkpoints" / "latest.pt", _to_bytes({"step": step, "model": state_dict}))
+    @_unless_failed
+    def checkpoint(self, state_dict: dict[str, torch.Tensor], step: int, model_config: dict) -> None:
+        payload = {"step": step, "model": state_dict, "model_config": model_config}
+        atomic_write_bytes(self.folder / "checkpoints" / "latest.pt", _to_bytes(payload))
 
+    @_unless_failed
     def status(self, status: str, message: str, step: int, seconds: float) -> None:
-        self.flush()
+        self._metrics.flush()
         atomic_write_json(self.folder / "status.json",
                           {"status": status, "message": message, "step": step, "seconds": seconds,
                            "updated": time.time()})
 
     def close(self) -> None:
-        self._metrics.close()
+        try:
+            self._metrics.close()
+        except OSError as error:
+            self.failed = self.failed or str(error)
 
 
 def _to_bytes(obj: Any) -> bytes:

@@ -105,6 +105,7 @@ class Snapshot:
     attention_names: tuple[str, ...] = ()
     n_heads: int = 4
     prepare_seconds: float = 0.0  # generating and tokenizing the claims, before step 1
+    warning: str = ""  # a problem that does not stop training, e.g. the run can no longer be saved
     read_only: bool = False  # a saved run reopened for replay
 
     @property
@@ -209,6 +210,11 @@ class TelemetryHub:
         assert status in STATUSES, status
         with self._lock:
             self._base = replace(self._base, status=status, message=message)
+            self._touch()
+
+    def set_warning(self, warning: str) -> None:
+        with self._lock:
+            self._base = replace(self._base, warning=warning)
             self._touch()
 
     def record_step(self, step: int, loss: float, seconds: float, steps_per_second: float) -> None:

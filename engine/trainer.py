@@ -174,6 +174,7 @@ class Trainer:
         self._published: tuple[int, dict[str, torch.Tensor]] | None = None
         self.data: ClaimData | None = None
         self._prepare_seconds = 0.0
+        self._model_config: dict = {}
         self.config: TrainConfig | None = None
 
     @property
@@ -276,6 +277,7 @@ class Trainer:
                writer: RunWriter | None) -> tuple[int, float]:
         torch.manual_seed(config.seed)
         model = ClaimsTransformer(config.model).to(device)
+        self._model_config = config.model.to_dict()
         optimizer = make_optimizer(config, model)
         sampler = torch.Generator().manual_seed(config.seed)
         train, heldout, probe = data.train.to(device), data.heldout.to(device), data.probe.to(device)
@@ -333,9 +335,11 @@ class Trainer:
             last = step == config.steps or (config.max_seconds is not None and seconds >= config.max_seconds)
             if step % config.eval_every == 0 or last:
                 accuracy = self._evaluate(model, heldout, step, seconds, recent, writer)
+                if writer and writer.failed and not self.hub.snapshot().warning:
+                    self.hub.set_warning(f"Training goes on, but this run is no longer saved: {writer.failed}")
                 weights = self._publish(model, step)
                 if writer and now - last_checkpoint >= CHECKPOINT_SECONDS:
-                    writer.checkpoint(weights, step)
+                    writer.checkpoint(weights, step, self._model_config)
                     last_checkpoint = now
                 if config.target_accuracy is not None and accuracy >= config.target_accuracy:
                     self._save_final(model, probe, heldout, step, writer)
@@ -354,7 +358,7 @@ class Trainer:
             self._observe(model, probe, heldout, step, writer, with_specialization=True)
         weights = self._publish(model, step)
         if writer:
-            writer.checkpoint(weights, step)
+            writer.checkpoint(weights, step, self._model_config)
 
     def _evaluate(self, model: ClaimsTransformer, heldout: ClaimTensors, step: int, seconds: float,
                   recent: _RecentBatches, writer: RunWriter | None) -> float:
