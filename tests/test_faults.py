@@ -18,7 +18,7 @@ from engine.runs import RunError, list_runs, replay
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def wait_for(condition, timeout: float = 120.0) -> None:  # noqa: ANN001
+def wait_for(condition, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "timed out"
@@ -55,7 +55,7 @@ def test_unwritable_runs_folder_is_reported_and_training_can_go_on_unsaved(tmp_p
     blocker.write_text("x")
     engine = Engine(runs_dir=blocker / "runs")
     config = preset("quick")
-    with pytest.raises(RunsFolderError, match="Runs cannot be saved in .*You can train without saving"):
+    with pytest.raises(RunsFolderError, match=r"Runs cannot be saved in .*You can train without saving"):
         engine.start(config)
     assert engine.snapshot().status == "idle"
     engine.start(config, save=False)
@@ -85,7 +85,7 @@ def test_disk_full_mid_run_stops_saving_not_training(tmp_path: Path, monkeypatch
 @pytest.mark.parametrize("run_id", ["../../etc", "..", "/etc/passwd", "a/b", "", "runs/../x"])
 def test_run_ids_cannot_escape_the_runs_folder(tmp_path: Path, run_id: str) -> None:
     engine = Engine(runs_dir=tmp_path)
-    with pytest.raises(RunError, match="not a valid run id|outside"):
+    with pytest.raises(RunError, match=r"not a valid run id|outside"):
         engine.replay(run_id)
     assert engine.predict("diabetes, metformin 500 mg", run_id=run_id).error
 
@@ -105,7 +105,7 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path: Path) -> None:
     import pickle
 
     class Exploit:
-        def __reduce__(self):  # noqa: ANN204
+        def __reduce__(self):
             return (os.system, ("touch " + str(tmp_path / "pwned"),))
 
     engine = Engine(runs_dir=tmp_path)

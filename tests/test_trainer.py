@@ -12,7 +12,7 @@ from engine.telemetry import TelemetryHub
 from engine.trainer import ConfigError, EngineBusy, Trainer
 
 
-def wait_for(condition, timeout: float = 60.0) -> None:  # noqa: ANN001
+def wait_for(condition, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -20,7 +20,7 @@ def wait_for(condition, timeout: float = 60.0) -> None:  # noqa: ANN001
         time.sleep(0.05)
 
 
-def quick(**overrides):  # noqa: ANN201
+def quick(**overrides):
     config = preset("quick")
     for name, value in overrides.items():
         setattr(config, name, value)
@@ -104,7 +104,7 @@ def test_huge_learning_rate_diverges_with_a_message(tmp_path: Path) -> None:
 def test_an_exception_in_the_thread_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     import engine.trainer as trainer_module
 
-    def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(trainer_module, "optimizer_stats", broken)
