@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support import wait_for
 
 from engine.core import Engine, RunsFolderError
 from engine.presets import preset
@@ -17,12 +18,6 @@ from engine.runs import RunError, list_runs, replay
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def wait_for(condition, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_kill_9_mid_run_keeps_everything_up_to_the_last_flush(tmp_path: Path) -> None:

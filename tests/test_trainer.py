@@ -5,19 +5,12 @@ import time
 from pathlib import Path
 
 import pytest
+from support import wait_for
 
 from engine.presets import preset
 from engine.runs import replay
 from engine.telemetry import TelemetryHub
 from engine.trainer import ConfigError, EngineBusy, Trainer
-
-
-def wait_for(condition, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.05)
 
 
 def quick(**overrides):
