@@ -1,0 +1,293 @@
+"""Seeded, deterministic claim generator labelled by the rules.
+
+Half the claims are valid and each invalid reason gets an eighth, ADMIN's four kinds (sex, age, specialty,
+place) equally often. Each claim is built for its target, then checked: a valid claim must break no rule and
+an invalid one exactly one, or it is drawn again. Invalid numbers sit far outside the normal range (dose >= 2x
+the label max or <= 0.2x the minimum; amount >= 4x the normal top or <= 0.25x the bottom), and are often
+another item's normal value, so no single threshold on a number separates valid from invalid.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+from dataclasses import dataclass
+
+from data.catalog import UNIVERSAL, Catalog, Diagnosis, Drug, Procedure, load_catalog, price_range
+from data.phrasing import DRUG_PLACES, Writer
+from data.rules import INVALID, NO_REASON, VALID, ClaimFields, check_claim
+
+ADMIN_KINDS = ("sex", "age", "specialty", "place")
+# One cycle of targets with the wanted class balance: 16 valid, 4 per invalid reason, ADMIN one per kind.
+TARGET_CYCLE = (
+    *[(VALID, None)] * 16,
+    *[("MEDICAL", None)] * 4,
+    *[("DOSAGE", None)] * 4,
+    *[("COST", None)] * 4,
+    *[("ADMIN", kind) for kind in ADMIN_KINDS],
+)
+DOSE_HIGH, DOSE_LOW = (2.0, 12.0), (0.05, 0.2)  # invalid dose = label max x high, or minimum x low
+AMOUNT_HIGH, AMOUNT_LOW = (4.0, 12.0), (0.05, 0.25)
+MIN_DOSE_MG, MIN_AMOUNT_USD = 0.001, 0.3  # invalid values stay above these, so every number stays printable
+AGE_MARGIN = 3  # an age conflict is at least this many years outside the allowed range
+ADULT = 18  # catalog doses are adult doses, so valid drug claims are for adults
+MAX_ATTEMPTS = 200
+NICE_STEPS = (1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 6.25, 7.5, 8)  # tablet strengths come in these steps
+
+
+@dataclass(frozen=True)
+class Claim:
+    text: str
+    verdict: str  # VALID | INVALID
+    reason: str  # NONE | MEDICAL | DOSAGE | COST | ADMIN
+    fields: ClaimFields
+    admin_kind: str | None  # sex | age | specialty | place, for ADMIN claims
+
+
+def _round_sig(value: float, up: bool) -> float:
+    """value rounded to two significant digits, away from the normal range, so a gap never shrinks."""
+    step = 10 ** (math.floor(math.log10(value)) - 1)
+    return round((math.ceil(value / step) if up else math.floor(value / step)) * step, 6)
+
+
+def _nice_doses(drug: Drug) -> list[float]:
+    """Doses people write for this drug: its own limits plus round strengths inside [minimum, label max]."""
+    low, high = drug.dose_min_mg, drug.dose_label_max_mg
+    grid = {round(step * 10**exp, 6) for exp in range(-4, 5) for step in NICE_STEPS}
+    return sorted({low, drug.dose_max_mg, high} | {d for d in grid if low <= d <= high})
+
+
+def _restricted(dx: Diagnosis, item: Drug | Procedure) -> list[Diagnosis | Procedure]:
+    """What carries sex and age restrictions in a claim: the diagnosis, and the procedure if one is billed."""
+    return [dx] if isinstance(item, Drug) else [dx, item]
+
+
+class FastRandom(random.Random):
+    """random.Random with choice(), randint() and shuffle() several times faster: a claim takes some 20 draws,
+    and skipping exact rejection sampling biases a draw by at most one part in 2**53."""
+
+    def choice(self, seq):
+        return seq[int(self.random() * len(seq))]
+
+    def randint(self, a: int, b: int) -> int:
+        return a + int(self.random() * (b - a + 1))
+
+    def shuffle(self, x: list) -> None:
+        for i in range(len(x) - 1, 0, -1):
+            j = int(self.random() * (i + 1))
+            x[i], x[j] = x[j], x[i]
+
+
+class _Generator:
+    def __init__(self, catalog: Catalog, rng: random.Random) -> None:
+        self.catalog, self.rng = catalog, rng
+        self.writer = Writer(catalog, rng)
+        self.diagnoses = list(catalog.diagnoses.values())
+        self.drugs = list(catalog.drugs.values())
+        self.procedures = list(catalog.procedures.values())
+        self.universal = [p for p in self.procedures if UNIVERSAL in p.dx_keys]
+        self.specific = {d.key: [p for p in self.procedures if d.key in p.dx_keys] for d in self.diagnoses}
+        self.fitting_drugs = {d.key: [x for x in self.drugs if x.fits(d.key)] for d in self.diagnoses}
+        self.other_drugs = {d.key: [x for x in self.drugs if not x.fits(d.key)] for d in self.diagnoses}
+        self.other_procs = {d.key: [p for p in self.procedures if not p.fits(d.key)] for d in self.diagnoses}
+        # Rules do not check who prescribes or where; keep it plausible: someone who treats the diagnosis.
+        self.prescribers = {
+            d.key: sorted(
+                {s for p in self.specific[d.key] for s in p.specialties} - {"laboratory", "radiology"}
+            )
+            or ["family"]
+            for d in self.diagnoses
+        }
+        self.billers = {p.key: sorted(p.specialties) for p in self.procedures}
+        self.non_billers = {
+            p.key: [s for s in catalog.specialties if s not in p.specialties] for p in self.procedures
+        }
+        self.sites = {p.key: sorted(p.places) for p in self.procedures}
+        self.non_sites = {p.key: [x for x in catalog.places if x not in p.places] for p in self.procedures}
+        self.nice_doses = {d.key: _nice_doses(d) for d in self.drugs}
+        self.dose_pool = sorted({dose for doses in self.nice_doses.values() for dose in doses})
+        self.amount_pool = sorted(
+            {v for item in self.drugs + self.procedures for v in self._normal_amounts(item)}
+        )
+        pairs = [
+            (dx, item) for dx in self.diagnoses for item in self.drugs + self.procedures if item.fits(dx.key)
+        ]
+        self.sex_pairs = [pair for pair in pairs if any(r.sex for r in _restricted(*pair))]
+        self.age_pairs = [
+            pair
+            for pair in pairs
+            if any(r.age_min is not None or r.age_max is not None for r in _restricted(*pair))
+        ]
+        self.proc_pairs = [(dx, item) for dx, item in pairs if isinstance(item, Procedure)]
+
+    @staticmethod
+    def _normal_amounts(item: Drug | Procedure) -> tuple[float, ...]:
+        low, high = price_range(item)
+        return low, high, _round_sig(math.sqrt(low * high), up=True) if low < high else high
+
+    # ---- one claim -----------------------------------------------------------------------------------------
+
+    def claim(self, reason: str, admin_kind: str | None) -> Claim:
+        for _ in range(MAX_ATTEMPTS):
+            fields = self._fields(reason, admin_kind)
+            if fields is None:
+                continue
+            violations = check_claim(fields, self.catalog)
+            if reason == VALID and not violations:
+                return Claim(self.writer.text(fields), VALID, NO_REASON, fields, None)
+            if len(violations) == 1 and violations[0].reason == reason:
+                kind = violations[0].kind if reason == "ADMIN" else None
+                if kind == admin_kind:
+                    return Claim(self.writer.text(fields), INVALID, reason, fields, kind)
+        raise RuntimeError(f"could not build a {reason} {admin_kind or ''} claim in {MAX_ATTEMPTS} attempts")
+
+    def _fields(self, reason: str, admin_kind: str | None) -> ClaimFields | None:
+        rng = self.rng
+        if reason == "ADMIN":
+            pool = {"sex": self.sex_pairs, "age": self.age_pairs}.get(admin_kind, self.proc_pairs)
+            dx, item = rng.choice(pool)
+        else:
+            dx = rng.choice(self.diagnoses)
+            item = self._item(dx, fits=reason != "MEDICAL", drug_only=reason == "DOSAGE")
+        return self._fill(dx, item, reason, admin_kind)
+
+    def _item(self, dx: Diagnosis, fits: bool, drug_only: bool) -> Drug | Procedure:
+        rng = self.rng
+        if drug_only or rng.random() < 0.5:
+            return rng.choice(self.fitting_drugs[dx.key] if fits else self.other_drugs[dx.key])
+        if fits:
+            return rng.choice(self.universal if rng.random() < 0.2 else self.specific[dx.key])
+        return rng.choice(self.other_procs[dx.key])
+
+    def _fill(
+        self, dx: Diagnosis, item: Drug | Procedure, reason: str, admin_kind: str | None
+    ) -> ClaimFields | None:
+        rng = self.rng
+        is_drug = isinstance(item, Drug)
+        dose = None
+        if is_drug and (reason == "DOSAGE" or rng.random() < 0.9):
+            dose = self._bad_dose(item) if reason == "DOSAGE" else rng.choice(self.nice_doses[item.key])
+        amount = None
+        if reason == "COST" or rng.random() < 0.85:
+            amount = self._bad_amount(item) if reason == "COST" else self._normal_amount(item)
+        restricted = _restricted(dx, item)
+        age = self._age(dx, restricted, is_drug, admin_kind == "age", rng.random() < 0.55)
+        sex = self._sex(restricted, admin_kind == "sex", rng.random() < 0.55)
+        if age is False or sex is False:
+            return None
+        specialty, place = self._provider(dx, item, admin_kind)
+        keep_dx = reason in ("MEDICAL", "ADMIN") or rng.random() < 0.95
+        return ClaimFields(
+            diagnosis=dx.key if keep_dx else None,
+            drug=item.key if is_drug else None,
+            dose_mg=dose,
+            procedure=None if is_drug else item.key,
+            amount_usd=amount,
+            age=age,
+            sex=sex,
+            specialty=specialty,
+            place=place,
+        )
+
+    # ---- numbers -------------------------------------------------------------------------------------------
+
+    def _normal_amount(self, item: Drug | Procedure) -> float:
+        low, high = price_range(item)
+        value = math.exp(self.rng.uniform(math.log(low), math.log(high)))
+        step = 1 if value < 100 else 10 if value < 5000 else 100
+        if self.rng.random() < 0.3:
+            step = 0.01  # some claims bill cents
+        for candidate in (round(round(value / step) * step, 2), round(value, 2)):
+            if low <= candidate <= high:  # rounding may step over an edge of a narrow range
+                return candidate
+        return low
+
+    def _bad_amount(self, item: Drug | Procedure) -> float:
+        low, high = price_range(item)
+        if self.rng.random() < 0.5:
+            return self._outlier(self.amount_pool, AMOUNT_HIGH, high, up=True, floor=MIN_AMOUNT_USD)
+        return self._outlier(self.amount_pool, AMOUNT_LOW, low, up=False, floor=MIN_AMOUNT_USD)
+
+    def _bad_dose(self, drug: Drug) -> float:
+        if self.rng.random() < 0.5:
+            return self._outlier(
+                self.dose_pool, DOSE_HIGH, drug.dose_label_max_mg, up=True, floor=MIN_DOSE_MG
+            )
+        return self._outlier(self.dose_pool, DOSE_LOW, drug.dose_min_mg, up=False, floor=MIN_DOSE_MG)
+
+    def _outlier(
+        self, pool: list[float], factors: tuple[float, float], base: float, up: bool, floor: float
+    ) -> float:
+        """A value in [base x factors], preferably one that is normal for some other item."""
+        low, high = max(floor, base * factors[0]), base * factors[1]
+        candidates = pool[bisect.bisect_left(pool, low) : bisect.bisect_right(pool, high)]
+        if candidates and self.rng.random() < 0.6:
+            return self.rng.choice(candidates)
+        value = _round_sig(math.exp(self.rng.uniform(math.log(low), math.log(high))), up=up)
+        return min(max(value, low), high) if up else max(min(value, high), low)
+
+    # ---- patient and provider ------------------------------------------------------------------------------
+
+    def _age(
+        self, dx: Diagnosis, restricted: list, adult: bool, conflict: bool, wanted: bool
+    ) -> int | bool | None:
+        """An age (None if left out; False if no age can serve the target)."""
+        low = max(
+            [dx.typical_age_min, ADULT if adult else 0]
+            + [r.age_min for r in restricted if r.age_min is not None]
+        )
+        high = min([dx.typical_age_max] + [r.age_max for r in restricted if r.age_max is not None])
+        if not conflict:
+            if low > high:
+                return False
+            return self.rng.randint(low, high) if wanted else None
+        bounds = [r for r in restricted if r.age_min is not None or r.age_max is not None]
+        if not bounds:
+            return False
+        target = self.rng.choice(bounds)
+        options = []
+        if target.age_min is not None and target.age_min - AGE_MARGIN >= 0:
+            options.append((0, target.age_min - AGE_MARGIN))
+        if target.age_max is not None:
+            options.append((target.age_max + AGE_MARGIN, 100))
+        if not options:
+            return False
+        return self.rng.randint(*self.rng.choice(options))
+
+    def _sex(self, restricted: list, conflict: bool, wanted: bool) -> str | bool | None:
+        required = {r.sex for r in restricted if r.sex is not None}
+        if len(required) > 1:
+            return False
+        if conflict:
+            return {"M": "F", "F": "M"}[required.pop()] if required else False
+        if not wanted:
+            return None
+        return required.pop() if required else self.rng.choice(("M", "F"))
+
+    def _provider(
+        self, dx: Diagnosis, item: Drug | Procedure, admin_kind: str | None
+    ) -> tuple[str | None, str | None]:
+        rng = self.rng
+        if isinstance(item, Drug):
+            specialty = rng.choice(self.prescribers[dx.key]) if rng.random() < 0.15 else None
+            place = rng.choice(DRUG_PLACES) if rng.random() < 0.1 else None
+            return specialty, place
+        if admin_kind == "specialty":
+            specialty = rng.choice(self.non_billers[item.key])
+        else:
+            specialty = rng.choice(self.billers[item.key]) if rng.random() < 0.35 else None
+        if admin_kind == "place":
+            place = rng.choice(self.non_sites[item.key])
+        else:
+            place = rng.choice(self.sites[item.key]) if rng.random() < 0.35 else None
+        return specialty, place
+
+
+def generate_claims(n: int, seed: int, catalog: Catalog | None = None) -> list[Claim]:
+    """n labelled claims; the same (n, seed, catalog) always gives the same claims."""
+    rng = FastRandom(seed)
+    generator = _Generator(catalog or load_catalog(), rng)
+    targets = [TARGET_CYCLE[i % len(TARGET_CYCLE)] for i in range(n)]
+    rng.shuffle(targets)
+    return [generator.claim(reason, kind) for reason, kind in targets]

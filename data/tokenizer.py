@@ -1,0 +1,511 @@
+"""Claim text to tokens: one token per catalog entity, magnitude tokens for numbers, words for the rest.
+
+- Catalog names and aliases are matched longest-first and case-insensitively, and every synonym of an entity
+  shares one token ("heart surgery" and "CABG" are both `proc:33533`); the token keeps what the user typed.
+- Numbers become magnitude tokens by context: `$150` -> `amt:14` (k = round(2 log2 usd), half-octave buckets),
+  `500 mg` / `0.5 g` / `500000 mcg` -> `dose:18` (normalised to mg), `54yo` / `age 54` -> `age:54`; a bare
+  number is `<num>`. Impossible values (negative, zero, NaN, 1e308) get the bucket at the edge and a warning.
+- Words outside the fixed vocabulary are `<unk>`. Encoding never raises and reads at most what max_len needs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import accumulate
+
+from data.catalog import Catalog
+from data.rules import ClaimFields
+from data.text import HARD_GAP, SEX_WORDS, kind_of, phrase_key, split
+
+CATEGORIES = ("diagnosis", "drug", "dose", "procedure", "amount", "age", "sex", "specialty", "place", "other")
+ENTITY_PREFIXES = {
+    "diagnosis": "dx", "drug": "drug", "procedure": "proc", "specialty": "spec", "place": "place",
+}  # fmt: skip
+PREFIX_CATEGORY = {
+    **{prefix: category for category, prefix in ENTITY_PREFIXES.items()},
+    "sex": "sex", "amt": "amount", "dose": "dose", "age": "age",
+}  # fmt: skip
+AMOUNT_BUCKETS = (-4, 44)  # $0.25 .. $4.2M in half-octaves
+DOSE_BUCKETS = (-24, 36)  # 0.24 mcg .. 262 g
+AGE_MAX = 110
+PIECES_PER_TOKEN = 4  # the most pieces a number token takes ("-", "$", "50", "k" ... "usd")
+
+DOSE_UNITS = {
+    "mg": 1.0, "mgs": 1.0, "milligram": 1.0, "milligrams": 1.0,
+    "mcg": 1e-3, "ug": 1e-3, "µg": 1e-3, "μg": 1e-3, "microgram": 1e-3, "micrograms": 1e-3,
+    "g": 1e3, "gm": 1e3, "gram": 1e3, "grams": 1e3,
+}  # fmt: skip
+MONEY_WORDS = frozenset({"usd", "dollar", "dollars", "bucks"})
+MULTIPLIERS = {"k": 1e3, "m": 1e6, "mm": 1e6}  # only when glued to the number: "$50k", "$1.2M"
+AGE_SUFFIXES = (("years", "of", "age"), ("years", "old"), ("year", "old"), ("yrs", "old"), ("yr", "old"),
+                ("y", "o"), ("yo",), ("yrs",), ("yr",), ("y",))  # fmt: skip
+AGE_SUFFIX_STARTS = frozenset(suffix[0] for suffix in AGE_SUFFIXES)
+AGE_WORDS = frozenset({"age", "aged"})
+COMBINED_AGE_SEX = frozenset({"yom", "yof"})  # "54yoM"
+NUMBER_WORDS = {"nan": math.nan, "inf": math.inf, "infinity": math.inf}
+
+# Template and filler words a claim is written with; fixed, so one catalog always gives the same vocabulary.
+_WORD_TEXT = """
+    $ % @ a an the and or but with w without wo of for to in at on by from per as is was be been has had
+    have not no yes this that it its his her he she they them their him patient patients pt pts claim
+    claims billed bill billing bills charge charges charged cost costs price priced fee fees total amount
+    amt paid payment due sum invoice invoiced submitted submit please pls kindly review reviewed check
+    verify audit urgent thanks thank you note notes re new dx diagnosis diagnosed diagnoses hx history
+    known presenting presents presented complaint complains suffering suspected confirmed rx prescribed
+    prescription prescribing medication medications med meds drug drugs started start starting continue
+    continued continuing refill refills refilled given taking takes take dose dosage doses strength daily
+    day days qd once twice per week weeks wk wks weekly month months monthly supply tab tabs tablet
+    tablets cap caps capsule capsules po oral iv inhaled puff puffs nightly morning evening bedtime
+    procedure procedures proc service services cpt code codes hcpcs icd performed done underwent
+    undergoing received receiving had scheduled ordered order orders provided s p status post provider
+    rendering specialty physician doctor dr md do seen see saw place location setting pos visit visits
+    type sex gender age aged years year old yrs yr yo y o hour hours hr hrs min mins minute minutes follow
+    up plus item line items requested request approve approved deny denied pending needs need auth
+    authorization prior inv id ref number member policy date dos today yesterday tomorrow mr mrs ms x also
+    additional additionally other same discharged room unit floor bed home nursing facility pharmacy cash
+    surgery surgical test tests testing labs scan imaging xray x ray ultrasound screening exam examination
+    evaluation consult consultation treatment treat treated therapy session care management workup work
+    chronic acute mild moderate severe stable uncontrolled controlled established initial left right
+    bilateral pain symptoms symptom worsening improved improving because since after before during
+    following pre about approximately approx around roughly just only each every first second third last
+    next recent recently long standing reason reasons why how what which who when where usual normal
+    typical standard generic brand name medicine medical insurance insurer payer plan coverage covered
+    copay deductible reimbursement cents more less than over under via will would should could can may
+    might must did does not nothing ok okay fine came went got done one two three r l f/u w/o s/p h/o c/o
+    r/o
+"""
+WORDS = tuple(sorted(set(_WORD_TEXT.split())))
+# Shorthand written with a slash between two letters; read as one word, so "f/u" is not the sex word "f".
+COMPOUNDS = {
+    ("f", "u"): "f/u",
+    ("w", "o"): "w/o",
+    ("s", "p"): "s/p",
+    ("h", "o"): "h/o",
+    ("c", "o"): "c/o",
+    ("r", "o"): "r/o",
+}
+
+_SPECIALS = ("<pad>", "<unk>", "<num>")
+# kind_of() for the commonest first characters, looked up instead of computed
+FIRST_KIND = {
+    **dict.fromkeys("abcdefghijklmnopqrstuvwxyz", "word"), **dict.fromkeys("0123456789-.", "num"), "$": "sym",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Token:
+    id: int
+    text: str  # vocabulary string; "<unk>" for an unknown word
+    surface: str  # exactly what the input had at [start, end)
+    start: int
+    end: int
+    category: str
+    value: float | None = None  # the number behind an amount (USD), dose (mg) or age token
+
+
+_new_object, _set_attribute = object.__new__, object.__setattr__
+
+
+def _token(
+    id: int, text: str, surface: str, start: int, end: int, category: str, value: float | None
+) -> Token:
+    """Token(...) at half the cost: a frozen dataclass's __init__ sets its seven fields one call at a time,
+    and building tokens is most of the work of encoding a claim. The result is an ordinary, frozen Token."""
+    token = _new_object(Token)
+    _set_attribute(token, "__dict__", {"id": id, "text": text, "surface": surface, "start": start, "end": end,
+                                       "category": category, "value": value})  # fmt: skip
+    return token
+
+
+@dataclass(frozen=True)
+class Encoded:
+    tokens: tuple[Token, ...]
+    truncated: bool
+    warnings: tuple[str, ...]  # plain-English notes on implausible numbers
+
+
+def _number(low: str) -> float:
+    if low in NUMBER_WORDS:
+        return NUMBER_WORDS[low]
+    return float(low.replace(",", ""))
+
+
+def _read_magnitude(value: float, low: int, high: int) -> tuple[int, str | None]:
+    """The half-octave bucket of value clipped to [low, high], and what is wrong with value, if anything."""
+    if value > 0 and not math.isinf(value):  # NaN fails value > 0
+        exact = 2 * math.log2(value)
+        bucket = min(high, max(low, round(exact)))
+        return bucket, None if low - 1 <= exact <= high + 1 else "is not plausible"
+    if math.isnan(value):
+        return low, "is not a number"
+    if value < 0:
+        return low, "is negative"
+    return (low, "is zero") if value == 0 else (high, "is not plausible")
+
+
+@lru_cache(maxsize=4096)  # the same few gaps (", ", "; ", " | ") come back all the time
+def _is_hard(gap: str) -> bool:
+    return HARD_GAP.search(gap) is not None
+
+
+def _kind(piece: str) -> str:
+    if piece in NUMBER_WORDS:
+        return "num"
+    return FIRST_KIND.get(piece[0]) or kind_of(piece)
+
+
+def _is_age(low: str) -> bool:
+    return low.isdecimal() and len(low) <= 3 and int(low) <= 120
+
+
+class Tokenizer:
+    PAD, UNK, NUM = _SPECIALS
+
+    def __init__(self, vocab: tuple[str, ...], aliases: dict[str, tuple[str, ...]]) -> None:
+        if tuple(vocab[:3]) != _SPECIALS:
+            raise ValueError(f"vocabulary must start with {_SPECIALS}")
+        self.vocab = tuple(vocab)
+        self.aliases = aliases  # entity token text -> the names and aliases that produce it
+        self._ids = {text: index for index, text in enumerate(self.vocab)}
+        if len(self._ids) != len(self.vocab):
+            raise ValueError("vocabulary has duplicate entries")
+        self._categories = tuple(self._category_of(text) for text in self.vocab)
+        # first piece -> [(all pieces, token id)], longest first, for longest-match lookup
+        self._phrases: dict[str, list[tuple[list[str], int]]] = {}
+        for token_text, names in aliases.items():
+            for name in names:
+                key = list(phrase_key(name))
+                self._phrases.setdefault(key[0], []).append((key, self._ids[token_text]))
+        for candidates in self._phrases.values():
+            candidates.sort(key=lambda item: -len(item[0]))
+        # Words that read the same whatever their neighbours: not a name's first piece, not money, not one
+        # letter (units, "f/u"); sex words included. Unknown words are not here: they take the slow path.
+        self._plain = {
+            word: index
+            for word, index in self._ids.items()
+            if word.isalpha() and len(word) > 1 and word not in self._phrases and word not in MONEY_WORDS
+        }
+        self._plain.update(
+            {word: self._ids[f"sex:{sex}"] for word, sex in SEX_WORDS.items() if len(word) > 1}
+        )
+        longest = max((len(key) for candidates in self._phrases.values() for key, _ in candidates), default=1)
+        self._pieces_per_token = max(longest, PIECES_PER_TOKEN)
+
+    @staticmethod
+    def _category_of(text: str) -> str:
+        prefix, colon, _ = text.partition(":")
+        return PREFIX_CATEGORY.get(prefix, "other") if colon else "other"
+
+    @classmethod
+    def from_catalog(cls, catalog: Catalog) -> Tokenizer:
+        """Deterministic vocabulary: specials, sex, one token per catalog entity, words, number buckets."""
+        aliases: dict[str, tuple[str, ...]] = {}
+        groups = (
+            ("diagnosis", catalog.diagnoses, lambda d: (d.name, d.icd10cm)),
+            ("drug", catalog.drugs, lambda d: (d.name,)),
+            ("procedure", catalog.procedures, lambda p: (p.name, p.key)),
+            ("specialty", catalog.specialties, lambda s: (s.name,)),
+            ("place", catalog.places, lambda p: (p.name,)),
+        )
+        for category, items, names in groups:
+            for key, item in items.items():
+                aliases[f"{ENTITY_PREFIXES[category]}:{key}"] = tuple(
+                    dict.fromkeys((*names(item), *item.aliases))
+                )
+        # A word that is itself a catalog name always reads as that entity, so it needs no word token.
+        one_piece_names = {
+            key[0] for names in aliases.values() for key in map(phrase_key, names) if len(key) == 1
+        }
+        words = [w for w in WORDS if w not in one_piece_names and w not in SEX_WORDS]
+        vocab = (
+            *_SPECIALS,
+            "sex:M",
+            "sex:F",
+            *aliases,
+            *words,
+            *(f"amt:{k}" for k in range(AMOUNT_BUCKETS[0], AMOUNT_BUCKETS[1] + 1)),
+            *(f"dose:{k}" for k in range(DOSE_BUCKETS[0], DOSE_BUCKETS[1] + 1)),
+            *(f"age:{n}" for n in range(AGE_MAX + 1)),
+        )
+        return cls(vocab, aliases)
+
+    def to_json(self) -> dict:
+        return {
+            "format": "headwatch-tokenizer",
+            "version": 1,
+            "vocab": list(self.vocab),
+            "aliases": {text: list(names) for text, names in self.aliases.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> Tokenizer:
+        if data.get("format") != "headwatch-tokenizer" or data.get("version") != 1:
+            raise ValueError("not a headwatch tokenizer (format/version mismatch)")
+        return cls(tuple(data["vocab"]), {text: tuple(names) for text, names in data["aliases"].items()})
+
+    def category_id(self, category: str) -> int:
+        return CATEGORIES.index(category)
+
+    def entity_of(self, token: Token) -> tuple[str, str] | None:
+        """("procedure", "33533") for a catalog-entity token, None for anything else."""
+        if token.category not in ENTITY_PREFIXES:
+            return None
+        return token.category, token.text.partition(":")[2]
+
+    def encode(self, text: str, max_len: int = 48) -> Encoded:
+        """At most max_len tokens (truncated=True if more followed); never raises for a str."""
+        max_len = max(0, max_len)
+        # Reading stops once max_len + 1 tokens are certain, so huge inputs cost no more than short ones.
+        encoding = _Encoding(self, text, (max_len + 2) * self._pieces_per_token)
+        tokens = encoding.run(max_len + 1)
+        return Encoded(tuple(tokens[:max_len]), len(tokens) > max_len, tuple(encoding.warnings))
+
+
+class _Encoding:
+    """One encode() call: the pieces of the text as parallel lists, and the tokens and warnings so far."""
+
+    def __init__(self, tokenizer: Tokenizer, text: str, limit: int) -> None:
+        self.tk, self.text = tokenizer, text
+        lowered = text.lower()
+        # Spans found in the lowercased text fit the original unless a character grew when lowercased ("İ");
+        # then cut the original and lowercase piece by piece.
+        same_length = len(lowered) == len(text)
+        parts = split(lowered if same_length else text, limit)
+        gaps, lows = parts[0::2], parts[1::2]
+        if not same_length:
+            lows = [piece.lower() for piece in lows]
+        offsets = list(accumulate(map(len, parts)))
+        self.lows, self.gaps = lows, gaps  # gaps[i] stands before lows[i]
+        self.starts, self.ends = offsets[0 : 2 * len(lows) : 2], offsets[1::2]
+        self.tokens: list[Token] = []
+        self.warnings: list[str] = []
+
+    def run(self, limit: int) -> list[Token]:
+        tk, text, tokens = self.tk, self.text, self.tokens
+        lows, starts, ends = self.lows, self.starts, self.ends
+        phrases, plain, vocab, categories = tk._phrases, tk._plain, tk.vocab, tk._categories
+        i, n = 0, len(lows)
+        while i < n and len(tokens) < limit:
+            low = lows[i]
+            if low in plain:  # most words: read the same whatever stands next to them
+                token_id = plain[low]
+                start, end = starts[i], ends[i]
+                tokens.append(
+                    _token(token_id, vocab[token_id], text[start:end], start, end, categories[token_id], None)
+                )
+                i += 1
+                continue
+            number = _kind(low) == "num"
+            if number:
+                consumed = self._number(i)
+            elif (low == "$" or low in MONEY_WORDS) and self._number_at(i + 1):
+                consumed = self._amount(i + 1, self._money_start(i))
+            elif len(low) == 1 and self._compound(i):
+                consumed = 2
+            else:
+                consumed = self._phrase(i) if low in phrases else 0
+            if not consumed:
+                word = Tokenizer.NUM if number else f"sex:{SEX_WORDS[low]}" if low in SEX_WORDS else low
+                self._emit(word, starts[i], ends[i])
+                consumed = 1
+            i += consumed
+        return tokens
+
+    def _emit(self, text: str, start: int, end: int, value: float | None = None) -> None:
+        self._emit_id(self.tk._ids.get(text, 1), start, end, value)
+
+    def _emit_id(self, token_id: int, start: int, end: int, value: float | None = None) -> None:
+        tk = self.tk
+        self.tokens.append(
+            _token(
+                token_id,
+                tk.vocab[token_id],
+                self.text[start:end],
+                start,
+                end,
+                tk._categories[token_id],
+                value,
+            )
+        )
+
+    # ---- neighbourhood tests -------------------------------------------------------------------------------
+
+    def _soft(self, i: int) -> bool:
+        """Piece i exists and nothing but spaces or joiners stand between it and piece i - 1."""
+        return i < len(self.lows) and not _is_hard(self.gaps[i])
+
+    def _any_hard(self, first: int, end: int) -> bool:
+        """A separator stands somewhere between pieces first - 1 and end - 1."""
+        return any(map(_is_hard, self.gaps[first:end]))
+
+    def _glued(self, i: int) -> bool:
+        """Piece i exists and touches piece i - 1 ("50k", "54M")."""
+        return i < len(self.lows) and self.starts[i] == self.ends[i - 1]
+
+    def _number_at(self, i: int) -> bool:
+        return self._soft(i) and _kind(self.lows[i]) == "num"
+
+    def _money_suffix_at(self, i: int) -> bool:
+        """A money word after a number, or a "$" not starting the next amount ("150$", not "99213 $150")."""
+        if not self._soft(i):
+            return False
+        low = self.lows[i]
+        if low == "$":
+            return not self._number_at(i + 1)
+        return low in MONEY_WORDS and not self._glued(i + 1)
+
+    def _age_suffix_at(self, i: int) -> int:
+        lows = self.lows
+        for suffix in AGE_SUFFIXES:
+            end = i + len(suffix)
+            if tuple(lows[i:end]) == suffix and not self._any_hard(i, end) and not self._glued(end):
+                return len(suffix)
+        return 0
+
+    def _after_age_word(self, i: int) -> bool:
+        """Piece i - 1 is "age"/"aged" standing as a word of its own (not the end of "37 years of age")."""
+        last = self.tokens[-1] if self.tokens else None
+        return (
+            last is not None
+            and self.lows[i - 1] in AGE_WORDS
+            and last.end == self.ends[i - 1]
+            and last.text in AGE_WORDS
+        )
+
+    def _money_start(self, i: int) -> int:
+        # "-$5": the minus sits right before the dollar sign, outside the number piece.
+        start, text = self.starts[i], self.text
+        if (
+            self.lows[i] == "$"
+            and start > 0
+            and text[start - 1] == "-"
+            and (start == 1 or not text[start - 2].isalnum())
+        ):
+            return start - 1
+        return start
+
+    # ---- readers: emit tokens, return how many pieces they consumed (0 or False: not theirs) ---------------
+
+    def _compound(self, i: int) -> bool:
+        if i + 1 < len(self.lows) and self.text[self.ends[i] : self.starts[i + 1]] == "/":
+            word = COMPOUNDS.get((self.lows[i], self.lows[i + 1]))
+            if word is not None:
+                self._emit(word, self.starts[i], self.ends[i + 1])
+                return True
+        return False
+
+    def _phrase(self, i: int) -> int:
+        lows = self.lows
+        for key, token_id in self.tk._phrases.get(lows[i], ()):
+            end = i + len(key)
+            if lows[i:end] == key and not self._any_hard(i + 1, end):
+                self._emit_id(token_id, self.starts[i], self.ends[end - 1])
+                return len(key)
+        return 0
+
+    def _number(self, i: int) -> int:
+        """Amount, dose or age from the number at i and its neighbours, else a catalog code such as 99213."""
+        lows = self.lows
+        low = lows[i]
+        nxt = lows[i + 1] if self._soft(i + 1) else None
+        if (
+            nxt in MULTIPLIERS and self._glued(i + 1) and self._money_suffix_at(i + 2)
+        ) or self._money_suffix_at(i + 1):
+            return self._amount(i, self.starts[i])
+        # a unit is only a unit if it is not glued to more text: "10 g" is a dose, "icd-10 G43.909" is not
+        clean = not self._glued(i + 2)
+        if nxt in DOSE_UNITS and clean:
+            self._magnitude("dose", _number(low) * DOSE_UNITS[nxt], i, DOSE_BUCKETS, self.ends[i + 1])
+            return 2
+        if nxt in COMBINED_AGE_SEX and clean:  # "54yoF"
+            split_at = self.starts[i + 1] + 2
+            self._age(i, split_at)
+            self._emit(f"sex:{nxt[-1].upper()}", split_at, self.ends[i + 1])
+            return 2
+        suffix = self._age_suffix_at(i + 1) if nxt in AGE_SUFFIX_STARTS else 0
+        if suffix:
+            self._age(i, self.ends[i + suffix])
+            return 1 + suffix
+        if self._after_age_word(i):
+            self._age(i, self.ends[i])
+            return 1
+        consumed = self._phrase(i) if low in self.tk._phrases else 0
+        if consumed:
+            return consumed
+        # "54 M", "F 54", "M/54": a plausible age right next to a sex word
+        if _is_age(low) and (
+            (nxt in SEX_WORDS and clean)
+            or (i > 0 and lows[i - 1] in SEX_WORDS and not _is_hard(self.gaps[i]))
+        ):
+            self._age(i, self.ends[i])
+            return 1
+        return 0
+
+    def _amount(self, i: int, start: int) -> int:
+        """The amount whose number is piece i and whose text starts at start ("$", "USD", "-$"); returns the
+        pieces consumed, counted from the first piece of the amount."""
+        first = i - 1 if start < self.starts[i] else i
+        value = _number(self.lows[i])
+        if self.text[start] == "-" and value > 0:
+            value = -value
+        end = i + 1
+        if self._glued(end) and self.lows[end] in MULTIPLIERS:
+            value *= MULTIPLIERS[self.lows[end]]
+            end += 1
+        if self._money_suffix_at(end):
+            end += 1
+        self._magnitude("amount", value, i, AMOUNT_BUCKETS, self.ends[end - 1], start)
+        return end - first
+
+    def _magnitude(
+        self, kind: str, value: float, i: int, buckets: tuple[int, int], end: int, start: int | None = None
+    ) -> None:
+        bucket, problem = _read_magnitude(value, *buckets)
+        if problem:
+            unit = " mg" if kind == "dose" else ""
+            self.warnings.append(f"{kind} {self._shown(i, value)}{unit} {problem}")
+        prefix = "amt" if kind == "amount" else kind
+        self._emit(f"{prefix}:{bucket}", self.starts[i] if start is None else start, end, value)
+
+    def _shown(self, i: int, value: float) -> str:
+        number = self.text[self.starts[i] : self.ends[i]]
+        return f"-{number}" if value < 0 and not number.startswith("-") else number
+
+    def _age(self, i: int, end: int) -> None:
+        value = _number(self.lows[i])
+        if 0 <= value <= AGE_MAX:
+            years = int(value)
+        else:
+            self.warnings.append(f"age {self._shown(i, value)} is not plausible")
+            years = AGE_MAX if value > AGE_MAX else 0  # NaN and negatives sit at the low edge
+        self._emit(f"age:{years}", self.starts[i], end, value)
+
+
+def parse_claim(encoded: Encoded, tokenizer: Tokenizer) -> ClaimFields:
+    """The claim fields in encoded text (the first of each kind), so the rules can run on pasted text."""
+    found: dict[str, object] = {}
+    for token in encoded.tokens:
+        entity = tokenizer.entity_of(token)
+        if entity is not None:
+            found.setdefault(entity[0], entity[1])
+        elif token.category == "sex":
+            found.setdefault("sex", token.text.partition(":")[2])
+        elif token.category == "dose" and token.value is not None:
+            found.setdefault("dose_mg", token.value)
+        elif token.category == "amount" and token.value is not None:
+            found.setdefault("amount_usd", token.value)
+        elif token.category == "age" and token.value is not None and math.isfinite(token.value):
+            found.setdefault("age", max(0, int(token.value)))
+    return ClaimFields(
+        diagnosis=found.get("diagnosis"),
+        drug=found.get("drug"),
+        dose_mg=found.get("dose_mg"),
+        procedure=found.get("procedure"),
+        amount_usd=found.get("amount_usd"),
+        age=found.get("age"),
+        sex=found.get("sex"),
+        specialty=found.get("specialty"),
+        place=found.get("place"),
+    )
