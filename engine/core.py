@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
 import tempfile
 import threading
 import time
 from dataclasses import replace
 from pathlib import Path
 
-from engine.inference import Prediction, Predictor
-from engine.runs import RunError, default_runs_dir, replay, resolve_run
+from engine.claims_csv import ImportedClaims, read_claims_csv, score_claims
+from engine.inference import Prediction, Predictor, analyze_run
+from engine.model import CLASSES
+from engine.runs import RunError, RunSummary, default_runs_dir, list_runs, replay, resolve_run
 from engine.telemetry import Snapshot, TelemetryHub
 from engine.trainer import ConfigError, EngineBusy, TrainConfig, Trainer
 
@@ -106,6 +111,48 @@ class Engine:
 
     def race_snapshot(self) -> Snapshot:
         return self.race.hub.snapshot()
+
+    def list_runs(self) -> list[RunSummary]:
+        return list_runs(self.runs_dir)
+
+    def analyze(self, run_id: str) -> dict:
+        """The same report as `python -m engine analyze --run <folder>`."""
+        return analyze_run(resolve_run(self.runs_dir, run_id))
+
+    def metrics_csv(self, run_id: str) -> bytes:
+        """Step, losses and accuracies (overall and per class) of a saved run, one row per evaluation."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["step", "seconds", "train_loss", "heldout_loss", "train_accuracy", "heldout_accuracy",
+                         *[f"heldout_{c}" for c in CLASSES]])
+        for point in self.replay(run_id).evals:
+            writer.writerow([point.step, f"{point.seconds:.2f}", point.train_loss, point.heldout_loss,
+                             point.train_accuracy, point.heldout_accuracy,
+                             *[point.heldout_per_class.get(c) for c in CLASSES]])
+        return buffer.getvalue().encode()
+
+    def checkpoint_bytes(self, run_id: str) -> bytes:
+        path = resolve_run(self.runs_dir, run_id) / "checkpoints" / "latest.pt"
+        if not path.exists():
+            raise RunError(f"run {run_id} has no checkpoint yet")
+        return path.read_bytes()
+
+    def score_claims(self, claims: ImportedClaims, run_id: str | None = None) -> bytes:
+        """A results CSV for an imported claims file, scored by the live model or a saved run."""
+        predictor = self.predictor(run_id)
+        if predictor is None:
+            raise RunError("No model yet: press Train (or choose a saved run) first.")
+        return score_claims(predictor, claims)
+
+    def start_on_claims(self, data: bytes, config: TrainConfig, save: bool = True) -> None:
+        """Train a new run on an uploaded claims CSV (checked first, so a bad file changes nothing)."""
+        read_claims_csv(data)
+        self.check_runs_folder()
+        imports = self.runs_dir / ".imports"
+        imports.mkdir(exist_ok=True)
+        path = imports / f"{hashlib.sha256(data).hexdigest()[:16]}.csv"
+        path.write_bytes(data)
+        self.start(replace(config, claims_csv=str(path)), save=save)
 
     def replay(self, run_id: str) -> Snapshot:
         """A saved run, read-only."""
