@@ -1,0 +1,12 @@
+"""Headwatch: watch a small transformer learn to audit medical-insurance claims, live. Run: `make run`."""
+
+import streamlit as st
+
+# An emoji icon: a material icon would be fetched from the internet.
+st.set_page_config(page_title="Headwatch", page_icon="🩺", layout="wide")
+pages = [
+    st.Page("dashboard/train.py", title="Train", default=True),
+    st.Page("dashboard/adam.py", title="Adam's memories"),
+    st.Page("dashboard/attention.py", title="Attention"),
+]
+st.navigation(pages).run()

@@ -1,0 +1,1 @@
+"""Headwatch's Streamlit pages, their live-update helper and the pure figure and text builders they use."""

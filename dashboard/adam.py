@@ -1,0 +1,72 @@
+"""Adam's memories: the optimizer's two running averages per attention head, and an SGD-vs-Adam race."""
+
+import streamlit as st
+
+from dashboard import figures, summaries
+from dashboard.engine_resource import get_engine
+from dashboard.live import live
+from engine.core import ConfigError, EngineBusy
+
+EXPLANATION = """
+The story this app starts from says Adam keeps **two memories** for every weight: **m**, *which direction am I
+usually going* (`m = 0.9·m + 0.1·gradient`), and **v**, *how big are my mistakes usually*
+(`v = 0.999·v + 0.001·gradient²`), and moves each weight by `learning rate · m / √v`.
+Below, each line is one attention head (its query, key, value and output weights), measured while it trains.
+
+One honest difference: the story's Adam has no *bias correction*. Both memories start at zero, so early on they
+read too small, and the story's first steps come out about 3× the learning rate (0.1 / √0.001).
+`torch.optim.Adam` divides m by (1 − 0.9ᵗ) and v by (1 − 0.999ᵗ) at step t. The |m| and √v charts show the raw
+memories torch keeps; the *effective step* chart shows the bias-corrected step torch really applies.
+"""
+
+
+def start_race() -> None:
+    try:
+        get_engine().start_race()
+    except (ConfigError, EngineBusy) as error:
+        st.session_state.race_error = str(error)
+
+
+def memories() -> None:
+    snap = get_engine().snapshot()
+    if not snap.optim:
+        st.info("Waiting for the first training step…" if snap.active
+                else "The charts fill in once a run has taken its first step: press Train on the Train page.")
+        return
+    st.caption(f"Run: {summaries.config_text(snap.config)}; learning-rate warm-up over "
+               f"{snap.config.get('warmup_steps', 0)} steps, then a {snap.config.get('schedule', '')} schedule, "
+               "which the effective step follows.")
+    for metric in figures.MEMORY_METRICS:
+        st.plotly_chart(figures.memory_figure(snap, metric), key=f"memory_{metric}", config=figures.CHART_CONFIG)
+
+
+def race() -> None:
+    engine = get_engine()
+    main, rival = engine.snapshot(), engine.race_snapshot()
+    if rival.status == "idle":
+        return
+    st.plotly_chart(figures.race_figure(main, rival), key="race_chart", config=figures.CHART_CONFIG)
+    st.markdown(f"**What the measured curves show:** {summaries.race_summary(main, rival)}")
+    if rival.status in ("failed", "diverged"):
+        st.error(summaries.status_text(rival))
+
+
+engine = get_engine()
+main, rival = engine.snapshot(), engine.race_snapshot()
+st.title("Adam's memories")
+st.markdown(EXPLANATION)
+live(memories)
+
+st.subheader("Race: plain SGD against the same run")
+st.markdown("The story says plain SGD *oscillates forever* (left, right, left…) while Adam damps the swings. "
+            "The race trains the same model on the same claims with the same seed under plain SGD "
+            "(learning rate 0.1), alongside this run, so you can see whether that holds here.")
+start_column, stop_column = st.columns([3, 1])
+start_column.button("Race SGD against this run", key="race", type="primary", on_click=start_race,
+          disabled=main.status == "idle" or rival.active, width="stretch",
+          help="Needs a run: press Train on the Train page first.")
+stop_column.button("Stop training", key="race_stop", on_click=engine.stop, disabled=not (main.active or rival.active),
+            width="stretch", help="Stops both the race and the main run.")
+if error := st.session_state.pop("race_error", None):
+    st.error(error)
+live(race)

@@ -1,0 +1,65 @@
+"""Attention: per-head heatmaps on a probe claim, live or at any stored step."""
+
+import streamlit as st
+
+from dashboard import figures
+from dashboard.engine_resource import get_engine
+from dashboard.live import live
+from engine.telemetry import ProbeClaim
+
+LATEST = "latest"
+EXPLANATION = """
+Each attention head decides, for every word it reads, **how much to look at every other word**: a row of a
+heatmap adds up to 1, and brighter squares mean more attention. At the first step the heads look almost evenly
+at everything; as the model learns, each head picks out a few words. The story says each head becomes a
+specialist (medical, dosage, cost, admin): whether that happens in this run is what these pictures show.
+"""
+
+
+def claim_label(claim: ProbeClaim) -> str:
+    answer = "VALID" if claim.label == "VALID" else f"INVALID: {claim.label}"
+    return f"{' / '.join(claim.text.splitlines())}  ({answer})"  # some claims are multi-line forms
+
+
+def heatmaps(claim: int, step: int | str, had_data: bool) -> None:
+    snap = get_engine().snapshot()
+    if not snap.attention:
+        st.info("Waiting for the first picture of the heads…" if snap.active
+                else "Attention appears as soon as a run starts: press Train on the Train page.")
+        return
+    if not had_data:
+        st.rerun()  # the selectors above were drawn before there was anything to select
+    claim = min(claim, len(snap.probe) - 1)  # a new run may have fewer probe claims than the last one
+    point = snap.attention[-1] if step == LATEST else min(snap.attention, key=lambda p: abs(p.step - step))
+    cross = [n for n in snap.attention_names if n.endswith(".cross")]
+    encoder = [n for n in snap.attention_names if n.startswith("encoder.")]
+    even = 1 / len(snap.probe[claim].tokens)
+    st.caption(f"**Peak** is a row's largest weight, averaged over the rows: for this claim, looking evenly at "
+               f"every word gives {even:.2f}, looking at one word only gives 1. In cross-attention, the row "
+               "**→ verdict** is where the model looks to say VALID or INVALID; **→ reason** is where it looks to "
+               "answer *if this claim were invalid, why?*")
+    for name in [*cross, *encoder]:
+        st.plotly_chart(figures.attention_figure(snap, point, name, claim), key=f"attention_{name}",
+                        config=figures.CHART_CONFIG)
+
+
+snap = get_engine().snapshot()
+st.title("Attention")
+st.markdown(EXPLANATION)
+claim, step = 0, LATEST
+if snap.probe and snap.attention:
+    steps = [p.step for p in snap.attention]
+    # A stored step can be thinned away and a new run can have other claims: fall back instead of failing.
+    if st.session_state.get("attention_step") not in [*steps, LATEST]:
+        st.session_state.attention_step = LATEST
+    if st.session_state.get("attention_claim") not in range(len(snap.probe)):
+        st.session_state.attention_claim = 0
+    left, right = st.columns([2, 3], gap="large")
+    claim = left.selectbox("Claim", range(len(snap.probe)), format_func=lambda i: claim_label(snap.probe[i]),
+                           key="attention_claim", persist_state="session")
+    step = right.select_slider(
+        "Training step", [*steps, LATEST], key="attention_step", persist_state="session",
+        format_func=lambda s: "latest (follows the live run)" if s == LATEST else f"step {s:,}",
+        help="Slide left to go back in time; the right end follows the run live.",
+    )
+live(lambda: heatmaps(claim, step, bool(snap.attention)))

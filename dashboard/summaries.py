@@ -1,0 +1,78 @@
+"""Pure text builders: what the numbers say, in plain words. No Streamlit here, so they are unit-tested directly."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dashboard.figures import optimizer_name
+from engine.telemetry import Snapshot
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    seconds = round(seconds)
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def progress_text(snap: Snapshot) -> str:
+    parts = [f"Step {snap.step:,} of {snap.total_steps:,}"]
+    if snap.status == "running" and snap.steps_per_second > 0:
+        parts += [f"{snap.steps_per_second:.1f} steps/s", f"about {duration(snap.eta_seconds)} left"]
+    elif snap.seconds:
+        parts.append(f"{duration(snap.seconds)} of training")
+    return " · ".join(parts)
+
+
+def status_text(snap: Snapshot) -> str:
+    """The run's state in one sentence. A finished, stopped or failed run's own message (the error, for one that
+    failed) wins; while it trains, these sentences say more than the engine's one-word messages."""
+    if snap.message and snap.status in ("finished", "stopped", "failed", "diverged"):
+        return snap.message
+    return {
+        "idle": "No training yet. Choose the settings and press Train.",
+        "preparing": "Preparing the claims and the model: this takes a few seconds (longer for bigger recipes).",
+        "running": f"Training with {optimizer_name(snap.config)}.",
+        "paused": f"Paused at step {snap.step:,}. Press Resume to continue.",
+        "finished": f"Finished {snap.step:,} steps.",
+        "stopped": f"Stopped at step {snap.step:,}.",
+        "failed": "Training failed.",
+        "diverged": "Training diverged: the loss stopped being a finite number. Try a smaller learning rate.",
+    }[snap.status]
+
+
+def config_text(config: dict) -> str:
+    if not config:
+        return ""
+    return (f"{optimizer_name(config)}, learning rate {config.get('lr')}, batch {config.get('batch_size')}, "
+            f"seed {config.get('seed')}, {config.get('steps'):,} steps")
+
+
+def _loss_until(snap: Snapshot, step: int, window: int = 20) -> np.ndarray:
+    values = [v for s, v in zip(snap.loss.steps, snap.loss.values, strict=True) if s <= step]
+    return np.asarray(values[-window:])
+
+
+def race_summary(main: Snapshot, race: Snapshot) -> str:
+    """Compare the two measured curves at the same step, whichever run is ahead."""
+    step = min(main.step, race.step)
+    mine, theirs = _loss_until(main, step), _loss_until(race, step)
+    if step == 0 or not len(mine) or not len(theirs):
+        return "The race has not produced any steps yet."
+    a, b = optimizer_name(main.config), optimizer_name(race.config)
+    lo, hi = sorted([(mine.mean(), a), (theirs.mean(), b)])
+    lines = [f"At step {step:,}, over the last {min(len(mine), len(theirs))} recorded steps, {a}'s training loss "
+             f"averages {mine.mean():.3f} and {b}'s {theirs.mean():.3f}: {lo[1]} is lower"
+             + (f" by {hi[0] / lo[0]:.1f}×." if lo[0] > 0 else ".")]
+    held = {e.step: e.heldout_loss for e in race.evals}
+    common = [e for e in main.evals if e.step in held]
+    if common:
+        e = common[-1]
+        better = a if e.heldout_loss < held[e.step] else b
+        lines.append(f"On held-out claims (never trained on) at step {e.step:,}: {a} {e.heldout_loss:.3f}, "
+                     f"{b} {held[e.step]:.3f}, so {better} is lower there.")
+    if len(mine) > 2 and len(theirs) > 2:
+        jumps = np.abs(np.diff(mine)).mean(), np.abs(np.diff(theirs)).mean()
+        lines.append(f"Average jump between consecutive recorded steps: {a} {jumps[0]:.3f}, {b} {jumps[1]:.3f} "
+                     "(both jitter because every step sees a different batch of claims).")
+    return " ".join(lines)

@@ -1,0 +1,168 @@
+"""End to end in a real browser: start the server, press Train, watch the loss chart grow, open every page.
+
+Saves screenshots to test-artifacts/ and the README's docs/screenshot-train.png, and prints the measured
+click-to-first-point time and the live fragment's render times.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+from dashboard.live import DRAW_FAILED
+from engine.presets import PRESETS
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+# Records every script-state change of the page, so fragment reruns can be timed from the browser's side.
+WATCH_SCRIPT_STATE = """() => {
+    window.__states = [];
+    const app = document.querySelector("[data-testid='stApp']");
+    new MutationObserver(() => window.__states.push([performance.now(), app.dataset.testScriptState]))
+        .observe(app, {attributes: true, attributeFilter: ["data-test-script-state"]});
+}"""
+LOSS_POINTS = """() => {
+    const chart = document.querySelector("[data-testid='stPlotlyChart'] .js-plotly-plot");
+    const x = chart && chart.data && chart.data.length ? chart.data[0].x : null;
+    if (!x) return 0;
+    if (x.length !== undefined) return x.length;
+    const bytes = {i1: 1, u1: 1, i2: 2, u2: 2, i4: 4, u4: 4, f4: 4, f8: 8}[x.dtype] || 8;
+    return atob(x.bdata).length / bytes;  // numpy arrays arrive base64-encoded
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: CI must run the browser test (apt-get install chromium)")
+        pytest.skip(f"{CHROMIUM} is missing (install it with apt-get install chromium)")
+    tmp = tmp_path_factory.mktemp("browser")
+    port = free_port()
+    log = (tmp / "server.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"],
+        cwd=ROOT, env={**os.environ, "HEADWATCH_RUNS_DIR": str(tmp / "runs")}, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read() == b"ok":
+                    break
+        except OSError:
+            pass
+        assert server.poll() is None, (tmp / "server.log").read_text()
+        assert time.monotonic() < deadline, "the Streamlit server did not answer its health check in 60 s"
+        time.sleep(0.2)
+    yield url
+    server.terminate()
+    server.wait(timeout=15)
+    log.close()
+    print("\n--- server log ---\n" + (tmp / "server.log").read_text()[-3000:])
+
+
+def assert_no_exception(page) -> None:
+    assert page.locator("[data-testid='stException']").count() == 0
+    text = page.inner_text("body")
+    assert "Traceback" not in text and DRAW_FAILED not in text
+
+
+def screenshot_all(page, path: Path) -> None:
+    """The page scrolls inside Streamlit's main block, not the document: grow the window to fit, then shoot."""
+    height = page.evaluate("() => document.querySelector(\"[data-testid='stMain']\").scrollHeight")
+    page.set_viewport_size({"width": 1440, "height": min(max(height, 1000), 8000)})
+    page.wait_for_timeout(1500)  # plotly redraws at the new size
+    page.screenshot(path=str(path))
+    page.set_viewport_size({"width": 1440, "height": 1000})
+
+
+def open_page(page, name: str) -> None:
+    page.get_by_role("link", name=name).click()
+    page.wait_for_selector(IDLE)
+    page.get_by_role("heading").first.wait_for()
+
+
+def test_train_and_every_page(server: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ROOT / "docs").mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        started = time.monotonic()
+        page.goto(server)
+        page.get_by_role("button", name="Train").wait_for(timeout=60_000)
+        page.wait_for_selector(IDLE)
+        print(f"\npage load to Train button: {time.monotonic() - started:.1f} s")
+        assert_no_exception(page)
+        page.get_by_role("spinbutton", name="Steps").wait_for()  # widgets draw after the page's first paint
+        page.screenshot(path=str(ARTIFACTS / "train-idle.png"))
+
+        page.get_by_test_id("stSelectbox").filter(has_text="Recipe").click()
+        page.get_by_role("option", name="quick").click()
+        # the recipe refills the form in a rerun: wait for it, or Train submits the old values
+        expect(page.get_by_role("spinbutton", name="Batch size")).to_have_value(str(PRESETS["quick"].batch_size))
+        page.get_by_role("spinbutton", name="Steps").fill("300")
+        page.get_by_role("spinbutton", name="Steps").press("Tab")
+        page.evaluate(WATCH_SCRIPT_STATE)
+        clicked = time.monotonic()
+        page.get_by_role("button", name="Train").click()
+        page.wait_for_function(LOSS_POINTS, polling=50, timeout=60_000)
+        first_point = time.monotonic() - clicked
+        first = page.evaluate(LOSS_POINTS)
+        page.wait_for_function(f"() => ({LOSS_POINTS})() > {first}", polling=100, timeout=60_000)
+        print(f"Train click to first loss point in the browser: {first_point:.2f} s ({first} points)")
+        page.get_by_text("Finished").first.wait_for(timeout=120_000)
+        page.wait_for_selector(IDLE)
+        assert_no_exception(page)
+        page.screenshot(path=str(ROOT / "docs" / "screenshot-train.png"))
+        screenshot_all(page, ARTIFACTS / "train.png")
+
+        states = page.evaluate("() => window.__states")
+        runs = [b[0] - a[0] for a, b in pairwise(states)
+                if a[1] == "running" and b[1] == "notRunning"]
+        if runs:
+            print(f"script/fragment reruns while training: {len(runs)}, median {statistics.median(runs):.0f} ms, "
+                  f"max {max(runs):.0f} ms (browser-side, script start to finish)")
+
+        open_page(page, "Adam's memories")
+        page.get_by_role("button", name="Race SGD against this run").click()
+        page.get_by_text("What the measured curves show: At step").wait_for(timeout=60_000)
+        page.get_by_role("button", name="Race SGD against this run").and_(page.locator(":enabled")).wait_for(
+            timeout=120_000)  # enabled again: the race has finished
+        page.wait_for_function("() => document.querySelectorAll(\"[data-testid='stPlotlyChart']\").length >= 5")
+        assert_no_exception(page)
+        screenshot_all(page, ARTIFACTS / "adam.png")
+
+        open_page(page, "Attention")
+        page.wait_for_function("() => document.querySelectorAll(\"[data-testid='stPlotlyChart']\").length >= 2")
+        assert_no_exception(page)
+        screenshot_all(page, ARTIFACTS / "attention.png")
+        browser.close()
