@@ -34,7 +34,7 @@ def bare_loop(config: TrainConfig, data: ClaimData) -> float:
     for step in range(1, config.steps + 1):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step)
-        batch = data.train.subset(torch.randint(len(data.train), (config.batch_size,), generator=sampler))
+        batch = data.train.subset(torch.randint(len(data.train), (config.batch_size,), generator=sampler)).trimmed()
         loss, _ = loss_and_logits(model, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

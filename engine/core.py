@@ -97,6 +97,9 @@ class Engine:
         self.race.stop()
         self.main.stop()
 
+    def stop_race(self) -> None:
+        self.race.stop()
+
     def reset(self) -> None:
         self.race.reset()
         self.main.reset()
@@ -104,7 +107,8 @@ class Engine:
             self._predictor = None
 
     def close(self) -> None:
-        self.stop()
+        self.race.stop(timeout=30)
+        self.main.stop(timeout=30)
 
     def snapshot(self) -> Snapshot:
         return self.main.hub.snapshot()

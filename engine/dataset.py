@@ -39,6 +39,11 @@ class ClaimTensors:
     def subset(self, index: torch.Tensor | slice) -> ClaimTensors:
         return ClaimTensors(self.tokens[index], self.categories[index], self.classes[index])
 
+    def trimmed(self) -> ClaimTensors:
+        """Drop padding columns that no claim in this batch uses (the pool is padded to its longest claim)."""
+        length = max(int((self.tokens != 0).sum(dim=1).max()), 1)
+        return ClaimTensors(self.tokens[:, :length], self.categories[:, :length], self.classes)
+
     def to(self, device: torch.device | str) -> ClaimTensors:
         return ClaimTensors(self.tokens.to(device), self.categories.to(device), self.classes.to(device))
 

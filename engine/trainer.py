@@ -172,6 +172,7 @@ class Trainer:
         self._stop = threading.Event()
         self._running = threading.Event()  # cleared while paused
         self._published: tuple[int, dict[str, torch.Tensor]] | None = None
+        self._generation = 0  # bumped by reset: a thread of an older generation must not write any more
         self.data: ClaimData | None = None
         self._prepare_seconds = 0.0
         self._model_config: dict = {}
@@ -186,12 +187,13 @@ class Trainer:
         with self._control:
             if self.active:
                 raise EngineBusy("A run is already training: stop or reset it first.")
+            self._generation += 1
             self._stop.clear()
             self._running.set()
             self._published = None
             self.config = config
             self.hub.begin(run_id, str(folder) if folder else None, config.to_dict(), config.steps)
-            self._thread = threading.Thread(target=self._run, args=(config, folder), daemon=True,
+            self._thread = threading.Thread(target=self._run, args=(config, folder, self._generation), daemon=True,
                                             name="headwatch-trainer")
             self._thread.start()
 
@@ -204,7 +206,9 @@ class Trainer:
         with self._control:
             self._running.set()
 
-    def stop(self, timeout: float | None = 30.0) -> None:
+    def stop(self, timeout: float = 2.0) -> None:
+        """Ask the run to stop and wait up to `timeout` s (a page must not freeze while data is still being built:
+        the thread then stops as soon as preparation ends)."""
         self._stop.set()
         self._running.set()
         thread = self._thread
@@ -212,10 +216,14 @@ class Trainer:
             thread.join(timeout)
 
     def reset(self) -> None:
-        self.stop()
+        """Forget the run. A thread still preparing data is left to exit on its own; it writes nothing more."""
+        with self._control:
+            self._generation += 1
+        self.stop(timeout=5.0)
         with self._control:
             self._published = None
             self.data = None
+            self.config = None
             self.hub.reset()
 
     def published_weights(self) -> tuple[int, dict[str, torch.Tensor]] | None:
@@ -240,7 +248,7 @@ class Trainer:
             self.hub.set_status("running", "Training")
         return time.perf_counter() - paused_at
 
-    def _run(self, config: TrainConfig, folder: Path | None) -> None:
+    def _run(self, config: TrainConfig, folder: Path | None, generation: int) -> None:
         writer: RunWriter | None = None
         step, seconds = 0, 0.0
         try:
@@ -251,25 +259,31 @@ class Trainer:
                 data = build_data_from_csv(Path(config.claims_csv), config.seed, config.model.max_len)
             else:
                 data = build_data(config.seed, config.pool_size, config.heldout_size, config.model.max_len)
-            self.data = data
             model_config = ModelConfig(**{**asdict(config.model), "vocab_size": len(data.tokenizer.vocab),
                                           "n_categories": N_CATEGORIES})
             config.model = model_config
             if folder is not None:
                 writer = RunWriter(folder, config.to_dict(), data.tokenizer.to_json(), data.probe_claims)
             self._prepare_seconds = time.perf_counter() - prepare_started
+            if generation != self._generation:
+                return  # reset while preparing: this run no longer exists
+            self.data = data
+            if self._stop.is_set():
+                raise StopRun("stopped", "Stopped by the user before the first step")
             step, seconds = self._train(config, data, device, writer)
         except StopRun as reason:
-            self._finish(writer, *reason.args, step=step, seconds=seconds)
+            self._finish(writer, *reason.args, step=step, seconds=seconds, generation=generation)
         except Exception as error:
             message = f"Training failed: {type(error).__name__}: {error}"
-            self._finish(writer, "failed", message, step=step, seconds=seconds)
+            self._finish(writer, "failed", message, step=step, seconds=seconds, generation=generation)
         finally:
             if writer:
                 writer.close()
 
-    def _finish(self, writer: RunWriter | None, status: str, message: str, step: int, seconds: float) -> None:
-        self.hub.set_status(status, message)
+    def _finish(self, writer: RunWriter | None, status: str, message: str, step: int, seconds: float,
+                generation: int | None = None) -> None:
+        if generation is None or generation == self._generation:
+            self.hub.set_status(status, message)
         if writer:
             writer.status(status, message, step, seconds)
 
@@ -305,7 +319,8 @@ class Trainer:
                 raise StopRun("stopped", f"Stopped by the user at step {step - 1}")
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step)
-            batch = train.subset(torch.randint(len(train), (config.batch_size,), generator=sampler).to(device))
+            index = torch.randint(len(train), (config.batch_size,), generator=sampler).to(device)
+            batch = train.subset(index).trimmed()
             loss, logits = loss_and_logits(model, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

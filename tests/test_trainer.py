@@ -125,3 +125,17 @@ def test_bad_settings_are_refused_with_the_range(field: str, value: object, word
     with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace("[", r"\[").replace("+", r"\+")):
         trainer.start(quick(**{field: value}))
     assert not trainer.active
+
+
+def test_reset_while_preparing_returns_at_once_and_the_old_thread_writes_nothing() -> None:
+    hub = TelemetryHub()
+    trainer = Trainer(hub)
+    trainer.start(preset("default"))  # 40k claims take seconds to prepare
+    started = time.monotonic()
+    trainer.reset()
+    assert time.monotonic() - started < 7
+    assert hub.snapshot().status == "idle" and trainer.config is None
+    time.sleep(0.5)
+    if trainer.active:
+        trainer._thread.join(60)
+    assert hub.snapshot().status == "idle" and hub.snapshot().step == 0
