@@ -6,8 +6,10 @@ from engine.model import ModelConfig
 from engine.trainer import TrainConfig
 
 PRESETS: dict[str, TrainConfig] = {
-    "default": TrainConfig(preset="default"),
-    "long": TrainConfig(preset="long", steps=6000, lr=2e-3, warmup_steps=200),
+    # Measured on 2 cores: d_ff 256 learns MEDICAL (the pairwise diagnosis x item lookup) in far fewer steps
+    # than 128, which more than pays for its slower steps.
+    "default": TrainConfig(preset="default", model=ModelConfig(d_ff=256)),
+    "long": TrainConfig(preset="long", steps=6000, lr=2e-3, warmup_steps=200, model=ModelConfig(d_ff=256)),
     "quick": TrainConfig(
         preset="quick", steps=60, batch_size=32, pool_size=2000, heldout_size=200, eval_every=10, optim_every=5,
         warmup_steps=10, lr=3e-3, model=ModelConfig(d_model=32, d_ff=64),
