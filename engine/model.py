@@ -75,7 +75,8 @@ class Attention(nn.Module):
             capture[self.name] = weights.detach()
         heads = weights @ v  # (B, H, Tq, hd)
         if gates is not None and self.name in gates:
-            heads = heads * gates[self.name].view(1, -1, 1, 1)
+            gate = gates[self.name]  # (H,) for the whole batch, or (B, H) per claim
+            heads = heads * gate.view(-1 if gate.dim() == 2 else 1, self.n_heads, 1, 1)
         batch, _, length, _ = heads.shape
         return self.out(heads.transpose(1, 2).reshape(batch, length, -1))
 

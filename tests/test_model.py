@@ -64,3 +64,16 @@ def test_targets_follow_bos_verdict_reason_eos() -> None:
 
     assert [TARGET_VOCAB[i] for i in inputs[0]] == ["<bos>", "VALID", "NONE"]
     assert [TARGET_VOCAB[i] for i in labels[1]] == ["INVALID", "COST", "<eos>"]
+
+
+def test_per_claim_gates_match_one_gate_per_batch() -> None:
+    model = trained_like_model()
+    tokens, categories = tiny_batch(model, batch=1)
+    copies = torch.ones(4, 4)
+    for head in range(4):
+        copies[head, head] = 0.0
+    batched = model.class_log_probs(tokens.expand(4, -1), categories.expand(4, -1), gates={"decoder.0.cross": copies})
+    for head in range(4):
+        gates = ones_gates(model, ["decoder.0.cross"])
+        gates["decoder.0.cross"][head] = 0.0
+        assert torch.allclose(batched[head], model.class_log_probs(tokens, categories, gates=gates)[0], atol=1e-5)
