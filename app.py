@@ -8,5 +8,9 @@ pages = [
     st.Page("dashboard/train.py", title="Train", default=True),
     st.Page("dashboard/adam.py", title="Adam's memories"),
     st.Page("dashboard/attention.py", title="Attention"),
+    st.Page("dashboard/specialization.py", title="Specialization"),
+    st.Page("dashboard/inspect_claim.py", title="Inspect"),
+    st.Page("dashboard/story.py", title="Story"),
+    st.Page("dashboard/runs.py", title="Runs"),
 ]
 st.navigation(pages).run()

@@ -1,11 +1,13 @@
 """Adam's memories: the optimizer's two running averages per attention head, and an SGD-vs-Adam race."""
 
+from functools import partial
+
 import streamlit as st
 
 from dashboard import figures, summaries
 from dashboard.engine_resource import get_engine
-from dashboard.live import live
-from engine.core import ConfigError, EngineBusy
+from dashboard.live import live, shared_figure
+from engine.core import ConfigError, EngineBusy, RunsFolderError
 
 EXPLANATION = """
 The story this app starts from says Adam keeps **two memories** for every weight: **m**, *which direction am I
@@ -23,6 +25,9 @@ memories torch keeps; the *effective step* chart shows the bias-corrected step t
 def start_race() -> None:
     try:
         get_engine().start_race()
+    except RunsFolderError as error:
+        # the race is saved next to the main run, so it cannot start unsaved while that run is saved
+        st.session_state.race_error = f"The race cannot start. {error}"
     except (ConfigError, EngineBusy) as error:
         st.session_state.race_error = str(error)
 
@@ -36,8 +41,11 @@ def memories() -> None:
     st.caption(f"Run: {summaries.config_text(snap.config)}; learning-rate warm-up over "
                f"{snap.config.get('warmup_steps', 0)} steps, then a {snap.config.get('schedule', '')} schedule, "
                "which the effective step follows.")
+    # built once for every viewer (see `shared`), whenever a new point of the optimizer's statistics arrives
+    key = (snap.run_id, snap.status, len(snap.optim), snap.optim[-1].step)
     for metric in figures.MEMORY_METRICS:
-        st.plotly_chart(figures.memory_figure(snap, metric), key=f"memory_{metric}", config=figures.CHART_CONFIG)
+        chart = shared_figure(f"adam.{metric}", key, partial(figures.memory_figure, snap, metric), max_age_s=5.0)
+        st.plotly_chart(chart, key=f"memory_{metric}", config=figures.CHART_CONFIG)
 
 
 def race() -> None:
@@ -45,7 +53,10 @@ def race() -> None:
     main, rival = engine.snapshot(), engine.race_snapshot()
     if rival.status == "idle":
         return
-    st.plotly_chart(figures.race_figure(main, rival), key="race_chart", config=figures.CHART_CONFIG)
+    # both losses change every step: one chart serves every viewer for half a second (see `shared`)
+    chart = shared_figure("adam.race", (main.run_id, main.status, rival.run_id, rival.status),
+                          partial(figures.race_figure, main, rival), max_age_s=0.5)
+    st.plotly_chart(chart, key="race_chart", config=figures.CHART_CONFIG)
     st.markdown(f"**What the measured curves show:** {summaries.race_summary(main, rival)}")
     if rival.status in ("failed", "diverged"):
         st.error(summaries.status_text(rival))

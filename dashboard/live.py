@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
+from typing import TypeVar, cast
 
+import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard.engine_resource import get_engine
@@ -15,6 +19,9 @@ ACTIVE_EVERY_S = 1.0
 IDLE_EVERY_S = 3.0
 DRAW_FAILED = "This view could not be drawn this time; it tries again in a moment. Details are in the server log."
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+_built: dict[str, tuple[object, float, object]] = {}
+_built_lock = threading.Lock()
 
 
 def engine_state() -> tuple:
@@ -45,3 +52,41 @@ def live(render: Callable[[], None]) -> None:
             st.error(DRAW_FAILED)
 
     tick()
+
+
+def shared(name: str, key: object, build: Callable[[], T], max_age_s: float) -> T:
+    """What `build` last returned under `name`, if that was for an equal `key` less than `max_age_s` ago; otherwise
+    a new value, kept for the next caller.
+
+    Every viewer's live view redraws the same charts every second, and building a plotly figure is pure Python: it
+    holds the GIL that the training thread needs between its torch calls. Built once per change of `key`, and at most
+    once per `max_age_s` for a chart that changes every step, a chart costs the same for one viewer or many. The age
+    limit also bounds how long two runs that look alike in `key` (unsaved runs have no id) could share a chart.
+    The value is shared by every session's thread: it must never be modified (Streamlit only reads a figure).
+    """
+    with _built_lock:
+        held = _built.get(name)
+    if held is not None and held[0] == key and time.monotonic() - held[1] < max_age_s:
+        return cast(T, held[2])
+    value = build()  # outside the lock: two viewers may build the same value at once, which is harmless
+    with _built_lock:
+        _built[name] = (key, time.monotonic(), value)
+    return value
+
+
+class DrawnFigure(go.Figure):
+    """A finished figure that many sessions draw. Streamlit turns a figure into a dict on every draw (a deep copy,
+    and every array through plotly's validators into base64): half of a live view's Python time. This one makes the
+    dict once and hands out that one: nobody may change it (Streamlit and plotly only read it)."""
+
+    def __init__(self, figure: go.Figure) -> None:
+        super().__init__()  # empty: the figure was validated when it was built
+        self._drawn = figure.to_dict()
+
+    def to_dict(self) -> dict:
+        return self._drawn
+
+
+def shared_figure(name: str, key: object, build: Callable[[], go.Figure], max_age_s: float) -> DrawnFigure:
+    """`shared`, for a figure every viewer draws."""
+    return shared(name, key, lambda: DrawnFigure(build()), max_age_s)

@@ -6,13 +6,22 @@ import streamlit as st
 
 from dashboard import figures, summaries
 from dashboard.engine_resource import get_engine
-from dashboard.live import live
-from engine.core import ConfigError, EngineBusy
+from dashboard.live import live, shared_figure
+from engine.core import ConfigError, EngineBusy, RunsFolderError
 from engine.presets import PRESETS, preset
 from engine.trainer import LIMITS, OPTIMIZERS
 
 FIELDS = ("optimizer", "lr", "batch_size", "seed", "steps")
+LR_MIN = 1e-5  # the engine takes any rate above 0; the form shows five decimals, so this is the smallest it can show
 STATUS_BOX = {"failed": st.error, "diverged": st.error, "finished": st.success, "stopped": st.warning}
+
+
+def allowed(low: float, high: float) -> str:
+    """The range, said up front: the browser refuses a number outside it (and names the range then too)."""
+    def plain(value: float) -> str:
+        return f"{value:,}" if isinstance(value, int) else f"{value:.5f}".rstrip("0").rstrip(".")
+
+    return f"Allowed: {plain(low)} to {plain(high)}."
 
 
 def apply_preset() -> None:
@@ -21,24 +30,48 @@ def apply_preset() -> None:
         st.session_state[f"cfg_{name}"] = getattr(chosen, name)
 
 
-def start() -> None:
+def start(save: bool = True) -> None:
     config = replace(preset(st.session_state.preset), **{n: st.session_state[f"cfg_{n}"] for n in FIELDS})
     try:
-        get_engine().start(config)
+        get_engine().start(config, save=save)
+    except RunsFolderError as error:
+        # kept (not popped) until a run starts: the offer to train without saving must outlive the next rerun
+        st.session_state.runs_folder_error = str(error)
     except (ConfigError, EngineBusy) as error:
         st.session_state.train_error = str(error)
+    else:
+        st.session_state.pop("runs_folder_error", None)
+
+
+def reset_if_idle() -> None:
+    """Reset is only offered once nothing trains, but a page drawn before someone else pressed Train still shows it
+    enabled: refuse rather than throw their run away."""
+    engine = get_engine()
+    if engine.snapshot().active:
+        st.session_state.train_error = "A run is training: stop it first, then reset."
+    else:
+        engine.reset()
 
 
 def live_view() -> None:
     snap = get_engine().snapshot()
     STATUS_BOX.get(snap.status, st.info)(summaries.status_text(snap))
+    if snap.warning:
+        st.warning(snap.warning)
     if snap.status == "idle":
         return
     st.progress(min(snap.step / max(snap.total_steps, 1), 1.0), text=summaries.progress_text(snap))
     st.caption(f"This run: {summaries.config_text(snap.config)}")
+    # built once for every viewer (see `shared`): the loss changes every step, so one loss chart serves every viewer
+    # for half a second; the accuracy chart changes only with a new evaluation
+    loss_chart = shared_figure("train.loss", (snap.run_id, snap.status), lambda: figures.loss_figure(snap),
+                               max_age_s=0.5)
+    last_eval = snap.latest_eval.step if snap.latest_eval else None
+    accuracy_chart = shared_figure("train.accuracy", (snap.run_id, snap.status, len(snap.evals), last_eval),
+                                   lambda: figures.accuracy_figure(snap), max_age_s=5.0)
     loss, accuracy = st.columns(2)
-    loss.plotly_chart(figures.loss_figure(snap), key="loss_chart", config=figures.CHART_CONFIG)
-    accuracy.plotly_chart(figures.accuracy_figure(snap), key="accuracy_chart", config=figures.CHART_CONFIG)
+    loss.plotly_chart(loss_chart, key="loss_chart", config=figures.CHART_CONFIG)
+    accuracy.plotly_chart(accuracy_chart, key="accuracy_chart", config=figures.CHART_CONFIG)
 
 
 engine = get_engine()
@@ -57,25 +90,33 @@ with settings:
     with st.form("settings", border=False):
         st.radio("Optimizer", OPTIMIZERS, format_func=figures.OPTIMIZER_NAMES.get, key="cfg_optimizer",
                  horizontal=True, persist_state="session")
-        st.number_input("Learning rate", min_value=1e-5, max_value=LIMITS["lr"][1], step=1e-3, format="%.5f",
-                        key="cfg_lr", persist_state="session", help="How big a step each update takes.")
+        st.number_input("Learning rate", LR_MIN, LIMITS["lr"][1], step=1e-3, format="%.5f", key="cfg_lr",
+                        persist_state="session",
+                        help=f"How big a step each update takes. {allowed(LR_MIN, LIMITS['lr'][1])}")
         st.number_input("Batch size", *LIMITS["batch_size"][:2], key="cfg_batch_size", persist_state="session",
-                        help="Claims the model reads before each update.")
-        st.number_input("Steps", *LIMITS["steps"][:2], step=100, key="cfg_steps", persist_state="session")
+                        help=f"Claims the model reads before each update. {allowed(*LIMITS['batch_size'][:2])}")
+        st.number_input("Steps", *LIMITS["steps"][:2], step=100, key="cfg_steps", persist_state="session",
+                        help=allowed(*LIMITS["steps"][:2]))
         st.number_input("Seed", *LIMITS["seed"][:2], key="cfg_seed", persist_state="session",
-                        help="Same seed, same claims, same starting weights: the run can be repeated.")
+                        help="Same seed, same claims, same starting weights: the run can be repeated. "
+                             + allowed(*LIMITS["seed"][:2]))
         st.form_submit_button("Train", type="primary", on_click=start, disabled=snap.active, key="train",
                               width="stretch")
     if error := st.session_state.pop("train_error", None):
         st.error(error)
+    if problem := st.session_state.get("runs_folder_error"):
+        st.error(problem)
+        st.button("Train without saving", key="train_unsaved", on_click=start, kwargs={"save": False},
+                  disabled=snap.active, width="stretch",
+                  help="Trains with the settings above; nothing is written to disk, so the run cannot be reopened.")
 with view:
-    pause_or_resume, stop, reset, _ = st.columns([1, 1, 1, 3])
+    pause_or_resume, stop_column, reset_column, _ = st.columns([1, 1, 1, 3])
     if snap.status == "paused":
         pause_or_resume.button("Resume", key="resume", on_click=engine.resume, width="stretch")
     else:
         pause_or_resume.button("Pause", key="pause", on_click=engine.pause, disabled=snap.status != "running",
                                width="stretch")
-    stop.button("Stop", key="stop", on_click=engine.stop, disabled=not snap.active, width="stretch")
-    reset.button("Reset", key="reset", on_click=engine.reset, disabled=snap.active or snap.status == "idle",
-                 width="stretch", help="Clear the finished run's charts.")
+    stop_column.button("Stop", key="stop", on_click=engine.stop, disabled=not snap.active, width="stretch")
+    reset_column.button("Reset", key="reset", on_click=reset_if_idle, disabled=snap.active or snap.status == "idle",
+                        width="stretch", help="Clear the finished run's charts.")
     live(live_view)

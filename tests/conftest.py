@@ -144,3 +144,31 @@ def plotly_array(value: dict | list) -> np.ndarray:
         return np.asarray(value)
     array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
     return array.reshape([int(n) for n in value["shape"].split(",")]) if "shape" in value else array
+
+
+@pytest.fixture(scope="session")
+def trained_run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One saved run of the quick recipe, trained for 300 steps once per test session (about 20 s)."""
+    import time
+    from dataclasses import replace
+
+    from engine.core import Engine
+    from engine.presets import preset
+
+    engine = Engine(runs_dir=tmp_path_factory.mktemp("trained"))
+    engine.start(replace(preset("quick"), steps=300))
+    deadline = time.monotonic() + 300
+    while engine.snapshot().status != "finished":
+        assert engine.snapshot().status not in ("failed", "diverged"), engine.snapshot().message
+        assert time.monotonic() < deadline, "the shared test run did not finish"
+        time.sleep(0.2)
+    return Path(engine.snapshot().run_dir)
+
+
+@pytest.fixture
+def saved_run(engine_env: Path, trained_run_folder: Path) -> str:
+    """The session's trained run, copied into this test's runs folder; returns its run id."""
+    import shutil
+
+    shutil.copytree(trained_run_folder, engine_env / trained_run_folder.name)
+    return trained_run_folder.name

@@ -29,7 +29,9 @@ def test_per_head_series_appear_after_a_few_steps(open_app, rerun, healthy):
     engine = get_engine()
     engine.start(preset("quick"))
     at = open_app(PAGE)
+    # the page draws the snapshot of its last run, so wait for the engine first, then draw once more
     rerun(at, lambda: len(engine.snapshot().optim) >= 3 and len(at.get("plotly_chart")) >= 4)
+    at.run()
     healthy(at)
     memory = charts(at)[:4]
     assert [c["layout"]["title"]["text"] for c in memory] == [t for t, _ in figures.MEMORY_METRICS.values()]

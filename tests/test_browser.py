@@ -166,3 +166,81 @@ def test_train_and_every_page(server: str) -> None:
         assert_no_exception(page)
         screenshot_all(page, ARTIFACTS / "attention.png")
         browser.close()
+
+
+CHARTS = "() => document.querySelectorAll(\"[data-testid='stPlotlyChart'] .js-plotly-plot\").length"
+HEATMAPS = """() => [...document.querySelectorAll("[data-testid='stPlotlyChart'] .js-plotly-plot")]
+    .map(chart => (chart.data || []).filter(trace => trace.type === "heatmap").length)"""
+
+
+def test_inspect_story_report_and_runs(server: str, tmp_path: Path) -> None:
+    """Paste a claim, read the story of a finished run, open its HTML report offline, reopen the run from Runs."""
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.goto(server)
+        page.get_by_role("button", name="Train").wait_for(timeout=60_000)
+        page.wait_for_selector(IDLE)
+        if not page.get_by_text("Finished").count():  # this test may run alone: train a quick run first
+            page.get_by_test_id("stSelectbox").filter(has_text="Recipe").click()
+            page.get_by_role("option", name="quick").click()
+            expect(page.get_by_role("spinbutton", name="Batch size")).to_have_value(str(PRESETS["quick"].batch_size))
+            page.get_by_role("button", name="Train").click()
+            page.get_by_text("Finished").first.wait_for(timeout=120_000)
+
+        open_page(page, "Inspect")
+        claim = page.get_by_role("textbox", name="Claim")
+        claim.fill("Appendicitis, appendectomy, $100,000 <b>urgent</b>")
+        claim.press("Control+Enter")
+        page.get_by_test_id("stHtml").filter(has_text="urgent").wait_for()  # the chips show the new claim
+        page.wait_for_function(f"() => ({HEATMAPS})().filter(n => n === 4).length >= 2", timeout=60_000)
+        page.wait_for_selector(IDLE)
+        verdict = page.get_by_test_id("stMetric").filter(has_text="Verdict").get_by_test_id("stMetricValue")
+        assert verdict.inner_text() in ("VALID", "INVALID")
+        assert page.locator("b", has_text="urgent").count() == 0  # never rendered as bold
+        assert_no_exception(page)
+        screenshot_all(page, ARTIFACTS / "inspect.png")
+
+        open_page(page, "Story")
+        page.get_by_role("heading", name="After: which heads became specialists").wait_for(timeout=60_000)
+        page.wait_for_function(f"() => ({CHARTS})() >= 4", timeout=60_000)
+        assert_no_exception(page)
+        story_charts = page.evaluate(CHARTS)  # 5 when an SGD race ran beside this run
+        screenshot_all(page, ARTIFACTS / "story.png")
+        with page.expect_download(timeout=60_000) as download:
+            page.get_by_role("button", name="Download this story as an HTML report").click()
+        report = tmp_path / "report.html"
+        download.value.save_as(report)
+        offline = browser.new_page()
+        offline.goto(report.as_uri())
+        # every figure drawn by the embedded plotly.js: an svg inside each plotly div, with no network
+        drawn = "[...document.querySelectorAll('.plotly-graph-div')].filter(div => div.querySelector('.main-svg'))"
+        offline.wait_for_function(f"() => {drawn}.length >= {story_charts}")
+        figures_in_report = offline.evaluate("() => document.querySelectorAll('.plotly-graph-div').length")
+        print(f"\nHTML report: {report.stat().st_size / 2**20:.1f} MB, {figures_in_report} plotly figures")
+        assert figures_in_report == story_charts
+        assert "After: which heads became specialists" in offline.inner_text("body")
+        offline.close()
+
+        open_page(page, "Specialization")
+        page.get_by_text("Verdict at step").wait_for(timeout=60_000)
+        page.wait_for_function(f"() => ({CHARTS})() >= 4", timeout=60_000)
+        assert_no_exception(page)
+        screenshot_all(page, ARTIFACTS / "specialization.png")
+
+        open_page(page, "Runs")
+        page.get_by_role("button", name="Open read-only").click()
+        page.get_by_text("(read-only)").first.wait_for()
+        page.get_by_role("button", name="Story report (HTML)").wait_for(timeout=60_000)
+        page.wait_for_selector(IDLE)
+        assert_no_exception(page)
+        screenshot_all(page, ARTIFACTS / "runs.png")
+        page.get_by_role("link", name="See it on Story").click()
+        page.get_by_role("heading", name="The story of this run").wait_for()
+        page.get_by_text("(read-only)").first.wait_for()
+        page.get_by_role("button", name="Back to the live run").click()
+        expect(page.get_by_text("(read-only)")).to_have_count(0)  # old elements stay on screen during a rerun
+        browser.close()

@@ -1,0 +1,230 @@
+"""Pure builders for the head pages: specialization measurements or one claim's prediction in, a plotly figure (or
+a snippet of escaped HTML) out. No Streamlit here, so everything is unit-tested without a server."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from dashboard.figures import HEAD_COLORS
+from data.tokenizer import CATEGORIES, Token, Tokenizer
+from engine.inference import Prediction
+from engine.model import CLASSES, REASONS
+from engine.telemetry import HeadSpecialization, SpecializationPoint
+
+CROSS = "decoder.0.cross"
+ENCODER = "encoder.0.self"
+CATEGORY_COLORS = {
+    "diagnosis": "#d62728", "drug": "#9467bd", "dose": "#8c564b", "procedure": "#1f77b4", "amount": "#ff7f0e",
+    "age": "#17becf", "sex": "#e377c2", "specialty": "#2ca02c", "place": "#bcbd22", "other": "#7f7f7f",
+}  # fmt: skip
+HEAD_METRICS = {
+    "entropy": ("Entropy (nats): how spread out", "lower = more focused"),
+    "confidence": ("Confidence: largest single weight", "Voita et al. 2019"),
+    "importance": ("Importance: |dLoss / d head|", "Michel et al. 2019"),
+}
+MARGIN = {"l": 90, "r": 30, "t": 70, "b": 50}
+
+
+def outcome_text(outcome: str) -> str:
+    return "VALID" if outcome == "VALID" else f"INVALID: {outcome}"
+
+
+def plotly_text(text: str, limit: int = 18) -> str:
+    """User text for plotly labels: shortened, with '<' and '>' escaped so '<unk>' and '<b>' show as typed."""
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return html.escape(text, quote=False)
+
+
+def token_label(token: Token) -> str:
+    return f"{token.surface} ⟨unk⟩" if token.text == Tokenizer.UNK else token.surface
+
+
+def _layout(title: str, height: int, **extra: object) -> dict:
+    return {"title": {"text": title, "font": {"size": 16}}, "height": height, "margin": MARGIN, **extra}
+
+
+def _waiting(title: str, text: str) -> go.Figure:
+    hidden = {"visible": False}
+    return go.Figure(layout=_layout(title, 260, xaxis=hidden, yaxis=hidden, annotations=[
+        {"text": text, "showarrow": False, "x": 0.5, "y": 0.5, "xref": "paper", "yref": "paper",
+         "font": {"size": 14, "color": "gray"}}]))
+
+
+def _animated_heatmap(points: Sequence[SpecializationPoint], name: str, columns: Sequence[str],
+                      values: Callable[[HeadSpecialization, str], float], title: str, start: int,
+                      **heatmap: object) -> go.Figure:
+    """One heatmap per measured step (heads down, `columns` across) with a step slider and a Play button."""
+    n_heads = len(points[0].heads[name])
+    heads = [f"Head {h + 1}" for h in range(n_heads)]
+
+    def trace(point: SpecializationPoint) -> dict:
+        specs = point.heads[name]
+        z = np.array([[values(head, column) for column in columns] for head in specs], dtype=float)
+        labels = np.array([[head.label] * len(columns) for head in specs], dtype=object)
+        return {"type": "heatmap", "z": z, "x": list(columns), "y": heads, "customdata": labels,
+                "texttemplate": "%{z:.2f}", "xgap": 2, "ygap": 2,
+                "hovertemplate": "%{y} (%{customdata}) · %{x}: %{z:.3f}<extra></extra>", **heatmap}
+
+    start = start % len(points)
+    layout = _layout(title, 330 + 22 * n_heads, yaxis={"autorange": "reversed"}, xaxis={"side": "top"},
+                     margin={**MARGIN, "t": 110, "b": 30})
+    if len(points) > 1:
+        frames = [{"name": str(p.step), "data": [trace(p)]} for p in points]
+        play = {"frame": {"duration": 700, "redraw": True}, "transition": {"duration": 0}, "fromcurrent": False}
+        layout["sliders"] = [{
+            "active": start, "currentvalue": {"prefix": "Training step "}, "pad": {"t": 10}, "len": 0.85, "x": 0.15,
+            "steps": [{"label": str(p.step), "method": "animate",
+                       "args": [[str(p.step)], {"mode": "immediate", "frame": {"duration": 0, "redraw": True},
+                                                "transition": {"duration": 0}}]} for p in points],
+        }]
+        layout["updatemenus"] = [{"type": "buttons", "showactive": False, "x": 0.0, "y": 0, "xanchor": "left",
+                                  "yanchor": "top", "pad": {"t": 45}, "direction": "left", "buttons": [
+                                      {"label": "▶ Play", "method": "animate", "args": [None, play]}]}]
+        return go.Figure(data=[trace(points[start])], frames=frames, layout=layout)
+    return go.Figure(data=[trace(points[0])], layout=layout)
+
+
+def shares_figure(points: Sequence[SpecializationPoint], name: str = CROSS, start: int = -1) -> go.Figure:
+    """Share of each head's attention (from the position that answers REASON) on each field category."""
+    title = "What each head reads: share of its attention per field, from the position that answers REASON"
+    points = [p for p in points if name in p.heads]
+    if not points:
+        return _waiting(title, "Waiting for the first measurement of the heads…")
+    peak = max(max(h.shares.values()) for p in points for h in p.heads[name])
+    return _animated_heatmap(points, name, CATEGORIES, lambda head, c: head.shares.get(c, 0.0), title, start,
+                             colorscale="Viridis", zmin=0, zmax=max(0.2, peak), colorbar={"title": {"text": "share"}})
+
+
+def ablation_figure(points: Sequence[SpecializationPoint], name: str = CROSS, start: int = -1,
+                    title: str | None = None) -> go.Figure:
+    """Accuracy change per reason when one head is switched off: the evidence every head's name rests on."""
+    title = title or "What breaks when a head is switched off: change in accuracy per reason"
+    points = [p for p in points if name in p.heads]
+    if not points:
+        return _waiting(title, "Waiting for the first ablation of the heads…")
+    # Fixed range so runs compare at a glance: red = accuracy lost without this head. 0.0 - x: no "-0.00" cells.
+    return _animated_heatmap(points, name, REASONS, lambda head, r: 0.0 - head.ablation.get(r, 0.0), title, start,
+                             colorscale="RdBu", zmid=0, zmin=-1, zmax=1, texttemplate="%{z:+.2f}",
+                             colorbar={"title": {"text": "accuracy<br>change"}})
+
+
+def head_metrics_figure(points: Sequence[SpecializationPoint], name: str = CROSS) -> go.Figure:
+    """Per head over training: entropy, confidence (Voita et al. 2019), importance (Michel et al. 2019)."""
+    title = "Each head over training"
+    points = [p for p in points if name in p.heads]
+    if not points:
+        return _waiting(title, "Waiting for the first measurement of the heads…")
+    fig = make_subplots(rows=1, cols=len(HEAD_METRICS), horizontal_spacing=0.08,
+                        subplot_titles=[f"{t}<br><sup>{note}</sup>" for t, note in HEAD_METRICS.values()])
+    steps = [p.step for p in points]
+    for col, metric in enumerate(HEAD_METRICS, start=1):
+        for head in range(len(points[0].heads[name])):
+            values = [getattr(p.heads[name][head], metric) for p in points]
+            fig.add_trace(go.Scatter(x=steps, y=values, mode="lines+markers", name=f"Head {head + 1}",
+                                     legendgroup=f"head{head}", showlegend=col == 1, marker={"size": 5},
+                                     line={"color": HEAD_COLORS[head % len(HEAD_COLORS)]},
+                                     hovertemplate=f"Head {head + 1} · step %{{x}}: %{{y:.3g}}<extra></extra>"),
+                          row=1, col=col)
+        fig.update_xaxes(title_text="Training step", row=1, col=col)
+    fig.update_layout(**_layout(title, 380, legend={"orientation": "h", "y": -0.25}, hovermode="closest"))
+    fig.update_layout(margin={**MARGIN, "t": 100, "b": 80})
+    return fig
+
+
+def token_chips_html(tokens: Sequence[Token]) -> str:
+    """The claim's tokens as chips coloured by field category; unknown words stand out as ⟨unk⟩. All text escaped."""
+    chips = []
+    for token in tokens:
+        unknown = token.text == Tokenizer.UNK
+        color = "#9e9e9e" if unknown else CATEGORY_COLORS.get(token.category, "#7f7f7f")
+        caption = "&lt;unk&gt; unknown word" if unknown else html.escape(token.category)
+        border = "dashed" if unknown else "solid"
+        chips.append(f'<span style="display:inline-block;margin:0 6px 6px 0;padding:3px 8px;border-radius:6px;'
+                     f'border:2px {border} {color};background:{color}1f;line-height:1.25">'
+                     f'{html.escape(token.surface)}<br><span style="font-size:0.75em;color:{color}">{caption}'
+                     "</span></span>")
+    return f'<div style="display:flex;flex-wrap:wrap">{"".join(chips)}</div>'
+
+
+def category_legend_html() -> str:
+    items = "".join(f'<span style="margin-right:12px;color:{color}">■ {name}</span>'
+                    for name, color in CATEGORY_COLORS.items())
+    return f'<div style="font-size:0.8em">{items}</div>'
+
+
+def probabilities_figure(prediction: Prediction, what_if: Prediction | None = None) -> go.Figure:
+    """The model's confidence in each of the five outcomes (and in the what-if claim's, beside it)."""
+    labels = [outcome_text(c) for c in CLASSES]
+    bars = [("This claim", prediction, "#1f77b4")]
+    if what_if is not None and what_if.probabilities:
+        bars.append(("What-if", what_if, "#ff7f0e"))
+    data = [{"type": "bar", "orientation": "h", "y": labels, "x": [p.probabilities.get(c, 0.0) for c in CLASSES],
+             "name": name, "marker": {"color": color}, "texttemplate": "%{x:.0%}", "textposition": "outside",
+             "cliponaxis": False, "hovertemplate": "%{y}: %{x:.1%}<extra>" + name + "</extra>"}
+            for name, p, color in bars]
+    return go.Figure(data=data, layout=_layout(
+        "Confidence in each outcome", 150 + 45 * len(bars) * len(CLASSES) // 2,
+        xaxis={"range": [0, 1.15], "tickformat": ".0%"}, yaxis={"autorange": "reversed"}, barmode="group",
+        legend={"orientation": "h", "y": -0.2}, margin={**MARGIN, "l": 140}))
+
+
+def _head_titles(prediction: Prediction, name: str, labels: Sequence[str] | None) -> list[str]:
+    ablated = prediction.ablation.get(name, ())
+    titles = []
+    for head in range(prediction.attention[name].shape[0]):
+        title = f"<b>Head {head + 1}</b>" + (f" · {labels[head]}" if labels and head < len(labels) else "")
+        if head < len(ablated):
+            changed = ablated[head] != prediction.outcome
+            title += f" · off: {outcome_text(ablated[head]) if changed else 'same answer'}"
+        titles.append(title)
+    return titles
+
+
+def claim_cross_figure(prediction: Prediction, labels: Sequence[str] | None = None, name: str = CROSS) -> go.Figure:
+    """Per head, what the position that answers REASON looks at in this claim (one row of weights a head)."""
+    weights = prediction.attention[name][:, 1, :]  # (H, T): row 1 answers REASON
+    tokens = [plotly_text(token_label(t)) for t in prediction.tokens]
+    n_heads = weights.shape[0]
+    fig = make_subplots(rows=n_heads, cols=1, shared_xaxes=True, vertical_spacing=0.32 / n_heads,
+                        subplot_titles=_head_titles(prediction, name, labels))
+    for head in range(n_heads):
+        fig.add_trace(go.Heatmap(z=weights[head][None, :], x=list(range(len(tokens))), y=["→ reason"],
+                                 coloraxis="coloraxis", customdata=np.array([tokens], dtype=object),
+                                 hovertemplate=f"Head {head + 1} looks at <b>%{{customdata}}</b>: "
+                                               "%{z:.3f}<extra></extra>", name=f"Head {head + 1}",
+                                 texttemplate="%{z:.2f}", xgap=1),
+                      row=head + 1, col=1)
+    fig.update_xaxes(tickvals=list(range(len(tokens))), ticktext=tokens, tickangle=-45)
+    fig.update_layout(**_layout("Cross-attention from the position that answers REASON",
+                                120 + 95 * n_heads, coloraxis={"colorscale": "Viridis", "cmin": 0, "cmax": 1},
+                                hovermode="closest"))
+    fig.update_annotations(font={"size": 12}, xanchor="left", x=0)
+    return fig
+
+
+def claim_encoder_figure(prediction: Prediction, name: str = ENCODER) -> go.Figure:
+    """Per head, side by side, how the claim's words read each other inside the encoder (rows look at columns)."""
+    weights = prediction.attention[name]  # (H, T, T)
+    tokens = [plotly_text(token_label(t), 14) for t in prediction.tokens]
+    n_heads = weights.shape[0]
+    fig = make_subplots(rows=1, cols=n_heads, horizontal_spacing=0.03, shared_yaxes=True,
+                        subplot_titles=_head_titles(prediction, name, None))
+    hover = np.array([[[q, k] for k in tokens] for q in tokens], dtype=object)
+    for head in range(n_heads):
+        fig.add_trace(go.Heatmap(z=weights[head], coloraxis="coloraxis", customdata=hover, name=f"Head {head + 1}",
+                                 hovertemplate="<b>%{customdata[0]}</b> looks at <b>%{customdata[1]}</b>: "
+                                               f"%{{z:.3f}}<extra>Head {head + 1}</extra>"),
+                      row=1, col=head + 1)
+    axis = {"tickvals": list(range(len(tokens))), "ticktext": tokens, "tickfont": {"size": 10}}
+    fig.update_xaxes(**axis, tickangle=-60)
+    fig.update_yaxes(**axis, autorange="reversed")
+    longest = max(len(t) for t in tokens)
+    fig.update_layout(**_layout("Encoder self-attention: how the claim's words read each other", 330 + 6 * longest,
+                                coloraxis={"colorscale": "Viridis", "cmin": 0, "cmax": 1}, hovermode="closest"))
+    fig.update_annotations(font={"size": 12})
+    return fig

@@ -1,0 +1,160 @@
+"""Inspect: paste a claim; see the verdict, what each head looked at, what switching each head off changes, and
+what-if edits of its dose, amount, age or sex."""
+
+import hashlib
+import math
+
+import streamlit as st
+
+from dashboard import figures, head_figures, viewing, what_if
+from dashboard.engine_resource import get_engine
+from dashboard.live import live, shared_figure
+from engine.inference import Prediction
+
+LIVE = "live"
+EXAMPLES = (
+    "Diabetes patient, Metformin 500mg, $150",
+    "Diabetes patient, heart surgery, $50,000",
+    "Appendicitis, appendectomy, $100,000",
+    "Diabetes, chemotherapy, $3,000",
+    "54 yo F with hypertension, lisinopril 10 mg, office visit $95",
+)
+EXPLANATION = """
+Paste an insurance claim in your own words, or start from an example. The model answers VALID, or INVALID with a
+reason; the **rules checker** (hand-written rules, the baseline) answers beside it. Below: what each attention head
+looked at in *this* claim, and what the model would have answered with that head switched off.
+"""
+
+
+def choose_model() -> None:
+    chosen = st.session_state.inspect_model
+    viewing.back_to_live() if chosen == LIVE else viewing.open_run(chosen)
+
+
+def use_example() -> None:
+    if st.session_state.inspect_example:
+        st.session_state.claim_text = st.session_state.inspect_example
+
+
+def answer(verdict: str | None, reason: str | None) -> str:
+    return "can't tell" if verdict is None else ("VALID" if verdict == "VALID" else f"INVALID: {reason}")
+
+
+def show_prediction(p: Prediction, labels: list[str], model: tuple) -> None:
+    verdict, reason, confidence, rules = st.columns(4)
+    verdict.metric("Verdict", p.verdict)
+    reason.metric("Reason", p.reason, help="NONE for a valid claim")
+    confidence.metric("Confidence", f"{p.confidence:.0%}", help="The probability of this exact answer.")
+    rules.metric("Rules checker (baseline)", answer(*(p.rules or (None, None))),
+                 help="Hand-written rules applied to the fields they recognise: what the model is compared with.")
+    top = max(p.probabilities, key=p.probabilities.get)
+    if top != p.outcome:
+        sure = p.probabilities["VALID"] if p.verdict == "VALID" else 1 - p.probabilities["VALID"]
+        st.caption(f"The model answers in two steps, as it was trained: VALID or INVALID first (here {p.verdict}, "
+                   f"{sure:.0%}), then the reason. That is why this answer wins although "
+                   f"{head_figures.outcome_text(top)} alone is more likely ({p.probabilities[top]:.0%}).")
+    if p.rules and answer(*p.rules) != answer(p.verdict, p.reason):
+        st.caption("The model and the rules checker disagree on this claim.")
+    for warning in p.warnings:
+        st.warning(f"Check this claim: {warning}.")
+    if p.truncated:
+        st.warning("The claim is long: only its first words were read.")
+    st.html(head_figures.token_chips_html(p.tokens) + head_figures.category_legend_html())
+    left, right = st.columns([2, 3], gap="large")
+    left.plotly_chart(head_figures.probabilities_figure(p), key="probabilities", config=figures.CHART_CONFIG)
+    n_heads = len(next(iter(p.ablation.values()), ()))
+    rows = [{"Head": f"Head {h + 1}", **{figures.attention_title(name).split(":")[0]: (
+        "same answer" if outcomes[h] == p.outcome else head_figures.outcome_text(outcomes[h]))
+        for name, outcomes in p.ablation.items()}} for h in range(n_heads)]
+    left.markdown("**Switch one head off: the model's answer becomes…**")
+    left.dataframe(rows, hide_index=True)
+    # the same weights and claim give the same heatmaps: built once for every viewer while the model does not change
+    key = (model, p.step, p.text, tuple(labels))
+    cross = shared_figure("inspect.cross", key, lambda: head_figures.claim_cross_figure(p, labels), max_age_s=5.0)
+    encoder = shared_figure("inspect.encoder", key, lambda: head_figures.claim_encoder_figure(p), max_age_s=5.0)
+    right.plotly_chart(cross, key="claim_cross", config=figures.CHART_CONFIG)
+    st.plotly_chart(encoder, key="claim_encoder", config=figures.CHART_CONFIG)
+
+
+def what_if_inputs(text: str, p: Prediction) -> dict[int, float | str]:
+    fields = what_if.editable_fields(p.tokens)
+    if not fields:
+        st.caption("This claim has no dose, amount, age or sex to change: add e.g. 'aged 60, female' or '$40'.")
+        return {}
+    digest = hashlib.sha1(text.encode()).hexdigest()[:10]  # a new claim starts from its own values
+    changes: dict[int, float | str] = {}
+    for column, field in zip(st.columns(min(4, len(fields))) * len(fields), fields, strict=False):
+        key = f"what_if_{digest}_{field.index}"
+        label = f"{field.category.capitalize()} (was '{field.surface}')"
+        if field.category == "sex":
+            changes[field.index] = column.radio(label, what_if.SEXES, index=what_if.SEXES.index(field.value),
+                                                key=key, horizontal=True, format_func={"M": "male", "F": "female"}.get)
+        elif field.category == "age":
+            changes[field.index] = float(column.number_input(label, value=round(field.value), step=1, key=key))
+        else:
+            step = float(10 ** max(0, math.floor(math.log10(abs(field.value) or 1)) - 1))
+            changes[field.index] = column.number_input(f"{label}, in {what_if.UNITS[field.category]}",
+                                                       value=field.value, step=step, format="%.2f", key=key)
+    return changes
+
+
+def show_what_if(text: str, p: Prediction, run_id: str | None, labels: list[str]) -> None:
+    st.subheader("What if?")
+    changed = what_if.rewrite(text, p.tokens, what_if_inputs(text, p))
+    if changed == text:
+        st.caption("Change a value above to see the verdict and the attention move.")
+        return
+    q = get_engine().predict(changed, run_id)
+    st.markdown("**The changed claim:**")
+    st.code(changed, language=None, wrap_lines=True)
+    if q.error:
+        st.warning(q.error)
+        return
+    for warning in q.warnings:
+        st.warning(f"Check this claim: {warning}.")
+    before = f"{answer(p.verdict, p.reason)} ({p.confidence:.0%})"
+    after = f"{answer(q.verdict, q.reason)} ({q.confidence:.0%})"
+    if q.outcome != p.outcome:
+        st.success(f"The verdict moved: {before} → **{after}**.")
+    else:
+        st.info(f"The verdict stayed {answer(q.verdict, q.reason)}; confidence {p.confidence:.0%} → "
+                f"{q.confidence:.0%}.")
+    chart, cross = st.columns([2, 3], gap="large")
+    chart.plotly_chart(head_figures.probabilities_figure(p, q), key="what_if_probabilities",
+                       config=figures.CHART_CONFIG)
+    cross.plotly_chart(head_figures.claim_cross_figure(q, labels), key="what_if_cross", config=figures.CHART_CONFIG)
+
+
+def analysis(text: str, run_id: str | None) -> None:
+    p = get_engine().predict(text, run_id)
+    if p.error:
+        st.warning(p.error)
+        if p.tokens:
+            st.html(head_figures.token_chips_html(p.tokens))
+        return
+    snap = viewing.snapshot()
+    measured = viewing.measurement(snap) if snap is not None else None
+    labels = [h.label for h in measured.cross] if measured else []
+    st.caption(f"Answered by the {'saved run ' + run_id if run_id else 'live run'} at step {p.step:,}.")
+    show_prediction(p, labels, (run_id, snap and snap.run_id))
+    show_what_if(text, p, run_id, labels)
+
+
+engine = get_engine()
+st.title("Inspect a claim")
+st.markdown(EXPLANATION)
+run_id = viewing.banner()
+saved = [r.run_id for r in engine.list_runs() if r.problem is None]
+st.session_state.inspect_model = run_id or LIVE
+models = [LIVE, *saved] if run_id in (None, *saved) else [LIVE, run_id, *saved]
+model, example = st.columns(2)
+model.selectbox("Model", models, key="inspect_model", on_change=choose_model,
+                format_func=lambda m: "The live run (its current weights)" if m == LIVE else f"Saved run {m}")
+example.selectbox("Start from an example", EXAMPLES, index=None, key="inspect_example", on_change=use_example,
+                  placeholder="Choose an example…")
+st.session_state.setdefault("claim_text", EXAMPLES[0])
+text = st.text_area("Claim", key="claim_text", height=80, persist_state="session")
+if run_id:
+    analysis(text, run_id)
+else:
+    live(lambda: analysis(text, None))

@@ -1,0 +1,307 @@
+"""The run's story in plain words, told with its own numbers, and a self-contained HTML report of it.
+
+Pure: snapshots and measurements in, sentences, figures and HTML out. Every sentence about a head rests on its
+ablation numbers (what breaks when it is switched off), never on attention alone.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import plotly.graph_objects as go
+
+from dashboard import figures, head_figures, summaries
+from engine.analysis import ANALYSIS_CLAIMS
+from engine.model import CLASSES, REASONS
+from engine.telemetry import HeadSpecialization, Snapshot, SpecializationPoint
+
+LEARNED = 0.8  # a reason counts as learned once this share of its held-out claims is audited correctly...
+KEPT = 0.7  # ... and never falls below this share afterwards (early curves jump around: 0%, 100%, 0%)...
+OVERALL = 0.5  # ... while at least this share of all claims is right: answering one reason to everything scores
+# 100% on that reason's claims without having learned anything
+SEED_PROMISE = "four specialists: medical, dosage, cost and admin"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """The heads' specialization at one step: from `python -m engine analyze` on a saved run, or the latest one the
+    trainer took while training."""
+
+    point: SpecializationPoint
+    claims: int
+    source: str  # "analyze" or "training"
+
+    @property
+    def cross(self) -> tuple[HeadSpecialization, ...]:
+        return next((heads for name, heads in self.point.heads.items() if name.endswith(".cross")), ())
+
+
+def measurement_from_report(report: dict) -> Measurement:
+    """engine.analyze's JSON as a Measurement."""
+    heads = {name: tuple(HeadSpecialization(**{k: v for k, v in h.items() if k != "head"}) for h in specs)
+             for name, specs in report["heads"].items()}
+    return Measurement(SpecializationPoint(int(report["step"] or 0), heads), int(report["claims"]), "analyze")
+
+
+def latest_measurement(snap: Snapshot) -> Measurement | None:
+    return Measurement(snap.specialization[-1], ANALYSIS_CLAIMS, "training") if snap.specialization else None
+
+
+@dataclass(frozen=True)
+class Chapter:
+    key: str  # "before", "during" or "after"
+    title: str
+    paragraphs: tuple[str, ...]
+    numbers: dict[str, float] = field(default_factory=dict)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.0%}"
+
+
+def _join(words: Sequence[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _changes(head: HeadSpecialization, threshold: float = 0.05) -> list[tuple[str, float]]:
+    """Reasons whose accuracy moves by at least `threshold` without this head, biggest loss first."""
+    changes = [(r, -head.ablation.get(r, 0.0)) for r in REASONS]
+    return sorted([c for c in changes if abs(c[1]) >= threshold], key=lambda c: c[1])
+
+
+def head_sentence(index: int, head: HeadSpecialization) -> str:
+    """'Head 2: COST specialist. Switched off, COST accuracy changes by -0.71; every other reason by at most
+    -0.02.' The label is the engine's; the sentence only spells out the ablation numbers behind it."""
+    name = f"**Head {index + 1}: {head.label}.**"
+    drops = {r: -head.ablation.get(r, 0.0) for r in REASONS}
+    if "specialist" in head.label or head.label.startswith("leans"):
+        reason = head.label.split()[-1] if head.label.startswith("leans") else head.label.split()[0]
+        others = min(v for r, v in drops.items() if r != reason)
+        return (f"{name} Switched off, {reason} accuracy changes by {drops[reason]:+.2f}; every other reason by at "
+                f"most {others:+.2f}.")
+    changes = _changes(head)
+    losses = [(r, v) for r, v in changes if v < 0]
+    gains = [f"{r} {v:+.2f}" for r, v in changes if v > 0]
+    also = f" Some reasons even do better without it: {', '.join(gains)}." if gains else ""
+    if not losses:
+        return f"{name} Switched off, no reason loses more than {max(0.0, -min(drops.values())):.2f} of accuracy.{also}"
+    listed = _join([f"{r} ({v:+.2f})" for r, v in losses])
+    several = "several reasons need it, none alone" if len(losses) > 1 else "not enough to call it a specialist"
+    return f"{name} Switched off, accuracy drops on {listed}: {several}.{also}"
+
+
+def reads_sentence(head: HeadSpecialization) -> str:
+    top = sorted(head.shares.items(), key=lambda kv: -kv[1])[:2]
+    return "Reads mostly " + " and ".join(f"{c} ({s:.0%})" for c, s in top) + " (attention alone; see ablation)."
+
+
+def promise_sentence(heads: Sequence[HeadSpecialization]) -> str:
+    specialists = [h.label.split()[0] for h in heads if h.label.endswith("specialist")]
+    leaning = [h.label.split()[-1] for h in heads if h.label.startswith("leans")]
+    count = len(specialists)
+    if count == len(REASONS) and len(set(specialists)) == len(REASONS):
+        verdict = f"The story's promise of {SEED_PROMISE} was borne out in this run."
+    elif count:
+        verdict = (f"The story promised {SEED_PROMISE}. In this run {count} of the {len(heads)} heads became a "
+                   f"specialist ({_join(specialists)}), so the promise was only partly borne out.")
+    else:
+        verdict = (f"The story promised {SEED_PROMISE}. In this run none of the {len(heads)} heads became a "
+                   "specialist, so the promise was not borne out.")
+    if leaning:
+        verdict += f" Leaning (a clear but partial dependence): {_join(leaning)}."
+    return verdict
+
+
+def _first_step(snap: Snapshot, reach: float) -> int | None:
+    return next((e.step for e in snap.evals if e.heldout_accuracy >= reach), None)
+
+
+def _learned_step(snap: Snapshot, cls: str) -> int | None:
+    values = [np.nan_to_num(e.heldout_per_class.get(cls, math.nan)) for e in snap.evals]
+    overall = [e.heldout_accuracy for e in snap.evals]
+    for index, value in enumerate(values):
+        if value >= LEARNED and min(values[index:]) >= KEPT and min(overall[index:]) >= OVERALL:
+            return snap.evals[index].step
+    return None
+
+
+def _entropy(snap: Snapshot, index: int) -> tuple[float, float] | None:
+    """(mean entropy of the REASON position's attention over the probe claims' words, the same for an even spread)."""
+    cross = next((n for n in snap.attention_names if n.endswith(".cross")), None)
+    if cross is None or not snap.attention or not snap.probe:
+        return None
+    weights = snap.attention[index].weights[cross]  # (N, H, 2, T)
+    spent, even = [], []
+    for claim, probe in enumerate(snap.probe[: weights.shape[0]]):
+        rows = np.asarray(weights[claim, :, 1, : len(probe.tokens)], dtype=float)
+        spent.append(float(-(rows * np.log(np.clip(rows, 1e-12, None))).sum(-1).mean()))
+        even.append(math.log(len(probe.tokens)))
+    return float(np.mean(spent)), float(np.mean(even))
+
+
+def _before(snap: Snapshot) -> Chapter:
+    first = snap.evals[0]
+    numbers = {"step0_accuracy": first.heldout_accuracy}
+    paragraphs = []
+    guess = 1 / len(CLASSES)
+    habit = max(CLASSES, key=lambda c: np.nan_to_num(first.heldout_per_class.get(c, 0.0)))
+    text = (f"Before any training (step {first.step}), the model's weights are random. It audited "
+            f"**{_pct(first.heldout_accuracy)}** of the held-out claims correctly")
+    if first.heldout_accuracy <= guess + 0.15:
+        text += f", no better than picking one of the five answers at random ({guess:.0%})."
+    else:
+        text += "."
+    if np.nan_to_num(first.heldout_per_class.get(habit, 0.0)) >= 0.8:
+        text += (f" It said {head_figures.outcome_text(habit)} to almost everything, which is right only for the "
+                 f"claims that really are {habit}.")
+    paragraphs.append(text)
+    entropy = _entropy(snap, 0)
+    if entropy is not None:
+        spent, even = entropy
+        numbers.update(step0_entropy=spent, even_entropy=even)
+        paragraphs.append(f"Its four attention heads looked at every word of a claim about equally: their attention "
+                          f"was {spent / even:.0%} as spread out as it can possibly be (entropy {spent:.2f} nats, "
+                          f"where an even spread is {even:.2f}). Nobody was looking at anything in particular yet. "
+                          "The chart starts there: each head's shares just follow how many words of each kind a claim "
+                          "has. "
+                          "Press Play to watch them change as it trains.")
+    return Chapter("before", "Before: random guesses", tuple(paragraphs), numbers)
+
+
+def _adam_sentence(snap: Snapshot) -> str | None:
+    cross = next((n for n in snap.attention_names if n.endswith(".cross")), None)
+    points = [p for p in snap.optim if cross in p.heads]
+    if snap.config.get("optimizer") != "adam" or not points:
+        return None
+    steps = [h.mean_abs_step for h in points[-1].heads[cross]]
+    if min(steps) <= 0:
+        return None
+    big, small = int(np.argmax(steps)), int(np.argmin(steps))
+    return (f"Adam kept its two memories (which direction each weight usually moves, and how big its mistakes "
+            f"usually are) for every weight separately, so each head got steps sized to its own history: at step "
+            f"{points[-1].step:,}, Head {big + 1}'s weights moved {max(steps) / min(steps):.1f}× as far per step as "
+            f"Head {small + 1}'s.")
+
+
+def _race_sentences(snap: Snapshot, race: Snapshot | None) -> list[str]:
+    if race is None or not race.loss.steps:
+        return []
+    sentences = [summaries.race_summary(snap, race)]
+    held = {e.step: e.heldout_accuracy for e in race.evals}
+    common = [e for e in snap.evals if e.step in held]
+    if common:
+        e = common[-1]
+        sentences.append(f"Held-out accuracy at step {e.step:,}: {figures.optimizer_name(snap.config)} "
+                         f"{_pct(e.heldout_accuracy)}, {figures.optimizer_name(race.config)} {_pct(held[e.step])}.")
+    return sentences
+
+
+def _during(snap: Snapshot, race: Snapshot | None) -> Chapter:
+    first, last = snap.evals[0], snap.evals[-1]
+    numbers = {"first_loss": first.heldout_loss, "last_loss": last.heldout_loss}
+    paragraphs = [f"Then it practised: {last.step:,} rounds of guess, check, adjust, each on a batch of "
+                  f"{snap.config.get('batch_size', '?')} claims. Its mistakes on claims it never trains on (the "
+                  f"held-out loss) fell from **{first.heldout_loss:.2f}** to **{last.heldout_loss:.2f}**."]
+    reached = [(t, _first_step(snap, t)) for t in (0.5, 0.9)]
+    said = [f"{t:.0%} by step {s:,}" for t, s in reached if s is not None]
+    if said:
+        paragraphs.append(f"Held-out accuracy passed {_join(said)}.")
+    learned = {r: _learned_step(snap, r) for r in REASONS}
+    numbers.update({f"learned_{r}": float(s) for r, s in learned.items() if s is not None})
+    order = sorted((s, r) for r, s in learned.items() if s is not None)
+    never = [r for r, s in learned.items() if s is None]
+    text = ""
+    if order:
+        steps = [f"{r} (step {s:,})" for s, r in order]
+        text = (f"Reasons it learned (at least {LEARNED:.0%} of their claims right, and staying above {KEPT:.0%}, "
+                f"while getting at least {OVERALL:.0%} of all claims right), in order: {_join(steps)}.")
+    if never:
+        text += f" Not learned yet: {_join(never)}."
+    paragraphs.append(text.strip())
+    adam = _adam_sentence(snap)
+    if adam:
+        paragraphs.append(adam)
+    race_text = _race_sentences(snap, race)
+    if race_text:
+        paragraphs.append("Plain SGD raced alongside on the same claims: " + " ".join(race_text))
+    return Chapter("during", "During: learning from mistakes", tuple(paragraphs), numbers)
+
+
+def _after(snap: Snapshot, measurement: Measurement | None) -> Chapter:
+    title = "So far: what the heads have become" if snap.active else "After: which heads became specialists"
+    last = snap.evals[-1]
+    per_class = ", ".join(f"{c} {_pct(last.heldout_per_class.get(c, math.nan))}" for c in CLASSES)
+    paragraphs = [f"It now audits **{_pct(last.heldout_accuracy)}** of held-out claims correctly ({per_class})."]
+    habits = [c for c in CLASSES if np.nan_to_num(last.heldout_per_class.get(c, math.nan)) >= LEARNED]
+    if last.heldout_accuracy < OVERALL and habits:
+        paragraphs[0] += (f" The high score on {_join(habits)} is mostly a habit, not knowledge: it gives that answer "
+                          "to most claims, so it is right whenever that answer happens to be the true one.")
+    numbers = {"final_accuracy": last.heldout_accuracy}
+    heads = measurement.cross if measurement else ()
+    if not heads:
+        paragraphs.append("The heads have not been measured yet.")
+        return Chapter("after", title, tuple(paragraphs), numbers)
+    numbers["specialists"] = float(sum(h.label.endswith("specialist") for h in heads))
+    paragraphs.append(f"To see what each head is for, we switched each one off in turn and measured what broke, "
+                      f"on {measurement.claims:,} held-out claims at step {measurement.point.step:,}.")
+    paragraphs.extend(head_sentence(i, h) for i, h in enumerate(heads))
+    paragraphs.append(promise_sentence(heads))
+    favourites = {max(h.shares, key=h.shares.get) for h in heads}
+    if len(favourites) == 1:
+        paragraphs.append(f"Attention alone would have misled here: every head looks most at '{favourites.pop()}' "
+                          "words, so by attention they all look alike. That is why each head is named only from "
+                          "what breaks when it is switched off.")
+    return Chapter("after", title, tuple(paragraphs), numbers)
+
+
+def tell_story(snap: Snapshot, race: Snapshot | None = None, measurement: Measurement | None = None) -> list[Chapter]:
+    """Before, during and after, in this run's numbers; empty until the run's first evaluation."""
+    if not snap.evals:
+        return []
+    measurement = measurement or latest_measurement(snap)
+    return [_before(snap), _during(snap, race), _after(snap, measurement)]
+
+
+def chapter_figures(snap: Snapshot, race: Snapshot | None = None,
+                    measurement: Measurement | None = None) -> dict[str, list[go.Figure]]:
+    """The figures beside each chapter: the heads sharpening, the curves, and the final ablation evidence."""
+    measurement = measurement or latest_measurement(snap)
+    during = [figures.loss_figure(snap), figures.accuracy_figure(snap)]
+    if race is not None and race.loss.steps:
+        during.append(figures.race_figure(snap, race))
+    after = [head_figures.ablation_figure([measurement.point])] if measurement else []
+    return {"before": [head_figures.shares_figure(snap.specialization, start=0)], "during": during, "after": after}
+
+
+def _markdown_to_html(text: str) -> str:
+    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(text))
+
+
+def html_report(snap: Snapshot, race: Snapshot | None = None, measurement: Measurement | None = None,
+                created: str = "") -> str:
+    """One HTML file with the story and its figures; plotly.js is embedded, so it opens with no internet."""
+    chapters = tell_story(snap, race, measurement)
+    figs = chapter_figures(snap, race, measurement)
+    title = f"Headwatch: how run {snap.run_id or '(unsaved)'} learned to audit claims"
+    body = [f"<h1>{html.escape(title)}</h1>",
+            f"<p class='meta'>{html.escape(summaries.config_text(snap.config))}. "
+            f"{html.escape(summaries.status_text(snap))} {html.escape(created)}</p>"]
+    if not chapters:
+        body.append("<p>This run has no measurements yet.</p>")
+    embedded = False
+    for chapter in chapters:
+        body.append(f"<h2>{html.escape(chapter.title)}</h2>")
+        body.extend(f"<p>{_markdown_to_html(p)}</p>" for p in chapter.paragraphs)
+        for fig in figs.get(chapter.key, []):
+            body.append(fig.to_html(full_html=False, include_plotlyjs=not embedded, config=figures.CHART_CONFIG,
+                                    default_width="100%"))
+            embedded = True
+    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.5}"
+             ".meta{color:#666}")
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>{''.join(body)}</body></html>")

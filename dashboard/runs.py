@@ -1,0 +1,161 @@
+"""Runs: every saved run; reopen one read-only, compare two, export one, and import claims to score or train on."""
+
+import time
+
+import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
+
+from dashboard import figures, head_figures, report, summaries, viewing
+from dashboard.engine_resource import get_engine
+from engine.claims_csv import CsvProblem, ImportedClaims, read_claims_csv
+from engine.core import ConfigError, EngineBusy, RunError, RunsFolderError
+from engine.presets import PRESETS, preset
+from engine.runs import RunSummary
+
+LIVE = "live"
+PAGES = (("dashboard/specialization.py", "Specialization"), ("dashboard/inspect_claim.py", "Inspect"),
+         ("dashboard/story.py", "Story"))
+
+
+def run_rows(runs: list[RunSummary], live_id: str | None) -> list[dict]:
+    return [{
+        "Started": time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)), "Run": r.run_id, "Recipe": r.preset,
+        "Optimizer": r.optimizer, "Seed": r.seed, "Steps": r.step,
+        # the engine calls a run it finds mid-training "interrupted": the live one is not
+        "Status": "training now" if r.run_id == live_id else r.status,
+        "Accuracy": r.accuracy, "Heads": ", ".join(r.head_labels) or "not measured", "Problem": r.problem or "",
+    } for r in runs]
+
+
+def compare(column: DeltaGenerator, run_id: str, key: str) -> None:
+    with column:
+        try:
+            snap = viewing.saved_snapshot(run_id)
+        except RunError as error:
+            st.error(f"Run {run_id} cannot be opened: {error}")
+            return
+        st.caption(f"{summaries.config_text(snap.config)}. {summaries.status_text(snap)}")
+        st.plotly_chart(figures.accuracy_figure(snap), key=f"{key}_accuracy", config=figures.CHART_CONFIG)
+        st.plotly_chart(figures.loss_figure(snap), key=f"{key}_loss", config=figures.CHART_CONFIG)
+        measured = viewing.measurement(snap)
+        if measured:
+            st.plotly_chart(head_figures.ablation_figure([measured.point], title=f"Ablation at step "
+                                                         f"{measured.point.step:,}: accuracy change per reason"),
+                            key=f"{key}_ablation", config=figures.CHART_CONFIG)
+
+
+def export(run_id: str) -> None:
+    engine = get_engine()
+    try:
+        snap = viewing.saved_snapshot(run_id)
+        checkpoint = engine.checkpoint_bytes(run_id)
+    except RunError as error:
+        st.error(f"Run {run_id} cannot be exported completely: {error}")
+        return
+    measured = viewing.measurement(snap)
+    metrics, weights, story = st.columns(3)
+    metrics.download_button("Metrics (CSV)", data=lambda: engine.metrics_csv(run_id), on_click="ignore",
+                            file_name=f"{run_id}-metrics.csv", mime="text/csv", width="stretch", key="export_csv")
+    weights.download_button("Checkpoint (PyTorch state_dict)", data=checkpoint, file_name=f"{run_id}.pt",
+                            mime="application/octet-stream", on_click="ignore", width="stretch", key="export_pt")
+    story.download_button("Story report (HTML)", on_click="ignore", mime="text/html", width="stretch",
+                          file_name=f"headwatch-{run_id}.html", key="export_html", type="primary",
+                          data=lambda: report.html_report(snap, None, measured).encode())
+
+
+def open_chosen() -> None:
+    # read the choice at click time: args bound when the button was drawn can be one selection behind
+    viewing.open_run(st.session_state.open_run)
+
+
+def start_on_claims(data: bytes) -> None:
+    recipe = st.session_state.import_recipe
+    try:
+        get_engine().start_on_claims(data, preset(recipe))
+        st.session_state.import_started = recipe
+    except (CsvProblem, ConfigError, EngineBusy, RunsFolderError) as error:
+        st.session_state.import_error = str(error)
+
+
+def imported(data: bytes, claims: ImportedClaims, usable: list[str]) -> None:
+    engine = get_engine()
+    score, train = st.columns(2, gap="large")
+    with score:
+        model = st.selectbox("Score with", [LIVE, *usable], key="score_model",
+                             format_func=lambda m: "The live run (its current weights)" if m == LIVE else m)
+        if st.button("Score these claims", key="score"):
+            with st.spinner(f"Scoring {len(claims):,} claims…"):
+                try:
+                    st.session_state.scored = (data, engine.score_claims(claims, None if model == LIVE else model))
+                except RunError as error:
+                    st.error(str(error))
+        scored = st.session_state.get("scored")
+        if scored and scored[0] == data:
+            st.download_button("Download the results (CSV)", data=scored[1], file_name="scored-claims.csv",
+                               mime="text/csv", on_click="ignore", key="scored_csv", type="primary")
+    with train:
+        st.selectbox("Recipe", list(PRESETS), key="import_recipe")
+        st.button("Train a new run on these claims", key="train_on_claims", on_click=start_on_claims,
+                  args=(data,), disabled=engine.snapshot().active,
+                  help="Labels come from the file where it has them, else from the rules checker.")
+        if error := st.session_state.pop("import_error", None):
+            st.error(error)
+        if started := st.session_state.pop("import_started", None):
+            st.success(f"Training started ({started} recipe) on these claims.")
+            st.page_link("dashboard/train.py", label="Watch it on the Train page", icon="➡️")
+
+
+engine = get_engine()
+st.title("Saved runs")
+viewing.banner()
+runs = engine.list_runs()
+training = engine.snapshot().run_id if engine.snapshot().active else None
+# the run being trained is watched live on the other pages; its files are still being written
+usable = [r.run_id for r in runs if r.problem is None and r.run_id != training]
+if runs:
+    st.dataframe(run_rows(runs, training), hide_index=True, column_config={
+        "Accuracy": st.column_config.NumberColumn(format="percent", help="Held-out accuracy at the last evaluation"),
+        "Heads": st.column_config.TextColumn(width="large", help="Cross-attention heads, named from ablation")})
+else:
+    st.info("No saved runs yet: every run trained on the Train page is saved and listed here.")
+
+st.subheader("Open a run read-only")
+if usable:
+    choice, button = st.columns([3, 1], vertical_alignment="bottom")
+    choice.selectbox("Run", usable, key="open_run")
+    button.button("Open read-only", key="open", on_click=open_chosen, width="stretch")
+    if viewing.replay_id():
+        for column, (page, title) in zip(st.columns(len(PAGES)), PAGES, strict=True):
+            column.page_link(page, label=f"See it on {title}", icon="➡️")
+
+st.subheader("Compare two runs")
+if len(usable) >= 2:
+    left, right = st.columns(2, gap="large")
+    first = left.selectbox("Run A", usable, index=0, key="compare_a")
+    second = right.selectbox("Run B", usable, index=1, key="compare_b")
+    compare(left, first, "a")
+    compare(right, second, "b")
+else:
+    st.caption("Comparing needs two saved runs.")
+
+st.subheader("Export a run")
+if usable:
+    export(st.selectbox("Run to export", usable, key="export_run"))
+
+st.subheader("Import claims (CSV)")
+st.caption("A `text` column, and optionally `verdict` (VALID or INVALID) and `reason` (NONE, MEDICAL, DOSAGE, COST "
+           "or ADMIN). Up to 5 MB and 50,000 claims. Score them with a model, or train a new run on them.")
+upload = st.file_uploader("Claims file", type=["csv"], key="claims_upload")
+if upload is not None:
+    data = upload.getvalue()
+    try:
+        claims = read_claims_csv(data, upload.name)
+    except CsvProblem as problem:
+        st.error(str(problem))
+    else:
+        labelled = sum(v is not None for v in claims.verdicts)
+        blank = f"; {claims.skipped_blank:,} blank lines skipped" if claims.skipped_blank else ""
+        st.success(f"{len(claims):,} claims read from {upload.name}, {labelled:,} of them labelled{blank}.")
+        st.dataframe([{"text": t, "verdict": v, "reason": r} for t, v, r in
+                      zip(claims.texts[:5], claims.verdicts, claims.reasons, strict=False)], hide_index=True)
+        imported(data, claims, usable)

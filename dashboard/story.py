@@ -1,0 +1,54 @@
+"""Story: the seed's before / during / after, told with this run's own numbers, for readers new to neural networks."""
+
+import time
+
+import streamlit as st
+
+from dashboard import figures, report, viewing
+from dashboard.engine_resource import get_engine
+from dashboard.live import DrawnFigure, live, shared
+
+INTRO = """
+A small program, a *transformer*, is learning to audit medical insurance claims: for each claim it answers VALID,
+or INVALID with a reason (MEDICAL, DOSAGE, COST or ADMIN). Nobody writes its rules: it practises on examples and
+corrects itself after every mistake. Inside it, four *attention heads* each choose which words of a claim to look
+at. The story this app starts from promises that each head becomes a specialist. This page tells what really
+happened in this run, with its own measurements.
+"""
+
+
+def story() -> None:
+    snap = viewing.snapshot()
+    if snap is None:
+        return
+    race = get_engine().race_snapshot() if viewing.replay_id() is None else None  # a race belongs to the live run
+    measured = viewing.measurement(snap)
+    chapters = report.tell_story(snap, race, measured)
+    if not chapters:
+        st.info("The story begins when a run does: press Train on the Train page, or open a saved run on Runs.")
+        return
+    # built once for every viewer (see `shared`): the curves change every step, so one set serves for a second
+    key = (snap.run_id, snap.status, race and (race.run_id, race.status), measured and measured.point.step)
+    charts = shared("story.charts", key, lambda: {chapter: [DrawnFigure(f) for f in figs] for chapter, figs in
+                                                  report.chapter_figures(snap, race, measured).items()}, max_age_s=1.0)
+    for chapter in chapters:
+        st.header(chapter.title)
+        for paragraph in chapter.paragraphs:
+            st.markdown(paragraph)
+        for index, fig in enumerate(charts[chapter.key]):
+            st.plotly_chart(fig, key=f"story_{chapter.key}_{index}", config=figures.CHART_CONFIG)
+    st.download_button(
+        "Download this story as an HTML report", key="story_report", on_click="ignore", mime="text/html",
+        file_name=f"headwatch-{snap.run_id or 'live'}.html", type="primary",
+        help="One file with the text and interactive charts; it opens in any browser, without internet.",
+        # Built only when clicked, outside the script run: a pure function of data captured now.
+        data=lambda: report.html_report(snap, race, measured, f"Created {time.strftime('%Y-%m-%d %H:%M')}.").encode(),
+    )
+
+
+st.title("The story of this run")
+st.markdown(INTRO)
+if viewing.banner():
+    story()
+else:
+    live(story)

@@ -1,0 +1,85 @@
+"""Which run a viewer is looking at: the live one, or a saved run reopened read-only.
+
+The choice is per browser session (`st.session_state["replay_run"]`), so one viewer can study an old run while
+everyone else watches the live one; the Specialization, Inspect and Story pages honour it.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard.engine_resource import get_engine
+from dashboard.report import Measurement, latest_measurement, measurement_from_report
+from engine.runs import RunError, resolve_run
+from engine.telemetry import Snapshot
+
+REPLAY_KEY = "replay_run"
+
+
+def replay_id() -> str | None:
+    return st.session_state.get(REPLAY_KEY)
+
+
+def open_run(run_id: str) -> None:
+    st.session_state[REPLAY_KEY] = run_id
+
+
+def back_to_live() -> None:
+    st.session_state.pop(REPLAY_KEY, None)
+
+
+# Shared by every viewer; a Snapshot is immutable. `version` changes whenever the run's files grow, so a run that
+# is still being written is never shown stale.
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _replay(runs_dir: str, run_id: str, version: tuple) -> Snapshot:
+    return get_engine().replay(run_id)
+
+
+def saved_snapshot(run_id: str) -> Snapshot:
+    """A saved run, read-only; RunError if it cannot be opened."""
+    engine = get_engine()
+    folder = resolve_run(engine.runs_dir, run_id)
+    try:
+        stat = (folder / "metrics.jsonl").stat()
+        version: tuple = (stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        version = ()
+    return _replay(str(engine.runs_dir), run_id, version)
+
+
+def banner() -> str | None:
+    """Say so when this viewer looks at a saved run, with a way back to the live one."""
+    run_id = replay_id()
+    if run_id:
+        text, button = st.columns([4, 1], vertical_alignment="center")
+        text.info(f"Viewing saved run **{run_id}** (read-only).")
+        button.button("Back to the live run", key="back_to_live", on_click=back_to_live, width="stretch")
+    return run_id
+
+
+def snapshot() -> Snapshot | None:
+    """The viewed run; None (after saying why) when a saved run cannot be opened."""
+    run_id = replay_id()
+    if run_id is None:
+        return get_engine().snapshot()
+    try:
+        return saved_snapshot(run_id)
+    except RunError as error:
+        st.error(f"Saved run {run_id} cannot be opened: {error}")
+        return None
+
+
+@st.cache_data(max_entries=16, show_spinner="Switching each head off in turn, on 2,000 held-out claims…")
+def _analysis(runs_dir: str, run_id: str, step: int) -> dict:
+    return get_engine().analyze(run_id)
+
+
+def measurement(snap: Snapshot) -> Measurement | None:
+    """The definitive measurement of a run that has stopped (`engine analyze` on its saved weights), else the latest
+    one taken while training."""
+    if not snap.active and snap.run_id and snap.run_dir:
+        try:
+            return measurement_from_report(_analysis(str(get_engine().runs_dir), snap.run_id, snap.step))
+        except RunError:
+            pass  # e.g. stopped before its first checkpoint: the training-time measurement is all there is
+    return latest_measurement(snap)

@@ -1,0 +1,118 @@
+"""Inspect page in AppTest: the seed's examples, what-if edits, bad input, the live model and saved runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import plotly_array
+
+from dashboard.engine_resource import get_engine
+from dashboard.inspect_claim import EXAMPLES
+from engine.presets import preset
+
+PAGE = "dashboard/inspect_claim.py"
+
+
+def figures(at, title_start: str) -> list[dict]:
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    return [s for s in specs if s["layout"]["title"]["text"].startswith(title_start)]
+
+
+def figure(at, title_start: str) -> dict:
+    return figures(at, title_start)[0]
+
+
+def metric(at, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def open_saved(open_app, run_id: str):
+    at = open_app(PAGE)
+    at.session_state["replay_run"] = run_id
+    return at.run()
+
+
+def test_seed_examples_show_verdict_rules_and_four_heads_per_layer(open_app, saved_run, healthy):
+    at = open_saved(open_app, saved_run)
+    engine = get_engine()
+    for example in EXAMPLES[:4]:
+        at.selectbox(key="inspect_example").set_value(example).run()
+        healthy(at)
+        assert at.text_area(key="claim_text").value == example
+        expected = engine.predict(example, saved_run)
+        assert metric(at, "Verdict") == expected.verdict and metric(at, "Reason") == expected.reason
+        assert metric(at, "Rules checker (baseline)") in ("VALID", *[f"INVALID: {r}" for r in
+                                                                     ("MEDICAL", "DOSAGE", "COST", "ADMIN")])
+        cross, encoder = figure(at, "Cross-attention"), figure(at, "Encoder self-attention")
+        for chart in (cross, encoder):
+            assert [t["type"] for t in chart["data"]] == ["heatmap"] * 4
+        assert plotly_array(cross["data"][0]["z"]).shape == (1, len(expected.tokens))
+        assert plotly_array(encoder["data"][0]["z"]).shape == (len(expected.tokens),) * 2
+        chips = at.get("html")[0].proto.body
+        assert all(t.surface in chips for t in expected.tokens)
+        assert at.dataframe[0].value["Head"].tolist() == ["Head 1", "Head 2", "Head 3", "Head 4"]
+
+
+def test_what_if_dose_change_moves_the_prediction(open_app, saved_run, healthy):
+    at = open_saved(open_app, saved_run)
+    assert at.text_area(key="claim_text").value == EXAMPLES[0]  # "Diabetes patient, Metformin 500mg, $150"
+    assert "Change a value above" in at.caption[-1].value
+    dose = next(n for n in at.number_input if n.label.startswith("Dose"))
+    dose.set_value(500_000.0).run()
+    healthy(at)
+    changed = "Diabetes patient, Metformin 500000 mg, $150"
+    assert at.code[0].value == changed
+    _, bars = figures(at, "Confidence in each outcome")
+    assert [d["name"] for d in bars["data"]] == ["This claim", "What-if"]
+    before, after = get_engine().predict(EXAMPLES[0], saved_run), get_engine().predict(changed, saved_run)
+    assert before.probabilities != pytest.approx(after.probabilities, abs=1e-3)
+    moved = "The verdict moved" in " ".join(s.value for s in at.success)
+    assert moved == (before.outcome != after.outcome)
+    assert any("not plausible" in w.value for w in at.warning)  # 500 g of metformin
+    assert len(figures(at, "Cross-attention")) == 2  # the what-if claim has its own heatmaps
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "The claim is empty"),
+    ("Diabetes, metformin 500 mg, $40. " * 200, "characters long"),
+    ("blah wibble zorp", "Nothing in this text"),
+], ids=["empty", "huge", "unknown-words"])
+def test_bad_input_gets_a_plain_message(open_app, saved_run, healthy, text, message):
+    at = open_saved(open_app, saved_run)
+    at.text_area(key="claim_text").set_value(text).run()
+    healthy(at)
+    assert message in at.warning[0].value
+    assert not at.get("plotly_chart")
+
+
+def test_tags_render_as_text_and_absurd_numbers_are_flagged(open_app, saved_run, healthy):
+    at = open_saved(open_app, saved_run)
+    at.text_area(key="claim_text").set_value("<script>alert(1)</script><b>Diabetes</b>, age 900, "
+                                             "metformin 500 mg, $-40").run()
+    healthy(at)
+    chips = at.get("html")[0].proto.body
+    assert "<script>" not in chips and "<b>" not in chips and "&lt;unk&gt;" in chips
+    assert any("age 900 is not plausible" in w.value for w in at.warning)
+    assert metric(at, "Verdict") in ("VALID", "INVALID")
+
+
+def test_live_model_without_a_run_asks_for_one_then_answers_with_current_weights(open_app, rerun, healthy):
+    at = open_app(PAGE)
+    healthy(at)
+    assert "No model yet" in at.warning[0].value
+    engine = get_engine()
+    engine.start(preset("quick"))
+    rerun(at, lambda: bool(at.metric))
+    healthy(at)
+    assert "Answered by the live run at step" in " ".join(c.value for c in at.caption)
+
+
+def test_model_selector_opens_a_saved_run_for_every_page(open_app, saved_run, healthy):
+    at = open_app(PAGE)
+    at.selectbox(key="inspect_model").set_value(saved_run).run()
+    healthy(at)
+    assert at.session_state["replay_run"] == saved_run
+    assert f"Answered by the saved run {saved_run}" in " ".join(c.value for c in at.caption)
+    at.selectbox(key="inspect_model").set_value("live").run()
+    assert "replay_run" not in at.session_state

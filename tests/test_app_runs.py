@@ -1,0 +1,100 @@
+"""Runs page in AppTest: the list (damaged runs included), reopening, comparing, exporting and importing claims."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+
+import pytest
+from support import wait_for
+
+from dashboard.engine_resource import get_engine
+from data.generator import generate_claims
+
+PAGE = "dashboard/runs.py"
+
+
+def titles(at) -> list[str]:
+    return [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+
+
+def claims_csv(n: int = 80) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["text", "verdict", "reason"])
+    writer.writerows([c.text, c.verdict, c.reason] for c in generate_claims(n, seed=7))
+    return buffer.getvalue().encode()
+
+
+def test_no_runs_yet(open_app, healthy):
+    at = open_app(PAGE)
+    healthy(at)
+    assert "No saved runs yet" in at.info[0].value
+    assert "Comparing needs two saved runs." in [c.value for c in at.caption]
+    assert at.file_uploader(key="claims_upload")
+
+
+def test_list_open_compare_and_export(open_app, saved_run, engine_env, healthy):
+    shutil.copytree(engine_env / saved_run, engine_env / f"{saved_run}-copy")
+    (engine_env / "damaged-run").mkdir()
+    (engine_env / "damaged-run" / "config.json").write_text("{not json")
+    at = open_app(PAGE)
+    healthy(at)
+    table = at.dataframe[0].value
+    assert set(table["Run"]) == {saved_run, f"{saved_run}-copy", "damaged-run"}
+    damaged = table[table["Run"] == "damaged-run"].iloc[0]
+    assert "config.json" in damaged["Problem"] and "damaged" in damaged["Problem"]
+    mine = table[table["Run"] == saved_run].iloc[0]
+    assert (mine["Recipe"], mine["Steps"], mine["Status"]) == ("quick", 300, "finished")
+    assert mine["Heads"].count(",") == 3  # four cross-attention heads, named
+
+    assert [t for t in titles(at) if t.startswith("Ablation at step 300")] == ["Ablation at step 300: accuracy "
+                                                                               "change per reason"] * 2
+    assert sum(t.startswith("Accuracy") for t in titles(at)) == 2
+    assert {b.proto.label for b in at.download_button} == {"Metrics (CSV)", "Checkpoint (PyTorch state_dict)",
+                                                           "Story report (HTML)"}
+
+    at.selectbox(key="open_run").set_value(saved_run)
+    at.button(key="open").click().run()
+    healthy(at)
+    assert at.session_state["replay_run"] == saved_run
+    assert f"Viewing saved run **{saved_run}** (read-only)" in at.info[0].value
+
+
+@pytest.mark.parametrize(("data", "problem"), [
+    (b"", "is empty"),
+    (b"claim,amount\nfoo,1\n", "has no 'text' column"),
+    (b"text,verdict\nDiabetes, metformin,MAYBE\n", "verdict must be VALID or INVALID"),
+    (b"text\n\xff\xfe\n", "not UTF-8"),
+], ids=["empty", "no-text-column", "bad-label", "not-utf8"])
+def test_a_bad_claims_file_is_refused_by_name_and_changes_nothing(open_app, healthy, data, problem):
+    at = open_app(PAGE)
+    at.file_uploader(key="claims_upload").upload("claims.csv", data, "text/csv")
+    at.run()
+    healthy(at)
+    assert problem in at.error[0].value
+    assert "score" not in [b.key for b in at.button]
+    assert get_engine().snapshot().status == "idle" and not get_engine().runs_dir.exists()
+
+
+def test_a_claims_file_is_scored_and_trained_on(open_app, saved_run, healthy):
+    at = open_app(PAGE)
+    at.file_uploader(key="claims_upload").upload("claims.csv", claims_csv(), "text/csv")
+    at.run()
+    healthy(at)
+    assert "80 claims read from claims.csv, 80 of them labelled" in at.success[0].value
+    at.selectbox(key="score_model").set_value(saved_run)
+    at.button(key="score").click().run()
+    healthy(at)
+    assert at.download_button(key="scored_csv").proto.label == "Download the results (CSV)"
+
+    engine = get_engine()
+    at.selectbox(key="import_recipe").set_value("quick")
+    at.button(key="train_on_claims").click().run()
+    healthy(at)
+    assert "Training started (quick recipe)" in at.success[-1].value
+    assert engine.snapshot().config["claims_csv"].endswith(".csv")
+    wait_for(lambda: engine.snapshot().status in ("finished", "failed"))
+    assert engine.snapshot().status == "finished", engine.snapshot().message

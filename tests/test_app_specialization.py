@@ -1,0 +1,76 @@
+"""Specialization page in AppTest: the ablation matrix, head names that match `engine analyze`, replay and back."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from conftest import plotly_array
+
+from dashboard.engine_resource import get_engine
+from engine.model import REASONS
+from engine.presets import preset
+
+PAGE = "dashboard/specialization.py"
+
+
+def chart_titles(at) -> list[str]:
+    return [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+
+
+def verdict_matrix(at) -> dict:
+    return next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                if json.loads(c.proto.spec)["layout"]["title"]["text"].startswith("Ablation matrix:"))
+
+
+def assert_matches_analysis(at, run_id: str) -> None:
+    analysis = get_engine().analyze(run_id)
+    heads = analysis["heads"]["decoder.0.cross"]
+    cards = [m.value for m in at.markdown if m.value.startswith("**Head ")]
+    assert [c.split(":", 1)[1].split(".**")[0].strip() for c in cards[:4]] == [h["label"] for h in heads]
+    z = plotly_array(verdict_matrix(at)["data"][0]["z"])
+    expected = [[-h["ablation"][r] for r in REASONS] for h in heads]
+    np.testing.assert_allclose(z, expected, atol=1e-6)
+    assert f"Verdict at step {analysis['step']}" in [s.value for s in at.subheader]
+
+
+def test_idle_page_explains_and_waits(open_app, healthy):
+    at = open_app(PAGE)
+    healthy(at)
+    assert "attention sink" in at.markdown[0].value
+    assert "press Train" in at.info[0].value
+    assert not at.get("plotly_chart")
+
+
+def test_live_run_shows_ablation_matrix_and_names_heads_as_analyze_does(open_app, rerun, healthy):
+    engine = get_engine()
+    engine.start(preset("quick"))
+    at = open_app(PAGE)
+    # "Verdict" (not "So far"): drawn after the run ended, from `engine analyze` on its saved weights
+    rerun(at, lambda: engine.snapshot().status == "finished" and any(
+        s.value.startswith("Verdict at step") for s in at.subheader))
+    healthy(at)
+    assert_matches_analysis(at, engine.snapshot().run_id)
+    history = [t for t in chart_titles(at) if not t.startswith("Ablation matrix")]
+    assert history == ["What each head reads: share of its attention per field, from the position that answers "
+                       "REASON", "What breaks when a head is switched off: change in accuracy per reason",
+                       "Each head over training"]
+    promise = (at.success or at.warning)[0].value
+    assert "The story promised four specialists" in promise
+
+
+def test_saved_run_is_shown_read_only_with_a_way_back(open_app, saved_run, healthy):
+    at = open_app(PAGE)
+    at.session_state["replay_run"] = saved_run
+    at.run()
+    healthy(at)
+    assert f"Viewing saved run **{saved_run}** (read-only)" in at.info[0].value
+    assert_matches_analysis(at, saved_run)
+    snap = get_engine().replay(saved_run)
+    shares = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                  if json.loads(c.proto.spec)["layout"]["title"]["text"].startswith("What each head reads"))
+    assert [f["name"] for f in shares["frames"]] == [str(p.step) for p in snap.specialization]
+    at.button(key="back_to_live").click().run()
+    healthy(at)
+    assert "replay_run" not in at.session_state
+    assert "press Train" in at.info[0].value

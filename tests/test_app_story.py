@@ -1,0 +1,55 @@
+"""Story page in AppTest: before, during and after in the run's numbers, live (with an SGD race) and replayed."""
+
+from __future__ import annotations
+
+from support import wait_for
+
+from dashboard.engine_resource import get_engine
+from engine.presets import preset
+
+PAGE = "dashboard/story.py"
+CHAPTERS = ["Before: random guesses", "During: learning from mistakes", "After: which heads became specialists"]
+
+
+def text(at) -> str:
+    return " ".join(m.value for m in at.markdown)
+
+
+def test_idle_page_says_the_story_begins_with_a_run(open_app, healthy):
+    at = open_app(PAGE)
+    healthy(at)
+    assert "press Train" in at.info[0].value
+    assert not at.download_button
+
+
+def test_saved_run_story_in_its_own_numbers(open_app, saved_run, healthy):
+    at = open_app(PAGE)
+    at.session_state["replay_run"] = saved_run
+    at.run()
+    healthy(at)
+    assert f"Viewing saved run **{saved_run}** (read-only)" in at.info[0].value
+    assert [h.value for h in at.header] == CHAPTERS
+    snap = get_engine().replay(saved_run)
+    story = text(at)
+    assert f"It audited **{snap.evals[0].heldout_accuracy:.0%}** of the held-out claims" in story
+    assert f"fell from **{snap.evals[0].heldout_loss:.2f}** to **{snap.evals[-1].heldout_loss:.2f}**" in story
+    labels = [h["label"] for h in get_engine().analyze(saved_run)["heads"]["decoder.0.cross"]]
+    for index, label in enumerate(labels):
+        assert f"**Head {index + 1}: {label}.**" in story
+    assert "The story promised four specialists" in story
+    assert "Plain SGD" not in story  # a race belongs to the live run only
+    assert len(at.get("plotly_chart")) == 4
+    assert at.download_button(key="story_report").proto.label == "Download this story as an HTML report"
+
+
+def test_live_story_includes_the_sgd_race(open_app, rerun, healthy):
+    engine = get_engine()
+    engine.start(preset("quick"))
+    wait_for(lambda: engine.snapshot().status == "finished")
+    engine.start_race()
+    wait_for(lambda: engine.race_snapshot().status == "finished")
+    at = open_app(PAGE)
+    healthy(at)
+    assert [h.value for h in at.header] == CHAPTERS
+    assert "Plain SGD raced alongside on the same claims: At step 60" in text(at)
+    assert len(at.get("plotly_chart")) == 5  # the race chart joins the curves

@@ -1,0 +1,205 @@
+"""Head-page builders on hand-built measurements: figures, the story's sentences, the HTML report, what-if edits."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from conftest import build_snapshot
+
+from dashboard import head_figures, report, what_if
+from data.catalog import load_catalog
+from data.tokenizer import CATEGORIES, Token, Tokenizer
+from engine.inference import Prediction
+from engine.model import CLASSES, REASONS
+from engine.telemetry import EvalPoint, HeadSpecialization, SpecializationPoint
+
+EVEN = {c: 1 / len(CATEGORIES) for c in CATEGORIES}
+
+
+def head(label: str = "generalist", shares: dict | None = None, **drops: float) -> HeadSpecialization:
+    return HeadSpecialization(shares=shares or EVEN, entropy=2.0, confidence=0.2, importance=0.01,
+                              ablation={c: drops.get(c, 0.0) for c in CLASSES}, label=label, evidence="numbers")
+
+
+COST_HEAD = head("COST specialist", {**EVEN, "amount": 0.6}, COST=0.71, ADMIN=0.02)
+POINTS = (
+    SpecializationPoint(0, {head_figures.CROSS: (head(),) * 4}),
+    SpecializationPoint(100, {head_figures.CROSS: (head(), COST_HEAD, head(DOSAGE=0.3, ADMIN=0.2),
+                                                   head(MEDICAL=-0.1))}),
+)
+
+
+def spec(fig) -> dict:
+    return json.loads(fig.to_json())
+
+
+def test_shares_figure_animates_every_measured_step_and_starts_where_asked():
+    fig = head_figures.shares_figure(POINTS)
+    assert [f.name for f in fig.frames] == ["0", "100"]
+    assert [s.label for s in fig.layout.sliders[0].steps] == ["0", "100"]
+    assert fig.layout.updatemenus[0].buttons[0].label == "▶ Play"
+    z = np.asarray(fig.data[0].z)
+    assert z.shape == (4, len(CATEGORIES))
+    assert z[1, CATEGORIES.index("amount")] == pytest.approx(0.6)  # the newest step is shown first
+    assert list(fig.data[0].customdata[1]) == ["COST specialist"] * len(CATEGORIES)
+    first = head_figures.shares_figure(POINTS, start=0)
+    assert first.layout.sliders[0].active == 0
+    np.testing.assert_allclose(np.asarray(first.data[0].z), 1 / len(CATEGORIES))
+    spec(fig)
+
+
+def test_ablation_figure_shows_accuracy_change_on_a_fixed_diverging_scale():
+    fig = head_figures.ablation_figure(POINTS[-1:])
+    z = np.asarray(fig.data[0].z)
+    assert list(fig.data[0].x) == list(REASONS)
+    assert z[1, REASONS.index("COST")] == pytest.approx(-0.71)  # a drop shows as a negative change
+    assert z[3, REASONS.index("MEDICAL")] == pytest.approx(0.1)
+    assert (fig.data[0].zmin, fig.data[0].zmid, fig.data[0].zmax) == (-1, 0, 1)
+    assert not fig.frames and not fig.layout.sliders  # one measurement: nothing to animate
+
+
+def test_empty_measurements_say_what_they_wait_for():
+    for fig in (head_figures.shares_figure(()), head_figures.ablation_figure(()), head_figures.head_metrics_figure(())):
+        assert not fig.data
+        assert "Waiting" in fig.layout.annotations[0].text
+
+
+def test_head_metrics_figure_has_a_line_per_head_in_each_panel():
+    fig = head_figures.head_metrics_figure(POINTS)
+    assert len(fig.data) == 3 * 4
+    assert {t.xaxis for t in fig.data} == {"x", "x2", "x3"}
+    assert [a.text.split("<br>")[0] for a in fig.layout.annotations] == [t for t, _ in
+                                                                        head_figures.HEAD_METRICS.values()]
+    assert list(fig.data[0].x) == [0, 100]
+
+
+def tokens_of(text: str) -> tuple[Token, ...]:
+    return Tokenizer.from_catalog(load_catalog()).encode(text).tokens
+
+
+def prediction(text: str = "Diabetes patient, Metformin 500mg, $150") -> Prediction:
+    tokens = tokens_of(text)
+    rng = np.random.default_rng(0)
+    n = len(tokens)
+    return Prediction(text=text, verdict="VALID", reason="NONE", confidence=0.9,
+                      probabilities={c: 0.9 if c == "VALID" else 0.025 for c in CLASSES}, tokens=tokens,
+                      attention={head_figures.CROSS: rng.dirichlet(np.ones(n), size=(4, 2)),
+                                 head_figures.ENCODER: rng.dirichlet(np.ones(n), size=(4, n))},
+                      ablation={head_figures.ENCODER: ("VALID",) * 4,
+                                head_figures.CROSS: ("VALID", "COST", "VALID", "VALID")})
+
+
+def test_claim_figures_have_one_heatmap_per_head_with_ablation_in_the_titles():
+    p = prediction()
+    cross = head_figures.claim_cross_figure(p, ["generalist", "COST specialist", "generalist", "generalist"])
+    assert len(cross.data) == 4 and {t.type for t in cross.data} == {"heatmap"}
+    np.testing.assert_allclose(np.asarray(cross.data[1].z)[0], p.attention[head_figures.CROSS][1, 1])
+    titles = [a.text for a in cross.layout.annotations]
+    assert "COST specialist" in titles[1] and "off: INVALID: COST" in titles[1]
+    assert "same answer" in titles[0]
+    encoder = head_figures.claim_encoder_figure(p)
+    assert len(encoder.data) == 4
+    assert np.asarray(encoder.data[0].z).shape == (len(p.tokens), len(p.tokens))
+    spec(cross), spec(encoder)
+
+
+def test_user_text_is_escaped_in_chips_and_chart_labels():
+    p = prediction("<script>alert(1)</script> Diabetes, metformin 500 mg, $40")
+    chips = head_figures.token_chips_html(p.tokens)
+    assert "<script>" not in chips and "&lt;" in chips
+    assert "&lt;unk&gt;" in chips  # unknown words are marked, visibly
+    ticks = head_figures.claim_cross_figure(p).layout.xaxis4.ticktext
+    assert ticks[0].startswith("&lt;") and "⟨unk⟩" in ticks[0]
+
+
+def test_probabilities_figure_puts_the_what_if_beside_the_claim():
+    p = prediction()
+    q = replace(p, probabilities={c: 0.2 for c in CLASSES})
+    fig = head_figures.probabilities_figure(p, q)
+    assert [t.name for t in fig.data] == ["This claim", "What-if"]
+    assert list(fig.data[0].y) == ["VALID", *[f"INVALID: {r}" for r in REASONS]]
+
+
+@pytest.mark.parametrize(("text", "category", "value", "expected"), [
+    ("Diabetes patient, Metformin 500mg, $150", "dose", 500_000.0, "Diabetes patient, Metformin 500000 mg, $150"),
+    ("Diabetes patient, Metformin 500mg, $150", "amount", 150_000.0, "Diabetes patient, Metformin 500mg, $150,000"),
+    ("aged 84, woman, amoxicillin 2 g, $1.5k", "age", 30.0, "aged 30, woman, amoxicillin 2 g, $1.5k"),
+    ("54 yo F with hypertension, lisinopril 10 mg", "age", 7.0, "7 yo F with hypertension, lisinopril 10 mg"),
+    ("54 yo F with hypertension, lisinopril 10 mg", "sex", "M", "54 yo M with hypertension, lisinopril 10 mg"),
+    ("aged 84, woman, amoxicillin 2 g, $1.5k", "sex", "M", "aged 84, male, amoxicillin 2 g, $1.5k"),
+])
+def test_what_if_rewrites_one_field_and_the_tokenizer_reads_the_new_value(text, category, value, expected):
+    tokens = tokens_of(text)
+    field = next(f for f in what_if.editable_fields(tokens) if f.category == category)
+    changed = what_if.rewrite(text, tokens, {field.index: value})
+    assert changed == expected
+    reread = next(t for t in tokens_of(changed) if t.category == category)
+    assert (reread.text.endswith(f":{value}") if category == "sex" else reread.value == pytest.approx(value))
+    assert what_if.rewrite(text, tokens, {field.index: field.value}) == text  # unchanged values stay as typed
+
+
+def story_snapshot(specialization=POINTS, overall: float = 0.9, **per_class_steps: int):
+    """Eval points where each class's accuracy reaches 0.9 at the given step (never, if not given), and overall
+    accuracy climbs from 0.2 to `overall` by step 100."""
+    evals = tuple(EvalPoint(step=s, seconds=s / 10, train_loss=2.0 - s / 1000, heldout_loss=2.2 - s / 1000,
+                            train_accuracy=0.2, heldout_accuracy=0.2 if s == 0 else overall, train_per_class={},
+                            heldout_per_class={c: 0.9 if s >= per_class_steps.get(c, 10**9) else 0.1
+                                               for c in CLASSES})
+                  for s in range(0, 1001, 100))
+    return replace(build_snapshot(steps=1000, status="finished"), evals=evals, specialization=specialization)
+
+
+def test_story_tells_before_during_after_with_the_run_s_numbers():
+    snap = story_snapshot(VALID=100, COST=200, ADMIN=500, DOSAGE=700)
+    before, during, after = report.tell_story(snap)
+    assert before.numbers["step0_accuracy"] == pytest.approx(0.2)
+    assert "no better than picking one of the five answers at random" in before.paragraphs[0]
+    assert before.numbers["even_entropy"] >= before.numbers["step0_entropy"] > 0
+    assert during.numbers["learned_COST"] == 200 and "MEDICAL" not in during.numbers
+    assert "in order: COST (step 200), ADMIN (step 500) and DOSAGE (step 700)" in " ".join(during.paragraphs)
+    assert "Not learned yet: MEDICAL." in " ".join(during.paragraphs)
+    text = " ".join(after.paragraphs)
+    assert after.numbers["specialists"] == 1
+    assert "**Head 2: COST specialist.** Switched off, COST accuracy changes by -0.71" in text
+    assert "only partly borne out" in text
+    assert "several reasons need it" in text  # head 3 loses on two reasons
+    assert "even do better without it: MEDICAL +0.10" in text  # head 4
+
+
+def test_a_reason_answered_to_everything_is_a_habit_not_learned():
+    _, during, after = report.tell_story(story_snapshot(overall=0.3, ADMIN=100))
+    assert "learned_ADMIN" not in during.numbers
+    assert "Not learned yet: MEDICAL, DOSAGE, COST and ADMIN." in during.paragraphs
+    assert "The high score on ADMIN is mostly a habit" in after.paragraphs[0]
+
+
+def test_story_never_claims_a_specialist_the_numbers_do_not_show():
+    generalists = (SpecializationPoint(1000, {head_figures.CROSS: (head(COST=0.1),) * 4}),)
+    after = report.tell_story(story_snapshot(generalists))[-1]
+    text = " ".join(after.paragraphs)
+    assert "specialist:" not in text.replace("became a specialist:", "")
+    assert "none of the 4 heads became a specialist" in text and "not borne out" in text
+    assert after.numbers["specialists"] == 0
+    four = tuple(head(f"{r} specialist", **{r: 0.8}) for r in REASONS)
+    assert "was borne out" in report.promise_sentence(four)
+
+
+def test_story_of_an_idle_run_is_empty_and_a_running_one_says_so_far():
+    assert report.tell_story(build_snapshot(steps=10).__class__()) == []
+    running = replace(story_snapshot(), status="running")
+    assert report.tell_story(running)[-1].title.startswith("So far")
+
+
+def test_html_report_embeds_plotly_once_and_every_figure():
+    snap = replace(story_snapshot(), run_id="run <1>")
+    page = report.html_report(snap, created="Created today.")
+    assert page.count("plotly.js v") == 1  # the library, inline: opens without internet
+    assert "<script src=" not in page
+    divs = len(re.findall(r'<div id="[^"]+" class="plotly-graph-div"', page))
+    assert divs == sum(len(f) for f in report.chapter_figures(snap).values()) == 4
+    assert "run &lt;1&gt;" in page and "run <1>" not in page
+    assert "<b>Head 2: COST specialist.</b>" in page
