@@ -7,6 +7,7 @@ a figure made once for all of them reaches the browser whole (`live.DrawnFigure`
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -67,3 +68,28 @@ def test_a_shared_chart_is_built_once_per_key_and_age() -> None:
     time.sleep(0.02)
     assert shared("test.chart", ("run", 2), build, max_age_s=0.01) == 3  # too old
     assert shared("other.chart", ("run", 2), build, max_age_s=60) == 4  # each chart has its own slot
+
+
+# The same figure drawn as built and as made once for every viewer. A script string, not AppTest.from_function: that
+# one reads this file's source again when it runs, and fails if the file was edited meanwhile.
+DRAW_BOTH = """
+import streamlit as st
+from conftest import build_snapshot
+
+from dashboard import figures
+from dashboard.live import DrawnFigure
+
+figure = figures.accuracy_figure(build_snapshot())
+st.plotly_chart(figure, key="built")
+st.plotly_chart(DrawnFigure(figure), key="drawn")
+"""
+
+
+def test_a_drawn_figure_reaches_streamlit_whole() -> None:
+    # DrawnFigure counts on Streamlit asking plotly for the figure's dict: were that to change, charts would go empty
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_string(DRAW_BOTH).run()
+    assert not at.exception
+    built, drawn = (json.loads(chart.proto.spec) for chart in at.get("plotly_chart"))
+    assert drawn == built and len(drawn["data"]) == 7
