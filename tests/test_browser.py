@@ -7,25 +7,22 @@ click-to-first-point time and the live fragment's render times.
 from __future__ import annotations
 
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
+from bench.soak import CHROMIUM, serve
 from dashboard.live import DRAW_FAILED
 from engine.presets import PRESETS
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
+
 ARTIFACTS = ROOT / "test-artifacts"
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -47,12 +44,6 @@ LOSS_POINTS = """() => {
 }"""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not CHROMIUM.exists():
@@ -60,31 +51,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             pytest.fail(f"{CHROMIUM} is missing: CI must run the browser test (apt-get install chromium)")
         pytest.skip(f"{CHROMIUM} is missing (install it with apt-get install chromium)")
     tmp = tmp_path_factory.mktemp("browser")
-    port = free_port()
-    log = (tmp / "server.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=ROOT, env={**os.environ, "HEADWATCH_RUNS_DIR": str(tmp / "runs")}, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read() == b"ok":
-                    break
-        except OSError:
-            pass
-        assert server.poll() is None, (tmp / "server.log").read_text()
-        assert time.monotonic() < deadline, "the Streamlit server did not answer its health check in 60 s"
-        time.sleep(0.2)
-    yield url
-    server.terminate()
-    server.wait(timeout=15)
-    log.close()
-    print("\n--- server log ---\n" + (tmp / "server.log").read_text()[-3000:])
+    with serve(tmp) as running:
+        yield running.url
+    print("\n--- server log ---\n" + running.log_path.read_text()[-3000:])
 
 
 def assert_no_exception(page) -> None:
