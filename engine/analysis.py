@@ -27,13 +27,11 @@ def capture_probe(model: ClaimsTransformer, probe: ClaimTensors, step: int) -> A
 
 def query_rows(name: str, weights: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
     """(N, H, Tk) rows that say what a head reads: the reason position for cross-attention, the mean over real
-    query tokens for encoder self-attention."""
+    query tokens for encoder self-attention (the two kinds `analysed_names` measures)."""
     if name.endswith(".cross"):
         return weights[:, :, REASON_POSITION, :]
-    if name.startswith("encoder."):
-        query_weight = pad_mask.float()[:, None, :, None]  # (N, 1, T, 1)
-        return (weights * query_weight).sum(2) / query_weight.sum(2).clamp_min(1)
-    return weights[:, :, -1, :]
+    query_weight = pad_mask.float()[:, None, :, None]  # (N, 1, T, 1)
+    return (weights * query_weight).sum(2) / query_weight.sum(2).clamp_min(1)
 
 
 def analysed_names(model: ClaimsTransformer, include_encoder: bool = True) -> list[str]:

@@ -12,6 +12,7 @@ Layout of a run folder:
 from __future__ import annotations
 
 import functools
+import io
 import json
 import math
 import os
@@ -175,8 +176,6 @@ class RunWriter:
 
 
 def _to_bytes(obj: Any) -> bytes:
-    import io
-
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return buffer.getvalue()

@@ -22,7 +22,6 @@ from engine.presets import PRESETS
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
-
 ARTIFACTS = ROOT / "test-artifacts"
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
