@@ -22,14 +22,16 @@ memories torch keeps; the *effective step* chart shows the bias-corrected step t
 """
 
 
-def start_race() -> None:
+def start_race(save: bool | None = None) -> None:
     try:
-        get_engine().start_race()
+        get_engine().start_race(save=save)
     except RunsFolderError as error:
-        # the race is saved next to the main run, so it cannot start unsaved while that run is saved
-        st.session_state.race_error = f"The race cannot start. {error}"
+        # kept until a race starts: the offer to race without saving must outlive the next rerun
+        st.session_state.race_folder_error = f"The race cannot be saved. {error}"
     except (ConfigError, EngineBusy) as error:
         st.session_state.race_error = str(error)
+    else:
+        st.session_state.pop("race_folder_error", None)
 
 
 def memories() -> None:
@@ -80,4 +82,8 @@ stop_column.button("Stop training", key="race_stop", on_click=engine.stop, disab
             width="stretch", help="Stops both the race and the main run.")
 if error := st.session_state.pop("race_error", None):
     st.error(error)
+if folder_error := st.session_state.get("race_folder_error"):
+    st.error(folder_error)
+    st.button("Race without saving", key="race_unsaved", on_click=start_race, args=(False,),
+              disabled=main.status == "idle" or rival.active)
 live(race)

@@ -8,7 +8,7 @@ from streamlit.delta_generator import DeltaGenerator
 from dashboard import figures, head_figures, report, summaries, viewing
 from dashboard.engine_resource import get_engine
 from engine.claims_csv import CsvProblem, ImportedClaims, read_claims_csv
-from engine.core import ConfigError, EngineBusy, RunError, RunsFolderError
+from engine.core import TRAINING_NOW, ConfigError, EngineBusy, RunError, RunsFolderError
 from engine.presets import PRESETS, preset
 from engine.runs import RunSummary
 
@@ -17,12 +17,10 @@ PAGES = (("dashboard/specialization.py", "Specialization"), ("dashboard/inspect_
          ("dashboard/story.py", "Story"))
 
 
-def run_rows(runs: list[RunSummary], live_id: str | None) -> list[dict]:
+def run_rows(runs: list[RunSummary]) -> list[dict]:
     return [{
         "Started": time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)), "Run": r.run_id, "Recipe": r.preset,
-        "Optimizer": r.optimizer, "Seed": r.seed, "Steps": r.step,
-        # the engine calls a run it finds mid-training "interrupted": the live one is not
-        "Status": "training now" if r.run_id == live_id else r.status,
+        "Optimizer": r.optimizer, "Seed": r.seed, "Steps": r.step, "Status": r.status,
         "Accuracy": r.accuracy, "Heads": ", ".join(r.head_labels) or "not measured", "Problem": r.problem or "",
     } for r in runs]
 
@@ -109,11 +107,10 @@ engine = get_engine()
 st.title("Saved runs")
 viewing.banner()
 runs = engine.list_runs()
-training = engine.snapshot().run_id if engine.snapshot().active else None
-# the run being trained is watched live on the other pages; its files are still being written
-usable = [r.run_id for r in runs if r.problem is None and r.run_id != training]
+# a run being trained is watched live on the other pages; its files are still being written
+usable = [r.run_id for r in runs if r.problem is None and r.status != TRAINING_NOW]
 if runs:
-    st.dataframe(run_rows(runs, training), hide_index=True, column_config={
+    st.dataframe(run_rows(runs), hide_index=True, column_config={
         "Accuracy": st.column_config.NumberColumn(format="percent", help="Held-out accuracy at the last evaluation"),
         "Heads": st.column_config.TextColumn(width="large", help="Cross-attention heads, named from ablation")})
 else:

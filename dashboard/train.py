@@ -45,12 +45,11 @@ def start(save: bool = True) -> None:
 
 def reset_if_idle() -> None:
     """Reset is only offered once nothing trains, but a page drawn before someone else pressed Train still shows it
-    enabled: refuse rather than throw their run away."""
-    engine = get_engine()
-    if engine.snapshot().active:
-        st.session_state.train_error = "A run is training: stop it first, then reset."
-    else:
-        engine.reset()
+    enabled: the engine refuses rather than throw their run away."""
+    try:
+        get_engine().reset(only_if_idle=True)
+    except EngineBusy as error:
+        st.session_state.train_error = str(error)
 
 
 def live_view() -> None:

@@ -18,7 +18,9 @@ from engine.runs import RunError, RunSummary, default_runs_dir, list_runs, repla
 from engine.telemetry import Snapshot, TelemetryHub
 from engine.trainer import ConfigError, EngineBusy, TrainConfig, Trainer
 
-__all__ = ["ConfigError", "Engine", "EngineBusy", "RunError", "RunsFolderError"]
+__all__ = ["TRAINING_NOW", "ConfigError", "Engine", "EngineBusy", "RunError", "RunsFolderError"]
+
+TRAINING_NOW = "training now"
 
 
 def new_run_id(runs_dir: Path, config: TrainConfig, suffix: str = "") -> str:
@@ -72,8 +74,9 @@ class Engine:
             self.race.reset()
             self.main.start(config, folder, run_id)
 
-    def start_race(self, optimizer: str = "sgd", lr: float | None = None) -> None:
-        """Train the same data, seed and model under another optimizer, alongside the main run."""
+    def start_race(self, optimizer: str = "sgd", lr: float | None = None, save: bool | None = None) -> None:
+        """Train the same data, seed and model under another optimizer, alongside the main run; saved beside it
+        unless `save` says otherwise (RunsFolderError when it cannot be)."""
         with self._lock:
             if self.main.config is None:
                 raise ConfigError("Start a run first: the race uses the main run's data and seed.")
@@ -82,7 +85,9 @@ class Engine:
             base = self.main.config
             config = replace(TrainConfig.from_dict(base.to_dict()), optimizer=optimizer,
                              lr=lr if lr is not None else 0.1, preset=f"{base.preset} (race)")
-            folder, run_id = self._folder(config, self.main.hub.snapshot().run_dir is not None, "-race")
+            if save is None:
+                save = self.main.hub.snapshot().run_dir is not None
+            folder, run_id = self._folder(config, save, "-race")
             self.race.start(config, folder, run_id)
 
     def pause(self) -> None:
@@ -100,10 +105,14 @@ class Engine:
     def stop_race(self) -> None:
         self.race.stop()
 
-    def reset(self) -> None:
-        self.race.reset()
-        self.main.reset()
+    def reset(self, only_if_idle: bool = False) -> None:
+        """Forget the runs. `only_if_idle` refuses (EngineBusy) when one trains, checked under the same lock as
+        start, so a page drawn before someone else pressed Train cannot throw their run away."""
         with self._lock:
+            if only_if_idle and (self.main.active or self.race.active):
+                raise EngineBusy("A run is training: stop it first, then reset.")
+            self.race.reset()
+            self.main.reset()
             self._predictor = None
 
     def close(self) -> None:
@@ -116,8 +125,13 @@ class Engine:
     def race_snapshot(self) -> Snapshot:
         return self.race.hub.snapshot()
 
+    def _training_now(self) -> set[str]:
+        return {snap.run_id for snap in (self.snapshot(), self.race_snapshot()) if snap.active and snap.run_id}
+
     def list_runs(self) -> list[RunSummary]:
-        return list_runs(self.runs_dir)
+        """Saved runs, newest first; the ones this process is training now say so (on disk they look cut off)."""
+        live = self._training_now()
+        return [replace(run, status=TRAINING_NOW) if run.run_id in live else run for run in list_runs(self.runs_dir)]
 
     def analyze(self, run_id: str) -> dict:
         """The same report as `python -m engine analyze --run <folder>`."""
@@ -160,7 +174,10 @@ class Engine:
 
     def replay(self, run_id: str) -> Snapshot:
         """A saved run, read-only."""
-        return replay(resolve_run(self.runs_dir, run_id))
+        snap = replay(resolve_run(self.runs_dir, run_id))
+        if run_id in self._training_now():
+            return replace(snap, status="running", message="This run is training now: shown up to its last save.")
+        return snap
 
     def predictor(self, run_id: str | None = None) -> Predictor | None:
         """Current weights of the live run (or of a saved run); None before any weights exist."""

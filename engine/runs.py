@@ -121,6 +121,7 @@ class RunWriter:
     def __init__(self, folder: Path, config: dict, tokenizer: dict, probe: tuple[ProbeClaim, ...]) -> None:
         self.folder = folder
         self.failed: str | None = None
+        self.checkpoint_step: int | None = None  # step of the last checkpoint written whole
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "attention").mkdir(exist_ok=True)
         (folder / "checkpoints").mkdir(exist_ok=True)
@@ -160,6 +161,7 @@ class RunWriter:
     def checkpoint(self, state_dict: dict[str, torch.Tensor], step: int, model_config: dict) -> None:
         payload = {"step": step, "model": state_dict, "model_config": model_config}
         atomic_write_bytes(self.folder / "checkpoints" / "latest.pt", _to_bytes(payload))
+        self.checkpoint_step = step
 
     @_unless_failed
     def status(self, status: str, message: str, step: int, seconds: float) -> None:

@@ -315,20 +315,21 @@ class Trainer:
             paused_total += paused
             window_start += paused
             if self._stop.is_set():
-                self._publish(model, step - 1)
+                weights = self._publish(model, step - 1)
+                if writer:
+                    writer.checkpoint(weights, step - 1, self._model_config)
                 raise StopRun("stopped", f"Stopped by the user at step {step - 1}")
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step)
             index = torch.randint(len(train), (config.batch_size,), generator=sampler).to(device)
             batch = train.subset(index).trimmed()
             loss, logits = loss_and_logits(model, batch)
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                self._diverged(model, step, loss_value, writer)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise StopRun("diverged", f"Diverged at step {step} (loss is {loss_value}); "
-                              "the last good checkpoint is kept. Try a smaller learning rate.")
             recent.add(loss_value, teacher_forced_outcomes(logits.detach()), batch.classes)
             now = time.perf_counter()
             seconds = now - started - paused_total
@@ -365,6 +366,23 @@ class Trainer:
         self._save_final(model, probe, heldout, step, writer)
         self._finish(writer, "finished", f"Finished {step} steps in {seconds:.0f} s", step, seconds)
         return step, seconds
+
+    def _diverged(self, model: ClaimsTransformer, step: int, loss_value: float, writer: RunWriter | None) -> None:
+        """Stop with the weights from before the bad step saved, when they are still finite numbers (checked before
+        the optimizer step, so one bad batch leaves them intact; a step that already wrote inf leaves the last
+        periodic checkpoint, and the message says which)."""
+        weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        if all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point()):
+            self._published = (step - 1, weights)
+            if writer:
+                writer.checkpoint(weights, step - 1, self._model_config)
+            kept = f"the weights of step {step - 1} are kept"
+        elif writer and writer.checkpoint_step is not None:
+            kept = f"the last good checkpoint (step {writer.checkpoint_step}) is kept"
+        else:
+            kept = "no finite weights were saved before it"
+        raise StopRun("diverged", f"Diverged at step {step} (loss is {loss_value}); {kept}. "
+                      "Try a smaller learning rate.")
 
     def _save_final(self, model: ClaimsTransformer, probe: ClaimTensors, heldout: ClaimTensors, step: int,
                     writer: RunWriter | None) -> None:

@@ -2,9 +2,10 @@
 
 from pathlib import Path
 
+import pytest
 from support import wait_for
 
-from engine.core import Engine
+from engine.core import TRAINING_NOW, Engine, EngineBusy, RunsFolderError
 from engine.presets import preset
 from engine.runs import list_runs
 
@@ -42,3 +43,48 @@ def test_predicting_mid_training_does_not_disturb_the_run(tmp_path: Path) -> Non
 
 def test_predict_before_any_training_says_what_to_do() -> None:
     assert "press Train" in Engine(save_runs=False).predict("diabetes").error
+
+
+def test_the_run_training_now_is_listed_as_such_not_as_interrupted(tmp_path: Path) -> None:
+    engine = Engine(runs_dir=tmp_path)
+    config = preset("quick")
+    config.steps = 100_000
+    engine.start(config)
+    wait_for(lambda: engine.snapshot().step > 2)
+    run_id = engine.snapshot().run_id
+    assert [r.status for r in engine.list_runs()] == [TRAINING_NOW]
+    assert list_runs(tmp_path)[0].status == "interrupted"  # what the files alone say, as after a crash
+    assert engine.replay(run_id).status == "running"
+    engine.stop()
+    wait_for(lambda: not engine.main.active)
+    assert [r.status for r in engine.list_runs()] == ["stopped"]
+
+
+def test_reset_if_idle_refuses_while_a_run_trains_and_keeps_it(tmp_path: Path) -> None:
+    engine = Engine(runs_dir=tmp_path, save_runs=False)
+    config = preset("quick")
+    config.steps = 100_000
+    engine.start(config)
+    wait_for(lambda: engine.snapshot().step > 2)
+    with pytest.raises(EngineBusy, match="stop it first"):
+        engine.reset(only_if_idle=True)
+    assert engine.main.active and engine.snapshot().step > 2
+    engine.stop()
+    wait_for(lambda: not engine.main.active)
+    engine.reset(only_if_idle=True)
+    assert engine.snapshot().status == "idle"
+
+
+def test_the_race_can_run_unsaved_when_its_folder_cannot_be_written(tmp_path: Path) -> None:
+    engine = Engine(runs_dir=tmp_path / "runs")
+    config = preset("quick")
+    config.steps = 40
+    engine.start(config)
+    wait_for(lambda: not engine.main.active)
+    (tmp_path / "runs").rename(tmp_path / "gone")
+    (tmp_path / "runs").write_text("a file where the folder was")
+    with pytest.raises(RunsFolderError):
+        engine.start_race()
+    engine.start_race(save=False)
+    wait_for(lambda: not engine.race.active)
+    assert engine.race_snapshot().status == "finished" and engine.race_snapshot().run_dir is None

@@ -5,10 +5,11 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from support import wait_for
 
 from engine.presets import preset
-from engine.runs import replay
+from engine.runs import load_checkpoint, replay
 from engine.telemetry import TelemetryHub
 from engine.trainer import ConfigError, EngineBusy, Trainer
 
@@ -92,6 +93,21 @@ def test_huge_learning_rate_diverges_with_a_message(tmp_path: Path) -> None:
     assert snap.status == "diverged", snap.message
     assert f"Diverged at step {snap.step + 1}" in snap.message
     assert replay(tmp_path / "r").status == "diverged"
+    # the message names the weights it kept, and they load and are finite numbers
+    kept = load_checkpoint(tmp_path / "r" / "checkpoints" / "latest.pt")
+    assert f"the weights of step {kept['step']} are kept" in snap.message
+    assert all(torch.isfinite(w).all() for w in kept["model"].values() if w.is_floating_point())
+
+
+def test_stopping_saves_the_weights_it_stopped_with(tmp_path: Path) -> None:
+    hub = TelemetryHub()
+    trainer = Trainer(hub)
+    trainer.start(quick(steps=100_000), folder=tmp_path / "r", run_id="r")
+    wait_for(lambda: hub.snapshot().step >= 3)
+    trainer.stop(timeout=30)
+    snap = hub.snapshot()
+    assert snap.status == "stopped"
+    assert load_checkpoint(tmp_path / "r" / "checkpoints" / "latest.pt")["step"] == snap.step
 
 
 def test_an_exception_in_the_thread_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
