@@ -1,7 +1,8 @@
 """Telemetry overhead: the bare training loop vs the Trainer with full telemetry (per-step loss, optimizer
 statistics per head, evaluations, attention snapshots, specialization, run files), same data, seed and steps.
 
-Run: .venv/bin/python -m bench.telemetry_overhead [--steps 600] [--repeats 3]
+Run: .venv/bin/python -m bench.telemetry_overhead [--steps 600] [--repeats 3] [--threads 1]
+Both use the same fixed thread count (the live default measures and switches; that would blur the ratio).
 Runs are interleaved (bare, full, bare, full, ...) so drift on a noisy machine hits both; prints medians and the
 ratio of median seconds per step. Data preparation is excluded from both.
 """
@@ -59,10 +60,11 @@ def main() -> None:
     parser.add_argument("--preset", default="default")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     config = preset(args.preset)
-    config.steps = args.steps
-    torch.set_num_threads(config.threads)
+    config.steps, config.threads = args.steps, args.threads
+    torch.set_num_threads(args.threads)
     data = build_data(config.seed, config.pool_size, config.heldout_size, config.model.max_len)
     bare, full = [], []
     with tempfile.TemporaryDirectory() as folder:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import hashlib
+import io
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
-from data.catalog import Catalog, load_catalog
+import data as data_package
+from data.catalog import CATALOG_DIR, Catalog, load_catalog
 from data.generator import Claim, generate_claims
 from data.rules import label
 from data.tokenizer import CATEGORIES, Encoded, Tokenizer, parse_claim
 from engine.model import CLASSES
+from engine.runs import atomic_write_bytes
 from engine.telemetry import ProbeClaim
 
 HELDOUT_SEED_OFFSET = 1_000_003
@@ -50,13 +56,11 @@ class ClaimTensors:
 
 def encode_texts(encoded: list[Encoded], tokenizer: Tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
     length = max((len(e.tokens) for e in encoded), default=1) or 1
-    tokens = torch.zeros(len(encoded), length, dtype=torch.long)
-    categories = torch.zeros(len(encoded), length, dtype=torch.long)
-    for row, item in enumerate(encoded):
-        ids = [t.id for t in item.tokens]
-        tokens[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        categories[row, : len(ids)] = torch.tensor([tokenizer.category_id(t.category) for t in item.tokens])
-    return tokens, categories
+    padding = [0] * length
+    tokens = [([t.id for t in e.tokens] + padding)[:length] for e in encoded]
+    categories = [([tokenizer.category_id(t.category) for t in e.tokens] + padding)[:length] for e in encoded]
+    shape = (len(encoded), length)
+    return torch.tensor(tokens, dtype=torch.long).view(shape), torch.tensor(categories, dtype=torch.long).view(shape)
 
 
 def encode_claims(claims: list[Claim], tokenizer: Tokenizer, max_len: int) -> ClaimTensors:
@@ -105,22 +109,65 @@ def build_probe(heldout: list[Claim], tokenizer: Tokenizer, catalog: Catalog,
     return ClaimTensors(tokens, categories, torch.tensor([cls for _, cls in probe])), probe_claims
 
 
-def build_data(seed: int, pool_size: int, heldout_size: int, max_len: int) -> ClaimData:
+def build_data(seed: int, pool_size: int, heldout_size: int, max_len: int, cache: Path | None = None) -> ClaimData:
+    """Generate and tokenize the claims; with a `cache` folder, a pool built once for these settings (and this
+    catalog and code) is read back instead (about 8 s of pure Python saved on every later start)."""
     catalog = load_catalog()
     tokenizer = Tokenizer.from_catalog(catalog)
+    path = cache / f"pool-{_pool_key(seed, pool_size, heldout_size, max_len)}.pt" if cache else None
+    if path is not None and path.exists():
+        try:
+            return _read_pool(path, tokenizer)
+        except Exception:  # a damaged or foreign file is rebuilt, never trusted
+            path.unlink(missing_ok=True)
     train_claims = generate_claims(pool_size, seed, catalog)
     seen = {c.text for c in train_claims}
     heldout_claims = [
         c for c in generate_claims(heldout_size * 11 // 10, seed + HELDOUT_SEED_OFFSET, catalog) if c.text not in seen
     ][:heldout_size]
     probe, probe_claims = build_probe(heldout_claims, tokenizer, catalog, max_len)
-    return ClaimData(
+    data = ClaimData(
         tokenizer=tokenizer,
         train=encode_claims(train_claims, tokenizer, max_len),
         heldout=encode_claims(heldout_claims, tokenizer, max_len),
         probe=probe,
         probe_claims=probe_claims,
     )
+    if path is not None:
+        _write_pool(path, data)
+    return data
+
+
+def _pool_key(*settings: int) -> str:
+    """Changes with the settings, the catalog and the code that turns claims into tensors."""
+    digest = hashlib.sha256(repr(settings).encode())
+    sources = [*sorted(CATALOG_DIR.glob("*.csv")), *sorted(Path(data_package.__file__).parent.glob("*.py")),
+               Path(__file__)]
+    for source in sources:
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:20]
+
+
+def _tensors(values: dict[str, torch.Tensor]) -> ClaimTensors:
+    return ClaimTensors(values["tokens"], values["categories"], values["classes"])
+
+
+def _read_pool(path: Path, tokenizer: Tokenizer) -> ClaimData:
+    saved = torch.load(path, weights_only=True)
+    probe_claims = tuple(ProbeClaim(text, label, tuple(tokens), tuple(categories))
+                         for text, label, tokens, categories in saved["probe_claims"])
+    return ClaimData(tokenizer, _tensors(saved["train"]), _tensors(saved["heldout"]), _tensors(saved["probe"]),
+                     probe_claims)
+
+
+def _write_pool(path: Path, data: ClaimData) -> None:
+    """Best effort: a pool that cannot be saved is simply built again next time."""
+    parts = {name: asdict(getattr(data, name)) for name in ("train", "heldout", "probe")}
+    probe_claims = [[p.text, p.label, list(p.tokens), list(p.categories)] for p in data.probe_claims]
+    buffer = io.BytesIO()
+    torch.save({**parts, "probe_claims": probe_claims}, buffer)
+    with contextlib.suppress(OSError):
+        atomic_write_bytes(path, buffer.getvalue())
 
 
 N_CATEGORIES = len(CATEGORIES)

@@ -4,8 +4,11 @@ and, when given a folder, into a RunWriter. Start, pause, resume, stop and reset
 from __future__ import annotations
 
 import math
+import os
+import statistics
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -24,6 +27,7 @@ OPTIMIZERS = ("adam", "sgd", "sgd-momentum")
 SCHEDULES = ("cosine", "constant")
 MAX_STEPS = 1_000_000
 CHECKPOINT_SECONDS = 15.0
+POOL_CACHE = ".pools"  # beside the run folders: tokenized claim pools, reused by later runs with the same settings
 
 
 class ConfigError(ValueError):
@@ -45,7 +49,7 @@ LIMITS: dict[str, tuple[float, float, bool]] = {
     "heldout_size": (50, 50_000, True),
     "eval_every": (1, MAX_STEPS, True),
     "optim_every": (1, MAX_STEPS, True),
-    "threads": (1, 64, True),
+    "threads": (0, 64, True),
     "momentum": (0.0, 0.999, True),
 }
 
@@ -67,7 +71,7 @@ class TrainConfig:
     optim_every: int = 10
     max_seconds: float | None = None
     target_accuracy: float | None = None
-    threads: int = 1
+    threads: int = 0  # 0: measured as the run goes (see ThreadTuner)
     device: str = "auto"
     claims_csv: str | None = None  # train on a user's claims file instead of generated claims
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -156,6 +160,44 @@ def evaluate(model: ClaimsTransformer, data: ClaimTensors) -> tuple[float, float
     model.train(was_training)
     accuracy, per_class = per_class_accuracy(teacher_forced_outcomes(logits), data.classes)
     return float(loss), accuracy, per_class
+
+
+class ThreadTuner:
+    """Chooses 1 or 2 intra-op threads by measuring step times as the run goes. On an idle 2-core machine two
+    threads are ~1.3x faster; when anything else wants a core (a viewer's page rerun, another process) they are
+    2-5x slower, since each op waits for its slower half. So: try the other count for a few steps now and then,
+    keep the faster, and give up a try at once when a step comes out far slower."""
+
+    FIRST_TRY, PERIOD, TRIAL = 20, 200, 8
+
+    def __init__(self, threads: int) -> None:
+        most = min(2, os.cpu_count() or 1)
+        self.choices = (threads,) if threads else tuple(sorted({1, most}))
+        self.current = self.choices[-1]
+        self.times: dict[int, deque[float]] = {n: deque(maxlen=16) for n in self.choices}
+        self.on_current, self.tried, self.trying = 0, False, False
+        torch.set_num_threads(self.current)
+
+    def _use(self, threads: int) -> None:
+        self.current, self.on_current = threads, 0
+        torch.set_num_threads(threads)
+
+    def record(self, step_seconds: float) -> None:
+        if len(self.choices) == 1:
+            return
+        self.times[self.current].append(step_seconds)
+        self.on_current += 1
+        other = self.choices[0] if self.current == self.choices[1] else self.choices[1]
+        if self.trying:
+            baseline = statistics.median(self.times[other])
+            if self.on_current >= self.TRIAL or step_seconds > 3 * baseline:
+                trial = statistics.median(list(self.times[self.current])[-self.on_current:])
+                self.trying = False
+                self._use(self.current if trial < baseline else other)
+        elif self.on_current >= (self.PERIOD if self.tried else self.FIRST_TRY):
+            self.trying = self.tried = True
+            self.times[other].clear()
+            self._use(other)
 
 
 class StopRun(Exception):
@@ -252,13 +294,13 @@ class Trainer:
         writer: RunWriter | None = None
         step, seconds = 0, 0.0
         try:
-            torch.set_num_threads(config.threads)
             device = pick_device(config)
             prepare_started = time.perf_counter()
             if config.claims_csv:
                 data = build_data_from_csv(Path(config.claims_csv), config.seed, config.model.max_len)
             else:
-                data = build_data(config.seed, config.pool_size, config.heldout_size, config.model.max_len)
+                cache = folder.parent / POOL_CACHE if folder is not None else None
+                data = build_data(config.seed, config.pool_size, config.heldout_size, config.model.max_len, cache)
             model_config = ModelConfig(**{**asdict(config.model), "vocab_size": len(data.tokenizer.vocab),
                                           "n_categories": N_CATEGORIES})
             config.model = model_config
@@ -299,6 +341,7 @@ class Trainer:
                           self._prepare_seconds)
         attention_steps, specialization_steps = snapshot_steps(config.steps), specialization_schedule(config.steps)
         recent = _RecentBatches()
+        threads = ThreadTuner(config.threads)
         self._observe(model, probe, heldout, 0, writer, with_specialization=True)
         self._evaluate(model, heldout, 0, 0.0, recent, writer)
         self._publish(model, 0)
@@ -319,6 +362,7 @@ class Trainer:
                 if writer:
                     writer.checkpoint(weights, step - 1, self._model_config)
                 raise StopRun("stopped", f"Stopped by the user at step {step - 1}")
+            step_started = time.perf_counter()
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step)
             index = torch.randint(len(train), (config.batch_size,), generator=sampler).to(device)
@@ -330,6 +374,7 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            threads.record(time.perf_counter() - step_started)
             recent.add(loss_value, teacher_forced_outcomes(logits.detach()), batch.classes)
             now = time.perf_counter()
             seconds = now - started - paused_total

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from data.catalog import CATALOG_DIR, CatalogError, load_catalog
 from data.generator import generate_claims
@@ -451,3 +452,28 @@ def test_handwritten_claims_agree_with_rules(catalog, tokenizer):
     texts = {r["text"] for r in rows}
     assert "Diabetes patient, Metformin 500mg, $150" in texts
     assert "Diabetes + Heart Surgery + $50,000" in texts
+
+
+def test_a_cached_pool_is_read_back_whole_and_a_damaged_one_is_rebuilt(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.dataset as dataset
+
+    built = dataset.build_data(3, 300, 60, 48, cache=tmp_path)
+    (pool,) = tmp_path.glob("pool-*.pt")
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("the cached pool should have been used")
+
+    monkeypatch.setattr(dataset, "generate_claims", no_generation)
+    cached = dataset.build_data(3, 300, 60, 48, cache=tmp_path)
+    for part in ("train", "heldout", "probe"):
+        for field in ("tokens", "categories", "classes"):
+            assert torch.equal(getattr(getattr(built, part), field), getattr(getattr(cached, part), field))
+    assert cached.probe_claims == built.probe_claims
+    monkeypatch.undo()
+
+    pool.write_bytes(b"not a pool")
+    rebuilt = dataset.build_data(3, 300, 60, 48, cache=tmp_path)
+    assert torch.equal(rebuilt.train.tokens, built.train.tokens) and pool.stat().st_size > 1000
+    dataset.build_data(4, 300, 60, 48, cache=tmp_path)
+    assert len(list(tmp_path.glob("pool-*.pt"))) == 2  # other settings, another pool

@@ -77,3 +77,18 @@ def test_per_claim_gates_match_one_gate_per_batch() -> None:
         gates = ones_gates(model, ["decoder.0.cross"])
         gates["decoder.0.cross"][head] = 0.0
         assert torch.allclose(batched[head], model.class_log_probs(tokens, categories, gates=gates)[0], atol=1e-5)
+
+
+def test_a_claims_result_does_not_depend_on_the_padding_or_the_batch_around_it() -> None:
+    model = trained_like_model()
+    tokens, categories = tiny_batch(model)
+    tokens[2, 4:] = 0
+    targets, _ = targets_for_classes(torch.tensor([0, 1, 2, 3, 4]))
+    together = model(tokens, categories, targets)
+    for row in range(len(tokens)):
+        length = int((tokens[row] != 0).sum())
+        alone = model(tokens[row : row + 1, :length], categories[row : row + 1, :length], targets[row : row + 1])
+        scale = float(together[row].detach().abs().max())  # logits near 100: compare to float32 rounding at that size
+        assert torch.allclose(alone[0], together[row], rtol=0, atol=1e-4 * scale), row
+    gradients = torch.autograd.grad(together.sum(), model.token_embedding.weight)[0]
+    assert gradients[0].abs().max() == 0  # the padding embedding never learns

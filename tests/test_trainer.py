@@ -155,3 +155,33 @@ def test_reset_while_preparing_returns_at_once_and_the_old_thread_writes_nothing
     if trainer.active:
         trainer._thread.join(60)
     assert hub.snapshot().status == "idle" and hub.snapshot().step == 0
+
+
+@pytest.mark.parametrize(("step_ms", "expected", "least_share"), [
+    ({1: 38.0, 2: 28.0}, 2, 0.9),  # an idle 2-core machine: two threads pay
+    ({1: 43.0, 2: 200.0}, 1, 0.98),  # another process wants a core: two threads stall
+])
+def test_thread_tuner_settles_on_the_faster_count(monkeypatch: pytest.MonkeyPatch, step_ms, expected,
+                                                  least_share) -> None:
+    import engine.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(trainer_module.torch, "set_num_threads", lambda n: None)
+    tuner = trainer_module.ThreadTuner(0)
+    used = []
+    for _ in range(2000):
+        used.append(tuner.current)
+        tuner.record(step_ms[tuner.current] / 1000)
+    assert tuner.current == expected
+    assert used.count(expected) / len(used) >= least_share
+
+
+def test_a_fixed_thread_count_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.trainer as trainer_module
+
+    chosen = []
+    monkeypatch.setattr(trainer_module.torch, "set_num_threads", chosen.append)
+    tuner = trainer_module.ThreadTuner(1)
+    for _ in range(500):
+        tuner.record(0.5)
+    assert chosen == [1] and tuner.current == 1
