@@ -110,6 +110,21 @@ class Server:
     def cpu_seconds(self) -> float:
         return process_cpu(self.process.pid)[1]
 
+    @property
+    def render_log(self) -> Path:
+        return self.log_path.with_name("render.log")
+
+    def render_times(self, since: int = 0) -> tuple[int, list[tuple[str, float]]]:
+        """(end offset, [(live view, ms)]) of the live redraws the server logged after byte offset `since`."""
+        if not self.render_log.exists():
+            return since, []
+        with open(self.render_log, "rb") as file:
+            file.seek(since)
+            data = file.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        times = [(view, float(ms)) for view, ms in (line.split() for line in complete.decode().splitlines())]
+        return since + len(complete), times
+
     def tracebacks(self) -> int:
         return self.log_path.read_text(errors="replace").count("Traceback")
 
@@ -143,7 +158,8 @@ def serve(folder: Path) -> Iterator[Server]:
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
              "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
              "--server.fileWatcherType", "none"],
-            cwd=ROOT, env={**os.environ, "HEADWATCH_RUNS_DIR": str(folder / "runs")}, stdout=log,
+            cwd=ROOT, env={**os.environ, "HEADWATCH_RUNS_DIR": str(folder / "runs"),
+                           "HEADWATCH_RENDER_LOG": str(folder / "render.log")}, stdout=log,
             stderr=subprocess.STDOUT)
         try:
             url = f"http://127.0.0.1:{port}"
@@ -246,6 +262,7 @@ class Phase:
     rss_mb: float
     server_cpu: float  # share of one core
     other_cpu: float  # cores busy with work that is not this soak's: it makes the steps/s noisy
+    render_ms: list[float]  # server-side time of each live redraw during the phase
 
 
 @dataclass
@@ -280,6 +297,7 @@ class Soak:
         first, cpu_first, wall_first = self.server.latest_step(), self.server.cpu_seconds(), time.monotonic()
         others_first = machine_busy_seconds() - own_cpu_seconds()
         shown_first = self.viewers.steps_shown()
+        render_from = self.server.render_log.stat().st_size if self.server.render_log.exists() else 0
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             self.sample_rss()
@@ -294,8 +312,10 @@ class Soak:
         if first is None or last is None or last[1] <= first[1]:
             raise RuntimeError(f"the run did not advance during the phase ({first} -> {last})")
         wall = wall_last - wall_first
+        _, renders = self.server.render_times(render_from)
         phase = Phase(viewers, (last[0] - first[0]) / (last[1] - first[1]), self.rss[-1][1],
-                      (cpu_last - cpu_first) / wall, max(others_last - others_first, 0.0) / wall)
+                      (cpu_last - cpu_first) / wall, max(others_last - others_first, 0.0) / wall,
+                      [ms for _, ms in renders])
         self.phases.append(phase)
         return phase
 
@@ -344,12 +364,24 @@ def soak(recipe: str = "default", steps: int = STEPS, idle_browsers: bool = True
             browser.close()
 
 
+def percentiles(values: list[float]) -> tuple[float, float]:
+    """(p50, p90); NaN for no values."""
+    if not values:
+        return float("nan"), float("nan")
+    ordered = sorted(values)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+
+
 def report(run: Soak) -> None:
     print(f"{'phase':>5} | {'viewers':>7} | {'steps/s':>7} | {'server RSS MB':>13} | {'server CPU':>10} | "
-          f"{'other work':>10}")
+          f"{'other work':>10} | {'redraw p50 ms':>13} | {'redraw p90 ms':>13}")
     for number, phase in enumerate(run.phases, 1):
+        p50, p90 = percentiles(phase.render_ms)
         print(f"{number:>5} | {phase.viewers:>7} | {phase.steps_per_second:>7.2f} | {phase.rss_mb:>13.0f} | "
-              f"{phase.server_cpu:>10.0%} | {phase.other_cpu:>10.0%}")
+              f"{phase.server_cpu:>10.0%} | {phase.other_cpu:>10.0%} | {p50:>13.1f} | {p90:>13.1f}")
+    for viewers in (1, 3):
+        p50, p90 = percentiles([ms for p in run.phases if p.viewers == viewers for ms in p.render_ms])
+        print(f"live redraws with {viewers} viewer(s): p50 {p50:.1f} ms, p90 {p90:.1f} ms")
     one, three = run.median_steps_per_second(1), run.median_steps_per_second(3)
     verdict = "met" if three >= TARGET_RATIO * one else "NOT met"
     print(f"median steps/s: 1 viewer {one:.2f}, 3 viewers {three:.2f}; ratio (3 / 1) {three / one:.3f} "

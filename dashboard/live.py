@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 _built: dict[str, tuple[object, float, object]] = {}
 _built_lock = threading.Lock()
+_render_log_lock = threading.Lock()
 
 
 def engine_state() -> tuple:
@@ -45,13 +47,24 @@ def live(render: Callable[[], None]) -> None:
     def tick() -> None:
         if engine_state() != shown:
             st.rerun()
+        started = time.perf_counter()
         try:
             render()
         except Exception:  # a plain sentence in the page, the traceback in the log (st.rerun is not an Exception)
             log.exception("live view failed")
             st.error(DRAW_FAILED)
+        note_render_time(render.__name__, time.perf_counter() - started)
 
     tick()
+
+
+def note_render_time(view: str, seconds: float) -> None:
+    """With HEADWATCH_RENDER_LOG set to a file, append "<view> <milliseconds>" per live redraw (bench.soak reads it
+    to measure how long a live view takes while a run trains)."""
+    path = os.environ.get("HEADWATCH_RENDER_LOG")
+    if path:
+        with _render_log_lock, open(path, "a", encoding="utf-8") as file:
+            file.write(f"{view} {seconds * 1000:.2f}\n")
 
 
 def shared(name: str, key: object, build: Callable[[], T], max_age_s: float) -> T:

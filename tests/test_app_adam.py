@@ -71,20 +71,3 @@ def test_a_second_race_is_refused_plainly(open_app, rerun, healthy):
     healthy(at)
     assert "already running" in at.error[0].value
 
-
-def test_a_race_that_cannot_be_saved_can_run_unsaved(open_app, rerun, healthy, engine_env):
-    engine = get_engine()
-    engine.start(preset("quick"))
-    at = open_app(PAGE)
-    rerun(at, lambda: not engine.main.active and not at.button(key="race").disabled)
-    engine_env.rename(engine_env.with_name("moved"))
-    engine_env.write_text("a file where the runs folder was")
-    at.button(key="race").click().run()
-    healthy(at)
-    assert "The race cannot be saved" in at.error[0].value and "without saving" in at.error[0].value
-    at.run()  # the offer outlives a rerun
-    at.button(key="race_unsaved").click().run()
-    rerun(at, lambda: engine.race_snapshot().status == "finished")
-    healthy(at)
-    assert engine.race_snapshot().run_dir is None
-    assert not [b for b in at.button if b.key == "race_unsaved"]

@@ -230,7 +230,7 @@ def test_a_config_error_from_the_engine_is_a_plain_message(open_app, healthy, mo
     assert get_engine().snapshot().status == "idle" and not trainer_threads()
 
 
-def test_a_race_that_cannot_be_saved_is_a_plain_message(open_app, engine_env, rerun, healthy):
+def test_a_race_that_cannot_be_saved_is_said_plainly_and_can_run_unsaved(open_app, engine_env, rerun, healthy):
     engine_ = get_engine()
     engine_.start(preset("quick"))
     at = open_app("dashboard/adam.py")
@@ -239,5 +239,11 @@ def test_a_race_that_cannot_be_saved_is_a_plain_message(open_app, engine_env, re
     engine_env.write_text("now a file")  # the saved run's folder is gone and a new one cannot be made
     at.button(key="race").click().run()
     healthy(at)
-    assert "The race cannot start. Runs cannot be saved in" in errors(at)
+    assert "The race cannot be saved. Runs cannot be saved in" in errors(at)
     assert engine_.race_snapshot().status == "idle"
+    at.run()  # the offer to race without saving outlives a rerun
+    at.button(key="race_unsaved").click().run()
+    rerun(at, lambda: engine_.race_snapshot().status == "finished")
+    healthy(at)
+    assert engine_.race_snapshot().run_dir is None
+    assert not [b for b in at.button if b.key == "race_unsaved"]
