@@ -50,12 +50,12 @@ class _Scorer:
         self.capture: dict[str, torch.Tensor] = {}
         with torch.no_grad():
             self.memory = model.encode(claims.tokens, claims.categories, self.capture)
-            self.base = model.outcome_log_probs(self.memory, self.pad_mask, self.capture)
+            self.base = model.outcome_log_probs(self.memory, self.capture)
 
     def log_probs(self, gates: HeadGates) -> torch.Tensor:
         if any(name.startswith("encoder.") for name in gates):
             return self.model.class_log_probs(self.claims.tokens, self.claims.categories, gates=gates)
-        return self.model.outcome_log_probs(self.memory, self.pad_mask, gates=gates)
+        return self.model.outcome_log_probs(self.memory, gates=gates)
 
 
 def head_importance(scorer: _Scorer, names: list[str]) -> dict[str, torch.Tensor]:

@@ -54,6 +54,9 @@ class Packing:
     def of(cls, mask: torch.Tensor) -> Packing:
         return cls(mask, mask.reshape(-1).nonzero().squeeze(1))
 
+    def select(self, values: torch.Tensor) -> torch.Tensor:
+        return values.reshape(-1).index_select(0, self.index)  # (B, T) -> (N,)
+
     def pack(self, grid: torch.Tensor) -> torch.Tensor:
         return grid.reshape(-1, grid.shape[-1]).index_select(0, self.index)  # (N, C)
 
@@ -61,6 +64,18 @@ class Packing:
         batch, length = self.mask.shape
         grid = packed.new_zeros(batch * length, packed.shape[-1]).index_copy(0, self.index, packed)
         return grid.view(batch, length, -1)  # (B, T, C), zeros at padding
+
+
+@dataclass(frozen=True)
+class Memory:
+    """The encoder's output: one row per real token of the claims, and where those tokens sit."""
+
+    tokens: torch.Tensor  # (N, C)
+    packing: Packing
+
+    @property
+    def batch_size(self) -> int:
+        return self.packing.mask.shape[0]
 
 
 class Attention(nn.Module):
@@ -86,13 +101,16 @@ class Attention(nn.Module):
         key_mask: torch.Tensor,
         capture: Capture | None = None,
         gates: HeadGates | None = None,
-        packed: Packing | None = None,
+        x_packing: Packing | None = None,
+        memory_packing: Packing | None = None,
     ) -> torch.Tensor:
-        """x, memory: (B, T, C); or, given `packed`, only the real tokens (N, C), and the result is packed the same
-        way: the projections then skip the padding, while the scores need the (B, T) grid."""
+        """x: (B, Tq, C) and memory: (B, Tk, C); or, given their packing, only their real tokens (N, C), with the
+        result packed as x is: the projections then skip the padding, while the scores need the (B, T) grid."""
         q, k, v = self.query(x), self.key(memory), self.value(memory)
-        if packed is not None:
-            q, k, v = packed.unpack(q), packed.unpack(k), packed.unpack(v)
+        if x_packing is not None:
+            q = x_packing.unpack(q)
+        if memory_packing is not None:
+            k, v = memory_packing.unpack(k), memory_packing.unpack(v)
         q, k, v = self._split(q), self._split(k), self._split(v)
         scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, H, Tq, Tk)
         scores = scores.masked_fill(~key_mask, float("-inf"))
@@ -105,7 +123,7 @@ class Attention(nn.Module):
             heads = heads * gate.view(-1 if gate.dim() == 2 else 1, self.n_heads, 1, 1)
         batch, _, length, _ = heads.shape
         heads = heads.transpose(1, 2).reshape(batch, length, -1)  # (B, T, C)
-        return self.out(heads if packed is None else packed.pack(heads))
+        return self.out(heads if x_packing is None else x_packing.pack(heads))
 
 
 class FeedForward(nn.Module):
@@ -132,7 +150,7 @@ class EncoderLayer(nn.Module):
         """x: (N, C), the batch's real tokens packed together."""
         normed = self.norm_attention(x)
         key_mask = packing.mask[:, None, None, :]  # (B, 1, 1, T)
-        x = x + self.dropout(self.attention(normed, normed, key_mask, capture, gates, packed=packing))
+        x = x + self.dropout(self.attention(normed, normed, key_mask, capture, gates, packing, packing))
         return x + self.dropout(self.ff(self.norm_ff(x)))
 
 
@@ -147,15 +165,15 @@ class DecoderLayer(nn.Module):
         self.ff = FeedForward(config)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, y: torch.Tensor, memory: torch.Tensor, pad_mask: torch.Tensor, capture: Capture | None,
+    def forward(self, y: torch.Tensor, memory: Memory, capture: Capture | None,
                 gates: HeadGates | None) -> torch.Tensor:
         length = y.shape[1]
         causal = torch.ones(length, length, dtype=torch.bool, device=y.device).tril()[None, None]  # (1,1,T,T)
         normed = self.norm_self(y)
         y = y + self.dropout(self.self_attention(normed, normed, causal, capture, gates))
-        y = y + self.dropout(
-            self.cross_attention(self.norm_cross(y), memory, pad_mask[:, None, None, :], capture, gates)
-        )
+        key_mask = memory.packing.mask[:, None, None, :]  # (B, 1, 1, T)
+        y = y + self.dropout(self.cross_attention(self.norm_cross(y), memory.tokens, key_mask, capture, gates,
+                                                  memory_packing=memory.packing))
         return y + self.dropout(self.ff(self.norm_ff(y)))
 
 
@@ -195,47 +213,44 @@ class ClaimsTransformer(nn.Module):
         return {m.name: m for m in self.modules() if isinstance(m, Attention)}
 
     def encode(self, tokens: torch.Tensor, categories: torch.Tensor, capture: Capture | None = None,
-               gates: HeadGates | None = None) -> torch.Tensor:
-        positions = torch.arange(tokens.shape[1], device=tokens.device)
-        x = self.token_embedding(tokens) + self.position_embedding(positions)[None]  # (B, T, C)
-        if self.config.category_embedding:
-            x = x + self.category_embedding(categories)
+               gates: HeadGates | None = None) -> Memory:
         # about half of a batch's (B, T) grid is padding: the encoder works on the real tokens only
         packing = Packing.of(tokens != 0)
-        x = packing.pack(x)  # (N, C)
+        positions = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
+        x = self.token_embedding(packing.select(tokens)) + self.position_embedding(packing.select(positions))  # (N, C)
+        if self.config.category_embedding:
+            x = x + self.category_embedding(packing.select(categories))
         for layer in self.encoder:
             x = layer(x, packing, capture, gates)
-        return packing.unpack(self.norm_memory(x))  # (B, T, C), zeros at padding
+        return Memory(self.norm_memory(x), packing)
 
-    def decode(self, targets: torch.Tensor, memory: torch.Tensor, pad_mask: torch.Tensor,
-               capture: Capture | None = None, gates: HeadGates | None = None) -> torch.Tensor:
+    def decode(self, targets: torch.Tensor, memory: Memory, capture: Capture | None = None,
+               gates: HeadGates | None = None) -> torch.Tensor:
         positions = torch.arange(targets.shape[1], device=targets.device)
         y = self.target_embedding(targets) + self.target_position(positions)[None]  # (B, S, C)
         for layer in self.decoder:
-            y = layer(y, memory, pad_mask, capture, gates)
+            y = layer(y, memory, capture, gates)
         return self.output(self.norm_out(y))  # (B, S, V_target)
 
     def forward(self, tokens: torch.Tensor, categories: torch.Tensor, targets: torch.Tensor,
                 capture: Capture | None = None, gates: HeadGates | None = None) -> torch.Tensor:
         """Teacher-forced logits. tokens, categories: (B, T); targets: (B, S) decoder inputs."""
-        memory = self.encode(tokens, categories, capture, gates)
-        return self.decode(targets, memory, tokens != 0, capture, gates)
+        return self.decode(targets, self.encode(tokens, categories, capture, gates), capture, gates)
 
     def class_log_probs(self, tokens: torch.Tensor, categories: torch.Tensor, capture: Capture | None = None,
                         gates: HeadGates | None = None) -> torch.Tensor:
         """Log P of each of the five outcomes (VALID, MEDICAL, DOSAGE, COST, ADMIN): (B, 5)."""
-        memory = self.encode(tokens, categories, capture, gates)
-        return self.outcome_log_probs(memory, tokens != 0, capture, gates)
+        return self.outcome_log_probs(self.encode(tokens, categories, capture, gates), capture, gates)
 
-    def outcome_log_probs(self, memory: torch.Tensor, pad_mask: torch.Tensor, capture: Capture | None = None,
+    def outcome_log_probs(self, memory: Memory, capture: Capture | None = None,
                           gates: HeadGates | None = None) -> torch.Tensor:
         """P(VALID) is the verdict probability; P(reason) = P(INVALID) * P(reason | INVALID).
 
         One decoder pass with the input <bos> INVALID gives both, so the captured reason-position weights always
         answer "if this claim were invalid, why?", the same question for every claim.
         """
-        targets = torch.tensor([[TARGET_ID["<bos>"], TARGET_ID["INVALID"]]], device=memory.device)
-        log_probs = self.decode(targets.expand(memory.shape[0], 2), memory, pad_mask, capture, gates)
+        targets = torch.tensor([[TARGET_ID["<bos>"], TARGET_ID["INVALID"]]], device=memory.tokens.device)
+        log_probs = self.decode(targets.expand(memory.batch_size, 2), memory, capture, gates)
         log_probs = log_probs.log_softmax(dim=-1)  # (B, 2, V)
         verdict = log_probs[:, 0, [TARGET_ID["VALID"], TARGET_ID["INVALID"]]].log_softmax(dim=-1)  # (B, 2)
         reasons = log_probs[:, 1, [TARGET_ID[r] for r in REASONS]].log_softmax(dim=-1)  # (B, 4)
