@@ -149,7 +149,7 @@ def _pool_key(*settings: int) -> str:
 
 
 def _tensors(values: dict[str, torch.Tensor]) -> ClaimTensors:
-    return ClaimTensors(values["tokens"], values["categories"], values["classes"])
+    return ClaimTensors(*(values[name].long() for name in ("tokens", "categories", "classes")))
 
 
 def _read_pool(path: Path, tokenizer: Tokenizer) -> ClaimData:
@@ -162,7 +162,10 @@ def _read_pool(path: Path, tokenizer: Tokenizer) -> ClaimData:
 
 def _write_pool(path: Path, data: ClaimData) -> None:
     """Best effort: a pool that cannot be saved is simply built again next time."""
-    parts = {name: asdict(getattr(data, name)) for name in ("train", "heldout", "probe")}
+    # ids fit 16 bits while the vocabulary does (about 850 words): a quarter of the file
+    small = torch.int16 if len(data.tokenizer.vocab) < 2**15 else torch.int32
+    parts = {name: {k: v.to(small) for k, v in asdict(getattr(data, name)).items()}
+             for name in ("train", "heldout", "probe")}
     probe_claims = [[p.text, p.label, list(p.tokens), list(p.categories)] for p in data.probe_claims]
     buffer = io.BytesIO()
     torch.save({**parts, "probe_claims": probe_claims}, buffer)
