@@ -43,10 +43,11 @@ def memories() -> None:
     st.caption(f"Run: {summaries.config_text(snap.config)}; learning-rate warm-up over "
                f"{snap.config.get('warmup_steps', 0)} steps, then a {snap.config.get('schedule', '')} schedule, "
                "which the effective step follows.")
-    # built once for every viewer (see `shared`), whenever a new point of the optimizer's statistics arrives
-    key = (snap.run_id, snap.status, len(snap.optim), snap.optim[-1].step)
+    # built once for every viewer (see `shared`), and at most every 2 s: a new point of the optimizer's statistics
+    # arrives every half second, and rebuilding these charts for each one halved the training speed (bench.ui_render)
+    key = (snap.run_id, snap.status)
     for metric in figures.MEMORY_METRICS:
-        chart = shared_figure(f"adam.{metric}", key, partial(figures.memory_figure, snap, metric), max_age_s=5.0)
+        chart = shared_figure(f"adam.{metric}", key, partial(figures.memory_figure, snap, metric), max_age_s=2.0)
         st.plotly_chart(chart, key=f"memory_{metric}", config=figures.CHART_CONFIG)
 
 

@@ -165,8 +165,8 @@ def evaluate(model: ClaimsTransformer, data: ClaimTensors) -> tuple[float, float
 class ThreadTuner:
     """Chooses 1 or 2 intra-op threads by measuring step times as the run goes. On an idle 2-core machine two
     threads are ~1.3x faster; when anything else wants a core (a viewer's page rerun, another process) they are
-    2-5x slower, since each op waits for its slower half. So: try the other count for a few steps now and then,
-    keep the faster, and give up a try at once when a step comes out far slower."""
+    2-5x slower, since each op waits for its slower half. So: try the other count for a few steps now and then
+    (and at once when steps slow down), keep the faster, and give up a try when a step comes out far slower."""
 
     FIRST_TRY, PERIOD, TRIAL = 20, 200, 8
 
@@ -182,6 +182,13 @@ class ThreadTuner:
         self.current, self.on_current = threads, 0
         torch.set_num_threads(threads)
 
+    def _slowed_down(self, other: int) -> bool:
+        """Steps now take far longer than the other count's did when last tried (viewers arrived, say): try it
+        again now rather than at the next period."""
+        recent, known = self.times[self.current], self.times[other]
+        fresh = self.on_current >= len(recent) == recent.maxlen  # every step in the window ran on this count
+        return fresh and bool(known) and statistics.fmean(recent) > 1.5 * statistics.fmean(known)
+
     def record(self, step_seconds: float) -> None:
         if len(self.choices) == 1:
             return
@@ -189,12 +196,14 @@ class ThreadTuner:
         self.on_current += 1
         other = self.choices[0] if self.current == self.choices[1] else self.choices[1]
         if self.trying:
-            baseline = statistics.median(self.times[other])
+            # means, not medians: under intermittent contention most steps with two threads are fast and a few
+            # stall for far longer, and the stalls are what cost the time
+            baseline = statistics.fmean(self.times[other])
             if self.on_current >= self.TRIAL or step_seconds > 3 * baseline:
-                trial = statistics.median(list(self.times[self.current])[-self.on_current:])
+                trial = statistics.fmean(list(self.times[self.current])[-self.on_current:])
                 self.trying = False
                 self._use(self.current if trial < baseline else other)
-        elif self.on_current >= (self.PERIOD if self.tried else self.FIRST_TRY):
+        elif self.on_current >= (self.PERIOD if self.tried else self.FIRST_TRY) or self._slowed_down(other):
             self.trying = self.tried = True
             self.times[other].clear()
             self._use(other)
