@@ -11,6 +11,7 @@ import time
 from collections import deque
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 import torch.nn.functional as F
@@ -143,6 +144,11 @@ def pick_device(config: TrainConfig) -> torch.device:
     if config.device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(config.device)
+
+
+def cpu_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the weights that later steps cannot change."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 def loss_and_logits(model: ClaimsTransformer, batch: ClaimTensors) -> tuple[torch.Tensor, torch.Tensor]:
@@ -282,7 +288,7 @@ class Trainer:
         return self._published
 
     def _publish(self, model: ClaimsTransformer, step: int) -> dict[str, torch.Tensor]:
-        weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        weights = cpu_weights(model)
         self._published = (step, weights)
         return weights
 
@@ -421,11 +427,12 @@ class Trainer:
         self._finish(writer, "finished", f"Finished {step} steps in {seconds:.0f} s", step, seconds)
         return step, seconds
 
-    def _diverged(self, model: ClaimsTransformer, step: int, loss_value: float, writer: RunWriter | None) -> None:
+    def _diverged(self, model: ClaimsTransformer, step: int, loss_value: float,
+                  writer: RunWriter | None) -> NoReturn:
         """Stop with the weights from before the bad step saved, when they are still finite numbers (checked before
         the optimizer step, so one bad batch leaves them intact; a step that already wrote inf leaves the last
         periodic checkpoint, and the message says which)."""
-        weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        weights = cpu_weights(model)
         if all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point()):
             self._published = (step - 1, weights)
             if writer:
