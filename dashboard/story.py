@@ -37,10 +37,22 @@ def story() -> None:
             st.markdown(paragraph)
         for index, fig in enumerate(charts[chapter.key]):
             st.plotly_chart(fig, key=f"story_{chapter.key}_{index}", config=figures.CHART_CONFIG)
+
+
+def report_button() -> None:
+    """Outside the live view: a click that lands while the view redraws would ask for a file the redraw dropped."""
+    snap = viewing.snapshot()
+    if snap is None:
+        return
+    race = get_engine().race_snapshot() if viewing.replay_id() is None else None
+    measured = viewing.measurement(snap)
+    if not report.tell_story(snap, race, measured):
+        return
     st.download_button(
         "Download this story as an HTML report", key="story_report", on_click="ignore", mime="text/html",
         file_name=f"headwatch-{snap.run_id or 'live'}.html", type="primary",
-        help="One file with the text and interactive charts; it opens in any browser, without internet.",
+        help="One file with the text and interactive charts, as of when this page was opened or the run last "
+             "started, paused or ended; it opens in any browser, without internet.",
         # Built only when clicked, outside the script run: a pure function of data captured now.
         data=lambda: report.html_report(snap, race, measured, f"Created {time.strftime('%Y-%m-%d %H:%M')}.").encode(),
     )
@@ -52,3 +64,4 @@ if viewing.banner():
     story()
 else:
     live(story)
+report_button()
