@@ -54,11 +54,8 @@ class Packing:
     def of(cls, mask: torch.Tensor) -> Packing:
         return cls(mask, mask.reshape(-1).nonzero().squeeze(1))
 
-    def select(self, values: torch.Tensor) -> torch.Tensor:
-        return values.reshape(-1).index_select(0, self.index)  # (B, T) -> (N,)
-
     def pack(self, grid: torch.Tensor) -> torch.Tensor:
-        return grid.reshape(-1, grid.shape[-1]).index_select(0, self.index)  # (N, C)
+        return grid.flatten(0, 1).index_select(0, self.index)  # (B, T, ...) -> (N, ...)
 
     def unpack(self, packed: torch.Tensor) -> torch.Tensor:
         batch, length = self.mask.shape
@@ -217,9 +214,9 @@ class ClaimsTransformer(nn.Module):
         # about half of a batch's (B, T) grid is padding: the encoder works on the real tokens only
         packing = Packing.of(tokens != 0)
         positions = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
-        x = self.token_embedding(packing.select(tokens)) + self.position_embedding(packing.select(positions))  # (N, C)
+        x = self.token_embedding(packing.pack(tokens)) + self.position_embedding(packing.pack(positions))  # (N, C)
         if self.config.category_embedding:
-            x = x + self.category_embedding(packing.select(categories))
+            x = x + self.category_embedding(packing.pack(categories))
         for layer in self.encoder:
             x = layer(x, packing, capture, gates)
         return Memory(self.norm_memory(x), packing)
