@@ -49,7 +49,7 @@ class _Scorer:
         self.pad_mask = claims.tokens != 0
         self.capture: dict[str, torch.Tensor] = {}
         with torch.no_grad():
-            self.memory = model.encode(claims.tokens, claims.categories, self.capture)
+            self.memory = model.with_keys_values(model.encode(claims.tokens, claims.categories, self.capture))
             self.base = model.outcome_log_probs(self.memory, self.capture)
 
     def log_probs(self, gates: HeadGates) -> torch.Tensor:

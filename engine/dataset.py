@@ -54,18 +54,33 @@ class ClaimTensors:
         return ClaimTensors(self.tokens.to(device), self.categories.to(device), self.classes.to(device))
 
 
+def _padded(values: list[int], lengths: list[int]) -> torch.Tensor:
+    """values, row after row (row i holds lengths[i]), as one (rows, longest row) tensor that is zero after
+    each row's end; at least one column."""
+    width = max(max(lengths, default=0), 1)
+    filled = torch.arange(width) < torch.tensor(lengths, dtype=torch.long)[:, None]
+    padded = torch.zeros((len(lengths), width), dtype=torch.long)
+    # one flat tensor put in place: far cheaper than torch.tensor() on a list of padded lists
+    padded[filled] = torch.tensor(values, dtype=torch.long)
+    return padded
+
+
 def encode_texts(encoded: list[Encoded], tokenizer: Tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
-    length = max((len(e.tokens) for e in encoded), default=1) or 1
-    padding = [0] * length
-    tokens = [([t.id for t in e.tokens] + padding)[:length] for e in encoded]
-    categories = [([tokenizer.category_id(t.category) for t in e.tokens] + padding)[:length] for e in encoded]
-    shape = (len(encoded), length)
-    return torch.tensor(tokens, dtype=torch.long).view(shape), torch.tensor(categories, dtype=torch.long).view(shape)
+    lengths = [len(e.tokens) for e in encoded]
+    tokens = _padded([t.id for e in encoded for t in e.tokens], lengths)
+    return tokens, _padded([tokenizer.category_id(t.category) for e in encoded for t in e.tokens], lengths)
 
 
 def encode_claims(claims: list[Claim], tokenizer: Tokenizer, max_len: int) -> ClaimTensors:
-    encoded = [tokenizer.encode(c.text, max_len=max_len) for c in claims]
-    tokens, categories = encode_texts(encoded, tokenizer)
+    # All ids in one flat list: a list per claim would keep the garbage collector busy for nothing.
+    ids: list[int] = []
+    lengths = []
+    for claim in claims:
+        row = tokenizer.encode_ids(claim.text, max_len=max_len)
+        ids += row
+        lengths.append(len(row))
+    category_ids = tokenizer.category_ids
+    tokens, categories = _padded(ids, lengths), _padded([category_ids[i] for i in ids], lengths)
     classes = torch.tensor([class_index(c.verdict, c.reason) for c in claims], dtype=torch.long)
     return ClaimTensors(tokens, categories, classes)
 

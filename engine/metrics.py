@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
+import weakref
+from dataclasses import dataclass
+
 import torch
 
-from engine.model import CLASSES, REASONS, ClaimsTransformer
+from engine.model import CLASSES, REASONS, Attention, ClaimsTransformer
 from engine.telemetry import OptimPoint, OptimStats
 
 SPECIALIST_DROP = 0.5  # ablation drop on its reason for a head to be called that reason's specialist
 SPECIALIST_OTHER_MAX = 0.1  # ... while every other reason drops at most this much
 LEANING_DROP = 0.2
-
-
-def _sums(grad: torch.Tensor, step: torch.Tensor, m: torch.Tensor | None, v: torch.Tensor | None,
-          dims: tuple[int, ...]) -> torch.Tensor:
-    """Sums of [grad^2, step^2, |step|, |m|, sqrt(v), count] over `dims`; moments are 0 when absent."""
-    zeros = torch.zeros_like(grad)
-    m = zeros if m is None else m
-    v = zeros if v is None else v
-    parts = [grad.pow(2), step.pow(2), step.abs(), m.abs(), v.sqrt(), torch.ones_like(grad)]
-    return torch.stack([p.sum(dim=dims) if dims else p.sum() for p in parts], dim=-1)
 
 
 def _stats(sums: list[float], adam: bool) -> OptimStats:
@@ -64,30 +57,78 @@ def _group_name(parameter_name: str) -> str:
     return "output"
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """Where each element of the model's parameters, flattened and concatenated, belongs: a parameter group and
+    (for attention projections) one head, so that a statistic is one segment sum over all parameters at once."""
+
+    params: tuple[torch.nn.Parameter, ...]
+    groups: tuple[str, ...]
+    heads: tuple[str, ...]  # attention names, n_heads head segments each, then one segment for "no head"
+    n_heads: int
+    segment: torch.Tensor  # (P,) group index * head segments + head segment
+    counts: torch.Tensor  # (groups, head segments) elements in each segment
+
+    @property
+    def head_segments(self) -> int:
+        return len(self.heads) * self.n_heads + 1
+
+
+_LAYOUTS: weakref.WeakKeyDictionary[ClaimsTransformer, _Layout] = weakref.WeakKeyDictionary()
+
+
+def _head_segment(param_name: str, param: torch.Tensor, attention: Attention, first: int) -> torch.Tensor | None:
+    """Head of each element of an attention parameter: Q/K/V rows and the output projection's columns belong to
+    heads; None for the output bias."""
+    heads = torch.arange(first, first + attention.n_heads).repeat_interleave(attention.head_dim)  # (C,)
+    projection, kind = param_name.split(".")[-2:]
+    if projection in ("query", "key", "value"):
+        return heads[:, None].expand(param.shape).reshape(-1) if kind == "weight" else heads
+    return heads[None, :].expand(param.shape).reshape(-1) if kind == "weight" else None
+
+
+def _layout(model: ClaimsTransformer) -> _Layout:
+    if model in _LAYOUTS:
+        return _LAYOUTS[model]
+    attentions = {path: module for path, module in model.named_modules() if isinstance(module, Attention)}
+    heads = tuple(module.name for module in attentions.values())
+    no_head = len(heads) * model.config.n_heads
+    named = list(model.named_parameters())
+    groups = tuple(dict.fromkeys(_group_name(name) for name, _ in named))
+    segments = []
+    for name, param in named:
+        owner = attentions.get(name.rsplit(".", 2)[0])
+        head = None if owner is None else _head_segment(name, param, owner, heads.index(owner.name) * owner.n_heads)
+        head = torch.full((param.numel(),), no_head) if head is None else head
+        segments.append(groups.index(_group_name(name)) * (no_head + 1) + head)
+    segment = torch.cat(segments)
+    counts = torch.bincount(segment, minlength=len(groups) * (no_head + 1)).view(len(groups), no_head + 1)
+    layout = _Layout(tuple(p for _, p in named), groups, heads, model.config.n_heads, segment, counts)
+    _LAYOUTS[model] = layout
+    return layout
+
+
 def optimizer_stats(model: ClaimsTransformer, optimizer: torch.optim.Optimizer, step: int) -> OptimPoint:
     """Per parameter group and per attention head statistics of the update just applied."""
     adam = isinstance(optimizer, torch.optim.Adam)
+    layout = _layout(model)
     with torch.no_grad():
-        groups: dict[str, torch.Tensor] = {}
-        for name, param in model.named_parameters():
-            group = _group_name(name)
-            groups[group] = groups.get(group, 0) + _sums(*applied_update(param, optimizer), dims=())
-        heads: dict[str, tuple[OptimStats, ...]] = {}
-        for attention_name, attention in model.attention_modules().items():
-            h, d = attention.n_heads, attention.head_dim
-            total = 0
-            for projection in (attention.query, attention.key, attention.value):
-                grad, update, m, v = applied_update(projection.weight, optimizer)
-                split = [t.reshape(h, d, -1) if t is not None else None for t in (grad, update, m, v)]
-                total = total + _sums(*split, dims=(1, 2))  # (H, 6)
-                grad, update, m, v = applied_update(projection.bias, optimizer)
-                total = total + _sums(*[t.reshape(h, d) if t is not None else None for t in (grad, update, m, v)],
-                                      dims=(1,))
-            grad, update, m, v = applied_update(attention.out.weight, optimizer)  # columns belong to heads
-            split = [t.reshape(-1, h, d) if t is not None else None for t in (grad, update, m, v)]
-            total = total + _sums(*split, dims=(0, 2))
-            heads[attention_name] = tuple(_stats(row, adam) for row in total.tolist())
-    return OptimPoint(step=step, heads=heads, groups={name: _stats(t.tolist(), adam) for name, t in groups.items()})
+        flat: list[list[torch.Tensor]] = [[], [], [], []]  # grad, update, m, v
+        for param in layout.params:
+            for values, tensor in zip(flat, applied_update(param, optimizer), strict=True):
+                values.append((tensor if tensor is not None else torch.zeros_like(param)).reshape(-1))
+        grad, update, m, v = (torch.cat(values) for values in flat)
+        parts = [grad.pow(2), update.pow(2), update.abs(), m.abs(), v.sqrt()]
+        sums = [torch.bincount(layout.segment, weights=part, minlength=layout.counts.numel()) for part in parts]
+        sums = torch.stack([*sums, layout.counts.reshape(-1).to(sums[0].dtype)], dim=1)
+        sums = sums.view(len(layout.groups), layout.head_segments, 6)  # (groups, head segments, 6)
+        group_sums, head_sums = sums.sum(1).tolist(), sums.sum(0)[:-1].tolist()
+    heads = {
+        name: tuple(_stats(head_sums[i * layout.n_heads + h], adam) for h in range(layout.n_heads))
+        for i, name in enumerate(layout.heads)
+    }
+    groups = {name: _stats(values, adam) for name, values in zip(layout.groups, group_sums, strict=True)}
+    return OptimPoint(step=step, heads=heads, groups=groups)
 
 
 def per_class_accuracy(predicted: torch.Tensor, truth: torch.Tensor) -> tuple[float, dict[str, float]]:

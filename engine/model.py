@@ -8,7 +8,7 @@ that the dashboard shows. Capture points are named "<stack>.<layer>.<kind>", e.g
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -69,6 +69,8 @@ class Memory:
 
     tokens: torch.Tensor  # (N, C)
     packing: Packing
+    # cross-attention name -> its keys and values (B, H, T, hd), for many decoder passes over the same claims
+    keys_values: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
 
     @property
     def batch_size(self) -> int:
@@ -91,6 +93,14 @@ class Attention(nn.Module):
         batch, length, _ = x.shape
         return x.view(batch, length, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
 
+    def keys_values(self, memory: torch.Tensor, memory_packing: Packing | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values (B, H, Tk, hd) of memory (B, Tk, C), or of its real tokens (N, C) given their packing."""
+        k, v = self.key(memory), self.value(memory)
+        if memory_packing is not None:
+            k, v = memory_packing.unpack(k), memory_packing.unpack(v)
+        return self._split(k), self._split(v)
+
     def forward(
         self,
         x: torch.Tensor,
@@ -100,15 +110,16 @@ class Attention(nn.Module):
         gates: HeadGates | None = None,
         x_packing: Packing | None = None,
         memory_packing: Packing | None = None,
+        keys_values: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """x: (B, Tq, C) and memory: (B, Tk, C); or, given their packing, only their real tokens (N, C), with the
-        result packed as x is: the projections then skip the padding, while the scores need the (B, T) grid."""
-        q, k, v = self.query(x), self.key(memory), self.value(memory)
+        result packed as x is: the projections then skip the padding, while the scores need the (B, T) grid.
+        `keys_values`, when given, are memory's already projected."""
+        q = self.query(x)
         if x_packing is not None:
             q = x_packing.unpack(q)
-        if memory_packing is not None:
-            k, v = memory_packing.unpack(k), memory_packing.unpack(v)
-        q, k, v = self._split(q), self._split(k), self._split(v)
+        q = self._split(q)
+        k, v = keys_values if keys_values is not None else self.keys_values(memory, memory_packing)
         scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, H, Tq, Tk)
         scores = scores.masked_fill(~key_mask, float("-inf"))
         weights = scores.softmax(dim=-1)  # (B, H, Tq, Tk)
@@ -169,8 +180,9 @@ class DecoderLayer(nn.Module):
         normed = self.norm_self(y)
         y = y + self.dropout(self.self_attention(normed, normed, causal, capture, gates))
         key_mask = memory.packing.mask[:, None, None, :]  # (B, 1, 1, T)
+        cached = memory.keys_values.get(self.cross_attention.name) if memory.keys_values else None
         y = y + self.dropout(self.cross_attention(self.norm_cross(y), memory.tokens, key_mask, capture, gates,
-                                                  memory_packing=memory.packing))
+                                                  memory_packing=memory.packing, keys_values=cached))
         return y + self.dropout(self.ff(self.norm_ff(y)))
 
 
@@ -220,6 +232,14 @@ class ClaimsTransformer(nn.Module):
         for layer in self.encoder:
             x = layer(x, packing, capture, gates)
         return Memory(self.norm_memory(x), packing)
+
+    @torch.no_grad()
+    def with_keys_values(self, memory: Memory) -> Memory:
+        """The memory with every cross-attention's keys and values computed once: they depend neither on the
+        decoder's input nor on head gates, so repeated decoder passes over the same claims (ablations) reuse them."""
+        keys_values = {layer.cross_attention.name: layer.cross_attention.keys_values(memory.tokens, memory.packing)
+                       for layer in self.decoder}
+        return replace(memory, keys_values=keys_values)
 
     def decode(self, targets: torch.Tensor, memory: Memory, capture: Capture | None = None,
                gates: HeadGates | None = None) -> torch.Tensor:

@@ -50,6 +50,19 @@ def test_all_one_gates_change_nothing_and_ablation_changes_logits() -> None:
         assert not torch.allclose(plain, ablated), name
 
 
+def test_reused_keys_and_values_give_the_same_outcomes_with_and_without_ablation() -> None:
+    model = trained_like_model()
+    tokens, categories = tiny_batch(model)
+    memory = model.encode(tokens, categories)
+    reused = model.with_keys_values(memory)
+    assert set(reused.keys_values or {}) == {"decoder.0.cross"}
+    gates = ones_gates(model, ["decoder.0.cross"])
+    gates["decoder.0.cross"][1] = 0.0
+    for head_gates in (None, gates):
+        expected = model.outcome_log_probs(memory, gates=head_gates)
+        assert torch.allclose(model.outcome_log_probs(reused, gates=head_gates), expected, atol=1e-6)
+
+
 def test_outcome_probabilities_sum_to_one() -> None:
     model = trained_like_model()
     tokens, categories = tiny_batch(model)
