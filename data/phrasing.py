@@ -46,6 +46,8 @@ AGE = ("{}yo", "{} yo", "{} y/o", "{}-year-old", "{} year old", "age {}", "aged 
 SEX = {"M": ("M", "male", "man", "Male"), "F": ("F", "female", "woman", "Female")}
 SEX_CHILD = {"M": "boy", "F": "girl"}
 SEX_LABEL = ("sex: {}", "gender: {}", "sex {}")
+PATIENT_SHAPES = ("{age_text} {word}", "{age_text} {word}", "{word} {age_text}", "{age}{sex}", "{age}yo{sex}",
+                  "{sex}/{age}", "{word}, age {age}", "{age} {sex}", "{age_text}, {labelled}")
 SPECIALTY = ("by {}", "seen by {}", "{}", "provider: {}", "billed by {}", "rendering: {}", "ordered by {}",
              "per {}", "specialty: {}", "from {}", "performed by {}")
 PRESCRIBER = ("prescribed by {}", "per {}", "{}", "provider: {}", "by {}")
@@ -89,26 +91,28 @@ class Writer:
     def __init__(self, catalog: Catalog, rng: random.Random) -> None:
         self.catalog, self.rng = catalog, rng
         self.filler = _filler_words(catalog)
-        self.names = {
+        names = {
             **{("dx", k): (*d.aliases, d.name) for k, d in catalog.diagnoses.items()},
             **{("drug", k): (*d.aliases, d.name) for k, d in catalog.drugs.items()},
             **{("proc", k): (*p.aliases, p.name) for k, p in catalog.procedures.items()},
             **{("spec", k): (*s.aliases, s.name) for k, s in catalog.specialties.items()},
             **{("place", k): (*p.aliases, p.name) for k, p in catalog.places.items()},
         }
+        # every way name() may case each name, made once rather than on every claim
+        self.names = {key: tuple(map(_casings, texts)) for key, texts in names.items()}
 
     # ---- entity names, numbers, patient --------------------------------------------------------------------
 
     def name(self, kind: str, key: str) -> str:
-        text = self.rng.choice(self.names[kind, key])
+        lower, title, upper, capitalized = self.rng.choice(self.names[kind, key])
         roll = self.rng.random()
         if roll < 0.5:
-            return text.lower()
+            return lower
         if roll < 0.72:
-            return " ".join(word[:1].upper() + word[1:] for word in text.split(" "))
-        if roll < 0.82 and len(text) <= 6:
-            return text.upper()
-        return text[:1].upper() + text[1:]
+            return title
+        if roll < 0.82 and upper is not None:
+            return upper
+        return capitalized
 
     def dose(self, mg: float) -> str:
         """A daily dose in its natural unit: 400 mcg or 0.4 mg, 1 g or 1000 mg."""
@@ -146,18 +150,7 @@ class Writer:
             return age_text
         word = self.sex_word(sex, age)
         labelled = rng.choice(SEX_LABEL).format(word)
-        shapes = (
-            f"{age_text} {word}",
-            f"{age_text} {word}",
-            f"{word} {age_text}",
-            f"{age}{sex}",
-            f"{age}yo{sex}",
-            f"{sex}/{age}",
-            f"{word}, age {age}",
-            f"{age} {sex}",
-            f"{age_text}, {labelled}",
-        )
-        return rng.choice(shapes)
+        return rng.choice(PATIENT_SHAPES).format(age_text=age_text, word=word, age=age, sex=sex, labelled=labelled)
 
     # ---- fields as phrases ---------------------------------------------------------------------------------
 
@@ -285,6 +278,12 @@ class Writer:
     def _bare_drug(self, s: ClaimFields) -> str:
         name = self.name("drug", s.drug)
         return name if s.dose_mg is None else f"{name} {self.dose(s.dose_mg)}"
+
+
+def _casings(text: str) -> tuple[str, str, str | None, str]:
+    """text in lower case, in Title Case, in upper case (None if longer than an abbreviation) and capitalized."""
+    title = " ".join(word[:1].upper() + word[1:] for word in text.split(" "))
+    return text.lower(), title, text.upper() if len(text) <= 6 else None, text[:1].upper() + text[1:]
 
 
 def _filler_words(catalog: Catalog) -> list[str]:

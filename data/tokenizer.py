@@ -41,7 +41,7 @@ MONEY_WORDS = frozenset({"usd", "dollar", "dollars", "bucks"})
 MULTIPLIERS = {"k": 1e3, "m": 1e6, "mm": 1e6}  # only when glued to the number: "$50k", "$1.2M"
 AGE_SUFFIXES = (("years", "of", "age"), ("years", "old"), ("year", "old"), ("yrs", "old"), ("yr", "old"),
                 ("y", "o"), ("yo",), ("yrs",), ("yr",), ("y",))  # fmt: skip
-AGE_SUFFIX_STARTS = frozenset(suffix[0] for suffix in AGE_SUFFIXES)
+AGE_SUFFIXES_BY_START = {start: tuple(s for s in AGE_SUFFIXES if s[0] == start) for start, *_ in AGE_SUFFIXES}
 AGE_WORDS = frozenset({"age", "aged"})
 COMBINED_AGE_SEX = frozenset({"yom", "yof"})  # "54yoM"
 NUMBER_WORDS = {"nan": math.nan, "inf": math.inf, "infinity": math.inf}
@@ -132,6 +132,7 @@ def _number(low: str) -> float:
     return float(low.replace(",", ""))
 
 
+@lru_cache(maxsize=4096)  # generated claims repeat the same doses and prices; user text stays bounded
 def _read_magnitude(value: float, low: int, high: int) -> tuple[int, str | None]:
     """The half-octave bucket of value clipped to [low, high], and what is wrong with value, if anything."""
     if value > 0 and not math.isinf(value):  # NaN fails value > 0
@@ -172,14 +173,17 @@ class Tokenizer:
         if len(self._ids) != len(self.vocab):
             raise ValueError("vocabulary has duplicate entries")
         self._categories = tuple(self._category_of(text) for text in self.vocab)
-        # first piece -> [(all pieces, token id)], longest first, for longest-match lookup
-        self._phrases: dict[str, list[tuple[list[str], int]]] = {}
+        # first piece -> ((length, {all pieces: token id}), ...), longest first, for longest-match lookup;
+        # the first name listed wins a tie, as it would in a list
+        by_start: dict[str, dict[int, dict[tuple[str, ...], int]]] = {}
         for token_text, names in aliases.items():
             for name in names:
-                key = list(phrase_key(name))
-                self._phrases.setdefault(key[0], []).append((key, self._ids[token_text]))
-        for candidates in self._phrases.values():
-            candidates.sort(key=lambda item: -len(item[0]))
+                key = phrase_key(name)
+                by_start.setdefault(key[0], {}).setdefault(len(key), {}).setdefault(key, self._ids[token_text])
+        self._phrases: dict[str, tuple[tuple[int, dict[tuple[str, ...], int]], ...]] = {
+            start: tuple(sorted(by_length.items(), key=lambda item: -item[0]))
+            for start, by_length in by_start.items()
+        }
         # Words that read the same whatever their neighbours: not a name's first piece, not money, not one
         # letter (units, "f/u"); sex words included. Unknown words are not here: they take the slow path.
         self._plain = {
@@ -187,11 +191,21 @@ class Tokenizer:
             for word, index in self._ids.items()
             if word.isalpha() and len(word) > 1 and word not in self._phrases and word not in MONEY_WORDS
         }
+        # So is a one-piece name that starts no longer name and is not read as a number ("inf").
+        self._plain.update(
+            {
+                start: by_length[0][1][(start,)]
+                for start, by_length in self._phrases.items()
+                if len(by_length) == 1 and by_length[0][0] == 1 and start.isalpha() and len(start) > 1
+                and start not in MONEY_WORDS and start not in NUMBER_WORDS
+            }
+        )
         self._plain.update(
             {word: self._ids[f"sex:{sex}"] for word, sex in SEX_WORDS.items() if len(word) > 1}
         )
-        longest = max((len(key) for candidates in self._phrases.values() for key, _ in candidates), default=1)
+        longest = max((length for lengths in self._phrases.values() for length, _ in lengths), default=1)
         self._pieces_per_token = max(longest, PIECES_PER_TOKEN)
+        self._category_ids = tuple(map(CATEGORIES.index, self._categories))
 
     @staticmethod
     def _category_of(text: str) -> str:
@@ -254,17 +268,37 @@ class Tokenizer:
             return None
         return token.category, token.text.partition(":")[2]
 
+    @property
+    def category_ids(self) -> tuple[int, ...]:
+        """category_id() of each vocabulary entry's category, indexed by token id."""
+        return self._category_ids
+
     def encode(self, text: str, max_len: int = 48) -> Encoded:
         """At most max_len tokens (truncated=True if more followed); never raises for a str."""
         max_len = max(0, max_len)
+        encoding = self._read(text, max_len)
+        vocab, categories, found = self.vocab, self._categories, encoding.tokens
+        tokens = tuple(
+            _token(token_id, vocab[token_id], text[start:end], start, end, categories[token_id], value)
+            for token_id, start, end, value in found[:max_len]
+        )
+        return Encoded(tokens, len(found) > max_len, tuple(encoding.warnings))
+
+    def encode_ids(self, text: str, max_len: int = 48) -> list[int]:
+        """The ids of encode()'s tokens, without building the tokens: for encoding many claims at once."""
+        max_len = max(0, max_len)
+        return [found[0] for found in self._read(text, max_len).tokens[:max_len]]
+
+    def _read(self, text: str, max_len: int) -> _Encoding:
         # Reading stops once max_len + 1 tokens are certain, so huge inputs cost no more than short ones.
         encoding = _Encoding(self, text, (max_len + 2) * self._pieces_per_token)
-        tokens = encoding.run(max_len + 1)
-        return Encoded(tuple(tokens[:max_len]), len(tokens) > max_len, tuple(encoding.warnings))
+        encoding.run(max_len + 1)
+        return encoding
 
 
 class _Encoding:
-    """One encode() call: the pieces of the text as parallel lists, and the tokens and warnings so far."""
+    """One encode() call: the pieces of the text as parallel lists, and the tokens and warnings so far. A token
+    is kept as (id, start, end, value) until encode() builds it, so encode_ids() never has to."""
 
     def __init__(self, tokenizer: Tokenizer, text: str, limit: int) -> None:
         self.tk, self.text = tokenizer, text
@@ -279,22 +313,18 @@ class _Encoding:
         offsets = list(accumulate(map(len, parts)))
         self.lows, self.gaps = lows, gaps  # gaps[i] stands before lows[i]
         self.starts, self.ends = offsets[0 : 2 * len(lows) : 2], offsets[1::2]
-        self.tokens: list[Token] = []
+        self.tokens: list[tuple[int, int, int, float | None]] = []
         self.warnings: list[str] = []
 
-    def run(self, limit: int) -> list[Token]:
-        tk, text, tokens = self.tk, self.text, self.tokens
-        lows, starts, ends = self.lows, self.starts, self.ends
-        phrases, plain, vocab, categories = tk._phrases, tk._plain, tk.vocab, tk._categories
+    def run(self, limit: int) -> None:
+        """Read tokens until the text ends or at least limit are found."""
+        tokens, lows, starts, ends = self.tokens, self.lows, self.starts, self.ends
+        phrases, plain = self.tk._phrases, self.tk._plain
         i, n = 0, len(lows)
         while i < n and len(tokens) < limit:
             low = lows[i]
             if low in plain:  # most words: read the same whatever stands next to them
-                token_id = plain[low]
-                start, end = starts[i], ends[i]
-                tokens.append(
-                    _token(token_id, vocab[token_id], text[start:end], start, end, categories[token_id], None)
-                )
+                tokens.append((plain[low], starts[i], ends[i], None))
                 i += 1
                 continue
             number = _kind(low) == "num"
@@ -311,24 +341,12 @@ class _Encoding:
                 self._emit(word, starts[i], ends[i])
                 consumed = 1
             i += consumed
-        return tokens
 
     def _emit(self, text: str, start: int, end: int, value: float | None = None) -> None:
         self._emit_id(self.tk._ids.get(text, 1), start, end, value)
 
     def _emit_id(self, token_id: int, start: int, end: int, value: float | None = None) -> None:
-        tk = self.tk
-        self.tokens.append(
-            _token(
-                token_id,
-                tk.vocab[token_id],
-                self.text[start:end],
-                start,
-                end,
-                tk._categories[token_id],
-                value,
-            )
-        )
+        self.tokens.append((token_id, start, end, value))
 
     # ---- neighbourhood tests -------------------------------------------------------------------------------
 
@@ -358,7 +376,7 @@ class _Encoding:
 
     def _age_suffix_at(self, i: int) -> int:
         lows = self.lows
-        for suffix in AGE_SUFFIXES:
+        for suffix in AGE_SUFFIXES_BY_START.get(lows[i], ()):
             end = i + len(suffix)
             if tuple(lows[i:end]) == suffix and not self._any_hard(i, end) and not self._glued(end):
                 return len(suffix)
@@ -366,12 +384,11 @@ class _Encoding:
 
     def _after_age_word(self, i: int) -> bool:
         """Piece i - 1 is "age"/"aged" standing as a word of its own (not the end of "37 years of age")."""
-        last = self.tokens[-1] if self.tokens else None
+        if not self.tokens:
+            return False
+        last_id, _, last_end, _ = self.tokens[-1]
         return (
-            last is not None
-            and self.lows[i - 1] in AGE_WORDS
-            and last.end == self.ends[i - 1]
-            and last.text in AGE_WORDS
+            self.lows[i - 1] in AGE_WORDS and last_end == self.ends[i - 1] and self.tk.vocab[last_id] in AGE_WORDS
         )
 
     def _money_start(self, i: int) -> int:
@@ -398,11 +415,12 @@ class _Encoding:
 
     def _phrase(self, i: int) -> int:
         lows = self.lows
-        for key, token_id in self.tk._phrases.get(lows[i], ()):
-            end = i + len(key)
-            if lows[i:end] == key and not self._any_hard(i + 1, end):
+        for length, names in self.tk._phrases.get(lows[i], ()):
+            end = i + length
+            token_id = names.get(tuple(lows[i:end]))
+            if token_id is not None and not self._any_hard(i + 1, end):
                 self._emit_id(token_id, self.starts[i], self.ends[end - 1])
-                return len(key)
+                return length
         return 0
 
     def _number(self, i: int) -> int:
@@ -424,7 +442,7 @@ class _Encoding:
             self._age(i, split_at)
             self._emit(f"sex:{nxt[-1].upper()}", split_at, self.ends[i + 1])
             return 2
-        suffix = self._age_suffix_at(i + 1) if nxt in AGE_SUFFIX_STARTS else 0
+        suffix = self._age_suffix_at(i + 1) if nxt in AGE_SUFFIXES_BY_START else 0
         if suffix:
             self._age(i, self.ends[i + suffix])
             return 1 + suffix
