@@ -76,7 +76,7 @@ def main() -> None:
     config = preset(args.preset)
     config.steps, config.threads = args.steps or config.steps, args.threads
     torch.set_num_threads(args.threads)
-    data = build_data(config.seed, config.pool_size, config.heldout_size, config.model.max_len)
+    data = build_data(config.data_seed, config.pool_size, config.heldout_size, config.model.max_len)
     bare, evaluating, full = [], [], []
     with tempfile.TemporaryDirectory() as folder:
         for repeat in range(args.repeats):

@@ -97,7 +97,9 @@ with settings:
         st.number_input("Steps", *LIMITS["steps"][:2], step=100, key="cfg_steps", persist_state="session",
                         help=allowed(*LIMITS["steps"][:2]))
         st.number_input("Seed", *LIMITS["seed"][:2], key="cfg_seed", persist_state="session",
-                        help="Same seed, same claims, same starting weights: the run can be repeated. "
+                        help="Picks the starting weights and the order the claims are drawn in: the same seed "
+                             "repeats the run. Every run learns from the same generated claims and is tested on "
+                             "the same held-out ones, so runs compare fairly. "
                              + allowed(*LIMITS["seed"][:2]))
         st.form_submit_button("Train", type="primary", on_click=start, disabled=snap.active, key="train",
                               width="stretch")

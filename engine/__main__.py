@@ -25,7 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a run into a folder")
     train.add_argument("--out", type=Path, required=True)
     train.add_argument("--preset", default="default", choices=sorted(PRESETS))
-    train.add_argument("--seed", type=int)
+    train.add_argument("--seed", type=int, help="starting weights and the order claims are drawn in")
+    train.add_argument("--data-seed", type=int, help="which claims are generated (default 0, as in the app)")
     train.add_argument("--steps", type=int)
     train.add_argument("--target-accuracy", type=float)
     train.add_argument("--max-seconds", type=float)
@@ -51,9 +52,9 @@ def _first_reach(evals: tuple, level: float, prepare_seconds: float) -> dict | N
 
 def train(args: argparse.Namespace) -> int:
     config = preset(args.preset)
-    overrides = {"seed": args.seed, "steps": args.steps, "target_accuracy": args.target_accuracy,
-                 "max_seconds": args.max_seconds, "optimizer": args.optimizer, "lr": args.lr,
-                 "batch_size": args.batch_size, "threads": args.threads}
+    overrides = {"seed": args.seed, "data_seed": args.data_seed, "steps": args.steps,
+                 "target_accuracy": args.target_accuracy, "max_seconds": args.max_seconds,
+                 "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size, "threads": args.threads}
     for name, value in overrides.items():
         if value is not None:
             setattr(config, name, value)

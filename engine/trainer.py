@@ -47,6 +47,7 @@ LIMITS: dict[str, tuple[float, float, bool]] = {
     "batch_size": (1, 1024, True),
     "steps": (1, MAX_STEPS, True),
     "seed": (0, 2**31 - 1, True),
+    "data_seed": (0, 2**31 - 1, True),
     "warmup_steps": (0, MAX_STEPS, True),
     "pool_size": (100, 500_000, True),
     "heldout_size": (50, 50_000, True),
@@ -64,7 +65,10 @@ class TrainConfig:
     lr: float = 3e-3
     batch_size: int = 128
     steps: int = 2000
-    seed: int = 0
+    seed: int = 0  # starting weights and the order claims are drawn in
+    # which claims are generated (training pool, held-out set): the same for every run unless changed, so runs
+    # are compared on the same held-out claims and a pool built once (cached) serves every later run
+    data_seed: int = 0
     warmup_steps: int = 100
     schedule: str = "cosine"
     momentum: float = 0.9
@@ -317,10 +321,10 @@ class Trainer:
             device = pick_device(config)
             prepare_started = time.perf_counter()
             if config.claims_csv:
-                data = build_data_from_csv(Path(config.claims_csv), config.seed, config.model.max_len)
+                data = build_data_from_csv(Path(config.claims_csv), config.data_seed, config.model.max_len)
             else:
                 cache = folder.parent / POOL_CACHE if folder is not None else None
-                data = build_data(config.seed, config.pool_size, config.heldout_size, config.model.max_len, cache)
+                data = build_data(config.data_seed, config.pool_size, config.heldout_size, config.model.max_len, cache)
             model_config = ModelConfig(**{**asdict(config.model), "vocab_size": len(data.tokenizer.vocab),
                                           "n_categories": N_CATEGORIES})
             config.model = model_config

@@ -56,6 +56,23 @@ def test_same_seed_same_losses() -> None:
     assert losses[0] == losses[1]
 
 
+def test_seeds_share_the_claims_and_the_data_seed_changes_them() -> None:
+    def run(**overrides) -> tuple[list[float], torch.Tensor]:
+        hub = TelemetryHub()
+        trainer = Trainer(hub)
+        trainer.start(quick(steps=5, threads=1, **overrides))
+        wait_for(lambda: not trainer.active)
+        assert trainer.data is not None
+        return hub.snapshot().loss.values, trainer.data.heldout.tokens
+
+    first_losses, first_claims = run(seed=1)
+    other_losses, other_claims = run(seed=2)
+    assert torch.equal(first_claims, other_claims)  # same held-out claims, so runs compare fairly
+    assert first_losses != other_losses  # but other starting weights and batches
+    _, other_data = run(seed=1, data_seed=5)
+    assert not torch.equal(first_claims, other_data)
+
+
 def test_pause_resume_stop_reset_from_another_thread() -> None:
     hub = TelemetryHub()
     trainer = Trainer(hub)
