@@ -55,6 +55,7 @@ LIMITS: dict[str, tuple[float, float, bool]] = {
     "optim_every": (1, MAX_STEPS, True),
     "threads": (0, 64, True),
     "momentum": (0.0, 0.999, True),
+    "beta2": (0.0, 0.9999, True),
 }
 
 
@@ -72,6 +73,7 @@ class TrainConfig:
     warmup_steps: int = 100
     schedule: str = "cosine"
     momentum: float = 0.9
+    beta2: float = 0.999  # Adam's second-moment decay: its memory of mistake sizes spans ~1 / (1 - beta2) steps
     pool_size: int = 40_000
     heldout_size: int = 1000
     eval_every: int = 100
@@ -141,7 +143,7 @@ def learning_rate(config: TrainConfig, step: int) -> float:
 
 def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     if config.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=config.lr, foreach=True)
+        return torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, config.beta2), foreach=True)
     momentum = config.momentum if config.optimizer == "sgd-momentum" else 0.0
     return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=momentum, foreach=True)
 

@@ -21,19 +21,23 @@ def test_idle_page_explains_and_waits(open_app, healthy):
     at = open_app(PAGE)
     healthy(at)
     assert "bias correction" in at.markdown[0].value
+    assert f"(1 − {preset('default').beta2:g}ᵗ)" in at.markdown[0].value  # the recipe a Train press would use
     assert "press Train" in at.info[0].value
     assert at.button(key="race").disabled
 
 
 def test_per_head_series_appear_after_a_few_steps(open_app, rerun, healthy):
     engine = get_engine()
-    engine.start(preset("quick"))
+    config = preset("quick")
+    config.beta2 = 0.95
+    engine.start(config)
     at = open_app(PAGE)
     # the page draws the snapshot of its last run, so wait for the engine first, then draw once more
     # the charts are rebuilt at most every 2 s: wait until the drawn ones hold three points
     rerun(at, lambda: len(at.get("plotly_chart")) >= 4
           and all(len(plotly_array(line["y"])) >= 3 for chart in charts(at)[:4] for line in chart["data"]))
     healthy(at)
+    assert "`v = 0.95·v + 0.05·gradient²`, a memory of about 20 steps" in at.markdown[0].value  # this run's Adam
     memory = charts(at)[:4]
     assert [c["layout"]["title"]["text"] for c in memory] == [t for t, _ in figures.MEMORY_METRICS.values()]
     for chart in memory:
