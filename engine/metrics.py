@@ -101,7 +101,7 @@ def _layout(model: ClaimsTransformer) -> _Layout:
         head = None if owner is None else _head_segment(name, param, owner, heads.index(owner.name) * owner.n_heads)
         head = torch.full((param.numel(),), no_head) if head is None else head
         segments.append(groups.index(_group_name(name)) * (no_head + 1) + head)
-    segment = torch.cat(segments)
+    segment = torch.cat(segments).to(named[0][1].device)
     counts = torch.bincount(segment, minlength=len(groups) * (no_head + 1)).view(len(groups), no_head + 1)
     layout = _Layout(tuple(p for _, p in named), groups, heads, model.config.n_heads, segment, counts)
     _LAYOUTS[model] = layout

@@ -218,9 +218,6 @@ class ClaimsTransformer(nn.Module):
             names += [layer.self_attention.name, layer.cross_attention.name]
         return names
 
-    def attention_modules(self) -> dict[str, Attention]:
-        return {m.name: m for m in self.modules() if isinstance(m, Attention)}
-
     def encode(self, tokens: torch.Tensor, categories: torch.Tensor, capture: Capture | None = None,
                gates: HeadGates | None = None) -> Memory:
         # about half of a batch's (B, T) grid is padding: the encoder works on the real tokens only
