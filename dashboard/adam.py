@@ -51,8 +51,7 @@ def memories() -> None:
         st.info("Waiting for the first training step…" if snap.active
                 else "The charts fill in once a run has taken its first step: press Train on the Train page.")
         return
-    st.caption(f"Run: {summaries.config_text(snap.config)}; learning-rate warm-up over "
-               f"{snap.config.get('warmup_steps', 0)} steps, then a {snap.config.get('schedule', '')} schedule, "
+    st.caption(f"Run: {summaries.config_text(snap.config)}; {summaries.schedule_text(snap.config)}, "
                "which the effective step follows.")
     # built once for every viewer (see `shared`), and at most every 2 s: a new point of the optimizer's statistics
     # arrives every half second, and rebuilding these charts for each one halved the training speed (bench.ui_render)

@@ -48,6 +48,15 @@ def config_text(config: dict) -> str:
             f"seed {config.get('seed')}, {config.get('steps'):,} steps")
 
 
+def schedule_text(config: dict) -> str:
+    """The learning-rate schedule in words (runs saved before decay_fraction existed decayed until their end)."""
+    warmup = f"learning-rate warm-up over {config.get('warmup_steps', 0):,} steps"
+    if config.get("schedule") != "cosine":
+        return f"{warmup}, then constant"
+    floor_step = round(config.get("steps", 0) * config.get("decay_fraction", 1.0))
+    return f"{warmup}, then a cosine down to 10% by step {floor_step:,}"
+
+
 def _loss_until(snap: Snapshot, step: int, window: int = 20) -> np.ndarray:
     values = [v for s, v in zip(snap.loss.steps, snap.loss.values, strict=True) if s <= step]
     return np.asarray(values[-window:])

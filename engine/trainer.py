@@ -56,6 +56,7 @@ LIMITS: dict[str, tuple[float, float, bool]] = {
     "threads": (0, 64, True),
     "momentum": (0.0, 0.999, True),
     "beta2": (0.0, 0.9999, True),
+    "decay_fraction": (0.0, 1.0, False),
 }
 
 
@@ -72,6 +73,7 @@ class TrainConfig:
     data_seed: int = 0
     warmup_steps: int = 100
     schedule: str = "cosine"
+    decay_fraction: float = 1.0  # the cosine reaches its floor (10% of lr) after this share of the steps, then stays
     momentum: float = 0.9
     beta2: float = 0.999  # Adam's second-moment decay: its memory of mistake sizes spans ~1 / (1 - beta2) steps
     pool_size: int = 40_000
@@ -137,7 +139,8 @@ def learning_rate(config: TrainConfig, step: int) -> float:
         return config.lr * step / config.warmup_steps
     if config.schedule == "constant":
         return config.lr
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    decay_steps = round(config.steps * config.decay_fraction)
+    progress = (step - config.warmup_steps) / max(1, decay_steps - config.warmup_steps)
     return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 

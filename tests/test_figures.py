@@ -130,6 +130,12 @@ def test_progress_and_status_text(snapshot_factory):
     paused = Snapshot(status="paused", step=5, message="Paused at step 5")
     assert summaries.status_text(paused) == "Paused at step 5. Press Resume to continue."
     assert summaries.config_text(snap.config) == "Adam, learning rate 0.003, batch 32, seed 0, 600 steps"
+    cosine = {"schedule": "cosine", "warmup_steps": 100, "steps": 2500, "decay_fraction": 0.8}
+    assert summaries.schedule_text(cosine) == ("learning-rate warm-up over 100 steps, then a cosine down to 10% by "
+                                               "step 2,000")
+    older = {"schedule": "cosine", "warmup_steps": 100, "steps": 2000}  # saved before decay_fraction existed
+    assert summaries.schedule_text(older).endswith("by step 2,000")
+    assert summaries.schedule_text({"schedule": "constant", "warmup_steps": 0}).endswith(", then constant")
 
 
 def test_race_summary_compares_at_the_same_step_and_says_who_is_lower(snapshot_factory):

@@ -11,7 +11,7 @@ from support import wait_for
 from engine.presets import preset
 from engine.runs import load_checkpoint, replay
 from engine.telemetry import TelemetryHub
-from engine.trainer import ConfigError, EngineBusy, Trainer
+from engine.trainer import ConfigError, EngineBusy, Trainer, learning_rate
 
 
 def quick(**overrides):
@@ -71,6 +71,16 @@ def test_seeds_share_the_claims_and_the_data_seed_changes_them() -> None:
     assert first_losses != other_losses  # but other starting weights and batches
     _, other_data = run(seed=1, data_seed=5)
     assert not torch.equal(first_claims, other_data)
+
+
+def test_learning_rate_warms_up_falls_to_its_floor_and_stays_there() -> None:
+    config = quick(lr=1.0, steps=1000, warmup_steps=100, decay_fraction=0.6)
+    assert learning_rate(config, 50) == pytest.approx(0.5)
+    assert learning_rate(config, 100) == pytest.approx(1.0)
+    assert learning_rate(config, 350) == pytest.approx(0.55)  # half way down the cosine: 0.1 + 0.9 * 0.5
+    assert learning_rate(config, 600) == pytest.approx(0.1)
+    assert learning_rate(config, 1000) == pytest.approx(0.1)
+    assert learning_rate(quick(lr=1.0, steps=1000, warmup_steps=100), 550) == pytest.approx(0.55)
 
 
 def test_pause_resume_stop_reset_from_another_thread() -> None:
