@@ -144,8 +144,9 @@ def analyze_run(folder: Path, claims: int = 2000) -> dict:
     """`python -m engine analyze`: per-head specialization of a saved run's latest weights on held-out claims."""
     predictor = Predictor.from_run(folder)
     config = read_json(folder / "config.json")
-    seed = int(config.get("seed", 0))
-    heldout = encode_claims(generate_claims(claims, seed + HELDOUT_SEED_OFFSET, predictor.catalog),
+    # the run's held-out stream; runs saved before data_seed existed drew their claims from their seed
+    data_seed = int(config.get("data_seed", config.get("seed", 0)))
+    heldout = encode_claims(generate_claims(claims, data_seed + HELDOUT_SEED_OFFSET, predictor.catalog),
                             predictor.tokenizer, predictor.model.config.max_len)
     point = specialization(predictor.model, heldout, predictor.step or 0, N_CATEGORIES, analysis_claims=claims,
                            include_encoder=True)

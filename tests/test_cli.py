@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from engine import inference
+from engine.dataset import HELDOUT_SEED_OFFSET
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -62,6 +65,19 @@ def test_analyze_labels_every_head_with_evidence(trained_run: Path) -> None:
         assert head["label"] and head["evidence"]
         assert set(head["ablation"]) == {"VALID", "MEDICAL", "DOSAGE", "COST", "ADMIN"}
         assert sum(head["shares"].values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_analyze_scores_claims_from_the_runs_data_stream_not_its_seed(trained_run: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    drawn: list[int] = []
+    real = inference.generate_claims
+    def recording(n: int, seed: int, catalog=None):
+        drawn.append(seed)
+        return real(n, seed, catalog)
+
+    monkeypatch.setattr(inference, "generate_claims", recording)
+    inference.analyze_run(trained_run, claims=100)
+    assert drawn == [HELDOUT_SEED_OFFSET]  # data seed 0's held-out stream, though the run's seed is 3
 
 
 def test_bad_settings_and_missing_runs_are_one_line(tmp_path: Path) -> None:
