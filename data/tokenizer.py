@@ -205,7 +205,7 @@ class Tokenizer:
         )
         longest = max((length for lengths in self._phrases.values() for length, _ in lengths), default=1)
         self._pieces_per_token = max(longest, PIECES_PER_TOKEN)
-        self._category_ids = tuple(map(CATEGORIES.index, self._categories))
+        self._category_ids = tuple(map(self.category_id, self._categories))
 
     @staticmethod
     def _category_of(text: str) -> str:

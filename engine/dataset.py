@@ -68,7 +68,7 @@ def _padded(values: list[int], lengths: list[int]) -> torch.Tensor:
 def encode_texts(encoded: list[Encoded], tokenizer: Tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
     lengths = [len(e.tokens) for e in encoded]
     tokens = _padded([t.id for e in encoded for t in e.tokens], lengths)
-    return tokens, _padded([tokenizer.category_id(t.category) for e in encoded for t in e.tokens], lengths)
+    return tokens, _padded([tokenizer.category_ids[t.id] for e in encoded for t in e.tokens], lengths)
 
 
 def encode_claims(claims: list[Claim], tokenizer: Tokenizer, max_len: int) -> ClaimTensors:
