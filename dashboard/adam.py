@@ -9,6 +9,7 @@ from dashboard.engine_resource import get_engine
 from dashboard.live import live, shared_figure
 from engine.core import ConfigError, EngineBusy, RunsFolderError
 from engine.presets import preset
+from engine.trainer import TrainConfig
 
 STORY_BETA2 = 0.999  # the story's second-memory decay
 
@@ -78,8 +79,9 @@ def race() -> None:
 engine = get_engine()
 main, rival = engine.snapshot(), engine.race_snapshot()
 st.title("Adam's memories")
-# a run made before beta2 was recorded used torch's default, 0.999; with no run, the default recipe's is shown
-st.markdown(explanation(preset("default").beta2 if main.status == "idle" else main.config.get("beta2", 0.999)))
+# a run saved before beta2 was recorded reads as the config default (torch's 0.999, which it used); with no run,
+# the default recipe's is shown
+st.markdown(explanation(preset("default").beta2 if main.status == "idle" else TrainConfig.from_dict(main.config).beta2))
 live(memories)
 
 st.subheader("Race: plain SGD against the same run")

@@ -6,6 +6,7 @@ import numpy as np
 
 from dashboard.figures import optimizer_name
 from engine.telemetry import Snapshot
+from engine.trainer import LR_FLOOR, TrainConfig, floor_step
 
 
 def duration(seconds: float | None) -> str:
@@ -48,13 +49,13 @@ def config_text(config: dict) -> str:
             f"seed {config.get('seed')}, {config.get('steps'):,} steps")
 
 
-def schedule_text(config: dict) -> str:
-    """The learning-rate schedule in words (runs saved before decay_fraction existed decayed until their end)."""
-    warmup = f"learning-rate warm-up over {config.get('warmup_steps', 0):,} steps"
-    if config.get("schedule") != "cosine":
+def schedule_text(values: dict) -> str:
+    """A run's learning-rate schedule in words (runs saved before decay_fraction existed decayed until their end)."""
+    config = TrainConfig.from_dict(values)
+    warmup = f"learning-rate warm-up over {config.warmup_steps:,} steps"
+    if config.schedule != "cosine":
         return f"{warmup}, then constant"
-    floor_step = round(config.get("steps", 0) * config.get("decay_fraction", 1.0))
-    return f"{warmup}, then a cosine down to 10% by step {floor_step:,}"
+    return f"{warmup}, then a cosine down to {LR_FLOOR:.0%} by step {floor_step(config):,}"
 
 
 def _loss_until(snap: Snapshot, step: int, window: int = 20) -> np.ndarray:

@@ -30,6 +30,7 @@ MAX_STEPS = 1_000_000
 CHECKPOINT_SECONDS = 15.0
 # Forward passes over a few hundred claims at a time: larger ones cost more per claim on CPU (tensor copies)
 EVAL_CHUNK = 250
+LR_FLOOR = 0.1  # share of the learning rate the cosine schedule ends at
 POOL_CACHE = ".pools"  # beside the run folders: tokenized claim pools, reused by later runs with the same settings
 
 
@@ -73,7 +74,7 @@ class TrainConfig:
     data_seed: int = 0
     warmup_steps: int = 100
     schedule: str = "cosine"
-    decay_fraction: float = 1.0  # the cosine reaches its floor (10% of lr) after this share of the steps, then stays
+    decay_fraction: float = 1.0  # the cosine reaches its floor (LR_FLOOR) after this share of the steps, then stays
     momentum: float = 0.9
     beta2: float = 0.999  # Adam's second-moment decay: its memory of mistake sizes spans ~1 / (1 - beta2) steps
     pool_size: int = 40_000
@@ -134,14 +135,18 @@ def specialization_schedule(total: int) -> set[int]:
     return {*chosen, total}
 
 
+def floor_step(config: TrainConfig) -> int:
+    """The step at which the cosine schedule reaches its floor, LR_FLOOR x lr, where it stays."""
+    return round(config.steps * config.decay_fraction)
+
+
 def learning_rate(config: TrainConfig, step: int) -> float:
     if config.warmup_steps and step <= config.warmup_steps:
         return config.lr * step / config.warmup_steps
     if config.schedule == "constant":
         return config.lr
-    decay_steps = round(config.steps * config.decay_fraction)
-    progress = (step - config.warmup_steps) / max(1, decay_steps - config.warmup_steps)
-    return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+    progress = (step - config.warmup_steps) / max(1, floor_step(config) - config.warmup_steps)
+    return config.lr * (LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
 def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
