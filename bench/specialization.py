@@ -1,6 +1,6 @@
 """Do heads specialize? Train the preset for several seeds, run `python -m engine analyze` on each, print the
-ablation matrix (accuracy drop per reason when a head is zeroed) and how many heads own exactly one reason
-(drop >= 0.5 on it, <= 0.1 on every other reason).
+ablation matrix (accuracy drop per reason when a head is zeroed, and per ADMIN check: heads often split ADMIN's
+four checks) and how many heads own exactly one reason (drop >= 0.5 on it, <= 0.1 on every other reason).
 
 Run: .venv/bin/python -m bench.specialization [--preset default] [--seeds 0 1 2 3 4]
 """
@@ -27,10 +27,11 @@ def engine(*args: str) -> str:
 
 
 def print_matrix(name: str, heads: list[dict]) -> int:
-    print(f"  {name}: head | " + " | ".join(f"{r:>7}" for r in REASONS) + " | label")
+    print(f"  {name}: head | " + " | ".join(f"{r:>7}" for r in REASONS) + " | label | ADMIN: sex age specialty place")
     for head in heads:
         drops = " | ".join(f"{-head['ablation'][r]:>+7.2f}" for r in REASONS)
-        print(f"  {'':>{len(name)}}  {head['head'] + 1:>4} | {drops} | {head['label']}")
+        kinds = " ".join(f"{0.0 - d:+.2f}" for d in head.get("admin_kinds", {}).values())
+        print(f"  {'':>{len(name)}}  {head['head'] + 1:>4} | {drops} | {head['label']} | {kinds}")
     return sum("specialist" in h["label"] for h in heads)
 
 

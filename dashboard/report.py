@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 
 from dashboard import figures, head_figures, summaries
 from engine.analysis import ANALYSIS_CLAIMS
+from engine.metrics import SPECIALIST_DROP
 from engine.model import CLASSES, REASONS
 from engine.telemetry import HeadSpecialization, Snapshot, SpecializationPoint
 
@@ -74,9 +75,26 @@ def _changes(head: HeadSpecialization, threshold: float = 0.05) -> list[tuple[st
     return sorted([c for c in changes if abs(c[1]) >= threshold], key=lambda c: c[1])
 
 
+def admin_split_sentence(head: HeadSpecialization) -> str:
+    """'Of ADMIN's four checks it carries sex and age: ...' when the head carries some of ADMIN's kinds (drop >=
+    SPECIALIST_DROP) but not all of them; empty otherwise. ADMIN is four checks, and heads often split them."""
+    drops = {kind: 0.0 - drop for kind, drop in head.admin_kinds.items() if not math.isnan(drop)}
+    carried = [kind for kind, change in drops.items() if change <= -SPECIALIST_DROP]
+    if not carried or len(carried) == len(drops):
+        return ""
+    rest = ", ".join(f"{kind} {change:+.2f}" for kind, change in drops.items() if kind not in carried)
+    return (f" Of ADMIN's four checks it carries {_join(carried)}: switched off, "
+            f"{'that check' if len(carried) == 1 else 'those checks'} change by "
+            f"{_join([f'{drops[kind]:+.2f}' for kind in carried])} ({rest}).")
+
+
 def head_sentence(index: int, head: HeadSpecialization) -> str:
     """'Head 2: COST specialist. Switched off, COST accuracy changes by -0.71; every other reason by at most
     -0.02.' The label is the engine's; the sentence only spells out the ablation numbers behind it."""
+    return _reason_sentence(index, head) + admin_split_sentence(head)
+
+
+def _reason_sentence(index: int, head: HeadSpecialization) -> str:
     name = f"**Head {index + 1}: {head.label}.**"
     drops = {r: -head.ablation.get(r, 0.0) for r in REASONS}
     if "specialist" in head.label or head.label.startswith("leans"):

@@ -13,6 +13,12 @@ The story says each of the four attention heads becomes a specialist: one for me
 costs, one for paperwork. Here is what this run measured. **What a head looks at** is not proof of what it is for:
 a word that every head stares at (an *attention sink*) makes all heads look alike. So every head is named only from
 **what breaks when it is switched off** (its ablation), and called a *generalist* when no single reason depends on it.
+
+Two design choices give specialists a chance, and nothing more: each cross-attention head chooses *where* to look
+from the claim's words and fields as written, not from what the encoder concluded about them (it then reads those
+conclusions), and each starts out looking at different words. Looking by the encoder's conclusions, one head
+learned to find "whichever word is wrong" for every reason, and specialists seldom formed. No training signal asks
+for specialists; whatever forms here formed on its own.
 """
 
 
@@ -56,7 +62,8 @@ def history() -> None:
     st.subheader("How it got there")
     st.caption(f"Measured while training, on {ANALYSIS_CLAIMS} held-out claims at {len(snap.specialization)} "
                "log-spaced steps (dense early, where heads change most), so the last step can differ a little from "
-               "the verdict above. Drag the slider or press Play to watch attention go from even to focused.")
+               "the verdict above. Drag the slider or press Play to watch each head move from where it "
+               "happened to start to where training sent it.")
     # built once for every viewer (see `shared`), whenever the trainer measures the heads again
     key = (snap.run_id, snap.status, len(snap.specialization), snap.specialization[-1].step)
     for name, build in (("shares", head_figures.shares_figure), ("ablation_history", head_figures.ablation_figure),

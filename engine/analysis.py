@@ -7,7 +7,14 @@ import torch
 
 from data.tokenizer import CATEGORIES
 from engine.dataset import ClaimTensors
-from engine.metrics import attention_confidence, attention_entropy, category_shares, head_label, per_class_accuracy
+from engine.metrics import (
+    admin_kind_accuracy,
+    attention_confidence,
+    attention_entropy,
+    category_shares,
+    head_label,
+    per_class_accuracy,
+)
 from engine.model import CLASSES, REASON_POSITION, ClaimsTransformer, HeadGates, greedy_outcomes, ones_gates
 from engine.telemetry import AttentionPoint, HeadSpecialization, SpecializationPoint
 
@@ -72,19 +79,26 @@ def head_importance(scorer: _Scorer, names: list[str]) -> dict[str, torch.Tensor
     return result
 
 
-def ablation_drops(scorer: _Scorer, names: list[str]) -> dict[str, list[dict]]:
-    """Per head: accuracy drop for each true class when that head's output is zeroed."""
-    truth = scorer.claims.classes
-    _, base = per_class_accuracy(greedy_outcomes(scorer.base), truth)
-    drops: dict[str, list[dict]] = {}
+def _accuracies(predicted: torch.Tensor, claims: ClaimTensors) -> tuple[dict[str, float], dict[str, float]]:
+    _, per_class = per_class_accuracy(predicted, claims.classes)
+    kinds = {} if claims.admin_kinds is None else admin_kind_accuracy(predicted, claims.classes, claims.admin_kinds)
+    return per_class, kinds
+
+
+def ablation_drops(scorer: _Scorer, names: list[str]) -> dict[str, list[tuple[dict, dict]]]:
+    """Per head: accuracy drop for each true class, and for each of ADMIN's kinds (when the claims' kinds are
+    known), when that head's output is zeroed."""
+    base, base_kinds = _accuracies(greedy_outcomes(scorer.base), scorer.claims)
+    drops: dict[str, list[tuple[dict, dict]]] = {}
     with torch.no_grad():
         for name in names:
             drops[name] = []
             for head in range(scorer.model.config.n_heads):
                 gates = ones_gates(scorer.model, [name])
                 gates[name][head] = 0.0
-                _, ablated = per_class_accuracy(greedy_outcomes(scorer.log_probs(gates)), truth)
-                drops[name].append({c: base[c] - ablated[c] for c in CLASSES})
+                ablated, ablated_kinds = _accuracies(greedy_outcomes(scorer.log_probs(gates)), scorer.claims)
+                drops[name].append(({c: base[c] - ablated[c] for c in CLASSES},
+                                    {k: base_kinds[k] - ablated_kinds[k] for k in base_kinds}))
     return drops
 
 
@@ -105,11 +119,13 @@ def specialization(model: ClaimsTransformer, heldout: ClaimTensors, step: int, n
         entropy, confidence = attention_entropy(rows), attention_confidence(rows)
         per_head = []
         for head in range(model.config.n_heads):
-            label, evidence = head_label(drops[name][head])
+            ablation, admin_kinds = drops[name][head]
+            label, evidence = head_label(ablation)
             per_head.append(HeadSpecialization(
                 shares={CATEGORIES[c]: float(shares[head, c]) for c in range(n_categories)},
                 entropy=float(entropy[head]), confidence=float(confidence[head]),
-                importance=float(importance[name][head]), ablation=drops[name][head], label=label, evidence=evidence,
+                importance=float(importance[name][head]), ablation=ablation, label=label, evidence=evidence,
+                admin_kinds=admin_kinds,
             ))
         heads[name] = tuple(per_head)
     return SpecializationPoint(step, heads)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
 import data as data_package
 from data.catalog import CATALOG_DIR, Catalog, load_catalog
-from data.generator import Claim, generate_claims
+from data.generator import ADMIN_KINDS, Claim, generate_claims
 from data.rules import label
 from data.tokenizer import CATEGORIES, Encoded, Tokenizer, parse_claim
 from engine.model import CLASSES
@@ -38,20 +38,23 @@ class ClaimTensors:
     tokens: torch.Tensor  # (N, T) token ids, 0 = padding
     categories: torch.Tensor  # (N, T) field category ids
     classes: torch.Tensor  # (N,) index into CLASSES
+    admin_kinds: torch.Tensor | None = None  # (N,) index into ADMIN_KINDS for ADMIN claims, else -1; None: unknown
 
     def __len__(self) -> int:
         return self.tokens.shape[0]
 
     def subset(self, index: torch.Tensor | slice) -> ClaimTensors:
-        return ClaimTensors(self.tokens[index], self.categories[index], self.classes[index])
+        kinds = None if self.admin_kinds is None else self.admin_kinds[index]
+        return ClaimTensors(self.tokens[index], self.categories[index], self.classes[index], kinds)
 
     def trimmed(self) -> ClaimTensors:
         """Drop padding columns that no claim in this batch uses (the pool is padded to its longest claim)."""
         length = max(int((self.tokens != 0).sum(dim=1).max()), 1)
-        return ClaimTensors(self.tokens[:, :length], self.categories[:, :length], self.classes)
+        return replace(self, tokens=self.tokens[:, :length], categories=self.categories[:, :length])
 
     def to(self, device: torch.device | str) -> ClaimTensors:
-        return ClaimTensors(self.tokens.to(device), self.categories.to(device), self.classes.to(device))
+        kinds = None if self.admin_kinds is None else self.admin_kinds.to(device)
+        return ClaimTensors(self.tokens.to(device), self.categories.to(device), self.classes.to(device), kinds)
 
 
 def _padded(values: list[int], lengths: list[int]) -> torch.Tensor:
@@ -82,7 +85,8 @@ def encode_claims(claims: list[Claim], tokenizer: Tokenizer, max_len: int) -> Cl
     category_ids = tokenizer.category_ids
     tokens, categories = _padded(ids, lengths), _padded([category_ids[i] for i in ids], lengths)
     classes = torch.tensor([class_index(c.verdict, c.reason) for c in claims], dtype=torch.long)
-    return ClaimTensors(tokens, categories, classes)
+    kinds = torch.tensor([ADMIN_KINDS.index(c.admin_kind) if c.admin_kind else -1 for c in claims], dtype=torch.long)
+    return ClaimTensors(tokens, categories, classes, kinds)
 
 
 @dataclass(frozen=True)
@@ -164,7 +168,7 @@ def _pool_key(*settings: int) -> str:
 
 
 def _tensors(values: dict[str, torch.Tensor]) -> ClaimTensors:
-    return ClaimTensors(*(values[name].long() for name in ("tokens", "categories", "classes")))
+    return ClaimTensors(**{name: tensor.long() for name, tensor in values.items()})
 
 
 def _read_pool(path: Path, tokenizer: Tokenizer) -> ClaimData:
@@ -179,7 +183,7 @@ def _write_pool(path: Path, data: ClaimData) -> None:
     """Best effort: a pool that cannot be saved is simply built again next time."""
     # ids fit 16 bits while the vocabulary does (about 850 words): a quarter of the file
     small = torch.int16 if len(data.tokenizer.vocab) < 2**15 else torch.int32
-    parts = {name: {k: v.to(small) for k, v in asdict(getattr(data, name)).items()}
+    parts = {name: {k: v.to(small) for k, v in asdict(getattr(data, name)).items() if v is not None}
              for name in ("train", "heldout", "probe")}
     probe_claims = [[p.text, p.label, list(p.tokens), list(p.categories)] for p in data.probe_claims]
     buffer = io.BytesIO()

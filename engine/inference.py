@@ -74,7 +74,7 @@ class Predictor:
         config = read_json(folder / "config.json")
         tokenizer = Tokenizer.from_json(read_json(folder / "tokenizer.json"))
         payload = load_checkpoint(folder / "checkpoints" / "latest.pt")
-        model_config = ModelConfig(**config.get("model", {}))
+        model_config = ModelConfig.from_dict(config.get("model", {}))
         trained_with = payload.get("model_config") or {}
         differences = [f"{k} is {trained_with[k]} in the checkpoint but {v} in config.json"
                        for k, v in model_config.to_dict().items() if k in trained_with and trained_with[k] != v]

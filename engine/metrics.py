@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from data.generator import ADMIN_KINDS
 from engine.model import CLASSES, REASONS, Attention, ClaimsTransformer
 from engine.telemetry import OptimPoint, OptimStats
 
@@ -139,6 +140,17 @@ def per_class_accuracy(predicted: torch.Tensor, truth: torch.Tensor) -> tuple[fl
         chosen = truth == index
         per_class[name] = float(correct[chosen].float().mean()) if chosen.any() else float("nan")
     return float(correct.float().mean()), per_class
+
+
+def admin_kind_accuracy(predicted: torch.Tensor, truth: torch.Tensor, kinds: torch.Tensor) -> dict[str, float]:
+    """Exact-match accuracy on the ADMIN claims of each kind; kinds: (N,) index into ADMIN_KINDS, -1 for claims
+    that are not ADMIN. NaN for a kind without claims."""
+    correct = predicted == truth
+    accuracy = {}
+    for index, kind in enumerate(ADMIN_KINDS):
+        chosen = kinds == index
+        accuracy[kind] = float(correct[chosen].float().mean()) if chosen.any() else float("nan")
+    return accuracy
 
 
 def category_shares(weights: torch.Tensor, categories: torch.Tensor, n_categories: int) -> torch.Tensor:

@@ -8,7 +8,7 @@ that the dashboard shows. Capture points are named "<stack>.<layer>.<kind>", e.g
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +20,7 @@ REASONS = ("MEDICAL", "DOSAGE", "COST", "ADMIN")
 # The five outcomes a claim can have; index 0 is VALID, 1.. are INVALID with that reason.
 CLASSES = ("VALID", *REASONS)
 REASON_POSITION = 1  # decoder position whose input is the verdict and whose output is the reason
+CROSS_KEYS = ("embeddings", "encoder")
 
 
 @dataclass
@@ -34,9 +35,22 @@ class ModelConfig:
     n_decoder_layers: int = 1
     dropout: float = 0.0
     category_embedding: bool = True  # field-aware input: each token also embeds its field category
+    # Where cross-attention heads choose to look from: the claim's embedded words, fields and positions, or the
+    # encoder's output. Either way they read the encoder's output. Keyed on the encoder's output, one head found
+    # whichever word the encoder had marked as wrong, for every reason, and specialists rarely formed (README).
+    cross_keys: str = "embeddings"
+    # Starting spread of cross-attention's query and key weights: at 0.2 (the rest start at 0.02) each head starts
+    # out looking at different words instead of evenly at all of them.
+    cross_qk_init: float = 0.2
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ModelConfig:
+        """A saved configuration; runs saved before `cross_keys` existed keyed cross-attention on the encoder."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{"cross_keys": "encoder", **{k: v for k, v in values.items() if k in known}})
 
 
 Capture = dict[str, torch.Tensor]
@@ -69,6 +83,7 @@ class Memory:
 
     tokens: torch.Tensor  # (N, C)
     packing: Packing
+    key_tokens: torch.Tensor | None = None  # (N, C) what cross-attention keys are computed from, when not tokens
     # cross-attention name -> its keys and values (B, H, T, hd), for many decoder passes over the same claims
     keys_values: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
 
@@ -93,10 +108,11 @@ class Attention(nn.Module):
         batch, length, _ = x.shape
         return x.view(batch, length, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
 
-    def keys_values(self, memory: torch.Tensor, memory_packing: Packing | None = None
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys and values (B, H, Tk, hd) of memory (B, Tk, C), or of its real tokens (N, C) given their packing."""
-        k, v = self.key(memory), self.value(memory)
+    def keys_values(self, memory: torch.Tensor, memory_packing: Packing | None = None,
+                    key_tokens: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values (B, H, Tk, hd) of memory (B, Tk, C), or of its real tokens (N, C) given their packing;
+        the keys from `key_tokens` (shaped as memory) when given."""
+        k, v = self.key(memory if key_tokens is None else key_tokens), self.value(memory)
         if memory_packing is not None:
             k, v = memory_packing.unpack(k), memory_packing.unpack(v)
         return self._split(k), self._split(v)
@@ -111,15 +127,16 @@ class Attention(nn.Module):
         x_packing: Packing | None = None,
         memory_packing: Packing | None = None,
         keys_values: tuple[torch.Tensor, torch.Tensor] | None = None,
+        key_tokens: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x: (B, Tq, C) and memory: (B, Tk, C); or, given their packing, only their real tokens (N, C), with the
         result packed as x is: the projections then skip the padding, while the scores need the (B, T) grid.
-        `keys_values`, when given, are memory's already projected."""
+        `keys_values`, when given, are memory's already projected; `key_tokens`, when given, make the keys."""
         q = self.query(x)
         if x_packing is not None:
             q = x_packing.unpack(q)
         q = self._split(q)
-        k, v = keys_values if keys_values is not None else self.keys_values(memory, memory_packing)
+        k, v = keys_values if keys_values is not None else self.keys_values(memory, memory_packing, key_tokens)
         scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, H, Tq, Tk)
         scores = scores.masked_fill(~key_mask, float("-inf"))
         weights = scores.softmax(dim=-1)  # (B, H, Tq, Tk)
@@ -182,7 +199,8 @@ class DecoderLayer(nn.Module):
         key_mask = memory.packing.mask[:, None, None, :]  # (B, 1, 1, T)
         cached = memory.keys_values.get(self.cross_attention.name) if memory.keys_values else None
         y = y + self.dropout(self.cross_attention(self.norm_cross(y), memory.tokens, key_mask, capture, gates,
-                                                  memory_packing=memory.packing, keys_values=cached))
+                                                  memory_packing=memory.packing, keys_values=cached,
+                                                  key_tokens=memory.key_tokens))
         return y + self.dropout(self.ff(self.norm_ff(y)))
 
 
@@ -200,9 +218,13 @@ class ClaimsTransformer(nn.Module):
         self.encoder = nn.ModuleList(EncoderLayer(config, i) for i in range(config.n_encoder_layers))
         self.decoder = nn.ModuleList(DecoderLayer(config, i) for i in range(config.n_decoder_layers))
         self.norm_memory = nn.LayerNorm(config.d_model)
+        self.norm_keys = nn.LayerNorm(config.d_model) if config.cross_keys == "embeddings" else None
         self.norm_out = nn.LayerNorm(config.d_model)
         self.output = nn.Linear(config.d_model, len(TARGET_VOCAB))
         self.apply(self._init_weights)
+        for layer in self.decoder:
+            nn.init.normal_(layer.cross_attention.query.weight, std=config.cross_qk_init)
+            nn.init.normal_(layer.cross_attention.key.weight, std=config.cross_qk_init)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -226,16 +248,20 @@ class ClaimsTransformer(nn.Module):
         x = self.token_embedding(packing.pack(tokens)) + self.position_embedding(packing.pack(positions))  # (N, C)
         if self.config.category_embedding:
             x = x + self.category_embedding(packing.pack(categories))
+        key_tokens = self.norm_keys(x) if self.norm_keys is not None else None
         for layer in self.encoder:
             x = layer(x, packing, capture, gates)
-        return Memory(self.norm_memory(x), packing)
+        return Memory(self.norm_memory(x), packing, key_tokens)
 
     @torch.no_grad()
     def with_keys_values(self, memory: Memory) -> Memory:
         """The memory with every cross-attention's keys and values computed once: they depend neither on the
         decoder's input nor on head gates, so repeated decoder passes over the same claims (ablations) reuse them."""
-        keys_values = {layer.cross_attention.name: layer.cross_attention.keys_values(memory.tokens, memory.packing)
-                       for layer in self.decoder}
+        keys_values = {
+            layer.cross_attention.name: layer.cross_attention.keys_values(memory.tokens, memory.packing,
+                                                                          memory.key_tokens)
+            for layer in self.decoder
+        }
         return replace(memory, keys_values=keys_values)
 
     def decode(self, targets: torch.Tensor, memory: Memory, capture: Capture | None = None,

@@ -67,6 +67,9 @@ class HeadSpecialization:
     ablation: dict[str, float]  # class -> accuracy drop when this head is zeroed
     label: str
     evidence: str
+    # ADMIN's kind (sex, age, specialty, place) -> accuracy drop on ADMIN claims of that kind when this head is
+    # zeroed; ADMIN is four different checks, which heads can split. Empty when the claims' kinds are unknown.
+    admin_kinds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,14 @@ from engine.analysis import capture_probe, specialization
 from engine.claims_csv import build_data_from_csv
 from engine.dataset import N_CATEGORIES, ClaimData, ClaimTensors, build_data
 from engine.metrics import optimizer_stats, per_class_accuracy
-from engine.model import TARGET_VOCAB, ClaimsTransformer, ModelConfig, targets_for_classes, teacher_forced_outcomes
+from engine.model import (
+    CROSS_KEYS,
+    TARGET_VOCAB,
+    ClaimsTransformer,
+    ModelConfig,
+    targets_for_classes,
+    teacher_forced_outcomes,
+)
 from engine.runs import RunWriter
 from engine.telemetry import EvalPoint, TelemetryHub
 
@@ -104,6 +111,8 @@ class TrainConfig:
             raise ConfigError(f"max seconds must be in (0, 604800] (got {self.max_seconds!r})")
         if self.target_accuracy is not None and not (0 < self.target_accuracy <= 1):
             raise ConfigError(f"target accuracy must be in (0, 1] (got {self.target_accuracy!r})")
+        if self.model.cross_keys not in CROSS_KEYS:
+            raise ConfigError(f"cross keys must be one of {', '.join(CROSS_KEYS)} (got '{self.model.cross_keys}')")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -112,8 +121,7 @@ class TrainConfig:
     def from_dict(cls, values: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         config = cls(**{k: v for k, v in values.items() if k in known and k != "model"})
-        model_known = {f.name for f in fields(ModelConfig)}
-        config.model = ModelConfig(**{k: v for k, v in values.get("model", {}).items() if k in model_known})
+        config.model = ModelConfig.from_dict(values.get("model", {}))
         return config
 
 

@@ -188,6 +188,18 @@ def test_story_never_claims_a_specialist_the_numbers_do_not_show():
     assert "was borne out" in report.promise_sentence(four)
 
 
+def test_a_head_that_carries_half_of_admin_says_which_checks() -> None:
+    demographics = replace(head("leans ADMIN", ADMIN=0.45),
+                           admin_kinds={"sex": 0.9, "age": 0.8, "specialty": 0.05, "place": 0.0})
+    sentence = report.head_sentence(2, demographics)
+    assert sentence.startswith("**Head 3: leans ADMIN.** Switched off, ADMIN accuracy changes by -0.45")
+    assert "Of ADMIN's four checks it carries sex and age: switched off, those checks change by -0.90 and -0.80 " \
+           "(specialty -0.05, place +0.00)." in sentence
+    whole = replace(head("ADMIN specialist", ADMIN=0.9), admin_kinds=dict.fromkeys(("sex", "age", "specialty",
+                                                                                     "place"), 0.9))
+    assert "four checks" not in report.head_sentence(0, whole) and "four checks" not in report.head_sentence(0, head())
+
+
 def test_story_of_an_idle_run_is_empty_and_a_running_one_says_so_far():
     assert report.tell_story(build_snapshot(steps=10).__class__()) == []
     running = replace(story_snapshot(), status="running")

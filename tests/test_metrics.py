@@ -5,6 +5,7 @@ import math
 import torch
 
 from engine.metrics import (
+    admin_kind_accuracy,
     applied_update,
     attention_confidence,
     attention_entropy,
@@ -30,6 +31,16 @@ def test_per_class_accuracy_by_hand() -> None:
     assert overall == 0.75
     assert per_class["VALID"] == 1.0 and per_class["MEDICAL"] == 0.5 and per_class["COST"] == 1.0
     assert math.isnan(per_class["ADMIN"])
+
+
+def test_admin_kind_accuracy_by_hand() -> None:
+    # ADMIN is class 4; kinds index (sex, age, specialty, place), -1 for claims of other classes
+    truth = torch.tensor([4, 4, 4, 4, 4, 0])
+    predicted = torch.tensor([4, 0, 4, 1, 4, 0])
+    kinds = torch.tensor([0, 0, 1, 2, 2, -1])
+    accuracy = admin_kind_accuracy(predicted, truth, kinds)
+    assert accuracy["sex"] == 0.5 and accuracy["age"] == 1.0 and accuracy["specialty"] == 0.5
+    assert math.isnan(accuracy["place"])
 
 
 def test_head_label_needs_the_evidence() -> None:

@@ -105,3 +105,47 @@ def test_a_claims_result_does_not_depend_on_the_padding_or_the_batch_around_it()
         assert torch.allclose(alone[0], together[row], rtol=0, atol=1e-4 * scale), row
     gradients = torch.autograd.grad(together.sum(), model.token_embedding.weight)[0]
     assert gradients[0].abs().max() == 0  # the padding embedding never learns
+
+
+def scaled_model(cross_keys: str) -> ClaimsTransformer:
+    torch.manual_seed(0)
+    model = ClaimsTransformer(ModelConfig(vocab_size=50, d_model=32, d_ff=64, cross_keys=cross_keys))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(20)
+    return model.eval()
+
+
+def test_where_cross_attention_looks_is_chosen_from_the_words_as_written() -> None:
+    silenced_encoder = {"encoder.0.self": torch.zeros(4)}
+    for cross_keys, same_place in (("embeddings", True), ("encoder", False)):
+        model = scaled_model(cross_keys)
+        tokens, categories = tiny_batch(model)
+        plain: dict[str, torch.Tensor] = {}
+        silenced: dict[str, torch.Tensor] = {}
+        outcomes = model.class_log_probs(tokens, categories, capture=plain)
+        changed = model.class_log_probs(tokens, categories, capture=silenced, gates=silenced_encoder)
+        assert not torch.allclose(outcomes, changed)  # what the heads read changed...
+        looks_alike = torch.allclose(plain["decoder.0.cross"], silenced["decoder.0.cross"], atol=1e-6)
+        assert looks_alike == same_place, cross_keys  # ... where they look only when keyed on the encoder
+
+
+def test_runs_saved_before_cross_keys_existed_load_as_they_were_trained() -> None:
+    assert ModelConfig.from_dict({"d_model": 32, "retired_setting": 1}).cross_keys == "encoder"
+    assert ModelConfig.from_dict(ModelConfig().to_dict()) == ModelConfig()
+
+
+def test_cross_attention_heads_start_out_looking_at_different_words() -> None:
+    torch.manual_seed(0)
+    model = ClaimsTransformer(ModelConfig(vocab_size=50)).eval()
+    tokens, categories = tiny_batch(model, batch=64, length=12)
+    tokens[0, 6:] = 1  # no padding: every claim is 12 words long
+    capture: dict[str, torch.Tensor] = {}
+    model.class_log_probs(tokens, categories, capture=capture)
+    even = 1 / 12
+    encoder_peak = capture["encoder.0.self"].max(-1).values.mean()
+    cross = capture["decoder.0.cross"][:, :, 1, :]  # (N, H, T) from the reason position
+    assert encoder_peak < 1.5 * even  # the encoder's heads start out looking evenly...
+    assert (cross.max(-1).values.mean(0) > 3 * even).all()  # ... each cross-attention head at a few words
+    favourite = cross.mean(0).argmax(-1)  # (H,) the position each head looks at most
+    assert len(set(favourite.tolist())) > 1

@@ -39,7 +39,9 @@ def test_quick_run_learns_and_reports_everything(tmp_path: Path) -> None:
     head = snap.specialization[-1].heads["decoder.0.cross"][0]
     assert sum(head.shares.values()) == pytest.approx(1.0, abs=1e-4)
     assert set(head.ablation) == {"VALID", "MEDICAL", "DOSAGE", "COST", "ADMIN"}
+    assert set(head.admin_kinds) == {"sex", "age", "specialty", "place"}
     saved = replay(tmp_path / "run")
+    assert saved.specialization[-1].heads["decoder.0.cross"][0].admin_kinds == head.admin_kinds
     assert saved.status == "finished" and saved.step == 80 and saved.read_only
     assert len(saved.attention) == len(snap.attention)
     assert saved.evals[-1].heldout_accuracy == pytest.approx(snap.evals[-1].heldout_accuracy)
@@ -114,7 +116,7 @@ def test_pause_resume_stop_reset_from_another_thread() -> None:
 def test_huge_learning_rate_diverges_with_a_message(tmp_path: Path) -> None:
     hub = TelemetryHub()
     trainer = Trainer(hub)
-    trainer.start(quick(steps=400, lr=10.0, warmup_steps=0, optimizer="sgd"), folder=tmp_path / "r", run_id="r")
+    trainer.start(quick(steps=400, lr=3.0, warmup_steps=0, optimizer="sgd"), folder=tmp_path / "r", run_id="r")
     wait_for(lambda: not trainer.active)
     snap = hub.snapshot()
     assert snap.status == "diverged", snap.message
@@ -167,6 +169,15 @@ def test_bad_settings_are_refused_with_the_range(field: str, value: object, word
     trainer = Trainer(TelemetryHub())
     with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace("[", r"\[").replace("+", r"\+")):
         trainer.start(quick(**{field: value}))
+    assert not trainer.active
+
+
+def test_unknown_cross_attention_keys_are_refused() -> None:
+    config = quick()
+    config.model.cross_keys = "tea leaves"
+    trainer = Trainer(TelemetryHub())
+    with pytest.raises(ConfigError, match="cross keys must be one of embeddings, encoder"):
+        trainer.start(config)
     assert not trainer.active
 
 
