@@ -26,6 +26,7 @@ KEPT = 0.7  # ... and never falls below this share afterwards (early curves jump
 OVERALL = 0.5  # ... while at least this share of all claims is right: answering one reason to everything scores
 # 100% on that reason's claims without having learned anything
 SEED_PROMISE = "four specialists: medical, dosage, cost and admin"
+EVEN_START = 0.9  # attention at least this share of an even spread's entropy counts as looking at everything
 
 
 @dataclass(frozen=True)
@@ -182,12 +183,16 @@ def _before(snap: Snapshot) -> Chapter:
     if entropy is not None:
         spent, even = entropy
         numbers.update(step0_entropy=spent, even_entropy=even)
-        paragraphs.append(f"Its four attention heads looked at every word of a claim about equally: their attention "
-                          f"was {spent / even:.0%} as spread out as it can possibly be (entropy {spent:.2f} nats, "
-                          f"where an even spread is {even:.2f}). Nobody was looking at anything in particular yet. "
-                          "The chart starts there: each head's shares just follow how many words of each kind a claim "
-                          "has. "
-                          "Press Play to watch them change as it trains.")
+        measured = (f"their attention was {spent / even:.0%} as spread out as it can possibly be (entropy "
+                    f"{spent:.2f} nats, where an even spread is {even:.2f})")
+        if spent / even >= EVEN_START:
+            start = (f"Its four attention heads looked at every word of a claim about equally: {measured}. Nobody was "
+                     "looking at anything in particular yet. The chart starts there: each head's shares just follow "
+                     "how many words of each kind a claim has.")
+        else:
+            start = (f"Its four attention heads each started out looking at a few words, wherever their random "
+                     f"starting weights pointed, not where anything mattered: {measured}. The chart starts there.")
+        paragraphs.append(f"{start} Press Play to watch them change as it trains.")
     return Chapter("before", "Before: random guesses", tuple(paragraphs), numbers)
 
 

@@ -200,6 +200,23 @@ def test_a_head_that_carries_half_of_admin_says_which_checks() -> None:
     assert "four checks" not in report.head_sentence(0, whole) and "four checks" not in report.head_sentence(0, head())
 
 
+def test_story_says_where_the_heads_started_looking_as_measured() -> None:
+    snap = story_snapshot()
+    cross = next(n for n in snap.attention_names if n.endswith(".cross"))
+    for focused, words in ((False, "looked at every word of a claim about equally"),
+                           (True, "each started out looking at a few words")):
+        weights = np.full_like(snap.attention[0].weights[cross], 1e-9)
+        if focused:
+            weights[..., 0] = 1.0  # every head on the first word
+        else:
+            for claim, probe in enumerate(snap.probe[: weights.shape[0]]):
+                weights[claim, ..., : len(probe.tokens)] = 1 / len(probe.tokens)
+        first = replace(snap.attention[0], weights={**snap.attention[0].weights, cross: weights})
+        before = report.tell_story(replace(snap, attention=(first, *snap.attention[1:])))[0]
+        assert words in before.paragraphs[1]
+        assert (before.numbers["step0_entropy"] < 0.1) == focused
+
+
 def test_story_of_an_idle_run_is_empty_and_a_running_one_says_so_far():
     assert report.tell_story(build_snapshot(steps=10).__class__()) == []
     running = replace(story_snapshot(), status="running")
