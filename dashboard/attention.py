@@ -11,7 +11,7 @@ LATEST = "latest"
 EXPLANATION = """
 Each attention head decides, for every word it reads, **how much to look at every other word**: a row of a
 heatmap adds up to 1, and brighter squares mean more attention. At the first step the encoder's heads look almost
-evenly at everything, while each cross-attention head starts out on a few words of its own, at random (as in the
+evenly at everything, while each cross-attention head starts out favouring a few words of its own, at random (as in the
 story); as the model learns, each head settles on the words that help it. The story says each head becomes a
 specialist (medical, dosage, cost, admin): whether that happens in this run is what these pictures show.
 """

@@ -190,8 +190,9 @@ def _before(snap: Snapshot) -> Chapter:
                      "looking at anything in particular yet. The chart starts there: each head's shares just follow "
                      "how many words of each kind a claim has.")
         else:
-            start = (f"Its four attention heads each started out looking at a few words, wherever their random "
-                     f"starting weights pointed, not where anything mattered: {measured}. The chart starts there.")
+            start = (f"Its four attention heads each started out favouring some words over others, wherever their "
+                     f"random starting weights pointed, not where anything mattered: {measured}. The chart starts "
+                     "there.")
         paragraphs.append(f"{start} Press Play to watch them change as it trains.")
     return Chapter("before", "Before: random guesses", tuple(paragraphs), numbers)
 

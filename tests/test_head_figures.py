@@ -204,7 +204,7 @@ def test_story_says_where_the_heads_started_looking_as_measured() -> None:
     snap = story_snapshot()
     cross = next(n for n in snap.attention_names if n.endswith(".cross"))
     for focused, words in ((False, "looked at every word of a claim about equally"),
-                           (True, "each started out looking at a few words")):
+                           (True, "each started out favouring some words over others")):
         weights = np.full_like(snap.attention[0].weights[cross], 1e-9)
         if focused:
             weights[..., 0] = 1.0  # every head on the first word
