@@ -21,6 +21,7 @@ REASONS = ("MEDICAL", "DOSAGE", "COST", "ADMIN")
 CLASSES = ("VALID", *REASONS)
 REASON_POSITION = 1  # decoder position whose input is the verdict and whose output is the reason
 CROSS_KEYS = ("embeddings", "encoder")
+SAVED_BEFORE_CROSS_KEYS = {"cross_keys": "encoder", "cross_qk_init": 0.02}
 
 
 @dataclass
@@ -48,9 +49,10 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelConfig:
-        """A saved configuration; runs saved before `cross_keys` existed keyed cross-attention on the encoder."""
+        """A saved configuration; runs saved before `cross_keys` existed keyed cross-attention on the encoder and
+        started it at the same spread as everything else."""
         known = {f.name for f in fields(cls)}
-        return cls(**{"cross_keys": "encoder", **{k: v for k, v in values.items() if k in known}})
+        return cls(**{**SAVED_BEFORE_CROSS_KEYS, **{k: v for k, v in values.items() if k in known}})
 
 
 Capture = dict[str, torch.Tensor]

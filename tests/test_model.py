@@ -131,7 +131,8 @@ def test_where_cross_attention_looks_is_chosen_from_the_words_as_written() -> No
 
 
 def test_runs_saved_before_cross_keys_existed_load_as_they_were_trained() -> None:
-    assert ModelConfig.from_dict({"d_model": 32, "retired_setting": 1}).cross_keys == "encoder"
+    legacy = ModelConfig.from_dict({"d_model": 32, "retired_setting": 1})
+    assert (legacy.d_model, legacy.cross_keys, legacy.cross_qk_init) == (32, "encoder", 0.02)
     assert ModelConfig.from_dict(ModelConfig().to_dict()) == ModelConfig()
 
 
