@@ -1,4 +1,5 @@
-"""One pasted claim to verdict + every head's heatmap + per-head ablation: median milliseconds.
+"""One pasted claim to verdict + every head's heatmap + per-head ablation: median milliseconds. Then a claims
+file scored claim by claim against in batches (Predictor.predict_many): claims per second, 3 interleaved repeats.
 
 Run: .venv/bin/python -m bench.inference  (untrained weights cost the same time as trained ones)
 """
@@ -43,6 +44,19 @@ def main() -> None:
         p90 = statistics.quantiles(times, n=10)[-1]
         median = statistics.median(times)
         print(f"{label:<32} | {median:>9.2f} | {p90:>7.2f} | x{median / baseline:.2f}")
+    file_claims = [c.text for c in generate_claims(2000, seed=8, catalog=catalog)]
+    rates: dict[str, list[float]] = {"claim by claim": [], "batched": []}
+    for _ in range(3):
+        for label, score in (("claim by claim", lambda: [predictor.predict(t, with_ablation=False)
+                                                         for t in file_claims]),
+                             ("batched", lambda: predictor.predict_many(file_claims))):
+            started = time.perf_counter()
+            score()
+            rates[label].append(len(file_claims) / (time.perf_counter() - started))
+    print(f"\n{'scoring 2,000 claims':<32} | {'claims/s':>9} | ratio")
+    for label, values in rates.items():
+        print(f"{label:<32} | {statistics.median(values):>9.0f} | "
+              f"x{statistics.median(values) / statistics.median(rates['claim by claim']):.2f}")
 
 
 if __name__ == "__main__":

@@ -82,11 +82,14 @@ def imported(data: bytes, claims: ImportedClaims, usable: list[str]) -> None:
         model = st.selectbox("Score with", [LIVE, *usable], key="score_model",
                              format_func=lambda m: "The live run (its current weights)" if m == LIVE else m)
         if st.button("Score these claims", key="score"):
-            with st.spinner(f"Scoring {len(claims):,} claims…"):
-                try:
-                    st.session_state.scored = (data, engine.score_claims(claims, None if model == LIVE else model))
-                except RunError as error:
-                    st.error(str(error))
+            bar = st.progress(0.0, text=f"Scoring {len(claims):,} claims…")
+            try:
+                st.session_state.scored = (data, engine.score_claims(
+                    claims, None if model == LIVE else model,
+                    lambda done: bar.progress(done / len(claims), text=f"Scored {done:,} of {len(claims):,} claims…")))
+            except RunError as error:
+                st.error(str(error))
+            bar.empty()
         scored = st.session_state.get("scored")
         if scored and scored[0] == data:
             st.download_button("Download the results (CSV)", data=scored[1], file_name="scored-claims.csv",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,18 +106,19 @@ def _labels(row: dict, number: int) -> tuple[str | None, str | None]:
     return verdict, reason
 
 
-def score_claims(predictor: Predictor, claims: ImportedClaims) -> bytes:
-    """A results CSV: the model's verdict per claim beside any expected label."""
+def score_claims(predictor: Predictor, claims: ImportedClaims, progress: Callable[[int], None] | None = None) -> bytes:
+    """A results CSV: the model's verdict per claim beside any expected label; `progress` hears how many claims
+    are scored so far."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["text", "verdict", "reason", "confidence", "error", "expected_verdict", "expected_reason",
                      "agrees"])
-    for text, verdict, reason in zip(claims.texts, claims.verdicts, claims.reasons, strict=True):
-        prediction = predictor.predict(text, with_ablation=False)
+    predictions = predictor.predict_many(claims.texts, progress)
+    for prediction, verdict, reason in zip(predictions, claims.verdicts, claims.reasons, strict=True):
         agrees = ""
         if verdict and prediction.verdict:
             agrees = str(prediction.verdict == verdict and (verdict == "VALID" or prediction.reason == reason))
-        writer.writerow([text, prediction.verdict or "", prediction.reason or "",
+        writer.writerow([prediction.text, prediction.verdict or "", prediction.reason or "",
                          f"{prediction.confidence:.4f}" if prediction.confidence is not None else "",
                          prediction.error or "", verdict or "", reason or "", agrees])
     return buffer.getvalue().encode("utf-8")

@@ -8,6 +8,7 @@ import io
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -155,12 +156,14 @@ class Engine:
             raise RunError(f"run {run_id} has no checkpoint yet")
         return path.read_bytes()
 
-    def score_claims(self, claims: ImportedClaims, run_id: str | None = None) -> bytes:
-        """A results CSV for an imported claims file, scored by the live model or a saved run."""
+    def score_claims(self, claims: ImportedClaims, run_id: str | None = None,
+                     progress: Callable[[int], None] | None = None) -> bytes:
+        """A results CSV for an imported claims file, scored by the live model or a saved run; `progress` hears
+        how many claims are scored so far."""
         predictor = self.predictor(run_id)
         if predictor is None:
             raise RunError("No model yet: press Train (or choose a saved run) first.")
-        return score_claims(predictor, claims)
+        return score_claims(predictor, claims, progress)
 
     def start_on_claims(self, data: bytes, config: TrainConfig, save: bool = True) -> None:
         """Train a new run on an uploaded claims CSV (checked first, so a bad file changes nothing)."""

@@ -3,6 +3,7 @@ zeroing each head would change. Never raises for any text: bad input comes back 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 from data.catalog import Catalog, load_catalog
 from data.generator import generate_claims
 from data.rules import label
-from data.tokenizer import Token, Tokenizer, parse_claim
+from data.tokenizer import Encoded, Token, Tokenizer, parse_claim
 from engine.analysis import analysed_names, specialization
 from engine.dataset import HELDOUT_SEED_OFFSET, N_CATEGORIES, encode_claims, encode_texts
 from engine.metrics import per_class_accuracy
@@ -97,35 +98,62 @@ class Predictor:
             return f"The claim is {len(text):,} characters long; the limit is {MAX_CLAIM_CHARS:,}. Paste one claim."
         return None
 
-    @torch.no_grad()
-    def predict(self, text: str, with_ablation: bool = True) -> Prediction:
-        text = text if isinstance(text, str) else str(text)
+    def _encode(self, text: str) -> tuple[Encoded | None, Prediction | None]:
+        """The claim tokenized, or else a Prediction that says why it cannot be judged."""
         refusal = self._refuse(text)
         if refusal:
-            return Prediction(text=text, error=refusal, step=self.step)
+            return None, Prediction(text=text, error=refusal, step=self.step)
         encoded = self.tokenizer.encode(text, max_len=self.model.config.max_len)
         known = [t for t in encoded.tokens if t.text != Tokenizer.UNK]
         if not known or all(t.category == "other" for t in encoded.tokens):
-            return Prediction(text=text, tokens=encoded.tokens, warnings=encoded.warnings, step=self.step,
-                              error="Nothing in this text is a diagnosis, drug, dose, procedure or amount the "
-                                    "model knows, so it cannot judge it. Try e.g. 'Diabetes, metformin 500 mg, $40'.")
-        tokens, categories = encode_texts([encoded], self.tokenizer)
-        capture: dict[str, torch.Tensor] = {}
-        log_probs = self.model.class_log_probs(tokens, categories, capture=capture)[0]
+            return None, Prediction(text=text, tokens=encoded.tokens, warnings=encoded.warnings, step=self.step,
+                                    error="Nothing in this text is a diagnosis, drug, dose, procedure or amount the "
+                                          "model knows, so it cannot judge it. Try e.g. 'Diabetes, metformin 500 mg, "
+                                          "$40'.")
+        return encoded, None
+
+    def _verdict(self, text: str, encoded: Encoded, log_probs: torch.Tensor, **details: object) -> Prediction:
+        """The prediction read from one claim's outcome log-probs (5,)."""
         probabilities = {c: float(p) for c, p in zip(CLASSES, log_probs.exp(), strict=True)}
         outcome = CLASSES[int(greedy_outcomes(log_probs[None])[0])]
         verdict, reason = outcome_to_verdict(outcome)
+        return Prediction(text=text, verdict=verdict, reason=reason, confidence=probabilities[outcome],
+                          probabilities=probabilities, tokens=encoded.tokens, warnings=encoded.warnings,
+                          truncated=encoded.truncated, step=self.step, **details)
+
+    @torch.no_grad()
+    def predict(self, text: str, with_ablation: bool = True) -> Prediction:
+        text = text if isinstance(text, str) else str(text)
+        encoded, refusal = self._encode(text)
+        if encoded is None:
+            return refusal
+        tokens, categories = encode_texts([encoded], self.tokenizer)
+        capture: dict[str, torch.Tensor] = {}
+        log_probs = self.model.class_log_probs(tokens, categories, capture=capture)[0]
         ablation = self._ablation(tokens, categories) if with_ablation else {}
         try:
             rules = label(parse_claim(encoded, self.tokenizer), self.catalog)
         except ValueError:
             rules = None
-        return Prediction(
-            text=text, verdict=verdict, reason=reason, confidence=probabilities[outcome],
-            probabilities=probabilities, tokens=encoded.tokens,
-            attention={name: w[0].numpy() for name, w in capture.items()}, ablation=ablation, rules=rules,
-            warnings=encoded.warnings, truncated=encoded.truncated, step=self.step,
-        )
+        return self._verdict(text, encoded, log_probs, attention={name: w[0].numpy() for name, w in capture.items()},
+                             ablation=ablation, rules=rules)
+
+    @torch.no_grad()
+    def predict_many(self, texts: Sequence[str], progress: Callable[[int], None] | None = None,
+                     batch_size: int = 256) -> list[Prediction]:
+        """Verdicts for many claims, scored in batches (no attention, ablation or rules check); `progress` is
+        told how many are done after each batch."""
+        predictions: list[Prediction] = []
+        for start in range(0, len(texts), batch_size):
+            batch = [str(text) for text in texts[start:start + batch_size]]
+            encoded = [self._encode(text) for text in batch]
+            judged = [e for e, refusal in encoded if refusal is None]
+            rows = iter(self.model.class_log_probs(*encode_texts(judged, self.tokenizer)) if judged else [])
+            predictions += [refusal or self._verdict(text, e, next(rows))
+                            for text, (e, refusal) in zip(batch, encoded, strict=True)]
+            if progress is not None:
+                progress(len(predictions))
+        return predictions
 
     def _ablation(self, tokens: torch.Tensor, categories: torch.Tensor) -> dict[str, tuple[str, ...]]:
         """Every head zeroed in turn, all in one batch: copy k of the claim has head k's gate at 0."""

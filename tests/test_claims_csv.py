@@ -69,3 +69,22 @@ def test_scoring_and_training_on_a_claims_file(tmp_path: Path) -> None:
     assert len(results) == 300
     assert {r["verdict"] for r in results} <= {"VALID", "INVALID"}
     assert all(r["agrees"] in ("True", "False") for r in results)
+
+
+def test_batched_scoring_gives_each_claim_the_verdict_it_gets_alone(trained_run_folder: Path) -> None:
+    from data.generator import generate_claims
+    from engine.inference import Predictor
+
+    predictor = Predictor.from_run(trained_run_folder)
+    texts = [c.text for c in generate_claims(40, seed=11)]
+    texts[3], texts[17], texts[30] = "", "qwerty zxcvb", "x" * 6000  # refused claims between judged ones
+    done: list[int] = []
+    batched = predictor.predict_many(texts, progress=done.append, batch_size=16)
+    assert done == [16, 32, 40]
+    for text, many in zip(texts, batched, strict=True):
+        alone = predictor.predict(text, with_ablation=False)
+        assert many.text == text and many.error == alone.error
+        assert (many.verdict, many.reason) == (alone.verdict, alone.reason)
+        for outcome, probability in alone.probabilities.items():
+            assert abs(many.probabilities[outcome] - probability) < 1e-4
+    assert sum(p.error is None for p in batched) == 37
