@@ -89,10 +89,20 @@ def admin_split_sentence(head: HeadSpecialization) -> str:
             f"{_join([f'{drops[kind]:+.2f}' for kind in carried])} ({rest}).")
 
 
+def valid_sentence(head: HeadSpecialization) -> str:
+    """'Valid claims depend on it: ...' when switching the head off flags valid claims (VALID drop >=
+    SPECIALIST_DROP); empty otherwise. No reason's column shows such a head: the claims it matters for are valid."""
+    change = -head.ablation.get("VALID", 0.0)
+    if change > -SPECIALIST_DROP:
+        return ""
+    return (f" Valid claims depend on it: switched off, VALID accuracy changes by {change:+.2f} (valid claims get "
+            "flagged), so it carries evidence that a claim is in order.")
+
+
 def head_sentence(index: int, head: HeadSpecialization) -> str:
     """'Head 2: COST specialist. Switched off, COST accuracy changes by -0.71; every other reason by at most
     -0.02.' The label is the engine's; the sentence only spells out the ablation numbers behind it."""
-    return _reason_sentence(index, head) + admin_split_sentence(head)
+    return _reason_sentence(index, head) + admin_split_sentence(head) + valid_sentence(head)
 
 
 def _reason_sentence(index: int, head: HeadSpecialization) -> str:

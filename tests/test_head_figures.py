@@ -200,6 +200,14 @@ def test_a_head_that_carries_half_of_admin_says_which_checks() -> None:
     assert "four checks" not in report.head_sentence(0, whole) and "four checks" not in report.head_sentence(0, head())
 
 
+def test_a_head_that_valid_claims_depend_on_says_so() -> None:
+    clearing = head("generalist", VALID=0.62, COST=0.3)
+    assert report.head_sentence(1, clearing).endswith(
+        "Valid claims depend on it: switched off, VALID accuracy changes by -0.62 (valid claims get flagged), so it "
+        "carries evidence that a claim is in order.")
+    assert "Valid claims" not in report.head_sentence(1, head("generalist", VALID=0.45, COST=0.3))
+
+
 def test_story_says_where_the_heads_started_looking_as_measured() -> None:
     snap = story_snapshot()
     cross = next(n for n in snap.attention_names if n.endswith(".cross"))
