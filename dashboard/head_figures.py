@@ -101,13 +101,15 @@ def shares_figure(points: Sequence[SpecializationPoint], name: str = CROSS, star
 
 
 def ablation_figure(points: Sequence[SpecializationPoint], name: str = CROSS, title: str | None = None) -> go.Figure:
-    """Accuracy change per reason when one head is switched off: the evidence every head's name rests on."""
-    title = title or "What breaks when a head is switched off: change in accuracy per reason"
+    """Accuracy change per reason when one head is switched off: the evidence every head's name rests on. VALID
+    comes last: a head that clears valid claims shows only there."""
+    title = title or "What breaks when a head is switched off: change in accuracy per reason, and on valid claims"
     points = [p for p in points if name in p.heads]
     if not points:
         return _waiting(title, "Waiting for the first ablation of the heads…")
     # Fixed range so runs compare at a glance: red = accuracy lost without this head. 0.0 - x: no "-0.00" cells.
-    return _animated_heatmap(points, name, REASONS, lambda head, r: 0.0 - head.ablation.get(r, 0.0), title, -1,
+    return _animated_heatmap(points, name, (*REASONS, "VALID"), lambda head, r: 0.0 - head.ablation.get(r, 0.0),
+                             title, -1,
                              colorscale="RdBu", zmid=0, zmin=-1, zmax=1, texttemplate="%{z:+.2f}",
                              colorbar={"title": {"text": "accuracy<br>change"}})
 

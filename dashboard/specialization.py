@@ -36,7 +36,7 @@ def verdict(m: report.Measurement, training: bool) -> None:
             st.markdown(report.head_sentence(index, head))
             st.caption(report.reads_sentence(head))
     st.plotly_chart(head_figures.ablation_figure([m.point], title="Ablation matrix: change in accuracy per reason "
-                                                 "when one head is switched off"),
+                                                 "(and on valid claims) when one head is switched off"),
                     key="verdict_ablation", config=figures.CHART_CONFIG)
     if head_figures.ENCODER in m.point.heads:
         with st.expander("The encoder's four heads, measured the same way"):

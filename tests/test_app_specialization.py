@@ -29,7 +29,7 @@ def assert_matches_analysis(at, run_id: str) -> None:
     cards = [m.value for m in at.markdown if m.value.startswith("**Head ")]
     assert [c.split(":", 1)[1].split(".**")[0].strip() for c in cards[:4]] == [h["label"] for h in heads]
     z = plotly_array(verdict_matrix(at)["data"][0]["z"])
-    expected = [[-h["ablation"][r] for r in REASONS] for h in heads]
+    expected = [[-h["ablation"][r] for r in (*REASONS, "VALID")] for h in heads]
     np.testing.assert_allclose(z, expected, atol=1e-6)
     assert f"Verdict at step {analysis['step']}" in [s.value for s in at.subheader]
 
@@ -53,7 +53,8 @@ def test_live_run_shows_ablation_matrix_and_names_heads_as_analyze_does(open_app
     assert_matches_analysis(at, engine.snapshot().run_id)
     history = [t for t in chart_titles(at) if not t.startswith("Ablation matrix")]
     assert history == ["What each head reads: share of its attention per field, from the position that answers "
-                       "REASON", "What breaks when a head is switched off: change in accuracy per reason",
+                       "REASON", "What breaks when a head is switched off: change in accuracy per reason, and on valid "
+                       "claims",
                        "Each head over training"]
     promise = (at.success or at.warning)[0].value
     assert "The story promised four specialists" in promise

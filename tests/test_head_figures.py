@@ -55,8 +55,10 @@ def test_shares_figure_animates_every_measured_step_and_starts_where_asked():
 def test_ablation_figure_shows_accuracy_change_on_a_fixed_diverging_scale():
     fig = head_figures.ablation_figure(POINTS[-1:])
     z = np.asarray(fig.data[0].z)
-    assert list(fig.data[0].x) == list(REASONS)
+    assert list(fig.data[0].x) == [*REASONS, "VALID"]
     assert z[1, REASONS.index("COST")] == pytest.approx(-0.71)  # a drop shows as a negative change
+    clearing = SpecializationPoint(5, {head_figures.CROSS: (head(VALID=0.6), COST_HEAD, head(), head())})
+    assert np.asarray(head_figures.ablation_figure([clearing]).data[0].z)[0, -1] == pytest.approx(-0.6)
     assert z[3, REASONS.index("MEDICAL")] == pytest.approx(0.1)
     assert (fig.data[0].zmin, fig.data[0].zmid, fig.data[0].zmax) == (-1, 0, 1)
     assert not fig.frames and not fig.layout.sliders  # one measurement: nothing to animate
