@@ -41,6 +41,11 @@ LR_FLOOR = 0.1  # share of the learning rate the cosine schedule ends at
 POOL_CACHE = ".pools"  # beside the run folders: tokenized claim pools, reused by later runs with the same settings
 
 
+def unsaved_pool_cache() -> Path:
+    """Where runs that are not saved keep their pools: the user's cache folder (best effort, like every pool)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "headwatch" / "pools"
+
+
 class ConfigError(ValueError):
     """A setting outside its allowed range; the message names the field and the range."""
 
@@ -341,7 +346,7 @@ class Trainer:
             if config.claims_csv:
                 data = build_data_from_csv(Path(config.claims_csv), config.data_seed, config.model.max_len)
             else:
-                cache = folder.parent / POOL_CACHE if folder is not None else None
+                cache = folder.parent / POOL_CACHE if folder is not None else unsaved_pool_cache()
                 data = build_data(config.data_seed, config.pool_size, config.heldout_size, config.model.max_len, cache)
             model_config = ModelConfig(**{**asdict(config.model), "vocab_size": len(data.tokenizer.vocab),
                                           "n_categories": N_CATEGORIES})

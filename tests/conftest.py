@@ -76,6 +76,15 @@ def build_snapshot(steps: int = 3000, optimizer: str = "adam", run_id: str = "ru
     )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_pool_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Unsaved runs cache their pools in the user's cache folder: the tests use their own."""
+    with pytest.MonkeyPatch.context() as patch:
+        cache_home = tmp_path_factory.mktemp("cache-home")
+        patch.setenv("XDG_CACHE_HOME", str(cache_home))
+        yield cache_home
+
+
 @pytest.fixture
 def snapshot_factory() -> Callable[..., Snapshot]:
     return build_snapshot

@@ -243,3 +243,24 @@ def test_thread_tuner_reacts_when_steps_slow_down(monkeypatch: pytest.MonkeyPatc
         used.append(tuner.current)
         tuner.record(step_ms[tuner.current] / 1000)
     assert tuner.current == 1 and used[-20:] == [1] * 20
+
+
+def test_unsaved_runs_build_their_pool_once_and_read_it_back(isolated_pool_cache: Path) -> None:
+    from engine.trainer import unsaved_pool_cache
+
+    assert unsaved_pool_cache() == isolated_pool_cache / "headwatch" / "pools"
+    config = preset("quick")
+    config.data_seed, config.steps = 9_001, 5  # settings no other test uses: this test builds the pool
+
+    def pools() -> set[tuple[str, int]]:
+        return {(p.name, p.stat().st_mtime_ns) for p in unsaved_pool_cache().glob("pool-*.pt")}
+
+    seen = [pools()]
+    for _ in range(2):
+        trainer = Trainer(TelemetryHub())
+        trainer.start(config)
+        wait_for(lambda trainer=trainer: not trainer.active)
+        assert trainer.hub.snapshot().status == "finished"
+        seen.append(pools())
+    assert len(seen[1] - seen[0]) == 1  # the first run wrote its pool
+    assert seen[2] == seen[1]  # the second read it back, rewriting nothing
