@@ -108,8 +108,8 @@ def ablation_figure(points: Sequence[SpecializationPoint], name: str = CROSS, ti
     if not points:
         return _waiting(title, "Waiting for the first ablation of the heads…")
     # Fixed range so runs compare at a glance: red = accuracy lost without this head. 0.0 - x: no "-0.00" cells.
-    return _animated_heatmap(points, name, (*REASONS, "VALID"), lambda head, r: 0.0 - head.ablation.get(r, 0.0),
-                             title, -1,
+    columns = (*REASONS, "VALID")
+    return _animated_heatmap(points, name, columns, lambda head, c: 0.0 - head.ablation.get(c, 0.0), title, -1,
                              colorscale="RdBu", zmid=0, zmin=-1, zmax=1, texttemplate="%{z:+.2f}",
                              colorbar={"title": {"text": "accuracy<br>change"}})
 
