@@ -41,9 +41,13 @@ LR_FLOOR = 0.1  # share of the learning rate the cosine schedule ends at
 POOL_CACHE = ".pools"  # beside the run folders: tokenized claim pools, reused by later runs with the same settings
 
 
-def unsaved_pool_cache() -> Path:
-    """Where runs that are not saved keep their pools: the user's cache folder (best effort, like every pool)."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "headwatch" / "pools"
+def unsaved_pool_cache() -> Path | None:
+    """Where runs that are not saved keep their pools: the user's cache folder (best effort, like every pool);
+    None when the user has no home folder to find it in."""
+    try:
+        return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "headwatch" / "pools"
+    except RuntimeError:
+        return None
 
 
 class ConfigError(ValueError):

@@ -264,3 +264,18 @@ def test_unsaved_runs_build_their_pool_once_and_read_it_back(isolated_pool_cache
         seen.append(pools())
     assert len(seen[1] - seen[0]) == 1  # the first run wrote its pool
     assert seen[2] == seen[1]  # the second read it back, rewriting nothing
+
+
+def test_without_a_home_folder_unsaved_runs_just_build_their_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.trainer import unsaved_pool_cache
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setattr(Path, "home", no_home)
+    assert unsaved_pool_cache() is None
+    trainer = Trainer(TelemetryHub())
+    trainer.start(preset("quick"))
+    wait_for(lambda: not trainer.active)
+    assert trainer.hub.snapshot().status == "finished"
