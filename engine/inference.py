@@ -112,10 +112,11 @@ class Predictor:
                                           "$40'.")
         return encoded, None
 
-    def _verdict(self, text: str, encoded: Encoded, log_probs: torch.Tensor, **details: object) -> Prediction:
-        """The prediction read from one claim's outcome log-probs (5,)."""
-        probabilities = {c: float(p) for c, p in zip(CLASSES, log_probs.exp(), strict=True)}
-        outcome = CLASSES[int(greedy_outcomes(log_probs[None])[0])]
+    def _verdict(self, text: str, encoded: Encoded, probabilities: list[float], outcome_index: int,
+                 **details: object) -> Prediction:
+        """The prediction of one claim, given its outcome probabilities and greedy outcome (CLASSES order)."""
+        probabilities = dict(zip(CLASSES, probabilities, strict=True))
+        outcome = CLASSES[outcome_index]
         verdict, reason = outcome_to_verdict(outcome)
         return Prediction(text=text, verdict=verdict, reason=reason, confidence=probabilities[outcome],
                           probabilities=probabilities, tokens=encoded.tokens, warnings=encoded.warnings,
@@ -129,14 +130,15 @@ class Predictor:
             return refusal
         tokens, categories = encode_texts([encoded], self.tokenizer)
         capture: dict[str, torch.Tensor] = {}
-        log_probs = self.model.class_log_probs(tokens, categories, capture=capture)[0]
+        log_probs = self.model.class_log_probs(tokens, categories, capture=capture)  # (1, 5)
         ablation = self._ablation(tokens, categories) if with_ablation else {}
         try:
             rules = label(parse_claim(encoded, self.tokenizer), self.catalog)
         except ValueError:
             rules = None
-        return self._verdict(text, encoded, log_probs, attention={name: w[0].numpy() for name, w in capture.items()},
-                             ablation=ablation, rules=rules)
+        return self._verdict(text, encoded, log_probs[0].exp().tolist(), int(greedy_outcomes(log_probs)[0]),
+                             attention={name: w[0].numpy() for name, w in capture.items()}, ablation=ablation,
+                             rules=rules)
 
     @torch.no_grad()
     def predict_many(self, texts: Sequence[str], progress: Callable[[int], None] | None = None,
@@ -148,8 +150,11 @@ class Predictor:
             batch = [str(text) for text in texts[start:start + batch_size]]
             encoded = [self._encode(text) for text in batch]
             judged = [e for e, refusal in encoded if refusal is None]
-            rows = iter(self.model.class_log_probs(*encode_texts(judged, self.tokenizer)) if judged else [])
-            predictions += [refusal or self._verdict(text, e, next(rows))
+            log_probs = self.model.class_log_probs(*encode_texts(judged, self.tokenizer)) if judged else None
+            # one conversion per batch, not per claim: (B, 5) probabilities and (B,) outcomes
+            rows = iter(zip(log_probs.exp().tolist(), greedy_outcomes(log_probs).tolist(), strict=True)
+                        if log_probs is not None else [])
+            predictions += [refusal or self._verdict(text, e, *next(rows))
                             for text, (e, refusal) in zip(batch, encoded, strict=True)]
             if progress is not None:
                 progress(len(predictions))
