@@ -37,7 +37,7 @@ def compare(column: DeltaGenerator, run_id: str, key: str) -> None:
         st.plotly_chart(figures.loss_figure(snap), key=f"{key}_loss", config=figures.CHART_CONFIG)
         measured = viewing.measurement(snap)
         if measured:
-            title = f"Ablation at step {measured.point.step:,}: accuracy change per reason and on valid claims"
+            title = f"Ablation at step {measured.point.step:,}: accuracy change per outcome"
             st.plotly_chart(head_figures.ablation_figure([measured.point], title=title),
                             key=f"{key}_ablation", config=figures.CHART_CONFIG)
 

@@ -50,8 +50,8 @@ def test_list_open_compare_and_export(open_app, saved_run, engine_env, healthy):
     assert (mine["Recipe"], mine["Steps"], mine["Status"]) == ("quick", 300, "finished")
     assert mine["Heads"].count(",") == 3  # four cross-attention heads, named
 
-    assert [t for t in titles(at) if t.startswith("Ablation at step 300")] == [
-        "Ablation at step 300: accuracy change per reason and on valid claims"] * 2
+    assert [t for t in titles(at) if t.startswith("Ablation at step 300")] == ["Ablation at step 300: accuracy "
+                                                                               "change per outcome"] * 2
     assert sum(t.startswith("Accuracy") for t in titles(at)) == 2
     assert {b.proto.label for b in at.download_button} == {"Metrics (CSV)", "Checkpoint (PyTorch state_dict)",
                                                            "Story report (HTML)"}
