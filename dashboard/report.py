@@ -27,6 +27,7 @@ OVERALL = 0.5  # ... while at least this share of all claims is right: answering
 # 100% on that reason's claims without having learned anything
 SEED_PROMISE = "four specialists: medical, dosage, cost and admin"
 EVEN_START = 0.9  # attention at least this share of an even spread's entropy counts as looking at everything
+NOTED_VALID_DROP = 0.1  # a smaller VALID drop is worth a word on a head's card: valid claims are half of all claims
 
 
 @dataclass(frozen=True)
@@ -91,12 +92,15 @@ def admin_split_sentence(head: HeadSpecialization) -> str:
 
 def valid_sentence(head: HeadSpecialization) -> str:
     """'Valid claims depend on it: ...' when switching the head off flags valid claims (VALID drop >=
-    SPECIALIST_DROP); empty otherwise. No reason's column shows such a head: the claims it matters for are valid."""
+    SPECIALIST_DROP), a shorter note for a drop >= NOTED_VALID_DROP, empty otherwise. No reason's column shows such
+    a head: the claims it matters for are valid."""
     change = -head.ablation.get("VALID", 0.0)
-    if change > -SPECIALIST_DROP:
-        return ""
-    return (f" Valid claims depend on it: switched off, VALID accuracy changes by {change:+.2f} (valid claims get "
-            "flagged), so it carries evidence that a claim is in order.")
+    if change <= -SPECIALIST_DROP:
+        return (f" Valid claims depend on it: switched off, VALID accuracy changes by {change:+.2f} (valid claims "
+                "get flagged), so it carries evidence that a claim is in order.")
+    if change <= -NOTED_VALID_DROP:
+        return f" Without it some valid claims get flagged: VALID accuracy changes by {change:+.2f}."
+    return ""
 
 
 def head_sentence(index: int, head: HeadSpecialization) -> str:
@@ -118,7 +122,9 @@ def _reason_sentence(index: int, head: HeadSpecialization) -> str:
     gains = [f"{r} {v:+.2f}" for r, v in changes if v > 0]
     also = f" Some reasons even do better without it: {', '.join(gains)}." if gains else ""
     if not losses:
-        return f"{name} Switched off, no reason loses more than {max(0.0, -min(drops.values())):.2f} of accuracy.{also}"
+        largest = max(0.0, -min(drops.values()))
+        loses = f"more than {largest:.2f} of accuracy" if largest >= 0.005 else "any accuracy"
+        return f"{name} Switched off, no reason loses {loses}.{also}"
     listed = _join([f"{r} ({v:+.2f})" for r, v in losses])
     several = "several reasons need it, none alone" if len(losses) > 1 else "not enough to call it a specialist"
     return f"{name} Switched off, accuracy drops on {listed}: {several}.{also}"

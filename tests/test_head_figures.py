@@ -207,7 +207,15 @@ def test_a_head_that_valid_claims_depend_on_says_so() -> None:
     assert report.head_sentence(1, clearing).endswith(
         "Valid claims depend on it: switched off, VALID accuracy changes by -0.62 (valid claims get flagged), so it "
         "carries evidence that a claim is in order.")
-    assert "Valid claims" not in report.head_sentence(1, head("generalist", VALID=0.45, COST=0.3))
+    noted = report.head_sentence(1, head("generalist", VALID=0.25))
+    assert "Valid claims depend" not in noted
+    assert noted.endswith("Without it some valid claims get flagged: VALID accuracy changes by -0.25.")
+    assert "valid" not in report.head_sentence(1, head("generalist", VALID=0.05, COST=0.3)).lower()
+
+
+def test_a_head_nothing_depends_on_says_no_reason_loses_accuracy() -> None:
+    assert "Switched off, no reason loses any accuracy." in report.head_sentence(0, head("generalist", COST=-0.14))
+    assert "no reason loses more than 0.03 of accuracy" in report.head_sentence(0, head("generalist", DOSAGE=0.03))
 
 
 def test_story_says_where_the_heads_started_looking_as_measured() -> None:
