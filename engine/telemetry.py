@@ -108,6 +108,7 @@ class Snapshot:
     attention_names: tuple[str, ...] = ()
     n_heads: int = 4
     prepare_seconds: float = 0.0  # generating and tokenizing the claims, before step 1
+    setup_seconds: float = 0.0  # from Train to step 1: preparing the claims, the model and the first measurement
     warning: str = ""  # a problem that does not stop training, e.g. the run can no longer be saved
     read_only: bool = False  # a saved run reopened for replay
 
@@ -207,6 +208,11 @@ class TelemetryHub:
         with self._lock:
             self._base = replace(self._base, probe=probe, attention_names=attention_names, n_heads=n_heads,
                                  prepare_seconds=prepare_seconds)
+            self._touch()
+
+    def record_setup(self, seconds: float) -> None:
+        with self._lock:
+            self._base = replace(self._base, setup_seconds=seconds)
             self._touch()
 
     def set_status(self, status: str, message: str = "") -> None:

@@ -168,7 +168,8 @@ def learning_rate(config: TrainConfig, step: int) -> float:
 
 def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     if config.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, config.beta2), foreach=True)
+        # fused: one kernel for every parameter's update, ~3% of a training step saved on 2 cores (bench.step_time)
+        return torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, config.beta2), fused=True)
     momentum = config.momentum if config.optimizer == "sgd-momentum" else 0.0
     return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=momentum, foreach=True)
 
@@ -255,10 +256,17 @@ class StopRun(Exception):
     pass
 
 
+def _load_optimizer_code() -> None:
+    """A process's first torch optimizer takes ~2.4 s longer to build than later ones (torch imports its compiler
+    stack then); built once in the background, it no longer delays the first press of Train."""
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+
+
 class Trainer:
     """Owns at most one training thread and the model it trains."""
 
     def __init__(self, hub: TelemetryHub) -> None:
+        threading.Thread(target=_load_optimizer_code, daemon=True, name="headwatch-warmup").start()
         self.hub = hub
         self._control = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -363,7 +371,7 @@ class Trainer:
             self.data = data
             if self._stop.is_set():
                 raise StopRun("stopped", "Stopped by the user before the first step")
-            step, seconds = self._train(config, data, device, writer)
+            step, seconds = self._train(config, data, device, writer, prepare_started)
         except StopRun as reason:
             self._finish(writer, *reason.args, step=step, seconds=seconds, generation=generation)
         except Exception as error:
@@ -380,8 +388,8 @@ class Trainer:
         if writer:
             writer.status(status, message, step, seconds)
 
-    def _train(self, config: TrainConfig, data: ClaimData, device: torch.device,
-               writer: RunWriter | None) -> tuple[int, float]:
+    def _train(self, config: TrainConfig, data: ClaimData, device: torch.device, writer: RunWriter | None,
+               run_started: float) -> tuple[int, float]:
         torch.manual_seed(config.seed)
         model = ClaimsTransformer(config.model).to(device)
         self._model_config = config.model.to_dict()
@@ -403,6 +411,7 @@ class Trainer:
         seconds, step = 0.0, 0
         window_start, window_step, steps_per_second = time.perf_counter(), 0, 0.0
         started = last_checkpoint = time.perf_counter()
+        self.hub.record_setup(started - run_started)
         paused_total = 0.0
         for step in range(1, config.steps + 1):
             paused = self._wait_while_paused(step - 1, writer, seconds)

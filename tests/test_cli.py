@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,10 +22,14 @@ def run_cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cli") / "run1"
+    started = time.perf_counter()
     result = run_cli("train", "--out", str(out), "--preset", "quick", "--steps", "120", "--seed", "3")
+    elapsed = time.perf_counter() - started
     assert result.returncode == 0, result.stderr
     final = json.loads(result.stdout.strip().splitlines()[-1])
     assert final["steps"] == 120 and 0 <= final["accuracy"] <= 1 and final["seconds"] > 0
+    # wall seconds count from the start: setup (claims, model, optimizer, first measurement) before training
+    assert 0 < final["prepare_seconds"] < final["setup_seconds"] < elapsed - final["seconds"]
     return out
 
 
