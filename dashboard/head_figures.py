@@ -107,9 +107,11 @@ def ablation_figure(points: Sequence[SpecializationPoint], name: str = CROSS, ti
     points = [p for p in points if name in p.heads]
     if not points:
         return _waiting(title, "Waiting for the first ablation of the heads…")
-    # Fixed range so runs compare at a glance: red = accuracy lost without this head. 0.0 - x: no "-0.00" cells.
+    # Fixed range so runs compare at a glance: red = accuracy lost without this head. Rounded, + 0.0: a change of
+    # -0.001 (or -0.0) reads "+0.00", not "-0.00".
     columns = (*REASONS, "VALID")
-    return _animated_heatmap(points, name, columns, lambda head, c: 0.0 - head.ablation.get(c, 0.0), title, -1,
+    return _animated_heatmap(points, name, columns, lambda head, c: round(-head.ablation.get(c, 0.0), 2) + 0.0,
+                             title, -1,
                              colorscale="RdBu", zmid=0, zmin=-1, zmax=1, texttemplate="%{z:+.2f}",
                              colorbar={"title": {"text": "accuracy<br>change"}})
 

@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 
 from dashboard import figures, head_figures, summaries
 from engine.analysis import ANALYSIS_CLAIMS
-from engine.metrics import SPECIALIST_DROP
+from engine.metrics import SPECIALIST_DROP, signed
 from engine.model import CLASSES, REASONS
 from engine.telemetry import HeadSpecialization, Snapshot, SpecializationPoint
 
@@ -84,10 +84,10 @@ def admin_split_sentence(head: HeadSpecialization) -> str:
     carried = [kind for kind, change in drops.items() if change <= -SPECIALIST_DROP]
     if not carried or len(carried) == len(drops):
         return ""
-    rest = ", ".join(f"{kind} {change:+.2f}" for kind, change in drops.items() if kind not in carried)
+    rest = ", ".join(f"{kind} {signed(change)}" for kind, change in drops.items() if kind not in carried)
     return (f" Of ADMIN's four checks it carries {_join(carried)}: switched off, "
             f"{'that check' if len(carried) == 1 else 'those checks'} change by "
-            f"{_join([f'{drops[kind]:+.2f}' for kind in carried])} ({rest}).")
+            f"{_join([signed(drops[kind]) for kind in carried])} ({rest}).")
 
 
 def valid_sentence(head: HeadSpecialization) -> str:
@@ -96,10 +96,10 @@ def valid_sentence(head: HeadSpecialization) -> str:
     a head: the claims it matters for are valid."""
     change = -head.ablation.get("VALID", 0.0)
     if change <= -SPECIALIST_DROP:
-        return (f" Valid claims depend on it: switched off, VALID accuracy changes by {change:+.2f} (valid claims "
+        return (f" Valid claims depend on it: switched off, VALID accuracy changes by {signed(change)} (valid claims "
                 "get flagged), so it carries evidence that a claim is in order.")
     if change <= -NOTED_VALID_DROP:
-        return f" Without it some valid claims get flagged: VALID accuracy changes by {change:+.2f}."
+        return f" Without it some valid claims get flagged: VALID accuracy changes by {signed(change)}."
     return ""
 
 
@@ -115,17 +115,17 @@ def _reason_sentence(index: int, head: HeadSpecialization) -> str:
     if "specialist" in head.label or head.label.startswith("leans"):
         reason = head.label.split()[-1] if head.label.startswith("leans") else head.label.split()[0]
         others = min(v for r, v in drops.items() if r != reason)
-        return (f"{name} Switched off, {reason} accuracy changes by {drops[reason]:+.2f}; every other reason by at "
-                f"most {others:+.2f}.")
+        return (f"{name} Switched off, {reason} accuracy changes by {signed(drops[reason])}; every other reason by at "
+                f"most {signed(others)}.")
     changes = _changes(head)
     losses = [(r, v) for r, v in changes if v < 0]
-    gains = [f"{r} {v:+.2f}" for r, v in changes if v > 0]
+    gains = [f"{r} {signed(v)}" for r, v in changes if v > 0]
     also = f" Some reasons even do better without it: {', '.join(gains)}." if gains else ""
     if not losses:
         largest = max(0.0, -min(drops.values()))
         loses = f"more than {largest:.2f} of accuracy" if largest >= 0.005 else "any accuracy"
         return f"{name} Switched off, no reason loses {loses}.{also}"
-    listed = _join([f"{r} ({v:+.2f})" for r, v in losses])
+    listed = _join([f"{r} ({signed(v)})" for r, v in losses])
     several = "several reasons need it, none alone" if len(losses) > 1 else "not enough to call it a specialist"
     return f"{name} Switched off, accuracy drops on {listed}: {several}.{also}"
 

@@ -174,14 +174,21 @@ def attention_confidence(weights: torch.Tensor) -> torch.Tensor:
     return weights.max(dim=-1).values.mean(0)
 
 
+def signed(change: float) -> str:
+    """An accuracy change as people read it: '+0.14', '-0.39'; one that rounds to zero reads '+0.00', never
+    '-0.00'."""
+    return f"{round(change, 2) + 0.0:+.2f}"
+
+
 def head_label(ablation: dict[str, float]) -> tuple[str, str]:
     """Name a head from its ablation evidence alone; 'generalist' when no reason clearly depends on it."""
     drops = {reason: ablation.get(reason, 0.0) for reason in REASONS}
     best = max(drops, key=lambda r: drops[r])
     others = [drops[r] for r in REASONS if r != best]
-    evidence = ", ".join(f"{r} {-drops[r]:+.2f}" for r in REASONS)
+    evidence = ", ".join(f"{r} {signed(-drops[r])}" for r in REASONS)
     if drops[best] >= SPECIALIST_DROP and max(others) <= SPECIALIST_OTHER_MAX:
-        return f"{best} specialist", f"ablation {-drops[best]:+.2f} on {best}, at most {-max(others):+.2f} elsewhere"
+        return (f"{best} specialist",
+                f"ablation {signed(-drops[best])} on {best}, at most {signed(-max(others))} elsewhere")
     if drops[best] >= LEANING_DROP and drops[best] >= 2 * max(max(others), 0.0):
         return f"leans {best}", f"ablation accuracy change: {evidence}"
     return "generalist", f"no reason depends on it alone; ablation accuracy change: {evidence}"

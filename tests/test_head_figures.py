@@ -59,6 +59,9 @@ def test_ablation_figure_shows_accuracy_change_on_a_fixed_diverging_scale():
     assert z[1, REASONS.index("COST")] == pytest.approx(-0.71)  # a drop shows as a negative change
     clearing = SpecializationPoint(5, {head_figures.CROSS: (head(VALID=0.6), COST_HEAD, head(), head())})
     assert np.asarray(head_figures.ablation_figure([clearing]).data[0].z)[0, -1] == pytest.approx(-0.6)
+    tiny = SpecializationPoint(5, {head_figures.CROSS: (head(VALID=0.001, COST=-0.004, DOSAGE=0.0),) * 4})
+    cells = np.asarray(head_figures.ablation_figure([tiny]).data[0].z)[0]
+    assert all(f"{value:+.2f}" == "+0.00" for value in cells)  # no "-0.00" for a change too small to show
     assert z[3, REASONS.index("MEDICAL")] == pytest.approx(0.1)
     assert (fig.data[0].zmin, fig.data[0].zmid, fig.data[0].zmax) == (-1, 0, 1)
     assert not fig.frames and not fig.layout.sliders  # one measurement: nothing to animate
@@ -211,6 +214,14 @@ def test_a_head_that_valid_claims_depend_on_says_so() -> None:
     assert "Valid claims depend" not in noted
     assert noted.endswith("Without it some valid claims get flagged: VALID accuracy changes by -0.25.")
     assert "valid" not in report.head_sentence(1, head("generalist", VALID=0.05, COST=0.3)).lower()
+
+
+def test_sentences_never_say_minus_zero() -> None:
+    cost = head("COST specialist", COST=0.7, DOSAGE=0.003)
+    assert report.head_sentence(1, cost).endswith("changes by -0.70; every other reason by at most +0.00.")
+    demographics = replace(head("leans ADMIN", ADMIN=0.45),
+                           admin_kinds={"sex": 0.9, "age": 0.8, "specialty": 0.004, "place": 0.0})
+    assert "(specialty +0.00, place +0.00)" in report.head_sentence(2, demographics)
 
 
 def test_a_head_nothing_depends_on_says_no_reason_loses_accuracy() -> None:
