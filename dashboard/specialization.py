@@ -19,6 +19,10 @@ from the claim's words and fields as written, not from what the encoder conclude
 conclusions), and each starts out looking at different words. Looking by the encoder's conclusions, one head
 learned to find "whichever word is wrong" for every reason, and specialists seldom formed. No training signal asks
 for specialists; whatever forms here formed on its own.
+
+Which heads specialize, and how many, is not settled by the recipe: runs that differ only in their seed (their
+starting weights and the order of their batches) measured anywhere from no specialist to three. Train another seed
+and compare the two on the **Runs** page before reading much into one run.
 """
 
 

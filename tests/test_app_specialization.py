@@ -30,7 +30,7 @@ def assert_matches_analysis(at, run_id: str) -> None:
     assert [c.split(":", 1)[1].split(".**")[0].strip() for c in cards[:4]] == [h["label"] for h in heads]
     z = plotly_array(verdict_matrix(at)["data"][0]["z"])
     expected = [[-h["ablation"][r] for r in (*REASONS, "VALID")] for h in heads]
-    np.testing.assert_allclose(z, expected, atol=1e-6)
+    np.testing.assert_allclose(z, expected, atol=0.005 + 1e-9)  # cells show accuracy changes to two decimals
     assert f"Verdict at step {analysis['step']}" in [s.value for s in at.subheader]
 
 
