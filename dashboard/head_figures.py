@@ -111,8 +111,7 @@ def ablation_figure(points: Sequence[SpecializationPoint], name: str = CROSS, ti
     # -0.001 (or -0.0) reads "+0.00", not "-0.00".
     columns = (*REASONS, "VALID")
     return _animated_heatmap(points, name, columns, lambda head, c: round(-head.ablation.get(c, 0.0), 2) + 0.0,
-                             title, -1,
-                             colorscale="RdBu", zmid=0, zmin=-1, zmax=1, texttemplate="%{z:+.2f}",
+                             title, -1, colorscale="RdBu", zmid=0, zmin=-1, zmax=1, texttemplate="%{z:+.2f}",
                              colorbar={"title": {"text": "accuracy<br>change"}})
 
 
