@@ -17,7 +17,7 @@ from engine.inference import Prediction, Predictor, analyze_run
 from engine.model import CLASSES
 from engine.runs import RunError, RunSummary, default_runs_dir, list_runs, replay, resolve_run
 from engine.telemetry import Snapshot, TelemetryHub
-from engine.trainer import ConfigError, EngineBusy, TrainConfig, Trainer
+from engine.trainer import ConfigError, EngineBusy, TrainConfig, Trainer, load_optimizer_code
 
 __all__ = ["TRAINING_NOW", "ConfigError", "Engine", "EngineBusy", "RunError", "RunsFolderError"]
 
@@ -41,6 +41,7 @@ class Engine:
     """Thread-safe facade used by the dashboard and the CLI; one per process."""
 
     def __init__(self, runs_dir: Path | None = None, save_runs: bool = True) -> None:
+        threading.Thread(target=load_optimizer_code, daemon=True, name="headwatch-warmup").start()
         self.runs_dir = runs_dir or default_runs_dir()
         self.save_runs = save_runs
         self.main = Trainer(TelemetryHub())

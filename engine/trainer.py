@@ -173,6 +173,12 @@ def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.O
     return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=momentum, foreach=True)
 
 
+def load_optimizer_code() -> None:
+    """A process's first torch optimizer takes ~2.4 s longer to build than later ones (torch imports its compiler
+    stack then). Run once per process, in the background, it no longer delays the first press of Train."""
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+
+
 def pick_device(config: TrainConfig) -> torch.device:
     if config.device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -255,17 +261,10 @@ class StopRun(Exception):
     pass
 
 
-def _load_optimizer_code() -> None:
-    """A process's first torch optimizer takes ~2.4 s longer to build than later ones (torch imports its compiler
-    stack then); built once in the background, it no longer delays the first press of Train."""
-    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
-
-
 class Trainer:
     """Owns at most one training thread and the model it trains."""
 
     def __init__(self, hub: TelemetryHub) -> None:
-        threading.Thread(target=_load_optimizer_code, daemon=True, name="headwatch-warmup").start()
         self.hub = hub
         self._control = threading.Lock()
         self._thread: threading.Thread | None = None
