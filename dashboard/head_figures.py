@@ -13,6 +13,7 @@ from plotly.subplots import make_subplots
 from dashboard.figures import HEAD_COLORS
 from data.tokenizer import CATEGORIES, Token, Tokenizer
 from engine.inference import Prediction
+from engine.metrics import shown_change
 from engine.model import CLASSES, REASONS
 from engine.telemetry import HeadSpecialization, SpecializationPoint
 
@@ -107,10 +108,9 @@ def ablation_figure(points: Sequence[SpecializationPoint], name: str = CROSS, ti
     points = [p for p in points if name in p.heads]
     if not points:
         return _waiting(title, "Waiting for the first ablation of the heads…")
-    # Fixed range so runs compare at a glance: red = accuracy lost without this head. Rounded, + 0.0: a change of
-    # -0.001 (or -0.0) reads "+0.00", not "-0.00".
+    # Fixed range so runs compare at a glance: red = accuracy lost without this head.
     columns = (*REASONS, "VALID")
-    return _animated_heatmap(points, name, columns, lambda head, c: round(-head.ablation.get(c, 0.0), 2) + 0.0,
+    return _animated_heatmap(points, name, columns, lambda head, c: shown_change(-head.ablation.get(c, 0.0)),
                              title, -1, colorscale="RdBu", zmid=0, zmin=-1, zmax=1, texttemplate="%{z:+.2f}",
                              colorbar={"title": {"text": "accuracy<br>change"}})
 

@@ -174,10 +174,15 @@ def attention_confidence(weights: torch.Tensor) -> torch.Tensor:
     return weights.max(dim=-1).values.mean(0)
 
 
+def shown_change(change: float) -> float:
+    """An accuracy change at the two decimals it is shown with; + 0.0 turns -0.0 into 0.0, so a change that rounds
+    to zero never reads '-0.00'."""
+    return round(change, 2) + 0.0
+
+
 def signed(change: float) -> str:
-    """An accuracy change as people read it: '+0.14', '-0.39'; one that rounds to zero reads '+0.00', never
-    '-0.00'."""
-    return f"{round(change, 2) + 0.0:+.2f}"
+    """An accuracy change as people read it: '+0.14', '-0.39', '+0.00'."""
+    return f"{shown_change(change):+.2f}"
 
 
 def head_label(ablation: dict[str, float]) -> tuple[str, str]:
