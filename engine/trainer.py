@@ -381,10 +381,13 @@ class Trainer:
 
     def _finish(self, writer: RunWriter | None, status: str, message: str, step: int, seconds: float,
                 generation: int | None = None) -> None:
-        if generation is None or generation == self._generation:
-            self.hub.set_status(status, message)
-        if writer:
-            writer.status(status, message, step, seconds)
+        # the run's folder first: whoever sees the run end (a viewer, a test) then finds it ended on disk too
+        try:
+            if writer:
+                writer.status(status, message, step, seconds)
+        finally:
+            if generation is None or generation == self._generation:
+                self.hub.set_status(status, message)
 
     def _train(self, config: TrainConfig, data: ClaimData, device: torch.device, writer: RunWriter | None,
                run_started: float) -> tuple[int, float]:
