@@ -21,8 +21,8 @@ learned to find "whichever word is wrong" for every reason, and specialists seld
 for specialists; whatever forms here formed on its own.
 
 Which heads specialize, and how many, is not settled by the recipe: runs that differ only in their seed (their
-starting weights and the order of their batches) measured anywhere from no specialist to three. Train another seed
-and compare the two on the **Runs** page before reading much into one run.
+starting weights and the order of their batches) measured anywhere from no specialist to two, and in earlier
+recipes up to three. Train another seed and compare the two on the **Runs** page before reading much into one run.
 """
 
 

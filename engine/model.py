@@ -21,7 +21,8 @@ REASONS = ("MEDICAL", "DOSAGE", "COST", "ADMIN")
 CLASSES = ("VALID", *REASONS)
 REASON_POSITION = 1  # decoder position whose input is the verdict and whose output is the reason
 CROSS_KEYS = ("embeddings", "encoder")
-SAVED_BEFORE_CROSS_KEYS = {"cross_keys": "encoder", "cross_qk_init": 0.02}
+# what runs saved before a setting existed were trained with
+SETTINGS_BEFORE_THEY_EXISTED = {"cross_keys": "encoder", "cross_qk_init": 0.02, "encoder_qk_init": 0.02}
 
 
 @dataclass
@@ -43,16 +44,20 @@ class ModelConfig:
     # Starting spread of cross-attention's query and key weights: at 0.2 (the rest start at 0.02) each head starts
     # out looking at different words instead of evenly at all of them.
     cross_qk_init: float = 0.2
+    # The same for the encoder's self-attention. At 0.02 its heads start out looking evenly at every word; at 0.2
+    # the model reached 95% held-out accuracy in a median of 800 steps instead of 1,000 over 10 seeds, with
+    # about as many specialists (README, Performance).
+    encoder_qk_init: float = 0.2
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelConfig:
-        """A saved configuration; runs saved before `cross_keys` existed keyed cross-attention on the encoder and
-        started it at the same spread as everything else."""
+        """A saved configuration; runs saved before `cross_keys` existed keyed cross-attention on the encoder, and
+        before `encoder_qk_init` existed started the encoder's attention at the same spread as everything else."""
         known = {f.name for f in fields(cls)}
-        return cls(**{**SAVED_BEFORE_CROSS_KEYS, **{k: v for k, v in values.items() if k in known}})
+        return cls(**{**SETTINGS_BEFORE_THEY_EXISTED, **{k: v for k, v in values.items() if k in known}})
 
 
 Capture = dict[str, torch.Tensor]
@@ -227,6 +232,9 @@ class ClaimsTransformer(nn.Module):
         for layer in self.decoder:
             nn.init.normal_(layer.cross_attention.query.weight, std=config.cross_qk_init)
             nn.init.normal_(layer.cross_attention.key.weight, std=config.cross_qk_init)
+        for layer in self.encoder:
+            nn.init.normal_(layer.attention.query.weight, std=config.encoder_qk_init)
+            nn.init.normal_(layer.attention.key.weight, std=config.encoder_qk_init)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
