@@ -229,12 +229,11 @@ class ClaimsTransformer(nn.Module):
         self.norm_out = nn.LayerNorm(config.d_model)
         self.output = nn.Linear(config.d_model, len(TARGET_VOCAB))
         self.apply(self._init_weights)
-        for layer in self.decoder:
-            nn.init.normal_(layer.cross_attention.query.weight, std=config.cross_qk_init)
-            nn.init.normal_(layer.cross_attention.key.weight, std=config.cross_qk_init)
-        for layer in self.encoder:
-            nn.init.normal_(layer.attention.query.weight, std=config.encoder_qk_init)
-            nn.init.normal_(layer.attention.key.weight, std=config.encoder_qk_init)
+        spreads = [(layer.cross_attention, config.cross_qk_init) for layer in self.decoder]
+        spreads += [(layer.attention, config.encoder_qk_init) for layer in self.encoder]
+        for attention, std in spreads:
+            nn.init.normal_(attention.query.weight, std=std)
+            nn.init.normal_(attention.key.weight, std=std)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
