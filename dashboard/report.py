@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 
 from dashboard import figures, head_figures, summaries
 from engine.analysis import ANALYSIS_CLAIMS
-from engine.metrics import SPECIALIST_DROP, signed
+from engine.metrics import SPECIALIST_DROP, shown_change, signed
 from engine.model import CLASSES, REASONS
 from engine.telemetry import HeadSpecialization, Snapshot, SpecializationPoint
 
@@ -123,7 +123,7 @@ def _reason_sentence(index: int, head: HeadSpecialization) -> str:
     also = f" Some reasons even do better without it: {', '.join(gains)}." if gains else ""
     if not losses:
         largest = max(0.0, -min(drops.values()))
-        loses = f"more than {largest:.2f} of accuracy" if largest >= 0.005 else "any accuracy"
+        loses = f"more than {largest:.2f} of accuracy" if shown_change(largest) > 0 else "any accuracy"
         return f"{name} Switched off, no reason loses {loses}.{also}"
     listed = _join([f"{r} ({signed(v)})" for r, v in losses])
     several = "several reasons need it, none alone" if len(losses) > 1 else "not enough to call it a specialist"
