@@ -13,6 +13,9 @@ from engine.presets import PRESETS, preset
 from engine.runs import RunSummary
 
 LIVE = "live"
+LOAD_WEIGHTS = ("Load it into the model with `model.load_state_dict(torch.load(path, weights_only=True))`, where "
+                "`model = ClaimsTransformer(ModelConfig.from_dict(config['model']))` from `engine.model` and "
+                "`config` is the run's config.json.")
 PAGES = (("dashboard/specialization.py", "Specialization"), ("dashboard/inspect_claim.py", "Inspect"),
          ("dashboard/story.py", "Story"))
 
@@ -46,16 +49,23 @@ def export(run_id: str) -> None:
     engine = get_engine()
     try:
         snap = viewing.saved_snapshot(run_id)
-        checkpoint = engine.checkpoint_bytes(run_id)
     except RunError as error:
-        st.error(f"Run {run_id} cannot be exported completely: {error}")
+        st.error(f"Run {run_id} cannot be exported: {error}")
         return
+    try:
+        checkpoint: bytes | None = engine.checkpoint_bytes(run_id)
+    except RunError as error:
+        checkpoint, missing = None, f"No weights to export: {error}."
     measured = viewing.measurement(snap)
     metrics, weights, story = st.columns(3)
     metrics.download_button("Metrics (CSV)", data=lambda: engine.metrics_csv(run_id), on_click="ignore",
                             file_name=f"{run_id}-metrics.csv", mime="text/csv", width="stretch", key="export_csv")
-    weights.download_button("Checkpoint (PyTorch state_dict)", data=checkpoint, file_name=f"{run_id}.pt",
-                            mime="application/octet-stream", on_click="ignore", width="stretch", key="export_pt")
+    if checkpoint is None:
+        weights.caption(missing)
+    else:
+        weights.download_button("Weights (PyTorch state_dict)", data=checkpoint, file_name=f"{run_id}.pt",
+                                mime="application/octet-stream", on_click="ignore", width="stretch", key="export_pt",
+                                help=LOAD_WEIGHTS)
     story.download_button("Story report (HTML)", on_click="ignore", mime="text/html", width="stretch",
                           file_name=f"headwatch-{run_id}.html", key="export_html", type="primary",
                           data=lambda: report.html_report(snap, None, measured).encode())
@@ -155,7 +165,8 @@ if upload is not None:
     else:
         labelled = sum(v is not None for v in claims.verdicts)
         blank = f"; {claims.skipped_blank:,} blank lines skipped" if claims.skipped_blank else ""
-        st.success(f"{len(claims):,} claims read from {upload.name}, {labelled:,} of them labelled{blank}.")
+        read = f"{len(claims):,} claim{'s' if len(claims) != 1 else ''}"
+        st.success(f"{read} read from {upload.name}, {labelled:,} of them labelled{blank}.")
         st.dataframe([{"text": t, "verdict": v, "reason": r} for t, v, r in
                       zip(claims.texts[:5], claims.verdicts, claims.reasons, strict=False)], hide_index=True)
         imported(data, claims, usable)

@@ -15,6 +15,7 @@ from data.tokenizer import Token
 EDITABLE = ("dose", "amount", "age", "sex")
 SEXES = ("M", "F")
 UNITS = {"dose": "mg", "amount": "US dollars", "age": "years"}
+LARGEST_EDITABLE = 1e12  # NaN fails this too; a number input cannot hold an infinite or 400-digit value
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
 
@@ -31,7 +32,7 @@ def editable_fields(tokens: Sequence[Token]) -> list[Field]:
     for index, token in enumerate(tokens):
         if token.category == "sex":
             fields.append(Field(index, "sex", token.surface, token.text.partition(":")[2] or "M"))
-        elif token.category in EDITABLE and token.value is not None:
+        elif token.category in EDITABLE and token.value is not None and abs(token.value) <= LARGEST_EDITABLE:
             fields.append(Field(index, token.category, token.surface, float(token.value)))
     return fields
 

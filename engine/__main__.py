@@ -3,27 +3,30 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
+import shutil
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from engine.claims_csv import CsvProblem, read_claims_file
 from engine.inference import Predictor, analyze_run
 from engine.presets import PRESETS, preset
-from engine.runs import RunError
+from engine.run_files import CONFIG, RunError
 from engine.telemetry import TelemetryHub
 from engine.trainer import OPTIMIZERS, ConfigError, Trainer
 
-MAX_CSV_BYTES = 50 * 1024 * 1024
+CLI_MAX_CSV_BYTES = 50 * 2**20  # the app takes 5 MB uploads; a file on disk may be larger
+CLI_MAX_CSV_ROWS = 500_000
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description="Headwatch engine")
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train a run into a folder")
-    train.add_argument("--out", type=Path, required=True)
+    train.add_argument("--out", type=Path, required=True, help="a new or empty folder for the run")
+    train.add_argument("--replace", action="store_true", help="delete the run already in --out first")
     train.add_argument("--preset", default="default", choices=sorted(PRESETS))
     train.add_argument("--seed", type=int, help="starting weights and the order claims are drawn in")
     train.add_argument("--data-seed", type=int, help="which claims are generated (default 0, as in the app)")
@@ -61,6 +64,7 @@ def train(args: argparse.Namespace) -> int:
         if value is not None:
             setattr(config, name, value)
     config.validate()
+    _make_room(args.out, args.replace)
     hub = TelemetryHub()
     trainer = Trainer(hub)
     trainer.start(config, folder=args.out, run_id=args.out.name)
@@ -85,25 +89,34 @@ def train(args: argparse.Namespace) -> int:
         "reached": {f"{level:.0%}": _first_reach(snap.evals, level, snap.setup_seconds)
                     for level in (0.9, 0.95, 0.98)},
         "run": str(args.out),
+        "saved": trainer.save_problem is None,
+        "save_problem": trainer.save_problem,
     }
     print(json.dumps(result))
-    return 0 if snap.status == "finished" or snap.status == "stopped" else 1
+    return 0 if snap.status in ("finished", "stopped") and trainer.save_problem is None else 1
 
 
-def _claims_from_csv(path: Path) -> Iterator[str]:
-    if path.stat().st_size > MAX_CSV_BYTES:
-        raise RunError(f"{path} is larger than {MAX_CSV_BYTES // 2**20} MB")
-    with open(path, encoding="utf-8", newline="") as file:
-        reader = csv.DictReader(file)
-        if not reader.fieldnames or "text" not in reader.fieldnames:
-            raise RunError(f"{path} has no 'text' column (columns: {', '.join(reader.fieldnames or [])})")
-        for row in reader:
-            yield row.get("text") or ""
+def _make_room(out: Path, replace: bool) -> None:
+    """Two runs never mix in one folder: one already in `out` is refused, or deleted whole when asked to."""
+    if not out.exists() or (out.is_dir() and not out.is_symlink() and not any(out.iterdir())):
+        return
+    if not replace:
+        raise RunError(f"{out} already holds files; pass --replace to delete the run there first, or choose "
+                       "another --out")
+    if out.is_symlink() or not out.is_dir() or not (out / CONFIG).is_file():
+        raise RunError(f"{out} is not a Headwatch run folder, so --replace does not delete it")
+    shutil.rmtree(out)
+
+
+def _stdin_lines() -> Iterator[str]:
+    """Standard input a line at a time, whatever the locale: a byte that is not UTF-8 spoils its own line only."""
+    for line in sys.stdin.buffer:
+        yield line.decode("utf-8", errors="replace").rstrip("\r\n")
 
 
 def predict(args: argparse.Namespace) -> int:
     predictor = Predictor.from_run(args.run)
-    texts: Iterator[str] = _claims_from_csv(args.csv) if args.csv else (line.rstrip("\n") for line in sys.stdin)
+    texts = read_claims_file(args.csv, CLI_MAX_CSV_BYTES, CLI_MAX_CSV_ROWS).texts if args.csv else _stdin_lines()
     for text in texts:
         print(json.dumps(predictor.predict(text, with_ablation=False).to_json()), flush=True)
     return 0
@@ -118,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"train": train, "predict": predict, "analyze": analyze}[args.command](args)
-    except (ConfigError, RunError, OSError, UnicodeDecodeError, csv.Error) as error:
+    except (ConfigError, RunError, CsvProblem, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import torch
 from data.catalog import Catalog, load_catalog
 from data.rules import label
 from data.tokenizer import Tokenizer, parse_claim
+from engine.csv_export import csv_bytes
 from engine.dataset import ClaimData, ClaimTensors, build_probe, class_index, encode_texts
 from engine.inference import Predictor
 from engine.model import REASONS
@@ -49,52 +50,87 @@ def _decode(data: bytes) -> str:
                          "save it as 'CSV UTF-8' and try again.") from None
 
 
-def _dialect(text: str) -> type[csv.Dialect] | csv.Dialect:
+def _dialect(text: str) -> type[csv.Dialect]:
+    """The file's delimiter and quoting, read strictly: an unclosed quote is an error, not one claim to the end."""
     try:
-        return csv.Sniffer().sniff(text[:20_000], delimiters=DELIMITERS)
+        found = csv.Sniffer().sniff(text[:20_000], delimiters=DELIMITERS)
     except csv.Error:
-        return csv.excel
+        found = csv.excel
+    return type("StrictDialect", (found,), {"strict": True})
 
 
-def read_claims_csv(data: bytes, name: str = "the file") -> ImportedClaims:
+def read_claims_file(path: Path, max_bytes: int = MAX_BYTES, max_rows: int = MAX_ROWS) -> ImportedClaims:
+    """read_claims_csv of a file, read no further than the limit."""
+    with open(path, "rb") as file:
+        data = file.read(max_bytes + 1)
+    return read_claims_csv(data, path.name, max_bytes, max_rows)
+
+
+def read_claims_csv(data: bytes, name: str = "the file", max_bytes: int = MAX_BYTES,
+                    max_rows: int = MAX_ROWS) -> ImportedClaims:
+    """The claims of a CSV file (any of , ; tab | as delimiter, UTF-8 with or without a BOM); CsvProblem, naming the
+    line, for anything that cannot be read as the file's author meant it."""
     if not data.strip():
         raise CsvProblem(f"{name} is empty.")
-    if len(data) > MAX_BYTES:
-        raise CsvProblem(f"{name} is {len(data) / 2**20:.1f} MB; the limit is {MAX_BYTES // 2**20} MB.")
+    if len(data) > max_bytes:
+        size = f"{len(data) / 2**20:.1f} MB" if len(data) <= max_bytes * 1.05 else "larger than that"
+        raise CsvProblem(f"{name} is {size}; the limit is {max_bytes // 2**20} MB.")
     text = _decode(data)
-    try:
-        reader = csv.DictReader(io.StringIO(text, newline=""), dialect=_dialect(text))
-        columns = [c.strip().lower() for c in reader.fieldnames or []]
-    except csv.Error as error:
-        raise CsvProblem(f"{name} is not a readable CSV file: {error}") from None
+    reader = csv.reader(io.StringIO(text, newline=""), dialect=_dialect(text))
+    rows = _rows(reader, name)
+    columns = [c.strip().lower() for c in next(rows, (1, []))[1]]
     if "text" not in columns:
         found = ", ".join(repr(c) for c in columns[:6]) or "none"
         raise CsvProblem(f"{name} has no 'text' column (found: {found}). The first line must name the columns, "
                          "e.g. text,verdict,reason.")
-    reader.fieldnames = columns
     texts, verdicts, reasons, blank = [], [], [], 0
-    try:
-        for number, row in enumerate(reader, start=2):
-            if len(texts) >= MAX_ROWS:
-                raise CsvProblem(f"{name} has more than {MAX_ROWS:,} claims; split it into smaller files.")
-            claim = (row.get("text") or "").strip()
-            if not claim:
-                blank += 1
-                continue
-            verdict, reason = _labels(row, number)
-            texts.append(claim)
-            verdicts.append(verdict)
-            reasons.append(reason)
-    except csv.Error as error:
-        raise CsvProblem(f"{name} is not a readable CSV file: {error}") from None
+    for number, values in rows:
+        if len(texts) >= max_rows:
+            raise CsvProblem(f"{name} has more than {max_rows:,} claims; split it into smaller files.")
+        row = _named(values, columns, number)
+        claim = row.get("text", "").strip()
+        if not claim:
+            blank += 1
+            continue
+        verdict, reason = _labels(row, number)
+        texts.append(claim)
+        verdicts.append(verdict)
+        reasons.append(reason)
     if not texts:
         raise CsvProblem(f"{name} has a header but no claims.")
     return ImportedClaims(tuple(texts), tuple(verdicts), tuple(reasons), blank)
 
 
-def _labels(row: dict, number: int) -> tuple[str | None, str | None]:
-    verdict = (row.get("verdict") or "").strip().upper() or None
-    reason = (row.get("reason") or "").strip().upper() or None
+def _rows(reader: Iterator[list[str]], name: str) -> Iterator[tuple[int, list[str]]]:
+    """(line where the row starts, its values) for each row that is not empty."""
+    line = 1
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            problem = ("a quote opened here is never closed" if "end of data" in str(error)
+                       else "a quote is misplaced (text right after a closing quote?)")
+            raise CsvProblem(f"{name}, line {line}: {problem}. Put each claim's text in double quotes, and write a "
+                             "quote inside it as two (\"\").") from None
+        if values:
+            yield line, values
+        line = reader.line_num + 1
+
+
+def _named(values: list[str], columns: list[str], number: int) -> dict[str, str]:
+    extra = values[len(columns):]
+    if any(v.strip() for v in extra):
+        raise CsvProblem(f"Line {number} has more values than the first line has column names: is there a comma "
+                         "in a claim's text without double quotes around it? Write it as \"Diabetes, metformin "
+                         "500 mg, $40\".")
+    return dict(zip(columns, values, strict=False))
+
+
+def _labels(row: dict[str, str], number: int) -> tuple[str | None, str | None]:
+    verdict = row.get("verdict", "").strip().upper() or None
+    reason = row.get("reason", "").strip().upper() or None
     if verdict not in (None, "VALID", "INVALID"):
         raise CsvProblem(f"Line {number}: verdict must be VALID or INVALID (got '{verdict}').")
     if reason not in (None, "NONE", *REASONS):
@@ -109,19 +145,17 @@ def _labels(row: dict, number: int) -> tuple[str | None, str | None]:
 def score_claims(predictor: Predictor, claims: ImportedClaims, progress: Callable[[int], None] | None = None) -> bytes:
     """A results CSV: the model's verdict per claim beside any expected label; `progress` hears how many claims
     are scored so far."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["text", "verdict", "reason", "confidence", "error", "expected_verdict", "expected_reason",
-                     "agrees"])
     predictions = predictor.predict_many(claims.texts, progress)
+    rows = []
     for prediction, verdict, reason in zip(predictions, claims.verdicts, claims.reasons, strict=True):
         agrees = ""
         if verdict and prediction.verdict:
             agrees = str(prediction.verdict == verdict and (verdict == "VALID" or prediction.reason == reason))
-        writer.writerow([prediction.text, prediction.verdict or "", prediction.reason or "",
-                         f"{prediction.confidence:.4f}" if prediction.confidence is not None else "",
-                         prediction.error or "", verdict or "", reason or "", agrees])
-    return buffer.getvalue().encode("utf-8")
+        rows.append([prediction.text, prediction.verdict or "", prediction.reason or "",
+                     f"{prediction.confidence:.4f}" if prediction.confidence is not None else "",
+                     prediction.error or "", verdict or "", reason or "", agrees])
+    return csv_bytes(["text", "verdict", "reason", "confidence", "error", "expected_verdict", "expected_reason",
+                      "agrees"], rows)
 
 
 def training_labels(claims: ImportedClaims, tokenizer: Tokenizer, catalog: Catalog) -> tuple[list[str], list[int], int]:
@@ -147,7 +181,7 @@ def build_data_from_csv(path: Path, seed: int, max_len: int) -> ClaimData:
     """Train on a user's claims: a seeded 80/20 split into training pool and held-out set."""
     catalog = load_catalog()
     tokenizer = Tokenizer.from_catalog(catalog)
-    texts, classes, _ = training_labels(read_claims_csv(path.read_bytes(), path.name), tokenizer, catalog)
+    texts, classes, _ = training_labels(read_claims_file(path), tokenizer, catalog)
     if len(texts) < MIN_TRAINING_CLAIMS:
         raise CsvProblem(f"Only {len(texts)} claims could be labelled; training needs at least {MIN_TRAINING_CLAIMS}.")
     order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(seed)).tolist()

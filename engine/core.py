@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
+import os
 import tempfile
 import threading
 import time
@@ -12,16 +12,30 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from engine.claims_csv import ImportedClaims, read_claims_csv, score_claims
+from engine.csv_export import csv_bytes
 from engine.inference import Prediction, Predictor, analyze_run
 from engine.model import CLASSES
-from engine.runs import RunError, RunSummary, default_runs_dir, list_runs, replay, resolve_run
+from engine.run_files import load_checkpoint
+from engine.runs import (
+    RunError,
+    RunSummary,
+    default_runs_dir,
+    discard_run,
+    list_runs,
+    remove_stale_temp_files,
+    replay,
+    resolve_run,
+)
 from engine.telemetry import Snapshot, TelemetryHub
 from engine.trainer import ConfigError, EngineBusy, TrainConfig, Trainer, load_optimizer_code
 
 __all__ = ["TRAINING_NOW", "ConfigError", "Engine", "EngineBusy", "RunError", "RunsFolderError"]
 
 TRAINING_NOW = "training now"
+FREE_SPACE_PROBE_BYTES = 2**20  # a run's first files (config, vocabulary, first checkpoint) take about this much
 
 
 def new_run_id(runs_dir: Path, config: TrainConfig, suffix: str = "") -> str:
@@ -44,6 +58,7 @@ class Engine:
         threading.Thread(target=load_optimizer_code, daemon=True, name="headwatch-warmup").start()
         self.runs_dir = runs_dir or default_runs_dir()
         self.save_runs = save_runs
+        remove_stale_temp_files(self.runs_dir)
         self.main = Trainer(TelemetryHub())
         self.race = Trainer(TelemetryHub())
         self._lock = threading.Lock()
@@ -53,8 +68,10 @@ class Engine:
         """Raise RunsFolderError, in plain words, if runs cannot be saved."""
         try:
             self.runs_dir.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=self.runs_dir):
-                pass
+            with tempfile.TemporaryFile(dir=self.runs_dir) as probe:  # a full disk still lets an empty file be made
+                probe.write(bytes(FREE_SPACE_PROBE_BYTES))
+                probe.flush()
+                os.fsync(probe.fileno())
         except OSError as error:
             raise RunsFolderError(f"Runs cannot be saved in {self.runs_dir}: {error.strerror or error}. "
                                   "You can train without saving.") from None
@@ -73,6 +90,7 @@ class Engine:
             if self.main.active:
                 raise EngineBusy("A run is already training: stop or reset it first.")
             folder, run_id = self._folder(config, save)
+            self._discard_empty_runs()
             self.race.reset()
             self.main.start(config, folder, run_id)
 
@@ -113,9 +131,17 @@ class Engine:
         with self._lock:
             if only_if_idle and (self.main.active or self.race.active):
                 raise EngineBusy("A run is training: stop it first, then reset.")
+            self._discard_empty_runs()
             self.race.reset()
             self.main.reset()
             self._predictor = None
+
+    def _discard_empty_runs(self) -> None:
+        """Runs stopped before their first held-out measurement hold nothing to study: their folders go when the
+        next run starts, so pressing Train and Stop over and over does not fill the Runs page."""
+        for snap in (self.main.hub.snapshot(), self.race.hub.snapshot()):
+            if snap.status == "stopped" and snap.run_id and snap.run_dir and all(e.step == 0 for e in snap.evals):
+                discard_run(self.runs_dir, snap.run_id)
 
     def close(self) -> None:
         self.race.stop(timeout=30)
@@ -141,21 +167,19 @@ class Engine:
 
     def metrics_csv(self, run_id: str) -> bytes:
         """Step, losses and accuracies (overall and per class) of a saved run, one row per evaluation."""
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(["step", "seconds", "train_loss", "heldout_loss", "train_accuracy", "heldout_accuracy",
-                         *[f"heldout_{c}" for c in CLASSES]])
-        for point in self.replay(run_id).evals:
-            writer.writerow([point.step, f"{point.seconds:.2f}", point.train_loss, point.heldout_loss,
-                             point.train_accuracy, point.heldout_accuracy,
-                             *[point.heldout_per_class.get(c) for c in CLASSES]])
-        return buffer.getvalue().encode()
+        header = ["step", "seconds", "train_loss", "heldout_loss", "train_accuracy", "heldout_accuracy",
+                  *[f"heldout_{c}" for c in CLASSES]]
+        return csv_bytes(header, ([point.step, round(point.seconds, 2), point.train_loss, point.heldout_loss,
+                                   point.train_accuracy, point.heldout_accuracy,
+                                   *[point.heldout_per_class.get(c) for c in CLASSES]]
+                                  for point in self.replay(run_id).evals))
 
     def checkpoint_bytes(self, run_id: str) -> bytes:
-        path = resolve_run(self.runs_dir, run_id) / "checkpoints" / "latest.pt"
-        if not path.exists():
-            raise RunError(f"run {run_id} has no checkpoint yet")
-        return path.read_bytes()
+        """The saved run's latest weights as a plain PyTorch state_dict (`model.load_state_dict(torch.load(f))`),
+        re-saved from checked tensors: never the raw bytes of a file that could be anything."""
+        buffer = io.BytesIO()
+        torch.save(load_checkpoint(resolve_run(self.runs_dir, run_id))["model"], buffer)
+        return buffer.getvalue()
 
     def score_claims(self, claims: ImportedClaims, run_id: str | None = None,
                      progress: Callable[[int], None] | None = None) -> bytes:

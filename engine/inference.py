@@ -3,6 +3,7 @@ zeroing each head would change. Never raises for any text: bad input comes back 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from engine.analysis import analysed_names, specialization
 from engine.dataset import HELDOUT_SEED_OFFSET, N_CATEGORIES, encode_claims, encode_texts
 from engine.metrics import per_class_accuracy
 from engine.model import CLASSES, ClaimsTransformer, ModelConfig, greedy_outcomes
-from engine.runs import RunError, load_checkpoint, read_json
+from engine.run_files import CONFIG, TOKENIZER, RunError, load_checkpoint, read_config, read_object
 
 MAX_CLAIM_CHARS = 5000
 
@@ -72,24 +73,9 @@ class Predictor:
     @classmethod
     def from_run(cls, folder: Path) -> Predictor:
         """Load a saved run's latest checkpoint; damaged, unsafe or mismatched files raise RunError."""
-        config = read_json(folder / "config.json")
-        tokenizer = Tokenizer.from_json(read_json(folder / "tokenizer.json"))
-        payload = load_checkpoint(folder / "checkpoints" / "latest.pt")
-        model_config = ModelConfig.from_dict(config.get("model", {}))
-        trained_with = payload.get("model_config") or {}
-        differences = [f"{k} is {trained_with[k]} in the checkpoint but {v} in config.json"
-                       for k, v in model_config.to_dict().items() if k in trained_with and trained_with[k] != v]
-        if differences:
-            raise RunError("checkpoint does not match this run's model configuration: " + "; ".join(differences))
-        model = ClaimsTransformer(model_config)
-        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-        found = {k: tuple(v.shape) for k, v in payload["model"].items() if isinstance(v, torch.Tensor)}
-        if expected != found:
-            differing = sorted(set(expected) ^ set(found)) or [k for k in expected if expected[k] != found.get(k)]
-            detail = ", ".join(f"{k} {found.get(k)} vs {expected.get(k)}" for k in differing[:3])
-            raise RunError(f"checkpoint does not match this run's model configuration: {detail}")
-        model.load_state_dict(payload["model"])
-        return cls(model, tokenizer, int(payload.get("step", 0)))
+        config, tokenizer, payload = read_config(folder), _tokenizer(folder), load_checkpoint(folder)
+        model = _model(_model_config(config, payload), payload["model"], tokenizer)
+        return cls(model, tokenizer, payload["step"])
 
     def _refuse(self, text: str) -> str | None:
         if not text.strip():
@@ -115,6 +101,10 @@ class Predictor:
     def _verdict(self, text: str, encoded: Encoded, probabilities: list[float], outcome_index: int,
                  **details: object) -> Prediction:
         """The prediction of one claim, given its outcome probabilities and greedy outcome (CLASSES order)."""
+        if not all(map(math.isfinite, probabilities)):
+            return Prediction(text=text, tokens=encoded.tokens, step=self.step,
+                              error="The model's answer is not a number (its weights hold NaN or infinity), so it "
+                                    "cannot judge this claim.")
         probabilities = dict(zip(CLASSES, probabilities, strict=True))
         outcome = CLASSES[outcome_index]
         verdict, reason = outcome_to_verdict(outcome)
@@ -173,12 +163,61 @@ class Predictor:
         outcomes = [CLASSES[int(o)] for o in greedy_outcomes(log_probs)]
         return {name: tuple(outcomes[index * heads:(index + 1) * heads]) for index, name in enumerate(names)}
 
+def _tokenizer(folder: Path) -> Tokenizer:
+    saved = read_object(folder, TOKENIZER)
+    try:
+        return Tokenizer.from_json(saved)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise RunError(f"{TOKENIZER} is damaged (it is not a Headwatch vocabulary)") from None
+
+
+def _model_config(config: dict, payload: dict) -> ModelConfig:
+    """The run's model settings, which must be those the checkpoint was trained with."""
+    try:
+        model_config = ModelConfig.from_dict(config.get("model", {}))
+    except TypeError:
+        raise RunError(f"{CONFIG} is damaged (its model settings are not what a run writes)") from None
+    trained_with = payload.get("model_config")
+    trained_with = trained_with if isinstance(trained_with, dict) else {}
+    differences = [f"{k} is {trained_with[k]} in the checkpoint but {v} in {CONFIG}"
+                   for k, v in model_config.to_dict().items() if k in trained_with and trained_with[k] != v]
+    if differences:
+        raise RunError("checkpoint does not match this run's model configuration: " + "; ".join(differences))
+    return model_config
+
+
+def _model(config: ModelConfig, weights: dict, tokenizer: Tokenizer) -> ClaimsTransformer:
+    """The model with `weights` loaded, after checking on a weightless copy that they fit: a damaged config must
+    not allocate a huge model, and a vocabulary must fit the embedding it indexes."""
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in ClaimsTransformer(config).state_dict().items()}
+    except Exception:  # nn modules raise many types for impossible sizes
+        raise RunError(f"{CONFIG} is damaged (its model settings cannot build a model)") from None
+    found = {k: tuple(v.shape) for k, v in weights.items() if isinstance(v, torch.Tensor)}
+    if expected != found:
+        differing = sorted(set(expected) ^ set(found)) or [k for k in expected if expected[k] != found.get(k)]
+        detail = ", ".join(f"{k} {found.get(k)} vs {expected.get(k)}" for k in differing[:3])
+        raise RunError(f"checkpoint does not match this run's model configuration: {detail}")
+    if config.n_categories != N_CATEGORIES:
+        raise RunError(f"the model reads {config.n_categories} kinds of field, not the {N_CATEGORIES} Headwatch has")
+    if len(tokenizer.vocab) != config.vocab_size:
+        raise RunError(f"{TOKENIZER} has {len(tokenizer.vocab)} words but the model was trained on "
+                       f"{config.vocab_size}: they do not belong together")
+    if not all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point()):
+        raise RunError("the checkpoint's weights are not all numbers (NaN or infinity): this model cannot judge "
+                       "claims")
+    model = ClaimsTransformer(config)
+    model.load_state_dict(weights)
+    return model
+
+
 def analyze_run(folder: Path, claims: int = 2000) -> dict:
     """`python -m engine analyze`: per-head specialization of a saved run's latest weights on held-out claims."""
     predictor = Predictor.from_run(folder)
-    config = read_json(folder / "config.json")
+    config = read_config(folder)
     # the run's held-out stream; runs saved before data_seed existed drew their claims from their seed
-    data_seed = int(config.get("data_seed", config.get("seed", 0)))
+    data_seed = config.get("data_seed", config.get("seed", 0))
     heldout = encode_claims(generate_claims(claims, data_seed + HELDOUT_SEED_OFFSET, predictor.catalog),
                             predictor.tokenizer, predictor.model.config.max_len)
     point = specialization(predictor.model, heldout, predictor.step or 0, N_CATEGORIES, analysis_claims=claims,

@@ -11,12 +11,15 @@ Layout of a run folder:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import json
 import math
 import os
 import re
+import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,13 +30,28 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine.run_files import (
+    ATTENTION,
+    CONFIG,
+    MAX_ATTENTION_BYTES,
+    METRICS,
+    PROBE,
+    RECORDS,
+    STATUS,
+    TOKENIZER,
+    RunError,
+    read_config,
+    read_json,
+    read_records,
+    read_run_bytes,
+    read_status,
+    text,
+)
 from engine.telemetry import (
     AttentionPoint,
     Downsampler,
     EvalPoint,
-    HeadSpecialization,
     OptimPoint,
-    OptimStats,
     ProbeClaim,
     Snapshot,
     SpecializationPoint,
@@ -44,10 +62,6 @@ RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 FLUSH_SECONDS = 1.0
 
 
-class RunError(ValueError):
-    """A run folder, run id or checkpoint that cannot be used; the message says why in plain words."""
-
-
 def default_runs_dir() -> Path:
     return Path(os.environ.get("HEADWATCH_RUNS_DIR") or Path.cwd() / "runs")
 
@@ -56,10 +70,38 @@ def resolve_run(runs_dir: Path, run_id: str) -> Path:
     """The folder of `run_id` inside `runs_dir`; ids that could escape the folder are refused."""
     if not RUN_ID_PATTERN.match(run_id) or ".." in run_id:
         raise RunError(f"'{run_id}' is not a valid run id (letters, digits, '.', '_' and '-' only)")
+    if (runs_dir / run_id).is_symlink():
+        raise RunError(f"run {run_id} is a link to another place, so it is not opened")
     path = (runs_dir / run_id).resolve()
     if path.parent != runs_dir.resolve():
         raise RunError(f"'{run_id}' is outside the runs folder")
     return path
+
+
+def discard_run(runs_dir: Path, run_id: str) -> None:
+    """Delete a run's folder (never a link, never anything outside the runs folder)."""
+    shutil.rmtree(resolve_run(runs_dir, run_id), ignore_errors=True)
+
+
+TEMP_FILE_PATTERN = re.compile(r"^\..+\.[A-Za-z0-9_]+\.tmp$")
+STALE_TEMP_SECONDS = 600  # an atomic write holds its temporary file for well under a second
+
+
+def remove_stale_temp_files(runs_dir: Path) -> None:
+    """Delete the temporary files of atomic writes that a killed process left in run folders."""
+    if not runs_dir.is_dir():
+        return
+    now = time.time()
+    for run in runs_dir.iterdir():
+        if run.is_symlink() or not run.is_dir() or not RUN_ID_PATTERN.match(run.name):
+            continue
+        for folder in (run, run / "checkpoints", run / ATTENTION):
+            for path in folder.glob(".*.tmp") if folder.is_dir() and not folder.is_symlink() else ():
+                with contextlib.suppress(OSError):
+                    info = path.lstat()
+                    if stat.S_ISREG(info.st_mode) and TEMP_FILE_PATTERN.match(path.name) and \
+                            now - info.st_mtime > STALE_TEMP_SECONDS:
+                        path.unlink()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -110,25 +152,28 @@ def _unless_failed(method: Callable) -> Callable:
         try:
             method(self, *args, **kwargs)
         except OSError as error:
-            self.failed = f"{error.strerror or error} ({self.folder})"
+            self.failed = error.strerror or "the files could not be written"
 
     return guarded
 
 
 class RunWriter:
-    """Writes one run's folder as it trains. The constructor raises OSError if the folder cannot be written."""
+    """Writes one run's folder as it trains. The constructor raises OSError if the folder cannot be written, and
+    RunError if it already holds files: two runs must never mix in one folder."""
 
     def __init__(self, folder: Path, config: dict, tokenizer: dict, probe: tuple[ProbeClaim, ...]) -> None:
         self.folder = folder
         self.failed: str | None = None
         self.checkpoint_step: int | None = None  # step of the last checkpoint written whole
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "attention").mkdir(exist_ok=True)
-        (folder / "checkpoints").mkdir(exist_ok=True)
-        atomic_write_json(folder / "config.json", config)
-        atomic_write_json(folder / "tokenizer.json", tokenizer)
-        atomic_write_json(folder / "probe.json", [asdict(p) for p in probe])
-        self._metrics = open(folder / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115 (held for the run)
+        if any(folder.iterdir()):
+            raise RunError(f"the folder {folder.name} already holds files; a new run needs a new or empty folder")
+        (folder / ATTENTION).mkdir()
+        (folder / "checkpoints").mkdir()
+        atomic_write_json(folder / CONFIG, config)
+        atomic_write_json(folder / TOKENIZER, tokenizer)
+        atomic_write_json(folder / PROBE, [asdict(p) for p in probe])
+        self._metrics = open(folder / METRICS, "x", encoding="utf-8")  # noqa: SIM115 (held for the run)
         self._last_flush = time.monotonic()
 
     @_unless_failed
@@ -163,12 +208,17 @@ class RunWriter:
         atomic_write_bytes(self.folder / "checkpoints" / "latest.pt", _to_bytes(payload))
         self.checkpoint_step = step
 
-    @_unless_failed
     def status(self, status: str, message: str, step: int, seconds: float) -> None:
-        self._metrics.flush()
-        atomic_write_json(self.folder / "status.json",
-                          {"status": status, "message": message, "step": step, "seconds": seconds,
-                           "updated": time.time()})
+        """Tried even after a write failed (space may have come back), so the folder says how the run ended and
+        that its files stopped partway."""
+        self.flush()
+        if self.failed:
+            message = f"{message}. Its files stopped being saved partway ({self.failed})"
+        try:
+            atomic_write_json(self.folder / STATUS, {"status": status, "message": message, "step": step,
+                                                     "seconds": seconds, "updated": time.time()})
+        except OSError as error:
+            self.failed = self.failed or error.strerror or "the files could not be written"
 
     def close(self) -> None:
         try:
@@ -183,120 +233,75 @@ def _to_bytes(obj: Any) -> bytes:
     return buffer.getvalue()
 
 
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunError(f"{path.name} is missing in {path.parent}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise RunError(f"{path.name} in {path.parent} is damaged: {error}") from None
+def _attention_weights(tensor: Any, probes: int, heads: int) -> np.ndarray:
+    """(N probe claims, H, Tq, Tk) weights, or ValueError for a tensor of another kind or shape."""
+    if not isinstance(tensor, torch.Tensor) or tensor.dim() != 4 or tuple(tensor.shape[:2]) != (probes, heads):
+        raise ValueError("not attention weights of this run")
+    return tensor.float().numpy()
 
 
-def read_metrics(folder: Path) -> list[dict]:
-    """All complete records; a torn last line (the process was killed mid-write) is skipped."""
-    records = []
-    path = folder / "metrics.jsonl"
-    if not path.exists():
-        return records
-    with open(path, encoding="utf-8", errors="replace") as file:
-        for line in file:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return records
-
-
-def load_checkpoint(path: Path) -> dict:
-    """A checkpoint's {"step", "model"}; refuses anything that is not plain tensors (weights_only=True)."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise RunError(f"no checkpoint at {path}") from None
-    except Exception as error:  # torch raises many types for damaged or unsafe files
-        raise RunError(f"checkpoint {path.name} cannot be loaded safely: {str(error).splitlines()[0]}") from None
-    if not isinstance(payload, dict) or "model" not in payload or not isinstance(payload["model"], dict):
-        raise RunError(f"checkpoint {path.name} does not hold a Headwatch model")
-    return payload
-
-
-def _float(value: Any) -> float:
-    return float("nan") if value is None else float(value)
-
-
-def _eval_point(record: dict) -> EvalPoint:
-    return EvalPoint(
-        step=record["step"], seconds=_float(record["seconds"]), train_loss=_float(record["train_loss"]),
-        heldout_loss=_float(record["heldout_loss"]), train_accuracy=_float(record["train_accuracy"]),
-        heldout_accuracy=_float(record["heldout_accuracy"]),
-        train_per_class={k: _float(v) for k, v in record["train_per_class"].items()},
-        heldout_per_class={k: _float(v) for k, v in record["heldout_per_class"].items()},
-    )
-
-
-def _optim_point(record: dict) -> OptimPoint:
-    return OptimPoint(
-        step=record["step"],
-        heads={name: tuple(OptimStats(**s) for s in heads) for name, heads in record["heads"].items()},
-        groups={name: OptimStats(**s) for name, s in record["groups"].items()},
-    )
-
-
-def _specialization_point(record: dict) -> SpecializationPoint:
-    return SpecializationPoint(
-        step=record["step"],
-        heads={name: tuple(HeadSpecialization(**h) for h in heads) for name, heads in record["heads"].items()},
-    )
-
-
-def load_attention(folder: Path) -> list[AttentionPoint]:
+def load_attention(folder: Path, probes: int, heads: int) -> list[AttentionPoint]:
+    """The saved attention snapshots; a half-written, damaged or foreign one is skipped, not fatal."""
     points = []
-    for path in sorted((folder / "attention").glob("step_*.pt")):
-        try:
-            tensors = torch.load(path, map_location="cpu", weights_only=True)
-            step = int(path.stem.split("_")[1])
-        except Exception:  # a half-written or damaged snapshot is skipped, not fatal
+    for path in sorted((folder / ATTENTION).glob("step_*.pt")):
+        step = re.fullmatch(r"step_(\d{1,12})\.pt", path.name)
+        if step is None:
             continue
-        points.append(AttentionPoint(step, {name: t.float().numpy() for name, t in tensors.items()}))
+        try:
+            data = read_run_bytes(folder, f"{ATTENTION}/{path.name}", MAX_ATTENTION_BYTES)
+            tensors = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            weights = {text(name): _attention_weights(t, probes, heads) for name, t in tensors.items()}
+        except Exception:  # torch raises many types for damaged files; RunError and ValueError for foreign ones
+            continue
+        points.append(AttentionPoint(int(step[1]), weights))
     return points
 
 
+def read_probe(folder: Path) -> tuple[ProbeClaim, ...]:
+    claims = read_json(folder, PROBE)
+    try:
+        return tuple(ProbeClaim(text(c["text"]), text(c["label"]), tuple(map(text, c["tokens"])),
+                                tuple(map(text, c["categories"]))) for c in claims)
+    except (KeyError, TypeError, ValueError):
+        raise RunError(f"{PROBE} is damaged (it does not list the probe claims)") from None
+
+
+ACTIVE = ("preparing", "running", "paused")
+
+
 def replay(folder: Path) -> Snapshot:
-    """A saved run as a read-only Snapshot, for every page's replay."""
-    config = read_json(folder / "config.json")
-    status = read_json(folder / "status.json") if (folder / "status.json").exists() else {}
-    probe = tuple(ProbeClaim(p["text"], p["label"], tuple(p["tokens"]), tuple(p["categories"]))
-                  for p in read_json(folder / "probe.json"))
+    """A saved run as a read-only Snapshot, for every page's replay; RunError (in plain words) if it is damaged."""
+    config, status, probe = read_config(folder), read_status(folder), read_probe(folder)
+    n_heads = config.get("model", {}).get("n_heads", 4)
     loss, evals, optim, specialization = Downsampler(), [], [], []
     last_step, seconds = 0, 0.0
-    for record in read_metrics(folder):
-        kind = record.get("type")
-        try:
-            if kind == "step":
-                loss.append(record["step"], _float(record["loss"]))
-                last_step, seconds = record["step"], _float(record["seconds"])
-            elif kind == "eval":
-                evals = thin([*evals, _eval_point(record)], 1000)
-            elif kind == "optim":
-                optim = thin([*optim, _optim_point(record)], 1000)
-            elif kind == "specialization":
-                specialization.append(_specialization_point(record))
-        except (KeyError, TypeError, ValueError):
-            continue
-    attention = load_attention(folder)
+    for kind, point in read_records(folder, RECORDS):
+        if kind == "step":
+            last_step, step_loss, seconds = point
+            loss.append(last_step, step_loss)
+        elif kind == "eval":
+            evals = thin([*evals, point], 1000)
+        elif kind == "optim":
+            optim = thin([*optim, point], 1000)
+        else:
+            specialization.append(point)
+    attention = load_attention(folder, len(probe), n_heads)
     names = tuple(attention[-1].weights) if attention else ()
-    run_status = status.get("status", "stopped")
-    if run_status in ("preparing", "running", "paused"):
-        run_status, message = "stopped", "The server stopped while this run was training; shown up to its last save."
-    else:
-        message = status.get("message", "")
+    run_status, message = _replayed_status(status)
     return Snapshot(
         version=1, run_id=folder.name, run_dir=str(folder), status=run_status, message=message,
-        step=last_step, total_steps=int(config.get("steps", last_step)), seconds=seconds, config=config,
+        step=last_step, total_steps=config.get("steps", last_step), seconds=seconds, config=config,
         loss=loss.series(), evals=tuple(evals), optim=tuple(optim), attention=tuple(attention),
-        specialization=tuple(specialization), probe=probe, attention_names=names,
-        n_heads=int(config.get("model", {}).get("n_heads", 4)), read_only=True,
+        specialization=tuple(specialization), probe=probe, attention_names=names, n_heads=n_heads, read_only=True,
     )
+
+
+def _replayed_status(status: dict | None) -> tuple[str, str]:
+    if status is None:
+        return "stopped", f"{STATUS} is damaged, so how this run ended is unknown; shown up to its last save."
+    if status.get("status", "stopped") in ACTIVE:
+        return "stopped", "The server stopped while this run was training; shown up to its last save."
+    return status.get("status", "stopped"), status.get("message", "")
 
 
 @dataclass(frozen=True)
@@ -315,34 +320,31 @@ class RunSummary:
 
 def summarize(folder: Path) -> RunSummary:
     """One line about a run; a damaged folder gives a summary with `problem` set instead of an exception."""
-    started = folder.stat().st_mtime
+    started = folder.lstat().st_mtime
     try:
-        config = read_json(folder / "config.json")
+        if folder.is_symlink():
+            raise RunError("the run folder is a link to another place, so it is not read")
+        config, status = read_config(folder), read_status(folder)
+        accuracy, labels, step = None, (), (status or {}).get("step", 0)
+        for kind, point in read_records(folder, ("eval", "specialization")):
+            if kind == "eval":
+                accuracy, step = point.heldout_accuracy, max(step, point.step)
+            else:
+                cross = [heads for name, heads in point.heads.items() if name.endswith(".cross")]
+                labels = tuple(h.label for h in cross[-1]) if cross else labels
     except RunError as error:
         return RunSummary(folder.name, started, "?", "?", 0, "damaged", 0, None, (), str(error))
-    status = {}
-    if (folder / "status.json").exists():
-        try:
-            status = read_json(folder / "status.json")
-        except RunError:
-            status = {}
-    accuracy, labels, step = None, (), int(status.get("step", 0))
-    for record in read_metrics(folder):
-        if record.get("type") == "eval":
-            accuracy, step = record.get("heldout_accuracy"), max(step, int(record.get("step", 0)))
-        elif record.get("type") == "specialization":
-            cross = [heads for name, heads in record.get("heads", {}).items() if name.endswith(".cross")]
-            labels = tuple(h.get("label", "?") for h in cross[-1]) if cross else labels
-    state = status.get("status", "stopped")
-    if state in ("preparing", "running", "paused"):
+    state = "unknown (status.json is damaged)" if status is None else status.get("status", "stopped")
+    if state in ACTIVE:
         state = "interrupted"
-    return RunSummary(folder.name, (folder / "config.json").stat().st_mtime, str(config.get("preset", "?")),
-                      str(config.get("optimizer", "?")), int(config.get("seed", 0)), state, step, accuracy, labels)
+    return RunSummary(folder.name, (folder / CONFIG).stat().st_mtime, config.get("preset", "?"),
+                      config.get("optimizer", "?"), config.get("seed", 0), state, step,
+                      None if accuracy is None or math.isnan(accuracy) else accuracy, labels)
 
 
 def list_runs(runs_dir: Path) -> list[RunSummary]:
-    """Every run folder under `runs_dir`, newest first."""
+    """Every run folder under `runs_dir`, newest first; a link in place of a folder is listed as damaged."""
     if not runs_dir.is_dir():
         return []
-    folders = [p for p in runs_dir.iterdir() if p.is_dir() and RUN_ID_PATTERN.match(p.name)]
+    folders = [p for p in runs_dir.iterdir() if RUN_ID_PATTERN.match(p.name) and (p.is_symlink() or p.is_dir())]
     return sorted((summarize(p) for p in folders), key=lambda s: s.started, reverse=True)

@@ -226,6 +226,12 @@ class TelemetryHub:
             self._base = replace(self._base, warning=warning)
             self._touch()
 
+    def set_unsaved(self, warning: str) -> None:
+        """The run trains on without a folder (it could not be created): no page may offer to open it."""
+        with self._lock:
+            self._base = replace(self._base, run_dir=None, warning=warning)
+            self._touch()
+
     def record_step(self, step: int, loss: float, seconds: float, steps_per_second: float) -> None:
         with self._lock:
             self._loss.append(step, loss)

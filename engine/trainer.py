@@ -3,8 +3,10 @@ and, when given a folder, into a RunWriter. Start, pause, resume, stop and reset
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import shutil
 import statistics
 import threading
 import time
@@ -17,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.analysis import capture_probe, specialization
-from engine.claims_csv import build_data_from_csv
+from engine.claims_csv import CsvProblem, build_data_from_csv
 from engine.dataset import N_CATEGORIES, ClaimData, ClaimTensors, build_data
 from engine.metrics import optimizer_stats, per_class_accuracy
 from engine.model import (
@@ -28,7 +30,7 @@ from engine.model import (
     targets_for_classes,
     teacher_forced_outcomes,
 )
-from engine.runs import RunWriter
+from engine.runs import RunError, RunWriter
 from engine.telemetry import EvalPoint, TelemetryHub
 
 OPTIMIZERS = ("adam", "sgd", "sgd-momentum")
@@ -257,8 +259,18 @@ class ThreadTuner:
             self._use(other)
 
 
+def _failure(error: Exception) -> str:
+    """What the page says when training fails: our own errors are written for users; anything else is logged for
+    whoever runs the server, and the page gets no exception text."""
+    if isinstance(error, ConfigError | CsvProblem | RunError):
+        return f"Training failed: {error}"
+    logging.getLogger("headwatch").error("training failed", exc_info=error)
+    return ("Training failed because of an unexpected error (the server's log has the details). Press Train to try "
+            "again.")
+
+
 class StopRun(Exception):
-    pass
+    """Ends a run early: StopRun(status, message, step, seconds), the step and training seconds it ended at."""
 
 
 class Trainer:
@@ -276,6 +288,7 @@ class Trainer:
         self._prepare_seconds = 0.0
         self._model_config: dict = {}
         self.config: TrainConfig | None = None
+        self.save_problem: str | None = None  # why the run's folder is incomplete, once saving failed
 
     @property
     def active(self) -> bool:
@@ -290,6 +303,7 @@ class Trainer:
             self._stop.clear()
             self._running.set()
             self._published = None
+            self.save_problem = None
             self.config = config
             self.hub.begin(run_id, str(folder) if folder else None, config.to_dict(), config.steps)
             self._thread = threading.Thread(target=self._run, args=(config, folder, self._generation), daemon=True,
@@ -362,22 +376,35 @@ class Trainer:
                                           "n_categories": N_CATEGORIES})
             config.model = model_config
             if folder is not None:
-                writer = RunWriter(folder, config.to_dict(), data.tokenizer.to_json(), data.probe_claims)
+                writer = self._open_writer(folder, config, data)
             self._prepare_seconds = time.perf_counter() - prepare_started
             if generation != self._generation:
                 return  # reset while preparing: this run no longer exists
             self.data = data
             if self._stop.is_set():
-                raise StopRun("stopped", "Stopped by the user before the first step")
+                raise StopRun("stopped", "Stopped by the user before the first step", 0, 0.0)
             step, seconds = self._train(config, data, device, writer, prepare_started)
         except StopRun as reason:
-            self._finish(writer, *reason.args, step=step, seconds=seconds, generation=generation)
+            self._finish(writer, *reason.args, generation=generation)
         except Exception as error:
-            message = f"Training failed: {type(error).__name__}: {error}"
-            self._finish(writer, "failed", message, step=step, seconds=seconds, generation=generation)
+            self._finish(writer, "failed", _failure(error), step=step, seconds=seconds, generation=generation)
         finally:
             if writer:
                 writer.close()
+                self.save_problem = writer.failed
+
+    def _open_writer(self, folder: Path, config: TrainConfig, data: ClaimData) -> RunWriter | None:
+        """The run's writer; when its folder cannot be written (a full disk) the run trains on unsaved, says so,
+        and leaves no empty run folder behind."""
+        created = not folder.exists()
+        try:
+            return RunWriter(folder, config.to_dict(), data.tokenizer.to_json(), data.probe_claims)
+        except OSError as error:
+            if created:
+                shutil.rmtree(folder, ignore_errors=True)
+            self.save_problem = f"the run folder could not be written: {error.strerror or error}"
+            self.hub.set_unsaved(f"This run is not being saved ({self.save_problem}); it trains on anyway.")
+            return None
 
     def _finish(self, writer: RunWriter | None, status: str, message: str, step: int, seconds: float,
                 generation: int | None = None) -> None:
@@ -422,7 +449,7 @@ class Trainer:
                 weights = self._publish(model, step - 1)
                 if writer:
                     writer.checkpoint(weights, step - 1, self._model_config)
-                raise StopRun("stopped", f"Stopped by the user at step {step - 1}")
+                raise StopRun("stopped", f"Stopped by the user at step {step - 1}", step - 1, seconds)
             step_started = time.perf_counter()
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step)
@@ -431,7 +458,7 @@ class Trainer:
             loss, logits = loss_and_logits(model, batch)
             loss_value = loss.item()
             if not math.isfinite(loss_value):
-                self._diverged(model, step, loss_value, writer)
+                self._diverged(model, step, loss_value, writer, seconds)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -465,16 +492,18 @@ class Trainer:
                     last_checkpoint = now
                 if config.target_accuracy is not None and accuracy >= config.target_accuracy:
                     self._save_final(model, probe, heldout, step, writer)
-                    raise StopRun("finished", f"Reached {accuracy:.1%} held-out accuracy at step {step}")
+                    raise StopRun("finished", f"Reached {accuracy:.1%} held-out accuracy at step {step}", step,
+                                  seconds)
             if config.max_seconds is not None and seconds >= config.max_seconds:
                 self._save_final(model, probe, heldout, step, writer)
-                raise StopRun("finished", f"Time limit of {config.max_seconds:g} s reached at step {step}")
+                raise StopRun("finished", f"Time limit of {config.max_seconds:g} s reached at step {step}", step,
+                              seconds)
         self._save_final(model, probe, heldout, step, writer)
         self._finish(writer, "finished", f"Finished {step} steps in {seconds:.0f} s", step, seconds)
         return step, seconds
 
-    def _diverged(self, model: ClaimsTransformer, step: int, loss_value: float,
-                  writer: RunWriter | None) -> NoReturn:
+    def _diverged(self, model: ClaimsTransformer, step: int, loss_value: float, writer: RunWriter | None,
+                  seconds: float) -> NoReturn:
         """Stop with the weights from before the bad step saved, when they are still finite numbers (checked before
         the optimizer step, so one bad batch leaves them intact; a step that already wrote inf leaves the last
         periodic checkpoint, and the message says which)."""
@@ -489,7 +518,7 @@ class Trainer:
         else:
             kept = "no finite weights were saved before it"
         raise StopRun("diverged", f"Diverged at step {step} (loss is {loss_value}); {kept}. "
-                      "Try a smaller learning rate.")
+                      "Try a smaller learning rate.", step - 1, seconds)
 
     def _save_final(self, model: ClaimsTransformer, probe: ClaimTensors, heldout: ClaimTensors, step: int,
                     writer: RunWriter | None) -> None:

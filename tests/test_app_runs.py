@@ -53,7 +53,7 @@ def test_list_open_compare_and_export(open_app, saved_run, engine_env, healthy):
     assert [t for t in titles(at) if t.startswith("Ablation at step 300")] == ["Ablation at step 300: accuracy "
                                                                                "change per outcome"] * 2
     assert sum(t.startswith("Accuracy") for t in titles(at)) == 2
-    assert {b.proto.label for b in at.download_button} == {"Metrics (CSV)", "Checkpoint (PyTorch state_dict)",
+    assert {b.proto.label for b in at.download_button} == {"Metrics (CSV)", "Weights (PyTorch state_dict)",
                                                            "Story report (HTML)"}
 
     at.selectbox(key="open_run").set_value(saved_run)
@@ -66,7 +66,7 @@ def test_list_open_compare_and_export(open_app, saved_run, engine_env, healthy):
 @pytest.mark.parametrize(("data", "problem"), [
     (b"", "is empty"),
     (b"claim,amount\nfoo,1\n", "has no 'text' column"),
-    (b"text,verdict\nDiabetes, metformin,MAYBE\n", "verdict must be VALID or INVALID"),
+    (b"text,verdict\n\"Diabetes, metformin\",MAYBE\n", "verdict must be VALID or INVALID"),
     (b"text\n\xff\xfe\n", "not UTF-8"),
 ], ids=["empty", "no-text-column", "bad-label", "not-utf8"])
 def test_a_bad_claims_file_is_refused_by_name_and_changes_nothing(open_app, healthy, data, problem):

@@ -51,7 +51,7 @@ def test_predict_reads_stdin_and_writes_one_json_per_line(trained_run: Path) -> 
 
 def test_predict_from_csv(trained_run: Path, tmp_path: Path) -> None:
     good = tmp_path / "claims.csv"
-    good.write_text('text,verdict\n"Appendicitis, appendectomy, $100,000",INVALID\n')
+    good.write_text('text,verdict,reason\n"Appendicitis, appendectomy, $100,000",INVALID,COST\n')
     result = run_cli("predict", "--run", str(trained_run), "--csv", str(good))
     assert result.returncode == 0 and json.loads(result.stdout)["text"].startswith("Appendicitis")
     bad = tmp_path / "bad.csv"
@@ -103,4 +103,92 @@ def test_corrupt_and_malicious_checkpoints_are_refused(trained_run: Path, tmp_pa
         shutil.copytree(trained_run, copy)
         (copy / "checkpoints" / "latest.pt").write_bytes(payload)
         result = run_cli("predict", "--run", str(copy), stdin="diabetes, metformin 500 mg, $20\n")
-        assert result.returncode == 2 and "cannot be loaded safely" in result.stderr, result.stderr
+        assert result.returncode == 2 and "damaged or holds more than model weights" in result.stderr, result.stderr
+
+
+def test_train_never_mixes_two_runs_in_one_folder(trained_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    out = shutil.copytree(trained_run, tmp_path / "existing")
+    before = (out / "metrics.jsonl").read_bytes()
+    result = run_cli("train", "--out", str(out), "--preset", "quick", "--steps", "30")
+    assert result.returncode == 2 and "already holds files" in result.stderr and "--replace" in result.stderr
+    assert (out / "metrics.jsonl").read_bytes() == before
+    not_a_run = tmp_path / "my-notes"
+    not_a_run.mkdir()
+    (not_a_run / "notes.txt").write_text("keep me")
+    result = run_cli("train", "--out", str(not_a_run), "--replace", "--preset", "quick", "--steps", "30")
+    assert result.returncode == 2 and "not a Headwatch run folder" in result.stderr
+    assert (not_a_run / "notes.txt").read_text() == "keep me"
+
+    result = run_cli("train", "--out", str(out), "--replace", "--preset", "quick", "--steps", "30")
+    assert result.returncode == 0, result.stderr
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()
+             if json.loads(line)["type"] == "step"]
+    assert steps == list(range(1, 31))  # only the new run: no steps 1..120 of the old one before it
+    assert not [p for p in (out / "attention").iterdir() if int(p.stem.split("_")[1]) > 30]
+
+
+def test_status_json_keeps_the_step_a_run_ended_at(tmp_path: Path) -> None:
+    out = tmp_path / "limited"
+    result = run_cli("train", "--out", str(out), "--preset", "quick", "--steps", "100000", "--max-seconds", "3")
+    assert result.returncode == 0, result.stderr
+    final = json.loads(result.stdout.strip().splitlines()[-1])
+    status = json.loads((out / "status.json").read_text())
+    assert status["status"] == "finished" and "Time limit" in status["message"]
+    assert status["step"] == final["steps"] > 0 and final["saved"] is True and final["save_problem"] is None
+
+
+def test_a_full_disk_is_in_the_summary_and_the_exit_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    import errno
+
+    import engine.runs as runs
+    from engine.__main__ import main
+
+    real = runs.atomic_write_bytes
+
+    def full_disk(path: Path, data: bytes) -> None:
+        if path.suffix == ".pt":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(runs, "atomic_write_bytes", full_disk)
+    code = main(["train", "--out", str(tmp_path / "full"), "--preset", "quick", "--steps", "40"])
+    final = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 1 and final["saved"] is False and "No space left on device" in final["save_problem"]
+    status = json.loads((tmp_path / "full" / "status.json").read_text())  # the folder says so too
+    assert status["status"] == "finished" and "stopped being saved partway" in status["message"]
+
+
+def test_predict_survives_bytes_that_are_not_utf8_under_a_strict_locale(trained_run: Path) -> None:
+    env = {**__import__("os").environ, "LC_ALL": "C.UTF-8", "PYTHONUTF8": "0", "PYTHONIOENCODING": "utf-8:strict"}
+    result = subprocess.run([sys.executable, "-m", "engine", "predict", "--run", str(trained_run)], cwd=ROOT,
+                            input=b"Asthma, montelukast 10 mg, $30\ncaf\xe9 \xff claim\nGout, colchicine 60 mg\n",
+                            capture_output=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert len(lines) == 3 and lines[0]["verdict"] and lines[2]["verdict"]  # the lines around the bad byte are judged
+
+
+def test_predict_reads_csv_as_the_app_does(trained_run: Path, tmp_path: Path) -> None:
+    bom = tmp_path / "excel.csv"
+    bom.write_bytes("\ufefftext;verdict\n\"Diabetes; metformin 500 mg; $40\";VALID\nFlu, flu test, $90;\n".encode())
+    result = run_cli("predict", "--run", str(trained_run), "--csv", str(bom))
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["text"][:8] for line in result.stdout.splitlines()] == ["Diabetes", "Flu, flu"]
+    unquoted = tmp_path / "unquoted.csv"
+    unquoted.write_text("text\nDiabetes, metformin 500 mg, $40\n")
+    result = run_cli("predict", "--run", str(trained_run), "--csv", str(unquoted))
+    assert result.returncode == 2 and "Line 2" in result.stderr and "double quotes" in result.stderr
+
+
+def test_an_empty_checkpoint_is_one_plain_line(trained_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = shutil.copytree(trained_run, tmp_path / "empty-checkpoint")
+    (copy / "checkpoints" / "latest.pt").write_bytes(b"")
+    for command in ("predict", "analyze"):
+        result = run_cli(command, "--run", str(copy), stdin="diabetes, metformin 500 mg\n")
+        assert result.returncode == 2 and "Traceback" not in result.stderr and "damaged" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1

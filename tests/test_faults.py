@@ -110,5 +110,5 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path: Path) -> None:
     with open(folder / "checkpoints" / "latest.pt", "wb") as file:
         pickle.dump({"model": Exploit()}, file)
     prediction = engine.predict("diabetes, metformin 500 mg, $20", run_id=folder.name)
-    assert "cannot be loaded safely" in prediction.error
+    assert "holds more than model weights, so it is not loaded" in prediction.error
     assert not (tmp_path / "pwned").exists()

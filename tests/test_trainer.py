@@ -9,7 +9,8 @@ import torch
 from support import wait_for
 
 from engine.presets import preset
-from engine.runs import load_checkpoint, replay
+from engine.run_files import load_checkpoint
+from engine.runs import replay
 from engine.telemetry import TelemetryHub
 from engine.trainer import ConfigError, EngineBusy, Trainer, learning_rate
 
@@ -123,7 +124,7 @@ def test_huge_learning_rate_diverges_with_a_message(tmp_path: Path) -> None:
     assert f"Diverged at step {snap.step + 1}" in snap.message
     assert replay(tmp_path / "r").status == "diverged"
     # the message names the weights it kept, and they load and are finite numbers
-    kept = load_checkpoint(tmp_path / "r" / "checkpoints" / "latest.pt")
+    kept = load_checkpoint(tmp_path / "r")
     assert f"the weights of step {kept['step']} are kept" in snap.message
     assert all(torch.isfinite(w).all() for w in kept["model"].values() if w.is_floating_point())
 
@@ -136,10 +137,11 @@ def test_stopping_saves_the_weights_it_stopped_with(tmp_path: Path) -> None:
     trainer.stop(timeout=30)
     snap = hub.snapshot()
     assert snap.status == "stopped"
-    assert load_checkpoint(tmp_path / "r" / "checkpoints" / "latest.pt")["step"] == snap.step
+    assert load_checkpoint(tmp_path / "r")["step"] == snap.step
 
 
-def test_an_exception_in_the_thread_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_exception_in_the_thread_is_reported(monkeypatch: pytest.MonkeyPatch,
+                                                caplog: pytest.LogCaptureFixture) -> None:
     import engine.trainer as trainer_module
 
     def broken(*args, **kwargs):
@@ -151,7 +153,8 @@ def test_an_exception_in_the_thread_is_reported(monkeypatch: pytest.MonkeyPatch)
     trainer.start(quick(steps=10))
     wait_for(lambda: not trainer.active)
     assert hub.snapshot().status == "failed"
-    assert "disk on fire" in hub.snapshot().message
+    assert "unexpected error" in hub.snapshot().message and "disk on fire" not in hub.snapshot().message
+    assert "disk on fire" in caplog.text  # the details go to the server's log
     monkeypatch.undo()
     trainer.start(quick(steps=3))
     wait_for(lambda: not trainer.active)

@@ -1,0 +1,243 @@
+"""Reading a run folder's files as possibly hostile: run folders are copied and shared between people.
+
+Every read stays inside the run's folder (a link that leads out is refused), opens plain files only (never a device,
+a pipe or a folder), and is bounded in size; every record is checked for the types the pages rely on, so a damaged
+file gives a RunError that says which file and why, in plain words, or a record that is skipped, never a crash.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+from collections.abc import Callable, Collection, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import torch
+
+from engine.telemetry import EvalPoint, HeadSpecialization, OptimPoint, OptimStats, SpecializationPoint
+
+CONFIG, STATUS, TOKENIZER, PROBE = "config.json", "status.json", "tokenizer.json", "probe.json"
+METRICS = "metrics.jsonl"
+CHECKPOINT = "checkpoints/latest.pt"
+ATTENTION = "attention"
+
+MAX_JSON_BYTES = 4 * 2**20  # a tokenizer is ~50 kB; config, status and probe are smaller
+MAX_METRICS_BYTES = 2**30  # a 100,000-step run writes ~100 MB
+MAX_RECORD_BYTES = 2**20  # one metrics line; the largest (a specialization record) is ~10 kB
+MAX_CHECKPOINT_BYTES = 512 * 2**20  # the default model's checkpoint is ~1 MB
+MAX_ATTENTION_BYTES = 64 * 2**20
+
+
+class RunError(ValueError):
+    """A run folder, run id or checkpoint that cannot be used; the message says why in plain words."""
+
+
+def open_in_run(folder: Path, name: str) -> BinaryIO:
+    """A run file opened for reading; RunError if it is missing, leads outside `folder` or is not a plain file."""
+    try:
+        real = (folder / name).resolve(strict=True)
+    except FileNotFoundError:
+        raise RunError(f"{name} is missing") from None
+    except (OSError, RuntimeError):  # a loop of links, a folder that cannot be entered
+        raise RunError(f"{name} cannot be read") from None
+    if not real.is_relative_to(folder.resolve()):
+        raise RunError(f"{name} is a link to a file outside its run folder, so it is not read")
+    try:
+        # O_NONBLOCK: opening a pipe must not hang; O_NOFOLLOW: the name resolved above must not become a link now
+        handle = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError:
+        raise RunError(f"{name} cannot be read") from None
+    if not stat.S_ISREG(os.fstat(handle).st_mode):
+        os.close(handle)
+        raise RunError(f"{name} is not a plain file, so it is not read")
+    return os.fdopen(handle, "rb")
+
+
+def read_run_bytes(folder: Path, name: str, limit: int) -> bytes:
+    with open_in_run(folder, name) as file:
+        data = file.read(limit + 1)
+    if len(data) > limit:
+        raise RunError(f"{name} is larger than {limit // 2**20} MB, which no Headwatch run writes, so it is not read")
+    return data
+
+
+def read_json(folder: Path, name: str) -> Any:
+    try:
+        return json.loads(read_run_bytes(folder, name, MAX_JSON_BYTES).decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        raise RunError(f"{name} is damaged (not readable JSON)") from None
+
+
+def read_object(folder: Path, name: str) -> dict:
+    value = read_json(folder, name)
+    if not isinstance(value, dict):
+        raise RunError(f"{name} is damaged (it holds no settings)")
+    return value
+
+
+def whole(value: Any) -> int:
+    """A JSON whole number; ValueError for anything else (true, "3", 3.5)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{value!r} is not a whole number")
+    return value
+
+
+def number(value: Any) -> float:
+    """A JSON number, or null stored for NaN/infinity; ValueError for anything else."""
+    if value is None:
+        return float("nan")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{value!r} is not a number")
+    return float(value)
+
+
+def text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not text")
+    return value
+
+
+def numbers(value: Any) -> dict[str, float]:
+    if not isinstance(value, dict):
+        raise ValueError("not a table of numbers")
+    return {text(k): number(v) for k, v in value.items()}
+
+
+def read_config(folder: Path) -> dict:
+    """config.json, with the settings that pages and summaries read checked for their types."""
+    config = read_object(folder, CONFIG)
+    checks: dict[str, Callable[[Any], Any]] = {"seed": whole, "data_seed": whole, "steps": whole, "preset": text,
+                                               "optimizer": text, "model": _model_settings}
+    for key, check in checks.items():
+        if key in config:
+            try:
+                check(config[key])
+            except ValueError:
+                raise RunError(f"{CONFIG} is damaged: its '{key}' setting is not what a run writes") from None
+    return config
+
+
+def _model_settings(value: Any) -> None:
+    if not isinstance(value, dict) or not 1 <= whole(value.get("n_heads", 4)) <= 64:
+        raise ValueError("not model settings")
+
+
+def read_status(folder: Path) -> dict | None:
+    """status.json; {} if there is none (a run killed before writing it), None if it is damaged."""
+    if not (folder / STATUS).exists():
+        return {}
+    try:
+        status = read_object(folder, STATUS)
+        text(status.get("status", "stopped"))
+        text(status.get("message", ""))
+        whole(status.get("step", 0))
+    except (RunError, ValueError):
+        return None
+    return status
+
+
+def _lines(file: BinaryIO) -> Iterator[bytes]:
+    """The file's lines, skipping any longer than MAX_RECORD_BYTES (never held whole in memory)."""
+    while line := file.readline(MAX_RECORD_BYTES + 1):
+        if len(line) <= MAX_RECORD_BYTES:
+            yield line
+            continue
+        while line and not line.endswith(b"\n"):
+            line = file.readline(MAX_RECORD_BYTES + 1)
+
+
+def read_metrics(folder: Path) -> list[dict]:
+    """Every complete record of metrics.jsonl; a torn last line (the process was killed mid-write), a damaged line
+    or one that is not a record is skipped."""
+    if not (folder / METRICS).exists():
+        return []
+    with open_in_run(folder, METRICS) as file:
+        if os.fstat(file.fileno()).st_size > MAX_METRICS_BYTES:
+            raise RunError(f"{METRICS} is larger than {MAX_METRICS_BYTES // 2**30} GB, so it is not read")
+        records = []
+        for line in _lines(file):
+            try:
+                record = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+    return records
+
+
+def _stats(record: Any) -> OptimStats:
+    values = {k: number(v) for k, v in record.items()}
+    return OptimStats(**values)
+
+
+def eval_point(record: dict) -> EvalPoint:
+    return EvalPoint(
+        step=whole(record["step"]), seconds=number(record["seconds"]), train_loss=number(record["train_loss"]),
+        heldout_loss=number(record["heldout_loss"]), train_accuracy=number(record["train_accuracy"]),
+        heldout_accuracy=number(record["heldout_accuracy"]), train_per_class=numbers(record["train_per_class"]),
+        heldout_per_class=numbers(record["heldout_per_class"]),
+    )
+
+
+def optim_point(record: dict) -> OptimPoint:
+    return OptimPoint(
+        step=whole(record["step"]),
+        heads={text(name): tuple(_stats(s) for s in heads) for name, heads in record["heads"].items()},
+        groups={text(name): _stats(s) for name, s in record["groups"].items()},
+    )
+
+
+def _head(record: dict) -> HeadSpecialization:
+    return HeadSpecialization(
+        shares=numbers(record["shares"]), entropy=number(record["entropy"]), confidence=number(record["confidence"]),
+        importance=number(record["importance"]), ablation=numbers(record["ablation"]), label=text(record["label"]),
+        evidence=text(record["evidence"]), admin_kinds=numbers(record.get("admin_kinds", {})),
+    )
+
+
+def specialization_point(record: dict) -> SpecializationPoint:
+    return SpecializationPoint(
+        step=whole(record["step"]),
+        heads={text(name): tuple(_head(h) for h in heads) for name, heads in record["heads"].items()},
+    )
+
+
+def step_record(record: dict) -> tuple[int, float, float]:
+    return whole(record["step"]), number(record["loss"]), number(record["seconds"])
+
+
+RECORDS: dict[str, Callable[[dict], Any]] = {"step": step_record, "eval": eval_point, "optim": optim_point,
+                                             "specialization": specialization_point}
+
+
+def read_records(folder: Path, kinds: Collection[str]) -> Iterator[tuple[str, Any]]:
+    """(kind, parsed record) for each record of metrics.jsonl of one of `kinds`, in order; a damaged record (a
+    missing field, a value of the wrong type) is skipped."""
+    for record in read_metrics(folder):
+        kind = record.get("type")
+        if not isinstance(kind, str) or kind not in kinds:
+            continue
+        try:
+            yield kind, RECORDS[kind](record)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+
+
+def load_checkpoint(folder: Path) -> dict:
+    """A checkpoint's {"step", "model"}; refuses anything that is not plain tensors (weights_only=True)."""
+    data = read_run_bytes(folder, CHECKPOINT, MAX_CHECKPOINT_BYTES)
+    try:
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception:  # torch raises many types for damaged files, and UnpicklingError for unsafe ones
+        raise RunError(f"{CHECKPOINT} is damaged or holds more than model weights, so it is not loaded (only plain "
+                       "weights are ever loaded: anything else could run code)") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("model"), dict):
+        raise RunError(f"{CHECKPOINT} does not hold a Headwatch model")
+    try:
+        payload["step"] = whole(payload.get("step", 0))
+    except ValueError:
+        raise RunError(f"{CHECKPOINT} is damaged (its step is not a whole number)") from None
+    return payload
