@@ -73,8 +73,7 @@ def read_claims_csv(data: bytes, name: str = "the file", max_bytes: int = MAX_BY
     if not data.strip():
         raise CsvProblem(f"{name} is empty.")
     if len(data) > max_bytes:
-        size = f"{len(data) / 2**20:.1f} MB" if len(data) <= max_bytes * 1.05 else "larger than that"
-        raise CsvProblem(f"{name} is {size}; the limit is {max_bytes // 2**20} MB.")
+        raise CsvProblem(f"{name} is larger than {max_bytes // 2**20} MB; the limit is {max_bytes // 2**20} MB.")
     text = _decode(data)
     reader = csv.reader(io.StringIO(text, newline=""), dialect=_dialect(text))
     rows = _rows(reader, name)

@@ -73,7 +73,7 @@ class Engine:
                 probe.flush()
                 os.fsync(probe.fileno())
         except OSError as error:
-            raise RunsFolderError(f"Runs cannot be saved in {self.runs_dir}: {error.strerror or error}. "
+            raise RunsFolderError(f"Runs cannot be saved in the runs folder: {error.strerror or error}. "
                                   "You can train without saving.") from None
 
     def _folder(self, config: TrainConfig, save: bool, suffix: str = "") -> tuple[Path | None, str | None]:

@@ -197,6 +197,42 @@ def test_a_full_disk_mid_run_is_a_warning_and_training_goes_on(open_app, rerun, 
     assert "Training goes on, but this run is no longer saved: No space left on device" in at.warning[0].value
 
 
+def test_an_already_full_disk_offers_training_without_saving(open_app, engine_env, monkeypatch, rerun, healthy):
+    import engine.core
+
+    def no_space(descriptor: int) -> None:  # what fsync reports when the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(engine.core.os, "fsync", no_space)
+    at = open_app()
+    choose_quick(at)
+    at.button(key="train").click().run()
+    healthy(at)
+    assert "No space left on device" in errors(at) and "You can train without saving" in errors(at)
+    monkeypatch.undo()
+    at.button(key="train_unsaved").click().run()
+    rerun(at, lambda: get_engine().snapshot().status == "finished" and bool(at.success))
+    assert not list(engine_env.glob("2*"))  # no empty, damaged run left behind
+
+
+def test_a_run_folder_that_cannot_be_written_trains_unsaved_and_leaves_nothing(open_app, engine_env, monkeypatch,
+                                                                               rerun, healthy):
+    import engine.runs
+
+    def no_space(path: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(engine.runs, "atomic_write_bytes", no_space)  # the disk filled after the check
+    at = open_app()
+    choose_quick(at)
+    at.button(key="train").click().run()
+    engine_ = get_engine()
+    rerun(at, lambda: engine_.snapshot().status == "finished" and bool(at.success) and bool(at.warning))
+    healthy(at)
+    assert "This run is not being saved" in at.warning[0].value and "No space left" in at.warning[0].value
+    assert engine_.snapshot().run_dir is None and not [p for p in engine_env.iterdir() if p.name[0] != "."]
+
+
 @pytest.mark.parametrize(("key", "value"), [("cfg_lr", 0.0), ("cfg_lr", -0.1), ("cfg_batch_size", 0),
                                             ("cfg_steps", MAX_STEPS + 1)])
 def test_settings_out_of_range_never_reach_the_engine(open_app, healthy, key, value):

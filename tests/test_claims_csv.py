@@ -88,3 +88,24 @@ def test_batched_scoring_gives_each_claim_the_verdict_it_gets_alone(trained_run_
         for outcome, probability in alone.probabilities.items():
             assert abs(many.probabilities[outcome] - probability) < 1e-4
     assert sum(p.error is None for p in batched) == 37
+
+
+@pytest.mark.parametrize(("data", "problem"), [
+    (b'text,verdict\nDiabetes, metformin 500 mg, $40,VALID\n', "Line 2 has more values"),
+    (b'text\n"Diabetes, metformin 500 mg\nAsthma, montelukast 10 mg\n', "line 2: a quote opened here is never closed"),
+    (b'text\nok claim\n"Flu" test, $90\n', "line 3: a quote is misplaced"),
+])
+def test_malformed_csv_names_the_line(data: bytes, problem: str) -> None:
+    with pytest.raises(CsvProblem, match=problem):
+        read_claims_csv(data)
+
+
+def test_a_row_cap_and_a_byte_cap(tmp_path) -> None:
+    from engine.claims_csv import read_claims_file
+
+    with pytest.raises(CsvProblem, match="more than 2 claims"):
+        read_claims_csv(b"text\na\nb\nc\n", max_rows=2)
+    big = tmp_path / "big.csv"
+    big.write_bytes(b"text\n" + b"Diabetes, metformin\n" * 100_000)
+    with pytest.raises(CsvProblem, match="larger than 1 MB; the limit is 1 MB"):
+        read_claims_file(big, max_bytes=2**20)

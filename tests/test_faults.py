@@ -112,3 +112,38 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path: Path) -> None:
     prediction = engine.predict("diabetes, metformin 500 mg, $20", run_id=folder.name)
     assert "holds more than model weights, so it is not loaded" in prediction.error
     assert not (tmp_path / "pwned").exists()
+
+
+def test_status_json_keeps_the_step_a_stopped_run_ended_at(tmp_path: Path) -> None:
+    import json
+    from dataclasses import replace
+
+    engine = Engine(runs_dir=tmp_path)
+    engine.start(replace(preset("quick"), steps=100_000))
+    wait_for(lambda: engine.snapshot().step >= 20)
+    engine.stop()
+    wait_for(lambda: not engine.main.active)
+    status = json.loads((Path(engine.snapshot().run_dir) / "status.json").read_text())
+    assert status["status"] == "stopped" and status["step"] == engine.snapshot().step >= 20
+    assert list_runs(tmp_path)[0].step >= 20
+
+
+def test_pressing_train_and_stop_over_and_over_leaves_one_folder(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    engine = Engine(runs_dir=tmp_path)
+    config = replace(preset("quick"), steps=100_000, eval_every=10_000)
+    for _ in range(4):
+        engine.start(config)
+        wait_for(lambda: engine.snapshot().step >= 1)
+        engine.stop()
+        wait_for(lambda: not engine.main.active)
+    assert len(list_runs(tmp_path)) == 1  # stopped before any measurement: nothing to study, so not kept
+    engine.start(replace(config, eval_every=5))
+    wait_for(lambda: engine.snapshot().step >= 12)
+    engine.stop()
+    wait_for(lambda: not engine.main.active)
+    engine.start(config)
+    engine.stop()
+    wait_for(lambda: not engine.main.active)
+    assert len(list_runs(tmp_path)) == 2  # a run that measured something is kept
