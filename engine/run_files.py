@@ -107,22 +107,31 @@ def numbers(value: Any) -> dict[str, float]:
 
 
 def read_config(folder: Path) -> dict:
-    """config.json, with the settings that pages and summaries read checked for their types."""
+    """config.json, with every setting that pages and summaries show checked for its type."""
     config = read_object(folder, CONFIG)
-    checks: dict[str, Callable[[Any], Any]] = {"seed": whole, "data_seed": whole, "steps": whole, "preset": text,
-                                               "optimizer": text, "model": _model_settings}
-    for key, check in checks.items():
-        if key in config:
-            try:
+    for key, (check, required) in CONFIG_SETTINGS.items():
+        try:
+            if key in config:
                 check(config[key])
-            except ValueError:
-                raise RunError(f"{CONFIG} is damaged: its '{key}' setting is not what a run writes") from None
+            elif required:
+                raise ValueError(f"no {key}")
+        except ValueError:
+            raise RunError(f"{CONFIG} is damaged: its '{key}' setting is missing or not what a run writes") from None
     return config
 
 
 def _model_settings(value: Any) -> None:
     if not isinstance(value, dict) or not 1 <= whole(value.get("n_heads", 4)) <= 64:
         raise ValueError("not model settings")
+
+
+# setting -> (its check, whether every run writes it)
+CONFIG_SETTINGS: dict[str, tuple[Callable[[Any], Any], bool]] = {
+    "optimizer": (text, True), "lr": (number, True), "batch_size": (whole, True), "seed": (whole, True),
+    "steps": (whole, True), "preset": (text, False), "data_seed": (whole, False), "warmup_steps": (whole, False),
+    "schedule": (text, False), "decay_fraction": (number, False), "momentum": (number, False),
+    "model": (_model_settings, False),
+}
 
 
 def read_status(folder: Path) -> dict | None:

@@ -89,19 +89,14 @@ STALE_TEMP_SECONDS = 600  # an atomic write holds its temporary file for well un
 
 def remove_stale_temp_files(runs_dir: Path) -> None:
     """Delete the temporary files of atomic writes that a killed process left in run folders."""
-    if not runs_dir.is_dir():
-        return
-    now = time.time()
-    for run in runs_dir.iterdir():
-        if run.is_symlink() or not run.is_dir() or not RUN_ID_PATTERN.match(run.name):
-            continue
-        for folder in (run, run / "checkpoints", run / ATTENTION):
-            for path in folder.glob(".*.tmp") if folder.is_dir() and not folder.is_symlink() else ():
-                with contextlib.suppress(OSError):
-                    info = path.lstat()
-                    if stat.S_ISREG(info.st_mode) and TEMP_FILE_PATTERN.match(path.name) and \
-                            now - info.st_mtime > STALE_TEMP_SECONDS:
-                        path.unlink()
+    runs = [run for run in runs_dir.iterdir() if RUN_ID_PATTERN.match(run.name)] if runs_dir.is_dir() else []
+    folders = [folder for run in runs for folder in (run, run / "checkpoints", run / ATTENTION)
+               if folder.is_dir() and not folder.is_symlink() and not run.is_symlink()]
+    for path in (path for folder in folders for path in folder.glob(".*.tmp") if TEMP_FILE_PATTERN.match(path.name)):
+        with contextlib.suppress(OSError):
+            info = path.lstat()
+            if stat.S_ISREG(info.st_mode) and time.time() - info.st_mtime > STALE_TEMP_SECONDS:
+                path.unlink()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -177,6 +177,17 @@ def test_an_unwritable_runs_folder_offers_training_without_saving(open_app, tmp_
     assert not [b for b in at.button if b.key == "train_unsaved"]  # gone once a run has started
 
 
+def train_quick_until_warned(open_app, rerun, healthy):
+    """Press Train on the quick recipe and wait for the run to finish with a warning on the page."""
+    at = open_app()
+    choose_quick(at)
+    at.button(key="train").click().run()
+    engine_ = get_engine()
+    rerun(at, lambda: engine_.snapshot().status == "finished" and bool(at.success) and bool(at.warning))
+    healthy(at)
+    return at, engine_
+
+
 def test_a_full_disk_mid_run_is_a_warning_and_training_goes_on(open_app, rerun, healthy, monkeypatch):
     import engine.runs
 
@@ -188,12 +199,7 @@ def test_a_full_disk_mid_run_is_a_warning_and_training_goes_on(open_app, rerun, 
         real(path, data)
 
     monkeypatch.setattr(engine.runs, "atomic_write_bytes", full_disk)
-    at = open_app()
-    choose_quick(at)
-    at.button(key="train").click().run()
-    engine_ = get_engine()
-    rerun(at, lambda: engine_.snapshot().status == "finished" and bool(at.success) and bool(at.warning))
-    healthy(at)
+    at, _ = train_quick_until_warned(open_app, rerun, healthy)
     assert "Training goes on, but this run is no longer saved: No space left on device" in at.warning[0].value
 
 
@@ -223,12 +229,7 @@ def test_a_run_folder_that_cannot_be_written_trains_unsaved_and_leaves_nothing(o
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(engine.runs, "atomic_write_bytes", no_space)  # the disk filled after the check
-    at = open_app()
-    choose_quick(at)
-    at.button(key="train").click().run()
-    engine_ = get_engine()
-    rerun(at, lambda: engine_.snapshot().status == "finished" and bool(at.success) and bool(at.warning))
-    healthy(at)
+    at, engine_ = train_quick_until_warned(open_app, rerun, healthy)
     assert "This run is not being saved" in at.warning[0].value and "No space left" in at.warning[0].value
     assert engine_.snapshot().run_dir is None and not [p for p in engine_env.iterdir() if p.name[0] != "."]
 

@@ -116,7 +116,9 @@ def test_an_endless_metrics_line_is_skipped_with_a_bounded_read(runs: Path) -> N
 
 DAMAGES = {
     "config is a list": ("config.json", "[1, 2]"),
-    "config seed is text": ("config.json", None),
+    "config seed is text": ("config.json", {"seed": "x"}),
+    "config learning rate is text": ("config.json", {"lr": "fast"}),
+    "config without steps": ("config.json", {"steps": None}),
     "a metrics line is a list": ("metrics.jsonl", "[1, 2]\n"),
     "an eval step is text": ("metrics.jsonl", '{"type": "eval", "step": "x"}\n'),
     "an eval record of the wrong types": ("metrics.jsonl", '{"type": "eval", "step": 5, "seconds": "x", '
@@ -134,9 +136,9 @@ DAMAGES = {
 def test_damaged_files_are_a_reason_never_a_crash(runs: Path, damage: str) -> None:
     run = copy_run(runs, "damaged")
     name, content = DAMAGES[damage]
-    if content is None:
-        config = json.loads((run / name).read_text())
-        content = json.dumps({**config, "seed": "x"})
+    if isinstance(content, dict):  # settings changed (None: removed)
+        config = {**json.loads((run / name).read_text()), **content}
+        content = json.dumps({k: v for k, v in config.items() if v is not None})
     if name == "metrics.jsonl":
         with open(run / name, "a") as file:
             file.write(content)
