@@ -24,8 +24,16 @@ def run_rows(runs: list[RunSummary]) -> list[dict]:
     return [{
         "Started": time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)), "Run": r.run_id, "Recipe": r.preset,
         "Optimizer": r.optimizer, "Seed": r.seed, "Steps": r.step, "Status": r.status,
-        "Accuracy": r.accuracy, "Heads": ", ".join(r.head_labels) or "not measured", "Problem": r.problem or "",
+        "Accuracy": r.accuracy, "Heads": ", ".join(r.head_labels) or "not measured",
     } for r in runs]
+
+
+def damage_text(runs: list[RunSummary]) -> str | None:
+    """Every damaged run with what is wrong with it, in full (a table column would cut it off)."""
+    damaged = [f"- **{r.run_id}**: {r.problem or r.note}" for r in runs if r.problem or r.note]
+    if not damaged:
+        return None
+    return "Damaged runs (the ones that cannot be opened are not offered below):\n" + "\n".join(damaged)
 
 
 def compare(column: DeltaGenerator, run_id: str, key: str) -> None:
@@ -126,6 +134,8 @@ if runs:
     st.dataframe(run_rows(runs), hide_index=True, column_config={
         "Accuracy": st.column_config.NumberColumn(format="percent", help="Held-out accuracy at the last evaluation"),
         "Heads": st.column_config.TextColumn(width="large", help="Cross-attention heads, named from ablation")})
+    if damage := damage_text(runs):
+        st.warning(damage)
 else:
     st.info("No saved runs yet: every run trained on the Train page is saved and listed here.")
 

@@ -305,12 +305,13 @@ class RunSummary:
     started: float  # seconds since the epoch (folder creation)
     preset: str
     optimizer: str
-    seed: int
+    seed: int | None  # None when the config cannot be read
     status: str
     step: int
     accuracy: float | None
     head_labels: tuple[str, ...]  # cross-attention heads of the last specialization record
     problem: str | None = None  # why the folder cannot be opened, if it cannot
+    note: str | None = None  # a damaged part that does not stop the run from being opened
 
 
 def summarize(folder: Path) -> RunSummary:
@@ -328,13 +329,14 @@ def summarize(folder: Path) -> RunSummary:
                 cross = [heads for name, heads in point.heads.items() if name.endswith(".cross")]
                 labels = tuple(h.label for h in cross[-1]) if cross else labels
     except RunError as error:
-        return RunSummary(folder.name, started, "?", "?", 0, "damaged", 0, None, (), str(error))
-    state = "unknown (status.json is damaged)" if status is None else status.get("status", "stopped")
+        return RunSummary(folder.name, started, "?", "?", None, "damaged", 0, None, (), str(error))
+    state = "unknown" if status is None else status.get("status", "stopped")
     if state in ACTIVE:
         state = "interrupted"
     return RunSummary(folder.name, (folder / CONFIG).stat().st_mtime, config.get("preset", "?"),
                       config.get("optimizer", "?"), config.get("seed", 0), state, step,
-                      None if accuracy is None or math.isnan(accuracy) else accuracy, labels)
+                      None if accuracy is None or math.isnan(accuracy) else accuracy, labels,
+                      note=f"{STATUS} is damaged: how the run ended is unknown" if status is None else None)
 
 
 def list_runs(runs_dir: Path) -> list[RunSummary]:

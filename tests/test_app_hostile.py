@@ -76,7 +76,9 @@ def test_a_damaged_run_breaks_no_page(open_app, engine_env, saved_run, healthy, 
     table = at.dataframe[0].value
     row = table[table["Run"] == "damaged"].iloc[0]
     if spoil in (spoil_config, spoil_seed):
-        assert row["Status"] == "damaged" and "config.json is damaged" in row["Problem"]
+        assert row["Status"] == "damaged" and "**damaged**: config.json is damaged" in at.warning[0].value
+    if spoil is spoil_status:
+        assert row["Status"] == "unknown" and "how the run ended is unknown" in at.warning[0].value
 
 
 def test_a_linked_checkpoint_is_not_offered_for_download(open_app, engine_env, saved_run, healthy, tmp_path):

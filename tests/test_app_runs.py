@@ -44,8 +44,8 @@ def test_list_open_compare_and_export(open_app, saved_run, engine_env, healthy):
     healthy(at)
     table = at.dataframe[0].value
     assert set(table["Run"]) == {saved_run, f"{saved_run}-copy", "damaged-run"}
-    damaged = table[table["Run"] == "damaged-run"].iloc[0]
-    assert "config.json" in damaged["Problem"] and "damaged" in damaged["Problem"]
+    assert table[table["Run"] == "damaged-run"].iloc[0]["Status"] == "damaged"
+    assert "**damaged-run**: config.json is damaged (not readable JSON)" in at.warning[0].value
     mine = table[table["Run"] == saved_run].iloc[0]
     assert (mine["Recipe"], mine["Steps"], mine["Status"]) == ("quick", 300, "finished")
     assert mine["Heads"].count(",") == 3  # four cross-attention heads, named
