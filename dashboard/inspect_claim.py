@@ -40,6 +40,24 @@ def answer(verdict: str | None, reason: str | None) -> str:
     return "can't tell" if verdict is None else ("VALID" if verdict == "VALID" else f"INVALID: {reason}")
 
 
+def lowered(sentence: str) -> str:
+    """A sentence to follow a semicolon: its first letter in lower case."""
+    return sentence[:1].lower() + sentence[1:]
+
+
+def rules_text(p: Prediction) -> str:
+    """What the rules checker decided, and on which rule."""
+    if p.rules is None and p.rule_findings:
+        return ("The rules checker finds rules of several reasons broken, so it gives no single answer: "
+                + "; ".join(p.rule_findings) + ".")
+    if p.rules is None:
+        return "The rules checker cannot read this claim's fields."
+    if not p.rule_findings:
+        return "The rules checker finds no rule broken by the fields it read, so it says VALID."
+    return f"The rules checker says {answer(*p.rules)}, because " + "; ".join(
+        finding.partition(": ")[2] for finding in p.rule_findings) + "."
+
+
 def show_prediction(p: Prediction, labels: list[str], model: tuple) -> None:
     verdict, reason, confidence, rules = st.columns(4)
     verdict.metric("Verdict", p.verdict)
@@ -53,8 +71,13 @@ def show_prediction(p: Prediction, labels: list[str], model: tuple) -> None:
         st.caption(f"The model answers in two steps, as it was trained: VALID or INVALID first (here {p.verdict}, "
                    f"{sure:.0%}), then the reason. That is why this answer wins although "
                    f"{head_figures.outcome_text(top)} alone is more likely ({p.probabilities[top]:.0%}).")
+    rules_said = rules_text(p)
     if p.rules and answer(*p.rules) != answer(p.verdict, p.reason):
-        st.caption("The model and the rules checker disagree on this claim.")
+        st.warning(f"**The model and the rules checker disagree on this claim.** The model says "
+                   f"{answer(p.verdict, p.reason)} ({p.confidence:.0%} sure); {lowered(rules_said)} "
+                   "Read the model's answer with care.", icon="⚠️")
+    else:
+        st.caption(rules_said)
     for warning in p.warnings:
         st.warning(f"Check this claim: {warning}.")
     if p.truncated:
@@ -119,6 +142,7 @@ def show_what_if(text: str, p: Prediction, run_id: str | None, labels: list[str]
     else:
         st.info(f"The verdict stayed {answer(q.verdict, q.reason)}; confidence {p.confidence:.0%} → "
                 f"{q.confidence:.0%}.")
+    st.caption(f"For the changed claim: {lowered(rules_text(q))}")
     chart, cross = st.columns([2, 3], gap="large")
     chart.plotly_chart(head_figures.probabilities_figure(p, q), key="what_if_probabilities",
                        config=figures.CHART_CONFIG)

@@ -171,9 +171,14 @@ def check_claim(fields: ClaimFields, catalog: Catalog) -> list[Violation]:
 
 def label(fields: ClaimFields, catalog: Catalog) -> tuple[str, str]:
     """("VALID", "NONE") or ("INVALID", reason); ValueError if it breaks rules of more than one reason."""
-    reasons = sorted({v.reason for v in check_claim(fields, catalog)}, key=REASONS.index)
+    return label_of(check_claim(fields, catalog))
+
+
+def label_of(violations: list[Violation]) -> tuple[str, str]:
+    """label() of a claim that breaks `violations`."""
+    reasons = sorted({v.reason for v in violations}, key=REASONS.index)
     if not reasons:
         return VALID, NO_REASON
     if len(reasons) > 1:
-        raise ValueError(f"claim breaks rules of several reasons ({', '.join(reasons)}): {fields}")
+        raise ValueError(f"claim breaks rules of several reasons ({', '.join(reasons)})")
     return INVALID, reasons[0]

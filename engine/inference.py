@@ -13,7 +13,7 @@ import torch
 
 from data.catalog import Catalog, load_catalog
 from data.generator import generate_claims
-from data.rules import label
+from data.rules import check_claim, label_of
 from data.tokenizer import Encoded, Token, Tokenizer, parse_claim
 from engine.analysis import analysed_names, specialization
 from engine.dataset import HELDOUT_SEED_OFFSET, N_CATEGORIES, encode_claims, encode_texts
@@ -35,6 +35,7 @@ class Prediction:
     attention: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (H, Tq, Tk)
     ablation: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> outcome with each head zeroed
     rules: tuple[str, str] | None = None  # what the rules checker says on the fields it recognised
+    rule_findings: tuple[str, ...] = ()  # each rule the claim breaks, "REASON: why"
     warnings: tuple[str, ...] = ()
     truncated: bool = False
     error: str | None = None
@@ -122,13 +123,23 @@ class Predictor:
         capture: dict[str, torch.Tensor] = {}
         log_probs = self.model.class_log_probs(tokens, categories, capture=capture)  # (1, 5)
         ablation = self._ablation(tokens, categories) if with_ablation else {}
-        try:
-            rules = label(parse_claim(encoded, self.tokenizer), self.catalog)
-        except ValueError:
-            rules = None
+        rules, findings = self._rules(encoded)
         return self._verdict(text, encoded, log_probs[0].exp().tolist(), int(greedy_outcomes(log_probs)[0]),
                              attention={name: w[0].numpy() for name, w in capture.items()}, ablation=ablation,
-                             rules=rules)
+                             rules=rules, rule_findings=findings)
+
+    def _rules(self, encoded: Encoded) -> tuple[tuple[str, str] | None, tuple[str, ...]]:
+        """The rules checker's answer on the fields it recognised (None when rules of several reasons are broken),
+        and each rule the claim breaks, in words."""
+        try:
+            violations = check_claim(parse_claim(encoded, self.tokenizer), self.catalog)
+        except ValueError:
+            return None, ()
+        findings = tuple(f"{v.reason}: {v.message}" for v in violations)
+        try:
+            return label_of(violations), findings
+        except ValueError:
+            return None, findings
 
     @torch.no_grad()
     def predict_many(self, texts: Sequence[str], progress: Callable[[int], None] | None = None,

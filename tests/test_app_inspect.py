@@ -71,6 +71,8 @@ def test_what_if_dose_change_moves_the_prediction(open_app, saved_run, healthy):
     assert moved == (before.outcome != after.outcome)
     assert any("not plausible" in w.value for w in at.warning)  # 500 g of metformin
     assert len(figures(at, "Cross-attention")) == 2  # the what-if claim has its own heatmaps
+    assert any("For the changed claim: the rules checker says INVALID: DOSAGE, because 500000 mg/day of Metformin"
+               in c.value for c in at.caption)
 
 
 BAD_INPUT = {
@@ -119,3 +121,26 @@ def test_model_selector_opens_a_saved_run_for_every_page(open_app, saved_run, he
     assert f"Answered by the saved run {saved_run}" in " ".join(c.value for c in at.caption)
     at.selectbox(key="inspect_model").set_value("live").run()
     assert "replay_run" not in at.session_state
+
+
+def test_the_rule_that_fired_is_named_and_a_disagreement_is_a_warning(open_app, saved_run, healthy):
+    at = open_saved(open_app, saved_run)
+    engine = get_engine()
+    claims = (*EXAMPLES, "Diabetes, metformin 500mg, $25,000", "Gout flare, colchicine 60 mg, $30")
+    disagreements = 0
+    for claim in claims:
+        at.text_area(key="claim_text").set_value(claim).run()
+        healthy(at)
+        p = engine.predict(claim, saved_run)
+        shown = " ".join(e.value for e in (*at.warning, *at.caption))
+        if p.rules == ("INVALID", "COST") and "25,000" in claim:
+            assert "above 2.5 x the normal top for a month of Metformin" in shown
+        if p.rules == ("VALID", "NONE"):
+            assert "finds no rule broken" in shown
+        disagree = p.rules is not None and p.outcome != (p.rules[1] if p.rules[0] == "INVALID" else "VALID")
+        warned = [w.value for w in at.warning if "disagree" in w.value]
+        assert bool(warned) == disagree, claim
+        if disagree:
+            disagreements += 1
+            assert "the rules checker says" in warned[0] or "no rule broken" in warned[0]
+    assert disagreements  # the session's 300-step quick model is wrong on some of these
