@@ -142,6 +142,16 @@ def per_class_accuracy(predicted: torch.Tensor, truth: torch.Tensor) -> tuple[fl
     return float(correct.float().mean()), per_class
 
 
+def expected_calibration_error(confidences: list[float], correct: list[bool], bins: int = 15) -> float:
+    """How far stated confidence is from accuracy: over equal-width confidence bins, the claim-weighted mean of
+    |accuracy - mean confidence| in each bin (Guo et al. 2017)."""
+    totals: dict[int, list[float]] = {}
+    for confidence, right in zip(confidences, correct, strict=True):
+        slot = totals.setdefault(min(int(confidence * bins), bins - 1), [0.0, 0.0, 0.0])
+        slot[0], slot[1], slot[2] = slot[0] + 1, slot[1] + confidence, slot[2] + right
+    return sum(abs(hits - said) for _, said, hits in totals.values()) / max(1, len(confidences))
+
+
 def admin_kind_accuracy(predicted: torch.Tensor, truth: torch.Tensor, kinds: torch.Tensor) -> dict[str, float]:
     """Exact-match accuracy on the ADMIN claims of each kind; kinds: (N,) index into ADMIN_KINDS, -1 for claims
     that are not ADMIN. NaN for a kind without claims."""

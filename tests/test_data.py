@@ -469,3 +469,17 @@ def test_a_cached_pool_is_read_back_whole_and_a_damaged_one_is_rebuilt(tmp_path:
     assert torch.equal(rebuilt.train.tokens, built.train.tokens) and pool.stat().st_size > 1000
     dataset.build_data(4, 300, 60, 48, cache=tmp_path)
     assert len(list(tmp_path.glob("pool-*.pt"))) == 2  # other settings, another pool
+
+
+def test_every_wording_style_says_the_same_fields(catalog, tokenizer):
+    import random
+
+    from data.styles import STYLES
+
+    claims = generate_claims(400, seed=11, catalog=catalog)
+    for name, style in STYLES.items():
+        rng = random.Random(0)
+        texts = [style(c.fields, catalog, rng) for c in claims]
+        same = [parse_claim(tokenizer.encode(t), tokenizer) == c.fields for t, c in zip(texts, claims, strict=True)]
+        assert sum(same) >= 0.97 * len(claims), (name, [t for t, ok in zip(texts, same, strict=True) if not ok][:3])
+        assert len(set(texts)) > 0.9 * len(claims)  # rewritten per claim, not one template

@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from engine.metrics import (
@@ -10,6 +11,7 @@ from engine.metrics import (
     attention_confidence,
     attention_entropy,
     category_shares,
+    expected_calibration_error,
     head_label,
     optimizer_stats,
     per_class_accuracy,
@@ -119,3 +121,11 @@ def test_sgd_reports_step_norm_and_no_moments() -> None:
     for name, param in model.named_parameters():
         _, update, _, _ = applied_update(param, optimizer)
         assert torch.allclose(before[name] - param.detach(), update, atol=1e-6), name
+
+
+def test_expected_calibration_error_on_hand_computed_cases() -> None:
+    # 4 claims at 0.95 confidence, 2 right: |0.5 - 0.95| = 0.45 over all of them
+    assert expected_calibration_error([0.95] * 4, [True, True, False, False]) == pytest.approx(0.45)
+    # two bins: 2 claims at 0.9 both right (gap 0.1), 2 at 0.5, one right (gap 0.0): (2 * 0.1 + 2 * 0) / 4
+    assert expected_calibration_error([0.9, 0.9, 0.5, 0.5], [True, True, True, False]) == pytest.approx(0.05)
+    assert expected_calibration_error([1.0], [True]) == pytest.approx(0.0)  # 1.0 falls in the top bin
