@@ -7,7 +7,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from dashboard import figures, head_figures, report, summaries, viewing
 from dashboard.engine_resource import get_engine
-from engine.claims_csv import CsvProblem, ImportedClaims, read_claims_csv
+from engine.claims_csv import MIN_TRAINING_CLAIMS, CsvProblem, ImportedClaims, read_claims_csv
 from engine.core import TRAINING_NOW, ConfigError, EngineBusy, RunError, RunsFolderError
 from engine.presets import PRESETS, preset
 from engine.runs import RunSummary
@@ -116,7 +116,8 @@ def imported(data: bytes, claims: ImportedClaims, usable: list[str]) -> None:
         st.selectbox("Recipe", list(PRESETS), key="import_recipe")
         st.button("Train a new run on these claims", key="train_on_claims", on_click=start_on_claims,
                   args=(data,), disabled=engine.snapshot().active,
-                  help="Labels come from the file where it has them, else from the rules checker.")
+                  help=f"Needs at least {MIN_TRAINING_CLAIMS} claims with a label: from the file where it has "
+                       "them, else from the rules checker.")
         if error := st.session_state.pop("import_error", None):
             st.error(error)
         if started := st.session_state.pop("import_started", None):

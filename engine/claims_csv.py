@@ -176,13 +176,22 @@ def training_labels(claims: ImportedClaims, tokenizer: Tokenizer, catalog: Catal
 MIN_TRAINING_CLAIMS = 50
 
 
-def build_data_from_csv(path: Path, seed: int, max_len: int) -> ClaimData:
-    """Train on a user's claims: a seeded 80/20 split into training pool and held-out set."""
+def trainable_claims(claims: ImportedClaims) -> tuple[Tokenizer, Catalog, list[str], list[int]]:
+    """(tokenizer, catalog, texts, class indices) to train on; CsvProblem when too few claims can be labelled, so
+    a file is refused before any run is touched."""
     catalog = load_catalog()
     tokenizer = Tokenizer.from_catalog(catalog)
-    texts, classes, _ = training_labels(read_claims_file(path), tokenizer, catalog)
+    texts, classes, _ = training_labels(claims, tokenizer, catalog)
     if len(texts) < MIN_TRAINING_CLAIMS:
-        raise CsvProblem(f"Only {len(texts)} claims could be labelled; training needs at least {MIN_TRAINING_CLAIMS}.")
+        raise CsvProblem(f"Only {len(texts)} of the file's {len(claims)} claims could be labelled (by the file's "
+                         f"verdict and reason, or by the rules checker); training needs at least "
+                         f"{MIN_TRAINING_CLAIMS}.")
+    return tokenizer, catalog, texts, classes
+
+
+def build_data_from_csv(path: Path, seed: int, max_len: int) -> ClaimData:
+    """Train on a user's claims: a seeded 80/20 split into training pool and held-out set."""
+    tokenizer, catalog, texts, classes = trainable_claims(read_claims_file(path))
     order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(seed)).tolist()
     cut = max(1, len(order) // 5)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from engine.claims_csv import ImportedClaims, read_claims_csv, score_claims
+from engine.claims_csv import ImportedClaims, read_claims_csv, score_claims, trainable_claims
 from engine.csv_export import csv_bytes
 from engine.inference import Prediction, Predictor, analyze_run
 from engine.model import CLASSES
@@ -192,7 +192,7 @@ class Engine:
 
     def start_on_claims(self, data: bytes, config: TrainConfig, save: bool = True) -> None:
         """Train a new run on an uploaded claims CSV (checked first, so a bad file changes nothing)."""
-        read_claims_csv(data)
+        trainable_claims(read_claims_csv(data))
         self.check_runs_folder()
         imports = self.runs_dir / ".imports"
         imports.mkdir(exist_ok=True)

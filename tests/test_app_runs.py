@@ -98,3 +98,30 @@ def test_a_claims_file_is_scored_and_trained_on(open_app, saved_run, healthy):
     assert engine.snapshot().config["claims_csv"].endswith(".csv")
     wait_for(lambda: engine.snapshot().status in ("finished", "failed"))
     assert engine.snapshot().status == "finished", engine.snapshot().message
+
+
+def test_too_few_labelled_claims_are_refused_before_the_live_run_is_touched(open_app, healthy):
+    from engine.presets import preset
+
+    engine = get_engine()
+    engine.start(preset("quick"))
+    wait_for(lambda: engine.snapshot().status == "finished")
+    before = engine.snapshot()
+    at = open_app(PAGE)
+    at.file_uploader(key="claims_upload").upload("small.csv", claims_csv(10), "text/csv")
+    at.run()
+    assert "10 claims read" in at.success[0].value
+    assert "at least 50 claims" in at.button(key="train_on_claims").proto.help  # said up front
+    at.button(key="train_on_claims").click().run()
+    healthy(at)
+    assert "Only 10 of the file's 10 claims could be labelled" in at.error[0].value
+    assert "CsvProblem" not in at.error[0].value and not [s for s in at.success if "Training started" in s.value]
+    assert engine.snapshot() is before  # the live run and its model are still there
+
+
+def test_one_claim_is_one_claim(open_app, healthy):
+    at = open_app(PAGE)
+    at.file_uploader(key="claims_upload").upload("one.csv", claims_csv(1), "text/csv")
+    at.run()
+    healthy(at)
+    assert at.success[0].value.startswith("1 claim read from one.csv")
