@@ -32,6 +32,7 @@ import torch
 
 from engine.run_files import (
     ATTENTION,
+    CHECKPOINT,
     CONFIG,
     MAX_ATTENTION_BYTES,
     METRICS,
@@ -89,8 +90,11 @@ STALE_TEMP_SECONDS = 600  # an atomic write holds its temporary file for well un
 
 def remove_stale_temp_files(runs_dir: Path) -> None:
     """Delete the temporary files of atomic writes that a killed process left in run folders."""
-    runs = [run for run in runs_dir.iterdir() if RUN_ID_PATTERN.match(run.name)] if runs_dir.is_dir() else []
-    folders = [folder for run in runs for folder in (run, run / "checkpoints", run / ATTENTION)
+    try:
+        runs = [run for run in runs_dir.iterdir() if RUN_ID_PATTERN.match(run.name)]
+    except OSError:  # no runs folder yet, or one this process may not read: nothing to clean
+        return
+    folders = [folder for run in runs for folder in (run, (run / CHECKPOINT).parent, run / ATTENTION)
                if folder.is_dir() and not folder.is_symlink() and not run.is_symlink()]
     for path in (path for folder in folders for path in folder.glob(".*.tmp") if TEMP_FILE_PATTERN.match(path.name)):
         with contextlib.suppress(OSError):
@@ -164,7 +168,7 @@ class RunWriter:
         if any(folder.iterdir()):
             raise RunError(f"the folder {folder.name} already holds files; a new run needs a new or empty folder")
         (folder / ATTENTION).mkdir()
-        (folder / "checkpoints").mkdir()
+        (folder / CHECKPOINT).parent.mkdir()
         atomic_write_json(folder / CONFIG, config)
         atomic_write_json(folder / TOKENIZER, tokenizer)
         atomic_write_json(folder / PROBE, [asdict(p) for p in probe])
@@ -200,7 +204,7 @@ class RunWriter:
     @_unless_failed
     def checkpoint(self, state_dict: dict[str, torch.Tensor], step: int, model_config: dict) -> None:
         payload = {"step": step, "model": state_dict, "model_config": model_config}
-        atomic_write_bytes(self.folder / "checkpoints" / "latest.pt", _to_bytes(payload))
+        atomic_write_bytes(self.folder / CHECKPOINT, _to_bytes(payload))
         self.checkpoint_step = step
 
     def status(self, status: str, message: str, step: int, seconds: float) -> None:
