@@ -196,7 +196,7 @@ def _before(snap: Snapshot) -> Chapter:
                  f"claims that really are {habit}.")
     paragraphs.append(text)
     entropy = _entropy(snap, 0)
-    if entropy is not None:
+    if entropy is not None and entropy[1] > 0:  # one-word probe claims have no spread to compare with
         spent, even = entropy
         numbers.update(step0_entropy=spent, even_entropy=even)
         measured = (f"their attention was {spent / even:.0%} as spread out as it can possibly be (entropy "

@@ -18,7 +18,6 @@ from engine.claims_csv import ImportedClaims, read_claims_csv, score_claims, tra
 from engine.csv_export import csv_bytes
 from engine.inference import Prediction, Predictor, analyze_run
 from engine.model import CLASSES
-from engine.run_files import load_checkpoint
 from engine.runs import (
     RunError,
     RunSummary,
@@ -176,9 +175,9 @@ class Engine:
 
     def checkpoint_bytes(self, run_id: str) -> bytes:
         """The saved run's latest weights as a plain PyTorch state_dict (`model.load_state_dict(torch.load(f))`),
-        re-saved from checked tensors: never the raw bytes of a file that could be anything."""
+        re-saved from the model they were checked and loaded into: never the bytes of a file that could be anything."""
         buffer = io.BytesIO()
-        torch.save(load_checkpoint(resolve_run(self.runs_dir, run_id))["model"], buffer)
+        torch.save(Predictor.from_run(resolve_run(self.runs_dir, run_id)).model.state_dict(), buffer)
         return buffer.getvalue()
 
     def score_claims(self, claims: ImportedClaims, run_id: str | None = None,

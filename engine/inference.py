@@ -178,7 +178,7 @@ def _tokenizer(folder: Path) -> Tokenizer:
     saved = read_object(folder, TOKENIZER)
     try:
         return Tokenizer.from_json(saved)
-    except (KeyError, TypeError, ValueError, AttributeError):
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
         raise RunError(f"{TOKENIZER} is damaged (it is not a Headwatch vocabulary)") from None
 
 

@@ -29,6 +29,7 @@ MAX_METRICS_BYTES = 2**30  # a 100,000-step run writes ~100 MB
 MAX_RECORD_BYTES = 2**20  # one metrics line; the largest (a specialization record) is ~10 kB
 MAX_CHECKPOINT_BYTES = 512 * 2**20  # the default model's checkpoint is ~1 MB
 MAX_ATTENTION_BYTES = 64 * 2**20
+LARGEST_WHOLE = 2**53  # steps, seeds and sizes beyond this are not a run's: pages and tables cannot hold them
 
 
 class RunError(ValueError):
@@ -79,9 +80,9 @@ def read_object(folder: Path, name: str) -> dict:
 
 
 def whole(value: Any) -> int:
-    """A JSON whole number; ValueError for anything else (true, "3", 3.5)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{value!r} is not a whole number")
+    """A JSON whole number a run could write; ValueError for anything else (true, "3", 3.5, 10**40)."""
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > LARGEST_WHOLE:
+        raise ValueError("not a whole number a run writes")
     return value
 
 
@@ -235,6 +236,12 @@ def read_records(folder: Path, kinds: Collection[str]) -> Iterator[tuple[str, An
             continue
 
 
+def _plain_tensor(value: Any) -> bool:
+    """A dense tensor of real numbers in memory: what a state_dict holds (not sparse, not meta, not complex)."""
+    return (isinstance(value, torch.Tensor) and value.layout == torch.strided and value.device.type == "cpu"
+            and not value.is_complex())
+
+
 def load_checkpoint(folder: Path) -> dict:
     """A checkpoint's {"step", "model"}; refuses anything that is not plain tensors (weights_only=True)."""
     data = read_run_bytes(folder, CHECKPOINT, MAX_CHECKPOINT_BYTES)
@@ -245,6 +252,8 @@ def load_checkpoint(folder: Path) -> dict:
                        "weights are ever loaded: anything else could run code)") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("model"), dict):
         raise RunError(f"{CHECKPOINT} does not hold a Headwatch model")
+    if not all(isinstance(k, str) and _plain_tensor(v) for k, v in payload["model"].items()):
+        raise RunError(f"{CHECKPOINT} holds something other than plain weights, so it is not loaded")
     try:
         payload["step"] = whole(payload.get("step", 0))
     except ValueError:

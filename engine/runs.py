@@ -59,7 +59,7 @@ from engine.telemetry import (
     thin,
 )
 
-RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # whole ids only: see valid_run_id
 FLUSH_SECONDS = 1.0
 
 
@@ -67,9 +67,13 @@ def default_runs_dir() -> Path:
     return Path(os.environ.get("HEADWATCH_RUNS_DIR") or Path.cwd() / "runs")
 
 
+def valid_run_id(name: str) -> bool:
+    return RUN_ID_PATTERN.fullmatch(name) is not None and ".." not in name
+
+
 def resolve_run(runs_dir: Path, run_id: str) -> Path:
     """The folder of `run_id` inside `runs_dir`; ids that could escape the folder are refused."""
-    if not RUN_ID_PATTERN.match(run_id) or ".." in run_id:
+    if not valid_run_id(run_id):
         raise RunError(f"'{run_id}' is not a valid run id (letters, digits, '.', '_' and '-' only)")
     if (runs_dir / run_id).is_symlink():
         raise RunError(f"run {run_id} is a link to another place, so it is not opened")
@@ -91,7 +95,7 @@ STALE_TEMP_SECONDS = 600  # an atomic write holds its temporary file for well un
 def remove_stale_temp_files(runs_dir: Path) -> None:
     """Delete the temporary files of atomic writes that a killed process left in run folders."""
     try:
-        runs = [run for run in runs_dir.iterdir() if RUN_ID_PATTERN.match(run.name)]
+        runs = [run for run in runs_dir.iterdir() if valid_run_id(run.name)]
     except OSError:  # no runs folder yet, or one this process may not read: nothing to clean
         return
     folders = [folder for run in runs for folder in (run, (run / CHECKPOINT).parent, run / ATTENTION)
@@ -268,6 +272,11 @@ def read_probe(folder: Path) -> tuple[ProbeClaim, ...]:
 ACTIVE = ("preparing", "running", "paused")
 
 
+def _fits(kind: str, point: Any, n_heads: int) -> bool:
+    """False for a per-head record of another model (pages index every head)."""
+    return kind not in ("optim", "specialization") or all(len(h) == n_heads for h in point.heads.values())
+
+
 def replay(folder: Path) -> Snapshot:
     """A saved run as a read-only Snapshot, for every page's replay; RunError (in plain words) if it is damaged."""
     config, status, probe = read_config(folder), read_status(folder), read_probe(folder)
@@ -275,6 +284,8 @@ def replay(folder: Path) -> Snapshot:
     loss, evals, optim, specialization = Downsampler(), [], [], []
     last_step, seconds = 0, 0.0
     for kind, point in read_records(folder, RECORDS):
+        if not _fits(kind, point, n_heads):
+            continue
         if kind == "step":
             last_step, step_loss, seconds = point
             loss.append(last_step, step_loss)
@@ -326,7 +337,10 @@ def summarize(folder: Path) -> RunSummary:
             raise RunError("the run folder is a link to another place, so it is not read")
         config, status = read_config(folder), read_status(folder)
         accuracy, labels, step = None, (), (status or {}).get("step", 0)
+        n_heads = config.get("model", {}).get("n_heads", 4)
         for kind, point in read_records(folder, ("eval", "specialization")):
+            if not _fits(kind, point, n_heads):
+                continue
             if kind == "eval":
                 accuracy, step = point.heldout_accuracy, max(step, point.step)
             else:
@@ -347,5 +361,5 @@ def list_runs(runs_dir: Path) -> list[RunSummary]:
     """Every run folder under `runs_dir`, newest first; a link in place of a folder is listed as damaged."""
     if not runs_dir.is_dir():
         return []
-    folders = [p for p in runs_dir.iterdir() if RUN_ID_PATTERN.match(p.name) and (p.is_symlink() or p.is_dir())]
+    folders = [p for p in runs_dir.iterdir() if valid_run_id(p.name) and (p.is_symlink() or p.is_dir())]
     return sorted((summarize(p) for p in folders), key=lambda s: s.started, reverse=True)

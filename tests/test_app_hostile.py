@@ -57,7 +57,25 @@ def spoil_weights(run: Path) -> None:
     torch.save(payload, path)
 
 
-SPOILERS = (spoil_config, spoil_seed, spoil_metrics, spoil_status, spoil_checkpoint, spoil_vocabulary, spoil_weights)
+def spoil_heads(run: Path) -> None:
+    with open(run / "metrics.jsonl", "a") as file:
+        file.write('{"type": "specialization", "step": 301, "heads": {"decoder.0.cross": []}}\n'
+                   '{"type": "optim", "step": 301, "heads": {"decoder.0.cross": []}, "groups": {}}\n')
+
+
+def spoil_probe(run: Path) -> None:
+    probe = json.loads((run / "probe.json").read_text())
+    (run / "probe.json").write_text(json.dumps([{**c, "tokens": c["tokens"][:1], "categories": c["categories"][:1]}
+                                                for c in probe]))
+
+
+def spoil_huge_seed(run: Path) -> None:
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "seed": 10**40}))
+
+
+SPOILERS = (spoil_config, spoil_seed, spoil_metrics, spoil_status, spoil_checkpoint, spoil_vocabulary, spoil_weights,
+            spoil_heads, spoil_probe, spoil_huge_seed)
 
 
 @pytest.mark.parametrize("spoil", SPOILERS, ids=lambda f: f.__name__)
@@ -75,7 +93,7 @@ def test_a_damaged_run_breaks_no_page(open_app, engine_env, saved_run, healthy, 
     at = open_app("dashboard/runs.py")
     table = at.dataframe[0].value
     row = table[table["Run"] == "damaged"].iloc[0]
-    if spoil in (spoil_config, spoil_seed):
+    if spoil in (spoil_config, spoil_seed, spoil_huge_seed):
         assert row["Status"] == "damaged" and "**damaged**: config.json is damaged" in at.warning[0].value
     if spoil is spoil_status:
         assert row["Status"] == "unknown" and "how the run ended is unknown" in at.warning[0].value

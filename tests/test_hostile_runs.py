@@ -127,6 +127,14 @@ DAMAGES = {
     "a specialization record with a numeric label": ("metrics.jsonl", '{"type": "specialization", "step": 9, '
                                                      '"heads": {"decoder.0.cross": [{"label": 5}]}}\n'),
     "a record type that is a list": ("metrics.jsonl", '{"type": [1]}\n'),
+    "config seed too large for a table": ("config.json", {"seed": 10**40}),
+    "an eval step too large for a table": ("metrics.jsonl", '{"type": "eval", "step": 1000000000000000000000000000000, '
+                                           '"seconds": 1, "train_loss": 1, "heldout_loss": 1, "train_accuracy": 1, '
+                                           '"heldout_accuracy": 1, "train_per_class": {}, "heldout_per_class": {}}\n'),
+    "a specialization record without heads": ("metrics.jsonl", '{"type": "specialization", "step": 9, '
+                                              '"heads": {"decoder.0.cross": []}}\n'),
+    "an optimizer record without heads": ("metrics.jsonl", '{"type": "optim", "step": 9, '
+                                          '"heads": {"decoder.0.cross": []}, "groups": {}}\n'),
     "status is a list": ("status.json", "[1]"),
     "probe is a dict": ("probe.json", '{"a": 1}'),
 }
@@ -157,12 +165,20 @@ def test_damaged_files_are_a_reason_never_a_crash(runs: Path, damage: str) -> No
     except RunError as error:
         assert_plain(str(error), run)
     else:
-        assert snap.step == 300 and len(snap.evals) == len(replay(runs / "good").evals)
+        good = replay(runs / "good")
+        assert snap.step == 300 and (len(snap.evals), len(snap.optim), len(snap.specialization)) == (
+            len(good.evals), len(good.optim), len(good.specialization))
 
 
 def vocabulary(run: Path, change) -> None:
     saved = json.loads((run / "tokenizer.json").read_text())
     (run / "tokenizer.json").write_text(json.dumps(change(saved)))
+
+
+def checkpoint(run: Path, change) -> None:
+    path = run / "checkpoints" / "latest.pt"
+    payload = torch.load(path, weights_only=True)
+    torch.save({**payload, "model": change(payload["model"])}, path)
 
 
 BAD_MODELS = {
@@ -173,6 +189,14 @@ BAD_MODELS = {
     "a tokenizer of another format": (lambda run: (run / "tokenizer.json").write_text('{"vocab": 3}'),
                                       "tokenizer.json is damaged"),
     "a tokenizer that is a list": (lambda run: (run / "tokenizer.json").write_text("[]"), "tokenizer.json"),
+    "a number among the weights": (lambda run: checkpoint(run, lambda w: {**w, "extra": 5}), "plain weights"),
+    "weights on the meta device": (lambda run: checkpoint(run, lambda w: {k: v.to("meta") for k, v in w.items()}),
+                                   "plain weights"),
+    "sparse weights": (lambda run: checkpoint(run, lambda w: {k: v.to_sparse() for k, v in w.items()}),
+                       "plain weights"),
+    "an extra tensor": (lambda run: checkpoint(run, lambda w: {**w, "secret": torch.zeros(3)}), "match"),
+    "an empty alias": (lambda run: vocabulary(run, lambda t: {**t, "aliases": {next(iter(t["aliases"])): [""]}}),
+                       "tokenizer.json is damaged"),
     "huge model settings": (lambda run: (run / "config.json").write_text(json.dumps(
         {**json.loads((run / "config.json").read_text()), "model": {"d_model": 10**9, "n_heads": 4}})), "match"),
     "impossible model settings": (lambda run: (run / "config.json").write_text(json.dumps(
@@ -212,3 +236,17 @@ def test_stale_temporary_files_of_killed_runs_are_removed(runs: Path) -> None:
     os.utime(mine, (old, old))
     remove_stale_temp_files(runs)
     assert not stale.exists() and fresh.exists() and mine.exists()
+
+
+@pytest.mark.parametrize("name", ["x..y", "run\n"])
+def test_run_ids_that_cannot_be_opened_are_not_listed(runs: Path, name: str) -> None:
+    shutil.copytree(runs / "good", runs / name)
+    assert name not in {s.run_id for s in list_runs(runs)}
+
+
+def test_the_weights_download_holds_only_the_models_own_tensors(runs: Path) -> None:
+    import io
+
+    exported = torch.load(io.BytesIO(Engine(runs_dir=runs).checkpoint_bytes("good")), weights_only=True)
+    saved = torch.load(runs / "good" / "checkpoints" / "latest.pt", weights_only=True)["model"]
+    assert exported.keys() == saved.keys() and all(torch.equal(exported[k], saved[k]) for k in saved)
