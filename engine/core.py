@@ -177,7 +177,7 @@ class Engine:
         """The saved run's latest weights as a plain PyTorch state_dict (`model.load_state_dict(torch.load(f))`),
         re-saved from the model they were checked and loaded into: never the bytes of a file that could be anything."""
         buffer = io.BytesIO()
-        torch.save(Predictor.from_run(resolve_run(self.runs_dir, run_id)).model.state_dict(), buffer)
+        torch.save(self.predictor(run_id).model.state_dict(), buffer)
         return buffer.getvalue()
 
     def score_claims(self, claims: ImportedClaims, run_id: str | None = None,
