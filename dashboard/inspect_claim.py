@@ -48,7 +48,7 @@ def lowered(sentence: str) -> str:
 def rules_text(p: Prediction) -> str:
     """What the rules checker decided, and on which rule."""
     if p.rules is None and p.rule_findings:
-        return ("The rules checker finds rules of several reasons broken, so it gives no single answer: "
+        return ("The claim breaks rules for several reasons, so the rules checker gives no single answer: "
                 + "; ".join(p.rule_findings) + ".")
     if p.rules is None:
         return "The rules checker cannot read this claim's fields."

@@ -13,7 +13,7 @@ from pathlib import Path
 from engine.claims_csv import CsvProblem, read_claims_file
 from engine.inference import Predictor, analyze_run
 from engine.presets import PRESETS, preset
-from engine.run_files import CONFIG, RunError
+from engine.run_files import CONFIG, RUN_FILES, RunError
 from engine.telemetry import TelemetryHub
 from engine.trainer import OPTIMIZERS, ConfigError, Trainer
 
@@ -103,8 +103,10 @@ def _make_room(out: Path, replace: bool) -> None:
     if not replace:
         raise RunError(f"{out} already holds files; pass --replace to delete the run there first, or choose "
                        "another --out")
-    if out.is_symlink() or not out.is_dir() or not (out / CONFIG).is_file():
-        raise RunError(f"{out} is not a Headwatch run folder, so --replace does not delete it")
+    others = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES) if out.is_dir() else []
+    if out.is_symlink() or not out.is_dir() or not (out / CONFIG).is_file() or others:
+        found = f" (it holds {', '.join(others[:3])})" if others else ""
+        raise RunError(f"{out} is not a Headwatch run folder{found}, so --replace does not delete it")
     shutil.rmtree(out)
 
 
@@ -116,8 +118,12 @@ def _stdin_lines() -> Iterator[str]:
 
 def predict(args: argparse.Namespace) -> int:
     predictor = Predictor.from_run(args.run)
-    texts = read_claims_file(args.csv, CLI_MAX_CSV_BYTES, CLI_MAX_CSV_ROWS).texts if args.csv else _stdin_lines()
-    for text in texts:
+    if args.csv:  # blank rows are skipped: each answer names the line of the file its claim is on
+        claims = read_claims_file(args.csv, CLI_MAX_CSV_BYTES, CLI_MAX_CSV_ROWS)
+        for line, text in zip(claims.lines, claims.texts, strict=True):
+            print(json.dumps({"line": line, **predictor.predict(text, with_ablation=False).to_json()}), flush=True)
+        return 0
+    for text in _stdin_lines():
         print(json.dumps(predictor.predict(text, with_ablation=False).to_json()), flush=True)
     return 0
 

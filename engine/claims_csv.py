@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,7 @@ class ImportedClaims:
     verdicts: tuple[str | None, ...]
     reasons: tuple[str | None, ...]
     skipped_blank: int
+    lines: tuple[int, ...] = ()  # the line of the file each claim starts on
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -51,17 +53,22 @@ def _decode(data: bytes) -> str:
 
 
 def _dialect(text: str) -> type[csv.Dialect]:
-    """The file's delimiter and quoting, read strictly: an unclosed quote is an error, not one claim to the end."""
     try:
-        found = csv.Sniffer().sniff(text[:20_000], delimiters=DELIMITERS)
+        return csv.Sniffer().sniff(text[:20_000], delimiters=DELIMITERS)
     except csv.Error:
-        found = csv.excel
-    return type("StrictDialect", (found,), {"strict": True})
+        return csv.excel
+
+
+def _too_large(name: str, size: int, max_bytes: int) -> str:
+    return f"{name} is {size / 2**20:.1f} MB; the limit is {max_bytes // 2**20} MB."
 
 
 def read_claims_file(path: Path, max_bytes: int = MAX_BYTES, max_rows: int = MAX_ROWS) -> ImportedClaims:
     """read_claims_csv of a file, read no further than the limit."""
     with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        if size > max_bytes:
+            raise CsvProblem(_too_large(path.name, size, max_bytes))
         data = file.read(max_bytes + 1)
     return read_claims_csv(data, path.name, max_bytes, max_rows)
 
@@ -73,16 +80,14 @@ def read_claims_csv(data: bytes, name: str = "the file", max_bytes: int = MAX_BY
     if not data.strip():
         raise CsvProblem(f"{name} is empty.")
     if len(data) > max_bytes:
-        raise CsvProblem(f"{name} is larger than {max_bytes // 2**20} MB; the limit is {max_bytes // 2**20} MB.")
-    text = _decode(data)
-    reader = csv.reader(io.StringIO(text, newline=""), dialect=_dialect(text))
-    rows = _rows(reader, name)
+        raise CsvProblem(_too_large(name, len(data), max_bytes))
+    rows = iter(_rows(_decode(data), name))
     columns = [c.strip().lower() for c in next(rows, (1, []))[1]]
     if "text" not in columns:
         found = ", ".join(repr(c) for c in columns[:6]) or "none"
         raise CsvProblem(f"{name} has no 'text' column (found: {found}). The first line must name the columns, "
                          "e.g. text,verdict,reason.")
-    texts, verdicts, reasons, blank = [], [], [], 0
+    texts, verdicts, reasons, lines, blank = [], [], [], [], 0
     for number, values in rows:
         if len(texts) >= max_rows:
             raise CsvProblem(f"{name} has more than {max_rows:,} claims; split it into smaller files.")
@@ -95,26 +100,44 @@ def read_claims_csv(data: bytes, name: str = "the file", max_bytes: int = MAX_BY
         texts.append(claim)
         verdicts.append(verdict)
         reasons.append(reason)
+        lines.append(number)
     if not texts:
         raise CsvProblem(f"{name} has a header but no claims.")
-    return ImportedClaims(tuple(texts), tuple(verdicts), tuple(reasons), blank)
+    return ImportedClaims(tuple(texts), tuple(verdicts), tuple(reasons), blank, tuple(lines))
 
 
-def _rows(reader: Iterator[list[str]], name: str) -> Iterator[tuple[int, list[str]]]:
-    """(line where the row starts, its values) for each row that is not empty."""
-    line = 1
+def _rows(text: str, name: str) -> list[tuple[int, list[str]]]:
+    """(line where the row starts, its values) for each row that is not empty. Read strictly first, so that an
+    unclosed quote is caught instead of swallowing the rest of the file as one claim; a file that strict reading
+    refuses for a smaller slip (a quoted word followed by more text: '"Asthma" montelukast') is read as a
+    spreadsheet reads it."""
+    dialect = _dialect(text)
+    try:
+        return _read_rows(text, type("Strict", (dialect,), {"strict": True}), name)
+    except csv.Error:
+        return _read_rows(text, dialect, name)
+
+
+def _read_rows(text: str, dialect: type[csv.Dialect], name: str) -> list[tuple[int, list[str]]]:
+    reader = csv.reader(io.StringIO(text, newline=""), dialect=dialect)
+    rows, line = [], 1
     while True:
         try:
             values = next(reader)
         except StopIteration:
-            return
+            return rows
         except csv.Error as error:
-            problem = ("a quote opened here is never closed" if "end of data" in str(error)
-                       else "a quote is misplaced (text right after a closing quote?)")
-            raise CsvProblem(f"{name}, line {line}: {problem}. Put each claim's text in double quotes, and write a "
-                             "quote inside it as two (\"\").") from None
+            if "end of data" in str(error):
+                raise CsvProblem(f"{name}, line {line}: a quote opened here is never closed. Put each claim's text "
+                                 "in double quotes, and write a quote inside it as two (\"\").") from None
+            if "field larger than field limit" in str(error):
+                raise CsvProblem(f"{name}, line {line}: a value is longer than {csv.field_size_limit():,} "
+                                 "characters; one claim is a few lines of text at most.") from None
+            if dialect.strict:
+                raise
+            raise CsvProblem(f"{name}, line {line} cannot be read as CSV.") from None
         if values:
-            yield line, values
+            rows.append((line, values))
         line = reader.line_num + 1
 
 

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-
-import torch
 
 from engine.claims_csv import ImportedClaims, read_claims_csv, score_claims, trainable_claims
 from engine.csv_export import csv_bytes
 from engine.inference import Prediction, Predictor, analyze_run
 from engine.model import CLASSES
+from engine.run_files import CHECKPOINT
 from engine.runs import (
     RunError,
     RunSummary,
@@ -27,6 +26,7 @@ from engine.runs import (
     remove_stale_temp_files,
     replay,
     resolve_run,
+    torch_bytes,
 )
 from engine.telemetry import Snapshot, TelemetryHub
 from engine.trainer import ConfigError, EngineBusy, TrainConfig, Trainer, load_optimizer_code
@@ -34,6 +34,7 @@ from engine.trainer import ConfigError, EngineBusy, TrainConfig, Trainer, load_o
 __all__ = ["TRAINING_NOW", "ConfigError", "Engine", "EngineBusy", "RunError", "RunsFolderError"]
 
 TRAINING_NOW = "training now"
+SAVED_MODELS_KEPT = 4
 FREE_SPACE_PROBE_BYTES = 2**20  # a run's first files (config, vocabulary, first checkpoint) take about this much
 
 
@@ -62,6 +63,7 @@ class Engine:
         self.race = Trainer(TelemetryHub())
         self._lock = threading.Lock()
         self._predictor: tuple[tuple, Predictor] | None = None
+        self._saved: OrderedDict[tuple, Predictor] = OrderedDict()
 
     def check_runs_folder(self) -> None:
         """Raise RunsFolderError, in plain words, if runs cannot be saved."""
@@ -176,9 +178,7 @@ class Engine:
     def checkpoint_bytes(self, run_id: str) -> bytes:
         """The saved run's latest weights as a plain PyTorch state_dict (`model.load_state_dict(torch.load(f))`),
         re-saved from the model they were checked and loaded into: never the bytes of a file that could be anything."""
-        buffer = io.BytesIO()
-        torch.save(self.predictor(run_id).model.state_dict(), buffer)
-        return buffer.getvalue()
+        return torch_bytes(self.predictor(run_id).model.state_dict())
 
     def score_claims(self, claims: ImportedClaims, run_id: str | None = None,
                      progress: Callable[[int], None] | None = None) -> bytes:
@@ -210,10 +210,7 @@ class Engine:
         """Current weights of the live run (or of a saved run); None before any weights exist."""
         with self._lock:
             if run_id is not None:
-                key: tuple = ("run", run_id)
-                if self._predictor is None or self._predictor[0] != key:
-                    self._predictor = (key, Predictor.from_run(resolve_run(self.runs_dir, run_id)))
-                return self._predictor[1]
+                return self._saved_predictor(run_id)
             published = self.main.published_weights()
             data, config = self.main.data, self.main.config
             if published is None or data is None or config is None:
@@ -223,6 +220,22 @@ class Engine:
             if self._predictor is None or self._predictor[0] != key:
                 self._predictor = (key, Predictor.from_weights(config.model, data.tokenizer, weights, step))
             return self._predictor[1]
+
+    def _saved_predictor(self, run_id: str) -> Predictor:
+        """A saved run's model, kept while its checkpoint file is unchanged (a few runs at once: Inspect and the
+        Runs page's export may look at different runs)."""
+        folder = resolve_run(self.runs_dir, run_id)
+        try:
+            written = (folder / CHECKPOINT).stat()
+            key: tuple = (run_id, written.st_mtime_ns, written.st_size)
+        except OSError:
+            key = (run_id,)
+        if key not in self._saved:
+            self._saved[key] = Predictor.from_run(folder)
+            while len(self._saved) > SAVED_MODELS_KEPT:
+                self._saved.popitem(last=False)
+        self._saved.move_to_end(key)
+        return self._saved[key]
 
     def predict(self, text: str, run_id: str | None = None) -> Prediction:
         try:

@@ -219,7 +219,10 @@ def _model(config: ModelConfig, weights: dict, tokenizer: Tokenizer) -> ClaimsTr
         raise RunError("the checkpoint's weights are not all numbers (NaN or infinity): this model cannot judge "
                        "claims")
     model = ClaimsTransformer(config)
-    model.load_state_dict(weights)
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, TypeError):  # e.g. a value that cannot be copied into a weight
+        raise RunError("the checkpoint's weights cannot be loaded into the model") from None
     return model
 
 

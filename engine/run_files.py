@@ -23,6 +23,7 @@ CONFIG, STATUS, TOKENIZER, PROBE = "config.json", "status.json", "tokenizer.json
 METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoints/latest.pt"
 ATTENTION = "attention"
+RUN_FILES = frozenset({CONFIG, STATUS, TOKENIZER, PROBE, METRICS, ATTENTION, CHECKPOINT.split("/")[0]})
 
 MAX_JSON_BYTES = 4 * 2**20  # a tokenizer is ~50 kB; config, status and probe are smaller
 MAX_METRICS_BYTES = 2**30  # a 100,000-step run writes ~100 MB
@@ -201,6 +202,8 @@ def optim_point(record: dict) -> OptimPoint:
 
 
 def _head(record: dict) -> HeadSpecialization:
+    if not record["shares"]:
+        raise ValueError("a head that read nothing")
     return HeadSpecialization(
         shares=numbers(record["shares"]), entropy=number(record["entropy"]), confidence=number(record["confidence"]),
         importance=number(record["importance"]), ablation=numbers(record["ablation"]), label=text(record["label"]),
@@ -223,10 +226,11 @@ RECORDS: dict[str, Callable[[dict], Any]] = {"step": step_record, "eval": eval_p
                                              "specialization": specialization_point}
 
 
-def read_records(folder: Path, kinds: Collection[str]) -> Iterator[tuple[str, Any]]:
-    """(kind, parsed record) for each record of metrics.jsonl of one of `kinds`, in order; a damaged record (a
-    missing field, a value of the wrong type) is skipped."""
-    for record in read_metrics(folder):
+def read_records(folder: Path, kinds: Collection[str], newest_first: bool = False) -> Iterator[tuple[str, Any]]:
+    """(kind, parsed record) for each record of metrics.jsonl of one of `kinds`, in order (or newest first); a
+    damaged record (a missing field, a value of the wrong type) is skipped."""
+    records = read_metrics(folder)
+    for record in reversed(records) if newest_first else records:
         kind = record.get("type")
         if not isinstance(kind, str) or kind not in kinds:
             continue
@@ -236,10 +240,14 @@ def read_records(folder: Path, kinds: Collection[str]) -> Iterator[tuple[str, An
             continue
 
 
+STATE_DTYPES = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int64, torch.int32,
+                          torch.int16, torch.int8, torch.uint8, torch.bool})
+
+
 def _plain_tensor(value: Any) -> bool:
-    """A dense tensor of real numbers in memory: what a state_dict holds (not sparse, not meta, not complex)."""
+    """A dense tensor of ordinary numbers in memory: what a state_dict holds (not sparse, meta, quantised, float8)."""
     return (isinstance(value, torch.Tensor) and value.layout == torch.strided and value.device.type == "cpu"
-            and not value.is_complex())
+            and value.dtype in STATE_DTYPES)
 
 
 def load_checkpoint(folder: Path) -> dict:

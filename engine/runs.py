@@ -49,6 +49,7 @@ from engine.run_files import (
     text,
 )
 from engine.telemetry import (
+    ACTIVE_STATUSES,
     AttentionPoint,
     Downsampler,
     EvalPoint,
@@ -203,12 +204,12 @@ class RunWriter:
     @_unless_failed
     def save_attention(self, point: AttentionPoint) -> None:
         tensors = {name: torch.from_numpy(np.ascontiguousarray(w)).half() for name, w in point.weights.items()}
-        atomic_write_bytes(self.folder / "attention" / f"step_{point.step:09d}.pt", _to_bytes(tensors))
+        atomic_write_bytes(self.folder / "attention" / f"step_{point.step:09d}.pt", torch_bytes(tensors))
 
     @_unless_failed
     def checkpoint(self, state_dict: dict[str, torch.Tensor], step: int, model_config: dict) -> None:
         payload = {"step": step, "model": state_dict, "model_config": model_config}
-        atomic_write_bytes(self.folder / CHECKPOINT, _to_bytes(payload))
+        atomic_write_bytes(self.folder / CHECKPOINT, torch_bytes(payload))
         self.checkpoint_step = step
 
     def status(self, status: str, message: str, step: int, seconds: float) -> None:
@@ -230,21 +231,32 @@ class RunWriter:
             self.failed = self.failed or str(error)
 
 
-def _to_bytes(obj: Any) -> bytes:
+def torch_bytes(obj: Any) -> bytes:
+    """`obj` as torch.save writes it."""
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return buffer.getvalue()
 
 
-def _attention_weights(tensor: Any, probes: int, heads: int) -> np.ndarray:
-    """(N probe claims, H, Tq, Tk) weights, or ValueError for a tensor of another kind or shape."""
-    if not isinstance(tensor, torch.Tensor) or tensor.dim() != 4 or tuple(tensor.shape[:2]) != (probes, heads):
+def _attention_weights(tensor: Any, probe: tuple[ProbeClaim, ...], heads: int) -> np.ndarray:
+    """(N probe claims, H, Tq, Tk) weights, or ValueError for a tensor of another kind or shape: every query row
+    from the REASON position on, every key the longest probe claim needs (the decoder's self-attention keys the
+    answer's own positions)."""
+    if not isinstance(tensor, torch.Tensor) or tensor.dim() != 4 or not tensor.is_floating_point():
+        raise ValueError("not attention weights")
+    claims, found_heads, queries, keys = tensor.shape
+    if (claims, found_heads) != (len(probe), heads) or queries < 2 or keys < 2:
         raise ValueError("not attention weights of this run")
     return tensor.float().numpy()
 
 
-def load_attention(folder: Path, probes: int, heads: int) -> list[AttentionPoint]:
-    """The saved attention snapshots; a half-written, damaged or foreign one is skipped, not fatal."""
+def _fits_probe(name: str, weights: np.ndarray, probe: tuple[ProbeClaim, ...]) -> bool:
+    return (".self" in name and name.startswith("decoder")) or weights.shape[3] >= max(len(c.tokens) for c in probe)
+
+
+def load_attention(folder: Path, probe: tuple[ProbeClaim, ...], heads: int) -> list[AttentionPoint]:
+    """The saved attention snapshots; a half-written, damaged or foreign one is skipped, not fatal, and so is one
+    that does not name the same attention layers as the last."""
     points = []
     for path in sorted((folder / ATTENTION).glob("step_*.pt")):
         step = re.fullmatch(r"step_(\d{1,12})\.pt", path.name)
@@ -253,23 +265,24 @@ def load_attention(folder: Path, probes: int, heads: int) -> list[AttentionPoint
         try:
             data = read_run_bytes(folder, f"{ATTENTION}/{path.name}", MAX_ATTENTION_BYTES)
             tensors = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-            weights = {text(name): _attention_weights(t, probes, heads) for name, t in tensors.items()}
+            weights = {text(name): _attention_weights(t, probe, heads) for name, t in tensors.items()}
         except Exception:  # torch raises many types for damaged files; RunError and ValueError for foreign ones
             continue
-        points.append(AttentionPoint(int(step[1]), weights))
-    return points
+        if all(_fits_probe(name, w, probe) for name, w in weights.items()):
+            points.append(AttentionPoint(int(step[1]), weights))
+    return [p for p in points if p.weights.keys() == points[-1].weights.keys()]
 
 
 def read_probe(folder: Path) -> tuple[ProbeClaim, ...]:
     claims = read_json(folder, PROBE)
     try:
-        return tuple(ProbeClaim(text(c["text"]), text(c["label"]), tuple(map(text, c["tokens"])),
-                                tuple(map(text, c["categories"]))) for c in claims)
+        probe = tuple(ProbeClaim(text(c["text"]), text(c["label"]), tuple(map(text, c["tokens"])),
+                                 tuple(map(text, c["categories"]))) for c in claims)
+        if not all(claim.tokens for claim in probe):
+            raise ValueError("a probe claim without words")
+        return probe
     except (KeyError, TypeError, ValueError):
         raise RunError(f"{PROBE} is damaged (it does not list the probe claims)") from None
-
-
-ACTIVE = ("preparing", "running", "paused")
 
 
 def _fits(kind: str, point: Any, n_heads: int) -> bool:
@@ -295,7 +308,7 @@ def replay(folder: Path) -> Snapshot:
             optim = thin([*optim, point], 1000)
         else:
             specialization.append(point)
-    attention = load_attention(folder, len(probe), n_heads)
+    attention = load_attention(folder, probe, n_heads)
     names = tuple(attention[-1].weights) if attention else ()
     run_status, message = _replayed_status(status)
     return Snapshot(
@@ -309,7 +322,7 @@ def replay(folder: Path) -> Snapshot:
 def _replayed_status(status: dict | None) -> tuple[str, str]:
     if status is None:
         return "stopped", f"{STATUS} is damaged, so how this run ended is unknown; shown up to its last save."
-    if status.get("status", "stopped") in ACTIVE:
+    if status.get("status", "stopped") in ACTIVE_STATUSES:
         return "stopped", "The server stopped while this run was training; shown up to its last save."
     return status.get("status", "stopped"), status.get("message", "")
 
@@ -336,25 +349,33 @@ def summarize(folder: Path) -> RunSummary:
         if folder.is_symlink():
             raise RunError("the run folder is a link to another place, so it is not read")
         config, status = read_config(folder), read_status(folder)
-        accuracy, labels, step = None, (), (status or {}).get("step", 0)
-        n_heads = config.get("model", {}).get("n_heads", 4)
-        for kind, point in read_records(folder, ("eval", "specialization")):
-            if not _fits(kind, point, n_heads):
-                continue
-            if kind == "eval":
-                accuracy, step = point.heldout_accuracy, max(step, point.step)
-            else:
-                cross = [heads for name, heads in point.heads.items() if name.endswith(".cross")]
-                labels = tuple(h.label for h in cross[-1]) if cross else labels
+        latest = _latest(folder, config.get("model", {}).get("n_heads", 4))
+        evaluation, measured = latest.get("eval"), latest.get("specialization")
+        accuracy = evaluation.heldout_accuracy if evaluation else None
+        step = max((status or {}).get("step", 0), evaluation.step if evaluation else 0)
+        cross = [heads for name, heads in measured.heads.items() if name.endswith(".cross")] if measured else []
+        labels = tuple(h.label for h in cross[-1]) if cross else ()
     except RunError as error:
         return RunSummary(folder.name, started, "?", "?", None, "damaged", 0, None, (), str(error))
     state = "unknown" if status is None else status.get("status", "stopped")
-    if state in ACTIVE:
+    if state in ACTIVE_STATUSES:
         state = "interrupted"
     return RunSummary(folder.name, (folder / CONFIG).stat().st_mtime, config.get("preset", "?"),
                       config.get("optimizer", "?"), config.get("seed", 0), state, step,
                       None if accuracy is None or math.isnan(accuracy) else accuracy, labels,
                       note=f"{STATUS} is damaged: how the run ended is unknown" if status is None else None)
+
+
+def _latest(folder: Path, n_heads: int) -> dict[str, Any]:
+    """The newest undamaged evaluation and specialization records, read from the end (a Runs page lists every
+    run on every redraw)."""
+    latest: dict[str, Any] = {}
+    for kind, point in read_records(folder, ("eval", "specialization"), newest_first=True):
+        if kind not in latest and _fits(kind, point, n_heads):
+            latest[kind] = point
+        if len(latest) == 2:
+            break
+    return latest
 
 
 def list_runs(runs_dir: Path) -> list[RunSummary]:

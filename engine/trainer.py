@@ -265,8 +265,7 @@ def _failure(error: Exception) -> str:
     if isinstance(error, ConfigError | CsvProblem | RunError):
         return f"Training failed: {error}"
     logging.getLogger("headwatch").error("training failed", exc_info=error)
-    return ("Training failed because of an unexpected error (the server's log has the details). Press Train to try "
-            "again.")
+    return "Training failed because of an unexpected error; its details are in the log of the process that trained it."
 
 
 class StopRun(Exception):

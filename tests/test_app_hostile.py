@@ -74,8 +74,27 @@ def spoil_huge_seed(run: Path) -> None:
     (run / "config.json").write_text(json.dumps({**config, "seed": 10**40}))
 
 
+def spoil_attention(run: Path) -> None:
+    """One snapshot with a single query row, one without the cross-attention layer, and a head that read nothing."""
+    first, second = sorted((run / "attention").glob("step_*.pt"))[:2]
+    weights = torch.load(first, weights_only=True)
+    torch.save({name: w[:, :, :1] for name, w in weights.items()}, first)
+    weights = torch.load(second, weights_only=True)
+    torch.save({name: w for name, w in weights.items() if not name.endswith(".cross")}, second)
+    record = json.loads([line for line in (run / "metrics.jsonl").read_text().splitlines()
+                         if '"specialization"' in line][-1])
+    record["heads"]["decoder.0.cross"][0]["shares"] = {}
+    with open(run / "metrics.jsonl", "a") as file:
+        file.write(json.dumps({**record, "step": 301}) + "\n")
+
+
+def spoil_empty_probe(run: Path) -> None:
+    probe = json.loads((run / "probe.json").read_text())
+    (run / "probe.json").write_text(json.dumps([{**c, "tokens": [], "categories": []} for c in probe]))
+
+
 SPOILERS = (spoil_config, spoil_seed, spoil_metrics, spoil_status, spoil_checkpoint, spoil_vocabulary, spoil_weights,
-            spoil_heads, spoil_probe, spoil_huge_seed)
+            spoil_heads, spoil_probe, spoil_huge_seed, spoil_attention, spoil_empty_probe)
 
 
 @pytest.mark.parametrize("spoil", SPOILERS, ids=lambda f: f.__name__)

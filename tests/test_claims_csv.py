@@ -93,7 +93,7 @@ def test_batched_scoring_gives_each_claim_the_verdict_it_gets_alone(trained_run_
 @pytest.mark.parametrize(("data", "problem"), [
     (b'text,verdict\nDiabetes, metformin 500 mg, $40,VALID\n', "Line 2 has more values"),
     (b'text\n"Diabetes, metformin 500 mg\nAsthma, montelukast 10 mg\n', "line 2: a quote opened here is never closed"),
-    (b'text\nok claim\n"Flu" test, $90\n', "line 3: a quote is misplaced"),
+    (b'text\nok claim\n"' + b"x" * 200_000 + b'"\n', "line 3: a value is longer than 131,072 characters"),
 ])
 def test_malformed_csv_names_the_line(data: bytes, problem: str) -> None:
     with pytest.raises(CsvProblem, match=problem):
@@ -107,5 +107,11 @@ def test_a_row_cap_and_a_byte_cap(tmp_path) -> None:
         read_claims_csv(b"text\na\nb\nc\n", max_rows=2)
     big = tmp_path / "big.csv"
     big.write_bytes(b"text\n" + b"Diabetes, metformin\n" * 100_000)
-    with pytest.raises(CsvProblem, match="larger than 1 MB; the limit is 1 MB"):
+    with pytest.raises(CsvProblem, match=r"big.csv is 1.9 MB; the limit is 1 MB"):
         read_claims_file(big, max_bytes=2**20)
+
+
+def test_a_quoted_word_followed_by_more_text_is_read_as_a_spreadsheet_reads_it() -> None:
+    claims = read_claims_csv(b'text\n"Asthma" montelukast 10 mg $30\nGout; colchicine 0.6 mg\n')
+    assert claims.texts == ("Asthma montelukast 10 mg $30", "Gout; colchicine 0.6 mg")
+    assert claims.lines == (2, 3)

@@ -120,6 +120,10 @@ def test_train_never_mixes_two_runs_in_one_folder(trained_run: Path, tmp_path: P
     result = run_cli("train", "--out", str(not_a_run), "--replace", "--preset", "quick", "--steps", "30")
     assert result.returncode == 2 and "not a Headwatch run folder" in result.stderr
     assert (not_a_run / "notes.txt").read_text() == "keep me"
+    (not_a_run / "config.json").write_text("{}")  # a project of someone's that happens to have a config.json
+    result = run_cli("train", "--out", str(not_a_run), "--replace", "--preset", "quick", "--steps", "30")
+    assert result.returncode == 2 and "(it holds notes.txt)" in result.stderr
+    assert (not_a_run / "notes.txt").read_text() == "keep me"
 
     result = run_cli("train", "--out", str(out), "--replace", "--preset", "quick", "--steps", "30")
     assert result.returncode == 0, result.stderr
@@ -176,7 +180,8 @@ def test_predict_reads_csv_as_the_app_does(trained_run: Path, tmp_path: Path) ->
     bom.write_bytes("\ufefftext;verdict\n\"Diabetes; metformin 500 mg; $40\";VALID\nFlu, flu test, $90;\n".encode())
     result = run_cli("predict", "--run", str(trained_run), "--csv", str(bom))
     assert result.returncode == 0, result.stderr
-    assert [json.loads(line)["text"][:8] for line in result.stdout.splitlines()] == ["Diabetes", "Flu, flu"]
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(a["line"], a["text"][:8]) for a in answers] == [(2, "Diabetes"), (3, "Flu, flu")]
     unquoted = tmp_path / "unquoted.csv"
     unquoted.write_text("text\nDiabetes, metformin 500 mg, $40\n")
     result = run_cli("predict", "--run", str(trained_run), "--csv", str(unquoted))

@@ -194,6 +194,11 @@ BAD_MODELS = {
                                    "plain weights"),
     "sparse weights": (lambda run: checkpoint(run, lambda w: {k: v.to_sparse() for k, v in w.items()}),
                        "plain weights"),
+    "float8 weights": (lambda run: checkpoint(run, lambda w: {k: v.to(torch.float8_e4m3fn) if v.is_floating_point()
+                                                          else v for k, v in w.items()}), "plain weights"),
+    "quantised weights": (lambda run: checkpoint(run, lambda w: {k: torch.quantize_per_tensor(v, 0.1, 0, torch.qint8)
+                                                              if v.is_floating_point() else v
+                                                              for k, v in w.items()}), "damaged|plain weights"),
     "an extra tensor": (lambda run: checkpoint(run, lambda w: {**w, "secret": torch.zeros(3)}), "match"),
     "an empty alias": (lambda run: vocabulary(run, lambda t: {**t, "aliases": {next(iter(t["aliases"])): [""]}}),
                        "tokenizer.json is damaged"),
