@@ -235,8 +235,10 @@ class TelemetryHub:
     def record_step(self, step: int, loss: float, seconds: float, steps_per_second: float) -> None:
         with self._lock:
             self._loss.append(step, loss)
+            # from the average rate since the start: the last second's rate swings tenfold around each held-out
+            # measurement, and so would the time left
             remaining = self._base.total_steps - step
-            eta = remaining / steps_per_second if steps_per_second > 0 else None
+            eta = remaining * seconds / step if step > 0 and seconds > 0 else None
             self._base = replace(self._base, step=step, seconds=seconds, steps_per_second=steps_per_second,
                                  eta_seconds=eta)
             self._touch()

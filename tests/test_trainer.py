@@ -282,3 +282,13 @@ def test_without_a_home_folder_unsaved_runs_just_build_their_pool(monkeypatch: p
     trainer.start(preset("quick"))
     wait_for(lambda: not trainer.active)
     assert trainer.hub.snapshot().status == "finished"
+
+
+def test_time_left_comes_from_the_average_rate_not_the_last_second() -> None:
+    hub = TelemetryHub()
+    hub.begin("r", None, {}, total_steps=1000)
+    estimates = []
+    for step, rate in zip(range(100, 600, 100), (20.0, 0.5, 20.0, 0.4, 20.0), strict=True):
+        hub.record_step(step, 1.0, seconds=step / 20, steps_per_second=rate)  # a measurement pause between steps
+        estimates.append(hub.snapshot().eta_seconds)
+    assert estimates == pytest.approx([45.0, 40.0, 35.0, 30.0, 25.0])
