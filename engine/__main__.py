@@ -103,8 +103,9 @@ def _make_room(out: Path, replace: bool) -> None:
     if not replace:
         raise RunError(f"{out} already holds files; pass --replace to delete the run there first, or choose "
                        "another --out")
-    others = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES) if out.is_dir() else []
-    if out.is_symlink() or not out.is_dir() or not (out / CONFIG).is_file() or others:
+    others = [] if out.is_symlink() or not out.is_dir() else sorted(p.name for p in out.iterdir()
+                                                                    if p.name not in RUN_FILES)
+    if out.is_symlink() or not (out / CONFIG).is_file() or others:
         found = f" (it holds {', '.join(others[:3])})" if others else ""
         raise RunError(f"{out} is not a Headwatch run folder{found}, so --replace does not delete it")
     shutil.rmtree(out)

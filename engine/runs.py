@@ -204,7 +204,7 @@ class RunWriter:
     @_unless_failed
     def save_attention(self, point: AttentionPoint) -> None:
         tensors = {name: torch.from_numpy(np.ascontiguousarray(w)).half() for name, w in point.weights.items()}
-        atomic_write_bytes(self.folder / "attention" / f"step_{point.step:09d}.pt", torch_bytes(tensors))
+        atomic_write_bytes(self.folder / ATTENTION / f"step_{point.step:09d}.pt", torch_bytes(tensors))
 
     @_unless_failed
     def checkpoint(self, state_dict: dict[str, torch.Tensor], step: int, model_config: dict) -> None:
@@ -238,20 +238,17 @@ def torch_bytes(obj: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _attention_weights(tensor: Any, probe: tuple[ProbeClaim, ...], heads: int) -> np.ndarray:
-    """(N probe claims, H, Tq, Tk) weights, or ValueError for a tensor of another kind or shape: every query row
-    from the REASON position on, every key the longest probe claim needs (the decoder's self-attention keys the
-    answer's own positions)."""
+def _attention_weights(name: str, tensor: Any, probe: tuple[ProbeClaim, ...], heads: int) -> np.ndarray:
+    """(N probe claims, H, Tq, Tk) weights, or ValueError for a tensor of another kind or shape: query rows up to
+    the REASON position, and every key the longest probe claim needs (the decoder's self-attention keys the
+    answer's own positions instead)."""
     if not isinstance(tensor, torch.Tensor) or tensor.dim() != 4 or not tensor.is_floating_point():
         raise ValueError("not attention weights")
     claims, found_heads, queries, keys = tensor.shape
-    if (claims, found_heads) != (len(probe), heads) or queries < 2 or keys < 2:
+    needed = 2 if name.startswith("decoder") and ".self" in name else max(len(c.tokens) for c in probe)
+    if (claims, found_heads) != (len(probe), heads) or queries < 2 or keys < max(2, needed):
         raise ValueError("not attention weights of this run")
     return tensor.float().numpy()
-
-
-def _fits_probe(name: str, weights: np.ndarray, probe: tuple[ProbeClaim, ...]) -> bool:
-    return (".self" in name and name.startswith("decoder")) or weights.shape[3] >= max(len(c.tokens) for c in probe)
 
 
 def load_attention(folder: Path, probe: tuple[ProbeClaim, ...], heads: int) -> list[AttentionPoint]:
@@ -265,11 +262,10 @@ def load_attention(folder: Path, probe: tuple[ProbeClaim, ...], heads: int) -> l
         try:
             data = read_run_bytes(folder, f"{ATTENTION}/{path.name}", MAX_ATTENTION_BYTES)
             tensors = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-            weights = {text(name): _attention_weights(t, probe, heads) for name, t in tensors.items()}
+            weights = {text(name): _attention_weights(name, t, probe, heads) for name, t in tensors.items()}
         except Exception:  # torch raises many types for damaged files; RunError and ValueError for foreign ones
             continue
-        if all(_fits_probe(name, w, probe) for name, w in weights.items()):
-            points.append(AttentionPoint(int(step[1]), weights))
+        points.append(AttentionPoint(int(step[1]), weights))
     return [p for p in points if p.weights.keys() == points[-1].weights.keys()]
 
 
