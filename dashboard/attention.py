@@ -9,11 +9,12 @@ from engine.telemetry import ProbeClaim
 
 LATEST = "latest"
 EXPLANATION = """
-Each attention head decides, for every word it reads, **how much to look at every other word**: a row of a
-heatmap adds up to 1, and brighter squares mean more attention. At the first step each head, in the encoder and in
-the decoder, starts out favouring a few words of its own, at random (as in the story); as the model learns, each head
-settles on the words that help it. The story says each head becomes a specialist (medical, dosage, cost, admin):
-whether that happens in this run is what these pictures show.
+Each attention head decides, for every word it reads, **how much to look at every other word**, and brighter
+squares mean more attention. A row adds up to 1 or less: a head can also look at **nothing** (when the words it
+looks for are not in the claim), and that share is what the row's words leave out. At the first step each head, in
+the encoder and in the decoder, starts out favouring a few words of its own, at random (as in the story); as the
+model learns, each head settles on the words that help it. The story says each head becomes a specialist (medical,
+dosage, cost, admin): whether that happens in this run is what these pictures show.
 """
 
 

@@ -13,7 +13,7 @@ from plotly.subplots import make_subplots
 from dashboard.figures import HEAD_COLORS
 from data.tokenizer import CATEGORIES, Token, Tokenizer
 from engine.inference import Prediction
-from engine.metrics import shown_change
+from engine.metrics import NOTHING, shown_change
 from engine.model import CLASSES, REASONS
 from engine.telemetry import HeadSpecialization, SpecializationPoint
 
@@ -97,7 +97,8 @@ def shares_figure(points: Sequence[SpecializationPoint], name: str = CROSS, star
     if not points:
         return _waiting(title, "Waiting for the first measurement of the heads…")
     peak = max(max(h.shares.values()) for p in points for h in p.heads[name])
-    return _animated_heatmap(points, name, CATEGORIES, lambda head, c: head.shares.get(c, 0.0), title, start,
+    columns = (*CATEGORIES, NOTHING) if NOTHING in points[-1].heads[name][0].shares else CATEGORIES
+    return _animated_heatmap(points, name, columns, lambda head, c: head.shares.get(c, 0.0), title, start,
                              colorscale="Viridis", zmin=0, zmax=max(0.2, peak), colorbar={"title": {"text": "share"}})
 
 

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import plotly.graph_objects as go
+import torch
 
 from dashboard import figures, head_figures, summaries
 from engine.analysis import ANALYSIS_CLAIMS
-from engine.metrics import SPECIALIST_DROP, shown_change, signed
-from engine.model import CLASSES, REASONS
+from engine.metrics import NOTHING, SPECIALIST_DROP, attention_entropy, shown_change, signed
+from engine.model import CLASSES, REASONS, ModelConfig
 from engine.telemetry import HeadSpecialization, Snapshot, SpecializationPoint
 
 LEARNED = 0.8  # a reason counts as learned once this share of its held-out claims is audited correctly...
@@ -171,11 +172,12 @@ def _entropy(snap: Snapshot, index: int) -> tuple[float, float] | None:
     if cross is None or not snap.attention or not snap.probe:
         return None
     weights = snap.attention[index].weights[cross]  # (N, H, 2, T)
+    nothing = ModelConfig.from_dict(snap.config.get("model", {})).null_key  # one more place to look
     spent, even = [], []
     for claim, probe in enumerate(snap.probe[: weights.shape[0]]):
-        rows = np.asarray(weights[claim, :, 1, : len(probe.tokens)], dtype=float)
-        spent.append(float(-(rows * np.log(np.clip(rows, 1e-12, None))).sum(-1).mean()))
-        even.append(math.log(len(probe.tokens)))
+        rows = torch.as_tensor(np.asarray(weights[claim, :, 1, : len(probe.tokens)], dtype=float))  # (H, T)
+        spent.append(float(attention_entropy(rows[None]).mean()))
+        even.append(math.log(len(probe.tokens) + nothing))
     return float(np.mean(spent)), float(np.mean(even))
 
 
@@ -291,7 +293,7 @@ def _after(snap: Snapshot, measurement: Measurement | None) -> Chapter:
                       f"on {measurement.claims:,} held-out claims at step {measurement.point.step:,}.")
     paragraphs.extend(head_sentence(i, h) for i, h in enumerate(heads))
     paragraphs.append(promise_sentence(heads))
-    favourites = {max(h.shares, key=h.shares.get) for h in heads}
+    favourites = {max((c for c in h.shares if c != NOTHING), key=h.shares.get) for h in heads}
     if len(favourites) == 1:
         paragraphs.append(f"Attention alone would have misled here: every head looks most at '{favourites.pop()}' "
                           "words, so by attention they all look alike. That is why each head is named only from "

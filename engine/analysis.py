@@ -8,6 +8,7 @@ import torch
 from data.tokenizer import CATEGORIES
 from engine.dataset import ClaimTensors
 from engine.metrics import (
+    NOTHING,
     admin_kind_accuracy,
     attention_confidence,
     attention_entropy,
@@ -121,8 +122,11 @@ def specialization(model: ClaimsTransformer, heldout: ClaimTensors, step: int, n
         for head in range(model.config.n_heads):
             ablation, admin_kinds = drops[name][head]
             label, evidence = head_label(ablation)
+            head_shares = {CATEGORIES[c]: float(shares[head, c]) for c in range(n_categories)}
+            if model.config.null_key:
+                head_shares[NOTHING] = max(0.0, 1.0 - sum(head_shares.values()))
             per_head.append(HeadSpecialization(
-                shares={CATEGORIES[c]: float(shares[head, c]) for c in range(n_categories)},
+                shares=head_shares,
                 entropy=float(entropy[head]), confidence=float(confidence[head]),
                 importance=float(importance[name][head]), ablation=ablation, label=label, evidence=evidence,
                 admin_kinds=admin_kinds,

@@ -79,9 +79,11 @@ _LAYOUTS: weakref.WeakKeyDictionary[ClaimsTransformer, _Layout] = weakref.WeakKe
 
 
 def _head_segment(param_name: str, param: torch.Tensor, attention: Attention, first: int) -> torch.Tensor | None:
-    """Head of each element of an attention parameter: Q/K/V rows and the output projection's columns belong to
-    heads; None for the output bias."""
+    """Head of each element of an attention parameter: Q/K/V rows, the output projection's columns and the
+    "nothing" key's rows belong to heads; None for the output bias."""
     heads = torch.arange(first, first + attention.n_heads).repeat_interleave(attention.head_dim)  # (C,)
+    if param_name.endswith(".null_key"):
+        return heads
     projection, kind = param_name.split(".")[-2:]
     if projection in ("query", "key", "value"):
         return heads[:, None].expand(param.shape).reshape(-1) if kind == "weight" else heads
@@ -98,7 +100,7 @@ def _layout(model: ClaimsTransformer) -> _Layout:
     groups = tuple(dict.fromkeys(_group_name(name) for name, _ in named))
     segments = []
     for name, param in named:
-        owner = attentions.get(name.rsplit(".", 2)[0])
+        owner = attentions.get(name.rsplit(".", 2)[0]) or attentions.get(name.rsplit(".", 1)[0])
         head = None if owner is None else _head_segment(name, param, owner, heads.index(owner.name) * owner.n_heads)
         head = torch.full((param.numel(),), no_head) if head is None else head
         segments.append(groups.index(_group_name(name)) * (no_head + 1) + head)
@@ -163,6 +165,9 @@ def admin_kind_accuracy(predicted: torch.Tensor, truth: torch.Tensor, kinds: tor
     return accuracy
 
 
+NOTHING = "nothing"  # the share of attention a head gives no word (the model's null key), beside the categories
+
+
 def category_shares(weights: torch.Tensor, categories: torch.Tensor, n_categories: int) -> torch.Tensor:
     """Mean share of each head's attention per field category.
 
@@ -174,7 +179,10 @@ def category_shares(weights: torch.Tensor, categories: torch.Tensor, n_categorie
 
 
 def attention_entropy(weights: torch.Tensor) -> torch.Tensor:
-    """Mean entropy (nats) per head of (N, H, Tk) attention rows; zero weights contribute nothing."""
+    """Mean entropy (nats) per head of (N, H, Tk) attention rows; zero weights contribute nothing. What a row gives
+    none of its words went to the model's "nothing" slot, one more place it can look."""
+    nothing = (1 - weights.sum(-1, keepdim=True)).clamp_min(0)  # (N, H, 1)
+    weights = torch.cat([weights, nothing], dim=-1)
     logs = torch.where(weights > 0, weights.clamp_min(1e-12).log(), torch.zeros_like(weights))
     return -(weights * logs).sum(-1).mean(0)
 

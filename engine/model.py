@@ -22,7 +22,8 @@ CLASSES = ("VALID", *REASONS)
 REASON_POSITION = 1  # decoder position whose input is the verdict and whose output is the reason
 CROSS_KEYS = ("embeddings", "encoder")
 # what runs saved before a setting existed were trained with
-SETTINGS_BEFORE_THEY_EXISTED = {"cross_keys": "encoder", "cross_qk_init": 0.02, "encoder_qk_init": 0.02}
+SETTINGS_BEFORE_THEY_EXISTED = {"cross_keys": "encoder", "cross_qk_init": 0.02, "encoder_qk_init": 0.02,
+                                "null_key": False, "positions": True}
 
 
 @dataclass
@@ -48,6 +49,12 @@ class ModelConfig:
     # the model reached 95% held-out accuracy in a median of 800 steps instead of 1,000 over 10 seeds, with
     # about as many specialists (README, Performance).
     encoder_qk_init: float = 0.2
+    # Each head over a claim's words also has a "nothing" slot: a learned key with a zero value. A head whose
+    # field is absent can look there instead of at some other word (a terse claim has no filler word to rest on).
+    null_key: bool = True
+    # Whether each word also embeds where it stands in the claim. A claim is a set of fields, so order carries
+    # nothing: with positions the same claim written in another order reads as other input.
+    positions: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -100,7 +107,7 @@ class Memory:
 
 
 class Attention(nn.Module):
-    def __init__(self, config: ModelConfig, name: str) -> None:
+    def __init__(self, config: ModelConfig, name: str, null_key: bool = False) -> None:
         super().__init__()
         assert config.d_model % config.n_heads == 0
         self.name = name
@@ -110,6 +117,8 @@ class Attention(nn.Module):
         self.key = nn.Linear(config.d_model, config.d_model)
         self.value = nn.Linear(config.d_model, config.d_model)
         self.out = nn.Linear(config.d_model, config.d_model)
+        # a zero start scores "nothing" as 0 for every query: at first it takes as much as one average word
+        self.null_key = nn.Parameter(torch.zeros(config.n_heads, self.head_dim)) if null_key else None
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, _ = x.shape
@@ -146,7 +155,12 @@ class Attention(nn.Module):
         k, v = keys_values if keys_values is not None else self.keys_values(memory, memory_packing, key_tokens)
         scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, H, Tq, Tk)
         scores = scores.masked_fill(~key_mask, float("-inf"))
-        weights = scores.softmax(dim=-1)  # (B, H, Tq, Tk)
+        if self.null_key is None:
+            weights = scores.softmax(dim=-1)  # (B, H, Tq, Tk)
+        else:
+            null = q @ self.null_key[None, :, :, None] / math.sqrt(self.head_dim)  # (B, H, Tq, 1)
+            # the share a row gives "nothing" has a zero value: the words' weights add up to the rest
+            weights = torch.cat([null, scores], dim=-1).softmax(dim=-1)[..., 1:]  # (B, H, Tq, Tk)
         if capture is not None:
             capture[self.name] = weights.detach()
         heads = weights @ v  # (B, H, Tq, hd)
@@ -172,7 +186,7 @@ class EncoderLayer(nn.Module):
     def __init__(self, config: ModelConfig, index: int) -> None:
         super().__init__()
         self.norm_attention = nn.LayerNorm(config.d_model)
-        self.attention = Attention(config, f"encoder.{index}.self")
+        self.attention = Attention(config, f"encoder.{index}.self", config.null_key)
         self.norm_ff = nn.LayerNorm(config.d_model)
         self.ff = FeedForward(config)
         self.dropout = nn.Dropout(config.dropout)
@@ -192,7 +206,7 @@ class DecoderLayer(nn.Module):
         self.norm_self = nn.LayerNorm(config.d_model)
         self.self_attention = Attention(config, f"decoder.{index}.self")
         self.norm_cross = nn.LayerNorm(config.d_model)
-        self.cross_attention = Attention(config, f"decoder.{index}.cross")
+        self.cross_attention = Attention(config, f"decoder.{index}.cross", config.null_key)
         self.norm_ff = nn.LayerNorm(config.d_model)
         self.ff = FeedForward(config)
         self.dropout = nn.Dropout(config.dropout)
@@ -219,7 +233,7 @@ class ClaimsTransformer(nn.Module):
         self.config = config
         self.token_embedding = nn.Embedding(config.vocab_size, config.d_model, padding_idx=0)
         self.category_embedding = nn.Embedding(config.n_categories, config.d_model)
-        self.position_embedding = nn.Embedding(config.max_len, config.d_model)
+        self.position_embedding = nn.Embedding(config.max_len, config.d_model) if config.positions else None
         self.target_embedding = nn.Embedding(len(TARGET_VOCAB), config.d_model)
         self.target_position = nn.Embedding(4, config.d_model)
         self.encoder = nn.ModuleList(EncoderLayer(config, i) for i in range(config.n_encoder_layers))
@@ -253,8 +267,10 @@ class ClaimsTransformer(nn.Module):
                gates: HeadGates | None = None) -> Memory:
         # about half of a batch's (B, T) grid is padding: the encoder works on the real tokens only
         packing = Packing.of(tokens != 0)
-        positions = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
-        x = self.token_embedding(packing.pack(tokens)) + self.position_embedding(packing.pack(positions))  # (N, C)
+        x = self.token_embedding(packing.pack(tokens))  # (N, C)
+        if self.position_embedding is not None:
+            positions = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
+            x = x + self.position_embedding(packing.pack(positions))
         if self.config.category_embedding:
             x = x + self.category_embedding(packing.pack(categories))
         key_tokens = self.norm_keys(x) if self.norm_keys is not None else None

@@ -26,6 +26,9 @@ def test_category_shares_entropy_confidence_by_hand() -> None:
     assert torch.allclose(shares, torch.tensor([[0.5, 0.0, 0.5], [0.0, 0.0, 1.0]]))
     assert torch.allclose(attention_entropy(weights), torch.tensor([math.log(2), 0.0]))
     assert torch.allclose(attention_confidence(weights), torch.tensor([0.5, 1.0]))
+    # half of a row on "nothing" counts as a third place to look: [0.25, 0.25, 0] + 0.5
+    rests = torch.tensor([[[0.25, 0.25, 0.0]]])
+    assert torch.allclose(attention_entropy(rests), torch.tensor([-2 * 0.25 * math.log(0.25) - 0.5 * math.log(0.5)]))
 
 
 def test_per_class_accuracy_by_hand() -> None:
@@ -97,6 +100,12 @@ def test_per_head_adam_statistics_by_hand() -> None:
             vs.append(v.flatten())
             steps.append((1e-2 * (m / (1 - beta1**3)) / ((v / (1 - beta2**3)).sqrt() + 1e-8)).flatten())
             grads.append(p.grad[rows].flatten())
+    s = optimizer.state[attention.null_key]
+    ms.append(s["exp_avg"][head])
+    vs.append(s["exp_avg_sq"][head])
+    m, v = s["exp_avg"][head], s["exp_avg_sq"][head]
+    steps.append(1e-2 * (m / (1 - beta1**3)) / ((v / (1 - beta2**3)).sqrt() + 1e-8))
+    grads.append(attention.null_key.grad[head])
     s = optimizer.state[attention.out.weight]
     ms.append(s["exp_avg"][:, rows].flatten())
     vs.append(s["exp_avg_sq"][:, rows].flatten())
