@@ -2,9 +2,10 @@
 
 Half the claims are valid and each invalid reason gets an eighth, ADMIN's four kinds (sex, age, specialty,
 place) equally often. Each claim is built for its target, then checked: a valid claim must break no rule and
-an invalid one exactly one, or it is drawn again. Invalid numbers sit far outside the normal range (dose >= 2x
-the label max or <= 0.2x the minimum; amount >= 4x the normal top or <= 0.25x the bottom), and are often
-another item's normal value, so no single threshold on a number separates valid from invalid.
+an invalid one exactly one, or it is drawn again. Valid numbers sit inside the normal range; invalid ones at
+least 10% past the rules' thresholds (dose >= 1.65x the label max or <= 0.23x the minimum; amount >= 2.75x the
+normal top or <= 0.36x the bottom), and are often another item's normal value, so no single threshold on a
+number separates valid from invalid. A tenth of the claims that are not MEDICAL leave the diagnosis out.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import math
 import random
 from dataclasses import dataclass
 
+from data import rules
 from data.catalog import UNIVERSAL, Catalog, Diagnosis, Drug, Procedure, load_catalog, price_range
 from data.phrasing import DRUG_PLACES, Writer
 from data.rules import INVALID, NO_REASON, VALID, ClaimFields, check_claim
@@ -27,8 +29,11 @@ TARGET_CYCLE = (
     *[("COST", None)] * 4,
     *[("ADMIN", kind) for kind in ADMIN_KINDS],
 )
-DOSE_HIGH, DOSE_LOW = (2.0, 12.0), (0.05, 0.2)  # invalid dose = label max x high, or minimum x low
-AMOUNT_HIGH, AMOUNT_LOW = (4.0, 12.0), (0.05, 0.25)
+# Invalid numbers start 10% past the rules' thresholds: far enough that no label is a rounding away from the other,
+# near enough that the model learns where the rule's line is (claims people write sit anywhere past it).
+MARGIN = 1.1
+DOSE_HIGH, DOSE_LOW = (rules.DOSE_HIGH * MARGIN, 12.0), (0.05, rules.DOSE_LOW / MARGIN)  # x label max, x minimum
+AMOUNT_HIGH, AMOUNT_LOW = (rules.COST_HIGH * MARGIN, 12.0), (0.05, rules.COST_LOW / MARGIN)  # x normal top, bottom
 MIN_DOSE_MG, MIN_AMOUNT_USD = 0.001, 0.3  # invalid values stay above these, so every number stays printable
 AGE_MARGIN = 3  # an age conflict is at least this many years outside the allowed range
 ADULT = 18  # catalog doses are adult doses, so valid drug claims are for adults
@@ -177,7 +182,8 @@ class _Generator:
         if age is False or sex is False:
             return None
         specialty, place = self._provider(dx, item, admin_kind)
-        keep_dx = reason in ("MEDICAL", "ADMIN") or rng.random() < 0.95
+        # without a diagnosis an ADMIN claim is still invalid when the procedure carries the conflict (else redrawn)
+        keep_dx = reason == "MEDICAL" or rng.random() < 0.9
         return ClaimFields(
             diagnosis=dx.key if keep_dx else None,
             drug=item.key if is_drug else None,

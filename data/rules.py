@@ -1,7 +1,8 @@
 """The rules checker: labels generated claims, and is the rules baseline the model is compared with.
 
-A claim bills one item, a drug (with its daily dose) or a procedure, for one diagnosis. Thresholds leave a gap
-between normal and invalid values (the generator never draws values inside it), so labels are not noisy.
+A claim bills one item, a drug (with its daily dose) or a procedure, for one diagnosis. Between a normal value and
+a threshold lies a gap the generator never draws from (it draws invalid values 10% past a threshold), so labels
+are not noisy.
 """
 
 from __future__ import annotations

@@ -208,6 +208,8 @@ def test_labels_match_rules_and_break_exactly_one(catalog, claims):
             assert violations[0].kind == claim.admin_kind
         else:
             assert claim.admin_kind is None
+    # a clerk often leaves the diagnosis out; a procedure's own sex, age, specialty or place rule still applies
+    assert any(c.reason == "ADMIN" and c.fields.diagnosis is None for c in claims)
 
 
 def test_values_keep_the_gap(catalog, claims):
@@ -223,16 +225,16 @@ def test_values_keep_the_gap(catalog, claims):
         assert (f.drug is None) != (f.procedure is None)  # one billed item
         if drug and f.dose_mg is not None:
             if claim.reason == "DOSAGE":
-                assert f.dose_mg >= 2 * drug.dose_label_max_mg or f.dose_mg <= 0.2 * drug.dose_min_mg
+                assert f.dose_mg >= 1.65 * drug.dose_label_max_mg or f.dose_mg <= 0.25 / 1.1 * drug.dose_min_mg
             else:
                 assert drug.dose_min_mg <= f.dose_mg <= drug.dose_label_max_mg
         if f.amount_usd is not None:
             if claim.reason == "COST":
-                assert f.amount_usd >= 4 * high or f.amount_usd <= 0.25 * low
+                assert f.amount_usd >= 2.75 * high or f.amount_usd <= 0.4 / 1.1 * low
             else:
                 assert low <= f.amount_usd <= high
         if claim.admin_kind == "age":
-            bounds = [b for b in (catalog.diagnoses[f.diagnosis], catalog.procedures.get(f.procedure)) if b]
+            bounds = [b for b in (catalog.diagnoses.get(f.diagnosis), catalog.procedures.get(f.procedure)) if b]
             assert any(
                 (b.age_min is not None and f.age <= b.age_min - 3)
                 or (b.age_max is not None and f.age >= b.age_max + 3)
