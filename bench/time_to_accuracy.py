@@ -1,6 +1,7 @@
 """Steps and seconds to 90/95/98% held-out exact match, per seed, for a preset (default: "default").
 
-Run: .venv/bin/python -m bench.time_to_accuracy [--preset default] [--seeds 0 1 2] [--max-seconds 240]
+Run: .venv/bin/python -m bench.time_to_accuracy [--preset default] [--seeds 0 1 2] [--max-seconds 240] [--threads 1]
+(--threads 0: measured 1 vs 2 as it trains, the faster mode that does not repeat a run.)
 Each seed runs as its own `python -m engine train` process, one after another, so runs never share the cores.
 Every seed trains on the same generated claims (data seed 0, as in the app): the first run builds the pool (a
 cold start, as on a fresh machine) and caches it; later runs read it back, as every later run in the app does.
@@ -22,9 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 LEVELS = ("90%", "95%", "98%")
 
 
-def run(preset: str, seed: int, max_seconds: float, out: Path) -> dict:
+def run(preset: str, seed: int, max_seconds: float, threads: int, out: Path) -> dict:
     command = [sys.executable, "-m", "engine", "train", "--out", str(out), "--preset", preset, "--seed", str(seed),
-               "--target-accuracy", "0.98", "--max-seconds", str(max_seconds)]
+               "--target-accuracy", "0.98", "--max-seconds", str(max_seconds), "--threads", str(threads)]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise SystemExit(f"seed {seed} failed: {result.stderr.strip().splitlines()[-1:]}")
@@ -40,14 +41,17 @@ def main() -> None:
     parser.add_argument("--preset", default="default")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--max-seconds", type=float, default=240)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for seed in args.seeds:
-            result = run(args.preset, seed, args.max_seconds, Path(folder) / f"seed{seed}")
+            result = run(args.preset, seed, args.max_seconds, args.threads, Path(folder) / f"seed{seed}")
             rows.append((seed, result))
             print(f"seed {seed}: {json.dumps(result)}", file=sys.stderr, flush=True)
-    print(f"preset {args.preset}: step / training s / wall s (incl. setup) to reach held-out accuracy")
+    threads = args.threads or "measured"
+    print(f"preset {args.preset}, threads {threads}: step / training s / wall s (incl. setup) to reach held-out "
+          "accuracy")
     print(f"{'seed':>4} | {'prep s':>6} | {'setup s':>7} | {'steps/s':>7} | "
           + " | ".join(f"{lvl:>20}" for lvl in LEVELS) + " | final")
     for seed, r in rows:

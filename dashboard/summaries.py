@@ -45,8 +45,9 @@ def status_text(snap: Snapshot) -> str:
 def config_text(config: dict) -> str:
     if not config:
         return ""
+    repeatable = "" if config.get("threads", 0) else " (threads measured as it trained: the seed does not repeat it)"
     return (f"{optimizer_name(config)}, learning rate {config.get('lr')}, batch {config.get('batch_size')}, "
-            f"seed {config.get('seed')}, {config.get('steps'):,} steps")
+            f"seed {config.get('seed')}{repeatable}, {config.get('steps'):,} steps")
 
 
 def schedule_text(values: dict) -> str:

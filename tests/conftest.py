@@ -70,7 +70,7 @@ def build_snapshot(steps: int = 3000, optimizer: str = "adam", run_id: str = "ru
         version=1, run_id=run_id, status=status, step=steps, total_steps=steps, seconds=steps / 50,
         steps_per_second=50.0, eta_seconds=0.0,
         config={"optimizer": optimizer, "lr": 0.003 if adam else 0.1, "batch_size": 32, "seed": 0, "steps": steps,
-                "warmup_steps": 10, "schedule": "cosine"},
+                "warmup_steps": 10, "schedule": "cosine", "threads": 1},
         loss=Series(loss_steps, losses), evals=evals, optim=optim, attention=attention, probe=PROBE,
         attention_names=NAMES, n_heads=4,
     )

@@ -130,6 +130,7 @@ def test_progress_and_status_text(snapshot_factory):
     paused = Snapshot(status="paused", step=5, message="Paused at step 5")
     assert summaries.status_text(paused) == "Paused at step 5. Press Resume to continue."
     assert summaries.config_text(snap.config) == "Adam, learning rate 0.003, batch 32, seed 0, 600 steps"
+    assert "the seed does not repeat it" in summaries.config_text({**snap.config, "threads": 0})
     cosine = {"schedule": "cosine", "warmup_steps": 100, "steps": 2500, "decay_fraction": 0.8}
     assert summaries.schedule_text(cosine) == ("learning-rate warm-up over 100 steps, then a cosine down to 10% by "
                                                "step 2,000")
