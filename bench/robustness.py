@@ -2,7 +2,7 @@
 in the generator's wording and rewritten from their fields in plain styles (data/styles.py), and the hand-written
 claims (data/handwritten_claims.csv). Per seed: exact-match accuracy per style, the share of claims whose answer
 changes with the wording alone, expected calibration error on the rewritten styles, and answers above 99%
-confidence that the rules checker contradicts.
+confidence that the rules checker contradicts; and how many of the app's example claims it judges as the rules do.
 
 Run: .venv/bin/python -m bench.robustness [--preset default] [--seeds 0 1 2 3 4] [--claims 600]
 """
@@ -16,10 +16,11 @@ from pathlib import Path
 
 from data.catalog import Catalog, load_catalog
 from data.generator import generate_claims
+from data.rules import label
 from data.styles import STYLES
 from data.tokenizer import Tokenizer, parse_claim
 from engine.claims_csv import read_claims_file
-from engine.dataset import HELDOUT_SEED_OFFSET
+from engine.dataset import EXAMPLE_CLAIMS, HELDOUT_SEED_OFFSET
 from engine.inference import Predictor
 from engine.metrics import expected_calibration_error
 from engine.presets import preset
@@ -81,6 +82,15 @@ def handwritten(predictor: Predictor) -> tuple[float, int]:
     return accuracy, sure_and_wrong
 
 
+def examples_right(predictor: Predictor, catalog: Catalog, tokenizer: Tokenizer) -> int:
+    """How many of the app's example claims the model judges as the rules checker does."""
+    right = 0
+    for text, prediction in zip(EXAMPLE_CLAIMS, predictor.predict_many(list(EXAMPLE_CLAIMS)), strict=True):
+        verdict, reason = label(parse_claim(tokenizer.encode(text), tokenizer), catalog)
+        right += prediction.outcome == ("VALID" if verdict == "VALID" else reason)
+    return right
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--preset", default="default")
@@ -93,13 +103,14 @@ def main() -> None:
     texts, truth = worded(claims, catalog, tokenizer)
     print(f"{len(truth)} of {len(claims)} held-out claims read as the same fields in every style\n")
     columns = [*texts, "flip rate", "ECE"]
-    print("seed | " + " | ".join(columns) + " | hand-written | >99% and wrong")
+    print("seed | " + " | ".join(columns) + " | hand-written | >99% and wrong | examples right")
     for seed in args.seeds:
         predictor = train(args.preset, seed)
         row = measure(predictor, texts, truth)
         accuracy, sure_and_wrong = handwritten(predictor)
-        print(f"{seed} | " + " | ".join(f"{row[c]:.3f}" for c in columns) + f" | {accuracy:.3f} | {sure_and_wrong}",
-              flush=True)
+        examples = f"{examples_right(predictor, catalog, tokenizer)} of {len(EXAMPLE_CLAIMS)}"
+        print(f"{seed} | " + " | ".join(f"{row[c]:.3f}" for c in columns)
+              + f" | {accuracy:.3f} | {sure_and_wrong} | {examples}", flush=True)
 
 
 if __name__ == "__main__":

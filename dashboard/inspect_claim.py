@@ -9,16 +9,10 @@ import streamlit as st
 from dashboard import figures, head_figures, viewing, what_if
 from dashboard.engine_resource import get_engine
 from dashboard.live import live, shared_figure
+from engine.dataset import EXAMPLE_CLAIMS
 from engine.inference import Prediction
 
 LIVE = "live"
-EXAMPLES = (
-    "Diabetes patient, Metformin 500mg, $150",
-    "Diabetes patient, heart surgery, $50,000",
-    "Appendicitis, appendectomy, $100,000",
-    "Diabetes, chemotherapy, $3,000",
-    "54 yo F with hypertension, lisinopril 10 mg, office visit $95",
-)
 EXPLANATION = """
 Paste an insurance claim in your own words, or start from an example. The model answers VALID, or INVALID with a
 reason; the **rules checker** (hand-written rules, the baseline) answers beside it. Below: what each attention head
@@ -174,9 +168,9 @@ models = [LIVE, *saved] if run_id in (None, *saved) else [LIVE, run_id, *saved]
 model, example = st.columns(2)
 model.selectbox("Model", models, key="inspect_model", on_change=choose_model,
                 format_func=lambda m: "The live run (its current weights)" if m == LIVE else f"Saved run {m}")
-example.selectbox("Start from an example", EXAMPLES, index=None, key="inspect_example", on_change=use_example,
+example.selectbox("Start from an example", EXAMPLE_CLAIMS, index=None, key="inspect_example", on_change=use_example,
                   placeholder="Choose an example…")
-st.session_state.setdefault("claim_text", EXAMPLES[0])
+st.session_state.setdefault("claim_text", EXAMPLE_CLAIMS[0])
 text = st.text_area("Claim", key="claim_text", height=80, persist_state="session")
 if run_id:
     analysis(text, run_id)

@@ -27,6 +27,14 @@ SEED_EXAMPLES = (
     "Appendicitis, appendectomy, $100,000",
     "Diabetes, chemotherapy, $3,000",
 )
+# Every claim the app offers as an example: the seed's, one with a patient and a provider, and one for each reason
+# the seed's leave out. Each bills one item, as every generated claim does.
+EXAMPLE_CLAIMS = (
+    *SEED_EXAMPLES,
+    "54 yo F with hypertension, lisinopril 10 mg, $12, family doctor",
+    "Gout flare, colchicine 60 mg, $30",
+    "Knee arthritis, knee replacement by a psychiatrist, $35,000",
+)
 
 
 def class_index(verdict: str, reason: str) -> int:

@@ -8,7 +8,7 @@ import pytest
 from conftest import plotly_array
 
 from dashboard.engine_resource import get_engine
-from dashboard.inspect_claim import EXAMPLES
+from engine.dataset import EXAMPLE_CLAIMS as EXAMPLES
 from engine.presets import preset
 
 PAGE = "dashboard/inspect_claim.py"

@@ -1,0 +1,92 @@
+"""The verdict does not depend on the wording, and a seed repeats its run."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from bench.robustness import GENERATOR, measure, worded
+from data.catalog import Catalog, load_catalog
+from data.generator import generate_claims
+from data.tokenizer import Tokenizer
+from engine.inference import Predictor
+from engine.model import ClaimsTransformer, ModelConfig
+from engine.presets import preset
+from engine.telemetry import TelemetryHub
+from engine.trainer import TrainConfig, Trainer
+
+STYLE_TOLERANCE = 0.02  # the most any style may fall below the generator's own wording
+
+
+def train(config: TrainConfig) -> Trainer:
+    trainer = Trainer(TelemetryHub())
+    trainer.start(config)
+    while trainer.active:
+        time.sleep(0.05)
+    assert trainer.hub.snapshot().status == "finished", trainer.hub.snapshot().message
+    return trainer
+
+
+def _claim_batch(model: ClaimsTransformer, order: list[int]) -> torch.Tensor:
+    tokens = torch.tensor([[11, 52, 709, 643, 460][i] for i in order])[None]  # (1, T)
+    categories = torch.tensor([[1, 2, 3, 5, 9][i] for i in order])[None]
+    return model.class_log_probs(tokens, categories)
+
+
+@pytest.mark.parametrize("positions", [False, True])
+def test_a_claim_written_in_another_order_gets_the_same_answer(positions: bool) -> None:
+    torch.manual_seed(0)
+    model = ClaimsTransformer(ModelConfig(vocab_size=800, positions=positions)).eval()
+    for param in model.parameters():  # a model that has learned something: weights far from their start
+        torch.nn.init.normal_(param, std=0.3)
+    same = torch.allclose(_claim_batch(model, [0, 1, 2, 3, 4]), _claim_batch(model, [3, 0, 4, 2, 1]), atol=1e-5)
+    assert same != positions  # runs saved before positions were dropped still read order, as they were trained
+
+
+@pytest.mark.parametrize("null_key", [True, False])
+def test_a_head_can_look_at_nothing(null_key: bool) -> None:
+    torch.manual_seed(0)
+    model = ClaimsTransformer(ModelConfig(vocab_size=800, null_key=null_key)).eval()
+    capture: dict[str, torch.Tensor] = {}
+    model.class_log_probs(torch.tensor([[11, 52, 709]]), torch.tensor([[1, 2, 3]]), capture)
+    rows = {name: weights.sum(-1) for name, weights in capture.items()}  # (B, H, Tq)
+    assert torch.allclose(rows["decoder.0.self"], torch.ones(1))  # the decoder always has its own words
+    for name in ("encoder.0.self", "decoder.0.cross"):
+        if null_key:
+            assert (rows[name] < 1 - 1e-4).all(), name  # every row gives "nothing" a share
+        else:
+            assert torch.allclose(rows[name], torch.ones(1)), name
+
+
+@pytest.fixture(scope="module")
+def trained_quick_model() -> Predictor:
+    config = preset("quick")
+    config.steps, config.batch_size, config.lr, config.warmup_steps = 1200, 128, 4e-3, 50
+    config.pool_size, config.eval_every = 8000, 1200
+    trainer = train(config)
+    step, weights = trainer.published_weights()
+    return Predictor.from_weights(trainer.config.model, trainer.data.tokenizer, weights, step)
+
+
+def test_every_plain_style_is_judged_as_well_as_the_generators_wording(trained_quick_model: Predictor) -> None:
+    catalog: Catalog = load_catalog()
+    tokenizer = Tokenizer.from_catalog(catalog)
+    claims = generate_claims(300, 12345, catalog)
+    texts, truth = worded(claims, catalog, tokenizer)
+    assert len(truth) > 250  # nearly every claim reads as the same fields in every style
+    row = measure(trained_quick_model, texts, truth)
+    assert row[GENERATOR] > 0.7, row  # the model has learned enough for the comparison to mean something
+    for style, accuracy in row.items():
+        if style not in (GENERATOR, "flip rate", "ECE"):
+            assert accuracy >= row[GENERATOR] - STYLE_TOLERANCE, (style, row)
+
+
+def test_the_same_seed_repeats_the_run_bit_for_bit() -> None:
+    runs = [train(preset("quick")) for _ in range(2)]
+    first, second = (run.hub.snapshot() for run in runs)
+    assert first.loss.values == second.loss.values
+    assert [e.heldout_accuracy for e in first.evals] == [e.heldout_accuracy for e in second.evals]
+    weights = [run.published_weights()[1] for run in runs]
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
