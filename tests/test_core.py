@@ -28,7 +28,6 @@ def test_predicting_mid_training_does_not_disturb_the_run(tmp_path: Path) -> Non
     engine = Engine(runs_dir=tmp_path, save_runs=False)
     config = preset("quick")
     config.steps = 120
-    config.threads = 1  # a fixed count repeats a run bit for bit; a measured one can switch at other steps
     engine.start(config)
     wait_for(lambda: engine.snapshot().step > 20)
     predictions = [engine.predict("Diabetes patient, Metformin 500mg, $150") for _ in range(20)]
