@@ -16,10 +16,12 @@ from data.generator import generate_claims
 from data.rules import check_claim, label_of
 from data.tokenizer import Encoded, Token, Tokenizer, parse_claim
 from engine.analysis import analysed_names, specialization
+from engine.attribution import HeadAttribution, attribute, minimal_pairs
 from engine.dataset import HELDOUT_SEED_OFFSET, N_CATEGORIES, encode_claims, encode_texts
 from engine.metrics import per_class_accuracy
 from engine.model import CLASSES, ClaimsTransformer, ModelConfig, greedy_outcomes
 from engine.run_files import CONFIG, TOKENIZER, RunError, load_checkpoint, read_config, read_object
+from engine.telemetry import HeadSpecialization
 
 MAX_CLAIM_CHARS = 5000
 
@@ -239,11 +241,27 @@ def analyze_run(folder: Path, claims: int = 2000) -> dict:
     with torch.no_grad():
         predicted = greedy_outcomes(predictor.model.class_log_probs(heldout.tokens, heldout.categories))
     _, accuracy_by_class = per_class_accuracy(predicted, heldout.classes)
+    pairs = minimal_pairs(predictor.catalog, predictor.tokenizer)
+    causal = {name: attribute(predictor.model, pairs, heldout, predictor.tokenizer, name)
+              for name in point.heads if name.endswith(".cross")}
     return {
         "run": str(folder),
         "step": predictor.step,
         "claims": len(heldout),
+        "minimal_pairs": len(pairs),
         "heldout_per_class": accuracy_by_class,
-        "heads": {name: [asdict(h) | {"head": i} for i, h in enumerate(heads)] for name, heads in point.heads.items()},
+        "heads": {name: [_head_record(i, h, causal.get(name)) for i, h in enumerate(heads)]
+                  for name, heads in point.heads.items()},
         "specialists": sorted({h.label for heads in point.heads.values() for h in heads if "specialist" in h.label}),
+        "owners": {f"{name} head {i}": h.owns for name, heads in causal.items() for i, h in enumerate(heads)
+                   if h.owns},
     }
+
+
+def _head_record(index: int, head: HeadSpecialization, causal: Sequence[HeadAttribution] | None) -> dict:
+    """A head's zero-ablation record, with its causal attribution (engine.attribution) where it is measured: on
+    cross-attention heads; encoder heads' "owns" is null."""
+    record = asdict(head) | {"head": index, "owns": None}
+    if causal is not None:
+        record |= asdict(causal[index])
+    return record

@@ -70,6 +70,13 @@ def test_analyze_labels_every_head_with_evidence(trained_run: Path) -> None:
         assert head["label"] and head["evidence"]
         assert set(head["ablation"]) == {"VALID", "MEDICAL", "DOSAGE", "COST", "ADMIN"}
         assert sum(head["shares"].values()) == pytest.approx(1.0, abs=1e-3)
+        assert head["owns"] in (None, "MEDICAL", "DOSAGE", "COST", "ADMIN")
+        assert set(head["necessity"]) == set(head["sufficiency"]) == {"MEDICAL", "DOSAGE", "COST", "sex", "age",
+                                                                    "specialty", "place"}
+        assert set(head["answers"]["VALID"]) == {"VALID", "MEDICAL", "DOSAGE", "COST", "ADMIN"}
+    assert report["minimal_pairs"] > 100
+    assert all(head["owns"] is None for head in report["heads"]["encoder.0.self"])  # measured on cross-attention
+    assert report["owners"] == {f"decoder.0.cross head {i}": h["owns"] for i, h in enumerate(heads) if h["owns"]}
 
 
 def test_analyze_scores_claims_from_the_runs_data_stream_not_its_seed(trained_run: Path,

@@ -1,0 +1,124 @@
+"""Causal attribution of reasons to heads, checked on models whose truth is known by construction."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from data.catalog import load_catalog
+from data.generator import generate_claims
+from data.rules import check_claim
+from data.tokenizer import CATEGORIES, Tokenizer
+from engine.attribution import CHECKS, OWNED, HeadAttribution, attribute, minimal_pairs, owners, reason_of, run_patched
+from engine.dataset import encode_claims
+from engine.model import ClaimsTransformer, ModelConfig
+
+CROSS = "decoder.0.cross"
+WIRED = ("dose", "amount", "diagnosis", "specialty")  # head k reads only this field
+
+
+@pytest.fixture(scope="module")
+def setting():
+    catalog = load_catalog()
+    tokenizer = Tokenizer.from_catalog(catalog)
+    pairs = minimal_pairs(catalog, tokenizer, per_check=12)
+    claims = encode_claims(generate_claims(200, 5, catalog), tokenizer, 48)
+    return catalog, tokenizer, pairs, claims
+
+
+def random_model(tokenizer: Tokenizer) -> ClaimsTransformer:
+    torch.manual_seed(0)
+    model = ClaimsTransformer(ModelConfig(vocab_size=len(tokenizer.vocab), d_model=32, d_ff=64))
+    for param in model.parameters():
+        torch.nn.init.normal_(param, std=0.3)
+    return model.eval()
+
+
+def wired_model(tokenizer: Tokenizer) -> ClaimsTransformer:
+    """Each cross-attention head looks only at the words of one field (at nothing when the claim has none), and
+    the encoder passes each word on unmixed, so a head's output depends on its field alone."""
+    model = random_model(tokenizer)
+    with torch.no_grad():
+        model.category_embedding.weight.zero_()
+        model.token_embedding.weight[:, : len(CATEGORIES)] = 0.0
+        for category in range(len(CATEGORIES)):
+            model.category_embedding.weight[category, category] = 10.0  # dimension c marks field c
+        encoder = model.encoder[0]
+        for linear in (encoder.attention.out, encoder.ff.down):
+            linear.weight.zero_()
+            linear.bias.zero_()
+        model.norm_keys.weight.fill_(1.0)
+        model.norm_keys.bias.zero_()
+        cross = model.decoder[0].cross_attention
+        cross.null_key.zero_()  # scores 0: above every other field's words, far below the head's own
+        cross.query.weight.zero_()
+        cross.query.bias.fill_(1.0)
+        cross.key.weight.zero_()
+        cross.key.bias.zero_()
+        width = cross.head_dim
+        for head, field in enumerate(WIRED):
+            cross.key.weight[head * width : (head + 1) * width, CATEGORIES.index(field)] = 1000.0
+    return model
+
+
+def test_minimal_pairs_differ_in_the_one_field_their_check_is_about(setting) -> None:
+    catalog, _, pairs, _ = setting
+    assert {p.check for p in pairs} == set(CHECKS)
+    for pair in pairs:
+        (violation,) = check_claim(pair.invalid.fields, catalog)
+        assert (violation.kind if violation.reason == "ADMIN" else violation.reason) == pair.check
+        assert not check_claim(pair.valid.fields, catalog)
+        valid, invalid = vars(pair.valid.fields), vars(pair.invalid.fields)
+        changed = [name for name in valid if valid[name] != invalid[name]]
+        assert len(changed) == 1, pair
+
+
+def test_patching_a_head_with_its_own_output_changes_nothing(setting) -> None:
+    _, tokenizer, _, claims = setting
+    model = random_model(tokenizer)
+    attention = model.decoder[0].cross_attention
+    log_probs, outputs = run_patched(model, claims, attention)
+    assert torch.equal(log_probs, model.class_log_probs(claims.tokens, claims.categories).detach())  # hook only reads
+    for head in range(attention.n_heads):
+        assert torch.equal(run_patched(model, claims, attention, outputs, head)[0], log_probs)
+    assert not torch.equal(run_patched(model, claims, attention, outputs.flip(0), 0)[0], log_probs)  # another claim's
+
+
+def test_a_head_that_reads_one_field_carries_exactly_the_checks_on_that_field(setting) -> None:
+    _, tokenizer, pairs, claims = setting
+    heads = attribute(wired_model(tokenizer), pairs, claims, tokenizer, CROSS)
+    field_of = {"MEDICAL": "diagnosis", "DOSAGE": "dose", "COST": "amount", "sex": "sex", "age": "age",
+                "specialty": "specialty", "place": "place"}
+    for head, field in enumerate(WIRED):
+        for check in CHECKS:
+            expected = 1.0 if field_of[check] == field else 0.0
+            assert heads[head].necessity[check] == pytest.approx(expected, abs=1e-3), (head, check)
+            assert heads[head].sufficiency[check] == pytest.approx(expected, abs=1e-3), (head, check)
+
+
+def test_one_head_doing_everything_is_one_generalist(setting) -> None:
+    _, tokenizer, pairs, claims = setting
+    model = random_model(tokenizer)
+    cross = model.decoder[0].cross_attention
+    with torch.no_grad():
+        cross.out.weight[:, cross.head_dim :] = 0.0  # only head 0 reaches the answer
+    heads = attribute(model, pairs, claims, tokenizer, CROSS)
+    assert all(heads[0].necessity[c] == pytest.approx(1.0, abs=1e-4) for c in CHECKS)
+    assert all(h.necessity[c] == pytest.approx(0.0, abs=1e-6) for h in heads[1:] for c in CHECKS)
+    assert [h.owns for h in heads] == [None] * 4  # head 0 carries every reason: a generalist, not a specialist
+
+
+def _head(necessity: dict[str, float], valid_drop: float = 0.0) -> HeadAttribution:
+    full = {c: necessity.get(c, necessity.get(reason_of(c), 0.0)) for c in CHECKS}
+    return HeadAttribution(full, full, {}, valid_drop)
+
+
+def test_ownership_needs_one_reason_only_valid_untouched_and_no_rival() -> None:
+    dosage = _head({"DOSAGE": 0.9})
+    assert [h.owns for h in owners([dosage, _head({"COST": 0.7})])] == ["DOSAGE", "COST"]
+    assert owners([_head({"DOSAGE": 0.9, "COST": OWNED})])[0].owns is None  # two reasons depend on it
+    assert owners([_head({"DOSAGE": 0.9, "sex": 0.3})])[0].owns is None  # so does an ADMIN check
+    assert owners([_head({"DOSAGE": 0.9}, valid_drop=0.5)])[0].owns is None  # valid claims break without it
+    assert [h.owns for h in owners([dosage, dosage])] == [None, None]  # two heads for one reason: shared
+    assert owners([_head({"sex": 0.9, "age": 0.9, "specialty": 0.9, "place": 0.9})])[0].owns == "ADMIN"
+    assert owners([_head({"sex": 0.9, "age": 0.9})])[0].owns is None  # half of ADMIN's checks: mean 0.45
