@@ -10,7 +10,7 @@ import html
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import plotly.graph_objects as go
@@ -46,8 +46,9 @@ class Measurement:
 
 
 def measurement_from_report(report: dict) -> Measurement:
-    """engine.analyze's JSON as a Measurement."""
-    heads = {name: tuple(HeadSpecialization(**{k: v for k, v in h.items() if k != "head"}) for h in specs)
+    """engine.analyze's JSON as a Measurement (its zero-ablation part: the pages name heads from that)."""
+    known = {f.name for f in fields(HeadSpecialization)}
+    heads = {name: tuple(HeadSpecialization(**{k: v for k, v in h.items() if k in known}) for h in specs)
              for name, specs in report["heads"].items()}
     return Measurement(SpecializationPoint(int(report["step"] or 0), heads), int(report["claims"]), "analyze")
 

@@ -32,8 +32,9 @@ TARGET_CYCLE = (
 # Invalid numbers start 10% past the rules' thresholds: far enough that no label is a rounding away from the other,
 # near enough that the model learns where the rule's line is (claims people write sit anywhere past it).
 MARGIN = 1.1
-DOSE_HIGH, DOSE_LOW = (rules.DOSE_HIGH * MARGIN, 12.0), (0.05, rules.DOSE_LOW / MARGIN)  # x label max, x minimum
-AMOUNT_HIGH, AMOUNT_LOW = (rules.COST_HIGH * MARGIN, 12.0), (0.05, rules.COST_LOW / MARGIN)  # x normal top, bottom
+# They reach 50x past the normal range (12x before, so "colchicine 60 mg", 33x its label maximum, was never seen).
+DOSE_HIGH, DOSE_LOW = (rules.DOSE_HIGH * MARGIN, 50.0), (0.02, rules.DOSE_LOW / MARGIN)  # x label max, x minimum
+AMOUNT_HIGH, AMOUNT_LOW = (rules.COST_HIGH * MARGIN, 50.0), (0.02, rules.COST_LOW / MARGIN)  # x normal top, bottom
 MIN_DOSE_MG, MIN_AMOUNT_USD = 0.001, 0.3  # invalid values stay above these, so every number stays printable
 AGE_MARGIN = 3  # an age conflict is at least this many years outside the allowed range
 ADULT = 18  # catalog doses are adult doses, so valid drug claims are for adults
