@@ -7,9 +7,11 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from engine import inference
 from engine.dataset import HELDOUT_SEED_OFFSET
+from engine.run_files import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,6 +113,20 @@ def test_corrupt_and_malicious_checkpoints_are_refused(trained_run: Path, tmp_pa
         (copy / "checkpoints" / "latest.pt").write_bytes(payload)
         result = run_cli("predict", "--run", str(copy), stdin="diabetes, metformin 500 mg, $20\n")
         assert result.returncode == 2 and "damaged or holds more than model weights" in result.stderr, result.stderr
+
+
+def test_the_same_settings_and_seed_train_the_same_model(trained_run: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    result = run_cli("train", "--out", str(again), "--preset", "quick", "--steps", "120", "--seed", "3")
+    assert result.returncode == 0, result.stderr
+
+    def losses(run: Path) -> list:
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        return [(r["step"], r["loss"]) for r in records if r["type"] == "step"]
+
+    assert losses(again) == losses(trained_run) and len(losses(again)) == 120
+    weights = [load_checkpoint(run)["model"] for run in (trained_run, again)]
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
 
 
 def test_train_never_mixes_two_runs_in_one_folder(trained_run: Path, tmp_path: Path) -> None:
