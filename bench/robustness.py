@@ -82,13 +82,14 @@ def handwritten(predictor: Predictor) -> tuple[float, int]:
     return accuracy, sure_and_wrong
 
 
-def examples_right(predictor: Predictor, catalog: Catalog, tokenizer: Tokenizer) -> int:
-    """How many of the app's example claims the model judges as the rules checker does."""
-    right = 0
+def examples_missed(predictor: Predictor, catalog: Catalog, tokenizer: Tokenizer) -> list[str]:
+    """The app's example claims the model does not judge as the rules checker does, with its answer."""
+    missed = []
     for text, prediction in zip(EXAMPLE_CLAIMS, predictor.predict_many(list(EXAMPLE_CLAIMS)), strict=True):
         verdict, reason = label(parse_claim(tokenizer.encode(text), tokenizer), catalog)
-        right += prediction.outcome == ("VALID" if verdict == "VALID" else reason)
-    return right
+        if prediction.outcome != ("VALID" if verdict == "VALID" else reason):
+            missed.append(f"{text!r}: {prediction.outcome} at {prediction.confidence:.0%}")
+    return missed
 
 
 def main() -> None:
@@ -108,9 +109,12 @@ def main() -> None:
         predictor = train(args.preset, seed)
         row = measure(predictor, texts, truth)
         accuracy, sure_and_wrong = handwritten(predictor)
-        examples = f"{examples_right(predictor, catalog, tokenizer)} of {len(EXAMPLE_CLAIMS)}"
+        missed = examples_missed(predictor, catalog, tokenizer)
+        examples = f"{len(EXAMPLE_CLAIMS) - len(missed)} of {len(EXAMPLE_CLAIMS)}"
         print(f"{seed} | " + " | ".join(f"{row[c]:.3f}" for c in columns)
               + f" | {accuracy:.3f} | {sure_and_wrong} | {examples}", flush=True)
+        for miss in missed:
+            print(f"    example judged otherwise than the rules: {miss}", flush=True)
 
 
 if __name__ == "__main__":
