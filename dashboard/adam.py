@@ -4,7 +4,7 @@ from functools import partial
 
 import streamlit as st
 
-from dashboard import figures, summaries
+from dashboard import figures, summaries, viewing
 from dashboard.engine_resource import get_engine
 from dashboard.live import live, shared_figure
 from engine.core import ConfigError, EngineBusy, RunsFolderError
@@ -47,7 +47,9 @@ def start_race(save: bool | None = None) -> None:
 
 
 def memories() -> None:
-    snap = get_engine().snapshot()
+    snap = viewing.snapshot()
+    if snap is None:
+        return
     if not snap.optim:
         st.info("Waiting for the first training step…" if snap.active
                 else "The charts fill in once a run has taken its first step: press Train on the Train page.")
@@ -78,26 +80,33 @@ def race() -> None:
 
 engine = get_engine()
 main, rival = engine.snapshot(), engine.race_snapshot()
+viewed = viewing.snapshot() or main
 st.title("Adam's memories")
+viewing.banner()
 # a run saved before beta2 was recorded reads as the config default (torch's 0.999, which it used); with no run,
 # the default recipe's is shown
-st.markdown(explanation(preset("default").beta2 if main.status == "idle" else TrainConfig.from_dict(main.config).beta2))
+beta2 = preset("default").beta2 if viewed.status == "idle" else TrainConfig.from_dict(viewed.config).beta2
+st.markdown(explanation(beta2))
 live(memories)
 
 st.subheader("Race: plain SGD against the same run")
 st.markdown("The story says plain SGD *oscillates forever* (left, right, left…) while Adam damps the swings. "
             "The race trains the same model on the same claims with the same seed under plain SGD "
             "(learning rate 0.1), alongside this run, so you can see whether that holds here.")
-start_column, stop_column = st.columns([3, 1])
-start_column.button("Race SGD against this run", key="race", type="primary", on_click=start_race,
-          disabled=main.status == "idle" or rival.active, width="stretch",
-          help="Needs a run: press Train on the Train page first.")
-stop_column.button("Stop training", key="race_stop", on_click=engine.stop, disabled=not (main.active or rival.active),
-            width="stretch", help="Stops both the race and the main run.")
-if error := st.session_state.pop("race_error", None):
-    st.error(error)
-if folder_error := st.session_state.get("race_folder_error"):
-    st.error(folder_error)
-    st.button("Race without saving", key="race_unsaved", on_click=start_race, args=(False,),
-              disabled=main.status == "idle" or rival.active)
-live(race)
+if viewing.replay_id():
+    st.info("A race runs beside the live run: go back to the live run to start or watch one.")
+else:
+    start_column, stop_column = st.columns([3, 1])
+    start_column.button("Race SGD against this run", key="race", type="primary", on_click=start_race,
+                        disabled=main.status == "idle" or rival.active, width="stretch",
+                        help="Needs a run: press Train on the Train page first.")
+    stop_column.button("Stop training", key="race_stop", on_click=engine.stop,
+                       disabled=not (main.active or rival.active), width="stretch",
+                       help="Stops both the race and the main run.")
+    if error := st.session_state.pop("race_error", None):
+        st.error(error)
+    if folder_error := st.session_state.get("race_folder_error"):
+        st.error(folder_error)
+        st.button("Race without saving", key="race_unsaved", on_click=start_race, args=(False,),
+                  disabled=main.status == "idle" or rival.active)
+    live(race)

@@ -2,8 +2,7 @@
 
 import streamlit as st
 
-from dashboard import figures
-from dashboard.engine_resource import get_engine
+from dashboard import figures, viewing
 from dashboard.live import live
 from engine.telemetry import ProbeClaim
 
@@ -24,7 +23,9 @@ def claim_label(claim: ProbeClaim) -> str:
 
 
 def heatmaps(claim: int, step: int | str, had_data: bool) -> None:
-    snap = get_engine().snapshot()
+    snap = viewing.snapshot()
+    if snap is None:
+        return
     if not snap.attention:
         st.info("Waiting for the first picture of the heads…" if snap.active
                 else "Attention appears as soon as a run starts: press Train on the Train page.")
@@ -45,8 +46,11 @@ def heatmaps(claim: int, step: int | str, had_data: bool) -> None:
                         config=figures.CHART_CONFIG)
 
 
-snap = get_engine().snapshot()
 st.title("Attention")
+viewing.banner()
+snap = viewing.snapshot()
+if snap is None:
+    st.stop()
 st.markdown(EXPLANATION)
 claim, step = 0, LATEST
 if snap.probe and snap.attention:

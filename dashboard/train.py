@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import streamlit as st
 
-from dashboard import figures, summaries
+from dashboard import figures, summaries, viewing
 from dashboard.engine_resource import get_engine
 from dashboard.live import live, shared_figure
 from engine.core import ConfigError, EngineBusy, RunsFolderError
@@ -43,6 +43,7 @@ def start(save: bool = True) -> None:
         st.session_state.train_error = str(error)
     else:
         st.session_state.pop("runs_folder_error", None)
+        viewing.back_to_live()  # whoever presses Train wants to watch it
 
 
 def reset_if_idle() -> None:
@@ -55,7 +56,9 @@ def reset_if_idle() -> None:
 
 
 def live_view() -> None:
-    snap = get_engine().snapshot()
+    snap = viewing.snapshot()
+    if snap is None:
+        return
     STATUS_BOX.get(snap.status, st.info)(summaries.status_text(snap))
     if snap.warning:
         st.warning(snap.warning)
@@ -82,6 +85,7 @@ for field in FIELDS:
     st.session_state.setdefault(f"cfg_{field}", getattr(PRESETS["default"], field))
 
 st.title("Train the claims auditor")
+viewing.banner()
 st.caption("A small transformer reads insurance claims and learns to answer VALID, or INVALID with a reason "
            "(MEDICAL, DOSAGE, COST or ADMIN). Everyone who opens this page watches the same run.")
 settings, view = st.columns([1, 3], gap="large")

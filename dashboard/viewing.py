@@ -1,7 +1,7 @@
 """Which run a viewer is looking at: the live one, or a saved run reopened read-only.
 
 The choice is per browser session (`st.session_state["replay_run"]`), so one viewer can study an old run while
-everyone else watches the live one; the Specialization, Inspect and Story pages honour it.
+everyone else watches the live one; every page honours it (Train's and Adam's buttons still act on the live run).
 """
 
 from __future__ import annotations
