@@ -19,6 +19,7 @@ passes for the same reason. Otherwise the head owns nothing.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -93,9 +94,10 @@ def minimal_pairs(catalog: Catalog, tokenizer: Tokenizer, per_check: int = 40, s
     that they differ in one field's words only, and both read back as the fields they were written from."""
     rng = random.Random(seed)
     pairs: list[MinimalPair] = []
+    counts: Counter[str] = Counter()
     for claim in generate_claims(per_check * 40, seed, catalog):
         check = claim.admin_kind or claim.reason
-        if claim.verdict == "VALID" or sum(p.check == check for p in pairs) >= per_check:
+        if claim.verdict == "VALID" or counts[check] >= per_check:
             continue
         fields = _repaired(check, claim.fields, catalog, rng)
         if fields is None:
@@ -105,6 +107,7 @@ def minimal_pairs(catalog: Catalog, tokenizer: Tokenizer, per_check: int = 40, s
                                                                                  strict=True)):
             continue
         pairs.append(MinimalPair(check, replace(claim, text=texts[0]), Claim(texts[1], "VALID", "NONE", fields, None)))
+        counts[check] += 1
     return pairs
 
 
@@ -168,9 +171,8 @@ def balanced(claims: ClaimTensors, per_class: int) -> ClaimTensors:
     return claims.subset(torch.cat(chosen))
 
 
-def _answers(model: ClaimsTransformer, attention: Attention, reference: ClaimTensors, claims: ClaimTensors,
+def _answers(model: ClaimsTransformer, attention: Attention, mean: torch.Tensor, claims: ClaimTensors,
              head: int) -> dict[str, dict[str, float]]:
-    mean = run_patched(model, reference, attention)[1].mean(0, keepdim=True)  # (1, S, C)
     predicted = greedy_outcomes(run_patched(model, claims, attention, mean, head)[0])
     answers = {}
     for index, true in enumerate(CLASSES):
@@ -198,8 +200,9 @@ def attribute(model: ClaimsTransformer, pairs: list[MinimalPair], claims: ClaimT
     base = greedy_outcomes(run_patched(model, claims, attention)[0])
     valid_accuracy = float((base[claims.classes == 0] == 0).float().mean())
     reference = balanced(claims, len(claims) // len(CLASSES))
+    mean = run_patched(model, reference, attention)[1].mean(0, keepdim=True)  # (1, S, C)
     for head in range(attention.n_heads):
-        answers = _answers(model, attention, reference, claims, head)
+        answers = _answers(model, attention, mean, claims, head)
         heads.append(HeadAttribution(
             necessity={c: effects[c][0][head] if c in effects else 0.0 for c in CHECKS},
             sufficiency={c: effects[c][1][head] if c in effects else 0.0 for c in CHECKS},
