@@ -117,7 +117,7 @@ class Attention(nn.Module):
         self.key = nn.Linear(config.d_model, config.d_model)
         self.value = nn.Linear(config.d_model, config.d_model)
         self.out = nn.Linear(config.d_model, config.d_model)
-        # a zero start scores "nothing" as 0 for every query: at first it takes as much as one average word
+        # starts at zero: every query scores "nothing" 0, between the words it favours and those it avoids
         self.null_key = nn.Parameter(torch.zeros(config.n_heads, self.head_dim)) if null_key else None
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:

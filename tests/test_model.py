@@ -136,6 +136,7 @@ def test_runs_saved_before_a_setting_existed_load_as_they_were_trained() -> None
                                                                                                   0.02)
     before_encoder_spread = ModelConfig.from_dict({"cross_keys": "embeddings", "cross_qk_init": 0.2})
     assert (before_encoder_spread.cross_qk_init, before_encoder_spread.encoder_qk_init) == (0.2, 0.02)
+    assert (legacy.null_key, legacy.positions) == (False, True)  # no "nothing" slot, words embedded their place
     assert ModelConfig.from_dict(ModelConfig().to_dict()) == ModelConfig()
 
 
