@@ -21,7 +21,7 @@ from data.styles import STYLES
 from data.tokenizer import Tokenizer, parse_claim
 from engine.claims_csv import read_claims_file
 from engine.dataset import EXAMPLE_CLAIMS, HELDOUT_SEED_OFFSET
-from engine.inference import Predictor
+from engine.inference import Predictor, verdict_to_outcome
 from engine.metrics import expected_calibration_error
 from engine.presets import preset
 from engine.telemetry import TelemetryHub
@@ -51,7 +51,7 @@ def worded(claims: list, catalog: Catalog, tokenizer: Tokenizer) -> tuple[dict[s
     for claim in claims:
         rewrites = {name: style(claim.fields, catalog, rng) for name, style in STYLES.items()}
         if all(parse_claim(tokenizer.encode(t), tokenizer) == claim.fields for t in rewrites.values()):
-            kept.append("VALID" if claim.verdict == "VALID" else claim.reason)
+            kept.append(verdict_to_outcome(claim.verdict, claim.reason))
             for name, text in {GENERATOR: claim.text, **rewrites}.items():
                 texts[name].append(text)
     return texts, kept
@@ -76,7 +76,7 @@ def handwritten(predictor: Predictor) -> tuple[float, int]:
     """Exact-match accuracy on the hand-written claims, and answers above 99% confidence the rules contradict."""
     claims = read_claims_file(HANDWRITTEN)
     predictions = predictor.predict_many(claims.texts)
-    truth = ["VALID" if v == "VALID" else r for v, r in zip(claims.verdicts, claims.reasons, strict=True)]
+    truth = [verdict_to_outcome(v, r) for v, r in zip(claims.verdicts, claims.reasons, strict=True)]
     accuracy = sum(p.outcome == t for p, t in zip(predictions, truth, strict=True)) / len(truth)
     sure_and_wrong = sum(p.outcome != t and (p.confidence or 0) > 0.99 for p, t in zip(predictions, truth, strict=True))
     return accuracy, sure_and_wrong
@@ -86,8 +86,7 @@ def examples_missed(predictor: Predictor, catalog: Catalog, tokenizer: Tokenizer
     """The app's example claims the model does not judge as the rules checker does, with its answer."""
     missed = []
     for text, prediction in zip(EXAMPLE_CLAIMS, predictor.predict_many(list(EXAMPLE_CLAIMS)), strict=True):
-        verdict, reason = label(parse_claim(tokenizer.encode(text), tokenizer), catalog)
-        if prediction.outcome != ("VALID" if verdict == "VALID" else reason):
+        if prediction.outcome != verdict_to_outcome(*label(parse_claim(tokenizer.encode(text), tokenizer), catalog)):
             missed.append(f"{text!r}: {prediction.outcome} at {prediction.confidence:.0%}")
     return missed
 

@@ -80,9 +80,11 @@ def race() -> None:
 
 engine = get_engine()
 main, rival = engine.snapshot(), engine.race_snapshot()
-viewed = viewing.snapshot() or main
 st.title("Adam's memories")
 viewing.banner()
+viewed = viewing.snapshot()
+if viewed is None:  # a saved run that cannot be opened: the reason is on the page
+    st.stop()
 # a run saved before beta2 was recorded reads as the config default (torch's 0.999, which it used); with no run,
 # the default recipe's is shown
 beta2 = preset("default").beta2 if viewed.status == "idle" else TrainConfig.from_dict(viewed.config).beta2

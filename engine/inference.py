@@ -45,7 +45,7 @@ class Prediction:
 
     @property
     def outcome(self) -> str | None:
-        return None if self.verdict is None else ("VALID" if self.verdict == "VALID" else self.reason)
+        return None if self.verdict is None else verdict_to_outcome(self.verdict, self.reason)
 
     def to_json(self) -> dict:
         if self.error:
@@ -56,6 +56,11 @@ class Prediction:
 
 def outcome_to_verdict(outcome: str) -> tuple[str, str]:
     return ("VALID", "NONE") if outcome == "VALID" else ("INVALID", outcome)
+
+
+def verdict_to_outcome(verdict: str, reason: str) -> str:
+    """("VALID", "NONE") -> "VALID"; ("INVALID", reason) -> reason."""
+    return "VALID" if verdict == "VALID" else reason
 
 
 class Predictor:
