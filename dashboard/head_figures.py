@@ -12,6 +12,7 @@ from plotly.subplots import make_subplots
 
 from dashboard.figures import HEAD_COLORS
 from data.tokenizer import CATEGORIES, Token, Tokenizer
+from engine.attribution import CHECKS, reason_of
 from engine.inference import Prediction
 from engine.metrics import NOTHING, shown_change
 from engine.model import CLASSES, REASONS
@@ -102,18 +103,56 @@ def shares_figure(points: Sequence[SpecializationPoint], name: str = CROSS, star
                              colorscale="Viridis", zmin=0, zmax=max(0.2, peak), colorbar={"title": {"text": "share"}})
 
 
+def necessity_figure(points: Sequence[SpecializationPoint], name: str = CROSS, title: str | None = None) -> go.Figure:
+    """Per head and check: the share of what tells a check's claims from their repaired twins that goes when the
+    head sees the twin instead (activation patching): the evidence every head's name rests on."""
+    title = title or ("What each check needs from each head: share of the evidence that goes when the head sees the "
+                      "claim's repaired twin")
+    points = [p for p in points if name in p.heads and p.heads[name][0].necessity]
+    if not points:
+        return _waiting(title, "Not measured yet (runs saved by older versions were measured by switching heads "
+                               "off: see the matrix below)")
+    columns = [c if reason_of(c) != "ADMIN" else f"ADMIN: {c}" for c in CHECKS]
+    return _animated_heatmap(points, name, columns,
+                             lambda head, c: head.necessity.get(c.removeprefix("ADMIN: "), 0.0), title, -1,
+                             colorscale="Reds", zmin=0, zmax=1, texttemplate="%{z:.0%}",
+                             colorbar={"title": {"text": "needed"}, "tickformat": ".0%"})
+
+
 def ablation_figure(points: Sequence[SpecializationPoint], name: str = CROSS, title: str | None = None) -> go.Figure:
-    """Accuracy change per reason when one head is switched off: the evidence every head's name rests on. VALID
-    comes last: a head that clears valid claims shows only there."""
-    title = title or "What breaks when a head is switched off: change in accuracy per reason, and on valid claims"
+    """Accuracy change per reason, and on valid claims, when one head's output is replaced by its average (runs
+    saved by older versions: switched off). VALID comes last: a head that clears valid claims shows only there."""
+    title = title or ("What breaks when a head gives its average output: change in accuracy per reason, and on "
+                      "valid claims")
     points = [p for p in points if name in p.heads]
     if not points:
-        return _waiting(title, "Waiting for the first ablation of the heads…")
+        return _waiting(title, "Waiting for the first measurement of the heads…")
     # Fixed range so runs compare at a glance: red = accuracy lost without this head.
     columns = (*REASONS, "VALID")
     return _animated_heatmap(points, name, columns, lambda head, c: shown_change(-head.ablation.get(c, 0.0)),
-                             title, -1, colorscale="RdBu", zmid=0, zmin=-1, zmax=1, texttemplate="%{z:+.2f}",
-                             colorbar={"title": {"text": "accuracy<br>change"}})
+                             title, -1, colorscale="RdBu", zmid=0, zmin=-1, zmax=1, texttemplate="%{z:+.0%}",
+                             colorbar={"title": {"text": "accuracy<br>change"}, "tickformat": "+.0%"})
+
+
+def answers_figure(point: SpecializationPoint, name: str = CROSS) -> go.Figure:
+    """Where each class's answers go when one head gives its average output: one small matrix per head, true class
+    down, answer across, so a fallback (to MEDICAL, say) shows instead of hiding as an accuracy drop."""
+    title = "Where the answers go when one head gives its average output (rows: the right answer; columns: given)"
+    heads = point.heads.get(name, ())
+    if not heads or not heads[0].answers:
+        return _waiting(title, "Not measured for this run (saved by an older version)")
+    fig = make_subplots(rows=1, cols=len(heads), shared_yaxes=True, horizontal_spacing=0.03,
+                        subplot_titles=[f"Head {i + 1}: {plotly_text(h.label, 24)}" for i, h in enumerate(heads)])
+    for col, head in enumerate(heads, start=1):
+        z = [[head.answers.get(true, {}).get(given, 0.0) for given in CLASSES] for true in CLASSES]
+        fig.add_trace(go.Heatmap(z=z, x=list(CLASSES), y=list(CLASSES), zmin=0, zmax=1, colorscale="Blues",
+                                 showscale=col == len(heads), texttemplate="%{z:.0%}", xgap=1, ygap=1,
+                                 colorbar={"tickformat": ".0%"},
+                                 hovertemplate=f"Head {col}: right answer %{{y}}, answered %{{x}}: %{{z:.0%}}"
+                                               "<extra></extra>"), row=1, col=col)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(**_layout(title, 360, margin={**MARGIN, "t": 90}))
+    return fig
 
 
 def head_metrics_figure(points: Sequence[SpecializationPoint], name: str = CROSS) -> go.Figure:

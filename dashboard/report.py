@@ -1,7 +1,7 @@
 """The run's story in plain words, told with its own numbers, and a self-contained HTML report of it.
 
-Pure: snapshots and measurements in, sentences, figures and HTML out. Every sentence about a head rests on its
-ablation numbers (what breaks when it is switched off), never on attention alone.
+Pure: snapshots and measurements in, sentences, figures and HTML out. Every sentence about a head rests on its causal
+measurement (engine.attribution), never on attention alone.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 
 from dashboard import figures, head_figures, summaries
 from engine.analysis import ANALYSIS_CLAIMS
-from engine.metrics import NOTHING, SPECIALIST_DROP, attention_entropy, shown_change, signed
+from engine.metrics import NOTHING, attention_entropy
 from engine.model import CLASSES, REASONS, ModelConfig
 from engine.telemetry import HeadSpecialization, Snapshot, SpecializationPoint
 
@@ -28,7 +28,6 @@ OVERALL = 0.5  # ... while at least this share of all claims is right: answering
 # 100% on that reason's claims without having learned anything
 SEED_PROMISE = "four specialists: medical, dosage, cost and admin"
 EVEN_START = 0.9  # attention at least this share of an even spread's entropy counts as looking at everything
-NOTED_VALID_DROP = 0.1  # a smaller VALID drop is worth a word on a head's card: valid claims are half of all claims
 
 
 @dataclass(frozen=True)
@@ -73,68 +72,14 @@ def _join(words: Sequence[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
-def _changes(head: HeadSpecialization, threshold: float = 0.05) -> list[tuple[str, float]]:
-    """Reasons whose accuracy moves by at least `threshold` without this head, biggest loss first."""
-    changes = [(r, -head.ablation.get(r, 0.0)) for r in REASONS]
-    return sorted([c for c in changes if abs(c[1]) >= threshold], key=lambda c: c[1])
-
-
-def admin_split_sentence(head: HeadSpecialization) -> str:
-    """'Of ADMIN's four checks it carries sex and age: ...' when the head carries some of ADMIN's kinds (drop >=
-    SPECIALIST_DROP) but not all of them; empty otherwise. ADMIN is four checks, and heads often split them."""
-    drops = {kind: 0.0 - drop for kind, drop in head.admin_kinds.items() if not math.isnan(drop)}
-    carried = [kind for kind, change in drops.items() if change <= -SPECIALIST_DROP]
-    if not carried or len(carried) == len(drops):
-        return ""
-    rest = ", ".join(f"{kind} {signed(change)}" for kind, change in drops.items() if kind not in carried)
-    return (f" Of ADMIN's four checks it carries {_join(carried)}: switched off, "
-            f"{'that check' if len(carried) == 1 else 'those checks'} change by "
-            f"{_join([signed(drops[kind]) for kind in carried])} ({rest}).")
-
-
-def valid_sentence(head: HeadSpecialization) -> str:
-    """'Valid claims depend on it: ...' when switching the head off flags valid claims (VALID drop >=
-    SPECIALIST_DROP), a shorter note for a drop >= NOTED_VALID_DROP, empty otherwise. No reason's column shows such
-    a head: the claims it matters for are valid."""
-    change = -head.ablation.get("VALID", 0.0)
-    if change <= -SPECIALIST_DROP:
-        return (f" Valid claims depend on it: switched off, VALID accuracy changes by {signed(change)} (valid claims "
-                "get flagged), so it carries evidence that a claim is in order.")
-    if change <= -NOTED_VALID_DROP:
-        return f" Without it some valid claims get flagged: VALID accuracy changes by {signed(change)}."
-    return ""
-
-
 def head_sentence(index: int, head: HeadSpecialization) -> str:
-    """'Head 2: COST specialist. Switched off, COST accuracy changes by -0.71; every other reason by at most
-    -0.02.' The label is the engine's; the sentence only spells out the ablation numbers behind it."""
-    return _reason_sentence(index, head) + admin_split_sentence(head) + valid_sentence(head)
-
-
-def _reason_sentence(index: int, head: HeadSpecialization) -> str:
-    name = f"**Head {index + 1}: {head.label}.**"
-    drops = {r: -head.ablation.get(r, 0.0) for r in REASONS}
-    if "specialist" in head.label or head.label.startswith("leans"):
-        reason = head.label.split()[-1] if head.label.startswith("leans") else head.label.split()[0]
-        others = min(v for r, v in drops.items() if r != reason)
-        return (f"{name} Switched off, {reason} accuracy changes by {signed(drops[reason])}; every other reason by at "
-                f"most {signed(others)}.")
-    changes = _changes(head)
-    losses = [(r, v) for r, v in changes if v < 0]
-    gains = [f"{r} {signed(v)}" for r, v in changes if v > 0]
-    also = f" Some reasons even do better without it: {', '.join(gains)}." if gains else ""
-    if not losses:
-        largest = max(0.0, -min(drops.values()))
-        loses = f"more than {largest:.2f} of accuracy" if shown_change(largest) > 0 else "any accuracy"
-        return f"{name} Switched off, no reason loses {loses}.{also}"
-    listed = _join([f"{r} ({signed(v)})" for r, v in losses])
-    several = "several reasons need it, none alone" if len(losses) > 1 else "not enough to call it a specialist"
-    return f"{name} Switched off, accuracy drops on {listed}: {several}.{also}"
+    """'**Head 2: COST specialist.** Only COST needs it: ...': the engine's label and the measurement behind it."""
+    return f"**Head {index + 1}: {head.label}.** {head.evidence}"
 
 
 def reads_sentence(head: HeadSpecialization) -> str:
     top = sorted(head.shares.items(), key=lambda kv: -kv[1])[:2]
-    return "Reads mostly " + " and ".join(f"{c} ({s:.0%})" for c, s in top) + " (attention alone; see ablation)."
+    return "Reads mostly " + " and ".join(f"{c} ({s:.0%})" for c, s in top) + " (what it looks at, not what it is for)."
 
 
 def promise_sentence(heads: Sequence[HeadSpecialization]) -> str:
@@ -290,15 +235,16 @@ def _after(snap: Snapshot, measurement: Measurement | None) -> Chapter:
         paragraphs.append("The heads have not been measured yet.")
         return Chapter("after", title, tuple(paragraphs), numbers)
     numbers["specialists"] = float(sum(h.label.endswith("specialist") for h in heads))
-    paragraphs.append(f"To see what each head is for, we switched each one off in turn and measured what broke, "
-                      f"on {measurement.claims:,} held-out claims at step {measurement.point.step:,}.")
+    paragraphs.append("To see what each head is for, we took claims that break one rule, each beside a twin with the "
+                      "wrong field put right, showed one head at a time what it saw on the twin, and measured how "
+                      f"much of the case for flagging the claim went away (step {measurement.point.step:,}).")
     paragraphs.extend(head_sentence(i, h) for i, h in enumerate(heads))
     paragraphs.append(promise_sentence(heads))
     favourites = {max((c for c in h.shares if c != NOTHING), key=h.shares.get) for h in heads}
     if len(favourites) == 1:
         paragraphs.append(f"Attention alone would have misled here: every head looks most at '{favourites.pop()}' "
                           "words, so by attention they all look alike. That is why each head is named only from "
-                          "what breaks when it is switched off.")
+                          "what its removal takes away.")
     return Chapter("after", title, tuple(paragraphs), numbers)
 
 
@@ -312,12 +258,12 @@ def tell_story(snap: Snapshot, race: Snapshot | None = None, measurement: Measur
 
 def chapter_figures(snap: Snapshot, race: Snapshot | None = None,
                     measurement: Measurement | None = None) -> dict[str, list[go.Figure]]:
-    """The figures beside each chapter: the heads sharpening, the curves, and the final ablation evidence."""
+    """The figures beside each chapter: the heads sharpening, the curves, and what each check needs from each head."""
     measurement = measurement or latest_measurement(snap)
     during = [figures.loss_figure(snap), figures.accuracy_figure(snap)]
     if race is not None and race.loss.steps:
         during.append(figures.race_figure(snap, race))
-    after = [head_figures.ablation_figure([measurement.point])] if measurement else []
+    after = [head_figures.necessity_figure([measurement.point])] if measurement else []
     return {"before": [head_figures.shares_figure(snap.specialization, start=0)], "during": during, "after": after}
 
 

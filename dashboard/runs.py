@@ -48,9 +48,9 @@ def compare(column: DeltaGenerator, run_id: str, key: str) -> None:
         st.plotly_chart(figures.loss_figure(snap), key=f"{key}_loss", config=figures.CHART_CONFIG)
         measured = viewing.measurement(snap)
         if measured:
-            title = f"Ablation at step {measured.point.step:,}: accuracy change per outcome"
-            st.plotly_chart(head_figures.ablation_figure([measured.point], title=title),
-                            key=f"{key}_ablation", config=figures.CHART_CONFIG)
+            title = f"Step {measured.point.step:,}: what each check needs from each head"
+            st.plotly_chart(head_figures.necessity_figure([measured.point], title=title),
+                            key=f"{key}_necessity", config=figures.CHART_CONFIG)
 
 
 def export(run_id: str) -> None:
@@ -134,7 +134,8 @@ usable = [r.run_id for r in runs if r.problem is None and r.status != TRAINING_N
 if runs:
     st.dataframe(run_rows(runs), hide_index=True, column_config={
         "Accuracy": st.column_config.NumberColumn(format="percent", help="Held-out accuracy at the last evaluation"),
-        "Heads": st.column_config.TextColumn(width="large", help="Cross-attention heads, named from ablation")})
+        "Heads": st.column_config.TextColumn(width="large", help="Cross-attention heads, named by what each reason "
+                                                                 "needs from them (see Specialization)")})
     if damage := damage_text(runs):
         st.warning(damage)
 else:

@@ -10,8 +10,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from engine.analyze import analyze_run
 from engine.claims_csv import CsvProblem, read_claims_file
-from engine.inference import Predictor, analyze_run
+from engine.inference import Predictor
 from engine.presets import PRESETS, preset
 from engine.run_files import CONFIG, RUN_FILES, RunError
 from engine.telemetry import TelemetryHub

@@ -1,22 +1,18 @@
 """What each head looks at and what it is for: attention capture on the probe batch, and per-head
-specialization (category shares, entropy, confidence, importance, ablation) on held-out claims."""
+specialization (category shares, entropy, confidence, importance, and engine.attribution's causal measurement) on
+held-out claims."""
 
 from __future__ import annotations
+
+from dataclasses import asdict
 
 import torch
 
 from data.tokenizer import CATEGORIES
+from engine.attribution import PairBatch, attribute
 from engine.dataset import ClaimTensors
-from engine.metrics import (
-    NOTHING,
-    admin_kind_accuracy,
-    attention_confidence,
-    attention_entropy,
-    category_shares,
-    head_label,
-    per_class_accuracy,
-)
-from engine.model import CLASSES, REASON_POSITION, ClaimsTransformer, HeadGates, greedy_outcomes, ones_gates
+from engine.metrics import NOTHING, attention_confidence, attention_entropy, category_shares
+from engine.model import REASON_POSITION, ClaimsTransformer, HeadGates, ones_gates
 from engine.telemetry import AttentionPoint, HeadSpecialization, SpecializationPoint
 
 # Held-out claims scored for specialization: about +-0.05 per reason, cheap enough to run often.
@@ -58,7 +54,7 @@ class _Scorer:
         self.capture: dict[str, torch.Tensor] = {}
         with torch.no_grad():
             self.memory = model.with_keys_values(model.encode(claims.tokens, claims.categories, self.capture))
-            self.base = model.outcome_log_probs(self.memory, self.capture)
+            model.outcome_log_probs(self.memory, self.capture)  # for the cross-attention weights it captures
 
     def log_probs(self, gates: HeadGates) -> torch.Tensor:
         if any(name.startswith("encoder.") for name in gates):
@@ -80,38 +76,16 @@ def head_importance(scorer: _Scorer, names: list[str]) -> dict[str, torch.Tensor
     return result
 
 
-def _accuracies(predicted: torch.Tensor, claims: ClaimTensors) -> tuple[dict[str, float], dict[str, float]]:
-    _, per_class = per_class_accuracy(predicted, claims.classes)
-    kinds = {} if claims.admin_kinds is None else admin_kind_accuracy(predicted, claims.classes, claims.admin_kinds)
-    return per_class, kinds
-
-
-def ablation_drops(scorer: _Scorer, names: list[str]) -> dict[str, list[tuple[dict, dict]]]:
-    """Per head: accuracy drop for each true class, and for each of ADMIN's kinds (when the claims' kinds are
-    known), when that head's output is zeroed."""
-    base, base_kinds = _accuracies(greedy_outcomes(scorer.base), scorer.claims)
-    drops: dict[str, list[tuple[dict, dict]]] = {}
-    with torch.no_grad():
-        for name in names:
-            drops[name] = []
-            for head in range(scorer.model.config.n_heads):
-                gates = ones_gates(scorer.model, [name])
-                gates[name][head] = 0.0
-                ablated, ablated_kinds = _accuracies(greedy_outcomes(scorer.log_probs(gates)), scorer.claims)
-                drops[name].append(({c: base[c] - ablated[c] for c in CLASSES},
-                                    {k: base_kinds[k] - ablated_kinds[k] for k in base_kinds}))
-    return drops
-
-
 def specialization(model: ClaimsTransformer, heldout: ClaimTensors, step: int, n_categories: int,
-                   analysis_claims: int = ANALYSIS_CLAIMS, include_encoder: bool = False) -> SpecializationPoint:
+                   pairs: PairBatch | None, analysis_claims: int = ANALYSIS_CLAIMS,
+                   include_encoder: bool = False) -> SpecializationPoint:
+    """Every measured head at `step`: what it reads (shares, entropy, confidence, importance) and what it is for
+    (engine.attribution: patching on `pairs`, mean ablation on the held-out claims)."""
     was_training = model.training
     model.eval()
     names = analysed_names(model, include_encoder)
     scorer = _Scorer(model, heldout.subset(slice(0, analysis_claims)))
     importance = head_importance(scorer, names)
-    drops = ablation_drops(scorer, names)
-    model.train(was_training)
     claims = scorer.claims
     heads: dict[str, tuple[HeadSpecialization, ...]] = {}
     for name in names:
@@ -119,17 +93,14 @@ def specialization(model: ClaimsTransformer, heldout: ClaimTensors, step: int, n
         shares = category_shares(rows, claims.categories, n_categories)  # (H, C)
         entropy, confidence = attention_entropy(rows), attention_confidence(rows)
         per_head = []
-        for head in range(model.config.n_heads):
-            ablation, admin_kinds = drops[name][head]
-            label, evidence = head_label(ablation)
+        for head, causal in enumerate(attribute(model, name, claims, pairs)):
             head_shares = {CATEGORIES[c]: float(shares[head, c]) for c in range(n_categories)}
             if model.config.null_key:
                 head_shares[NOTHING] = max(0.0, 1.0 - sum(head_shares.values()))
             per_head.append(HeadSpecialization(
-                shares=head_shares,
-                entropy=float(entropy[head]), confidence=float(confidence[head]),
-                importance=float(importance[name][head]), ablation=ablation, label=label, evidence=evidence,
-                admin_kinds=admin_kinds,
+                shares=head_shares, entropy=float(entropy[head]), confidence=float(confidence[head]),
+                importance=float(importance[name][head]), **asdict(causal),
             ))
         heads[name] = tuple(per_head)
+    model.train(was_training)
     return SpecializationPoint(step, heads)

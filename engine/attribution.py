@@ -13,25 +13,29 @@
 
 A head **owns** a reason when the reason depends on it (necessity >= OWNED), no other reason or ADMIN check does
 (<= UNOWNED each), valid claims do not (mean-ablated, VALID accuracy drops by <= UNOWNED), and no other head
-passes for the same reason. Otherwise the head owns nothing.
+passes for the same reason; it is then that reason's **specialist**. Otherwise it **leans** to a reason that
+needs it when that reason is the only one at OWNED or more, is a **generalist** when several checks need it
+(above UNOWNED), **helps** the one check that needs it in part, and has **little effect** when none does.
+Encoder heads are mean-ablated only (not patched).
 """
 
 from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import torch
 
-from data.catalog import Catalog, price_range
+from data.catalog import Catalog, load_catalog, price_range
 from data.generator import ADMIN_KINDS, Claim, generate_claims
 from data.rules import ClaimFields, check_claim
 from data.styles import terse
 from data.tokenizer import Tokenizer, parse_claim
 from engine.dataset import ClaimTensors, encode_claims
+from engine.metrics import admin_kind_accuracy, per_class_accuracy, shown_change
 from engine.model import CLASSES, REASONS, Attention, ClaimsTransformer, greedy_outcomes
 
 OWNED = 0.5  # a reason depends on a head: patching it away removes at least half the gap between the twins
@@ -52,17 +56,33 @@ class MinimalPair:
 
 
 @dataclass(frozen=True)
+class PairBatch:
+    """Every minimal pair as two aligned batches, row i of one the twin of row i of the other."""
+
+    invalid: ClaimTensors
+    valid: ClaimTensors
+    checks: tuple[str, ...]  # row -> the check its pair tests
+
+
+@dataclass(frozen=True)
 class HeadAttribution:
-    necessity: dict[str, float]  # per check (CHECKS)
+    necessity: dict[str, float]  # per check (CHECKS); empty where the head is not patched (encoder heads)
     sufficiency: dict[str, float]
     answers: dict[str, dict[str, float]]  # mean-ablated: true class -> share of its claims answered as each class
-    valid_drop: float  # VALID accuracy lost when the head is mean-ablated
+    ablation: dict[str, float]  # mean-ablated: class -> accuracy drop
+    admin_kinds: dict[str, float]  # mean-ablated: ADMIN check -> accuracy drop on ADMIN claims of that kind
     owns: str | None = None  # a reason (REASONS), or None
+    label: str = ""
+    evidence: str = ""
+
+    @property
+    def valid_drop(self) -> float:
+        return self.ablation.get("VALID", 0.0)
 
     def reason_necessity(self, reason: str) -> float:
         """ADMIN's four checks count as ADMIN by their mean."""
         checks = [c for c in CHECKS if reason_of(c) == reason]
-        return sum(self.necessity[c] for c in checks) / len(checks)
+        return sum(self.necessity.get(c, 0.0) for c in checks) / len(checks)
 
 
 def _candidates(check: str, fields: ClaimFields, catalog: Catalog) -> tuple[str, list]:
@@ -134,35 +154,67 @@ def _head_outputs(attention: Attention, seen: list[torch.Tensor], source: torch.
         handle.remove()
 
 
-def run_patched(model: ClaimsTransformer, claims: ClaimTensors, attention: Attention,
-                source: torch.Tensor | None = None, head: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, 5) outcome log-probs and the heads' outputs (B, S, C), with one head patched from `source`."""
-    seen: list[torch.Tensor] = []
-    with torch.no_grad(), _head_outputs(attention, seen, source, head):
-        log_probs = model.class_log_probs(claims.tokens, claims.categories)
-    return log_probs, seen[0]
+def pair_batch(pairs: list[MinimalPair], tokenizer: Tokenizer, max_len: int,
+               device: torch.device | str = "cpu") -> PairBatch:
+    return PairBatch(encode_claims([p.invalid for p in pairs], tokenizer, max_len).to(device),
+                     encode_claims([p.valid for p in pairs], tokenizer, max_len).to(device),
+                     tuple(p.check for p in pairs))
 
 
-def _logit_difference(log_probs: torch.Tensor, reason: str) -> float:
-    return float((log_probs[:, CLASSES.index(reason)] - log_probs[:, 0]).mean())
+def run_pairs(tokenizer: Tokenizer, max_len: int, device: torch.device | str = "cpu") -> PairBatch:
+    """The minimal pairs every measurement of every run is taken on, in training and by `engine analyze` alike."""
+    return pair_batch(minimal_pairs(load_catalog(), tokenizer), tokenizer, max_len, device)
 
 
-def _patching(model: ClaimsTransformer, attention: Attention, invalid: ClaimTensors, valid: ClaimTensors,
-              reason: str) -> tuple[list[float], list[float]]:
-    """Per head: (necessity, sufficiency) on one check's pairs."""
-    invalid_log_probs, invalid_heads = run_patched(model, invalid, attention)
-    valid_log_probs, valid_heads = run_patched(model, valid, attention)
-    high, low = _logit_difference(invalid_log_probs, reason), _logit_difference(valid_log_probs, reason)
-    gap = high - low
-    if abs(gap) < MIN_GAP:  # the model does not tell these twins apart: no head can carry a difference
-        return [0.0] * attention.n_heads, [0.0] * attention.n_heads
-    necessity, sufficiency = [], []
+Run = Callable[[torch.Tensor | None, int | None], tuple[torch.Tensor, torch.Tensor]]
+
+
+def patched_runner(model: ClaimsTransformer, claims: ClaimTensors, attention: Attention) -> Run:
+    """run(source, head) -> (B, 5) outcome log-probs and what the heads handed the output projection, with `head`'s
+    slice replaced by `source`'s (none replaced when source is None). A cross-attention's claims are encoded
+    once: patching it changes only the decoder's passes."""
+    if attention.name.startswith("encoder."):
+        def forward() -> torch.Tensor:
+            return model.class_log_probs(claims.tokens, claims.categories)
+    else:
+        with torch.no_grad():
+            memory = model.with_keys_values(model.encode(claims.tokens, claims.categories))
+
+        def forward() -> torch.Tensor:
+            return model.outcome_log_probs(memory)
+
+    def run(source: torch.Tensor | None = None, head: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        seen: list[torch.Tensor] = []
+        with torch.no_grad(), _head_outputs(attention, seen, source, head):
+            log_probs = forward()
+        return log_probs, seen[0]
+
+    return run
+
+
+def _per_check(log_probs: torch.Tensor, checks: tuple[str, ...]) -> dict[str, float]:
+    """Mean logit difference log P(reason) - log P(VALID) over each check's rows, the reason being the check's."""
+    reasons = torch.tensor([CLASSES.index(reason_of(c)) for c in checks])
+    differences = log_probs.gather(1, reasons[:, None]).squeeze(1) - log_probs[:, 0]  # (B,)
+    rows = {c: [i for i, row in enumerate(checks) if row == c] for c in dict.fromkeys(checks)}
+    return {c: float(differences[index].mean()) for c, index in rows.items()}
+
+
+def _patching(model: ClaimsTransformer, attention: Attention,
+              pairs: PairBatch) -> list[tuple[dict[str, float], dict[str, float]]]:
+    """Per head: (necessity, sufficiency) per check."""
+    invalid, valid = patched_runner(model, pairs.invalid, attention), patched_runner(model, pairs.valid, attention)
+    (invalid_log_probs, invalid_heads), (valid_log_probs, valid_heads) = invalid(), valid()
+    high, low = _per_check(invalid_log_probs, pairs.checks), _per_check(valid_log_probs, pairs.checks)
+    # below MIN_GAP the model does not tell a check's twins apart: no head can carry a difference
+    gaps = {c: high[c] - low[c] for c in high if abs(high[c] - low[c]) >= MIN_GAP}
+    effects = []
     for head in range(attention.n_heads):
-        noised = _logit_difference(run_patched(model, invalid, attention, valid_heads, head)[0], reason)
-        denoised = _logit_difference(run_patched(model, valid, attention, invalid_heads, head)[0], reason)
-        necessity.append((high - noised) / gap)
-        sufficiency.append((denoised - low) / gap)
-    return necessity, sufficiency
+        noised = _per_check(invalid(valid_heads, head)[0], pairs.checks)
+        denoised = _per_check(valid(invalid_heads, head)[0], pairs.checks)
+        effects.append(({c: (high[c] - noised[c]) / gaps[c] if c in gaps else 0.0 for c in CHECKS},
+                        {c: (denoised[c] - low[c]) / gaps[c] if c in gaps else 0.0 for c in CHECKS}))
+    return effects
 
 
 def balanced(claims: ClaimTensors, per_class: int) -> ClaimTensors:
@@ -171,9 +223,14 @@ def balanced(claims: ClaimTensors, per_class: int) -> ClaimTensors:
     return claims.subset(torch.cat(chosen))
 
 
-def _answers(model: ClaimsTransformer, attention: Attention, mean: torch.Tensor, claims: ClaimTensors,
-             head: int) -> dict[str, dict[str, float]]:
-    predicted = greedy_outcomes(run_patched(model, claims, attention, mean, head)[0])
+def _accuracies(predicted: torch.Tensor, claims: ClaimTensors) -> dict[str, float]:
+    """Accuracy per class, then per ADMIN check where the claims' kinds are known."""
+    _, per_class = per_class_accuracy(predicted, claims.classes)
+    kinds = {} if claims.admin_kinds is None else admin_kind_accuracy(predicted, claims.classes, claims.admin_kinds)
+    return per_class | kinds
+
+
+def _answers(predicted: torch.Tensor, claims: ClaimTensors) -> dict[str, dict[str, float]]:
     answers = {}
     for index, true in enumerate(CLASSES):
         given = predicted[claims.classes == index]
@@ -181,46 +238,104 @@ def _answers(model: ClaimsTransformer, attention: Attention, mean: torch.Tensor,
     return answers
 
 
-def attribute(model: ClaimsTransformer, pairs: list[MinimalPair], claims: ClaimTensors, tokenizer: Tokenizer,
-              name: str) -> tuple[HeadAttribution, ...]:
-    """Every head of the cross-attention `name`: patching effects on `pairs`, and where the answers of the
-    held-out `claims` go when it is mean-ablated over a class-balanced reference taken from them."""
+def _mean_ablations(model: ClaimsTransformer, attention: Attention,
+                    claims: ClaimTensors) -> list[tuple[dict[str, dict[str, float]], dict[str, float]]]:
+    """Per head, mean-ablated over a class-balanced reference from `claims`: where each class's answers go, and the
+    accuracy lost per class and per ADMIN check."""
+    run = patched_runner(model, claims, attention)
+    base_log_probs, outputs = run()
+    base = _accuracies(greedy_outcomes(base_log_probs), claims)
+    reference = balanced(claims, len(claims) // len(CLASSES))
+    reference_outputs = patched_runner(model, reference, attention)()[1] if len(reference) < len(claims) else outputs
+    mean = reference_outputs.mean(0, keepdim=True)  # (1, S, C) per answer position; (1, C) over an encoder's tokens
+    results = []
+    for head in range(attention.n_heads):
+        predicted = greedy_outcomes(run(mean, head)[0])
+        ablated = _accuracies(predicted, claims)
+        results.append((_answers(predicted, claims), {k: base[k] - ablated[k] for k in base}))
+    return results
+
+
+def attribute(model: ClaimsTransformer, name: str, claims: ClaimTensors,
+              pairs: PairBatch | None) -> tuple[HeadAttribution, ...]:
+    """Every head of the attention `name`: patching effects on `pairs` (cross-attention only: an encoder head's
+    output sits at the claim's own words, which twins do not share), and where the answers of the held-out
+    `claims` go when it is mean-ablated; labelled by the ownership rule."""
     was_training = model.training
     model.eval()
-    attention = next(layer.cross_attention for layer in model.decoder if layer.cross_attention.name == name)
-    max_len = model.config.max_len
-    effects = {}
-    for check in CHECKS:
-        chosen = [p for p in pairs if p.check == check]
-        if chosen:
-            invalid = encode_claims([p.invalid for p in chosen], tokenizer, max_len)
-            valid = encode_claims([p.valid for p in chosen], tokenizer, max_len)
-            effects[check] = _patching(model, attention, invalid, valid, reason_of(check))
+    attention = next(m for m in model.modules() if isinstance(m, Attention) and m.name == name)
+    effects = _patching(model, attention, pairs) if pairs is not None and not name.startswith("encoder.") else None
     heads = []
-    base = greedy_outcomes(run_patched(model, claims, attention)[0])
-    valid_accuracy = float((base[claims.classes == 0] == 0).float().mean())
-    reference = balanced(claims, len(claims) // len(CLASSES))
-    mean = run_patched(model, reference, attention)[1].mean(0, keepdim=True)  # (1, S, C)
-    for head in range(attention.n_heads):
-        answers = _answers(model, attention, mean, claims, head)
-        heads.append(HeadAttribution(
-            necessity={c: effects[c][0][head] if c in effects else 0.0 for c in CHECKS},
-            sufficiency={c: effects[c][1][head] if c in effects else 0.0 for c in CHECKS},
-            answers=answers, valid_drop=valid_accuracy - answers["VALID"]["VALID"],
-        ))
+    for head, (answers, drops) in enumerate(_mean_ablations(model, attention, claims)):
+        necessity, sufficiency = effects[head] if effects else ({}, {})
+        heads.append(HeadAttribution(necessity, sufficiency, answers,
+                                     {c: drops[c] for c in CLASSES}, {k: drops[k] for k in ADMIN_KINDS if k in drops}))
     model.train(was_training)
     return owners(heads)
 
 
-def owners(heads: list[HeadAttribution]) -> tuple[HeadAttribution, ...]:
-    """The heads with `owns` set by the rule in the module's docstring."""
-    def candidate(head: HeadAttribution) -> str | None:
-        strong = [r for r in REASONS if head.reason_necessity(r) >= OWNED]
-        if len(strong) != 1 or head.valid_drop > UNOWNED:
-            return None
-        others = [c for c in CHECKS if reason_of(c) != strong[0]]
-        return strong[0] if all(head.necessity[c] <= UNOWNED for c in others) else None
+def owners(heads: Sequence[HeadAttribution]) -> tuple[HeadAttribution, ...]:
+    """The heads with `owns`, `label` and `evidence` set by the rule in the module's docstring."""
+    claims = [_candidate(h) for h in heads]
+    owned = [r if r is not None and claims.count(r) == 1 else None for r in claims]
+    return tuple(replace(h, owns=r, **_described(i, h, r, claims)) for i, (h, r) in enumerate(zip(heads, owned,
+                                                                                                   strict=True)))
 
-    claims = [candidate(h) for h in heads]
-    return tuple(replace(h, owns=r if r is not None and claims.count(r) == 1 else None)
-                 for h, r in zip(heads, claims, strict=True))
+
+def _strong(head: HeadAttribution) -> list[str]:
+    return [r for r in REASONS if head.reason_necessity(r) >= OWNED]
+
+
+def _candidate(head: HeadAttribution) -> str | None:
+    strong = _strong(head)
+    if len(strong) != 1 or head.valid_drop > UNOWNED:
+        return None
+    others = [c for c in CHECKS if reason_of(c) != strong[0]]
+    return strong[0] if all(head.necessity[c] <= UNOWNED for c in others) else None
+
+
+def _named(check: str) -> str:
+    return f"ADMIN ({check})" if reason_of(check) == "ADMIN" else check
+
+
+def _pct(value: float) -> str:
+    return f"{value:.0%}"
+
+
+def _ablated_only(head: HeadAttribution) -> dict[str, str]:
+    changes = ", ".join(f"{c} {shown_change(-v):+.0%}" for c, v in head.ablation.items())
+    return {"label": "not patched", "evidence": "Encoder heads are measured only by replacing their output with its "
+            f"average; accuracy then changes by {changes}."}
+
+
+def _described(index: int, head: HeadAttribution, owns: str | None, claims: list[str | None]) -> dict[str, str]:
+    """The head's label and, in words, the measurement behind it."""
+    if not head.necessity:
+        return _ablated_only(head)
+    needing = sorted(((c, v) for c, v in head.necessity.items() if v > UNOWNED), key=lambda cv: -cv[1])
+    listed = ", ".join(f"{_named(c)} {_pct(v)}" for c, v in needing)
+    valid = (f" Without it, {_pct(head.valid_drop)} of valid claims get flagged." if head.valid_drop > UNOWNED
+             else "")
+    if owns is not None:
+        rest = max((v for c, v in head.necessity.items() if reason_of(c) != owns), default=0.0)
+        return {"label": f"{owns} specialist",
+                "evidence": f"Only {owns} needs it: {_pct(head.reason_necessity(owns))} of what tells {owns} claims "
+                            f"from their repaired twins goes when it sees the twin; no other check loses more than "
+                            f"{_pct(rest)}, and valid claims lose {_pct(max(head.valid_drop, 0.0))} without it."}
+    strong = _strong(head)
+    if len(strong) == 1:
+        rivals = [str(j + 1) for j, r in enumerate(claims) if r == strong[0] and j != index]
+        shared = f" Head {', '.join(rivals)} carries {strong[0]} as well." if rivals else ""
+        return {"label": f"leans {strong[0]}",
+                "evidence": f"{strong[0]} needs it, but not it alone. Needed by: {listed}.{shared}{valid}"}
+    if len(strong) > 1 or len(needing) > 1:
+        return {"label": "generalist", "evidence": f"Several checks need it, no single reason: {listed}.{valid}"}
+    if needing:
+        check, share = needing[0]
+        return {"label": f"helps {_named(check)}",
+                "evidence": f"Only {_named(check)} needs it, and only in part: {_pct(share)} of its evidence goes with "
+                            f"it.{valid}"}
+    most = max(head.necessity.values(), default=0.0)
+    return {"label": "little effect",
+            "evidence": f"No check needs it: at most {_pct(max(most, 0.0))} of any check's evidence goes with it."
+                        + valid}

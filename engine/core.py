@@ -12,9 +12,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from engine.analyze import analyze_run
 from engine.claims_csv import ImportedClaims, read_claims_csv, score_claims, trainable_claims
 from engine.csv_export import csv_bytes
-from engine.inference import Prediction, Predictor, analyze_run
+from engine.inference import Prediction, Predictor
 from engine.model import CLASSES
 from engine.run_files import CHECKPOINT
 from engine.runs import (

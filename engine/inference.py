@@ -5,23 +5,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from data.catalog import Catalog, load_catalog
-from data.generator import generate_claims
 from data.rules import check_claim, label_of
 from data.tokenizer import Encoded, Token, Tokenizer, parse_claim
-from engine.analysis import analysed_names, specialization
-from engine.attribution import HeadAttribution, attribute, minimal_pairs
-from engine.dataset import HELDOUT_SEED_OFFSET, N_CATEGORIES, encode_claims, encode_texts
-from engine.metrics import per_class_accuracy
+from engine.analysis import analysed_names
+from engine.dataset import N_CATEGORIES, encode_texts
 from engine.model import CLASSES, ClaimsTransformer, ModelConfig, greedy_outcomes
 from engine.run_files import CONFIG, TOKENIZER, RunError, load_checkpoint, read_config, read_object
-from engine.telemetry import HeadSpecialization
 
 MAX_CLAIM_CHARS = 5000
 
@@ -231,42 +227,3 @@ def _model(config: ModelConfig, weights: dict, tokenizer: Tokenizer) -> ClaimsTr
     except (RuntimeError, TypeError):  # e.g. a value that cannot be copied into a weight
         raise RunError("the checkpoint's weights cannot be loaded into the model") from None
     return model
-
-
-def analyze_run(folder: Path, claims: int = 2000) -> dict:
-    """`python -m engine analyze`: per-head specialization of a saved run's latest weights on held-out claims."""
-    predictor = Predictor.from_run(folder)
-    config = read_config(folder)
-    # the run's held-out stream; runs saved before data_seed existed drew their claims from their seed
-    data_seed = config.get("data_seed", config.get("seed", 0))
-    heldout = encode_claims(generate_claims(claims, data_seed + HELDOUT_SEED_OFFSET, predictor.catalog),
-                            predictor.tokenizer, predictor.model.config.max_len)
-    point = specialization(predictor.model, heldout, predictor.step or 0, N_CATEGORIES, analysis_claims=claims,
-                           include_encoder=True)
-    with torch.no_grad():
-        predicted = greedy_outcomes(predictor.model.class_log_probs(heldout.tokens, heldout.categories))
-    _, accuracy_by_class = per_class_accuracy(predicted, heldout.classes)
-    pairs = minimal_pairs(predictor.catalog, predictor.tokenizer)
-    causal = {name: attribute(predictor.model, pairs, heldout, predictor.tokenizer, name)
-              for name in point.heads if name.endswith(".cross")}
-    return {
-        "run": str(folder),
-        "step": predictor.step,
-        "claims": len(heldout),
-        "minimal_pairs": len(pairs),
-        "heldout_per_class": accuracy_by_class,
-        "heads": {name: [_head_record(i, h, causal.get(name)) for i, h in enumerate(heads)]
-                  for name, heads in point.heads.items()},
-        "specialists": sorted({h.label for heads in point.heads.values() for h in heads if "specialist" in h.label}),
-        "owners": {f"{name} head {i}": h.owns for name, heads in causal.items() for i, h in enumerate(heads)
-                   if h.owns},
-    }
-
-
-def _head_record(index: int, head: HeadSpecialization, causal: Sequence[HeadAttribution] | None) -> dict:
-    """A head's zero-ablation record, with its causal attribution (engine.attribution) where it is measured: on
-    cross-attention heads; encoder heads' "owns" is null."""
-    record = asdict(head) | {"head": index, "owns": None}
-    if causal is not None:
-        record |= asdict(causal[index])
-    return record

@@ -8,12 +8,8 @@ from dataclasses import dataclass
 import torch
 
 from data.generator import ADMIN_KINDS
-from engine.model import CLASSES, REASONS, Attention, ClaimsTransformer
+from engine.model import CLASSES, Attention, ClaimsTransformer
 from engine.telemetry import OptimPoint, OptimStats
-
-SPECIALIST_DROP = 0.5  # ablation drop on its reason for a head to be called that reason's specialist
-SPECIALIST_OTHER_MAX = 0.1  # ... while every other reason drops at most this much
-LEANING_DROP = 0.2
 
 
 def _stats(sums: list[float], adam: bool) -> OptimStats:
@@ -201,17 +197,3 @@ def shown_change(change: float) -> float:
 def signed(change: float) -> str:
     """An accuracy change as people read it: '+0.14', '-0.39', '+0.00'."""
     return f"{shown_change(change):+.2f}"
-
-
-def head_label(ablation: dict[str, float]) -> tuple[str, str]:
-    """Name a head from its ablation evidence alone; 'generalist' when no reason clearly depends on it."""
-    drops = {reason: ablation.get(reason, 0.0) for reason in REASONS}
-    best = max(drops, key=lambda r: drops[r])
-    others = [drops[r] for r in REASONS if r != best]
-    evidence = ", ".join(f"{r} {signed(-drops[r])}" for r in REASONS)
-    if drops[best] >= SPECIALIST_DROP and max(others) <= SPECIALIST_OTHER_MAX:
-        return (f"{best} specialist",
-                f"ablation {signed(-drops[best])} on {best}, at most {signed(-max(others))} elsewhere")
-    if drops[best] >= LEANING_DROP and drops[best] >= 2 * max(max(others), 0.0):
-        return f"leans {best}", f"ablation accuracy change: {evidence}"
-    return "generalist", f"no reason depends on it alone; ablation accuracy change: {evidence}"

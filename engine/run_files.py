@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 
 import torch
 
+from engine.model import REASONS
 from engine.telemetry import EvalPoint, HeadSpecialization, OptimPoint, OptimStats, SpecializationPoint
 
 CONFIG, STATUS, TOKENIZER, PROBE = "config.json", "status.json", "tokenizer.json", "probe.json"
@@ -201,6 +202,12 @@ def optim_point(record: dict) -> OptimPoint:
     )
 
 
+def _owned(value: Any) -> str | None:
+    if value is not None and value not in REASONS:
+        raise ValueError(f"{value!r} is not a reason")
+    return value
+
+
 def _head(record: dict) -> HeadSpecialization:
     if not record["shares"]:
         raise ValueError("a head that read nothing")
@@ -208,7 +215,16 @@ def _head(record: dict) -> HeadSpecialization:
         shares=numbers(record["shares"]), entropy=number(record["entropy"]), confidence=number(record["confidence"]),
         importance=number(record["importance"]), ablation=numbers(record["ablation"]), label=text(record["label"]),
         evidence=text(record["evidence"]), admin_kinds=numbers(record.get("admin_kinds", {})),
+        necessity=numbers(record.get("necessity", {})), sufficiency=numbers(record.get("sufficiency", {})),
+        answers={text(k): numbers(v) for k, v in _table(record.get("answers", {})).items()},
+        owns=_owned(record.get("owns")),
     )
+
+
+def _table(value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError("not a table")
+    return value
 
 
 def specialization_point(record: dict) -> SpecializationPoint:

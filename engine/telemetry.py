@@ -60,16 +60,23 @@ class AttentionPoint:
 
 @dataclass(frozen=True)
 class HeadSpecialization:
+    """One head at one step. Its name (`label`, `owns`) comes from the causal measurement in engine.attribution;
+    runs saved before it have zero-ablation numbers and labels, and no necessity."""
+
     shares: dict[str, float]  # field category -> share of attention from the reason position
     entropy: float  # nats, mean over claims
     confidence: float  # mean max attention weight (Voita et al. 2019)
     importance: float  # |dL/d gate| (Michel et al. 2019)
-    ablation: dict[str, float]  # class -> accuracy drop when this head is zeroed
+    ablation: dict[str, float]  # class -> accuracy drop when this head's output is replaced by its mean
     label: str
     evidence: str
-    # ADMIN's kind (sex, age, specialty, place) -> accuracy drop on ADMIN claims of that kind when this head is
-    # zeroed; ADMIN is four different checks, which heads can split. Empty when the claims' kinds are unknown.
+    # ADMIN's kind (sex, age, specialty, place) -> accuracy drop on ADMIN claims of that kind, ablated as above;
+    # ADMIN is four different checks, which heads can split. Empty when the claims' kinds are unknown.
     admin_kinds: dict[str, float] = field(default_factory=dict)
+    necessity: dict[str, float] = field(default_factory=dict)  # check -> share of its evidence that goes when patched
+    sufficiency: dict[str, float] = field(default_factory=dict)  # check -> share it brings alone
+    answers: dict[str, dict[str, float]] = field(default_factory=dict)  # ablated: true class -> share per answer
+    owns: str | None = None  # the reason this head is the specialist of
 
 
 @dataclass(frozen=True)

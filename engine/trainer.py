@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.analysis import capture_probe, specialization
+from engine.attribution import PairBatch, run_pairs
 from engine.claims_csv import CsvProblem, build_data_from_csv
 from engine.dataset import N_CATEGORIES, ClaimData, ClaimTensors, build_data
 from engine.metrics import optimizer_stats, per_class_accuracy
@@ -288,6 +289,7 @@ class Trainer:
         self.data: ClaimData | None = None
         self._prepare_seconds = 0.0
         self._model_config: dict = {}
+        self._pairs: PairBatch | None = None  # the minimal pairs heads are attributed on, made once per run
         self.config: TrainConfig | None = None
         self.save_problem: str | None = None  # why the run's folder is incomplete, once saving failed
 
@@ -430,6 +432,7 @@ class Trainer:
         attention_steps, specialization_steps = snapshot_steps(config.steps), specialization_schedule(config.steps)
         recent = _RecentBatches()
         threads = ThreadTuner(config.threads)
+        self._pairs = run_pairs(data.tokenizer, config.model.max_len, device)
         self._observe(model, probe, heldout, 0, writer, with_specialization=True)
         self._evaluate(model, heldout, 0, 0.0, recent, writer)
         self._publish(model, 0)
@@ -554,7 +557,7 @@ class Trainer:
         if writer:
             writer.save_attention(attention)
         if with_specialization:
-            point = specialization(model, heldout, step, N_CATEGORIES)
+            point = specialization(model, heldout, step, N_CATEGORIES, self._pairs)
             self.hub.record_specialization(point)
             if writer:
                 writer.log_specialization(point)

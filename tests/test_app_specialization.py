@@ -1,4 +1,5 @@
-"""Specialization page in AppTest: the ablation matrix, head names that match `engine analyze`, replay and back."""
+"""Specialization page in AppTest: what each check needs from each head, head names that match `engine analyze` and
+the run's own record, replay and back."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 from conftest import plotly_array
 
 from dashboard.engine_resource import get_engine
-from engine.model import REASONS
+from engine.attribution import CHECKS
 from engine.presets import preset
 
 PAGE = "dashboard/specialization.py"
@@ -20,7 +21,7 @@ def chart_titles(at) -> list[str]:
 
 def verdict_matrix(at) -> dict:
     return next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
-                if json.loads(c.proto.spec)["layout"]["title"]["text"].startswith("Ablation matrix:"))
+                if json.loads(c.proto.spec)["layout"]["title"]["text"].startswith("What each check needs"))
 
 
 def assert_matches_analysis(at, run_id: str) -> None:
@@ -28,16 +29,18 @@ def assert_matches_analysis(at, run_id: str) -> None:
     heads = analysis["heads"]["decoder.0.cross"]
     cards = [m.value for m in at.markdown if m.value.startswith("**Head ")]
     assert [c.split(":", 1)[1].split(".**")[0].strip() for c in cards[:4]] == [h["label"] for h in heads]
+    recorded = get_engine().replay(run_id).specialization[-1]  # what the Runs table and the Story read
+    assert recorded.step == analysis["step"] and [h.label for h in recorded.heads["decoder.0.cross"]] == [
+        h["label"] for h in heads]
     z = plotly_array(verdict_matrix(at)["data"][0]["z"])
-    expected = [[-h["ablation"][r] for r in (*REASONS, "VALID")] for h in heads]
-    np.testing.assert_allclose(z, expected, atol=0.005 + 1e-9)  # cells show accuracy changes to two decimals
+    np.testing.assert_allclose(z, [[h["necessity"][c] for c in CHECKS] for h in heads], atol=1e-6)
     assert f"Verdict at step {analysis['step']}" in [s.value for s in at.subheader]
 
 
 def test_idle_page_explains_and_waits(open_app, healthy):
     at = open_app(PAGE)
     healthy(at)
-    assert "attention sink" in at.markdown[0].value
+    assert "Twin claims" in at.markdown[0].value and "specialist" in at.markdown[0].value
     assert "press Train" in at.info[0].value
     assert not at.get("plotly_chart")
 
@@ -51,11 +54,10 @@ def test_live_run_shows_ablation_matrix_and_names_heads_as_analyze_does(open_app
         s.value.startswith("Verdict at step") for s in at.subheader))
     healthy(at)
     assert_matches_analysis(at, engine.snapshot().run_id)
-    history = [t for t in chart_titles(at) if not t.startswith("Ablation matrix")]
-    assert history == ["What each head reads: share of its attention per field, from the position that answers "
-                       "REASON", "What breaks when a head is switched off: change in accuracy per reason, and on valid "
-                       "claims",
-                       "Each head over training"]
+    verdict = ["What each check needs from each head", "What breaks when a head gives its average output",
+               "Where the answers go when one head gives its average output (rows", "Encoder heads"]
+    history = ["What each head reads", *verdict[:2], "Each head over training"]  # from the run's own records
+    assert [t.split(":")[0] for t in chart_titles(at)] == verdict + history
     promise = (at.success or at.warning)[0].value
     assert "The story promised four specialists" in promise
 

@@ -9,7 +9,17 @@ from data.catalog import load_catalog
 from data.generator import generate_claims
 from data.rules import check_claim
 from data.tokenizer import CATEGORIES, Tokenizer
-from engine.attribution import CHECKS, OWNED, HeadAttribution, attribute, minimal_pairs, owners, reason_of, run_patched
+from engine.attribution import (
+    CHECKS,
+    OWNED,
+    HeadAttribution,
+    attribute,
+    minimal_pairs,
+    owners,
+    pair_batch,
+    patched_runner,
+    reason_of,
+)
 from engine.dataset import encode_claims
 from engine.model import ClaimsTransformer, ModelConfig
 
@@ -23,7 +33,7 @@ def setting():
     tokenizer = Tokenizer.from_catalog(catalog)
     pairs = minimal_pairs(catalog, tokenizer, per_check=12)
     claims = encode_claims(generate_claims(200, 5, catalog), tokenizer, 48)
-    return catalog, tokenizer, pairs, claims
+    return catalog, tokenizer, pairs, claims, pair_batch(pairs, tokenizer, 48)
 
 
 def random_model(tokenizer: Tokenizer) -> ClaimsTransformer:
@@ -62,7 +72,7 @@ def wired_model(tokenizer: Tokenizer) -> ClaimsTransformer:
 
 
 def test_minimal_pairs_differ_in_the_one_field_their_check_is_about(setting) -> None:
-    catalog, _, pairs, _ = setting
+    catalog, _, pairs, _, _ = setting
     assert {p.check for p in pairs} == set(CHECKS)
     for pair in pairs:
         (violation,) = check_claim(pair.invalid.fields, catalog)
@@ -74,19 +84,20 @@ def test_minimal_pairs_differ_in_the_one_field_their_check_is_about(setting) -> 
 
 
 def test_patching_a_head_with_its_own_output_changes_nothing(setting) -> None:
-    _, tokenizer, _, claims = setting
+    _, tokenizer, _, claims, _ = setting
     model = random_model(tokenizer)
-    attention = model.decoder[0].cross_attention
-    log_probs, outputs = run_patched(model, claims, attention)
-    assert torch.equal(log_probs, model.class_log_probs(claims.tokens, claims.categories).detach())  # hook only reads
-    for head in range(attention.n_heads):
-        assert torch.equal(run_patched(model, claims, attention, outputs, head)[0], log_probs)
-    assert not torch.equal(run_patched(model, claims, attention, outputs.flip(0), 0)[0], log_probs)  # another claim's
+    for attention in (model.decoder[0].cross_attention, model.encoder[0].attention):
+        run = patched_runner(model, claims, attention)
+        log_probs, outputs = run()
+        assert torch.allclose(log_probs, model.class_log_probs(claims.tokens, claims.categories), atol=1e-6)
+        for head in range(attention.n_heads):
+            assert torch.equal(run(outputs, head)[0], log_probs)  # the hook only reads
+        assert not torch.allclose(run(outputs.flip(0), 0)[0], log_probs)  # another claim's output does change it
 
 
 def test_a_head_that_reads_one_field_carries_exactly_the_checks_on_that_field(setting) -> None:
-    _, tokenizer, pairs, claims = setting
-    heads = attribute(wired_model(tokenizer), pairs, claims, tokenizer, CROSS)
+    _, tokenizer, _, claims, batch = setting
+    heads = attribute(wired_model(tokenizer), CROSS, claims, batch)
     field_of = {"MEDICAL": "diagnosis", "DOSAGE": "dose", "COST": "amount", "sex": "sex", "age": "age",
                 "specialty": "specialty", "place": "place"}
     for head, field in enumerate(WIRED):
@@ -97,12 +108,12 @@ def test_a_head_that_reads_one_field_carries_exactly_the_checks_on_that_field(se
 
 
 def test_one_head_doing_everything_is_one_generalist(setting) -> None:
-    _, tokenizer, pairs, claims = setting
+    _, tokenizer, _, claims, batch = setting
     model = random_model(tokenizer)
     cross = model.decoder[0].cross_attention
     with torch.no_grad():
         cross.out.weight[:, cross.head_dim :] = 0.0  # only head 0 reaches the answer
-    heads = attribute(model, pairs, claims, tokenizer, CROSS)
+    heads = attribute(model, CROSS, claims, batch)
     assert all(heads[0].necessity[c] == pytest.approx(1.0, abs=1e-4) for c in CHECKS)
     assert all(h.necessity[c] == pytest.approx(0.0, abs=1e-6) for h in heads[1:] for c in CHECKS)
     assert [h.owns for h in heads] == [None] * 4  # head 0 carries every reason: a generalist, not a specialist
@@ -110,7 +121,7 @@ def test_one_head_doing_everything_is_one_generalist(setting) -> None:
 
 def _head(necessity: dict[str, float], valid_drop: float = 0.0) -> HeadAttribution:
     full = {c: necessity.get(c, necessity.get(reason_of(c), 0.0)) for c in CHECKS}
-    return HeadAttribution(full, full, {}, valid_drop)
+    return HeadAttribution(full, full, {}, {"VALID": valid_drop}, {})
 
 
 def test_ownership_needs_one_reason_only_valid_untouched_and_no_rival() -> None:
@@ -122,3 +133,25 @@ def test_ownership_needs_one_reason_only_valid_untouched_and_no_rival() -> None:
     assert [h.owns for h in owners([dosage, dosage])] == [None, None]  # two heads for one reason: shared
     assert owners([_head({"sex": 0.9, "age": 0.9, "specialty": 0.9, "place": 0.9})])[0].owns == "ADMIN"
     assert owners([_head({"sex": 0.9, "age": 0.9})])[0].owns is None  # half of ADMIN's checks: mean 0.45
+
+
+def test_labels_say_what_the_measurement_found() -> None:
+    dosage, cost = _head({"DOSAGE": 0.9}), _head({"COST": 0.7, "sex": 0.3})
+    heads = [dosage, cost, _head({"MEDICAL": 0.6, "DOSAGE": 0.6}), _head({"place": 0.4}), _head({"place": 0.1})]
+    labels = [h.label for h in owners(heads)]
+    assert labels == ["DOSAGE specialist", "leans COST", "generalist", "helps ADMIN (place)", "little effect"]
+    shared = owners([dosage, dosage])
+    assert [h.label for h in shared] == ["leans DOSAGE"] * 2 and "Head 2 carries DOSAGE as well" in shared[0].evidence
+    assert "90%" in owners([dosage])[0].evidence
+
+
+def test_mean_ablation_shows_where_answers_go_and_encoder_heads_are_not_patched(setting) -> None:
+    _, tokenizer, _, claims, batch = setting
+    model = random_model(tokenizer)
+    cross = attribute(model, CROSS, claims, batch)
+    for head in cross:
+        shares = [sum(answered.values()) for answered in head.answers.values() if any(answered.values())]
+        assert shares and all(share == pytest.approx(1.0) for share in shares)
+        assert head.ablation["VALID"] == pytest.approx(head.valid_drop)
+    encoder = attribute(model, "encoder.0.self", claims, batch)
+    assert all(not h.necessity and h.owns is None and h.label == "not patched" for h in encoder)

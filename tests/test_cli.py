@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine import inference
-from engine.dataset import HELDOUT_SEED_OFFSET
+from engine.analyze import analyze_run
 from engine.run_files import load_checkpoint
+from engine.runs import replay
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,17 +81,14 @@ def test_analyze_labels_every_head_with_evidence(trained_run: Path) -> None:
     assert report["owners"] == {f"decoder.0.cross head {i}": h["owns"] for i, h in enumerate(heads) if h["owns"]}
 
 
-def test_analyze_scores_claims_from_the_runs_data_stream_not_its_seed(trained_run: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    drawn: list[int] = []
-    real = inference.generate_claims
-    def recording(n: int, seed: int, catalog=None):
-        drawn.append(seed)
-        return real(n, seed, catalog)
-
-    monkeypatch.setattr(inference, "generate_claims", recording)
-    inference.analyze_run(trained_run, claims=100)
-    assert drawn == [HELDOUT_SEED_OFFSET]  # data seed 0's held-out stream, though the run's seed is 3
+def test_analyze_names_the_heads_exactly_as_training_measured_them(trained_run: Path) -> None:
+    report = analyze_run(trained_run)
+    last = replay(trained_run).specialization[-1]
+    assert report["step"] == last.step == 120 and report["claims_source"] == "the run's held-out claims"
+    for recorded, measured in zip(last.heads["decoder.0.cross"], report["heads"]["decoder.0.cross"], strict=True):
+        assert (measured["label"], measured["owns"]) == (recorded.label, recorded.owns)
+        assert measured["necessity"] == pytest.approx(recorded.necessity, abs=1e-5)
+        assert measured["ablation"] == pytest.approx(recorded.ablation, abs=1e-5)
 
 
 def test_bad_settings_and_missing_runs_are_one_line(tmp_path: Path) -> None:

@@ -127,6 +127,12 @@ DAMAGES = {
     "a specialization record with a numeric label": ("metrics.jsonl", '{"type": "specialization", "step": 9, '
                                                      '"heads": {"decoder.0.cross": [{"label": 5}]}}\n'),
     "a record type that is a list": ("metrics.jsonl", '{"type": [1]}\n'),
+    **{f"a head that owns {what}": ("metrics.jsonl", '{"type": "specialization", "step": 9, "heads": '
+                                     '{"decoder.0.cross": [{"shares": {"drug": 1}, "entropy": 1, "confidence": 1, '
+                                     '"importance": 1, "ablation": {}, "label": "x", "evidence": "y", '
+                                     + extra + '}]}}\n')
+       for what, extra in (("no reason", '"owns": "<b>HACK</b>"'), ("answers as a list", '"answers": [1]'),
+                           ("necessity as text", '"necessity": {"MEDICAL": "all"}'))},
     "config seed too large for a table": ("config.json", {"seed": 10**40}),
     "an eval step too large for a table": ("metrics.jsonl", '{"type": "eval", "step": 1000000000000000000000000000000, '
                                            '"seconds": 1, "train_loss": 1, "heldout_loss": 1, "train_accuracy": 1, '

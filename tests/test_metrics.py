@@ -12,7 +12,6 @@ from engine.metrics import (
     attention_entropy,
     category_shares,
     expected_calibration_error,
-    head_label,
     optimizer_stats,
     per_class_accuracy,
 )
@@ -46,14 +45,6 @@ def test_admin_kind_accuracy_by_hand() -> None:
     accuracy = admin_kind_accuracy(predicted, truth, kinds)
     assert accuracy["sex"] == 0.5 and accuracy["age"] == 1.0 and accuracy["specialty"] == 0.5
     assert math.isnan(accuracy["place"])
-
-
-def test_head_label_needs_the_evidence() -> None:
-    assert head_label({"COST": 0.71, "MEDICAL": 0.02, "DOSAGE": 0.0, "ADMIN": 0.05})[0] == "COST specialist"
-    assert head_label({"COST": 0.71, "MEDICAL": 0.3, "DOSAGE": 0.0, "ADMIN": 0.0})[0] == "leans COST"
-    assert head_label({"COST": 0.05, "MEDICAL": 0.04, "DOSAGE": 0.0, "ADMIN": 0.0})[0] == "generalist"
-    assert head_label({"COST": 0.71, "MEDICAL": 0.004, "DOSAGE": -0.01, "ADMIN": 0.0})[1] == \
-        "ablation -0.71 on COST, at most +0.00 elsewhere"  # a drop of 0.004 is no "-0.00"
 
 
 def _few_steps(optimizer_name: str) -> tuple[ClaimsTransformer, torch.optim.Optimizer, dict[str, torch.Tensor]]:
