@@ -1,4 +1,5 @@
-"""Command line: `python -m engine train|predict|analyze`. Errors are one plain line on stderr, never a traceback."""
+"""Command line: `python -m engine train|predict|analyze|study`. Errors are one plain line on stderr, never a
+traceback."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from engine.claims_csv import CsvProblem, read_claims_file
 from engine.inference import Predictor
 from engine.presets import PRESETS, preset
 from engine.run_files import CONFIG, RUN_FILES, RunError
+from engine.study import parse_seeds, run_study
 from engine.telemetry import TelemetryHub
 from engine.trainer import OPTIMIZERS, ConfigError, Trainer
 
@@ -45,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--csv", type=Path)
     analyze = commands.add_parser("analyze", help="per-head specialization of a saved run")
     analyze.add_argument("--run", type=Path, required=True)
+    study = commands.add_parser("study", help="train one recipe with several seeds; what their heads have in common")
+    study.add_argument("--out", type=Path, required=True, help="the study's folder (an interrupted study resumes)")
+    study.add_argument("--seeds", default="0-4", help="e.g. 0-4 or 0,2,5 (default 0-4)")
+    study.add_argument("--preset", default="default", choices=sorted(PRESETS))
+    study.add_argument("--steps", type=int)
+    study.add_argument("--parallel", type=int, default=2, help="seeds trained at once, one core each (default 2)")
     return parser
 
 
@@ -137,10 +145,23 @@ def analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def study(args: argparse.Namespace) -> int:
+    try:
+        seeds = parse_seeds(args.seeds)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    if not 1 <= args.parallel <= 64:
+        raise ConfigError("parallel must be 1 to 64")
+    train_args = ["--preset", args.preset, *(["--steps", str(args.steps)] if args.steps else [])]
+    record = run_study(args.out, seeds, train_args, args.parallel, echo=lambda line: print(line, flush=True))
+    print(json.dumps(record["summary"]))
+    return 1 if record["failures"] else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"train": train, "predict": predict, "analyze": analyze}[args.command](args)
+        return {"train": train, "predict": predict, "analyze": analyze, "study": study}[args.command](args)
     except (ConfigError, RunError, CsvProblem, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
