@@ -1,0 +1,72 @@
+"""Seed studies: the summary on hand-built results whose answer is known, and the CLI round trip with resume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.attribution import CHECKS
+from engine.study import STUDY, SeedResult, bootstrap_interval, matched, parse_seeds, summarize
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def profile(**needs: float) -> dict[str, float]:
+    return dict.fromkeys(CHECKS, 0.0) | needs
+
+
+def result(seed: int, owns: tuple, profiles: tuple) -> SeedResult:
+    labels = tuple(f"{o} specialist" if o else "generalist" for o in owns)
+    return SeedResult(seed, 100, 0.9, labels, owns, profiles)
+
+
+def test_seeds_are_read_as_people_write_them() -> None:
+    assert parse_seeds("0-4") == [0, 1, 2, 3, 4]
+    assert parse_seeds("0, 3,7-9") == [0, 3, 7, 8, 9]
+    for bad in ("", "a-b", "3-1", "1,1", "-2"):
+        with pytest.raises(ValueError, match="seeds must"):
+            parse_seeds(bad)
+
+
+def test_summary_counts_each_reason_over_seeds_and_matches_heads_by_what_they_do() -> None:
+    dosage, cost, medical = profile(DOSAGE=0.9), profile(COST=0.8), profile(MEDICAL=0.6)
+    results = [result(0, ("DOSAGE", "COST", None), (dosage, cost, medical)),
+               result(1, (None, "DOSAGE", None), (medical, dosage, profile(COST=0.3))),  # the same roles, reordered
+               result(2, ("DOSAGE", None, None), (dosage, profile(), profile()))]
+    summary = summarize(results)
+    assert summary["owned_in"] == {"MEDICAL": 0, "DOSAGE": 3, "COST": 1, "ADMIN": 0}
+    assert summary["specialists_per_seed"] == [2, 1, 1]
+    assert summary["sentence"].startswith("DOSAGE got its own head in 3 of 3 runs, COST in 1, MEDICAL in none")
+    assert matched(results)[1] == [1, 2, 0]  # seed 1's head 2 plays seed 0's head 1 (DOSAGE), and so on
+    assert summary["matched_heads"][0] == ["DOSAGE specialist", "DOSAGE specialist", "DOSAGE specialist"]
+    low, high = summary["interval_95"]
+    assert 1.0 <= low <= summary["mean_specialists"] <= high <= 2.0
+
+
+def test_bootstrap_interval_is_the_mean_when_seeds_agree_and_repeats() -> None:
+    assert bootstrap_interval([2, 2, 2, 2]) == (2.0, 2.0)
+    assert bootstrap_interval([0, 1, 3]) == bootstrap_interval([0, 1, 3])
+
+
+def study(out: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine", "study", "--out", str(out), "--preset", "quick",
+                           *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+
+def test_a_study_trains_every_seed_once_and_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "study"
+    first = study(out, "--seeds", "0-1", "--steps", "40")
+    assert first.returncode == 0, first.stderr
+    record = json.loads((out / STUDY).read_text())
+    assert [r["seed"] for r in record["results"]] == [0, 1] and record["summary"]["seeds"] == 2
+    assert all(len(r["labels"]) == 4 for r in record["results"])
+    assert json.loads(first.stdout.splitlines()[-1]) == record["summary"]
+    again = study(out, "--seeds", "0-1", "--steps", "40")
+    assert again.returncode == 0 and again.stdout.startswith("2 of 2 seeds already measured; training 0")
+    other = study(out, "--seeds", "0-1", "--steps", "50")
+    assert other.returncode == 2 and "holds a study of another recipe" in other.stderr
+    assert "Traceback" not in other.stderr + first.stderr
