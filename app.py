@@ -9,6 +9,7 @@ pages = [
     st.Page("dashboard/adam.py", title="Adam's memories"),
     st.Page("dashboard/attention.py", title="Attention"),
     st.Page("dashboard/specialization.py", title="Specialization"),
+    st.Page("dashboard/seeds.py", title="Across seeds"),
     st.Page("dashboard/inspect_claim.py", title="Inspect"),
     st.Page("dashboard/story.py", title="Story"),
     st.Page("dashboard/runs.py", title="Runs"),

@@ -17,6 +17,7 @@ from engine.claims_csv import ImportedClaims, read_claims_csv, score_claims, tra
 from engine.csv_export import csv_bytes
 from engine.inference import Prediction, Predictor
 from engine.model import CLASSES
+from engine.presets import PRESETS
 from engine.run_files import CHECKPOINT
 from engine.runs import (
     RunError,
@@ -29,12 +30,15 @@ from engine.runs import (
     resolve_run,
     torch_bytes,
 )
+from engine.study import BackgroundStudy, SeedResult, read_study
 from engine.telemetry import Snapshot, TelemetryHub
 from engine.trainer import ConfigError, EngineBusy, TrainConfig, Trainer, load_optimizer_code
 
 __all__ = ["TRAINING_NOW", "ConfigError", "Engine", "EngineBusy", "RunError", "RunsFolderError"]
 
 TRAINING_NOW = "training now"
+STUDIES = ".studies"  # seed studies, beside the runs (a dot: not a run folder)
+MAX_STUDY_SEEDS = 10
 SAVED_MODELS_KEPT = 4
 FREE_SPACE_PROBE_BYTES = 2**20  # a run's first files (config, vocabulary, first checkpoint) take about this much
 
@@ -65,6 +69,7 @@ class Engine:
         self._lock = threading.Lock()
         self._predictor: tuple[tuple, Predictor] | None = None
         self._saved: OrderedDict[tuple, Predictor] = OrderedDict()
+        self.study: BackgroundStudy | None = None  # the seed study training now, or the last one
 
     def check_runs_folder(self) -> None:
         """Raise RunsFolderError, in plain words, if runs cannot be saved."""
@@ -148,6 +153,26 @@ class Engine:
     def close(self) -> None:
         self.race.stop(timeout=30)
         self.main.stop(timeout=30)
+        if self.study is not None:
+            self.study.stop()
+
+    def study_folder(self, preset_name: str, seeds: int) -> Path:
+        """Where the study of seeds 0 .. seeds-1 of a preset lives: beside the runs, hidden from the Runs list."""
+        return self.runs_dir / STUDIES / f"{preset_name}-seeds-0-{seeds - 1}"
+
+    def start_study(self, preset_name: str, seeds: int) -> None:
+        """Train seeds 0 .. seeds-1 of a preset in the background, two at a time (resuming one begun before)."""
+        if preset_name not in PRESETS or not 2 <= seeds <= MAX_STUDY_SEEDS:
+            raise ConfigError(f"a study trains one of {', '.join(PRESETS)} with 2 to {MAX_STUDY_SEEDS} seeds")
+        with self._lock:
+            if self.study is not None and self.study.active:
+                raise EngineBusy("A seed study is already training: stop it first.")
+            self.check_runs_folder()
+            self.study = BackgroundStudy(self.study_folder(preset_name, seeds), range(seeds),
+                                         ["--preset", preset_name])
+
+    def saved_study(self, preset_name: str, seeds: int) -> tuple[dict, list[SeedResult]] | None:
+        return read_study(self.study_folder(preset_name, seeds))
 
     def snapshot(self) -> Snapshot:
         return self.main.hub.snapshot()

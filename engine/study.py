@@ -10,10 +10,10 @@ seed, so a study that is stopped resumes where it was, and a finished seed is ne
 from __future__ import annotations
 
 import itertools
-import json
 import random
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from engine.analyze import analyze_run
 from engine.model import REASONS
-from engine.run_files import STATUS, RunError, read_object
+from engine.run_files import STATUS, RunError, number, numbers, read_object, text, whole
 from engine.runs import atomic_write_json
 from engine.runs import summarize as summarize_run
 
@@ -132,22 +132,37 @@ def _record(out: Path, recipe: dict, results: dict[int, SeedResult], failures: d
     return study
 
 
+def _seed_result(record: dict) -> SeedResult:
+    labels, owns, necessity = (record[k] for k in ("labels", "owns", "necessity"))
+    if not isinstance(labels, list) or not isinstance(owns, list) or not isinstance(necessity, list):
+        raise ValueError("not a seed's record")
+    return SeedResult(whole(record["seed"]), whole(record["steps"]), number(record["accuracy"]),
+                      tuple(map(text, labels)), tuple(None if o is None else text(o) for o in owns),
+                      tuple(numbers(n) for n in necessity))
+
+
+def read_study(out: Path) -> tuple[dict, list[SeedResult]] | None:
+    """A saved study's recipe and measured seeds (every value checked: the file may be damaged or hostile), or
+    None when there is none or it cannot be read."""
+    try:
+        saved = read_object(out, STUDY)
+        recipe = saved["recipe"]
+        if not isinstance(recipe, dict) or not isinstance(saved["results"], list):
+            return None
+        return recipe, [_seed_result(r) for r in saved["results"]]
+    except (RunError, KeyError, TypeError, ValueError):
+        return None
+
+
 def _recorded(out: Path, recipe: dict) -> dict[int, SeedResult]:
     """Seeds already measured by an earlier, interrupted study of the same recipe in `out` (a damaged record is
     measured again); a study of another recipe there is refused, never mixed in."""
-    try:
-        saved = json.loads((out / STUDY).read_text())
-    except (OSError, ValueError):
+    saved = read_study(out)
+    if saved is None:
         return {}
-    if isinstance(saved, dict) and isinstance(saved.get("recipe"), dict) and saved["recipe"].get("train") != recipe[
-            "train"]:
-        raise RunError(f"{out} holds a study of another recipe ({' '.join(map(str, saved['recipe']['train']))}); "
-                       "choose another --out")
-    try:
-        return {r["seed"]: SeedResult(**{**r, "labels": tuple(r["labels"]), "owns": tuple(r["owns"]),
-                                         "necessity": tuple(r["necessity"])}) for r in saved["results"]}
-    except (ValueError, KeyError, TypeError):
-        return {}
+    if saved[0].get("train") != recipe["train"]:
+        raise RunError(f"{out} holds a study of another recipe; choose another --out")
+    return {r.seed: r for r in saved[1]}
 
 
 def _progress(log: Path) -> str:
@@ -158,40 +173,79 @@ def _progress(log: Path) -> str:
     return next((line.split("  ")[0] for line in reversed(lines) if line.startswith("step ")), "starting")
 
 
+def _launch(out: Path, seed: int, train_args: Sequence[str]) -> tuple[subprocess.Popen, Path]:
+    log = out / f"seed-{seed}.log"
+    command = [sys.executable, "-m", "engine", "train", "--out", str(out / f"seed-{seed}"), "--replace", "--seed",
+               str(seed), *train_args]
+    with open(log, "w") as handle:
+        return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT), log
+
+
+def _collect(out: Path, seed: int, process: subprocess.Popen, log: Path, results: dict[int, SeedResult],
+             failures: dict[int, str]) -> str:
+    """Measure a seed whose training ended, or note why it failed; the line that says so."""
+    folder = out / f"seed-{seed}"
+    if process.returncode == 0 and _finished(folder):
+        results[seed] = done = measure_seed(seed, folder)
+        return f"seed {seed}: {done.accuracy:.1%} held-out, heads: {', '.join(done.labels)}"
+    failures[seed] = _progress(log) if process.returncode == 0 else log.read_text()[-300:].strip()
+    return f"seed {seed} did not finish: {failures[seed]}"
+
+
 def run_study(out: Path, seeds: Sequence[int], train_args: Sequence[str], parallel: int = 2,
-              echo: Callable[[str], None] = print) -> dict:
-    """Train and measure every seed not yet measured in `out`, `parallel` at a time; the study record."""
+              echo: Callable[[str], None] = print, stop: threading.Event | None = None) -> dict:
+    """Train and measure every seed not yet measured in `out`, `parallel` at a time, until done or `stop` is set
+    (training seeds are then ended, to be trained again on resume); the study record."""
     out.mkdir(parents=True, exist_ok=True)
     recipe = {"train": list(train_args), "seeds": list(seeds)}
     results = {s: r for s, r in _recorded(out, recipe).items() if s in seeds and _finished(out / f"seed-{s}")}
     failures: dict[int, str] = {}
     waiting = [s for s in seeds if s not in results]
     running: dict[int, tuple[subprocess.Popen, Path]] = {}
-    started, last_report = time.monotonic(), 0.0
+    started, last_report = time.monotonic(), time.monotonic()
     echo(f"{len(results)} of {len(seeds)} seeds already measured; training {len(waiting)}, {parallel} at a time")
-    while waiting or running:
+    while (waiting or running) and not (stop and stop.is_set()):
         while waiting and len(running) < parallel:
             seed = waiting.pop(0)
-            folder, log = out / f"seed-{seed}", out / f"seed-{seed}.log"
-            command = [sys.executable, "-m", "engine", "train", "--out", str(folder), "--replace", "--seed",
-                       str(seed), *train_args]
-            with open(log, "w") as handle:
-                running[seed] = (subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT), log)
-        time.sleep(1.0)
+            running[seed] = _launch(out, seed, train_args)
+        time.sleep(0.5)
         for seed, (process, log) in list(running.items()):
-            if process.poll() is None:
-                continue
-            del running[seed]
-            folder = out / f"seed-{seed}"
-            if process.returncode == 0 and _finished(folder):
-                results[seed] = done = measure_seed(seed, folder)
-                echo(f"seed {seed}: {done.accuracy:.1%} held-out, heads: {', '.join(done.labels)} "
-                     f"({len(results)} of {len(seeds)} done, {time.monotonic() - started:.0f} s)")
-            else:
-                failures[seed] = _progress(log) if process.returncode == 0 else log.read_text()[-300:].strip()
-                echo(f"seed {seed} did not finish: {failures[seed]}")
-            _record(out, recipe, results, failures)
+            if process.poll() is not None:
+                del running[seed]
+                line = _collect(out, seed, process, log, results, failures)
+                echo(f"{line} ({len(results)} of {len(seeds)} done, {time.monotonic() - started:.0f} s)")
+                _record(out, recipe, results, failures)
         if running and time.monotonic() - last_report >= 30:
             last_report = time.monotonic()
-            echo("  " + "; ".join(f"seed {s}: {_progress(log)}" for s, (_, log) in running.items()))
+            echo("; ".join(f"seed {s}: {_progress(log)}" for s, (_, log) in running.items()))
+    for process, _ in running.values():
+        process.terminate()
+        process.wait()
     return _record(out, recipe, results, failures)
+
+
+class BackgroundStudy:
+    """A study trained in a background thread, for the dashboard: its progress lines, and a way to stop it."""
+
+    def __init__(self, out: Path, seeds: Sequence[int], train_args: Sequence[str], parallel: int = 2) -> None:
+        self.out, self.seeds = out, list(seeds)
+        self.lines: list[str] = []  # appended by the study's thread only
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(list(train_args), parallel), daemon=True,
+                                        name="headwatch-study")
+        self._thread.start()
+
+    def _run(self, train_args: list[str], parallel: int) -> None:
+        try:
+            run_study(self.out, self.seeds, train_args, parallel, self.lines.append, self._stop)
+        except (RunError, OSError) as error:
+            self.error = str(error)
+
+    @property
+    def active(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()

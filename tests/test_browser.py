@@ -199,6 +199,11 @@ def test_inspect_story_report_and_runs(server: str, tmp_path: Path) -> None:
         assert_no_exception(page)
         screenshot_all(page, ARTIFACTS / "specialization.png")
 
+        open_page(page, "Across seeds")
+        page.get_by_role("button", name="Train 5 seeds").wait_for(timeout=60_000)
+        assert_no_exception(page)
+        screenshot_all(page, ARTIFACTS / "seeds.png")
+
         open_page(page, "Runs")
         page.get_by_role("button", name="Open read-only").click()
         page.get_by_text("(read-only)").first.wait_for()

@@ -1,0 +1,90 @@
+"""Across seeds: one recipe trained with several seeds, and what their heads have in common (engine.study)."""
+
+import pandas as pd
+import streamlit as st
+
+from dashboard.engine_resource import get_engine
+from engine.core import MAX_STUDY_SEEDS, ConfigError, EngineBusy, RunsFolderError
+from engine.model import REASONS
+from engine.presets import PRESETS, preset
+from engine.study import SeedResult, summarize
+
+EXPLANATION = """
+One run is an anecdote. Two runs of the same recipe that differ only in their **seed** (the starting weights and
+the order the claims come in) can end with different heads: one with a DOSAGE specialist, another with none. Here
+the same recipe is trained with several seeds, every run's heads are measured the same way as on the
+**Specialization** page, and the results are counted: how many runs gave each reason its own head.
+
+Each seed trains in its own process on one core, two at a time, so a seed repeats exactly if trained again. The
+live run on the Train page shares the same cores while a study trains. A study that is stopped resumes where it
+was; finished seeds are never trained twice.
+"""
+
+
+def controls() -> tuple[str, int]:
+    left, right = st.columns(2)
+    name = left.selectbox("Recipe", sorted(PRESETS), index=sorted(PRESETS).index("default"), key="study_preset")
+    seeds = right.number_input("Seeds", min_value=2, max_value=MAX_STUDY_SEEDS, value=5, step=1, key="study_seeds",
+                               help="Seeds 0, 1, 2, ... of the recipe")
+    st.caption(f"Each seed trains {preset(name).steps:,} steps, as a run of this recipe does.")
+    return name, int(seeds)
+
+
+def start_or_stop(name: str, seeds: int) -> None:
+    engine = get_engine()
+    if engine.study is not None and engine.study.active:
+        if st.button("Stop the study", key="stop_study"):
+            engine.study.stop()
+    elif st.button(f"Train {seeds} seeds", type="primary", key="start_study"):
+        try:
+            engine.start_study(name, seeds)
+        except (ConfigError, EngineBusy, RunsFolderError) as error:
+            st.error(str(error))
+
+
+def seed_rows(results: list[SeedResult]) -> pd.DataFrame:
+    return pd.DataFrame([{"Seed": r.seed, "Held-out accuracy": r.accuracy, "Specialists": r.specialists,
+                          "Heads": ", ".join(r.labels)} for r in results])
+
+
+def results_view(results: list[SeedResult]) -> None:
+    summary = summarize(results)
+    (st.success if summary["mean_specialists"] else st.warning)(summary["sentence"])
+    for column, reason in zip(st.columns(len(REASONS)), REASONS, strict=True):
+        column.metric(f"{reason}: its own head", f"{summary['owned_in'][reason]} of {summary['seeds']} runs")
+    st.dataframe(seed_rows(results), hide_index=True, column_config={
+        "Held-out accuracy": st.column_config.NumberColumn(format="percent"),
+        "Heads": st.column_config.TextColumn(width="large")})
+    if summary["matched_heads"]:
+        st.caption("Heads matched across seeds: each row is a head of the first seed, beside the head of every other "
+                   "seed that does the most similar work (what each check needs from it).")
+        roles = pd.DataFrame(summary["matched_heads"], columns=[f"Seed {r.seed}" for r in results])
+        roles.insert(0, "Role", [f"Head {i + 1} of seed {results[0].seed}" for i in range(len(roles))])
+        st.dataframe(roles, hide_index=True)
+
+
+@st.fragment(run_every=2.0)
+def study_view(name: str, seeds: int) -> None:
+    start_or_stop(name, seeds)
+    engine = get_engine()
+    study = engine.study
+    training = study is not None and study.active and study.out == engine.study_folder(name, seeds)
+    saved = engine.saved_study(name, seeds)
+    results = saved[1] if saved else []
+    if training:
+        st.progress(len(results) / seeds, text=f"{len(results)} of {seeds} seeds trained and measured")
+        st.caption(study.lines[-1] if study.lines else "Starting…")
+    elif study is not None and study.active:
+        st.info(f"Another study is training ({study.out.name}): stop it, or choose its recipe and seeds to watch it.")
+    elif study is not None and study.error and study.out == engine.study_folder(name, seeds):
+        st.error(f"The study stopped: {study.error}")
+    if results:
+        results_view(results)
+    elif not training:
+        st.info(f"No study of {seeds} seeds of this recipe yet: press Train {seeds} seeds.")
+
+
+st.title("Does it happen every time?")
+st.markdown(EXPLANATION)
+recipe, count = controls()
+study_view(recipe, count)

@@ -1,0 +1,52 @@
+"""Across seeds page in AppTest: a real study of the quick recipe trained from the page, saved studies, damage."""
+
+from __future__ import annotations
+
+import json
+
+from dashboard.engine_resource import get_engine
+from engine.analyze import analyze_run
+from engine.study import STUDY
+
+PAGE = "dashboard/seeds.py"
+
+
+def test_idle_page_explains_and_offers_a_study(open_app, healthy):
+    at = open_app(PAGE)
+    healthy(at)
+    assert "One run is an anecdote" in at.markdown[0].value
+    assert at.button(key="start_study").proto.label == "Train 5 seeds"
+    assert "No study of 5 seeds of this recipe yet" in at.info[0].value
+    assert "3,500 steps" in " ".join(c.value for c in at.caption)
+
+
+def test_a_study_trains_from_the_page_and_counts_each_reason(open_app, rerun, healthy):
+    at = open_app(PAGE)
+    at.selectbox(key="study_preset").set_value("quick")
+    at.number_input(key="study_seeds").set_value(2)
+    at.run()
+    at.button(key="start_study").click().run()
+    healthy(at)
+    engine = get_engine()
+    assert engine.study is not None and engine.study.out == engine.study_folder("quick", 2)
+    rerun(at, lambda: not engine.study.active and len(at.dataframe) == 2, timeout=240)
+    healthy(at)
+    table = at.dataframe[0].value
+    assert list(table["Seed"]) == [0, 1]
+    for seed, heads in zip(table["Seed"], table["Heads"], strict=True):
+        analysis = analyze_run(engine.study_folder("quick", 2) / f"seed-{seed}")
+        assert heads == ", ".join(h["label"] for h in analysis["heads"]["decoder.0.cross"])
+    sentence = (at.success or at.warning)[0].value
+    assert "got its own head in" in sentence and "over 2 seeds" in sentence
+    assert [m.label for m in at.metric] == [f"{r}: its own head" for r in ("MEDICAL", "DOSAGE", "COST", "ADMIN")]
+    assert at.button(key="start_study").proto.label == "Train 2 seeds"  # done: it can be trained again (resumes)
+
+
+def test_a_damaged_or_hostile_study_file_is_no_study(open_app, healthy, engine_env):
+    folder = get_engine().study_folder("default", 5)
+    folder.mkdir(parents=True)
+    for content in ("{not json", json.dumps({"recipe": {}, "results": [{"seed": "<b>x</b>"}]}), "[1]"):
+        (folder / STUDY).write_text(content)
+        at = open_app(PAGE)
+        healthy(at)
+        assert "No study of 5 seeds of this recipe yet" in at.info[0].value
