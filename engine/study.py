@@ -104,7 +104,8 @@ def summarize(results: Sequence[SeedResult]) -> dict:
                                          for i in range(len(results[0].labels))]
     first, *rest = sorted(REASONS, key=lambda r: -owned[r])
     told = ", ".join([f"{first} got its own head in {owned[first]} of {n} run{'s' if n > 1 else ''}",
-                      *[f"{r} in {owned[r] or 'none'}" for r in rest]])
+                      *[f"{r} in {owned[r] or 'none'}" for r in rest]]) if owned[first] else (
+        f"No reason got its own head in any of the {n} run{'s' if n > 1 else ''}")
     return {
         "seeds": n,
         "owned_in": owned,
@@ -132,7 +133,7 @@ def _record(out: Path, recipe: dict, results: dict[int, SeedResult], failures: d
     return study
 
 
-def _seed_result(record: dict) -> SeedResult:
+def seed_result(record: dict) -> SeedResult:
     labels, owns, necessity = (record[k] for k in ("labels", "owns", "necessity"))
     if not isinstance(labels, list) or not isinstance(owns, list) or not isinstance(necessity, list):
         raise ValueError("not a seed's record")
@@ -149,7 +150,7 @@ def read_study(out: Path) -> tuple[dict, list[SeedResult]] | None:
         recipe = saved["recipe"]
         if not isinstance(recipe, dict) or not isinstance(saved["results"], list):
             return None
-        return recipe, [_seed_result(r) for r in saved["results"]]
+        return recipe, [seed_result(r) for r in saved["results"]]
     except (RunError, KeyError, TypeError, ValueError):
         return None
 

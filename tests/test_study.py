@@ -47,6 +47,11 @@ def test_summary_counts_each_reason_over_seeds_and_matches_heads_by_what_they_do
     assert 1.0 <= low <= summary["mean_specialists"] <= high <= 2.0
 
 
+def test_no_owner_in_any_seed_is_said_plainly() -> None:
+    results = [result(s, (None, None), (profile(), profile())) for s in range(3)]
+    assert summarize(results)["sentence"].startswith("No reason got its own head in any of the 3 runs.")
+
+
 def test_bootstrap_interval_is_the_mean_when_seeds_agree_and_repeats() -> None:
     assert bootstrap_interval([2, 2, 2, 2]) == (2.0, 2.0)
     assert bootstrap_interval([0, 1, 3]) == bootstrap_interval([0, 1, 3])
