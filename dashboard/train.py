@@ -59,7 +59,8 @@ def live_view() -> None:
     snap = viewing.snapshot()
     if snap is None:
         return
-    STATUS_BOX.get(snap.status, st.info)(summaries.status_text(snap))
+    box = st.warning if snap.no_better_than_chance else STATUS_BOX.get(snap.status, st.info)
+    box(summaries.status_text(snap))
     if snap.warning:
         st.warning(snap.warning)
     if snap.status == "idle":
@@ -91,7 +92,8 @@ st.caption("A small transformer reads insurance claims and learns to answer VALI
 settings, view = st.columns([1, 3], gap="large")
 with settings:
     st.selectbox("Recipe", list(PRESETS), key="preset", on_change=apply_preset, persist_state="session",
-                 help="Fills in the settings below. 'quick' is a tiny model that trains in seconds.")
+                 help="Fills in the settings below. 'default' is the demo (about 5 minutes). 'quick' is a "
+                      "tiny model that trains in seconds to try the pages; it learns almost nothing, and says so.")
     with st.form("settings", border=False):
         st.radio("Optimizer", OPTIMIZERS, format_func=figures.OPTIMIZER_NAMES.get, key="cfg_optimizer",
                  horizontal=True, persist_state="session")

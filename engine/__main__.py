@@ -95,6 +95,7 @@ def train(args: argparse.Namespace) -> int:
         "steps_per_second": round(snap.step / snap.seconds, 2) if snap.seconds else 0.0,
         "accuracy": latest.heldout_accuracy if latest else None,
         "per_class": latest.heldout_per_class if latest else {},
+        "chance": snap.chance, "no_better_than_chance": snap.no_better_than_chance,
         "prepare_seconds": round(snap.prepare_seconds, 2),
         "setup_seconds": round(snap.setup_seconds, 2),
         "reached": {f"{level:.0%}": _first_reach(snap.evals, level, snap.setup_seconds)

@@ -174,6 +174,12 @@ def category_shares(weights: torch.Tensor, categories: torch.Tensor, n_categorie
     return torch.einsum("nht,ntc->hc", weights, one_hot) / weights.shape[0]
 
 
+def commonest_class(classes: torch.Tensor) -> tuple[str, float]:
+    """The commonest of (N,) class indices and its share: what answering it to every claim scores."""
+    counts = classes.bincount(minlength=len(CLASSES))
+    return CLASSES[int(counts.argmax())], float(counts.max()) / max(len(classes), 1)
+
+
 def attention_entropy(weights: torch.Tensor) -> torch.Tensor:
     """Mean entropy (nats) per head of (N, H, Tk) attention rows; zero weights contribute nothing. What a row gives
     none of its words went to the model's "nothing" slot, one more place it can look."""

@@ -146,6 +146,8 @@ def read_status(folder: Path) -> dict | None:
         text(status.get("status", "stopped"))
         text(status.get("message", ""))
         whole(status.get("step", 0))
+        if status.get("chance") is not None and not 0 <= number(status["chance"]) <= 1:
+            raise ValueError("not a share")
     except (RunError, ValueError):
         return None
     return status

@@ -169,6 +169,7 @@ class RunWriter:
         self.folder = folder
         self.failed: str | None = None
         self.checkpoint_step: int | None = None  # step of the last checkpoint written whole
+        self.chance: float | None = None  # Snapshot.chance, saved with the status
         folder.mkdir(parents=True, exist_ok=True)
         if any(folder.iterdir()):
             raise RunError(f"the folder {folder.name} already holds files; a new run needs a new or empty folder")
@@ -220,7 +221,8 @@ class RunWriter:
             message = f"{message}. Its files stopped being saved partway ({self.failed})"
         try:
             atomic_write_json(self.folder / STATUS, {"status": status, "message": message, "step": step,
-                                                     "seconds": seconds, "updated": time.time()})
+                                                     "seconds": seconds, "updated": time.time(),
+                                                     "chance": self.chance})
         except OSError as error:
             self.failed = self.failed or error.strerror or "the files could not be written"
 
@@ -312,6 +314,7 @@ def replay(folder: Path) -> Snapshot:
         step=last_step, total_steps=config.get("steps", last_step), seconds=seconds, config=config,
         loss=loss.series(), evals=tuple(evals), optim=tuple(optim), attention=tuple(attention),
         specialization=tuple(specialization), probe=probe, attention_names=names, n_heads=n_heads, read_only=True,
+        chance=(status or {}).get("chance"),
     )
 
 

@@ -118,10 +118,18 @@ class Snapshot:
     setup_seconds: float = 0.0  # from Train to step 1: preparing the claims, the model and the first measurement
     warning: str = ""  # a problem that does not stop training, e.g. the run can no longer be saved
     read_only: bool = False  # a saved run reopened for replay
+    # share of held-out claims of the commonest class: what answering that to every claim scores
+    chance: float | None = None
 
     @property
     def active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+    @property
+    def no_better_than_chance(self) -> bool:
+        """An ended run whose last held-out accuracy is no better than answering one class to every claim."""
+        return (self.status in ("finished", "stopped") and self.chance is not None and bool(self.evals)
+                and self.evals[-1].heldout_accuracy <= self.chance)
 
     @property
     def latest_eval(self) -> EvalPoint | None:
@@ -211,10 +219,10 @@ class TelemetryHub:
             self._touch()
 
     def describe(self, probe: tuple[ProbeClaim, ...], attention_names: tuple[str, ...], n_heads: int,
-                 prepare_seconds: float) -> None:
+                 prepare_seconds: float, chance: float | None = None) -> None:
         with self._lock:
             self._base = replace(self._base, probe=probe, attention_names=attention_names, n_heads=n_heads,
-                                 prepare_seconds=prepare_seconds)
+                                 prepare_seconds=prepare_seconds, chance=chance)
             self._touch()
 
     def record_setup(self, seconds: float) -> None:

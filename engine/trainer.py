@@ -22,7 +22,7 @@ from engine.analysis import capture_probe, specialization
 from engine.attribution import PairBatch, run_pairs
 from engine.claims_csv import CsvProblem, build_data_from_csv
 from engine.dataset import N_CATEGORIES, ClaimData, ClaimTensors, build_data
-from engine.metrics import optimizer_stats, per_class_accuracy
+from engine.metrics import commonest_class, optimizer_stats, per_class_accuracy
 from engine.model import (
     CROSS_KEYS,
     TARGET_VOCAB,
@@ -427,8 +427,11 @@ class Trainer:
         optimizer = make_optimizer(config, model)
         sampler = torch.Generator().manual_seed(config.seed)
         train, heldout, probe = data.train.to(device), data.heldout.to(device), data.probe.to(device)
+        _, chance = commonest_class(heldout.classes)
         self.hub.describe(data.probe_claims, tuple(model.attention_names()), config.model.n_heads,
-                          self._prepare_seconds)
+                          self._prepare_seconds, chance)
+        if writer:
+            writer.chance = chance
         attention_steps, specialization_steps = snapshot_steps(config.steps), specialization_schedule(config.steps)
         recent = _RecentBatches()
         threads = ThreadTuner(config.threads)
@@ -503,8 +506,18 @@ class Trainer:
                 raise StopRun("finished", f"Time limit of {config.max_seconds:g} s reached at step {step}", step,
                               seconds)
         self._save_final(model, probe, heldout, step, writer)
-        self._finish(writer, "finished", f"Finished {step} steps in {seconds:.0f} s", step, seconds)
+        self._finish(writer, "finished", self._finished_message(step, seconds, heldout), step, seconds)
         return step, seconds
+
+    def _finished_message(self, step: int, seconds: float, heldout: ClaimTensors) -> str:
+        """How the run ended, with its final accuracy, and plainly when that is no better than chance."""
+        accuracy = self.hub.snapshot().evals[-1].heldout_accuracy
+        done = f"Finished {step:,} steps in {seconds:.0f} s with {accuracy:.1%} of held-out claims right"
+        commonest, chance = commonest_class(heldout.classes)
+        if accuracy > chance:
+            return done + "."
+        return (f"{done}: no better than answering {commonest} to every claim ({chance:.1%}). This run learned "
+                "nothing useful: train longer, or try another learning rate.")
 
     def _diverged(self, model: ClaimsTransformer, step: int, loss_value: float, writer: RunWriter | None,
                   seconds: float) -> NoReturn:

@@ -44,10 +44,11 @@ def test_train_starts_the_shared_run_and_every_session_sees_it(open_app, rerun, 
 
     other = open_app()  # a second browser
     rerun(other, lambda: engine.snapshot().status == "finished" and bool(other.get("plotly_chart")))
-    rerun(at, lambda: bool(at.success))
+    rerun(at, lambda: bool(at.warning))
     healthy(at)
     healthy(other)
-    assert "Finished" in at.success[0].value
+    finished = at.warning[0].value  # 60 quick steps learn nothing: said in a warning, never a green success
+    assert finished.startswith("Finished 60 steps") and "no better than answering VALID to every claim" in finished
     assert "Step 60 of 60" in at.get("progress")[0].proto.text
     loss = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert [t["name"] for t in loss["data"]] == ["Training batches", "Held-out claims (never trained on)"]

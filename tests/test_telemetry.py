@@ -60,3 +60,15 @@ def test_many_readers_never_see_a_torn_state() -> None:
     assert not problems, problems[:3]
     assert hub.snapshot().step == 20_000
     assert len(hub.snapshot().evals) <= TelemetryHub.HISTORY_CAPACITY
+
+
+def test_no_better_than_chance_needs_an_ended_run_at_or_below_the_commonest_class() -> None:
+    from dataclasses import replace
+
+    from conftest import build_snapshot
+
+    snap = replace(build_snapshot(steps=300, status="finished"), chance=0.5)  # ends at 90% held-out
+    assert not snap.no_better_than_chance
+    assert replace(snap, chance=0.9).no_better_than_chance  # exactly what answering one class scores
+    assert not replace(snap, chance=0.9, status="running").no_better_than_chance  # not ended: it may still learn
+    assert not replace(snap, chance=None).no_better_than_chance  # saved before chance was recorded: unknown

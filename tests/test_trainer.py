@@ -129,6 +129,22 @@ def test_huge_learning_rate_diverges_with_a_message(tmp_path: Path) -> None:
     assert all(torch.isfinite(w).all() for w in kept["model"].values() if w.is_floating_point())
 
 
+def test_a_run_no_better_than_chance_says_so_live_and_saved(tmp_path: Path) -> None:
+    hub = TelemetryHub()
+    trainer = Trainer(hub)
+    trainer.start(quick(lr=10.0), folder=tmp_path / "r", run_id="r")  # Adam at learning rate 10: finite, useless
+    wait_for(lambda: not trainer.active)
+    snap = hub.snapshot()
+    assert snap.status == "finished" and snap.no_better_than_chance
+    accuracy = snap.evals[-1].heldout_accuracy
+    assert accuracy <= snap.chance == pytest.approx(0.495)  # 99 of the 200 held-out claims are valid
+    assert snap.message == (f"Finished 60 steps in {snap.seconds:.0f} s with {accuracy:.1%} of held-out claims "
+                            "right: no better than answering VALID to every claim (49.5%). This run learned nothing "
+                            "useful: train longer, or try another learning rate.")
+    saved = replay(tmp_path / "r")
+    assert saved.no_better_than_chance and saved.message == snap.message
+
+
 def test_stopping_saves_the_weights_it_stopped_with(tmp_path: Path) -> None:
     hub = TelemetryHub()
     trainer = Trainer(hub)
