@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--optimizer", choices=OPTIMIZERS)
     train.add_argument("--lr", type=float)
     train.add_argument("--batch-size", type=int)
+    train.add_argument("--weight-decay", type=float, help="Adam's decoupled weight decay (default 0: none)")
     train.add_argument("--threads", type=int,
                        help="intra-op threads (default 1: the same seed repeats the run exactly); 0 measures 1 vs 2 "
                             "as it trains, faster on an idle machine but not repeatable")
@@ -53,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     study.add_argument("--preset", default="default", choices=sorted(PRESETS))
     study.add_argument("--steps", type=int)
     study.add_argument("--parallel", type=int, default=2, help="seeds trained at once, one core each (default 2)")
+    study.add_argument("train_options", nargs=argparse.REMAINDER,
+                       help="after --: more `train` options for every seed, e.g. -- --weight-decay 0.01")
     return parser
 
 
@@ -70,7 +73,8 @@ def train(args: argparse.Namespace) -> int:
     config = preset(args.preset)
     overrides = {"seed": args.seed, "data_seed": args.data_seed, "steps": args.steps,
                  "target_accuracy": args.target_accuracy, "max_seconds": args.max_seconds,
-                 "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size, "threads": args.threads}
+                 "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size, "threads": args.threads,
+                 "weight_decay": args.weight_decay}
     for name, value in overrides.items():
         if value is not None:
             setattr(config, name, value)
@@ -153,7 +157,8 @@ def study(args: argparse.Namespace) -> int:
         raise ConfigError(str(error)) from None
     if not 1 <= args.parallel <= 64:
         raise ConfigError("parallel must be 1 to 64")
-    train_args = ["--preset", args.preset, *(["--steps", str(args.steps)] if args.steps else [])]
+    extra = args.train_options[1:] if args.train_options[:1] == ["--"] else args.train_options
+    train_args = ["--preset", args.preset, *(["--steps", str(args.steps)] if args.steps else []), *extra]
     record = run_study(args.out, seeds, train_args, args.parallel, echo=lambda line: print(line, flush=True))
     print(json.dumps(record["summary"]))
     return 1 if record["failures"] else 0

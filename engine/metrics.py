@@ -28,7 +28,8 @@ def applied_update(param: torch.Tensor, optimizer: torch.optim.Optimizer) -> tup
     """(grad, update, m, v) of a parameter right after `optimizer.step()`; m and v are None for SGD.
 
     For Adam the update is the bias-corrected lr * m_hat / (sqrt(v_hat) + eps), which is exactly what
-    torch.optim.Adam subtracted; for SGD it is lr * grad, or lr * momentum buffer.
+    torch.optim.Adam subtracted, plus for AdamW the decay lr * wd * p it took first (from the weights before the
+    step, recovered from those after it); for SGD it is lr * grad, or lr * momentum buffer.
     """
     group = next(g for g in optimizer.param_groups if any(p is param for p in g["params"]))
     state = optimizer.state.get(param, {})
@@ -40,7 +41,11 @@ def applied_update(param: torch.Tensor, optimizer: torch.optim.Optimizer) -> tup
         m, v = state["exp_avg"], state["exp_avg_sq"]
         m_hat = m / (1 - beta1**t)
         v_hat = v / (1 - beta2**t)
-        return grad, lr * m_hat / (v_hat.sqrt() + group["eps"]), m, v
+        update = lr * m_hat / (v_hat.sqrt() + group["eps"])
+        decay = lr * group["weight_decay"] if group.get("decoupled_weight_decay") else 0.0
+        if decay:
+            update = update + decay * (param.detach() + update) / (1 - decay)
+        return grad, update, m, v
     buffer = state.get("momentum_buffer")
     return grad, lr * (buffer if buffer is not None else grad), None, None
 

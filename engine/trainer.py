@@ -76,6 +76,7 @@ LIMITS: dict[str, tuple[float, float, bool]] = {
     "threads": (0, 64, True),
     "momentum": (0.0, 0.999, True),
     "beta2": (0.0, 0.9999, True),
+    "weight_decay": (0.0, 1.0, True),
     "decay_fraction": (0.0, 1.0, False),
 }
 
@@ -96,6 +97,7 @@ class TrainConfig:
     decay_fraction: float = 1.0  # the cosine reaches its floor (LR_FLOOR) after this share of the steps, then stays
     momentum: float = 0.9
     beta2: float = 0.999  # Adam's second-moment decay: its memory of mistake sizes spans ~1 / (1 - beta2) steps
+    weight_decay: float = 0.0  # Adam's decoupled weight decay (AdamW) on weight matrices and embeddings
     pool_size: int = 40_000
     heldout_size: int = 1000
     eval_every: int = 100
@@ -172,6 +174,12 @@ def learning_rate(config: TrainConfig, step: int) -> float:
 
 
 def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    if config.optimizer == "adam" and config.weight_decay:
+        matrices = [p for p in model.parameters() if p.dim() >= 2]
+        rest = [p for p in model.parameters() if p.dim() < 2]
+        return torch.optim.AdamW([{"params": matrices, "weight_decay": config.weight_decay},
+                                  {"params": rest, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, config.beta2),
+                                 foreach=True)
     if config.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, config.beta2), foreach=True)
     momentum = config.momentum if config.optimizer == "sgd-momentum" else 0.0

@@ -16,6 +16,7 @@ from engine.metrics import (
     per_class_accuracy,
 )
 from engine.model import ClaimsTransformer, ModelConfig, targets_for_classes
+from engine.trainer import TrainConfig, make_optimizer
 
 
 def test_category_shares_entropy_confidence_by_hand() -> None:
@@ -50,8 +51,9 @@ def test_admin_kind_accuracy_by_hand() -> None:
 def _few_steps(optimizer_name: str) -> tuple[ClaimsTransformer, torch.optim.Optimizer, dict[str, torch.Tensor]]:
     torch.manual_seed(0)
     model = ClaimsTransformer(ModelConfig(vocab_size=30, d_model=16, d_ff=32))
-    optimizer = (torch.optim.Adam(model.parameters(), lr=1e-2) if optimizer_name == "adam"
-                 else torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+    optimizer = {"adam": lambda: torch.optim.Adam(model.parameters(), lr=1e-2),
+                 "adamw": lambda: make_optimizer(TrainConfig(lr=1e-2, weight_decay=0.1), model),
+                 "sgd": lambda: torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)}[optimizer_name]()
     tokens = torch.randint(1, 30, (8, 7))
     categories = torch.randint(0, 10, (8, 7))
     inputs, labels = targets_for_classes(torch.randint(0, 5, (8,)))
@@ -66,8 +68,10 @@ def _few_steps(optimizer_name: str) -> tuple[ClaimsTransformer, torch.optim.Opti
     return model, optimizer, before
 
 
-def test_adam_effective_step_is_the_update_torch_applied() -> None:
-    model, optimizer, before = _few_steps("adam")
+@pytest.mark.parametrize("kind", ["adam", "adamw"])
+def test_adam_effective_step_is_the_update_torch_applied(kind: str) -> None:
+    model, optimizer, before = _few_steps(kind)
+    assert len(optimizer.param_groups) == (2 if kind == "adamw" else 1)  # AdamW: no decay on biases and norms
     for name, param in model.named_parameters():
         _, update, m, v = applied_update(param, optimizer)
         assert torch.allclose(before[name] - param.detach(), update, atol=1e-7), name
