@@ -132,7 +132,7 @@ def accuracy_figure(snap: Snapshot) -> go.Figure:
     """Held-out accuracy overall (thick) and per outcome (thin), plus training accuracy for comparison."""
     layout = _layout("Accuracy: share of claims audited correctly", snap.run_id, 380,
                      margin={"l": 60, "r": 20, "t": 80, "b": 50},
-                     xaxis={"title": {"text": "Training step"}},
+                     xaxis={"title": {"text": "Training step"}, "range": [0, max(snap.total_steps, 1)]},
                      yaxis={"title": {"text": "Accuracy"}, "range": [0, 1.02], "tickformat": ".0%"})
     if not snap.evals:
         return _waiting(layout, "Waiting for the first evaluation…")

@@ -150,6 +150,14 @@ def snapshot_steps(total: int, ratio: float = 1.25) -> set[int]:
     return steps
 
 
+EARLY_EVALUATIONS = (10, 20, 50)  # before the first regular one: the first seconds of a curve are its steepest
+
+
+def evaluated(step: int, config: TrainConfig) -> bool:
+    """Whether held-out claims are scored at `step`: every eval_every steps, and a few times before the first."""
+    return step % config.eval_every == 0 or (step < config.eval_every and step in EARLY_EVALUATIONS)
+
+
 def specialization_schedule(total: int) -> set[int]:
     """Steps at which heads are ablated: sparser than attention snapshots, since each costs several passes."""
     chosen = [0]
@@ -497,7 +505,7 @@ class Trainer:
             if step in attention_steps:
                 self._observe(model, probe, heldout, step, writer, with_specialization=step in specialization_steps)
             last = step == config.steps or (config.max_seconds is not None and seconds >= config.max_seconds)
-            if step % config.eval_every == 0 or last:
+            if evaluated(step, config) or last:
                 accuracy = self._evaluate(model, heldout, step, seconds, recent, writer)
                 if writer and writer.failed and not self.hub.snapshot().warning:
                     self.hub.set_warning(f"Training goes on, but this run is no longer saved: {writer.failed}")

@@ -55,6 +55,8 @@ def test_accuracy_figure_overall_and_per_reason(snapshot_factory):
     assert names == ["All, held-out", "All, training", "VALID", "MEDICAL", "DOSAGE", "COST", "ADMIN"]
     assert tuple(fig.layout.yaxis.range) == (0, 1.02)
     json.loads(fig.to_json())  # a class with no claims (NaN accuracy) still serializes
+    early = replace(snapshot_factory(), evals=snapshot_factory().evals[:1], total_steps=3500)  # only step 0 so far
+    assert tuple(figures.accuracy_figure(early).layout.xaxis.range) == (0, 3500)  # the whole run, from the start
 
 
 @pytest.mark.parametrize("metric", list(figures.MEMORY_METRICS))

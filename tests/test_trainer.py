@@ -12,7 +12,7 @@ from engine.presets import preset
 from engine.run_files import load_checkpoint
 from engine.runs import replay
 from engine.telemetry import TelemetryHub
-from engine.trainer import ConfigError, EngineBusy, Trainer, learning_rate
+from engine.trainer import ConfigError, EngineBusy, Trainer, evaluated, learning_rate
 
 
 def quick(**overrides):
@@ -74,6 +74,11 @@ def test_seeds_share_the_claims_and_the_data_seed_changes_them() -> None:
     assert first_losses != other_losses  # but other starting weights and batches
     _, other_data = run(seed=1, data_seed=5)
     assert not torch.equal(first_claims, other_data)
+
+
+def test_held_out_claims_are_scored_early_then_every_eval_every_steps() -> None:
+    assert [s for s in range(1, 301) if evaluated(s, preset("default"))] == [10, 20, 50, 100, 200, 300]
+    assert [s for s in range(1, 31) if evaluated(s, preset("quick"))] == [10, 20, 30]  # already every 10
 
 
 def test_learning_rate_warms_up_falls_to_its_floor_and_stays_there() -> None:
