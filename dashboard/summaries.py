@@ -64,26 +64,50 @@ def _loss_until(snap: Snapshot, step: int, window: int = 20) -> np.ndarray:
     return np.asarray(values[-window:])
 
 
+SAME = 1.05  # two measurements within 5% of each other read as "about the same"
+SWINGS_MORE = 1.5  # one optimizer's step-to-step jumps this many times the other's: it swings more
+
+
+def _compared(what: str, a: str, mine: float, b: str, theirs: float) -> str:
+    """'Adam's training loss is 2.4 times lower than plain SGD's (0.412 against 0.985)' in plain words."""
+    (low, low_name), (high, high_name) = sorted([(mine, a), (theirs, b)])
+    numbers = f"({a} {mine:.3f}, {b} {theirs:.3f})"
+    if low <= 0 or high / low < SAME:
+        return f"the {what} is about the same for both {numbers}"
+    ratio = high / low
+    amount = f"{ratio:.1f} times" if ratio >= 1.5 else "a little"
+    return f"{low_name}'s {what} is {amount} lower than {high_name}'s {numbers}"
+
+
+def _swings(a: str, mine: np.ndarray, b: str, theirs: np.ndarray) -> str:
+    """Does one optimizer swing back and forth more? Step-to-step jumps as a share of the loss's own level."""
+    jumps = [np.abs(np.diff(v)).mean() / max(v.mean(), 1e-12) for v in (mine, theirs)]
+    said = f"From one step to the next the loss jumps by {jumps[0]:.1%} of its level under {a}, {jumps[1]:.1%} " \
+           f"under {b}"
+    if max(jumps) < SWINGS_MORE * min(jumps):
+        return f"{said}: neither swings back and forth more than the other here (both jitter, because every step " \
+               "sees a different batch of claims)."
+    more, less = (a, b) if jumps[0] > jumps[1] else (b, a)
+    return f"{said}: {more} swings back and forth more than {less} here."
+
+
 def race_summary(main: Snapshot, race: Snapshot) -> str:
-    """Compare the two measured curves at the same step, whichever run is ahead."""
+    """Compare the two measured curves at the same step, whichever run is ahead, and answer the story's question
+    (does plain SGD swing back and forth while Adam settles?) from them."""
     step = min(main.step, race.step)
     mine, theirs = _loss_until(main, step), _loss_until(race, step)
     if step == 0 or not len(mine) or not len(theirs):
         return "The race has not produced any steps yet."
     a, b = optimizer_name(main.config), optimizer_name(race.config)
-    lo, hi = sorted([(mine.mean(), a), (theirs.mean(), b)])
-    lines = [f"At step {step:,}, over the last {min(len(mine), len(theirs))} recorded steps, {a}'s training loss "
-             f"averages {mine.mean():.3f} and {b}'s {theirs.mean():.3f}: {lo[1]} is lower"
-             + (f" by {hi[0] / lo[0]:.1f}×." if lo[0] > 0 else ".")]
+    recent = min(len(mine), len(theirs))
+    lines = [f"At step {step:,}, over the last {recent} recorded steps, "
+             + _compared("training loss", a, mine.mean(), b, theirs.mean()) + "."]
     held = {e.step: e.heldout_loss for e in race.evals}
     common = [e for e in main.evals if e.step in held]
     if common:
         e = common[-1]
-        better = a if e.heldout_loss < held[e.step] else b
-        lines.append(f"On held-out claims (never trained on) at step {e.step:,}: {a} {e.heldout_loss:.3f}, "
-                     f"{b} {held[e.step]:.3f}, so {better} is lower there.")
+        lines.append(f"On held-out claims (never trained on) at step {e.step:,}, "
+                     + _compared("loss", a, e.heldout_loss, b, held[e.step]) + ".")
     if len(mine) > 2 and len(theirs) > 2:
-        jumps = np.abs(np.diff(mine)).mean(), np.abs(np.diff(theirs)).mean()
-        lines.append(f"Average jump between consecutive recorded steps: {a} {jumps[0]:.3f}, {b} {jumps[1]:.3f} "
-                     "(both jitter because every step sees a different batch of claims).")
+        lines.append(_swings(a, mine, b, theirs))
     return " ".join(lines)
