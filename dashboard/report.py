@@ -133,8 +133,9 @@ def _before(snap: Snapshot) -> Chapter:
     paragraphs = []
     guess = 1 / len(CLASSES)
     habit = max(CLASSES, key=lambda c: np.nan_to_num(first.heldout_per_class.get(c, 0.0)))
-    text = (f"Before any training (step {first.step}), the model's weights are random. It audited "
-            f"**{_pct(first.heldout_accuracy)}** of the held-out claims correctly")
+    text = (f"Before any training (step {first.step}), the model's settings are random. It judged "
+            f"**{_pct(first.heldout_accuracy)}** of the test claims correctly (claims it never practises on, kept "
+            "aside to test it)")
     if first.heldout_accuracy <= guess + 0.15:
         text += f", no better than picking one of the five answers at random ({guess:.0%})."
     else:
@@ -147,8 +148,7 @@ def _before(snap: Snapshot) -> Chapter:
     if entropy is not None and entropy[1] > 0:  # one-word probe claims have no spread to compare with
         spent, even = entropy
         numbers.update(step0_entropy=spent, even_entropy=even)
-        measured = (f"their attention was {spent / even:.0%} as spread out as it can possibly be (entropy "
-                    f"{spent:.2f} nats, where an even spread is {even:.2f})")
+        measured = f"their attention was {spent / even:.0%} as spread out as it can possibly be"
         if spent / even >= EVEN_START:
             start = (f"Its four attention heads looked at every word of a claim about equally: {measured}. Nobody was "
                      "looking at anything in particular yet. The chart starts there: each head's shares just follow "
@@ -184,7 +184,7 @@ def _race_sentences(snap: Snapshot, race: Snapshot | None) -> list[str]:
     common = [e for e in snap.evals if e.step in held]
     if common:
         e = common[-1]
-        sentences.append(f"Held-out accuracy at step {e.step:,}: {figures.optimizer_name(snap.config)} "
+        sentences.append(f"Test claims judged correctly at step {e.step:,}: {figures.optimizer_name(snap.config)} "
                          f"{_pct(e.heldout_accuracy)}, {figures.optimizer_name(race.config)} {_pct(held[e.step])}.")
     return sentences
 
@@ -192,13 +192,15 @@ def _race_sentences(snap: Snapshot, race: Snapshot | None) -> list[str]:
 def _during(snap: Snapshot, race: Snapshot | None) -> Chapter:
     first, last = snap.evals[0], snap.evals[-1]
     numbers = {"first_loss": first.heldout_loss, "last_loss": last.heldout_loss}
+    drop = 1 - last.heldout_loss / first.heldout_loss if first.heldout_loss > 0 else 0.0
     paragraphs = [f"Then it practised: {last.step:,} rounds of guess, check, adjust, each on a batch of "
-                  f"{snap.config.get('batch_size', '?')} claims. Its mistakes on claims it never trains on (the "
-                  f"held-out loss) fell from **{first.heldout_loss:.2f}** to **{last.heldout_loss:.2f}**."]
+                  f"{snap.config.get('batch_size', '?')} claims. How wrong it was on the test claims, measured as "
+                  f"the loss (0 would be always right and sure of it), fell by **{drop:.0%}**, from "
+                  f"**{first.heldout_loss:.2f}** to **{last.heldout_loss:.2f}**."]
     reached = [(t, _first_step(snap, t)) for t in (0.5, 0.9)]
     said = [f"{t:.0%} by step {s:,}" for t, s in reached if s is not None]
     if said:
-        paragraphs.append(f"Held-out accuracy passed {_join(said)}.")
+        paragraphs.append(f"Its share of test claims judged correctly passed {_join(said)}.")
     learned = {r: _learned_step(snap, r) for r in REASONS}
     numbers.update({f"learned_{r}": float(s) for r, s in learned.items() if s is not None})
     order = sorted((s, r) for r, s in learned.items() if s is not None)
@@ -224,7 +226,10 @@ def _after(snap: Snapshot, measurement: Measurement | None) -> Chapter:
     title = "So far: what the heads have become" if snap.active else "After: which heads became specialists"
     last = snap.evals[-1]
     per_class = ", ".join(f"{c} {_pct(last.heldout_per_class.get(c, math.nan))}" for c in CLASSES)
-    paragraphs = [f"It now audits **{_pct(last.heldout_accuracy)}** of held-out claims correctly ({per_class})."]
+    paragraphs = [f"It now judges **{_pct(last.heldout_accuracy)}** of the test claims correctly ({per_class}). "
+                  "These claims are made up by this app from a catalog of real diagnosis and procedure codes, drug "
+                  "doses and prices, and labelled by its own rules: a score on them is not a score on real claims, "
+                  "which are written in more ways and break rules this catalog does not have."]
     habits = [c for c in CLASSES if np.nan_to_num(last.heldout_per_class.get(c, math.nan)) >= LEARNED]
     if last.heldout_accuracy < OVERALL and habits:
         paragraphs[0] += (f" The high score on {_join(habits)} is mostly a habit, not knowledge: it gives that answer "

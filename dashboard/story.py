@@ -2,11 +2,15 @@
 
 import time
 
+import pandas as pd
 import streamlit as st
 
-from dashboard import figures, report, viewing
+from dashboard import figures, head_figures, report, viewing
 from dashboard.engine_resource import get_engine
 from dashboard.live import DrawnFigure, live, shared
+from engine.dataset import EXAMPLE_CLAIMS
+from engine.inference import Predictor, verdict_to_outcome
+from engine.runs import RunError
 
 INTRO = """
 A small program, a *transformer*, is learning to audit medical insurance claims: for each claim it answers VALID,
@@ -39,6 +43,35 @@ def story() -> None:
             st.plotly_chart(fig, key=f"story_{chapter.key}_{index}", config=figures.CHART_CONFIG)
 
 
+def example_rows(predictor: Predictor) -> pd.DataFrame:
+    rows = []
+    for text in EXAMPLE_CLAIMS:
+        said = predictor.predict(text, with_ablation=False)
+        rules = head_figures.outcome_text(verdict_to_outcome(*said.rules)) if said.rules else "can't tell"
+        rows.append({"Claim": text, "The model says": head_figures.outcome_text(said.outcome) if said.outcome else
+                     "can't tell", "How sure": said.confidence, "The rules say": rules})
+    return pd.DataFrame(rows)
+
+
+def examples() -> None:
+    """A few claims as this run's model judges them, beside the rules it learned from: once the run has ended."""
+    snap = viewing.snapshot()
+    if snap is None or snap.active or not snap.evals:
+        return
+    try:
+        predictor = get_engine().predictor(viewing.replay_id())
+    except RunError:
+        return  # e.g. a saved run without weights: the chapters above say what it measured
+    if predictor is None:
+        return
+    st.header("Some claims, judged by this model")
+    st.caption(f"The model's answers at step {predictor.step:,}, beside what the app's rules say. A confident "
+               "answer can still be wrong: the rules are the reference.")
+    st.dataframe(example_rows(predictor), hide_index=True, column_config={
+        "Claim": st.column_config.TextColumn(width="large"),
+        "How sure": st.column_config.NumberColumn(format="percent")})
+
+
 def report_button() -> None:
     """Outside the live view: a click that lands while the view redraws would ask for a file the redraw dropped."""
     snap = viewing.snapshot()
@@ -64,4 +97,5 @@ if viewing.banner():
     story()
 else:
     live(story)
+examples()
 report_button()

@@ -5,10 +5,12 @@ from __future__ import annotations
 from support import wait_for
 
 from dashboard.engine_resource import get_engine
+from engine.dataset import EXAMPLE_CLAIMS
 from engine.presets import preset
 
 PAGE = "dashboard/story.py"
-CHAPTERS = ["Before: random guesses", "During: learning from mistakes", "After: which heads became specialists"]
+CHAPTERS = ["Before: random guesses", "During: learning from mistakes", "After: which heads became specialists",
+            "Some claims, judged by this model"]
 
 
 def text(at) -> str:
@@ -31,13 +33,20 @@ def test_saved_run_story_in_its_own_numbers(open_app, saved_run, healthy):
     assert [h.value for h in at.header] == CHAPTERS
     snap = get_engine().replay(saved_run)
     story = text(at)
-    assert f"It audited **{snap.evals[0].heldout_accuracy:.0%}** of the held-out claims" in story
-    assert f"fell from **{snap.evals[0].heldout_loss:.2f}** to **{snap.evals[-1].heldout_loss:.2f}**" in story
+    assert f"It judged **{snap.evals[0].heldout_accuracy:.0%}** of the test claims correctly" in story
+    assert "made up by this app" in story and "nats" not in story  # synthetic, said; no jargon units
+    assert f"from **{snap.evals[0].heldout_loss:.2f}** to **{snap.evals[-1].heldout_loss:.2f}**" in story
     labels = [h["label"] for h in get_engine().analyze(saved_run)["heads"]["decoder.0.cross"]]
     for index, label in enumerate(labels):
         assert f"**Head {index + 1}: {label}.**" in story
     assert "The story promised four specialists" in story
     assert "Plain SGD" not in story  # a race belongs to the live run only
+    examples = at.dataframe[0].value
+    assert list(examples["Claim"]) == list(EXAMPLE_CLAIMS)
+    rules = dict(zip(examples["Claim"], examples["The rules say"], strict=True))
+    assert rules["Gout flare, colchicine 60 mg, $30"] == "INVALID: DOSAGE"
+    assert set(examples["The model says"]) <= {"VALID", *(f"INVALID: {r}" for r in ("MEDICAL", "DOSAGE", "COST",
+                                                                                    "ADMIN"))}
     assert len(at.get("plotly_chart")) == 4
     assert at.download_button(key="story_report").proto.label == "Download this story as an HTML report"
 

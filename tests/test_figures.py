@@ -151,7 +151,7 @@ def test_race_summary_compares_at_the_same_step_and_says_who_is_lower(snapshot_f
     assert "swings back and forth" in text
     assert summaries.race_summary(main, Snapshot()) == "The race has not produced any steps yet."
     same = summaries.race_summary(main, snapshot_factory(optimizer="sgd", steps=400))
-    assert "the training loss is about the same for both" in same and "neither swings back and forth more" in same and "lower" not in same.split("held-out")[0]
+    assert "the training loss is about the same for both" in same and "neither swings back and forth more" in same
 
 
 @pytest.mark.parametrize("tokens", [1, 2, 3, 7, 11, 30, 48])
