@@ -67,7 +67,9 @@ def export(run_id: str) -> None:
     measured = viewing.measurement(snap)
     metrics, weights, story = st.columns(3)
     metrics.download_button("Metrics (CSV)", data=lambda: engine.metrics_csv(run_id), on_click="ignore",
-                            file_name=f"{run_id}-metrics.csv", mime="text/csv", width="stretch", key="export_csv")
+                            file_name=f"{run_id}-metrics.csv", mime="text/csv", width="stretch", key="export_csv",
+                            help="One row per training step: the loss, held-out accuracy where it was measured, "
+                                 "each head's Adam statistics and each head's name where they were measured")
     if checkpoint is None:
         weights.caption(missing)
     else:

@@ -16,7 +16,6 @@ from engine.analyze import analyze_run
 from engine.claims_csv import ImportedClaims, read_claims_csv, score_claims, trainable_claims
 from engine.csv_export import csv_bytes
 from engine.inference import Prediction, Predictor
-from engine.model import CLASSES
 from engine.presets import PRESETS
 from engine.run_files import CHECKPOINT
 from engine.runs import (
@@ -25,6 +24,7 @@ from engine.runs import (
     default_runs_dir,
     discard_run,
     list_runs,
+    metrics_table,
     remove_stale_temp_files,
     replay,
     resolve_run,
@@ -193,13 +193,9 @@ class Engine:
         return analyze_run(resolve_run(self.runs_dir, run_id))
 
     def metrics_csv(self, run_id: str) -> bytes:
-        """Step, losses and accuracies (overall and per class) of a saved run, one row per evaluation."""
-        header = ["step", "seconds", "train_loss", "heldout_loss", "train_accuracy", "heldout_accuracy",
-                  *[f"heldout_{c}" for c in CLASSES]]
-        return csv_bytes(header, ([point.step, round(point.seconds, 2), point.train_loss, point.heldout_loss,
-                                   point.train_accuracy, point.heldout_accuracy,
-                                   *[point.heldout_per_class.get(c) for c in CLASSES]]
-                                  for point in self.replay(run_id).evals))
+        """A saved run's every recorded step: losses, accuracies, per-head Adam statistics and head names
+        (engine.runs.metrics_table)."""
+        return csv_bytes(*metrics_table(resolve_run(self.runs_dir, run_id)))
 
     def checkpoint_bytes(self, run_id: str) -> bytes:
         """The saved run's latest weights as a plain PyTorch state_dict (`model.load_state_dict(torch.load(f))`),

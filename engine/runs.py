@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine.model import CLASSES
 from engine.run_files import (
     ATTENTION,
     CHECKPOINT,
@@ -316,6 +317,50 @@ def replay(folder: Path) -> Snapshot:
         specialization=tuple(specialization), probe=probe, attention_names=names, n_heads=n_heads, read_only=True,
         chance=(status or {}).get("chance"),
     )
+
+
+OPTIM_COLUMNS = ("mean_abs_m", "mean_sqrt_v", "mean_abs_step", "grad_norm")
+
+
+def metrics_table(folder: Path) -> tuple[list[str], list[list[object]]]:
+    """Every recorded step of a saved run, one row each: the training loss; held-out losses and accuracies where
+    it was evaluated; each attention head's Adam statistics where they were taken; each cross-attention head's
+    name where the heads were measured. Blank where a step has no such record."""
+    n_heads = read_config(folder).get("model", {}).get("n_heads", 4)
+    rows: dict[int, dict[str, object]] = {}
+    for kind, point in read_records(folder, RECORDS):
+        if not _fits(kind, point, n_heads):
+            continue
+        if kind == "step":
+            step, loss, seconds = point
+            rows.setdefault(step, {}).update(seconds=round(seconds, 2), train_loss=loss)
+        else:
+            rows.setdefault(point.step, {}).update(_columns(kind, point))
+    header = ["step", "seconds", "train_loss"]
+    header += sorted({k for row in rows.values() for k in row} - set(header), key=_column_order)
+    return header, [[step, *(row.get(k) for k in header[1:])] for step, row in sorted(rows.items())]
+
+
+def _columns(kind: str, point: Any) -> dict[str, object]:
+    if kind == "eval":
+        return {"seconds": round(point.seconds, 2), "heldout_loss": point.heldout_loss,
+                "train_accuracy": point.train_accuracy, "heldout_accuracy": point.heldout_accuracy,
+                **{f"heldout_{c}": v for c, v in point.heldout_per_class.items()}}
+    if kind == "optim":
+        return {f"{name} head {h + 1} {stat}": getattr(stats, stat) for name, heads in point.heads.items()
+                for h, stats in enumerate(heads) for stat in OPTIM_COLUMNS}
+    return {f"{name} head {h + 1} label": head.label for name, heads in point.heads.items() if name.endswith(".cross")
+            for h, head in enumerate(heads)}
+
+
+EVAL_COLUMNS = ("heldout_loss", "train_accuracy", "heldout_accuracy", *(f"heldout_{c}" for c in CLASSES))
+
+
+def _column_order(name: str) -> tuple[int, int, str]:
+    """Evaluation columns first (in EVAL_COLUMNS' order), then optimizer statistics, then head names."""
+    if name in EVAL_COLUMNS:
+        return 0, EVAL_COLUMNS.index(name), name
+    return (2 if name.endswith(" label") else 1), 0, name
 
 
 def _replayed_status(status: dict | None) -> tuple[str, str]:

@@ -152,10 +152,16 @@ def test_scored_claims_csv_never_holds_a_formula(open_app, saved_run, healthy):
     assert all(not cell.startswith(("=", "+", "-", "@")) for row in scored for cell in row)
 
 
-def test_the_metrics_csv_keeps_its_numbers_as_numbers(saved_run, engine_env):
+def test_the_metrics_csv_has_every_step_and_keeps_its_numbers_as_numbers(saved_run, engine_env):
     rows = list(csv.reader(io.StringIO(get_engine().metrics_csv(saved_run).decode())))
-    assert rows[0][:2] == ["step", "seconds"] and len(rows) > 2
-    assert all(float(cell) >= 0 for row in rows[1:] for cell in row if cell)
+    header, body = rows[0], rows[1:]
+    assert header[:4] == ["step", "seconds", "train_loss", "heldout_loss"]
+    assert [int(row[0]) for row in body] == list(range(301))  # step 0's evaluation, then every training step
+    assert "decoder.0.cross head 1 mean_sqrt_v" in header and "decoder.0.cross head 4 label" in header
+    numeric = [i for i, name in enumerate(header) if not name.endswith(" label")]
+    assert all(float(row[i]) >= 0 for row in body for i in numeric if row[i])
+    evaluated = [row for row in body if row[header.index("heldout_accuracy")]]
+    assert len(evaluated) == len(get_engine().replay(saved_run).evals)
 
 
 ABSURD = ("Diabetes, metformin NaN mg, $40", "Diabetes, metformin inf mg, $40", "Diabetes, metformin 500 mg, $1e309",
