@@ -292,8 +292,9 @@ def html_report(snap: Snapshot, race: Snapshot | None = None, measurement: Measu
         body.append(f"<h2>{html.escape(chapter.title)}</h2>")
         body.extend(f"<p>{_markdown_to_html(p)}</p>" for p in chapter.paragraphs)
         for fig in figs.get(chapter.key, []):
+            # auto_play off: an animated figure opens at the step it shows (Before: step 0), not played to the end
             body.append(fig.to_html(full_html=False, include_plotlyjs=not embedded, config=figures.CHART_CONFIG,
-                                    default_width="100%"))
+                                    default_width="100%", auto_play=False))
             embedded = True
     style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.5}"
              ".meta{color:#666}")

@@ -246,3 +246,4 @@ def test_html_report_embeds_plotly_once_and_every_figure():
     assert divs == sum(len(f) for f in report.chapter_figures(snap).values()) == 4
     assert "run &lt;1&gt;" in page and "run <1>" not in page
     assert "<b>Head 2: COST specialist.</b>" in page
+    assert "addFrames" in page and "Plotly.animate" not in page  # the Before heatmap opens at step 0, not played
