@@ -128,6 +128,29 @@ def loss_figure(snap: Snapshot) -> go.Figure:
     return go.Figure(data=data, layout=layout)
 
 
+COMPARED = (("A", "#1f77b4"), ("B", "#d62728"))
+
+
+def compare_figure(a: Snapshot, b: Snapshot) -> go.Figure:
+    """Two runs on one set of axes: held-out accuracy (thick) and training loss (thin, right axis)."""
+    layout = _layout("Runs A and B: held-out accuracy and training loss", (a.run_id, b.run_id), 420,
+                     xaxis={"title": {"text": "Training step"}, "rangemode": "tozero"},
+                     yaxis={"title": {"text": "Held-out accuracy"}, "range": [0, 1.02], "tickformat": ".0%"},
+                     yaxis2={"title": {"text": "Training loss"}, "overlaying": "y", "side": "right", "type": "log",
+                             "showgrid": False})
+    data = []
+    for snap, (letter, color) in zip((a, b), COMPARED, strict=True):
+        if snap.evals:
+            data.append(_line(*cap([e.step for e in snap.evals], [e.heldout_accuracy for e in snap.evals]),
+                              f"{letter}: held-out accuracy", color, 3, hovertemplate="%{y:.1%}"))
+        if snap.loss.steps:
+            data.append(_line(*cap(snap.loss.steps, snap.loss.values), f"{letter}: training loss", color, 1,
+                              yaxis="y2", opacity=0.5))
+    if not data:
+        return _waiting(layout, "Neither run has recorded a step")
+    return go.Figure(data=data, layout=layout)
+
+
 def accuracy_figure(snap: Snapshot) -> go.Figure:
     """Held-out accuracy overall (thick) and per outcome (thin), plus training accuracy for comparison."""
     layout = _layout("Accuracy: share of claims audited correctly", snap.run_id, 380,

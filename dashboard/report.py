@@ -99,7 +99,7 @@ def promise_sentence(heads: Sequence[HeadSpecialization]) -> str:
     return verdict
 
 
-def _first_step(snap: Snapshot, reach: float) -> int | None:
+def first_step(snap: Snapshot, reach: float) -> int | None:
     return next((e.step for e in snap.evals if e.heldout_accuracy >= reach), None)
 
 
@@ -197,7 +197,7 @@ def _during(snap: Snapshot, race: Snapshot | None) -> Chapter:
                   f"{snap.config.get('batch_size', '?')} claims. How wrong it was on the test claims, measured as "
                   f"the loss (0 would be always right and sure of it), fell by **{drop:.0%}**, from "
                   f"**{first.heldout_loss:.2f}** to **{last.heldout_loss:.2f}**."]
-    reached = [(t, _first_step(snap, t)) for t in (0.5, 0.9)]
+    reached = [(t, first_step(snap, t)) for t in (0.5, 0.9)]
     said = [f"{t:.0%} by step {s:,}" for t, s in reached if s is not None]
     if said:
         paragraphs.append(f"Its share of test claims judged correctly passed {_join(said)}.")

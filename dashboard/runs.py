@@ -2,15 +2,24 @@
 
 import time
 
+import pandas as pd
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from dashboard import figures, head_figures, report, summaries, viewing
 from dashboard.engine_resource import get_engine
-from engine.claims_csv import MIN_TRAINING_CLAIMS, CsvProblem, ImportedClaims, read_claims_csv
+from engine.claims_csv import (
+    MIN_TRAINING_CLAIMS,
+    SCORED_COLUMNS,
+    CsvProblem,
+    ImportedClaims,
+    read_claims_csv,
+    scored_csv,
+)
 from engine.core import TRAINING_NOW, ConfigError, EngineBusy, RunError, RunsFolderError
 from engine.presets import PRESETS, preset
 from engine.runs import RunSummary
+from engine.telemetry import Snapshot
 
 LIVE = "live"
 LOAD_WEIGHTS = ("Load it into the model with `model.load_state_dict(torch.load(path, weights_only=True))`, where "
@@ -36,21 +45,40 @@ def damage_text(runs: list[RunSummary]) -> str | None:
     return "Damaged runs (the ones that cannot be opened are not offered below):\n" + "\n".join(damaged)
 
 
-def compare(column: DeltaGenerator, run_id: str, key: str) -> None:
-    with column:
+def compared_row(letter: str, snap: Snapshot) -> dict:
+    last = snap.latest_eval
+    reached = report.first_step(snap, 0.95)
+    return {"": letter, "Run": snap.run_id, "Settings": summaries.config_text(snap.config),
+            "Final held-out accuracy": last.heldout_accuracy if last else None,
+            "Reached 95% at step": f"{reached:,}" if reached is not None else "not reached",
+            "Training time": summaries.duration(snap.seconds)}
+
+
+def compare(first: str, second: str) -> None:
+    """Two runs side by side: one table of their numbers, one chart of both curves, then each one's heads."""
+    snaps = {}
+    for letter, run_id in (("A", first), ("B", second)):
         try:
-            snap = viewing.saved_snapshot(run_id)
+            snaps[letter] = viewing.saved_snapshot(run_id)
         except RunError as error:
             st.error(f"Run {run_id} cannot be opened: {error}")
-            return
-        st.caption(f"{summaries.config_text(snap.config)}. {summaries.status_text(snap)}")
-        st.plotly_chart(figures.accuracy_figure(snap), key=f"{key}_accuracy", config=figures.CHART_CONFIG)
-        st.plotly_chart(figures.loss_figure(snap), key=f"{key}_loss", config=figures.CHART_CONFIG)
+    if len(snaps) < 2:
+        return
+    st.dataframe([compared_row(letter, snap) for letter, snap in snaps.items()], hide_index=True, column_config={
+        "Settings": st.column_config.TextColumn(width="large"),
+        "Final held-out accuracy": st.column_config.NumberColumn(format="percent")})
+    st.plotly_chart(figures.compare_figure(snaps["A"], snaps["B"]), key="compare_curves", config=figures.CHART_CONFIG)
+    for column, (letter, snap) in zip(st.columns(2, gap="large"), snaps.items(), strict=True):
+        heads(column, snap, letter)
+
+
+def heads(column: DeltaGenerator, snap: Snapshot, letter: str) -> None:
+    with column:
         measured = viewing.measurement(snap)
         if measured:
-            title = f"Step {measured.point.step:,}: what each check needs from each head"
+            title = f"Run {letter}, step {measured.point.step:,}: what each check needs from each head"
             st.plotly_chart(head_figures.necessity_figure([measured.point], title=title),
-                            key=f"{key}_necessity", config=figures.CHART_CONFIG)
+                            key=f"necessity_{letter}", config=figures.CHART_CONFIG)
 
 
 def export(run_id: str) -> None:
@@ -95,6 +123,30 @@ def start_on_claims(data: bytes) -> None:
         st.session_state.import_error = str(error)
 
 
+SHOWN_SCORED = 200  # rows of the results table in the page; the download has them all
+
+
+def scored_view(rows: list[list[str]]) -> None:
+    """The scored claims in the page: the model's answer beside the rules checker's, disagreements first."""
+    table = pd.DataFrame(rows, columns=SCORED_COLUMNS)
+    model = table["verdict"].where(table["verdict"] != "INVALID", "INVALID: " + table["reason"])
+    rules = table["rules_verdict"].where(table["rules_verdict"] != "INVALID", "INVALID: " + table["rules_reason"])
+    shown = pd.DataFrame({"Claim": table["text"], "The model says": model, "How sure": pd.to_numeric(
+        table["confidence"], errors="coerce"), "The rules say": rules.replace("", "can't tell"),
+        "Problem": table["error"]})
+    judged = (shown["The rules say"] != "can't tell") & (shown["Problem"] == "")
+    agree = int((shown["The model says"] == shown["The rules say"])[judged].sum())
+    st.markdown(f"**The model and the rules checker agree on {agree:,} of the {int(judged.sum()):,} claims both "
+                f"could judge** ({len(rows):,} scored).")
+    shown = shown.assign(order=(shown["The model says"] == shown["The rules say"]) | ~judged).sort_values(
+        "order", kind="stable").drop(columns="order")
+    if len(shown) > SHOWN_SCORED:
+        st.caption(f"Showing {SHOWN_SCORED} of {len(shown):,}, disagreements first; the download has every claim.")
+    st.dataframe(shown.head(SHOWN_SCORED), hide_index=True, column_config={
+        "Claim": st.column_config.TextColumn(width="large"),
+        "How sure": st.column_config.NumberColumn(format="percent")})
+
+
 def imported(data: bytes, claims: ImportedClaims, usable: list[str]) -> None:
     engine = get_engine()
     score, train = st.columns(2, gap="large")
@@ -112,8 +164,12 @@ def imported(data: bytes, claims: ImportedClaims, usable: list[str]) -> None:
             bar.empty()
         scored = st.session_state.get("scored")
         if scored and scored[0] == data:
-            st.download_button("Download the results (CSV)", data=scored[1], file_name="scored-claims.csv",
-                               mime="text/csv", on_click="ignore", key="scored_csv", type="primary")
+            rows = scored[1]
+            st.download_button("Download the results (CSV)", data=lambda: scored_csv(rows),
+                               file_name="scored-claims.csv", mime="text/csv", on_click="ignore", key="scored_csv",
+                               type="primary")
+    if scored and scored[0] == data:
+        scored_view(scored[1])
     with train:
         st.selectbox("Recipe", list(PRESETS), key="import_recipe")
         st.button("Train a new run on these claims", key="train_on_claims", on_click=start_on_claims,
@@ -155,10 +211,8 @@ if usable:
 st.subheader("Compare two runs")
 if len(usable) >= 2:
     left, right = st.columns(2, gap="large")
-    first = left.selectbox("Run A", usable, index=0, key="compare_a")
-    second = right.selectbox("Run B", usable, index=1, key="compare_b")
-    compare(left, first, "a")
-    compare(right, second, "b")
+    compare(left.selectbox("Run A", usable, index=0, key="compare_a"),
+            right.selectbox("Run B", usable, index=1, key="compare_b"))
 else:
     st.caption("Comparing needs two saved runs.")
 
@@ -181,6 +235,7 @@ if upload is not None:
         blank = f"; {claims.skipped_blank:,} blank lines skipped" if claims.skipped_blank else ""
         read = f"{len(claims):,} claim{'s' if len(claims) != 1 else ''}"
         st.success(f"{read} read from {upload.name}, {labelled:,} of them labelled{blank}.")
+        st.caption(f"The first {min(len(claims), 5)} of {len(claims):,}:")
         st.dataframe([{"text": t, "verdict": v, "reason": r} for t, v, r in
                       zip(claims.texts[:5], claims.verdicts, claims.reasons, strict=False)], hide_index=True)
         imported(data, claims, usable)

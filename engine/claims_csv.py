@@ -164,20 +164,38 @@ def _labels(row: dict[str, str], number: int) -> tuple[str | None, str | None]:
     return verdict, reason
 
 
-def score_claims(predictor: Predictor, claims: ImportedClaims, progress: Callable[[int], None] | None = None) -> bytes:
-    """A results CSV: the model's verdict per claim beside any expected label; `progress` hears how many claims
-    are scored so far."""
+SCORED_COLUMNS = ("text", "verdict", "reason", "confidence", "error", "rules_verdict", "rules_reason",
+                  "expected_verdict", "expected_reason", "agrees")
+
+
+def _rules(predictor: Predictor, text: str) -> tuple[str, str]:
+    """What the rules checker says on the fields the tokenizer reads; blank when it cannot tell."""
+    try:
+        return label(parse_claim(predictor.tokenizer.encode(text), predictor.tokenizer), predictor.catalog)
+    except ValueError:
+        return "", ""
+
+
+def scored_rows(predictor: Predictor, claims: ImportedClaims,
+                progress: Callable[[int], None] | None = None) -> list[list[str]]:
+    """Per claim (SCORED_COLUMNS): the model's verdict, the rules checker's, and any expected label; `progress`
+    hears how many claims are scored so far."""
     predictions = predictor.predict_many(claims.texts, progress)
     rows = []
     for prediction, verdict, reason in zip(predictions, claims.verdicts, claims.reasons, strict=True):
         agrees = ""
         if verdict and prediction.verdict:
             agrees = str(prediction.verdict == verdict and (verdict == "VALID" or prediction.reason == reason))
+        rules = _rules(predictor, prediction.text) if not prediction.error else ("", "")
         rows.append([prediction.text, prediction.verdict or "", prediction.reason or "",
                      f"{prediction.confidence:.4f}" if prediction.confidence is not None else "",
-                     prediction.error or "", verdict or "", reason or "", agrees])
-    return csv_bytes(["text", "verdict", "reason", "confidence", "error", "expected_verdict", "expected_reason",
-                      "agrees"], rows)
+                     prediction.error or "", *rules, verdict or "", reason or "", agrees])
+    return rows
+
+
+def scored_csv(rows: list[list[str]]) -> bytes:
+    """`scored_rows` as the results CSV people download."""
+    return csv_bytes(SCORED_COLUMNS, rows)
 
 
 def training_labels(claims: ImportedClaims, tokenizer: Tokenizer, catalog: Catalog) -> tuple[list[str], list[int], int]:

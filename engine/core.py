@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from engine.analyze import analyze_run
-from engine.claims_csv import ImportedClaims, read_claims_csv, score_claims, trainable_claims
+from engine.claims_csv import ImportedClaims, read_claims_csv, scored_rows, trainable_claims
 from engine.csv_export import csv_bytes
 from engine.inference import Prediction, Predictor
 from engine.presets import PRESETS
@@ -203,13 +203,13 @@ class Engine:
         return torch_bytes(self.predictor(run_id).model.state_dict())
 
     def score_claims(self, claims: ImportedClaims, run_id: str | None = None,
-                     progress: Callable[[int], None] | None = None) -> bytes:
-        """A results CSV for an imported claims file, scored by the live model or a saved run; `progress` hears
-        how many claims are scored so far."""
+                     progress: Callable[[int], None] | None = None) -> list[list[str]]:
+        """An imported claims file scored by the live model or a saved run, beside the rules checker
+        (engine.claims_csv.SCORED_COLUMNS); `progress` hears how many claims are scored so far."""
         predictor = self.predictor(run_id)
         if predictor is None:
             raise RunError("No model yet: press Train (or choose a saved run) first.")
-        return score_claims(predictor, claims, progress)
+        return scored_rows(predictor, claims, progress)
 
     def start_on_claims(self, data: bytes, config: TrainConfig, save: bool = True) -> None:
         """Train a new run on an uploaded claims CSV (checked first, so a bad file changes nothing)."""

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from dashboard.engine_resource import get_engine
-from engine.claims_csv import read_claims_csv
+from engine.claims_csv import read_claims_csv, scored_csv
 
 PAGES = ("dashboard/runs.py", "dashboard/inspect_claim.py", "dashboard/specialization.py", "dashboard/story.py")
 
@@ -146,7 +146,7 @@ def test_scored_claims_csv_never_holds_a_formula(open_app, saved_run, healthy):
     rows = [[f"{formula} Diabetes, metformin 500 mg, $40"] for formula in FORMULAS]
     buffer = io.StringIO()
     csv.writer(buffer).writerows([["text"], *rows])
-    results = get_engine().score_claims(read_claims_csv(buffer.getvalue().encode()), saved_run)
+    results = scored_csv(get_engine().score_claims(read_claims_csv(buffer.getvalue().encode()), saved_run))
     scored = list(csv.reader(io.StringIO(results.decode())))
     assert [row[0] for row in scored[1:]] == [f"'{formula} Diabetes, metformin 500 mg, $40" for formula in FORMULAS]
     assert all(not cell.startswith(("=", "+", "-", "@")) for row in scored for cell in row)

@@ -51,9 +51,13 @@ def test_list_open_compare_and_export(open_app, saved_run, engine_env, healthy):
     analysis = get_engine().analyze(saved_run)  # the Specialization page's verdict
     assert mine["Heads"] == ", ".join(h["label"] for h in analysis["heads"]["decoder.0.cross"])
 
-    assert [t for t in titles(at) if t.startswith("Step 300")] == ["Step 300: what each check needs from each "
-                                                                   "head"] * 2
-    assert sum(t.startswith("Accuracy") for t in titles(at)) == 2
+    assert [t for t in titles(at) if "step 300: what each check needs" in t] == [
+        f"Run {letter}, step 300: what each check needs from each head" for letter in "AB"]
+    assert titles(at).count("Runs A and B: held-out accuracy and training loss") == 1  # one chart, both runs
+    compared = at.dataframe[1].value
+    assert set(compared["Run"]) == {saved_run, f"{saved_run}-copy"}
+    assert compared["Final held-out accuracy"].iloc[0] == pytest.approx(
+        get_engine().replay(compared["Run"].iloc[0]).evals[-1].heldout_accuracy)
     assert {b.proto.label for b in at.download_button} == {"Metrics (CSV)", "Weights (PyTorch state_dict)",
                                                            "Story report (HTML)"}
 
@@ -90,6 +94,14 @@ def test_a_claims_file_is_scored_and_trained_on(open_app, saved_run, healthy):
     at.button(key="score").click().run()
     healthy(at)
     assert at.download_button(key="scored_csv").proto.label == "Download the results (CSV)"
+    assert "The first 5 of 80:" in [c.value for c in at.caption]
+    scored = at.dataframe[-1].value
+    assert len(scored) == 80 and list(scored.columns) == ["Claim", "The model says", "How sure", "The rules say",
+                                                          "Problem"]
+    agree = int((scored["The model says"] == scored["The rules say"]).sum())
+    assert f"agree on {agree:,} of the " in " ".join(m.value for m in at.markdown)
+    assert (scored["The model says"] != scored["The rules say"]).tolist() == sorted(
+        scored["The model says"] != scored["The rules say"], reverse=True)  # disagreements first
 
     engine = get_engine()
     at.selectbox(key="import_recipe").set_value("quick")

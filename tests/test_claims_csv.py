@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.claims_csv import CsvProblem, read_claims_csv, score_claims
+from engine.claims_csv import CsvProblem, read_claims_csv, scored_csv, scored_rows
 from engine.presets import preset
 from engine.telemetry import TelemetryHub
 from engine.trainer import Trainer
@@ -65,10 +65,13 @@ def test_scoring_and_training_on_a_claims_file(tmp_path: Path) -> None:
     from engine.inference import Predictor
 
     predictor = Predictor.from_run(tmp_path / "run")
-    results = list(csv.DictReader(io.StringIO(score_claims(predictor, read_claims_csv(path.read_bytes())).decode())))
+    results = list(csv.DictReader(io.StringIO(scored_csv(scored_rows(predictor, read_claims_csv(path.read_bytes())))
+                                              .decode())))
     assert len(results) == 300
     assert {r["verdict"] for r in results} <= {"VALID", "INVALID"}
     assert all(r["agrees"] in ("True", "False") for r in results)
+    assert {r["rules_verdict"] for r in results} <= {"VALID", "INVALID", ""}
+    assert any(r["rules_verdict"] for r in results)
 
 
 def test_batched_scoring_gives_each_claim_the_verdict_it_gets_alone(trained_run_folder: Path) -> None:

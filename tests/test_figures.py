@@ -175,3 +175,13 @@ def test_long_words_are_shortened_on_the_axes_but_whole_in_the_hover(snapshot_fa
     fig = figures.attention_figure(snap, snap.attention[0], "encoder.0.self", 0)
     assert list(fig.layout.xaxis.ticktext) == ["Dx", "Gastro-esophage…"]
     assert fig.data[0].customdata[0][1][1] == long_word
+
+
+def test_compare_figure_puts_both_runs_on_one_set_of_axes(snapshot_factory):
+    a, b = snapshot_factory(steps=3000), snapshot_factory(steps=400, optimizer="sgd", run_id="run-2")
+    fig = figures.compare_figure(a, b)
+    assert [t.name for t in fig.data] == ["A: held-out accuracy", "A: training loss", "B: held-out accuracy",
+                                          "B: training loss"]
+    assert {t.yaxis for t in fig.data[1::2]} == {"y2"} and fig.layout.yaxis2.type == "log"
+    assert max(fig.data[0].x) == 3000 and max(fig.data[2].x) == 400  # each run as far as it went
+    assert not figures.compare_figure(Snapshot(), Snapshot()).data
