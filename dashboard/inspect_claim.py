@@ -30,6 +30,12 @@ def use_example() -> None:
         st.session_state.claim_text = st.session_state.inspect_example
 
 
+def edited() -> None:
+    """An edited claim is no longer the example it started from: the picker says so."""
+    if st.session_state.get("inspect_example") != st.session_state.claim_text:
+        st.session_state.inspect_example = None
+
+
 def answer(verdict: str | None, reason: str | None) -> str:
     return "can't tell" if verdict is None else ("VALID" if verdict == "VALID" else f"INVALID: {reason}")
 
@@ -93,11 +99,15 @@ def show_prediction(p: Prediction, labels: list[str], model: tuple) -> None:
     st.plotly_chart(encoder, key="claim_encoder", config=figures.CHART_CONFIG)
 
 
+MAX_WHAT_IF_FIELDS = 8
+
+
 def what_if_inputs(text: str, p: Prediction) -> dict[int, float | str]:
     fields = what_if.editable_fields(p.tokens)
-    if not fields:
-        st.caption("This claim has no dose, amount, age or sex to change: add e.g. 'aged 60, female' or '$40'.")
-        return {}
+    if len(fields) > MAX_WHAT_IF_FIELDS:
+        st.caption(f"This claim has {len(fields)} values that could change: the first {MAX_WHAT_IF_FIELDS} are "
+                   "offered.")
+        fields = fields[:MAX_WHAT_IF_FIELDS]
     digest = hashlib.sha1(text.encode()).hexdigest()[:10]  # a new claim starts from its own values
     changes: dict[int, float | str] = {}
     for column, field in zip(st.columns(min(4, len(fields))) * len(fields), fields, strict=False):
@@ -117,6 +127,9 @@ def what_if_inputs(text: str, p: Prediction) -> dict[int, float | str]:
 
 def show_what_if(text: str, p: Prediction, run_id: str | None, labels: list[str]) -> None:
     st.subheader("What if?")
+    if not what_if.editable_fields(p.tokens):
+        st.caption("This claim has no dose, amount, age or sex to change: add e.g. 'aged 60, female' or '$40'.")
+        return
     changed = what_if.rewrite(text, p.tokens, what_if_inputs(text, p))
     if changed == text:
         st.caption("Change a value above to see the verdict and the attention move.")
@@ -171,7 +184,7 @@ model.selectbox("Model", models, key="inspect_model", on_change=choose_model,
 example.selectbox("Start from an example", EXAMPLE_CLAIMS, index=None, key="inspect_example", on_change=use_example,
                   placeholder="Choose an example…")
 st.session_state.setdefault("claim_text", EXAMPLE_CLAIMS[0])
-text = st.text_area("Claim", key="claim_text", height=80, persist_state="session")
+text = st.text_area("Claim", key="claim_text", height=80, persist_state="session", on_change=edited)
 if run_id:
     analysis(text, run_id)
 else:

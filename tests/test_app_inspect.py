@@ -144,3 +144,21 @@ def test_the_rule_that_fired_is_named_and_a_disagreement_is_a_warning(open_app, 
             disagreements += 1
             assert "the rules checker says" in warned[0] or "no rule broken" in warned[0]
     assert disagreements  # the session's 300-step quick model is wrong on some of these
+
+
+def test_editing_an_example_clears_the_picker_and_what_if_says_one_thing(open_app, saved_run, healthy):
+    at = open_saved(open_app, saved_run)
+    at.selectbox(key="inspect_example").set_value(EXAMPLES[1]).run()
+    at.text_area(key="claim_text").set_value(EXAMPLES[1] + " please review").run()
+    healthy(at)
+    assert at.selectbox(key="inspect_example").value is None  # no longer that example
+    at.text_area(key="claim_text").set_value("Asthma, montelukast").run()  # no dose, amount, age or sex
+    healthy(at)
+    captions = [c.value for c in at.caption]
+    assert any("has no dose, amount, age or sex to change" in c for c in captions)
+    assert not any("Change a value above" in c for c in captions)
+    many = ", ".join(f"metformin {n} mg, ${n}" for n in range(1, 8))  # 14 values that could change
+    at.text_area(key="claim_text").set_value("Diabetes, 54 yo F, " + many).run()
+    healthy(at)
+    assert len(at.number_input) + len(at.radio) <= 8
+    assert any("the first 8 are offered" in c.value for c in at.caption)
