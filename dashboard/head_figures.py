@@ -228,22 +228,24 @@ def _head_titles(prediction: Prediction, name: str, labels: Sequence[str] | None
 
 
 def claim_cross_figure(prediction: Prediction, labels: Sequence[str] | None = None, name: str = CROSS) -> go.Figure:
-    """Per head, what the position that answers REASON looks at in this claim (one row of weights a head)."""
-    weights = prediction.attention[name][:, 1, :]  # (H, T): row 1 answers REASON
+    """Per head, what the answer looks at in this claim: the position that answers VALID or INVALID, and the one
+    that answers the reason (two rows of weights a head)."""
+    weights = prediction.attention[name][:, :2, :]  # (H, 2, T): row 0 answers the verdict, row 1 the reason
     tokens = [plotly_text(token_label(t)) for t in prediction.tokens]
     n_heads = weights.shape[0]
     fig = make_subplots(rows=n_heads, cols=1, shared_xaxes=True, vertical_spacing=0.32 / n_heads,
                         subplot_titles=_head_titles(prediction, name, labels))
     for head in range(n_heads):
-        fig.add_trace(go.Heatmap(z=weights[head][None, :], x=list(range(len(tokens))), y=["→ reason"],
-                                 coloraxis="coloraxis", customdata=np.array([tokens], dtype=object),
+        fig.add_trace(go.Heatmap(z=weights[head], x=list(range(len(tokens))), y=["→ verdict", "→ reason"],
+                                 coloraxis="coloraxis", customdata=np.array([tokens, tokens], dtype=object),
                                  hovertemplate=f"Head {head + 1} looks at <b>%{{customdata}}</b>: "
                                                "%{z:.3f}<extra></extra>", name=f"Head {head + 1}",
                                  texttemplate="%{z:.2f}", xgap=1),
                       row=head + 1, col=1)
     fig.update_xaxes(tickvals=list(range(len(tokens))), ticktext=tokens, tickangle=-45)
-    fig.update_layout(**_layout("Cross-attention from the position that answers REASON",
-                                120 + 95 * n_heads, coloraxis={"colorscale": "Viridis", "cmin": 0, "cmax": 1},
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(**_layout("Cross-attention: what the verdict and the reason look at in this claim",
+                                120 + 125 * n_heads, coloraxis={"colorscale": "Viridis", "cmin": 0, "cmax": 1},
                                 hovermode="closest"))
     fig.update_annotations(font={"size": 12}, xanchor="left", x=0)
     return fig

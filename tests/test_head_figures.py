@@ -125,7 +125,8 @@ def test_claim_figures_have_one_heatmap_per_head_with_ablation_in_the_titles():
     p = prediction()
     cross = head_figures.claim_cross_figure(p, ["generalist", "COST specialist", "generalist", "generalist"])
     assert len(cross.data) == 4 and {t.type for t in cross.data} == {"heatmap"}
-    np.testing.assert_allclose(np.asarray(cross.data[1].z)[0], p.attention[head_figures.CROSS][1, 1])
+    np.testing.assert_allclose(np.asarray(cross.data[1].z), p.attention[head_figures.CROSS][1, :2])  # both answers
+    assert list(cross.data[1].y) == ["→ verdict", "→ reason"]
     titles = [a.text for a in cross.layout.annotations]
     assert "COST specialist" in titles[1] and "off: INVALID: COST" in titles[1]
     assert "same answer" in titles[0]
