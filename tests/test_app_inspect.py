@@ -47,7 +47,7 @@ def test_seed_examples_show_verdict_rules_and_four_heads_per_layer(open_app, sav
         cross, encoder = figure(at, "Cross-attention"), figure(at, "Encoder self-attention")
         for chart in (cross, encoder):
             assert [t["type"] for t in chart["data"]] == ["heatmap"] * 4
-        assert plotly_array(cross["data"][0]["z"]).shape == (2, len(expected.tokens))  # the verdict row and the reason row
+        assert plotly_array(cross["data"][0]["z"]).shape == (2, len(expected.tokens))
         assert plotly_array(encoder["data"][0]["z"]).shape == (len(expected.tokens),) * 2
         chips = at.get("html")[0].proto.body
         assert all(t.surface in chips for t in expected.tokens)
