@@ -119,6 +119,21 @@ def necessity_figure(points: Sequence[SpecializationPoint], name: str = CROSS, t
                              colorbar={"title": {"text": "needed"}, "tickformat": ".0%"})
 
 
+def direct_figure(point: SpecializationPoint, name: str = CROSS) -> go.Figure:
+    """Per head and check, direct logit attribution on the check's invalid claims: how far the head's own output
+    pushes the answer towards that check's reason (positive) or away from it, not counting what later parts of the
+    model make of it."""
+    title = "Each head's direct push towards the right answer, on claims that break each rule (in logits)"
+    heads = point.heads.get(name, ())
+    if not heads or not heads[0].direct:
+        return _waiting(title, "Not measured for this run (saved by an older version)")
+    columns = [c if reason_of(c) != "ADMIN" else f"ADMIN: {c}" for c in CHECKS]
+    peak = max(max(abs(v) for v in h.direct.values()) for h in heads) or 1.0
+    return _animated_heatmap([point], name, columns, lambda head, c: head.direct.get(c.removeprefix("ADMIN: "), 0.0),
+                             title, -1, colorscale="RdBu", zmid=0, zmin=-peak, zmax=peak, texttemplate="%{z:+.1f}",
+                             colorbar={"title": {"text": "logits"}})
+
+
 def ablation_figure(points: Sequence[SpecializationPoint], name: str = CROSS, title: str | None = None) -> go.Figure:
     """Accuracy change per reason, and on valid claims, when one head's output is replaced by its average (runs
     saved by older versions: switched off). VALID comes last: a head that clears valid claims shows only there."""

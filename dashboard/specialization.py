@@ -50,8 +50,12 @@ def verdict(m: report.Measurement, training: bool) -> None:
             st.caption(report.reads_sentence(head))
     st.plotly_chart(head_figures.necessity_figure([m.point]), key="verdict_necessity", config=figures.CHART_CONFIG)
     st.plotly_chart(head_figures.ablation_figure([m.point]), key="verdict_ablation", config=figures.CHART_CONFIG)
-    with st.expander("Where the answers go without each head"):
+    with st.expander("Where the answers go without each head, and each head's direct push"):
         st.plotly_chart(head_figures.answers_figure(m.point), key="verdict_answers", config=figures.CHART_CONFIG)
+        st.caption("Direct push: what a head's own output adds to the answer, read through the model's last step "
+                   "(direct logit attribution). A head can push hard and still not be needed, when another head "
+                   "pushes the same way; the test above, swapping one head at a time, is what names the heads.")
+        st.plotly_chart(head_figures.direct_figure(m.point), key="verdict_direct", config=figures.CHART_CONFIG)
     if head_figures.ENCODER in m.point.heads:
         with st.expander("The encoder's four heads, given their average output"):
             st.caption("Encoder heads let the claim's words read each other before the answer looks at them. They "

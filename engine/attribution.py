@@ -25,7 +25,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -36,7 +36,7 @@ from data.styles import terse
 from data.tokenizer import Tokenizer, parse_claim
 from engine.dataset import ClaimTensors, encode_claims
 from engine.metrics import admin_kind_accuracy, per_class_accuracy, shown_change
-from engine.model import CLASSES, REASONS, Attention, ClaimsTransformer, greedy_outcomes
+from engine.model import CLASSES, REASONS, TARGET_ID, Attention, ClaimsTransformer, greedy_outcomes
 
 OWNED = 0.5  # a reason depends on a head: patching it away removes at least half the gap between the twins
 UNOWNED = 0.2  # the most any other reason, check or VALID may depend on a head that owns one
@@ -71,6 +71,7 @@ class HeadAttribution:
     answers: dict[str, dict[str, float]]  # mean-ablated: true class -> share of its claims answered as each class
     ablation: dict[str, float]  # mean-ablated: class -> accuracy drop
     admin_kinds: dict[str, float]  # mean-ablated: ADMIN check -> accuracy drop on ADMIN claims of that kind
+    direct: dict[str, float] = field(default_factory=dict)  # per check: direct logit attribution (direct_effects)
     owns: str | None = None  # a reason (REASONS), or None
     label: str = ""
     evidence: str = ""
@@ -217,6 +218,50 @@ def _patching(model: ClaimsTransformer, attention: Attention,
     return effects
 
 
+def logit_directions(model: ClaimsTransformer, reasons: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, C) each: directions in the final residual whose dot product (after the final LayerNorm) is the logit
+    difference the answer rests on: at the verdict position INVALID minus VALID, at the reason position the claim's
+    reason (`reasons`, indices into REASONS) minus the mean of the other reasons."""
+    unembed = model.output.weight  # (V, C)
+    verdict = unembed[TARGET_ID["INVALID"]] - unembed[TARGET_ID["VALID"]]  # (C,)
+    rows = unembed[[TARGET_ID[r] for r in REASONS]]  # (4, C)
+    chosen = rows[reasons]  # (B, C)
+    return verdict.expand_as(chosen), chosen - (rows.sum(0) - chosen) / (len(REASONS) - 1)
+
+
+def direct_effects(model: ClaimsTransformer, attention: Attention, claims: ClaimTensors,
+                   reasons: torch.Tensor) -> torch.Tensor:
+    """(B, H) direct logit attribution: each head's output, through the output projection and the final LayerNorm
+    with its scale frozen as measured, read along `logit_directions` at both answer positions and summed. The
+    residual stream is a sum, so with the LayerNorm frozen these add up exactly with every other component's."""
+    run = patched_runner(model, claims, attention)
+    final: list[torch.Tensor] = []
+    handle = model.norm_out.register_forward_pre_hook(lambda _m, args: final.append(args[0].detach()))
+    try:
+        _, heads = run()
+    finally:
+        handle.remove()
+    residual = final[0]  # (B, S, C)
+    sigma = (residual.var(-1, unbiased=False, keepdim=True) + model.norm_out.eps).sqrt()  # (B, S, 1)
+    batch, length, _ = heads.shape
+    width = attention.head_dim
+    out = attention.out.weight.view(-1, attention.n_heads, width)  # (C, H, hd)
+    written = torch.einsum("bshd,chd->bshc", heads.view(batch, length, attention.n_heads, width), out)
+    centered = written - written.mean(-1, keepdim=True)  # the LayerNorm subtracts each row's mean
+    read = centered / sigma[:, :, None, :] * model.norm_out.weight  # (B, S, H, C)
+    verdict, reason = logit_directions(model, reasons)
+    return (read[:, 0] * verdict[:, None]).sum(-1) + (read[:, 1] * reason[:, None]).sum(-1)
+
+
+def _direct(model: ClaimsTransformer, attention: Attention, pairs: PairBatch) -> list[dict[str, float]]:
+    """Per head: mean direct logit attribution on each check's invalid twins."""
+    reasons = torch.tensor([REASONS.index(reason_of(c)) for c in pairs.checks], device=pairs.invalid.tokens.device)
+    with torch.no_grad():
+        effects = direct_effects(model, attention, pairs.invalid, reasons)  # (B, H)
+    rows = {c: [i for i, row in enumerate(pairs.checks) if row == c] for c in dict.fromkeys(pairs.checks)}
+    return [{c: float(effects[index, head].mean()) for c, index in rows.items()} for head in range(attention.n_heads)]
+
+
 def balanced(claims: ClaimTensors, per_class: int) -> ClaimTensors:
     """Up to `per_class` claims of each class, so that no class dominates a mean."""
     chosen = [torch.nonzero(claims.classes == c).squeeze(1)[:per_class] for c in range(len(CLASSES))]
@@ -264,12 +309,14 @@ def attribute(model: ClaimsTransformer, name: str, claims: ClaimTensors,
     was_training = model.training
     model.eval()
     attention = next(m for m in model.modules() if isinstance(m, Attention) and m.name == name)
-    effects = _patching(model, attention, pairs) if pairs is not None and not name.startswith("encoder.") else None
+    patched = pairs is not None and not name.startswith("encoder.")
+    effects = _patching(model, attention, pairs) if patched else None
+    direct = _direct(model, attention, pairs) if patched else None
     heads = []
     for head, (answers, drops) in enumerate(_mean_ablations(model, attention, claims)):
         necessity, sufficiency = effects[head] if effects else ({}, {})
-        heads.append(HeadAttribution(necessity, sufficiency, answers,
-                                     {c: drops[c] for c in CLASSES}, {k: drops[k] for k in ADMIN_KINDS if k in drops}))
+        heads.append(HeadAttribution(necessity, sufficiency, answers, {c: drops[c] for c in CLASSES},
+                                     {k: drops[k] for k in ADMIN_KINDS if k in drops}, direct[head] if direct else {}))
     model.train(was_training)
     return owners(heads)
 

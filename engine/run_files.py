@@ -218,6 +218,7 @@ def _head(record: dict) -> HeadSpecialization:
         importance=number(record["importance"]), ablation=numbers(record["ablation"]), label=text(record["label"]),
         evidence=text(record["evidence"]), admin_kinds=numbers(record.get("admin_kinds", {})),
         necessity=numbers(record.get("necessity", {})), sufficiency=numbers(record.get("sufficiency", {})),
+        direct=numbers(record.get("direct", {})),
         answers={text(k): numbers(v) for k, v in _table(record.get("answers", {})).items()},
         owns=_owned(record.get("owns")),
     )

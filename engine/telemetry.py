@@ -76,6 +76,7 @@ class HeadSpecialization:
     necessity: dict[str, float] = field(default_factory=dict)  # check -> share of its evidence that goes when patched
     sufficiency: dict[str, float] = field(default_factory=dict)  # check -> share it brings alone
     answers: dict[str, dict[str, float]] = field(default_factory=dict)  # ablated: true class -> share per answer
+    direct: dict[str, float] = field(default_factory=dict)  # check -> direct logit attribution on its invalid twins
     owns: str | None = None  # the reason this head is the specialist of
 
 

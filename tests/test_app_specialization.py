@@ -55,7 +55,9 @@ def test_live_run_shows_ablation_matrix_and_names_heads_as_analyze_does(open_app
     healthy(at)
     assert_matches_analysis(at, engine.snapshot().run_id)
     verdict = ["What each check needs from each head", "What breaks when a head gives its average output",
-               "Where the answers go when one head gives its average output (rows", "Encoder heads"]
+               "Where the answers go when one head gives its average output (rows",
+               "Each head's direct push towards the right answer, on claims that break each rule (in logits)",
+               "Encoder heads"]
     history = ["What each head reads", *verdict[:2], "Each head over training"]  # from the run's own records
     assert [t.split(":")[0] for t in chart_titles(at)] == verdict + history
     promise = (at.success or at.warning)[0].value

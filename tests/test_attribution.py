@@ -14,6 +14,8 @@ from engine.attribution import (
     OWNED,
     HeadAttribution,
     attribute,
+    direct_effects,
+    logit_directions,
     minimal_pairs,
     owners,
     pair_batch,
@@ -21,7 +23,7 @@ from engine.attribution import (
     reason_of,
 )
 from engine.dataset import encode_claims
-from engine.model import ClaimsTransformer, ModelConfig
+from engine.model import REASONS, TARGET_ID, ClaimsTransformer, ModelConfig
 
 CROSS = "decoder.0.cross"
 WIRED = ("dose", "amount", "diagnosis", "specialty")  # head k reads only this field
@@ -155,3 +157,38 @@ def test_mean_ablation_shows_where_answers_go_and_encoder_heads_are_not_patched(
         assert head.ablation["VALID"] == pytest.approx(head.valid_drop)
     encoder = attribute(model, "encoder.0.self", claims, batch)
     assert all(not h.necessity and h.owns is None and h.label == "not patched" for h in encoder)
+
+
+def test_direct_logit_attribution_adds_up_exactly_with_the_rest_of_the_residual(setting) -> None:
+    _, tokenizer, _, claims, _ = setting
+    model = random_model(tokenizer)
+    cross = model.decoder[0].cross_attention
+    reasons = torch.randint(0, len(REASONS), (len(claims),), generator=torch.Generator().manual_seed(0))
+    final: list[torch.Tensor] = []
+    handle = model.norm_out.register_forward_pre_hook(lambda _m, args: final.append(args[0]))
+    with torch.no_grad():
+        memory = model.encode(claims.tokens, claims.categories)
+        targets = torch.tensor([[TARGET_ID["<bos>"], TARGET_ID["INVALID"]]]).expand(len(claims), 2)
+        logits = model.decode(targets, memory)  # (B, 2, V)
+        heads = direct_effects(model, cross, claims, reasons)  # (B, H)
+    handle.remove()
+    rows = [TARGET_ID[r] for r in REASONS]
+    chosen = logits[:, 1, rows].gather(1, reasons[:, None]).squeeze(1)
+    actual = (logits[:, 0, TARGET_ID["INVALID"]] - logits[:, 0, TARGET_ID["VALID"]]
+              + chosen - (logits[:, 1, rows].sum(1) - chosen) / (len(REASONS) - 1))
+    # everything else in the final residual, read the same way: the residual minus the heads' writes, plus the
+    # LayerNorm's and the unembedding's constants
+    residual = final[-1]
+    sigma = (residual.var(-1, unbiased=False, keepdim=True) + model.norm_out.eps).sqrt()
+    verdict, reason = logit_directions(model, reasons)
+    directions = torch.stack([verdict, reason], dim=1)  # (B, 2, C)
+    bias = model.output.bias
+    constants = (bias[TARGET_ID["INVALID"]] - bias[TARGET_ID["VALID"]] + bias[rows].gather(0, reasons)
+                 - (bias[rows].sum() - bias[rows].gather(0, reasons)) / (len(REASONS) - 1))
+    constants = constants + (directions * model.norm_out.bias).sum((1, 2))
+    total = ((residual - residual.mean(-1, keepdim=True)) / sigma * model.norm_out.weight * directions).sum((1, 2))
+    assert torch.allclose(total + constants, actual, atol=1e-4)  # the frozen-LayerNorm reading is exact
+    _, outputs = patched_runner(model, claims, cross)()
+    rest = residual - torch.einsum("bsk,ck->bsc", outputs, cross.out.weight)  # the residual without the heads
+    rest_read = ((rest - rest.mean(-1, keepdim=True)) / sigma * model.norm_out.weight * directions).sum((1, 2))
+    assert torch.allclose(heads.sum(1) + rest_read + constants, actual, atol=1e-4)

@@ -79,6 +79,14 @@ def test_necessity_figure_shows_each_check_and_says_when_a_run_predates_it():
     assert not old.data and "older versions" in old.layout.annotations[0].text
 
 
+def test_direct_figure_shows_each_heads_push_on_a_symmetric_scale():
+    direct = dict.fromkeys(CHECKS, 0.5) | {"COST": -3.0}
+    point = SpecializationPoint(7, {head_figures.CROSS: (replace(COST_HEAD, direct=direct),) * 4})
+    fig = head_figures.direct_figure(point)
+    assert np.asarray(fig.data[0].z)[0, 2] == -3.0 and (fig.data[0].zmin, fig.data[0].zmax) == (-3.0, 3.0)
+    assert not head_figures.direct_figure(POINTS[-1]).data  # an older run: said, not drawn empty
+
+
 def test_answers_figure_shows_where_each_class_went_per_head():
     answers = {c: dict.fromkeys(CLASSES, 0.0) | {c: 1.0} for c in CLASSES} | {
         "COST": dict.fromkeys(CLASSES, 0.0) | {"MEDICAL": 0.7, "COST": 0.3}}
