@@ -19,8 +19,8 @@ def explanation(beta2: float) -> str:
     decay = ""
     if beta2 != STORY_BETA2:
         decay = (f"This run's **v** forgets faster than the story's: `v = {beta2:g}·v + {1 - beta2:.3g}·gradient²`, "
-                 f"a memory of about {1 / (1 - beta2):,.0f} steps instead of 1,000; on this task it reached 95% in "
-                 "fewer steps (README, Performance).\n\n")
+                 f"a memory of about {1 / (1 - beta2):,.0f} steps instead of 1,000; on this task it reached 95% of "
+                 "the test claims in fewer steps.\n\n")
     return f"""
 The story this app starts from says Adam keeps **two memories** for every weight: **m**, *which direction am I
 usually going* (`m = 0.9·m + 0.1·gradient`), and **v**, *how big are my mistakes usually*

@@ -13,7 +13,7 @@ PRESETS: dict[str, TrainConfig] = {
     # claims to get there. The cosine reaches its floor at step 2,000; 500 more steps there add a little accuracy
     # (seed 4: 95.1% -> 96.3% after 1,000 of them), where a longer cosine would reach 95% later.
     # The model's defaults key cross-attention on the claim's embeddings with a wider start for its queries and keys:
-    # with keys on the encoder's output, heads were redundant (README, Performance: specialization). The encoder's
+    # with keys on the encoder's output, heads were redundant (docs/specialization.md). The encoder's
     # queries and keys start as wide: 95% in a median of 800 steps instead of 1,000 over 10 seeds.
     # 3,500 steps and d_ff 512 since claims also come as bare fields and without a diagnosis: the weakest seed (1)
     # ended at 95.9% on held-out claims after 2,500 steps, 98.0% after 3,500, 99.1% with d_ff 512 (docs/robustness.md).
