@@ -202,7 +202,9 @@ else:
 st.subheader("Open a run read-only")
 if usable:
     choice, button = st.columns([3, 1], vertical_alignment="bottom")
-    choice.selectbox("Run", usable, key="open_run")
+    # back from another page (Streamlit forgets a widget that was not drawn), the run being viewed stays chosen
+    opened = viewing.replay_id()
+    choice.selectbox("Run", usable, key="open_run", index=usable.index(opened) if opened in usable else 0)
     button.button("Open read-only", key="open", on_click=open_chosen, width="stretch")
     if viewing.replay_id():
         for column, (page, title) in zip(st.columns(len(PAGES)), PAGES, strict=True):

@@ -40,7 +40,8 @@ class ModelConfig:
     category_embedding: bool = True  # field-aware input: each token also embeds its field category
     # Where cross-attention heads choose to look from: the claim's embedded words, fields and positions, or the
     # encoder's output. Either way they read the encoder's output. Keyed on the encoder's output, one head found
-    # whichever word the encoder had marked as wrong, for every reason, and specialists rarely formed (docs/specialization.md).
+    # whichever word the encoder had marked as wrong, for every reason, and specialists rarely formed
+    # (docs/specialization.md).
     cross_keys: str = "embeddings"
     # Starting spread of cross-attention's query and key weights: at 0.2 (the rest start at 0.02) each head starts
     # out looking at different words instead of evenly at all of them.

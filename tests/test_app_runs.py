@@ -138,3 +138,16 @@ def test_one_claim_is_one_claim(open_app, healthy):
     at.run()
     healthy(at)
     assert at.success[0].value.startswith("1 claim read from one.csv")
+
+
+def test_the_opened_run_stays_chosen_after_visiting_another_page(open_app, saved_run, engine_env, healthy):
+    shutil.copytree(engine_env / saved_run, engine_env / f"{saved_run}-copy")
+    at = open_app(PAGE)
+    first = at.selectbox(key="open_run").options[0]
+    other = next(r for r in (saved_run, f"{saved_run}-copy") if r != first)
+    at.selectbox(key="open_run").set_value(other).run()
+    at.button(key="open").click().run()
+    at.switch_page("dashboard/story.py").run()
+    at.switch_page(PAGE).run()
+    healthy(at)
+    assert at.selectbox(key="open_run").value == other
