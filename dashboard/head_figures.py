@@ -137,9 +137,10 @@ def direct_figure(point: SpecializationPoint, name: str = CROSS) -> go.Figure:
 def ablation_figure(points: Sequence[SpecializationPoint], name: str = CROSS, title: str | None = None) -> go.Figure:
     """Accuracy change per reason, and on valid claims, when one head's output is replaced by its average (runs
     saved by older versions: switched off). VALID comes last: a head that clears valid claims shows only there."""
-    title = title or ("What breaks when a head gives its average output: change in accuracy per reason, and on "
-                      "valid claims")
     points = [p for p in points if name in p.heads]
+    older = bool(points) and not points[-1].heads[name][0].answers  # recorded before mean ablation: zeroed
+    title = title or (f"What breaks when a head {'is switched off' if older else 'gives its average output'}: change "
+                      "in accuracy per reason, and on valid claims")
     if not points:
         return _waiting(title, "Waiting for the first measurement of the heads…")
     # Fixed range so runs compare at a glance: red = accuracy lost without this head.

@@ -49,7 +49,7 @@ def seed_rows(results: list[SeedResult]) -> pd.DataFrame:
 
 def results_view(results: list[SeedResult]) -> None:
     summary = summarize(results)
-    (st.success if summary["mean_specialists"] else st.warning)(summary["sentence"])
+    st.info(summary["sentence"])  # neutral: one specialist in five runs is a finding, not a success
     for column, reason in zip(st.columns(len(REASONS)), REASONS, strict=True):
         column.metric(f"{reason}: its own head", f"{summary['owned_in'][reason]} of {summary['seeds']} runs")
     st.dataframe(seed_rows(results), hide_index=True, column_config={

@@ -55,6 +55,10 @@ def test_shares_figure_animates_every_measured_step_and_starts_where_asked():
 
 def test_ablation_figure_shows_accuracy_change_on_a_fixed_diverging_scale():
     fig = head_figures.ablation_figure(POINTS[-1:])
+    assert "when a head is switched off" in fig.layout.title.text  # hand-built like runs saved before mean ablation
+    answered = {c: dict.fromkeys(CLASSES, 0.2) for c in CLASSES}
+    new = SpecializationPoint(9, {head_figures.CROSS: (replace(COST_HEAD, answers=answered),) * 4})
+    assert "gives its average output" in head_figures.ablation_figure([new]).layout.title.text
     z = np.asarray(fig.data[0].z)
     assert list(fig.data[0].x) == [*REASONS, "VALID"]
     assert z[1, REASONS.index("COST")] == pytest.approx(-0.71)  # a drop shows as a negative change
