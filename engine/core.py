@@ -129,9 +129,6 @@ class Engine:
         self.race.stop()
         self.main.stop()
 
-    def stop_race(self) -> None:
-        self.race.stop()
-
     def reset(self, only_if_idle: bool = False) -> None:
         """Forget the runs. `only_if_idle` refuses (EngineBusy) when one trains, checked under the same lock as
         start, so a page drawn before someone else pressed Train cannot throw their run away."""

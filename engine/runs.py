@@ -311,7 +311,7 @@ def replay(folder: Path) -> Snapshot:
     names = tuple(attention[-1].weights) if attention else ()
     run_status, message = _replayed_status(status)
     return Snapshot(
-        version=1, run_id=folder.name, run_dir=str(folder), status=run_status, message=message,
+        run_id=folder.name, run_dir=str(folder), status=run_status, message=message,
         step=last_step, total_steps=config.get("steps", last_step), seconds=seconds, config=config,
         loss=loss.series(), evals=tuple(evals), optim=tuple(optim), attention=tuple(attention),
         specialization=tuple(specialization), probe=probe, attention_names=names, n_heads=n_heads, read_only=True,

@@ -96,7 +96,6 @@ class ProbeClaim:
 
 @dataclass(frozen=True)
 class Snapshot:
-    version: int = 0
     run_id: str | None = None
     run_dir: str | None = None
     status: str = "idle"
@@ -200,11 +199,9 @@ class TelemetryHub:
         self._optim: list[OptimPoint] = []
         self._attention: list[AttentionPoint] = []
         self._specialization: list[SpecializationPoint] = []
-        self._version = 0
         self._cached: Snapshot | None = None
 
     def _touch(self) -> None:
-        self._version += 1
         self._cached = None
 
     def begin(self, run_id: str | None, run_dir: str | None, config: dict, total_steps: int) -> None:
@@ -285,7 +282,6 @@ class TelemetryHub:
             if self._cached is None:
                 self._cached = replace(
                     self._base,
-                    version=self._version,
                     loss=self._loss.series(),
                     evals=tuple(self._evals),
                     optim=tuple(self._optim),

@@ -67,7 +67,7 @@ def build_snapshot(steps: int = 3000, optimizer: str = "adam", run_id: str = "ru
         for s in (0, 1, 10, 100, steps)
     )
     return Snapshot(
-        version=1, run_id=run_id, status=status, step=steps, total_steps=steps, seconds=steps / 50,
+        run_id=run_id, status=status, step=steps, total_steps=steps, seconds=steps / 50,
         steps_per_second=50.0, eta_seconds=0.0,
         config={"optimizer": optimizer, "lr": 0.003 if adam else 0.1, "batch_size": 32, "seed": 0, "steps": steps,
                 "warmup_steps": 10, "schedule": "cosine", "threads": 1},
