@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import figures, viewing
+from dashboard import figures, head_figures, viewing
 from dashboard.live import live
 from engine.telemetry import ProbeClaim
 
@@ -18,7 +18,7 @@ dosage, cost, admin): whether that happens in this run is what these pictures sh
 
 
 def claim_label(claim: ProbeClaim) -> str:
-    answer = "VALID" if claim.label == "VALID" else f"INVALID: {claim.label}"
+    answer = head_figures.outcome_text(claim.label)
     return f"{' / '.join(claim.text.splitlines())}  ({answer})"  # some claims are multi-line forms
 
 

@@ -32,7 +32,13 @@ HEAD_METRICS = {
 MARGIN = {"l": 90, "r": 30, "t": 70, "b": 50}
 
 
-def outcome_text(outcome: str) -> str:
+CANT_TELL = "can't tell"
+
+
+def outcome_text(outcome: str | None) -> str:
+    """'VALID', 'INVALID: COST', or CANT_TELL when there is no answer."""
+    if outcome is None:
+        return CANT_TELL
     return "VALID" if outcome == "VALID" else f"INVALID: {outcome}"
 
 

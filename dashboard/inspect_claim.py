@@ -10,7 +10,7 @@ from dashboard import figures, head_figures, viewing, what_if
 from dashboard.engine_resource import get_engine
 from dashboard.live import live, shared_figure
 from engine.dataset import EXAMPLE_CLAIMS
-from engine.inference import Prediction
+from engine.inference import Prediction, verdict_to_outcome
 
 LIVE = "live"
 EXPLANATION = """
@@ -37,7 +37,7 @@ def edited() -> None:
 
 
 def answer(verdict: str | None, reason: str | None) -> str:
-    return "can't tell" if verdict is None else ("VALID" if verdict == "VALID" else f"INVALID: {reason}")
+    return head_figures.outcome_text(None if verdict is None else verdict_to_outcome(verdict, reason or "NONE"))
 
 
 def lowered(sentence: str) -> str:

@@ -17,6 +17,7 @@ from engine.claims_csv import (
     scored_csv,
 )
 from engine.core import TRAINING_NOW, ConfigError, EngineBusy, RunError, RunsFolderError
+from engine.inference import verdict_to_outcome
 from engine.presets import PRESETS, preset
 from engine.runs import RunSummary
 from engine.telemetry import Snapshot
@@ -129,12 +130,15 @@ SHOWN_SCORED = 200  # rows of the results table in the page; the download has th
 def scored_view(rows: list[list[str]]) -> None:
     """The scored claims in the page: the model's answer beside the rules checker's, disagreements first."""
     table = pd.DataFrame(rows, columns=SCORED_COLUMNS)
-    model = table["verdict"].where(table["verdict"] != "INVALID", "INVALID: " + table["reason"])
-    rules = table["rules_verdict"].where(table["rules_verdict"] != "INVALID", "INVALID: " + table["rules_reason"])
-    shown = pd.DataFrame({"Claim": table["text"], "The model says": model, "How sure": pd.to_numeric(
-        table["confidence"], errors="coerce"), "The rules say": rules.replace("", "can't tell"),
-        "Problem": table["error"]})
-    judged = (shown["The rules say"] != "can't tell") & (shown["Problem"] == "")
+    def said(verdicts: pd.Series, reasons: pd.Series) -> list[str]:
+        return [head_figures.outcome_text(verdict_to_outcome(v, r) if v else None) for v, r in zip(verdicts, reasons,
+                                                                                                   strict=True)]
+
+    shown = pd.DataFrame({"Claim": table["text"], "The model says": said(table["verdict"], table["reason"]),
+                          "How sure": pd.to_numeric(table["confidence"], errors="coerce"),
+                          "The rules say": said(table["rules_verdict"], table["rules_reason"]),
+                          "Problem": table["error"]})
+    judged = (shown["The rules say"] != head_figures.CANT_TELL) & (shown["Problem"] == "")
     agree = int((shown["The model says"] == shown["The rules say"])[judged].sum())
     st.markdown(f"**The model and the rules checker agree on {agree:,} of the {int(judged.sum()):,} claims both "
                 f"could judge** ({len(rows):,} scored).")

@@ -47,9 +47,9 @@ def example_rows(predictor: Predictor) -> pd.DataFrame:
     rows = []
     for text in EXAMPLE_CLAIMS:
         said = predictor.predict(text, with_ablation=False)
-        rules = head_figures.outcome_text(verdict_to_outcome(*said.rules)) if said.rules else "can't tell"
-        rows.append({"Claim": text, "The model says": head_figures.outcome_text(said.outcome) if said.outcome else
-                     "can't tell", "How sure": said.confidence, "The rules say": rules})
+        rules = verdict_to_outcome(*said.rules) if said.rules else None
+        rows.append({"Claim": text, "The model says": head_figures.outcome_text(said.outcome),
+                     "How sure": said.confidence, "The rules say": head_figures.outcome_text(rules)})
     return pd.DataFrame(rows)
 
 
