@@ -99,10 +99,6 @@ def promise_sentence(heads: Sequence[HeadSpecialization]) -> str:
     return verdict
 
 
-def first_step(snap: Snapshot, reach: float) -> int | None:
-    return next((e.step for e in snap.evals if e.heldout_accuracy >= reach), None)
-
-
 def _learned_step(snap: Snapshot, cls: str) -> int | None:
     values = [np.nan_to_num(e.heldout_per_class.get(cls, math.nan)) for e in snap.evals]
     overall = [e.heldout_accuracy for e in snap.evals]
@@ -197,8 +193,8 @@ def _during(snap: Snapshot, race: Snapshot | None) -> Chapter:
                   f"{snap.config.get('batch_size', '?')} claims. How wrong it was on the test claims, measured as "
                   f"the loss (0 would be always right and sure of it), fell by **{drop:.0%}**, from "
                   f"**{first.heldout_loss:.2f}** to **{last.heldout_loss:.2f}**."]
-    reached = [(t, first_step(snap, t)) for t in (0.5, 0.9)]
-    said = [f"{t:.0%} by step {s:,}" for t, s in reached if s is not None]
+    reached = [(t, snap.first_reaching(t)) for t in (0.5, 0.9)]
+    said = [f"{t:.0%} by step {e.step:,}" for t, e in reached if e is not None]
     if said:
         paragraphs.append(f"Its share of test claims judged correctly passed {_join(said)}.")
     learned = {r: _learned_step(snap, r) for r in REASONS}

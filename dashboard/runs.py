@@ -48,10 +48,10 @@ def damage_text(runs: list[RunSummary]) -> str | None:
 
 def compared_row(letter: str, snap: Snapshot) -> dict:
     last = snap.latest_eval
-    reached = report.first_step(snap, 0.95)
+    reached = snap.first_reaching(0.95)
     return {"": letter, "Run": snap.run_id, "Settings": summaries.config_text(snap.config),
             "Final held-out accuracy": last.heldout_accuracy if last else None,
-            "Reached 95% at step": f"{reached:,}" if reached is not None else "not reached",
+            "Reached 95% at step": f"{reached.step:,}" if reached is not None else "not reached",
             "Training time": summaries.duration(snap.seconds)}
 
 

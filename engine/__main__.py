@@ -17,7 +17,7 @@ from engine.inference import Predictor
 from engine.presets import PRESETS, preset
 from engine.run_files import CONFIG, RUN_FILES, RunError
 from engine.study import parse_seeds, run_study
-from engine.telemetry import TelemetryHub
+from engine.telemetry import Snapshot, TelemetryHub
 from engine.trainer import OPTIMIZERS, ConfigError, Trainer
 
 CLI_MAX_CSV_BYTES = 50 * 2**20  # the app takes 5 MB uploads; a file on disk may be larger
@@ -59,14 +59,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _first_reach(evals: tuple, level: float, setup_seconds: float) -> dict | None:
+def _first_reach(snap: Snapshot, level: float) -> dict | None:
     """Where held-out accuracy first reached `level`: its step, training seconds, and wall seconds from the start
     (setup included: the claims, the model, the optimizer, the step-0 measurement)."""
-    for point in evals:
-        if point.heldout_accuracy >= level:
-            return {"step": point.step, "seconds": round(point.seconds, 2),
-                    "wall_seconds": round(point.seconds + setup_seconds, 2)}
-    return None
+    point = snap.first_reaching(level)
+    if point is None:
+        return None
+    return {"step": point.step, "seconds": round(point.seconds, 2),
+            "wall_seconds": round(point.seconds + snap.setup_seconds, 2)}
 
 
 def train(args: argparse.Namespace) -> int:
@@ -102,7 +102,7 @@ def train(args: argparse.Namespace) -> int:
         "chance": snap.chance, "no_better_than_chance": snap.no_better_than_chance,
         "prepare_seconds": round(snap.prepare_seconds, 2),
         "setup_seconds": round(snap.setup_seconds, 2),
-        "reached": {f"{level:.0%}": _first_reach(snap.evals, level, snap.setup_seconds)
+        "reached": {f"{level:.0%}": _first_reach(snap, level)
                     for level in (0.9, 0.95, 0.98)},
         "run": str(args.out),
         "saved": trainer.save_problem is None,

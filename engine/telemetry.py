@@ -125,6 +125,10 @@ class Snapshot:
     def active(self) -> bool:
         return self.status in ACTIVE_STATUSES
 
+    def first_reaching(self, accuracy: float) -> EvalPoint | None:
+        """The first evaluation whose held-out accuracy reached `accuracy`."""
+        return next((e for e in self.evals if e.heldout_accuracy >= accuracy), None)
+
     @property
     def no_better_than_chance(self) -> bool:
         """An ended run whose last held-out accuracy is no better than answering one class to every claim."""

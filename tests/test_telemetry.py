@@ -72,3 +72,11 @@ def test_no_better_than_chance_needs_an_ended_run_at_or_below_the_commonest_clas
     assert replace(snap, chance=0.9).no_better_than_chance  # exactly what answering one class scores
     assert not replace(snap, chance=0.9, status="running").no_better_than_chance  # not ended: it may still learn
     assert not replace(snap, chance=None).no_better_than_chance  # saved before chance was recorded: unknown
+
+
+def test_first_reaching_is_the_first_evaluation_at_or_above_the_level() -> None:
+    from conftest import build_snapshot
+
+    snap = build_snapshot(steps=1000)  # held-out accuracy 0.9 * step / 1000 every 100 steps
+    assert snap.first_reaching(0.45).step == 500 and snap.first_reaching(0.9).step == 1000
+    assert snap.first_reaching(0.95) is None
