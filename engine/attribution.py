@@ -195,7 +195,7 @@ def patched_runner(model: ClaimsTransformer, claims: ClaimTensors, attention: At
 
 def _per_check(log_probs: torch.Tensor, checks: tuple[str, ...]) -> dict[str, float]:
     """Mean logit difference log P(reason) - log P(VALID) over each check's rows, the reason being the check's."""
-    reasons = torch.tensor([CLASSES.index(reason_of(c)) for c in checks])
+    reasons = torch.tensor([CLASSES.index(reason_of(c)) for c in checks], device=log_probs.device)
     differences = log_probs.gather(1, reasons[:, None]).squeeze(1) - log_probs[:, 0]  # (B,)
     rows = {c: [i for i, row in enumerate(checks) if row == c] for c in dict.fromkeys(checks)}
     return {c: float(differences[index].mean()) for c, index in rows.items()}
