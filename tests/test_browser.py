@@ -6,6 +6,8 @@ click-to-first-point time and the live fragment's render times.
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import statistics
 import time
@@ -14,9 +16,11 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
+import torch
 
-from bench.soak import CHROMIUM, serve
+from bench.soak import CHROMIUM, Server, serve
 from dashboard.live import DRAW_FAILED
+from engine.model import ClaimsTransformer, ModelConfig
 from engine.presets import PRESETS
 
 pytestmark = pytest.mark.browser
@@ -44,14 +48,14 @@ LOSS_POINTS = """() => {
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     if not CHROMIUM.exists():
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing: CI must run the browser test (apt-get install chromium)")
         pytest.skip(f"{CHROMIUM} is missing (install it with apt-get install chromium)")
     tmp = tmp_path_factory.mktemp("browser")
     with serve(tmp) as running:
-        yield running.url
+        yield running
     print("\n--- server log ---\n" + running.log_path.read_text()[-3000:])
 
 
@@ -76,7 +80,7 @@ def open_page(page, name: str) -> None:
     page.get_by_role("heading").first.wait_for()
 
 
-def test_train_and_every_page(server: str) -> None:
+def test_train_and_every_page(server: Server) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -85,7 +89,7 @@ def test_train_and_every_page(server: str) -> None:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
         started = time.monotonic()
-        page.goto(server)
+        page.goto(server.url)
         page.get_by_role("button", name="Train").wait_for(timeout=60_000)
         page.wait_for_selector(IDLE)
         print(f"\npage load to Train button: {time.monotonic() - started:.1f} s")
@@ -110,6 +114,8 @@ def test_train_and_every_page(server: str) -> None:
         page.get_by_text("Finished").first.wait_for(timeout=120_000)
         page.wait_for_selector(IDLE)
         assert_no_exception(page)
+        ended = page.get_by_text("Finished 300 steps").first.inner_text()
+        assert "of held-out claims right" in ended  # the final accuracy, and whether it beat chance, in words
         page.screenshot(path=str(ROOT / "docs" / "screenshot-train.png"))
         screenshot_all(page, ARTIFACTS / "train.png")
 
@@ -141,7 +147,7 @@ HEATMAPS = """() => [...document.querySelectorAll("[data-testid='stPlotlyChart']
     .map(chart => (chart.data || []).filter(trace => trace.type === "heatmap").length)"""
 
 
-def test_inspect_story_report_and_runs(server: str, tmp_path: Path) -> None:
+def test_inspect_story_report_and_runs(server: Server, tmp_path: Path) -> None:
     """Paste a claim, read the story of a finished run, open its HTML report offline, reopen the run from Runs."""
     from playwright.sync_api import expect, sync_playwright
 
@@ -149,7 +155,7 @@ def test_inspect_story_report_and_runs(server: str, tmp_path: Path) -> None:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        page.goto(server)
+        page.goto(server.url)
         page.get_by_role("button", name="Train").wait_for(timeout=60_000)
         page.wait_for_selector(IDLE)
         if not page.get_by_text("Finished").count():  # this test may run alone: train a quick run first
@@ -211,9 +217,46 @@ def test_inspect_story_report_and_runs(server: str, tmp_path: Path) -> None:
         page.wait_for_selector(IDLE)
         assert_no_exception(page)
         screenshot_all(page, ARTIFACTS / "runs.png")
+        exports_load_as_promised(page, server, tmp_path)
+        too_few_claims_are_refused_up_front(page, tmp_path)
         page.get_by_role("link", name="See it on Story").click()
         page.get_by_role("heading", name="The story of this run").wait_for()
+        page.get_by_text("(read-only)").first.wait_for()
+        open_page(page, "Train")  # every page honours the reopened run, Train too
         page.get_by_text("(read-only)").first.wait_for()
         page.get_by_role("button", name="Back to the live run").click()
         expect(page.get_by_text("(read-only)")).to_have_count(0)  # old elements stay on screen during a rerun
         browser.close()
+
+
+def exports_load_as_promised(page, server: Server, tmp_path: Path) -> None:
+    """The metrics CSV has every training step; the weights load with the line the Runs page gives."""
+    with page.expect_download(timeout=60_000) as download:
+        page.get_by_role("button", name="Metrics (CSV)").click()
+    metrics = tmp_path / download.value.suggested_filename
+    download.value.save_as(metrics)
+    rows = list(csv.reader(metrics.open()))
+    run_id = metrics.name.removesuffix("-metrics.csv")
+    steps = json.loads((server.runs_dir / run_id / "config.json").read_text())["steps"]
+    assert rows[0][:3] == ["step", "seconds", "train_loss"]
+    assert [int(row[0]) for row in rows[1:]] == list(range(steps + 1))  # every training step, not evaluations only
+    with page.expect_download(timeout=60_000) as download:
+        page.get_by_role("button", name="Weights (PyTorch state_dict)").click()
+    weights = tmp_path / download.value.suggested_filename
+    download.value.save_as(weights)
+    config = json.loads((server.runs_dir / weights.stem / "config.json").read_text())
+    model = ClaimsTransformer(ModelConfig.from_dict(config["model"]))
+    model.load_state_dict(torch.load(weights, weights_only=True))
+
+
+def too_few_claims_are_refused_up_front(page, tmp_path: Path) -> None:
+    """A claims file too small to train on is refused before anything starts, in words, with no class name."""
+    small = tmp_path / "small.csv"
+    small.write_text("text\n" + "".join(f'"Diabetes, metformin {500 + n} mg, $40"\n' for n in range(10)))
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(small))
+    page.get_by_text("10 claims read from small.csv").wait_for(timeout=60_000)
+    page.get_by_role("button", name="Train a new run on these claims").click()
+    page.get_by_text("could be labelled").first.wait_for(timeout=60_000)
+    body = page.inner_text("body")
+    assert "Training started" not in body and "CsvProblem" not in body
+    assert_no_exception(page)
