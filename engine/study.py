@@ -76,8 +76,8 @@ def matched(results: Sequence[SeedResult]) -> list[list[int]] | None:
     """For each seed, which of its heads plays each of the first seed's heads: the pairing whose necessity profiles
     agree most. None when there are too many heads to try every pairing."""
     reference = results[0].necessity
-    if len(reference) > MAX_MATCHED_HEADS:
-        return None
+    if len(reference) > MAX_MATCHED_HEADS or any(len(r.necessity) != len(reference) for r in results):
+        return None  # too many pairings to try, or runs with other head counts
     orders = []
     for result in results:
         best = max(itertools.permutations(range(len(reference))),
@@ -135,7 +135,8 @@ def _record(out: Path, recipe: dict, results: dict[int, SeedResult], failures: d
 
 def seed_result(record: dict) -> SeedResult:
     labels, owns, necessity = (record[k] for k in ("labels", "owns", "necessity"))
-    if not isinstance(labels, list) or not isinstance(owns, list) or not isinstance(necessity, list):
+    if not all(isinstance(v, list) for v in (labels, owns, necessity)) or not len(labels) == len(owns) == len(
+            necessity):
         raise ValueError("not a seed's record")
     return SeedResult(whole(record["seed"]), whole(record["steps"]), number(record["accuracy"]),
                       tuple(map(text, labels)), tuple(None if o is None else text(o) for o in owns),

@@ -45,7 +45,9 @@ def test_a_study_trains_from_the_page_and_counts_each_reason(open_app, rerun, he
 def test_a_damaged_or_hostile_study_file_is_no_study(open_app, healthy, engine_env):
     folder = get_engine().study_folder("default", 5)
     folder.mkdir(parents=True)
-    for content in ("{not json", json.dumps({"recipe": {}, "results": [{"seed": "<b>x</b>"}]}), "[1]"):
+    seed = {"seed": 0, "steps": 9, "accuracy": 0.5, "labels": ["a", "b"], "owns": [None], "necessity": [{}, {}]}
+    for content in ("{not json", json.dumps({"recipe": {}, "results": [{"seed": "<b>x</b>"}]}), "[1]",
+                    json.dumps({"recipe": {}, "results": [seed]})):  # two heads named, one owner given
         (folder / STUDY).write_text(content)
         at = open_app(PAGE)
         healthy(at)

@@ -47,6 +47,11 @@ def test_summary_counts_each_reason_over_seeds_and_matches_heads_by_what_they_do
     assert 1.0 <= low <= summary["mean_specialists"] <= high <= 2.0
 
 
+def test_runs_with_other_head_counts_are_not_matched() -> None:
+    results = [result(0, (None, None), (profile(), profile())), result(1, (None,), (profile(),))]
+    assert matched(results) is None and summarize(results)["matched_heads"] is None
+
+
 def test_no_owner_in_any_seed_is_said_plainly() -> None:
     results = [result(s, (None, None), (profile(), profile())) for s in range(3)]
     assert summarize(results)["sentence"].startswith("No reason got its own head in any of the 3 runs.")
