@@ -30,6 +30,7 @@ def test_a_study_trains_from_the_page_and_counts_each_reason(open_app, rerun, he
     engine = get_engine()
     assert engine.study is not None and engine.study.out == engine.study_folder("quick", 2)
     rerun(at, lambda: not engine.study.active and len(at.dataframe) == 2, timeout=240)
+    at.run()  # drawn after the study's thread ended (the run above may have drawn it in its last moment)
     healthy(at)
     table = at.dataframe[0].value
     assert list(table["Seed"]) == [0, 1]
