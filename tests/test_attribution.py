@@ -21,6 +21,7 @@ from engine.attribution import (
     pair_batch,
     patched_runner,
     reason_of,
+    run_pairs,
 )
 from engine.dataset import encode_claims
 from engine.model import REASONS, TARGET_ID, ClaimsTransformer, ModelConfig
@@ -192,3 +193,11 @@ def test_direct_logit_attribution_adds_up_exactly_with_the_rest_of_the_residual(
     rest = residual - torch.einsum("bsk,ck->bsc", outputs, cross.out.weight)  # the residual without the heads
     rest_read = ((rest - rest.mean(-1, keepdim=True)) / sigma * model.norm_out.weight * directions).sum((1, 2))
     assert torch.allclose(heads.sum(1) + rest_read + constants, actual, atol=1e-4)
+
+
+def test_run_pairs_are_made_once_per_tokenizer(setting) -> None:
+    _, tokenizer, _, _, _ = setting
+    first = run_pairs(tokenizer, 48)
+    assert run_pairs(tokenizer, 48) is first and len(first.checks) > 100
+    other = Tokenizer(tokenizer.vocab, dict(list(tokenizer.aliases.items())[1:]))  # one name fewer
+    assert run_pairs(other, 48) is not first  # other aliases read claims otherwise: their own pairs
