@@ -202,12 +202,16 @@ def patched_runner(model: ClaimsTransformer, claims: ClaimTensors, attention: At
     return run
 
 
+def _rows_by_check(checks: tuple[str, ...]) -> dict[str, list[int]]:
+    """check -> the rows of a pair batch that test it, in the order checks first appear."""
+    return {c: [i for i, row in enumerate(checks) if row == c] for c in dict.fromkeys(checks)}
+
+
 def _per_check(log_probs: torch.Tensor, checks: tuple[str, ...]) -> dict[str, float]:
     """Mean logit difference log P(reason) - log P(VALID) over each check's rows, the reason being the check's."""
     reasons = torch.tensor([CLASSES.index(reason_of(c)) for c in checks], device=log_probs.device)
     differences = log_probs.gather(1, reasons[:, None]).squeeze(1) - log_probs[:, 0]  # (B,)
-    rows = {c: [i for i, row in enumerate(checks) if row == c] for c in dict.fromkeys(checks)}
-    return {c: float(differences[index].mean()) for c, index in rows.items()}
+    return {c: float(differences[index].mean()) for c, index in _rows_by_check(checks).items()}
 
 
 def _patching(model: ClaimsTransformer, attention: Attention,
@@ -267,7 +271,7 @@ def _direct(model: ClaimsTransformer, attention: Attention, pairs: PairBatch) ->
     reasons = torch.tensor([REASONS.index(reason_of(c)) for c in pairs.checks], device=pairs.invalid.tokens.device)
     with torch.no_grad():
         effects = direct_effects(model, attention, pairs.invalid, reasons)  # (B, H)
-    rows = {c: [i for i, row in enumerate(pairs.checks) if row == c] for c in dict.fromkeys(pairs.checks)}
+    rows = _rows_by_check(pairs.checks)
     return [{c: float(effects[index, head].mean()) for c, index in rows.items()} for head in range(attention.n_heads)]
 
 
