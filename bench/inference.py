@@ -17,7 +17,7 @@ from data.tokenizer import Tokenizer
 from engine.dataset import N_CATEGORIES
 from engine.inference import Predictor
 from engine.model import ClaimsTransformer, ModelConfig
-from engine.presets import preset
+from engine.training.presets import preset
 
 
 def main() -> None:

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 from engine.model import ModelConfig
-from engine.presets import preset
 from engine.telemetry import TelemetryHub
-from engine.trainer import Trainer
+from engine.training.presets import preset
+from engine.training.trainer import Trainer
 
 
 def rss_mb() -> float:

@@ -23,9 +23,9 @@ from engine.claims_csv import read_claims_file
 from engine.dataset import EXAMPLE_CLAIMS, HELDOUT_SEED_OFFSET
 from engine.inference import Predictor, verdict_to_outcome
 from engine.metrics import expected_calibration_error
-from engine.presets import preset
 from engine.telemetry import TelemetryHub
-from engine.trainer import Trainer
+from engine.training.presets import preset
+from engine.training.trainer import Trainer
 
 HANDWRITTEN = Path(__file__).resolve().parents[1] / "data" / "handwritten_claims.csv"
 GENERATOR = "generator's wording"
@@ -40,8 +40,7 @@ def train(preset_name: str, seed: int) -> Predictor:
         time.sleep(0.5)
     if trainer.hub.snapshot().status != "finished":
         raise SystemExit(f"seed {seed}: {trainer.hub.snapshot().message}")
-    step, weights = trainer.published_weights()
-    return Predictor.from_weights(trainer.config.model, trainer.data.tokenizer, weights, step)
+    return trainer.live_model().predictor()
 
 
 def worded(claims: list, catalog: Catalog, tokenizer: Tokenizer) -> tuple[dict[str, list[str]], list[str]]:

@@ -243,7 +243,7 @@ class Viewers:
 def press_train(page: object, recipe: str, steps: int) -> None:
     from playwright.sync_api import expect
 
-    from engine.presets import PRESETS
+    from engine.training.presets import PRESETS
 
     if recipe != "default":
         page.get_by_test_id("stSelectbox").filter(has_text="Recipe").click()

@@ -1,4 +1,4 @@
-"""Intra-op threads: 1, 2 and the default (measured as the run goes, engine.trainer.ThreadTuner), on an idle
+"""Intra-op threads: 1, 2 and the default (measured as the run goes, engine.training.threads.ThreadTuner), on an idle
 machine and with a competing process that keeps one core busy (as a viewer's browser or another program would).
 
 Run: .venv/bin/python -m bench.threads [--steps 600] [--repeats 2]
@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from engine.presets import preset
 from engine.telemetry import TelemetryHub
-from engine.trainer import Trainer
+from engine.training.presets import preset
+from engine.training.trainer import Trainer
 
 SETTINGS = {"1 thread": 1, "2 threads": 2, "measured (default)": 0}
 

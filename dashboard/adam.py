@@ -8,8 +8,8 @@ from dashboard import figures, summaries, viewing
 from dashboard.engine_resource import get_engine
 from dashboard.live import live, shared_figure
 from engine.core import ConfigError, EngineBusy, RunsFolderError
-from engine.presets import preset
-from engine.trainer import TrainConfig
+from engine.training.config import TrainConfig
+from engine.training.presets import preset
 
 STORY_BETA2 = 0.999  # the story's second-memory decay
 

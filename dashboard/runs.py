@@ -18,9 +18,9 @@ from engine.claims_csv import (
 )
 from engine.core import TRAINING_NOW, ConfigError, EngineBusy, RunError, RunsFolderError
 from engine.inference import verdict_to_outcome
-from engine.presets import PRESETS, preset
 from engine.runs import RunSummary
 from engine.telemetry import Snapshot
+from engine.training.presets import PRESETS, preset
 
 LIVE = "live"
 LOAD_WEIGHTS = ("Load it into the model with `model.load_state_dict(torch.load(path, weights_only=True))`, where "

@@ -6,8 +6,8 @@ import streamlit as st
 from dashboard.engine_resource import get_engine
 from engine.core import MAX_STUDY_SEEDS, ConfigError, EngineBusy, RunsFolderError
 from engine.model import REASONS
-from engine.presets import PRESETS, preset
 from engine.study import SeedResult, summarize
+from engine.training.presets import PRESETS, preset
 
 EXPLANATION = """
 One run is an anecdote. Two runs of the same recipe that differ only in their **seed** (the starting weights and

@@ -6,7 +6,8 @@ import numpy as np
 
 from dashboard.figures import optimizer_name
 from engine.telemetry import Snapshot
-from engine.trainer import LR_FLOOR, TrainConfig, floor_step
+from engine.training.config import TrainConfig
+from engine.training.schedule import LR_FLOOR, floor_step
 
 
 def duration(seconds: float | None) -> str:

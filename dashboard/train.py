@@ -8,8 +8,8 @@ from dashboard import figures, summaries, viewing
 from dashboard.engine_resource import get_engine
 from dashboard.live import live, shared_figure
 from engine.core import ConfigError, EngineBusy, RunsFolderError
-from engine.presets import PRESETS, preset
-from engine.trainer import LIMITS, OPTIMIZERS
+from engine.training.config import LIMITS, OPTIMIZERS
+from engine.training.presets import PRESETS, preset
 
 FIELDS = ("optimizer", "lr", "batch_size", "seed", "steps")
 LR_MIN = 1e-5  # the engine takes any rate above 0; the form shows five decimals, so this is the smallest it can show

@@ -14,11 +14,12 @@ from pathlib import Path
 from engine.analyze import analyze_run
 from engine.claims_csv import CsvProblem, read_claims_file
 from engine.inference import Predictor
-from engine.presets import PRESETS, preset
 from engine.run_files import CONFIG, RUN_FILES, RunError
 from engine.study import parse_seeds, run_study
 from engine.telemetry import Snapshot, TelemetryHub
-from engine.trainer import OPTIMIZERS, ConfigError, Trainer
+from engine.training.config import OPTIMIZERS, ConfigError
+from engine.training.presets import PRESETS, preset
+from engine.training.trainer import Trainer
 
 CLI_MAX_CSV_BYTES = 50 * 2**20  # the app takes 5 MB uploads; a file on disk may be larger
 CLI_MAX_CSV_ROWS = 500_000

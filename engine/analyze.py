@@ -11,12 +11,12 @@ import torch
 from data.generator import generate_claims
 from engine.analysis import ANALYSIS_CLAIMS, specialization
 from engine.attribution import run_pairs
-from engine.dataset import HELDOUT_SEED_OFFSET, N_CATEGORIES, ClaimTensors, build_data, encode_claims
+from engine.dataset import HELDOUT_SEED_OFFSET, N_CATEGORIES, POOL_CACHE, ClaimTensors, build_data, encode_claims
 from engine.inference import Predictor
 from engine.metrics import per_class_accuracy
 from engine.model import greedy_outcomes
 from engine.run_files import CONFIG, RunError, read_config
-from engine.trainer import POOL_CACHE, ConfigError, TrainConfig
+from engine.training.config import ConfigError, TrainConfig
 
 
 def run_heldout(folder: Path, predictor: Predictor) -> tuple[ClaimTensors, str]:

@@ -16,7 +16,6 @@ from engine.analyze import analyze_run
 from engine.claims_csv import ImportedClaims, read_claims_csv, scored_rows, trainable_claims
 from engine.csv_export import csv_bytes
 from engine.inference import Prediction, Predictor
-from engine.presets import PRESETS
 from engine.run_files import CHECKPOINT
 from engine.runs import (
     RunError,
@@ -32,7 +31,10 @@ from engine.runs import (
 )
 from engine.study import BackgroundStudy, SeedResult, read_study
 from engine.telemetry import Snapshot, TelemetryHub
-from engine.trainer import ConfigError, EngineBusy, TrainConfig, Trainer, load_optimizer_code
+from engine.training.config import ConfigError, TrainConfig
+from engine.training.presets import PRESETS
+from engine.training.schedule import load_optimizer_code
+from engine.training.trainer import EngineBusy, LiveModel, Trainer
 
 __all__ = ["TRAINING_NOW", "ConfigError", "Engine", "EngineBusy", "RunError", "RunsFolderError"]
 
@@ -67,7 +69,7 @@ class Engine:
         self.main = Trainer(TelemetryHub())
         self.race = Trainer(TelemetryHub())
         self._lock = threading.Lock()
-        self._predictor: tuple[tuple, Predictor] | None = None
+        self._predictor: tuple[LiveModel, Predictor] | None = None
         self._saved: OrderedDict[tuple, Predictor] = OrderedDict()
         self.study: BackgroundStudy | None = None  # the seed study training now, or the last one
 
@@ -230,14 +232,11 @@ class Engine:
         with self._lock:
             if run_id is not None:
                 return self._saved_predictor(run_id)
-            published = self.main.published_weights()
-            data, config = self.main.data, self.main.config
-            if published is None or data is None or config is None:
+            live = self.main.live_model()
+            if live is None:
                 return None
-            step, weights = published
-            key = ("live", id(weights))
-            if self._predictor is None or self._predictor[0] != key:
-                self._predictor = (key, Predictor.from_weights(config.model, data.tokenizer, weights, step))
+            if self._predictor is None or self._predictor[0] is not live:  # held here: its address is not reused
+                self._predictor = (live, live.predictor())
             return self._predictor[1]
 
     def _saved_predictor(self, run_id: str) -> Predictor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -134,6 +135,18 @@ def build_probe(heldout: list[Claim], tokenizer: Tokenizer, catalog: Catalog,
         for (text, cls), enc in zip(probe, encoded, strict=True)
     )
     return ClaimTensors(tokens, categories, torch.tensor([cls for _, cls in probe])), probe_claims
+
+
+POOL_CACHE = ".pools"  # beside the run folders: tokenized claim pools, reused by later runs with the same settings
+
+
+def unsaved_pool_cache() -> Path | None:
+    """Where runs that are not saved keep their pools: the user's cache folder (best effort, like every pool);
+    None when the user has no home folder to find it in."""
+    try:
+        return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "headwatch" / "pools"
+    except RuntimeError:
+        return None
 
 
 def build_data(seed: int, pool_size: int, heldout_size: int, max_len: int, cache: Path | None = None) -> ClaimData:

@@ -39,16 +39,11 @@ class ModelConfig:
     dropout: float = 0.0
     category_embedding: bool = True  # field-aware input: each token also embeds its field category
     # Where cross-attention heads choose to look from: the claim's embedded words, fields and positions, or the
-    # encoder's output. Either way they read the encoder's output. Keyed on the encoder's output, one head found
-    # whichever word the encoder had marked as wrong, for every reason, and specialists rarely formed
-    # (docs/specialization.md).
+    # encoder's output. Either way they read the encoder's output. Why embeddings: docs/recipe.md.
     cross_keys: str = "embeddings"
-    # Starting spread of cross-attention's query and key weights: at 0.2 (the rest start at 0.02) each head starts
-    # out looking at different words instead of evenly at all of them.
+    # Starting spread of cross-attention's and the encoder's query and key weights (the rest start at 0.02): wider,
+    # each head starts out looking at a few words of its own instead of evenly at all of them.
     cross_qk_init: float = 0.2
-    # The same for the encoder's self-attention. At 0.02 its heads start out looking evenly at every word; at 0.2
-    # the model reached 95% held-out accuracy in a median of 800 steps instead of 1,000 over 10 seeds, with
-    # about as many specialists (docs/specialization.md).
     encoder_qk_init: float = 0.2
     # Each head over a claim's words also has a "nothing" slot: a learned key with a zero value. A head whose
     # field is absent can look there instead of at some other word (a terse claim has no filler word to rest on).

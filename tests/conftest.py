@@ -162,7 +162,7 @@ def trained_run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from dataclasses import replace
 
     from engine.core import Engine
-    from engine.presets import preset
+    from engine.training.presets import preset
 
     engine = Engine(runs_dir=tmp_path_factory.mktemp("trained"))
     engine.start(replace(preset("quick"), steps=300))

@@ -8,7 +8,7 @@ from conftest import plotly_array
 
 from dashboard import figures
 from dashboard.engine_resource import get_engine
-from engine.presets import preset
+from engine.training.presets import preset
 
 PAGE = "dashboard/adam.py"
 

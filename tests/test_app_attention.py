@@ -7,7 +7,7 @@ import json
 from conftest import plotly_array
 
 from dashboard.engine_resource import get_engine
-from engine.presets import preset
+from engine.training.presets import preset
 
 PAGE = "dashboard/attention.py"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from dashboard.engine_resource import get_engine
-from engine.presets import PRESETS, preset
-from engine.trainer import LIMITS, MAX_STEPS
+from engine.training.config import LIMITS, MAX_STEPS
+from engine.training.presets import PRESETS, preset
 
 PAGE = "dashboard/train.py"
 
@@ -56,13 +56,13 @@ def test_divergence_is_said_in_plain_words(open_app, rerun, healthy):
 
 
 def test_a_crash_in_the_training_thread_shows_failed_and_a_new_run_starts(open_app, rerun, healthy, monkeypatch):
-    import engine.trainer
+    import engine.training.loop
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("optimizer statistics exploded")
 
-    real = engine.trainer.optimizer_stats
-    monkeypatch.setattr(engine.trainer, "optimizer_stats", broken)
+    real = engine.training.loop.optimizer_stats
+    monkeypatch.setattr(engine.training.loop, "optimizer_stats", broken)
     at = open_app()
     choose_quick(at)
     at.button(key="train").click().run()
@@ -75,7 +75,7 @@ def test_a_crash_in_the_training_thread_shows_failed_and_a_new_run_starts(open_a
     assert "RuntimeError" not in errors(at) and "exploded" not in errors(at)  # no exception text in the page
     assert not trainer_threads()
 
-    monkeypatch.setattr(engine.trainer, "optimizer_stats", real)
+    monkeypatch.setattr(engine.training.loop, "optimizer_stats", real)
     at.button(key="train").click().run()
     rerun(at, lambda: engine_.snapshot().status == "finished" and bool(at.warning))
     healthy(at)

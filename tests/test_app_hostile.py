@@ -180,7 +180,7 @@ def test_absurd_numbers_are_flagged_and_break_nothing(open_app, saved_run, healt
 
 
 def test_absurd_numbers_on_the_live_run(open_app, rerun, healthy):
-    from engine.presets import preset
+    from engine.training.presets import preset
 
     get_engine().start(preset("quick"))
     at = open_app("dashboard/inspect_claim.py")

@@ -9,7 +9,7 @@ from conftest import plotly_array
 
 from dashboard.engine_resource import get_engine
 from engine.dataset import EXAMPLE_CLAIMS as EXAMPLES
-from engine.presets import preset
+from engine.training.presets import preset
 
 PAGE = "dashboard/inspect_claim.py"
 

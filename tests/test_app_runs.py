@@ -114,7 +114,7 @@ def test_a_claims_file_is_scored_and_trained_on(open_app, saved_run, healthy):
 
 
 def test_too_few_labelled_claims_are_refused_before_the_live_run_is_touched(open_app, healthy):
-    from engine.presets import preset
+    from engine.training.presets import preset
 
     engine = get_engine()
     engine.start(preset("quick"))

@@ -10,7 +10,7 @@ from conftest import plotly_array
 
 from dashboard.engine_resource import get_engine
 from engine.attribution import CHECKS
-from engine.presets import preset
+from engine.training.presets import preset
 
 PAGE = "dashboard/specialization.py"
 

@@ -6,7 +6,7 @@ from support import wait_for
 
 from dashboard.engine_resource import get_engine
 from engine.dataset import EXAMPLE_CLAIMS
-from engine.presets import preset
+from engine.training.presets import preset
 
 PAGE = "dashboard/story.py"
 CHAPTERS = ["Before: random guesses", "During: learning from mistakes", "After: which heads became specialists",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from dashboard.engine_resource import get_engine
-from engine.presets import PRESETS, preset
+from engine.training.presets import PRESETS, preset
 
 
 def choose_quick(at) -> None:

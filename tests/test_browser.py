@@ -21,7 +21,7 @@ import torch
 from bench.soak import CHROMIUM, Server, serve
 from dashboard.live import DRAW_FAILED
 from engine.model import ClaimsTransformer, ModelConfig
-from engine.presets import PRESETS
+from engine.training.presets import PRESETS
 
 pytestmark = pytest.mark.browser
 

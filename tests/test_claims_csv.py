@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from engine.claims_csv import CsvProblem, read_claims_csv, scored_csv, scored_rows
-from engine.presets import preset
 from engine.telemetry import TelemetryHub
-from engine.trainer import Trainer
+from engine.training.presets import preset
+from engine.training.trainer import Trainer
 
 
 @pytest.mark.parametrize(("data", "words"), [

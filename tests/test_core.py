@@ -1,13 +1,14 @@
 """The Engine facade: race, predictions mid-training without disturbing the run, saved runs."""
 
+import threading
 from pathlib import Path
 
 import pytest
 from support import wait_for
 
 from engine.core import TRAINING_NOW, Engine, EngineBusy, RunsFolderError
-from engine.presets import preset
 from engine.runs import list_runs
+from engine.training.presets import preset
 
 
 def test_race_trains_sgd_on_the_same_data_and_seed(tmp_path: Path) -> None:
@@ -39,6 +40,33 @@ def test_predicting_mid_training_does_not_disturb_the_run(tmp_path: Path) -> Non
     undisturbed.start(config)
     wait_for(lambda: not undisturbed.main.active)
     assert engine.snapshot().loss.values == undisturbed.snapshot().loss.values
+
+
+def test_a_predictor_never_pairs_one_runs_weights_with_anothers_settings(tmp_path: Path) -> None:
+    engine = Engine(runs_dir=tmp_path, save_runs=False)
+    small, wide = preset("quick"), preset("quick")
+    small.steps, wide.steps, wide.model.d_model = 30, 30, 48
+    engine.start(small)
+    wait_for(lambda: not engine.main.active)
+    answers, problems, done = [], [], threading.Event()
+
+    def keep_asking() -> None:  # a viewer's Inspect page, while someone else presses Train
+        while not done.is_set():
+            try:
+                predictor = engine.predictor()
+                answers.append(None if predictor is None else predictor.model.config.d_model)
+            except Exception as error:  # any error is the failure this test looks for
+                problems.append(error)
+
+    asker = threading.Thread(target=keep_asking)
+    asker.start()
+    engine.start(wide)
+    wait_for(lambda: not engine.main.active)
+    done.set()
+    asker.join()
+    assert not problems
+    assert set(answers) <= {32, None, 48} and answers[-1] == 48
+    assert engine.predictor().predict("Diabetes patient, Metformin 500mg, $150").verdict in ("VALID", "INVALID")
 
 
 def test_predict_before_any_training_says_what_to_do() -> None:

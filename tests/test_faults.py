@@ -13,8 +13,8 @@ import pytest
 from support import wait_for
 
 from engine.core import Engine, RunsFolderError
-from engine.presets import preset
 from engine.runs import RunError, list_runs, replay
+from engine.training.presets import preset
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,8 @@ from engine.metrics import (
     per_class_accuracy,
 )
 from engine.model import ClaimsTransformer, ModelConfig, targets_for_classes
-from engine.trainer import TrainConfig, make_optimizer
+from engine.training.config import TrainConfig
+from engine.training.schedule import make_optimizer
 
 
 def test_category_shares_entropy_confidence_by_hand() -> None:

@@ -13,9 +13,10 @@ from data.generator import generate_claims
 from data.tokenizer import Tokenizer
 from engine.inference import Predictor
 from engine.model import ClaimsTransformer, ModelConfig
-from engine.presets import preset
 from engine.telemetry import TelemetryHub
-from engine.trainer import TrainConfig, Trainer
+from engine.training.config import TrainConfig
+from engine.training.presets import preset
+from engine.training.trainer import Trainer
 
 STYLE_TOLERANCE = 0.02  # the most any style may fall below the generator's own wording
 
@@ -66,8 +67,7 @@ def trained_quick_model() -> Predictor:
     config.steps, config.batch_size, config.lr, config.warmup_steps = 1200, 128, 4e-3, 50
     config.pool_size, config.eval_every = 8000, 1200
     trainer = train(config)
-    step, weights = trainer.published_weights()
-    return Predictor.from_weights(trainer.config.model, trainer.data.tokenizer, weights, step)
+    return trainer.live_model().predictor()
 
 
 def test_every_plain_style_is_judged_as_well_as_the_generators_wording(trained_quick_model: Predictor) -> None:
@@ -88,5 +88,5 @@ def test_the_same_seed_repeats_the_run_bit_for_bit() -> None:
     first, second = (run.hub.snapshot() for run in runs)
     assert first.loss.values == second.loss.values
     assert [e.heldout_accuracy for e in first.evals] == [e.heldout_accuracy for e in second.evals]
-    weights = [run.published_weights()[1] for run in runs]
+    weights = [run.live_model().weights for run in runs]
     assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])

@@ -8,11 +8,14 @@ import pytest
 import torch
 from support import wait_for
 
-from engine.presets import preset
 from engine.run_files import load_checkpoint
 from engine.runs import replay
 from engine.telemetry import TelemetryHub
-from engine.trainer import ConfigError, EngineBusy, Trainer, evaluated, learning_rate
+from engine.training.config import ConfigError
+from engine.training.events import StepPoint
+from engine.training.presets import preset
+from engine.training.schedule import evaluated, learning_rate
+from engine.training.trainer import EngineBusy, Trainer
 
 
 def quick(**overrides):
@@ -163,12 +166,12 @@ def test_stopping_saves_the_weights_it_stopped_with(tmp_path: Path) -> None:
 
 def test_an_exception_in_the_thread_is_reported(monkeypatch: pytest.MonkeyPatch,
                                                 caplog: pytest.LogCaptureFixture) -> None:
-    import engine.trainer as trainer_module
+    import engine.training.loop as loop_module
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(trainer_module, "optimizer_stats", broken)
+    monkeypatch.setattr(loop_module, "optimizer_stats", broken)
     hub = TelemetryHub()
     trainer = Trainer(hub)
     trainer.start(quick(steps=10))
@@ -226,11 +229,10 @@ def test_reset_while_preparing_returns_at_once_and_the_old_thread_writes_nothing
 ])
 def test_thread_tuner_settles_on_the_faster_count(monkeypatch: pytest.MonkeyPatch, step_ms, expected,
                                                   least_share) -> None:
-    import engine.trainer as trainer_module
+    import engine.training.threads as threads_module
 
-    monkeypatch.setattr(trainer_module.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(trainer_module.torch, "set_num_threads", lambda n: None)
-    tuner = trainer_module.ThreadTuner(0)
+    monkeypatch.setattr(threads_module.os, "cpu_count", lambda: 2)
+    tuner = threads_module.ThreadTuner(0)
     used = []
     for step in range(2000):
         used.append(tuner.current)
@@ -240,23 +242,57 @@ def test_thread_tuner_settles_on_the_faster_count(monkeypatch: pytest.MonkeyPatc
     assert used.count(expected) / len(used) >= least_share
 
 
-def test_a_fixed_thread_count_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.trainer as trainer_module
+def test_a_fixed_thread_count_is_kept_and_another_cannot_train_beside_it() -> None:
+    from engine.training.threads import ThreadPolicy
 
-    chosen = []
-    monkeypatch.setattr(trainer_module.torch, "set_num_threads", chosen.append)
-    tuner = trainer_module.ThreadTuner(1)
-    for _ in range(500):
-        tuner.record(0.5)
-    assert chosen == [1] and tuner.current == 1
+    policy = ThreadPolicy()
+    with policy.lease(1) as lease:
+        assert torch.get_num_threads() == 1
+        for _ in range(500):
+            lease.record(0.5)
+            assert torch.get_num_threads() == 1
+        with pytest.raises(ConfigError, match="another run in this process is training with 1 threads"):
+            policy.lease(2)
+        with policy.lease(1), policy.lease(0) as measuring:  # the same count, or measuring: they share it
+            for _ in range(500):
+                measuring.record(0.5)
+                assert torch.get_num_threads() == 1
+
+
+def test_two_trainers_never_change_each_others_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.training.threads as threads_module
+
+    monkeypatch.setattr(threads_module.ThreadTuner, "PERIOD", 3)  # the measuring run tries the other count often
+    monkeypatch.setattr(threads_module.ThreadTuner, "TRIAL", 2)
+    fixed_counts: list[int] = []
+    measuring_counts: list[int] = []  # while the fixed run trains
+
+    class Counts:
+        def __init__(self, counts: list[int], only_beside_fixed: bool = False) -> None:
+            self.counts, self.only_beside_fixed = counts, only_beside_fixed
+
+        def hear(self, event: object) -> None:
+            beside = 1 <= len(fixed_counts) < 400  # between the fixed run's first step and its last
+            if isinstance(event, StepPoint) and (beside or not self.only_beside_fixed):
+                self.counts.append(torch.get_num_threads())
+
+    measuring = Trainer(TelemetryHub(), observers=[Counts(measuring_counts, only_beside_fixed=True)])
+    fixed = Trainer(TelemetryHub(), observers=[Counts(fixed_counts)])
+    measuring.start(quick(steps=5000, threads=0))  # tries 1 and 2 threads as it goes
+    wait_for(lambda: measuring.hub.snapshot().step >= 40)
+    fixed.start(quick(steps=400, threads=1))
+    wait_for(lambda: not fixed.active)
+    measuring.stop(timeout=30)
+    assert fixed.hub.snapshot().status == "finished" and len(fixed_counts) == 400
+    assert set(fixed_counts) == {1}
+    assert len(measuring_counts) > 10 and set(measuring_counts) == {1}  # it stopped trying 2 while sharing
 
 
 def test_thread_tuner_reacts_when_steps_slow_down(monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.trainer as trainer_module
+    import engine.training.threads as threads_module
 
-    monkeypatch.setattr(trainer_module.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(trainer_module.torch, "set_num_threads", lambda n: None)
-    tuner = trainer_module.ThreadTuner(0)
+    monkeypatch.setattr(threads_module.os, "cpu_count", lambda: 2)
+    tuner = threads_module.ThreadTuner(0)
     step_ms = {1: 40.0, 2: 28.0}
     for _ in range(100):  # idle: settles on two threads
         tuner.record(step_ms[tuner.current] / 1000)
@@ -270,7 +306,7 @@ def test_thread_tuner_reacts_when_steps_slow_down(monkeypatch: pytest.MonkeyPatc
 
 
 def test_unsaved_runs_build_their_pool_once_and_read_it_back(isolated_pool_cache: Path) -> None:
-    from engine.trainer import unsaved_pool_cache
+    from engine.dataset import unsaved_pool_cache
 
     assert unsaved_pool_cache() == isolated_pool_cache / "headwatch" / "pools"
     config = preset("quick")
@@ -291,7 +327,7 @@ def test_unsaved_runs_build_their_pool_once_and_read_it_back(isolated_pool_cache
 
 
 def test_without_a_home_folder_unsaved_runs_just_build_their_pool(monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine.trainer import unsaved_pool_cache
+    from engine.dataset import unsaved_pool_cache
 
     def no_home() -> Path:
         raise RuntimeError("Could not determine home directory.")

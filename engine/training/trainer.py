@@ -1,0 +1,189 @@
+"""The training loop in a background thread: start, pause, resume, stop and reset, safe from any thread, and the
+live model it publishes. It reports into a TelemetryHub and, when given a folder, into the run's files."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from types import MappingProxyType
+
+import torch
+
+from data.tokenizer import Tokenizer
+from engine.claims_csv import CsvProblem, build_data_from_csv
+from engine.dataset import N_CATEGORIES, POOL_CACHE, ClaimData, build_data, unsaved_pool_cache
+from engine.inference import Predictor
+from engine.model import ModelConfig
+from engine.runs import RunError, RunWriter
+from engine.telemetry import TelemetryHub
+from engine.training.config import ConfigError, TrainConfig
+from engine.training.events import Event, Observer, RunWarning, Status, Weights
+from engine.training.loop import RunControl, TrainingLoop
+from engine.training.observers import HubObserver, WriterObserver
+from engine.training.threads import THREADS, ThreadLease
+
+
+class EngineBusy(RuntimeError):
+    """A run is already training; stop or reset it first."""
+
+
+@dataclass(frozen=True)
+class LiveModel:
+    """The live run's latest weights with what it takes to use them, published in one assignment: whoever reads it
+    never pairs one run's weights with another run's settings or vocabulary."""
+
+    step: int
+    weights: Mapping[str, torch.Tensor]  # a copy that later steps cannot change
+    model_config: ModelConfig
+    tokenizer: Tokenizer
+
+    def predictor(self) -> Predictor:
+        return Predictor.from_weights(self.model_config, self.tokenizer, dict(self.weights), self.step)
+
+
+def pick_device(config: TrainConfig) -> torch.device:
+    if config.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(config.device)
+
+
+def prepare_data(config: TrainConfig, folder: Path | None) -> ClaimData:
+    """The run's claims: a user's file, or generated ones (a pool cached beside the runs, or in the user's cache)."""
+    if config.claims_csv:
+        return build_data_from_csv(Path(config.claims_csv), config.data_seed, config.model.max_len)
+    cache = folder.parent / POOL_CACHE if folder is not None else unsaved_pool_cache()
+    return build_data(config.data_seed, config.pool_size, config.heldout_size, config.model.max_len, cache)
+
+
+def _failure(error: Exception) -> str:
+    """What the page says when training fails: our own errors are written for users; anything else is logged for
+    whoever runs the server, and the page gets no exception text."""
+    if isinstance(error, ConfigError | CsvProblem | RunError):
+        return f"Training failed: {error}"
+    logging.getLogger("headwatch").error("training failed", exc_info=error)
+    return "Training failed because of an unexpected error; its details are in the log of the process that trained it."
+
+
+class _Publisher:
+    """Keeps the trainer's live model up to date with the loop's weights."""
+
+    def __init__(self, trainer: Trainer, tokenizer: Tokenizer, model_config: ModelConfig, generation: int) -> None:
+        self.trainer, self.tokenizer, self.model_config, self.generation = trainer, tokenizer, model_config, generation
+
+    def hear(self, event: Event) -> None:
+        if isinstance(event, Weights) and self.trainer.generation == self.generation:
+            self.trainer._live = LiveModel(event.step, MappingProxyType(dict(event.tensors)), self.model_config,
+                                           self.tokenizer)
+
+
+class Trainer:
+    """Owns at most one training thread and the model it trains."""
+
+    def __init__(self, hub: TelemetryHub, observers: Sequence[Observer] = ()) -> None:
+        self.hub = hub
+        self.observers = list(observers)  # heard by every run, after the hub and the run's folder
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._control = RunControl()
+        self._live: LiveModel | None = None
+        self.generation = 0  # bumped by start and reset: a thread of an older generation must not write any more
+        self.data: ClaimData | None = None
+        self.config: TrainConfig | None = None  # as asked for by whoever started the run
+        self.save_problem: str | None = None  # why the run's folder is incomplete, once saving failed
+
+    @property
+    def active(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def live_model(self) -> LiveModel | None:
+        """The latest consistent weights of this trainer's run (taken by the training thread between steps)."""
+        return self._live
+
+    def start(self, config: TrainConfig, folder: Path | None = None, run_id: str | None = None) -> None:
+        config.validate()
+        with self._lock:
+            if self.active:
+                raise EngineBusy("A run is already training: stop or reset it first.")
+            threads = THREADS.lease(config.threads)
+            self.generation += 1
+            self._control = control = RunControl()
+            self._live, self.save_problem, self.config = None, None, config
+            self.hub.begin(run_id, str(folder) if folder else None, config.to_dict(), config.steps)
+            self._thread = threading.Thread(target=self._run, args=(config, folder, self.generation, threads, control),
+                                            daemon=True, name="headwatch-trainer")
+            self._thread.start()
+
+    def pause(self) -> None:
+        with self._lock:
+            if self.active:
+                self._control.pause()
+
+    def resume(self) -> None:
+        with self._lock:
+            self._control.resume()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Ask the run to stop and wait up to `timeout` s (a page must not freeze while data is still being built:
+        the thread then stops as soon as preparation ends)."""
+        self._control.stop()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def reset(self) -> None:
+        """Forget the run. A thread still preparing data is left to exit on its own; it writes nothing more."""
+        with self._lock:
+            self.generation += 1
+        self.stop(timeout=5.0)
+        with self._lock:
+            self._live = self.data = self.config = None
+            self.hub.reset()
+
+    def _run(self, config: TrainConfig, folder: Path | None, generation: int, threads: ThreadLease,
+             control: RunControl) -> None:
+        hub = HubObserver(self.hub, lambda: self.generation == generation)
+        observers: list[Observer] = [hub]
+        writer, loop, started = None, None, time.perf_counter()
+        try:
+            data = prepare_data(config, folder)
+            if generation != self.generation:
+                return  # reset while preparing: this run no longer exists
+            config = replace(config, model=ModelConfig(**{**asdict(config.model), "n_categories": N_CATEGORIES,
+                                                          "vocab_size": len(data.tokenizer.vocab)}))
+            writer = self._open_writer(folder, config, data, hub) if folder is not None else None
+            if writer is not None:  # the run's folder first: whoever sees the run end finds it ended on disk too
+                observers.insert(0, WriterObserver(writer, lambda message: hub.hear(RunWarning(message))))
+            self.data = data
+            observers += [_Publisher(self, data.tokenizer, config.model, generation), *self.observers]
+            ending = Status("stopped", "Stopped by the user before the first step", 0, 0.0)
+            if not control.stopping.is_set():
+                loop = TrainingLoop(config, data, observers, threads, control, device=pick_device(config))
+                ending = loop.run(started, prepare_seconds=time.perf_counter() - started)
+        except Exception as error:
+            ending = Status("failed", _failure(error), loop.step if loop else 0, loop.seconds if loop else 0.0)
+        finally:
+            threads.release()
+        for observer in observers:
+            observer.hear(ending)
+        if writer is not None:
+            writer.close()
+            self.save_problem = writer.failed
+
+    def _open_writer(self, folder: Path, config: TrainConfig, data: ClaimData, hub: HubObserver) -> RunWriter | None:
+        """The run's writer; when its folder cannot be written (a full disk) the run trains on unsaved, says so,
+        and leaves no empty run folder behind."""
+        created = not folder.exists()
+        try:
+            return RunWriter(folder, config.to_dict(), data.tokenizer.to_json(), data.probe_claims)
+        except OSError as error:
+            if created:
+                shutil.rmtree(folder, ignore_errors=True)
+            self.save_problem = f"the run folder could not be written: {error.strerror or error}"
+            if hub.current():
+                self.hub.set_unsaved(f"This run is not being saved ({self.save_problem}); it trains on anyway.")
+            return None
