@@ -15,10 +15,9 @@ from data.tokenizer import CATEGORIES, Token, Tokenizer
 from engine.attribution import CHECKS, reason_of
 from engine.inference import Prediction
 from engine.metrics import NOTHING, shown_change
-from engine.model import CLASSES, REASONS
+from engine.model import CLASSES, CROSS, REASONS
 from engine.telemetry import HeadSpecialization, SpecializationPoint
 
-CROSS = "decoder.0.cross"
 ENCODER = "encoder.0.self"
 CATEGORY_COLORS = {
     "diagnosis": "#d62728", "drug": "#9467bd", "dose": "#8c564b", "procedure": "#1f77b4", "amount": "#ff7f0e",

@@ -20,6 +20,7 @@ from dashboard import figures, head_figures, summaries
 from engine.analysis import ANALYSIS_CLAIMS
 from engine.metrics import NOTHING, attention_entropy
 from engine.model import CLASSES, REASONS, ModelConfig
+from engine.ownership import LEANS, SPECIALIST
 from engine.telemetry import HeadSpecialization, Snapshot, SpecializationPoint
 
 LEARNED = 0.8  # a reason counts as learned once this share of its held-out claims is audited correctly...
@@ -83,8 +84,8 @@ def reads_sentence(head: HeadSpecialization) -> str:
 
 
 def promise_sentence(heads: Sequence[HeadSpecialization]) -> str:
-    specialists = [h.label.split()[0] for h in heads if h.label.endswith("specialist")]
-    leaning = [h.label.split()[-1] for h in heads if h.label.startswith("leans")]
+    specialists = [h.reason for h in heads if h.kind == SPECIALIST]
+    leaning = [h.reason for h in heads if h.kind == LEANS]
     count = len(specialists)
     if count == len(REASONS) and len(set(specialists)) == len(REASONS):
         verdict = f"The story's promise of {SEED_PROMISE} was borne out in this run."
@@ -235,7 +236,7 @@ def _after(snap: Snapshot, measurement: Measurement | None) -> Chapter:
     if not heads:
         paragraphs.append("The heads have not been measured yet.")
         return Chapter("after", title, tuple(paragraphs), numbers)
-    numbers["specialists"] = float(sum(h.label.endswith("specialist") for h in heads))
+    numbers["specialists"] = float(sum(h.kind == SPECIALIST for h in heads))
     paragraphs.append("To see what each head is for, we took claims that break one rule, each beside a twin with the "
                       "wrong field put right, showed one head at a time what it saw on the twin, and measured how "
                       f"much of the case for flagging the claim went away (step {measurement.point.step:,}).")

@@ -8,7 +8,7 @@ import streamlit as st
 from dashboard import figures, head_figures, report, viewing
 from dashboard.live import live, shared_figure
 from engine.analysis import ANALYSIS_CLAIMS
-from engine.attribution import OWNED, UNOWNED
+from engine.ownership import OWNED, SPECIALIST, UNOWNED
 
 EXPLANATION = f"""
 The story says each of the four attention heads becomes a specialist: one for medical sense, one for doses, one for
@@ -42,7 +42,7 @@ def verdict(m: report.Measurement, training: bool) -> None:
     st.caption(f"The four cross-attention heads (where the answer looks at the claim), tested on twin claims and on "
                f"{m.claims:,} held-out claims ({source}).")
     heads = m.cross
-    specialists = sum(h.label.endswith("specialist") for h in heads)
+    specialists = sum(h.kind == SPECIALIST for h in heads)
     (st.success if specialists else st.warning)(report.promise_sentence(heads))
     for column, (index, head) in zip(st.columns(len(heads)), enumerate(heads), strict=True):
         with column.container(border=True):

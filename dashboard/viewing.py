@@ -10,6 +10,7 @@ import streamlit as st
 
 from dashboard.engine_resource import get_engine
 from dashboard.report import Measurement, latest_measurement, measurement_from_report
+from engine.run_files import METRICS
 from engine.runs import RunError, resolve_run
 from engine.telemetry import Snapshot
 
@@ -40,7 +41,7 @@ def saved_snapshot(run_id: str) -> Snapshot:
     engine = get_engine()
     folder = resolve_run(engine.runs_dir, run_id)
     try:
-        stat = (folder / "metrics.jsonl").stat()
+        stat = (folder / METRICS).stat()
         version: tuple = (stat.st_mtime_ns, stat.st_size)
     except OSError:
         version = ()

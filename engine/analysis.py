@@ -13,6 +13,7 @@ from engine.attribution import PairBatch, attribute
 from engine.dataset import ClaimTensors
 from engine.metrics import NOTHING, attention_confidence, attention_entropy, category_shares
 from engine.model import REASON_POSITION, ClaimsTransformer, HeadGates, ones_gates
+from engine.ownership import owners
 from engine.telemetry import AttentionPoint, HeadSpecialization, SpecializationPoint
 
 # Held-out claims scored for specialization: about +-0.05 per reason, cheap enough to run often.
@@ -93,7 +94,7 @@ def specialization(model: ClaimsTransformer, heldout: ClaimTensors, step: int, n
         shares = category_shares(rows, claims.categories, n_categories)  # (H, C)
         entropy, confidence = attention_entropy(rows), attention_confidence(rows)
         per_head = []
-        for head, causal in enumerate(attribute(model, name, claims, pairs)):
+        for head, causal in enumerate(owners(attribute(model, name, claims, pairs))):
             head_shares = {CATEGORIES[c]: float(shares[head, c]) for c in range(n_categories)}
             if model.config.null_key:
                 head_shares[NOTHING] = max(0.0, 1.0 - sum(head_shares.values()))

@@ -11,19 +11,14 @@
   Li & Janson 2024), with where each class's answers went, so a fallback to MEDICAL shows instead of hiding as a
   VALID drop.
 
-A head **owns** a reason when the reason depends on it (necessity >= OWNED), no other reason or ADMIN check does
-(<= UNOWNED each), valid claims do not (mean-ablated, VALID accuracy drops by <= UNOWNED), and no other head
-passes for the same reason; it is then that reason's **specialist**. Otherwise it **leans** to a reason that
-needs it when that reason is the only one at OWNED or more, is a **generalist** when several checks need it
-(above UNOWNED), **helps** the one check that needs it in part, and has **little effect** when none does.
-Encoder heads are mean-ablated only (not patched).
+What the measurements make of each head (specialist, leans, ...): engine.ownership.
 """
 
 from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
@@ -35,11 +30,9 @@ from data.rules import ClaimFields, check_claim
 from data.styles import terse
 from data.tokenizer import Tokenizer, parse_claim
 from engine.dataset import ClaimTensors, encode_claims
-from engine.metrics import admin_kind_accuracy, per_class_accuracy, shown_change
+from engine.metrics import admin_kind_accuracy, per_class_accuracy
 from engine.model import CLASSES, REASONS, TARGET_ID, Attention, ClaimsTransformer, greedy_outcomes
 
-OWNED = 0.5  # a reason depends on a head: patching it away removes at least half the gap between the twins
-UNOWNED = 0.2  # the most any other reason, check or VALID may depend on a head that owns one
 MIN_GAP = 1e-6  # logit difference between twins below which a check is not measured
 CHECKS = ("MEDICAL", "DOSAGE", "COST", *ADMIN_KINDS)  # what a minimal pair can differ in
 
@@ -75,6 +68,8 @@ class HeadAttribution:
     owns: str | None = None  # a reason (REASONS), or None
     label: str = ""
     evidence: str = ""
+    kind: str = ""  # one of ROLES
+    reason: str | None = None  # the reason or check the label names
 
     @property
     def valid_drop(self) -> float:
@@ -318,7 +313,7 @@ def attribute(model: ClaimsTransformer, name: str, claims: ClaimTensors,
               pairs: PairBatch | None) -> tuple[HeadAttribution, ...]:
     """Every head of the attention `name`: patching effects on `pairs` (cross-attention only: an encoder head's
     output sits at the claim's own words, which twins do not share), and where the answers of the held-out
-    `claims` go when it is mean-ablated; labelled by the ownership rule."""
+    `claims` go when it is mean-ablated; not yet labelled (engine.ownership.owners)."""
     was_training = model.training
     model.eval()
     attention = next(m for m in model.modules() if isinstance(m, Attention) and m.name == name)
@@ -331,71 +326,4 @@ def attribute(model: ClaimsTransformer, name: str, claims: ClaimTensors,
         heads.append(HeadAttribution(necessity, sufficiency, answers, {c: drops[c] for c in CLASSES},
                                      {k: drops[k] for k in ADMIN_KINDS if k in drops}, direct[head] if direct else {}))
     model.train(was_training)
-    return owners(heads)
-
-
-def owners(heads: Sequence[HeadAttribution]) -> tuple[HeadAttribution, ...]:
-    """The heads with `owns`, `label` and `evidence` set by the rule in the module's docstring."""
-    claims = [_candidate(h) for h in heads]
-    owned = [r if r is not None and claims.count(r) == 1 else None for r in claims]
-    return tuple(replace(h, owns=r, **_described(i, h, r, claims)) for i, (h, r) in enumerate(zip(heads, owned,
-                                                                                                   strict=True)))
-
-
-def _strong(head: HeadAttribution) -> list[str]:
-    return [r for r in REASONS if head.reason_necessity(r) >= OWNED]
-
-
-def _candidate(head: HeadAttribution) -> str | None:
-    strong = _strong(head)
-    if len(strong) != 1 or head.valid_drop > UNOWNED:
-        return None
-    others = [c for c in CHECKS if reason_of(c) != strong[0]]
-    return strong[0] if all(head.necessity[c] <= UNOWNED for c in others) else None
-
-
-def _named(check: str) -> str:
-    return f"ADMIN ({check})" if reason_of(check) == "ADMIN" else check
-
-
-def _pct(value: float) -> str:
-    return f"{value:.0%}"
-
-
-def _ablated_only(head: HeadAttribution) -> dict[str, str]:
-    changes = ", ".join(f"{c} {shown_change(-v):+.0%}" for c, v in head.ablation.items())
-    return {"label": "not patched", "evidence": "Encoder heads are measured only by replacing their output with its "
-            f"average; accuracy then changes by {changes}."}
-
-
-def _described(index: int, head: HeadAttribution, owns: str | None, claims: list[str | None]) -> dict[str, str]:
-    """The head's label and, in words, the measurement behind it."""
-    if not head.necessity:
-        return _ablated_only(head)
-    needing = sorted(((c, v) for c, v in head.necessity.items() if v > UNOWNED), key=lambda cv: -cv[1])
-    listed = ", ".join(f"{_named(c)} {_pct(v)}" for c, v in needing)
-    valid = (f" Without it, {_pct(head.valid_drop)} of valid claims get flagged." if head.valid_drop > UNOWNED
-             else "")
-    if owns is not None:
-        rest = max((v for c, v in head.necessity.items() if reason_of(c) != owns), default=0.0)
-        return {"label": f"{owns} specialist",
-                "evidence": f"Only {owns} needs it: {_pct(head.reason_necessity(owns))} of what tells {owns} claims "
-                            f"from their repaired twins goes when it sees the twin; no other check loses more than "
-                            f"{_pct(rest)}, and valid claims lose {_pct(max(head.valid_drop, 0.0))} without it."}
-    strong = _strong(head)
-    if len(strong) == 1:
-        rivals = [str(j + 1) for j, r in enumerate(claims) if r == strong[0] and j != index]
-        shared = f" Head {', '.join(rivals)} carries {strong[0]} as well." if rivals else ""
-        return {"label": f"leans {strong[0]}",
-                "evidence": f"{strong[0]} needs it, but not it alone. Needed by: {listed}.{shared}{valid}"}
-    if len(strong) > 1 or len(needing) > 1:
-        return {"label": "generalist", "evidence": f"Several checks need it, no single reason: {listed}.{valid}"}
-    if needing:
-        check, share = needing[0]
-        return {"label": f"helps {_named(check)}",
-                "evidence": f"Only {_named(check)} needs it, and only in part: {_pct(share)} of its evidence goes with "
-                            f"it.{valid}"}
-    most = max(head.necessity.values(), default=0.0)
-    return {"label": "little effect",
-            "evidence": f"No check needs it: at most {_pct(max(most, 0.0))} of any check's evidence goes with it."
-                        + valid}
+    return tuple(heads)

@@ -17,6 +17,7 @@ from engine.claims_csv import ImportedClaims, read_claims_csv, scored_rows, trai
 from engine.csv_export import csv_bytes
 from engine.inference import Prediction, Predictor
 from engine.run_files import CHECKPOINT
+from engine.run_writer import torch_bytes
 from engine.runs import (
     RunError,
     RunSummary,
@@ -27,7 +28,6 @@ from engine.runs import (
     remove_stale_temp_files,
     replay,
     resolve_run,
-    torch_bytes,
 )
 from engine.study import BackgroundStudy, SeedResult, read_study
 from engine.telemetry import Snapshot, TelemetryHub

@@ -17,7 +17,7 @@ from data.generator import ADMIN_KINDS, Claim, generate_claims
 from data.rules import label
 from data.tokenizer import CATEGORIES, Encoded, Tokenizer, parse_claim
 from engine.model import CLASSES
-from engine.runs import atomic_write_bytes
+from engine.run_writer import atomic_write_bytes
 from engine.telemetry import ProbeClaim
 
 HELDOUT_SEED_OFFSET = 1_000_003

@@ -14,11 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from data.rules import REASONS
+
 TARGET_VOCAB = ("<pad>", "<bos>", "<eos>", "VALID", "INVALID", "NONE", "MEDICAL", "DOSAGE", "COST", "ADMIN")
 TARGET_ID = {token: index for index, token in enumerate(TARGET_VOCAB)}
-REASONS = ("MEDICAL", "DOSAGE", "COST", "ADMIN")
 # The five outcomes a claim can have; index 0 is VALID, 1.. are INVALID with that reason.
 CLASSES = ("VALID", *REASONS)
+CROSS = "decoder.0.cross"  # the cross-attention whose heads the pages name: where the answer looks at the claim
 REASON_POSITION = 1  # decoder position whose input is the verdict and whose output is the reason
 CROSS_KEYS = ("embeddings", "encoder")
 # what runs saved before a setting existed were trained with

@@ -1,4 +1,13 @@
-"""Reading a run folder's files as possibly hostile: run folders are copied and shared between people.
+"""A run folder's layout and records, and reading them as possibly hostile: run folders are copied and shared
+between people.
+
+  config.json        the TrainConfig (with its ModelConfig)
+  tokenizer.json     the vocabulary the weights belong to
+  probe.json         the claims whose attention is captured
+  status.json        last known status (atomic replace)
+  metrics.jsonl      one JSON object a line: step, eval, optim and specialization records (RECORD_KINDS)
+  attention/step_NNNNNNN.pt   probe-batch attention weights at log-spaced steps
+  checkpoints/latest.pt       model state_dict + step (atomic replace; loaded with weights_only=True)
 
 Every read stays inside the run's folder (a link that leads out is refused), opens plain files only (never a device,
 a pipe or a folder), and is bounded in size; every record is checked for the types the pages rely on, so a damaged
@@ -12,13 +21,14 @@ import json
 import os
 import stat
 from collections.abc import Callable, Collection, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
 
 from engine.model import REASONS
-from engine.telemetry import EvalPoint, HeadSpecialization, OptimPoint, OptimStats, SpecializationPoint
+from engine.telemetry import EvalPoint, HeadSpecialization, OptimPoint, OptimStats, SpecializationPoint, StepPoint
 
 CONFIG, STATUS, TOKENIZER, PROBE = "config.json", "status.json", "tokenizer.json", "probe.json"
 METRICS = "metrics.jsonl"
@@ -220,8 +230,23 @@ def _head(record: dict) -> HeadSpecialization:
         necessity=numbers(record.get("necessity", {})), sufficiency=numbers(record.get("sufficiency", {})),
         direct=numbers(record.get("direct", {})),
         answers={text(k): numbers(v) for k, v in _table(record.get("answers", {})).items()},
-        owns=_owned(record.get("owns")),
+        owns=_owned(record.get("owns")), **_role(record),
     )
+
+
+def _role(record: dict) -> dict[str, Any]:
+    """The head's kind and the reason its label names; read from the label itself in runs saved before they were
+    recorded ("DOSAGE specialist", "leans COST", "helps ADMIN (age)", "generalist")."""
+    if "kind" in record:
+        reason = record.get("reason")
+        return {"kind": text(record["kind"]), "reason": None if reason is None else text(reason)}
+    label = text(record["label"])
+    if label.endswith(" specialist"):
+        return {"kind": "specialist", "reason": label.removesuffix(" specialist")}
+    for kind in ("leans", "helps"):
+        if label.startswith(f"{kind} "):
+            return {"kind": kind, "reason": label.removeprefix(f"{kind} ")}
+    return {"kind": label, "reason": None}
 
 
 def _table(value: Any) -> dict:
@@ -237,12 +262,26 @@ def specialization_point(record: dict) -> SpecializationPoint:
     )
 
 
-def step_record(record: dict) -> tuple[int, float, float]:
-    return whole(record["step"]), number(record["loss"]), number(record["seconds"])
+def step_record(record: dict) -> StepPoint:
+    return StepPoint(whole(record["step"]), number(record["loss"]), number(record["seconds"]))
 
 
-RECORDS: dict[str, Callable[[dict], Any]] = {"step": step_record, "eval": eval_point, "optim": optim_point,
-                                             "specialization": specialization_point}
+Record = StepPoint | EvalPoint | OptimPoint | SpecializationPoint
+# kind -> (what a run writes, how a reader checks it back)
+RECORD_KINDS: dict[str, tuple[type, Callable[[dict], Record]]] = {
+    "step": (StepPoint, step_record), "eval": (EvalPoint, eval_point), "optim": (OptimPoint, optim_point),
+    "specialization": (SpecializationPoint, specialization_point),
+}
+RECORDS = tuple(RECORD_KINDS)
+_KIND_OF = {written: kind for kind, (written, _) in RECORD_KINDS.items()}
+
+
+def encode_record(point: Record) -> dict:
+    """A measurement as one line of metrics.jsonl: its kind and its fields (a step's rate is not kept)."""
+    values = asdict(point)
+    if isinstance(point, StepPoint):
+        del values["steps_per_second"]
+    return {"type": _KIND_OF[type(point)], **values}
 
 
 def read_records(folder: Path, kinds: Collection[str], newest_first: bool = False) -> Iterator[tuple[str, Any]]:
@@ -254,7 +293,7 @@ def read_records(folder: Path, kinds: Collection[str], newest_first: bool = Fals
         if not isinstance(kind, str) or kind not in kinds:
             continue
         try:
-            yield kind, RECORDS[kind](record)
+            yield kind, RECORD_KINDS[kind][1](record)
         except (KeyError, TypeError, ValueError, AttributeError):
             continue
 

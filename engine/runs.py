@@ -1,29 +1,18 @@
-"""Runs on disk: one folder per run, append-only metrics, atomic checkpoints, replay into a Snapshot.
-
-Layout of a run folder:
-  config.json        the TrainConfig (with its ModelConfig)
-  tokenizer.json     the vocabulary the weights belong to
-  status.json        last known status (atomic replace)
-  metrics.jsonl      one JSON object a line: step, eval, optim, specialization records (flushed every second)
-  attention/step_NNNNNNN.pt   probe-batch attention weights at log-spaced steps
-  checkpoints/latest.pt       model state_dict + step (atomic replace; loaded with weights_only=True)
-"""
+"""Runs on disk: run ids and folders, listing and summarizing them, and replaying one into a Snapshot (the layout
+and its records: engine.run_files; writing: engine.run_writer)."""
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
-import json
 import math
 import os
 import re
 import shutil
 import stat
-import tempfile
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +29,6 @@ from engine.run_files import (
     PROBE,
     RECORDS,
     STATUS,
-    TOKENIZER,
     RunError,
     read_config,
     read_json,
@@ -53,16 +41,12 @@ from engine.telemetry import (
     ACTIVE_STATUSES,
     AttentionPoint,
     Downsampler,
-    EvalPoint,
-    OptimPoint,
     ProbeClaim,
     Snapshot,
-    SpecializationPoint,
     thin,
 )
 
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # whole ids only: see valid_run_id
-FLUSH_SECONDS = 1.0
 
 
 def default_runs_dir() -> Path:
@@ -107,138 +91,6 @@ def remove_stale_temp_files(runs_dir: Path) -> None:
             info = path.lstat()
             if stat.S_ISREG(info.st_mode) and time.time() - info.st_mtime > STALE_TEMP_SECONDS:
                 path.unlink()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, value: Any) -> None:
-    atomic_write_bytes(path, json.dumps(value, indent=1, default=_json_default).encode())
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"cannot store {type(value).__name__} in JSON")
-
-
-def _clean(value: Any) -> Any:
-    """NaN and infinity are not JSON: store them as null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
-
-
-def _unless_failed(method: Callable) -> Callable:
-    """A write that fails (disk full, folder removed) stops saving, never training: the error is kept in
-    `failed` for the UI to show, and later writes are skipped."""
-
-    @functools.wraps(method)
-    def guarded(self: RunWriter, *args: Any, **kwargs: Any) -> None:
-        if self.failed:
-            return
-        try:
-            method(self, *args, **kwargs)
-        except OSError as error:
-            self.failed = error.strerror or "the files could not be written"
-
-    return guarded
-
-
-class RunWriter:
-    """Writes one run's folder as it trains. The constructor raises OSError if the folder cannot be written, and
-    RunError if it already holds files: two runs must never mix in one folder."""
-
-    def __init__(self, folder: Path, config: dict, tokenizer: dict, probe: tuple[ProbeClaim, ...]) -> None:
-        self.folder = folder
-        self.failed: str | None = None
-        self.checkpoint_step: int | None = None  # step of the last checkpoint written whole
-        self.chance: float | None = None  # Snapshot.chance, saved with the status
-        folder.mkdir(parents=True, exist_ok=True)
-        if any(folder.iterdir()):
-            raise RunError(f"the folder {folder.name} already holds files; a new run needs a new or empty folder")
-        (folder / ATTENTION).mkdir()
-        (folder / CHECKPOINT).parent.mkdir()
-        atomic_write_json(folder / CONFIG, config)
-        atomic_write_json(folder / TOKENIZER, tokenizer)
-        atomic_write_json(folder / PROBE, [asdict(p) for p in probe])
-        self._metrics = open(folder / METRICS, "x", encoding="utf-8")  # noqa: SIM115 (held for the run)
-        self._last_flush = time.monotonic()
-
-    @_unless_failed
-    def log(self, record: dict) -> None:
-        self._metrics.write(json.dumps(_clean(record)) + "\n")
-        if time.monotonic() - self._last_flush >= FLUSH_SECONDS:
-            self._metrics.flush()
-            self._last_flush = time.monotonic()
-
-    @_unless_failed
-    def flush(self) -> None:
-        self._metrics.flush()
-        self._last_flush = time.monotonic()
-
-    def log_eval(self, point: EvalPoint) -> None:
-        self.log({"type": "eval", **asdict(point)})
-
-    def log_optim(self, point: OptimPoint) -> None:
-        self.log({"type": "optim", **asdict(point)})
-
-    def log_specialization(self, point: SpecializationPoint) -> None:
-        self.log({"type": "specialization", **asdict(point)})
-
-    @_unless_failed
-    def save_attention(self, point: AttentionPoint) -> None:
-        tensors = {name: torch.from_numpy(np.ascontiguousarray(w)).half() for name, w in point.weights.items()}
-        atomic_write_bytes(self.folder / ATTENTION / f"step_{point.step:09d}.pt", torch_bytes(tensors))
-
-    @_unless_failed
-    def checkpoint(self, state_dict: dict[str, torch.Tensor], step: int, model_config: dict) -> None:
-        payload = {"step": step, "model": state_dict, "model_config": model_config}
-        atomic_write_bytes(self.folder / CHECKPOINT, torch_bytes(payload))
-        self.checkpoint_step = step
-
-    def status(self, status: str, message: str, step: int, seconds: float) -> None:
-        """Tried even after a write failed (space may have come back), so the folder says how the run ended and
-        that its files stopped partway."""
-        self.flush()
-        if self.failed:
-            message = f"{message}. Its files stopped being saved partway ({self.failed})"
-        try:
-            atomic_write_json(self.folder / STATUS, {"status": status, "message": message, "step": step,
-                                                     "seconds": seconds, "updated": time.time(),
-                                                     "chance": self.chance})
-        except OSError as error:
-            self.failed = self.failed or error.strerror or "the files could not be written"
-
-    def close(self) -> None:
-        try:
-            self._metrics.close()
-        except OSError as error:
-            self.failed = self.failed or str(error)
-
-
-def torch_bytes(obj: Any) -> bytes:
-    """`obj` as torch.save writes it."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
 
 
 def _attention_weights(name: str, tensor: Any, probe: tuple[ProbeClaim, ...], heads: int) -> np.ndarray:
@@ -299,8 +151,8 @@ def replay(folder: Path) -> Snapshot:
         if not _fits(kind, point, n_heads):
             continue
         if kind == "step":
-            last_step, step_loss, seconds = point
-            loss.append(last_step, step_loss)
+            last_step, seconds = point.step, point.seconds
+            loss.append(point.step, point.loss)
         elif kind == "eval":
             evals = thin([*evals, point], 1000)
         elif kind == "optim":
@@ -332,8 +184,7 @@ def metrics_table(folder: Path) -> tuple[list[str], list[list[object]]]:
         if not _fits(kind, point, n_heads):
             continue
         if kind == "step":
-            step, loss, seconds = point
-            rows.setdefault(step, {}).update(seconds=round(seconds, 2), train_loss=loss)
+            rows.setdefault(point.step, {}).update(seconds=round(point.seconds, 2), train_loss=point.loss)
         else:
             rows.setdefault(point.step, {}).update(_columns(kind, point))
     header = ["step", "seconds", "train_loss"]
@@ -422,9 +273,42 @@ def _latest(folder: Path, n_heads: int) -> dict[str, Any]:
     return latest
 
 
+_summaries: dict[Path, tuple[tuple, RunSummary]] = {}  # folder -> (its files' versions, its summary)
+_summaries_lock = threading.Lock()
+
+
+def _version(folder: Path) -> tuple:
+    """What changes whenever a run's summary could: its files' modification times and sizes."""
+    version: list = [folder.is_symlink()]
+    for name in (CONFIG, STATUS, METRICS):
+        try:
+            info = (folder / name).lstat()
+            version.append((info.st_mtime_ns, info.st_size))
+        except OSError:
+            version.append(None)
+    return tuple(version)
+
+
+def _summary(folder: Path) -> RunSummary:
+    """summarize(folder), read again only when one of its files changed (the Runs page lists every run on every
+    redraw; most are long finished)."""
+    version = _version(folder)
+    with _summaries_lock:
+        cached = _summaries.get(folder)
+    if cached is not None and cached[0] == version:
+        return cached[1]
+    summary = summarize(folder)
+    with _summaries_lock:
+        _summaries[folder] = (version, summary)
+    return summary
+
+
 def list_runs(runs_dir: Path) -> list[RunSummary]:
     """Every run folder under `runs_dir`, newest first; a link in place of a folder is listed as damaged."""
     if not runs_dir.is_dir():
         return []
     folders = [p for p in runs_dir.iterdir() if valid_run_id(p.name) and (p.is_symlink() or p.is_dir())]
-    return sorted((summarize(p) for p in folders), key=lambda s: s.started, reverse=True)
+    with _summaries_lock:
+        for gone in [f for f in _summaries if f.parent == runs_dir and f not in folders]:
+            del _summaries[gone]
+    return sorted((_summary(p) for p in folders), key=lambda s: s.started, reverse=True)

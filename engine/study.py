@@ -20,14 +20,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from engine.analyze import analyze_run
-from engine.model import REASONS
+from engine.model import CROSS, REASONS
 from engine.run_files import STATUS, RunError, number, numbers, read_object, text, whole
-from engine.runs import atomic_write_json
+from engine.run_writer import atomic_write_json
 from engine.runs import summarize as summarize_run
 
 ROOT = Path(__file__).resolve().parents[1]  # where `python -m engine` is found
 STUDY = "study.json"
-CROSS = "decoder.0.cross"
 BOOTSTRAP_RESAMPLES = 2000
 MAX_MATCHED_HEADS = 6  # heads matched across seeds by trying every pairing: 6! = 720 per seed
 

@@ -23,6 +23,14 @@ class Series:
 
 
 @dataclass(frozen=True)
+class StepPoint:
+    step: int
+    loss: float
+    seconds: float  # training seconds so far, pauses left out
+    steps_per_second: float = 0.0  # not saved: a saved run's rate is its steps over its seconds
+
+
+@dataclass(frozen=True)
 class EvalPoint:
     step: int
     seconds: float
@@ -78,6 +86,8 @@ class HeadSpecialization:
     answers: dict[str, dict[str, float]] = field(default_factory=dict)  # ablated: true class -> share per answer
     direct: dict[str, float] = field(default_factory=dict)  # check -> direct logit attribution on its invalid twins
     owns: str | None = None  # the reason this head is the specialist of
+    kind: str = ""  # what `label` says, for code: one of engine.attribution.ROLES ("" in runs saved before it)
+    reason: str | None = None  # the reason (or check) `label` names, if it names one
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,11 @@ from data.rules import check_claim
 from data.tokenizer import CATEGORIES, Tokenizer
 from engine.attribution import (
     CHECKS,
-    OWNED,
     HeadAttribution,
     attribute,
     direct_effects,
     logit_directions,
     minimal_pairs,
-    owners,
     pair_batch,
     patched_runner,
     reason_of,
@@ -25,6 +23,7 @@ from engine.attribution import (
 )
 from engine.dataset import encode_claims
 from engine.model import REASONS, TARGET_ID, ClaimsTransformer, ModelConfig
+from engine.ownership import GENERALIST, LITTLE_EFFECT, NOT_PATCHED, OWNED, owners
 
 CROSS = "decoder.0.cross"
 WIRED = ("dose", "amount", "diagnosis", "specialty")  # head k reads only this field
@@ -116,10 +115,11 @@ def test_one_head_doing_everything_is_one_generalist(setting) -> None:
     cross = model.decoder[0].cross_attention
     with torch.no_grad():
         cross.out.weight[:, cross.head_dim :] = 0.0  # only head 0 reaches the answer
-    heads = attribute(model, CROSS, claims, batch)
+    heads = owners(attribute(model, CROSS, claims, batch))
     assert all(heads[0].necessity[c] == pytest.approx(1.0, abs=1e-4) for c in CHECKS)
     assert all(h.necessity[c] == pytest.approx(0.0, abs=1e-6) for h in heads[1:] for c in CHECKS)
     assert [h.owns for h in heads] == [None] * 4  # head 0 carries every reason: a generalist, not a specialist
+    assert [h.kind for h in heads] == [GENERALIST] + [LITTLE_EFFECT] * 3
 
 
 def _head(necessity: dict[str, float], valid_drop: float = 0.0) -> HeadAttribution:
@@ -141,8 +141,11 @@ def test_ownership_needs_one_reason_only_valid_untouched_and_no_rival() -> None:
 def test_labels_say_what_the_measurement_found() -> None:
     dosage, cost = _head({"DOSAGE": 0.9}), _head({"COST": 0.7, "sex": 0.3})
     heads = [dosage, cost, _head({"MEDICAL": 0.6, "DOSAGE": 0.6}), _head({"place": 0.4}), _head({"place": 0.1})]
-    labels = [h.label for h in owners(heads)]
-    assert labels == ["DOSAGE specialist", "leans COST", "generalist", "helps ADMIN (place)", "little effect"]
+    labelled = owners(heads)
+    assert [h.label for h in labelled] == ["DOSAGE specialist", "leans COST", "generalist", "helps ADMIN (place)",
+                                           "little effect"]
+    assert [(h.kind, h.reason) for h in labelled] == [("specialist", "DOSAGE"), ("leans", "COST"),
+                                                      ("generalist", None), ("helps", "place"), ("little effect", None)]
     shared = owners([dosage, dosage])
     assert [h.label for h in shared] == ["leans DOSAGE"] * 2 and "Head 2 carries DOSAGE as well" in shared[0].evidence
     assert "90%" in owners([dosage])[0].evidence
@@ -156,8 +159,8 @@ def test_mean_ablation_shows_where_answers_go_and_encoder_heads_are_not_patched(
         shares = [sum(answered.values()) for answered in head.answers.values() if any(answered.values())]
         assert shares and all(share == pytest.approx(1.0) for share in shares)
         assert head.ablation["VALID"] == pytest.approx(head.valid_drop)
-    encoder = attribute(model, "encoder.0.self", claims, batch)
-    assert all(not h.necessity and h.owns is None and h.label == "not patched" for h in encoder)
+    encoder = owners(attribute(model, "encoder.0.self", claims, batch))
+    assert all(not h.necessity and h.owns is None and h.kind == NOT_PATCHED for h in encoder)
 
 
 def test_direct_logit_attribution_adds_up_exactly_with_the_rest_of_the_residual(setting) -> None:

@@ -167,7 +167,7 @@ def test_a_full_disk_is_in_the_summary_and_the_exit_code(tmp_path: Path, monkeyp
                                                          capsys: pytest.CaptureFixture) -> None:
     import errno
 
-    import engine.runs as runs
+    import engine.run_writer as runs
     from engine.__main__ import main
 
     real = runs.atomic_write_bytes

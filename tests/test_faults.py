@@ -59,7 +59,7 @@ def test_unwritable_runs_folder_is_reported_and_training_can_go_on_unsaved(tmp_p
 
 
 def test_disk_full_mid_run_stops_saving_not_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.runs as runs
+    import engine.run_writer as runs
 
     real = runs.atomic_write_bytes
 

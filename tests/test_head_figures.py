@@ -16,17 +16,21 @@ from data.tokenizer import CATEGORIES, Token, Tokenizer
 from engine.attribution import CHECKS
 from engine.inference import Prediction
 from engine.model import CLASSES, REASONS
+from engine.ownership import GENERALIST, SPECIALIST, role_label
 from engine.telemetry import EvalPoint, HeadSpecialization, SpecializationPoint
 
 EVEN = {c: 1 / len(CATEGORIES) for c in CATEGORIES}
 
 
-def head(label: str = "generalist", shares: dict | None = None, **drops: float) -> HeadSpecialization:
+def head(owns: str | None = None, shares: dict | None = None, **drops: float) -> HeadSpecialization:
+    """A generalist, or the specialist of `owns`."""
+    kind = SPECIALIST if owns else GENERALIST
     return HeadSpecialization(shares=shares or EVEN, entropy=2.0, confidence=0.2, importance=0.01,
-                              ablation={c: drops.get(c, 0.0) for c in CLASSES}, label=label, evidence="numbers")
+                              ablation={c: drops.get(c, 0.0) for c in CLASSES}, label=role_label(kind, owns),
+                              evidence="numbers", owns=owns, kind=kind, reason=owns)
 
 
-COST_HEAD = head("COST specialist", {**EVEN, "amount": 0.6}, COST=0.71, ADMIN=0.02)
+COST_HEAD = head("COST", {**EVEN, "amount": 0.6}, COST=0.71, ADMIN=0.02)
 POINTS = (
     SpecializationPoint(0, {head_figures.CROSS: (head(),) * 4}),
     SpecializationPoint(100, {head_figures.CROSS: (head(), COST_HEAD, head(DOSAGE=0.3, ADMIN=0.2),
@@ -223,7 +227,7 @@ def test_story_never_claims_a_specialist_the_numbers_do_not_show():
     assert "specialist:" not in text.replace("became a specialist:", "")
     assert "none of the 4 heads became a specialist" in text and "not borne out" in text
     assert after.numbers["specialists"] == 0
-    four = tuple(head(f"{r} specialist", **{r: 0.8}) for r in REASONS)
+    four = tuple(head(r, **{r: 0.8}) for r in REASONS)
     assert "was borne out" in report.promise_sentence(four)
 
 

@@ -261,3 +261,21 @@ def test_the_weights_download_holds_only_the_models_own_tensors(runs: Path) -> N
     exported = torch.load(io.BytesIO(Engine(runs_dir=runs).checkpoint_bytes("good")), weights_only=True)
     saved = torch.load(runs / "good" / "checkpoints" / "latest.pt", weights_only=True)["model"]
     assert exported.keys() == saved.keys() and all(torch.equal(exported[k], saved[k]) for k in saved)
+
+
+def test_a_run_is_read_again_only_when_its_files_change(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.runs
+
+    read = []
+    real = engine.runs.summarize
+    monkeypatch.setattr(engine.runs, "summarize", lambda folder: read.append(folder.name) or real(folder))
+    copy_run(runs, "other")
+    first = list_runs(runs)
+    assert sorted(read) == ["good", "other"]
+    assert list_runs(runs) == first and len(read) == 2  # nothing changed: nothing read again
+    with open(runs / "other" / "metrics.jsonl", "a") as metrics:
+        metrics.write('{"type": "step", "step": 99999, "loss": 0.5, "seconds": 9.0}\n')
+    assert summary(runs, "other").step == first[[s.run_id for s in first].index("other")].step
+    assert read[2:] == ["other"]  # only the run whose file grew
+    (runs / "other" / "status.json").write_text("{ damaged")
+    assert summary(runs, "other").status == "unknown" and read[3:] == ["other"]

@@ -10,9 +10,8 @@ from support import wait_for
 
 from engine.run_files import load_checkpoint
 from engine.runs import replay
-from engine.telemetry import TelemetryHub
+from engine.telemetry import StepPoint, TelemetryHub
 from engine.training.config import ConfigError
-from engine.training.events import StepPoint
 from engine.training.presets import preset
 from engine.training.schedule import evaluated, learning_rate
 from engine.training.trainer import EngineBusy, Trainer

@@ -11,7 +11,7 @@ from typing import Protocol
 
 import torch
 
-from engine.telemetry import AttentionPoint, EvalPoint, OptimPoint, ProbeClaim, SpecializationPoint
+from engine.telemetry import AttentionPoint, EvalPoint, OptimPoint, ProbeClaim, SpecializationPoint, StepPoint
 
 
 @dataclass(frozen=True)
@@ -23,14 +23,6 @@ class RunStart:
     n_heads: int
     prepare_seconds: float  # building the claims and the vocabulary
     chance: float  # held-out accuracy of answering the commonest class to every claim
-
-
-@dataclass(frozen=True)
-class StepPoint:
-    step: int
-    loss: float
-    seconds: float  # training seconds so far, pauses left out
-    steps_per_second: float
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from engine.attribution import run_pairs
 from engine.dataset import N_CATEGORIES, ClaimData, ClaimTensors
 from engine.metrics import commonest_class, optimizer_stats, per_class_accuracy
 from engine.model import TARGET_VOCAB, ClaimsTransformer, targets_for_classes, teacher_forced_outcomes
-from engine.telemetry import EvalPoint
+from engine.telemetry import EvalPoint, StepPoint
 from engine.training.config import TrainConfig
-from engine.training.events import Event, Observer, RunStart, Status, StepPoint, Weights
+from engine.training.events import Event, Observer, RunStart, Status, Weights
 from engine.training.schedule import (
     evaluated,
     learning_rate,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from engine.runs import RunWriter
-from engine.telemetry import AttentionPoint, EvalPoint, OptimPoint, SpecializationPoint, TelemetryHub
-from engine.training.events import Event, RunStart, RunWarning, Status, StepPoint, Weights
+from engine.run_writer import RunWriter
+from engine.telemetry import AttentionPoint, EvalPoint, OptimPoint, SpecializationPoint, StepPoint, TelemetryHub
+from engine.training.events import Event, RunStart, RunWarning, Status, Weights
 
 
 class HubObserver:
@@ -53,16 +53,10 @@ class WriterObserver:
         match event:
             case RunStart():
                 writer.chance = event.chance
-            case StepPoint():
-                writer.log({"type": "step", "step": event.step, "loss": event.loss, "seconds": event.seconds})
-            case EvalPoint():
-                writer.log_eval(event)
-            case OptimPoint():
-                writer.log_optim(event)
+            case StepPoint() | EvalPoint() | OptimPoint() | SpecializationPoint():
+                writer.record(event)
             case AttentionPoint():
                 writer.save_attention(event)
-            case SpecializationPoint():
-                writer.log_specialization(event)
             case Weights(keep=True):
                 writer.checkpoint(dict(event.tensors), event.step, event.model_config)
             case Status():

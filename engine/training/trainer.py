@@ -19,7 +19,8 @@ from engine.claims_csv import CsvProblem, build_data_from_csv
 from engine.dataset import N_CATEGORIES, POOL_CACHE, ClaimData, build_data, unsaved_pool_cache
 from engine.inference import Predictor
 from engine.model import ModelConfig
-from engine.runs import RunError, RunWriter
+from engine.run_writer import RunWriter
+from engine.runs import RunError
 from engine.telemetry import TelemetryHub
 from engine.training.config import ConfigError, TrainConfig
 from engine.training.events import Event, Observer, RunWarning, Status, Weights
