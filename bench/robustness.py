@@ -18,7 +18,8 @@ from data.catalog import Catalog, load_catalog
 from data.generator import generate_claims
 from data.rules import label
 from data.styles import STYLES
-from data.tokenizer import Tokenizer, parse_claim
+from data.tokenizer import Tokenizer
+from data.vocabulary import parse_claim
 from engine.claims_csv import read_claims_file
 from engine.dataset import EXAMPLE_CLAIMS, HELDOUT_SEED_OFFSET
 from engine.inference import Predictor, verdict_to_outcome
@@ -49,7 +50,7 @@ def worded(claims: list, catalog: Catalog, tokenizer: Tokenizer) -> tuple[dict[s
     kept, texts = [], {GENERATOR: [], **{name: [] for name in STYLES}}
     for claim in claims:
         rewrites = {name: style(claim.fields, catalog, rng) for name, style in STYLES.items()}
-        if all(parse_claim(tokenizer.encode(t), tokenizer) == claim.fields for t in rewrites.values()):
+        if all(parse_claim(tokenizer.encode(t)) == claim.fields for t in rewrites.values()):
             kept.append(verdict_to_outcome(claim.verdict, claim.reason))
             for name, text in {GENERATOR: claim.text, **rewrites}.items():
                 texts[name].append(text)
@@ -85,7 +86,7 @@ def examples_missed(predictor: Predictor, catalog: Catalog, tokenizer: Tokenizer
     """The app's example claims the model does not judge as the rules checker does, with its answer."""
     missed = []
     for text, prediction in zip(EXAMPLE_CLAIMS, predictor.predict_many(list(EXAMPLE_CLAIMS)), strict=True):
-        if prediction.outcome != verdict_to_outcome(*label(parse_claim(tokenizer.encode(text), tokenizer), catalog)):
+        if prediction.outcome != verdict_to_outcome(*label(parse_claim(tokenizer.encode(text)), catalog)):
             missed.append(f"{text!r}: {prediction.outcome} at {prediction.confidence:.0%}")
     return missed
 

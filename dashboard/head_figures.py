@@ -11,7 +11,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dashboard.figures import HEAD_COLORS
-from data.tokenizer import CATEGORIES, Token, Tokenizer
+from data.tokenizer import Tokenizer
+from data.vocabulary import CATEGORIES, Token
 from engine.attribution import CHECKS, reason_of
 from engine.inference import Prediction
 from engine.metrics import NOTHING, shown_change

@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from data.tokenizer import Token
+from data.vocabulary import Token
 
 EDITABLE = ("dose", "amount", "age", "sex")
 SEXES = ("M", "F")

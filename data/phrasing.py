@@ -13,7 +13,8 @@ import random
 from data.catalog import Catalog
 from data.rules import ClaimFields
 from data.text import RESERVED_WORDS, phrase_key
-from data.tokenizer import AGE_WORDS, MONEY_WORDS, NUMBER_WORDS, WORDS
+from data.tokenizer import AGE_WORDS, MONEY_WORDS, NUMBER_WORDS
+from data.vocabulary import WORDS
 
 # Template words must be in the tokenizer's WORDS (a test checks that any <unk> in generated text is junk).
 # fmt: off

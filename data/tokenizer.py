@@ -11,25 +11,23 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate
 
 from data.catalog import Catalog
-from data.rules import ClaimFields
 from data.text import HARD_GAP, SEX_WORDS, kind_of, phrase_key, split
+from data.vocabulary import (
+    AGE_MAX,
+    AMOUNT_BUCKETS,
+    CATEGORIES,
+    DOSE_BUCKETS,
+    SPECIALS,
+    Encoded,
+    build_vocabulary,
+    category_of,
+    fast_token,
+)
 
-CATEGORIES = ("diagnosis", "drug", "dose", "procedure", "amount", "age", "sex", "specialty", "place", "other")
-ENTITY_PREFIXES = {
-    "diagnosis": "dx", "drug": "drug", "procedure": "proc", "specialty": "spec", "place": "place",
-}  # fmt: skip
-PREFIX_CATEGORY = {
-    **{prefix: category for category, prefix in ENTITY_PREFIXES.items()},
-    "sex": "sex", "amt": "amount", "dose": "dose", "age": "age",
-}  # fmt: skip
-AMOUNT_BUCKETS = (-4, 44)  # $0.25 .. $4.2M in half-octaves
-DOSE_BUCKETS = (-24, 36)  # 0.24 mcg .. 262 g
-AGE_MAX = 110
 PIECES_PER_TOKEN = 4  # the most pieces a number token takes ("-", "$", "50", "k" ... "usd")
 
 DOSE_UNITS = {
@@ -46,37 +44,6 @@ AGE_WORDS = frozenset({"age", "aged"})
 COMBINED_AGE_SEX = frozenset({"yom", "yof"})  # "54yoM"
 NUMBER_WORDS = {"nan": math.nan, "inf": math.inf, "infinity": math.inf}
 
-# Template and filler words a claim is written with; fixed, so one catalog always gives the same vocabulary.
-_WORD_TEXT = """
-    $ % @ a an the and or but with w without wo of for to in at on by from per as is was be been has had
-    have not no yes this that it its his her he she they them their him patient patients pt pts claim
-    claims billed bill billing bills charge charges charged cost costs price priced fee fees total amount
-    amt paid payment due sum invoice invoiced submitted submit please pls kindly review reviewed check
-    verify audit urgent thanks thank you note notes re new dx diagnosis diagnosed diagnoses hx history
-    known presenting presents presented complaint complains suffering suspected confirmed rx prescribed
-    prescription prescribing medication medications med meds drug drugs started start starting continue
-    continued continuing refill refills refilled given taking takes take dose dosage doses strength daily
-    day days qd once twice per week weeks wk wks weekly month months monthly supply tab tabs tablet
-    tablets cap caps capsule capsules po oral iv inhaled puff puffs nightly morning evening bedtime
-    procedure procedures proc service services cpt code codes hcpcs icd performed done underwent
-    undergoing received receiving had scheduled ordered order orders provided s p status post provider
-    rendering specialty physician doctor dr md do seen see saw place location setting pos visit visits
-    type sex gender age aged years year old yrs yr yo y o hour hours hr hrs min mins minute minutes follow
-    up plus item line items requested request approve approved deny denied pending needs need auth
-    authorization prior inv id ref number member policy date dos today yesterday tomorrow mr mrs ms x also
-    additional additionally other same discharged room unit floor bed home nursing facility pharmacy cash
-    surgery surgical test tests testing labs scan imaging xray x ray ultrasound screening exam examination
-    evaluation consult consultation treatment treat treated therapy session care management workup work
-    chronic acute mild moderate severe stable uncontrolled controlled established initial left right
-    bilateral pain symptoms symptom worsening improved improving because since after before during
-    following pre about approximately approx around roughly just only each every first second third last
-    next recent recently long standing reason reasons why how what which who when where usual normal
-    typical standard generic brand name medicine medical insurance insurer payer plan coverage covered
-    copay deductible reimbursement cents more less than over under via will would should could can may
-    might must did does not nothing ok okay fine came went got done one two three r l f/u w/o s/p h/o c/o
-    r/o
-"""
-WORDS = tuple(sorted(set(_WORD_TEXT.split())))
 # Shorthand written with a slash between two letters; read as one word, so "f/u" is not the sex word "f".
 COMPOUNDS = {
     ("f", "u"): "f/u",
@@ -87,43 +54,10 @@ COMPOUNDS = {
     ("r", "o"): "r/o",
 }
 
-_SPECIALS = ("<pad>", "<unk>", "<num>")
 # kind_of() for the commonest first characters, looked up instead of computed
 FIRST_KIND = {
     **dict.fromkeys("abcdefghijklmnopqrstuvwxyz", "word"), **dict.fromkeys("0123456789-.", "num"), "$": "sym",
 }  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Token:
-    id: int
-    text: str  # vocabulary string; "<unk>" for an unknown word
-    surface: str  # exactly what the input had at [start, end)
-    start: int
-    end: int
-    category: str
-    value: float | None = None  # the number behind an amount (USD), dose (mg) or age token
-
-
-_new_object, _set_attribute = object.__new__, object.__setattr__
-
-
-def _token(
-    id: int, text: str, surface: str, start: int, end: int, category: str, value: float | None
-) -> Token:
-    """Token(...) at half the cost: a frozen dataclass's __init__ sets its seven fields one call at a time,
-    and building tokens is most of the work of encoding a claim. The result is an ordinary, frozen Token."""
-    token = _new_object(Token)
-    _set_attribute(token, "__dict__", {"id": id, "text": text, "surface": surface, "start": start, "end": end,
-                                       "category": category, "value": value})  # fmt: skip
-    return token
-
-
-@dataclass(frozen=True)
-class Encoded:
-    tokens: tuple[Token, ...]
-    truncated: bool
-    warnings: tuple[str, ...]  # plain-English notes on implausible numbers
 
 
 def _number(low: str) -> float:
@@ -162,17 +96,17 @@ def _is_age(low: str) -> bool:
 
 
 class Tokenizer:
-    PAD, UNK, NUM = _SPECIALS
+    PAD, UNK, NUM = SPECIALS
 
     def __init__(self, vocab: tuple[str, ...], aliases: dict[str, tuple[str, ...]]) -> None:
-        if tuple(vocab[:3]) != _SPECIALS:
-            raise ValueError(f"vocabulary must start with {_SPECIALS}")
+        if tuple(vocab[:3]) != SPECIALS:
+            raise ValueError(f"vocabulary must start with {SPECIALS}")
         self.vocab = tuple(vocab)
         self.aliases = aliases  # entity token text -> the names and aliases that produce it
         self._ids = {text: index for index, text in enumerate(self.vocab)}
         if len(self._ids) != len(self.vocab):
             raise ValueError("vocabulary has duplicate entries")
-        self._categories = tuple(self._category_of(text) for text in self.vocab)
+        self._categories = tuple(map(category_of, self.vocab))
         # first piece -> ((length, {all pieces: token id}), ...), longest first, for longest-match lookup;
         # the first name listed wins a tie, as it would in a list
         by_start: dict[str, dict[int, dict[tuple[str, ...], int]]] = {}
@@ -207,43 +141,9 @@ class Tokenizer:
         self._pieces_per_token = max(longest, PIECES_PER_TOKEN)
         self._category_ids = tuple(map(self.category_id, self._categories))
 
-    @staticmethod
-    def _category_of(text: str) -> str:
-        prefix, colon, _ = text.partition(":")
-        return PREFIX_CATEGORY.get(prefix, "other") if colon else "other"
-
     @classmethod
     def from_catalog(cls, catalog: Catalog) -> Tokenizer:
-        """Deterministic vocabulary: specials, sex, one token per catalog entity, words, number buckets."""
-        aliases: dict[str, tuple[str, ...]] = {}
-        groups = (
-            ("diagnosis", catalog.diagnoses, lambda d: (d.name, d.icd10cm)),
-            ("drug", catalog.drugs, lambda d: (d.name,)),
-            ("procedure", catalog.procedures, lambda p: (p.name, p.key)),
-            ("specialty", catalog.specialties, lambda s: (s.name,)),
-            ("place", catalog.places, lambda p: (p.name,)),
-        )
-        for category, items, names in groups:
-            for key, item in items.items():
-                aliases[f"{ENTITY_PREFIXES[category]}:{key}"] = tuple(
-                    dict.fromkeys((*names(item), *item.aliases))
-                )
-        # A word that is itself a catalog name always reads as that entity, so it needs no word token.
-        one_piece_names = {
-            key[0] for names in aliases.values() for key in map(phrase_key, names) if len(key) == 1
-        }
-        words = [w for w in WORDS if w not in one_piece_names and w not in SEX_WORDS]
-        vocab = (
-            *_SPECIALS,
-            "sex:M",
-            "sex:F",
-            *aliases,
-            *words,
-            *(f"amt:{k}" for k in range(AMOUNT_BUCKETS[0], AMOUNT_BUCKETS[1] + 1)),
-            *(f"dose:{k}" for k in range(DOSE_BUCKETS[0], DOSE_BUCKETS[1] + 1)),
-            *(f"age:{n}" for n in range(AGE_MAX + 1)),
-        )
-        return cls(vocab, aliases)
+        return cls(*build_vocabulary(catalog))
 
     def to_json(self) -> dict:
         return {
@@ -262,12 +162,6 @@ class Tokenizer:
     def category_id(self, category: str) -> int:
         return CATEGORIES.index(category)
 
-    def entity_of(self, token: Token) -> tuple[str, str] | None:
-        """("procedure", "33533") for a catalog-entity token, None for anything else."""
-        if token.category not in ENTITY_PREFIXES:
-            return None
-        return token.category, token.text.partition(":")[2]
-
     @property
     def category_ids(self) -> tuple[int, ...]:
         """category_id() of each vocabulary entry's category, indexed by token id."""
@@ -279,7 +173,7 @@ class Tokenizer:
         encoding = self._read(text, max_len)
         vocab, categories, found = self.vocab, self._categories, encoding.tokens
         tokens = tuple(
-            _token(token_id, vocab[token_id], text[start:end], start, end, categories[token_id], value)
+            fast_token(token_id, vocab[token_id], text[start:end], start, end, categories[token_id], value)
             for token_id, start, end, value in found[:max_len]
         )
         return Encoded(tokens, len(found) > max_len, tuple(encoding.warnings))
@@ -499,31 +393,3 @@ class _Encoding:
             self.warnings.append(f"age {self._shown(i, value)} is not plausible")
             years = AGE_MAX if value > AGE_MAX else 0  # NaN and negatives sit at the low edge
         self._emit(f"age:{years}", self.starts[i], end, value)
-
-
-def parse_claim(encoded: Encoded, tokenizer: Tokenizer) -> ClaimFields:
-    """The claim fields in encoded text (the first of each kind), so the rules can run on pasted text."""
-    found: dict[str, object] = {}
-    for token in encoded.tokens:
-        entity = tokenizer.entity_of(token)
-        if entity is not None:
-            found.setdefault(entity[0], entity[1])
-        elif token.category == "sex":
-            found.setdefault("sex", token.text.partition(":")[2])
-        elif token.category == "dose" and token.value is not None:
-            found.setdefault("dose_mg", token.value)
-        elif token.category == "amount" and token.value is not None:
-            found.setdefault("amount_usd", token.value)
-        elif token.category == "age" and token.value is not None and math.isfinite(token.value):
-            found.setdefault("age", max(0, int(token.value)))
-    return ClaimFields(
-        diagnosis=found.get("diagnosis"),
-        drug=found.get("drug"),
-        dose_mg=found.get("dose_mg"),
-        procedure=found.get("procedure"),
-        amount_usd=found.get("amount_usd"),
-        age=found.get("age"),
-        sex=found.get("sex"),
-        specialty=found.get("specialty"),
-        place=found.get("place"),
-    )

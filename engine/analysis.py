@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 import torch
 
-from data.tokenizer import CATEGORIES
+from data.vocabulary import CATEGORIES
 from engine.attribution import PairBatch, attribute
 from engine.dataset import ClaimTensors
 from engine.metrics import NOTHING, attention_confidence, attention_entropy, category_shares

@@ -28,7 +28,8 @@ from data.catalog import Catalog, load_catalog, price_range
 from data.generator import ADMIN_KINDS, Claim, generate_claims
 from data.rules import ClaimFields, check_claim
 from data.styles import terse
-from data.tokenizer import Tokenizer, parse_claim
+from data.tokenizer import Tokenizer
+from data.vocabulary import parse_claim
 from engine.dataset import ClaimTensors, encode_claims
 from engine.metrics import admin_kind_accuracy, per_class_accuracy
 from engine.model import CLASSES, REASONS, TARGET_ID, Attention, ClaimsTransformer, greedy_outcomes
@@ -119,7 +120,7 @@ def minimal_pairs(catalog: Catalog, tokenizer: Tokenizer, per_check: int = 40, s
         if fields is None:
             continue
         texts = terse(claim.fields, catalog, rng), terse(fields, catalog, rng)
-        if any(parse_claim(tokenizer.encode(t), tokenizer) != f for t, f in zip(texts, (claim.fields, fields),
+        if any(parse_claim(tokenizer.encode(t)) != f for t, f in zip(texts, (claim.fields, fields),
                                                                                  strict=True)):
             continue
         pairs.append(MinimalPair(check, replace(claim, text=texts[0]), Claim(texts[1], "VALID", "NONE", fields, None)))

@@ -17,7 +17,8 @@ import torch
 
 from data.catalog import Catalog, load_catalog
 from data.rules import label
-from data.tokenizer import Tokenizer, parse_claim
+from data.tokenizer import Tokenizer
+from data.vocabulary import parse_claim
 from engine.csv_export import csv_bytes
 from engine.dataset import ClaimData, ClaimTensors, build_probe, class_index, encode_texts
 from engine.inference import Predictor
@@ -171,7 +172,7 @@ SCORED_COLUMNS = ("text", "verdict", "reason", "confidence", "error", "rules_ver
 def _rules(predictor: Predictor, text: str) -> tuple[str, str]:
     """What the rules checker says on the fields the tokenizer reads; blank when it cannot tell."""
     try:
-        return label(parse_claim(predictor.tokenizer.encode(text), predictor.tokenizer), predictor.catalog)
+        return label(parse_claim(predictor.tokenizer.encode(text)), predictor.catalog)
     except ValueError:
         return "", ""
 
@@ -205,7 +206,7 @@ def training_labels(claims: ImportedClaims, tokenizer: Tokenizer, catalog: Catal
     for text, verdict, reason in zip(claims.texts, claims.verdicts, claims.reasons, strict=True):
         if verdict is None:
             try:
-                verdict, reason = label(parse_claim(tokenizer.encode(text), tokenizer), catalog)
+                verdict, reason = label(parse_claim(tokenizer.encode(text)), catalog)
             except ValueError:
                 skipped += 1
                 continue

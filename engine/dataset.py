@@ -15,7 +15,8 @@ import data as data_package
 from data.catalog import CATALOG_DIR, Catalog, load_catalog
 from data.generator import ADMIN_KINDS, Claim, generate_claims
 from data.rules import label
-from data.tokenizer import CATEGORIES, Encoded, Tokenizer, parse_claim
+from data.tokenizer import Tokenizer
+from data.vocabulary import CATEGORIES, Encoded, parse_claim
 from engine.model import CLASSES
 from engine.run_writer import atomic_write_bytes
 from engine.telemetry import ProbeClaim
@@ -110,7 +111,7 @@ class ClaimData:
 def _probe_claims(heldout: list[Claim], tokenizer: Tokenizer, catalog: Catalog, max_len: int) -> list[tuple[str, int]]:
     chosen = []
     for text in SEED_EXAMPLES:
-        verdict, reason = label(parse_claim(tokenizer.encode(text, max_len), tokenizer), catalog)
+        verdict, reason = label(parse_claim(tokenizer.encode(text, max_len)), catalog)
         chosen.append((text, class_index(verdict, reason)))
     for wanted in range(len(CLASSES)):
         for claim in heldout:

@@ -13,7 +13,8 @@ import torch
 
 from data.catalog import Catalog, load_catalog
 from data.rules import check_claim, label_of
-from data.tokenizer import Encoded, Token, Tokenizer, parse_claim
+from data.tokenizer import Tokenizer
+from data.vocabulary import Encoded, Token, parse_claim
 from engine.analysis import analysed_names
 from engine.dataset import N_CATEGORIES, encode_texts
 from engine.model import CLASSES, ClaimsTransformer, ModelConfig, greedy_outcomes
@@ -135,7 +136,7 @@ class Predictor:
         """The rules checker's answer on the fields it recognised (None when rules of several reasons are broken),
         and each rule the claim breaks, in words."""
         try:
-            violations = check_claim(parse_claim(encoded, self.tokenizer), self.catalog)
+            violations = check_claim(parse_claim(encoded), self.catalog)
         except ValueError:
             return None, ()
         findings = tuple(f"{v.reason}: {v.message}" for v in violations)

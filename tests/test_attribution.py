@@ -8,7 +8,8 @@ import torch
 from data.catalog import load_catalog
 from data.generator import generate_claims
 from data.rules import check_claim
-from data.tokenizer import CATEGORIES, Tokenizer
+from data.tokenizer import Tokenizer
+from data.vocabulary import CATEGORIES
 from engine.attribution import (
     CHECKS,
     HeadAttribution,

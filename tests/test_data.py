@@ -17,7 +17,8 @@ from data.catalog import CATALOG_DIR, CatalogError, load_catalog
 from data.generator import ADMIN_KINDS, generate_claims
 from data.phrasing import JUNK_WORDS
 from data.rules import REASONS, ClaimFields, check_claim, label
-from data.tokenizer import CATEGORIES, Tokenizer, parse_claim
+from data.tokenizer import Tokenizer
+from data.vocabulary import CATEGORIES, entity_of, parse_claim
 
 HANDWRITTEN = Path(__file__).resolve().parents[1] / "data" / "handwritten_claims.csv"
 
@@ -137,7 +138,7 @@ def test_seed_examples(catalog):
     ],
 )
 def test_seed_examples_as_text(catalog, tokenizer, text, expected):
-    assert label(parse_claim(tokenizer.encode(text), tokenizer), catalog) == expected
+    assert label(parse_claim(tokenizer.encode(text)), catalog) == expected
 
 
 def test_thresholds(catalog):
@@ -260,7 +261,7 @@ def test_parse_claim_recovers_generated_fields(tokenizer, claims):
     fields = ClaimFields.__dataclass_fields__
     recovered = 0
     for claim in claims:
-        parsed = parse_claim(tokenizer.encode(claim.text), tokenizer)
+        parsed = parse_claim(tokenizer.encode(claim.text))
         recovered += all(_same(getattr(parsed, k), getattr(claim.fields, k)) for k in fields)
     assert recovered / len(claims) >= 0.99
 
@@ -365,8 +366,8 @@ def test_synonyms_share_a_token(tokenizer):
 def test_unknown_words_and_categories(tokenizer):
     encoded = tokenizer.encode("zorblax diabetes")
     assert [(t.text, t.category) for t in encoded.tokens] == [("<unk>", "other"), ("dx:t2dm", "diagnosis")]
-    assert tokenizer.entity_of(encoded.tokens[1]) == ("diagnosis", "t2dm")
-    assert tokenizer.entity_of(encoded.tokens[0]) is None
+    assert entity_of(encoded.tokens[1]) == ("diagnosis", "t2dm")
+    assert entity_of(encoded.tokens[0]) is None
     assert [tokenizer.category_id(c) for c in CATEGORIES] == list(range(len(CATEGORIES)))
     assert tokenizer.vocab[0] == Tokenizer.PAD and tokenizer.vocab[1] == Tokenizer.UNK
 
@@ -417,7 +418,7 @@ def test_encode_never_raises(tokenizer):
         encoded = tokenizer.encode(text, max_len=rng.randrange(0, 50))
         for token in encoded.tokens:
             assert text[token.start : token.end] == token.surface
-        parse_claim(encoded, tokenizer)
+        parse_claim(encoded)
 
 
 def test_json_round_trip(tokenizer):
@@ -441,7 +442,7 @@ def test_handwritten_claims_agree_with_rules_and_cover_every_reason(catalog, tok
     assert len(rows) >= 150
     reasons, admin_kinds = collections.Counter(), collections.Counter()
     for row in rows:
-        fields = parse_claim(tokenizer.encode(row["text"]), tokenizer)
+        fields = parse_claim(tokenizer.encode(row["text"]))
         violations = check_claim(fields, catalog)
         assert label(fields, catalog) == (row["verdict"], row["reason"]), row["text"]
         reasons[row["reason"]] += 1
@@ -495,6 +496,6 @@ def test_every_wording_style_says_the_same_fields(catalog, tokenizer):
     for name, style in STYLES.items():
         rng = random.Random(0)
         texts = [style(c.fields, catalog, rng) for c in claims]
-        same = [parse_claim(tokenizer.encode(t), tokenizer) == c.fields for t, c in zip(texts, claims, strict=True)]
+        same = [parse_claim(tokenizer.encode(t)) == c.fields for t, c in zip(texts, claims, strict=True)]
         assert sum(same) >= 0.97 * len(claims), (name, [t for t, ok in zip(texts, same, strict=True) if not ok][:3])
         assert len(set(texts)) > 0.9 * len(claims)  # rewritten per claim, not one template

@@ -12,7 +12,8 @@ from conftest import build_snapshot
 
 from dashboard import head_figures, report, what_if
 from data.catalog import load_catalog
-from data.tokenizer import CATEGORIES, Token, Tokenizer
+from data.tokenizer import Tokenizer
+from data.vocabulary import CATEGORIES, Token
 from engine.attribution import CHECKS
 from engine.inference import Prediction
 from engine.model import CLASSES, REASONS
