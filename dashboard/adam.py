@@ -94,7 +94,9 @@ live(memories)
 st.subheader("Race: plain SGD against the same run")
 st.markdown("The story says plain SGD *oscillates forever* (left, right, left…) while Adam damps the swings. "
             "The race trains the same model on the same claims with the same seed under plain SGD "
-            "(learning rate 0.1), alongside this run, so you can see whether that holds here.")
+            "(learning rate 0.1), so you can see whether that holds here. It starts at step 0 whenever you press "
+            "Race: started late, it goes on after this run has ended, and the chart compares the two step for "
+            "step.")
 if viewing.replay_id():
     st.info("A race runs beside the live run: go back to the live run to start or watch one.")
 else:

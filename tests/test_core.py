@@ -1,6 +1,7 @@
 """The Engine facade: race, predictions mid-training without disturbing the run, saved runs."""
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,7 @@ def test_predicting_mid_training_does_not_disturb_the_run(tmp_path: Path) -> Non
 def test_a_predictor_never_pairs_one_runs_weights_with_anothers_settings(tmp_path: Path) -> None:
     engine = Engine(runs_dir=tmp_path, save_runs=False)
     small, wide = preset("quick"), preset("quick")
-    small.steps, wide.steps, wide.model.d_model = 30, 30, 48
+    small.steps, wide.steps, wide.model.d_model = 10, 10, 48
     engine.start(small)
     wait_for(lambda: not engine.main.active)
     answers, problems, done = [], [], threading.Event()
@@ -57,6 +58,7 @@ def test_a_predictor_never_pairs_one_runs_weights_with_anothers_settings(tmp_pat
                 answers.append(None if predictor is None else predictor.model.config.d_model)
             except Exception as error:  # any error is the failure this test looks for
                 problems.append(error)
+            time.sleep(0.002)  # as often as pages ask, not so often that training waits for the interpreter
 
     asker = threading.Thread(target=keep_asking)
     asker.start()

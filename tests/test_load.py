@@ -1,6 +1,6 @@
 """Load: one training run watched by 1, then 3, then 1 browser (two closed while it trains), through the real server.
 
-A shortened bench/soak.py (about 90 s): no error in any page or in the server log, every viewer keeps updating, the
+A shortened bench/soak.py (about 80 s): no error in any page or in the server log, every viewer keeps updating, the
 run keeps its speed and the server its memory. Also: one chart is built once for all viewers (`live.shared`), and
 a figure made once for all of them reaches the browser whole (`live.DrawnFigure`).
 """
@@ -16,7 +16,7 @@ import pytest
 from bench.soak import CHROMIUM, soak
 from dashboard.live import shared
 
-PHASE_S = 12.0
+PHASE_S = 8.0
 # bench/soak.py measures 3 viewers against one viewer's steps/s, from the medians of many interleaved phases.
 # RSS moves by some tens of MB as sessions come and go and Python's collector runs; a leak of a chart a second per
 # viewer would add far more over the test.

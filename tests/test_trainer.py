@@ -271,18 +271,18 @@ def test_two_trainers_never_change_each_others_thread_count(monkeypatch: pytest.
             self.counts, self.only_beside_fixed = counts, only_beside_fixed
 
         def hear(self, event: object) -> None:
-            beside = 1 <= len(fixed_counts) < 400  # between the fixed run's first step and its last
+            beside = 1 <= len(fixed_counts) < 150  # between the fixed run's first step and its last
             if isinstance(event, StepPoint) and (beside or not self.only_beside_fixed):
                 self.counts.append(torch.get_num_threads())
 
     measuring = Trainer(TelemetryHub(), observers=[Counts(measuring_counts, only_beside_fixed=True)])
     fixed = Trainer(TelemetryHub(), observers=[Counts(fixed_counts)])
     measuring.start(quick(steps=5000, threads=0))  # tries 1 and 2 threads as it goes
-    wait_for(lambda: measuring.hub.snapshot().step >= 40)
-    fixed.start(quick(steps=400, threads=1))
+    wait_for(lambda: measuring.hub.snapshot().step >= 30)
+    fixed.start(quick(steps=150, threads=1))
     wait_for(lambda: not fixed.active)
     measuring.stop(timeout=30)
-    assert fixed.hub.snapshot().status == "finished" and len(fixed_counts) == 400
+    assert fixed.hub.snapshot().status == "finished" and len(fixed_counts) == 150
     assert set(fixed_counts) == {1}
     assert len(measuring_counts) > 10 and set(measuring_counts) == {1}  # it stopped trying 2 while sharing
 
