@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float)
     train.add_argument("--batch-size", type=int)
     train.add_argument("--weight-decay", type=float, help="Adam's decoupled weight decay (default 0: none)")
+    train.add_argument("--no-nothing-slot", action="store_true",
+                       help="heads get no \"nothing\" slot to look at (the recipe gives every head one)")
     train.add_argument("--threads", type=int,
                        help="intra-op threads (default 1: the same seed repeats the run exactly); 0 measures 1 vs 2 "
                             "as it trains, faster on an idle machine but not repeatable")
@@ -79,6 +81,7 @@ def train(args: argparse.Namespace) -> int:
     for name, value in overrides.items():
         if value is not None:
             setattr(config, name, value)
+    config.model.null_key = config.model.null_key and not args.no_nothing_slot
     config.validate()
     _make_room(args.out, args.replace)
     hub = TelemetryHub()
