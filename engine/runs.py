@@ -43,6 +43,7 @@ from engine.telemetry import (
     Downsampler,
     ProbeClaim,
     Snapshot,
+    frozen,
     thin,
 )
 
@@ -164,7 +165,7 @@ def replay(folder: Path) -> Snapshot:
     run_status, message = _replayed_status(status)
     return Snapshot(
         run_id=folder.name, run_dir=str(folder), status=run_status, message=message,
-        step=last_step, total_steps=config.get("steps", last_step), seconds=seconds, config=config,
+        step=last_step, total_steps=config.get("steps", last_step), seconds=seconds, config=frozen(config),
         loss=loss.series(), evals=tuple(evals), optim=tuple(optim), attention=tuple(attention),
         specialization=tuple(specialization), probe=probe, attention_names=names, n_heads=n_heads, read_only=True,
         chance=(status or {}).get("chance"),

@@ -8,7 +8,10 @@ whatever the run length: the loss curve is averaged down as it grows and periodi
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 
@@ -115,7 +118,7 @@ class Snapshot:
     seconds: float = 0.0
     steps_per_second: float = 0.0
     eta_seconds: float | None = None
-    config: dict = field(default_factory=dict)
+    config: Mapping[str, Any] = field(default_factory=dict)  # read-only (frozen) in every snapshot pages get
     loss: Series = Series()
     evals: tuple[EvalPoint, ...] = ()
     optim: tuple[OptimPoint, ...] = ()
@@ -190,6 +193,11 @@ def thin(points: list, capacity: int) -> list:
     return kept
 
 
+def frozen(settings: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A read-only copy of settings (nested settings too): one snapshot's config is read by every viewer."""
+    return MappingProxyType({k: frozen(v) if isinstance(v, Mapping) else v for k, v in settings.items()})
+
+
 def read_only(array: np.ndarray) -> np.ndarray:
     array = np.array(array, copy=True)
     array.setflags(write=False)
@@ -222,7 +230,7 @@ class TelemetryHub:
         with self._lock:
             self._clear()
             self._base = Snapshot(run_id=run_id, run_dir=run_dir, status="preparing",
-                                  message="Preparing data and model", config=dict(config), total_steps=total_steps)
+                                  message="Preparing data and model", config=frozen(config), total_steps=total_steps)
             self._touch()
 
     def reset(self) -> None:

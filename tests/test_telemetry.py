@@ -28,6 +28,19 @@ def test_attention_arrays_in_snapshots_are_read_only() -> None:
         weights[0, 0, 0, 0] = 5
 
 
+def test_a_snapshots_settings_are_read_only_for_every_viewer() -> None:
+    hub = TelemetryHub()
+    settings = {"optimizer": "adam", "model": {"n_heads": 4}}
+    hub.begin("r", None, settings, 10)
+    settings["model"]["n_heads"] = 8  # the caller's dict changing later changes nothing shown
+    config = hub.snapshot().config
+    assert config["model"]["n_heads"] == 4
+    with pytest.raises(TypeError):
+        config["optimizer"] = "sgd"
+    with pytest.raises(TypeError):
+        config["model"]["n_heads"] = 2
+
+
 def test_many_readers_never_see_a_torn_state() -> None:
     hub = TelemetryHub()
     hub.begin("r", None, {}, 20_000)
