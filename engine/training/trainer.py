@@ -77,9 +77,9 @@ class _Publisher:
         self.trainer, self.tokenizer, self.model_config, self.generation = trainer, tokenizer, model_config, generation
 
     def hear(self, event: Event) -> None:
-        if isinstance(event, Weights) and self.trainer.generation == self.generation:
-            self.trainer._live = LiveModel(event.step, MappingProxyType(dict(event.tensors)), self.model_config,
-                                           self.tokenizer)
+        if isinstance(event, Weights):
+            live = LiveModel(event.step, MappingProxyType(dict(event.tensors)), self.model_config, self.tokenizer)
+            self.trainer.publish(live, self.generation)
 
 
 class Trainer:
@@ -104,6 +104,12 @@ class Trainer:
     def live_model(self) -> LiveModel | None:
         """The latest consistent weights of this trainer's run (taken by the training thread between steps)."""
         return self._live
+
+    def publish(self, live: LiveModel, generation: int) -> None:
+        """Make `live` the model pages use, unless its run was reset or replaced since (one assignment: readers see
+        the old record or the new one, whole)."""
+        if generation == self.generation:
+            self._live = live
 
     def start(self, config: TrainConfig, folder: Path | None = None, run_id: str | None = None) -> None:
         config.validate()
