@@ -48,6 +48,7 @@ def heatmaps(claim: int, step: int | str, had_data: bool) -> None:
 
 st.title("Attention")
 viewing.banner()
+viewing.claims_only("Attention")
 snap = viewing.snapshot()
 if snap is None:
     st.stop()

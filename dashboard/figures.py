@@ -20,7 +20,7 @@ MAX_POINTS = 400  # per line; enough to see the shape, small enough to send ever
 HEAD_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 CLASS_COLORS = {"VALID": "#2ca02c", "MEDICAL": "#d62728", "DOSAGE": "#9467bd", "COST": "#ff7f0e",
                 "ADMIN": "#8c564b"}
-OPTIMIZER_NAMES = {"adam": "Adam", "sgd": "SGD", "sgd-momentum": "SGD + momentum"}
+OPTIMIZER_NAMES = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "sgd-momentum": "SGD + momentum"}
 
 # metric -> (chart title, y-axis label), in the seed story's words
 MEMORY_METRICS = {
@@ -48,7 +48,10 @@ def optimizer_name(config: dict) -> str:
 
 
 def attention_title(name: str) -> str:
-    """'decoder.0.cross' -> 'Decoder cross-attention: the answer looking at the claim', for non-specialists."""
+    """'decoder.0.cross' -> 'Decoder cross-attention: the answer looking at the claim', for non-specialists; a
+    watched model's own module names ('encoder.layers.0.self_attn') as they are."""
+    if name.count(".") != 2:
+        return name
     stack, layer, kind = name.split(".")
     words = {
         ("encoder", "self"): "Encoder self-attention: claim words reading each other",
@@ -158,7 +161,8 @@ def accuracy_figure(snap: Snapshot) -> go.Figure:
                      xaxis={"title": {"text": "Training step"}, "range": [0, max(snap.total_steps, 1)]},
                      yaxis={"title": {"text": "Accuracy"}, "range": [0, 1.02], "tickformat": ".0%"})
     if not snap.evals:
-        return _waiting(layout, "Waiting for the first evaluation…")
+        return _waiting(layout, "Waiting for the first evaluation…" if snap.active or snap.status == "idle"
+                        else "This run recorded no evaluation on held-out claims")
     steps = [e.step for e in snap.evals]
     percent = {"hovertemplate": "%{y:.0%}"}
     data = [

@@ -175,6 +175,7 @@ engine = get_engine()
 st.title("Inspect a claim")
 st.markdown(EXPLANATION)
 run_id = viewing.banner()
+viewing.claims_only("Inspect")
 saved = [r.run_id for r in engine.list_runs() if r.problem is None]
 st.session_state.inspect_model = run_id or LIVE
 models = [LIVE, *saved] if run_id in (None, *saved) else [LIVE, run_id, *saved]

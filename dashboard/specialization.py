@@ -95,6 +95,7 @@ def history() -> None:
 st.title("Do the heads specialize?")
 st.markdown(EXPLANATION)
 if viewing.banner():
+    viewing.claims_only("Specialization")
     history()  # a saved run does not change: no need to poll
 else:
     live(history)

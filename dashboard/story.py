@@ -94,6 +94,7 @@ def report_button() -> None:
 st.title("The story of this run")
 st.markdown(INTRO)
 if viewing.banner():
+    viewing.claims_only("The Story")
     story()
 else:
     live(story)

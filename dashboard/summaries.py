@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
 from dashboard.figures import optimizer_name
+from engine.run_files import WATCHED
 from engine.telemetry import Snapshot
 from engine.training.config import TrainConfig
 from engine.training.schedule import LR_FLOOR, floor_step
@@ -43,16 +47,21 @@ def status_text(snap: Snapshot) -> str:
     }[snap.status]
 
 
-def config_text(config: dict) -> str:
+def config_text(config: Mapping[str, Any]) -> str:
     if not config:
         return ""
+    if config.get("source") == WATCHED:
+        return (f"your own model, recorded by engine.watch: {optimizer_name(config)}, learning rate "
+                f"{config.get('lr')} at the start")
     repeatable = "" if config.get("threads", 0) else " (threads measured as it trained: the seed does not repeat it)"
     return (f"{optimizer_name(config)}, learning rate {config.get('lr')}, batch {config.get('batch_size')}, "
             f"seed {config.get('seed')}{repeatable}, {config.get('steps'):,} steps")
 
 
-def schedule_text(values: dict) -> str:
+def schedule_text(values: Mapping[str, Any]) -> str:
     """A run's learning-rate schedule in words (runs saved before decay_fraction existed decayed until their end)."""
+    if values.get("source") == WATCHED:
+        return "the learning-rate schedule of its own training loop"
     config = TrainConfig.from_dict(values)
     warmup = f"learning-rate warm-up over {config.warmup_steps:,} steps"
     if config.schedule != "cosine":

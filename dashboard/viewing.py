@@ -10,7 +10,7 @@ import streamlit as st
 
 from dashboard.engine_resource import get_engine
 from dashboard.report import Measurement, latest_measurement, measurement_from_report
-from engine.run_files import METRICS
+from engine.run_files import METRICS, WATCHED
 from engine.runs import RunError, resolve_run
 from engine.telemetry import Snapshot
 
@@ -56,6 +56,23 @@ def banner() -> str | None:
         text.info(f"Viewing saved run **{run_id}** (read-only).")
         button.button("Back to the live run", key="back_to_live", on_click=back_to_live, width="stretch")
     return run_id
+
+
+def claims_only(page: str) -> None:
+    """Stop a page that reads claims when the viewed run is someone's own model (engine.watch), saying where its
+    measurements are instead."""
+    run_id = replay_id()
+    if run_id is None:
+        return
+    try:
+        watched = saved_snapshot(run_id).config.get("source") == WATCHED
+    except RunError:
+        return  # the page says why the run cannot be opened
+    if watched:
+        st.info(f"**{run_id}** is your own model, recorded by engine.watch. {page} reads insurance claims, which "
+                "only Headwatch's claims model does: this run's loss is on **Train** and each attention head's "
+                "optimizer statistics on **Adam's memories**.")
+        st.stop()
 
 
 def snapshot() -> Snapshot | None:

@@ -34,6 +34,7 @@ CONFIG, STATUS, TOKENIZER, PROBE = "config.json", "status.json", "tokenizer.json
 METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoints/latest.pt"
 ATTENTION = "attention"
+WATCHED = "watch"  # config.json's "source" in a run recorded by engine.watch from someone's own training loop
 RUN_FILES = frozenset({CONFIG, STATUS, TOKENIZER, PROBE, METRICS, ATTENTION, CHECKPOINT.split("/")[0]})
 
 MAX_JSON_BYTES = 4 * 2**20  # a tokenizer is ~50 kB; config, status and probe are smaller

@@ -12,7 +12,8 @@ import shutil
 import stat
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from engine.run_files import (
     PROBE,
     RECORDS,
     STATUS,
+    WATCHED,
     RunError,
     read_config,
     read_json,
@@ -161,11 +163,12 @@ def replay(folder: Path) -> Snapshot:
         else:
             specialization.append(point)
     attention = load_attention(folder, probe, n_heads)
-    names = tuple(attention[-1].weights) if attention else ()
-    run_status, message = _replayed_status(status)
+    # a watched model's runs have no probe claims to show attention on: its attention layers are those measured
+    names = tuple(attention[-1].weights) if attention else tuple(dict.fromkeys(n for p in optim for n in p.heads))
+    run_status, message = _replayed_status(status, config)
     return Snapshot(
         run_id=folder.name, run_dir=str(folder), status=run_status, message=message,
-        step=last_step, total_steps=config.get("steps", last_step), seconds=seconds, config=frozen(config),
+        step=last_step, total_steps=config.get("steps") or last_step, seconds=seconds, config=frozen(config),
         loss=loss.series(), evals=tuple(evals), optim=tuple(optim), attention=tuple(attention),
         specialization=tuple(specialization), probe=probe, attention_names=names, n_heads=n_heads, read_only=True,
         chance=(status or {}).get("chance"),
@@ -215,9 +218,23 @@ def _column_order(name: str) -> tuple[int, int, str]:
     return (2 if name.endswith(" label") else 1), 0, name
 
 
-def _replayed_status(status: dict | None) -> tuple[str, str]:
+TRAINING_ELSEWHERE = "training elsewhere"
+HEARTBEAT_STALE_SECONDS = 30.0  # engine.watch rewrites a training run's status every few seconds
+
+
+def training_elsewhere(config: Mapping[str, Any], status: dict | None) -> bool:
+    """A run recorded by engine.watch whose training loop said, less than HEARTBEAT_STALE_SECONDS ago, that it is
+    training (in another process: this one only reads its files)."""
+    updated = (status or {}).get("updated")
+    return (config.get("source") == WATCHED and (status or {}).get("status") in ACTIVE_STATUSES
+            and isinstance(updated, int | float) and time.time() - updated < HEARTBEAT_STALE_SECONDS)
+
+
+def _replayed_status(status: dict | None, config: Mapping[str, Any]) -> tuple[str, str]:
     if status is None:
         return "stopped", f"{STATUS} is damaged, so how this run ended is unknown; shown up to its last save."
+    if training_elsewhere(config, status):
+        return "running", "Training elsewhere (engine.watch): shown up to its last save, and following it as it grows."
     if status.get("status", "stopped") in ACTIVE_STATUSES:
         return "stopped", "The server stopped while this run was training; shown up to its last save."
     return status.get("status", "stopped"), status.get("message", "")
@@ -236,6 +253,7 @@ class RunSummary:
     head_labels: tuple[str, ...]  # cross-attention heads of the last specialization record
     problem: str | None = None  # why the folder cannot be opened, if it cannot
     note: str | None = None  # a damaged part that does not stop the run from being opened
+    updated: float | None = None  # when a run training elsewhere last said so (status.json)
 
 
 def summarize(folder: Path) -> RunSummary:
@@ -248,28 +266,30 @@ def summarize(folder: Path) -> RunSummary:
         latest = _latest(folder, config.get("model", {}).get("n_heads", 4))
         evaluation, measured = latest.get("eval"), latest.get("specialization")
         accuracy = evaluation.heldout_accuracy if evaluation else None
-        step = max((status or {}).get("step", 0), evaluation.step if evaluation else 0)
+        step = max([(status or {}).get("step", 0), *(latest[k].step for k in ("step", "eval") if k in latest)])
         cross = [heads for name, heads in measured.heads.items() if name.endswith(".cross")] if measured else []
         labels = tuple(h.label for h in cross[-1]) if cross else ()
     except RunError as error:
         return RunSummary(folder.name, started, "?", "?", None, "damaged", 0, None, (), str(error))
     state = "unknown" if status is None else status.get("status", "stopped")
     if state in ACTIVE_STATUSES:
-        state = "interrupted"
+        state = TRAINING_ELSEWHERE if training_elsewhere(config, status) else "interrupted"
     return RunSummary(folder.name, (folder / CONFIG).stat().st_mtime, config.get("preset", "?"),
                       config.get("optimizer", "?"), config.get("seed", 0), state, step,
                       None if accuracy is None or math.isnan(accuracy) else accuracy, labels,
-                      note=f"{STATUS} is damaged: how the run ended is unknown" if status is None else None)
+                      note=f"{STATUS} is damaged: how the run ended is unknown" if status is None else None,
+                      updated=status.get("updated") if state == TRAINING_ELSEWHERE else None)
 
 
 def _latest(folder: Path, n_heads: int) -> dict[str, Any]:
-    """The newest undamaged evaluation and specialization records, read from the end (a Runs page lists every
-    run on every redraw)."""
+    """The newest undamaged step, evaluation and specialization records, read from the end (a Runs page lists
+    every run on every redraw)."""
     latest: dict[str, Any] = {}
-    for kind, point in read_records(folder, ("eval", "specialization"), newest_first=True):
+    kinds = ("step", "eval", "specialization")
+    for kind, point in read_records(folder, kinds, newest_first=True):
         if kind not in latest and _fits(kind, point, n_heads):
             latest[kind] = point
-        if len(latest) == 2:
+        if len(latest) == len(kinds):
             break
     return latest
 
@@ -312,4 +332,12 @@ def list_runs(runs_dir: Path) -> list[RunSummary]:
     with _summaries_lock:
         for gone in [f for f in _summaries if f.parent == runs_dir and f not in folders]:
             del _summaries[gone]
-    return sorted((_summary(p) for p in folders), key=lambda s: s.started, reverse=True)
+    return sorted((_still_training(_summary(p)) for p in folders), key=lambda s: s.started, reverse=True)
+
+
+def _still_training(summary: RunSummary) -> RunSummary:
+    """A run training elsewhere whose loop has stopped saying so (killed, say) is interrupted; its files may not
+    change again, so this is checked on every listing, not only when they do."""
+    if summary.status == TRAINING_ELSEWHERE and time.time() - (summary.updated or 0.0) >= HEARTBEAT_STALE_SECONDS:
+        return replace(summary, status="interrupted")
+    return summary

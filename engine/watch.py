@@ -1,0 +1,208 @@
+"""Watch your own model: attach Headwatch to any PyTorch model with `nn.MultiheadAttention` and its optimizer, and
+get a Headwatch run folder (the loss at every step; each attention head's optimizer statistics and attention
+weights every `every` steps) that the dashboard lists and opens like its own runs.
+
+    with watch(model, optimizer, out="runs/my-model", every=10) as watcher:
+        for batch in loader:
+            loss = loss_fn(model(batch.x), batch.y)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            watcher.step(loss)
+
+Capture cannot change training: a head's attention weights are computed again, apart, from the inputs its module
+was given (without gradients, without dropout), and the model's own forward pass is left as it was. Under
+torch.distributed only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from engine.run_files import WATCHED
+from engine.run_writer import RunWriter
+from engine.telemetry import AttentionPoint, OptimPoint, OptimStats, StepPoint
+
+CAPTURED_EXAMPLES = 8  # attention is kept for the first examples of the batch being trained
+HEARTBEAT_SECONDS = 5.0  # how often the run's status says it is still training (engine.runs.training_elsewhere)
+
+
+def attention_modules(model: nn.Module) -> dict[str, nn.MultiheadAttention]:
+    """Every nn.MultiheadAttention in the model (inside nn.Transformer* layers too), by its name in the model."""
+    model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    return {name: module for name, module in model.named_modules() if isinstance(module, nn.MultiheadAttention)}
+
+
+@dataclass(frozen=True)
+class _Projection:
+    param: nn.Parameter
+    blocks: int  # query, key and value stacked in one tensor (in_proj): 3; one of them, or the output: 1
+    by_columns: bool  # the output projection: a head owns columns, not rows
+
+    def head(self, tensor: torch.Tensor, head: int, heads: int) -> torch.Tensor:
+        """Head `head`'s elements of `tensor` (this parameter, or its gradient or optimizer state), flattened."""
+        if self.by_columns:
+            width = tensor.shape[1] // heads
+            return tensor[:, head * width:(head + 1) * width].reshape(-1)
+        block = tensor.shape[0] // self.blocks
+        width = block // heads
+        return torch.cat([tensor[b * block + head * width:b * block + (head + 1) * width].reshape(-1)
+                          for b in range(self.blocks)])
+
+
+def _projections(module: nn.MultiheadAttention) -> list[_Projection]:
+    if module.in_proj_weight is not None:
+        stacked = [_Projection(module.in_proj_weight, 3, False)]
+    else:
+        stacked = [_Projection(p, 1, False) for p in (module.q_proj_weight, module.k_proj_weight, module.v_proj_weight)]
+    if module.in_proj_bias is not None:
+        stacked.append(_Projection(module.in_proj_bias, 3, False))
+    return [*stacked, _Projection(module.out_proj.weight, 1, True)]
+
+
+def _stats(parts: list[tuple[torch.Tensor, dict, dict]]) -> OptimStats:
+    """Statistics of the update just applied to some parameters' elements: (elements of the parameter's gradient,
+    its optimizer state, its parameter group) for each."""
+    grads, steps, ms, vs = [], [], [], []
+    for grad, state, group in parts:
+        grads.append(grad)
+        if "exp_avg" in state:  # Adam and AdamW: the bias-corrected step torch applied
+            beta1, beta2 = group["betas"]
+            t = float(state["step"])
+            m_hat, v_hat = state["exp_avg"] / (1 - beta1 ** t), state["exp_avg_sq"] / (1 - beta2 ** t)
+            steps.append(group["lr"] * m_hat / (v_hat.sqrt() + group["eps"]))
+            ms.append(state["exp_avg"])
+            vs.append(state["exp_avg_sq"])
+        else:
+            steps.append(group["lr"] * grad)
+    grad, step = torch.cat(grads), torch.cat(steps)
+    return OptimStats(grad_norm=float(grad.norm()), step_norm=float(step.norm()),
+                      mean_abs_step=float(step.abs().mean()),
+                      mean_abs_m=float(torch.cat(ms).abs().mean()) if ms else None,
+                      mean_sqrt_v=float(torch.cat(vs).sqrt().mean()) if vs else None)
+
+
+def _group_of(optimizer: torch.optim.Optimizer) -> dict[nn.Parameter, dict]:
+    return {param: group for group in optimizer.param_groups for param in group["params"]}
+
+
+def head_stats(optimizer: torch.optim.Optimizer, module: nn.MultiheadAttention) -> tuple[OptimStats, ...]:
+    """Each head's statistics of the update the optimizer just applied to its query, key, value and output
+    weights (read before the gradients are zeroed; a cleared gradient counts as zero)."""
+    groups = _group_of(optimizer)
+    per_head = []
+    for head in range(module.num_heads):
+        parts = []
+        for projection in _projections(module):
+            param = projection.param
+            if param not in groups:
+                continue
+            grad = param.grad if param.grad is not None else torch.zeros_like(param)
+            state = {k: projection.head(v, head, module.num_heads) if torch.is_tensor(v) and v.shape == param.shape
+                     else v for k, v in optimizer.state.get(param, {}).items()}
+            parts.append((projection.head(grad, head, module.num_heads), state, groups[param]))
+        per_head.append(_stats(parts) if parts else OptimStats(0.0, 0.0, 0.0))
+    return tuple(per_head)
+
+
+class Watcher:
+    """Records one training run of someone's model into a Headwatch run folder; see `watch`."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, out: Path, every: int) -> None:
+        if every < 1:
+            raise ValueError(f"every must be a whole number of steps from 1 (got {every!r})")
+        self.optimizer, self.every, self.steps = optimizer, every, 0
+        self.attention = attention_modules(model)
+        self.captured: dict[str, np.ndarray] = {}
+        self.started, self.said_running = time.perf_counter(), 0.0
+        self.writer = RunWriter(out, self._config(), {}, ()) if _writes() else None
+        self._hooks = [module.register_forward_hook(self._capture(name), with_kwargs=True)
+                       for name, module in self.attention.items()] if self.writer else []
+        if self.writer:
+            self._hooks.append(optimizer.register_step_post_hook(lambda *_: self._after_update()))
+
+    def _config(self) -> dict:
+        group = self.optimizer.param_groups[0]
+        heads = {m.num_heads for m in self.attention.values()}
+        betas = group.get("betas", (0.9, 0.999))
+        return {"preset": "watched", "source": WATCHED, "optimizer": type(self.optimizer).__name__.lower(),
+                "lr": float(group["lr"]), "beta2": float(betas[1]), "batch_size": 0, "seed": 0, "steps": 0,
+                "model": {"n_heads": heads.pop() if len(heads) == 1 else 0, "attention": list(self.attention)}}
+
+    def _capturing(self) -> bool:
+        return (self.steps + 1) % self.every == 0 or self.steps == 0
+
+    def _capture(self, name: str) -> Any:
+        def hook(module: nn.MultiheadAttention, args: tuple, kwargs: dict, output: Any) -> None:
+            if not (module.training and self._capturing()) or name in self.captured:
+                return
+            with torch.no_grad():
+                module.train(False)
+                try:
+                    _, weights = module.forward(*args, **{**kwargs, "need_weights": True,
+                                                          "average_attn_weights": False})
+                finally:
+                    module.train(True)
+            if weights is not None:  # (B, H, Tq, Tk); unbatched input gives (H, Tq, Tk)
+                weights = weights if weights.dim() == 4 else weights[None]
+                self.captured[name] = weights[:CAPTURED_EXAMPLES].float().cpu().numpy()
+        return hook
+
+    def _after_update(self) -> None:
+        if self._capturing():
+            heads = {name: head_stats(self.optimizer, module) for name, module in self.attention.items()}
+            self.writer.record(OptimPoint(self.steps + 1, heads, {}))
+
+    def step(self, loss: float | torch.Tensor) -> None:
+        """Call once per training step, after optimizer.step(): records the loss (a float or a 0-d tensor)."""
+        value = float(loss.detach()) if torch.is_tensor(loss) else float(loss)
+        self.steps += 1
+        if self.writer is None:
+            return
+        seconds = time.perf_counter() - self.started
+        self.writer.record(StepPoint(self.steps, value if math.isfinite(value) else math.nan, seconds))
+        if self.captured:
+            self.writer.save_attention(AttentionPoint(self.steps, self.captured))
+            self.captured = {}
+        if self.steps == 1 or seconds - self.said_running >= HEARTBEAT_SECONDS:
+            self.writer.status("running", f"Training elsewhere, recorded by engine.watch (step {self.steps:,})",
+                               self.steps, seconds)
+            self.said_running = seconds
+
+    def close(self, status: str, message: str) -> None:
+        for hook in self._hooks:
+            hook.remove()
+        if self.writer is not None:
+            self.writer.status(status, message, self.steps, time.perf_counter() - self.started)
+            self.writer.close()
+
+
+def _writes() -> bool:
+    """Only one process writes: rank 0 when torch.distributed runs, else this one."""
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    return not distributed or torch.distributed.get_rank() == 0
+
+
+@contextmanager
+def watch(model: nn.Module, optimizer: torch.optim.Optimizer, out: str | Path, every: int = 10) -> Iterator[Watcher]:
+    """Record a training loop into the run folder `out` (new or empty) while it runs; see the module's docstring."""
+    watcher = Watcher(model, optimizer, Path(out), every)
+    try:
+        yield watcher
+    except KeyboardInterrupt:
+        watcher.close("stopped", f"Stopped at step {watcher.steps}")
+        raise
+    except BaseException:
+        watcher.close("failed", f"The training loop raised an error at step {watcher.steps}")
+        raise
+    watcher.close("finished", f"Finished {watcher.steps:,} steps")

@@ -1,0 +1,146 @@
+"""Watching someone else's model: a plain PyTorch loop with nn.TransformerEncoder, recorded into a run folder."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import plotly_array
+from torch import nn
+
+from engine.runs import list_runs, replay
+from engine.watch import attention_modules, head_stats, watch
+
+HEADS, WIDTH = 2, 8
+
+
+def model_and_optimizer(seed: int = 0) -> tuple[nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(seed)
+    layer = nn.TransformerEncoderLayer(WIDTH, HEADS, dim_feedforward=16, dropout=0.1, batch_first=True)
+    model = nn.Sequential(nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False), nn.Linear(WIDTH, 1))
+    return model, torch.optim.Adam(model.parameters(), lr=1e-2)
+
+
+def train(model: nn.Module, optimizer: torch.optim.Optimizer, steps: int, watcher=None) -> list[float]:
+    data = torch.Generator().manual_seed(1)
+    losses = []
+    for _ in range(steps):
+        x = torch.randn(4, 5, WIDTH, generator=data)
+        loss = (model(x).squeeze(-1).sum(-1) - x.sum((1, 2))).pow(2).mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+        if watcher is not None:
+            watcher.step(loss)
+    return losses
+
+
+def test_watching_changes_nothing_in_training(tmp_path: Path) -> None:
+    model, optimizer = model_and_optimizer()
+    plain = train(model, optimizer, 25)
+    watched_model, watched_optimizer = model_and_optimizer()
+    with watch(watched_model, watched_optimizer, tmp_path / "run", every=5) as watcher:
+        watched = train(watched_model, watched_optimizer, 25, watcher)
+    assert watched == plain  # bit for bit: capture adds no random draw, no rounding, no gradient
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), watched_model.state_dict().values(),
+                                                 strict=True))
+
+
+def test_the_run_folder_is_a_headwatch_run(tmp_path: Path) -> None:
+    model, optimizer = model_and_optimizer()
+    with watch(model, optimizer, tmp_path / "mine", every=5) as watcher:
+        losses = train(model, optimizer, 20, watcher)
+    [listed] = list_runs(tmp_path)
+    assert (listed.run_id, listed.status, listed.step, listed.optimizer) == ("mine", "finished", 20, "adam")
+    snap = replay(tmp_path / "mine")
+    assert list(snap.loss.steps) == list(range(1, 21)) and snap.loss.values == pytest.approx(losses)
+    names = list(attention_modules(model))
+    assert names == ["0.layers.0.self_attn", "0.layers.1.self_attn"]
+    assert [p.step for p in snap.optim] == [1, 5, 10, 15, 20]
+    assert set(snap.optim[-1].heads) == set(names) and len(snap.optim[-1].heads[names[0]]) == HEADS
+    assert all(h.mean_sqrt_v > 0 and h.grad_norm > 0 for h in snap.optim[-1].heads[names[1]])
+    saved = sorted((tmp_path / "mine" / "attention").glob("step_*.pt"))
+    assert [p.name for p in saved] == [f"step_{s:09d}.pt" for s in (1, 5, 10, 15, 20)]
+    weights = torch.load(saved[-1])[names[0]].float()
+    assert weights.shape == (4, HEADS, 5, 5) and torch.allclose(weights.sum(-1), torch.ones(4, HEADS, 5), atol=1e-2)
+
+
+def test_each_heads_statistics_are_its_own_rows_of_adams_state() -> None:
+    model, optimizer = model_and_optimizer()
+    train(model, optimizer, 3)
+    attention = next(iter(attention_modules(model).values()))
+    stats = head_stats(optimizer, attention)
+    state = optimizer.state[attention.in_proj_weight]
+    rows = [r for block in range(3) for r in range(block * WIDTH + WIDTH // HEADS, block * WIDTH + WIDTH)]  # head 2
+    out = optimizer.state[attention.out_proj.weight]["exp_avg"][:, WIDTH // HEADS:]
+    expected = torch.cat([state["exp_avg"][rows].reshape(-1), optimizer.state[attention.in_proj_bias]["exp_avg"][rows],
+                          out.reshape(-1)]).abs().mean()
+    assert stats[1].mean_abs_m == pytest.approx(float(expected), rel=1e-6)
+    assert stats[0].mean_abs_m != pytest.approx(stats[1].mean_abs_m)
+
+
+def test_an_error_in_the_loop_ends_the_run_as_failed_and_is_raised(tmp_path: Path) -> None:
+    model, optimizer = model_and_optimizer()
+    with pytest.raises(RuntimeError, match="data loader broke"), watch(model, optimizer, tmp_path / "r") as watcher:
+        train(model, optimizer, 3, watcher)
+        raise RuntimeError("data loader broke")
+    [listed] = list_runs(tmp_path)
+    assert listed.status == "failed" and listed.step == 3
+    assert not np.isnan(replay(tmp_path / "r").loss.values).any()
+
+
+def test_a_watched_run_opens_read_only_on_train_and_adams_memories(open_app, engine_env: Path, healthy) -> None:
+    model, optimizer = model_and_optimizer()
+    with watch(model, optimizer, engine_env / "my-model", every=2) as watcher:
+        train(model, optimizer, 12, watcher)
+    charts = {}
+    for page in ("dashboard/train.py", "dashboard/adam.py", "dashboard/runs.py"):
+        at = open_app(page)
+        at.session_state["replay_run"] = "my-model"
+        at.run()
+        healthy(at)
+        assert "Viewing saved run **my-model** (read-only)" in at.info[0].value
+        if page != "dashboard/runs.py":
+            assert any("your own model, recorded by engine.watch: Adam, learning rate 0.01" in c.value
+                       for c in at.caption)
+        charts[page] = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    for page in ("dashboard/attention.py", "dashboard/specialization.py", "dashboard/inspect_claim.py",
+                 "dashboard/story.py"):  # pages that read claims say where this run's measurements are
+        at = open_app(page)
+        at.session_state["replay_run"] = "my-model"
+        at.run()
+        healthy(at)
+        assert any("is your own model, recorded by engine.watch" in i.value for i in at.info), page
+        assert not at.warning and not at.error, page
+    loss = charts["dashboard/train.py"][0]
+    assert "Loss" in loss["layout"]["title"]["text"] and len(plotly_array(loss["data"][0]["x"])) == 12
+    momentum = charts["dashboard/adam.py"][0]
+    titles = [a["text"] for a in momentum["layout"]["annotations"]]
+    assert titles[:2] == ["0.layers.0.self_attn", "0.layers.1.self_attn"]  # the model's own names, one panel each
+    assert len(momentum["data"]) == 2 * HEADS and all(len(plotly_array(t["y"])) == 7 for t in momentum["data"])
+
+
+def test_a_run_training_in_another_process_is_followed_as_it_grows(tmp_path: Path, monkeypatch) -> None:
+    import engine.runs
+
+    model, optimizer = model_and_optimizer()
+    with watch(model, optimizer, tmp_path / "elsewhere", every=5) as watcher:
+        train(model, optimizer, 4, watcher)
+        watcher.writer._flush()  # flushed every second anyway; now, so this test need not wait
+        [listed] = list_runs(tmp_path)
+        assert listed.status == "training elsewhere" and listed.step == 4
+        snap = replay(tmp_path / "elsewhere")
+        assert snap.status == "running" and "Training elsewhere" in snap.message and len(snap.loss.steps) == 4
+        train(model, optimizer, 3, watcher)
+        watcher.writer._flush()
+        assert len(replay(tmp_path / "elsewhere").loss.steps) == 7  # a reader sees the run grow
+        later = time.time() + engine.runs.HEARTBEAT_STALE_SECONDS + 1
+        monkeypatch.setattr(engine.runs.time, "time", lambda: later)  # the loop went quiet (killed, say)
+        assert list_runs(tmp_path)[0].status == "interrupted"
+        monkeypatch.undo()
+    assert list_runs(tmp_path)[0].status == "finished"
