@@ -1,6 +1,6 @@
 """Watch your own model: attach Headwatch to any PyTorch model with `nn.MultiheadAttention` and its optimizer, and
-get a Headwatch run folder (the loss at every step; each attention head's optimizer statistics and attention
-weights every `every` steps) that the dashboard lists and opens like its own runs.
+get a Headwatch run folder (the loss at every step; each attention head's optimizer statistics every `every`
+steps, and its attention weights at log-spaced ones of those) that the dashboard lists and opens like its own runs.
 
     with watch(model, optimizer, out="runs/my-model", every=10) as watcher:
         for batch in loader:
@@ -35,6 +35,7 @@ from engine.telemetry import AttentionPoint, OptimPoint, OptimStats, StepPoint
 
 CAPTURED_EXAMPLES = 8  # attention is kept for the first examples of the batch being trained
 HEARTBEAT_SECONDS = 5.0  # how often the run's status says it is still training (engine.runs.training_elsewhere)
+ATTENTION_SPACING = 1.25  # attention is saved at log-spaced steps, as Headwatch's own runs save it: dense early
 
 
 def attention_modules(model: nn.Module) -> dict[str, nn.MultiheadAttention]:
@@ -124,7 +125,7 @@ class Watcher:
         self.optimizer, self.every, self.steps = optimizer, every, 0
         self.attention = attention_modules(model)
         self.captured: dict[str, np.ndarray] = {}
-        self.started, self.said_running = time.perf_counter(), 0.0
+        self.started, self.said_running, self.next_attention = time.perf_counter(), 0.0, 1
         self.writer = RunWriter(out, self._config(), {}, ()) if _writes() else None
         self._hooks = [module.register_forward_hook(self._capture(name), with_kwargs=True)
                        for name, module in self.attention.items()] if self.writer else []
@@ -142,9 +143,13 @@ class Watcher:
     def _capturing(self) -> bool:
         return (self.steps + 1) % self.every == 0 or self.steps == 0
 
+    def _saving_attention(self) -> bool:
+        """Whether the step being trained saves its attention: the first, then log-spaced among the captured."""
+        return self._capturing() and self.steps + 1 >= self.next_attention
+
     def _capture(self, name: str) -> Any:
         def hook(module: nn.MultiheadAttention, args: tuple, kwargs: dict, output: Any) -> None:
-            if not (module.training and self._capturing()) or name in self.captured:
+            if not (module.training and self._saving_attention()) or name in self.captured:
                 return
             with torch.no_grad():
                 module.train(False)
@@ -174,6 +179,7 @@ class Watcher:
         if self.captured:
             self.writer.save_attention(AttentionPoint(self.steps, self.captured))
             self.captured = {}
+            self.next_attention = max(self.steps + 1, round(self.steps * ATTENTION_SPACING))
         if self.steps == 1 or seconds - self.said_running >= HEARTBEAT_SECONDS:
             self.writer.status("running", f"Training elsewhere, recorded by engine.watch (step {self.steps:,})",
                                self.steps, seconds)
