@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -144,3 +148,37 @@ def test_a_run_training_in_another_process_is_followed_as_it_grows(tmp_path: Pat
         assert list_runs(tmp_path)[0].status == "interrupted"
         monkeypatch.undo()
     assert list_runs(tmp_path)[0].status == "finished"
+
+
+def test_under_torchrun_only_rank_0_writes_and_nothing_hangs(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a free port on the loopback interface for the two processes to meet on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1", "--master_addr=127.0.0.1",
+         f"--master_port={port}", str(root / "tests" / "watch_ddp.py"), str(tmp_path / "ddp")],
+        cwd=root, env={**os.environ, "PYTHONPATH": str(root), "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"},
+        capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [listed] = list_runs(tmp_path)  # one folder: rank 1 wrote nothing
+    assert (listed.run_id, listed.status, listed.step) == ("ddp", "finished", 10)
+    assert [p.step for p in replay(tmp_path / "ddp").optim] == [1, 2, 4, 6, 8, 10]
+
+
+def test_every_attention_of_an_nn_transformer_is_found_cross_attention_included(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = nn.Transformer(WIDTH, HEADS, num_encoder_layers=1, num_decoder_layers=1, dim_feedforward=16,
+                           batch_first=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    source, target = torch.randn(3, 6, WIDTH), torch.randn(3, 4, WIDTH)
+    with watch(model, optimizer, tmp_path / "t", every=1) as watcher:
+        loss = model(source, target).pow(2).mean()
+        loss.backward()
+        optimizer.step()
+        watcher.step(loss)
+    names = ["encoder.layers.0.self_attn", "decoder.layers.0.self_attn", "decoder.layers.0.multihead_attn"]
+    assert list(attention_modules(model)) == names
+    saved = torch.load(tmp_path / "t" / "attention" / "step_000000001.pt")
+    assert [tuple(saved[n].shape) for n in names] == [(3, HEADS, 6, 6), (3, HEADS, 4, 4), (3, HEADS, 4, 6)]
+    assert list_runs(tmp_path)[0].optimizer == "adamw"
