@@ -50,14 +50,15 @@ def optimizer_name(config: dict) -> str:
 def attention_title(name: str) -> str:
     """'decoder.0.cross' -> 'Decoder cross-attention: the answer looking at the claim', for non-specialists; a
     watched model's own module names ('encoder.layers.0.self_attn') as they are."""
-    if name.count(".") != 2:
-        return name
-    stack, layer, kind = name.split(".")
+    stack, _, rest = name.partition(".")
+    layer, _, kind = rest.partition(".")
     words = {
         ("encoder", "self"): "Encoder self-attention: claim words reading each other",
         ("decoder", "self"): "Decoder self-attention: the answer reading itself",
         ("decoder", "cross"): "Decoder cross-attention: the answer looking at the claim",
-    }.get((stack, kind), name)
+    }.get((stack, kind))
+    if words is None or not layer.isdigit():
+        return name
     return words if layer == "0" else f"{words} (layer {int(layer) + 1})"
 
 

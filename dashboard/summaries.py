@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from dashboard.figures import optimizer_name
-from engine.run_files import WATCHED
+from engine.run_files import is_watched
 from engine.telemetry import Snapshot
 from engine.training.config import TrainConfig
 from engine.training.schedule import LR_FLOOR, floor_step
@@ -50,7 +50,7 @@ def status_text(snap: Snapshot) -> str:
 def config_text(config: Mapping[str, Any]) -> str:
     if not config:
         return ""
-    if config.get("source") == WATCHED:
+    if is_watched(config):
         return (f"your own model, recorded by engine.watch: {optimizer_name(config)}, learning rate "
                 f"{config.get('lr')} at the start")
     repeatable = "" if config.get("threads", 0) else " (threads measured as it trained: the seed does not repeat it)"
@@ -60,7 +60,7 @@ def config_text(config: Mapping[str, Any]) -> str:
 
 def schedule_text(values: Mapping[str, Any]) -> str:
     """A run's learning-rate schedule in words (runs saved before decay_fraction existed decayed until their end)."""
-    if values.get("source") == WATCHED:
+    if is_watched(values):
         return "the learning-rate schedule of its own training loop"
     config = TrainConfig.from_dict(values)
     warmup = f"learning-rate warm-up over {config.warmup_steps:,} steps"

@@ -10,7 +10,7 @@ import streamlit as st
 
 from dashboard.engine_resource import get_engine
 from dashboard.report import Measurement, latest_measurement, measurement_from_report
-from engine.run_files import METRICS, WATCHED
+from engine.run_files import METRICS, is_watched
 from engine.runs import RunError, resolve_run
 from engine.telemetry import Snapshot
 
@@ -65,7 +65,7 @@ def claims_only(page: str) -> None:
     if run_id is None:
         return
     try:
-        watched = saved_snapshot(run_id).config.get("source") == WATCHED
+        watched = is_watched(saved_snapshot(run_id).config)
     except RunError:
         return  # the page says why the run cannot be opened
     if watched:

@@ -69,7 +69,7 @@ class HeadAttribution:
     owns: str | None = None  # a reason (REASONS), or None
     label: str = ""
     evidence: str = ""
-    kind: str = ""  # one of ROLES
+    kind: str = ""  # one of the kinds in engine.ownership
     reason: str | None = None  # the reason or check the label names
 
     @property

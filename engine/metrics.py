@@ -12,7 +12,8 @@ from engine.model import CLASSES, Attention, ClaimsTransformer
 from engine.telemetry import OptimPoint, OptimStats
 
 
-def _stats(sums: list[float], adam: bool) -> OptimStats:
+def stats_from_sums(sums: list[float], adam: bool) -> OptimStats:
+    """OptimStats from (sum grad^2, sum update^2, sum |update|, sum |m|, sum sqrt v, element count)."""
     grad_sq, step_sq, abs_step, abs_m, sqrt_v, count = sums
     count = max(count, 1.0)
     return OptimStats(
@@ -128,10 +129,10 @@ def optimizer_stats(model: ClaimsTransformer, optimizer: torch.optim.Optimizer, 
         sums = sums.view(len(layout.groups), layout.head_segments, 6)  # (groups, head segments, 6)
         group_sums, head_sums = sums.sum(1).tolist(), sums.sum(0)[:-1].tolist()
     heads = {
-        name: tuple(_stats(head_sums[i * layout.n_heads + h], adam) for h in range(layout.n_heads))
+        name: tuple(stats_from_sums(head_sums[i * layout.n_heads + h], adam) for h in range(layout.n_heads))
         for i, name in enumerate(layout.heads)
     }
-    groups = {name: _stats(values, adam) for name, values in zip(layout.groups, group_sums, strict=True)}
+    groups = {name: stats_from_sums(values, adam) for name, values in zip(layout.groups, group_sums, strict=True)}
     return OptimPoint(step=step, heads=heads, groups=groups)
 
 

@@ -31,7 +31,6 @@ def owners(heads: Sequence[HeadAttribution]) -> tuple[HeadAttribution, ...]:
 
 SPECIALIST, LEANS, GENERALIST, HELPS, LITTLE_EFFECT, NOT_PATCHED = (
     "specialist", "leans", "generalist", "helps", "little effect", "not patched")
-ROLES = (SPECIALIST, LEANS, GENERALIST, HELPS, LITTLE_EFFECT, NOT_PATCHED)
 
 
 def role_label(kind: str, reason: str | None) -> str:

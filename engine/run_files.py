@@ -20,7 +20,7 @@ import io
 import json
 import os
 import stat
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -35,6 +35,13 @@ METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoints/latest.pt"
 ATTENTION = "attention"
 WATCHED = "watch"  # config.json's "source" in a run recorded by engine.watch from someone's own training loop
+
+
+def is_watched(config: Mapping[str, Any]) -> bool:
+    """Whether a run's settings are those of someone's own model, recorded by engine.watch."""
+    return config.get("source") == WATCHED
+
+
 RUN_FILES = frozenset({CONFIG, STATUS, TOKENIZER, PROBE, METRICS, ATTENTION, CHECKPOINT.split("/")[0]})
 
 MAX_JSON_BYTES = 4 * 2**20  # a tokenizer is ~50 kB; config, status and probe are smaller
@@ -245,8 +252,9 @@ def _role(record: dict) -> dict[str, Any]:
     if label.endswith(" specialist"):
         return {"kind": "specialist", "reason": label.removesuffix(" specialist")}
     for kind in ("leans", "helps"):
-        if label.startswith(f"{kind} "):
-            return {"kind": kind, "reason": label.removeprefix(f"{kind} ")}
+        if label.startswith(f"{kind} "):  # "helps ADMIN (age)" names the check: age, as new runs record it
+            named = label.removeprefix(f"{kind} ")
+            return {"kind": kind, "reason": named.removeprefix("ADMIN (").removesuffix(")") if "(" in named else named}
     return {"kind": label, "reason": None}
 
 

@@ -95,7 +95,6 @@ class RunWriter:
     def __init__(self, folder: Path, config: dict, tokenizer: dict, probe: tuple[ProbeClaim, ...]) -> None:
         self.folder = folder
         self.failed: str | None = None
-        self.checkpoint_step: int | None = None  # step of the last checkpoint written whole
         self.chance: float | None = None  # Snapshot.chance, saved with the status
         folder.mkdir(parents=True, exist_ok=True)
         if any(folder.iterdir()):
@@ -129,7 +128,6 @@ class RunWriter:
     def checkpoint(self, state_dict: dict[str, torch.Tensor], step: int, model_config: dict) -> None:
         payload = {"step": step, "model": state_dict, "model_config": model_config}
         atomic_write_bytes(self.folder / CHECKPOINT, torch_bytes(payload))
-        self.checkpoint_step = step
 
     def status(self, status: str, message: str, step: int, seconds: float) -> None:
         """Tried even after a write failed (space may have come back), so the folder says how the run ended and

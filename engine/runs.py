@@ -30,8 +30,8 @@ from engine.run_files import (
     PROBE,
     RECORDS,
     STATUS,
-    WATCHED,
     RunError,
+    is_watched,
     read_config,
     read_json,
     read_records,
@@ -225,9 +225,13 @@ HEARTBEAT_STALE_SECONDS = 30.0  # engine.watch rewrites a training run's status 
 def training_elsewhere(config: Mapping[str, Any], status: dict | None) -> bool:
     """A run recorded by engine.watch whose training loop said, less than HEARTBEAT_STALE_SECONDS ago, that it is
     training (in another process: this one only reads its files)."""
-    updated = (status or {}).get("updated")
-    return (config.get("source") == WATCHED and (status or {}).get("status") in ACTIVE_STATUSES
-            and isinstance(updated, int | float) and time.time() - updated < HEARTBEAT_STALE_SECONDS)
+    return (is_watched(config) and (status or {}).get("status") in ACTIVE_STATUSES
+            and _heard_lately((status or {}).get("updated")))
+
+
+def _heard_lately(updated: object) -> bool:
+    """A status rewritten less than HEARTBEAT_STALE_SECONDS ago (`updated`: its time, as status.json says)."""
+    return isinstance(updated, int | float) and time.time() - updated < HEARTBEAT_STALE_SECONDS
 
 
 def _replayed_status(status: dict | None, config: Mapping[str, Any]) -> tuple[str, str]:
@@ -338,6 +342,6 @@ def list_runs(runs_dir: Path) -> list[RunSummary]:
 def _still_training(summary: RunSummary) -> RunSummary:
     """A run training elsewhere whose loop has stopped saying so (killed, say) is interrupted; its files may not
     change again, so this is checked on every listing, not only when they do."""
-    if summary.status == TRAINING_ELSEWHERE and time.time() - (summary.updated or 0.0) >= HEARTBEAT_STALE_SECONDS:
+    if summary.status == TRAINING_ELSEWHERE and not _heard_lately(summary.updated):
         return replace(summary, status="interrupted")
     return summary

@@ -89,7 +89,7 @@ class HeadSpecialization:
     answers: dict[str, dict[str, float]] = field(default_factory=dict)  # ablated: true class -> share per answer
     direct: dict[str, float] = field(default_factory=dict)  # check -> direct logit attribution on its invalid twins
     owns: str | None = None  # the reason this head is the specialist of
-    kind: str = ""  # what `label` says, for code: one of engine.attribution.ROLES ("" in runs saved before it)
+    kind: str = ""  # what `label` says, for code: one of the kinds in engine.ownership ("" in runs saved before it)
     reason: str | None = None  # the reason (or check) `label` names, if it names one
 
 

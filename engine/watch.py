@@ -17,7 +17,7 @@ torch.distributed only rank 0 writes.
 
 from __future__ import annotations
 
-import math
+import inspect
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine.metrics import applied_update, stats_from_sums
 from engine.run_files import WATCHED
 from engine.run_writer import RunWriter
 from engine.telemetry import AttentionPoint, OptimPoint, OptimStats, StepPoint
@@ -71,49 +72,24 @@ def _projections(module: nn.MultiheadAttention) -> list[_Projection]:
     return [*stacked, _Projection(module.out_proj.weight, 1, True)]
 
 
-def _stats(parts: list[tuple[torch.Tensor, dict, dict]]) -> OptimStats:
-    """Statistics of the update just applied to some parameters' elements: (elements of the parameter's gradient,
-    its optimizer state, its parameter group) for each."""
-    grads, steps, ms, vs = [], [], [], []
-    for grad, state, group in parts:
-        grads.append(grad)
-        if "exp_avg" in state:  # Adam and AdamW: the bias-corrected step torch applied
-            beta1, beta2 = group["betas"]
-            t = float(state["step"])
-            m_hat, v_hat = state["exp_avg"] / (1 - beta1 ** t), state["exp_avg_sq"] / (1 - beta2 ** t)
-            steps.append(group["lr"] * m_hat / (v_hat.sqrt() + group["eps"]))
-            ms.append(state["exp_avg"])
-            vs.append(state["exp_avg_sq"])
-        else:
-            steps.append(group["lr"] * grad)
-    grad, step = torch.cat(grads), torch.cat(steps)
-    return OptimStats(grad_norm=float(grad.norm()), step_norm=float(step.norm()),
-                      mean_abs_step=float(step.abs().mean()),
-                      mean_abs_m=float(torch.cat(ms).abs().mean()) if ms else None,
-                      mean_sqrt_v=float(torch.cat(vs).sqrt().mean()) if vs else None)
-
-
-def _group_of(optimizer: torch.optim.Optimizer) -> dict[nn.Parameter, dict]:
-    return {param: group for group in optimizer.param_groups for param in group["params"]}
-
-
 def head_stats(optimizer: torch.optim.Optimizer, module: nn.MultiheadAttention) -> tuple[OptimStats, ...]:
     """Each head's statistics of the update the optimizer just applied to its query, key, value and output
-    weights (read before the gradients are zeroed; a cleared gradient counts as zero)."""
-    groups = _group_of(optimizer)
-    per_head = []
-    for head in range(module.num_heads):
-        parts = []
-        for projection in _projections(module):
-            param = projection.param
-            if param not in groups:
-                continue
-            grad = param.grad if param.grad is not None else torch.zeros_like(param)
-            state = {k: projection.head(v, head, module.num_heads) if torch.is_tensor(v) and v.shape == param.shape
-                     else v for k, v in optimizer.state.get(param, {}).items()}
-            parts.append((projection.head(grad, head, module.num_heads), state, groups[param]))
-        per_head.append(_stats(parts) if parts else OptimStats(0.0, 0.0, 0.0))
-    return tuple(per_head)
+    weights, as Headwatch's own runs measure them (engine.metrics.applied_update); read before the gradients are
+    zeroed (a cleared gradient counts as zero)."""
+    adam = isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW)
+    sums = [[0.0] * 6 for _ in range(module.num_heads)]
+    trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    for projection in (p for p in _projections(module) if id(p.param) in trained):  # frozen weights do not move
+        grad, update, m, v = applied_update(projection.param, optimizer)
+        for head, total in enumerate(sums):
+            parts = [projection.head(t, head, module.num_heads) for t in (grad, update)]
+            moments = [projection.head(t, head, module.num_heads) for t in (m, v)] if m is not None else None
+            values = [parts[0].pow(2).sum(), parts[1].pow(2).sum(), parts[1].abs().sum(),
+                      moments[0].abs().sum() if moments else 0.0, moments[1].sqrt().sum() if moments else 0.0,
+                      parts[0].numel()]
+            for i, value in enumerate(values):
+                total[i] += float(value)
+    return tuple(stats_from_sums(total, adam) for total in sums)
 
 
 class Watcher:
@@ -151,11 +127,12 @@ class Watcher:
         def hook(module: nn.MultiheadAttention, args: tuple, kwargs: dict, output: Any) -> None:
             if not (module.training and self._saving_attention()) or name in self.captured:
                 return
+            call = inspect.signature(module.forward).bind(*args, **kwargs)  # arguments given by position too
+            call.arguments.update(need_weights=True, average_attn_weights=False)
             with torch.no_grad():
                 module.train(False)
                 try:
-                    _, weights = module.forward(*args, **{**kwargs, "need_weights": True,
-                                                          "average_attn_weights": False})
+                    _, weights = module.forward(*call.args, **call.kwargs)
                 finally:
                     module.train(True)
             if weights is not None:  # (B, H, Tq, Tk); unbatched input gives (H, Tq, Tk)
@@ -170,12 +147,12 @@ class Watcher:
 
     def step(self, loss: float | torch.Tensor) -> None:
         """Call once per training step, after optimizer.step(): records the loss (a float or a 0-d tensor)."""
-        value = float(loss.detach()) if torch.is_tensor(loss) else float(loss)
         self.steps += 1
         if self.writer is None:
             return
         seconds = time.perf_counter() - self.started
-        self.writer.record(StepPoint(self.steps, value if math.isfinite(value) else math.nan, seconds))
+        self.writer.record(StepPoint(self.steps, float(loss.detach()) if torch.is_tensor(loss) else float(loss),
+                                     seconds))
         if self.captured:
             self.writer.save_attention(AttentionPoint(self.steps, self.captured))
             self.captured = {}

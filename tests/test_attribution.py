@@ -24,7 +24,7 @@ from engine.attribution import (
 )
 from engine.dataset import encode_claims
 from engine.model import REASONS, TARGET_ID, ClaimsTransformer, ModelConfig
-from engine.ownership import GENERALIST, LITTLE_EFFECT, NOT_PATCHED, OWNED, owners
+from engine.ownership import GENERALIST, LITTLE_EFFECT, NOT_PATCHED, OWNED, owners, role_label
 
 CROSS = "decoder.0.cross"
 WIRED = ("dose", "amount", "diagnosis", "specialty")  # head k reads only this field
@@ -205,3 +205,17 @@ def test_run_pairs_are_made_once_per_tokenizer(setting) -> None:
     assert run_pairs(tokenizer, 48) is first and len(first.checks) > 100
     other = Tokenizer(tokenizer.vocab, dict(list(tokenizer.aliases.items())[1:]))  # one name fewer
     assert run_pairs(other, 48) is not first  # other aliases read claims otherwise: their own pairs
+
+
+@pytest.mark.parametrize(("label", "kind", "reason"), [
+    ("DOSAGE specialist", "specialist", "DOSAGE"), ("leans COST", "leans", "COST"),
+    ("helps ADMIN (age)", "helps", "age"), ("helps MEDICAL", "helps", "MEDICAL"), ("generalist", "generalist", None),
+])
+def test_runs_saved_before_heads_had_a_kind_read_it_from_their_label(label: str, kind: str, reason: str | None) -> None:
+    from engine.run_files import specialization_point
+
+    head = {"shares": {"dose": 1.0}, "entropy": 0.1, "confidence": 0.9, "importance": 0.0, "ablation": {},
+            "label": label, "evidence": "numbers"}
+    [read] = specialization_point({"step": 5, "heads": {CROSS: [head]}}).heads[CROSS]
+    assert (read.kind, read.reason) == (kind, reason)
+    assert role_label(kind, reason) == label  # the same words as a run that records its kind

@@ -250,7 +250,8 @@ class TrainingLoop:
         """The last measurements and the weights kept; a finished run has its heads measured at its last step."""
         if status == "finished" and self.measure:
             self._observe(with_specialization=True)
-        self._publish(keep=True)
+        if self.kept_step != self.step:  # not already kept by this step's own evaluation
+            self._publish(keep=True)
         return Status(status, message, self.step, self.seconds)
 
     def _finished_message(self) -> str:

@@ -108,8 +108,9 @@ class Trainer:
     def publish(self, live: LiveModel, generation: int) -> None:
         """Make `live` the model pages use, unless its run was reset or replaced since (one assignment: readers see
         the old record or the new one, whole)."""
-        if generation == self.generation:
-            self._live = live
+        with self._lock:
+            if generation == self.generation:
+                self._live = live
 
     def start(self, config: TrainConfig, folder: Path | None = None, run_id: str | None = None) -> None:
         config.validate()
@@ -175,11 +176,21 @@ class Trainer:
             ending = Status("failed", _failure(error), loop.step if loop else 0, loop.seconds if loop else 0.0)
         finally:
             threads.release()
+        try:
+            self._end(observers, ending)
+        finally:
+            if writer is not None:
+                writer.close()
+                self.save_problem = writer.failed
+
+    @staticmethod
+    def _end(observers: list[Observer], ending: Status) -> None:
+        """Every observer hears how the run ended, even when one before it fails to (its error is logged)."""
         for observer in observers:
-            observer.hear(ending)
-        if writer is not None:
-            writer.close()
-            self.save_problem = writer.failed
+            try:
+                observer.hear(ending)
+            except Exception as error:
+                logging.getLogger("headwatch").error("an observer could not take the run's end", exc_info=error)
 
     def _open_writer(self, folder: Path, config: TrainConfig, data: ClaimData, hub: HubObserver) -> RunWriter | None:
         """The run's writer; when its folder cannot be written (a full disk) the run trains on unsaved, says so,
