@@ -14,9 +14,8 @@ import torch
 from data.catalog import load_catalog
 from data.generator import generate_claims
 from data.tokenizer import Tokenizer
-from engine.dataset import N_CATEGORIES
 from engine.inference import Predictor
-from engine.model import ClaimsTransformer, ModelConfig
+from engine.model import ClaimsTransformer
 from engine.training.presets import preset
 
 
@@ -24,8 +23,7 @@ def main() -> None:
     torch.set_num_threads(1)
     catalog = load_catalog()
     tokenizer = Tokenizer.from_catalog(catalog)
-    config = preset("default").model
-    config = ModelConfig(**{**config.to_dict(), "vocab_size": len(tokenizer.vocab), "n_categories": N_CATEGORIES})
+    config = preset("default").model.sized_for(len(tokenizer.vocab))
     predictor = Predictor(ClaimsTransformer(config), tokenizer, step=0, catalog=catalog)
     claims = [c.text for c in generate_claims(300, seed=7, catalog=catalog)]
     for text in claims[:20]:

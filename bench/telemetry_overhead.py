@@ -14,9 +14,10 @@ import argparse
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from engine.dataset import N_CATEGORIES, ClaimData, build_data
+from engine.dataset import ClaimData, build_data
 from engine.telemetry import TelemetryHub
 from engine.training.config import TrainConfig
 from engine.training.loop import TrainingLoop
@@ -27,8 +28,7 @@ from engine.training.trainer import Trainer
 
 def bare_loop(config: TrainConfig, data: ClaimData) -> float:
     """Training seconds (as the Trainer counts them), the real loop with nothing measured beyond held-out claims."""
-    config = TrainConfig.from_dict({**config.to_dict(), "model": {**config.model.to_dict(),
-                                    "vocab_size": len(data.tokenizer.vocab), "n_categories": N_CATEGORIES}})
+    config = replace(config, model=config.model.sized_for(len(data.tokenizer.vocab)))
     with THREADS.lease(config.threads) as threads:
         loop = TrainingLoop(config, data, [], threads, measure=False)
         ending = loop.run(time.perf_counter())

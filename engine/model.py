@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from data.rules import REASONS
+from data.vocabulary import CATEGORIES
 
 TARGET_VOCAB = ("<pad>", "<bos>", "<eos>", "VALID", "INVALID", "NONE", "MEDICAL", "DOSAGE", "COST", "ADMIN")
 TARGET_ID = {token: index for index, token in enumerate(TARGET_VOCAB)}
@@ -56,6 +57,10 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def sized_for(self, vocabulary_size: int) -> ModelConfig:
+        """These settings for a vocabulary of that many entries, and the claims' field categories."""
+        return replace(self, vocab_size=vocabulary_size, n_categories=len(CATEGORIES))
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelConfig:

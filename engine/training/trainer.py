@@ -8,7 +8,7 @@ import shutil
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -16,7 +16,7 @@ import torch
 
 from data.tokenizer import Tokenizer
 from engine.claims_csv import CsvProblem, build_data_from_csv
-from engine.dataset import N_CATEGORIES, POOL_CACHE, ClaimData, build_data, unsaved_pool_cache
+from engine.dataset import POOL_CACHE, ClaimData, build_data, unsaved_pool_cache
 from engine.inference import Predictor
 from engine.model import ModelConfig
 from engine.run_writer import RunWriter
@@ -161,8 +161,7 @@ class Trainer:
             data = prepare_data(config, folder)
             if generation != self.generation:
                 return  # reset while preparing: this run no longer exists
-            config = replace(config, model=ModelConfig(**{**asdict(config.model), "n_categories": N_CATEGORIES,
-                                                          "vocab_size": len(data.tokenizer.vocab)}))
+            config = replace(config, model=config.model.sized_for(len(data.tokenizer.vocab)))
             writer = self._open_writer(folder, config, data, hub) if folder is not None else None
             if writer is not None:  # the run's folder first: whoever sees the run end finds it ended on disk too
                 observers.insert(0, WriterObserver(writer, lambda message: hub.hear(RunWarning(message))))
