@@ -155,6 +155,20 @@ def compare_figure(a: Snapshot, b: Snapshot) -> go.Figure:
     return go.Figure(data=data, layout=layout)
 
 
+def metrics_figure(snap: Snapshot) -> go.Figure:
+    """The numbers a watched training loop reported beside its loss (engine.watch), a line each."""
+    layout = _layout("Your metrics", snap.run_id, 380, margin={"l": 60, "r": 20, "t": 80, "b": 50},
+                     xaxis={"title": {"text": "Training step"}})
+    names = list(dict.fromkeys(name for point in snap.metrics for name in point.values))
+    layout["title"]["subtitle"] = {"text": f"As your training loop reported them: {', '.join(names)}"}
+    data = []
+    for index, name in enumerate(names):
+        points = [p for p in snap.metrics if name in p.values]
+        data.append(_line(*cap([p.step for p in points], [p.values[name] for p in points]), name,
+                          HEAD_COLORS[index % len(HEAD_COLORS)], 2))
+    return go.Figure(data=data, layout=layout)
+
+
 def accuracy_figure(snap: Snapshot) -> go.Figure:
     """Held-out accuracy overall (thick) and per outcome (thin), plus training accuracy for comparison."""
     layout = _layout("Accuracy: share of claims audited correctly", snap.run_id, 380,

@@ -72,8 +72,12 @@ def live_view() -> None:
     loss_chart = shared_figure("train.loss", (snap.run_id, snap.status), lambda: figures.loss_figure(snap),
                                max_age_s=0.5)
     last_eval = snap.latest_eval.step if snap.latest_eval else None
-    accuracy_chart = shared_figure("train.accuracy", (snap.run_id, snap.status, len(snap.evals), last_eval),
-                                   lambda: figures.accuracy_figure(snap), max_age_s=5.0)
+    if snap.metrics:  # a watched model's own numbers take the place of held-out claims it never saw
+        accuracy_chart = shared_figure("train.metrics", (snap.run_id, snap.status, len(snap.metrics)),
+                                       lambda: figures.metrics_figure(snap), max_age_s=5.0)
+    else:
+        accuracy_chart = shared_figure("train.accuracy", (snap.run_id, snap.status, len(snap.evals), last_eval),
+                                       lambda: figures.accuracy_figure(snap), max_age_s=5.0)
     loss, accuracy = st.columns(2)
     loss.plotly_chart(loss_chart, key="loss_chart", config=figures.CHART_CONFIG)
     accuracy.plotly_chart(accuracy_chart, key="accuracy_chart", config=figures.CHART_CONFIG)

@@ -28,7 +28,15 @@ from typing import Any, BinaryIO
 import torch
 
 from engine.model import REASONS
-from engine.telemetry import EvalPoint, HeadSpecialization, OptimPoint, OptimStats, SpecializationPoint, StepPoint
+from engine.telemetry import (
+    EvalPoint,
+    HeadSpecialization,
+    MetricsPoint,
+    OptimPoint,
+    OptimStats,
+    SpecializationPoint,
+    StepPoint,
+)
 
 CONFIG, STATUS, TOKENIZER, PROBE = "config.json", "status.json", "tokenizer.json", "probe.json"
 METRICS = "metrics.jsonl"
@@ -275,11 +283,15 @@ def step_record(record: dict) -> StepPoint:
     return StepPoint(whole(record["step"]), number(record["loss"]), number(record["seconds"]))
 
 
-Record = StepPoint | EvalPoint | OptimPoint | SpecializationPoint
+def metrics_point(record: dict) -> MetricsPoint:
+    return MetricsPoint(whole(record["step"]), numbers(record["values"]))
+
+
+Record = StepPoint | EvalPoint | OptimPoint | SpecializationPoint | MetricsPoint
 # kind -> (what a run writes, how a reader checks it back)
 RECORD_KINDS: dict[str, tuple[type, Callable[[dict], Record]]] = {
     "step": (StepPoint, step_record), "eval": (EvalPoint, eval_point), "optim": (OptimPoint, optim_point),
-    "specialization": (SpecializationPoint, specialization_point),
+    "specialization": (SpecializationPoint, specialization_point), "metrics": (MetricsPoint, metrics_point),
 }
 RECORDS = tuple(RECORD_KINDS)
 _KIND_OF = {written: kind for kind, (written, _) in RECORD_KINDS.items()}

@@ -148,7 +148,7 @@ def replay(folder: Path) -> Snapshot:
     """A saved run as a read-only Snapshot, for every page's replay; RunError (in plain words) if it is damaged."""
     config, status, probe = read_config(folder), read_status(folder), read_probe(folder)
     n_heads = config.get("model", {}).get("n_heads", 4)
-    loss, evals, optim, specialization = Downsampler(), [], [], []
+    loss, evals, optim, specialization, metrics = Downsampler(), [], [], [], []
     last_step, seconds = 0, 0.0
     for kind, point in read_records(folder, RECORDS):
         if not _fits(kind, point, n_heads):
@@ -160,6 +160,8 @@ def replay(folder: Path) -> Snapshot:
             evals = thin([*evals, point], 1000)
         elif kind == "optim":
             optim = thin([*optim, point], 1000)
+        elif kind == "metrics":
+            metrics = thin([*metrics, point], 1000)
         else:
             specialization.append(point)
     attention = load_attention(folder, probe, n_heads)
@@ -170,7 +172,8 @@ def replay(folder: Path) -> Snapshot:
         run_id=folder.name, run_dir=str(folder), status=run_status, message=message,
         step=last_step, total_steps=config.get("steps") or last_step, seconds=seconds, config=frozen(config),
         loss=loss.series(), evals=tuple(evals), optim=tuple(optim), attention=tuple(attention),
-        specialization=tuple(specialization), probe=probe, attention_names=names, n_heads=n_heads, read_only=True,
+        specialization=tuple(specialization), metrics=tuple(metrics), probe=probe, attention_names=names,
+        n_heads=n_heads, read_only=True,
         chance=(status or {}).get("chance"),
     )
 
@@ -201,6 +204,8 @@ def _columns(kind: str, point: Any) -> dict[str, object]:
         return {"seconds": round(point.seconds, 2), "heldout_loss": point.heldout_loss,
                 "train_accuracy": point.train_accuracy, "heldout_accuracy": point.heldout_accuracy,
                 **{f"heldout_{c}": v for c, v in point.heldout_per_class.items()}}
+    if kind == "metrics":
+        return dict(point.values)
     if kind == "optim":
         return {f"{name} head {h + 1} {stat}": getattr(stats, stat) for name, heads in point.heads.items()
                 for h, stats in enumerate(heads) for stat in OPTIM_COLUMNS}

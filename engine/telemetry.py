@@ -34,6 +34,14 @@ class StepPoint:
 
 
 @dataclass(frozen=True)
+class MetricsPoint:
+    """Numbers a watched training loop reports beside its loss (engine.watch: `watcher.step(loss, metrics=...)`)."""
+
+    step: int
+    values: dict[str, float]
+
+
+@dataclass(frozen=True)
 class EvalPoint:
     step: int
     seconds: float
@@ -124,6 +132,7 @@ class Snapshot:
     optim: tuple[OptimPoint, ...] = ()
     attention: tuple[AttentionPoint, ...] = ()
     specialization: tuple[SpecializationPoint, ...] = ()
+    metrics: tuple[MetricsPoint, ...] = ()  # a watched run's own numbers
     probe: tuple[ProbeClaim, ...] = ()
     attention_names: tuple[str, ...] = ()
     n_heads: int = 4

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,7 @@ from torch import nn
 from engine.metrics import applied_update, stats_from_sums
 from engine.run_files import WATCHED
 from engine.run_writer import RunWriter
-from engine.telemetry import AttentionPoint, OptimPoint, OptimStats, StepPoint
+from engine.telemetry import AttentionPoint, MetricsPoint, OptimPoint, OptimStats, StepPoint
 
 CAPTURED_EXAMPLES = 8  # attention is kept for the first examples of the batch being trained
 HEARTBEAT_SECONDS = 5.0  # how often the run's status says it is still training (engine.runs.training_elsewhere)
@@ -145,14 +145,16 @@ class Watcher:
             heads = {name: head_stats(self.optimizer, module) for name, module in self.attention.items()}
             self.writer.record(OptimPoint(self.steps + 1, heads, {}))
 
-    def step(self, loss: float | torch.Tensor) -> None:
-        """Call once per training step, after optimizer.step(): records the loss (a float or a 0-d tensor)."""
+    def step(self, loss: float | torch.Tensor, metrics: Mapping[str, float | torch.Tensor] | None = None) -> None:
+        """Call once per training step, after optimizer.step(): records the loss and any other numbers of this
+        step (`metrics={"accuracy": 0.93}`; floats or 0-d tensors)."""
         self.steps += 1
         if self.writer is None:
             return
         seconds = time.perf_counter() - self.started
-        self.writer.record(StepPoint(self.steps, float(loss.detach()) if torch.is_tensor(loss) else float(loss),
-                                     seconds))
+        self.writer.record(StepPoint(self.steps, _number(loss), seconds))
+        if metrics:
+            self.writer.record(MetricsPoint(self.steps, {str(name): _number(v) for name, v in metrics.items()}))
         if self.captured:
             self.writer.save_attention(AttentionPoint(self.steps, self.captured))
             self.captured = {}
@@ -168,6 +170,10 @@ class Watcher:
         if self.writer is not None:
             self.writer.status(status, message, self.steps, time.perf_counter() - self.started)
             self.writer.close()
+
+
+def _number(value: float | torch.Tensor) -> float:
+    return float(value.detach()) if torch.is_tensor(value) else float(value)
 
 
 def _writes() -> bool:

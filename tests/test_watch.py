@@ -16,7 +16,7 @@ import torch
 from conftest import plotly_array
 from torch import nn
 
-from engine.runs import list_runs, replay
+from engine.runs import list_runs, metrics_table, replay
 from engine.watch import attention_modules, head_stats, watch
 
 HEADS, WIDTH = 2, 8
@@ -29,18 +29,20 @@ def model_and_optimizer(seed: int = 0) -> tuple[nn.Module, torch.optim.Optimizer
     return model, torch.optim.Adam(model.parameters(), lr=1e-2)
 
 
-def train(model: nn.Module, optimizer: torch.optim.Optimizer, steps: int, watcher=None) -> list[float]:
+def train(model: nn.Module, optimizer: torch.optim.Optimizer, steps: int, watcher=None,
+          metrics: bool = False) -> list[float]:
     data = torch.Generator().manual_seed(1)
     losses = []
     for _ in range(steps):
         x = torch.randn(4, 5, WIDTH, generator=data)
-        loss = (model(x).squeeze(-1).sum(-1) - x.sum((1, 2))).pow(2).mean()
+        error = model(x).squeeze(-1).sum(-1) - x.sum((1, 2))
+        loss = error.pow(2).mean()
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
         losses.append(loss.item())
         if watcher is not None:
-            watcher.step(loss)
+            watcher.step(loss, metrics={"mean error": error.abs().mean()} if metrics else None)
     return losses
 
 
@@ -101,7 +103,7 @@ def test_an_error_in_the_loop_ends_the_run_as_failed_and_is_raised(tmp_path: Pat
 def test_a_watched_run_opens_read_only_on_train_and_adams_memories(open_app, engine_env: Path, healthy) -> None:
     model, optimizer = model_and_optimizer()
     with watch(model, optimizer, engine_env / "my-model", every=2) as watcher:
-        train(model, optimizer, 12, watcher)
+        train(model, optimizer, 12, watcher, metrics=True)
     charts = {}
     for page in ("dashboard/train.py", "dashboard/adam.py", "dashboard/runs.py"):
         at = open_app(page)
@@ -121,8 +123,11 @@ def test_a_watched_run_opens_read_only_on_train_and_adams_memories(open_app, eng
         healthy(at)
         assert any("is your own model, recorded by engine.watch" in i.value for i in at.info), page
         assert not at.warning and not at.error, page
-    loss = charts["dashboard/train.py"][0]
+    loss, metrics = charts["dashboard/train.py"][:2]
     assert "Loss" in loss["layout"]["title"]["text"] and len(plotly_array(loss["data"][0]["x"])) == 12
+    assert metrics["layout"]["title"]["text"] == "Your metrics" and metrics["data"][0]["name"] == "mean error"
+    assert metrics["layout"]["title"]["subtitle"]["text"].endswith("reported them: mean error")
+    assert len(plotly_array(metrics["data"][0]["y"])) == 12
     momentum = charts["dashboard/adam.py"][0]
     titles = [a["text"] for a in momentum["layout"]["annotations"]]
     assert titles[:2] == ["0.layers.0.self_attn", "0.layers.1.self_attn"]  # the model's own names, one panel each
@@ -182,3 +187,17 @@ def test_every_attention_of_an_nn_transformer_is_found_cross_attention_included(
     saved = torch.load(tmp_path / "t" / "attention" / "step_000000001.pt")
     assert [tuple(saved[n].shape) for n in names] == [(3, HEADS, 6, 6), (3, HEADS, 4, 4), (3, HEADS, 4, 6)]
     assert list_runs(tmp_path)[0].optimizer == "adamw"
+
+
+def test_metrics_are_kept_beside_the_loss_and_a_damaged_one_is_skipped(tmp_path: Path) -> None:
+    model, optimizer = model_and_optimizer()
+    with watch(model, optimizer, tmp_path / "m", every=5) as watcher:
+        train(model, optimizer, 6, watcher, metrics=True)
+    with open(tmp_path / "m" / "metrics.jsonl", "a") as records:
+        records.write('{"type": "metrics", "step": 7, "values": {"mean error": "lots"}}\n')  # not a number
+        records.write('{"type": "metrics", "step": 8, "values": [1, 2]}\n')  # not a table
+    snap = replay(tmp_path / "m")
+    assert [p.step for p in snap.metrics] == list(range(1, 7))
+    assert all(p.values["mean error"] > 0 for p in snap.metrics)
+    header, rows = metrics_table(tmp_path / "m")
+    assert "mean error" in header and rows[0][header.index("mean error")] == snap.metrics[0].values["mean error"]
