@@ -178,6 +178,7 @@ def replay(folder: Path) -> Snapshot:
     )
 
 
+OWN_COLUMNS = ("step", "seconds", "train_loss")  # the first columns of every metrics table
 OPTIM_COLUMNS = ("mean_abs_m", "mean_sqrt_v", "mean_abs_step", "grad_norm")
 
 
@@ -194,7 +195,7 @@ def metrics_table(folder: Path) -> tuple[list[str], list[list[object]]]:
             rows.setdefault(point.step, {}).update(seconds=round(point.seconds, 2), train_loss=point.loss)
         else:
             rows.setdefault(point.step, {}).update(_columns(kind, point))
-    header = ["step", "seconds", "train_loss"]
+    header = list(OWN_COLUMNS)
     header += sorted({k for row in rows.values() for k in row} - set(header), key=_column_order)
     return header, [[step, *(row.get(k) for k in header[1:])] for step, row in sorted(rows.items())]
 
@@ -204,8 +205,8 @@ def _columns(kind: str, point: Any) -> dict[str, object]:
         return {"seconds": round(point.seconds, 2), "heldout_loss": point.heldout_loss,
                 "train_accuracy": point.train_accuracy, "heldout_accuracy": point.heldout_accuracy,
                 **{f"heldout_{c}": v for c, v in point.heldout_per_class.items()}}
-    if kind == "metrics":
-        return dict(point.values)
+    if kind == "metrics":  # a loop's own name that is one of the table's gets "(yours)": neither hides the other
+        return {f"{k} (yours)" if k in OWN_COLUMNS else k: v for k, v in point.values.items()}
     if kind == "optim":
         return {f"{name} head {h + 1} {stat}": getattr(stats, stat) for name, heads in point.heads.items()
                 for h, stats in enumerate(heads) for stat in OPTIM_COLUMNS}

@@ -201,3 +201,7 @@ def test_metrics_are_kept_beside_the_loss_and_a_damaged_one_is_skipped(tmp_path:
     assert all(p.values["mean error"] > 0 for p in snap.metrics)
     header, rows = metrics_table(tmp_path / "m")
     assert "mean error" in header and rows[0][header.index("mean error")] == snap.metrics[0].values["mean error"]
+    with watch(model, optimizer, tmp_path / "named", every=5) as watcher:
+        watcher.step(0.5, metrics={"seconds": 99.0})  # the loop's own "seconds" beside Headwatch's
+    header, rows = metrics_table(tmp_path / "named")
+    assert rows[0][header.index("seconds (yours)")] == 99.0 and rows[0][header.index("seconds")] < 99.0
