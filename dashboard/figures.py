@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from engine.telemetry import AttentionPoint, Snapshot
+from engine.telemetry import OPTIM_MEASURES, AttentionPoint, Snapshot
 
 CHART_CONFIG = {"displaylogo": False}  # plotly's modebar, minus the link to plotly's website
 MAX_POINTS = 400  # per line; enough to see the shape, small enough to send every second
@@ -22,13 +22,14 @@ CLASS_COLORS = {"VALID": "#2ca02c", "MEDICAL": "#d62728", "DOSAGE": "#9467bd", "
                 "ADMIN": "#8c564b"}
 OPTIMIZER_NAMES = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "sgd-momentum": "SGD + momentum"}
 
-# metric -> (chart title, y-axis label), in the seed story's words
-MEMORY_METRICS = {
-    "mean_abs_m": ("Momentum: which direction am I usually going (mean |m|)", "mean |m|"),
-    "mean_sqrt_v": ("Adaptive scale: how big are my mistakes usually (mean √v)", "mean √v"),
-    "mean_abs_step": ("Effective step: how far each weight really moves (bias-corrected)", "mean |step|"),
-    "grad_norm": ("Gradient: how hard this batch pushes the head (gradient norm)", "gradient norm"),
+_MEMORY_TITLES = {  # in the seed story's words
+    "mean_abs_m": "Momentum: which direction am I usually going (mean |m|)",
+    "mean_sqrt_v": "Adaptive scale: how big are my mistakes usually (mean √v)",
+    "mean_abs_step": "Effective step: how far each weight really moves (bias-corrected)",
+    "grad_norm": "Gradient: how hard this batch pushes the head (gradient norm)",
 }
+# metric -> (chart title, y-axis label)
+MEMORY_METRICS = {metric: (title, OPTIM_MEASURES[metric][1]) for metric, title in _MEMORY_TITLES.items()}
 
 
 def cap(steps: Sequence[int], values: Sequence[float | None], limit: int = MAX_POINTS) -> tuple[np.ndarray, ...]:

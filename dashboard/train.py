@@ -34,6 +34,7 @@ def start(save: bool = True) -> None:
     config = replace(preset(st.session_state.preset), **{n: st.session_state[f"cfg_{n}"] for n in FIELDS})
     if st.session_state.get("faster"):
         config.threads = 0
+    config.tensorboard = bool(st.session_state.get("tensorboard"))
     try:
         get_engine().start(config, save=save)
     except RunsFolderError as error:
@@ -117,6 +118,10 @@ with settings:
                     help="Lets training switch between one and two processor threads, whichever is faster at the "
                          "moment: about 1.4x faster on an otherwise idle machine, but sums split across threads "
                          "round differently, so the same seed no longer repeats the run exactly.")
+        st.checkbox("Also write TensorBoard files", key="tensorboard", persist_state="session",
+                    help="Writes the run for TensorBoard too, in the tensorboard folder inside the run's folder: the "
+                         "loss, the accuracies, each head's Adam statistics and its attention as images. Open them "
+                         "with `tensorboard --logdir runs/`.")
         st.form_submit_button("Train", type="primary", on_click=start, disabled=snap.active, key="train",
                               width="stretch")
     if error := st.session_state.pop("train_error", None):

@@ -8,6 +8,7 @@ between people.
   metrics.jsonl      one JSON object a line: step, eval, optim and specialization records (RECORD_KINDS)
   attention/step_NNNNNNN.pt   probe-batch attention weights at log-spaced steps
   checkpoints/latest.pt       model state_dict + step (atomic replace; loaded with weights_only=True)
+  tensorboard/       TensorBoard event files, when asked for (engine.tensorboard_files; never read by Headwatch)
 
 Every read stays inside the run's folder (a link that leads out is refused), opens plain files only (never a device,
 a pipe or a folder), and is bounded in size; every record is checked for the types the pages rely on, so a damaged
@@ -42,6 +43,7 @@ CONFIG, STATUS, TOKENIZER, PROBE = "config.json", "status.json", "tokenizer.json
 METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoints/latest.pt"
 ATTENTION = "attention"
+TENSORBOARD = "tensorboard"
 WATCHED = "watch"  # config.json's "source" in a run recorded by engine.watch from someone's own training loop
 
 
@@ -50,7 +52,7 @@ def is_watched(config: Mapping[str, Any]) -> bool:
     return config.get("source") == WATCHED
 
 
-RUN_FILES = frozenset({CONFIG, STATUS, TOKENIZER, PROBE, METRICS, ATTENTION, CHECKPOINT.split("/")[0]})
+RUN_FILES = frozenset({CONFIG, STATUS, TOKENIZER, PROBE, METRICS, ATTENTION, CHECKPOINT.split("/")[0], TENSORBOARD})
 
 MAX_JSON_BYTES = 4 * 2**20  # a tokenizer is ~50 kB; config, status and probe are smaller
 MAX_METRICS_BYTES = 2**30  # a 100,000-step run writes ~100 MB

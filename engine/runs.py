@@ -41,6 +41,7 @@ from engine.run_files import (
 )
 from engine.telemetry import (
     ACTIVE_STATUSES,
+    OPTIM_MEASURES,
     AttentionPoint,
     Downsampler,
     ProbeClaim,
@@ -179,7 +180,7 @@ def replay(folder: Path) -> Snapshot:
 
 
 OWN_COLUMNS = ("step", "seconds", "train_loss")  # the first columns of every metrics table
-OPTIM_COLUMNS = ("mean_abs_m", "mean_sqrt_v", "mean_abs_step", "grad_norm")
+OPTIM_COLUMNS = tuple(OPTIM_MEASURES)
 
 
 def metrics_table(folder: Path) -> tuple[list[str], list[list[object]]]:

@@ -64,6 +64,12 @@ class OptimStats:
     mean_sqrt_v: float | None = None  # Adam's second moment ("how big are my mistakes usually")
 
 
+# OptimStats' per-head measures: field -> (what it is, in the seed story's words; its symbol), for every page, table
+# and file that names one
+OPTIM_MEASURES = {"mean_abs_m": ("momentum", "mean |m|"), "mean_sqrt_v": ("adaptive scale", "mean √v"),
+                  "mean_abs_step": ("effective step", "mean |step|"), "grad_norm": ("gradient", "gradient norm")}
+
+
 @dataclass(frozen=True)
 class OptimPoint:
     step: int

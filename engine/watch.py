@@ -18,6 +18,7 @@ torch.distributed only rank 0 writes.
 from __future__ import annotations
 
 import inspect
+import logging
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -33,6 +34,9 @@ from engine.metrics import applied_update, stats_from_sums
 from engine.run_files import WATCHED
 from engine.run_writer import RunWriter
 from engine.telemetry import AttentionPoint, MetricsPoint, OptimPoint, OptimStats, StepPoint
+from engine.tensorboard_files import TensorBoardObserver
+from engine.training.events import Event, Observer, Status
+from engine.training.observers import WriterObserver
 
 CAPTURED_EXAMPLES = 8  # attention is kept for the first examples of the batch being trained
 HEARTBEAT_SECONDS = 5.0  # how often the run's status says it is still training (engine.runs.training_elsewhere)
@@ -95,24 +99,35 @@ def head_stats(optimizer: torch.optim.Optimizer, module: nn.MultiheadAttention) 
 class Watcher:
     """Records one training run of someone's model into a Headwatch run folder; see `watch`."""
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, out: Path, every: int) -> None:
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, out: Path, every: int,
+                 tensorboard: bool = False) -> None:
         if every < 1:
             raise ValueError(f"every must be a whole number of steps from 1 (got {every!r})")
-        self.optimizer, self.every, self.steps = optimizer, every, 0
+        self.optimizer, self.every, self.steps, self.tensorboard = optimizer, every, 0, tensorboard
         self.attention = attention_modules(model)
         self.captured: dict[str, np.ndarray] = {}
         self.started, self.said_running, self.next_attention = time.perf_counter(), 0.0, 1
         self.writer = RunWriter(out, self._config(), {}, ()) if _writes() else None
-        self._hooks = [module.register_forward_hook(self._capture(name), with_kwargs=True)
-                       for name, module in self.attention.items()] if self.writer else []
+        self.observers: list[Observer] = []
+        self._hooks: list[Any] = []
         if self.writer:
+            self.observers = [WriterObserver(self.writer, _warn)]
+            if tensorboard:
+                self.observers.append(TensorBoardObserver(out, _warn))
+            self._hooks = [module.register_forward_hook(self._capture(name), with_kwargs=True)
+                           for name, module in self.attention.items()]
             self._hooks.append(optimizer.register_step_post_hook(lambda *_: self._after_update()))
+
+    def _emit(self, event: Event) -> None:
+        for observer in self.observers:
+            observer.hear(event)
 
     def _config(self) -> dict:
         group = self.optimizer.param_groups[0]
         heads = {m.num_heads for m in self.attention.values()}
         betas = group.get("betas", (0.9, 0.999))
-        return {"preset": "watched", "source": WATCHED, "optimizer": type(self.optimizer).__name__.lower(),
+        return {"preset": "watched", "source": WATCHED, "tensorboard": self.tensorboard,
+                "optimizer": type(self.optimizer).__name__.lower(),
                 "lr": float(group["lr"]), "beta2": float(betas[1]), "batch_size": 0, "seed": 0, "steps": 0,
                 "model": {"n_heads": heads.pop() if len(heads) == 1 else 0, "attention": list(self.attention)}}
 
@@ -143,7 +158,7 @@ class Watcher:
     def _after_update(self) -> None:
         if self._capturing():
             heads = {name: head_stats(self.optimizer, module) for name, module in self.attention.items()}
-            self.writer.record(OptimPoint(self.steps + 1, heads, {}))
+            self._emit(OptimPoint(self.steps + 1, heads, {}))
 
     def step(self, loss: float | torch.Tensor, metrics: Mapping[str, float | torch.Tensor] | None = None) -> None:
         """Call once per training step, after optimizer.step(): records the loss and any other numbers of this
@@ -152,28 +167,32 @@ class Watcher:
         if self.writer is None:
             return
         seconds = time.perf_counter() - self.started
-        self.writer.record(StepPoint(self.steps, _number(loss), seconds))
+        self._emit(StepPoint(self.steps, _number(loss), seconds))
         if metrics:
-            self.writer.record(MetricsPoint(self.steps, {str(name): _number(v) for name, v in metrics.items()}))
+            self._emit(MetricsPoint(self.steps, {str(name): _number(v) for name, v in metrics.items()}))
         if self.captured:
-            self.writer.save_attention(AttentionPoint(self.steps, self.captured))
+            self._emit(AttentionPoint(self.steps, self.captured))
             self.captured = {}
             self.next_attention = max(self.steps + 1, round(self.steps * ATTENTION_SPACING))
         if self.steps == 1 or seconds - self.said_running >= HEARTBEAT_SECONDS:
-            self.writer.status("running", f"Training elsewhere, recorded by engine.watch (step {self.steps:,})",
-                               self.steps, seconds)
+            self._emit(Status("running", f"Training elsewhere, recorded by engine.watch (step {self.steps:,})",
+                              self.steps, seconds))
             self.said_running = seconds
 
     def close(self, status: str, message: str) -> None:
         for hook in self._hooks:
             hook.remove()
         if self.writer is not None:
-            self.writer.status(status, message, self.steps, time.perf_counter() - self.started)
+            self._emit(Status(status, message, self.steps, time.perf_counter() - self.started))
             self.writer.close()
 
 
 def _number(value: float | torch.Tensor) -> float:
     return float(value.detach()) if torch.is_tensor(value) else float(value)
+
+
+def _warn(message: str) -> None:
+    logging.getLogger("headwatch").warning(message)
 
 
 def _writes() -> bool:
@@ -183,9 +202,11 @@ def _writes() -> bool:
 
 
 @contextmanager
-def watch(model: nn.Module, optimizer: torch.optim.Optimizer, out: str | Path, every: int = 10) -> Iterator[Watcher]:
-    """Record a training loop into the run folder `out` (new or empty) while it runs; see the module's docstring."""
-    watcher = Watcher(model, optimizer, Path(out), every)
+def watch(model: nn.Module, optimizer: torch.optim.Optimizer, out: str | Path, every: int = 10,
+          tensorboard: bool = False) -> Iterator[Watcher]:
+    """Record a training loop into the run folder `out` (new or empty) while it runs; see the module's docstring.
+    `tensorboard=True` also writes TensorBoard event files into `out/tensorboard` (engine.tensorboard_files)."""
+    watcher = Watcher(model, optimizer, Path(out), every, tensorboard)
     try:
         yield watcher
     except KeyboardInterrupt:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from dashboard.engine_resource import get_engine
+from engine.run_files import TENSORBOARD
 from engine.training.presets import PRESETS, preset
 
 
@@ -35,10 +37,11 @@ def test_train_starts_the_shared_run_and_every_session_sees_it(open_app, rerun, 
     at = open_app()
     choose_quick(at)
     at.number_input(key="cfg_seed").set_value(7)
+    at.checkbox(key="tensorboard").check()
     at.button(key="train").click().run()
     engine = get_engine()
     assert engine.snapshot().status in ("preparing", "running", "paused", "finished")
-    assert engine.snapshot().config["seed"] == 7
+    assert engine.snapshot().config["seed"] == 7 and engine.snapshot().config["tensorboard"] is True
     assert at.button(key="train").disabled
     assert not at.button(key="stop").disabled
 
@@ -50,6 +53,8 @@ def test_train_starts_the_shared_run_and_every_session_sees_it(open_app, rerun, 
     finished = at.warning[0].value  # 60 quick steps learn nothing: said in a warning, never a green success
     assert finished.startswith("Finished 60 steps") and "no better than answering VALID to every claim" in finished
     assert "Step 60 of 60" in at.get("progress")[0].proto.text
+    assert any("TensorBoard files in its folder's tensorboard/" in c.value for c in at.caption)
+    assert any((Path(engine.snapshot().run_dir) / TENSORBOARD).glob("events.out.tfevents.*"))
     loss = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert [t["name"] for t in loss["data"]] == ["Training batches", "Held-out claims (never trained on)"]
     assert not at.button(key="train").disabled

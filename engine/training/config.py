@@ -64,6 +64,7 @@ class TrainConfig:
     # 1 vs 2 as the run goes (ThreadTuner): faster on an idle machine, but a run does not repeat.
     threads: int = 1
     device: str = "auto"
+    tensorboard: bool = False  # also write TensorBoard event files into the run's folder (engine.tensorboard_files)
     claims_csv: str | None = None  # train on a user's claims file instead of generated claims
     model: ModelConfig = field(default_factory=ModelConfig)
 

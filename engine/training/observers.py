@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from engine.run_writer import RunWriter
-from engine.telemetry import AttentionPoint, EvalPoint, OptimPoint, SpecializationPoint, StepPoint, TelemetryHub
+from engine.telemetry import (
+    AttentionPoint,
+    EvalPoint,
+    MetricsPoint,
+    OptimPoint,
+    SpecializationPoint,
+    StepPoint,
+    TelemetryHub,
+)
 from engine.training.events import Event, RunStart, RunWarning, Status, Weights
 
 
@@ -53,7 +61,7 @@ class WriterObserver:
         match event:
             case RunStart():
                 writer.chance = event.chance
-            case StepPoint() | EvalPoint() | OptimPoint() | SpecializationPoint():
+            case StepPoint() | EvalPoint() | OptimPoint() | SpecializationPoint() | MetricsPoint():
                 writer.record(event)
             case AttentionPoint():
                 writer.save_attention(event)

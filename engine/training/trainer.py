@@ -22,6 +22,7 @@ from engine.model import ModelConfig
 from engine.run_writer import RunWriter
 from engine.runs import RunError
 from engine.telemetry import TelemetryHub
+from engine.tensorboard_files import TensorBoardObserver
 from engine.training.config import ConfigError, TrainConfig
 from engine.training.events import Event, Observer, RunWarning, Status, Weights
 from engine.training.loop import RunControl, TrainingLoop
@@ -68,6 +69,18 @@ def _failure(error: Exception) -> str:
         return f"Training failed: {error}"
     logging.getLogger("headwatch").error("training failed", exc_info=error)
     return "Training failed because of an unexpected error; its details are in the log of the process that trained it."
+
+
+def _folder_observers(writer: RunWriter, config: TrainConfig, hub: HubObserver) -> list[Observer]:
+    """What saves the run into its folder: its files, and TensorBoard's when asked for. Either, should it stop
+    writing, tells the run's viewers."""
+    def warn(message: str) -> None:
+        hub.hear(RunWarning(message))
+
+    kept: list[Observer] = [WriterObserver(writer, warn)]
+    if config.tensorboard:
+        kept.append(TensorBoardObserver(writer.folder, warn))
+    return kept
 
 
 class _Publisher:
@@ -164,7 +177,7 @@ class Trainer:
             config = replace(config, model=config.model.sized_for(len(data.tokenizer.vocab)))
             writer = self._open_writer(folder, config, data, hub) if folder is not None else None
             if writer is not None:  # the run's folder first: whoever sees the run end finds it ended on disk too
-                observers.insert(0, WriterObserver(writer, lambda message: hub.hear(RunWarning(message))))
+                observers[:0] = _folder_observers(writer, config, hub)
             self.data = data
             observers += [_Publisher(self, data.tokenizer, config.model, generation), *self.observers]
             ending = Status("stopped", "Stopped by the user before the first step", 0, 0.0)

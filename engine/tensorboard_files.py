@@ -1,0 +1,127 @@
+"""TensorBoard event files beside a run's own files (`tensorboard/` in its folder), for whoever reads runs there:
+`tensorboard --logdir runs/`. An observer like the run's writer: Headwatch's own runs and watched ones (engine.watch)
+send it the same events. Scalars: the loss, held-out loss and accuracy (overall and per class), a watched loop's
+own metrics, and each attention head's optimizer statistics; images: each head's attention on the first captured
+claim (or example), at the steps attention is saved; text: what each head was found to do."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from engine.run_files import TENSORBOARD
+from engine.telemetry import (
+    OPTIM_MEASURES,
+    AttentionPoint,
+    EvalPoint,
+    MetricsPoint,
+    OptimPoint,
+    OptimStats,
+    SpecializationPoint,
+    StepPoint,
+)
+from engine.training.events import Event, Status
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
+
+FLUSH_SECONDS = 5  # TensorBoard reloads its files every few seconds; a live run shows up about as fast
+CELL_PIXELS = 12  # a head's attention image gives each (query, key) pair a square this wide: readable in TensorBoard
+EMPTY_RGB, FULL_RGB = np.array([255, 255, 255]), np.array([31, 78, 140])  # weight 0 -> white, weight 1 -> dark blue
+ENDED = ("finished", "stopped", "failed", "diverged")
+
+
+
+def attention_image(weights: np.ndarray) -> np.ndarray:
+    """One head's (Tq, Tk) attention weights as an RGB image (H, W, 3), uint8: a square per pair, white at 0, dark
+    blue at 1, on the weights' own scale (not stretched to the largest one)."""
+    shade = np.clip(np.nan_to_num(weights.astype(np.float64)), 0.0, 1.0)
+    shade = np.kron(shade, np.ones((CELL_PIXELS, CELL_PIXELS)))[..., None]
+    return np.round(EMPTY_RGB + shade * (FULL_RGB - EMPTY_RGB)).astype(np.uint8)
+
+
+class TensorBoardObserver:
+    """Writes a run's events as TensorBoard event files into its folder's `tensorboard/`; a failure to write stops
+    these files only (the run trains and saves on), and `on_failed` hears of it once."""
+
+    def __init__(self, run_folder: Path, on_failed: Callable[[str], None] = lambda message: None) -> None:
+        self.on_failed = on_failed
+        self.failed: str | None = None
+        self._writer: SummaryWriter | None = None
+        from torch.utils.tensorboard import SummaryWriter  # here: it takes 0.2 s to import, and few runs ask for it
+
+        try:
+            self._writer = SummaryWriter(log_dir=str(run_folder / TENSORBOARD), flush_secs=FLUSH_SECONDS)
+        except OSError as error:
+            self._fail(error.strerror or str(error))
+
+    def hear(self, event: Event) -> None:
+        if self._writer is None:
+            return
+        try:
+            self._write(self._writer, event)
+        except OSError as error:
+            self._fail(error.strerror or str(error))
+
+    def _write(self, writer: SummaryWriter, event: Event) -> None:
+        match event:
+            case StepPoint():
+                writer.add_scalar("loss/train", event.loss, event.step)
+            case EvalPoint():
+                _write_eval(writer, event)
+            case MetricsPoint():
+                for name, value in event.values.items():
+                    writer.add_scalar(f"your metrics/{name}", value, event.step)
+            case OptimPoint():
+                _write_optim(writer, event)
+            case AttentionPoint():
+                for name, weights in event.weights.items():
+                    for head in range(weights.shape[1]):
+                        writer.add_image(f"attention/{name} head {head}", attention_image(weights[0, head]),
+                                         event.step, dataformats="HWC")
+            case SpecializationPoint():
+                for name, heads in event.heads.items():
+                    lines = [f"- head {h}: {spec.label}" for h, spec in enumerate(heads)]
+                    writer.add_text(f"heads/{name}", "\n".join(lines), event.step)
+            case Status(status=status) if status in ENDED:
+                self.close()
+
+    def close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            try:
+                writer.close()
+            except OSError as error:
+                self._fail(error.strerror or str(error))
+
+    def _fail(self, reason: str) -> None:
+        logging.getLogger("headwatch").warning("TensorBoard files stopped being written: %s", reason)
+        self._writer, self.failed = None, reason
+        self.on_failed(f"Training goes on, but its TensorBoard files are no longer written: {reason}")
+
+
+def _write_eval(writer: SummaryWriter, point: EvalPoint) -> None:
+    writer.add_scalar("loss/held-out", point.heldout_loss, point.step)
+    writer.add_scalar("accuracy/held-out", point.heldout_accuracy, point.step)
+    writer.add_scalar("accuracy/train", point.train_accuracy, point.step)
+    for label, accuracy in point.heldout_per_class.items():
+        writer.add_scalar(f"held-out accuracy by class/{label}", accuracy, point.step)
+
+
+def _write_optim(writer: SummaryWriter, point: OptimPoint) -> None:
+    for name, heads in point.heads.items():
+        for head, stats in enumerate(heads):
+            _write_stats(writer, f"{name} head {head}", stats, point.step)
+    for group, stats in point.groups.items():
+        _write_stats(writer, group, stats, point.step)
+
+
+def _write_stats(writer: SummaryWriter, who: str, stats: OptimStats, step: int) -> None:
+    for field, (measure, symbol) in OPTIM_MEASURES.items():
+        value = getattr(stats, field)
+        if value is not None:
+            writer.add_scalar(f"{measure} ({symbol})/{who}", value, step)

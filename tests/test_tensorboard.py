@@ -1,0 +1,101 @@
+"""TensorBoard files beside a run's own, read back with TensorBoard's own event reader: what TensorBoard will show."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_watch import HEADS, model_and_optimizer, train
+
+from engine.run_files import TENSORBOARD
+from engine.runs import list_runs, replay
+from engine.telemetry import StepPoint
+from engine.tensorboard_files import CELL_PIXELS, TensorBoardObserver, attention_image
+from engine.watch import attention_modules, watch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def read_events(run_folder: Path) -> EventAccumulator:
+    events = EventAccumulator(str(run_folder / TENSORBOARD), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    events.Reload()
+    return events
+
+
+def decoded(image_event) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(image_event.encoded_image_string)).convert("RGB"))
+
+
+def test_an_attention_image_shows_the_weights_on_their_own_scale() -> None:
+    weights = np.array([[0.0, 1.0], [0.5, 0.25]], dtype=np.float32)
+    image = attention_image(weights)
+    assert image.shape == (2 * CELL_PIXELS, 2 * CELL_PIXELS, 3) and image.dtype == np.uint8
+    cell = {(q, k): image[q * CELL_PIXELS + 3, k * CELL_PIXELS + 5] for q in range(2) for k in range(2)}
+    assert cell[0, 0].tolist() == [255, 255, 255]  # nothing: white
+    assert cell[0, 1].tolist() == [31, 78, 140]  # everything: dark blue
+    assert cell[1, 0].tolist() == [143, 166, 198]  # half way, rounded: (255 + 31) / 2, (255 + 78) / 2, ...
+    assert cell[1, 1].tolist() == [199, 211, 226]
+
+
+def test_a_watched_run_shows_in_tensorboard_what_headwatch_recorded(tmp_path: Path) -> None:
+    model, optimizer = model_and_optimizer()
+    with watch(model, optimizer, tmp_path / "mine", every=5, tensorboard=True) as watcher:
+        losses = train(model, optimizer, 20, watcher, metrics=True)
+    events, snap = read_events(tmp_path / "mine"), replay(tmp_path / "mine")
+    loss = events.Scalars("loss/train")
+    assert [e.step for e in loss] == list(range(1, 21)) and [e.value for e in loss] == pytest.approx(losses)
+    assert [e.step for e in events.Scalars("your metrics/mean error")] == list(range(1, 21))
+    name = "0.layers.1.self_attn"
+    assert name in attention_modules(model)
+    for head in range(HEADS):
+        momentum = events.Scalars(f"momentum (mean |m|)/{name} head {head}")
+        assert [e.step for e in momentum] == [p.step for p in snap.optim]
+        assert [e.value for e in momentum] == pytest.approx([p.heads[name][head].mean_abs_m for p in snap.optim])
+        images = events.Images(f"attention/{name} head {head}")
+        saved = sorted((tmp_path / "mine" / "attention").glob("step_*.pt"))
+        assert [e.step for e in images] == [int(p.stem.split("_")[1]) for p in saved]
+        first = torch.load(saved[-1])[name][0, head].float().numpy()  # the first example, saved in half precision
+        shown = decoded(images[-1]).astype(int) - attention_image(first)
+        assert shown.shape == (5 * CELL_PIXELS, 5 * CELL_PIXELS, 3) and np.abs(shown).max() <= 1
+    [listed] = list_runs(tmp_path)  # the TensorBoard folder is no run of its own, and does not hide this one
+    assert (listed.run_id, listed.status) == ("mine", "finished")
+
+
+def test_headwatch_training_writes_tensorboard_files_when_asked_on_the_command_line(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-m", "engine", "train", "--out", str(out), "--preset", "quick",
+                             "--steps", "60", "--tensorboard"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["steps"] == 60
+    events, snap = read_events(out), replay(out)
+    held_out = events.Scalars("accuracy/held-out")
+    assert [(e.step, e.value) for e in held_out] == [(p.step, pytest.approx(p.heldout_accuracy)) for p in snap.evals]
+    assert len(events.Scalars("loss/train")) == 60
+    for name in snap.attention_names:
+        assert len(events.Images(f"attention/{name} head 0")) == len(snap.attention)
+        assert len(events.Scalars(f"adaptive scale (mean √v)/{name} head {snap.n_heads - 1}")) == len(snap.optim)
+    assert any(tag.startswith("heads/") for tag in events.Tags()["tensors"])  # what each head was found to do
+
+
+def test_a_run_without_the_setting_writes_no_tensorboard_files(tmp_path: Path) -> None:
+    model, optimizer = model_and_optimizer()
+    with watch(model, optimizer, tmp_path / "mine", every=5) as watcher:
+        train(model, optimizer, 5, watcher)
+    assert not (tmp_path / "mine" / TENSORBOARD).exists()
+
+
+def test_tensorboard_files_that_cannot_be_written_say_so_and_stop_only_themselves(tmp_path: Path) -> None:
+    (tmp_path / TENSORBOARD).write_text("a file where the folder should be")
+    heard: list[str] = []
+    observer = TensorBoardObserver(tmp_path, heard.append)
+    observer.hear(StepPoint(1, 0.5, 0.1))  # nothing to write into: ignored, not raised
+    assert observer.failed and len(heard) == 1
+    assert heard[0].startswith("Training goes on, but its TensorBoard files are no longer written")
