@@ -17,10 +17,13 @@ $(PYTHON):
 	python3 -m venv $(VENV)
 
 # Stamp files: pip runs only when the requirements are newer than the last successful install.
-$(VENV)/.installed-run: requirements.txt | $(PYTHON)
+# Headwatch itself is installed editable, so the `headwatch` command and `from headwatch import watch` work anywhere.
+$(VENV)/.installed-run: requirements.txt pyproject.toml | $(PYTHON)
 	$(PYTHON) -m pip install --quiet -r requirements.txt
+	$(PYTHON) -m pip install --quiet --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(PYTHON)
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt pyproject.toml | $(PYTHON)
 	$(PYTHON) -m pip install --quiet -r requirements-dev.txt
+	$(PYTHON) -m pip install --quiet --no-deps -e .
 	touch $@ $(VENV)/.installed-run

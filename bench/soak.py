@@ -1,7 +1,7 @@
 """Soak: one live training run watched by 1 and by 3 browsers in turn, for N minutes, through the real server.
 
 Run: .venv/bin/python -m bench.soak [--minutes 10] [--phase 30] [--preset default] [--browsers-compete]
-Starts `streamlit run app.py` on a free port of 127.0.0.1 with a temporary runs folder, opens the Train page in
+Starts the `headwatch` command on a free port of 127.0.0.1 with a temporary runs folder, opens the Train page in
 headless Chromium, presses Train (the recipe with 1,000,000 steps, so it trains for the whole soak), then, for N
 minutes after the run's first step, alternates phases: 1 viewer, 3 viewers (two more browser contexts open the
 page), 1 viewer (those two contexts are closed while the run trains), and so on. Prints per phase the run's steps/s
@@ -32,7 +32,6 @@ from pathlib import Path
 
 from dashboard.live import DRAW_FAILED
 
-ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
@@ -150,16 +149,14 @@ class Server:
 
 @contextmanager
 def serve(folder: Path) -> Iterator[Server]:
-    """The app as `make run` serves it, on a free port of 127.0.0.1, saving runs into `folder`/runs."""
+    """The app as a user serves it with the installed `headwatch` command, started in `folder` (not in the
+    checkout), on a free port of 127.0.0.1, with the runs folder `folder`/runs."""
     port = free_port()
     log_path = folder / "server.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
-             "--server.fileWatcherType", "none"],
-            cwd=ROOT, env={**os.environ, "HEADWATCH_RUNS_DIR": str(folder / "runs"),
-                           "HEADWATCH_RENDER_LOG": str(folder / "render.log")}, stdout=log,
+            [Path(sys.executable).parent / "headwatch", "--runs", str(folder / "runs"), "--port", str(port)],
+            cwd=folder, env={**os.environ, "HEADWATCH_RENDER_LOG": str(folder / "render.log")}, stdout=log,
             stderr=subprocess.STDOUT)
         try:
             url = f"http://127.0.0.1:{port}"
