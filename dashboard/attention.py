@@ -1,10 +1,12 @@
-"""Attention: per-head heatmaps on a probe claim, live or at any stored step."""
+"""Attention: per-head heatmaps on a probe claim (or, for a watched model, an example of its batch), live or at any
+stored step."""
 
 import streamlit as st
 
 from dashboard import figures, head_figures, viewing
 from dashboard.live import live
-from engine.telemetry import ProbeClaim
+from engine.run_files import is_watched
+from engine.telemetry import ProbeClaim, Snapshot
 
 LATEST = "latest"
 EXPLANATION = """
@@ -14,6 +16,12 @@ looks for are not in the claim), and that share is what the row's words leave ou
 the encoder and in the decoder, starts out favouring a few words of its own, at random (as in the story); as the
 model learns, each head settles on the words that help it. The story says each head becomes a specialist (medical,
 dosage, cost, admin): whether that happens in this run is what these pictures show.
+"""
+WATCHED_EXPLANATION = """
+Each attention head of your model decides, for every position it reads, **how much to look at every other
+position**; brighter squares mean more attention, and a row adds up to 1. These are the first examples of the batch
+it was training on at that step, recomputed from the inputs its attention layers were given (training itself was
+left as it was). Positions are numbered from 1: Headwatch does not know what your tokens are.
 """
 
 
@@ -46,27 +54,65 @@ def heatmaps(claim: int, step: int | str, had_data: bool) -> None:
                         config=figures.CHART_CONFIG)
 
 
-st.title("Attention")
-viewing.banner()
-viewing.claims_only("Attention")
-snap = viewing.snapshot()
-if snap is None:
-    st.stop()
-st.markdown(EXPLANATION)
-claim, step = 0, LATEST
-if snap.probe and snap.attention:
-    steps = [p.step for p in snap.attention]
-    # A stored step can be thinned away and a new run can have other claims: fall back instead of failing.
+def watched_heatmaps(example: int, step: int | str) -> None:
+    snap = viewing.snapshot()
+    if snap is None:
+        return
+    if not snap.attention:
+        st.info("No attention weights saved yet: they are saved at the first step, then at steps further and "
+                "further apart.")
+        return
+    point = snap.attention[-1] if step == LATEST else min(snap.attention, key=lambda p: abs(p.step - step))
+    for name in point.weights:
+        example_here = min(example, point.weights[name].shape[0] - 1)
+        st.plotly_chart(figures.positions_attention_figure(snap, point, name, example_here),
+                        key=f"attention_{name}", config=figures.CHART_CONFIG)
+
+
+def step_slider(steps: list[int], column) -> int | str:
+    # A stored step can be thinned away and a new run can have other steps: fall back instead of failing.
     if st.session_state.get("attention_step") not in [*steps, LATEST]:
         st.session_state.attention_step = LATEST
-    if st.session_state.get("attention_claim") not in range(len(snap.probe)):
-        st.session_state.attention_claim = 0
-    left, right = st.columns([2, 3], gap="large")
-    claim = left.selectbox("Claim", range(len(snap.probe)), format_func=lambda i: claim_label(snap.probe[i]),
-                           key="attention_claim", persist_state="session")
-    step = right.select_slider(
+    return column.select_slider(
         "Training step", [*steps, LATEST], key="attention_step", persist_state="session",
         format_func=lambda s: "latest (follows the live run)" if s == LATEST else f"step {s:,}",
         help="Slide left to go back in time; the right end follows the run live.",
     )
-live(lambda: heatmaps(claim, step, bool(snap.attention)))
+
+
+def watched_page(snap: Snapshot) -> None:
+    st.markdown(WATCHED_EXPLANATION)
+    example, step = 0, LATEST
+    if snap.attention:
+        count = max(w.shape[0] for w in snap.attention[-1].weights.values())
+        if st.session_state.get("attention_example") not in range(count):
+            st.session_state.attention_example = 0
+        left, right = st.columns([2, 3], gap="large")
+        example = left.selectbox("Example of the batch", range(count), format_func=lambda i: f"example {i + 1}",
+                                 key="attention_example", persist_state="session")
+        step = step_slider([p.step for p in snap.attention], right)
+    live(lambda: watched_heatmaps(example, step))
+
+
+def claims_page(snap: Snapshot) -> None:
+    st.markdown(EXPLANATION)
+    claim, step = 0, LATEST
+    if snap.probe and snap.attention:
+        if st.session_state.get("attention_claim") not in range(len(snap.probe)):
+            st.session_state.attention_claim = 0
+        left, right = st.columns([2, 3], gap="large")
+        claim = left.selectbox("Claim", range(len(snap.probe)), format_func=lambda i: claim_label(snap.probe[i]),
+                               key="attention_claim", persist_state="session")
+        step = step_slider([p.step for p in snap.attention], right)
+    live(lambda: heatmaps(claim, step, bool(snap.attention)))
+
+
+st.title("Attention")
+viewing.banner()
+snap = viewing.snapshot()
+if snap is None:
+    st.stop()
+if is_watched(snap.config):
+    watched_page(snap)
+else:
+    claims_page(snap)

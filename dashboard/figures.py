@@ -248,28 +248,48 @@ def attention_figure(snap: Snapshot, point: AttentionPoint, name: str, claim: in
     cross = name.endswith(".cross")
     rows = ["→ verdict", "→ reason"] if cross else tokens
     weights = np.asarray(point.weights[name][claim])[:, : len(rows), : len(tokens)]  # cut the padding off
+    return _heads_heatmap(f"{attention_title(name)} · step {point.step}", f"{snap.run_id}:{name}:{claim}", weights,
+                          rows, tokens, short_rows=cross)
+
+
+def positions_attention_figure(snap: Snapshot, point: AttentionPoint, name: str, example: int) -> go.Figure:
+    """A watched model's heads on one example of its batch: the positions it has, numbered from 1 (Headwatch does
+    not know what its tokens are)."""
+    weights = np.asarray(point.weights[name][example])  # (H, Tq, Tk)
+    rows, columns = ([f"{i + 1}" for i in range(n)] for n in weights.shape[1:])
+    return _heads_heatmap(f"{name} · step {point.step}", f"{snap.run_id}:{name}:{example}", weights, rows, columns,
+                          short_rows=False)
+
+
+def _shortened(label: str) -> str:
+    return label if len(label) <= 16 else label[:15] + "…"
+
+
+def _heads_heatmap(title: str, revision: str, weights: np.ndarray, rows: list[str], columns: list[str],
+                   short_rows: bool) -> go.Figure:
+    """(H, rows, columns) weights as one panel per head, two panels a row; `short_rows`: a few named rows."""
     titles = [f"Head {h + 1} · peak {weights[h].max(axis=-1).mean():.2f}" for h in range(weights.shape[0])]
     # Pixel sizes, so long words and long claims never push a label into the next panel's title.
-    labels = [t if len(t) <= 16 else t[:15] + "…" for t in tokens]  # the hover keeps the whole word
+    labels = [_shortened(t) for t in columns]  # the hover keeps the whole word
     label_px = 6 * max(len(label) for label in labels) + 12
-    panel_px = 88 if cross else max(180, min(420, 28 * len(rows)))
+    panel_px = 88 if short_rows else max(180, min(420, 28 * len(rows)))
     gap_px = 0.87 * label_px + 45  # rotated labels below a panel, then the title of the one under it
     n_rows = -(-len(titles) // 2)
     plot_px = n_rows * panel_px + (n_rows - 1) * gap_px
-    margin = {"l": 80 if cross else label_px + 20, "r": 20, "t": 90, "b": 0.87 * label_px + 20}
-    layout = _layout(f"{attention_title(name)} · step {point.step}", f"{snap.run_id}:{name}:{claim}",
-                     round(plot_px + margin["t"] + margin["b"]),
+    margin = {"l": 80 if short_rows else label_px + 20, "r": 20, "t": 90, "b": 0.87 * label_px + 20}
+    layout = _layout(title, revision, round(plot_px + margin["t"] + margin["b"]),
                      **_grid(titles, min(2, len(titles)), gap_x=0.12, gap_y=gap_px / plot_px),
                      hovermode="closest", margin=margin,
                      coloraxis={"colorscale": "Viridis", "cmin": 0, "cmax": 1,
                                 "colorbar": {"title": {"text": "weight"}, "len": min(1.0, 400 / plot_px)}})
-    hover = np.array([[[q, k] for k in tokens] for q in rows], dtype=object)
+    row_labels = rows if short_rows else [_shortened(t) for t in rows]
+    hover = np.array([[[q, k] for k in columns] for q in rows], dtype=object)
     data = []
     for head in range(weights.shape[0]):
         x_axis, y_axis = _axes(head)
-        layout[f"xaxis{x_axis[1:]}"].update(tickvals=list(range(len(tokens))), ticktext=labels, tickangle=-60,
+        layout[f"xaxis{x_axis[1:]}"].update(tickvals=list(range(len(columns))), ticktext=labels, tickangle=-60,
                                             tickfont={"size": 11})
-        layout[f"yaxis{y_axis[1:]}"].update(tickvals=list(range(len(rows))), ticktext=rows if cross else labels,
+        layout[f"yaxis{y_axis[1:]}"].update(tickvals=list(range(len(rows))), ticktext=row_labels,
                                             autorange="reversed", tickfont={"size": 11})
         data.append({"type": "heatmap", "z": weights[head], "customdata": hover, "coloraxis": "coloraxis",
                      "xaxis": x_axis, "yaxis": y_axis, "name": f"Head {head + 1}",

@@ -70,8 +70,8 @@ def claims_only(page: str) -> None:
         return  # the page says why the run cannot be opened
     if watched:
         st.info(f"**{run_id}** is your own model, recorded by engine.watch. {page} reads insurance claims, which "
-                "only Headwatch's claims model does: this run's loss is on **Train** and each attention head's "
-                "optimizer statistics on **Adam's memories**.")
+                "only Headwatch's claims model does: this run's loss is on **Train**, each attention head's "
+                "optimizer statistics on **Adam's memories**, and its attention on **Attention**.")
         st.stop()
 
 

@@ -6,7 +6,8 @@ between people.
   probe.json         the claims whose attention is captured
   status.json        last known status (atomic replace)
   metrics.jsonl      one JSON object a line: step, eval, optim and specialization records (RECORD_KINDS)
-  attention/step_NNNNNNN.pt   probe-batch attention weights at log-spaced steps
+  attention/step_NNNNNNN.pt   probe-batch attention weights at log-spaced steps (a watched run: its batch's first
+                              WATCHED_EXAMPLES examples)
   checkpoints/latest.pt       model state_dict + step (atomic replace; loaded with weights_only=True)
   tensorboard/       TensorBoard event files, when asked for (engine.tensorboard_files; never read by Headwatch)
 
@@ -45,6 +46,7 @@ CHECKPOINT = "checkpoints/latest.pt"
 ATTENTION = "attention"
 TENSORBOARD = "tensorboard"
 WATCHED = "watch"  # config.json's "source" in a run recorded by engine.watch from someone's own training loop
+WATCHED_EXAMPLES = 8  # a watched run's attention files keep the first examples of the batch being trained
 
 
 def is_watched(config: Mapping[str, Any]) -> bool:
@@ -152,7 +154,11 @@ def read_config(folder: Path) -> dict:
 
 
 def _model_settings(value: Any) -> None:
-    if not isinstance(value, dict) or not 1 <= whole(value.get("n_heads", 4)) <= 64:
+    """Heads: one count for every attention layer, or (a watched model's layers may differ) 0 and one per layer."""
+    by_layer = value.get("heads", {}) if isinstance(value, dict) else None
+    if not isinstance(by_layer, dict) or not all(1 <= whole(n) <= 64 for n in by_layer.values()):
+        raise ValueError("not model settings")
+    if not (0 if by_layer else 1) <= whole(value.get("n_heads", 4)) <= 64:
         raise ValueError("not model settings")
 
 

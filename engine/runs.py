@@ -13,7 +13,7 @@ import stat
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from engine.run_files import (
     PROBE,
     RECORDS,
     STATUS,
+    WATCHED_EXAMPLES,
     RunError,
     is_watched,
     read_config,
@@ -97,20 +98,26 @@ def remove_stale_temp_files(runs_dir: Path) -> None:
                 path.unlink()
 
 
-def _attention_weights(name: str, tensor: Any, probe: tuple[ProbeClaim, ...], heads: int) -> np.ndarray:
-    """(N probe claims, H, Tq, Tk) weights, or ValueError for a tensor of another kind or shape: query rows up to
-    the REASON position, and every key the longest probe claim needs (the decoder's self-attention keys the
-    answer's own positions instead)."""
+def _attention_weights(name: str, tensor: Any, probe: tuple[ProbeClaim, ...], heads: HeadCounts) -> np.ndarray:
+    """(N claims or examples, H, Tq, Tk) weights, or ValueError for a tensor of another kind or shape. Headwatch's
+    own runs: query rows up to the REASON position, and every key the longest probe claim needs (the decoder's
+    self-attention keys the answer's own positions instead). A watched model's: a few examples of its batch."""
     if not isinstance(tensor, torch.Tensor) or tensor.dim() != 4 or not tensor.is_floating_point():
         raise ValueError("not attention weights")
     claims, found_heads, queries, keys = tensor.shape
+    if found_heads != heads.of(name):
+        raise ValueError("not attention weights of this run")
+    if not probe:
+        if not (1 <= claims <= WATCHED_EXAMPLES and queries >= 1 and keys >= 1):
+            raise ValueError("not attention weights of this run")
+        return tensor.float().numpy()
     needed = 2 if name.startswith("decoder") and ".self" in name else max(len(c.tokens) for c in probe)
-    if (claims, found_heads) != (len(probe), heads) or queries < 2 or keys < max(2, needed):
+    if claims != len(probe) or queries < 2 or keys < max(2, needed):
         raise ValueError("not attention weights of this run")
     return tensor.float().numpy()
 
 
-def load_attention(folder: Path, probe: tuple[ProbeClaim, ...], heads: int) -> list[AttentionPoint]:
+def load_attention(folder: Path, probe: tuple[ProbeClaim, ...], heads: HeadCounts) -> list[AttentionPoint]:
     """The saved attention snapshots; a half-written, damaged or foreign one is skipped, not fatal, and so is one
     that does not name the same attention layers as the last."""
     points = []
@@ -140,19 +147,40 @@ def read_probe(folder: Path) -> tuple[ProbeClaim, ...]:
         raise RunError(f"{PROBE} is damaged (it does not list the probe claims)") from None
 
 
-def _fits(kind: str, point: Any, n_heads: int) -> bool:
+@dataclass(frozen=True)
+class HeadCounts:
+    """How many heads each attention layer of a run has: one count for all (Headwatch's own models), or one per
+    layer (a watched model's layers may differ)."""
+
+    every: int
+    by_layer: Mapping[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of_run(cls, config: Mapping[str, Any]) -> HeadCounts:
+        model = config.get("model", {})  # checked by read_config
+        return cls(model.get("n_heads", 4), model.get("heads", {}) if is_watched(config) else {})
+
+    def of(self, name: str) -> int:
+        return self.by_layer.get(name, self.every)
+
+    @property
+    def most(self) -> int:
+        return max([self.every, *self.by_layer.values()])
+
+
+def _fits(kind: str, point: Any, heads: HeadCounts) -> bool:
     """False for a per-head record of another model (pages index every head)."""
-    return kind not in ("optim", "specialization") or all(len(h) == n_heads for h in point.heads.values())
+    return kind not in ("optim", "specialization") or all(len(h) == heads.of(n) for n, h in point.heads.items())
 
 
 def replay(folder: Path) -> Snapshot:
     """A saved run as a read-only Snapshot, for every page's replay; RunError (in plain words) if it is damaged."""
     config, status, probe = read_config(folder), read_status(folder), read_probe(folder)
-    n_heads = config.get("model", {}).get("n_heads", 4)
+    heads = HeadCounts.of_run(config)
     loss, evals, optim, specialization, metrics = Downsampler(), [], [], [], []
     last_step, seconds = 0, 0.0
     for kind, point in read_records(folder, RECORDS):
-        if not _fits(kind, point, n_heads):
+        if not _fits(kind, point, heads):
             continue
         if kind == "step":
             last_step, seconds = point.step, point.seconds
@@ -165,7 +193,7 @@ def replay(folder: Path) -> Snapshot:
             metrics = thin([*metrics, point], 1000)
         else:
             specialization.append(point)
-    attention = load_attention(folder, probe, n_heads)
+    attention = load_attention(folder, probe, heads)
     # a watched model's runs have no probe claims to show attention on: its attention layers are those measured
     names = tuple(attention[-1].weights) if attention else tuple(dict.fromkeys(n for p in optim for n in p.heads))
     run_status, message = _replayed_status(status, config)
@@ -174,7 +202,7 @@ def replay(folder: Path) -> Snapshot:
         step=last_step, total_steps=config.get("steps") or last_step, seconds=seconds, config=frozen(config),
         loss=loss.series(), evals=tuple(evals), optim=tuple(optim), attention=tuple(attention),
         specialization=tuple(specialization), metrics=tuple(metrics), probe=probe, attention_names=names,
-        n_heads=n_heads, read_only=True,
+        n_heads=heads.most, read_only=True,
         chance=(status or {}).get("chance"),
     )
 
@@ -187,10 +215,10 @@ def metrics_table(folder: Path) -> tuple[list[str], list[list[object]]]:
     """Every recorded step of a saved run, one row each: the training loss; held-out losses and accuracies where
     it was evaluated; each attention head's Adam statistics where they were taken; each cross-attention head's
     name where the heads were measured. Blank where a step has no such record."""
-    n_heads = read_config(folder).get("model", {}).get("n_heads", 4)
+    heads = HeadCounts.of_run(read_config(folder))
     rows: dict[int, dict[str, object]] = {}
     for kind, point in read_records(folder, RECORDS):
-        if not _fits(kind, point, n_heads):
+        if not _fits(kind, point, heads):
             continue
         if kind == "step":
             rows.setdefault(point.step, {}).update(seconds=round(point.seconds, 2), train_loss=point.loss)
@@ -274,7 +302,7 @@ def summarize(folder: Path) -> RunSummary:
         if folder.is_symlink():
             raise RunError("the run folder is a link to another place, so it is not read")
         config, status = read_config(folder), read_status(folder)
-        latest = _latest(folder, config.get("model", {}).get("n_heads", 4))
+        latest = _latest(folder, HeadCounts.of_run(config))
         evaluation, measured = latest.get("eval"), latest.get("specialization")
         accuracy = evaluation.heldout_accuracy if evaluation else None
         step = max([(status or {}).get("step", 0), *(latest[k].step for k in ("step", "eval") if k in latest)])
@@ -292,13 +320,13 @@ def summarize(folder: Path) -> RunSummary:
                       updated=status.get("updated") if state == TRAINING_ELSEWHERE else None)
 
 
-def _latest(folder: Path, n_heads: int) -> dict[str, Any]:
+def _latest(folder: Path, heads: HeadCounts) -> dict[str, Any]:
     """The newest undamaged step, evaluation and specialization records, read from the end (a Runs page lists
     every run on every redraw)."""
     latest: dict[str, Any] = {}
     kinds = ("step", "eval", "specialization")
     for kind, point in read_records(folder, kinds, newest_first=True):
-        if kind not in latest and _fits(kind, point, n_heads):
+        if kind not in latest and _fits(kind, point, heads):
             latest[kind] = point
         if len(latest) == len(kinds):
             break

@@ -31,14 +31,13 @@ import torch
 from torch import nn
 
 from engine.metrics import applied_update, stats_from_sums
-from engine.run_files import WATCHED
+from engine.run_files import WATCHED, WATCHED_EXAMPLES
 from engine.run_writer import RunWriter
 from engine.telemetry import AttentionPoint, MetricsPoint, OptimPoint, OptimStats, StepPoint
 from engine.tensorboard_files import TensorBoardObserver
 from engine.training.events import Event, Observer, Status
 from engine.training.observers import WriterObserver
 
-CAPTURED_EXAMPLES = 8  # attention is kept for the first examples of the batch being trained
 HEARTBEAT_SECONDS = 5.0  # how often the run's status says it is still training (engine.runs.training_elsewhere)
 ATTENTION_SPACING = 1.25  # attention is saved at log-spaced steps, as Headwatch's own runs save it: dense early
 
@@ -124,12 +123,13 @@ class Watcher:
 
     def _config(self) -> dict:
         group = self.optimizer.param_groups[0]
-        heads = {m.num_heads for m in self.attention.values()}
+        heads = {m.num_heads for m in self.attention.values()}  # one count, or per layer ("heads") when they differ
         betas = group.get("betas", (0.9, 0.999))
         return {"preset": "watched", "source": WATCHED, "tensorboard": self.tensorboard,
                 "optimizer": type(self.optimizer).__name__.lower(),
                 "lr": float(group["lr"]), "beta2": float(betas[1]), "batch_size": 0, "seed": 0, "steps": 0,
-                "model": {"n_heads": heads.pop() if len(heads) == 1 else 0, "attention": list(self.attention)}}
+                "model": {"n_heads": heads.pop() if len(heads) == 1 else 0, "attention": list(self.attention),
+                          "heads": {name: m.num_heads for name, m in self.attention.items()}}}
 
     def _capturing(self) -> bool:
         return (self.steps + 1) % self.every == 0 or self.steps == 0
@@ -152,7 +152,7 @@ class Watcher:
                     module.train(True)
             if weights is not None:  # (B, H, Tq, Tk); unbatched input gives (H, Tq, Tk)
                 weights = weights if weights.dim() == 4 else weights[None]
-                self.captured[name] = weights[:CAPTURED_EXAMPLES].float().cpu().numpy()
+                self.captured[name] = weights[:WATCHED_EXAMPLES].float().cpu().numpy()
         return hook
 
     def _after_update(self) -> None:

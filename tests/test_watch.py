@@ -100,23 +100,26 @@ def test_an_error_in_the_loop_ends_the_run_as_failed_and_is_raised(tmp_path: Pat
     assert not np.isnan(replay(tmp_path / "r").loss.values).any()
 
 
-def test_a_watched_run_opens_read_only_on_train_and_adams_memories(open_app, engine_env: Path, healthy) -> None:
+def test_a_watched_run_opens_read_only_on_train_adams_memories_and_attention(open_app, engine_env: Path,
+                                                                           healthy) -> None:
     model, optimizer = model_and_optimizer()
     with watch(model, optimizer, engine_env / "my-model", every=2) as watcher:
         train(model, optimizer, 12, watcher, metrics=True)
     charts = {}
-    for page in ("dashboard/train.py", "dashboard/adam.py", "dashboard/runs.py"):
+    for page in ("dashboard/train.py", "dashboard/adam.py", "dashboard/attention.py", "dashboard/runs.py"):
         at = open_app(page)
         at.session_state["replay_run"] = "my-model"
         at.run()
         healthy(at)
         assert "Viewing saved run **my-model** (read-only)" in at.info[0].value
-        if page != "dashboard/runs.py":
+        if page in ("dashboard/train.py", "dashboard/adam.py"):
             assert any("your own model, recorded by engine.watch: Adam, learning rate 0.01" in c.value
                        for c in at.caption)
         charts[page] = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-    for page in ("dashboard/attention.py", "dashboard/specialization.py", "dashboard/inspect_claim.py",
-                 "dashboard/story.py"):  # pages that read claims say where this run's measurements are
+        if page == "dashboard/attention.py":
+            assert at.selectbox(key="attention_example").options == [f"example {i}" for i in range(1, 5)]
+    # pages that read claims say where this run's measurements are
+    for page in ("dashboard/specialization.py", "dashboard/inspect_claim.py", "dashboard/story.py"):
         at = open_app(page)
         at.session_state["replay_run"] = "my-model"
         at.run()
@@ -132,6 +135,11 @@ def test_a_watched_run_opens_read_only_on_train_and_adams_memories(open_app, eng
     titles = [a["text"] for a in momentum["layout"]["annotations"]]
     assert titles[:2] == ["0.layers.0.self_attn", "0.layers.1.self_attn"]  # the model's own names, one panel each
     assert len(momentum["data"]) == 2 * HEADS and all(len(plotly_array(t["y"])) == 7 for t in momentum["data"])
+    attention = charts["dashboard/attention.py"]  # each layer's heads on the first example of its batch, latest step
+    assert [c["layout"]["title"]["text"] for c in attention] == ["0.layers.0.self_attn · step 12",
+                                                                 "0.layers.1.self_attn · step 12"]
+    assert all(len(c["data"]) == HEADS and c["data"][0]["type"] == "heatmap" for c in attention)
+    assert attention[0]["layout"]["xaxis"]["ticktext"] == ["1", "2", "3", "4", "5"]
 
 
 def test_a_run_training_in_another_process_is_followed_as_it_grows(tmp_path: Path, monkeypatch) -> None:
@@ -155,20 +163,36 @@ def test_a_run_training_in_another_process_is_followed_as_it_grows(tmp_path: Pat
     assert list_runs(tmp_path)[0].status == "finished"
 
 
+def run_example(folder: Path, *launcher: str, steps: int = 30) -> subprocess.CompletedProcess:
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, *launcher, str(root / "examples" / "watch_transformer.py"),
+                           "--out", str(folder), "--steps", str(steps)],
+                          cwd=folder.parent, env={**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=180)
+
+
+def test_the_example_trains_its_own_model_watched_from_outside_the_checkout(tmp_path: Path) -> None:
+    result = run_example(tmp_path / "toy", steps=100)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "step 100: loss" in result.stdout
+    snap = replay(tmp_path / "toy")
+    assert (snap.status, snap.step, snap.attention_names) == ("finished", 100, ("encoder.layers.0.self_attn",
+                                                                                 "encoder.layers.1.self_attn"))
+    accuracy = [m.values["accuracy"] for m in snap.metrics]
+    assert len(accuracy) == 100 and np.mean(accuracy[-10:]) > np.mean(accuracy[:10])  # it learns
+    assert len(snap.optim[-1].heads["encoder.layers.1.self_attn"]) == 4
+
+
 def test_under_torchrun_only_rank_0_writes_and_nothing_hangs(tmp_path: Path) -> None:
     with socket.socket() as probe:  # a free port on the loopback interface for the two processes to meet on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    root = Path(__file__).resolve().parents[1]
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1", "--master_addr=127.0.0.1",
-         f"--master_port={port}", str(root / "tests" / "watch_ddp.py"), str(tmp_path / "ddp")],
-        cwd=root, env={**os.environ, "PYTHONPATH": str(root), "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"},
-        capture_output=True, text=True, timeout=180)
+    result = run_example(tmp_path / "ddp", "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
+                         "--master_addr=127.0.0.1", f"--master_port={port}")
     assert result.returncode == 0, result.stderr[-3000:]
     [listed] = list_runs(tmp_path)  # one folder: rank 1 wrote nothing
-    assert (listed.run_id, listed.status, listed.step) == ("ddp", "finished", 10)
-    assert [p.step for p in replay(tmp_path / "ddp").optim] == [1, 2, 4, 6, 8, 10]
+    assert (listed.run_id, listed.status, listed.step) == ("ddp", "finished", 30)
+    assert [p.step for p in replay(tmp_path / "ddp").optim] == [1, 10, 20, 30]
 
 
 def test_every_attention_of_an_nn_transformer_is_found_cross_attention_included(tmp_path: Path) -> None:
@@ -205,3 +229,25 @@ def test_metrics_are_kept_beside_the_loss_and_a_damaged_one_is_skipped(tmp_path:
         watcher.step(0.5, metrics={"seconds": 99.0})  # the loop's own "seconds" beside Headwatch's
     header, rows = metrics_table(tmp_path / "named")
     assert rows[0][header.index("seconds (yours)")] == 99.0 and rows[0][header.index("seconds")] < 99.0
+
+
+def test_layers_with_different_head_counts_keep_every_heads_record(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    wide, narrow = nn.MultiheadAttention(WIDTH, 4, batch_first=True), nn.MultiheadAttention(WIDTH, 2, batch_first=True)
+    model = nn.ModuleDict({"wide": wide, "narrow": narrow})
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    with watch(model, optimizer, tmp_path / "mixed", every=2) as watcher:
+        for _ in range(6):
+            x = torch.randn(3, 5, WIDTH)
+            loss = narrow(*[wide(x, x, x)[0]] * 3)[0].pow(2).mean()
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            watcher.step(loss)
+    snap = replay(tmp_path / "mixed")
+    assert [p.step for p in snap.optim] == [1, 2, 4, 6] and snap.n_heads == 4
+    assert [len(snap.optim[-1].heads[name]) for name in ("wide", "narrow")] == [4, 2]
+    assert {name: w.shape for name, w in snap.attention[-1].weights.items()} == {"wide": (3, 4, 5, 5),
+                                                                                 "narrow": (3, 2, 5, 5)}
+    header, _ = metrics_table(tmp_path / "mixed")
+    assert "narrow head 2 mean_sqrt_v" in header and "narrow head 3 mean_sqrt_v" not in header
