@@ -20,7 +20,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from engine.metrics import applied_update, stats_from_sums
+from engine.model import Attention, Capture
 from engine.run_files import WATCHED, WATCHED_EXAMPLES
 from engine.run_writer import RunWriter
 from engine.telemetry import AttentionPoint, MetricsPoint, OptimPoint, OptimStats, StepPoint
@@ -42,17 +43,15 @@ HEARTBEAT_SECONDS = 5.0  # how often the run's status says it is still training 
 ATTENTION_SPACING = 1.25  # attention is saved at log-spaced steps, as Headwatch's own runs save it: dense early
 
 
-def attention_modules(model: nn.Module) -> dict[str, nn.MultiheadAttention]:
-    """Every nn.MultiheadAttention in the model (inside nn.Transformer* layers too), by its name in the model."""
-    model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    return {name: module for name, module in model.named_modules() if isinstance(module, nn.MultiheadAttention)}
-
-
 @dataclass(frozen=True)
-class _Projection:
+class HeadSlices:
+    """A parameter whose elements the heads of an attention module share out: head h owns the h-th of `heads`
+    equal bands of its rows (of each of `blocks` stacked blocks, as query, key and value stacked in one tensor:
+    3), or of its columns (`by_columns`: an output projection that reads the heads side by side)."""
+
     param: nn.Parameter
-    blocks: int  # query, key and value stacked in one tensor (in_proj): 3; one of them, or the output: 1
-    by_columns: bool  # the output projection: a head owns columns, not rows
+    blocks: int = 1
+    by_columns: bool = False
 
     def head(self, tensor: torch.Tensor, head: int, heads: int) -> torch.Tensor:
         """Head `head`'s elements of `tensor` (this parameter, or its gradient or optimizer state), flattened."""
@@ -65,34 +64,109 @@ class _Projection:
                           for b in range(self.blocks)])
 
 
-def _projections(module: nn.MultiheadAttention) -> list[_Projection]:
+# (module, its forward's positional and keyword arguments, its output) -> its attention weights (B, H, Tq, Tk)
+WeightsOf = Callable[[nn.Module, tuple, dict, Any], "torch.Tensor | None"]
+
+
+@dataclass(frozen=True)
+class AttentionKind:
+    heads: Callable[[nn.Module], int]
+    slices: Callable[[nn.Module], list[HeadSlices]]
+    weights: WeightsOf
+
+
+_KINDS: dict[type, AttentionKind] = {}
+
+
+def register_attention(module_type: type[nn.Module], heads: Callable[[nn.Module], int],
+                       slices: Callable[[nn.Module], list[HeadSlices]], weights: WeightsOf) -> None:
+    """Teach `watch` an attention module of your own. `heads(module)`: its number of heads. `slices(module)`: its
+    query, key, value and output parameters, each as HeadSlices (which of its elements each head owns), for the
+    per-head optimizer statistics. `weights(module, args, kwargs, output)`: its attention weights (B, H, Tq, Tk)
+    for the call it was just given, or None; called without gradients, at the steps attention is saved. Capture
+    must not change training: return weights the module already computed (in its output), or compute them again
+    without randomness (dropout off). nn.MultiheadAttention and Headwatch's own attention are registered so."""
+    _KINDS[module_type] = AttentionKind(heads, slices, weights)
+
+
+def _kind(module: nn.Module) -> AttentionKind | None:
+    return next((_KINDS[cls] for cls in type(module).__mro__ if cls in _KINDS), None)
+
+
+def attention_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """Every attention module of the model that `watch` knows (nn.MultiheadAttention, inside nn.Transformer* layers
+    too; Headwatch's own; any registered with register_attention), by its name in the model."""
+    model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    return {name: module for name, module in model.named_modules() if _kind(module) is not None}
+
+
+def _called_again(module: nn.Module, args: tuple, kwargs: dict, **changes: Any) -> Any:
+    """The module's forward on the same arguments (given by position or by name), some changed, with dropout off."""
+    call = inspect.signature(module.forward).bind(*args, **kwargs)
+    call.arguments.update(changes)
+    module.train(False)
+    try:
+        return module.forward(*call.args, **call.kwargs)
+    finally:
+        module.train(True)
+
+
+def _mha_slices(module: nn.MultiheadAttention) -> list[HeadSlices]:
     if module.in_proj_weight is not None:
-        stacked = [_Projection(module.in_proj_weight, 3, False)]
+        stacked = [HeadSlices(module.in_proj_weight, 3)]
     else:
-        stacked = [_Projection(p, 1, False) for p in (module.q_proj_weight, module.k_proj_weight, module.v_proj_weight)]
+        stacked = [HeadSlices(p) for p in (module.q_proj_weight, module.k_proj_weight, module.v_proj_weight)]
     if module.in_proj_bias is not None:
-        stacked.append(_Projection(module.in_proj_bias, 3, False))
-    return [*stacked, _Projection(module.out_proj.weight, 1, True)]
+        stacked.append(HeadSlices(module.in_proj_bias, 3))
+    return [*stacked, HeadSlices(module.out_proj.weight, by_columns=True)]
 
 
-def head_stats(optimizer: torch.optim.Optimizer, module: nn.MultiheadAttention) -> tuple[OptimStats, ...]:
+def _mha_weights(module: nn.MultiheadAttention, args: tuple, kwargs: dict, output: Any) -> torch.Tensor | None:
+    """nn.Transformer* layers ask for no weights: asked for again, per head (an unbatched call gives (H, Tq, Tk))."""
+    _, weights = _called_again(module, args, kwargs, need_weights=True, average_attn_weights=False)
+    return None if weights is None else weights if weights.dim() == 4 else weights[None]
+
+
+def _own_slices(module: Attention) -> list[HeadSlices]:
+    layers = (module.query, module.key, module.value)
+    slices = [HeadSlices(p) for layer in layers for p in (layer.weight, layer.bias)]
+    slices += [HeadSlices(module.null_key)] if module.null_key is not None else []
+    return [*slices, HeadSlices(module.out.weight, by_columns=True)]
+
+
+def _own_weights(module: Attention, args: tuple, kwargs: dict, output: Any) -> torch.Tensor:
+    capture: Capture = {}
+    _called_again(module, args, kwargs, capture=capture)
+    return capture[module.name]
+
+
+register_attention(nn.MultiheadAttention, lambda m: m.num_heads, _mha_slices, _mha_weights)
+register_attention(Attention, lambda m: m.n_heads, _own_slices, _own_weights)
+
+
+def head_stats(optimizer: torch.optim.Optimizer, module: nn.Module) -> tuple[OptimStats, ...]:
     """Each head's statistics of the update the optimizer just applied to its query, key, value and output
     weights, as Headwatch's own runs measure them (engine.metrics.applied_update); read before the gradients are
     zeroed (a cleared gradient counts as zero)."""
-    adam = isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW)
-    sums = [[0.0] * 6 for _ in range(module.num_heads)]
+    kind = _kind(module)
+    heads = kind.heads(module)
+    sums = [[0.0] * 6 for _ in range(heads)]
     trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
-    for projection in (p for p in _projections(module) if id(p.param) in trained):  # frozen weights do not move
-        grad, update, m, v = applied_update(projection.param, optimizer)
+    for slices in (s for s in kind.slices(module) if id(s.param) in trained):  # frozen weights do not move
+        grad, update, m, v = applied_update(slices.param, optimizer)
         for head, total in enumerate(sums):
-            parts = [projection.head(t, head, module.num_heads) for t in (grad, update)]
-            moments = [projection.head(t, head, module.num_heads) for t in (m, v)] if m is not None else None
-            values = [parts[0].pow(2).sum(), parts[1].pow(2).sum(), parts[1].abs().sum(),
-                      moments[0].abs().sum() if moments else 0.0, moments[1].sqrt().sum() if moments else 0.0,
-                      parts[0].numel()]
-            for i, value in enumerate(values):
-                total[i] += float(value)
-    return tuple(stats_from_sums(total, adam) for total in sums)
+            for i, value in enumerate(_head_sums(slices, head, heads, grad, update, m, v)):
+                total[i] += value
+    return tuple(stats_from_sums(total, isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW))
+                 for total in sums)
+
+
+def _head_sums(slices: HeadSlices, head: int, heads: int, *tensors: torch.Tensor | None) -> list[float]:
+    """Head `head`'s share of the sums stats_from_sums takes: |grad|², |update|², Σ|update|, Σ|m|, Σ√v, count."""
+    grad, update, m, v = (None if t is None else slices.head(t, head, heads) for t in tensors)
+    return [float(grad.pow(2).sum()), float(update.pow(2).sum()), float(update.abs().sum()),
+            float(m.abs().sum()) if m is not None else 0.0, float(v.sqrt().sum()) if v is not None else 0.0,
+            grad.numel()]
 
 
 class Watcher:
@@ -123,13 +197,14 @@ class Watcher:
 
     def _config(self) -> dict:
         group = self.optimizer.param_groups[0]
-        heads = {m.num_heads for m in self.attention.values()}  # one count, or per layer ("heads") when they differ
+        counts = {name: _kind(m).heads(m) for name, m in self.attention.items()}
+        heads = set(counts.values())  # one count, or per layer ("heads") when they differ
         betas = group.get("betas", (0.9, 0.999))
         return {"preset": "watched", "source": WATCHED, "tensorboard": self.tensorboard,
                 "optimizer": type(self.optimizer).__name__.lower(),
                 "lr": float(group["lr"]), "beta2": float(betas[1]), "batch_size": 0, "seed": 0, "steps": 0,
                 "model": {"n_heads": heads.pop() if len(heads) == 1 else 0, "attention": list(self.attention),
-                          "heads": {name: m.num_heads for name, m in self.attention.items()}}}
+                          "heads": counts}}
 
     def _capturing(self) -> bool:
         return (self.steps + 1) % self.every == 0 or self.steps == 0
@@ -139,20 +214,15 @@ class Watcher:
         return self._capturing() and self.steps + 1 >= self.next_attention
 
     def _capture(self, name: str) -> Any:
-        def hook(module: nn.MultiheadAttention, args: tuple, kwargs: dict, output: Any) -> None:
+        kind = _kind(self.attention[name])
+
+        def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
             if not (module.training and self._saving_attention()) or name in self.captured:
                 return
-            call = inspect.signature(module.forward).bind(*args, **kwargs)  # arguments given by position too
-            call.arguments.update(need_weights=True, average_attn_weights=False)
             with torch.no_grad():
-                module.train(False)
-                try:
-                    _, weights = module.forward(*call.args, **call.kwargs)
-                finally:
-                    module.train(True)
-            if weights is not None:  # (B, H, Tq, Tk); unbatched input gives (H, Tq, Tk)
-                weights = weights if weights.dim() == 4 else weights[None]
-                self.captured[name] = weights[:WATCHED_EXAMPLES].float().cpu().numpy()
+                weights = kind.weights(module, args, kwargs, output)
+            if weights is not None:  # (B, H, Tq, Tk)
+                self.captured[name] = weights[:WATCHED_EXAMPLES].detach().float().cpu().numpy()
         return hook
 
     def _after_update(self) -> None:

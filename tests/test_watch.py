@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import astuple
 from pathlib import Path
 
 import numpy as np
@@ -251,3 +252,87 @@ def test_layers_with_different_head_counts_keep_every_heads_record(tmp_path: Pat
                                                                                  "narrow": (3, 2, 5, 5)}
     header, _ = metrics_table(tmp_path / "mixed")
     assert "narrow head 2 mean_sqrt_v" in header and "narrow head 3 mean_sqrt_v" not in header
+
+
+def own_model_and_optimizer() -> tuple[nn.Module, torch.optim.Optimizer]:
+    from engine.model import ClaimsTransformer, ModelConfig
+
+    torch.manual_seed(0)
+    model = ClaimsTransformer(ModelConfig(vocab_size=40, d_model=16, d_ff=32, null_key=True))
+    return model, torch.optim.Adam(model.parameters(), lr=1e-2)
+
+
+def train_own(model: nn.Module, optimizer: torch.optim.Optimizer, steps: int, watcher=None) -> list[float]:
+    from engine.model import targets_for_classes
+
+    data = torch.Generator().manual_seed(2)
+    losses = []
+    for _ in range(steps):
+        optimizer.zero_grad()  # first: the last step's gradients stay, for a test to read
+        tokens = torch.randint(2, 40, (6, 7), generator=data)
+        categories = torch.randint(0, model.config.n_categories, (6, 7), generator=data)
+        inputs, labels = targets_for_classes(torch.randint(0, 5, (6,), generator=data))
+        loss = nn.functional.cross_entropy(model(tokens, categories, inputs).flatten(0, 1), labels.flatten())
+        loss.backward()
+        optimizer.step()
+        if watcher is not None:
+            watcher.step(loss)
+        losses.append(loss.item())
+    return losses
+
+
+def test_headwatchs_own_model_is_watched_and_measured_as_its_own_runs_measure_it(tmp_path: Path) -> None:
+    from engine.metrics import optimizer_stats
+
+    plain = train_own(*own_model_and_optimizer(), 6)
+    model, optimizer = own_model_and_optimizer()
+    with watch(model, optimizer, tmp_path / "own", every=3) as watcher:
+        assert train_own(model, optimizer, 6, watcher) == plain  # capture changes nothing
+        found = attention_modules(model)
+        assert [m.name for m in found.values()] == model.attention_names()
+        engines = optimizer_stats(model, optimizer, 6).heads  # after the last update, before zero_grad
+        for module in found.values():
+            assert [astuple(h) for h in head_stats(optimizer, module)] == [
+                pytest.approx(astuple(h), rel=1e-5) for h in engines[module.name]]
+    snap = replay(tmp_path / "own")
+    assert set(snap.attention[-1].weights) == set(found) and snap.n_heads == model.config.n_heads
+    cross = snap.attention[-1].weights["decoder.0.cross_attention"]
+    assert cross.shape == (6, 4, 3, 7) and (cross.sum(-1) <= 1 + 1e-3).all()  # a row may rest on "nothing"
+
+
+class TinyAttention(nn.Module):
+    """Someone's own attention: one projection for query, key and value, returning its weights too."""
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.heads, self.qkv, self.out = heads, nn.Linear(width, 3 * width), nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch, length, width = x.shape
+        q, k, v = self.qkv(x).view(batch, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)  # (B, H, T, hd) each
+        weights = (q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5).softmax(-1)  # (B, H, T, T)
+        return self.out((weights @ v).transpose(1, 2).reshape(batch, length, width)), weights
+
+
+def test_a_registered_attention_module_of_ones_own_is_watched_like_the_built_in_ones(tmp_path: Path) -> None:
+    from engine.watch import HeadSlices, register_attention
+
+    register_attention(TinyAttention, heads=lambda m: m.heads,
+                       slices=lambda m: [HeadSlices(m.qkv.weight, blocks=3), HeadSlices(m.qkv.bias, blocks=3),
+                                         HeadSlices(m.out.weight, by_columns=True)],
+                       weights=lambda module, args, kwargs, output: output[1])
+    torch.manual_seed(0)
+    model = nn.Sequential(TinyAttention(WIDTH, HEADS))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    with watch(model, optimizer, tmp_path / "mine", every=2) as watcher:
+        for _ in range(4):
+            x = torch.randn(3, 5, WIDTH)
+            out, weights = model(x)
+            loss = out.pow(2).mean()
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            watcher.step(loss)
+    snap = replay(tmp_path / "mine")
+    assert snap.attention_names == ("0",) and len(snap.optim[-1].heads["0"]) == HEADS
+    assert torch.allclose(torch.from_numpy(snap.attention[-1].weights["0"]), weights.detach(), atol=1e-3)
