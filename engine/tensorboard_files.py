@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
 
 FLUSH_SECONDS = 5  # TensorBoard reloads its files every few seconds; a live run shows up about as fast
-CELL_PIXELS = 12  # a head's attention image gives each (query, key) pair a square this wide: readable in TensorBoard
+CELL_PIXELS = 8  # a head's attention image gives each (query, key) pair a square this wide: readable in TensorBoard
 EMPTY_RGB, FULL_RGB = np.array([255, 255, 255]), np.array([31, 78, 140])  # weight 0 -> white, weight 1 -> dark blue
 ENDED = ("finished", "stopped", "failed", "diverged")
 
@@ -39,9 +39,9 @@ ENDED = ("finished", "stopped", "failed", "diverged")
 def attention_image(weights: np.ndarray) -> np.ndarray:
     """One head's (Tq, Tk) attention weights as an RGB image (H, W, 3), uint8: a square per pair, white at 0, dark
     blue at 1, on the weights' own scale (not stretched to the largest one)."""
-    shade = np.clip(np.nan_to_num(weights.astype(np.float64)), 0.0, 1.0)
-    shade = np.kron(shade, np.ones((CELL_PIXELS, CELL_PIXELS)))[..., None]
-    return np.round(EMPTY_RGB + shade * (FULL_RGB - EMPTY_RGB)).astype(np.uint8)
+    shade = np.clip(np.nan_to_num(weights.astype(np.float64)), 0.0, 1.0)[..., None]
+    cells = np.round(EMPTY_RGB + shade * (FULL_RGB - EMPTY_RGB)).astype(np.uint8)  # (Tq, Tk, 3)
+    return cells.repeat(CELL_PIXELS, axis=0).repeat(CELL_PIXELS, axis=1)
 
 
 class TensorBoardObserver:

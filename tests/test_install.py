@@ -16,10 +16,10 @@ def run_elsewhere(folder: Path, *command: str | Path) -> subprocess.CompletedPro
 
 
 def test_watch_imports_from_any_folder_under_both_names(tmp_path: Path) -> None:
-    result = run_elsewhere(tmp_path, sys.executable, "-c",
-                           "import headwatch, engine.watch; print(headwatch.watch is engine.watch.watch)")
+    check = "import headwatch as h, engine.watch as w; print(h.watch is w.watch, h.HeadSlices is w.HeadSlices)"
+    result = run_elsewhere(tmp_path, sys.executable, "-c", check)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "True"
+    assert result.stdout.strip() == "True True"
 
 
 def test_the_headwatch_command_is_on_the_path_and_refuses_a_runs_folder_that_is_a_file(tmp_path: Path) -> None:
