@@ -81,11 +81,11 @@ class TensorBoardObserver:
             case AttentionPoint():
                 for name, weights in event.weights.items():
                     for head in range(weights.shape[1]):
-                        writer.add_image(f"attention/{name} head {head}", attention_image(weights[0, head]),
+                        writer.add_image(f"attention/{name} head {head + 1}", attention_image(weights[0, head]),
                                          event.step, dataformats="HWC")
             case SpecializationPoint():
                 for name, heads in event.heads.items():
-                    lines = [f"- head {h}: {spec.label}" for h, spec in enumerate(heads)]
+                    lines = [f"- head {h + 1}: {spec.label}" for h, spec in enumerate(heads)]
                     writer.add_text(f"heads/{name}", "\n".join(lines), event.step)
             case Status(status=status) if status in ENDED:
                 self.close()
@@ -115,7 +115,7 @@ def _write_eval(writer: SummaryWriter, point: EvalPoint) -> None:
 def _write_optim(writer: SummaryWriter, point: OptimPoint) -> None:
     for name, heads in point.heads.items():
         for head, stats in enumerate(heads):
-            _write_stats(writer, f"{name} head {head}", stats, point.step)
+            _write_stats(writer, f"{name} head {head + 1}", stats, point.step)
     for group, stats in point.groups.items():
         _write_stats(writer, group, stats, point.step)
 

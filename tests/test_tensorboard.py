@@ -56,10 +56,10 @@ def test_a_watched_run_shows_in_tensorboard_what_headwatch_recorded(tmp_path: Pa
     name = "0.layers.1.self_attn"
     assert name in attention_modules(model)
     for head in range(HEADS):
-        momentum = events.Scalars(f"momentum (mean |m|)/{name} head {head}")
+        momentum = events.Scalars(f"momentum (mean |m|)/{name} head {head + 1}")  # numbered from 1, as on the pages
         assert [e.step for e in momentum] == [p.step for p in snap.optim]
         assert [e.value for e in momentum] == pytest.approx([p.heads[name][head].mean_abs_m for p in snap.optim])
-        images = events.Images(f"attention/{name} head {head}")
+        images = events.Images(f"attention/{name} head {head + 1}")
         saved = sorted((tmp_path / "mine" / "attention").glob("step_*.pt"))
         assert [e.step for e in images] == [int(p.stem.split("_")[1]) for p in saved]
         first = torch.load(saved[-1])[name][0, head].float().numpy()  # the first example, saved in half precision
@@ -80,8 +80,8 @@ def test_headwatch_training_writes_tensorboard_files_when_asked_on_the_command_l
     assert [(e.step, e.value) for e in held_out] == [(p.step, pytest.approx(p.heldout_accuracy)) for p in snap.evals]
     assert len(events.Scalars("loss/train")) == 60
     for name in snap.attention_names:
-        assert len(events.Images(f"attention/{name} head 0")) == len(snap.attention)
-        assert len(events.Scalars(f"adaptive scale (mean √v)/{name} head {snap.n_heads - 1}")) == len(snap.optim)
+        assert len(events.Images(f"attention/{name} head 1")) == len(snap.attention)
+        assert len(events.Scalars(f"adaptive scale (mean √v)/{name} head {snap.n_heads}")) == len(snap.optim)
     assert any(tag.startswith("heads/") for tag in events.Tags()["tensors"])  # what each head was found to do
 
 
