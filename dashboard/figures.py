@@ -45,7 +45,9 @@ def cap(steps: Sequence[int], values: Sequence[float | None], limit: int = MAX_P
 
 
 def optimizer_name(config: dict) -> str:
-    return OPTIMIZER_NAMES.get(config.get("optimizer", ""), config.get("optimizer", "?"))
+    """The optimizer as people write it; a watched loop's own (RMSprop, say) by its class name."""
+    optimizer = config.get("optimizer", "")
+    return OPTIMIZER_NAMES.get(optimizer) or str(config.get("optimizer_name") or optimizer or "?")
 
 
 def attention_title(name: str) -> str:
@@ -216,8 +218,15 @@ def memory_figure(snap: Snapshot, metric: str) -> go.Figure:
                               hovertemplate="%{y:.3g}"))
     layout["yaxis"]["title"] = {"text": y_label}
     if not recorded:
-        layout["annotations"].append(_note(f"{optimizer_name(snap.config)} keeps no such memory: nothing to show"))
+        layout["annotations"].append(_note(_no_memory(snap.config)))
     return go.Figure(data=data, layout=layout)
+
+
+def _no_memory(config: dict) -> str:
+    name = optimizer_name(config)
+    if config.get("optimizer") in OPTIMIZER_NAMES:
+        return f"{name} keeps no such memory: nothing to show"
+    return f"Headwatch reads these memories from Adam and AdamW only; {name} keeps its own, not shown here"
 
 
 def _stat(heads: tuple, head: int, metric: str) -> float | None:

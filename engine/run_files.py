@@ -167,7 +167,7 @@ CONFIG_SETTINGS: dict[str, tuple[Callable[[Any], Any], bool]] = {
     "optimizer": (text, True), "lr": (number, True), "batch_size": (whole, True), "seed": (whole, True),
     "steps": (whole, True), "preset": (text, False), "data_seed": (whole, False), "warmup_steps": (whole, False),
     "schedule": (text, False), "decay_fraction": (number, False), "momentum": (number, False),
-    "model": (_model_settings, False),
+    "model": (_model_settings, False), "optimizer_name": (text, False),
 }
 
 

@@ -97,7 +97,8 @@ def attention_modules(model: nn.Module) -> dict[str, nn.Module]:
     """Every attention module of the model that `watch` knows (nn.MultiheadAttention, inside nn.Transformer* layers
     too; Headwatch's own; any registered with register_attention), by its name in the model."""
     model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    return {name: module for name, module in model.named_modules() if _kind(module) is not None}
+    return {name or type(module).__name__: module for name, module in model.named_modules()
+            if _kind(module) is not None}  # the model itself has no name in it: its type's
 
 
 def _called_again(module: nn.Module, args: tuple, kwargs: dict, **changes: Any) -> Any:
@@ -144,21 +145,35 @@ register_attention(nn.MultiheadAttention, lambda m: m.num_heads, _mha_slices, _m
 register_attention(Attention, lambda m: m.n_heads, _own_slices, _own_weights)
 
 
-def head_stats(optimizer: torch.optim.Optimizer, module: nn.Module) -> tuple[OptimStats, ...]:
+# the optimizers whose update and memories engine.metrics.applied_update reads from their state
+READ_FROM_STATE = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD)
+
+
+def head_stats(optimizer: torch.optim.Optimizer, module: nn.Module,
+               before: Mapping[int, torch.Tensor] | None = None) -> tuple[OptimStats, ...]:
     """Each head's statistics of the update the optimizer just applied to its query, key, value and output
     weights, as Headwatch's own runs measure them (engine.metrics.applied_update); read before the gradients are
-    zeroed (a cleared gradient counts as zero)."""
+    zeroed (a cleared gradient counts as zero). Another optimizer's update is what its step changed (`before`: the
+    parameters before it, by id), and its memories are not read."""
     kind = _kind(module)
     heads = kind.heads(module)
     sums = [[0.0] * 6 for _ in range(heads)]
     trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
     for slices in (s for s in kind.slices(module) if id(s.param) in trained):  # frozen weights do not move
-        grad, update, m, v = applied_update(slices.param, optimizer)
+        grad, update, m, v = _applied(slices.param, optimizer, before)
         for head, total in enumerate(sums):
             for i, value in enumerate(_head_sums(slices, head, heads, grad, update, m, v)):
                 total[i] += value
     return tuple(stats_from_sums(total, isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW))
                  for total in sums)
+
+
+def _applied(param: nn.Parameter, optimizer: torch.optim.Optimizer,
+             before: Mapping[int, torch.Tensor] | None) -> tuple[torch.Tensor | None, ...]:
+    if isinstance(optimizer, READ_FROM_STATE) or before is None:
+        return applied_update(param, optimizer)
+    grad = param.grad if param.grad is not None else torch.zeros_like(param)
+    return grad, before[id(param)] - param.detach(), None, None
 
 
 def _head_sums(slices: HeadSlices, head: int, heads: int, *tensors: torch.Tensor | None) -> list[float]:
@@ -179,6 +194,7 @@ class Watcher:
         self.optimizer, self.every, self.steps, self.tensorboard = optimizer, every, 0, tensorboard
         self.attention = attention_modules(model)
         self.captured: dict[str, np.ndarray] = {}
+        self._before: dict[int, torch.Tensor] | None = None  # attention weights before a step (see _applied)
         self.started, self.said_running, self.next_attention = time.perf_counter(), 0.0, 1
         self.writer = RunWriter(out, self._config(), {}, ()) if _writes() else None
         self.observers: list[Observer] = []
@@ -190,6 +206,8 @@ class Watcher:
             self._hooks = [module.register_forward_hook(self._capture(name), with_kwargs=True)
                            for name, module in self.attention.items()]
             self._hooks.append(optimizer.register_step_post_hook(lambda *_: self._after_update()))
+            if not isinstance(optimizer, READ_FROM_STATE):
+                self._hooks.append(optimizer.register_step_pre_hook(lambda *_: self._before_update()))
 
     def _emit(self, event: Event) -> None:
         for observer in self.observers:
@@ -201,7 +219,7 @@ class Watcher:
         heads = set(counts.values())  # one count, or per layer ("heads") when they differ
         betas = group.get("betas", (0.9, 0.999))
         return {"preset": "watched", "source": WATCHED, "tensorboard": self.tensorboard,
-                "optimizer": type(self.optimizer).__name__.lower(),
+                "optimizer": type(self.optimizer).__name__.lower(), "optimizer_name": type(self.optimizer).__name__,
                 "lr": float(group["lr"]), "beta2": float(betas[1]), "batch_size": 0, "seed": 0, "steps": 0,
                 "model": {"n_heads": heads.pop() if len(heads) == 1 else 0, "attention": list(self.attention),
                           "heads": counts}}
@@ -225,10 +243,17 @@ class Watcher:
                 self.captured[name] = weights[:WATCHED_EXAMPLES].detach().float().cpu().numpy()
         return hook
 
+    def _before_update(self) -> None:
+        """An optimizer whose state Headwatch does not read: the attention weights, to see what its step changes."""
+        if self._capturing():
+            self._before = {id(s.param): s.param.detach().clone() for module in self.attention.values()
+                            for s in _kind(module).slices(module)}
+
     def _after_update(self) -> None:
         if self._capturing():
-            heads = {name: head_stats(self.optimizer, module) for name, module in self.attention.items()}
+            heads = {name: head_stats(self.optimizer, module, self._before) for name, module in self.attention.items()}
             self._emit(OptimPoint(self.steps + 1, heads, {}))
+            self._before = None
 
     def step(self, loss: float | torch.Tensor, metrics: Mapping[str, float | torch.Tensor] | None = None) -> None:
         """Call once per training step, after optimizer.step(): records the loss and any other numbers of this

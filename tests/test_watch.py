@@ -336,3 +336,27 @@ def test_a_registered_attention_module_of_ones_own_is_watched_like_the_built_in_
     snap = replay(tmp_path / "mine")
     assert snap.attention_names == ("0",) and len(snap.optim[-1].heads["0"]) == HEADS
     assert torch.allclose(torch.from_numpy(snap.attention[-1].weights["0"]), weights.detach(), atol=1e-3)
+
+
+def test_another_optimizers_step_is_what_it_changed_and_the_page_says_why_its_memories_are_missing(
+        tmp_path: Path) -> None:
+    from dashboard import figures
+
+    torch.manual_seed(0)
+    attention = nn.MultiheadAttention(WIDTH, HEADS, batch_first=True)
+    optimizer = torch.optim.RMSprop(attention.parameters(), lr=1e-2)
+    with watch(attention, optimizer, tmp_path / "rms", every=1) as watcher:
+        x = torch.randn(3, 5, WIDTH)
+        before = attention.in_proj_weight.detach().clone()
+        loss = attention(x, x, x)[0].pow(2).mean()
+        loss.backward()
+        optimizer.step()
+        watcher.step(loss)
+    snap = replay(tmp_path / "rms")
+    [head, *_] = snap.optim[-1].heads["MultiheadAttention"]  # the model itself is the attention: named by its type
+    rows = WIDTH // HEADS  # head 1's query, key and value rows of in_proj_weight (its bias and out_proj come on top)
+    moved = torch.cat([(before - attention.in_proj_weight.detach())[b * WIDTH:b * WIDTH + rows] for b in range(3)])
+    assert head.step_norm >= float(moved.norm()) > 0 and head.grad_norm > 0
+    assert np.isnan(head.mean_abs_m) and np.isnan(head.mean_sqrt_v)  # not read: RMSprop's state is its own
+    note = figures.memory_figure(snap, "mean_sqrt_v").layout.annotations[-1].text
+    assert note == "Headwatch reads these memories from Adam and AdamW only; RMSprop keeps its own, not shown here"
