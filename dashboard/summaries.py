@@ -22,6 +22,8 @@ def duration(seconds: float | None) -> str:
 
 
 def progress_text(snap: Snapshot) -> str:
+    if is_watched(snap.config):  # its loop never said how many steps it will take
+        return f"Step {snap.step:,} · {duration(snap.seconds)} of training"
     parts = [f"Step {snap.step:,} of {snap.total_steps:,}"]
     if snap.status == "running" and snap.steps_per_second > 0:
         parts += [f"{snap.steps_per_second:.1f} steps/s", f"about {duration(snap.eta_seconds)} left"]
@@ -35,6 +37,8 @@ def status_text(snap: Snapshot) -> str:
     failed) wins; while it trains, these sentences say more than the engine's one-word messages."""
     if snap.message and snap.status in ("finished", "stopped", "failed", "diverged"):
         return snap.message
+    if snap.status == "running" and is_watched(snap.config):
+        return snap.message  # where it trains, and that the page follows it
     return {
         "idle": "No training yet. Choose the settings and press Train.",
         "preparing": "Preparing the claims and the model: this takes a few seconds (longer for bigger recipes).",

@@ -8,6 +8,7 @@ from dashboard import figures, summaries, viewing
 from dashboard.engine_resource import get_engine
 from dashboard.live import live, shared_figure
 from engine.core import ConfigError, EngineBusy, RunsFolderError
+from engine.run_files import is_watched
 from engine.training.config import LIMITS, OPTIMIZERS
 from engine.training.presets import PRESETS, preset
 
@@ -66,7 +67,10 @@ def live_view() -> None:
         st.warning(snap.warning)
     if snap.status == "idle":
         return
-    st.progress(min(snap.step / max(snap.total_steps, 1), 1.0), text=summaries.progress_text(snap))
+    if is_watched(snap.config):  # its loop never said how many steps it takes: no bar to fill
+        st.markdown(summaries.progress_text(snap))
+    else:
+        st.progress(min(snap.step / max(snap.total_steps, 1), 1.0), text=summaries.progress_text(snap))
     st.caption(f"This run: {summaries.config_text(snap.config)}")
     # built once for every viewer (see `shared`): the loss changes every step, so one loss chart serves every viewer
     # for half a second; the accuracy chart changes only with a new evaluation

@@ -10,6 +10,8 @@ import csv
 import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from itertools import pairwise
@@ -260,3 +262,45 @@ def too_few_claims_are_refused_up_front(page, tmp_path: Path) -> None:
     body = page.inner_text("body")
     assert "Training started" not in body and "CsvProblem" not in body
     assert_no_exception(page)
+
+
+def test_a_model_training_in_another_process_is_followed_live(server: Server) -> None:
+    """Someone's own loop (the example) trains in its own process into the server's runs folder; the dashboard
+    lists it, opens it, and its loss chart grows while the loop runs; Attention shows its heads."""
+    from playwright.sync_api import sync_playwright
+
+    loop = subprocess.Popen([sys.executable, str(ROOT / "examples" / "watch_transformer.py"), "--out",
+                             str(server.runs_dir / "toy-watched"), "--steps", "100000"],
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (server.runs_dir / "toy-watched" / "status.json").exists():  # its first step is saved
+            assert loop.poll() is None and time.monotonic() < deadline, "the watched loop did not start"
+            time.sleep(0.2)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.goto(server.url)
+            page.get_by_role("button", name="Train").wait_for(timeout=60_000)
+            open_page(page, "Runs")
+            page.get_by_test_id("stSelectbox").filter(has_text="Run").first.click()
+            page.get_by_role("option", name="toy-watched").click()
+            page.get_by_role("button", name="Open read-only").click()
+            page.get_by_text("(read-only)").first.wait_for()
+            open_page(page, "Train")
+            page.get_by_text("Training elsewhere (engine.watch)").first.wait_for(timeout=60_000)
+            page.wait_for_function(f"() => ({LOSS_POINTS})() > 0", timeout=60_000)
+            first = page.evaluate(LOSS_POINTS)
+            page.wait_for_function(f"() => ({LOSS_POINTS})() > {first}", polling=500, timeout=60_000)
+            assert_no_exception(page)
+            screenshot_all(page, ARTIFACTS / "watched-train.png")
+            open_page(page, "Attention")
+            page.wait_for_function(f"() => ({HEATMAPS})().filter(n => n === 4).length === 2", timeout=60_000)
+            assert "Positions are numbered from 1" in page.inner_text("body")
+            assert_no_exception(page)
+            screenshot_all(page, ARTIFACTS / "watched-attention.png")
+            browser.close()
+    finally:
+        loop.kill()
+        loop.wait()
