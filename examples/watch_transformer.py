@@ -64,14 +64,15 @@ def main() -> None:
     rank = dist.get_rank() if distributed else 0
     torch.set_num_threads(1)  # a model this small trains fastest on one thread, and two compete with each process
     torch.manual_seed(0)  # the same starting weights in every process
-    model: nn.Module = RepeatClassifier()
+    device = torch.device("cuda" if torch.cuda.is_available() and not distributed else "cpu")  # gloo: CPU
+    model: nn.Module = RepeatClassifier().to(device)
     if distributed:
         model = nn.parallel.DistributedDataParallel(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
     data = torch.Generator().manual_seed(1 + rank)  # each process trains on its own batches
     with watch(model, optimizer, out=args.out, every=10, tensorboard=args.tensorboard) as watcher:
         for step in range(1, args.steps + 1):
-            digits, labels = batch(64, data)
+            digits, labels = (t.to(device) for t in batch(64, data))
             logits = model(digits)
             loss = nn.functional.cross_entropy(logits, labels)
             loss.backward()
