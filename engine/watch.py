@@ -53,15 +53,12 @@ class HeadSlices:
     blocks: int = 1
     by_columns: bool = False
 
-    def head(self, tensor: torch.Tensor, head: int, heads: int) -> torch.Tensor:
-        """Head `head`'s elements of `tensor` (this parameter, or its gradient or optimizer state), flattened."""
-        if self.by_columns:
-            width = tensor.shape[1] // heads
-            return tensor[:, head * width:(head + 1) * width].reshape(-1)
-        block = tensor.shape[0] // self.blocks
-        width = block // heads
-        return torch.cat([tensor[b * block + head * width:b * block + (head + 1) * width].reshape(-1)
-                          for b in range(self.blocks)])
+    def by_head(self, tensor: torch.Tensor, heads: int) -> torch.Tensor:
+        """`tensor` (this parameter, or its gradient or optimizer state) as (heads, its elements of each head)."""
+        if self.by_columns:  # (rows, heads * width) -> (heads, rows * width)
+            return tensor.reshape(tensor.shape[0], heads, -1).transpose(0, 1).reshape(heads, -1)
+        # (blocks * heads * width, ...) -> (heads, blocks * width * ...)
+        return tensor.reshape(self.blocks, heads, -1).transpose(0, 1).reshape(heads, -1)
 
 
 # (module, its forward's positional and keyword arguments, its output) -> its attention weights (B, H, Tq, Tk)
@@ -157,15 +154,12 @@ def head_stats(optimizer: torch.optim.Optimizer, module: nn.Module,
     parameters before it, by id), and its memories are not read."""
     kind = _kind(module)
     heads = kind.heads(module)
-    sums = [[0.0] * 6 for _ in range(heads)]
+    sums = torch.zeros(heads, 6, dtype=torch.float64)
     trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
     for slices in (s for s in kind.slices(module) if id(s.param) in trained):  # frozen weights do not move
-        grad, update, m, v = _applied(slices.param, optimizer, before)
-        for head, total in enumerate(sums):
-            for i, value in enumerate(_head_sums(slices, head, heads, grad, update, m, v)):
-                total[i] += value
-    return tuple(stats_from_sums(total, isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW))
-                 for total in sums)
+        sums += _head_sums(slices, heads, *_applied(slices.param, optimizer, before))
+    adam = isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW)
+    return tuple(stats_from_sums(total, adam) for total in sums.tolist())
 
 
 def _applied(param: nn.Parameter, optimizer: torch.optim.Optimizer,
@@ -176,12 +170,14 @@ def _applied(param: nn.Parameter, optimizer: torch.optim.Optimizer,
     return grad, before[id(param)] - param.detach(), None, None
 
 
-def _head_sums(slices: HeadSlices, head: int, heads: int, *tensors: torch.Tensor | None) -> list[float]:
-    """Head `head`'s share of the sums stats_from_sums takes: |grad|², |update|², Σ|update|, Σ|m|, Σ√v, count."""
-    grad, update, m, v = (None if t is None else slices.head(t, head, heads) for t in tensors)
-    return [float(grad.pow(2).sum()), float(update.pow(2).sum()), float(update.abs().sum()),
-            float(m.abs().sum()) if m is not None else 0.0, float(v.sqrt().sum()) if v is not None else 0.0,
-            grad.numel()]
+def _head_sums(slices: HeadSlices, heads: int, *tensors: torch.Tensor | None) -> torch.Tensor:
+    """Each head's share of the sums stats_from_sums takes, (heads, 6): |grad|², |update|², Σ|update|, Σ|m|, Σ√v,
+    and the count of its elements."""
+    grad, update, m, v = (None if t is None else slices.by_head(t.detach(), heads).double() for t in tensors)
+    none = torch.zeros(heads, dtype=torch.float64)
+    return torch.stack([grad.pow(2).sum(1), update.pow(2).sum(1), update.abs().sum(1),
+                        m.abs().sum(1) if m is not None else none, v.sqrt().sum(1) if v is not None else none,
+                        torch.full((heads,), float(grad.shape[1]), dtype=torch.float64)], dim=1)
 
 
 class Watcher:
