@@ -4,7 +4,7 @@ claims (data/handwritten_claims.csv). Per seed: exact-match accuracy per style, 
 changes with the wording alone, expected calibration error on the rewritten styles, and answers above 99%
 confidence that the rules checker contradicts; and how many of the app's example claims it judges as the rules do.
 
-Run: .venv/bin/python -m bench.robustness [--preset default] [--seeds 0 1 2 3 4] [--claims 600]
+Run: .venv/bin/python -m bench.robustness [--preset default] [--seeds 0 1 2 3 4] [--claims 600] [--set NAME=VALUE]
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from data.catalog import Catalog, load_catalog
@@ -25,6 +26,7 @@ from engine.dataset import EXAMPLE_CLAIMS, HELDOUT_SEED_OFFSET
 from engine.inference import Predictor, verdict_to_outcome
 from engine.metrics import expected_calibration_error
 from engine.telemetry import TelemetryHub
+from engine.training.config import TrainConfig
 from engine.training.presets import preset
 from engine.training.trainer import Trainer
 
@@ -32,10 +34,22 @@ HANDWRITTEN = Path(__file__).resolve().parents[1] / "data" / "handwritten_claims
 GENERATOR = "generator's wording"
 
 
-def train(preset_name: str, seed: int) -> Predictor:
-    trainer = Trainer(TelemetryHub())
+def recipe(preset_name: str, settings: list[str]) -> TrainConfig:
+    """The preset with `name=value` settings changed (a lever to measure), each value of the setting's own type."""
     config = preset(preset_name)
-    config.seed = seed
+    for setting in settings:
+        name, _, value = setting.partition("=")
+        target = config.model if hasattr(config.model, name) else config
+        if not hasattr(target, name):
+            raise SystemExit(f"no setting called {name!r}")
+        kind = type(getattr(target, name))
+        setattr(target, name, value.lower() == "true" if kind is bool else kind(value))
+    return config
+
+
+def train(config: TrainConfig, seed: int) -> Predictor:
+    trainer = Trainer(TelemetryHub())
+    config = replace(config, seed=seed, model=replace(config.model))
     trainer.start(config)
     while trainer.active:
         time.sleep(0.5)
@@ -72,13 +86,15 @@ def measure(predictor: Predictor, texts: dict[str, list[str]], truth: list[str])
     return row
 
 
-def handwritten(predictor: Predictor) -> tuple[float, int]:
-    """Exact-match accuracy on the hand-written claims, and answers above 99% confidence the rules contradict."""
+def handwritten(predictor: Predictor) -> tuple[float, list[str]]:
+    """Exact-match accuracy on the hand-written claims, and the answers above 99% confidence the rules contradict."""
     claims = read_claims_file(HANDWRITTEN)
     predictions = predictor.predict_many(claims.texts)
     truth = [verdict_to_outcome(v, r) for v, r in zip(claims.verdicts, claims.reasons, strict=True)]
     accuracy = sum(p.outcome == t for p, t in zip(predictions, truth, strict=True)) / len(truth)
-    sure_and_wrong = sum(p.outcome != t and (p.confidence or 0) > 0.99 for p, t in zip(predictions, truth, strict=True))
+    sure_and_wrong = [f"{text!r}: {p.outcome} at {p.confidence:.2%}, the rules say {t}"
+                      for text, p, t in zip(claims.texts, predictions, truth, strict=True)
+                      if p.outcome != t and (p.confidence or 0) > 0.99]
     return accuracy, sure_and_wrong
 
 
@@ -96,7 +112,11 @@ def main() -> None:
     parser.add_argument("--preset", default="default")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--claims", type=int, default=600, help="held-out claims rewritten in every style")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="change one setting of the preset (its own or its model's), e.g. --set pool_size=120000")
     args = parser.parse_args()
+    config = recipe(args.preset, args.set)
+    print(f"preset {args.preset}" + "".join(f", {s}" for s in args.set))
     catalog = load_catalog()
     tokenizer = Tokenizer.from_catalog(catalog)
     claims = generate_claims(args.claims, preset(args.preset).data_seed + HELDOUT_SEED_OFFSET, catalog)
@@ -105,15 +125,17 @@ def main() -> None:
     columns = [*texts, "flip rate", "ECE"]
     print("seed | " + " | ".join(columns) + " | hand-written | >99% and wrong | examples right")
     for seed in args.seeds:
-        predictor = train(args.preset, seed)
+        predictor = train(config, seed)
         row = measure(predictor, texts, truth)
         accuracy, sure_and_wrong = handwritten(predictor)
         missed = examples_missed(predictor, catalog, tokenizer)
         examples = f"{len(EXAMPLE_CLAIMS) - len(missed)} of {len(EXAMPLE_CLAIMS)}"
         print(f"{seed} | " + " | ".join(f"{row[c]:.3f}" for c in columns)
-              + f" | {accuracy:.3f} | {sure_and_wrong} | {examples}", flush=True)
+              + f" | {accuracy:.3f} | {len(sure_and_wrong)} | {examples}", flush=True)
         for miss in missed:
             print(f"    example judged otherwise than the rules: {miss}", flush=True)
+        for wrong in sure_and_wrong:
+            print(f"    hand-written, wrong above 99%: {wrong}", flush=True)
 
 
 if __name__ == "__main__":
