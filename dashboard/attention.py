@@ -5,7 +5,7 @@ import streamlit as st
 
 from dashboard import figures, head_figures, viewing
 from dashboard.live import live
-from engine.run_files import is_watched
+from engine.run_files import WATCHED_POSITIONS, is_watched
 from engine.telemetry import ProbeClaim, Snapshot
 
 LATEST = "latest"
@@ -17,11 +17,12 @@ the encoder and in the decoder, starts out favouring a few words of its own, at 
 model learns, each head settles on the words that help it. The story says each head becomes a specialist (medical,
 dosage, cost, admin): whether that happens in this run is what these pictures show.
 """
-WATCHED_EXPLANATION = """
+WATCHED_EXPLANATION = f"""
 Each attention head of your model decides, for every position it reads, **how much to look at every other
 position**; brighter squares mean more attention, and a row adds up to 1. These are the first examples of the batch
 it was training on at that step, recomputed from the inputs its attention layers were given (training itself was
-left as it was). Positions are numbered from 1: Headwatch does not know what your tokens are.
+left as it was); of longer sequences, the first {WATCHED_POSITIONS} positions. Positions are numbered from 1:
+Headwatch does not know what your tokens are.
 """
 
 

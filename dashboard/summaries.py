@@ -9,7 +9,7 @@ import numpy as np
 
 from dashboard.figures import optimizer_name
 from engine.run_files import TENSORBOARD, is_watched
-from engine.telemetry import Snapshot
+from engine.telemetry import ENDED_STATUSES, Snapshot
 from engine.training.config import TrainConfig
 from engine.training.schedule import LR_FLOOR, floor_step
 
@@ -35,7 +35,7 @@ def progress_text(snap: Snapshot) -> str:
 def status_text(snap: Snapshot) -> str:
     """The run's state in one sentence. A finished, stopped or failed run's own message (the error, for one that
     failed) wins; while it trains, these sentences say more than the engine's one-word messages."""
-    if snap.message and snap.status in ("finished", "stopped", "failed", "diverged"):
+    if snap.message and snap.status in ENDED_STATUSES:
         return snap.message
     if snap.status == "running" and is_watched(snap.config):
         return snap.message  # where it trains, and that the page follows it

@@ -124,8 +124,8 @@ with settings:
                          "round differently, so the same seed no longer repeats the run exactly.")
         st.checkbox("Also write TensorBoard files", key="tensorboard", persist_state="session",
                     help="Writes the run for TensorBoard too, in the tensorboard folder inside the run's folder: the "
-                         "loss, the accuracies, each head's Adam statistics and its attention as images. Open them "
-                         "with `tensorboard --logdir runs/`.")
+                         "loss, the accuracies, each head's optimizer statistics and its attention as images. Open "
+                         "them with `tensorboard --logdir runs/`.")
         st.form_submit_button("Train", type="primary", on_click=start, disabled=snap.active, key="train",
                               width="stretch")
     if error := st.session_state.pop("train_error", None):

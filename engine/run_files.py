@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import stat
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import asdict
@@ -47,6 +48,7 @@ ATTENTION = "attention"
 TENSORBOARD = "tensorboard"
 WATCHED = "watch"  # config.json's "source" in a run recorded by engine.watch from someone's own training loop
 WATCHED_EXAMPLES = 8  # a watched run's attention files keep the first examples of the batch being trained
+WATCHED_POSITIONS = 128  # and of longer sequences, the first positions (a file and a page stay small)
 
 
 def is_watched(config: Mapping[str, Any]) -> bool:
@@ -150,7 +152,16 @@ def read_config(folder: Path) -> dict:
                 raise ValueError(f"no {key}")
         except ValueError:
             raise RunError(f"{CONFIG} is damaged: its '{key}' setting is missing or not what a run writes") from None
+    if config.get("model", {}).get("n_heads") == 0 and not is_watched(config):
+        raise RunError(f"{CONFIG} is damaged: its 'model' setting is missing or not what a run writes")
     return config
+
+
+def _class_name(value: Any) -> str:
+    """A Python class name (a watched loop's optimizer), nothing a page would render as anything else."""
+    if not isinstance(value, str) or re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]{0,59}", value) is None:
+        raise ValueError(f"{value!r} is not a class name")
+    return value
 
 
 def _model_settings(value: Any) -> None:
@@ -167,7 +178,7 @@ CONFIG_SETTINGS: dict[str, tuple[Callable[[Any], Any], bool]] = {
     "optimizer": (text, True), "lr": (number, True), "batch_size": (whole, True), "seed": (whole, True),
     "steps": (whole, True), "preset": (text, False), "data_seed": (whole, False), "warmup_steps": (whole, False),
     "schedule": (text, False), "decay_fraction": (number, False), "momentum": (number, False),
-    "model": (_model_settings, False), "optimizer_name": (text, False),
+    "model": (_model_settings, False), "optimizer_name": (_class_name, False),
 }
 
 

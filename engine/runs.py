@@ -105,7 +105,7 @@ def _attention_weights(name: str, tensor: Any, probe: tuple[ProbeClaim, ...], he
     if not isinstance(tensor, torch.Tensor) or tensor.dim() != 4 or not tensor.is_floating_point():
         raise ValueError("not attention weights")
     claims, found_heads, queries, keys = tensor.shape
-    if found_heads != heads.of(name):
+    if found_heads < 1 or found_heads != heads.of(name):
         raise ValueError("not attention weights of this run")
     if not probe:
         if not (1 <= claims <= WATCHED_EXAMPLES and queries >= 1 and keys >= 1):
@@ -129,6 +129,8 @@ def load_attention(folder: Path, probe: tuple[ProbeClaim, ...], heads: HeadCount
             data = read_run_bytes(folder, f"{ATTENTION}/{path.name}", MAX_ATTENTION_BYTES)
             tensors = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
             weights = {text(name): _attention_weights(name, t, probe, heads) for name, t in tensors.items()}
+            if not weights:
+                raise ValueError("no attention weights")
         except Exception:  # torch raises many types for damaged files; RunError and ValueError for foreign ones
             continue
         points.append(AttentionPoint(int(step[1]), weights))

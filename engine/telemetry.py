@@ -17,6 +17,7 @@ import numpy as np
 
 STATUSES = ("idle", "preparing", "running", "paused", "finished", "stopped", "failed", "diverged")
 ACTIVE_STATUSES = ("preparing", "running", "paused")
+ENDED_STATUSES = ("finished", "stopped", "failed", "diverged")
 
 
 @dataclass(frozen=True)

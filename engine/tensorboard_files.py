@@ -6,6 +6,7 @@ claim (or example), at the steps attention is saved; text: what each head was fo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 
 from engine.run_files import TENSORBOARD
 from engine.telemetry import (
+    ENDED_STATUSES,
     OPTIM_MEASURES,
     AttentionPoint,
     EvalPoint,
@@ -31,8 +33,8 @@ if TYPE_CHECKING:
 
 FLUSH_SECONDS = 5  # TensorBoard reloads its files every few seconds; a live run shows up about as fast
 CELL_PIXELS = 8  # a head's attention image gives each (query, key) pair a square this wide: readable in TensorBoard
+MAX_IMAGE_PIXELS = 512  # ... up to this wide and high: long sequences get smaller squares
 EMPTY_RGB, FULL_RGB = np.array([255, 255, 255]), np.array([31, 78, 140])  # weight 0 -> white, weight 1 -> dark blue
-ENDED = ("finished", "stopped", "failed", "diverged")
 
 
 
@@ -41,7 +43,16 @@ def attention_image(weights: np.ndarray) -> np.ndarray:
     blue at 1, on the weights' own scale (not stretched to the largest one)."""
     shade = np.clip(np.nan_to_num(weights.astype(np.float64)), 0.0, 1.0)[..., None]
     cells = np.round(EMPTY_RGB + shade * (FULL_RGB - EMPTY_RGB)).astype(np.uint8)  # (Tq, Tk, 3)
-    return cells.repeat(CELL_PIXELS, axis=0).repeat(CELL_PIXELS, axis=1)
+    pixels = max(1, min(CELL_PIXELS, MAX_IMAGE_PIXELS // max(weights.shape)))
+    return cells.repeat(pixels, axis=0).repeat(pixels, axis=1)
+
+
+def without_padding(weights: np.ndarray) -> np.ndarray:
+    """(Tq, Tk) weights without the padding keys at the end (masked: exactly 0 from every query), and, for
+    self-attention, without the padding queries either."""
+    keys = weights.shape[1] - int(np.argmax(weights[:, ::-1].any(axis=0))) if weights.any() else weights.shape[1]
+    queries = keys if weights.shape[0] == weights.shape[1] else weights.shape[0]
+    return weights[:queries, :keys]
 
 
 class TensorBoardObserver:
@@ -56,16 +67,16 @@ class TensorBoardObserver:
 
         try:
             self._writer = SummaryWriter(log_dir=str(run_folder / TENSORBOARD), flush_secs=FLUSH_SECONDS)
-        except OSError as error:
-            self._fail(error.strerror or str(error))
+        except Exception as error:  # as in hear
+            self._fail(_reason(error))
 
     def hear(self, event: Event) -> None:
         if self._writer is None:
             return
         try:
             self._write(self._writer, event)
-        except OSError as error:
-            self._fail(error.strerror or str(error))
+        except Exception as error:  # TensorBoard's files are extra: whatever goes wrong there, training goes on
+            self._fail(_reason(error))
 
     def _write(self, writer: SummaryWriter, event: Event) -> None:
         match event:
@@ -81,13 +92,13 @@ class TensorBoardObserver:
             case AttentionPoint():
                 for name, weights in event.weights.items():
                     for head in range(weights.shape[1]):
-                        writer.add_image(f"attention/{name} head {head + 1}", attention_image(weights[0, head]),
-                                         event.step, dataformats="HWC")
+                        image = attention_image(without_padding(weights[0, head]))
+                        writer.add_image(f"attention/{name} head {head + 1}", image, event.step, dataformats="HWC")
             case SpecializationPoint():
                 for name, heads in event.heads.items():
                     lines = [f"- head {h + 1}: {spec.label}" for h, spec in enumerate(heads)]
                     writer.add_text(f"heads/{name}", "\n".join(lines), event.step)
-            case Status(status=status) if status in ENDED:
+            case Status(status=status) if status in ENDED_STATUSES:
                 self.close()
 
     def close(self) -> None:
@@ -95,13 +106,24 @@ class TensorBoardObserver:
         if writer is not None:
             try:
                 writer.close()
-            except OSError as error:
-                self._fail(error.strerror or str(error))
+            except Exception as error:  # as in hear
+                self._fail(_reason(error))
 
     def _fail(self, reason: str) -> None:
         logging.getLogger("headwatch").warning("TensorBoard files stopped being written: %s", reason)
-        self._writer, self.failed = None, reason
+        writer, self._writer, self.failed = self._writer, None, reason
+        with contextlib.suppress(Exception):  # its file and thread go, whatever state they are in
+            if writer is not None:
+                writer.close()
         self.on_failed(f"Training goes on, but its TensorBoard files are no longer written: {reason}")
+
+
+def _reason(error: Exception) -> str:
+    """In words for the run's viewers: the system's reason for a file error; anything else goes to the log."""
+    if isinstance(error, OSError):
+        return error.strerror or "the files could not be written"
+    logging.getLogger("headwatch").error("TensorBoard files failed", exc_info=error)
+    return "an unexpected error (its details are in the log of the process that trained it)"
 
 
 def _write_eval(writer: SummaryWriter, point: EvalPoint) -> None:

@@ -32,7 +32,7 @@ from torch import nn
 
 from engine.metrics import applied_update, stats_from_sums
 from engine.model import Attention, Capture
-from engine.run_files import WATCHED, WATCHED_EXAMPLES
+from engine.run_files import WATCHED, WATCHED_EXAMPLES, WATCHED_POSITIONS
 from engine.run_writer import RunWriter
 from engine.telemetry import AttentionPoint, MetricsPoint, OptimPoint, OptimStats, StepPoint
 from engine.tensorboard_files import TensorBoardObserver
@@ -84,6 +84,20 @@ def register_attention(module_type: type[nn.Module], heads: Callable[[nn.Module]
     must not change training: return weights the module already computed (in its output), or compute them again
     without randomness (dropout off). nn.MultiheadAttention and Headwatch's own attention are registered so."""
     _KINDS[module_type] = AttentionKind(heads, slices, weights)
+
+
+def _check_slices(name: str, module: nn.Module) -> None:
+    """A registration whose slices do not share out evenly among the heads is refused up front, in words."""
+    kind = _kind(module)
+    heads = kind.heads(module)
+    for slices in kind.slices(module):
+        shape = tuple(slices.param.shape)
+        shares = (len(shape) == 2 and shape[1] % heads == 0) if slices.by_columns else (
+            len(shape) >= 1 and shape[0] % (slices.blocks * heads) == 0)
+        if heads < 1 or not shares:
+            split = f"{heads} heads' columns" if slices.by_columns else f"{slices.blocks} x {heads} heads' rows"
+            raise ValueError(f"attention module {name!r}: a parameter of shape {shape} cannot be split into {split}; "
+                             "check its register_attention call")
 
 
 def _kind(module: nn.Module) -> AttentionKind | None:
@@ -157,7 +171,7 @@ def head_stats(optimizer: torch.optim.Optimizer, module: nn.Module,
     sums = torch.zeros(heads, 6, dtype=torch.float64)
     trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
     for slices in (s for s in kind.slices(module) if id(s.param) in trained):  # frozen weights do not move
-        sums += _head_sums(slices, heads, *_applied(slices.param, optimizer, before))
+        sums += _head_sums(slices, heads, *_applied(slices.param, optimizer, before)).cpu()
     adam = isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW)
     return tuple(stats_from_sums(total, adam) for total in sums.tolist())
 
@@ -174,10 +188,10 @@ def _head_sums(slices: HeadSlices, heads: int, *tensors: torch.Tensor | None) ->
     """Each head's share of the sums stats_from_sums takes, (heads, 6): |grad|², |update|², Σ|update|, Σ|m|, Σ√v,
     and the count of its elements."""
     grad, update, m, v = (None if t is None else slices.by_head(t.detach(), heads).double() for t in tensors)
-    none = torch.zeros(heads, dtype=torch.float64)
+    none = grad.new_zeros(heads)  # on the parameters' device, as the sums are
     return torch.stack([grad.pow(2).sum(1), update.pow(2).sum(1), update.abs().sum(1),
                         m.abs().sum(1) if m is not None else none, v.sqrt().sum(1) if v is not None else none,
-                        torch.full((heads,), float(grad.shape[1]), dtype=torch.float64)], dim=1)
+                        torch.full_like(none, grad.shape[1])], dim=1)
 
 
 class Watcher:
@@ -189,6 +203,8 @@ class Watcher:
             raise ValueError(f"every must be a whole number of steps from 1 (got {every!r})")
         self.optimizer, self.every, self.steps, self.tensorboard = optimizer, every, 0, tensorboard
         self.attention = attention_modules(model)
+        for name, module in self.attention.items():
+            _check_slices(name, module)
         self.captured: dict[str, np.ndarray] = {}
         self._before: dict[int, torch.Tensor] | None = None  # attention weights before a step (see _applied)
         self.started, self.said_running, self.next_attention = time.perf_counter(), 0.0, 1
@@ -204,6 +220,7 @@ class Watcher:
             self._hooks.append(optimizer.register_step_post_hook(lambda *_: self._after_update()))
             if not isinstance(optimizer, READ_FROM_STATE):
                 self._hooks.append(optimizer.register_step_pre_hook(lambda *_: self._before_update()))
+        self._warned: set[str] = set()
 
     def _emit(self, event: Event) -> None:
         for observer in self.observers:
@@ -235,8 +252,14 @@ class Watcher:
                 return
             with torch.no_grad():
                 weights = kind.weights(module, args, kwargs, output)
-            if weights is not None:  # (B, H, Tq, Tk)
-                self.captured[name] = weights[:WATCHED_EXAMPLES].detach().float().cpu().numpy()
+            if weights is None:
+                return
+            if weights.dim() != 4 or weights.shape[1] != kind.heads(module):
+                self._warn_once(name, f"attention module {name!r} gave weights of shape {tuple(weights.shape)}, not "
+                                      f"(batch, {kind.heads(module)} heads, queries, keys): its attention is not saved")
+                return
+            kept = weights[:WATCHED_EXAMPLES, :, :WATCHED_POSITIONS, :WATCHED_POSITIONS]
+            self.captured[name] = kept.detach().float().cpu().numpy()
         return hook
 
     def _before_update(self) -> None:
@@ -244,6 +267,11 @@ class Watcher:
         if self._capturing():
             self._before = {id(s.param): s.param.detach().clone() for module in self.attention.values()
                             for s in _kind(module).slices(module)}
+
+    def _warn_once(self, name: str, message: str) -> None:
+        if name not in self._warned:
+            self._warned.add(name)
+            _warn(message)
 
     def _after_update(self) -> None:
         if self._capturing():
@@ -274,8 +302,10 @@ class Watcher:
         for hook in self._hooks:
             hook.remove()
         if self.writer is not None:
-            self._emit(Status(status, message, self.steps, time.perf_counter() - self.started))
-            self.writer.close()
+            try:
+                self._emit(Status(status, message, self.steps, time.perf_counter() - self.started))
+            finally:
+                self.writer.close()
 
 
 def _number(value: float | torch.Tensor) -> float:

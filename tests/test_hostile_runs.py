@@ -141,6 +141,9 @@ DAMAGES = {
                                               '"heads": {"decoder.0.cross": []}}\n'),
     "an optimizer record without heads": ("metrics.jsonl", '{"type": "optim", "step": 9, '
                                           '"heads": {"decoder.0.cross": []}, "groups": {}}\n'),
+    "config with no heads in a run of its own": ("config.json", {"model": {"n_heads": 0,
+                                                                         "heads": {"decoder.0.cross": 4}}}),
+    "config optimizer name that is markup": ("config.json", {"optimizer_name": "<b>[click](http://x)</b>"}),
     "status is a list": ("status.json", "[1]"),
     "probe is a dict": ("probe.json", '{"a": 1}'),
 }
@@ -279,3 +282,11 @@ def test_a_run_is_read_again_only_when_its_files_change(runs: Path, monkeypatch:
     assert read[2:] == ["other"]  # only the run whose file grew
     (runs / "other" / "status.json").write_text("{ damaged")
     assert summary(runs, "other").status == "unknown" and read[3:] == ["other"]
+
+
+def test_an_attention_file_with_nothing_in_it_is_skipped(runs: Path) -> None:
+    run = copy_run(runs, "empty-attention")
+    torch.save({}, run / "attention" / "step_000009999.pt")
+    torch.save({"decoder.0.cross": torch.zeros(3, 0, 2, 9)}, run / "attention" / "step_000009998.pt")  # no heads
+    snap = replay(run)
+    assert snap.attention and snap.attention[-1].step == replay(runs / "good").attention[-1].step

@@ -17,8 +17,8 @@ from test_watch import HEADS, model_and_optimizer, train
 
 from engine.run_files import TENSORBOARD
 from engine.runs import list_runs, replay
-from engine.telemetry import StepPoint
-from engine.tensorboard_files import CELL_PIXELS, TensorBoardObserver, attention_image
+from engine.telemetry import AttentionPoint, StepPoint
+from engine.tensorboard_files import CELL_PIXELS, TensorBoardObserver, attention_image, without_padding
 from engine.watch import attention_modules, watch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,3 +99,21 @@ def test_tensorboard_files_that_cannot_be_written_say_so_and_stop_only_themselve
     observer.hear(StepPoint(1, 0.5, 0.1))  # nothing to write into: ignored, not raised
     assert observer.failed and len(heard) == 1
     assert heard[0].startswith("Training goes on, but its TensorBoard files are no longer written")
+
+
+def test_padding_is_cut_off_and_long_sequences_fit_a_readable_image() -> None:
+    weights = np.zeros((4, 4), dtype=np.float32)
+    weights[:3, :3] = 1 / 3  # three real tokens; the fourth is padding, masked: no query gives it anything
+    assert without_padding(weights).shape == (3, 3)
+    cross = np.array([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]])  # two answer positions look at two real tokens
+    assert without_padding(cross).shape == (2, 2)
+    assert attention_image(np.full((512, 512), 0.01)).shape == (512, 512, 3)  # one pixel a pair, not 4096 pixels
+
+
+def test_any_error_in_tensorboard_writing_stops_only_those_files(tmp_path: Path) -> None:
+    heard: list[str] = []
+    observer = TensorBoardObserver(tmp_path, heard.append)
+    observer.hear(AttentionPoint(1, {"odd": np.ones((2, 3))}))  # not (examples, heads, queries, keys)
+    observer.hear(StepPoint(2, 0.5, 0.1))
+    assert observer.failed and heard == ["Training goes on, but its TensorBoard files are no longer written: an "
+                                         "unexpected error (its details are in the log of the process that trained it)"]

@@ -314,9 +314,12 @@ class TinyAttention(nn.Module):
         return self.out((weights @ v).transpose(1, 2).reshape(batch, length, width)), weights
 
 
-def test_a_registered_attention_module_of_ones_own_is_watched_like_the_built_in_ones(tmp_path: Path) -> None:
+def test_a_registered_attention_module_of_ones_own_is_watched_like_the_built_in_ones(tmp_path: Path,
+                                                                                   monkeypatch) -> None:
+    import engine.watch
     from engine.watch import HeadSlices, register_attention
 
+    monkeypatch.setattr(engine.watch, "_KINDS", dict(engine.watch._KINDS))  # registered for this test only
     register_attention(TinyAttention, heads=lambda m: m.heads,
                        slices=lambda m: [HeadSlices(m.qkv.weight, blocks=3), HeadSlices(m.qkv.bias, blocks=3),
                                          HeadSlices(m.out.weight, by_columns=True)],
@@ -336,6 +339,10 @@ def test_a_registered_attention_module_of_ones_own_is_watched_like_the_built_in_
     snap = replay(tmp_path / "mine")
     assert snap.attention_names == ("0",) and len(snap.optim[-1].heads["0"]) == HEADS
     assert torch.allclose(torch.from_numpy(snap.attention[-1].weights["0"]), weights.detach(), atol=1e-3)
+    register_attention(TinyAttention, heads=lambda m: 3, slices=lambda m: [HeadSlices(m.qkv.weight, blocks=3)],
+                       weights=lambda module, args, kwargs, output: output[1])
+    with pytest.raises(ValueError, match=r"attention module '0': a parameter of shape \(24, 8\) cannot be split"):
+        watch(model, optimizer, tmp_path / "three", every=2).__enter__()  # 8 rows a block do not split in 3 heads
 
 
 def test_another_optimizers_step_is_what_it_changed_and_the_page_says_why_its_memories_are_missing(
@@ -347,16 +354,21 @@ def test_another_optimizers_step_is_what_it_changed_and_the_page_says_why_its_me
     optimizer = torch.optim.RMSprop(attention.parameters(), lr=1e-2)
     with watch(attention, optimizer, tmp_path / "rms", every=1) as watcher:
         x = torch.randn(3, 5, WIDTH)
-        before = attention.in_proj_weight.detach().clone()
+        before = [p.detach().clone() for p in (attention.in_proj_weight, attention.in_proj_bias,
+                                                attention.out_proj.weight)]
         loss = attention(x, x, x)[0].pow(2).mean()
         loss.backward()
         optimizer.step()
         watcher.step(loss)
     snap = replay(tmp_path / "rms")
     [head, *_] = snap.optim[-1].heads["MultiheadAttention"]  # the model itself is the attention: named by its type
-    rows = WIDTH // HEADS  # head 1's query, key and value rows of in_proj_weight (its bias and out_proj come on top)
-    moved = torch.cat([(before - attention.in_proj_weight.detach())[b * WIDTH:b * WIDTH + rows] for b in range(3)])
-    assert head.step_norm >= float(moved.norm()) > 0 and head.grad_norm > 0
+    width = WIDTH // HEADS  # head 1: its query, key and value rows of the stacked weight and bias, its output columns
+    rows = torch.tensor([b * WIDTH + i for b in range(3) for i in range(width)])
+    moved = [(old - new.detach())[rows]
+             for old, new in zip(before[:2], (attention.in_proj_weight, attention.in_proj_bias), strict=True)]
+    moved.append((before[2] - attention.out_proj.weight.detach())[:, :width])
+    assert head.step_norm == pytest.approx(float(torch.cat([m.reshape(-1) for m in moved]).norm()), rel=1e-4)
+    assert head.grad_norm > 0
     assert np.isnan(head.mean_abs_m) and np.isnan(head.mean_sqrt_v)  # not read: RMSprop's state is its own
     note = figures.memory_figure(snap, "mean_sqrt_v").layout.annotations[-1].text
     assert note == "Headwatch reads these memories from Adam and AdamW only; RMSprop keeps its own, not shown here"
