@@ -8,7 +8,7 @@ from engine.training.config import TrainConfig
 
 PRESETS: dict[str, TrainConfig] = {
     "default": TrainConfig(preset="default", steps=3500, decay_fraction=0.8, batch_size=256, lr=4e-3, beta2=0.98,
-                           model=ModelConfig(d_ff=512)),
+                           pool_size=120_000, model=ModelConfig(d_ff=512)),
     "long": TrainConfig(preset="long", steps=6000, lr=2e-3, warmup_steps=200, model=ModelConfig(d_ff=256)),
     "quick": TrainConfig(
         preset="quick", steps=60, batch_size=32, pool_size=2000, heldout_size=200, eval_every=10, optim_every=5,
