@@ -19,6 +19,7 @@ from data.phrasing import JUNK_WORDS
 from data.rules import REASONS, ClaimFields, check_claim, label
 from data.tokenizer import Tokenizer
 from data.vocabulary import CATEGORIES, entity_of, parse_claim
+from engine.training.presets import PRESETS
 
 HANDWRITTEN = Path(__file__).resolve().parents[1] / "data" / "handwritten_claims.csv"
 
@@ -458,7 +459,8 @@ def test_handwritten_claims_are_not_generated(catalog):
     """The hand-written set judges the model on wording it never trained on: no claim is in the training pool."""
     with HANDWRITTEN.open(newline="") as file:
         texts = {row["text"].lower() for row in csv.DictReader(file)}
-    generated = {claim.text.lower() for claim in generate_claims(40_000, 0, catalog)}  # the training pool
+    recipe = PRESETS["default"]
+    generated = {claim.text.lower() for claim in generate_claims(recipe.pool_size, recipe.data_seed, catalog)}
     assert not texts & generated
 
 
