@@ -25,7 +25,7 @@ def run_cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cli") / "run1"
     started = time.perf_counter()
-    result = run_cli("train", "--out", str(out), "--preset", "quick", "--steps", "120", "--seed", "3")
+    result = run_cli("train", "--out", str(out), "--preset", "quick", "--steps", "120", "--seed", "3", "--tensorboard")
     elapsed = time.perf_counter() - started
     assert result.returncode == 0, result.stderr
     final = json.loads(result.stdout.strip().splitlines()[-1])
@@ -220,3 +220,17 @@ def test_an_empty_checkpoint_is_one_plain_line(trained_run: Path, tmp_path: Path
         result = run_cli(command, "--run", str(copy), stdin="diabetes, metformin 500 mg\n")
         assert result.returncode == 2 and "Traceback" not in result.stderr and "damaged" in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_train_writes_tensorboard_files_when_asked(trained_run: Path) -> None:
+    """TensorBoard's own event reader finds what the run recorded (the fixture trains with --tensorboard)."""
+    from test_tensorboard import read_events
+
+    events, snap = read_events(trained_run), replay(trained_run)
+    held_out = events.Scalars("accuracy/held-out")
+    assert [(e.step, e.value) for e in held_out] == [(p.step, pytest.approx(p.heldout_accuracy)) for p in snap.evals]
+    assert len(events.Scalars("loss/train")) == snap.step == 120
+    for name in snap.attention_names:
+        assert len(events.Images(f"attention/{name} head 1")) == len(snap.attention)
+        assert len(events.Scalars(f"adaptive scale (mean √v)/{name} head {snap.n_heads}")) == len(snap.optim)
+    assert any(tag.startswith("heads/") for tag in events.Tags()["tensors"])  # what each head was found to do

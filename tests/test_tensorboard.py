@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -67,22 +64,6 @@ def test_a_watched_run_shows_in_tensorboard_what_headwatch_recorded(tmp_path: Pa
         assert shown.shape == (5 * CELL_PIXELS, 5 * CELL_PIXELS, 3) and np.abs(shown).max() <= 1
     [listed] = list_runs(tmp_path)  # the TensorBoard folder is no run of its own, and does not hide this one
     assert (listed.run_id, listed.status) == ("mine", "finished")
-
-
-def test_headwatch_training_writes_tensorboard_files_when_asked_on_the_command_line(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    result = subprocess.run([sys.executable, "-m", "engine", "train", "--out", str(out), "--preset", "quick",
-                             "--steps", "60", "--tensorboard"], capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.strip().splitlines()[-1])["steps"] == 60
-    events, snap = read_events(out), replay(out)
-    held_out = events.Scalars("accuracy/held-out")
-    assert [(e.step, e.value) for e in held_out] == [(p.step, pytest.approx(p.heldout_accuracy)) for p in snap.evals]
-    assert len(events.Scalars("loss/train")) == 60
-    for name in snap.attention_names:
-        assert len(events.Images(f"attention/{name} head 1")) == len(snap.attention)
-        assert len(events.Scalars(f"adaptive scale (mean √v)/{name} head {snap.n_heads}")) == len(snap.optim)
-    assert any(tag.startswith("heads/") for tag in events.Tags()["tensors"])  # what each head was found to do
 
 
 def test_a_run_without_the_setting_writes_no_tensorboard_files(tmp_path: Path) -> None:
