@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from data.generator import ADMIN_KINDS
+from engine.head_slices import attention_slices
 from engine.model import CLASSES, Attention, ClaimsTransformer
 from engine.telemetry import OptimPoint, OptimStats
 
@@ -23,6 +24,11 @@ def stats_from_sums(sums: list[float], adam: bool) -> OptimStats:
         mean_abs_m=abs_m / count if adam else None,
         mean_sqrt_v=sqrt_v / count if adam else None,
     )
+
+
+def reads_adam_memories(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether Adam's first and second moments are there to read (AdamW is an Adam too)."""
+    return isinstance(optimizer, torch.optim.Adam)
 
 
 def applied_update(param: torch.Tensor, optimizer: torch.optim.Optimizer) -> tuple[torch.Tensor, ...]:
@@ -80,31 +86,19 @@ class _Layout:
 _LAYOUTS: weakref.WeakKeyDictionary[ClaimsTransformer, _Layout] = weakref.WeakKeyDictionary()
 
 
-def _head_segment(param_name: str, param: torch.Tensor, attention: Attention, first: int) -> torch.Tensor | None:
-    """Head of each element of an attention parameter: Q/K/V rows, the output projection's columns and the
-    "nothing" key's rows belong to heads; None for the output bias."""
-    heads = torch.arange(first, first + attention.n_heads).repeat_interleave(attention.head_dim)  # (C,)
-    if param_name.endswith(".null_key"):
-        return heads
-    projection, kind = param_name.split(".")[-2:]
-    if projection in ("query", "key", "value"):
-        return heads[:, None].expand(param.shape).reshape(-1) if kind == "weight" else heads
-    return heads[None, :].expand(param.shape).reshape(-1) if kind == "weight" else None
-
-
 def _layout(model: ClaimsTransformer) -> _Layout:
     if model in _LAYOUTS:
         return _LAYOUTS[model]
-    attentions = {path: module for path, module in model.named_modules() if isinstance(module, Attention)}
-    heads = tuple(module.name for module in attentions.values())
+    attentions = [module for module in model.modules() if isinstance(module, Attention)]
+    heads = tuple(module.name for module in attentions)
     no_head = len(heads) * model.config.n_heads
     named = list(model.named_parameters())
     groups = tuple(dict.fromkeys(_group_name(name) for name, _ in named))
+    owned = {id(s.param): i * module.n_heads + s.head_of_each_element(module.n_heads)
+             for i, module in enumerate(attentions) for s in attention_slices(module)}
     segments = []
     for name, param in named:
-        owner = attentions.get(name.rsplit(".", 2)[0]) or attentions.get(name.rsplit(".", 1)[0])
-        head = None if owner is None else _head_segment(name, param, owner, heads.index(owner.name) * owner.n_heads)
-        head = torch.full((param.numel(),), no_head) if head is None else head
+        head = owned.get(id(param), torch.full((param.numel(),), no_head))
         segments.append(groups.index(_group_name(name)) * (no_head + 1) + head)
     segment = torch.cat(segments).to(named[0][1].device)
     counts = torch.bincount(segment, minlength=len(groups) * (no_head + 1)).view(len(groups), no_head + 1)
@@ -115,7 +109,7 @@ def _layout(model: ClaimsTransformer) -> _Layout:
 
 def optimizer_stats(model: ClaimsTransformer, optimizer: torch.optim.Optimizer, step: int) -> OptimPoint:
     """Per parameter group and per attention head statistics of the update just applied."""
-    adam = isinstance(optimizer, torch.optim.Adam)
+    adam = reads_adam_memories(optimizer)
     layout = _layout(model)
     with torch.no_grad():
         flat: list[list[torch.Tensor]] = [[], [], [], []]  # grad, update, m, v

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.metrics import applied_update, stats_from_sums
+from engine.head_slices import HeadSlices, attention_slices
+from engine.metrics import applied_update, reads_adam_memories, stats_from_sums
 from engine.model import Attention, Capture
 from engine.run_files import WATCHED, WATCHED_EXAMPLES, WATCHED_POSITIONS
 from engine.run_writer import RunWriter
@@ -41,24 +42,6 @@ from engine.training.observers import WriterObserver
 
 HEARTBEAT_SECONDS = 5.0  # how often the run's status says it is still training (engine.runs.training_elsewhere)
 ATTENTION_SPACING = 1.25  # attention is saved at log-spaced steps, as Headwatch's own runs save it: dense early
-
-
-@dataclass(frozen=True)
-class HeadSlices:
-    """A parameter whose elements the heads of an attention module share out: head h owns the h-th of `heads`
-    equal bands of its rows (of each of `blocks` stacked blocks, as query, key and value stacked in one tensor:
-    3), or of its columns (`by_columns`: an output projection that reads the heads side by side)."""
-
-    param: nn.Parameter
-    blocks: int = 1
-    by_columns: bool = False
-
-    def by_head(self, tensor: torch.Tensor, heads: int) -> torch.Tensor:
-        """`tensor` (this parameter, or its gradient or optimizer state) as (heads, its elements of each head)."""
-        if self.by_columns:  # (rows, heads * width) -> (heads, rows * width)
-            return tensor.reshape(tensor.shape[0], heads, -1).transpose(0, 1).reshape(heads, -1)
-        # (blocks * heads * width, ...) -> (heads, blocks * width * ...)
-        return tensor.reshape(self.blocks, heads, -1).transpose(0, 1).reshape(heads, -1)
 
 
 # (module, its forward's positional and keyword arguments, its output) -> its attention weights (B, H, Tq, Tk)
@@ -139,13 +122,6 @@ def _mha_weights(module: nn.MultiheadAttention, args: tuple, kwargs: dict, outpu
     return None if weights is None else weights if weights.dim() == 4 else weights[None]
 
 
-def _own_slices(module: Attention) -> list[HeadSlices]:
-    layers = (module.query, module.key, module.value)
-    slices = [HeadSlices(p) for layer in layers for p in (layer.weight, layer.bias)]
-    slices += [HeadSlices(module.null_key)] if module.null_key is not None else []
-    return [*slices, HeadSlices(module.out.weight, by_columns=True)]
-
-
 def _own_weights(module: Attention, args: tuple, kwargs: dict, output: Any) -> torch.Tensor:
     capture: Capture = {}
     _called_again(module, args, kwargs, capture=capture)
@@ -153,11 +129,11 @@ def _own_weights(module: Attention, args: tuple, kwargs: dict, output: Any) -> t
 
 
 register_attention(nn.MultiheadAttention, lambda m: m.num_heads, _mha_slices, _mha_weights)
-register_attention(Attention, lambda m: m.n_heads, _own_slices, _own_weights)
+register_attention(Attention, lambda m: m.n_heads, attention_slices, _own_weights)
 
 
-# the optimizers whose update and memories engine.metrics.applied_update reads from their state
-READ_FROM_STATE = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD)
+# the optimizers whose update engine.metrics.applied_update reads from their state (AdamW is an Adam)
+READ_FROM_STATE = (torch.optim.Adam, torch.optim.SGD)
 
 
 def head_stats(optimizer: torch.optim.Optimizer, module: nn.Module,
@@ -172,7 +148,7 @@ def head_stats(optimizer: torch.optim.Optimizer, module: nn.Module,
     trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
     for slices in (s for s in kind.slices(module) if id(s.param) in trained):  # frozen weights do not move
         sums += _head_sums(slices, heads, *_applied(slices.param, optimizer, before)).cpu()
-    adam = isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW)
+    adam = reads_adam_memories(optimizer)
     return tuple(stats_from_sums(total, adam) for total in sums.tolist())
 
 
