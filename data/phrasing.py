@@ -75,7 +75,8 @@ SPEC_TAILS = (" by {}", ", seen by {}", " per {}", ", {}", ", ordered by {}")
 PLACE_TAILS = (" at {}", " in {}", ", pos: {}", " at the {}", ", setting: {}")
 ENDINGS = ("", "", ".", ". please review.", " - pls review", "?", ". thanks")
 WHO = ("patient", "pt", "member", "patient", "")
-DRUG_PLACES = ("office", "telehealth", "outpatient")
+# Where a drug is given or prescribed (the rules check no place for drugs): a clinic, a video visit, a hospital.
+DRUG_PLACES = ("office", "telehealth", "outpatient", "inpatient", "er")
 # Words outside the vocabulary (names, places, jargon), sprinkled in so the model learns to read past <unk>.
 JUNK_WORDS = ("smith", "garcia", "nguyen", "johnson", "okafor", "kowalski", "rm", "bldg", "acme", "asap",
               "fyi", "tbd", "mary", "joseph", "riverside", "mercy", "memorial", "northside", "valley", "ste",

@@ -201,6 +201,29 @@ def test_class_balance(claims):
     assert max(kinds.values()) - min(kinds.values()) <= 1
 
 
+@pytest.fixture(scope="module")
+def many_claims(catalog):
+    return generate_claims(60_000, 3, catalog)
+
+
+def test_every_item_breaks_its_own_rules_about_as_often(catalog, many_claims):
+    """An item's wrong doses, prices, places and specialties do not depend on how many diagnoses it fits (drawn by
+    pair, an office visit, which fits every diagnosis, met a wrong place 30 times as often as an EGD)."""
+    for kind in ("DOSAGE", "COST", "place", "specialty"):
+        broken = [c for c in many_claims if kind in (c.reason, c.admin_kind)]
+        counts = collections.Counter(c.fields.drug or c.fields.procedure for c in broken)
+        assert max(counts.values()) < 5 * min(counts.values()), (kind, counts.most_common(3))
+    every = {"place": set(catalog.places), "specialty": set(catalog.specialties)}
+    for kind, allowed in (("place", lambda p: p.places), ("specialty", lambda p: p.specialties)):
+        procedures = {c.fields.procedure for c in many_claims if c.admin_kind == kind}
+        assert procedures == {p.key for p in catalog.procedures.values() if set(allowed(p)) != every[kind]}, kind
+
+
+def test_a_family_doctor_prescribes_for_every_diagnosis(many_claims):
+    prescribed = {c.fields.diagnosis for c in many_claims if c.fields.drug and c.fields.specialty == "family"}
+    assert prescribed - {None} == {c.fields.diagnosis for c in many_claims if c.fields.drug} - {None}
+
+
 def test_labels_match_rules_and_break_exactly_one(catalog, claims):
     for claim in claims:
         assert label(claim.fields, catalog) == (claim.verdict, claim.reason)
