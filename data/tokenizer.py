@@ -134,8 +134,10 @@ class Tokenizer:
                 and start not in MONEY_WORDS and start not in NUMBER_WORDS
             }
         )
+        # A sex word that starts a name ("female breast cancer") is read as the name when the name follows.
         self._plain.update(
-            {word: self._ids[f"sex:{sex}"] for word, sex in SEX_WORDS.items() if len(word) > 1}
+            {word: self._ids[f"sex:{sex}"] for word, sex in SEX_WORDS.items()
+             if len(word) > 1 and word not in self._phrases}
         )
         longest = max((length for lengths in self._phrases.values() for length, _ in lengths), default=1)
         self._pieces_per_token = max(longest, PIECES_PER_TOKEN)
