@@ -2,11 +2,10 @@
 
 Half the claims are valid and each invalid reason gets an eighth, ADMIN's four kinds (sex, age, specialty,
 place) equally often. Each claim is built for its target, then checked: a valid claim must break no rule and
-an invalid one exactly one, or it is drawn again. Valid numbers mostly sit inside the normal range, some between
-it and 10% short of the rules' thresholds; invalid ones at least 10% past them (dose >= 1.65x the label max or
-<= 0.23x the minimum; amount >= 2.75x the normal top or <= 0.36x the bottom). Both are often another item's
-normal value, so no single threshold on a number separates valid from invalid. A tenth of the claims that are
-not MEDICAL leave the diagnosis out.
+an invalid one exactly one, or it is drawn again. Valid numbers sit inside the normal range; invalid ones at
+least 10% past the rules' thresholds (dose >= 1.65x the label max or <= 0.23x the minimum; amount >= 2.75x the
+normal top or <= 0.36x the bottom), and are often another item's normal value, so no single threshold on a
+number separates valid from invalid. A tenth of the claims that are not MEDICAL leave the diagnosis out.
 """
 
 from __future__ import annotations
@@ -36,13 +35,6 @@ MARGIN = 1.1
 # They reach 50x past the normal range (12x before, so "colchicine 60 mg", 33x its label maximum, was never seen).
 DOSE_HIGH, DOSE_LOW = (rules.DOSE_HIGH * MARGIN, 50.0), (0.02, rules.DOSE_LOW / MARGIN)  # x label max, x minimum
 AMOUNT_HIGH, AMOUNT_LOW = (rules.COST_HIGH * MARGIN, 50.0), (0.02, rules.COST_LOW / MARGIN)  # x normal top, bottom
-# A share of them lands just past the line (within 1.5x of where invalid values start), so that each item's line is
-# met often: "appendectomy, $100,000", 2.9x its normal top, was one the model called VALID at 100%.
-NEAR_LINE_SHARE, NEAR_LINE_SPAN = 0.3, 1.5
-# Valid numbers mostly sit inside the normal range; this share lies between it and 10% short of the rules' line (a
-# dose above the label maximum but under 1.5x it, a price under 2.5x the normal top), valid by the rules, so each
-# line is met from both sides ("rosuvastatin 2 mg", 0.4x its usual minimum, was called DOSAGE at 100%).
-SHORT_OF_LINE_SHARE = 0.15
 MIN_DOSE_MG, MIN_AMOUNT_USD = 0.001, 0.3  # invalid values stay above these, so every number stays printable
 AGE_MARGIN = 3  # an age conflict is at least this many years outside the allowed range
 ADULT = 18  # catalog doses are adult doses, so valid drug claims are for adults
@@ -200,10 +192,10 @@ class _Generator:
         is_drug = isinstance(item, Drug)
         dose = None
         if is_drug and (reason == "DOSAGE" or rng.random() < 0.9):
-            dose = self._bad_dose(item) if reason == "DOSAGE" else self._good_dose(item)
+            dose = self._bad_dose(item) if reason == "DOSAGE" else rng.choice(self.nice_doses[item.key])
         amount = None
         if reason == "COST" or rng.random() < 0.85:
-            amount = self._bad_amount(item) if reason == "COST" else self._good_amount(item)
+            amount = self._bad_amount(item) if reason == "COST" else self._normal_amount(item)
         restricted = _restricted(dx, item)
         age = self._age(dx, restricted, is_drug, admin_kind == "age", rng.random() < 0.55)
         sex = self._sex(restricted, admin_kind == "sex", rng.random() < 0.55)
@@ -237,27 +229,6 @@ class _Generator:
                 return candidate
         return low
 
-    def _good_dose(self, drug: Drug) -> float:
-        if self.rng.random() < SHORT_OF_LINE_SHARE:
-            return self._short_of_line(self.dose_pool, drug.dose_min_mg, drug.dose_label_max_mg,
-                                       rules.DOSE_LOW, rules.DOSE_HIGH)
-        return self.rng.choice(self.nice_doses[drug.key])
-
-    def _good_amount(self, item: Drug | Procedure) -> float:
-        if self.rng.random() < SHORT_OF_LINE_SHARE:
-            return self._short_of_line(self.amount_pool, *price_range(item), rules.COST_LOW, rules.COST_HIGH)
-        return self._normal_amount(item)
-
-    def _short_of_line(self, pool: list[float], low: float, high: float, low_line: float, high_line: float) -> float:
-        """A value outside the normal range [low, high] but inside the rules' lines (x low, x high) by MARGIN,
-        preferably one that is normal for some other item."""
-        band = (high, high * high_line / MARGIN) if self.rng.random() < 0.5 else (low * low_line * MARGIN, low)
-        candidates = pool[bisect.bisect_left(pool, band[0]) : bisect.bisect_right(pool, band[1])]
-        if candidates and self.rng.random() < 0.6:
-            return self.rng.choice(candidates)
-        low, high = _round_sig(band[0], up=True), _round_sig(band[1], up=False)  # two significant digits
-        return min(_round_sig(math.exp(self.rng.uniform(math.log(low), math.log(high))), up=True), high)
-
     def _bad_amount(self, item: Drug | Procedure) -> float:
         low, high = price_range(item)
         if self.rng.random() < 0.5:
@@ -276,8 +247,6 @@ class _Generator:
     ) -> float:
         """A value in [base x factors], preferably one that is normal for some other item."""
         low, high = max(floor, base * factors[0]), base * factors[1]
-        if self.rng.random() < NEAR_LINE_SHARE:
-            low, high = (low, min(high, low * NEAR_LINE_SPAN)) if up else (max(low, high / NEAR_LINE_SPAN), high)
         candidates = pool[bisect.bisect_left(pool, low) : bisect.bisect_right(pool, high)]
         if candidates and self.rng.random() < 0.6:
             return self.rng.choice(candidates)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from data.catalog import CATALOG_DIR, CatalogError, load_catalog, price_range
+from data.catalog import CATALOG_DIR, CatalogError, load_catalog
 from data.generator import ADMIN_KINDS, generate_claims
 from data.phrasing import JUNK_WORDS
 from data.rules import REASONS, ClaimFields, check_claim, label
@@ -251,13 +251,13 @@ def test_values_keep_the_gap(catalog, claims):
         if drug and f.dose_mg is not None:
             if claim.reason == "DOSAGE":
                 assert f.dose_mg >= 1.65 * drug.dose_label_max_mg or f.dose_mg <= 0.25 / 1.1 * drug.dose_min_mg
-            else:  # inside the normal range, or past it but 10% short of the rules' line
-                assert 0.25 * 1.1 * drug.dose_min_mg <= f.dose_mg <= 1.5 / 1.1 * drug.dose_label_max_mg
+            else:
+                assert drug.dose_min_mg <= f.dose_mg <= drug.dose_label_max_mg
         if f.amount_usd is not None:
             if claim.reason == "COST":
                 assert f.amount_usd >= 2.75 * high or f.amount_usd <= 0.4 / 1.1 * low
             else:
-                assert 0.4 * 1.1 * low <= f.amount_usd <= 2.5 / 1.1 * high
+                assert low <= f.amount_usd <= high
         if claim.admin_kind == "age":
             bounds = [b for b in (catalog.diagnoses.get(f.diagnosis), catalog.procedures.get(f.procedure)) if b]
             assert any(
@@ -265,19 +265,6 @@ def test_values_keep_the_gap(catalog, claims):
                 or (b.age_max is not None and f.age >= b.age_max + 3)
                 for b in bounds
             )
-
-
-def test_some_valid_values_lie_between_the_normal_range_and_the_rules_line(catalog, claims):
-    """So the model meets each line from both sides: valid doses above the label maximum or below the usual minimum,
-    valid prices above the normal top or below its bottom."""
-    valid = [c.fields for c in claims if c.verdict == "VALID"]
-    doses = [f.dose_mg / catalog.drugs[f.drug].dose_label_max_mg for f in valid if f.dose_mg is not None]
-    low_doses = [f.dose_mg / catalog.drugs[f.drug].dose_min_mg for f in valid if f.dose_mg is not None]
-    prices = [f.amount_usd / price_range(catalog.drugs.get(f.drug) or catalog.procedures[f.procedure])[1]
-              for f in valid if f.amount_usd is not None]
-    for share in (sum(d > 1 for d in doses) / len(doses), sum(d < 1 for d in low_doses) / len(low_doses),
-                  sum(p > 1 for p in prices) / len(prices)):
-        assert 0.03 < share < 0.15
 
 
 def test_invalid_values_are_often_another_items_normal_value(catalog, claims):
