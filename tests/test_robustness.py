@@ -64,8 +64,8 @@ def test_a_head_can_look_at_nothing(null_key: bool) -> None:
 @pytest.fixture(scope="module")
 def trained_quick_model() -> Predictor:
     config = preset("quick")
-    config.steps, config.batch_size, config.lr, config.warmup_steps = 1200, 128, 4e-3, 50
-    config.pool_size, config.eval_every = 8000, 1200
+    config.steps, config.batch_size, config.lr, config.warmup_steps = 1600, 128, 4e-3, 50
+    config.pool_size, config.eval_every = 12_000, 1600
     trainer = train(config)
     return trainer.live_model().predictor()
 

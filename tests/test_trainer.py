@@ -144,7 +144,8 @@ def test_a_run_no_better_than_chance_says_so_live_and_saved(tmp_path: Path) -> N
     snap = hub.snapshot()
     assert snap.status == "finished" and snap.no_better_than_chance
     accuracy = snap.evals[-1].heldout_accuracy
-    assert accuracy <= snap.chance == pytest.approx(0.495)  # 99 of the 200 held-out claims are valid
+    assert snap.chance == pytest.approx(0.495)  # 99 of the 200 held-out claims are valid
+    assert accuracy < snap.chance or accuracy == pytest.approx(snap.chance)  # read in float32: 0.49500000477
     assert snap.message == (f"Finished 60 steps in {snap.seconds:.0f} s with {accuracy:.1%} of held-out claims "
                             "right: no better than answering VALID to every claim (49.5%). This run learned nothing "
                             "useful: train longer, or try another learning rate.")

@@ -16,7 +16,7 @@ from engine.attribution import run_pairs
 from engine.dataset import N_CATEGORIES, ClaimData, ClaimTensors
 from engine.metrics import commonest_class, optimizer_stats, per_class_accuracy
 from engine.model import TARGET_VOCAB, ClaimsTransformer, targets_for_classes, teacher_forced_outcomes
-from engine.telemetry import EvalPoint, StepPoint
+from engine.telemetry import EvalPoint, StepPoint, at_most_chance
 from engine.training.config import TrainConfig
 from engine.training.events import Event, Observer, RunStart, Status, Weights
 from engine.training.schedule import (
@@ -258,7 +258,7 @@ class TrainingLoop:
         """How the run ended, with its final accuracy, and plainly when that is no better than chance."""
         done = f"Finished {self.step:,} steps in {self.seconds:.0f} s with {self.accuracy:.1%} of held-out claims right"
         commonest, chance = commonest_class(self.heldout.classes)
-        if self.accuracy > chance:
+        if not at_most_chance(self.accuracy, chance):
             return done + "."
         return (f"{done}: no better than answering {commonest} to every claim ({chance:.1%}). This run learned "
                 "nothing useful: train longer, or try another learning rate.")
