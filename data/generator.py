@@ -2,10 +2,12 @@
 
 Half the claims are valid and each invalid reason gets an eighth, ADMIN's four kinds (sex, age, specialty,
 place) equally often. Each claim is built for its target, then checked: a valid claim must break no rule and
-an invalid one exactly one, or it is drawn again. Valid numbers sit inside the normal range; invalid ones at
-least 10% past the rules' thresholds (dose >= 1.65x the label max or <= 0.23x the minimum; amount >= 2.75x the
-normal top or <= 0.36x the bottom), and are often another item's normal value, so no single threshold on a
-number separates valid from invalid. A tenth of the claims that are not MEDICAL leave the diagnosis out.
+an invalid one exactly one, or it is drawn again. Valid numbers mostly sit inside the normal range, some past it
+but at least half an octave short of the rules' lines; invalid ones at least 10% past the lines (dose >= 1.65x the
+label max or <= 0.23x the minimum; amount >= 2.75x the normal top or <= 0.36x the bottom), often just past them.
+Both are often another item's normal value, so no single threshold on a number separates valid from invalid. A
+tenth of the claims that are not MEDICAL leave the diagnosis out (three in ten of the sex and age conflicts), and a
+few valid or sex and age claims name no item the catalog knows.
 """
 
 from __future__ import annotations
@@ -35,6 +37,26 @@ MARGIN = 1.1
 # They reach 50x past the normal range (12x before, so "colchicine 60 mg", 33x its label maximum, was never seen).
 DOSE_HIGH, DOSE_LOW = (rules.DOSE_HIGH * MARGIN, 50.0), (0.02, rules.DOSE_LOW / MARGIN)  # x label max, x minimum
 AMOUNT_HIGH, AMOUNT_LOW = (rules.COST_HIGH * MARGIN, 50.0), (0.02, rules.COST_LOW / MARGIN)  # x normal top, bottom
+# High amounts reach at least this, whatever the item's normal top ("Urinalysis, $4,800", 120x its top, was called
+# VALID at 100%: a $40 test had never been billed above $2,000).
+HIGH_AMOUNT_REACH_USD = 100_000
+# A share of invalid numbers lands just past the line (within 1.5x of where invalid values start), so that each
+# item's line is met often ("appendectomy, $100,000", 2.9x its normal top, was called VALID at 100%).
+NEAR_LINE_SHARE, NEAR_LINE_SPAN = 0.3, 1.5
+# This share of valid numbers lies past the normal range, up to half an octave short of the rules' line (a dose
+# down to 0.35x the usual minimum, a price up to 1.77x the normal top): valid by the rules, so each line is met from
+# both sides ("rosuvastatin 2 mg", 0.4x its usual minimum, was called DOSAGE at 100%). Half an octave is what one
+# magnitude token spans, so no token holds a valid number here and an invalid one past the line: nearer (E6 in
+# docs/robustness.md), the model read claims that had two right answers, and learned slower.
+PAST_NORMAL_SHARE, SHORT_OF_LINE = 0.15, 2**0.5
+# A sex or age conflict comes from the diagnosis, the procedure or both; with the diagnosis left out of more of
+# these claims, a procedure's own rule is met apart from its diagnosis's ("PSA level for a 12-year-old boy", with
+# no diagnosis, was called VALID at 99.95%).
+PATIENT_CONFLICT_DX_KEPT, DX_KEPT = 0.7, 0.9
+# Claims whose item is not read (a drug or procedure the catalog does not list) are valid, or ADMIN when the patient
+# does not fit the diagnosis; none in training, "Man, 35, prenatal care 4-6 visits, pregnancy, $900" was called COST
+# at 99.98%.
+ITEM_UNREAD_SHARE = 0.03
 MIN_DOSE_MG, MIN_AMOUNT_USD = 0.001, 0.3  # invalid values stay above these, so every number stays printable
 AGE_MARGIN = 3  # an age conflict is at least this many years outside the allowed range
 ADULT = 18  # catalog doses are adult doses, so valid drug claims are for adults
@@ -192,10 +214,10 @@ class _Generator:
         is_drug = isinstance(item, Drug)
         dose = None
         if is_drug and (reason == "DOSAGE" or rng.random() < 0.9):
-            dose = self._bad_dose(item) if reason == "DOSAGE" else rng.choice(self.nice_doses[item.key])
+            dose = self._bad_dose(item) if reason == "DOSAGE" else self._good_dose(item)
         amount = None
         if reason == "COST" or rng.random() < 0.85:
-            amount = self._bad_amount(item) if reason == "COST" else self._normal_amount(item)
+            amount = self._bad_amount(item) if reason == "COST" else self._good_amount(item)
         restricted = _restricted(dx, item)
         age = self._age(dx, restricted, is_drug, admin_kind == "age", rng.random() < 0.55)
         sex = self._sex(restricted, admin_kind == "sex", rng.random() < 0.55)
@@ -203,12 +225,14 @@ class _Generator:
             return None
         specialty, place = self._provider(dx, item, admin_kind)
         # without a diagnosis an ADMIN claim is still invalid when the procedure carries the conflict (else redrawn)
-        keep_dx = reason == "MEDICAL" or rng.random() < 0.9
+        patient_conflict = admin_kind in ("sex", "age")
+        keep_dx = reason == "MEDICAL" or rng.random() < (PATIENT_CONFLICT_DX_KEPT if patient_conflict else DX_KEPT)
+        keep_item = not (reason == VALID or patient_conflict) or rng.random() >= ITEM_UNREAD_SHARE
         return ClaimFields(
             diagnosis=dx.key if keep_dx else None,
-            drug=item.key if is_drug else None,
-            dose_mg=dose,
-            procedure=None if is_drug else item.key,
+            drug=item.key if is_drug and keep_item else None,
+            dose_mg=dose if keep_item else None,
+            procedure=None if is_drug or not keep_item else item.key,
             amount_usd=amount,
             age=age,
             sex=sex,
@@ -229,10 +253,35 @@ class _Generator:
                 return candidate
         return low
 
+    def _good_dose(self, drug: Drug) -> float:
+        if self.rng.random() < PAST_NORMAL_SHARE:
+            return self._past_normal(self.dose_pool, drug.dose_min_mg, drug.dose_label_max_mg,
+                                     rules.DOSE_LOW, rules.DOSE_HIGH)
+        return self.rng.choice(self.nice_doses[drug.key])
+
+    def _good_amount(self, item: Drug | Procedure) -> float:
+        if self.rng.random() < PAST_NORMAL_SHARE:
+            return self._past_normal(self.amount_pool, *price_range(item), rules.COST_LOW, rules.COST_HIGH)
+        return self._normal_amount(item)
+
+    def _past_normal(self, pool: list[float], low: float, high: float, low_line: float, high_line: float) -> float:
+        """A value past the normal range [low, high] but SHORT_OF_LINE inside the rules' lines (x low, x high),
+        preferably one that is normal for some other item."""
+        if self.rng.random() < 0.5:
+            band = (high, _round_sig(high * high_line / SHORT_OF_LINE, up=False))
+        else:
+            band = (_round_sig(low * low_line * SHORT_OF_LINE, up=True), low)
+        candidates = pool[bisect.bisect_left(pool, band[0]) : bisect.bisect_right(pool, band[1])]
+        if candidates and self.rng.random() < 0.6:
+            return self.rng.choice(candidates)
+        value = _round_sig(math.exp(self.rng.uniform(math.log(band[0]), math.log(band[1]))), up=True)
+        return min(max(value, band[0]), band[1])
+
     def _bad_amount(self, item: Drug | Procedure) -> float:
         low, high = price_range(item)
         if self.rng.random() < 0.5:
-            return self._outlier(self.amount_pool, AMOUNT_HIGH, high, up=True, floor=MIN_AMOUNT_USD)
+            reach = (AMOUNT_HIGH[0], max(AMOUNT_HIGH[1], HIGH_AMOUNT_REACH_USD / high))
+            return self._outlier(self.amount_pool, reach, high, up=True, floor=MIN_AMOUNT_USD)
         return self._outlier(self.amount_pool, AMOUNT_LOW, low, up=False, floor=MIN_AMOUNT_USD)
 
     def _bad_dose(self, drug: Drug) -> float:
@@ -247,6 +296,8 @@ class _Generator:
     ) -> float:
         """A value in [base x factors], preferably one that is normal for some other item."""
         low, high = max(floor, base * factors[0]), base * factors[1]
+        if self.rng.random() < NEAR_LINE_SHARE:
+            low, high = (low, min(high, low * NEAR_LINE_SPAN)) if up else (max(low, high / NEAR_LINE_SPAN), high)
         candidates = pool[bisect.bisect_left(pool, low) : bisect.bisect_right(pool, high)]
         if candidates and self.rng.random() < 0.6:
             return self.rng.choice(candidates)

@@ -173,8 +173,15 @@ class Writer:
     def proc_phrase(self, key: str) -> str:
         return self.rng.choice(PROC).format(p=self.name("proc", key), c=key)
 
-    def item_phrase(self, s: ClaimFields) -> str:
-        return self.drug_phrase(s.drug, s.dose_mg) if s.drug is not None else self.proc_phrase(s.procedure)
+    def item_phrase(self, s: ClaimFields) -> str | None:
+        if s.drug is not None:
+            return self.drug_phrase(s.drug, s.dose_mg)
+        return None if s.procedure is None else self.proc_phrase(s.procedure)
+
+    def item_name(self, s: ClaimFields) -> str | None:
+        if s.drug is not None:
+            return self._bare_drug(s)
+        return None if s.procedure is None else self.name("proc", s.procedure)
 
     # ---- whole claims --------------------------------------------------------------------------------------
 
@@ -201,7 +208,7 @@ class Writer:
 
     def _list(self, s: ClaimFields) -> str:
         rng = self.rng
-        parts = [self.item_phrase(s)]
+        parts = [self.item_phrase(s)] if s.drug or s.procedure else []
         if s.diagnosis is not None:
             parts.append(self.dx_phrase(s.diagnosis))
         if s.amount_usd is not None:
@@ -218,7 +225,7 @@ class Writer:
 
     def _bare(self, s: ClaimFields) -> str:
         """The fields alone, in any order, behind hard separators."""
-        parts = [self._bare_drug(s) if s.drug is not None else self.name("proc", s.procedure)]
+        parts = [self.item_name(s)] if s.drug or s.procedure else []
         if s.diagnosis is not None:
             parts.append(self.name("dx", s.diagnosis))
         if s.amount_usd is not None:
@@ -242,7 +249,7 @@ class Writer:
                 pairs += [("drug", self.name("drug", s.drug)), ("dose", self.dose(s.dose_mg))]
             else:
                 pairs.append(("drug", self.drug_phrase(s.drug, s.dose_mg)))
-        else:
+        elif s.procedure is not None:
             code = self.name("proc", s.procedure) if rng.random() < 0.7 else s.procedure
             pairs.append(("proc", code))
         if s.amount_usd is not None:
@@ -265,8 +272,10 @@ class Writer:
         if s.drug is not None:
             drug = self.drug_phrase(s.drug, s.dose_mg) if rng.random() < 0.3 else self._bare_drug(s)
             item = f"{rng.choice(DRUG_VERBS)} {drug}"
-        else:
+        elif s.procedure is not None:
             item = f"{rng.choice(PROC_VERBS)} {self.name('proc', s.procedure)}"
+        else:
+            item = rng.choice(("seen", "visit"))
         tails = ""
         if s.amount_usd is not None:
             tails += rng.choice(AMOUNT_TAILS).format(self.amount(s.amount_usd))
@@ -280,7 +289,7 @@ class Writer:
         elif shape < 0.6:
             text = f"{dx}: {item}{tails}" + (f". {who}" if who and who not in WHO else "")
         elif shape < 0.8:
-            head = f"claim for {self._bare_drug(s) if s.drug is not None else self.name('proc', s.procedure)}"
+            head = f"claim for {self.item_name(s) or 'a visit'}"
             subject = f"a {who}" if who and who not in WHO else "patient"
             text = f"{head}{tails} for {subject} with {dx}"
         else:
