@@ -21,8 +21,8 @@ costs, one for paperwork. Here is what this run measured. **What a head looks at
   flagging the claim goes away. That share is how much the check **needs** the head.
 - A head is a **specialist** of a reason when that reason needs it ({OWNED:.0%} or more), no other reason or check
   needs it more than {UNOWNED:.0%}, valid claims still pass without it, and no other head passes the same test. It
-  **leans** to a reason that needs it when the rest fails, is a **generalist** when several checks need it, and has
-  **little effect** when none does.
+  **leans** to a reason that needs it when the rest fails, is a **generalist** when checks of several reasons need
+  it, **helps** a check (or a few of ADMIN's) that needs it in part, and has **little effect** when none does.
 - **Average output.** Each head is also given its average output over a mix of all kinds of claims: the accuracy
   lost, and where the answers went (a claim that loses its evidence may be called MEDICAL instead of its reason).
 

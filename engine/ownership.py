@@ -3,8 +3,9 @@
 A head **owns** a reason when the reason depends on it (necessity >= OWNED), no other reason or ADMIN check does
 (<= UNOWNED each), valid claims do not (mean-ablated, VALID accuracy drops by <= UNOWNED), and no other head
 passes for the same reason; it is then that reason's **specialist**. Otherwise it **leans** to a reason that
-needs it when that reason is the only one at OWNED or more, is a **generalist** when several checks need it
-(above UNOWNED), **helps** the one check that needs it in part, and has **little effect** when none does.
+needs it when that reason is the only one at OWNED or more, is a **generalist** when checks of several reasons
+need it (above UNOWNED), **helps** the one check, or the checks of one reason (ADMIN's sex and age), that need it in
+part, and has **little effect** when none does.
 Encoder heads are mean-ablated only (not patched).
 """
 
@@ -54,8 +55,9 @@ def _candidate(head: HeadAttribution) -> str | None:
     return strong[0] if all(head.necessity[c] <= UNOWNED for c in others) else None
 
 
-def _named(check: str) -> str:
-    return f"ADMIN ({check})" if reason_of(check) == "ADMIN" else check
+def _named(checks: str) -> str:
+    """'MEDICAL', or ADMIN's checks by name: 'place' -> 'ADMIN (place)', 'sex, age' -> 'ADMIN (sex, age)'."""
+    return f"ADMIN ({checks})" if reason_of(checks.split(", ")[0]) == "ADMIN" else checks
 
 
 def _pct(value: float) -> str:
@@ -92,13 +94,15 @@ def _described(index: int, head: HeadAttribution, owns: str | None, claims: list
         shared = f" Head {', '.join(rivals)} carries {strong[0]} as well." if rivals else ""
         return _role(LEANS, strong[0],
                      evidence=f"{strong[0]} needs it, but not it alone. Needed by: {listed}.{shared}{valid}")
-    if len(strong) > 1 or len(needing) > 1:
-        return _role(GENERALIST, evidence=f"Several checks need it, no single reason: {listed}.{valid}")
+    if len(strong) > 1 or len({reason_of(c) for c, _ in needing}) > 1:
+        return _role(GENERALIST, evidence=f"Checks of several reasons need it: {listed}.{valid}")
     if needing:
-        check, share = needing[0]
-        return _role(HELPS, check,
-                     evidence=f"Only {_named(check)} needs it, and only in part: {_pct(share)} of its evidence "
-                              f"goes with it.{valid}")
+        checks = ", ".join(c for c in CHECKS if c in dict(needing))
+        shares = (" and ".join(f"{_pct(v)} of {c}'s" for c, v in needing) if len(needing) > 1
+                  else f"{_pct(needing[0][1])} of its")
+        return _role(HELPS, checks,
+                     evidence=f"Only {_named(checks)} needs it, and only in part: {shares} evidence goes with it."
+                              f"{valid}")
     most = max(head.necessity.values(), default=0.0)
     return _role(LITTLE_EFFECT, evidence=f"No check needs it: at most {_pct(max(most, 0.0))} of any check's evidence "
                                          f"goes with it.{valid}")

@@ -147,6 +147,10 @@ def test_labels_say_what_the_measurement_found() -> None:
                                            "little effect"]
     assert [(h.kind, h.reason) for h in labelled] == [("specialist", "DOSAGE"), ("leans", "COST"),
                                                       ("generalist", None), ("helps", "place"), ("little effect", None)]
+    patient = owners([_head({"sex": 0.63, "age": 0.6})])[0]  # only ADMIN needs it, two of its checks: not a generalist
+    assert (patient.label, patient.kind, patient.reason) == ("helps ADMIN (sex, age)", "helps", "sex, age")
+    assert "63% of sex's and 60% of age's evidence" in patient.evidence
+    assert owners([_head({"MEDICAL": 0.3, "sex": 0.3})])[0].label == "generalist"  # checks of two reasons
     shared = owners([dosage, dosage])
     assert [h.label for h in shared] == ["leans DOSAGE"] * 2 and "Head 2 carries DOSAGE as well" in shared[0].evidence
     assert "90%" in owners([dosage])[0].evidence
@@ -209,7 +213,8 @@ def test_run_pairs_are_made_once_per_tokenizer(setting) -> None:
 
 @pytest.mark.parametrize(("label", "kind", "reason"), [
     ("DOSAGE specialist", "specialist", "DOSAGE"), ("leans COST", "leans", "COST"),
-    ("helps ADMIN (age)", "helps", "age"), ("helps MEDICAL", "helps", "MEDICAL"), ("generalist", "generalist", None),
+    ("helps ADMIN (age)", "helps", "age"), ("helps ADMIN (sex, age)", "helps", "sex, age"),
+    ("helps MEDICAL", "helps", "MEDICAL"), ("generalist", "generalist", None),
 ])
 def test_runs_saved_before_heads_had_a_kind_read_it_from_their_label(label: str, kind: str, reason: str | None) -> None:
     from engine.run_files import specialization_point
