@@ -21,6 +21,7 @@ from pathlib import Path
 
 from engine.analyze import analyze_run
 from engine.model import CROSS, REASONS
+from engine.ownership import LEANS
 from engine.run_files import STATUS, RunError, number, numbers, read_object, text, whole
 from engine.run_writer import atomic_write_json
 from engine.runs import summarize as summarize_run
@@ -39,6 +40,7 @@ class SeedResult:
     labels: tuple[str, ...]  # per cross-attention head
     owns: tuple[str | None, ...]
     necessity: tuple[dict[str, float], ...]
+    leans: tuple[str | None, ...] = ()  # per head, the reason it leans to (engine.ownership); () in older studies
 
     @property
     def specialists(self) -> int:
@@ -64,7 +66,8 @@ def measure_seed(seed: int, folder: Path) -> SeedResult:
     heads = analyze_run(folder)["heads"][CROSS]
     run = summarize_run(folder)
     return SeedResult(seed, run.step, run.accuracy or 0.0, tuple(h["label"] for h in heads),
-                      tuple(h["owns"] for h in heads), tuple(h["necessity"] for h in heads))
+                      tuple(h["owns"] for h in heads), tuple(h["necessity"] for h in heads),
+                      tuple(h["reason"] if h["kind"] == LEANS else None for h in heads))
 
 
 def _similarity(a: dict[str, float], b: dict[str, float]) -> float:
@@ -96,6 +99,7 @@ def bootstrap_interval(values: Sequence[float], resamples: int = BOOTSTRAP_RESAM
 def summarize(results: Sequence[SeedResult]) -> dict:
     n = len(results)
     owned = {r: sum(r in result.owns for result in results) for r in REASONS}
+    leaned = {r: sum(r not in result.owns and r in result.leans for result in results) for r in REASONS}
     counts = [result.specialists for result in results]
     low, high = bootstrap_interval(counts)
     orders = matched(results)
@@ -108,13 +112,24 @@ def summarize(results: Sequence[SeedResult]) -> dict:
     return {
         "seeds": n,
         "owned_in": owned,
+        "leaned_to_in": leaned,
         "specialists_per_seed": counts,
         "mean_specialists": sum(counts) / n,
         "interval_95": [low, high],
         "matched_heads": roles,
-        "sentence": f"{told}. Specialist heads per run: {sum(counts) / n:.1f} on average (95% interval {low:.1f} to "
-                    f"{high:.1f}, over {n} seeds).",
+        "sentence": f"{told}.{_leaning(leaned)} Specialist heads per run: {sum(counts) / n:.1f} on average (95% "
+                    f"interval {low:.1f} to {high:.1f}, over {n} seeds).",
     }
+
+
+def _leaning(leaned: dict[str, int]) -> str:
+    """' In runs where it had no head of its own, MEDICAL had a head leaning to it in 4, COST in 3.' (or '')"""
+    found = sorted((r for r in REASONS if leaned[r]), key=lambda r: -leaned[r])
+    if not found:
+        return ""
+    first, *rest = found
+    return (f" In runs where it had no head of its own, {first} had a head leaning to it in {leaned[first]}"
+            + "".join(f", {r} in {leaned[r]}" for r in rest) + ".")
 
 
 def _finished(folder: Path) -> bool:
@@ -137,9 +152,12 @@ def seed_result(record: dict) -> SeedResult:
     if not all(isinstance(v, list) for v in (labels, owns, necessity)) or not len(labels) == len(owns) == len(
             necessity):
         raise ValueError("not a seed's record")
+    leans = record.get("leans", [])
+    if not isinstance(leans, list) or len(leans) not in (0, len(labels)):
+        raise ValueError("not a seed's record")
     return SeedResult(whole(record["seed"]), whole(record["steps"]), number(record["accuracy"]),
                       tuple(map(text, labels)), tuple(None if o is None else text(o) for o in owns),
-                      tuple(numbers(n) for n in necessity))
+                      tuple(numbers(n) for n in necessity), tuple(None if r is None else text(r) for r in leans))
 
 
 def read_study(out: Path) -> tuple[dict, list[SeedResult]] | None:

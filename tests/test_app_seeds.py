@@ -6,7 +6,7 @@ import json
 
 from dashboard.engine_resource import get_engine
 from engine.analyze import analyze_run
-from engine.study import STUDY
+from engine.study import STUDY, summarize
 
 PAGE = "dashboard/seeds.py"
 
@@ -40,6 +40,9 @@ def test_a_study_trains_from_the_page_and_counts_each_reason(open_app, rerun, he
     sentence = next(i.value for i in at.info if "got its own head" in i.value or "No reason got" in i.value)
     assert "got its own head in" in sentence and "over 2 seeds" in sentence
     assert [m.label for m in at.metric] == [f"{r}: its own head" for r in ("MEDICAL", "DOSAGE", "COST", "ADMIN")]
+    leaned = summarize(engine.saved_study("quick", 2)[1])["leaned_to_in"]
+    captions = [c.value for c in at.caption if "leaning to it" in c.value]
+    assert captions == [f"and a head leaning to it in {n} other run{'s' * (n > 1)}" for n in leaned.values() if n]
     assert at.button(key="start_study").proto.label == "Train 2 seeds"  # done: it can be trained again (resumes)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine.attribution import CHECKS
-from engine.study import STUDY, SeedResult, bootstrap_interval, matched, parse_seeds, summarize
+from engine.study import STUDY, SeedResult, bootstrap_interval, matched, parse_seeds, seed_result, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,6 +47,27 @@ def test_summary_counts_each_reason_over_seeds_and_matches_heads_by_what_they_do
     assert 1.0 <= low <= summary["mean_specialists"] <= high <= 2.0
 
 
+def test_heads_that_only_lean_are_counted_where_the_reason_has_no_head_of_its_own() -> None:
+    results = [SeedResult(0, 100, 0.9, ("leans MEDICAL", "COST specialist"), (None, "COST"),
+                          (profile(MEDICAL=0.6), profile(COST=0.8)), ("MEDICAL", None)),
+               SeedResult(1, 100, 0.9, ("leans MEDICAL", "leans COST"), (None, None),
+                          (profile(MEDICAL=0.7), profile(COST=0.6)), ("MEDICAL", "COST")),
+               SeedResult(2, 100, 0.9, ("generalist", "generalist"), (None, None), (profile(), profile()), ())]
+    summary = summarize(results)
+    assert summary["leaned_to_in"] == {"MEDICAL": 2, "DOSAGE": 0, "COST": 1, "ADMIN": 0}
+    assert ("COST got its own head in 1 of 3 runs, MEDICAL in none, DOSAGE in none, ADMIN in none. In runs where it "
+            "had no head of its own, MEDICAL had a head leaning to it in 2, COST in 1.") in summary["sentence"]
+
+
+def test_a_study_saved_before_leaning_heads_were_recorded_still_reads() -> None:
+    record = {"seed": 3, "steps": 100, "accuracy": 0.9, "labels": ["leans COST"], "owns": [None],
+              "necessity": [profile(COST=0.6)]}
+    assert seed_result(record).leans == ()
+    assert summarize([seed_result(record)])["leaned_to_in"]["COST"] == 0
+    with pytest.raises(ValueError):
+        seed_result(record | {"leans": ["COST", "MEDICAL"]})  # two heads' leanings for one head
+
+
 def test_runs_with_other_head_counts_are_not_matched() -> None:
     results = [result(0, (None, None), (profile(), profile())), result(1, (None,), (profile(),))]
     assert matched(results) is None and summarize(results)["matched_heads"] is None
@@ -73,7 +94,7 @@ def test_a_study_trains_every_seed_once_and_resumes(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr
     record = json.loads((out / STUDY).read_text())
     assert [r["seed"] for r in record["results"]] == [0, 1] and record["summary"]["seeds"] == 2
-    assert all(len(r["labels"]) == 4 for r in record["results"])
+    assert all(len(r["labels"]) == len(r["leans"]) == 4 for r in record["results"])
     assert json.loads(first.stdout.splitlines()[-1]) == record["summary"]
     again = study(out, "--seeds", "0-1", "--steps", "40")
     assert again.returncode == 0 and again.stdout.startswith("2 of 2 seeds already measured; training 0")
