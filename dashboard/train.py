@@ -115,8 +115,9 @@ with settings:
                         help=allowed(*LIMITS["steps"][:2]))
         st.number_input("Seed", *LIMITS["seed"][:2], key="cfg_seed", persist_state="session",
                         help="Picks the starting weights and the order the claims are drawn in: the same seed "
-                             "repeats the run exactly. Every run learns from the same generated claims and is tested "
-                             "on the same held-out ones, so runs compare fairly. "
+                             "repeats the run exactly on this machine (another processor may round sums otherwise). "
+                             "Every run learns from the same generated claims and is tested on the same held-out "
+                             "ones, so runs compare fairly. "
                              + allowed(*LIMITS["seed"][:2]))
         st.checkbox("Faster, not repeatable", key="faster", persist_state="session",
                     help="Lets training switch between one and two processor threads, whichever is faster at the "
