@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--weight-decay", type=float, help="Adam's decoupled weight decay (default 0: none)")
     train.add_argument("--no-nothing-slot", action="store_true",
                        help="heads get no \"nothing\" slot to look at (the recipe gives every head one)")
+    train.add_argument("--sparse-attention", action="store_true",
+                       help="heads weigh words with entmax 1.5 instead of softmax, so a word can get exactly zero")
     train.add_argument("--tensorboard", action="store_true",
                        help="also write TensorBoard event files into the run's folder (tensorboard --logdir runs/)")
     train.add_argument("--threads", type=int,
@@ -84,6 +86,7 @@ def train(args: argparse.Namespace) -> int:
         if value is not None:
             setattr(config, name, value)
     config.model.null_key = config.model.null_key and not args.no_nothing_slot
+    config.model.sparse_attention = config.model.sparse_attention or args.sparse_attention
     config.tensorboard = args.tensorboard
     config.validate()
     _make_room(args.out, args.replace)

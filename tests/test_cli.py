@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from engine.analyze import analyze_run
+from engine.inference import Predictor
 from engine.run_files import load_checkpoint
 from engine.runs import replay
 
@@ -156,14 +157,16 @@ def test_train_never_mixes_two_runs_in_one_folder(trained_run: Path, tmp_path: P
 def test_status_json_keeps_the_step_a_run_ended_at(tmp_path: Path) -> None:
     out = tmp_path / "limited"
     result = run_cli("train", "--out", str(out), "--preset", "quick", "--steps", "100000", "--max-seconds", "3",
-                     "--no-nothing-slot")
+                     "--no-nothing-slot", "--sparse-attention")
     assert result.returncode == 0, result.stderr
     final = json.loads(result.stdout.strip().splitlines()[-1])
     status = json.loads((out / "status.json").read_text())
     assert status["status"] == "finished" and "Time limit" in status["message"]
     assert status["step"] == final["steps"] > 0 and final["saved"] is True and final["save_problem"] is None
-    assert json.loads((out / "config.json").read_text())["model"]["null_key"] is False  # as asked
+    model = json.loads((out / "config.json").read_text())["model"]
+    assert (model["null_key"], model["sparse_attention"]) == (False, True)  # as asked
     assert not any(name.endswith("null_key") for name in load_checkpoint(out)["model"])
+    assert Predictor.from_run(out).model.config.sparse_attention  # and read back so
 
 
 def test_a_full_disk_is_in_the_summary_and_the_exit_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

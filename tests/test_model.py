@@ -137,6 +137,7 @@ def test_runs_saved_before_a_setting_existed_load_as_they_were_trained() -> None
     before_encoder_spread = ModelConfig.from_dict({"cross_keys": "embeddings", "cross_qk_init": 0.2})
     assert (before_encoder_spread.cross_qk_init, before_encoder_spread.encoder_qk_init) == (0.2, 0.02)
     assert (legacy.null_key, legacy.positions) == (False, True)  # no "nothing" slot, words embedded their place
+    assert not legacy.sparse_attention  # softmax
     assert ModelConfig.from_dict(ModelConfig().to_dict()) == ModelConfig()
 
 
@@ -161,3 +162,31 @@ def test_attention_heads_start_out_looking_at_different_words() -> None:
     narrow = starting_peaks(ModelConfig(vocab_size=50, encoder_qk_init=0.02))
     assert (narrow["encoder"] < 1.5 * even).all()  # at the spread of the other weights: evenly at every word
     assert (narrow["cross"] > 3 * even).all()
+
+
+def test_sparse_attention_gives_words_exactly_zero_and_keeps_softmaxs_ranking() -> None:
+    torch.manual_seed(0)
+    sparse = ClaimsTransformer(ModelConfig(vocab_size=50, sparse_attention=True)).eval()
+    dense = ClaimsTransformer(ModelConfig(vocab_size=50)).eval()
+    dense.load_state_dict(sparse.state_dict())  # the same weights, scores and ranking; only the normalisation differs
+    tokens, categories = tiny_batch(sparse, batch=16, length=10)
+    weights = {}
+    for name, model in (("sparse", sparse), ("dense", dense)):
+        capture: dict[str, torch.Tensor] = {}
+        model.class_log_probs(tokens, categories, capture=capture)
+        weights[name] = capture["decoder.0.cross"]  # (B, H, 2, T)
+    real = tokens[:, None, None, :] != 0
+    assert (weights["dense"][real.expand_as(weights["dense"])] > 0).all()
+    assert (weights["sparse"][real.expand_as(weights["sparse"])] == 0).float().mean() > 0.3
+    assert (weights["sparse"].sum(-1) <= 1 + 1e-6).all()  # the rest is what the head gives "nothing"
+    kept = weights["sparse"] > 0
+    assert (weights["dense"].masked_fill(~kept, 2).amin(-1) >= weights["dense"].masked_fill(kept, -1).amax(-1)).all()
+
+
+def test_the_sparse_recipe_is_the_default_with_sparse_attention() -> None:
+    from engine.training.presets import preset
+
+    default, sparse = preset("default").to_dict(), preset("sparse").to_dict()
+    assert (default["model"].pop("sparse_attention"), sparse["model"].pop("sparse_attention")) == (False, True)
+    assert (default.pop("preset"), sparse.pop("preset")) == ("default", "sparse")
+    assert default == sparse
