@@ -7,7 +7,7 @@ from dashboard.engine_resource import get_engine
 from engine.core import MAX_STUDY_SEEDS, ConfigError, EngineBusy, RunsFolderError
 from engine.model import REASONS
 from engine.study import SeedResult, summarize
-from engine.training.presets import PRESETS, preset
+from engine.training.presets import PRESETS, preset, recipes_told
 
 EXPLANATION = """
 One run is an anecdote. Two runs of the same recipe that differ only in their **seed** (the starting weights and
@@ -24,7 +24,8 @@ was; finished seeds are never trained twice.
 
 def controls() -> tuple[str, int]:
     left, right = st.columns(2)
-    name = left.selectbox("Recipe", sorted(PRESETS), index=sorted(PRESETS).index("default"), key="study_preset")
+    name = left.selectbox("Recipe", sorted(PRESETS), index=sorted(PRESETS).index("default"), key="study_preset",
+                          help=recipes_told())
     seeds = right.number_input("Seeds", min_value=2, max_value=MAX_STUDY_SEEDS, value=5, step=1, key="study_seeds",
                                help="Seeds 0, 1, 2, ... of the recipe")
     st.caption(f"Each seed trains {preset(name).steps:,} steps, as a run of this recipe does.")

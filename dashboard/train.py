@@ -10,7 +10,7 @@ from dashboard.live import live, shared_figure
 from engine.core import ConfigError, EngineBusy, RunsFolderError
 from engine.run_files import is_watched
 from engine.training.config import LIMITS, OPTIMIZERS
-from engine.training.presets import PRESETS, preset
+from engine.training.presets import PRESETS, preset, recipes_told
 
 FIELDS = ("optimizer", "lr", "batch_size", "seed", "steps")
 LR_MIN = 1e-5  # the engine takes any rate above 0; the form shows five decimals, so this is the smallest it can show
@@ -101,10 +101,7 @@ st.caption("A small transformer reads insurance claims and learns to answer VALI
 settings, view = st.columns([1, 3], gap="large")
 with settings:
     st.selectbox("Recipe", list(PRESETS), key="preset", on_change=apply_preset, persist_state="session",
-                 help="Fills in the settings below. 'default' is the demo (about 5 minutes). 'sparse' is the "
-                      "default with sparse attention: a head can give a word exactly zero weight, and heads own a "
-                      "reason in more runs, but it learns slower and is a little less accurate. 'quick' is a "
-                      "tiny model that trains in seconds to try the pages; it learns almost nothing, and says so.")
+                 help=f"Fills in the settings below. {recipes_told()}")
     with st.form("settings", border=False):
         st.radio("Optimizer", OPTIMIZERS, format_func=figures.OPTIMIZER_NAMES.get, key="cfg_optimizer",
                  horizontal=True, persist_state="session")

@@ -117,8 +117,8 @@ def summarize(results: Sequence[SeedResult]) -> dict:
         "mean_specialists": sum(counts) / n,
         "interval_95": [low, high],
         "matched_heads": roles,
-        "sentence": f"{told}.{_leaning(leaned)} Specialist heads per run: {sum(counts) / n:.1f} on average (95% "
-                    f"interval {low:.1f} to {high:.1f}, over {n} seeds).",
+        "sentence": f"{told}.{_leaning(leaned)} Specialist heads per run: {sum(counts) / n:.2f} on average (95% "
+                    f"interval {low:.2f} to {high:.2f}, over {n} seeds).",
     }
 
 

@@ -18,6 +18,7 @@ def test_idle_page_explains_and_offers_a_study(open_app, healthy):
     assert at.button(key="start_study").proto.label == "Train 5 seeds"
     assert "No study of 5 seeds of this recipe yet" in at.info[0].value
     assert "3,500 steps" in " ".join(c.value for c in at.caption)
+    assert "'sparse' is the default with sparse attention" in at.selectbox(key="study_preset").help
 
 
 def test_a_study_trains_from_the_page_and_counts_each_reason(open_app, rerun, healthy):

@@ -22,6 +22,20 @@ PRESETS: dict[str, TrainConfig] = {
     ),
 }
 
+# What each recipe is for, in the words the pages use
+ABOUT = {
+    "default": "the demo (a few minutes on two cores).",
+    "sparse": "the default with sparse attention: a head can give a word exactly zero weight, and heads own a reason "
+              "in more runs, but it learns slower and is a little less accurate.",
+    "long": "an earlier, smaller recipe: 6,000 smaller steps at a lower learning rate.",
+    "quick": "a tiny model that trains in seconds to try the pages; it learns almost nothing, and says so.",
+}
+
+
+def recipes_told() -> str:
+    """Every recipe in a sentence each: 'default' is the demo. 'sparse' is ..."""
+    return " ".join(f"'{name}' is {ABOUT[name]}" for name in PRESETS)
+
 
 def preset(name: str) -> TrainConfig:
     """A fresh copy of a preset, safe to modify."""
