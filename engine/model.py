@@ -129,6 +129,9 @@ class Attention(nn.Module):
         # starts at zero: every query scores "nothing" 0, between the words it favours and those it avoids
         self.null_key = nn.Parameter(torch.zeros(config.n_heads, self.head_dim)) if null_key else None
         self.normalize = entmax15 if config.sparse_attention else torch.softmax
+        # entmax sorts its scores and fails on a row of -inf (a claim with no words and no "nothing" slot): masked
+        # keys score far below any real one instead, and get exactly zero all the same
+        self.masked_score = -1e4 if config.sparse_attention else float("-inf")
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, _ = x.shape
@@ -164,7 +167,7 @@ class Attention(nn.Module):
         q = self._split(q)
         k, v = keys_values if keys_values is not None else self.keys_values(memory, memory_packing, key_tokens)
         scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, H, Tq, Tk)
-        scores = scores.masked_fill(~key_mask, float("-inf"))
+        scores = scores.masked_fill(~key_mask, self.masked_score)
         if self.null_key is None:
             weights = self.normalize(scores, dim=-1)  # (B, H, Tq, Tk)
         else:

@@ -184,9 +184,18 @@ def test_sparse_attention_gives_words_exactly_zero_and_keeps_softmaxs_ranking() 
 
 
 def test_the_sparse_recipe_is_the_default_with_sparse_attention() -> None:
-    from engine.training.presets import preset
+    from engine.training.presets import ABOUT, PRESETS, preset
+
+    assert set(ABOUT) == set(PRESETS)  # the pages say what every recipe is for
 
     default, sparse = preset("default").to_dict(), preset("sparse").to_dict()
     assert (default["model"].pop("sparse_attention"), sparse["model"].pop("sparse_attention")) == (False, True)
     assert (default.pop("preset"), sparse.pop("preset")) == ("default", "sparse")
     assert default == sparse
+
+
+def test_sparse_attention_judges_a_claim_with_no_words_without_failing() -> None:
+    model = ClaimsTransformer(ModelConfig(vocab_size=50, sparse_attention=True, null_key=False)).eval()
+    tokens, categories = tiny_batch(model, batch=2)
+    tokens[1] = 0  # every word is padding: no key to look at, and no "nothing" slot
+    assert torch.isfinite(model.class_log_probs(tokens, categories)).all()
