@@ -14,7 +14,8 @@ One run is an anecdote. Two runs of the same recipe that differ only in their **
 the order the claims come in) can end with different heads: one with a DOSAGE specialist, another with none. Here
 the same recipe is trained with several seeds, every run's heads are measured the same way as on the
 **Specialization** page, and the results are counted: how many runs gave each reason its own head, and in how many
-others a head only **leans** to it (that reason needs the head, but so does another check, or valid claims).
+others a head only **leans** to it (that reason needs the head, but so does another check, valid claims, or another
+head passes for it too).
 
 Each seed trains in its own process on one core, two at a time, so a seed repeats exactly if trained again. The
 live run on the Train page shares the same cores while a study trains. A study that is stopped resumes where it
@@ -54,7 +55,7 @@ def results_view(results: list[SeedResult]) -> None:
     st.info(summary["sentence"])  # neutral: one specialist in five runs is a finding, not a success
     for column, reason in zip(st.columns(len(REASONS)), REASONS, strict=True):
         column.metric(f"{reason}: its own head", f"{summary['owned_in'][reason]} of {summary['seeds']} runs")
-        leaned = summary["leaned_to_in"][reason]
+        leaned = (summary["leaned_to_in"] or {}).get(reason)
         if leaned:
             column.caption(f"and a head leaning to it in {leaned} other run{'s' if leaned > 1 else ''}")
     st.dataframe(seed_rows(results), hide_index=True, column_config={

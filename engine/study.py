@@ -100,6 +100,8 @@ def summarize(results: Sequence[SeedResult]) -> dict:
     n = len(results)
     owned = {r: sum(r in result.owns for result in results) for r in REASONS}
     leaned = {r: sum(r not in result.owns and r in result.leans for result in results) for r in REASONS}
+    if not all(result.leans for result in results):
+        leaned = None  # seeds measured before leaning heads were recorded: unknown, not none
     counts = [result.specialists for result in results]
     low, high = bootstrap_interval(counts)
     orders = matched(results)
@@ -122,9 +124,9 @@ def summarize(results: Sequence[SeedResult]) -> dict:
     }
 
 
-def _leaning(leaned: dict[str, int]) -> str:
+def _leaning(leaned: dict[str, int] | None) -> str:
     """' In runs where it had no head of its own, MEDICAL had a head leaning to it in 4, COST in 3.' (or '')"""
-    found = sorted((r for r in REASONS if leaned[r]), key=lambda r: -leaned[r])
+    found = sorted((r for r in REASONS if leaned and leaned[r]), key=lambda r: -leaned[r])
     if not found:
         return ""
     first, *rest = found

@@ -6,7 +6,7 @@ import json
 
 from dashboard.engine_resource import get_engine
 from engine.analyze import analyze_run
-from engine.study import STUDY, summarize
+from engine.study import STUDY
 
 PAGE = "dashboard/seeds.py"
 
@@ -41,10 +41,30 @@ def test_a_study_trains_from_the_page_and_counts_each_reason(open_app, rerun, he
     sentence = next(i.value for i in at.info if "got its own head" in i.value or "No reason got" in i.value)
     assert "got its own head in" in sentence and "over 2 seeds" in sentence
     assert [m.label for m in at.metric] == [f"{r}: its own head" for r in ("MEDICAL", "DOSAGE", "COST", "ADMIN")]
-    leaned = summarize(engine.saved_study("quick", 2)[1])["leaned_to_in"]
-    captions = [c.value for c in at.caption if "leaning to it" in c.value]
-    assert captions == [f"and a head leaning to it in {n} other run{'s' * (n > 1)}" for n in leaned.values() if n]
     assert at.button(key="start_study").proto.label == "Train 2 seeds"  # done: it can be trained again (resumes)
+
+
+def test_a_saved_study_says_where_heads_only_leaned(open_app, healthy, engine_env):
+    folder = get_engine().study_folder("default", 5)
+    folder.mkdir(parents=True)
+    necessity = [dict.fromkeys(("MEDICAL", "DOSAGE", "COST", "sex", "age", "specialty", "place"), 0.0)] * 2
+    heads = ((["leans MEDICAL", "COST specialist"], [None, "COST"], ["MEDICAL", None]),
+             (["leans MEDICAL", "leans COST"], [None, None], ["MEDICAL", "COST"]))  # labels, owns, leans per seed
+    seeds = [{"seed": s, "steps": 3500, "accuracy": 0.99, "labels": labels, "owns": owns, "necessity": necessity,
+              "leans": leans} for s, (labels, owns, leans) in enumerate(heads)]
+    (folder / STUDY).write_text(json.dumps({"recipe": {}, "results": seeds}))
+    at = open_app(PAGE)
+    healthy(at)
+    assert "MEDICAL had a head leaning to it in 2, COST in 1" in " ".join(i.value for i in at.info)
+    assert [m.value for m in at.metric] == ["0 of 2 runs", "0 of 2 runs", "1 of 2 runs", "0 of 2 runs"]
+    assert [c.value for c in at.caption if "leaning" in c.value] == ["and a head leaning to it in 2 other runs",
+                                                                     "and a head leaning to it in 1 other run"]
+    for seed in seeds:
+        del seed["leans"]  # a study saved before leaning heads were recorded: it does not say, so neither does the page
+    (folder / STUDY).write_text(json.dumps({"recipe": {}, "results": seeds}))
+    at = open_app(PAGE)
+    healthy(at)
+    assert not [c for c in at.caption if "leaning" in c.value] and "leaning" not in " ".join(i.value for i in at.info)
 
 
 def test_a_damaged_or_hostile_study_file_is_no_study(open_app, healthy, engine_env):

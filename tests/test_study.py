@@ -52,7 +52,8 @@ def test_heads_that_only_lean_are_counted_where_the_reason_has_no_head_of_its_ow
                           (profile(MEDICAL=0.6), profile(COST=0.8)), ("MEDICAL", None)),
                SeedResult(1, 100, 0.9, ("leans MEDICAL", "leans COST"), (None, None),
                           (profile(MEDICAL=0.7), profile(COST=0.6)), ("MEDICAL", "COST")),
-               SeedResult(2, 100, 0.9, ("generalist", "generalist"), (None, None), (profile(), profile()), ())]
+               SeedResult(2, 100, 0.9, ("generalist", "generalist"), (None, None), (profile(), profile()),
+                          (None, None))]
     summary = summarize(results)
     assert summary["leaned_to_in"] == {"MEDICAL": 2, "DOSAGE": 0, "COST": 1, "ADMIN": 0}
     assert ("COST got its own head in 1 of 3 runs, MEDICAL in none, DOSAGE in none, ADMIN in none. In runs where it "
@@ -63,7 +64,8 @@ def test_a_study_saved_before_leaning_heads_were_recorded_still_reads() -> None:
     record = {"seed": 3, "steps": 100, "accuracy": 0.9, "labels": ["leans COST"], "owns": [None],
               "necessity": [profile(COST=0.6)]}
     assert seed_result(record).leans == ()
-    assert summarize([seed_result(record)])["leaned_to_in"]["COST"] == 0
+    summary = summarize([seed_result(record)])
+    assert summary["leaned_to_in"] is None and "leaning" not in summary["sentence"]  # unknown, not "none leaned"
     with pytest.raises(ValueError):
         seed_result(record | {"leans": ["COST", "MEDICAL"]})  # two heads' leanings for one head
 
