@@ -29,10 +29,10 @@ costs, one for paperwork. Here is what this run measured. **What a head looks at
 Two design choices give specialists a chance, and nothing more: each cross-attention head chooses *where* to look
 from the claim's words and fields as written, not from what the encoder concluded about them (it then reads those
 conclusions), and each starts out looking at different words. The **sparse** recipe adds a third: a head can give
-a word exactly zero weight, and heads own a reason in about three times as many of its runs. No training signal asks
-for specialists; whatever forms here formed on its own. Which heads specialize is not settled by the recipe: runs
-that differ only in their seed can end differently. Count them over seeds on the **Across seeds** page before
-reading much into one run.
+a word exactly zero weight, and over 8 seeds its heads owned a reason in 5 runs where the default's did in 2. No
+training signal asks for specialists; whatever forms here formed on its own. Which heads specialize is not settled
+by the recipe: runs that differ only in their seed can end differently. Count them over seeds on the **Across
+seeds** page before reading much into one run.
 """
 
 

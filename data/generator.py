@@ -6,8 +6,8 @@ an invalid one exactly one, or it is drawn again. Valid numbers mostly sit insid
 but at least half an octave short of the rules' lines; invalid ones at least 10% past the lines (dose >= 1.65x the
 label max or <= 0.23x the minimum; amount >= 2.75x the normal top or <= 0.36x the bottom), often just past them.
 Both are often another item's normal value, so no single threshold on a number separates valid from invalid. A
-tenth of the claims that are not MEDICAL leave the diagnosis out (three in ten of the sex and age conflicts), and a
-few valid or sex and age claims name no item the catalog knows.
+tenth of the claims that are not MEDICAL leave the diagnosis out (about one in eight of the sex and age conflicts),
+and a few valid or sex and age claims name no billed item at all.
 """
 
 from __future__ import annotations
@@ -49,13 +49,14 @@ NEAR_LINE_SHARE, NEAR_LINE_SPAN = 0.3, 1.5
 # magnitude token spans, so no token holds a valid number here and an invalid one past the line: nearer (E6 in
 # docs/robustness.md), the model read claims that had two right answers, and learned slower.
 PAST_NORMAL_SHARE, SHORT_OF_LINE = 0.15, 2**0.5
-# A sex or age conflict comes from the diagnosis, the procedure or both; with the diagnosis left out of more of
+# A sex or age conflict comes from the diagnosis, the procedure or both; with the diagnosis dropped from more of
 # these claims, a procedure's own rule is met apart from its diagnosis's ("PSA level for a 12-year-old boy", with
-# no diagnosis, was called VALID at 99.95%).
+# no diagnosis, was called VALID at 99.95%). A claim whose conflict went with the diagnosis is drawn again, so
+# about one in eight of them ends up without one (one in thirty before).
 PATIENT_CONFLICT_DX_KEPT, DX_KEPT = 0.7, 0.9
-# Claims whose item is not read (a drug or procedure the catalog does not list) are valid, or ADMIN when the patient
-# does not fit the diagnosis; none in training, "Man, 35, prenatal care 4-6 visits, pregnancy, $900" was called COST
-# at 99.98%.
+# Claims that name no billed item (as when it is left out, or written in words the tokenizer does not read as an
+# item) are valid, or ADMIN when the patient does not fit the diagnosis; with none in training, "Man, 35, prenatal
+# care 4-6 visits, pregnancy, $900" (no item read) was called COST at 99.98%.
 ITEM_UNREAD_SHARE = 0.03
 MIN_DOSE_MG, MIN_AMOUNT_USD = 0.001, 0.3  # invalid values stay above these, so every number stays printable
 AGE_MARGIN = 3  # an age conflict is at least this many years outside the allowed range
@@ -227,12 +228,12 @@ class _Generator:
         # without a diagnosis an ADMIN claim is still invalid when the procedure carries the conflict (else redrawn)
         patient_conflict = admin_kind in ("sex", "age")
         keep_dx = reason == "MEDICAL" or rng.random() < (PATIENT_CONFLICT_DX_KEPT if patient_conflict else DX_KEPT)
-        keep_item = not (reason == VALID or patient_conflict) or rng.random() >= ITEM_UNREAD_SHARE
+        drop_item = (reason == VALID or patient_conflict) and rng.random() < ITEM_UNREAD_SHARE
         return ClaimFields(
             diagnosis=dx.key if keep_dx else None,
-            drug=item.key if is_drug and keep_item else None,
-            dose_mg=dose if keep_item else None,
-            procedure=None if is_drug or not keep_item else item.key,
+            drug=None if drop_item or not is_drug else item.key,
+            dose_mg=None if drop_item else dose,
+            procedure=None if drop_item or is_drug else item.key,
             amount_usd=amount,
             age=age,
             sex=sex,

@@ -208,7 +208,7 @@ class Writer:
 
     def _list(self, s: ClaimFields) -> str:
         rng = self.rng
-        parts = [self.item_phrase(s)] if s.drug or s.procedure else []
+        parts = [phrase for phrase in (self.item_phrase(s),) if phrase]
         if s.diagnosis is not None:
             parts.append(self.dx_phrase(s.diagnosis))
         if s.amount_usd is not None:
@@ -225,7 +225,7 @@ class Writer:
 
     def _bare(self, s: ClaimFields) -> str:
         """The fields alone, in any order, behind hard separators."""
-        parts = [self.item_name(s)] if s.drug or s.procedure else []
+        parts = [name for name in (self.item_name(s),) if name]
         if s.diagnosis is not None:
             parts.append(self.name("dx", s.diagnosis))
         if s.amount_usd is not None:

@@ -1,8 +1,8 @@
 """The rules checker: labels generated claims, and is the rules baseline the model is compared with.
 
-A claim bills one item, a drug (with its daily dose) or a procedure, for one diagnosis. Between a normal value and
-a threshold lies a gap the generator never draws from (it draws invalid values 10% past a threshold), so labels
-are not noisy.
+A claim bills at most one item, a drug (with its daily dose) or a procedure, for one diagnosis. Around each threshold
+lies a gap the generator never draws from (valid values stay half an octave short of it, invalid ones start 10%
+past it), so labels are not noisy.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ SEED_EXAMPLES = (
     "Diabetes, chemotherapy, $3,000",
 )
 # Every claim the app offers as an example: the seed's, one with a patient and a provider, and one for each reason
-# the seed's leave out. Each bills one item, as every generated claim does.
+# the seed's leave out. Each bills one item, as nearly every generated claim does.
 EXAMPLE_CLAIMS = (
     *SEED_EXAMPLES,
     "54 yo F with hypertension, lisinopril 10 mg, $12, family doctor",

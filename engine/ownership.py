@@ -97,12 +97,13 @@ def _described(index: int, head: HeadAttribution, owns: str | None, claims: list
     if len(strong) > 1 or len({reason_of(c) for c, _ in needing}) > 1:
         return _role(GENERALIST, evidence=f"Checks of several reasons need it: {listed}.{valid}")
     if needing:
-        checks = ", ".join(c for c in CHECKS if c in dict(needing))
-        shares = (" and ".join(f"{_pct(v)} of {c}'s" for c, v in needing) if len(needing) > 1
-                  else f"{_pct(needing[0][1])} of its")
-        return _role(HELPS, checks,
-                     evidence=f"Only {_named(checks)} needs it, and only in part: {shares} evidence goes with it."
-                              f"{valid}")
+        share = dict(needing)
+        checks = [c for c in CHECKS if c in share]
+        shares = " and ".join(f"{_pct(share[c])} of {c}'s" for c in checks) if len(checks) > 1 else (
+            f"{_pct(share[checks[0]])} of its")
+        named = _named(", ".join(checks))
+        return _role(HELPS, ", ".join(checks),
+                     evidence=f"Only {named} needs it, and only in part: {shares} evidence goes with it.{valid}")
     most = max(head.necessity.values(), default=0.0)
     return _role(LITTLE_EFFECT, evidence=f"No check needs it: at most {_pct(max(most, 0.0))} of any check's evidence "
                                          f"goes with it.{valid}")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from data.catalog import CATALOG_DIR, CatalogError, load_catalog
+from data.catalog import CATALOG_DIR, CatalogError, load_catalog, price_range
 from data.generator import ADMIN_KINDS, generate_claims
 from data.phrasing import JUNK_WORDS
 from data.rules import REASONS, ClaimFields, check_claim, label
@@ -237,29 +237,28 @@ def test_labels_match_rules_and_break_exactly_one(catalog, claims):
     assert any(c.reason == "ADMIN" and c.fields.diagnosis is None for c in claims)
 
 
+def _numbers_keep_the_gap(claim, catalog) -> None:
+    f = claim.fields
+    drug = catalog.drugs.get(f.drug) if f.drug else None
+    low, high = price_range(drug or catalog.procedures[f.procedure])
+    if drug and f.dose_mg is not None:
+        if claim.reason == "DOSAGE":
+            assert f.dose_mg >= 1.65 * drug.dose_label_max_mg or f.dose_mg <= 0.25 / 1.1 * drug.dose_min_mg
+        else:  # at most half an octave short of the rules' lines (1.5x the label max, 0.25x the minimum)
+            assert 0.25 * 2**0.5 * drug.dose_min_mg <= f.dose_mg <= 1.5 / 2**0.5 * drug.dose_label_max_mg
+    if f.amount_usd is not None:
+        if claim.reason == "COST":
+            assert f.amount_usd >= 2.75 * high or f.amount_usd <= 0.4 / 1.1 * low
+        else:
+            assert 0.4 * 2**0.5 * low <= f.amount_usd <= 2.5 / 2**0.5 * high
+
+
 def test_values_keep_the_gap(catalog, claims):
     for claim in claims:
         f = claim.fields
-        if f.drug is None and f.procedure is None:
-            continue  # no billed item, so no price or dose rule
-        drug = catalog.drugs.get(f.drug) if f.drug else None
-        item = drug or catalog.procedures[f.procedure]
-        low, high = (
-            (drug.month_price_low_usd, drug.month_price_high_usd)
-            if drug
-            else (item.price_low_usd, item.price_high_usd)
-        )
-        assert f.drug is None or f.procedure is None  # one billed item
-        if drug and f.dose_mg is not None:
-            if claim.reason == "DOSAGE":
-                assert f.dose_mg >= 1.65 * drug.dose_label_max_mg or f.dose_mg <= 0.25 / 1.1 * drug.dose_min_mg
-            else:  # at most half an octave short of the rules' lines (1.5x the label max, 0.25x the minimum)
-                assert 0.25 * 2**0.5 * drug.dose_min_mg <= f.dose_mg <= 1.5 / 2**0.5 * drug.dose_label_max_mg
-        if f.amount_usd is not None:
-            if claim.reason == "COST":
-                assert f.amount_usd >= 2.75 * high or f.amount_usd <= 0.4 / 1.1 * low
-            else:
-                assert 0.4 * 2**0.5 * low <= f.amount_usd <= 2.5 / 2**0.5 * high
+        assert f.drug is None or f.procedure is None  # at most one billed item
+        if f.drug is not None or f.procedure is not None:  # with none, no dose or price rule applies
+            _numbers_keep_the_gap(claim, catalog)
         if claim.admin_kind == "age":
             bounds = [b for b in (catalog.diagnoses.get(f.diagnosis), catalog.procedures.get(f.procedure)) if b]
             assert any(
@@ -267,8 +266,6 @@ def test_values_keep_the_gap(catalog, claims):
                 or (b.age_max is not None and f.age >= b.age_max + 3)
                 for b in bounds
             )
-
-
 
 
 def test_each_items_line_is_met_from_both_sides_and_no_token_holds_both(catalog, tokenizer, many_claims):
