@@ -57,7 +57,7 @@ PATIENT_CONFLICT_DX_KEPT, DX_KEPT = 0.7, 0.9
 # Claims that name no billed item (as when it is left out, or written in words the tokenizer does not read as an
 # item) are valid, or ADMIN when the patient does not fit the diagnosis; with none in training, "Man, 35, prenatal
 # care 4-6 visits, pregnancy, $900" (no item read) was called COST at 99.98%.
-ITEM_UNREAD_SHARE = 0.03
+NO_ITEM_SHARE = 0.03
 MIN_DOSE_MG, MIN_AMOUNT_USD = 0.001, 0.3  # invalid values stay above these, so every number stays printable
 AGE_MARGIN = 3  # an age conflict is at least this many years outside the allowed range
 ADULT = 18  # catalog doses are adult doses, so valid drug claims are for adults
@@ -228,7 +228,7 @@ class _Generator:
         # without a diagnosis an ADMIN claim is still invalid when the procedure carries the conflict (else redrawn)
         patient_conflict = admin_kind in ("sex", "age")
         keep_dx = reason == "MEDICAL" or rng.random() < (PATIENT_CONFLICT_DX_KEPT if patient_conflict else DX_KEPT)
-        drop_item = (reason == VALID or patient_conflict) and rng.random() < ITEM_UNREAD_SHARE
+        drop_item = (reason == VALID or patient_conflict) and rng.random() < NO_ITEM_SHARE
         return ClaimFields(
             diagnosis=dx.key if keep_dx else None,
             drug=None if drop_item or not is_drug else item.key,
