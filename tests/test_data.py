@@ -290,6 +290,15 @@ def test_each_items_line_is_met_from_both_sides_and_no_token_holds_both(catalog,
     assert len(near_line) / len(dosage) > 0.15
 
 
+def test_cheap_items_are_also_billed_wildly_too_much(catalog, many_claims):
+    """'Urinalysis for a bladder infection, billed $4,800' (120x a $40 test's top) was called VALID at 100% when
+    overcharges stopped at 50x the normal top: high ones now reach $100,000 for every item."""
+    for key in ("81001", "87880"):  # a urinalysis and a rapid strep test, both under $60
+        top = price_range(catalog.procedures[key])[1]
+        billed = [c.fields.amount_usd for c in many_claims if c.reason == "COST" and c.fields.procedure == key]
+        assert max(billed) > 100 * top, key
+
+
 def test_some_claims_name_no_item_the_tokenizer_knows(catalog, many_claims):
     """'Man, 35, prenatal care 4-6 visits, pregnancy, $900' names no catalog item: such claims are valid, or ADMIN
     when the patient does not fit the diagnosis, and the model meets them in training."""
