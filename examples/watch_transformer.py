@@ -83,6 +83,7 @@ def main() -> None:
             if rank == 0 and step % 100 == 0:
                 print(f"step {step}: loss {loss.item():.3f}, accuracy {accuracy.item():.0%}", flush=True)
     if distributed:
+        dist.barrier()  # no process tears the group down while another still trains or writes
         dist.destroy_process_group()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -184,12 +185,23 @@ def test_the_example_trains_its_own_model_watched_from_outside_the_checkout(tmp_
     assert len(snap.optim[-1].heads["encoder.layers.1.self_attn"]) == 4
 
 
+def run_under_torchrun(folder: Path) -> subprocess.CompletedProcess:
+    """The example in two processes. Once in more than a hundred launches (seen in CI, never reproduced here), a
+    process aborts inside gloo with "terminate called without an active exception"; only that abort is retried."""
+    for _ in range(2):
+        shutil.rmtree(folder, ignore_errors=True)
+        with socket.socket() as probe:  # a free port on the loopback interface for the two processes to meet on
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        result = run_example(folder, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
+                             "--master_addr=127.0.0.1", f"--master_port={port}")
+        if "terminate called without an active exception" not in result.stderr:
+            break
+    return result
+
+
 def test_under_torchrun_only_rank_0_writes_and_nothing_hangs(tmp_path: Path) -> None:
-    with socket.socket() as probe:  # a free port on the loopback interface for the two processes to meet on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    result = run_example(tmp_path / "ddp", "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
-                         "--master_addr=127.0.0.1", f"--master_port={port}")
+    result = run_under_torchrun(tmp_path / "ddp")
     assert result.returncode == 0, result.stderr[-3000:]
     [listed] = list_runs(tmp_path)  # one folder: rank 1 wrote nothing
     assert (listed.run_id, listed.status, listed.step) == ("ddp", "finished", 30)
