@@ -62,11 +62,18 @@ def results_view(results: list[SeedResult]) -> None:
         "Held-out accuracy": st.column_config.NumberColumn(format="percent"),
         "Heads": st.column_config.TextColumn(width="large")})
     if summary["matched_heads"]:
-        st.caption("Heads matched across seeds: each row is a head of the first seed, beside the head of every other "
-                   "seed that does the most similar work (what each check needs from it).")
-        roles = pd.DataFrame(summary["matched_heads"], columns=[f"Seed {r.seed}" for r in results])
-        roles.insert(0, "Role", [f"Head {i + 1} of seed {results[0].seed}" for i in range(len(roles))])
-        st.dataframe(roles, hide_index=True)
+        matched_view(summary["matched_heads"], results)
+
+
+def matched_view(matched_heads: list[list[str]], results: list[SeedResult]) -> None:
+    """One row per seed and one column per head of the first seed, so that many seeds grow the table downwards."""
+    first = results[0].seed
+    st.caption(f"Heads matched across seeds: each column follows one head of seed {first}; in every other seed's row "
+               "it shows the head that does the most similar work (what each check needs from it).")
+    roles = pd.DataFrame(list(zip(*matched_heads, strict=True)),
+                         columns=[f"Head {i + 1} of seed {first}" for i in range(len(matched_heads))])
+    roles.insert(0, "Seed", [r.seed for r in results])
+    st.dataframe(roles, hide_index=True)
 
 
 @st.fragment(run_every=2.0)

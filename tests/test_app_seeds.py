@@ -59,6 +59,9 @@ def test_a_saved_study_says_where_heads_only_leaned(open_app, healthy, engine_en
     assert [m.value for m in at.metric] == ["0 of 2 runs", "0 of 2 runs", "1 of 2 runs", "0 of 2 runs"]
     assert [c.value for c in at.caption if "leaning" in c.value] == ["and a head leaning to it in 2 other runs",
                                                                      "and a head leaning to it in 1 other run"]
+    matched = at.dataframe[1].value  # a row per seed, a column per head of seed 0
+    assert list(matched.columns) == ["Seed", "Head 1 of seed 0", "Head 2 of seed 0"]
+    assert matched.values.tolist() == [[0, "leans MEDICAL", "COST specialist"], [1, "leans MEDICAL", "leans COST"]]
     for seed in seeds:
         del seed["leans"]  # a study saved before leaning heads were recorded: it does not say, so neither does the page
     (folder / STUDY).write_text(json.dumps({"recipe": {}, "results": seeds}))
