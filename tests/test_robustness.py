@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import pytest
 import torch
 
-from bench.robustness import GENERATOR, measure, worded
+from bench.robustness import GENERATOR, worded
 from data.catalog import Catalog, load_catalog
 from data.generator import generate_claims
 from data.tokenizer import Tokenizer
@@ -18,7 +19,7 @@ from engine.training.config import TrainConfig
 from engine.training.presets import preset
 from engine.training.trainer import Trainer
 
-STYLE_TOLERANCE = 0.02  # the most any style may fall below the generator's own wording
+STYLE_TOLERANCE = 0.02  # the most any style may fall below the generator's own wording, beyond the sampling noise
 
 
 def train(config: TrainConfig) -> Trainer:
@@ -62,25 +63,26 @@ def test_a_head_can_look_at_nothing(null_key: bool) -> None:
 
 
 @pytest.fixture(scope="module")
-def trained_quick_model() -> Predictor:
-    config = preset("quick")
-    config.steps, config.batch_size, config.lr, config.warmup_steps = 1600, 128, 4e-3, 50
-    config.pool_size, config.eval_every = 12_000, 1600
-    trainer = train(config)
-    return trainer.live_model().predictor()
+def trained_model() -> Predictor:
+    """The default recipe's model after 800 steps (about 95% held out). The quick recipe's model is too small: over
+    seeds 0-4 it stays near 88% and a style fell up to 6 points below the generator's wording (docs/robustness.md)."""
+    config = preset("default")
+    config.steps, config.pool_size, config.eval_every = 800, 24_000, 800
+    return train(config).live_model().predictor()
 
 
-def test_every_plain_style_is_judged_as_well_as_the_generators_wording(trained_quick_model: Predictor) -> None:
+def test_every_plain_style_is_judged_as_well_as_the_generators_wording(trained_model: Predictor) -> None:
     catalog: Catalog = load_catalog()
     tokenizer = Tokenizer.from_catalog(catalog)
-    claims = generate_claims(300, 12345, catalog)
-    texts, truth = worded(claims, catalog, tokenizer)
-    assert len(truth) > 250  # nearly every claim reads as the same fields in every style
-    row = measure(trained_quick_model, texts, truth)
-    assert row[GENERATOR] > 0.7, row  # the model has learned enough for the comparison to mean something
-    for style, accuracy in row.items():
-        if style not in (GENERATOR, "flip rate", "ECE"):
-            assert accuracy >= row[GENERATOR] - STYLE_TOLERANCE, (style, row)
+    texts, truth = worded(generate_claims(1000, 12345, catalog), catalog, tokenizer)
+    assert len(truth) > 900  # nearly every claim reads as the same fields in every style
+    right = {style: [p.outcome == t for p, t in zip(trained_model.predict_many(batch), truth, strict=True)]
+             for style, batch in texts.items()}
+    assert statistics.mean(right[GENERATOR]) > 0.8  # the model has learned enough for the comparison to mean something
+    for style, marks in right.items():
+        deficit = [int(g) - int(s) for g, s in zip(right[GENERATOR], marks, strict=True)]  # 1: only the generator's
+        noise = 2 * statistics.pstdev(deficit) / len(deficit) ** 0.5  # two standard errors over these claims
+        assert statistics.mean(deficit) - noise <= STYLE_TOLERANCE, (style, statistics.mean(deficit), noise)
 
 
 def test_the_same_seed_repeats_the_run_bit_for_bit() -> None:
