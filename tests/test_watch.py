@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import torch
 from conftest import plotly_array
 from torch import nn
 
+from bench.soak import free_port
 from engine.runs import list_runs, metrics_table, replay
 from engine.watch import attention_modules, head_stats, watch
 
@@ -190,11 +190,8 @@ def run_under_torchrun(folder: Path) -> subprocess.CompletedProcess:
     process aborts inside gloo with "terminate called without an active exception"; only that abort is retried."""
     for _ in range(2):
         shutil.rmtree(folder, ignore_errors=True)
-        with socket.socket() as probe:  # a free port on the loopback interface for the two processes to meet on
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
         result = run_example(folder, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
-                             "--master_addr=127.0.0.1", f"--master_port={port}")
+                             "--master_addr=127.0.0.1", f"--master_port={free_port()}")
         if "terminate called without an active exception" not in result.stderr:
             break
     return result

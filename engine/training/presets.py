@@ -13,7 +13,6 @@ DEFAULT = TrainConfig(preset="default", steps=3500, decay_fraction=0.8, batch_si
                       pool_size=120_000, model=ModelConfig(d_ff=512))
 PRESETS: dict[str, TrainConfig] = {
     "default": DEFAULT,
-    # the default with sparse attention: heads own a reason in more runs, at a cost in speed and sureness
     "sparse": replace(DEFAULT, preset="sparse", model=replace(DEFAULT.model, sparse_attention=True)),
     "long": TrainConfig(preset="long", steps=6000, lr=2e-3, warmup_steps=200, model=ModelConfig(d_ff=256)),
     "quick": TrainConfig(
