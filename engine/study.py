@@ -99,9 +99,9 @@ def bootstrap_interval(values: Sequence[float], resamples: int = BOOTSTRAP_RESAM
 def summarize(results: Sequence[SeedResult]) -> dict:
     n = len(results)
     owned = {r: sum(r in result.owns for result in results) for r in REASONS}
-    leaned = {r: sum(r not in result.owns and r in result.leans for result in results) for r in REASONS}
-    if not all(result.leans for result in results):
-        leaned = None  # seeds measured before leaning heads were recorded: unknown, not none
+    # None when a seed was measured before leaning heads were recorded: unknown, not none
+    leaned = ({r: sum(r not in result.owns and r in result.leans for result in results) for r in REASONS}
+              if all(result.leans for result in results) else None)
     counts = [result.specialists for result in results]
     low, high = bootstrap_interval(counts)
     orders = matched(results)
