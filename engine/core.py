@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -17,7 +18,7 @@ from engine.claims_csv import ImportedClaims, read_claims_csv, scored_rows, trai
 from engine.csv_export import csv_bytes
 from engine.inference import Prediction, Predictor
 from engine.run_files import CHECKPOINT
-from engine.run_writer import torch_bytes
+from engine.run_writer import create_new_file, torch_bytes
 from engine.runs import (
     RunError,
     RunSummary,
@@ -45,13 +46,18 @@ SAVED_MODELS_KEPT = 4
 FREE_SPACE_PROBE_BYTES = 2**20  # a run's first files (config, vocabulary, first checkpoint) take about this much
 
 
-def new_run_id(runs_dir: Path, config: TrainConfig, suffix: str = "") -> str:
+def reserve_run_id(runs_dir: Path, config: TrainConfig, suffix: str = "") -> str:
+    """A new run's id, its folder made here and now: two servers on one runs folder pressing Train in the same
+    second get two folders, never one."""
     base = f"{time.strftime('%Y%m%d-%H%M%S')}-{config.optimizer}-s{config.seed}{suffix}"
     run_id, n = base, 1
-    while (runs_dir / run_id).exists():
-        n += 1
-        run_id = f"{base}-{n}"
-    return run_id
+    while True:
+        try:
+            (runs_dir / run_id).mkdir()
+            return run_id
+        except FileExistsError:
+            n += 1
+            run_id = f"{base}-{n}"
 
 
 class RunsFolderError(OSError):
@@ -89,8 +95,20 @@ class Engine:
         if not (self.save_runs and save):
             return None, None
         self.check_runs_folder()
-        run_id = new_run_id(self.runs_dir, config, suffix)
+        run_id = reserve_run_id(self.runs_dir, config, suffix)
         return self.runs_dir / run_id, run_id
+
+    @staticmethod
+    def _train(trainer: Trainer, config: TrainConfig, folder: Path | None, run_id: str | None) -> None:
+        """Start `trainer`; a folder it may not write (another process's, a link) is a RunsFolderError."""
+        try:
+            trainer.start(config, folder, run_id)
+        except RunError as error:
+            if folder is not None:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # the folder reserved for it, if nothing else was put there
+            raise RunsFolderError(f"Runs cannot be saved in the runs folder: {error}. You can train without "
+                                  "saving.") from None
 
     def start(self, config: TrainConfig, save: bool = True) -> None:
         """Start the main run; RunsFolderError if it cannot be saved (then start(config, save=False) trains anyway)."""
@@ -101,7 +119,7 @@ class Engine:
             folder, run_id = self._folder(config, save)
             self._discard_empty_runs()
             self.race.reset()
-            self.main.start(config, folder, run_id)
+            self._train(self.main, config, folder, run_id)
 
     def start_race(self, optimizer: str = "sgd", lr: float | None = None, save: bool | None = None) -> None:
         """Train the same data, seed and model under another optimizer, alongside the main run; saved beside it
@@ -117,7 +135,7 @@ class Engine:
             if save is None:
                 save = self.main.hub.snapshot().run_dir is not None
             folder, run_id = self._folder(config, save, "-race")
-            self.race.start(config, folder, run_id)
+            self._train(self.race, config, folder, run_id)
 
     def pause(self) -> None:
         self.main.pause()
@@ -159,6 +177,10 @@ class Engine:
         """Where the study of seeds 0 .. seeds-1 of a preset lives: beside the runs, hidden from the Runs list."""
         return self.runs_dir / STUDIES / f"{preset_name}-seeds-0-{seeds - 1}"
 
+    def _led_elsewhere(self, folder: Path) -> bool:
+        """Whether a link would lead a study's files out of the runs folder."""
+        return folder.parent.is_symlink() or folder.is_symlink()
+
     def start_study(self, preset_name: str, seeds: int) -> None:
         """Train seeds 0 .. seeds-1 of a preset in the background, two at a time (resuming one begun before)."""
         if preset_name not in PRESETS or not 2 <= seeds <= MAX_STUDY_SEEDS:
@@ -167,11 +189,15 @@ class Engine:
             if self.study is not None and self.study.active:
                 raise EngineBusy("A seed study is already training: stop it first.")
             self.check_runs_folder()
-            self.study = BackgroundStudy(self.study_folder(preset_name, seeds), range(seeds),
-                                         ["--preset", preset_name])
+            folder = self.study_folder(preset_name, seeds)
+            if self._led_elsewhere(folder):
+                raise RunsFolderError(f"The runs folder's {STUDIES} holds a link to another place, so studies are "
+                                      "not kept there.")
+            self.study = BackgroundStudy(folder, range(seeds), ["--preset", preset_name])
 
     def saved_study(self, preset_name: str, seeds: int) -> tuple[dict, list[SeedResult]] | None:
-        return read_study(self.study_folder(preset_name, seeds))
+        folder = self.study_folder(preset_name, seeds)
+        return None if self._led_elsewhere(folder) else read_study(folder)
 
     def snapshot(self) -> Snapshot:
         return self.main.hub.snapshot()
@@ -215,9 +241,13 @@ class Engine:
         trainable_claims(read_claims_csv(data))
         self.check_runs_folder()
         imports = self.runs_dir / ".imports"
+        if imports.is_symlink():
+            raise RunsFolderError("The runs folder's .imports is a link to another place, so claims files are not "
+                                  "kept there.")
         imports.mkdir(exist_ok=True)
         path = imports / f"{hashlib.sha256(data).hexdigest()[:16]}.csv"
-        path.write_bytes(data)
+        with create_new_file(path) as file:
+            file.write(data)
         self.start(replace(config, claims_csv=str(path)), save=save)
 
     def replay(self, run_id: str) -> Snapshot:

@@ -10,6 +10,7 @@ between people.
                               WATCHED_EXAMPLES examples)
   checkpoints/latest.pt       model state_dict + step (atomic replace; loaded with weights_only=True)
   tensorboard/       TensorBoard event files, when asked for (engine.tensorboard_files; never read by Headwatch)
+  .writer.lock       locked by the one process writing the run for as long as it does (engine.run_writer.WriterLock)
 
 Every read stays inside the run's folder (a link that leads out is refused), opens plain files only (never a device,
 a pipe or a folder), and is bounded in size; every record is checked for the types the pages rely on, so a damaged
@@ -46,6 +47,7 @@ METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoints/latest.pt"
 ATTENTION = "attention"
 TENSORBOARD = "tensorboard"
+WRITER_LOCK = ".writer.lock"  # held (flock) by the one process writing the run; it names that process's id
 WATCHED = "watch"  # config.json's "source" in a run recorded by engine.watch from someone's own training loop
 WATCHED_EXAMPLES = 8  # a watched run's attention files keep the first examples of the batch being trained
 WATCHED_POSITIONS = 128  # and of longer sequences, the first positions (a file and a page stay small)
@@ -56,7 +58,8 @@ def is_watched(config: Mapping[str, Any]) -> bool:
     return config.get("source") == WATCHED
 
 
-RUN_FILES = frozenset({CONFIG, STATUS, TOKENIZER, PROBE, METRICS, ATTENTION, CHECKPOINT.split("/")[0], TENSORBOARD})
+RUN_FILES = frozenset({CONFIG, STATUS, TOKENIZER, PROBE, METRICS, ATTENTION, CHECKPOINT.split("/")[0], TENSORBOARD,
+                       WRITER_LOCK})
 
 MAX_JSON_BYTES = 4 * 2**20  # a tokenizer is ~50 kB; config, status and probe are smaller
 MAX_METRICS_BYTES = 2**30  # a 100,000-step run writes ~100 MB

@@ -3,17 +3,22 @@ second, so a process killed at any moment leaves a folder that reads back (engin
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import functools
 import io
 import json
 import math
 import os
+import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -26,6 +31,7 @@ from engine.run_files import (
     PROBE,
     STATUS,
     TOKENIZER,
+    WRITER_LOCK,
     Record,
     RunError,
     encode_record,
@@ -33,6 +39,107 @@ from engine.run_files import (
 from engine.telemetry import AttentionPoint, ProbeClaim
 
 FLUSH_SECONDS = 1.0
+LOCK_PATIENCE_SECONDS = 2.0  # a page checking who writes a folder holds its lock for microseconds
+
+
+class WriterLock:
+    """One process's claim on a folder it writes (a run, a study), held until `release` or the process ends, however
+    it ends (an flock: the system drops it then). A second writer, in this process or another, is refused in words,
+    so two runs never mix in one folder and nothing is deleted under a process still writing it."""
+
+    def __init__(self, folder: Path, name: str = WRITER_LOCK, what: str = "run") -> None:
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            raise RunError(f"{folder.name} is not a folder (or is a link to another place), so nothing is written "
+                           "there")
+        folder.mkdir(parents=True, exist_ok=True)
+        self._fd: int | None = _open_lock_file(folder / name)
+        deadline = time.monotonic() + LOCK_PATIENCE_SECONDS
+        while not _try_lock(self._fd, fcntl.LOCK_EX):
+            if time.monotonic() > deadline:
+                holder = _holder_id(self._fd)
+                self.release()
+                raise RunError(f"another process{f' ({holder})' if holder else ''} is writing the {what} in "
+                               f"{folder.name}; it is left alone until that process ends")
+            time.sleep(0.02)
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"process {os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the only descriptor of the lock releases it
+            self._fd = None
+
+    @staticmethod
+    def holder(folder: Path, name: str = WRITER_LOCK) -> str | None:
+        """Who holds `folder`'s lock ("process 1234"), or None when nobody writes there now."""
+        try:
+            fd = os.open(folder / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return None  # no lock file: never written by a Headwatch writer
+        try:
+            if _try_lock(fd, fcntl.LOCK_SH):
+                return None
+            return _holder_id(fd) or "a process"
+        finally:
+            os.close(fd)
+
+
+def _open_lock_file(path: Path) -> int:
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as error:
+        if error.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+            raise RunError(f"{path.name} in {path.parent.name} is not a plain file, so the folder is not "
+                           "written") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RunError(f"{path.name} in {path.parent.name} is not a plain file, so the folder is not written")
+    return fd
+
+
+def _try_lock(fd: int, kind: int) -> bool:
+    try:
+        fcntl.flock(fd, kind | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    if kind == fcntl.LOCK_SH:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    return True
+
+
+def _holder_id(fd: int) -> str | None:
+    """The 'process N' a lock's holder wrote into it (None when unreadable or not that)."""
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        written = os.pread(fd, 64, 0).decode().strip()
+        if written.startswith("process ") and written.removeprefix("process ").isdigit():
+            return written
+    return None
+
+
+def empty_folder(folder: Path, keep: str = WRITER_LOCK) -> None:
+    """Delete everything in `folder` but its lock file (held by the caller, so nothing else writes there now); links
+    are removed, never followed."""
+    for entry in folder.iterdir():
+        if entry.name == keep:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def holds_only_its_lock(folder: Path) -> bool:
+    return all(entry.name == WRITER_LOCK for entry in folder.iterdir())
+
+
+def create_new_file(path: Path) -> BinaryIO:
+    """A fresh file for writing at `path`, replacing whatever is there without following it: a link or a hard link
+    planted in its place is removed, never written through."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    return os.fdopen(fd, "wb")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -89,15 +196,25 @@ def _unless_failed(method: Callable) -> Callable:
 
 
 class RunWriter:
-    """Writes one run's folder as it trains. The constructor raises OSError if the folder cannot be written, and
-    RunError if it already holds files: two runs must never mix in one folder."""
+    """Writes one run's folder as it trains, holding its WriterLock (the one given, or its own) until `close`. The
+    constructor raises OSError if the folder cannot be written, and RunError if another process writes there or it
+    already holds files: two runs must never mix in one folder."""
 
-    def __init__(self, folder: Path, config: dict, tokenizer: dict, probe: tuple[ProbeClaim, ...]) -> None:
+    def __init__(self, folder: Path, config: dict, tokenizer: dict, probe: tuple[ProbeClaim, ...],
+                 lock: WriterLock | None = None) -> None:
         self.folder = folder
         self.failed: str | None = None
         self.chance: float | None = None  # Snapshot.chance, saved with the status
-        folder.mkdir(parents=True, exist_ok=True)
-        if any(folder.iterdir()):
+        self._lock = lock or WriterLock(folder)
+        try:
+            self._start(config, tokenizer, probe)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _start(self, config: dict, tokenizer: dict, probe: tuple[ProbeClaim, ...]) -> None:
+        folder = self.folder
+        if not holds_only_its_lock(folder):
             raise RunError(f"the folder {folder.name} already holds files; a new run needs a new or empty folder")
         (folder / ATTENTION).mkdir()
         (folder / CHECKPOINT).parent.mkdir()
@@ -147,6 +264,8 @@ class RunWriter:
             self._metrics.close()
         except OSError as error:
             self.failed = self.failed or str(error)
+        finally:
+            self._lock.release()
 
 
 def torch_bytes(obj: Any) -> bytes:

@@ -40,6 +40,7 @@ from engine.run_files import (
     read_status,
     text,
 )
+from engine.run_writer import WriterLock
 from engine.telemetry import (
     ACTIVE_STATUSES,
     OPTIM_MEASURES,
@@ -75,8 +76,18 @@ def resolve_run(runs_dir: Path, run_id: str) -> Path:
 
 
 def discard_run(runs_dir: Path, run_id: str) -> None:
-    """Delete a run's folder (never a link, never anything outside the runs folder)."""
-    shutil.rmtree(resolve_run(runs_dir, run_id), ignore_errors=True)
+    """Delete a run's folder (never a link, never anything outside the runs folder, never one a process writes)."""
+    folder = resolve_run(runs_dir, run_id)
+    if not folder.is_dir():
+        return
+    try:
+        lock = WriterLock(folder)
+    except (RunError, OSError):
+        return  # written by another process now: not ours to delete
+    try:
+        shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        lock.release()
 
 
 TEMP_FILE_PATTERN = re.compile(r"^\..+\.[A-Za-z0-9_]+\.tmp$")
@@ -369,11 +380,17 @@ def list_runs(runs_dir: Path) -> list[RunSummary]:
     """Every run folder under `runs_dir`, newest first; a link in place of a folder is listed as damaged."""
     if not runs_dir.is_dir():
         return []
-    folders = [p for p in runs_dir.iterdir() if valid_run_id(p.name) and (p.is_symlink() or p.is_dir())]
+    folders = [p for p in runs_dir.iterdir() if valid_run_id(p.name) and (p.is_symlink() or p.is_dir())
+               and not _preparing(p)]
     with _summaries_lock:
         for gone in [f for f in _summaries if f.parent == runs_dir and f not in folders]:
             del _summaries[gone]
     return sorted((_still_training(_summary(p)) for p in folders), key=lambda s: s.started, reverse=True)
+
+
+def _preparing(folder: Path) -> bool:
+    """A new run's folder before its first file: nothing to list yet (its trainer is still making claims)."""
+    return not folder.is_symlink() and not (folder / CONFIG).exists() and WriterLock.holder(folder) is not None
 
 
 def _still_training(summary: RunSummary) -> RunSummary:

@@ -3,6 +3,7 @@ live model it publishes. It reports into a TelemetryHub and, when given a folder
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import threading
@@ -19,7 +20,7 @@ from engine.claims_csv import CsvProblem, build_data_from_csv
 from engine.dataset import POOL_CACHE, ClaimData, build_data, unsaved_pool_cache
 from engine.inference import Predictor
 from engine.model import ModelConfig
-from engine.run_writer import RunWriter
+from engine.run_writer import RunWriter, WriterLock, holds_only_its_lock
 from engine.runs import RunError
 from engine.telemetry import TelemetryHub
 from engine.tensorboard_files import TensorBoardObserver
@@ -83,6 +84,16 @@ def _folder_observers(writer: RunWriter, config: TrainConfig, hub: HubObserver) 
     return kept
 
 
+def _let_go(folder: Path | None, lock: WriterLock | None, writer: RunWriter | None) -> None:
+    """Release a run's folder once it can no longer write: a folder it never wrote to is not left behind empty."""
+    if folder is not None and writer is None:
+        with contextlib.suppress(OSError):
+            if holds_only_its_lock(folder):
+                shutil.rmtree(folder)
+    if lock is not None:
+        lock.release()
+
+
 class _Publisher:
     """Keeps the trainer's live model up to date with the loop's weights."""
 
@@ -125,18 +136,27 @@ class Trainer:
             if generation == self.generation:
                 self._live = live
 
-    def start(self, config: TrainConfig, folder: Path | None = None, run_id: str | None = None) -> None:
+    def start(self, config: TrainConfig, folder: Path | None = None, run_id: str | None = None,
+              lock: WriterLock | None = None) -> None:
+        """Train in the background, into `folder` when given: its writer lock (`lock`, or taken here: RunError when
+        another process writes there) is held until the run ends."""
         config.validate()
         with self._lock:
             if self.active:
                 raise EngineBusy("A run is already training: stop or reset it first.")
             threads = THREADS.lease(config.threads)
+            if folder is not None and lock is None:
+                try:
+                    lock = WriterLock(folder)
+                except BaseException:
+                    threads.release()
+                    raise
             self.generation += 1
             self._control = control = RunControl()
             self._live, self.save_problem, self.config = None, None, config
             self.hub.begin(run_id, str(folder) if folder else None, config.to_dict(), config.steps)
-            self._thread = threading.Thread(target=self._run, args=(config, folder, self.generation, threads, control),
-                                            daemon=True, name="headwatch-trainer")
+            self._thread = threading.Thread(target=self._run, args=(config, folder, lock, self.generation, threads,
+                                                                     control), daemon=True, name="headwatch-trainer")
             self._thread.start()
 
     def pause(self) -> None:
@@ -165,17 +185,18 @@ class Trainer:
             self._live = self.data = self.config = None
             self.hub.reset()
 
-    def _run(self, config: TrainConfig, folder: Path | None, generation: int, threads: ThreadLease,
-             control: RunControl) -> None:
+    def _run(self, config: TrainConfig, folder: Path | None, lock: WriterLock | None, generation: int,
+             threads: ThreadLease, control: RunControl) -> None:
         hub = HubObserver(self.hub, lambda: self.generation == generation)
         observers: list[Observer] = [hub]
         writer, loop, started = None, None, time.perf_counter()
         try:
             data = prepare_data(config, folder)
             if generation != self.generation:
+                _let_go(folder, lock, None)
                 return  # reset while preparing: this run no longer exists
             config = replace(config, model=config.model.sized_for(len(data.tokenizer.vocab)))
-            writer = self._open_writer(folder, config, data, hub) if folder is not None else None
+            writer = self._open_writer(folder, lock, config, data, hub) if folder is not None else None
             if writer is not None:  # the run's folder first: whoever sees the run end finds it ended on disk too
                 observers[:0] = _folder_observers(writer, config, hub)
             self.data = data
@@ -194,6 +215,7 @@ class Trainer:
             if writer is not None:
                 writer.close()
                 self.save_problem = writer.failed
+            _let_go(folder, lock, writer)
 
     @staticmethod
     def _end(observers: list[Observer], ending: Status) -> None:
@@ -204,15 +226,13 @@ class Trainer:
             except Exception as error:
                 logging.getLogger("headwatch").error("an observer could not take the run's end", exc_info=error)
 
-    def _open_writer(self, folder: Path, config: TrainConfig, data: ClaimData, hub: HubObserver) -> RunWriter | None:
-        """The run's writer; when its folder cannot be written (a full disk) the run trains on unsaved, says so,
-        and leaves no empty run folder behind."""
-        created = not folder.exists()
+    def _open_writer(self, folder: Path, lock: WriterLock, config: TrainConfig, data: ClaimData,
+                     hub: HubObserver) -> RunWriter | None:
+        """The run's writer; when its folder cannot be written (a full disk) the run trains on unsaved and says so
+        (its empty folder goes when the run ends)."""
         try:
-            return RunWriter(folder, config.to_dict(), data.tokenizer.to_json(), data.probe_claims)
+            return RunWriter(folder, config.to_dict(), data.tokenizer.to_json(), data.probe_claims, lock)
         except OSError as error:
-            if created:
-                shutil.rmtree(folder, ignore_errors=True)
             self.save_problem = f"the run folder could not be written: {error.strerror or error}"
             if hub.current():
                 self.hub.set_unsaved(f"This run is not being saved ({self.save_problem}); it trains on anyway.")
