@@ -4,8 +4,11 @@ traceback."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import json
-import shutil
+import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -15,7 +18,8 @@ from engine.analyze import analyze_run
 from engine.claims_csv import CsvProblem, read_claims_file
 from engine.inference import Predictor
 from engine.run_files import CONFIG, RUN_FILES, RunError
-from engine.study import parse_seeds, run_study
+from engine.run_writer import WriterLock, empty_folder, holds_only_its_lock
+from engine.study import MAX_SEEDS, PARENT_ENV, parse_seeds, run_study
 from engine.telemetry import Snapshot, TelemetryHub
 from engine.training.config import OPTIMIZERS, ConfigError
 from engine.training.presets import PRESETS, preset
@@ -23,6 +27,7 @@ from engine.training.trainer import Trainer
 
 CLI_MAX_CSV_BYTES = 50 * 2**20  # the app takes 5 MB uploads; a file on disk may be larger
 CLI_MAX_CSV_ROWS = 500_000
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--run", type=Path, required=True)
     study = commands.add_parser("study", help="train one recipe with several seeds; what their heads have in common")
     study.add_argument("--out", type=Path, required=True, help="the study's folder (an interrupted study resumes)")
-    study.add_argument("--seeds", default="0-4", help="e.g. 0-4 or 0,2,5 (default 0-4)")
+    study.add_argument("--seeds", default="0-4", help=f"e.g. 0-4 or 0,2,5 (default 0-4; at most {MAX_SEEDS})")
     study.add_argument("--preset", default="default", choices=sorted(PRESETS))
     study.add_argument("--steps", type=int)
     study.add_argument("--parallel", type=int, default=2, help="seeds trained at once, one core each (default 2)")
@@ -89,10 +94,16 @@ def train(args: argparse.Namespace) -> int:
     config.model.sparse_attention = config.model.sparse_attention or args.sparse_attention
     config.tensorboard = args.tensorboard
     config.validate()
-    _make_room(args.out, args.replace)
+    lock = WriterLock(args.out)  # held from here: nothing else writes or deletes the folder while this trains
+    try:
+        _make_room(args.out, args.replace)
+    except BaseException:
+        lock.release()
+        raise
     hub = TelemetryHub()
     trainer = Trainer(hub)
-    trainer.start(config, folder=args.out, run_id=args.out.name)
+    trainer.start(config, folder=args.out, run_id=args.out.name, lock=lock)
+    stop_when_told(trainer)
     last_print = 0.0
     while trainer.active:
         time.sleep(0.2)
@@ -123,18 +134,31 @@ def train(args: argparse.Namespace) -> int:
 
 
 def _make_room(out: Path, replace: bool) -> None:
-    """Two runs never mix in one folder: one already in `out` is refused, or deleted whole when asked to."""
-    if not out.exists() or (out.is_dir() and not out.is_symlink() and not any(out.iterdir())):
+    """Two runs never mix in one folder: one already in `out` (whose writer lock the caller holds) is refused, or
+    deleted when asked to."""
+    if holds_only_its_lock(out):
         return
     if not replace:
         raise RunError(f"{out} already holds files; pass --replace to delete the run there first, or choose "
                        "another --out")
-    others = [] if out.is_symlink() or not out.is_dir() else sorted(p.name for p in out.iterdir()
-                                                                    if p.name not in RUN_FILES)
-    if out.is_symlink() or not (out / CONFIG).is_file() or others:
+    others = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES)
+    if not (out / CONFIG).is_file() or others:
         found = f" (it holds {', '.join(others[:3])})" if others else ""
         raise RunError(f"{out} is not a Headwatch run folder{found}, so --replace does not delete it")
-    shutil.rmtree(out)
+    empty_folder(out)
+
+
+def stop_when_told(trainer: Trainer) -> None:
+    """SIGTERM stops the run as Stop does (its folder then says it was stopped); a study's worker also gets it
+    when the study that started it ends, however it ends (Linux's parent-death signal)."""
+    signal.signal(signal.SIGTERM, lambda *_: trainer.stop(timeout=0))
+    parent = os.environ.get(PARENT_ENV)
+    if parent is None:
+        return
+    with contextlib.suppress(OSError, AttributeError):  # Linux only; elsewhere the study stops its workers itself
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if str(os.getppid()) != parent:  # the study ended before the signal was asked for
+        trainer.stop(timeout=0)
 
 
 def _stdin_lines() -> Iterator[str]:
@@ -165,8 +189,9 @@ def study(args: argparse.Namespace) -> int:
         seeds = parse_seeds(args.seeds)
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    if not 1 <= args.parallel <= 64:
-        raise ConfigError("parallel must be 1 to 64")
+    cores = len(os.sched_getaffinity(0))
+    if not 1 <= args.parallel <= cores:
+        raise ConfigError(f"--parallel is at most the {cores} cores this machine has (each seed trains on one)")
     extra = args.train_options[1:] if args.train_options[:1] == ["--"] else args.train_options
     train_args = ["--preset", args.preset, *(["--steps", str(args.steps)] if args.steps else []), *extra]
     record = run_study(args.out, seeds, train_args, args.parallel, echo=lambda line: print(line, flush=True))

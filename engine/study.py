@@ -10,7 +10,9 @@ seed, so a study that is stopped resumes where it was, and a finished seed is ne
 from __future__ import annotations
 
 import itertools
+import os
 import random
+import re
 import subprocess
 import sys
 import threading
@@ -22,12 +24,17 @@ from pathlib import Path
 from engine.analyze import analyze_run
 from engine.model import CROSS, REASONS
 from engine.ownership import LEANS
-from engine.run_files import STATUS, RunError, number, numbers, read_object, text, whole
-from engine.run_writer import atomic_write_json
+from engine.run_files import STATUS, RunError, number, numbers, open_in_run, read_object, text, whole
+from engine.run_writer import WriterLock, atomic_write_json, create_new_file
 from engine.runs import summarize as summarize_run
+from engine.training.config import LIMITS
 
 ROOT = Path(__file__).resolve().parents[1]  # where `python -m engine` is found
 STUDY = "study.json"
+STUDY_LOCK = ".study.lock"  # held by the one process running the study
+PARENT_ENV = "HEADWATCH_STUDY_PID"  # tells a seed's worker which study started it: it stops when that one ends
+MAX_SEEDS = 100
+LOG_TAIL_BYTES = 64 * 2**10  # what is read of a seed's log: its last progress line and why it failed
 BOOTSTRAP_RESAMPLES = 2000
 MAX_MATCHED_HEADS = 6  # heads matched across seeds by trying every pairing: 6! = 720 per seed
 
@@ -48,16 +55,23 @@ class SeedResult:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """'0-4' -> [0, 1, 2, 3, 4]; '0,3,7-9' -> [0, 3, 7, 8, 9]."""
+    """'0-4' -> [0, 1, 2, 3, 4]; '0,3,7-9' -> [0, 3, 7, 8, 9]; at most MAX_SEEDS of them."""
     seeds: list[int] = []
-    try:
-        for part in text.split(","):
-            low, _, high = part.strip().partition("-")
-            seeds += range(int(low), int(high or low) + 1)
-    except ValueError:
-        raise ValueError(f"seeds must look like 0-4 or 0,2,5 (got {text!r})") from None
-    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
-        raise ValueError(f"seeds must be distinct whole numbers from 0 (got {text!r})")
+    highest = int(LIMITS["seed"][1])
+    for part in text.split(",")[:MAX_SEEDS + 1]:
+        found = re.fullmatch(r"(\d{1,30})(?:-(\d{1,30}))?", part.strip(), re.ASCII)
+        if found is None:
+            raise ValueError(f"seeds must look like 0-4 or 0,2,5 (got {text[:40]!r})")
+        first, last = int(found[1]), int(found[2] or found[1])
+        if last > highest:
+            raise ValueError(f"a seed is at most {highest:,} (got {last:,})")
+        if last < first:
+            raise ValueError(f"a range of seeds goes up, as in {last}-{first} (got {first}-{last})")
+        if last - first + 1 + len(seeds) > MAX_SEEDS:
+            raise ValueError(f"a study trains at most {MAX_SEEDS} seeds (asked for more)")
+        seeds += range(first, last + 1)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct whole numbers from 0 (got {text[:40]!r})")
     return seeds
 
 
@@ -142,8 +156,12 @@ def _finished(folder: Path) -> bool:
 
 
 def _record(out: Path, recipe: dict, results: dict[int, SeedResult], failures: dict[int, str]) -> dict:
-    ordered = [results[s] for s in sorted(results)]
-    study = {"recipe": recipe, "results": [asdict(r) for r in ordered], "failures": failures,
+    """Write study.json (under the study's lock): this study's seeds merged with those an earlier study of the same
+    recipe recorded there, never written over them blind."""
+    merged = {**_recorded(out, recipe), **results}
+    ordered = [merged[s] for s in sorted(merged)]
+    study = {"recipe": recipe, "results": [asdict(r) for r in ordered],
+             "failures": {s: why for s, why in failures.items() if s not in merged},
              "summary": summarize(ordered) if ordered else None}
     atomic_write_json(out / STUDY, study)
     return study
@@ -182,15 +200,22 @@ def _recorded(out: Path, recipe: dict) -> dict[int, SeedResult]:
     if saved is None:
         return {}
     if saved[0].get("train") != recipe["train"]:
-        raise RunError(f"{out} holds a study of another recipe; choose another --out")
+        raise RunError(f"{out.name} holds a study of another recipe; choose another --out")
     return {r.seed: r for r in saved[1]}
 
 
-def _progress(log: Path) -> str:
+def _log_tail(log: Path) -> str:
+    """The end of a seed's log (never followed out of the study's folder, never read whole)."""
     try:
-        lines = log.read_text().splitlines()
-    except OSError:
-        return "starting"
+        with open_in_run(log.parent, log.name) as file:
+            file.seek(max(0, os.fstat(file.fileno()).st_size - LOG_TAIL_BYTES))
+            return file.read(LOG_TAIL_BYTES).decode("utf-8", errors="replace")
+    except (RunError, OSError):
+        return ""
+
+
+def _progress(log: Path) -> str:
+    lines = _log_tail(log).splitlines()
     return next((line.split("  ")[0] for line in reversed(lines) if line.startswith("step ")), "starting")
 
 
@@ -198,8 +223,9 @@ def _launch(out: Path, seed: int, train_args: Sequence[str]) -> tuple[subprocess
     log = out / f"seed-{seed}.log"
     command = [sys.executable, "-m", "engine", "train", "--out", str(out / f"seed-{seed}"), "--replace", "--seed",
                str(seed), *train_args]
-    with open(log, "w") as handle:
-        return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT), log
+    with create_new_file(log) as handle:
+        return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT,
+                                env={**os.environ, PARENT_ENV: str(os.getpid())}), log
 
 
 def _collect(out: Path, seed: int, process: subprocess.Popen, log: Path, results: dict[int, SeedResult],
@@ -209,39 +235,69 @@ def _collect(out: Path, seed: int, process: subprocess.Popen, log: Path, results
     if process.returncode == 0 and _finished(folder):
         results[seed] = done = measure_seed(seed, folder)
         return f"seed {seed}: {done.accuracy:.1%} held-out, heads: {', '.join(done.labels)}"
-    failures[seed] = _progress(log) if process.returncode == 0 else log.read_text()[-300:].strip()
+    failures[seed] = _progress(log) if process.returncode == 0 else _log_tail(log)[-300:].strip()
     return f"seed {seed} did not finish: {failures[seed]}"
+
+
+def _survivors(out: Path, seeds: Sequence[int]) -> dict[int, str]:
+    """Seeds whose folder a process still writes (a worker that outlived an earlier study): left alone, and said."""
+    found = {s: WriterLock.holder(out / f"seed-{s}") for s in seeds}
+    return {s: f"still being trained by {holder}, which outlived the study that started it; it is left alone: stop "
+               f"it or let it end, then resume the study" for s, holder in found.items() if holder}
 
 
 def run_study(out: Path, seeds: Sequence[int], train_args: Sequence[str], parallel: int = 2,
               echo: Callable[[str], None] = print, stop: threading.Event | None = None) -> dict:
     """Train and measure every seed not yet measured in `out`, `parallel` at a time, until done or `stop` is set
-    (training seeds are then ended, to be trained again on resume); the study record."""
-    out.mkdir(parents=True, exist_ok=True)
+    (training seeds are then ended, to be trained again on resume); the study record. One process at a time runs a
+    study (RunError for a second); its seeds' workers end when it ends, however it ends."""
+    try:
+        lock = WriterLock(out, STUDY_LOCK, what="study")
+    except OSError as error:
+        raise _in_words(error) from None
+    try:
+        return _run_locked(out, seeds, train_args, parallel, echo, stop)
+    except OSError as error:
+        raise _in_words(error) from None
+    finally:
+        lock.release()
+
+
+def _in_words(error: OSError) -> RunError:
+    """A file error said without the server's paths (a page shows it)."""
+    return RunError(f"the study's files could not be written or read ({error.strerror or 'unknown error'})")
+
+
+def _run_locked(out: Path, seeds: Sequence[int], train_args: Sequence[str], parallel: int,
+                echo: Callable[[str], None], stop: threading.Event | None) -> dict:
     recipe = {"train": list(train_args), "seeds": list(seeds)}
     results = {s: r for s, r in _recorded(out, recipe).items() if s in seeds and _finished(out / f"seed-{s}")}
-    failures: dict[int, str] = {}
-    waiting = [s for s in seeds if s not in results]
+    failures = _survivors(out, [s for s in seeds if s not in results])
+    for seed, why in failures.items():
+        echo(f"seed {seed} is {why}")
+    waiting = [s for s in seeds if s not in results and s not in failures]
     running: dict[int, tuple[subprocess.Popen, Path]] = {}
     started, last_report = time.monotonic(), time.monotonic()
     echo(f"{len(results)} of {len(seeds)} seeds already measured; training {len(waiting)}, {parallel} at a time")
-    while (waiting or running) and not (stop and stop.is_set()):
-        while waiting and len(running) < parallel:
-            seed = waiting.pop(0)
-            running[seed] = _launch(out, seed, train_args)
-        time.sleep(0.5)
-        for seed, (process, log) in list(running.items()):
-            if process.poll() is not None:
-                del running[seed]
-                line = _collect(out, seed, process, log, results, failures)
-                echo(f"{line} ({len(results)} of {len(seeds)} done, {time.monotonic() - started:.0f} s)")
-                _record(out, recipe, results, failures)
-        if running and time.monotonic() - last_report >= 30:
-            last_report = time.monotonic()
-            echo("; ".join(f"seed {s}: {_progress(log)}" for s, (_, log) in running.items()))
-    for process, _ in running.values():
-        process.terminate()
-        process.wait()
+    try:
+        while (waiting or running) and not (stop and stop.is_set()):
+            while waiting and len(running) < parallel:
+                seed = waiting.pop(0)
+                running[seed] = _launch(out, seed, train_args)
+            time.sleep(0.5)
+            for seed, (process, log) in list(running.items()):
+                if process.poll() is not None:
+                    del running[seed]
+                    line = _collect(out, seed, process, log, results, failures)
+                    echo(f"{line} ({len(results)} of {len(seeds)} done, {time.monotonic() - started:.0f} s)")
+                    _record(out, recipe, results, failures)
+            if running and time.monotonic() - last_report >= 30:
+                last_report = time.monotonic()
+                echo("; ".join(f"seed {s}: {_progress(log)}" for s, (_, log) in running.items()))
+    finally:
+        for process, _ in running.values():
+            process.terminate()  # the worker stops as Stop does: its folder says it was stopped
+            process.wait()
     return _record(out, recipe, results, failures)
 
 

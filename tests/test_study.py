@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine.attribution import CHECKS
-from engine.study import STUDY, SeedResult, bootstrap_interval, matched, parse_seeds, seed_result, summarize
+from engine.study import MAX_SEEDS, STUDY, SeedResult, bootstrap_interval, matched, parse_seeds, seed_result, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,9 +27,18 @@ def result(seed: int, owns: tuple, profiles: tuple) -> SeedResult:
 def test_seeds_are_read_as_people_write_them() -> None:
     assert parse_seeds("0-4") == [0, 1, 2, 3, 4]
     assert parse_seeds("0, 3,7-9") == [0, 3, 7, 8, 9]
-    for bad in ("", "a-b", "3-1", "1,1", "-2"):
-        with pytest.raises(ValueError, match="seeds must"):
+    for bad in ("", "a-b", "3-1", "1,1", "-2", "²"):
+        with pytest.raises(ValueError, match="seeds"):
             parse_seeds(bad)
+
+
+def test_a_study_has_a_stated_limit_on_seeds_said_in_words() -> None:
+    assert len(parse_seeds(f"0-{MAX_SEEDS - 1}")) == MAX_SEEDS
+    for asked, said in ((f"0-{MAX_SEEDS}", f"at most {MAX_SEEDS} seeds"), ("0-100000", f"at most {MAX_SEEDS} seeds"),
+                        ("0-99999999999999999999", "a seed is at most 2,147,483,647"),
+                        (",".join(map(str, range(2 * MAX_SEEDS))), f"at most {MAX_SEEDS} seeds")):
+        with pytest.raises(ValueError, match=said):
+            parse_seeds(asked)
 
 
 def test_summary_counts_each_reason_over_seeds_and_matches_heads_by_what_they_do() -> None:
