@@ -18,6 +18,7 @@ from data.rules import label
 from data.tokenizer import Tokenizer
 from data.vocabulary import CATEGORIES, Encoded, parse_claim
 from engine.model import CLASSES
+from engine.run_files import read_run_bytes
 from engine.run_writer import atomic_write_bytes
 from engine.telemetry import ProbeClaim
 
@@ -139,6 +140,7 @@ def build_probe(heldout: list[Claim], tokenizer: Tokenizer, catalog: Catalog,
 
 
 POOL_CACHE = ".pools"  # beside the run folders: tokenized claim pools, reused by later runs with the same settings
+MAX_POOL_BYTES = 512 * 2**20  # the default recipe's pool is about 15 MB
 
 
 def unsaved_pool_cache() -> Path | None:
@@ -155,6 +157,8 @@ def build_data(seed: int, pool_size: int, heldout_size: int, max_len: int, cache
     catalog and code) is read back instead (about 4 s of pure Python saved on every later start)."""
     catalog = load_catalog()
     tokenizer = Tokenizer.from_catalog(catalog)
+    if cache is not None and cache.is_symlink():
+        cache = None  # a link could lead the pool's writes out of the runs folder: built, not kept
     path = cache / f"pool-{_pool_key(seed, pool_size, heldout_size, max_len)}.pt" if cache else None
     if path is not None and path.exists():
         try:
@@ -194,7 +198,8 @@ def _tensors(values: dict[str, torch.Tensor]) -> ClaimTensors:
 
 
 def _read_pool(path: Path, tokenizer: Tokenizer) -> ClaimData:
-    saved = torch.load(path, weights_only=True)
+    """RunError for a file that is not a plain one inside the cache, or is larger than any pool."""
+    saved = torch.load(io.BytesIO(read_run_bytes(path.parent, path.name, MAX_POOL_BYTES)), weights_only=True)
     probe_claims = tuple(ProbeClaim(text, label, tuple(tokens), tuple(categories))
                          for text, label, tokens, categories in saved["probe_claims"])
     return ClaimData(tokenizer, _tensors(saved["train"]), _tensors(saved["heldout"]), _tensors(saved["probe"]),
