@@ -69,7 +69,7 @@ def finished_seeds(out: Path) -> dict[int, float]:
 
 
 def workers(out: Path) -> list[int]:
-    holders = (WriterLock.holder(folder) for folder in out.glob("seed-*"))
+    holders = (WriterLock.holder(folder) for folder in out.glob("seed-*") if folder.is_dir())
     return [int(holder.split()[1]) for holder in holders if holder and holder.split()[-1].isdigit()]
 
 
@@ -102,7 +102,7 @@ def kill_round(kind: str, place: Path, delay: float) -> list[str]:
         problems.append(f"the resume failed: {ended.stderr.strip()[-200:]}")
     after = finished_seeds(place)
     problems += [f"seed {s} was lost or changed" for s, accuracy in before.items() if after.get(s) != accuracy]
-    folders = [place] if kind == "train" else sorted(place.glob("seed-*"))
+    folders = [place] if kind == "train" else sorted(f for f in place.glob("seed-*") if f.is_dir())
     return problems + [p for folder in folders for p in one_run(folder)]
 
 
