@@ -94,12 +94,12 @@ def kill_round(kind: str, place: Path, delay: float) -> list[str]:
     writer.send_signal(signal.SIGKILL)
     writer.wait()
     deadline = time.monotonic() + 30
-    while any(alive(p) for p in orphans) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    problems = [f"worker {p} outlived its study" for p in orphans if alive(p)]
+    while (any(alive(p) for p in orphans) or workers(place)) and time.monotonic() < deadline:
+        time.sleep(0.2)  # a worker started just before the kill may still be on its way out
+    problems = [f"worker {p} outlived its study" for p in {*orphans, *workers(place)} if alive(p)]
     ended = subprocess.run(again, cwd=ROOT, capture_output=True, text=True, timeout=300)
     if ended.returncode != 0:
-        problems.append(f"the resume failed: {ended.stderr.strip()[-200:]}")
+        problems.append(f"the resume failed: {(ended.stderr or ended.stdout).strip()[-300:]}")
     after = finished_seeds(place)
     problems += [f"seed {s} was lost or changed" for s, accuracy in before.items() if after.get(s) != accuracy]
     folders = [place] if kind == "train" else sorted(f for f in place.glob("seed-*") if f.is_dir())

@@ -94,6 +94,8 @@ def train(args: argparse.Namespace) -> int:
     config.model.sparse_attention = config.model.sparse_attention or args.sparse_attention
     config.tensorboard = args.tensorboard
     config.validate()
+    if parent_gone():
+        raise RunError("the study that started this seed has ended, so it is not trained")
     lock = WriterLock(args.out)  # held from here: nothing else writes or deletes the folder while this trains
     try:
         _make_room(args.out, args.replace)
@@ -103,7 +105,7 @@ def train(args: argparse.Namespace) -> int:
     hub = TelemetryHub()
     trainer = Trainer(hub)
     trainer.start(config, folder=args.out, run_id=args.out.name, lock=lock)
-    stop_when_told(trainer)
+    signal.signal(signal.SIGTERM, lambda *_: trainer.stop(timeout=0))  # as Stop does: its folder says it stopped
     last_print = 0.0
     while trainer.active:
         time.sleep(0.2)
@@ -148,17 +150,15 @@ def _make_room(out: Path, replace: bool) -> None:
     empty_folder(out)
 
 
-def stop_when_told(trainer: Trainer) -> None:
-    """SIGTERM stops the run as Stop does (its folder then says it was stopped); a study's worker also gets it
-    when the study that started it ends, however it ends (Linux's parent-death signal)."""
-    signal.signal(signal.SIGTERM, lambda *_: trainer.stop(timeout=0))
+def parent_gone() -> bool:
+    """Whether the study that started this seed's worker has already ended; from here on its end sends SIGTERM
+    (Linux's parent-death signal). False for a train started by anything else."""
     parent = os.environ.get(PARENT_ENV)
     if parent is None:
-        return
+        return False
     with contextlib.suppress(OSError, AttributeError):  # Linux only; elsewhere the study stops its workers itself
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if str(os.getppid()) != parent:  # the study ended before the signal was asked for
-        trainer.stop(timeout=0)
+    return str(os.getppid()) != parent
 
 
 def _stdin_lines() -> Iterator[str]:
