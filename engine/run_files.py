@@ -320,10 +320,11 @@ _KIND_OF = {written: kind for kind, (written, _) in RECORD_KINDS.items()}
 
 
 def encode_record(point: Record) -> dict:
-    """A measurement as one line of metrics.jsonl: its kind and its fields (a step's rate is not kept)."""
+    """A measurement as one line of metrics.jsonl: its kind and its fields (a step's rate and time left are not
+    kept)."""
     values = asdict(point)
     if isinstance(point, StepPoint):
-        del values["steps_per_second"]
+        del values["steps_per_second"], values["seconds_left"]
     return {"type": _KIND_OF[type(point)], **values}
 
 

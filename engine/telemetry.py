@@ -38,6 +38,7 @@ class StepPoint:
     loss: float
     seconds: float  # training seconds so far, pauses left out
     steps_per_second: float = 0.0  # not saved: a saved run's rate is its steps over its seconds
+    seconds_left: float | None = None  # not saved: engine.training.schedule.TimeLeft, while it trains
 
 
 @dataclass(frozen=True)
@@ -289,15 +290,12 @@ class TelemetryHub:
             self._base = replace(self._base, run_dir=None, warning=warning)
             self._touch()
 
-    def record_step(self, step: int, loss: float, seconds: float, steps_per_second: float) -> None:
+    def record_step(self, step: int, loss: float, seconds: float, steps_per_second: float,
+                    seconds_left: float | None) -> None:
         with self._lock:
             self._loss.append(step, loss)
-            # from the average rate since the start: the last second's rate swings tenfold around each held-out
-            # measurement, and so would the time left
-            remaining = self._base.total_steps - step
-            eta = remaining * seconds / step if step > 0 and seconds > 0 else None
             self._base = replace(self._base, step=step, seconds=seconds, steps_per_second=steps_per_second,
-                                 eta_seconds=eta)
+                                 eta_seconds=seconds_left)
             self._touch()
 
     def record_eval(self, point: EvalPoint) -> None:

@@ -49,7 +49,7 @@ def test_many_readers_never_see_a_torn_state() -> None:
 
     def write() -> None:
         for step in range(1, 20_001):
-            hub.record_step(step, float(step), step / 100, 100.0)
+            hub.record_step(step, float(step), step / 100, 100.0, None)
             if step % 50 == 0:
                 hub.record_eval(EvalPoint(step, 0, float(step), 0, 0, 0, {}, {}))
         stop.set()

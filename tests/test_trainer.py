@@ -13,7 +13,7 @@ from engine.runs import replay
 from engine.telemetry import StepPoint, TelemetryHub
 from engine.training.config import ConfigError
 from engine.training.presets import preset
-from engine.training.schedule import evaluated, learning_rate
+from engine.training.schedule import TimeLeft, evaluated, learning_rate
 from engine.training.trainer import EngineBusy, Trainer
 
 
@@ -341,11 +341,38 @@ def test_without_a_home_folder_unsaved_runs_just_build_their_pool(monkeypatch: p
     assert trainer.hub.snapshot().status == "finished"
 
 
-def test_time_left_comes_from_the_average_rate_not_the_last_second() -> None:
-    hub = TelemetryHub()
-    hub.begin("r", None, {}, total_steps=1000)
-    estimates = []
-    for step, rate in zip(range(100, 600, 100), (20.0, 0.5, 20.0, 0.4, 20.0), strict=True):
-        hub.record_step(step, 1.0, seconds=step / 20, steps_per_second=rate)  # a measurement pause between steps
-        estimates.append(hub.snapshot().eta_seconds)
-    assert estimates == pytest.approx([45.0, 40.0, 35.0, 30.0, 25.0])
+def test_time_left_is_the_steps_own_rate_plus_the_measurements_still_planned() -> None:
+    # 1,000 steps of 10 ms; attention is captured at every one of the first 30 steps (0.5 s each) and at step 1,000;
+    # held-out claims are scored every 100 steps (1 s each)
+    left = TimeLeft(1000, {"attention": {*range(1, 31), 1000}, "held-out": set(range(100, 1001, 100))})
+    for _ in range(30):
+        left.add_step(0.01)
+        left.add("attention", 0.5)
+    assert left.seconds(30) == pytest.approx(970 * 0.01 + 0.5)  # the scoring's cost is not known yet
+    average_rate_said = 970 * (30 * 0.51) / 30  # the time so far over the steps so far: about 50 times too long
+    assert left.seconds(30) < average_rate_said / 40
+    for _ in range(31, 101):
+        left.add_step(0.01)
+    left.add("held-out", 1.0)
+    assert left.seconds(100) == pytest.approx(900 * 0.01 + 0.5 + 9 * 1.0)
+
+
+class StepsSeen:
+    def __init__(self) -> None:
+        self.steps: list[StepPoint] = []
+
+    def hear(self, event: object) -> None:
+        if isinstance(event, StepPoint):
+            self.steps.append(event)
+
+
+def test_every_step_says_the_time_left() -> None:
+    seen = StepsSeen()
+    trainer = Trainer(TelemetryHub(), [seen])
+    config = preset("quick")
+    config.steps = 60
+    trainer.start(config)
+    wait_for(lambda: not trainer.active)
+    assert len(seen.steps) == 60 and all(s.seconds_left is not None and s.seconds_left >= 0 for s in seen.steps)
+    assert seen.steps[-1].seconds_left < seen.steps[0].seconds_left
+    assert trainer.hub.snapshot().eta_seconds == seen.steps[-1].seconds_left

@@ -20,6 +20,7 @@ from engine.telemetry import EvalPoint, StepPoint, at_most_chance
 from engine.training.config import TrainConfig
 from engine.training.events import Event, Observer, RunStart, Status, Weights
 from engine.training.schedule import (
+    TimeLeft,
     evaluated,
     learning_rate,
     make_optimizer,
@@ -140,6 +141,7 @@ class TrainingLoop:
         self.pairs = run_pairs(data.tokenizer, config.model.max_len, device) if measure else None
         self.attention_steps = snapshot_steps(config.steps) if measure else set()
         self.specialization_steps = specialization_schedule(config.steps)
+        self.time_left = TimeLeft.of(config, self.attention_steps, self.specialization_steps & self.attention_steps)
         self.recent = RecentBatches()
         self.step, self.seconds, self.accuracy = 0, 0.0, 0.0
         self.attended_at = self.specialized_at = self.kept_step = None
@@ -174,7 +176,8 @@ class TrainingLoop:
             self.step = step
             self.seconds, rate = clock.tick(step)
             self.recent.add(loss_value, teacher_forced_outcomes(logits.detach()), batch.classes)
-            self.emit(StepPoint(step, loss_value, self.seconds, rate))
+            self.time_left.add_step(time.perf_counter() - step_started)
+            self.emit(StepPoint(step, loss_value, self.seconds, rate, self.time_left.seconds(step)))
             ending = self._measure(step)
             if ending is not None:
                 return ending
@@ -194,13 +197,15 @@ class TrainingLoop:
         """What is measured after this step; how the run ends, when it ends here (target accuracy, time limit)."""
         config = self.config
         if self.measure and (step % config.optim_every == 0 or step == 1):
-            self.emit(optimizer_stats(self.model, self.optimizer, step))
+            with self.time_left.timing("optimizer"):
+                self.emit(optimizer_stats(self.model, self.optimizer, step))
         if step in self.attention_steps:
             self._observe(with_specialization=step in self.specialization_steps)
         out_of_time = config.max_seconds is not None and self.seconds >= config.max_seconds
         if evaluated(step, config) or step == config.steps or out_of_time:
-            accuracy = self._evaluate()
-            self._publish(keep=time.perf_counter() - self.last_kept >= CHECKPOINT_SECONDS)
+            with self.time_left.timing("held-out"):
+                accuracy = self._evaluate()
+                self._publish(keep=time.perf_counter() - self.last_kept >= CHECKPOINT_SECONDS)
             if config.target_accuracy is not None and accuracy >= config.target_accuracy:
                 return self._end("finished", f"Reached {accuracy:.1%} held-out accuracy at step {step}")
         if out_of_time:
@@ -223,10 +228,12 @@ class TrainingLoop:
 
     def _observe(self, with_specialization: bool) -> None:
         if self.attended_at != self.step:
-            self.emit(capture_probe(self.model, self.probe, self.step))
+            with self.time_left.timing("attention"):
+                self.emit(capture_probe(self.model, self.probe, self.step))
             self.attended_at = self.step
         if with_specialization and self.specialized_at != self.step:
-            self.emit(specialization(self.model, self.heldout, self.step, N_CATEGORIES, self.pairs))
+            with self.time_left.timing("heads"):
+                self.emit(specialization(self.model, self.heldout, self.step, N_CATEGORIES, self.pairs))
             self.specialized_at = self.step
 
     def _publish(self, keep: bool, weights: dict[str, torch.Tensor] | None = None) -> None:

@@ -32,7 +32,7 @@ class HubObserver:
             case RunStart():
                 hub.describe(event.probe, event.attention_names, event.n_heads, event.prepare_seconds, event.chance)
             case StepPoint():
-                hub.record_step(event.step, event.loss, event.seconds, event.steps_per_second)
+                hub.record_step(event.step, event.loss, event.seconds, event.steps_per_second, event.seconds_left)
             case EvalPoint():
                 hub.record_eval(event)
             case OptimPoint():

@@ -3,7 +3,12 @@ which held-out claims, attention and heads are measured."""
 
 from __future__ import annotations
 
+import bisect
 import math
+import time
+from collections import Counter
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 
 import torch
 
@@ -67,3 +72,50 @@ def load_optimizer_code() -> None:
     """A process's first torch optimizer takes ~2.4 s longer to build than later ones (torch imports its compiler
     stack then). Run once per process, in the background, it no longer delays the first press of Train."""
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+
+
+class TimeLeft:
+    """Seconds a run still needs: its remaining steps at the training steps' own rate, plus every measurement still
+    planned (held-out claims, attention, heads, optimizer statistics) at what that kind has cost so far. The run's
+    early seconds are mostly measurements, taken densely then: their average rate would say many times too long."""
+
+    def __init__(self, total: int, planned: Mapping[str, Collection[int]]) -> None:
+        self.total = total
+        self.planned = {kind: sorted(steps) for kind, steps in planned.items()}
+        self.spent: Counter[str] = Counter()
+        self.taken: Counter[str] = Counter()
+        self.step_seconds, self.steps = 0.0, 0
+
+    @classmethod
+    def of(cls, config: TrainConfig, attention: Collection[int], heads: Collection[int]) -> TimeLeft:
+        """The plan of a run of `config` that captures attention and measures its heads at those steps."""
+        steps = range(1, config.steps + 1)
+        optim = {1, *range(config.optim_every, config.steps + 1, config.optim_every)} if attention else set()
+        return cls(config.steps, {"attention": attention, "heads": heads, "optimizer": optim,
+                                  "held-out": {s for s in steps if evaluated(s, config)} | {config.steps}})
+
+    def add_step(self, seconds: float) -> None:
+        self.step_seconds += seconds
+        self.steps += 1
+
+    def add(self, kind: str, seconds: float) -> None:
+        self.spent[kind] += seconds
+        self.taken[kind] += 1
+
+    @contextmanager
+    def timing(self, kind: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(kind, time.perf_counter() - started)
+
+    def seconds(self, step: int) -> float | None:
+        """After `step`; None before any step was timed."""
+        if not self.steps:
+            return None
+        left = (self.total - step) * self.step_seconds / self.steps
+        for kind, steps in self.planned.items():
+            if self.taken[kind]:
+                left += (len(steps) - bisect.bisect_right(steps, step)) * self.spent[kind] / self.taken[kind]
+        return left
