@@ -18,6 +18,8 @@ import torch
 
 from dashboard import figures, head_figures, summaries
 from engine.analysis import ANALYSIS_CLAIMS
+from engine.dataset import EXAMPLE_CLAIMS
+from engine.inference import Predictor, verdict_to_outcome
 from engine.metrics import NOTHING, attention_entropy
 from engine.model import CLASSES, REASONS, ModelConfig
 from engine.ownership import LEANS, SPECIALIST
@@ -29,6 +31,7 @@ OVERALL = 0.5  # ... while at least this share of all claims is right: answering
 # 100% on that reason's claims without having learned anything
 SEED_PROMISE = "four specialists: medical, dosage, cost and admin"
 EVEN_START = 0.9  # attention at least this share of an even spread's entropy counts as looking at everything
+BASELINE_MARGIN = 0.02  # an accuracy within 2 points of a baseline is no better than it (sampling noise)
 
 
 @dataclass(frozen=True)
@@ -124,19 +127,34 @@ def _entropy(snap: Snapshot, index: int) -> tuple[float, float] | None:
     return float(np.mean(spent)), float(np.mean(even))
 
 
+def _habit(snap: Snapshot) -> str:
+    """'answering VALID to every claim (50%, as many test claims are VALID)'."""
+    named = snap.commonest or "its commonest answer"
+    return f"answering {named} to every claim ({snap.chance:.0%}: that many test claims are {named})"
+
+
+def against_baselines(accuracy: float, snap: Snapshot) -> str:
+    """How an accuracy compares with the two baselines a reader can check: picking one of the five answers at
+    random, and answering the commonest one to every claim (when the run recorded which that is)."""
+    guess = f"picking one of the five answers at random ({1 / len(CLASSES):.0%})"
+    above_guess = accuracy > 1 / len(CLASSES) + BASELINE_MARGIN
+    if snap.chance is None:
+        return f"{'more than' if above_guess else 'no better than'} {guess}"
+    if accuracy > snap.chance + BASELINE_MARGIN:
+        return f"more than {guess} or {_habit(snap)}"
+    if accuracy >= snap.chance - BASELINE_MARGIN:
+        return f"no better than {_habit(snap)}"
+    return f"{'more' if above_guess else 'no better'} than {guess}, but less than {_habit(snap)}"
+
+
 def _before(snap: Snapshot) -> Chapter:
     first = snap.evals[0]
     numbers = {"step0_accuracy": first.heldout_accuracy}
     paragraphs = []
-    guess = 1 / len(CLASSES)
     habit = max(CLASSES, key=lambda c: np.nan_to_num(first.heldout_per_class.get(c, 0.0)))
-    text = (f"Before any training (step {first.step}), the model's settings are random. It judged "
+    text = (f"Before any training (step {first.step:,}), the model's settings are random. It judged "
             f"**{_pct(first.heldout_accuracy)}** of the test claims correctly (claims it never practises on, kept "
-            "aside to test it)")
-    if first.heldout_accuracy <= guess + 0.15:
-        text += f", no better than picking one of the five answers at random ({guess:.0%})."
-    else:
-        text += "."
+            f"aside to test it): {against_baselines(first.heldout_accuracy, snap)}.")
     if np.nan_to_num(first.heldout_per_class.get(habit, 0.0)) >= 0.8:
         text += (f" It said {head_figures.outcome_text(habit)} to almost everything, which is right only for the "
                  f"claims that really are {habit}.")
@@ -186,6 +204,18 @@ def _race_sentences(snap: Snapshot, race: Snapshot | None) -> list[str]:
     return sentences
 
 
+def _milestones(snap: Snapshot) -> str:
+    """When it first did better than the habit of answering the commonest outcome, and when it passed 90%."""
+    levels = [] if snap.chance is None else [(snap.chance + BASELINE_MARGIN, f"did better than {_habit(snap)}")]
+    levels.append((0.9, "passed 90%"))
+    said = [f"{what} at step {e.step:,}" for level, what in levels if (e := snap.first_reaching(level)) is not None]
+    if said:
+        return f"On the test claims, it first {_join(said)}."
+    if snap.chance is not None:
+        return f"So far it has done no better on the test claims than {_habit(snap)}."
+    return "So far it has not passed 90% of the test claims."
+
+
 def _during(snap: Snapshot, race: Snapshot | None) -> Chapter:
     first, last = snap.evals[0], snap.evals[-1]
     numbers = {"first_loss": first.heldout_loss, "last_loss": last.heldout_loss}
@@ -194,10 +224,7 @@ def _during(snap: Snapshot, race: Snapshot | None) -> Chapter:
                   f"{snap.config.get('batch_size', '?')} claims. How wrong it was on the test claims, measured as "
                   f"the loss (0 would be always right and sure of it), fell by **{drop:.0%}**, from "
                   f"**{first.heldout_loss:.2f}** to **{last.heldout_loss:.2f}**."]
-    reached = [(t, snap.first_reaching(t)) for t in (0.5, 0.9)]
-    said = [f"{t:.0%} by step {e.step:,}" for t, e in reached if e is not None]
-    if said:
-        paragraphs.append(f"Its share of test claims judged correctly passed {_join(said)}.")
+    paragraphs.append(_milestones(snap))
     learned = {r: _learned_step(snap, r) for r in REASONS}
     numbers.update({f"learned_{r}": float(s) for r, s in learned.items() if s is not None})
     order = sorted((s, r) for r, s in learned.items() if s is not None)
@@ -273,9 +300,38 @@ def _markdown_to_html(text: str) -> str:
     return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(text))
 
 
+EXAMPLES_TITLE = "Some claims, judged by this model"
+EXAMPLES_CAPTION = ("The model's answers at step {step:,}, beside what the app's rules say. A confident answer can "
+                    "still be wrong: the rules are the reference.")
+
+
+def judged_examples(predictor: Predictor) -> list[dict[str, object]]:
+    """The example claims as this model judges them, beside the rules (the Story's table and the report's)."""
+    rows = []
+    for text in EXAMPLE_CLAIMS:
+        said = predictor.predict(text, with_ablation=False)
+        rules = verdict_to_outcome(*said.rules) if said.rules else None
+        rows.append({"Claim": text, "The model says": head_figures.outcome_text(said.outcome),
+                     "How sure": said.confidence, "The rules say": head_figures.outcome_text(rules)})
+    return rows
+
+
+def _examples_html(examples: Sequence[dict[str, object]], step: int) -> list[str]:
+    header = "".join(f"<th>{html.escape(name)}</th>" for name in examples[0])
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(value))}</td>" for value in row.values()) + "</tr>"
+                   for row in examples)
+    return [f"<h2>{EXAMPLES_TITLE}</h2>", f"<p>{html.escape(EXAMPLES_CAPTION.format(step=step))}</p>",
+            f"<table><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>"]
+
+
+def _cell(value: object) -> str:
+    return _pct(value) if isinstance(value, float) else str(value)
+
+
 def html_report(snap: Snapshot, race: Snapshot | None = None, measurement: Measurement | None = None,
-                created: str = "") -> str:
-    """One HTML file with the story and its figures; plotly.js is embedded, so it opens with no internet."""
+                created: str = "", examples: tuple[Sequence[dict[str, object]], int] | None = None) -> str:
+    """One HTML file with the story, its figures and (when given: rows and the step of the model that judged them)
+    the example claims as the model judged them; plotly.js is embedded, so it opens with no internet."""
     chapters = tell_story(snap, race, measurement)
     figs = chapter_figures(snap, race, measurement)
     title = f"Headwatch: how run {snap.run_id or '(unsaved)'} learned to audit claims"
@@ -293,7 +349,10 @@ def html_report(snap: Snapshot, race: Snapshot | None = None, measurement: Measu
             body.append(fig.to_html(full_html=False, include_plotlyjs=not embedded, config=figures.CHART_CONFIG,
                                     default_width="100%", auto_play=False))
             embedded = True
+    if chapters and examples is not None and examples[0]:
+        body.extend(_examples_html(*examples))
     style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.5}"
-             ".meta{color:#666}")
+             ".meta{color:#666}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;"
+             "text-align:left}")
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>")

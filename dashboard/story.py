@@ -5,11 +5,10 @@ import time
 import pandas as pd
 import streamlit as st
 
-from dashboard import figures, head_figures, report, viewing
+from dashboard import figures, report, viewing
 from dashboard.engine_resource import get_engine
 from dashboard.live import DrawnFigure, live, shared
-from engine.dataset import EXAMPLE_CLAIMS
-from engine.inference import Predictor, verdict_to_outcome
+from engine.inference import Predictor
 from engine.runs import RunError
 
 INTRO = """
@@ -43,31 +42,25 @@ def story() -> None:
             st.plotly_chart(fig, key=f"story_{chapter.key}_{index}", config=figures.CHART_CONFIG)
 
 
-def example_rows(predictor: Predictor) -> pd.DataFrame:
-    rows = []
-    for text in EXAMPLE_CLAIMS:
-        said = predictor.predict(text, with_ablation=False)
-        rules = verdict_to_outcome(*said.rules) if said.rules else None
-        rows.append({"Claim": text, "The model says": head_figures.outcome_text(said.outcome),
-                     "How sure": said.confidence, "The rules say": head_figures.outcome_text(rules)})
-    return pd.DataFrame(rows)
+def ended_predictor() -> Predictor | None:
+    """The model of a run that has ended (the live one or a saved one), when it has weights."""
+    snap = viewing.snapshot()
+    if snap is None or snap.active or not snap.evals:
+        return None
+    try:
+        return get_engine().predictor(viewing.replay_id())
+    except RunError:
+        return None  # e.g. a saved run without weights: the chapters above say what it measured
 
 
 def examples() -> None:
     """A few claims as this run's model judges them, beside the rules it learned from: once the run has ended."""
-    snap = viewing.snapshot()
-    if snap is None or snap.active or not snap.evals:
-        return
-    try:
-        predictor = get_engine().predictor(viewing.replay_id())
-    except RunError:
-        return  # e.g. a saved run without weights: the chapters above say what it measured
+    predictor = ended_predictor()
     if predictor is None:
         return
-    st.header("Some claims, judged by this model")
-    st.caption(f"The model's answers at step {predictor.step:,}, beside what the app's rules say. A confident "
-               "answer can still be wrong: the rules are the reference.")
-    st.dataframe(example_rows(predictor), hide_index=True, column_config={
+    st.header(report.EXAMPLES_TITLE)
+    st.caption(report.EXAMPLES_CAPTION.format(step=predictor.step or 0))
+    st.dataframe(pd.DataFrame(report.judged_examples(predictor)), hide_index=True, column_config={
         "Claim": st.column_config.TextColumn(width="large"),
         "How sure": st.column_config.NumberColumn(format="percent")})
 
@@ -81,13 +74,16 @@ def report_button() -> None:
     measured = viewing.measurement(snap)
     if not report.tell_story(snap, race, measured):
         return
+    predictor = ended_predictor()
+    judged = (report.judged_examples(predictor), predictor.step or 0) if predictor is not None else None
     st.download_button(
         "Download this story as an HTML report", key="story_report", on_click="ignore", mime="text/html",
         file_name=f"headwatch-{snap.run_id or 'live'}.html", type="primary",
         help="One file with the text and interactive charts, as of when this page was opened or the run last "
              "started, paused or ended; it opens in any browser, without internet.",
         # Built only when clicked, outside the script run: a pure function of data captured now.
-        data=lambda: report.html_report(snap, race, measured, f"Created {time.strftime('%Y-%m-%d %H:%M')}.").encode(),
+        data=lambda: report.html_report(snap, race, measured, f"Created {time.strftime('%Y-%m-%d %H:%M')}.",
+                                        judged).encode(),
     )
 
 

@@ -31,7 +31,7 @@ from typing import Any, BinaryIO
 
 import torch
 
-from engine.model import REASONS
+from engine.model import CLASSES, REASONS
 from engine.telemetry import (
     EvalPoint,
     HeadSpecialization,
@@ -196,6 +196,8 @@ def read_status(folder: Path) -> dict | None:
         whole(status.get("step", 0))
         if status.get("chance") is not None and not 0 <= number(status["chance"]) <= 1:
             raise ValueError("not a share")
+        if status.get("commonest") not in (None, *CLASSES):
+            raise ValueError("not an outcome")
     except (RunError, ValueError):
         return None
     return status

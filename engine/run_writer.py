@@ -205,6 +205,7 @@ class RunWriter:
         self.folder = folder
         self.failed: str | None = None
         self.chance: float | None = None  # Snapshot.chance, saved with the status
+        self.commonest: str | None = None  # Snapshot.commonest, too
         self._lock = lock or WriterLock(folder)
         try:
             self._start(config, tokenizer, probe)
@@ -255,7 +256,7 @@ class RunWriter:
         try:
             atomic_write_json(self.folder / STATUS, {"status": status, "message": message, "step": step,
                                                      "seconds": seconds, "updated": time.time(),
-                                                     "chance": self.chance})
+                                                     "chance": self.chance, "commonest": self.commonest})
         except OSError as error:
             self.failed = self.failed or error.strerror or "the files could not be written"
 

@@ -216,7 +216,7 @@ def replay(folder: Path) -> Snapshot:
         loss=loss.series(), evals=tuple(evals), optim=tuple(optim), attention=tuple(attention),
         specialization=tuple(specialization), metrics=tuple(metrics), probe=probe, attention_names=names,
         n_heads=heads.most, read_only=True,
-        chance=(status or {}).get("chance"),
+        chance=(status or {}).get("chance"), commonest=(status or {}).get("commonest"),
     )
 
 

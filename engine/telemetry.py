@@ -156,6 +156,7 @@ class Snapshot:
     read_only: bool = False  # a saved run reopened for replay
     # share of held-out claims of the commonest class: what answering that to every claim scores
     chance: float | None = None
+    commonest: str | None = None  # that class (unknown in runs saved before it was recorded)
 
     @property
     def active(self) -> bool:
@@ -262,10 +263,10 @@ class TelemetryHub:
             self._touch()
 
     def describe(self, probe: tuple[ProbeClaim, ...], attention_names: tuple[str, ...], n_heads: int,
-                 prepare_seconds: float, chance: float | None = None) -> None:
+                 prepare_seconds: float, chance: float | None = None, commonest: str | None = None) -> None:
         with self._lock:
             self._base = replace(self._base, probe=probe, attention_names=attention_names, n_heads=n_heads,
-                                 prepare_seconds=prepare_seconds, chance=chance)
+                                 prepare_seconds=prepare_seconds, chance=chance, commonest=commonest)
             self._touch()
 
     def record_setup(self, seconds: float) -> None:

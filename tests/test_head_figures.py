@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ from data.catalog import load_catalog
 from data.tokenizer import Tokenizer
 from data.vocabulary import CATEGORIES, Token
 from engine.attribution import CHECKS
-from engine.inference import Prediction
+from engine.inference import Prediction, Predictor
 from engine.model import CLASSES, REASONS
 from engine.ownership import GENERALIST, SPECIALIST, role_label
 from engine.telemetry import EvalPoint, HeadSpecialization, SpecializationPoint
@@ -265,3 +267,28 @@ def test_html_report_embeds_plotly_once_and_every_figure():
     assert "run &lt;1&gt;" in page and "run <1>" not in page
     assert "<b>Head 2: COST specialist.</b>" in page
     assert "addFrames" in page and "Plotly.animate" not in page  # the Before heatmap opens at step 0, not played
+
+
+def test_story_compares_accuracy_with_the_baselines_a_reader_can_check() -> None:
+    snap = replace(story_snapshot(overall=0.95), chance=0.504, commonest="VALID")
+    levels = (0.33, 0.2, 0.51, 0.95)
+    said = {level: report.against_baselines(level, snap) for level in levels}
+    assert said[0.33] == ("more than picking one of the five answers at random (20%), but less than answering VALID "
+                          "to every claim (50%: that many test claims are VALID)")
+    assert said[0.2].startswith("no better than picking one of the five answers at random (20%), but less than")
+    assert said[0.51].startswith("no better than answering VALID to every claim")
+    assert said[0.95].startswith("more than picking one of the five answers at random (20%) or answering VALID")
+    evals = tuple(replace(e, heldout_accuracy=a) for e, a in zip(snap.evals, (0.33, 0.51, 0.6, *[0.95] * 8),
+                                                                  strict=True))
+    during = report.tell_story(replace(snap, evals=evals))[1]
+    text = " ".join(during.paragraphs)
+    assert "did better than answering VALID to every claim" in text and "at step 200" in text  # 0.51 is no better
+    assert "passed 50%" not in text and "passed 90% at step 300" in text
+
+
+def test_the_report_carries_the_storys_judged_claims(trained_run_folder: Path) -> None:
+    predictor = Predictor.from_run(trained_run_folder)
+    rows = report.judged_examples(predictor)
+    page = report.html_report(story_snapshot(), examples=(rows, predictor.step))
+    assert report.EXAMPLES_TITLE in page and all(html.escape(str(row["Claim"])) in page for row in rows)
+    assert page.count("<tr>") == len(rows) + 1

@@ -23,6 +23,7 @@ class RunStart:
     n_heads: int
     prepare_seconds: float  # building the claims and the vocabulary
     chance: float  # held-out accuracy of answering the commonest class to every claim
+    commonest: str  # that class
 
 
 @dataclass(frozen=True)

@@ -184,9 +184,9 @@ class TrainingLoop:
         return self._end("finished", self._finished_message())
 
     def _begin(self, started_at: float, prepare_seconds: float) -> None:
-        _, chance = commonest_class(self.heldout.classes)
+        commonest, chance = commonest_class(self.heldout.classes)
         self.emit(RunStart(self.data.probe_claims, tuple(self.model.attention_names()), self.config.model.n_heads,
-                           prepare_seconds, chance))
+                           prepare_seconds, chance, commonest))
         if self.measure:
             self._observe(with_specialization=True)
         self._evaluate()

@@ -30,7 +30,8 @@ class HubObserver:
         hub = self.hub
         match event:
             case RunStart():
-                hub.describe(event.probe, event.attention_names, event.n_heads, event.prepare_seconds, event.chance)
+                hub.describe(event.probe, event.attention_names, event.n_heads, event.prepare_seconds, event.chance,
+                             event.commonest)
             case StepPoint():
                 hub.record_step(event.step, event.loss, event.seconds, event.steps_per_second, event.seconds_left)
             case EvalPoint():
@@ -60,7 +61,7 @@ class WriterObserver:
         writer = self.writer
         match event:
             case RunStart():
-                writer.chance = event.chance
+                writer.chance, writer.commonest = event.chance, event.commonest
             case StepPoint() | EvalPoint() | OptimPoint() | SpecializationPoint() | MetricsPoint():
                 writer.record(event)
             case AttentionPoint():
