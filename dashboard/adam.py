@@ -70,9 +70,11 @@ def race() -> None:
     if rival.status == "idle":
         return
     # both losses change every step: one chart serves every viewer for half a second (see `shared`)
-    chart = shared_figure("adam.race", (main.run_id, main.status, rival.run_id, rival.status),
-                          partial(figures.race_figure, main, rival), max_age_s=0.5)
+    log = st.session_state.get("race_log", False)
+    chart = shared_figure(f"adam.race.{log}", (main.run_id, main.status, rival.run_id, rival.status),
+                          partial(figures.race_figure, main, rival, log), max_age_s=0.5)
     st.plotly_chart(chart, key="race_chart", config=figures.CHART_CONFIG)
+    st.toggle("Loss on a log scale", key="race_log", persist_state="session", help=figures.LOG_HELP)
     st.markdown(f"**What the measured curves show:** {summaries.race_summary(main, rival)}")
     if rival.status in ("failed", "diverged"):
         st.error(summaries.status_text(rival))

@@ -13,13 +13,15 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from engine.run_files import is_watched
 from engine.telemetry import OPTIM_MEASURES, AttentionPoint, Snapshot
 
 CHART_CONFIG = {"displaylogo": False}  # plotly's modebar, minus the link to plotly's website
 MAX_POINTS = 400  # per line; enough to see the shape, small enough to send every second
 HEAD_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+# one colour per outcome on every page; none of them a head's, a field's or another outcome's shade
 CLASS_COLORS = {"VALID": "#2ca02c", "MEDICAL": "#d62728", "DOSAGE": "#9467bd", "COST": "#ff7f0e",
-                "ADMIN": "#8c564b"}
+                "ADMIN": "#17becf"}
 OPTIMIZER_NAMES = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "sgd-momentum": "SGD + momentum"}
 
 _MEMORY_TITLES = {  # in the seed story's words
@@ -120,11 +122,30 @@ def _line(x: np.ndarray, y: np.ndarray, name: str, color: str, width: float = 1.
             "line": {"color": color, "width": width, **extra.pop("line", {})}, "hovertemplate": "%{y:.3f}", **extra}
 
 
-def loss_figure(snap: Snapshot) -> go.Figure:
+def steps_axis(snap: Snapshot) -> dict:
+    """The x axis of every chart over a run's steps: the whole run from the start, so two charts of one run line up
+    (a watched loop never says how many steps it takes: its axis grows)."""
+    axis = {"title": {"text": "Training step"}, "tickformat": ","}
+    return axis | ({"range": [0, snap.total_steps]} if snap.total_steps and not is_watched(snap.config) else
+                   {"rangemode": "tozero"})
+
+
+LOG_HELP = ("A loss falls by orders of magnitude: on a log scale its late steps are not a flat line near zero, and "
+            "a rise or a swing shows at every level.")
+
+
+def loss_axis(log: bool) -> dict:
+    """A loss spans orders of magnitude as it falls: on a log scale its last thousand steps are not a flat line."""
+    if log:
+        return {"title": {"text": "Loss (log scale)"}, "type": "log", "exponentformat": "none", "tickformat": "~g"}
+    return {"title": {"text": "Loss"}, "rangemode": "tozero"}
+
+
+def loss_figure(snap: Snapshot, log: bool = False) -> go.Figure:
     """Per-step training loss (noisy: each step sees a new batch) and held-out loss (the same unseen claims)."""
-    layout = _layout("Loss: how wrong the model is (lower is better)", snap.run_id, 380,
-                     xaxis={"title": {"text": "Training step"}},
-                     yaxis={"title": {"text": "Loss"}, "rangemode": "tozero"})
+    revision = f"{snap.run_id}:log" if log else snap.run_id  # a new scale drops the old one's zoom
+    layout = _layout("Loss: how wrong the model is (lower is better)", revision, 380, xaxis=steps_axis(snap),
+                     yaxis=loss_axis(log))
     if not snap.loss.steps:
         return _waiting(layout, "Waiting for the first training step…")
     data = [_line(*cap(snap.loss.steps, snap.loss.values), "Training batches", "#1f77b4", 1)]
@@ -143,8 +164,8 @@ def compare_figure(a: Snapshot, b: Snapshot) -> go.Figure:
     layout = _layout("Runs A and B: held-out accuracy and training loss", (a.run_id, b.run_id), 420,
                      xaxis={"title": {"text": "Training step"}, "rangemode": "tozero"},
                      yaxis={"title": {"text": "Held-out accuracy"}, "range": [0, 1.02], "tickformat": ".0%"},
-                     yaxis2={"title": {"text": "Training loss"}, "overlaying": "y", "side": "right", "type": "log",
-                             "showgrid": False})
+                     yaxis2={**loss_axis(log=True), "title": {"text": "Training loss (log scale)"}, "overlaying": "y",
+                             "side": "right", "showgrid": False})
     data = []
     for snap, (letter, color) in zip((a, b), COMPARED, strict=True):
         if snap.evals:
@@ -161,7 +182,7 @@ def compare_figure(a: Snapshot, b: Snapshot) -> go.Figure:
 def metrics_figure(snap: Snapshot) -> go.Figure:
     """The numbers a watched training loop reported beside its loss (engine.watch), a line each."""
     layout = _layout("Your metrics", snap.run_id, 380, margin={"l": 60, "r": 20, "t": 80, "b": 50},
-                     xaxis={"title": {"text": "Training step"}})
+                     xaxis=steps_axis(snap))
     names = list(dict.fromkeys(name for point in snap.metrics for name in point.values))
     layout["title"]["subtitle"] = {"text": f"As your training loop reported them: {', '.join(names)}"}
     data = []
@@ -175,8 +196,7 @@ def metrics_figure(snap: Snapshot) -> go.Figure:
 def accuracy_figure(snap: Snapshot) -> go.Figure:
     """Held-out accuracy overall (thick) and per outcome (thin), plus training accuracy for comparison."""
     layout = _layout("Accuracy: share of claims audited correctly", snap.run_id, 380,
-                     margin={"l": 60, "r": 20, "t": 80, "b": 50},
-                     xaxis={"title": {"text": "Training step"}, "range": [0, max(snap.total_steps, 1)]},
+                     margin={"l": 60, "r": 20, "t": 80, "b": 50}, xaxis=steps_axis(snap),
                      yaxis={"title": {"text": "Accuracy"}, "range": [0, 1.02], "tickformat": ".0%"})
     if not snap.evals:
         return _waiting(layout, "Waiting for the first evaluation…" if snap.active or snap.status == "idle"
@@ -233,11 +253,10 @@ def _stat(heads: tuple, head: int, metric: str) -> float | None:
     return getattr(heads[head], metric) if head < len(heads) else None
 
 
-def race_figure(main: Snapshot, race: Snapshot) -> go.Figure:
+def race_figure(main: Snapshot, race: Snapshot, log: bool = False) -> go.Figure:
     """Both optimizers' losses on one chart: faint per-batch lines, bold held-out lines."""
-    layout = _layout("Race: loss of the same model and data under two optimizers", f"{main.run_id}:{race.run_id}",
-                     400, xaxis={"title": {"text": "Training step"}},
-                     yaxis={"title": {"text": "Loss (lower is better)"}, "rangemode": "tozero"})
+    layout = _layout("Race: loss of the same model and data under two optimizers (lower is better)",
+                     f"{main.run_id}:{race.run_id}:{log}", 400, xaxis=steps_axis(main), yaxis=loss_axis(log))
     if not race.loss.steps:
         return _waiting(layout, "Waiting for the race's first step…")
     data = []
@@ -257,7 +276,7 @@ def attention_figure(snap: Snapshot, point: AttentionPoint, name: str, claim: in
     cross = name.endswith(".cross")
     rows = ["→ verdict", "→ reason"] if cross else tokens
     weights = np.asarray(point.weights[name][claim])[:, : len(rows), : len(tokens)]  # cut the padding off
-    return _heads_heatmap(f"{attention_title(name)} · step {point.step}", f"{snap.run_id}:{name}:{claim}", weights,
+    return _heads_heatmap(f"{attention_title(name)} · step {point.step:,}", f"{snap.run_id}:{name}:{claim}", weights,
                           rows, tokens, short_rows=cross)
 
 
@@ -266,7 +285,7 @@ def positions_attention_figure(snap: Snapshot, point: AttentionPoint, name: str,
     not know what its tokens are)."""
     weights = np.asarray(point.weights[name][example])  # (H, Tq, Tk)
     rows, columns = ([f"{i + 1}" for i in range(n)] for n in weights.shape[1:])
-    return _heads_heatmap(f"{name} · step {point.step}", f"{snap.run_id}:{name}:{example}", weights, rows, columns,
+    return _heads_heatmap(f"{name} · step {point.step:,}", f"{snap.run_id}:{name}:{example}", weights, rows, columns,
                           short_rows=False)
 
 

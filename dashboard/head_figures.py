@@ -86,7 +86,7 @@ def _animated_heatmap(points: Sequence[SpecializationPoint], name: str, columns:
         play = {"frame": {"duration": 700, "redraw": True}, "transition": {"duration": 0}, "fromcurrent": False}
         layout["sliders"] = [{
             "active": start, "currentvalue": {"prefix": "Training step "}, "pad": {"t": 10}, "len": 0.85, "x": 0.15,
-            "steps": [{"label": str(p.step), "method": "animate",
+            "steps": [{"label": f"{p.step:,}", "method": "animate",
                        "args": [[str(p.step)], {"mode": "immediate", "frame": {"duration": 0, "redraw": True},
                                                 "transition": {"duration": 0}}]} for p in points],
         }]

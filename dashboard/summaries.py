@@ -80,7 +80,10 @@ def _loss_until(snap: Snapshot, step: int, window: int = 20) -> np.ndarray:
 
 
 SAME = 1.05  # two measurements within 5% of each other read as "about the same"
-SWINGS_MORE = 1.5  # one optimizer's step-to-step jumps this many times the other's: it swings more
+MEANINGFUL_LOSS = 0.1  # below this loss, a rise from one step to the next is a harder batch, not a swing
+SWING_GAP = 0.05  # one optimizer's loss rises at this many more of its steps: it swings more
+MIN_PHASE = 20  # steps of a phase to compare at all
+SMOOTHING = 20  # steps averaged to tell where a loss falls below MEANINGFUL_LOSS
 
 
 def _compared(what: str, a: str, mine: float, b: str, theirs: float) -> str:
@@ -94,16 +97,50 @@ def _compared(what: str, a: str, mine: float, b: str, theirs: float) -> str:
     return f"{low_name}'s {what} is {amount} lower than {high_name}'s {numbers}"
 
 
-def _swings(a: str, mine: np.ndarray, b: str, theirs: np.ndarray) -> str:
-    """Does one optimizer swing back and forth more? Step-to-step jumps as a share of the loss's own level."""
-    jumps = [np.abs(np.diff(v)).mean() / max(v.mean(), 1e-12) for v in (mine, theirs)]
-    said = f"From one step to the next the loss jumps by {jumps[0]:.1%} of its level under {a}, {jumps[1]:.1%} " \
-           f"under {b}"
-    if max(jumps) < SWINGS_MORE * min(jumps):
-        return f"{said}: neither swings back and forth more than the other here (both jitter, because every step " \
-               "sees a different batch of claims)."
-    more, less = (a, b) if jumps[0] > jumps[1] else (b, a)
-    return f"{said}: {more} swings back and forth more than {less} here."
+def _meaningful_until(losses: np.ndarray) -> int:
+    """How many first steps of a loss curve come before its running mean falls below MEANINGFUL_LOSS."""
+    if len(losses) < SMOOTHING:
+        return len(losses) if losses.mean() >= MEANINGFUL_LOSS else 0
+    means = np.convolve(losses, np.ones(SMOOTHING) / SMOOTHING, mode="valid")
+    low = np.flatnonzero(means < MEANINGFUL_LOSS)
+    return len(losses) if not len(low) else int(low[0])
+
+
+def _on_one_grid(main: Snapshot, race: Snapshot, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Both loss curves up to `step` as means over the same stretches of steps: the coarser curve's (a long run's
+    history keeps the mean of every few steps). Returns the stretches' last steps and both curves' means."""
+    curves = [(np.asarray(s.loss.steps), np.asarray(s.loss.values)) for s in (main, race)]
+    start = max(steps[0] for steps, _ in curves)
+    kept = [(steps[(steps >= start) & (steps <= step)], values[(steps >= start) & (steps <= step)])
+            for steps, values in curves]
+    grid = min((steps for steps, _ in kept), key=len)
+    means = []
+    for steps, values in kept:
+        bucket = np.searchsorted(grid, steps)  # the stretch each recorded step falls in
+        inside = bucket < len(grid)
+        sums = np.bincount(bucket[inside], values[inside], len(grid))
+        means.append(sums / np.maximum(np.bincount(bucket[inside], minlength=len(grid)), 1))
+    return grid, means[0], means[1]
+
+
+def swings(a: str, mine: np.ndarray, b: str, theirs: np.ndarray, steps: np.ndarray) -> str:
+    """The story's oscillation, measured: how often each loss went up from one recorded point to the next, while
+    both were still above MEANINGFUL_LOSS (both curves on the same `steps`)."""
+    phase = min(_meaningful_until(mine), _meaningful_until(theirs))
+    if phase < MIN_PHASE:
+        when = f"by step {steps[phase]:,}" if phase else "from the start"
+        return (f"One of the losses was below {MEANINGFUL_LOSS} {when}, too soon to compare swings: below that, a "
+                "rise from one step to the next is a harder batch of claims, not a swing.")
+    rises = [float((np.diff(v[:phase]) > 0).mean()) for v in (mine, theirs)]
+    width = int(np.median(np.diff(steps[:phase])))
+    unit = "step" if width == 1 else f"stretch of {width} steps"
+    said = (f"While both losses were above {MEANINGFUL_LOSS} (steps {steps[0]:,} to {steps[phase - 1]:,}), the loss "
+            f"went up from one {unit} to the next at {rises[0]:.0%} of {a}'s and {rises[1]:.0%} of {b}'s")
+    if abs(rises[0] - rises[1]) < SWING_GAP:
+        return (f"{said}: neither swung back and forth more than the other (some rises are only a harder batch, "
+                "since every step sees other claims).")
+    more, less = (a, b) if rises[0] > rises[1] else (b, a)
+    return f"{said}: {more} swung back and forth more often than {less}."
 
 
 def race_summary(main: Snapshot, race: Snapshot) -> str:
@@ -123,6 +160,6 @@ def race_summary(main: Snapshot, race: Snapshot) -> str:
         e = common[-1]
         lines.append(f"On held-out claims (never trained on) at step {e.step:,}, "
                      + _compared("loss", a, e.heldout_loss, b, held[e.step]) + ".")
-    if len(mine) > 2 and len(theirs) > 2:
-        lines.append(_swings(a, mine, b, theirs))
+    grid, mine_all, theirs_all = _on_one_grid(main, race, step)
+    lines.append(swings(a, mine_all, b, theirs_all, grid))
     return " ".join(lines)

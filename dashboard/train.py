@@ -74,7 +74,8 @@ def live_view() -> None:
     st.caption(f"This run: {summaries.config_text(snap.config)}")
     # built once for every viewer (see `shared`): the loss changes every step, so one loss chart serves every viewer
     # for half a second; the accuracy chart changes only with a new evaluation
-    loss_chart = shared_figure("train.loss", (snap.run_id, snap.status), lambda: figures.loss_figure(snap),
+    log = st.session_state.get("loss_log", False)
+    loss_chart = shared_figure(f"train.loss.{log}", (snap.run_id, snap.status), lambda: figures.loss_figure(snap, log),
                                max_age_s=0.5)
     last_eval = snap.latest_eval.step if snap.latest_eval else None
     if snap.metrics:  # a watched model's own numbers take the place of held-out claims it never saw
@@ -85,6 +86,7 @@ def live_view() -> None:
                                        lambda: figures.accuracy_figure(snap), max_age_s=5.0)
     loss, accuracy = st.columns(2)
     loss.plotly_chart(loss_chart, key="loss_chart", config=figures.CHART_CONFIG)
+    loss.toggle("Loss on a log scale", key="loss_log", persist_state="session", help=figures.LOG_HELP)
     accuracy.plotly_chart(accuracy_chart, key="accuracy_chart", config=figures.CHART_CONFIG)
 
 

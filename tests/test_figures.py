@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dashboard import figures, summaries
-from engine.telemetry import AttentionPoint, Snapshot
+from engine.telemetry import AttentionPoint, Series, Snapshot
 
 
 def traces(fig, kind: str = "scatter") -> list:
@@ -148,10 +148,37 @@ def test_race_summary_compares_at_the_same_step_and_says_who_is_lower(snapshot_f
     assert text.startswith("At step 400,")
     assert "Adam's training loss is 1.9 times lower than SGD's" in text  # the rival's losses are about twice as high
     assert "On held-out claims (never trained on) at step 400, Adam's loss is 2.0 times lower" in text
-    assert "swings back and forth" in text
+    assert "While both losses were above 0.1 (steps 1 to 400)" in text
     assert summaries.race_summary(main, Snapshot()) == "The race has not produced any steps yet."
     same = summaries.race_summary(main, snapshot_factory(optimizer="sgd", steps=400))
-    assert "the training loss is about the same for both" in same and "neither swings back and forth more" in same
+    assert "the training loss is about the same for both" in same and "neither swung back and forth more" in same
+
+
+def losses(snap: Snapshot, values: np.ndarray) -> Snapshot:
+    steps = tuple(range(1, len(values) + 1))
+    return replace(snap, loss=Series(steps, tuple(values)), step=len(values), evals=())
+
+
+def test_swings_are_measured_only_while_the_loss_still_means_something(snapshot_factory):
+    falling = 2 * np.exp(-np.arange(500) / 300) + 0.2
+    zigzag = falling + 0.3 * (np.arange(500) % 2)  # up every other step
+    smooth, swinging = losses(snapshot_factory(), falling), losses(snapshot_factory(optimizer="sgd"), zigzag)
+    said = summaries.race_summary(smooth, swinging)
+    assert "at 0% of Adam's and 50% of SGD's: SGD swung back and forth more often than Adam" in said
+    # near zero, relative jitter is only noise: 0.010 -> 0.011 is a 10% jump, not a swing
+    tiny = losses(snapshot_factory(), 0.01 + 0.001 * (np.arange(500) % 2))
+    said = summaries.race_summary(tiny, swinging)
+    assert "was below 0.1 from the start, too soon to compare swings" in said and "swung" not in said
+    late = np.concatenate([falling[:100], np.full(400, 0.01) + 0.005 * (np.arange(400) % 2)])
+    said = summaries.race_summary(losses(snapshot_factory(), late), swinging)
+    assert "(steps 1 to 99)" in said and "Adam swung" not in said  # the phase ends where Adam's loss fell below 0.1
+
+
+def test_two_curves_kept_at_other_resolutions_are_compared_on_one_grid(snapshot_factory):
+    fine = losses(snapshot_factory(optimizer="sgd"), 2 - np.arange(4000) / 4000)
+    coarse = replace(fine, loss=Series(tuple(range(2, 4001, 2)), tuple(2 - np.arange(1, 4000, 2) / 4000)))
+    said = summaries.race_summary(replace(coarse, config={**coarse.config, "optimizer": "adam"}), fine)
+    assert "from one stretch of 2 steps to the next at 0% of Adam's and 0% of SGD's" in said
 
 
 @pytest.mark.parametrize("tokens", [1, 2, 3, 7, 11, 30, 48])
