@@ -45,16 +45,23 @@ def start_or_stop(name: str, seeds: int) -> None:
             st.error(str(error))
 
 
+NOT_LEARNED = "not named: this run did not learn to audit claims"
+
+
 def seed_rows(results: list[SeedResult]) -> pd.DataFrame:
-    return pd.DataFrame([{"Seed": r.seed, "Held-out accuracy": r.accuracy, "Specialists": r.specialists,
-                          "Heads": ", ".join(r.labels)} for r in results])
+    return pd.DataFrame([{"Seed": r.seed, "Held-out accuracy": r.accuracy,
+                          "Specialists": r.specialists if r.learned else None,
+                          "Heads": ", ".join(r.labels) if r.learned else NOT_LEARNED} for r in results])
 
 
 def results_view(results: list[SeedResult]) -> None:
     summary = summarize(results)
     st.info(summary["sentence"])  # neutral: one specialist in five runs is a finding, not a success
+    if not summary["learned"]:
+        st.dataframe(seed_rows(results), hide_index=True)
+        return
     for column, reason in zip(st.columns(len(REASONS)), REASONS, strict=True):
-        column.metric(f"{reason}: its own head", f"{summary['owned_in'][reason]} of {summary['seeds']} runs")
+        column.metric(f"{reason}: its own head", f"{summary['owned_in'][reason]} of {summary['learned']} runs")
         leaned = (summary["leaned_to_in"] or {}).get(reason)
         if leaned:
             column.caption(f"and a head leaning to it in {leaned} other run{'s' if leaned > 1 else ''}")
@@ -62,7 +69,7 @@ def results_view(results: list[SeedResult]) -> None:
         "Held-out accuracy": st.column_config.NumberColumn(format="percent"),
         "Heads": st.column_config.TextColumn(width="large")})
     if summary["matched_heads"]:
-        matched_view(summary["matched_heads"], results)
+        matched_view(summary["matched_heads"], [r for r in results if r.learned])
 
 
 def matched_view(matched_heads: list[list[str]], results: list[SeedResult]) -> None:

@@ -24,9 +24,10 @@ from pathlib import Path
 from engine.analyze import analyze_run
 from engine.model import CROSS, REASONS
 from engine.ownership import LEANS
-from engine.run_files import STATUS, RunError, number, numbers, open_in_run, read_object, text, whole
+from engine.run_files import STATUS, RunError, number, numbers, open_in_run, read_object, read_status, text, whole
 from engine.run_writer import WriterLock, atomic_write_json, create_new_file
 from engine.runs import summarize as summarize_run
+from engine.telemetry import at_most_chance
 from engine.training.config import LIMITS
 
 ROOT = Path(__file__).resolve().parents[1]  # where `python -m engine` is found
@@ -48,6 +49,7 @@ class SeedResult:
     owns: tuple[str | None, ...]
     necessity: tuple[dict[str, float], ...]
     leans: tuple[str | None, ...] = ()  # per head, the reason it leans to (engine.ownership); () in older studies
+    learned: bool = True  # False: no better than answering the commonest outcome to every claim (older: unknown)
 
     @property
     def specialists(self) -> int:
@@ -79,9 +81,11 @@ def measure_seed(seed: int, folder: Path) -> SeedResult:
     """A finished seed's run, its heads measured as `analyze` measures them."""
     heads = analyze_run(folder)["heads"][CROSS]
     run = summarize_run(folder)
+    chance = (read_status(folder) or {}).get("chance")
+    learned = chance is None or not at_most_chance(run.accuracy or 0.0, chance)
     return SeedResult(seed, run.step, run.accuracy or 0.0, tuple(h["label"] for h in heads),
                       tuple(h["owns"] for h in heads), tuple(h["necessity"] for h in heads),
-                      tuple(h["reason"] if h["kind"] == LEANS else None for h in heads))
+                      tuple(h["reason"] if h["kind"] == LEANS else None for h in heads), learned)
 
 
 def _similarity(a: dict[str, float], b: dict[str, float]) -> float:
@@ -110,8 +114,15 @@ def bootstrap_interval(values: Sequence[float], resamples: int = BOOTSTRAP_RESAM
     return means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]
 
 
-def summarize(results: Sequence[SeedResult]) -> dict:
+def summarize(all_results: Sequence[SeedResult]) -> dict:
+    """What the runs that learned have in common; a run that did not learn has no head worth naming."""
+    results = [r for r in all_results if r.learned]
+    unlearned = _unlearned(len(all_results) - len(results), len(all_results))
     n = len(results)
+    if not n:
+        return {"seeds": len(all_results), "learned": 0, "owned_in": dict.fromkeys(REASONS, 0), "leaned_to_in": None,
+                "specialists_per_seed": [], "mean_specialists": None, "interval_95": None, "matched_heads": None,
+                "sentence": f"{unlearned} No head could specialise: train longer, or try another recipe."}
     owned = {r: sum(r in result.owns for result in results) for r in REASONS}
     # None when a seed was measured before leaning heads were recorded: unknown, not none
     leaned = ({r: sum(r not in result.owns and r in result.leans for result in results) for r in REASONS}
@@ -125,18 +136,30 @@ def summarize(results: Sequence[SeedResult]) -> dict:
     told = ", ".join([f"{first} got its own head in {owned[first]} of {n} run{'s' if n > 1 else ''}",
                       *[f"{r} in {owned[r] or 'none'}" for r in rest]]) if owned[first] else (
         f"No reason got its own head in any of the {n} run{'s' if n > 1 else ''}")
+    spread = (f"{sum(counts) / n:.2f} on average (95% interval {low:.2f} to {high:.2f}, over {n} seeds)"
+              if low != high else f"{counts[0]} in every one of the {n} runs")
     return {
-        "seeds": n,
+        "seeds": len(all_results),
+        "learned": n,
         "owned_in": owned,
         "leaned_to_in": leaned,
         "specialists_per_seed": counts,
         "mean_specialists": sum(counts) / n,
         "interval_95": [low, high],
         "matched_heads": roles,
-        "sentence": f"{told}.{_leaning(leaned)} Specialist heads per run: {sum(counts) / n:.2f} on average (95% "
-                    f"interval {low:.2f} to {high:.2f}, over {n} seeds).",
+        "sentence": f"{unlearned + ' ' if unlearned else ''}{told}.{_leaning(leaned)} Specialist heads per run: "
+                    f"{spread}.",
     }
 
+
+def _unlearned(count: int, total: int) -> str:
+    """'2 of the 5 runs did not learn to audit claims (...)' or ''."""
+    if not count:
+        return ""
+    said = (f"None of the {total} runs learned to audit claims" if count == total else
+            f"{count} of the {total} runs did not learn to audit claims")
+    return (f"{said}: each did no better than answering its commonest outcome to every claim, so "
+            f"{'their' if count > 1 else 'its'} heads are neither named nor counted.")
 
 def _leaning(leaned: dict[str, int] | None) -> str:
     """' In runs where it had no head of its own, MEDICAL had a head leaning to it in 4, COST in 3.' (or '')"""
@@ -175,9 +198,13 @@ def seed_result(record: dict) -> SeedResult:
     leans = record.get("leans", [])
     if not isinstance(leans, list) or len(leans) not in (0, len(labels)):
         raise ValueError("not a seed's record")
+    learned = record.get("learned", True)
+    if not isinstance(learned, bool):
+        raise ValueError("not a seed's record")
     return SeedResult(whole(record["seed"]), whole(record["steps"]), number(record["accuracy"]),
                       tuple(map(text, labels)), tuple(None if o is None else text(o) for o in owns),
-                      tuple(numbers(n) for n in necessity), tuple(None if r is None else text(r) for r in leans))
+                      tuple(numbers(n) for n in necessity), tuple(None if r is None else text(r) for r in leans),
+                      learned)
 
 
 def read_study(out: Path) -> tuple[dict, list[SeedResult]] | None:
@@ -234,7 +261,8 @@ def _collect(out: Path, seed: int, process: subprocess.Popen, log: Path, results
     folder = out / f"seed-{seed}"
     if process.returncode == 0 and _finished(folder):
         results[seed] = done = measure_seed(seed, folder)
-        return f"seed {seed}: {done.accuracy:.1%} held-out, heads: {', '.join(done.labels)}"
+        heads = ", ".join(done.labels) if done.learned else "not named (it did not learn to audit claims)"
+        return f"seed {seed}: {done.accuracy:.1%} held-out, heads: {heads}"
     failures[seed] = _progress(log) if process.returncode == 0 else _log_tail(log)[-300:].strip()
     return f"seed {seed} did not finish: {failures[seed]}"
 

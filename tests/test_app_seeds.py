@@ -8,6 +8,8 @@ from dashboard.engine_resource import get_engine
 from engine.analyze import analyze_run
 from engine.study import STUDY
 
+NOT_LEARNED = "not named: this run did not learn to audit claims"
+
 PAGE = "dashboard/seeds.py"
 
 
@@ -30,17 +32,22 @@ def test_a_study_trains_from_the_page_and_counts_each_reason(open_app, rerun, he
     healthy(at)
     engine = get_engine()
     assert engine.study is not None and engine.study.out == engine.study_folder("quick", 2)
-    rerun(at, lambda: not engine.study.active and len(at.dataframe) == 2, timeout=240)
+    rerun(at, lambda: not engine.study.active and len(at.dataframe) >= 1, timeout=240)
     at.run()  # drawn after the study's thread ended (the run above may have drawn it in its last moment)
     healthy(at)
     table = at.dataframe[0].value
     assert list(table["Seed"]) == [0, 1]
+    saved = {r["seed"]: r for r in json.loads((engine.study_folder("quick", 2) / STUDY).read_text())["results"]}
     for seed, heads in zip(table["Seed"], table["Heads"], strict=True):
         analysis = analyze_run(engine.study_folder("quick", 2) / f"seed-{seed}")
-        assert heads == ", ".join(h["label"] for h in analysis["heads"]["decoder.0.cross"])
-    sentence = next(i.value for i in at.info if "got its own head" in i.value or "No reason got" in i.value)
-    assert "got its own head in" in sentence and "over 2 seeds" in sentence
-    assert [m.label for m in at.metric] == [f"{r}: its own head" for r in ("MEDICAL", "DOSAGE", "COST", "ADMIN")]
+        named = ", ".join(h["label"] for h in analysis["heads"]["decoder.0.cross"])
+        assert heads == (named if saved[seed]["learned"] else NOT_LEARNED)  # the quick recipe learns little
+    learned = sum(r["learned"] for r in saved.values())
+    sentence = next(i.value for i in at.info if "runs" in i.value)
+    assert ("over 2 seeds" in sentence or "in every one of the 2 runs" in sentence) if learned == 2 else (
+        "did not learn to audit claims" in sentence or "None of the 2 runs learned" in sentence)
+    assert [m.label for m in at.metric] == ([f"{r}: its own head" for r in ("MEDICAL", "DOSAGE", "COST", "ADMIN")]
+                                            if learned else [])
     assert at.button(key="start_study").proto.label == "Train 2 seeds"  # done: it can be trained again (resumes)
 
 
@@ -80,3 +87,18 @@ def test_a_damaged_or_hostile_study_file_is_no_study(open_app, healthy, engine_e
         at = open_app(PAGE)
         healthy(at)
         assert "No study of 5 seeds of this recipe yet" in at.info[0].value
+
+
+def test_a_saved_study_whose_runs_did_not_learn_names_no_head(open_app, healthy, engine_env):
+    folder = get_engine().study_folder("default", 5)
+    folder.mkdir(parents=True)
+    necessity = [dict.fromkeys(("MEDICAL", "DOSAGE", "COST", "sex", "age", "specialty", "place"), 0.0)] * 2
+    seeds = [{"seed": s, "steps": 3500, "accuracy": accuracy, "labels": ["leans COST", "generalist"],
+              "owns": [None, None], "necessity": necessity, "leans": ["COST", None], "learned": False}
+             for s, accuracy in ((0, 0.24), (1, 0.40))]
+    (folder / STUDY).write_text(json.dumps({"recipe": {}, "results": seeds}))
+    at = open_app(PAGE)
+    healthy(at)
+    assert at.info[0].value.startswith("None of the 2 runs learned to audit claims")
+    assert "0.00 to 0.00" not in at.info[0].value and not at.metric
+    assert list(at.dataframe[0].value["Heads"]) == [NOT_LEARNED, NOT_LEARNED]

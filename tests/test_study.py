@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,19 @@ def test_a_study_trains_every_seed_once_and_resumes(tmp_path: Path) -> None:
     other = study(out, "--seeds", "0-1", "--steps", "50")
     assert other.returncode == 2 and "holds a study of another recipe" in other.stderr
     assert "Traceback" not in other.stderr + first.stderr
+
+
+def test_runs_that_did_not_learn_have_no_heads_named_or_counted() -> None:
+    learned = result(0, ("COST", None), (profile(COST=0.8), profile()))
+    lost = [replace(result(s, ("DOSAGE", None), (profile(DOSAGE=0.9), profile())), accuracy=a, learned=False)
+            for s, a in ((1, 0.24), (2, 0.40))]
+    summary = summarize([learned, *lost])
+    assert summary["learned"] == 1 and summary["owned_in"]["DOSAGE"] == 0  # a lost run's "specialist" is not counted
+    assert summary["sentence"].startswith("2 of the 3 runs did not learn to audit claims")
+    assert "COST got its own head in 1 of 1 run," in summary["sentence"]
+    assert "1 in every one of the 1 runs" in summary["sentence"] and "interval" not in summary["sentence"]
+    nothing = summarize(lost)
+    assert nothing["learned"] == 0 and nothing["interval_95"] is None and nothing["mean_specialists"] is None
+    assert nothing["sentence"].startswith("None of the 2 runs learned to audit claims: each did no better than")
+    assert "0.00 to 0.00" not in nothing["sentence"]
+    assert seed_result(json.loads(json.dumps(asdict(lost[0])))).learned is False  # as study.json keeps it
