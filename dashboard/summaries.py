@@ -127,6 +127,8 @@ def swings(a: str, mine: np.ndarray, b: str, theirs: np.ndarray, steps: np.ndarr
     """The story's oscillation, measured: how often each loss went up from one recorded point to the next, while
     both were still above MEANINGFUL_LOSS (both curves on the same `steps`)."""
     phase = min(_meaningful_until(mine), _meaningful_until(theirs))
+    if phase == len(steps) < MIN_PHASE:
+        return f"Too few steps so far ({phase}) to say whether either loss swings back and forth."
     if phase < MIN_PHASE:
         when = f"by step {steps[phase]:,}" if phase else "from the start"
         return (f"One of the losses was below {MEANINGFUL_LOSS} {when}, too soon to compare swings: below that, a "

@@ -174,6 +174,12 @@ def test_swings_are_measured_only_while_the_loss_still_means_something(snapshot_
     assert "(steps 1 to 99)" in said and "Adam swung" not in said  # the phase ends where Adam's loss fell below 0.1
 
 
+def test_a_race_of_a_few_steps_is_too_short_to_tell(snapshot_factory):
+    said = summaries.race_summary(losses(snapshot_factory(), np.full(5, 2.0)),
+                                  losses(snapshot_factory(optimizer="sgd"), np.full(5, 2.0)))
+    assert said.endswith("Too few steps so far (5) to say whether either loss swings back and forth.")
+
+
 def test_two_curves_kept_at_other_resolutions_are_compared_on_one_grid(snapshot_factory):
     fine = losses(snapshot_factory(optimizer="sgd"), 2 - np.arange(4000) / 4000)
     coarse = replace(fine, loss=Series(tuple(range(2, 4001, 2)), tuple(2 - np.arange(1, 4000, 2) / 4000)))
