@@ -1,0 +1,62 @@
+"""Text read from a run folder, a study file or a claims file, shown as the plain text it is.
+
+Every file in a runs folder is possibly hostile: a run's message, a head's label, a metric's or a layer's name must
+never become a link, an image the browser fetches (a tracking pixel), or markup that covers the page. Streamlit
+renders Markdown (GitHub-flavoured, with math, its own `:color[...]` directives, `:material/...:` icons and emoji
+shortcodes) in most elements and labels; plotly renders a little HTML (links, bold, styled spans) in every title,
+label and hover text. Untrusted text passes through `markdown_text` or `plotly_text` before it reaches either.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+# Backslash-escaped (CommonMark shows any escaped ASCII punctuation as itself): code, emphasis, strikethrough, links
+# and images, HTML and <autolinks>, headings, math, entities, e-mail autolinks, tables, and the escape itself.
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_~\[\]<>#$&@|])")
+# A colon before anything but a space could start a directive (:red[...]), an icon (:material/...:), an emoji
+# shortcode or an autolink (https://...). Streamlit rewrites ':material/' in the source before parsing and emoji
+# plugins read the parsed text, where a backslash escape has gone: a character reference hides the colon from both.
+_DIRECTIVE_COLON = re.compile(r":(?=\S)")
+_COLON = "&#58;"
+_WWW = re.compile(r"(www)\.", re.IGNORECASE)  # 'www.example.com' is linked without any other punctuation
+_LEADING_MARKER = re.compile(r"^(\d*)([-+=.)])")  # a list item ('- x', '1. x') or an underline at the start
+_ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])|&#58;|(\*\*)")
+
+
+def markdown_text(text: str) -> str:
+    """`text` as Markdown that Streamlit shows as exactly these characters, on one line.
+
+    Runs of white space become one space (as Markdown shows them anyway): a heading, a list, a quote, a table or a
+    code block needs a line of its own. One thing still renders: ':streamlit:' shows Streamlit's bundled logo, which
+    nothing but the characters could prevent; it fetches nothing and links nowhere.
+    """
+    plain = " ".join(str(text).split())
+    escaped = _WWW.sub(r"\1\\.", _MARKDOWN_PUNCTUATION.sub(r"\\\1", plain))
+    return _LEADING_MARKER.sub(r"\1\\\2", _DIRECTIVE_COLON.sub(_COLON, escaped))
+
+
+def markdown_html(markdown: str) -> str:
+    """The pages' own Markdown, `**bold**` and text escaped by `markdown_text`, as HTML for the report: an escaped
+    '**' stays two stars, never bold."""
+    parts, bold, start = [], False, 0
+    for match in _ESCAPED.finditer(markdown):
+        parts.append(html.escape(markdown[start : match.start()]))
+        if match[2]:
+            parts.append("</b>" if bold else "<b>")
+            bold = not bold
+        else:
+            parts.append(html.escape(match[1] or ":"))
+        start = match.end()
+    parts.append(html.escape(markdown[start:]))
+    return "".join(parts) + ("</b>" if bold else "")
+
+
+def plotly_text(text: str, limit: int | None = None) -> str:
+    """`text` for a plotly title, label, legend or hover text: shortened to `limit` characters if given, with '&',
+    '<' and '>' escaped so '<unk>' and '<a href=...>' show as typed."""
+    text = str(text)
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return html.escape(text, quote=False)
