@@ -21,7 +21,9 @@ _MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_~\[\]<>#$&@|])")
 _DIRECTIVE_COLON = re.compile(r":(?=\S)")
 _COLON = "&#58;"
 _WWW = re.compile(r"(www)\.", re.IGNORECASE)  # 'www.example.com' is linked without any other punctuation
-_LEADING_MARKER = re.compile(r"^(\d*)([-+=.)])")  # a list item ('- x', '1. x') or an underline at the start
+# At the start of an element's text: a bullet ('- x', '+ x', '---') or a numbered item ('1. x', '2) x')
+_BULLET = re.compile(r"^([-+])")
+_NUMBERED = re.compile(r"^(\d{1,9})([.)])(?=\s|$)")
 _ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])|&#58;|(\*\*)")
 
 
@@ -34,7 +36,8 @@ def markdown_text(text: str) -> str:
     """
     plain = " ".join(str(text).split())
     escaped = _WWW.sub(r"\1\\.", _MARKDOWN_PUNCTUATION.sub(r"\\\1", plain))
-    return _LEADING_MARKER.sub(r"\1\\\2", _DIRECTIVE_COLON.sub(_COLON, escaped))
+    escaped = _NUMBERED.sub(r"\1\\\2", _BULLET.sub(r"\\\1", escaped))
+    return _DIRECTIVE_COLON.sub(_COLON, escaped)
 
 
 def markdown_html(markdown: str) -> str:

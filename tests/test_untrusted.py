@@ -21,7 +21,7 @@ ESCAPED = {
     "+ item": r"\+ item",
     "12. item": r"12\. item",
     "3) item": r"3\) item",
-    "=== underline": r"\=== underline",
+    "--- rule": r"\--- rule",
     "$x^2$ and $$y$$": r"\$x^2\$ and \$\$y\$\$",
     ":red[colour] :blue-background[b] :small[s] :help[tip]":
         r"&#58;red\[colour\] &#58;blue-background\[b\] &#58;small\[s\] &#58;help\[tip\]",
@@ -42,7 +42,7 @@ def test_markdown_text_escapes_every_construct_streamlit_renders(text, escaped):
 
 def test_markdown_text_leaves_plain_sentences_as_they_were():
     for sentence in ("Only COST needs it: 71% of its evidence goes (ADMIN, age).", "Adam, learning rate 0.01",
-                     "leans DOSAGE", "Finished 300 steps."):
+                     "leans DOSAGE", "Finished 300 steps.", "20261207-004249-adam-s0", "1.5 mg", "=== x"):
         assert markdown_text(sentence) == sentence
 
 
