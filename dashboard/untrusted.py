@@ -13,36 +13,36 @@ import html
 import re
 
 # Backslash-escaped (CommonMark shows any escaped ASCII punctuation as itself): code, emphasis, strikethrough, links
-# and images, HTML and <autolinks>, headings, math, entities, e-mail autolinks, tables, and the escape itself.
-_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_~\[\]<>#$&@|])")
-# A colon before anything but a space could start a directive (:red[...]), an icon (:material/...:), an emoji
-# shortcode or an autolink (https://...). Streamlit rewrites ':material/' in the source before parsing and emoji
-# plugins read the parsed text, where a backslash escape has gone: a character reference hides the colon from both.
-_DIRECTIVE_COLON = re.compile(r":(?=\S)")
-_COLON = "&#58;"
-_WWW = re.compile(r"(www)\.", re.IGNORECASE)  # 'www.example.com' is linked without any other punctuation
+# and images, HTML and <autolinks>, headings, math, entities, tables, and the escape itself.
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_~\[\]<>#$&|])")
+# Some constructs are found in the text after escapes are read, where no escape can hide them: GitHub's links of
+# 'www.x.y', 'https://x.y' and 'a@x.y', Streamlit's logo (':streamlit:'), icons (':material_x:') and emoji
+# shortcodes; and Streamlit rewrites ':material/' in the source before parsing. An invisible word joiner breaks each
+# of them where it would start: after a colon before anything but a space (which also stops a directive,
+# ':red[...]'), between 'www' and its dot, and after '@'.
+JOINER = "\u2060"
+_LINK_START = re.compile(r"(:(?=\S)|(?i:www)(?=\.)|@)")
 # At the start of an element's text: a bullet ('- x', '+ x', '---') or a numbered item ('1. x', '2) x')
 _BULLET = re.compile(r"^([-+])")
 _NUMBERED = re.compile(r"^(\d{1,9})([.)])(?=\s|$)")
-_ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])|&#58;|(\*\*)")
+_ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])|(\*\*)")
 
 
 def markdown_text(text: str) -> str:
     """`text` as Markdown that Streamlit shows as exactly these characters, on one line.
 
     Runs of white space become one space (as Markdown shows them anyway): a heading, a list, a quote, a table or a
-    code block needs a line of its own. One thing still renders: ':streamlit:' shows Streamlit's bundled logo, which
-    nothing but the characters could prevent; it fetches nothing and links nowhere.
+    code block needs a line of its own. A word joiner (U+2060, invisible) follows a colon, 'www' or '@' where one
+    of them could start a link, an icon or a directive: it is copied with the text.
     """
     plain = " ".join(str(text).split())
-    escaped = _WWW.sub(r"\1\\.", _MARKDOWN_PUNCTUATION.sub(r"\\\1", plain))
-    escaped = _NUMBERED.sub(r"\1\\\2", _BULLET.sub(r"\\\1", escaped))
-    return _DIRECTIVE_COLON.sub(_COLON, escaped)
+    escaped = _LINK_START.sub(rf"\1{JOINER}", _MARKDOWN_PUNCTUATION.sub(r"\\\1", plain))
+    return _NUMBERED.sub(r"\1\\\2", _BULLET.sub(r"\\\1", escaped))
 
 
 def markdown_html(markdown: str) -> str:
     """The pages' own Markdown, `**bold**` and text escaped by `markdown_text`, as HTML for the report: an escaped
-    '**' stays two stars, never bold."""
+    '**' stays two stars, never bold, and the word joiners go (HTML links nothing by itself)."""
     parts, bold, start = [], False, 0
     for match in _ESCAPED.finditer(markdown):
         parts.append(html.escape(markdown[start : match.start()]))
@@ -50,10 +50,10 @@ def markdown_html(markdown: str) -> str:
             parts.append("</b>" if bold else "<b>")
             bold = not bold
         else:
-            parts.append(html.escape(match[1] or ":"))
+            parts.append(html.escape(match[1]))
         start = match.end()
     parts.append(html.escape(markdown[start:]))
-    return "".join(parts) + ("</b>" if bold else "")
+    return "".join(parts).replace(JOINER, "") + ("</b>" if bold else "")
 
 
 def plotly_text(text: str, limit: int | None = None) -> str:

@@ -24,10 +24,14 @@ from engine.watch import watch
 PAYLOAD = ('[click](https://evil.example) ![pixel](https://tracker.example/p.png) <a href="https://evil.example">a</a> '
            '<b style="font-size:90px">big</b> <img src="https://tracker.example/i.png"> :red[red] :material/home: '
            "$x^2$ **bold** `code` www.evil.example")
-# Rendered by Streamlit's Markdown wherever one of these is in an element's source as written (not backslash-escaped).
+# Rendered by Streamlit's Markdown wherever one of these is in an element's source as written (not backslash-escaped)
 RAW_MARKDOWN = re.compile(r"(?<!\\)(" + "|".join(map(re.escape, (
-    "[click](", "![pixel](", "<a href", "<b style", "<img", ":red[", ":material/", "$x^2$", "**bold**", "`code`",
-    "://evil.example", "://tracker.example", "www.evil.example"))) + ")", re.IGNORECASE)
+    "[click](", "![pixel](", "<a href", "<b style", "<img", ":red[", "$x^2$", "**bold**", "`code`"))) + ")",
+    re.IGNORECASE)
+# ... or, for these, in its text once escapes and character references are read: GitHub's links and Streamlit's icons
+# are found there
+IN_TEXT = ("://evil.example", "://tracker.example", "www.evil.example", ":material/", ":red[")
+ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
 RAW_PLOTLY = ("<a href", "<b style", "<img")  # plotly's own HTML in titles, labels and hover text
 HOSTILE_RUN = "www.evil.example"  # a valid run id, and a link by itself in Markdown
 WATCHED_RUN = "watched"
@@ -127,6 +131,8 @@ def assert_plain(at, page: str) -> tuple[str, str]:
     """No Markdown source and no chart text carries markup as written; both, joined, for the caller's checks."""
     sources, charts = markdown_sources(at), plotly_strings(at)
     assert not [s for s in sources if RAW_MARKDOWN.search(s)], page
+    texts = [html.unescape(ESCAPE.sub(r"\1", s)).lower() for s in sources]
+    assert not [(raw, s) for s in texts for raw in IN_TEXT if raw in s], page
     assert not [(raw, s) for s in charts for raw in RAW_PLOTLY if raw in s.lower()], page
     return " ".join(sources), " ".join(charts)
 
@@ -158,7 +164,8 @@ def test_hostile_text_in_a_run_is_plain_text_on_every_page(open_app, hostile_run
     assert all(shown(field) in seen[HOSTILE_RUN, "story"] for field in ("label decoder.0.cross 3", "category"))
     assert charted("label decoder.0.cross 0") in charts[HOSTILE_RUN, "specialization"]
     assert charted("token") in charts[HOSTILE_RUN, "attention"]
-    assert "www\\.evil.example" in seen[WATCHED_RUN, "train"] and shown("watched message") in seen[WATCHED_RUN, "train"]
+    assert markdown_text("www.evil.example") in seen[WATCHED_RUN, "train"]  # its optimizer_name, a class name
+    assert shown("watched message") in seen[WATCHED_RUN, "train"]
     assert charted("metric") in charts[WATCHED_RUN, "train"]
     assert charted("layer") in charts[WATCHED_RUN, "adam"] and charted("layer") in charts[WATCHED_RUN, "attention"]
     assert charted("label decoder.0.cross 0") in charts[HOSTILE_RUN, "runs"]  # the compared runs' heads
