@@ -7,6 +7,7 @@ import streamlit as st
 from dashboard import figures, summaries, viewing
 from dashboard.engine_resource import get_engine
 from dashboard.live import live, shared_figure
+from dashboard.untrusted import markdown_text
 from engine.core import ConfigError, EngineBusy, RunsFolderError
 from engine.training.config import TrainConfig
 from engine.training.presets import preset
@@ -54,8 +55,8 @@ def memories() -> None:
         st.info("Waiting for the first training step…" if snap.active
                 else "The charts fill in once a run has taken its first step: press Train on the Train page.")
         return
-    st.caption(f"Run: {summaries.config_text(snap.config)}; {summaries.schedule_text(snap.config)}, "
-               "which the effective step follows.")
+    st.caption(markdown_text(f"Run: {summaries.config_text(snap.config)}; {summaries.schedule_text(snap.config)}, "
+                             "which the effective step follows."))
     # built once for every viewer (see `shared`), and at most every 2 s: a new point of the optimizer's statistics
     # arrives every half second, and rebuilding these charts for each one halved the training speed (bench.ui_render)
     key = (snap.run_id, snap.status)
@@ -75,9 +76,9 @@ def race() -> None:
                           partial(figures.race_figure, main, rival, log), max_age_s=0.5)
     st.plotly_chart(chart, key="race_chart", config=figures.CHART_CONFIG)
     st.toggle("Loss on a log scale", key="race_log", persist_state="session", help=figures.LOG_HELP)
-    st.markdown(f"**What the measured curves show:** {summaries.race_summary(main, rival)}")
+    st.markdown(f"**What the measured curves show:** {markdown_text(summaries.race_summary(main, rival))}")
     if rival.status in ("failed", "diverged"):
-        st.error(summaries.status_text(rival))
+        st.error(markdown_text(summaries.status_text(rival)))
 
 
 engine = get_engine()

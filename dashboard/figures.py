@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from dashboard.untrusted import plotly_text
 from engine.run_files import is_watched
 from engine.telemetry import OPTIM_MEASURES, AttentionPoint, Snapshot
 
@@ -65,6 +66,12 @@ def attention_title(name: str) -> str:
     if words is None or not layer.isdigit():
         return name
     return words if layer == "0" else f"{words} (layer {int(layer) + 1})"
+
+
+def attention_short_title(name: str) -> str:
+    """'Decoder cross-attention' for 'decoder.0.cross'; a watched model's own module name whole, colons and all."""
+    title = attention_title(name)
+    return title if title == name else title.split(":")[0]
 
 
 def _layout(title: str, revision: object, height: int, **extra: object) -> dict:
@@ -184,11 +191,11 @@ def metrics_figure(snap: Snapshot) -> go.Figure:
     layout = _layout("Your metrics", snap.run_id, 380, margin={"l": 60, "r": 20, "t": 80, "b": 50},
                      xaxis=steps_axis(snap))
     names = list(dict.fromkeys(name for point in snap.metrics for name in point.values))
-    layout["title"]["subtitle"] = {"text": f"As your training loop reported them: {', '.join(names)}"}
+    layout["title"]["subtitle"] = {"text": f"As your training loop reported them: {plotly_text(', '.join(names))}"}
     data = []
     for index, name in enumerate(names):
         points = [p for p in snap.metrics if name in p.values]
-        data.append(_line(*cap([p.step for p in points], [p.values[name] for p in points]), name,
+        data.append(_line(*cap([p.step for p in points], [p.values[name] for p in points]), plotly_text(name),
                           HEAD_COLORS[index % len(HEAD_COLORS)], 2))
     return go.Figure(data=data, layout=layout)
 
@@ -220,7 +227,7 @@ def memory_figure(snap: Snapshot, metric: str) -> go.Figure:
     names = [n for n in snap.attention_names if any(n in p.heads for p in snap.optim)]
     if not names:
         return _waiting(_layout(title, snap.run_id, 300), "Waiting for the first training step…")
-    layout = _layout(title, snap.run_id, 330, **_grid([attention_title(n).split(":")[0] for n in names],
+    layout = _layout(title, snap.run_id, 330, **_grid([plotly_text(attention_short_title(n)) for n in names],
                                                         cols=len(names), gap_x=0.06, gap_y=0))
     data, recorded = [], False
     for panel, name in enumerate(names):
@@ -243,7 +250,7 @@ def memory_figure(snap: Snapshot, metric: str) -> go.Figure:
 
 
 def _no_memory(config: dict) -> str:
-    name = optimizer_name(config)
+    name = plotly_text(optimizer_name(config))
     if config.get("optimizer") in OPTIMIZER_NAMES:
         return f"{name} keeps no such memory: nothing to show"
     return f"Headwatch reads these memories from Adam and AdamW only; {name} keeps its own, not shown here"
@@ -261,7 +268,7 @@ def race_figure(main: Snapshot, race: Snapshot, log: bool = False) -> go.Figure:
         return _waiting(layout, "Waiting for the race's first step…")
     data = []
     for snap, color in ((main, "#1f77b4"), (race, "#ff7f0e")):
-        label = f"{optimizer_name(snap.config)} (lr {snap.config.get('lr', '?')})"
+        label = plotly_text(f"{optimizer_name(snap.config)} (lr {snap.config.get('lr', '?')})")
         data.append(_line(*cap(snap.loss.steps, snap.loss.values), f"{label}: training batches", color, 1,
                           opacity=0.5))
         if snap.evals:
@@ -276,8 +283,8 @@ def attention_figure(snap: Snapshot, point: AttentionPoint, name: str, claim: in
     cross = name.endswith(".cross")
     rows = ["→ verdict", "→ reason"] if cross else tokens
     weights = np.asarray(point.weights[name][claim])[:, : len(rows), : len(tokens)]  # cut the padding off
-    return _heads_heatmap(f"{attention_title(name)} · step {point.step:,}", f"{snap.run_id}:{name}:{claim}", weights,
-                          rows, tokens, short_rows=cross)
+    return _heads_heatmap(f"{plotly_text(attention_title(name))} · step {point.step:,}",
+                          f"{snap.run_id}:{name}:{claim}", weights, rows, tokens, short_rows=cross)
 
 
 def positions_attention_figure(snap: Snapshot, point: AttentionPoint, name: str, example: int) -> go.Figure:
@@ -285,21 +292,21 @@ def positions_attention_figure(snap: Snapshot, point: AttentionPoint, name: str,
     not know what its tokens are)."""
     weights = np.asarray(point.weights[name][example])  # (H, Tq, Tk)
     rows, columns = ([f"{i + 1}" for i in range(n)] for n in weights.shape[1:])
-    return _heads_heatmap(f"{name} · step {point.step:,}", f"{snap.run_id}:{name}:{example}", weights, rows, columns,
-                          short_rows=False)
+    return _heads_heatmap(f"{plotly_text(name)} · step {point.step:,}", f"{snap.run_id}:{name}:{example}", weights,
+                          rows, columns, short_rows=False)
 
 
-def _shortened(label: str) -> str:
-    return label if len(label) <= 16 else label[:15] + "…"
+TICK_LABEL = 16  # characters of a word on a heatmap's axis; the hover shows it whole
 
 
 def _heads_heatmap(title: str, revision: str, weights: np.ndarray, rows: list[str], columns: list[str],
                    short_rows: bool) -> go.Figure:
-    """(H, rows, columns) weights as one panel per head, two panels a row; `short_rows`: a few named rows."""
+    """(H, rows, columns) weights as one panel per head, two panels a row; `short_rows`: a few named rows of the
+    figure's own; every other row and column label is a word of a claim (a run's probe file: untrusted)."""
     titles = [f"Head {h + 1} · peak {weights[h].max(axis=-1).mean():.2f}" for h in range(weights.shape[0])]
     # Pixel sizes, so long words and long claims never push a label into the next panel's title.
-    labels = [_shortened(t) for t in columns]  # the hover keeps the whole word
-    label_px = 6 * max(len(label) for label in labels) + 12
+    labels = [plotly_text(t, TICK_LABEL) for t in columns]  # the hover keeps the whole word
+    label_px = 6 * max(min(len(t), TICK_LABEL) for t in columns) + 12
     panel_px = 88 if short_rows else max(180, min(420, 28 * len(rows)))
     gap_px = 0.87 * label_px + 45  # rotated labels below a panel, then the title of the one under it
     n_rows = -(-len(titles) // 2)
@@ -310,8 +317,9 @@ def _heads_heatmap(title: str, revision: str, weights: np.ndarray, rows: list[st
                      hovermode="closest", margin=margin,
                      coloraxis={"colorscale": "Viridis", "cmin": 0, "cmax": 1,
                                 "colorbar": {"title": {"text": "weight"}, "len": min(1.0, 400 / plot_px)}})
-    row_labels = rows if short_rows else [_shortened(t) for t in rows]
-    hover = np.array([[[q, k] for k in columns] for q in rows], dtype=object)
+    row_labels = rows if short_rows else [plotly_text(t, TICK_LABEL) for t in rows]
+    whole_columns = [plotly_text(k) for k in columns]
+    hover = np.array([[[q, k] for k in whole_columns] for q in map(plotly_text, rows)], dtype=object)
     data = []
     for head in range(weights.shape[0]):
         x_axis, y_axis = _axes(head)

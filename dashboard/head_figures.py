@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dashboard.figures import HEAD_COLORS
+from dashboard.untrusted import plotly_text
 from data.tokenizer import Tokenizer
 from data.vocabulary import CATEGORIES, Token
 from engine.attribution import CHECKS, reason_of
@@ -42,12 +43,6 @@ def outcome_text(outcome: str | None) -> str:
     return "VALID" if outcome == "VALID" else f"INVALID: {outcome}"
 
 
-def plotly_text(text: str, limit: int = 18) -> str:
-    """User text for plotly labels: shortened, with '<' and '>' escaped so '<unk>' and '<b>' show as typed."""
-    text = text if len(text) <= limit else text[: limit - 1] + "…"
-    return html.escape(text, quote=False)
-
-
 def token_label(token: Token) -> str:
     return f"{token.surface} ⟨unk⟩" if token.text == Tokenizer.UNK else token.surface
 
@@ -73,7 +68,7 @@ def _animated_heatmap(points: Sequence[SpecializationPoint], name: str, columns:
     def trace(point: SpecializationPoint) -> dict:
         specs = point.heads[name]
         z = np.array([[values(head, column) for column in columns] for head in specs], dtype=float)
-        labels = np.array([[head.label] * len(columns) for head in specs], dtype=object)
+        labels = np.array([[plotly_text(head.label)] * len(columns) for head in specs], dtype=object)
         return {"type": "heatmap", "z": z, "x": list(columns), "y": heads, "customdata": labels,
                 "texttemplate": "%{z:.2f}", "xgap": 2, "ygap": 2,
                 "hovertemplate": "%{y} (%{customdata}) · %{x}: %{z:.3f}<extra></extra>", **heatmap}
@@ -241,7 +236,8 @@ def _head_titles(prediction: Prediction, name: str, labels: Sequence[str] | None
     ablated = prediction.ablation.get(name, ())
     titles = []
     for head in range(prediction.attention[name].shape[0]):
-        title = f"<b>Head {head + 1}</b>" + (f" · {labels[head]}" if labels and head < len(labels) else "")
+        named = f" · {plotly_text(labels[head])}" if labels and head < len(labels) else ""
+        title = f"<b>Head {head + 1}</b>{named}"
         if head < len(ablated):
             changed = ablated[head] != prediction.outcome
             title += f" · off: {outcome_text(ablated[head]) if changed else 'same answer'}"
@@ -253,7 +249,7 @@ def claim_cross_figure(prediction: Prediction, labels: Sequence[str] | None = No
     """Per head, what the answer looks at in this claim: the position that answers VALID or INVALID, and the one
     that answers the reason (two rows of weights a head)."""
     weights = prediction.attention[name][:, :2, :]  # (H, 2, T): row 0 answers the verdict, row 1 the reason
-    tokens = [plotly_text(token_label(t)) for t in prediction.tokens]
+    tokens = [plotly_text(token_label(t), 18) for t in prediction.tokens]
     n_heads = weights.shape[0]
     fig = make_subplots(rows=n_heads, cols=1, shared_xaxes=True, vertical_spacing=0.32 / n_heads,
                         subplot_titles=_head_titles(prediction, name, labels))

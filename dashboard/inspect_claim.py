@@ -9,6 +9,7 @@ import streamlit as st
 from dashboard import figures, head_figures, viewing, what_if
 from dashboard.engine_resource import get_engine
 from dashboard.live import live, shared_figure
+from dashboard.untrusted import markdown_text
 from engine.dataset import EXAMPLE_CLAIMS
 from engine.inference import Prediction, verdict_to_outcome
 
@@ -86,7 +87,7 @@ def show_prediction(p: Prediction, labels: list[str], model: tuple) -> None:
     left, right = st.columns([2, 3], gap="large")
     left.plotly_chart(head_figures.probabilities_figure(p), key="probabilities", config=figures.CHART_CONFIG)
     n_heads = len(next(iter(p.ablation.values()), ()))
-    rows = [{"Head": f"Head {h + 1}", **{figures.attention_title(name).split(":")[0]: (
+    rows = [{"Head": f"Head {h + 1}", **{figures.attention_short_title(name): (
         "same answer" if outcomes[h] == p.outcome else head_figures.outcome_text(outcomes[h]))
         for name, outcomes in p.ablation.items()}} for h in range(n_heads)]
     left.markdown("**Switch one head off: the model's answer becomes…**")
@@ -166,7 +167,7 @@ def analysis(text: str, run_id: str | None) -> None:
     snap = viewing.snapshot()
     measured = viewing.measurement(snap) if snap is not None else None
     labels = [h.label for h in measured.cross] if measured else []
-    st.caption(f"Answered by the {'saved run ' + run_id if run_id else 'live run'} at step {p.step:,}.")
+    st.caption(f"Answered by the {'saved run ' + markdown_text(run_id) if run_id else 'live run'} at step {p.step:,}.")
     show_prediction(p, labels, (run_id, snap and snap.run_id))
     show_what_if(text, p, run_id, labels)
 

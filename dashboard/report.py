@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
@@ -17,6 +16,7 @@ import plotly.graph_objects as go
 import torch
 
 from dashboard import figures, head_figures, summaries
+from dashboard.untrusted import markdown_html, markdown_text
 from engine.analysis import ANALYSIS_CLAIMS
 from engine.dataset import EXAMPLE_CLAIMS
 from engine.inference import Predictor, verdict_to_outcome
@@ -77,18 +77,20 @@ def _join(words: Sequence[str]) -> str:
 
 
 def head_sentence(index: int, head: HeadSpecialization) -> str:
-    """'**Head 2: COST specialist.** Only COST needs it: ...': the engine's label and the measurement behind it."""
-    return f"**Head {index + 1}: {head.label}.** {head.evidence}"
+    """'**Head 2: COST specialist.** Only COST needs it: ...': the engine's label and the measurement behind it (read
+    from the run's files: plain text)."""
+    return f"**Head {index + 1}: {markdown_text(head.label)}.** {markdown_text(head.evidence)}"
 
 
 def reads_sentence(head: HeadSpecialization) -> str:
     top = sorted(head.shares.items(), key=lambda kv: -kv[1])[:2]
-    return "Reads mostly " + " and ".join(f"{c} ({s:.0%})" for c, s in top) + " (what it looks at, not what it is for)."
+    return ("Reads mostly " + " and ".join(f"{markdown_text(c)} ({s:.0%})" for c, s in top)
+            + " (what it looks at, not what it is for).")
 
 
 def promise_sentence(heads: Sequence[HeadSpecialization]) -> str:
-    specialists = [h.reason for h in heads if h.kind == SPECIALIST]
-    leaning = [h.reason for h in heads if h.kind == LEANS]
+    specialists = [markdown_text(h.reason) for h in heads if h.kind == SPECIALIST]
+    leaning = [markdown_text(h.reason) for h in heads if h.kind == LEANS]
     count = len(specialists)
     if count == len(REASONS) and len(set(specialists)) == len(REASONS):
         verdict = f"The story's promise of {SEED_PROMISE} was borne out in this run."
@@ -242,7 +244,7 @@ def _during(snap: Snapshot, race: Snapshot | None) -> Chapter:
         paragraphs.append(adam)
     race_text = _race_sentences(snap, race)
     if race_text:
-        paragraphs.append("Plain SGD raced alongside on the same claims: " + " ".join(race_text))
+        paragraphs.append("Plain SGD raced alongside on the same claims: " + markdown_text(" ".join(race_text)))
     return Chapter("during", "During: learning from mistakes", tuple(paragraphs), numbers)
 
 
@@ -271,7 +273,8 @@ def _after(snap: Snapshot, measurement: Measurement | None) -> Chapter:
     paragraphs.append(promise_sentence(heads))
     favourites = {max((c for c in h.shares if c != NOTHING), key=h.shares.get) for h in heads}
     if len(favourites) == 1:
-        paragraphs.append(f"Attention alone would have misled here: every head looks most at '{favourites.pop()}' "
+        paragraphs.append(f"Attention alone would have misled here: every head looks most at "
+                          f"'{markdown_text(favourites.pop())}' "
                           "words, so by attention they all look alike. That is why each head is named only from "
                           "what its removal takes away.")
     return Chapter("after", title, tuple(paragraphs), numbers)
@@ -294,10 +297,6 @@ def chapter_figures(snap: Snapshot, race: Snapshot | None = None,
         during.append(figures.race_figure(snap, race))
     after = [head_figures.necessity_figure([measurement.point])] if measurement else []
     return {"before": [head_figures.shares_figure(snap.specialization, start=0)], "during": during, "after": after}
-
-
-def _markdown_to_html(text: str) -> str:
-    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(text))
 
 
 EXAMPLES_TITLE = "Some claims, judged by this model"
@@ -343,7 +342,7 @@ def html_report(snap: Snapshot, race: Snapshot | None = None, measurement: Measu
     embedded = False
     for chapter in chapters:
         body.append(f"<h2>{html.escape(chapter.title)}</h2>")
-        body.extend(f"<p>{_markdown_to_html(p)}</p>" for p in chapter.paragraphs)
+        body.extend(f"<p>{markdown_html(p)}</p>" for p in chapter.paragraphs)
         for fig in figs.get(chapter.key, []):
             # auto_play off: an animated figure opens at the step it shows (Before: step 0), not played to the end
             body.append(fig.to_html(full_html=False, include_plotlyjs=not embedded, config=figures.CHART_CONFIG,

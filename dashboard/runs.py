@@ -8,6 +8,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from dashboard import figures, head_figures, report, summaries, viewing
 from dashboard.engine_resource import get_engine
+from dashboard.untrusted import markdown_text
 from engine.claims_csv import (
     MIN_TRAINING_CLAIMS,
     SCORED_COLUMNS,
@@ -40,7 +41,8 @@ def run_rows(runs: list[RunSummary]) -> list[dict]:
 
 def damage_text(runs: list[RunSummary]) -> str | None:
     """Every damaged run with what is wrong with it, in full (a table column would cut it off)."""
-    damaged = [f"- **{r.run_id}**: {r.problem or r.note}" for r in runs if r.problem or r.note]
+    damaged = [f"- **{markdown_text(r.run_id)}**: {markdown_text(r.problem or r.note)}" for r in runs
+               if r.problem or r.note]
     if not damaged:
         return None
     return "Damaged runs (the ones that cannot be opened are not offered below):\n" + "\n".join(damaged)
@@ -62,7 +64,7 @@ def compare(first: str, second: str) -> None:
         try:
             snaps[letter] = viewing.saved_snapshot(run_id)
         except RunError as error:
-            st.error(f"Run {run_id} cannot be opened: {error}")
+            st.error(markdown_text(f"Run {run_id} cannot be opened: {error}"))
     if len(snaps) < 2:
         return
     st.dataframe([compared_row(letter, snap) for letter, snap in snaps.items()], hide_index=True, column_config={
@@ -87,12 +89,12 @@ def export(run_id: str) -> None:
     try:
         snap = viewing.saved_snapshot(run_id)
     except RunError as error:
-        st.error(f"Run {run_id} cannot be exported: {error}")
+        st.error(markdown_text(f"Run {run_id} cannot be exported: {error}"))
         return
     try:
         checkpoint: bytes | None = engine.checkpoint_bytes(run_id)
     except RunError as error:
-        checkpoint, missing = None, f"No weights to export: {error}."
+        checkpoint, missing = None, markdown_text(f"No weights to export: {error}.")
     measured = viewing.measurement(snap)
     metrics, weights, story = st.columns(3)
     metrics.download_button("Metrics (CSV)", data=lambda: engine.metrics_csv(run_id), on_click="ignore",
@@ -164,7 +166,7 @@ def imported(data: bytes, claims: ImportedClaims, usable: list[str]) -> None:
                     claims, None if model == LIVE else model,
                     lambda done: bar.progress(done / len(claims), text=f"Scored {done:,} of {len(claims):,} claims…")))
             except RunError as error:
-                st.error(str(error))
+                st.error(markdown_text(str(error)))
             bar.empty()
         scored = st.session_state.get("scored")
         if scored and scored[0] == data:
@@ -181,7 +183,7 @@ def imported(data: bytes, claims: ImportedClaims, usable: list[str]) -> None:
                   help=f"Needs at least {MIN_TRAINING_CLAIMS} claims with a label: from the file where it has "
                        "them, else from the rules checker.")
         if error := st.session_state.pop("import_error", None):
-            st.error(error)
+            st.error(markdown_text(error))
         if started := st.session_state.pop("import_started", None):
             st.success(f"Training started ({started} recipe) on these claims.")
             st.page_link("dashboard/train.py", label="Watch it on the Train page", icon="➡️")
@@ -235,12 +237,12 @@ if upload is not None:
     try:
         claims = read_claims_csv(data, upload.name)
     except CsvProblem as problem:
-        st.error(str(problem))
+        st.error(markdown_text(str(problem)))
     else:
         labelled = sum(v is not None for v in claims.verdicts)
         blank = f"; {claims.skipped_blank:,} blank lines skipped" if claims.skipped_blank else ""
         read = f"{len(claims):,} claim{'s' if len(claims) != 1 else ''}"
-        st.success(f"{read} read from {upload.name}, {labelled:,} of them labelled{blank}.")
+        st.success(f"{read} read from {markdown_text(upload.name)}, {labelled:,} of them labelled{blank}.")
         st.caption(f"The first {min(len(claims), 5)} of {len(claims):,}:")
         st.dataframe([{"text": t, "verdict": v, "reason": r} for t, v, r in
                       zip(claims.texts[:5], claims.verdicts, claims.reasons, strict=False)], hide_index=True)

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.engine_resource import get_engine
+from dashboard.untrusted import markdown_text
 from engine.core import MAX_STUDY_SEEDS, ConfigError, EngineBusy, RunsFolderError
 from engine.model import REASONS
 from engine.study import SeedResult, summarize
@@ -93,11 +94,11 @@ def study_view(name: str, seeds: int) -> None:
     results = saved[1] if saved else []
     if training:
         st.progress(len(results) / seeds, text=f"{len(results)} of {seeds} seeds trained and measured")
-        st.caption(study.lines[-1] if study.lines else "Starting…")
+        st.caption(markdown_text(study.lines[-1]) if study.lines else "Starting…")
     elif study is not None and study.active:
         st.info(f"Another study is training ({study.out.name}): stop it, or choose its recipe and seeds to watch it.")
     elif study is not None and study.error and study.out == engine.study_folder(name, seeds):
-        st.error(f"The study stopped: {study.error}")
+        st.error(markdown_text(f"The study stopped: {study.error}"))
     if results:
         results_view(results)
     elif not training:

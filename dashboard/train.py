@@ -7,6 +7,7 @@ import streamlit as st
 from dashboard import figures, summaries, viewing
 from dashboard.engine_resource import get_engine
 from dashboard.live import live, shared_figure
+from dashboard.untrusted import markdown_text
 from engine.core import ConfigError, EngineBusy, RunsFolderError
 from engine.run_files import is_watched
 from engine.training.config import LIMITS, OPTIMIZERS
@@ -62,7 +63,7 @@ def live_view() -> None:
     if snap is None:
         return
     box = st.warning if snap.no_better_than_chance else STATUS_BOX.get(snap.status, st.info)
-    box(summaries.status_text(snap))
+    box(markdown_text(summaries.status_text(snap)))
     if snap.warning:
         st.warning(snap.warning)
     if snap.status == "idle":
@@ -71,7 +72,7 @@ def live_view() -> None:
         st.markdown(summaries.progress_text(snap))
     else:
         st.progress(min(snap.step / max(snap.total_steps, 1), 1.0), text=summaries.progress_text(snap))
-    st.caption(f"This run: {summaries.config_text(snap.config)}")
+    st.caption(f"This run: {markdown_text(summaries.config_text(snap.config))}")
     # built once for every viewer (see `shared`): the loss changes every step, so one loss chart serves every viewer
     # for half a second; the accuracy chart changes only with a new evaluation
     log = st.session_state.get("loss_log", False)

@@ -10,6 +10,7 @@ import streamlit as st
 
 from dashboard.engine_resource import get_engine
 from dashboard.report import Measurement, latest_measurement, measurement_from_report
+from dashboard.untrusted import markdown_text
 from engine.run_files import METRICS, is_watched
 from engine.runs import RunError, resolve_run
 from engine.telemetry import Snapshot
@@ -53,7 +54,7 @@ def banner() -> str | None:
     run_id = replay_id()
     if run_id:
         text, button = st.columns([4, 1], vertical_alignment="center")
-        text.info(f"Viewing saved run **{run_id}** (read-only).")
+        text.info(f"Viewing saved run **{markdown_text(run_id)}** (read-only).")
         button.button("Back to the live run", key="back_to_live", on_click=back_to_live, width="stretch")
     return run_id
 
@@ -69,9 +70,9 @@ def claims_only(page: str) -> None:
     except RunError:
         return  # the page says why the run cannot be opened
     if watched:
-        st.info(f"**{run_id}** is your own model, recorded by engine.watch. {page} reads insurance claims, which "
-                "only Headwatch's claims model does: this run's loss is on **Train**, each attention head's "
-                "optimizer statistics on **Adam's memories**, and its attention on **Attention**.")
+        st.info(f"**{markdown_text(run_id)}** is your own model, recorded by engine.watch. {page} reads insurance "
+                "claims, which only Headwatch's claims model does: this run's loss is on **Train**, each attention "
+                "head's optimizer statistics on **Adam's memories**, and its attention on **Attention**.")
         st.stop()
 
 
@@ -83,7 +84,7 @@ def snapshot() -> Snapshot | None:
     try:
         return saved_snapshot(run_id)
     except RunError as error:
-        st.error(f"Saved run {run_id} cannot be opened: {error}")
+        st.error(markdown_text(f"Saved run {run_id} cannot be opened: {error}"))
         return None
 
 

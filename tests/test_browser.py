@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import torch
 
 from bench.soak import CHROMIUM, Server, serve
 from dashboard.live import DRAW_FAILED
+from dashboard.untrusted import JOINER
 from engine.model import ClaimsTransformer, ModelConfig
 from engine.training.presets import PRESETS
 
@@ -49,12 +51,16 @@ LOSS_POINTS = """() => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def need_chromium() -> None:
     if not CHROMIUM.exists():
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing: CI must run the browser test (apt-get install chromium)")
         pytest.skip(f"{CHROMIUM} is missing (install it with apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    need_chromium()
     tmp = tmp_path_factory.mktemp("browser")
     with serve(tmp) as running:
         yield running
@@ -310,3 +316,45 @@ def test_a_model_training_in_another_process_is_followed_live(server: Server) ->
     finally:
         loop.kill()
         loop.wait()
+
+
+# Anything a run's text could have become: a link (Markdown's or plotly's, an SVG link names its target xlink:href)
+# or an image fetched from elsewhere.
+PLANTED = ('a[href*="evil.example"], a[*|href*="evil.example"], img[src*="tracker.example"], '
+           'image[*|href*="tracker.example"]')
+DRAWN = "() => [...document.querySelectorAll('.js-plotly-plot')].every(chart => chart.querySelector('.main-svg'))"
+
+
+def test_text_from_a_hostile_run_is_never_a_link_or_an_image(trained_run_folder: Path, tmp_path: Path) -> None:
+    """A claims run and a watched run whose every text field holds links, images and markup, served on their own:
+    on every page that shows them, the browser holds no link to them and no image from them."""
+    from playwright.sync_api import sync_playwright
+    from test_app_markup import HOSTILE_RUN, WATCHED_RUN, spoil_claims_run, watched_run
+
+    need_chromium()
+    with serve(tmp_path) as server, sync_playwright() as playwright:
+        spoil_claims_run(shutil.copytree(trained_run_folder, server.runs_dir / HOSTILE_RUN))
+        watched_run(server.runs_dir / WATCHED_RUN)
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.goto(server.url)
+        page.get_by_role("button", name="Train").wait_for(timeout=60_000)
+        for run, pages in ((HOSTILE_RUN, ("Train", "Adam's memories", "Attention", "Specialization", "Story")),
+                           (WATCHED_RUN, ("Train", "Adam's memories", "Attention"))):
+            open_page(page, "Runs")
+            page.get_by_test_id("stSelectbox").filter(has_text="Run").first.click()
+            page.get_by_role("option", name=run).click()
+            page.get_by_role("button", name="Open read-only").click()
+            page.get_by_text("(read-only)").first.wait_for()
+            for name in ("Runs", *pages):
+                if name != "Runs":
+                    open_page(page, name)
+                page.wait_for_selector(IDLE)
+                page.wait_for_function(DRAWN, timeout=60_000)
+                assert_no_exception(page)
+                planted = page.locator(PLANTED).evaluate_all("found => found.map(element => element.outerHTML)")
+                assert not planted, f"{name} on {run}: {planted}"
+                if name == "Train":  # the run's own message, shown as typed (with invisible word joiners)
+                    shown = page.inner_text("body").replace(JOINER, "")
+                    assert "message [click](https://evil.example) ![pixel](https://tracker.example/p.png)" in shown
+        browser.close()

@@ -164,6 +164,17 @@ def test_user_text_is_escaped_in_chips_and_chart_labels():
     assert ticks[0].startswith("&lt;") and "⟨unk⟩" in ticks[0]
 
 
+def test_head_labels_from_a_run_are_escaped_in_every_head_figure():
+    label = '<a href="https://evil.example">x</a>'
+    hostile = replace(COST_HEAD, label=label, answers={c: {c: 1.0} for c in CLASSES})
+    points = [SpecializationPoint(100, {head_figures.CROSS: (hostile,) * 4})]
+    figures = [head_figures.claim_cross_figure(prediction(), [label] * 4), head_figures.shares_figure(points),
+               head_figures.ablation_figure(points), head_figures.answers_figure(points[0])]
+    for fig in figures:
+        text = json.dumps(spec(fig))
+        assert "<a href" not in text and "&lt;a href" in text
+
+
 def test_probabilities_figure_puts_the_what_if_beside_the_claim():
     p = prediction()
     q = replace(p, probabilities={c: 0.2 for c in CLASSES})
