@@ -63,7 +63,7 @@ def test_race_button_runs_sgd_and_reports_the_measured_difference(open_app, reru
     race = next(c for c in charts(at) if "Race" in c["layout"]["title"]["text"])
     assert {t["name"].split(" (")[0] for t in race["data"]} == {"Adam", "SGD"}
     summary = next(m.value for m in at.markdown if "What the measured curves show" in m.value)
-    assert "At step 60" in summary and "training loss" in summary and "swings back and forth" in summary
+    assert "At step 60" in summary and "training loss" in summary and "swung back and forth" in summary
 
 
 def test_a_second_race_is_refused_plainly(open_app, rerun, healthy):
