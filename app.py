@@ -2,6 +2,8 @@
 
 import streamlit as st
 
+from dashboard import viewing
+
 # An emoji icon: a material icon would be fetched from the internet.
 st.set_page_config(page_title="Headwatch", page_icon="🩺", layout="wide")
 pages = [
@@ -14,4 +16,6 @@ pages = [
     st.Page("dashboard/story.py", title="Story"),
     st.Page("dashboard/runs.py", title="Runs"),
 ]
-st.navigation(pages).run()
+page = st.navigation(pages)
+viewing.keep_in_address()
+page.run()

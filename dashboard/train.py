@@ -15,6 +15,8 @@ from engine.training.presets import PRESETS, preset, recipes_told
 
 FIELDS = ("optimizer", "lr", "batch_size", "seed", "steps")
 LR_MIN = 1e-5  # the engine takes any rate above 0; the form shows five decimals, so this is the smallest it can show
+SAVED_RUN_CONTROLS = ("You are viewing a saved run, which nothing can change. Train starts a new live run and takes "
+                      "you to it; Pause, Stop and Reset act on the live run, so they wait until you go back to it.")
 STATUS_BOX = {"failed": st.error, "diverged": st.error, "finished": st.success, "stopped": st.warning}
 
 
@@ -140,12 +142,16 @@ with settings:
                   help="Trains with the settings above; nothing is written to disk, so the run cannot be reopened.")
 with view:
     pause_or_resume, stop_column, reset_column, _ = st.columns([1, 1, 1, 3])
+    saved = viewing.replay_id() is not None  # the buttons act on the live run, which this viewer does not see now
     if snap.status == "paused":
-        pause_or_resume.button("Resume", key="resume", on_click=engine.resume, width="stretch")
+        pause_or_resume.button("Resume", key="resume", on_click=engine.resume, disabled=saved, width="stretch")
     else:
-        pause_or_resume.button("Pause", key="pause", on_click=engine.pause, disabled=snap.status != "running",
+        pause_or_resume.button("Pause", key="pause", on_click=engine.pause, disabled=saved or snap.status != "running",
                                width="stretch")
-    stop_column.button("Stop", key="stop", on_click=engine.stop, disabled=not snap.active, width="stretch")
-    reset_column.button("Reset", key="reset", on_click=reset_if_idle, disabled=snap.active or snap.status == "idle",
-                        width="stretch", help="Clear the finished run's charts.")
+    stop_column.button("Stop", key="stop", on_click=engine.stop, disabled=saved or not snap.active, width="stretch")
+    reset_column.button("Reset", key="reset", on_click=reset_if_idle,
+                        disabled=saved or snap.active or snap.status == "idle", width="stretch",
+                        help="Clear the finished run's charts.")
+    if saved:
+        st.caption(SAVED_RUN_CONTROLS)
     live(live_view)

@@ -2,6 +2,7 @@
 
 The choice is per browser session (`st.session_state["replay_run"]`), so one viewer can study an old run while
 everyone else watches the live one; every page honours it (Train's and Adam's buttons still act on the live run).
+It is also in the page's address (`?run=<id>`), so a reload keeps it and a link shows someone else the same run.
 """
 
 from __future__ import annotations
@@ -16,18 +17,31 @@ from engine.runs import RunError, resolve_run
 from engine.telemetry import Snapshot
 
 REPLAY_KEY = "replay_run"
+RUN_PARAM = "run"  # the page address's ?run=<id>
 
 
 def replay_id() -> str | None:
+    """The saved run this viewer looks at; a new session (a reload, a shared link) takes it from the address."""
+    if REPLAY_KEY not in st.session_state and (linked := st.query_params.get(RUN_PARAM)):
+        st.session_state[REPLAY_KEY] = linked
     return st.session_state.get(REPLAY_KEY)
 
 
 def open_run(run_id: str) -> None:
     st.session_state[REPLAY_KEY] = run_id
+    st.query_params[RUN_PARAM] = run_id
 
 
 def back_to_live() -> None:
     st.session_state.pop(REPLAY_KEY, None)
+    st.query_params.pop(RUN_PARAM, None)
+
+
+def keep_in_address() -> None:
+    """Put the viewed run back in the address on every page (Streamlit clears it when the page changes)."""
+    run_id = replay_id()
+    if run_id and st.query_params.get(RUN_PARAM) != run_id:
+        st.query_params[RUN_PARAM] = run_id
 
 
 # Shared by every viewer; a Snapshot is immutable. `version` changes whenever the run's files grow, so a run that
@@ -54,7 +68,8 @@ def banner() -> str | None:
     run_id = replay_id()
     if run_id:
         text, button = st.columns([4, 1], vertical_alignment="center")
-        text.info(f"Viewing saved run **{markdown_text(run_id)}** (read-only).")
+        text.info(f"Viewing saved run **{markdown_text(run_id)}** (read-only). This page's address opens it again, "
+                  "for you or anyone you send it to.")
         button.button("Back to the live run", key="back_to_live", on_click=back_to_live, width="stretch")
     return run_id
 

@@ -2,10 +2,17 @@
 trains here, so the live pages would say "press Train")."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from dashboard.engine_resource import get_engine
+
+
+def address(at) -> str | None:
+    """The run in the page's address (AppTest keeps what the app set as a list, what the test set as it was)."""
+    value = at.query_params.get("run")
+    return value[-1] if isinstance(value, list) else value
 
 
 def chart_titles(at) -> list[str]:
@@ -45,3 +52,38 @@ def test_the_race_belongs_to_the_live_run(open_app, saved_run, healthy) -> None:
     healthy(at)
     assert not [b for b in at.button if b.key == "race"]
     assert any("go back to the live run" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize("page", ["dashboard/story.py", "dashboard/specialization.py", "dashboard/inspect_claim.py"])
+def test_a_link_to_a_saved_run_opens_it_and_a_reload_keeps_it(page: str, engine_env, saved_run, healthy) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
+    at.query_params["run"] = saved_run  # a new browser session opened on the run's link
+    at.switch_page(page)
+    at.run()
+    healthy(at)
+    assert any(f"Viewing saved run **{saved_run}**" in i.value and "address opens it again" in i.value
+               for i in at.info)
+    assert address(at) == saved_run
+    at.button(key="back_to_live").click().run()
+    healthy(at)
+    assert "run" not in at.query_params and not any("Viewing saved run" in i.value for i in at.info)
+
+
+def test_opening_a_run_puts_it_in_the_address(open_app, saved_run, healthy) -> None:
+    at = open_app("dashboard/runs.py")
+    at.selectbox(key="open_run").set_value(saved_run).run()
+    at.button(key="open").click().run()
+    healthy(at)
+    assert address(at) == saved_run
+
+
+def test_train_page_says_its_buttons_act_on_the_live_run_while_a_saved_run_is_viewed(open_app, saved_run,
+                                                                                      healthy) -> None:
+    at = open_app("dashboard/train.py")
+    at.session_state["replay_run"] = saved_run
+    at.run()
+    healthy(at)
+    assert all(at.button(key=key).disabled for key in ("pause", "stop", "reset"))
+    assert any("Pause, Stop and Reset act on the live run" in c.value for c in at.caption)
