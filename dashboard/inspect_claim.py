@@ -3,15 +3,18 @@ what-if edits of its dose, amount, age or sex."""
 
 import hashlib
 import math
+import time
 
 import streamlit as st
 
 from dashboard import figures, head_figures, viewing, what_if
 from dashboard.engine_resource import get_engine
 from dashboard.live import live, shared_figure
+from dashboard.summaries import duration
 from dashboard.untrusted import markdown_text
 from engine.dataset import EXAMPLE_CLAIMS
 from engine.inference import Prediction, verdict_to_outcome
+from engine.telemetry import Snapshot
 
 LIVE = "live"
 EXPLANATION = """
@@ -145,8 +148,8 @@ def show_what_if(text: str, p: Prediction, run_id: str | None, labels: list[str]
         st.warning(f"Check this claim: {warning}.")
     before = f"{answer(p.verdict, p.reason)} ({p.confidence:.0%})"
     after = f"{answer(q.verdict, q.reason)} ({q.confidence:.0%})"
-    if q.outcome != p.outcome:
-        st.success(f"The verdict moved: {before} → **{after}**.")
+    if q.outcome != p.outcome:  # coloured as the new verdict is: flagged amber, passed green
+        (st.success if q.verdict == "VALID" else st.warning)(f"The verdict moved: {before} → **{after}**.")
     else:
         st.info(f"The verdict stayed {answer(q.verdict, q.reason)}; confidence {p.confidence:.0%} → "
                 f"{q.confidence:.0%}.")
@@ -157,7 +160,19 @@ def show_what_if(text: str, p: Prediction, run_id: str | None, labels: list[str]
     cross.plotly_chart(head_figures.claim_cross_figure(q, labels), key="what_if_cross", config=figures.CHART_CONFIG)
 
 
+def preparing_text(snap: Snapshot, now: float) -> str:
+    """What Inspect says while the live run is still making its claims and its model."""
+    waited = f" for {duration(now - snap.began)}" if snap.began is not None else ""
+    return (f"The run you started has been preparing its claims and its model{waited}: this takes a few seconds "
+            "(about 5 s the first time a recipe runs on this machine, under a second after that). Its model answers "
+            "here from its first training step on; this page updates by itself.")
+
+
 def analysis(text: str, run_id: str | None) -> None:
+    live_snap = get_engine().snapshot()
+    if run_id is None and live_snap.status == "preparing":
+        st.info(preparing_text(live_snap, time.time()))
+        return
     p = get_engine().predict(text, run_id)
     if p.error:
         st.warning(p.error)

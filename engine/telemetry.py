@@ -8,6 +8,7 @@ whatever the run length: the loss curve is averaged down as it grows and periodi
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -157,6 +158,7 @@ class Snapshot:
     # share of held-out claims of the commonest class: what answering that to every claim scores
     chance: float | None = None
     commonest: str | None = None  # that class (unknown in runs saved before it was recorded)
+    began: float | None = None  # when Train was pressed (time.time()); not saved
 
     @property
     def active(self) -> bool:
@@ -254,7 +256,8 @@ class TelemetryHub:
         with self._lock:
             self._clear()
             self._base = Snapshot(run_id=run_id, run_dir=run_dir, status="preparing",
-                                  message="Preparing data and model", config=frozen(config), total_steps=total_steps)
+                                  message="Preparing data and model", config=frozen(config), total_steps=total_steps,
+                                  began=time.time())
             self._touch()
 
     def reset(self) -> None:
