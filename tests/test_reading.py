@@ -186,3 +186,22 @@ def test_almost_no_hand_written_claim_is_refused(reader):
             refused.append(row["text"])
     assert len(refused) <= 3, refused
 
+
+def test_a_prediction_gives_no_verdict_that_rests_on_words_not_read(trained_run_folder):
+    from engine.inference import Predictor
+
+    predictor = Predictor.from_run(trained_run_folder)
+    p = predictor.predict("Heart transplant for a common cold, 54 yo F, $5", with_ablation=False)
+    assert not p.judged and p.refusal == p.reading.refusal(p.outcome)  # whatever it answered, it rests on them
+    assert p.rules == (CANNOT_CHECK, NO_REASON)  # not VALID: the rules are as blind to the transplant
+    said = p.to_json()
+    assert (said["verdict"], said["reason"], said["confidence"]) == (None, None, None)
+    assert said["model_said"] == {"verdict": p.verdict, "reason": p.reason, "confidence": round(p.confidence, 4)}
+    assert said["cannot_judge"]["said"] == p.refusal.sentence()
+    assert "'Heart transplant' is not a diagnosis, drug or procedure Headwatch knows" in said["cannot_judge"]["why"]
+    assert said["reading"]["not_read"] == ["Heart transplant", "common cold"]
+    misspelled = predictor.predict("Metformn 500 mg for diabetes, $10", with_ablation=False)
+    spelled = predictor.predict("Metformin 500 mg for diabetes, $10", with_ablation=False)
+    assert misspelled.judged and misspelled.probabilities == spelled.probabilities
+    assert misspelled.to_json()["reading"]["notes"] == ["read 'Metformn' as metformin"]
+    assert misspelled.to_json()["cannot_judge"] is None
