@@ -1,13 +1,17 @@
-"""One pasted claim to verdict + every head's heatmap + per-head ablation: median milliseconds. Then a claims
-file scored claim by claim against in batches (Predictor.predict_many): claims per second, 3 interleaved repeats.
+"""One pasted claim to verdict + every head's heatmap + per-head ablation: median milliseconds, for generated claims
+and for the hand-written ones (whose unknown words, near misses and chatter the reading report goes through). Then a
+claims file scored claim by claim against in batches (Predictor.predict_many): claims per second, 3 interleaved
+repeats.
 
 Run: .venv/bin/python -m bench.inference  (untrained weights cost the same time as trained ones)
 """
 
 from __future__ import annotations
 
+import csv
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -17,6 +21,8 @@ from data.tokenizer import Tokenizer
 from engine.inference import Predictor
 from engine.model import ClaimsTransformer
 from engine.training.presets import preset
+
+HANDWRITTEN = Path(__file__).resolve().parents[1] / "data" / "handwritten_claims.csv"
 
 
 def main() -> None:
@@ -28,10 +34,14 @@ def main() -> None:
     claims = [c.text for c in generate_claims(300, seed=7, catalog=catalog)]
     for text in claims[:20]:
         predictor.predict(text)
+    with HANDWRITTEN.open(newline="") as file:
+        handwritten = [row["text"] for row in csv.DictReader(file)]
     rows = {}
-    for label, ablation in (("verdict + heatmaps", False), ("verdict + heatmaps + ablation", True)):
+    for label, ablation, texts in (("verdict + heatmaps", False, claims),
+                                   ("verdict + heatmaps + ablation", True, claims),
+                                   ("hand-written, verdict + heatmaps", False, handwritten)):
         times = []
-        for text in claims:
+        for text in texts:
             started = time.perf_counter()
             predictor.predict(text, with_ablation=ablation)
             times.append((time.perf_counter() - started) * 1000)

@@ -12,10 +12,11 @@ from plotly.subplots import make_subplots
 
 from dashboard.figures import HEAD_COLORS
 from dashboard.untrusted import plotly_text
+from data import rules
 from data.tokenizer import Tokenizer
 from data.vocabulary import CATEGORIES, Token
 from engine.attribution import CHECKS, reason_of
-from engine.inference import Prediction
+from engine.inference import Prediction, verdict_to_outcome
 from engine.metrics import NOTHING, shown_change
 from engine.model import CLASSES, CROSS, REASONS
 from engine.telemetry import HeadSpecialization, SpecializationPoint
@@ -34,6 +35,8 @@ MARGIN = {"l": 90, "r": 30, "t": 70, "b": 50}
 
 
 CANT_TELL = "can't tell"
+CANNOT_JUDGE = "cannot judge"  # the model's answer rests on words that were not read
+CANNOT_CHECK = "cannot check"  # so does the rules checker's
 
 
 def outcome_text(outcome: str | None) -> str:
@@ -41,6 +44,19 @@ def outcome_text(outcome: str | None) -> str:
     if outcome is None:
         return CANT_TELL
     return "VALID" if outcome == "VALID" else f"INVALID: {outcome}"
+
+
+def verdict_text(verdict: str | None, reason: str | None) -> str:
+    """outcome_text of a (verdict, reason) pair, as the model or the rules checker give it; CANNOT_CHECK for the
+    rules checker's data.rules.CANNOT_CHECK."""
+    if verdict == rules.CANNOT_CHECK:
+        return CANNOT_CHECK
+    return outcome_text(verdict_to_outcome(verdict, reason or "NONE") if verdict else None)
+
+
+def said_text(p: Prediction) -> str:
+    """What the model's answer is, in a cell: the verdict, or CANNOT_JUDGE when it rests on words not read."""
+    return verdict_text(p.verdict, p.reason) if p.refusal is None else CANNOT_JUDGE
 
 
 def token_label(token: Token) -> str:

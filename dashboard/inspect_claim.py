@@ -12,8 +12,9 @@ from dashboard.engine_resource import get_engine
 from dashboard.live import live, shared_figure
 from dashboard.summaries import duration
 from dashboard.untrusted import markdown_text
+from data.rules import CANNOT_CHECK
 from engine.dataset import EXAMPLE_CLAIMS
-from engine.inference import Prediction, verdict_to_outcome
+from engine.inference import Prediction
 from engine.telemetry import Snapshot
 
 LIVE = "live"
@@ -41,7 +42,12 @@ def edited() -> None:
 
 
 def answer(verdict: str | None, reason: str | None) -> str:
-    return head_figures.outcome_text(None if verdict is None else verdict_to_outcome(verdict, reason or "NONE"))
+    return head_figures.verdict_text(verdict, reason)
+
+
+def answered(p: Prediction) -> str:
+    """The verdict and how sure, or that the claim cannot be judged."""
+    return head_figures.CANNOT_JUDGE if p.refusal else f"{answer(p.verdict, p.reason)} ({p.confidence:.0%})"
 
 
 def lowered(sentence: str) -> str:
@@ -56,19 +62,46 @@ def rules_text(p: Prediction) -> str:
                 + "; ".join(p.rule_findings) + ".")
     if p.rules is None:
         return "The rules checker cannot read this claim's fields."
+    if p.rules[0] == CANNOT_CHECK:
+        return ("The rules checker cannot check this claim: its answer would rest on a part of the claim that was not "
+                "read.")
     if not p.rule_findings:
         return "The rules checker finds no rule broken by the fields it read, so it says VALID."
     return f"The rules checker says {answer(*p.rules)}, because " + "; ".join(
         finding.partition(": ")[2] for finding in p.rule_findings) + "."
 
 
+def show_reading(p: Prediction) -> None:
+    """What the claim was read as, word by word, and what was not read and why."""
+    reading = p.reading
+    st.markdown(f"**What Headwatch read:** {reading.words_read} of the claim's {reading.words} words "
+                f"({reading.share_read:.0%}).")
+    for note in reading.notes():
+        st.info(markdown_text(note[:1].upper() + note[1:] + "."))  # it quotes the pasted words
+    rows = sorted([*((t.start, {"Words": t.surface, "Read as": t.field, "Meaning": t.meaning}) for t in reading.read),
+                   *((u.start, {"Words": u.surface, "Read as": "not read", "Meaning": u.said()})
+                     for u in reading.unread)], key=lambda row: row[0])
+    st.dataframe([row for _, row in rows], hide_index=True, key="reading")
+
+
 def show_prediction(p: Prediction, labels: list[str], model: tuple) -> None:
     verdict, reason, confidence, rules = st.columns(4)
-    verdict.metric("Verdict", p.verdict)
-    reason.metric("Reason", p.reason, help="NONE for a valid claim")
-    confidence.metric("Confidence", f"{p.confidence:.0%}", help="The probability of this exact answer.")
+    if p.refusal is None:
+        verdict.metric("Verdict", p.verdict)
+        reason.metric("Reason", p.reason, help="NONE for a valid claim")
+        confidence.metric("Confidence", f"{p.confidence:.0%}", help="The probability of this exact answer.")
+    else:
+        verdict.metric("Verdict", head_figures.CANNOT_JUDGE.upper(),
+                       help="The model's answer would rest on words Headwatch did not read.")
+        reason.metric("Reason", "—")
+        confidence.metric("Confidence", "—")
     rules.metric("Rules checker (baseline)", answer(*(p.rules or (None, None))),
                  help="Hand-written rules applied to the fields they recognise: what the model is compared with.")
+    if p.refusal is not None:
+        st.warning(f"**{markdown_text(p.refusal.sentence())}** The model's own answer, {answer(p.verdict, p.reason)} "
+                   f"({p.confidence:.0%}), is in the chart below, but it is no verdict: the model never read those "
+                   "words.", icon="⚠️")
+    show_reading(p)
     top = max(p.probabilities, key=p.probabilities.get)
     if top != p.outcome:
         sure = p.probabilities["VALID"] if p.verdict == "VALID" else 1 - p.probabilities["VALID"]
@@ -76,7 +109,8 @@ def show_prediction(p: Prediction, labels: list[str], model: tuple) -> None:
                    f"{sure:.0%}), then the reason. That is why this answer wins although "
                    f"{head_figures.outcome_text(top)} alone is more likely ({p.probabilities[top]:.0%}).")
     rules_said = rules_text(p)
-    if p.rules and answer(*p.rules) != answer(p.verdict, p.reason):
+    if p.refusal is None and p.rules and p.rules[0] != CANNOT_CHECK and answer(*p.rules) != answer(p.verdict,
+                                                                                                    p.reason):
         st.warning(f"**The model and the rules checker disagree on this claim.** The model says "
                    f"{answer(p.verdict, p.reason)} ({p.confidence:.0%} sure); {lowered(rules_said)} "
                    "Read the model's answer with care.", icon="⚠️")
@@ -146,13 +180,16 @@ def show_what_if(text: str, p: Prediction, run_id: str | None, labels: list[str]
         return
     for warning in q.warnings:
         st.warning(f"Check this claim: {warning}.")
-    before = f"{answer(p.verdict, p.reason)} ({p.confidence:.0%})"
-    after = f"{answer(q.verdict, q.reason)} ({q.confidence:.0%})"
-    if q.outcome != p.outcome:  # coloured as the new verdict is: flagged amber, passed green
+    if q.refusal is not None:
+        st.warning(markdown_text(q.refusal.sentence()))
+    before, after = answered(p), answered(q)
+    if head_figures.said_text(q) != head_figures.said_text(p):  # coloured as the new verdict: passed green, else amber
         (st.success if q.verdict == "VALID" else st.warning)(f"The verdict moved: {before} → **{after}**.")
-    else:
+    elif q.refusal is None:
         st.info(f"The verdict stayed {answer(q.verdict, q.reason)}; confidence {p.confidence:.0%} → "
                 f"{q.confidence:.0%}.")
+    else:
+        st.info(f"The verdict stayed {head_figures.CANNOT_JUDGE}.")
     st.caption(f"For the changed claim: {lowered(rules_text(q))}")
     chart, cross = st.columns([2, 3], gap="large")
     chart.plotly_chart(head_figures.probabilities_figure(p, q), key="what_if_probabilities",
@@ -178,6 +215,8 @@ def analysis(text: str, run_id: str | None) -> None:
         st.warning(p.error)
         if p.tokens:
             st.html(head_figures.token_chips_html(p.tokens))
+        if p.reading is not None:
+            show_reading(p)
         return
     snap = viewing.snapshot()
     measured = viewing.measurement(snap) if snap is not None else None

@@ -19,7 +19,7 @@ from dashboard import figures, head_figures, summaries
 from dashboard.untrusted import markdown_html, markdown_text
 from engine.analysis import ANALYSIS_CLAIMS
 from engine.dataset import EXAMPLE_CLAIMS
-from engine.inference import Predictor, verdict_to_outcome
+from engine.inference import Predictor
 from engine.metrics import NOTHING, attention_entropy
 from engine.model import CLASSES, REASONS, ModelConfig
 from engine.ownership import LEANS, SPECIALIST
@@ -309,9 +309,9 @@ def judged_examples(predictor: Predictor) -> list[dict[str, object]]:
     rows = []
     for text in EXAMPLE_CLAIMS:
         said = predictor.predict(text, with_ablation=False)
-        rules = verdict_to_outcome(*said.rules) if said.rules else None
-        rows.append({"Claim": text, "The model says": head_figures.outcome_text(said.outcome),
-                     "How sure": said.confidence, "The rules say": head_figures.outcome_text(rules)})
+        rows.append({"Claim": text, "The model says": head_figures.said_text(said),
+                     "How sure": said.confidence if said.judged else None,
+                     "The rules say": head_figures.verdict_text(*(said.rules or (None, None)))})
     return rows
 
 

@@ -18,7 +18,6 @@ from engine.claims_csv import (
     scored_csv,
 )
 from engine.core import TRAINING_NOW, ConfigError, EngineBusy, RunError, RunsFolderError
-from engine.inference import verdict_to_outcome
 from engine.runs import RunSummary
 from engine.telemetry import Snapshot
 from engine.training.presets import PRESETS, preset
@@ -130,27 +129,33 @@ SHOWN_SCORED = 200  # rows of the results table in the page; the download has th
 
 
 def scored_view(rows: list[list[str]]) -> None:
-    """The scored claims in the page: the model's answer beside the rules checker's, disagreements first."""
+    """The scored claims in the page: the model's answer beside the rules checker's, disagreements first; a claim
+    that cannot be judged says what was not read."""
     table = pd.DataFrame(rows, columns=SCORED_COLUMNS)
     def said(verdicts: pd.Series, reasons: pd.Series) -> list[str]:
-        return [head_figures.outcome_text(verdict_to_outcome(v, r) if v else None) for v, r in zip(verdicts, reasons,
-                                                                                                   strict=True)]
+        return [head_figures.verdict_text(v, r) for v, r in zip(verdicts, reasons, strict=True)]
 
-    shown = pd.DataFrame({"Claim": table["text"], "The model says": said(table["verdict"], table["reason"]),
+    refused = table["cannot_judge"] != ""
+    shown = pd.DataFrame({"Claim": table["text"],
+                          "The model says": said(table["verdict"], table["reason"]),
                           "How sure": pd.to_numeric(table["confidence"], errors="coerce"),
                           "The rules say": said(table["rules_verdict"], table["rules_reason"]),
-                          "Problem": table["error"]})
-    judged = (shown["The rules say"] != head_figures.CANT_TELL) & (shown["Problem"] == "")
+                          "Not read": table["not_read"],
+                          "Problem": table["error"].where(~refused, table["cannot_judge"])})
+    shown.loc[refused, "The model says"] = head_figures.CANNOT_JUDGE
+    judged = ~shown["The rules say"].isin((head_figures.CANT_TELL, head_figures.CANNOT_CHECK)) & (
+        shown["Problem"] == "")
     agree = int((shown["The model says"] == shown["The rules say"])[judged].sum())
     st.markdown(f"**The model and the rules checker agree on {agree:,} of the {int(judged.sum()):,} claims both "
-                f"could judge** ({len(rows):,} scored).")
+                f"could judge** ({len(rows):,} scored; {int(refused.sum()):,} could not be judged on what was read).")
     shown = shown.assign(order=(shown["The model says"] == shown["The rules say"]) | ~judged).sort_values(
         "order", kind="stable").drop(columns="order")
     if len(shown) > SHOWN_SCORED:
         st.caption(f"Showing {SHOWN_SCORED} of {len(shown):,}, disagreements first; the download has every claim.")
     st.dataframe(shown.head(SHOWN_SCORED), hide_index=True, column_config={
         "Claim": st.column_config.TextColumn(width="large"),
-        "How sure": st.column_config.NumberColumn(format="percent")})
+        "How sure": st.column_config.NumberColumn(format="percent"),
+        "Not read": st.column_config.TextColumn(help="Words of the claim Headwatch did not read")})
 
 
 def imported(data: bytes, claims: ImportedClaims, usable: list[str]) -> None:

@@ -8,6 +8,7 @@ past it), so labels are not noisy.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,15 @@ from data.catalog import Catalog, Diagnosis, Drug, Procedure, price_range
 
 REASONS = ("MEDICAL", "DOSAGE", "COST", "ADMIN")
 VALID, INVALID, NO_REASON = "VALID", "INVALID", "NONE"
+CANNOT_CHECK = "CANNOT CHECK"  # the rules' answer on a claim a part of which was written but not read
+
+# The parts of a claim a verdict rests on (data.reading finds those written but not read). VALID rests on all of
+# them; ADMIN on the diagnosis or the item, whichever carries the restriction, so either one read will do. WHOLE
+# stands for a claim too little of which was read: no verdict rests on it.
+PARTS = ("diagnosis", "item", "dose", "price")
+WHOLE = "claim"
+RESTS_ON = {VALID: PARTS, "MEDICAL": ("diagnosis", "item"), "DOSAGE": ("item", "dose"), "COST": ("item", "price"),
+            "ADMIN": ("diagnosis", "item")}
 
 DOSE_HIGH = 1.5  # invalid above 1.5 x the label's daily maximum
 DOSE_LOW = 0.25  # invalid below 0.25 x the usual minimum daily dose
@@ -173,6 +183,24 @@ def check_claim(fields: ClaimFields, catalog: Catalog) -> list[Violation]:
 def label(fields: ClaimFields, catalog: Catalog) -> tuple[str, str]:
     """("VALID", "NONE") or ("INVALID", reason); ValueError if it breaks rules of more than one reason."""
     return label_of(check_claim(fields, catalog))
+
+
+def unchecked(outcome: str, unread: Collection[str]) -> tuple[str, ...]:
+    """The parts that `outcome` (VALID or a reason) rests on among the `unread` parts: () when it stands."""
+    if WHOLE in unread:
+        return (WHOLE,)
+    missing = tuple(part for part in RESTS_ON[outcome] if part in unread)
+    if outcome == "ADMIN" and len(missing) < len(RESTS_ON["ADMIN"]):
+        return ()
+    return missing
+
+
+def label_read(violations: list[Violation], unread: Collection[str]) -> tuple[str, str]:
+    """label_of(violations), or (CANNOT_CHECK, NONE) when that answer rests on a part written but not read; a
+    ValueError still for rules of several reasons."""
+    verdict, reason = label_of(violations)
+    return (CANNOT_CHECK, NO_REASON) if unchecked(reason if verdict == INVALID else VALID, unread) else (verdict,
+                                                                                                        reason)
 
 
 def label_of(violations: list[Violation]) -> tuple[str, str]:

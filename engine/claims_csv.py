@@ -18,10 +18,10 @@ import torch
 from data.catalog import Catalog, load_catalog
 from data.rules import label
 from data.tokenizer import Tokenizer
-from data.vocabulary import parse_claim
+from data.vocabulary import Encoded, parse_claim
 from engine.csv_export import csv_bytes
 from engine.dataset import ClaimData, ClaimTensors, build_probe, class_index, encode_texts
-from engine.inference import Predictor
+from engine.inference import Prediction, Predictor
 from engine.model import REASONS
 
 MAX_BYTES = 5 * 2**20
@@ -165,32 +165,47 @@ def _labels(row: dict[str, str], number: int) -> tuple[str | None, str | None]:
     return verdict, reason
 
 
-SCORED_COLUMNS = ("text", "verdict", "reason", "confidence", "error", "rules_verdict", "rules_reason",
+# verdict, reason and confidence are the answer, blank when the claim cannot be judged (cannot_judge says why);
+# model_* are the model's own answer and probability, given either way.
+SCORED_COLUMNS = ("text", "verdict", "reason", "confidence", "cannot_judge", "model_verdict", "model_reason",
+                  "model_confidence", "read", "not_read", "notes", "error", "rules_verdict", "rules_reason",
                   "expected_verdict", "expected_reason", "agrees")
 
 
-def _rules(predictor: Predictor, text: str) -> tuple[str, str]:
-    """What the rules checker says on the fields the tokenizer reads; blank when it cannot tell."""
-    try:
-        return label(parse_claim(predictor.tokenizer.encode(text)), predictor.catalog)
-    except ValueError:
+def _rules(predictor: Predictor, prediction: Prediction) -> tuple[str, str]:
+    """What the rules checker says on the fields read (CANNOT CHECK where a part was not read); blank when it
+    cannot tell."""
+    if prediction.error or prediction.reading is None:
         return "", ""
+    rules, _ = predictor.rules(Encoded(prediction.tokens, prediction.truncated, prediction.warnings),
+                               prediction.reading)
+    return rules or ("", "")
+
+
+def _reading_cells(prediction: Prediction) -> list[str]:
+    """read, not_read and notes: 'Metformn = drug Metformin; 500 mg = dose 500 mg', 'common cold; ...', '...'."""
+    reading = prediction.reading
+    if reading is None:
+        return ["", "", ""]
+    return ["; ".join(f"{t.surface} = {t.field} {t.meaning}" for t in reading.read),
+            "; ".join(u.surface for u in reading.unread), "; ".join(reading.notes())]
 
 
 def scored_rows(predictor: Predictor, claims: ImportedClaims,
                 progress: Callable[[int], None] | None = None) -> list[list[str]]:
-    """Per claim (SCORED_COLUMNS): the model's verdict, the rules checker's, and any expected label; `progress`
-    hears how many claims are scored so far."""
+    """Per claim (SCORED_COLUMNS): the answer, or why there is none, the model's own answer, what was read and
+    what was not, the rules checker's answer, and any expected label; `progress` hears how many claims are scored
+    so far."""
     predictions = predictor.predict_many(claims.texts, progress)
     rows = []
-    for prediction, verdict, reason in zip(predictions, claims.verdicts, claims.reasons, strict=True):
+    for p, verdict, reason in zip(predictions, claims.verdicts, claims.reasons, strict=True):
         agrees = ""
-        if verdict and prediction.verdict:
-            agrees = str(prediction.verdict == verdict and (verdict == "VALID" or prediction.reason == reason))
-        rules = _rules(predictor, prediction.text) if not prediction.error else ("", "")
-        rows.append([prediction.text, prediction.verdict or "", prediction.reason or "",
-                     f"{prediction.confidence:.4f}" if prediction.confidence is not None else "",
-                     prediction.error or "", *rules, verdict or "", reason or "", agrees])
+        if verdict and p.judged:
+            agrees = str(p.verdict == verdict and (verdict == "VALID" or p.reason == reason))
+        model = [p.verdict or "", p.reason or "", f"{p.confidence:.4f}" if p.confidence is not None else ""]
+        rows.append([p.text, *(model if p.judged else ["", "", ""]), p.refusal.sentence() if p.refusal else "",
+                     *model, *_reading_cells(p), p.error or "", *_rules(predictor, p), verdict or "", reason or "",
+                     agrees])
     return rows
 
 

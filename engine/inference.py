@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from data.catalog import Catalog, load_catalog
-from data.rules import check_claim, label_of
+from data.reading import Reader, Reading, Refusal
+from data.rules import check_claim, label_read
 from data.tokenizer import Tokenizer
 from data.vocabulary import Encoded, Token, parse_claim
 from engine.analysis import analysed_names
@@ -33,22 +34,35 @@ class Prediction:
     tokens: tuple[Token, ...] = ()
     attention: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (H, Tq, Tk)
     ablation: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> outcome with each head zeroed
-    rules: tuple[str, str] | None = None  # what the rules checker says on the fields it recognised
+    # what the rules checker says on the fields it read: (verdict, reason), or (CANNOT_CHECK, NONE)
+    rules: tuple[str, str] | None = None
     rule_findings: tuple[str, ...] = ()  # each rule the claim breaks, "REASON: why"
     warnings: tuple[str, ...] = ()
     truncated: bool = False
     error: str | None = None
     step: int | None = None
+    reading: Reading | None = None  # what the claim was read as, and what was not
+    # Why the model's answer (verdict, reason, confidence above) is not given as the verdict: it rests on a part of
+    # the claim that was not read. None when it is the verdict.
+    refusal: Refusal | None = None
 
     @property
     def outcome(self) -> str | None:
         return None if self.verdict is None else verdict_to_outcome(self.verdict, self.reason)
 
+    @property
+    def judged(self) -> bool:
+        """The model's answer is the verdict: no error, and nothing it rests on was left unread."""
+        return self.error is None and self.refusal is None
+
     def to_json(self) -> dict:
+        reading = {"reading": self.reading.to_json()} if self.reading else {}
         if self.error:
-            return {"text": self.text, "error": self.error}
-        return {"text": self.text, "verdict": self.verdict, "reason": self.reason,
-                "confidence": round(self.confidence or 0.0, 4), "warnings": list(self.warnings)}
+            return {"text": self.text, "error": self.error, **reading}
+        said = {"verdict": self.verdict, "reason": self.reason, "confidence": round(self.confidence or 0.0, 4)}
+        answer = said if self.judged else {"verdict": None, "reason": None, "confidence": None, "model_said": said}
+        return {"text": self.text, **answer, "cannot_judge": self.refusal.to_json() if self.refusal else None,
+                **reading, "warnings": list(self.warnings)}
 
 
 def outcome_to_verdict(outcome: str) -> tuple[str, str]:
@@ -67,6 +81,7 @@ class Predictor:
         self.tokenizer = tokenizer
         self.step = step
         self.catalog = catalog or load_catalog()
+        self.reader = Reader(tokenizer)
 
     @classmethod
     def from_weights(cls, config: ModelConfig, tokenizer: Tokenizer, weights: dict[str, torch.Tensor],
@@ -89,23 +104,26 @@ class Predictor:
             return f"The claim is {len(text):,} characters long; the limit is {MAX_CLAIM_CHARS:,}. Paste one claim."
         return None
 
-    def _encode(self, text: str) -> tuple[Encoded | None, Prediction | None]:
-        """The claim tokenized, or else a Prediction that says why it cannot be judged."""
+    def _encode(self, text: str) -> tuple[tuple[Encoded, Reading] | None, Prediction | None]:
+        """The claim read (near misses of catalog names included) with the report of what was read, or else a
+        Prediction that says why it cannot be judged."""
         refusal = self._refuse(text)
         if refusal:
             return None, Prediction(text=text, error=refusal, step=self.step)
-        encoded = self.tokenizer.encode(text, max_len=self.model.config.max_len)
+        encoded, reading = self.reader.read(text, max_len=self.model.config.max_len)
         known = [t for t in encoded.tokens if t.text != Tokenizer.UNK]
         if not known or all(t.category == "other" for t in encoded.tokens):
             return None, Prediction(text=text, tokens=encoded.tokens, warnings=encoded.warnings, step=self.step,
+                                    reading=reading,
                                     error="Nothing in this text is a diagnosis, drug, dose, procedure or amount the "
                                           "model knows, so it cannot judge it. Try e.g. 'Diabetes, metformin 500 mg, "
                                           "$40'.")
-        return encoded, None
+        return (encoded, reading), None
 
-    def _verdict(self, text: str, encoded: Encoded, probabilities: list[float], outcome_index: int,
+    def _verdict(self, text: str, read: tuple[Encoded, Reading], probabilities: list[float], outcome_index: int,
                  **details: object) -> Prediction:
         """The prediction of one claim, given its outcome probabilities and greedy outcome (CLASSES order)."""
+        encoded, reading = read
         if not all(map(math.isfinite, probabilities)):
             return Prediction(text=text, tokens=encoded.tokens, step=self.step,
                               error="The model's answer is not a number (its weights hold NaN or infinity), so it "
@@ -115,33 +133,35 @@ class Predictor:
         verdict, reason = outcome_to_verdict(outcome)
         return Prediction(text=text, verdict=verdict, reason=reason, confidence=probabilities[outcome],
                           probabilities=probabilities, tokens=encoded.tokens, warnings=encoded.warnings,
-                          truncated=encoded.truncated, step=self.step, **details)
+                          truncated=encoded.truncated, step=self.step, reading=reading,
+                          refusal=reading.refusal(outcome), **details)
 
     @torch.no_grad()
     def predict(self, text: str, with_ablation: bool = True) -> Prediction:
         text = text if isinstance(text, str) else str(text)
-        encoded, refusal = self._encode(text)
-        if encoded is None:
+        read, refusal = self._encode(text)
+        if read is None:
             return refusal
-        tokens, categories = encode_texts([encoded], self.tokenizer)
+        tokens, categories = encode_texts([read[0]], self.tokenizer)
         capture: dict[str, torch.Tensor] = {}
         log_probs = self.model.class_log_probs(tokens, categories, capture=capture)  # (1, 5)
         ablation = self._ablation(tokens, categories) if with_ablation else {}
-        rules, findings = self._rules(encoded)
-        return self._verdict(text, encoded, log_probs[0].exp().tolist(), int(greedy_outcomes(log_probs)[0]),
+        rules, findings = self.rules(*read)
+        return self._verdict(text, read, log_probs[0].exp().tolist(), int(greedy_outcomes(log_probs)[0]),
                              attention={name: w[0].numpy() for name, w in capture.items()}, ablation=ablation,
                              rules=rules, rule_findings=findings)
 
-    def _rules(self, encoded: Encoded) -> tuple[tuple[str, str] | None, tuple[str, ...]]:
-        """The rules checker's answer on the fields it recognised (None when rules of several reasons are broken),
-        and each rule the claim breaks, in words."""
+    def rules(self, encoded: Encoded, reading: Reading) -> tuple[tuple[str, str] | None, tuple[str, ...]]:
+        """The rules checker's answer on the fields read: (verdict, reason), (CANNOT_CHECK, NONE) when that answer
+        rests on a part written but not read, None when rules of several reasons are broken; and each rule the
+        claim breaks, in words."""
         try:
             violations = check_claim(parse_claim(encoded), self.catalog)
         except ValueError:
             return None, ()
         findings = tuple(f"{v.reason}: {v.message}" for v in violations)
         try:
-            return label_of(violations), findings
+            return label_read(violations, reading.parts), findings
         except ValueError:
             return None, findings
 
@@ -154,7 +174,7 @@ class Predictor:
         for start in range(0, len(texts), batch_size):
             batch = [str(text) for text in texts[start:start + batch_size]]
             encoded = [self._encode(text) for text in batch]
-            judged = [e for e, refusal in encoded if refusal is None]
+            judged = [read[0] for read, refusal in encoded if refusal is None]
             log_probs = self.model.class_log_probs(*encode_texts(judged, self.tokenizer)) if judged else None
             # one conversion per batch, not per claim: (B, 5) probabilities and (B,) outcomes
             rows = iter(zip(log_probs.exp().tolist(), greedy_outcomes(log_probs).tolist(), strict=True)

@@ -54,7 +54,8 @@ def test_seed_examples_show_verdict_rules_and_four_heads_per_layer(open_app, sav
         assert plotly_array(encoder["data"][0]["z"]).shape == (len(expected.tokens),) * 2
         chips = at.get("html")[0].proto.body
         assert all(t.surface in chips for t in expected.tokens)
-        assert at.dataframe[0].value["Head"].tolist() == ["Head 1", "Head 2", "Head 3", "Head 4"]
+        heads = next(d.value for d in at.dataframe if "Head" in d.value.columns)
+        assert heads["Head"].tolist() == ["Head 1", "Head 2", "Head 3", "Head 4"]
 
 
 def test_what_if_dose_change_moves_the_prediction(open_app, saved_run, healthy):
@@ -77,6 +78,36 @@ def test_what_if_dose_change_moves_the_prediction(open_app, saved_run, healthy):
     assert len(figures(at, "Cross-attention")) == 2  # the what-if claim has its own heatmaps
     assert any("For the changed claim: the rules checker says INVALID: DOSAGE, because 500000 mg/day of Metformin"
                in c.value for c in at.caption)
+
+
+def reading_rows(at) -> list[dict]:
+    table = next(d.value for d in at.dataframe if "Read as" in d.value.columns)
+    return table.to_dict("records")
+
+
+def test_words_not_read_are_named_and_no_verdict_rests_on_them(open_app, saved_run, healthy):
+    at = open_saved(open_app, saved_run)
+    at.text_area(key="claim_text").set_value("Heart transplant for a common cold, 54 yo F, $5").run()
+    healthy(at)
+    assert (metric(at, "Verdict"), metric(at, "Reason"), metric(at, "Confidence")) == ("CANNOT JUDGE", "—", "—")
+    assert metric(at, "Rules checker (baseline)") == "cannot check"
+    warned = " ".join(w.value for w in at.warning)
+    p = get_engine().predict("Heart transplant for a common cold, 54 yo F, $5", saved_run)
+    assert f"**{p.refusal.sentence()}** The model's own answer, " in warned
+    assert "'Heart transplant' is not a diagnosis, drug or procedure Headwatch knows" in warned
+    assert "disagree" not in warned  # the model's answer is no verdict to disagree with
+    rows = reading_rows(at)
+    assert [r["Words"] for r in rows if r["Read as"] == "not read"] == ["Heart transplant", "common cold"]
+    assert {"Words": "$5", "Read as": "amount", "Meaning": "$5.00"} in rows
+    assert figures(at, "Confidence in each outcome")  # the model's own scores are still shown
+    next(n for n in at.number_input if n.label.startswith("Amount")).set_value(500.0).run()
+    healthy(at)
+    assert "The verdict stayed cannot judge." in [i.value for i in at.info]  # what-if: still nothing to judge on
+    at.text_area(key="claim_text").set_value("Metformn 500 mg for diabetes, $10").run()
+    healthy(at)
+    assert "Read 'Metformn' as metformin." in [i.value for i in at.info]
+    assert metric(at, "Verdict") in ("VALID", "INVALID")
+    assert {"Words": "Metformn", "Read as": "drug", "Meaning": "Metformin"} in reading_rows(at)
 
 
 BAD_INPUT = {

@@ -52,6 +52,24 @@ def test_predict_reads_stdin_and_writes_one_json_per_line(trained_run: Path) -> 
     assert "Traceback" not in result.stderr
 
 
+def test_predict_json_says_what_was_read_and_what_cannot_be_judged(trained_run: Path) -> None:
+    claims = "Heart transplant for a common cold, 54 yo F, $5\nMetformn 500 mg for diabetes, $10\n"
+    result = run_cli("predict", "--run", str(trained_run), stdin=claims)
+    assert result.returncode == 0, result.stderr
+    unread, misspelled = (json.loads(line) for line in result.stdout.splitlines())
+    assert unread["verdict"] is None and unread["model_said"]["verdict"] in ("VALID", "INVALID")
+    # every answer rests on the billed item, which was not read; some on the diagnosis too
+    assert "item" in unread["cannot_judge"]["parts"] and set(unread["cannot_judge"]["parts"]) <= {"diagnosis", "item"}
+    assert "'Heart transplant' is not a diagnosis, drug or procedure Headwatch knows" in unread["cannot_judge"]["why"]
+    assert unread["reading"]["parts_not_read"] == ["diagnosis", "item"]
+    assert unread["reading"]["not_read"] == ["Heart transplant", "common cold"]
+    assert {"text": "$5", "as": "amount", "meaning": "$5.00"} in unread["reading"]["read"]
+    assert misspelled["cannot_judge"] is None and misspelled["verdict"] in ("VALID", "INVALID")
+    assert misspelled["reading"]["notes"] == ["read 'Metformn' as metformin"]
+    assert {"text": "Metformn", "as": "drug", "meaning": "Metformin", "read_as_near": "metformin"} in (
+        misspelled["reading"]["read"])
+
+
 def test_predict_from_csv(trained_run: Path, tmp_path: Path) -> None:
     good = tmp_path / "claims.csv"
     good.write_text('text,verdict,reason\n"Appendicitis, appendectomy, $100,000",INVALID,COST\n')
