@@ -74,11 +74,22 @@ def step_slider(steps: list[int], column) -> int | str:
     # A stored step can be thinned away and a new run can have other steps: fall back instead of failing.
     if st.session_state.get("attention_step") not in [*steps, LATEST]:
         st.session_state.attention_step = LATEST
-    return column.select_slider(
+    chosen = column.select_slider(
         "Training step", [*steps, LATEST], key="attention_step", persist_state="session",
         format_func=lambda s: "latest (follows the live run)" if s == LATEST else f"step {s:,}",
         help="Slide left to go back in time; the right end follows the run live.",
     )
+    column.caption(stored_steps_text(steps))
+    return chosen
+
+
+def stored_steps_text(steps: list[int]) -> str:
+    """The slider moves one stored step per notch, and the stored steps grow further apart: say so, with examples."""
+    if len(steps) < 3:
+        return f"Stored steps: {', '.join(f'{s:,}' for s in steps)}."
+    shown = [steps[len(steps) * i // 4] for i in range(4)]
+    return (f"{len(steps)} stored steps, one per notch: {', '.join(f'{s:,}' for s in shown)} … {steps[-1]:,}. "
+            "They grow further apart: dense early, where the heads change fastest.")
 
 
 def watched_page(snap: Snapshot) -> None:

@@ -106,9 +106,11 @@ def export(run_id: str) -> None:
         weights.download_button("Weights (PyTorch state_dict)", data=checkpoint, file_name=f"{run_id}.pt",
                                 mime="application/octet-stream", on_click="ignore", width="stretch", key="export_pt",
                                 help=LOAD_WEIGHTS)
+    predictor = None if checkpoint is None else engine.predictor(run_id)
+    judged = None if predictor is None else (report.judged_examples(predictor), predictor.step or 0)
     story.download_button("Story report (HTML)", on_click="ignore", mime="text/html", width="stretch",
                           file_name=f"headwatch-{run_id}.html", key="export_html", type="primary",
-                          data=lambda: report.html_report(snap, None, measured).encode())
+                          data=lambda: report.html_report(snap, None, measured, examples=judged).encode())
 
 
 def open_chosen() -> None:

@@ -41,7 +41,10 @@ def test_four_heatmaps_per_layer_type_live_and_scrubbed(open_app, rerun, healthy
     assert cross["layout"]["xaxis"]["ticktext"] == tokens
     assert plotly_array(cross["data"][0]["z"]).shape == (2, len(tokens))
     assert plotly_array(encoder["data"][0]["z"]).shape == (len(tokens), len(tokens))
-    assert f"step {snap.attention[-1].step}" in cross["layout"]["title"]["text"]
+    assert f"step {snap.attention[-1].step:,}" in cross["layout"]["title"]["text"]  # as the slider writes it
+    stored = [p.step for p in snap.attention]
+    notches = next(c.value for c in at.caption if "stored steps, one per notch" in c.value)
+    assert notches.startswith(f"{len(stored)} stored steps") and f"… {stored[-1]:,}." in notches
 
     at.selectbox(key="attention_claim").set_value(2).run()
     at.select_slider(key="attention_step").set_value(0).run()

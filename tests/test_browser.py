@@ -205,6 +205,7 @@ def test_inspect_story_report_and_runs(server: Server, tmp_path: Path) -> None:
         print(f"\nHTML report: {report.stat().st_size / 2**20:.1f} MB, {figures_in_report} plotly figures")
         assert figures_in_report == story_charts
         assert "After: which heads became specialists" in offline.inner_text("body")
+        assert "Some claims, judged by this model" in offline.inner_text("body")  # the Story's table too
         offline.close()
 
         open_page(page, "Specialization")
@@ -225,6 +226,7 @@ def test_inspect_story_report_and_runs(server: Server, tmp_path: Path) -> None:
         page.wait_for_selector(IDLE)
         assert_no_exception(page)
         screenshot_all(page, ARTIFACTS / "runs.png")
+        a_link_opens_the_same_run(browser, page.url)
         exports_load_as_promised(page, server, tmp_path)
         too_few_claims_are_refused_up_front(page, tmp_path)
         page.get_by_role("link", name="See it on Story").click()
@@ -235,6 +237,18 @@ def test_inspect_story_report_and_runs(server: Server, tmp_path: Path) -> None:
         page.get_by_role("button", name="Back to the live run").click()
         expect(page.get_by_text("(read-only)")).to_have_count(0)  # old elements stay on screen during a rerun
         browser.close()
+
+
+def a_link_opens_the_same_run(browser, url: str) -> None:
+    """The address of a page showing a saved run, opened by someone else (a new session), shows that run."""
+    assert "?run=" in url
+    other = browser.new_page(viewport={"width": 1440, "height": 1000})
+    other.goto(url.replace("/runs?", "/story?"))
+    other.get_by_text("(read-only)").first.wait_for(timeout=60_000)
+    other.get_by_role("heading", name="The story of this run").wait_for()
+    other.wait_for_selector(IDLE)
+    assert_no_exception(other)
+    other.close()
 
 
 def exports_load_as_promised(page, server: Server, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import colorsys
 import json
 from dataclasses import replace
 
@@ -218,3 +219,16 @@ def test_compare_figure_puts_both_runs_on_one_set_of_axes(snapshot_factory):
     assert {t.yaxis for t in fig.data[1::2]} == {"y2"} and fig.layout.yaxis2.type == "log"
     assert max(fig.data[0].x) == 3000 and max(fig.data[2].x) == 400  # each run as far as it went
     assert not figures.compare_figure(Snapshot(), Snapshot()).data
+
+
+def test_one_colour_per_outcome_and_charts_of_one_run_share_their_step_axis(snapshot_factory):
+    colours = list(figures.CLASS_COLORS.values())
+    assert len(set(colours)) == len(colours) == 5
+    hues = [colorsys.rgb_to_hsv(*(int(c[i:i + 2], 16) / 255 for i in (1, 3, 5)))[0] * 360 for c in colours]
+    assert sum(h < 20 or h > 340 for h in hues) == 1  # MEDICAL alone is red (ADMIN was a brownish red, 9°)
+    snap = snapshot_factory(steps=3000)
+    early = replace(snap, loss=Series(snap.loss.steps[:30], snap.loss.values[:30]), evals=snap.evals[:1])
+    for figure in (figures.loss_figure(early), figures.accuracy_figure(snap)):
+        assert list(figure.layout.xaxis.range) == [0, snap.total_steps]
+    assert figures.loss_figure(snap, log=True).layout.yaxis.type == "log"
+    assert figures.compare_figure(snap, snap).layout.yaxis2.exponentformat == "none"
