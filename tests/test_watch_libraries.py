@@ -5,13 +5,18 @@ timm's ViT where timm installs."""
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from engine.runs import replay
 from engine.telemetry import AttentionPoint
 from engine.watch import attention_modules, head_stats, watch
 
@@ -237,3 +242,19 @@ def test_timms_vision_transformer_is_watched_with_no_code(tmp_path: Path) -> Non
     heads = found["blocks.0.attn"].num_heads
     assert saved.shape == (2, heads, 5, 5)  # 4 patches and the class token
     torch.testing.assert_close(saved.sum(-1), torch.ones(2, heads, 5), atol=1e-5, rtol=0)
+
+
+def test_the_hugging_face_example_learns_to_copy_watched_from_outside_the_checkout(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[1] / "examples" / "watch_huggingface.py"
+    result = subprocess.run([sys.executable, str(example), "--out", str(tmp_path / "gpt2"), "--steps", "120"],
+                            cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "headwatch: watch records 2 attention modules: transformer.h.0.attn (GPT2Attention, 4 heads), " \
+           "transformer.h.1.attn (GPT2Attention, 4 heads)" in result.stderr
+    snap = replay(tmp_path / "gpt2")
+    assert (snap.status, snap.step, snap.attention_names) == ("finished", 120, ("transformer.h.0.attn",
+                                                                                 "transformer.h.1.attn"))
+    copied = [m.values["copied"] for m in snap.metrics]
+    assert np.mean(copied[-10:]) > 0.9 > np.mean(copied[:10])  # it learns to look back
+    assert len(snap.optim[-1].heads["transformer.h.1.attn"]) == HEADS
