@@ -258,3 +258,52 @@ def test_the_hugging_face_example_learns_to_copy_watched_from_outside_the_checko
     copied = [m.values["copied"] for m in snap.metrics]
     assert np.mean(copied[-10:]) > 0.9 > np.mean(copied[:10])  # it learns to look back
     assert len(snap.optim[-1].heads["transformer.h.1.attn"]) == HEADS
+
+
+def trained_with_trainer(folder: Path, callbacks: list, trainer_class: type | None = None) -> tuple[nn.Module, list]:
+    """A tiny GPT-2 trained 6 steps by Hugging Face's Trainer (AdamW, dropout on, batches of 3 padded sequences)."""
+    model = built("gpt2", "sdpa", dropout=0.1)
+    rows = [{name: tensor[i] for name, tensor in batch(step, padded=True).items()} for step in range(6)
+            for i in range(3)]
+    args = transformers.TrainingArguments(output_dir=str(folder / "trainer"), max_steps=6, learning_rate=1e-3,
+                                          per_device_train_batch_size=3, logging_steps=1, save_strategy="no",
+                                          report_to=[], use_cpu=True, disable_tqdm=True, seed=0)
+    trainer = (trainer_class or transformers.Trainer)(model=model, args=args, train_dataset=rows, callbacks=callbacks)
+    trainer.train()
+    return model, [log["loss"] for log in trainer.state.log_history if "loss" in log]
+
+
+def test_a_trainer_is_watched_with_one_callback_and_trains_as_without_it(tmp_path: Path) -> None:
+    from headwatch import HeadwatchCallback
+
+    plain, _ = trained_with_trainer(tmp_path / "plain", [])
+    watched, logged = trained_with_trainer(tmp_path / "watched", [HeadwatchCallback(tmp_path / "run", every=2)])
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), watched.state_dict().values(),
+                                                 strict=True))  # bit for bit, dropout included
+    snap = replay(tmp_path / "run")
+    assert (snap.status, snap.step, snap.attention_names) == ("finished", 6, tuple(MODELS["gpt2"][1]))
+    assert snap.loss.values == pytest.approx(logged, abs=1e-3)  # the loss the Trainer logged at each step
+    assert [p.step for p in snap.optim] == [1, 2, 4, 6]
+    assert all(h.mean_abs_m > 0 for h in snap.optim[-1].heads["transformer.h.1.attn"])  # AdamW's, unwrapped
+    assert snap.attention[0].step == 1 and snap.attention[0].weights["transformer.h.0.attn"].shape == (3, HEADS,
+                                                                                                        LENGTH, LENGTH)
+
+
+class LossOfItsOwn(transformers.Trainer):
+    """A Trainer whose loss is computed outside the model: the model returns none."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        logits = model(**inputs).logits
+        return nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten())
+
+
+def test_a_trainer_whose_model_returns_no_loss_is_said_once(tmp_path: Path, caplog) -> None:
+    from headwatch import HeadwatchCallback
+
+    with caplog.at_level("WARNING", logger="headwatch"):
+        trained_with_trainer(tmp_path, [HeadwatchCallback(tmp_path / "run", every=2)], LossOfItsOwn)
+    assert caplog.messages == ["the model returns no loss (a compute_loss of your own?): Headwatch records its "
+                               "steps' loss as missing"]
+    snap = replay(tmp_path / "run")
+    assert snap.step == 6 and np.isnan(snap.loss.values).all() and len(snap.optim) == 4
