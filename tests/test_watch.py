@@ -118,6 +118,9 @@ def test_a_watched_run_opens_read_only_on_train_adams_memories_and_attention(ope
         if page in ("dashboard/train.py", "dashboard/adam.py"):
             assert any("your own model, recorded by engine.watch: Adam, learning rate 0.01" in c.value
                        for c in at.caption)
+            # it trains in its own loop: no claims, no recipe or settings, no race of Headwatch's claims model
+            assert [b.key for b in at.button] == ["back_to_live"] and not at.selectbox and not at.number_input
+            assert not any("claims" in t.value for t in (*at.title, *at.subheader, *at.markdown)), page
         charts[page] = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
         if page == "dashboard/attention.py":
             assert at.selectbox(key="attention_example").options == [f"example {i}" for i in range(1, 5)]
