@@ -93,6 +93,8 @@ if viewed is None:  # a saved run that cannot be opened: the reason is on the pa
 beta2 = preset("default").beta2 if viewed.status == "idle" else TrainConfig.from_dict(viewed.config).beta2
 st.markdown(explanation(beta2))
 live(memories)
+if viewing.watched_run():  # the race retrains Headwatch's claims model, not someone's own
+    st.stop()
 
 st.subheader("Race: plain SGD against the same run")
 st.markdown("The story says plain SGD *oscillates forever* (left, right, left…) while Adam damps the swings. "

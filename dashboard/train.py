@@ -99,6 +99,13 @@ st.session_state.setdefault("preset", "default")
 for field in FIELDS:
     st.session_state.setdefault(f"cfg_{field}", getattr(PRESETS["default"], field))
 
+if viewing.watched_run():  # someone's own model: trained in their loop, not here, and not on claims
+    st.title("Your model's training")
+    viewing.banner()
+    st.caption("Recorded by engine.watch from your own training loop: its loss at every step, and the numbers your "
+               "loop reported. It trains in your loop, so there are no settings or buttons here.")
+    live(live_view)
+    st.stop()
 st.title("Train the claims auditor")
 viewing.banner()
 st.caption("A small transformer reads insurance claims and learns to answer VALID, or INVALID with a reason "

@@ -74,17 +74,21 @@ def banner() -> str | None:
     return run_id
 
 
+def watched_run() -> bool:
+    """Whether the viewed run is a saved one of someone's own model, recorded by engine.watch (False when it cannot
+    be opened: the page says why)."""
+    run_id = replay_id()
+    try:
+        return run_id is not None and is_watched(saved_snapshot(run_id).config)
+    except RunError:
+        return False
+
+
 def claims_only(page: str) -> None:
     """Stop a page that reads claims when the viewed run is someone's own model (engine.watch), saying where its
     measurements are instead."""
-    run_id = replay_id()
-    if run_id is None:
-        return
-    try:
-        watched = is_watched(saved_snapshot(run_id).config)
-    except RunError:
-        return  # the page says why the run cannot be opened
-    if watched:
+    if watched_run():
+        run_id = replay_id()
         st.info(f"**{markdown_text(run_id)}** is your own model, recorded by engine.watch. {page} reads insurance "
                 "claims, which only Headwatch's claims model does: this run's loss is on **Train**, each attention "
                 "head's optimizer statistics on **Adam's memories**, and its attention on **Attention**.")

@@ -168,11 +168,12 @@ def _class_name(value: Any) -> str:
 
 
 def _model_settings(value: Any) -> None:
-    """Heads: one count for every attention layer, or (a watched model's layers may differ) 0 and one per layer."""
+    """Heads: one count for every attention layer, or (a watched model's layers may differ) 0 and one per layer, or
+    (a watched model in which watch found no attention) 0 and no layer; read_config refuses 0 in Headwatch's own."""
     by_layer = value.get("heads", {}) if isinstance(value, dict) else None
     if not isinstance(by_layer, dict) or not all(1 <= whole(n) <= 64 for n in by_layer.values()):
         raise ValueError("not model settings")
-    if not (0 if by_layer else 1) <= whole(value.get("n_heads", 4)) <= 64:
+    if not 0 <= whole(value.get("n_heads", 4)) <= 64:
         raise ValueError("not model settings")
 
 

@@ -1,6 +1,7 @@
-"""Watch your own model: attach Headwatch to any PyTorch model with `nn.MultiheadAttention` and its optimizer, and
-get a Headwatch run folder (the loss at every step; each attention head's optimizer statistics every `every`
-steps, and its attention weights at log-spaced ones of those) that the dashboard lists and opens like its own runs.
+"""Watch your own model: attach Headwatch to any PyTorch model with attention (nn.MultiheadAttention, Hugging Face
+transformers, timm, your own registered module; engine.attention_kinds) and its optimizer, and get a Headwatch run
+folder (the loss at every step; each attention head's optimizer statistics every `every` steps, and its attention
+weights at log-spaced ones of those) that the dashboard lists and opens like its own runs.
 
     with watch(model, optimizer, out="runs/my-model", every=10) as watcher:
         for batch in loader:
@@ -11,18 +12,18 @@ steps, and its attention weights at log-spaced ones of those) that the dashboard
             watcher.step(loss)
 
 Capture cannot change training: a head's attention weights are computed again, apart, from the inputs its module
-was given (without gradients, without dropout), and the model's own forward pass is left as it was. Under
+was given (without gradients, without dropout), and the model's own forward pass is left as it was; a capture that
+fails is said once and stopped, never raised into the model's forward or the optimizer's step. Under
 torch.distributed only rank 0 writes.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
+import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.head_slices import HeadSlices, attention_slices
+from engine.attention_kinds import AttentionKind, NotAttention, kind_of, register_attention, slices_mismatch
+from engine.head_slices import HeadSlices
 from engine.metrics import applied_update, reads_adam_memories, stats_from_sums
-from engine.model import Attention, Capture
 from engine.run_files import WATCHED, WATCHED_EXAMPLES, WATCHED_POSITIONS
 from engine.run_writer import RunWriter
 from engine.telemetry import AttentionPoint, MetricsPoint, OptimPoint, OptimStats, StepPoint
@@ -40,96 +41,37 @@ from engine.tensorboard_files import TensorBoardObserver
 from engine.training.events import Event, Observer, Status
 from engine.training.observers import WriterObserver
 
+__all__ = ["HeadSlices", "Watcher", "attention_modules", "head_stats", "register_attention", "watch"]
+
 HEARTBEAT_SECONDS = 5.0  # how often the run's status says it is still training (engine.runs.training_elsewhere)
 ATTENTION_SPACING = 1.25  # attention is saved at log-spaced steps, as Headwatch's own runs save it: dense early
-
-
-# (module, its forward's positional and keyword arguments, its output) -> its attention weights (B, H, Tq, Tk)
-WeightsOf = Callable[[nn.Module, tuple, dict, Any], "torch.Tensor | None"]
-
-
-@dataclass(frozen=True)
-class AttentionKind:
-    heads: Callable[[nn.Module], int]
-    slices: Callable[[nn.Module], list[HeadSlices]]
-    weights: WeightsOf
-
-
-_KINDS: dict[type, AttentionKind] = {}
-
-
-def register_attention(module_type: type[nn.Module], heads: Callable[[nn.Module], int],
-                       slices: Callable[[nn.Module], list[HeadSlices]], weights: WeightsOf) -> None:
-    """Teach `watch` an attention module of your own. `heads(module)`: its number of heads. `slices(module)`: its
-    query, key, value and output parameters, each as HeadSlices (which of its elements each head owns), for the
-    per-head optimizer statistics. `weights(module, args, kwargs, output)`: its attention weights (B, H, Tq, Tk)
-    for the call it was just given, or None; called without gradients, at the steps attention is saved. Capture
-    must not change training: return weights the module already computed (in its output), or compute them again
-    without randomness (dropout off). nn.MultiheadAttention and Headwatch's own attention are registered so."""
-    _KINDS[module_type] = AttentionKind(heads, slices, weights)
+ROW_SUM_TOLERANCE = 0.02  # weights rounded to bfloat16 stay within it; weights after dropout rarely do
 
 
 def _check_slices(name: str, module: nn.Module) -> None:
-    """A registration whose slices do not share out evenly among the heads is refused up front, in words."""
-    kind = _kind(module)
-    heads = kind.heads(module)
-    for slices in kind.slices(module):
-        shape = tuple(slices.param.shape)
-        shares = (len(shape) == 2 and shape[1] % heads == 0) if slices.by_columns else (
-            len(shape) >= 1 and shape[0] % (slices.blocks * heads) == 0)
-        if heads < 1 or not shares:
-            split = f"{heads} heads' columns" if slices.by_columns else f"{slices.blocks} x {heads} heads' rows"
-            raise ValueError(f"attention module {name!r}: a parameter of shape {shape} cannot be split into {split}; "
-                             "check its register_attention call")
-
-
-def _kind(module: nn.Module) -> AttentionKind | None:
-    return next((_KINDS[cls] for cls in type(module).__mro__ if cls in _KINDS), None)
+    """Slices that do not cut each parameter into one band per head are refused up front, in words."""
+    why = slices_mismatch(module, kind_of(module))
+    if why is not None:
+        raise ValueError(f"attention module {name!r} ({type(module).__name__}): {why}; check its register_attention "
+                         "call")
 
 
 def attention_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """Every attention module of the model that `watch` knows (nn.MultiheadAttention, inside nn.Transformer* layers
-    too; Headwatch's own; any registered with register_attention), by its name in the model."""
+    """Every attention module of the model that `watch` knows (see engine.attention_kinds), by its name in the
+    model; one found inside another (BERT's self-attention inside its attention block) is the outer one's part."""
     model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    return {name or type(module).__name__: module for name, module in model.named_modules()
-            if _kind(module) is not None}  # the model itself has no name in it: its type's
+    found: dict[str, nn.Module] = {}
+    for name, module in model.named_modules():
+        inside = any(name.startswith(f"{outer}.") or not outer for outer in found)
+        if not inside and kind_of(module) is not None:
+            found[name] = module
+    return {name or type(module).__name__: module for name, module in found.items()}  # the model itself: its type
 
 
-def _called_again(module: nn.Module, args: tuple, kwargs: dict, **changes: Any) -> Any:
-    """The module's forward on the same arguments (given by position or by name), some changed, with dropout off."""
-    call = inspect.signature(module.forward).bind(*args, **kwargs)
-    call.arguments.update(changes)
-    module.train(False)
-    try:
-        return module.forward(*call.args, **call.kwargs)
-    finally:
-        module.train(True)
-
-
-def _mha_slices(module: nn.MultiheadAttention) -> list[HeadSlices]:
-    if module.in_proj_weight is not None:
-        stacked = [HeadSlices(module.in_proj_weight, 3)]
-    else:
-        stacked = [HeadSlices(p) for p in (module.q_proj_weight, module.k_proj_weight, module.v_proj_weight)]
-    if module.in_proj_bias is not None:
-        stacked.append(HeadSlices(module.in_proj_bias, 3))
-    return [*stacked, HeadSlices(module.out_proj.weight, by_columns=True)]
-
-
-def _mha_weights(module: nn.MultiheadAttention, args: tuple, kwargs: dict, output: Any) -> torch.Tensor | None:
-    """nn.Transformer* layers ask for no weights: asked for again, per head (an unbatched call gives (H, Tq, Tk))."""
-    _, weights = _called_again(module, args, kwargs, need_weights=True, average_attn_weights=False)
-    return None if weights is None else weights if weights.dim() == 4 else weights[None]
-
-
-def _own_weights(module: Attention, args: tuple, kwargs: dict, output: Any) -> torch.Tensor:
-    capture: Capture = {}
-    _called_again(module, args, kwargs, capture=capture)
-    return capture[module.name]
-
-
-register_attention(nn.MultiheadAttention, lambda m: m.num_heads, _mha_slices, _mha_weights)
-register_attention(Attention, lambda m: m.n_heads, attention_slices, _own_weights)
+def attention_candidates(model: nn.Module) -> list[str]:
+    """The class names of the model's modules that look like attention by name, for a model in which `watch` found
+    none it knows."""
+    return sorted({type(m).__name__ for m in model.modules() if re.search("attention|attn", type(m).__name__, re.I)})
 
 
 # the optimizers whose update engine.metrics.applied_update reads from their state (AdamW is an Adam)
@@ -142,7 +84,7 @@ def head_stats(optimizer: torch.optim.Optimizer, module: nn.Module,
     weights, as Headwatch's own runs measure them (engine.metrics.applied_update); read before the gradients are
     zeroed (a cleared gradient counts as zero). Another optimizer's update is what its step changed (`before`: the
     parameters before it, by id), and its memories are not read."""
-    kind = _kind(module)
+    kind = kind_of(module)
     heads = kind.heads(module)
     sums = torch.zeros(heads, 6, dtype=torch.float64)
     trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
@@ -179,24 +121,28 @@ class Watcher:
             raise ValueError(f"every must be a whole number of steps from 1 (got {every!r})")
         self.optimizer, self.every, self.steps, self.tensorboard = optimizer, every, 0, tensorboard
         self.attention = attention_modules(model)
+        self.kinds: dict[str, AttentionKind] = {name: kind_of(module) for name, module in self.attention.items()}
         for name, module in self.attention.items():
             _check_slices(name, module)
         self.captured: dict[str, np.ndarray] = {}
         self._before: dict[int, torch.Tensor] | None = None  # attention weights before a step (see _applied)
         self.started, self.said_running, self.next_attention = time.perf_counter(), 0.0, 1
+        self._warned: set[str] = set()
+        self.stats_stopped = False
         self.writer = RunWriter(out, self._config(), {}, ()) if _writes() else None
         self.observers: list[Observer] = []
+        self._captures: dict[str, Any] = {}  # each attention module's forward hook, removed when its capture fails
         self._hooks: list[Any] = []
         if self.writer:
+            _say_what_was_found(model, self.attention, self.kinds)
             self.observers = [WriterObserver(self.writer, _warn)]
             if tensorboard:
                 self.observers.append(TensorBoardObserver(out, _warn))
-            self._hooks = [module.register_forward_hook(self._capture(name), with_kwargs=True)
-                           for name, module in self.attention.items()]
+            self._captures = {name: module.register_forward_hook(self._capture(name), with_kwargs=True)
+                              for name, module in self.attention.items()}
             self._hooks.append(optimizer.register_step_post_hook(lambda *_: self._after_update()))
             if not isinstance(optimizer, READ_FROM_STATE):
                 self._hooks.append(optimizer.register_step_pre_hook(lambda *_: self._before_update()))
-        self._warned: set[str] = set()
 
     def _emit(self, event: Event) -> None:
         for observer in self.observers:
@@ -204,7 +150,7 @@ class Watcher:
 
     def _config(self) -> dict:
         group = self.optimizer.param_groups[0]
-        counts = {name: _kind(m).heads(m) for name, m in self.attention.items()}
+        counts = {name: self.kinds[name].heads(m) for name, m in self.attention.items()}
         heads = set(counts.values())  # one count, or per layer ("heads") when they differ
         betas = group.get("betas", (0.9, 0.999))
         return {"preset": "watched", "source": WATCHED, "tensorboard": self.tensorboard,
@@ -221,28 +167,42 @@ class Watcher:
         return self._capturing() and self.steps + 1 >= self.next_attention
 
     def _capture(self, name: str) -> Any:
-        kind = _kind(self.attention[name])
-
         def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
             if not (module.training and self._saving_attention()) or name in self.captured:
                 return
-            with torch.no_grad():
-                weights = kind.weights(module, args, kwargs, output)
-            if weights is None:
+            try:
+                weights = self._weights(name, module, args, kwargs, output)
+            except Exception as error:  # said once, never raised into the model's forward
+                self._captures.pop(name).remove()
+                why = error if isinstance(error, NotAttention) else f"reading its weights failed ({_described(error)})"
+                self._warn_once(name, f"attention module {name!r} ({type(module).__name__}): {why}. Its attention "
+                                      "is no longer saved; training goes on unchanged")
                 return
-            if weights.dim() != 4 or weights.shape[1] != kind.heads(module):
-                self._warn_once(name, f"attention module {name!r} gave weights of shape {tuple(weights.shape)}, not "
-                                      f"(batch, {kind.heads(module)} heads, queries, keys): its attention is not saved")
-                return
-            kept = weights[:WATCHED_EXAMPLES, :, :WATCHED_POSITIONS, :WATCHED_POSITIONS]
-            self.captured[name] = kept.detach().float().cpu().numpy()
+            if weights is not None:
+                self.captured[name] = weights
         return hook
+
+    def _weights(self, name: str, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> np.ndarray | None:
+        """The module's weights for the call it was just given, checked, as saved: the first examples and
+        positions; None when it has none (nn.MultiheadAttention asked for none and cannot give them)."""
+        kind = self.kinds[name]
+        with torch.no_grad():
+            weights = kind.weights(module, _detached(args), _detached(kwargs), _detached(output))
+        if weights is None:
+            return None
+        heads = kind.heads(module)
+        if not torch.is_tensor(weights) or weights.dim() != 4 or weights.shape[1] != heads:
+            shape = tuple(weights.shape) if torch.is_tensor(weights) else type(weights).__name__
+            raise NotAttention(f"its weights are {shape}, not (batch, {heads} heads, queries, keys)")
+        rows = weights[:WATCHED_EXAMPLES, :, :WATCHED_POSITIONS].detach().float()
+        _check_rows(rows, kind.rows_at_most_one)
+        return rows[..., :WATCHED_POSITIONS].cpu().numpy()
 
     def _before_update(self) -> None:
         """An optimizer whose state Headwatch does not read: the attention weights, to see what its step changes."""
-        if self._capturing():
-            self._before = {id(s.param): s.param.detach().clone() for module in self.attention.values()
-                            for s in _kind(module).slices(module)}
+        if self._capturing() and not self.stats_stopped:
+            self._before = {id(s.param): s.param.detach().clone() for name, module in self.attention.items()
+                            for s in self.kinds[name].slices(module)}
 
     def _warn_once(self, name: str, message: str) -> None:
         if name not in self._warned:
@@ -250,10 +210,18 @@ class Watcher:
             _warn(message)
 
     def _after_update(self) -> None:
-        if self._capturing():
+        if not self._capturing() or self.stats_stopped:
+            return
+        try:
             heads = {name: head_stats(self.optimizer, module, self._before) for name, module in self.attention.items()}
-            self._emit(OptimPoint(self.steps + 1, heads, {}))
+        except Exception as error:  # said once, never raised into the optimizer's step
+            self.stats_stopped = True
+            _warn(f"each head's optimizer statistics could not be measured ({_described(error)}); they are no "
+                  "longer recorded, training goes on unchanged")
+            return
+        finally:
             self._before = None
+        self._emit(OptimPoint(self.steps + 1, heads, {}))
 
     def step(self, loss: float | torch.Tensor, metrics: Mapping[str, float | torch.Tensor] | None = None) -> None:
         """Call once per training step, after optimizer.step(): records the loss and any other numbers of this
@@ -275,7 +243,7 @@ class Watcher:
             self.said_running = seconds
 
     def close(self, status: str, message: str) -> None:
-        for hook in self._hooks:
+        for hook in (*self._captures.values(), *self._hooks):
             hook.remove()
         if self.writer is not None:
             try:
@@ -284,12 +252,64 @@ class Watcher:
                 self.writer.close()
 
 
+def _described(error: Exception) -> str:
+    """An error from someone else's code (a weights function, the model), for a developer reading the log."""
+    return f"{type(error).__name__}: {error}"
+
+
+def _detached(value: Any) -> Any:
+    """A call's tensors, in the tuples, lists and dicts that hold them, cut from the autograd graph."""
+    if torch.is_tensor(value):
+        return value.detach()
+    if isinstance(value, tuple | list):
+        return type(value)(_detached(v) for v in value) if type(value) in (tuple, list) else value
+    return {k: _detached(v) for k, v in value.items()} if type(value) is dict else value
+
+
+def _check_rows(weights: torch.Tensor, at_most_one: bool) -> None:
+    """Each query's weights over its keys are shares of its attention: >= 0, adding up to 1 (<= 1 where a head may
+    rest on "nothing"). Scores before the softmax, or weights after dropout, are refused."""
+    if not torch.isfinite(weights).all() or (weights < 0).any():
+        raise NotAttention("its weights are not all finite and >= 0: not attention weights after a softmax")
+    sums = weights.sum(-1)
+    low, high = float(sums.min()), float(sums.max())
+    if high > 1 + ROW_SUM_TOLERANCE or (not at_most_one and low < 1 - ROW_SUM_TOLERANCE):
+        raise NotAttention(f"its weights' rows add up to {low:.2f} to {high:.2f}, not 1 (weights after dropout?)")
+
+
+def _say_what_was_found(model: nn.Module, attention: Mapping[str, nn.Module],
+                        kinds: Mapping[str, AttentionKind]) -> None:
+    if not attention:
+        candidates = attention_candidates(model)
+        named = (f"modules that look like attention: {', '.join(candidates)}; teach it one with "
+                 "headwatch.register_attention") if candidates else "no module's class is named like attention"
+        _warn(f"watch found no attention module it knows in {type(model).__name__} ({named}). Only the loss and "
+              "your metrics are recorded")
+        return
+    described = [f"{name} ({type(module).__name__}, {kinds[name].heads(module)} heads)"
+                 for name, module in attention.items()]
+    shown = described if len(described) <= 4 else [*described[:2], "...", described[-1]]
+    _log().info("watch records %d attention modules: %s", len(described), ", ".join(shown))
+
+
 def _number(value: float | torch.Tensor) -> float:
     return float(value.detach()) if torch.is_tensor(value) else float(value)
 
 
+def _log() -> logging.Logger:
+    """Headwatch's logger. Where the program configured no logging, it says its lines on stderr itself (as
+    transformers does): what watch found, and what it stopped, is worth seeing."""
+    log = logging.getLogger("headwatch")
+    if not log.hasHandlers():
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("headwatch: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    return log
+
+
 def _warn(message: str) -> None:
-    logging.getLogger("headwatch").warning(message)
+    _log().warning(message)
 
 
 def _writes() -> bool:

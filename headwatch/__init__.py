@@ -1,6 +1,17 @@
 """Headwatch as a library, under a name of its own: `from headwatch import watch` is `engine.watch.watch` (the
-names `engine` and `data` are Headwatch's too, and may be those of a user's own modules)."""
+names `engine` and `data` are Headwatch's too, and may be those of a user's own modules). HeadwatchCallback, for
+Hugging Face's Trainer, is imported when first asked for: it needs transformers, which the rest does not."""
+
+from typing import Any
 
 from engine.watch import HeadSlices, Watcher, attention_modules, register_attention, watch
 
-__all__ = ["HeadSlices", "Watcher", "attention_modules", "register_attention", "watch"]
+__all__ = ["HeadSlices", "HeadwatchCallback", "Watcher", "attention_modules", "register_attention", "watch"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "HeadwatchCallback":
+        from engine.hugging_face import HeadwatchCallback
+
+        return HeadwatchCallback
+    raise AttributeError(f"module 'headwatch' has no attribute {name!r}")

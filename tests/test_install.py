@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+
+from packaging.requirements import Requirement
 
 from headwatch.__main__ import SETTINGS, streamlit_options
 
 HEADWATCH = Path(sys.executable).parent / "headwatch"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_elsewhere(folder: Path, *command: str | Path) -> subprocess.CompletedProcess:
@@ -34,3 +38,17 @@ def test_the_dashboards_streamlit_settings_go_with_it_to_any_folder() -> None:
     assert "--runner.postScriptGC=false" in options  # without it, viewers starve the training thread
     assert "--client.toolbarMode=viewer" in options and "--server.address=127.0.0.1" in options
     assert len(options) == sum(1 for line in SETTINGS.read_text().splitlines() if " = " in line)
+
+
+def test_the_library_declares_ranges_that_hold_the_apps_exact_tested_set() -> None:
+    """`pip install headwatch` beside transformers or timm keeps their torch where it is in range: the package asks
+    for ranges, never requirements.txt's exact pins, and those pins (the app's tested set) fall inside them."""
+    declared = [Requirement(r) for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]]
+    lines = (line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines())
+    tested = [Requirement(line) for line in lines if line]
+    assert [str(r) for r in declared if any(s.operator in ("==", "===") for s in r.specifier)] == []
+    assert sorted(r.name for r in declared) == sorted(r.name for r in tested)
+    ranges = {r.name: r.specifier for r in declared}
+    for requirement in tested:
+        pins = [s.version for s in requirement.specifier if s.operator == "=="]
+        assert all(ranges[requirement.name].contains(pin) for pin in pins), requirement

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import astuple
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from torch import nn
 
 from bench.soak import free_port
 from engine.runs import list_runs, metrics_table, replay
-from engine.watch import attention_modules, head_stats, watch
+from engine.watch import HeadSlices, attention_modules, head_stats, watch
 
 HEADS, WIDTH = 2, 8
 
@@ -117,6 +118,9 @@ def test_a_watched_run_opens_read_only_on_train_adams_memories_and_attention(ope
         if page in ("dashboard/train.py", "dashboard/adam.py"):
             assert any("your own model, recorded by engine.watch: Adam, learning rate 0.01" in c.value
                        for c in at.caption)
+            # it trains in its own loop: no claims, no recipe or settings, no race of Headwatch's claims model
+            assert [b.key for b in at.button] == ["back_to_live"] and not at.selectbox and not at.number_input
+            assert not any("claims" in t.value for t in (*at.title, *at.subheader, *at.markdown)), page
         charts[page] = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
         if page == "dashboard/attention.py":
             assert at.selectbox(key="attention_example").options == [f"example {i}" for i in range(1, 5)]
@@ -310,48 +314,170 @@ def test_headwatchs_own_model_is_watched_and_measured_as_its_own_runs_measure_it
 
 
 class TinyAttention(nn.Module):
-    """Someone's own attention: one projection for query, key and value, returning its weights too."""
+    """Someone's own attention: one projection for query, key and value, returning its weights too (after dropout,
+    when it has any)."""
 
-    def __init__(self, width: int, heads: int) -> None:
+    def __init__(self, width: int, heads: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.heads, self.qkv, self.out = heads, nn.Linear(width, 3 * width), nn.Linear(width, width)
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         batch, length, width = x.shape
         q, k, v = self.qkv(x).view(batch, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)  # (B, H, T, hd) each
-        weights = (q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5).softmax(-1)  # (B, H, T, T)
+        weights = self.dropout((q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5).softmax(-1))  # (B, H, T, T)
         return self.out((weights @ v).transpose(1, 2).reshape(batch, length, width)), weights
 
 
-def test_a_registered_attention_module_of_ones_own_is_watched_like_the_built_in_ones(tmp_path: Path,
-                                                                                   monkeypatch) -> None:
-    import engine.watch
-    from engine.watch import HeadSlices, register_attention
+def tiny_slices(module: TinyAttention) -> list:
+    return [HeadSlices(module.qkv.weight, blocks=3), HeadSlices(module.qkv.bias, blocks=3),
+            HeadSlices(module.out.weight, by_columns=True)]
 
-    monkeypatch.setattr(engine.watch, "_KINDS", dict(engine.watch._KINDS))  # registered for this test only
-    register_attention(TinyAttention, heads=lambda m: m.heads,
-                       slices=lambda m: [HeadSlices(m.qkv.weight, blocks=3), HeadSlices(m.qkv.bias, blocks=3),
-                                         HeadSlices(m.out.weight, by_columns=True)],
-                       weights=lambda module, args, kwargs, output: output[1])
+
+@pytest.fixture
+def register(monkeypatch) -> Callable:
+    """register_attention, for this test only."""
+    import engine.attention_kinds
+    from engine.watch import register_attention
+
+    monkeypatch.setattr(engine.attention_kinds, "_KINDS", dict(engine.attention_kinds._KINDS))
+    return register_attention
+
+
+def train_tiny(model: nn.Module, steps: int, watcher=None, optimizer: torch.optim.Optimizer | None = None,
+               ) -> tuple[list[float], torch.Tensor]:
+    optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=1e-2)
+    data = torch.Generator().manual_seed(1)
+    losses = []
+    for _ in range(steps):
+        out, weights = model(torch.randn(3, 5, WIDTH, generator=data))
+        loss = out.pow(2).mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+        if watcher is not None:
+            watcher.step(loss)
+    return losses, weights
+
+
+def test_a_registered_attention_module_of_ones_own_is_watched_like_the_built_in_ones(tmp_path: Path,
+                                                                                   register) -> None:
+    register(TinyAttention, heads=lambda m: m.heads, slices=tiny_slices,
+             weights=lambda module, args, kwargs, output: output[1])
     torch.manual_seed(0)
     model = nn.Sequential(TinyAttention(WIDTH, HEADS))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     with watch(model, optimizer, tmp_path / "mine", every=2) as watcher:
-        for _ in range(4):
-            x = torch.randn(3, 5, WIDTH)
-            out, weights = model(x)
-            loss = out.pow(2).mean()
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            watcher.step(loss)
+        _, weights = train_tiny(model, 4, watcher, optimizer)
     snap = replay(tmp_path / "mine")
     assert snap.attention_names == ("0",) and len(snap.optim[-1].heads["0"]) == HEADS
     assert torch.allclose(torch.from_numpy(snap.attention[-1].weights["0"]), weights.detach(), atol=1e-3)
-    register_attention(TinyAttention, heads=lambda m: 3, slices=lambda m: [HeadSlices(m.qkv.weight, blocks=3)],
-                       weights=lambda module, args, kwargs, output: output[1])
-    with pytest.raises(ValueError, match=r"attention module '0': a parameter of shape \(24, 8\) cannot be split"):
-        watch(model, optimizer, tmp_path / "three", every=2).__enter__()  # 8 rows a block do not split in 3 heads
+
+
+def test_watch_says_which_attention_modules_it_records(tmp_path: Path, caplog) -> None:
+    model, optimizer = model_and_optimizer()
+    with caplog.at_level("INFO", logger="headwatch"), watch(model, optimizer, tmp_path / "r") as watcher:
+        train(model, optimizer, 1, watcher)
+    assert caplog.messages == ["watch records 2 attention modules: 0.layers.0.self_attn (MultiheadAttention, 2 heads), "
+                               "0.layers.1.self_attn (MultiheadAttention, 2 heads)"]
+
+
+def test_a_model_without_attention_watch_knows_is_warned_about_naming_likely_candidates(tmp_path: Path,
+                                                                                       caplog) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(TinyAttention(WIDTH, HEADS))  # not registered
+    with caplog.at_level("INFO", logger="headwatch"), watch(model, torch.optim.Adam(model.parameters()),
+                                                            tmp_path / "r") as watcher:
+        losses, _ = train_tiny(model, 3, watcher)
+    [record] = caplog.records
+    assert record.levelname == "WARNING"
+    assert record.message == ("watch found no attention module it knows in Sequential (modules that look like "
+                              "attention: TinyAttention; teach it one with headwatch.register_attention). Only the "
+                              "loss and your metrics are recorded")
+    assert replay(tmp_path / "r").loss.values == pytest.approx(losses)
+    assert (list_runs(tmp_path)[0].status, list_runs(tmp_path)[0].step) == ("finished", 3)  # listed, not damaged
+
+
+@pytest.mark.parametrize(("heads", "slices", "refusal"), [
+    (lambda m: 3, lambda m: [HeadSlices(m.qkv.weight, blocks=3)],
+     r"a parameter of shape \(24, 8\) cannot be split into 3 blocks of 3 equal bands of rows"),
+    (lambda m: m.heads, lambda m: [HeadSlices(m.out.weight, blocks=3, by_columns=True)],  # blocks, not ignored
+     r"a parameter of shape \(8, 8\) cannot be split into 3 blocks of 2 equal bands of columns"),
+    (lambda m: m.heads, lambda m: [HeadSlices(m.qkv.bias, by_columns=True)],
+     r"a parameter of shape \(24,\) has no columns to split"),
+    (lambda m: m.heads, lambda m: [HeadSlices(m.qkv.weight, blocks=3), HeadSlices(m.qkv.weight, blocks=3)],
+     r"a parameter of shape \(24, 8\) is described twice"),
+    (lambda m: m.heads, lambda m: [HeadSlices(nn.Linear(WIDTH, WIDTH).weight)],
+     r"a parameter of shape \(8, 8\) is not one of the module's own"),
+], ids=["heads", "column blocks", "no columns", "twice", "not its own"])
+def test_slices_that_do_not_describe_a_parameter_exactly_are_refused(tmp_path: Path, register, heads, slices,
+                                                                     refusal) -> None:
+    register(TinyAttention, heads=heads, slices=slices, weights=lambda module, args, kwargs, output: output[1])
+    model = nn.Sequential(TinyAttention(WIDTH, HEADS))
+    with pytest.raises(ValueError, match=r"^attention module '0' \(TinyAttention\): " + refusal):
+        watch(model, torch.optim.Adam(model.parameters()), tmp_path / "r").__enter__()
+
+
+def failing(module: nn.Module, args: tuple, kwargs: dict, output: tuple) -> torch.Tensor:
+    raise KeyError("weights")
+
+
+@pytest.mark.parametrize(("weights", "dropout", "said"), [
+    (lambda module, args, kwargs, output: output[1].mean(1), 0.0, "its weights are (3, 5, 5), not (batch, 2 heads, "
+                                                                  "queries, keys)"),
+    (lambda module, args, kwargs, output: output[1].log(), 0.0, "its weights are not all finite and >= 0"),
+    (lambda module, args, kwargs, output: output[1], 0.5, "its weights' rows add up to"),
+    (failing, 0.0, "reading its weights failed (KeyError: 'weights')"),
+], ids=["shape", "not a softmax", "after dropout", "raises"])
+def test_weights_that_fail_are_said_once_and_training_goes_on_unchanged(tmp_path: Path, register, caplog, weights,
+                                                                        dropout, said) -> None:
+    calls = []
+
+    def counted(*call: object) -> torch.Tensor:
+        calls.append(1)
+        return weights(*call)
+
+    register(TinyAttention, heads=lambda m: m.heads, slices=tiny_slices, weights=counted)
+    torch.manual_seed(0)
+    model = nn.Sequential(TinyAttention(WIDTH, HEADS, dropout))
+    torch.manual_seed(0)
+    plain, _ = train_tiny(model, 6)
+    torch.manual_seed(0)
+    model = nn.Sequential(TinyAttention(WIDTH, HEADS, dropout))
+    torch.manual_seed(0)
+    with caplog.at_level("WARNING", logger="headwatch"), watch(model, torch.optim.Adam(model.parameters(), lr=1e-2),
+                                                               tmp_path / "r", every=1) as watcher:
+        watched, _ = train_tiny(model, 6, watcher, watcher.optimizer)
+    assert watched == plain
+    [message] = caplog.messages
+    assert message.startswith(f"attention module '0' (TinyAttention): {said}")
+    assert message.endswith("Its attention is no longer saved; training goes on unchanged")
+    assert len(calls) == 1  # asked once, then no more
+    assert not list((tmp_path / "r" / "attention").glob("*.pt")) and replay(tmp_path / "r").optim  # stats go on
+
+
+def test_a_failure_measuring_the_optimizer_is_said_once_and_training_goes_on(tmp_path: Path, register,
+                                                                             caplog) -> None:
+    def slices(module: TinyAttention) -> list:
+        if getattr(module, "broken", False):
+            raise RuntimeError("slices broke")
+        return tiny_slices(module)
+
+    register(TinyAttention, heads=lambda m: m.heads, slices=slices,
+             weights=lambda module, args, kwargs, output: output[1])
+    torch.manual_seed(0)
+    attention = TinyAttention(WIDTH, HEADS)
+    model = nn.Sequential(attention)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    with caplog.at_level("WARNING", logger="headwatch"), watch(model, optimizer, tmp_path / "r", every=1) as watcher:
+        train_tiny(model, 2, watcher, optimizer)
+        attention.broken = True  # a registration that fails mid-run
+        losses, _ = train_tiny(model, 3, watcher, optimizer)
+    assert len(losses) == 3
+    [message] = caplog.messages
+    assert message.startswith("each head's optimizer statistics could not be measured (RuntimeError: slices broke)")
+    assert [p.step for p in replay(tmp_path / "r").optim] == [1, 2]
 
 
 def test_another_optimizers_step_is_what_it_changed_and_the_page_says_why_its_memories_are_missing(
