@@ -144,7 +144,7 @@ LOG_HELP = ("A loss falls by orders of magnitude: on a log scale its late steps 
 def loss_axis(log: bool) -> dict:
     """A loss spans orders of magnitude as it falls: on a log scale its last thousand steps are not a flat line."""
     if log:
-        return {"title": {"text": "Loss (log scale)"}, "type": "log", "exponentformat": "none", "tickformat": "~g"}
+        return {"title": {"text": "Loss (log scale)"}, "type": "log", "exponentformat": "none", "tickformat": ".2~g"}
     return {"title": {"text": "Loss"}, "rangemode": "tozero"}
 
 

@@ -90,8 +90,10 @@ def _animated_heatmap(points: Sequence[SpecializationPoint], name: str, columns:
                 "hovertemplate": "%{y} (%{customdata}) · %{x}: %{z:.3f}<extra></extra>", **heatmap}
 
     start = start % len(points)
-    layout = _layout(title, 330 + 22 * n_heads, yaxis={"autorange": "reversed"}, xaxis={"side": "top"},
-                     margin={**MARGIN, "t": 110, "b": 30})
+    # the columns' names sit on top, under the title, and tilt in a narrow chart: room for both, the title first
+    layout = _layout(title, 370 + 22 * n_heads, yaxis={"autorange": "reversed"}, xaxis={"side": "top"},
+                     margin={**MARGIN, "t": 150, "b": 30})
+    layout["title"] |= {"y": 0.98, "yref": "container", "yanchor": "top"}
     if len(points) > 1:
         frames = [{"name": str(p.step), "data": [trace(p)]} for p in points]
         play = {"frame": {"duration": 700, "redraw": True}, "transition": {"duration": 0}, "fromcurrent": False}
