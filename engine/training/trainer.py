@@ -3,7 +3,6 @@ live model it publishes. It reports into a TelemetryHub and, when given a folder
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
 import threading
@@ -20,7 +19,7 @@ from engine.claims_csv import CsvProblem, build_data_from_csv
 from engine.dataset import POOL_CACHE, ClaimData, build_data, unsaved_pool_cache
 from engine.inference import Predictor
 from engine.model import ModelConfig
-from engine.run_writer import RunWriter, WriterLock, holds_only_its_lock
+from engine.run_writer import RunWriter, WriterLock
 from engine.runs import RunError
 from engine.telemetry import TelemetryHub
 from engine.tensorboard_files import TensorBoardObserver
@@ -85,11 +84,10 @@ def _folder_observers(writer: RunWriter, config: TrainConfig, hub: HubObserver) 
 
 
 def _let_go(folder: Path | None, lock: WriterLock | None, writer: RunWriter | None) -> None:
-    """Release a run's folder once it can no longer write: a folder it never wrote to is not left behind empty."""
+    """Release a run's folder once it can no longer write. One whose writer never opened holds only what this run
+    put there since it took the lock (the folder was empty then): it is not left behind."""
     if folder is not None and writer is None:
-        with contextlib.suppress(OSError):
-            if holds_only_its_lock(folder):
-                shutil.rmtree(folder)
+        shutil.rmtree(folder, ignore_errors=True)
     if lock is not None:
         lock.release()
 
