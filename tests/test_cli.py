@@ -229,7 +229,7 @@ class Trickle(io.BytesIO):
 
 def test_predict_in_batches_answers_as_judging_one_claim_at_a_time(trained_run: Path) -> None:
     """The same answers, but for a confidence's last decimal now and then: a batch's matrix products add in another
-    order, which moves probabilities by about 1e-7, across a rounding boundary for about 1 claim in 1,000."""
+    order, which moves probabilities by about 1e-7, across a rounding boundary for 4 claims in 5,000 measured."""
     from data.generator import generate_claims
     from engine.__main__ import answer_lines
 
