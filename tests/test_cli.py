@@ -227,6 +227,16 @@ class Trickle(io.BytesIO):
         return super().read1(7)
 
 
+def confidence(answer: dict) -> float | None:
+    """The model's confidence, also when the claim could not be judged (then it is what the model said anyway)."""
+    return (answer.get("model_said") or answer).get("confidence")
+
+
+def without_confidence(answer: dict) -> dict:
+    said = {"model_said": {**answer["model_said"], "confidence": None}} if answer.get("model_said") else {}
+    return {**answer, "confidence": None, **said}
+
+
 def test_predict_in_batches_answers_as_judging_one_claim_at_a_time(trained_run: Path) -> None:
     """The same answers, but for a confidence's last decimal now and then: a batch's matrix products add in another
     order, which moves probabilities by about 1e-7, across a rounding boundary for 4 claims in 5,000 measured."""
@@ -235,8 +245,8 @@ def test_predict_in_batches_answers_as_judging_one_claim_at_a_time(trained_run: 
 
     lines = [b"Diabetes patient, Metformin 500mg, $150", b"", b"hello there", b"!!! ???", b"x" * 6000,
              "café ünïcode, Asthma, montelukast 10 mg, $30".encode(), b"caf\xe9 \xff claim, Gout, colchicine",
-             b"Flu, flu test, $90\r", *(c.text.replace("\n", ", ").encode() for c in generate_claims(40, seed=5)),
-             b"no line break at the end"]
+             b"Flu, flu test, $90\r", b"Diabetes, zorblatex 500 mg, $40",
+             *(c.text.replace("\n", ", ").encode() for c in generate_claims(40, seed=5)), b"no line break at the end"]
     predictor = Predictor.from_run(trained_run)
     one_at_a_time = [predictor.predict(line.decode("utf-8", errors="replace").rstrip("\r"), with_ablation=False)
                      .to_json() for line in lines]
@@ -244,10 +254,10 @@ def test_predict_in_batches_answers_as_judging_one_claim_at_a_time(trained_run: 
         out = io.StringIO()
         answer_lines(predictor, stream, out, batch_size)
         answers = [json.loads(line) for line in out.getvalue().splitlines()]
-        assert [{**a, "confidence": None} for a in answers] == [{**a, "confidence": None} for a in one_at_a_time]
-        assert [a.get("confidence") for a in answers] == pytest.approx([a.get("confidence") for a in one_at_a_time],
-                                                                        abs=1.5e-4)
+        assert [without_confidence(a) for a in answers] == [without_confidence(a) for a in one_at_a_time]
+        assert [confidence(a) for a in answers] == pytest.approx([confidence(a) for a in one_at_a_time], abs=1.5e-4)
     assert "limit is 5,000" in one_at_a_time[4]["error"] and one_at_a_time[6]["text"].startswith("caf\ufffd \ufffd")
+    assert one_at_a_time[8]["verdict"] is None and one_at_a_time[8]["model_said"]  # a drug it does not know
 
 
 def test_predict_answers_a_huge_binary_line_in_one_short_line_and_goes_on(trained_run: Path) -> None:
