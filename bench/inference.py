@@ -1,7 +1,8 @@
 """One pasted claim to verdict + every head's heatmap + per-head ablation: median milliseconds, for generated claims
 and for the hand-written ones (whose unknown words, near misses and chatter the reading report goes through). Then a
-claims file scored claim by claim against in batches (Predictor.predict_many): claims per second, 3 interleaved
-repeats.
+claims file scored claim by claim against in batches (Predictor.predict_many), and `python -m engine predict`'s
+stdin answered one claim at a time (as it was) against in batches (engine.__main__.answer_lines): claims per second,
+3 interleaved repeats each.
 
 Run: .venv/bin/python -m bench.inference  (untrained weights cost the same time as trained ones)
 """
@@ -9,15 +10,21 @@ Run: .venv/bin/python -m bench.inference  (untrained weights cost the same time 
 from __future__ import annotations
 
 import csv
+import io
+import json
+import os
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 import torch
 
 from data.catalog import load_catalog
 from data.generator import generate_claims
 from data.tokenizer import Tokenizer
+from engine.__main__ import answer_lines
 from engine.inference import Predictor
 from engine.model import ClaimsTransformer
 from engine.training.presets import preset
@@ -53,18 +60,37 @@ def main() -> None:
         median = statistics.median(times)
         print(f"{label:<32} | {median:>9.2f} | {p90:>7.2f} | x{median / baseline:.2f}")
     file_claims = [c.text for c in generate_claims(2000, seed=8, catalog=catalog)]
-    rates: dict[str, list[float]] = {"claim by claim": [], "batched": []}
+    _print_rates("scoring 2,000 claims", len(file_claims), {
+        "claim by claim": lambda: [predictor.predict(t, with_ablation=False) for t in file_claims],
+        "batched": lambda: predictor.predict_many(file_claims)})
+    stdin = "".join(text.replace("\n", ", ") + "\n" for text in file_claims).encode()
+    with open(os.devnull, "w") as out:
+        _print_rates("engine predict, 2,000 lines", len(file_claims), {
+            "one claim at a time (as before)": lambda: _one_at_a_time(predictor, io.BytesIO(stdin), out),
+            "batched": lambda: answer_lines(predictor, io.BytesIO(stdin), out)})
+
+
+def _one_at_a_time(predictor: Predictor, stream: io.BytesIO, out: TextIO) -> None:
+    """`python -m engine predict` as it answered stdin before batches: a claim judged, written and flushed a line at
+    a time."""
+    for line in stream:
+        text = line.decode("utf-8", errors="replace").rstrip("\r\n")
+        out.write(json.dumps(predictor.predict(text, with_ablation=False).to_json()) + "\n")
+        out.flush()
+
+
+def _print_rates(what: str, claims: int, ways: dict[str, Callable[[], object]]) -> None:
+    """Claims per second of each way, median of 3 interleaved repeats, and its ratio to the first."""
+    rates: dict[str, list[float]] = {label: [] for label in ways}
     for _ in range(3):
-        for label, score in (("claim by claim", lambda: [predictor.predict(t, with_ablation=False)
-                                                         for t in file_claims]),
-                             ("batched", lambda: predictor.predict_many(file_claims))):
+        for label, score in ways.items():
             started = time.perf_counter()
             score()
-            rates[label].append(len(file_claims) / (time.perf_counter() - started))
-    print(f"\n{'scoring 2,000 claims':<32} | {'claims/s':>9} | ratio")
+            rates[label].append(claims / (time.perf_counter() - started))
+    baseline = statistics.median(next(iter(rates.values())))
+    print(f"\n{what:<32} | {'claims/s':>9} | ratio")
     for label, values in rates.items():
-        print(f"{label:<32} | {statistics.median(values):>9.0f} | "
-              f"x{statistics.median(values) / statistics.median(rates['claim by claim']):.2f}")
+        print(f"{label:<32} | {statistics.median(values):>9.0f} | x{statistics.median(values) / baseline:.2f}")
 
 
 if __name__ == "__main__":

@@ -157,7 +157,25 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_json(path: Path, value: Any) -> None:
-    atomic_write_bytes(path, json.dumps(value, indent=1, default=_json_default).encode())
+    atomic_write_bytes(path, _json_bytes(value))
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, indent=1, default=_json_default).encode()
+
+
+def _overwrite_in_place(path: Path, data: bytes) -> None:
+    """`data` written over the plain file at `path` (never through a link or a hard link), if it fits in the disk
+    space the file already holds: a full disk has no room for the new file that atomic_write_bytes needs. Not atomic:
+    a reader may catch it half written."""
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "wb") as file:
+        held = os.fstat(file.fileno())
+        if not stat.S_ISREG(held.st_mode) or held.st_nlink != 1 or len(data) > held.st_blocks * 512:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        file.write(data)
+        file.truncate()
+        file.flush()
+        os.fsync(file.fileno())
 
 
 def _json_default(value: Any) -> Any:
@@ -204,6 +222,7 @@ class RunWriter:
                  lock: WriterLock | None = None) -> None:
         self.folder = folder
         self.failed: str | None = None
+        self.beside_failed: str | None = None  # why files written beside the run's own (TensorBoard's) stopped
         self.chance: float | None = None  # Snapshot.chance, saved with the status
         self.commonest: str | None = None  # Snapshot.commonest, too
         self._lock = lock or WriterLock(folder)
@@ -248,17 +267,21 @@ class RunWriter:
         atomic_write_bytes(self.folder / CHECKPOINT, torch_bytes(payload))
 
     def status(self, status: str, message: str, step: int, seconds: float) -> None:
-        """Tried even after a write failed (space may have come back), so the folder says how the run ended and
-        that its files stopped partway."""
+        """Tried even after a write failed, so the folder says how the run ended and that its files stopped partway:
+        written over the last status when there is no room for a new file (a full disk)."""
         self._flush()
-        if self.failed:
-            message = f"{message}. Its files stopped being saved partway ({self.failed})"
+        stopped = "; ".join(reason for reason in (self.failed, self.beside_failed) if reason)
+        if stopped:
+            message = f"{message.rstrip('.')}. Its files stopped being saved partway ({stopped})"
+        record = _json_bytes({"status": status, "message": message, "step": step, "seconds": seconds,
+                              "updated": time.time(), "chance": self.chance, "commonest": self.commonest})
         try:
-            atomic_write_json(self.folder / STATUS, {"status": status, "message": message, "step": step,
-                                                     "seconds": seconds, "updated": time.time(),
-                                                     "chance": self.chance, "commonest": self.commonest})
+            atomic_write_bytes(self.folder / STATUS, record)
         except OSError as error:
-            self.failed = self.failed or error.strerror or "the files could not be written"
+            try:
+                _overwrite_in_place(self.folder / STATUS, record)
+            except OSError:
+                self.failed = self.failed or error.strerror or "the files could not be written"
 
     def close(self) -> None:
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +31,8 @@ from engine.training.events import Event, Status
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
+
+    from engine.run_writer import RunWriter
 
 FLUSH_SECONDS = 5  # TensorBoard reloads its files every few seconds; a live run shows up about as fast
 CELL_PIXELS = 8  # a head's attention image gives each (query, key) pair a square this wide: readable in TensorBoard
@@ -57,14 +60,17 @@ def without_padding(weights: np.ndarray) -> np.ndarray:
 
 class TensorBoardObserver:
     """Writes a run's events as TensorBoard event files into its folder's `tensorboard/`; a failure to write stops
-    these files only (the run trains and saves on), and `on_failed` hears of it once."""
+    these files only (the run trains and saves on), `on_failed` hears of it once, and so does the run's writer, when
+    given, for the status it saves. Heard before that writer, its files are complete before the status says so."""
 
-    def __init__(self, run_folder: Path, on_failed: Callable[[str], None] = lambda message: None) -> None:
-        self.on_failed = on_failed
+    def __init__(self, run_folder: Path, on_failed: Callable[[str], None] = lambda message: None,
+                 run_writer: RunWriter | None = None) -> None:
+        self.on_failed, self.run_writer = on_failed, run_writer
         self.failed: str | None = None
         self._writer: SummaryWriter | None = None
         from torch.utils.tensorboard import SummaryWriter  # here: it takes 0.2 s to import, and few runs ask for it
 
+        _quiet_writer_threads()
         try:
             self._writer = SummaryWriter(log_dir=str(run_folder / TENSORBOARD), flush_secs=FLUSH_SECONDS)
         except Exception as error:  # as in hear
@@ -112,10 +118,29 @@ class TensorBoardObserver:
     def _fail(self, reason: str) -> None:
         logging.getLogger("headwatch").warning("TensorBoard files stopped being written: %s", reason)
         writer, self._writer, self.failed = self._writer, None, reason
+        if self.run_writer is not None:
+            self.run_writer.beside_failed = f"TensorBoard files: {reason}"
         with contextlib.suppress(Exception):  # its file and thread go, whatever state they are in
             if writer is not None:
                 writer.close()
         self.on_failed(f"Training goes on, but its TensorBoard files are no longer written: {reason}")
+
+
+def _quiet_writer_threads() -> None:
+    """TensorBoard's writer thread dies with a traceback on stderr when a write fails; the observer finds that
+    failure at its next write and reports it in words, so those tracebacks are left out (no other thread's)."""
+    from tensorboard.summary.writer.event_file_writer import _AsyncWriterThread
+
+    shown = threading.excepthook
+    if getattr(shown, "quiets", None) is _AsyncWriterThread:
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if not isinstance(args.thread, _AsyncWriterThread):
+            shown(args)
+
+    hook.quiets = _AsyncWriterThread
+    threading.excepthook = hook
 
 
 def _reason(error: Exception) -> str:

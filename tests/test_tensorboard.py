@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import io
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +15,7 @@ import pytest
 import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.compat.tensorflow_stub.io.gfile import LocalFileSystem
 from test_watch import HEADS, model_and_optimizer, train
 
 from engine.run_files import TENSORBOARD
@@ -98,3 +104,53 @@ def test_any_error_in_tensorboard_writing_stops_only_those_files(tmp_path: Path)
     observer.hear(StepPoint(2, 0.5, 0.1))
     assert observer.failed and heard == ["Training goes on, but its TensorBoard files are no longer written: an "
                                          "unexpected error (its details are in the log of the process that trained it)"]
+
+
+def full_disk_for_tensorboard(self: object, filename: object, content: bytes, binary_mode: bool = False) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_tensorboard_run_on_a_full_disk_ends_saying_its_files_stopped(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch,
+                                                                        capsys: pytest.CaptureFixture) -> None:
+    """The disk fills once the run has started: no new file can be made (status.json is one), events no longer
+    append, and the run still ends with a status that says so."""
+    import engine.run_writer as runs
+    from engine.__main__ import main
+
+    real, full = runs.atomic_write_bytes, False
+
+    def full_disk(path: Path, data: bytes) -> None:
+        nonlocal full
+        if full:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, data)
+        full = path.name == "status.json"  # the run has started
+
+    monkeypatch.setattr(runs, "atomic_write_bytes", full_disk)
+    monkeypatch.setattr(LocalFileSystem, "append", full_disk_for_tensorboard)
+    code = main(["train", "--out", str(tmp_path / "full"), "--preset", "quick", "--steps", "40", "--tensorboard"])
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert code == 1 and summary["save_problem"] == "No space left on device"
+    status = json.loads((tmp_path / "full" / "status.json").read_text())
+    assert status["status"] == "finished" and status["step"] == 40
+    assert status["message"].endswith("Its files stopped being saved partway (No space left on device; TensorBoard "
+                                      "files: No space left on device)")
+
+
+def test_tensorboard_files_that_stop_are_named_in_the_status_without_a_traceback(tmp_path: Path) -> None:
+    """Only the event files fail: the run's own are whole, its status names the TensorBoard files, and the command
+    says so in words (TensorBoard's writer thread would print a traceback)."""
+    full_tensorboard = ("import sys; from tensorboard.compat.tensorflow_stub.io.gfile import LocalFileSystem; "
+                        "from test_tensorboard import full_disk_for_tensorboard; "
+                        "LocalFileSystem.append = full_disk_for_tensorboard; from engine.__main__ import main; "
+                        "sys.exit(main(sys.argv[1:]))")
+    result = subprocess.run([sys.executable, "-c", full_tensorboard, "train", "--out", str(tmp_path / "run"),
+                             "--preset", "quick", "--steps", "40", "--tensorboard"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT / "tests")})
+    assert "Traceback" not in result.stderr
+    assert "TensorBoard files stopped being written: No space left on device" in result.stderr
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["status"] == "finished"
+    assert status["message"].endswith("Its files stopped being saved partway (TensorBoard files: No space left on "
+                                      "device)")

@@ -78,8 +78,8 @@ def _folder_observers(writer: RunWriter, config: TrainConfig, hub: HubObserver) 
         hub.hear(RunWarning(message))
 
     kept: list[Observer] = [WriterObserver(writer, warn)]
-    if config.tensorboard:
-        kept.append(TensorBoardObserver(writer.folder, warn))
+    if config.tensorboard:  # first: its last events are written, or their failure known, before the run's status
+        kept.insert(0, TensorBoardObserver(writer.folder, warn, writer))
     return kept
 
 
