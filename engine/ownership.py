@@ -232,7 +232,8 @@ def _described(head: HeadAttribution, owned: str | None, rivals: list[int]) -> d
     if strong and len({unit_reason(u) for u in strong}) == 1:
         unit = strong[0] if len(strong) == 1 else unit_reason(strong[0])
         carried = f" Head {_join([str(j + 1) for j in rivals])} carries {named(unit)} as well." if rivals else ""
-        return _role(LEANS, unit, evidence=(f"{named(unit)} needs it, but not it alone. Needed by: {listed}."
+        return _role(LEANS, unit, evidence=(f"{named(unit)} needs it, but it is not {named(unit)}'s alone. Needed by: "
+                                            f"{listed}."
                                             f"{carried}{_shared_sentence(head)}{_resampled_sentence(head)}"))
     if not twins:
         most = max(head.necessity.values(), default=0.0)
