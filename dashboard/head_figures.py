@@ -19,7 +19,7 @@ from engine.attribution import CHECKS, reason_of
 from engine.inference import Prediction, verdict_to_outcome
 from engine.metrics import NOTHING, shown_change
 from engine.model import CLASSES, CROSS, REASONS
-from engine.telemetry import HeadSpecialization, SpecializationPoint
+from engine.telemetry import INTERVENTIONS, RESAMPLED, HeadSpecialization, SpecializationPoint
 
 ENCODER = "encoder.0.self"
 CATEGORY_COLORS = {
@@ -153,13 +153,19 @@ def direct_figure(point: SpecializationPoint, name: str = CROSS) -> go.Figure:
                              colorbar={"title": {"text": "logits"}})
 
 
+def taken_away(points: Sequence[SpecializationPoint], name: str = CROSS) -> str:
+    """How the newest of these records took a head away, in words: 'sees what it saw on claims of the same kind'
+    (runs saved by older versions: 'gives its average output', 'is switched off')."""
+    points = [p for p in points if p.heads.get(name)]
+    return INTERVENTIONS[points[-1].heads[name][0].intervention if points else RESAMPLED]
+
+
 def ablation_figure(points: Sequence[SpecializationPoint], name: str = CROSS, title: str | None = None) -> go.Figure:
-    """Accuracy change per reason, and on valid claims, when one head's output is replaced by its average (runs
-    saved by older versions: switched off). VALID comes last: a head that clears valid claims shows only there."""
+    """Accuracy change per reason, and on valid claims, when one head is taken away as its record says (resampled
+    from claims of the same class). VALID comes last: a head that clears valid claims shows only there."""
     points = [p for p in points if name in p.heads]
-    older = bool(points) and not points[-1].heads[name][0].answers  # recorded before mean ablation: zeroed
-    title = title or (f"What breaks when a head {'is switched off' if older else 'gives its average output'}: change "
-                      "in accuracy per reason, and on valid claims")
+    title = title or (f"What breaks when a head {taken_away(points, name)}: change in accuracy per reason, and on "
+                      "valid claims")
     if not points:
         return _waiting(title, "Waiting for the first measurement of the heads…")
     # Fixed range so runs compare at a glance: red = accuracy lost without this head.
@@ -170,9 +176,9 @@ def ablation_figure(points: Sequence[SpecializationPoint], name: str = CROSS, ti
 
 
 def answers_figure(point: SpecializationPoint, name: str = CROSS) -> go.Figure:
-    """Where each class's answers go when one head gives its average output: one small matrix per head, true class
-    down, answer across, so a fallback (to MEDICAL, say) shows instead of hiding as an accuracy drop."""
-    title = "Where the answers go when one head gives its average output (rows: the right answer; columns: given)"
+    """Where each class's answers go when one head is taken away: one small matrix per head, true class down,
+    answer across, so a fallback (to MEDICAL, say) shows instead of hiding as an accuracy drop."""
+    title = f"Where the answers go when one head {taken_away([point], name)} (rows: the right answer; columns: given)"
     heads = point.heads.get(name, ())
     if not heads or not heads[0].answers:
         return _waiting(title, "Not measured for this run (saved by an older version)")
@@ -188,6 +194,21 @@ def answers_figure(point: SpecializationPoint, name: str = CROSS) -> go.Figure:
     fig.update_yaxes(autorange="reversed")
     fig.update_layout(**_layout(title, 360, margin={**MARGIN, "t": 90}))
     return fig
+
+
+def pairs_rows(point: SpecializationPoint, name: str = CROSS) -> list[dict[str, object]]:
+    """One row per pair of heads taken away together: the share of each check's evidence that goes (twins) and the
+    accuracy each reason loses (resampled), for the table beside the single-head charts. Empty for runs saved
+    before pairs were measured."""
+    heads = point.heads.get(name, ())
+    rows = []
+    for index, head in enumerate(heads):
+        for partner in sorted(int(j) for j in head.pair_ablation if int(j) > index):
+            together, lost = head.pair_necessity.get(str(partner), {}), head.pair_ablation[str(partner)]
+            rows.append({"Heads": f"{index + 1} + {partner + 1}",
+                         **{f"needed: {c}": together.get(c) for c in CHECKS},
+                         **{f"accuracy lost: {r}": lost.get(r) for r in REASONS}})
+    return rows
 
 
 def head_metrics_figure(points: Sequence[SpecializationPoint], name: str = CROSS) -> go.Figure:
@@ -258,7 +279,7 @@ def _head_titles(prediction: Prediction, name: str, labels: Sequence[str] | None
         title = f"<b>Head {head + 1}</b>{named}"
         if head < len(ablated):
             changed = ablated[head] != prediction.outcome
-            title += f" · off: {outcome_text(ablated[head]) if changed else 'same answer'}"
+            title += f" · without it: {outcome_text(ablated[head]) if changed else 'same answer'}"
         titles.append(title)
     return titles
 

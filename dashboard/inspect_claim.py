@@ -1,5 +1,5 @@
-"""Inspect: paste a claim; see the verdict, what each head looked at, what switching each head off changes, and
-what-if edits of its dose, amount, age or sex."""
+"""Inspect: paste a claim; see the verdict, what each head looked at, what taking each head away changes (it sees
+what it saw on claims of the same kind), and what-if edits of its dose, amount, age or sex."""
 
 import hashlib
 import math
@@ -21,7 +21,9 @@ LIVE = "live"
 EXPLANATION = """
 Paste an insurance claim in your own words, or start from an example. The model answers VALID, or INVALID with a
 reason; the **rules checker** (hand-written rules, the baseline) answers beside it. Below: what each attention head
-looked at in *this* claim, and what the model would have answered with that head switched off.
+looked at in *this* claim, and what the model answers **without** that head: the head sees, in turn, what it saw on a
+few fixed claims of the kind the model says this one is, and the answers are averaged (the same test the
+Specialization page runs on every head).
 """
 
 
@@ -127,7 +129,7 @@ def show_prediction(p: Prediction, labels: list[str], model: tuple) -> None:
     rows = [{"Head": f"Head {h + 1}", **{figures.attention_short_title(name): (
         "same answer" if outcomes[h] == p.outcome else head_figures.outcome_text(outcomes[h]))
         for name, outcomes in p.ablation.items()}} for h in range(n_heads)]
-    left.markdown("**Switch one head off: the model's answer becomes…**")
+    left.markdown("**Without one head (it sees what it saw on claims of the same kind), the model's answer becomes…**")
     left.dataframe(rows, hide_index=True)
     # the same weights and claim give the same heatmaps: built once for every viewer while the model does not change
     key = (model, p.step, p.text, tuple(labels))

@@ -22,7 +22,7 @@ from engine.dataset import EXAMPLE_CLAIMS
 from engine.inference import Predictor
 from engine.metrics import NOTHING, attention_entropy
 from engine.model import CLASSES, REASONS, ModelConfig
-from engine.ownership import LEANS, SPECIALIST
+from engine.ownership import LEANS, SPECIALIST, named
 from engine.telemetry import HeadSpecialization, Snapshot, SpecializationPoint
 
 LEARNED = 0.8  # a reason counts as learned once this share of its held-out claims is audited correctly...
@@ -49,7 +49,7 @@ class Measurement:
 
 
 def measurement_from_report(report: dict) -> Measurement:
-    """engine.analyze's JSON as a Measurement (its zero-ablation part: the pages name heads from that)."""
+    """engine.analyze's JSON as a Measurement (the pages name heads from it as training's records do)."""
     known = {f.name for f in fields(HeadSpecialization)}
     heads = {name: tuple(HeadSpecialization(**{k: v for k, v in h.items() if k in known}) for h in specs)
              for name, specs in report["heads"].items()}
@@ -82,6 +82,15 @@ def head_sentence(index: int, head: HeadSpecialization) -> str:
     return f"**Head {index + 1}: {markdown_text(head.label)}.** {markdown_text(head.evidence)}"
 
 
+def selectivity_sentence(head: HeadSpecialization) -> str:
+    """'Selectivity +62%: what the reason that needs it most needs of it, minus the most any other reason needs.',
+    or '' where it was not measured (encoder heads, runs saved before it)."""
+    if head.selectivity is None:
+        return ""
+    return (f"Selectivity {head.selectivity:+.0%}: what the reason that needs it most needs of it, minus the most any "
+            "other reason needs.")
+
+
 def reads_sentence(head: HeadSpecialization) -> str:
     top = sorted(head.shares.items(), key=lambda kv: -kv[1])[:2]
     return ("Reads mostly " + " and ".join(f"{markdown_text(c)} ({s:.0%})" for c, s in top)
@@ -89,10 +98,10 @@ def reads_sentence(head: HeadSpecialization) -> str:
 
 
 def promise_sentence(heads: Sequence[HeadSpecialization]) -> str:
-    specialists = [markdown_text(h.reason) for h in heads if h.kind == SPECIALIST]
-    leaning = [markdown_text(h.reason) for h in heads if h.kind == LEANS]
+    specialists = [markdown_text(named(h.reason or "")) for h in heads if h.kind == SPECIALIST]
+    leaning = [markdown_text(named(h.reason or "")) for h in heads if h.kind == LEANS]
     count = len(specialists)
-    if count == len(REASONS) and len(set(specialists)) == len(REASONS):
+    if {h.owns for h in heads if h.kind == SPECIALIST} == set(REASONS):
         verdict = f"The story's promise of {SEED_PROMISE} was borne out in this run."
     elif count:
         verdict = (f"The story promised {SEED_PROMISE}. In this run {count} of the {len(heads)} heads became a "
@@ -266,9 +275,13 @@ def _after(snap: Snapshot, measurement: Measurement | None) -> Chapter:
         paragraphs.append("The heads have not been measured yet.")
         return Chapter("after", title, tuple(paragraphs), numbers)
     numbers["specialists"] = float(sum(h.kind == SPECIALIST for h in heads))
+    taken = head_figures.taken_away([measurement.point])
     paragraphs.append("To see what each head is for, we took claims that break one rule, each beside a twin with the "
                       "wrong field put right, showed one head at a time what it saw on the twin, and measured how "
-                      f"much of the case for flagging the claim went away (step {measurement.point.step:,}).")
+                      "much of the case for flagging the claim went away. We also took each head away as the model "
+                      f"could meet it on a real claim: each head in turn {taken}, and we measured the accuracy each "
+                      "kind of claim lost. That finds a head the twins cannot, one that reads what a claim and its "
+                      f"twin share (step {measurement.point.step:,}).")
     paragraphs.extend(head_sentence(i, h) for i, h in enumerate(heads))
     paragraphs.append(promise_sentence(heads))
     favourites = {max((c for c in h.shares if c != NOTHING), key=h.shares.get) for h in heads}

@@ -8,23 +8,33 @@ import streamlit as st
 from dashboard import figures, head_figures, report, viewing
 from dashboard.live import live, shared_figure
 from engine.analysis import ANALYSIS_CLAIMS
+from engine.attribution import RESAMPLES
 from engine.ownership import OWNED, SPECIALIST, UNOWNED
 
 EXPLANATION = f"""
 The story says each of the four attention heads becomes a specialist: one for medical sense, one for doses, one for
 costs, one for paperwork. Here is what this run measured. **What a head looks at** is not proof of what it is for
-(a word that every head stares at makes all heads look alike), so each head is named from a causal test:
+(a word that every head stares at makes all heads look alike), so each head is named from two causal tests, which
+take a head away in the only two ways the model never sees anything unlike a real claim:
 
 - **Twin claims.** For each reason, and for each of ADMIN's four checks (sex, age, specialty, place): claims that
-  break that one rule, each beside a twin with the wrong field put right, written the same way.
-- **Swap one head.** The head is shown what it saw on the twin, and we measure how much of the model's case for
-  flagging the claim goes away. That share is how much the check **needs** the head.
-- A head is a **specialist** of a reason when that reason needs it ({OWNED:.0%} or more), no other reason or check
-  needs it more than {UNOWNED:.0%}, valid claims still pass without it, and no other head passes the same test. It
-  **leans** to a reason that needs it when the rest fails, is a **generalist** when checks of several reasons need
-  it, **helps** a check (or a few of ADMIN's) that needs it in part, and has **little effect** when none does.
-- **Average output.** Each head is also given its average output over a mix of all kinds of claims: the accuracy
-  lost, and where the answers went (a claim that loses its evidence may be called MEDICAL instead of its reason).
+  break that one rule, each beside a twin with the wrong field put right, written the same way. One head at a time
+  is shown what it saw on the twin, and we measure how much of the model's case for flagging the claim goes away.
+  That share is how much the check **needs** the head.
+- **Claims of the same kind.** Each head in turn sees what it saw on other claims of the same kind ({RESAMPLES}
+  fixed claims of each kind, the answers averaged over them): the accuracy each kind of claim loses, and where its
+  answers go. This finds a head that twins cannot: one that reads what a claim and its twin share (the billed item,
+  say), which every reason may need.
+- **Pairs.** Heads are also taken away two at a time, both ways: a head with a backup looks unneeded alone.
+- A head is a **specialist** of a reason, or of one of ADMIN's two families of checks (the patient's sex and age;
+  the provider's specialty and place, each counted as ADMIN), when that reason needs it ({OWNED:.0%} or more), no
+  other check needs it more than {UNOWNED:.0%}, no other kind of claim (valid ones included) loses more than
+  {UNOWNED:.0%} of its accuracy without it, no other head passes the same test, and no other head backs it up.
+  Otherwise it **shares** a reason with the head that backs it up, **leans** to a reason that needs it, is **needed
+  by** the kinds of claim that lose accuracy without it when twins find nothing, is a **generalist** when several
+  reasons need it, **helps** a check (or a few of ADMIN's) that needs it in part, and has **little effect** when
+  neither test finds anything.
+- **Selectivity** grades it: what the reason that needs it most needs of it, minus the most any other reason needs.
 
 Two design choices give specialists a chance, and nothing more: each cross-attention head chooses *where* to look
 from the claim's words and fields as written, not from what the encoder concluded about them (it then reads those
@@ -48,9 +58,18 @@ def verdict(m: report.Measurement, training: bool) -> None:
     for column, (index, head) in zip(st.columns(len(heads)), enumerate(heads), strict=True):
         with column.container(border=True):
             st.markdown(report.head_sentence(index, head))
-            st.caption(report.reads_sentence(head))
+            st.caption(" ".join(filter(None, (report.selectivity_sentence(head), report.reads_sentence(head)))))
     st.plotly_chart(head_figures.necessity_figure([m.point]), key="verdict_necessity", config=figures.CHART_CONFIG)
     st.plotly_chart(head_figures.ablation_figure([m.point]), key="verdict_ablation", config=figures.CHART_CONFIG)
+    pairs = head_figures.pairs_rows(m.point)
+    if pairs:
+        with st.expander("Heads taken away in pairs"):
+            st.caption("The share of each check's evidence that goes when two heads at once see what they saw on the "
+                       "twin, and the accuracy each reason loses when two heads at once see what they saw on claims "
+                       "of the same kind. Two heads share a reason when the pair takes much more than either alone: "
+                       "each can stand in for the other.")
+            st.dataframe(pairs, hide_index=True, column_config={
+                column: st.column_config.NumberColumn(format="percent") for column in pairs[0] if column != "Heads"})
     with st.expander("Where the answers go without each head, and each head's direct push"):
         st.plotly_chart(head_figures.answers_figure(m.point), key="verdict_answers", config=figures.CHART_CONFIG)
         st.caption("Direct push: what a head's own output adds to the answer, read through the model's last step "
@@ -58,13 +77,15 @@ def verdict(m: report.Measurement, training: bool) -> None:
                    "pushes the same way; the test above, swapping one head at a time, is what names the heads.")
         st.plotly_chart(head_figures.direct_figure(m.point), key="verdict_direct", config=figures.CHART_CONFIG)
     if head_figures.ENCODER in m.point.heads:
-        with st.expander("The encoder's four heads, given their average output"):
+        taken = head_figures.taken_away([m.point], head_figures.ENCODER)
+        with st.expander(f"The encoder's four heads, when one {taken}"):
             st.caption("Encoder heads let the claim's words read each other before the answer looks at them. They "
                        "are not tested on twins: a head's output sits at the claim's own words, which twins do not "
-                       "share.")
+                       "share. Taken away, each word of a claim gets what the head gave the words of the same field "
+                       "in claims of the same kind.")
             for index, head in enumerate(m.point.heads[head_figures.ENCODER]):
                 st.markdown(report.head_sentence(index, head))
-            title = "Encoder heads: change in accuracy when one gives its average output"
+            title = f"Encoder heads: change in accuracy when one {taken}"
             st.plotly_chart(head_figures.ablation_figure([m.point], head_figures.ENCODER, title=title),
                             key="verdict_ablation_encoder", config=figures.CHART_CONFIG)
 

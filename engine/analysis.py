@@ -4,6 +4,7 @@ held-out claims."""
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import asdict
 
 import torch
@@ -12,7 +13,7 @@ from data.vocabulary import CATEGORIES
 from engine.attribution import PairBatch, attribute
 from engine.dataset import ClaimTensors
 from engine.metrics import NOTHING, attention_confidence, attention_entropy, category_shares
-from engine.model import REASON_POSITION, ClaimsTransformer, HeadGates, ones_gates
+from engine.model import REASON_POSITION, ClaimsTransformer
 from engine.ownership import owners
 from engine.telemetry import AttentionPoint, HeadSpecialization, SpecializationPoint
 
@@ -47,7 +48,7 @@ def analysed_names(model: ClaimsTransformer, include_encoder: bool = True) -> li
 
 
 class _Scorer:
-    """Outcome log-probs under head gates, re-running the encoder only when a gate sits inside it."""
+    """Outcome log-probs of the claims, re-running the encoder only when it must (a hook sits inside it)."""
 
     def __init__(self, model: ClaimsTransformer, claims: ClaimTensors) -> None:
         self.model, self.claims = model, claims
@@ -57,31 +58,38 @@ class _Scorer:
             self.memory = model.with_keys_values(model.encode(claims.tokens, claims.categories, self.capture))
             model.outcome_log_probs(self.memory, self.capture)  # for the cross-attention weights it captures
 
-    def log_probs(self, gates: HeadGates) -> torch.Tensor:
-        if any(name.startswith("encoder.") for name in gates):
-            return self.model.class_log_probs(self.claims.tokens, self.claims.categories, gates=gates)
-        return self.model.outcome_log_probs(self.memory, gates=gates)
+    def log_probs(self, in_encoder: bool) -> torch.Tensor:
+        if in_encoder:
+            return self.model.class_log_probs(self.claims.tokens, self.claims.categories)
+        return self.model.outcome_log_probs(self.memory)
 
 
 def head_importance(scorer: _Scorer, names: list[str]) -> dict[str, torch.Tensor]:
-    """|dL/d gate| per head at gate = 1 (Michel et al. 2019), L = NLL of the true outcome."""
+    """|dL/dg| per head at g = 1, g scaling the head's output at its HeadPoint (Michel et al. 2019), L = NLL of the
+    true outcome."""
+    attentions = {name: scorer.model.attention_named(name) for name in names}
     result = {}
     for group in ([n for n in names if n.startswith("encoder.")], [n for n in names if not n.startswith("encoder.")]):
         if not group:
             continue
-        gates = ones_gates(scorer.model, group, requires_grad=True)
-        log_probs = scorer.log_probs(gates)
+        scales = {name: torch.ones(attentions[name].n_heads, requires_grad=True,
+                                   device=scorer.claims.tokens.device) for name in group}
+        with ExitStack() as hooks:
+            for name in group:
+                hooks.enter_context(attentions[name].heads.hooked(
+                    lambda heads, scale=scales[name]: heads * scale.view(1, -1, 1, 1)))
+            log_probs = scorer.log_probs(in_encoder=group[0].startswith("encoder."))
         loss = -log_probs.gather(1, scorer.claims.classes[:, None]).mean()
-        grads = torch.autograd.grad(loss, [gates[n] for n in group])
+        grads = torch.autograd.grad(loss, [scales[n] for n in group])
         result.update({name: grad.abs().detach() for name, grad in zip(group, grads, strict=True)})
     return result
 
 
 def specialization(model: ClaimsTransformer, heldout: ClaimTensors, step: int, n_categories: int,
-                   pairs: PairBatch | None, analysis_claims: int = ANALYSIS_CLAIMS,
+                   pairs: PairBatch | None, reference: ClaimTensors, analysis_claims: int = ANALYSIS_CLAIMS,
                    include_encoder: bool = False) -> SpecializationPoint:
     """Every measured head at `step`: what it reads (shares, entropy, confidence, importance) and what it is for
-    (engine.attribution: patching on `pairs`, mean ablation on the held-out claims)."""
+    (engine.attribution: patching on `pairs`, resampling from the `reference` claims on the held-out claims)."""
     was_training = model.training
     model.eval()
     names = analysed_names(model, include_encoder)
@@ -94,7 +102,7 @@ def specialization(model: ClaimsTransformer, heldout: ClaimTensors, step: int, n
         shares = category_shares(rows, claims.categories, n_categories)  # (H, C)
         entropy, confidence = attention_entropy(rows), attention_confidence(rows)
         per_head = []
-        for head, causal in enumerate(owners(attribute(model, name, claims, pairs))):
+        for head, causal in enumerate(owners(attribute(model, name, claims, pairs, reference, scorer.memory))):
             head_shares = {CATEGORIES[c]: float(shares[head, c]) for c in range(n_categories)}
             if model.config.null_key:
                 head_shares[NOTHING] = max(0.0, 1.0 - sum(head_shares.values()))

@@ -10,12 +10,13 @@ import torch
 
 from data.generator import generate_claims
 from engine.analysis import ANALYSIS_CLAIMS, specialization
-from engine.attribution import run_pairs
+from engine.attribution import RESAMPLES, reference_claims, run_pairs
 from engine.dataset import HELDOUT_SEED_OFFSET, N_CATEGORIES, POOL_CACHE, ClaimTensors, build_data, encode_claims
 from engine.inference import Predictor
 from engine.metrics import per_class_accuracy
 from engine.model import greedy_outcomes
 from engine.run_files import CONFIG, RunError, read_config
+from engine.telemetry import INTERVENTIONS, RESAMPLED
 from engine.training.config import ConfigError, TrainConfig
 
 
@@ -42,8 +43,10 @@ def analyze_run(folder: Path) -> dict:
     (engine.analysis.specialization on the same claims and minimal pairs), encoder heads included."""
     predictor = Predictor.from_run(folder)
     heldout, source = run_heldout(folder, predictor)
-    pairs = run_pairs(predictor.tokenizer, predictor.model.config.max_len)
-    point = specialization(predictor.model, heldout, predictor.step or 0, N_CATEGORIES, pairs, include_encoder=True)
+    max_len = predictor.model.config.max_len
+    pairs = run_pairs(predictor.tokenizer, max_len)
+    point = specialization(predictor.model, heldout, predictor.step or 0, N_CATEGORIES, pairs,
+                           reference_claims(predictor.tokenizer, max_len), include_encoder=True)
     claims = heldout.subset(slice(0, ANALYSIS_CLAIMS))
     with torch.no_grad():
         predicted = greedy_outcomes(predictor.model.class_log_probs(claims.tokens, claims.categories))
@@ -54,6 +57,14 @@ def analyze_run(folder: Path) -> dict:
         "claims": len(claims),
         "claims_source": source,
         "minimal_pairs": len(pairs.checks),
+        "interventions": {
+            "necessity": "each cross-attention head in turn sees what it saw on the claim's repaired twin (activation "
+                         "patching on minimal pairs): the share of the check's evidence that goes",
+            "ablation": f"each head in turn {INTERVENTIONS[RESAMPLED]}: its output on {RESAMPLES} fixed generated "
+                        "claims of the claim's class, one at a time, the probabilities averaged (resample ablation); "
+                        "an encoder head's at the words of the same field: the accuracy lost per class",
+            "pairs": "pair_necessity and pair_ablation: the same, with the head and one other taken away together",
+        },
         "heldout_per_class": accuracy_by_class,
         "heads": {name: [asdict(h) | {"head": i} for i, h in enumerate(heads)] for name, heads in point.heads.items()},
         "specialists": sorted(h.label for heads in point.heads.values() for h in heads if h.owns),

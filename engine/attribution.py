@@ -7,19 +7,25 @@
   log P(reason) - log P(VALID) and normalised by the gap between the twins: **necessity** puts the valid twin's
   head output into the invalid claim (how much of the reason goes when that head no longer sees the problem);
   **sufficiency** puts the invalid twin's into the valid claim (how much of the reason that head brings alone).
-- Mean ablation over a class-balanced reference set (never zeroing, which feeds the model inputs it never saw,
-  Li & Janson 2024), with where each class's answers went, so a fallback to MEDICAL shows instead of hiding as a
-  VALID drop.
+- Resample ablation: "without this head" means one thing everywhere, on every page: the head sees what it saw on
+  other claims of the same class (a fixed set of generated reference claims, RESAMPLES per class), never zeros or an
+  average, which feed the model inputs it never saw (Chan et al. 2022, causal scrubbing; Li & Janson 2024;
+  Heimersheim & Nanda 2024). The accuracy lost per class, and where each class's answers went, so a fallback to
+  MEDICAL shows instead of hiding as a VALID drop.
+- Redundancy: both kinds of removal also take heads away in pairs, since two heads that can each stand in for the
+  other (a backup) look unneeded one at a time.
 
-What the measurements make of each head (specialist, leans, ...): engine.ownership.
+Every read and replacement of a head goes through its attention's HeadPoint (engine.model). What the measurements
+make of each head (specialist, leans, ...): engine.ownership.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -29,10 +35,20 @@ from data.generator import ADMIN_KINDS, Claim, generate_claims
 from data.rules import ClaimFields, check_claim
 from data.styles import terse
 from data.tokenizer import Tokenizer
-from data.vocabulary import parse_claim
+from data.vocabulary import CATEGORIES, parse_claim
 from engine.dataset import ClaimTensors, encode_claims
 from engine.metrics import admin_kind_accuracy, per_class_accuracy
-from engine.model import CLASSES, REASONS, TARGET_ID, Attention, ClaimsTransformer, greedy_outcomes
+from engine.model import (
+    CLASSES,
+    REASONS,
+    TARGET_ID,
+    Attention,
+    ClaimsTransformer,
+    Memory,
+    Packing,
+    greedy_outcomes,
+)
+from engine.telemetry import RESAMPLED
 
 MIN_GAP = 1e-6  # logit difference between twins below which a check is not measured
 CHECKS = ("MEDICAL", "DOSAGE", "COST", *ADMIN_KINDS)  # what a minimal pair can differ in
@@ -62,15 +78,22 @@ class PairBatch:
 class HeadAttribution:
     necessity: dict[str, float]  # per check (CHECKS); empty where the head is not patched (encoder heads)
     sufficiency: dict[str, float]
-    answers: dict[str, dict[str, float]]  # mean-ablated: true class -> share of its claims answered as each class
-    ablation: dict[str, float]  # mean-ablated: class -> accuracy drop
-    admin_kinds: dict[str, float]  # mean-ablated: ADMIN check -> accuracy drop on ADMIN claims of that kind
+    answers: dict[str, dict[str, float]]  # resampled: true class -> share of its claims answered as each class
+    ablation: dict[str, float]  # resampled: class -> accuracy drop
+    admin_kinds: dict[str, float]  # resampled: ADMIN check -> accuracy drop on ADMIN claims of that kind
     direct: dict[str, float] = field(default_factory=dict)  # per check: direct logit attribution (direct_effects)
+    # with each other head of its attention (its index, as text): the necessity per check of the two patched
+    # together, and the accuracy drop per class of the two resampled together; empty for encoder heads
+    pair_necessity: dict[str, dict[str, float]] = field(default_factory=dict)
+    pair_ablation: dict[str, dict[str, float]] = field(default_factory=dict)
     owns: str | None = None  # a reason (REASONS), or None
     label: str = ""
     evidence: str = ""
     kind: str = ""  # one of the kinds in engine.ownership
     reason: str | None = None  # the reason or check the label names
+    selectivity: float | None = None  # engine.ownership.selectivity; None where the head is not patched
+    shared_with: dict[str, tuple[int, ...]] = field(default_factory=dict)  # reason or family -> heads it shares it
+    intervention: str = RESAMPLED  # how `ablation` and `answers` took the head away (engine.telemetry.INTERVENTIONS)
 
     @property
     def valid_drop(self) -> float:
@@ -128,29 +151,6 @@ def minimal_pairs(catalog: Catalog, tokenizer: Tokenizer, per_check: int = 40, s
     return pairs
 
 
-@contextmanager
-def _head_outputs(attention: Attention, seen: list[torch.Tensor], source: torch.Tensor | None = None,
-                  head: int | None = None) -> Iterator[None]:
-    """Records what one attention's heads hand its output projection (B, S, H * hd), and with `source` replaces
-    one head's slice of it by source's (a hook: the model's code and weights are untouched)."""
-    width = attention.head_dim
-
-    def hook(_module: torch.nn.Module, args: tuple[torch.Tensor]) -> tuple[torch.Tensor] | None:
-        seen.append(args[0].detach())
-        if source is None:
-            return None
-        patched = args[0].clone()
-        columns = slice(head * width, (head + 1) * width)
-        patched[..., columns] = source.expand_as(patched)[..., columns]
-        return (patched,)
-
-    handle = attention.out.register_forward_pre_hook(hook)
-    try:
-        yield
-    finally:
-        handle.remove()
-
-
 def pair_batch(pairs: list[MinimalPair], tokenizer: Tokenizer, max_len: int,
                device: torch.device | str = "cpu") -> PairBatch:
     return PairBatch(encode_claims([p.invalid for p in pairs], tokenizer, max_len).to(device),
@@ -172,30 +172,70 @@ def run_pairs(tokenizer: Tokenizer, max_len: int, device: torch.device | str = "
     return _RUN_PAIRS[key]
 
 
-Run = Callable[[torch.Tensor | None, int | None], tuple[torch.Tensor, torch.Tensor]]
+Run = Callable[[torch.Tensor | None, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]]
 
 
-def patched_runner(model: ClaimsTransformer, claims: ClaimTensors, attention: Attention) -> Run:
-    """run(source, head) -> (B, 5) outcome log-probs and what the heads handed the output projection, with `head`'s
-    slice replaced by `source`'s (none replaced when source is None). A cross-attention's claims are encoded
-    once: patching it changes only the decoder's passes."""
+def encoded(model: ClaimsTransformer, claims: ClaimTensors) -> Memory:
+    """The claims encoded once, with every cross-attention's keys and values, for many decoder passes."""
+    with torch.no_grad():
+        return model.with_keys_values(model.encode(claims.tokens, claims.categories))
+
+
+def _rows(memory: Memory, index: torch.Tensor) -> Memory:
+    """The memory of the claims at `index` (B',), in that order, repeats allowed."""
+    grid = memory.packing.mask
+    packing = Packing.of(grid[index])
+    # where each word of the grid sits among the packed rows, read at the chosen claims' words
+    packed_at = torch.full((grid.numel(),), -1, dtype=torch.long, device=grid.device)
+    packed_at[memory.packing.index] = torch.arange(len(memory.packing.index), device=grid.device)
+    chosen = packed_at.view(grid.shape)[index].reshape(-1).index_select(0, packing.index)
+    keys_values = {name: (k[index], v[index]) for name, (k, v) in (memory.keys_values or {}).items()}
+    key_tokens = None if memory.key_tokens is None else memory.key_tokens[chosen]
+    return Memory(memory.tokens[chosen], packing, key_tokens, keys_values)
+
+
+def patched_runner(model: ClaimsTransformer, claims: ClaimTensors, attention: Attention, copies: int = 1,
+                   memory: Memory | None = None) -> Run:
+    """run(source, which) -> the outcome log-probs (B * copies, 5) of `copies` copies of the claims (copy k in rows
+    k*B to (k+1)*B - 1), and what their heads handed the output projection (B * copies, H, T, hd), read at the
+    attention's HeadPoint; where `which` ((H,) or (B * copies, H)) is true, that head's output is replaced by
+    source's (nothing replaced when source is None). A cross-attention's claims are encoded once (or given as
+    `memory`, from `encoded`): replacing one of its heads changes only the decoder's passes."""
+    copied = torch.arange(len(claims), device=claims.tokens.device).repeat(copies)
     if attention.name.startswith("encoder."):
+        claims = claims if copies == 1 else claims.subset(copied)
+
         def forward() -> torch.Tensor:
             return model.class_log_probs(claims.tokens, claims.categories)
     else:
-        with torch.no_grad():
-            memory = model.with_keys_values(model.encode(claims.tokens, claims.categories))
+        memory = encoded(model, claims) if memory is None else memory
+        memory = memory if copies == 1 else _rows(memory, copied)
 
         def forward() -> torch.Tensor:
             return model.outcome_log_probs(memory)
 
-    def run(source: torch.Tensor | None = None, head: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def run(source: torch.Tensor | None = None, which: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         seen: list[torch.Tensor] = []
-        with torch.no_grad(), _head_outputs(attention, seen, source, head):
+
+        def hook(heads: torch.Tensor) -> torch.Tensor | None:
+            seen.append(heads.detach())
+            if source is None:
+                return None
+            chosen = which.view(-1 if which.dim() == 2 else 1, attention.n_heads, 1, 1)
+            return torch.where(chosen, source, heads)
+
+        with torch.no_grad(), attention.heads.hooked(hook):
             log_probs = forward()
         return log_probs, seen[0]
 
     return run
+
+
+def heads_chosen(n_heads: int, *heads: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(H,) True at `heads`: which heads a run replaces."""
+    chosen = torch.zeros(n_heads, dtype=torch.bool, device=device)
+    chosen[list(heads)] = True
+    return chosen
 
 
 def _rows_by_check(checks: tuple[str, ...]) -> dict[str, list[int]]:
@@ -210,21 +250,30 @@ def _per_check(log_probs: torch.Tensor, checks: tuple[str, ...]) -> dict[str, fl
     return {c: float(differences[index].mean()) for c, index in _rows_by_check(checks).items()}
 
 
-def _patching(model: ClaimsTransformer, attention: Attention,
-              pairs: PairBatch) -> list[tuple[dict[str, float], dict[str, float]]]:
-    """Per head: (necessity, sufficiency) per check."""
-    invalid, valid = patched_runner(model, pairs.invalid, attention), patched_runner(model, pairs.valid, attention)
+def _patching(model: ClaimsTransformer, attention: Attention, pairs: PairBatch,
+              memories: tuple[Memory, Memory]) -> tuple[list[tuple[dict, dict]], dict[tuple[int, int], dict]]:
+    """Per head: (necessity, sufficiency) per check; and per pair of heads (i < j), the necessity per check of the
+    two together, both shown what they saw on the twin. `memories`: the invalid and the valid twins encoded."""
+    invalid = patched_runner(model, pairs.invalid, attention, memory=memories[0])
+    valid = patched_runner(model, pairs.valid, attention, memory=memories[1])
     (invalid_log_probs, invalid_heads), (valid_log_probs, valid_heads) = invalid(), valid()
     high, low = _per_check(invalid_log_probs, pairs.checks), _per_check(valid_log_probs, pairs.checks)
     # below MIN_GAP the model does not tell a check's twins apart: no head can carry a difference
     gaps = {c: high[c] - low[c] for c in high if abs(high[c] - low[c]) >= MIN_GAP}
+    device = invalid_heads.device
+
+    def necessity(*heads: int) -> dict[str, float]:
+        noised = _per_check(invalid(valid_heads, heads_chosen(attention.n_heads, *heads, device=device))[0],
+                            pairs.checks)
+        return {c: (high[c] - noised[c]) / gaps[c] if c in gaps else 0.0 for c in CHECKS}
+
     effects = []
     for head in range(attention.n_heads):
-        noised = _per_check(invalid(valid_heads, head)[0], pairs.checks)
-        denoised = _per_check(valid(invalid_heads, head)[0], pairs.checks)
-        effects.append(({c: (high[c] - noised[c]) / gaps[c] if c in gaps else 0.0 for c in CHECKS},
-                        {c: (denoised[c] - low[c]) / gaps[c] if c in gaps else 0.0 for c in CHECKS}))
-    return effects
+        denoised = _per_check(valid(invalid_heads, heads_chosen(attention.n_heads, head, device=device))[0],
+                              pairs.checks)
+        effects.append((necessity(head), {c: (denoised[c] - low[c]) / gaps[c] if c in gaps else 0.0 for c in CHECKS}))
+    together = {pair: necessity(*pair) for pair in itertools.combinations(range(attention.n_heads), 2)}
+    return effects, together
 
 
 def logit_directions(model: ClaimsTransformer, reasons: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -239,42 +288,35 @@ def logit_directions(model: ClaimsTransformer, reasons: torch.Tensor) -> tuple[t
 
 
 def direct_effects(model: ClaimsTransformer, attention: Attention, claims: ClaimTensors,
-                   reasons: torch.Tensor) -> torch.Tensor:
+                   reasons: torch.Tensor, memory: Memory | None = None) -> torch.Tensor:
     """(B, H) direct logit attribution: each head's output, through the output projection and the final LayerNorm
     with its scale frozen as measured, read along `logit_directions` at both answer positions and summed. The
     residual stream is a sum, so with the LayerNorm frozen these add up exactly with every other component's."""
-    run = patched_runner(model, claims, attention)
+    run = patched_runner(model, claims, attention, memory=memory)
     final: list[torch.Tensor] = []
     handle = model.norm_out.register_forward_pre_hook(lambda _m, args: final.append(args[0].detach()))
     try:
-        _, heads = run()
+        _, heads = run()  # (B, H, S, hd)
     finally:
         handle.remove()
     residual = final[0]  # (B, S, C)
     sigma = (residual.var(-1, unbiased=False, keepdim=True) + model.norm_out.eps).sqrt()  # (B, S, 1)
-    batch, length, _ = heads.shape
-    width = attention.head_dim
-    out = attention.out.weight.view(-1, attention.n_heads, width)  # (C, H, hd)
-    written = torch.einsum("bshd,chd->bshc", heads.view(batch, length, attention.n_heads, width), out)
+    out = attention.out.weight.view(-1, attention.n_heads, attention.head_dim)  # (C, H, hd)
+    written = torch.einsum("bhsd,chd->bshc", heads, out)
     centered = written - written.mean(-1, keepdim=True)  # the LayerNorm subtracts each row's mean
     read = centered / sigma[:, :, None, :] * model.norm_out.weight  # (B, S, H, C)
     verdict, reason = logit_directions(model, reasons)
     return (read[:, 0] * verdict[:, None]).sum(-1) + (read[:, 1] * reason[:, None]).sum(-1)
 
 
-def _direct(model: ClaimsTransformer, attention: Attention, pairs: PairBatch) -> list[dict[str, float]]:
-    """Per head: mean direct logit attribution on each check's invalid twins."""
+def _direct(model: ClaimsTransformer, attention: Attention, pairs: PairBatch,
+            memory: Memory) -> list[dict[str, float]]:
+    """Per head: mean direct logit attribution on each check's invalid twins (`memory`: them encoded)."""
     reasons = torch.tensor([REASONS.index(reason_of(c)) for c in pairs.checks], device=pairs.invalid.tokens.device)
     with torch.no_grad():
-        effects = direct_effects(model, attention, pairs.invalid, reasons)  # (B, H)
+        effects = direct_effects(model, attention, pairs.invalid, reasons, memory)  # (B, H)
     rows = _rows_by_check(pairs.checks)
     return [{c: float(effects[index, head].mean()) for c, index in rows.items()} for head in range(attention.n_heads)]
-
-
-def balanced(claims: ClaimTensors, per_class: int) -> ClaimTensors:
-    """Up to `per_class` claims of each class, so that no class dominates a mean."""
-    chosen = [torch.nonzero(claims.classes == c).squeeze(1)[:per_class] for c in range(len(CLASSES))]
-    return claims.subset(torch.cat(chosen))
 
 
 def _accuracies(predicted: torch.Tensor, claims: ClaimTensors) -> dict[str, float]:
@@ -292,39 +334,152 @@ def _answers(predicted: torch.Tensor, claims: ClaimTensors) -> dict[str, dict[st
     return answers
 
 
-def _mean_ablations(model: ClaimsTransformer, attention: Attention,
-                    claims: ClaimTensors) -> list[tuple[dict[str, dict[str, float]], dict[str, float]]]:
-    """Per head, mean-ablated over a class-balanced reference from `claims`: where each class's answers go, and the
-    accuracy lost per class and per ADMIN check."""
-    run = patched_runner(model, claims, attention)
-    base_log_probs, outputs = run()
-    base = _accuracies(greedy_outcomes(base_log_probs), claims)
-    reference = balanced(claims, len(claims) // len(CLASSES))
-    reference_outputs = patched_runner(model, reference, attention)()[1] if len(reference) < len(claims) else outputs
-    mean = reference_outputs.mean(0, keepdim=True)  # (1, S, C) per answer position; (1, C) over an encoder's tokens
+RESAMPLES = 4  # reference claims per class whose head outputs stand in for a head's own
+PASS_ROWS = 2400  # claims (copies) per model pass when resampling: larger passes are no faster per claim
+REFERENCE_SEED = 424_242  # the reference claims: generated apart from any run's training and held-out claims
+_REFERENCES: dict[tuple, ClaimTensors] = {}
+
+
+def reference_claims(tokenizer: Tokenizer, max_len: int, device: torch.device | str = "cpu") -> ClaimTensors:
+    """RESAMPLES generated claims of each class, class c in rows c * RESAMPLES to (c + 1) * RESAMPLES - 1: the same
+    for every measurement of every run (made once per tokenizer), so a head resampled on Inspect and on the
+    Specialization page sees the same stand-ins."""
+    key = (tokenizer.vocab, tuple(sorted(tokenizer.aliases.items())), max_len, str(device))
+    if key not in _REFERENCES:
+        while len(_REFERENCES) >= RUN_PAIRS_KEPT:
+            _REFERENCES.pop(next(iter(_REFERENCES)))
+        claims = encode_claims(generate_claims(RESAMPLES * 40, REFERENCE_SEED, load_catalog()), tokenizer, max_len)
+        chosen = [_first_of_class(claims, c) for c in range(len(CLASSES))]
+        assert all(len(rows) == RESAMPLES for rows in chosen), "too few reference claims of some class"
+        _REFERENCES[key] = claims.subset(torch.tensor([r for rows in chosen for r in rows])).trimmed().to(device)
+    return _REFERENCES[key]
+
+
+def _first_of_class(claims: ClaimTensors, index: int) -> list[int]:
+    """The first RESAMPLES claims of a class; of ADMIN, one of each check before a second of any, since ADMIN is
+    four different checks."""
+    rows = torch.nonzero(claims.classes == index).squeeze(1).tolist()
+    if CLASSES[index] == "ADMIN":
+        kinds = [[r for r in rows if claims.admin_kinds[r] == k] for k in range(len(ADMIN_KINDS))]
+        rows = [r for turn in itertools.zip_longest(*kinds) for r in turn if r is not None]
+    return rows[:RESAMPLES]
+
+
+def _field_means(heads: torch.Tensor, categories: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(R, H, n_categories, hd) each reference claim's head outputs averaged over its words of each field, or over
+    all its words for a field it does not have. heads: (R, H, T, hd) at the claim's words."""
+    fields = torch.nn.functional.one_hot(categories, len(CATEGORIES)).float() * mask[..., None]  # (R, T, F)
+    counts = fields.sum(1)  # (R, F)
+    per_field = torch.einsum("rtf,rhtd->rhfd", fields, heads) / counts.clamp_min(1)[:, None, :, None]
+    words = mask.float()[:, None, :, None]
+    overall = (heads * words).sum(2, keepdim=True) / words.sum(2, keepdim=True).clamp_min(1)  # (R, H, 1, hd)
+    return torch.where(counts[:, None, :, None] > 0, per_field, overall)
+
+
+def _stand_ins(attention: Attention, reference: ClaimTensors, reference_heads: torch.Tensor,
+               categories: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """What each claim's heads get instead of their own, from reference claim `rows[b]` (B,): its outputs at the
+    answer's positions (cross-attention); for an encoder head, at each word of the claim, the reference claim's
+    outputs at its words of the same field (their mean; all its words' when it lacks that field), since the words
+    of two claims stand in different places."""
+    if not attention.name.startswith("encoder."):
+        return reference_heads[rows]  # (B, H, S, hd)
+    means = _field_means(reference_heads, reference.categories, reference.tokens != 0)[rows]  # (B, H, F, hd)
+    index = categories[:, None, :, None].expand(-1, means.shape[1], -1, means.shape[3])  # (B, H, T, hd)
+    return means.gather(2, index)
+
+
+def resampled_log_probs(model: ClaimsTransformer, attention: Attention, claims: ClaimTensors, classes: torch.Tensor,
+                        head_sets: Sequence[tuple[int, ...]], reference: ClaimTensors,
+                        memory: Memory | None = None) -> list[torch.Tensor]:
+    """"Without these heads", the one way every page means it (resample ablation: Chan et al. 2022; Heimersheim &
+    Nanda 2024): for each set of heads, the outcome log-probs (B, 5) of the claims when those heads see what they
+    saw on each of the RESAMPLES reference claims of the claim's class (`classes`, (B,)), one at a time, with the
+    probabilities averaged over them. The model is never shown anything it would not see on a real claim.
+    `memory`: the claims encoded, when they already are."""
+    claim_count, device = len(claims), classes.device
+    if not claim_count:
+        return [torch.empty(0, len(CLASSES), device=device) for _ in head_sets]
+    _, reference_heads = patched_runner(model, reference, attention)()
+    copies = torch.arange(RESAMPLES, device=device).repeat_interleave(claim_count)  # (K * B,) copy k: rows k*B..
+    rows = classes.repeat(RESAMPLES) * RESAMPLES + copies  # the reference claim each row's heads come from
+    # several sets of heads in one pass when the claims are few (row (s * K + k) * B + b: claim b, the heads of set
+    # s replaced from copy k): a pass over thousands of rows gains nothing from growing further
+    per_pass = max(1, PASS_ROWS // len(rows))
+    runners: dict[int, tuple[Run, torch.Tensor]] = {}  # by sets per pass: the claims copied, and their stand-ins
     results = []
-    for head in range(attention.n_heads):
-        predicted = greedy_outcomes(run(mean, head)[0])
+    for first in range(0, len(head_sets), per_pass):
+        chosen = head_sets[first:first + per_pass]
+        sets = len(chosen)
+        if sets not in runners:
+            categories = claims.categories.repeat(RESAMPLES * sets, 1)
+            runners[sets] = (patched_runner(model, claims, attention, RESAMPLES * sets, memory),
+                             _stand_ins(attention, reference, reference_heads, categories, rows.repeat(sets)))
+        run, source = runners[sets]
+        which = torch.stack([heads_chosen(attention.n_heads, *heads, device=device) for heads in chosen])
+        log_probs = run(source, which.repeat_interleave(len(rows), dim=0))[0]
+        results += list(log_probs.view(sets, RESAMPLES, claim_count, -1).logsumexp(1) - math.log(RESAMPLES))
+    return results
+
+
+def _resample_ablations(model: ClaimsTransformer, attention: Attention, claims: ClaimTensors,
+                        reference: ClaimTensors, memory: Memory | None) -> list[tuple[dict, dict]]:
+    """Per head, resampled (resampled_log_probs, each claim with claims of its true class): where each class's
+    answers go, and the accuracy lost per class and per ADMIN check."""
+    base = _accuracies(greedy_outcomes(patched_runner(model, claims, attention, memory=memory)()[0]), claims)
+    singles = [(head,) for head in range(attention.n_heads)]
+    results = []
+    for log_probs in resampled_log_probs(model, attention, claims, claims.classes, singles, reference, memory):
+        predicted = greedy_outcomes(log_probs)
         ablated = _accuracies(predicted, claims)
         results.append((_answers(predicted, claims), {k: base[k] - ablated[k] for k in base}))
     return results
 
 
-def attribute(model: ClaimsTransformer, name: str, claims: ClaimTensors,
-              pairs: PairBatch | None) -> tuple[HeadAttribution, ...]:
-    """Every head of the attention `name`: patching effects on `pairs` (cross-attention only: an encoder head's
-    output sits at the claim's own words, which twins do not share), and where the answers of the held-out
-    `claims` go when it is mean-ablated; not yet labelled (engine.ownership.owners)."""
+def _pair_ablations(model: ClaimsTransformer, attention: Attention, claims: ClaimTensors, reference: ClaimTensors,
+                    memory: Memory | None) -> dict[tuple[int, int], dict[str, float]]:
+    """Per pair of heads (i < j) resampled together: the accuracy each reason loses (on the invalid claims only,
+    the ones a reason's accuracy is measured on: half the cost)."""
+    invalid = torch.nonzero(claims.classes != 0).squeeze(1)
+    claims, memory = claims.subset(invalid), None if memory is None else _rows(memory, invalid)
+    _, base = per_class_accuracy(greedy_outcomes(patched_runner(model, claims, attention, memory=memory)()[0]),
+                                 claims.classes)
+    pairs = list(itertools.combinations(range(attention.n_heads), 2))
+    together = {}
+    for pair, log_probs in zip(pairs, resampled_log_probs(model, attention, claims, claims.classes, pairs, reference,
+                                                          memory), strict=True):
+        _, ablated = per_class_accuracy(greedy_outcomes(log_probs), claims.classes)
+        together[pair] = {r: base[r] - ablated[r] for r in REASONS}
+    return together
+
+
+def _partners(head: int, together: dict[tuple[int, int], dict[str, float]]) -> dict[str, dict[str, float]]:
+    """What `head` and each other head, removed together, measured: partner's index (as text) -> numbers."""
+    return {str(j if i == head else i): values for (i, j), values in together.items() if head in (i, j)}
+
+
+def attribute(model: ClaimsTransformer, name: str, claims: ClaimTensors, pairs: PairBatch | None,
+              reference: ClaimTensors, memory: Memory | None = None) -> tuple[HeadAttribution, ...]:
+    """Every head of the attention `name`: patching effects on `pairs`, alone and with each other head (cross-
+    attention only: an encoder head's output sits at the claim's own words, which twins do not share), and where
+    the answers of the held-out `claims` (`memory`: them encoded, when they are) go when it is resampled from the
+    `reference` claims (with each other head too, for cross-attention); not yet labelled
+    (engine.ownership.owners)."""
     was_training = model.training
     model.eval()
-    attention = next(m for m in model.modules() if isinstance(m, Attention) and m.name == name)
-    patched = pairs is not None and not name.startswith("encoder.")
-    effects = _patching(model, attention, pairs) if patched else None
-    direct = _direct(model, attention, pairs) if patched else None
+    attention = model.attention_named(name)
+    cross = not name.startswith("encoder.")
+    patched = pairs is not None and cross
+    twins = (encoded(model, pairs.invalid), encoded(model, pairs.valid)) if patched else None
+    effects, pair_effects = _patching(model, attention, pairs, twins) if patched else (None, {})
+    direct = _direct(model, attention, pairs, twins[0]) if patched else None
+    pair_drops = _pair_ablations(model, attention, claims, reference, memory) if cross else {}
     heads = []
-    for head, (answers, drops) in enumerate(_mean_ablations(model, attention, claims)):
+    for head, (answers, drops) in enumerate(_resample_ablations(model, attention, claims, reference, memory)):
         necessity, sufficiency = effects[head] if effects else ({}, {})
-        heads.append(HeadAttribution(necessity, sufficiency, answers, {c: drops[c] for c in CLASSES},
-                                     {k: drops[k] for k in ADMIN_KINDS if k in drops}, direct[head] if direct else {}))
+        heads.append(HeadAttribution(
+            necessity, sufficiency, answers, {c: drops[c] for c in CLASSES},
+            {k: drops[k] for k in ADMIN_KINDS if k in drops}, direct[head] if direct else {},
+            pair_necessity=_partners(head, pair_effects), pair_ablation=_partners(head, pair_drops)))
     model.train(was_training)
     return tuple(heads)

@@ -1,5 +1,6 @@
-"""Judge one pasted claim: verdict, reason, confidence per class, what each head looked at, and what
-zeroing each head would change. Never raises for any text: bad input comes back as `error`."""
+"""Judge one pasted claim: verdict, reason, confidence per class, what each head looked at, and what the answer
+becomes when each head in turn sees what it saw on claims of the kind the model says this one is (resampled, as the
+Specialization page measures heads). Never raises for any text: bad input comes back as `error`."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from data.rules import check_claim, label_read
 from data.tokenizer import Tokenizer
 from data.vocabulary import Encoded, Token, parse_claim
 from engine.analysis import analysed_names
-from engine.dataset import N_CATEGORIES, encode_texts
+from engine.attribution import reference_claims, resampled_log_probs
+from engine.dataset import N_CATEGORIES, ClaimTensors, encode_texts
 from engine.model import CLASSES, ClaimsTransformer, ModelConfig, greedy_outcomes
 from engine.run_files import CONFIG, TOKENIZER, RunError, load_checkpoint, read_config, read_object
 
@@ -33,7 +35,7 @@ class Prediction:
     probabilities: dict[str, float] = field(default_factory=dict)  # outcome (CLASSES) -> probability
     tokens: tuple[Token, ...] = ()
     attention: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (H, Tq, Tk)
-    ablation: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> outcome with each head zeroed
+    ablation: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> outcome with each head resampled
     # what the rules checker says on the fields it read: (verdict, reason), or (CANNOT_CHECK, NONE)
     rules: tuple[str, str] | None = None
     rule_findings: tuple[str, ...] = ()  # each rule the claim breaks, "REASON: why"
@@ -145,9 +147,10 @@ class Predictor:
         tokens, categories = encode_texts([read[0]], self.tokenizer)
         capture: dict[str, torch.Tensor] = {}
         log_probs = self.model.class_log_probs(tokens, categories, capture=capture)  # (1, 5)
-        ablation = self._ablation(tokens, categories) if with_ablation else {}
+        answered = greedy_outcomes(log_probs)
+        ablation = self._ablation(ClaimTensors(tokens, categories, answered)) if with_ablation else {}
         rules, findings = self.rules(*read)
-        return self._verdict(text, read, log_probs[0].exp().tolist(), int(greedy_outcomes(log_probs)[0]),
+        return self._verdict(text, read, log_probs[0].exp().tolist(), int(answered[0]),
                              attention={name: w[0].numpy() for name, w in capture.items()}, ablation=ablation,
                              rules=rules, rule_findings=findings)
 
@@ -185,18 +188,15 @@ class Predictor:
                 progress(len(predictions))
         return predictions
 
-    def _ablation(self, tokens: torch.Tensor, categories: torch.Tensor) -> dict[str, tuple[str, ...]]:
-        """Every head zeroed in turn, all in one batch: copy k of the claim has head k's gate at 0."""
-        names = analysed_names(self.model)
-        heads = self.model.config.n_heads
-        copies = len(names) * heads
-        gates = {name: torch.ones(copies, heads) for name in names}
-        for index, name in enumerate(names):
-            for head in range(heads):
-                gates[name][index * heads + head, head] = 0.0
-        log_probs = self.model.class_log_probs(tokens.expand(copies, -1), categories.expand(copies, -1), gates=gates)
-        outcomes = [CLASSES[int(o)] for o in greedy_outcomes(log_probs)]
-        return {name: tuple(outcomes[index * heads:(index + 1) * heads]) for index, name in enumerate(names)}
+    def _ablation(self, claim: ClaimTensors) -> dict[str, tuple[str, ...]]:
+        """The answer with each head in turn resampled, exactly as engine.attribution resamples it for the
+        Specialization page, from claims of the class the model answers for this one (`claim.classes`)."""
+        reference = reference_claims(self.tokenizer, self.model.config.max_len)
+        heads = [(head,) for head in range(self.model.config.n_heads)]
+        return {name: tuple(CLASSES[int(greedy_outcomes(log_probs)[0])] for log_probs in resampled_log_probs(
+                    self.model, self.model.attention_named(name), claim, claim.classes, heads, reference))
+                for name in analysed_names(self.model)}
+
 
 def _tokenizer(folder: Path) -> Tokenizer:
     saved = read_object(folder, TOKENIZER)

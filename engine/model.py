@@ -1,13 +1,16 @@
-"""The seed's encoder-decoder transformer, with named attention capture points and head gates.
+"""The seed's encoder-decoder transformer, with named attention capture points and a hook point on every head.
 
 Attention is computed explicitly, softmax(QK^T / sqrt(d)), because fused kernels never materialise the weights
 that the dashboard shows. Capture points are named "<stack>.<layer>.<kind>", e.g. "encoder.0.self",
-"decoder.0.cross". Capturing only stores detached copies, so it cannot change the forward result.
+"decoder.0.cross". Capturing only stores detached copies, so it cannot change the forward result. Each attention's
+`heads` (a HeadPoint) is the one place where anything reads or replaces what a head hands the output projection.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 
 import torch
@@ -77,7 +80,30 @@ class ModelConfig:
 
 
 Capture = dict[str, torch.Tensor]
-HeadGates = dict[str, torch.Tensor]
+# what a head hook is given, (B, H, Tq, hd), and gives back: None to leave it, or what the output projection gets
+HeadHook = Callable[[torch.Tensor], "torch.Tensor | None"]
+
+
+class HeadPoint(nn.Module):
+    """The identity on what an attention's heads hand its output projection, (B, H, Tq, hd): the named point where
+    anything reads or replaces a head (the idea of TransformerLens's HookPoint). Without a hook it returns its
+    input itself, so the model computes exactly what it would without it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def forward(self, heads: torch.Tensor) -> torch.Tensor:
+        return heads
+
+    @contextmanager
+    def hooked(self, hook: HeadHook) -> Iterator[None]:
+        """`hook` sees every forward pass's head outputs for as long as the context lasts, and may replace them."""
+        handle = self.register_forward_hook(lambda _module, _args, heads: hook(heads))
+        try:
+            yield
+        finally:
+            handle.remove()
 
 
 @dataclass(frozen=True)
@@ -126,6 +152,7 @@ class Attention(nn.Module):
         self.key = nn.Linear(config.d_model, config.d_model)
         self.value = nn.Linear(config.d_model, config.d_model)
         self.out = nn.Linear(config.d_model, config.d_model)
+        self.heads = HeadPoint(name)
         # starts at zero: every query scores "nothing" 0, between the words it favours and those it avoids
         self.null_key = nn.Parameter(torch.zeros(config.n_heads, self.head_dim)) if null_key else None
         self.normalize = entmax15 if config.sparse_attention else torch.softmax
@@ -152,7 +179,6 @@ class Attention(nn.Module):
         memory: torch.Tensor,
         key_mask: torch.Tensor,
         capture: Capture | None = None,
-        gates: HeadGates | None = None,
         x_packing: Packing | None = None,
         memory_packing: Packing | None = None,
         keys_values: tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -176,10 +202,7 @@ class Attention(nn.Module):
             weights = self.normalize(torch.cat([null, scores], dim=-1), dim=-1)[..., 1:]  # (B, H, Tq, Tk)
         if capture is not None:
             capture[self.name] = weights.detach()
-        heads = weights @ v  # (B, H, Tq, hd)
-        if gates is not None and self.name in gates:
-            gate = gates[self.name]  # (H,) for the whole batch, or (B, H) per claim
-            heads = heads * gate.view(-1 if gate.dim() == 2 else 1, self.n_heads, 1, 1)
+        heads = self.heads(weights @ v)  # (B, H, Tq, hd)
         batch, _, length, _ = heads.shape
         heads = heads.transpose(1, 2).reshape(batch, length, -1)  # (B, T, C)
         return self.out(heads if x_packing is None else x_packing.pack(heads))
@@ -204,12 +227,11 @@ class EncoderLayer(nn.Module):
         self.ff = FeedForward(config)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, packing: Packing, capture: Capture | None,
-                gates: HeadGates | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, packing: Packing, capture: Capture | None) -> torch.Tensor:
         """x: (N, C), the batch's real tokens packed together."""
         normed = self.norm_attention(x)
         key_mask = packing.mask[:, None, None, :]  # (B, 1, 1, T)
-        x = x + self.dropout(self.attention(normed, normed, key_mask, capture, gates, packing, packing))
+        x = x + self.dropout(self.attention(normed, normed, key_mask, capture, packing, packing))
         return x + self.dropout(self.ff(self.norm_ff(x)))
 
 
@@ -224,15 +246,14 @@ class DecoderLayer(nn.Module):
         self.ff = FeedForward(config)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, y: torch.Tensor, memory: Memory, capture: Capture | None,
-                gates: HeadGates | None) -> torch.Tensor:
+    def forward(self, y: torch.Tensor, memory: Memory, capture: Capture | None) -> torch.Tensor:
         length = y.shape[1]
         causal = torch.ones(length, length, dtype=torch.bool, device=y.device).tril()[None, None]  # (1,1,T,T)
         normed = self.norm_self(y)
-        y = y + self.dropout(self.self_attention(normed, normed, causal, capture, gates))
+        y = y + self.dropout(self.self_attention(normed, normed, causal, capture))
         key_mask = memory.packing.mask[:, None, None, :]  # (B, 1, 1, T)
         cached = memory.keys_values.get(self.cross_attention.name) if memory.keys_values else None
-        y = y + self.dropout(self.cross_attention(self.norm_cross(y), memory.tokens, key_mask, capture, gates,
+        y = y + self.dropout(self.cross_attention(self.norm_cross(y), memory.tokens, key_mask, capture,
                                                   memory_packing=memory.packing, keys_values=cached,
                                                   key_tokens=memory.key_tokens))
         return y + self.dropout(self.ff(self.norm_ff(y)))
@@ -270,14 +291,16 @@ class ClaimsTransformer(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=0.02)
 
+    def attention_named(self, name: str) -> Attention:
+        return next(m for m in self.modules() if isinstance(m, Attention) and m.name == name)
+
     def attention_names(self) -> list[str]:
         names = [layer.attention.name for layer in self.encoder]
         for layer in self.decoder:
             names += [layer.self_attention.name, layer.cross_attention.name]
         return names
 
-    def encode(self, tokens: torch.Tensor, categories: torch.Tensor, capture: Capture | None = None,
-               gates: HeadGates | None = None) -> Memory:
+    def encode(self, tokens: torch.Tensor, categories: torch.Tensor, capture: Capture | None = None) -> Memory:
         # about half of a batch's (B, T) grid is padding: the encoder works on the real tokens only
         packing = Packing.of(tokens != 0)
         x = self.token_embedding(packing.pack(tokens))  # (N, C)
@@ -288,13 +311,13 @@ class ClaimsTransformer(nn.Module):
             x = x + self.category_embedding(packing.pack(categories))
         key_tokens = self.norm_keys(x) if self.norm_keys is not None else None
         for layer in self.encoder:
-            x = layer(x, packing, capture, gates)
+            x = layer(x, packing, capture)
         return Memory(self.norm_memory(x), packing, key_tokens)
 
     @torch.no_grad()
     def with_keys_values(self, memory: Memory) -> Memory:
         """The memory with every cross-attention's keys and values computed once: they depend neither on the
-        decoder's input nor on head gates, so repeated decoder passes over the same claims (ablations) reuse them."""
+        decoder's input nor on its heads' outputs, so repeated decoder passes over the same claims reuse them."""
         keys_values = {
             layer.cross_attention.name: layer.cross_attention.keys_values(memory.tokens, memory.packing,
                                                                           memory.key_tokens)
@@ -302,33 +325,31 @@ class ClaimsTransformer(nn.Module):
         }
         return replace(memory, keys_values=keys_values)
 
-    def decode(self, targets: torch.Tensor, memory: Memory, capture: Capture | None = None,
-               gates: HeadGates | None = None) -> torch.Tensor:
+    def decode(self, targets: torch.Tensor, memory: Memory, capture: Capture | None = None) -> torch.Tensor:
         positions = torch.arange(targets.shape[1], device=targets.device)
         y = self.target_embedding(targets) + self.target_position(positions)[None]  # (B, S, C)
         for layer in self.decoder:
-            y = layer(y, memory, capture, gates)
+            y = layer(y, memory, capture)
         return self.output(self.norm_out(y))  # (B, S, V_target)
 
     def forward(self, tokens: torch.Tensor, categories: torch.Tensor, targets: torch.Tensor,
-                capture: Capture | None = None, gates: HeadGates | None = None) -> torch.Tensor:
+                capture: Capture | None = None) -> torch.Tensor:
         """Teacher-forced logits. tokens, categories: (B, T); targets: (B, S) decoder inputs."""
-        return self.decode(targets, self.encode(tokens, categories, capture, gates), capture, gates)
+        return self.decode(targets, self.encode(tokens, categories, capture), capture)
 
-    def class_log_probs(self, tokens: torch.Tensor, categories: torch.Tensor, capture: Capture | None = None,
-                        gates: HeadGates | None = None) -> torch.Tensor:
+    def class_log_probs(self, tokens: torch.Tensor, categories: torch.Tensor,
+                        capture: Capture | None = None) -> torch.Tensor:
         """Log P of each of the five outcomes (VALID, MEDICAL, DOSAGE, COST, ADMIN): (B, 5)."""
-        return self.outcome_log_probs(self.encode(tokens, categories, capture, gates), capture, gates)
+        return self.outcome_log_probs(self.encode(tokens, categories, capture), capture)
 
-    def outcome_log_probs(self, memory: Memory, capture: Capture | None = None,
-                          gates: HeadGates | None = None) -> torch.Tensor:
+    def outcome_log_probs(self, memory: Memory, capture: Capture | None = None) -> torch.Tensor:
         """P(VALID) is the verdict probability; P(reason) = P(INVALID) * P(reason | INVALID).
 
         One decoder pass with the input <bos> INVALID gives both, so the captured reason-position weights always
         answer "if this claim were invalid, why?", the same question for every claim.
         """
         targets = torch.tensor([[TARGET_ID["<bos>"], TARGET_ID["INVALID"]]], device=memory.tokens.device)
-        log_probs = self.decode(targets.expand(memory.batch_size, 2), memory, capture, gates)
+        log_probs = self.decode(targets.expand(memory.batch_size, 2), memory, capture)
         log_probs = log_probs.log_softmax(dim=-1)  # (B, 2, V)
         verdict = log_probs[:, 0, [TARGET_ID["VALID"], TARGET_ID["INVALID"]]].log_softmax(dim=-1)  # (B, 2)
         reasons = log_probs[:, 1, [TARGET_ID[r] for r in REASONS]].log_softmax(dim=-1)  # (B, 4)
@@ -360,11 +381,3 @@ def targets_for_classes(classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     bos = torch.full_like(classes, TARGET_ID["<bos>"])
     eos = torch.full_like(classes, TARGET_ID["<eos>"])
     return torch.stack([bos, verdict, reason], dim=1), torch.stack([verdict, reason, eos], dim=1)
-
-
-def ones_gates(model: ClaimsTransformer, names: list[str] | None = None, requires_grad: bool = False) -> HeadGates:
-    device = next(model.parameters()).device
-    return {
-        name: torch.ones(model.config.n_heads, device=device, requires_grad=requires_grad)
-        for name in (names or model.attention_names())
-    }

@@ -1,109 +1,257 @@
-"""What the causal measurements (engine.attribution) make of each head.
+"""What the causal measurements (engine.attribution) make of each head, using both of them, so that a label never
+contradicts the numbers beside it.
 
-A head **owns** a reason when the reason depends on it (necessity >= OWNED), no other reason or ADMIN check does
-(<= UNOWNED each), valid claims do not (mean-ablated, VALID accuracy drops by <= UNOWNED), and no other head
-passes for the same reason; it is then that reason's **specialist**. Otherwise it **leans** to a reason that
-needs it when that reason is the only one at OWNED or more, is a **generalist** when checks of several reasons
-need it (above UNOWNED), **helps** the one check, or the checks of one reason (ADMIN's sex and age), that need it in
-part, and has **little effect** when none does.
-Encoder heads are mean-ablated only (not patched).
+Two measurements: **twins** (what share of a check's evidence goes when the head sees what it saw on the claim's
+repaired twin: necessity per check) and **resampling** (the accuracy a class loses when the head sees what it saw on
+other claims of the same class). Twins cannot see a head that reads what twins share (the billed item, say);
+resampling can. A head can be the specialist of a reason, or of one of ADMIN's two families of checks (patient: sex
+and age; provider: specialty and place), which count as ADMIN.
+
+A head is the **specialist** of a reason or family when that reason or family needs it (necessity >= OWNED, by its
+checks' mean), no check outside it does (<= UNOWNED each), no other class loses more than UNOWNED when the head is
+resampled (valid claims included), no other head passes for it, and it shares no reason with another head. Heads
+**share** a reason or family when each can stand in for the other: removed as a pair they take at least OWNED of its
+evidence (or more than UNOWNED of its accuracy), at least UNOWNED more than either takes alone. A head that is not a
+specialist **shares** what it shares when no other reason needs it; **leans** to the one reason (or family) that
+needs it at OWNED or more; has **little effect** when neither measurement finds anything above UNOWNED; is **needed
+by** the classes that lose more than UNOWNED when it is resampled, when twins find nothing; is a **generalist** when
+several reasons need it (by either measurement); and else **helps** the one check, or the checks of one reason
+(ADMIN's sex and age), that need it in part.
+Encoder heads are only resampled (**not patched**: their outputs sit at the claim's own words, which twins do not
+share), and a head resampled within its class keeps what the class has in common, so "little effect" would claim
+more than resampling alone can show.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 
+from data.generator import ADMIN_KINDS
 from engine.attribution import CHECKS, HeadAttribution, reason_of
 from engine.metrics import shown_change
 from engine.model import REASONS
+from engine.telemetry import INTERVENTIONS, RESAMPLED
 
 OWNED = 0.5  # a reason depends on a head: patching it away removes at least half the gap between the twins
-UNOWNED = 0.2  # the most any other reason, check or VALID may depend on a head that owns one
+UNOWNED = 0.2  # the most any other reason, check or class may depend on a head that owns one
+
+# What a head can own: a reason, or one of ADMIN's two families of checks; the families first (the closer name)
+UNITS: dict[str, tuple[str, ...]] = {"MEDICAL": ("MEDICAL",), "DOSAGE": ("DOSAGE",), "COST": ("COST",),
+                                     "sex, age": ("sex", "age"), "specialty, place": ("specialty", "place"),
+                                     "ADMIN": ADMIN_KINDS}
+FINEST = ("MEDICAL", "DOSAGE", "COST", "sex, age", "specialty, place")  # the units selectivity compares
+
+SPECIALIST, SHARES, LEANS, GENERALIST, HELPS, NEEDED, LITTLE_EFFECT, NOT_PATCHED = (
+    "specialist", "shares", "leans", "generalist", "helps", "needed by", "little effect", "not patched")
+
+
+def unit_reason(unit: str) -> str:
+    """The reason a unit ('DOSAGE', 'sex, age', or any checks 'place') counts as: 'DOSAGE', 'ADMIN'."""
+    return reason_of(unit.split(", ")[0])
+
+
+def need(necessity: dict[str, float], unit: str) -> float:
+    """The mean share of a unit's checks' evidence that goes with a head (or heads): `necessity` per check."""
+    checks = UNITS.get(unit) or tuple(unit.split(", "))
+    return sum(necessity.get(c, 0.0) for c in checks) / len(checks)
+
+
+def selectivity(head: HeadAttribution) -> float | None:
+    """What the reason (or ADMIN family) that needs the head most needs of it, minus the most any other reason
+    needs: near 1 for a clean specialist, near 0 or below for a head several reasons share. None without twins."""
+    if not head.necessity:
+        return None
+    top = max(FINEST, key=lambda u: need(head.necessity, u))
+    others = [need(head.necessity, u) for u in FINEST if unit_reason(u) != unit_reason(top)]
+    return need(head.necessity, top) - max(others)
 
 
 def owners(heads: Sequence[HeadAttribution]) -> tuple[HeadAttribution, ...]:
-    """The heads with `owns`, `label` and `evidence` set by the rule in the module's docstring."""
-    claims = [_candidate(h) for h in heads]
-    owned = [r if r is not None and claims.count(r) == 1 else None for r in claims]
-    return tuple(replace(h, owns=r, **_described(i, h, r, claims)) for i, (h, r) in enumerate(zip(heads, owned,
-                                                                                                   strict=True)))
+    """The heads with `owns`, `label`, `evidence`, `selectivity` and `shared_with` set by the rule in the module's
+    docstring."""
+    shares = [_shares(i, heads) for i in range(len(heads))]
+    candidates = [_candidate(h) for h in heads]
+    labelled = []
+    for index, (head, unit, shared) in enumerate(zip(heads, candidates, shares, strict=True)):
+        rivals = [j for j, other in enumerate(candidates) if j != index and other and unit and _overlap(unit, other)]
+        owned = unit if unit is not None and not rivals and not shared else None
+        head = replace(head, selectivity=selectivity(head), shared_with=shared)
+        labelled.append(replace(head, owns=owned and unit_reason(owned), **_described(head, owned, rivals)))
+    return tuple(labelled)
 
 
-SPECIALIST, LEANS, GENERALIST, HELPS, LITTLE_EFFECT, NOT_PATCHED = (
-    "specialist", "leans", "generalist", "helps", "little effect", "not patched")
+def _overlap(unit: str, other: str) -> bool:
+    return bool(set(UNITS.get(unit, (unit,))) & set(UNITS.get(other, (other,))))
 
 
-def role_label(kind: str, reason: str | None) -> str:
-    """A head's name on the pages: "DOSAGE specialist", "leans COST", "helps ADMIN (age)", "generalist"."""
-    if kind == SPECIALIST:
-        return f"{reason} specialist"
-    if kind == LEANS:
-        return f"leans {reason}"
-    return f"helps {_named(reason or '')}" if kind == HELPS else kind
+def _shares(index: int, heads: Sequence[HeadAttribution]) -> dict[str, tuple[int, ...]]:
+    """Reason or family -> the heads that carry it together with this one, each able to stand in for the other:
+    removed as a pair they take at least OWNED of its evidence (or more than UNOWNED of its accuracy), and at least
+    UNOWNED more than either takes alone."""
+    head, shared = heads[index], {}
+    for partner, other in enumerate(heads):
+        key = str(partner)
+        if partner == index or key not in head.pair_ablation:
+            continue
+        together, dropped = head.pair_necessity.get(key, {}), head.pair_ablation[key]
+        units = [u for u in FINEST if together and _backup(need(together, u), need(head.necessity, u),
+                                                           need(other.necessity, u), OWNED)]
+        units += [r for r in REASONS if r not in units and _backup(dropped.get(r, 0.0), head.ablation.get(r, 0.0),
+                                                                   other.ablation.get(r, 0.0), UNOWNED)]
+        for unit in units:
+            shared[unit] = (*shared.get(unit, ()), partner)
+    return shared
 
 
-def _strong(head: HeadAttribution) -> list[str]:
-    return [r for r in REASONS if head.reason_necessity(r) >= OWNED]
+def _backup(together: float, alone: float, other_alone: float, floor: float) -> bool:
+    return together >= floor and together - max(alone, other_alone) >= UNOWNED
+
+
+def _resampled_needs(head: HeadAttribution) -> dict[str, float]:
+    """Class -> accuracy lost when the head is resampled, for the classes that lose more than UNOWNED, most first."""
+    return dict(sorted(((c, v) for c, v in head.ablation.items() if v > UNOWNED), key=lambda cv: -cv[1]))
+
+
+def _twin_needs(head: HeadAttribution) -> dict[str, float]:
+    """Check -> share of its evidence that goes with the head, for the checks above UNOWNED, most first."""
+    return dict(sorted(((c, v) for c, v in head.necessity.items() if v > UNOWNED), key=lambda cv: -cv[1]))
 
 
 def _candidate(head: HeadAttribution) -> str | None:
-    strong = _strong(head)
-    if len(strong) != 1 or head.valid_drop > UNOWNED:
+    """The unit (reason or ADMIN family) the head passes the specialist test for on its own numbers, if any."""
+    if not head.necessity:
         return None
-    others = [c for c in CHECKS if reason_of(c) != strong[0]]
-    return strong[0] if all(head.necessity[c] <= UNOWNED for c in others) else None
+    for unit, checks in UNITS.items():
+        others = [c for c in CHECKS if c not in checks]
+        kinds = [k for k in ADMIN_KINDS if k not in checks] if unit_reason(unit) == "ADMIN" else []
+        if (need(head.necessity, unit) >= OWNED and all(head.necessity[c] <= UNOWNED for c in others)
+                and all(not v > UNOWNED for c, v in head.ablation.items() if c != unit_reason(unit))
+                and all(not head.admin_kinds.get(k, 0.0) > UNOWNED for k in kinds)):
+            return unit
+    return None
 
 
-def _named(checks: str) -> str:
+def role_label(kind: str, reason: str | None, shares: dict[str, tuple[int, ...]] | None = None) -> str:
+    """A head's name on the pages: "DOSAGE specialist", "ADMIN (sex, age) specialist", "leans COST", "helps ADMIN
+    (age)", "shares DOSAGE with head 2", "needed by every reason", "generalist"."""
+    if kind == SPECIALIST:
+        return f"{named(reason or '')} specialist"
+    if kind == LEANS:
+        return f"leans {named(reason or '')}"
+    if kind == HELPS:
+        return f"helps {named(reason or '')}"
+    if kind == SHARES:
+        return "shares " + ", ".join(f"{named(u)} with {_heads(partners)}" for u, partners in (shares or {}).items())
+    if kind == NEEDED:
+        classes = (reason or "").split(", ")
+        return "needed by every reason" if set(REASONS) <= set(classes) else f"needed by {_classes(classes)}"
+    return kind
+
+
+def _heads(partners: Sequence[int]) -> str:
+    return f"head{'s' if len(partners) > 1 else ''} " + _join([str(j + 1) for j in partners])
+
+
+def _join(words: Sequence[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _classes(classes: Sequence[str]) -> str:
+    return _join(["valid claims" if c == "VALID" else c for c in classes])
+
+
+def named(checks: str) -> str:
     """'MEDICAL', or ADMIN's checks by name: 'place' -> 'ADMIN (place)', 'sex, age' -> 'ADMIN (sex, age)'."""
-    return f"ADMIN ({checks})" if reason_of(checks.split(", ")[0]) == "ADMIN" else checks
+    return f"ADMIN ({checks})" if unit_reason(checks) == "ADMIN" and checks != "ADMIN" else checks
 
 
 def _pct(value: float) -> str:
     return f"{value:.0%}"
 
 
-def _role(kind: str, reason: str | None = None, **evidence: str) -> dict[str, str | None]:
-    return {"kind": kind, "reason": reason, "label": role_label(kind, reason), **evidence}
+def _role(kind: str, reason: str | None = None, shares: dict[str, tuple[int, ...]] | None = None,
+          **evidence: str) -> dict[str, str | None]:
+    return {"kind": kind, "reason": reason, "label": role_label(kind, reason, shares), **evidence}
+
+
+RESAMPLED_WORDS = f"when it {INTERVENTIONS[RESAMPLED]}"
+
+
+def _losses(needs: dict[str, float]) -> str:
+    return ", ".join(f"{_classes([c])} {_pct(v)}" for c, v in needs.items())
+
+
+def _resampled_sentence(head: HeadAttribution, leave_out: str | None = None) -> str:
+    """' Resampled (when it sees ...), DOSAGE loses 40%, COST 25% of its accuracy.' for the classes above UNOWNED
+    (but `leave_out`'s), or ''."""
+    needs = {c: v for c, v in _resampled_needs(head).items() if c != leave_out}
+    if not needs:
+        return ""
+    return f" {RESAMPLED_WORDS.capitalize()}, accuracy drops by {_losses(needs)}."
+
+
+def _shared_sentence(head: HeadAttribution) -> str:
+    if not head.shared_with:
+        return ""
+    told = "; ".join(f"{named(u)} with {_heads(p)}" for u, p in head.shared_with.items())
+    return (f" It shares {told}: removed together, the pair takes much more than either alone, so each can stand in "
+            "for the other.")
 
 
 def _ablated_only(head: HeadAttribution) -> dict[str, str | None]:
     changes = ", ".join(f"{c} {shown_change(-v):+.0%}" for c, v in head.ablation.items())
-    return _role(NOT_PATCHED, evidence= "Encoder heads are measured only by replacing their output with its "
-            f"average; accuracy then changes by {changes}.")
+    return _role(NOT_PATCHED, evidence="Encoder heads are not tested on twins: their output sits at the claim's own "
+                 f"words, which twins do not share. {RESAMPLED_WORDS.capitalize()} (at the same fields), accuracy "
+                 f"changes by {changes}.")
 
 
-def _described(index: int, head: HeadAttribution, owns: str | None, claims: list[str | None]) -> dict[str, str | None]:
-    """The head's label and, in words, the measurement behind it."""
+def _described(head: HeadAttribution, owned: str | None, rivals: list[int]) -> dict[str, str | None]:
+    """The head's label and, in words, the measurements behind it."""
     if not head.necessity:
         return _ablated_only(head)
-    needing = sorted(((c, v) for c, v in head.necessity.items() if v > UNOWNED), key=lambda cv: -cv[1])
-    listed = ", ".join(f"{_named(c)} {_pct(v)}" for c, v in needing)
-    valid = (f" Without it, {_pct(head.valid_drop)} of valid claims get flagged." if head.valid_drop > UNOWNED
-             else "")
-    if owns is not None:
-        rest = max((v for c, v in head.necessity.items() if reason_of(c) != owns), default=0.0)
-        return _role(SPECIALIST, owns,
-                     evidence=f"Only {owns} needs it: {_pct(head.reason_necessity(owns))} of what tells {owns} claims "
-                            f"from their repaired twins goes when it sees the twin; no other check loses more than "
-                            f"{_pct(rest)}, and valid claims lose {_pct(max(head.valid_drop, 0.0))} without it.")
-    strong = _strong(head)
-    if len(strong) == 1:
-        rivals = [str(j + 1) for j, r in enumerate(claims) if r == strong[0] and j != index]
-        shared = f" Head {', '.join(rivals)} carries {strong[0]} as well." if rivals else ""
-        return _role(LEANS, strong[0],
-                     evidence=f"{strong[0]} needs it, but not it alone. Needed by: {listed}.{shared}{valid}")
-    if len(strong) > 1 or len({reason_of(c) for c, _ in needing}) > 1:
-        return _role(GENERALIST, evidence=f"Checks of several reasons need it: {listed}.{valid}")
-    if needing:
-        share = dict(needing)
-        checks = [c for c in CHECKS if c in share]
-        shares = " and ".join(f"{_pct(share[c])} of {c}'s" for c in checks) if len(checks) > 1 else (
-            f"{_pct(share[checks[0]])} of its")
-        named = _named(", ".join(checks))
-        return _role(HELPS, ", ".join(checks),
-                     evidence=f"Only {named} needs it, and only in part: {shares} evidence goes with it.{valid}")
-    most = max(head.necessity.values(), default=0.0)
-    return _role(LITTLE_EFFECT, evidence=f"No check needs it: at most {_pct(max(most, 0.0))} of any check's evidence "
-                                         f"goes with it.{valid}")
+    twins, resampled = _twin_needs(head), _resampled_needs(head)
+    listed = ", ".join(f"{named(c)} {_pct(v)}" for c, v in twins.items())
+    reasons = {reason_of(c) for c in twins} | {c for c in resampled if c != "VALID"}
+    if owned is not None:
+        reason = unit_reason(owned)
+        rest = max((v for c, v in head.necessity.items() if c not in UNITS[owned]), default=0.0)
+        return _role(SPECIALIST, owned, evidence=(
+            f"Only {named(owned)} needs it: {_pct(need(head.necessity, owned))} of what tells its claims from their "
+            f"repaired twins goes when it sees the twin; no other check loses more than {_pct(max(rest, 0.0))} of its "
+            f"evidence, and {RESAMPLED_WORDS} no other class loses more than "
+            f"{_pct(max([0.0] + [v for c, v in head.ablation.items() if c != reason and not math.isnan(v)]))} of its "
+            "accuracy."))
+    shared_reasons = {unit_reason(u) for u in head.shared_with}
+    if head.shared_with and reasons <= shared_reasons:
+        return _role(SHARES, next(iter(head.shared_with)), head.shared_with, evidence=(
+            f"{_shared_sentence(head).strip()} Alone: {listed or 'no check loses more than ' + _pct(UNOWNED)}."
+            f"{_resampled_sentence(head)}"))
+    strong = [u for u in FINEST if need(head.necessity, u) >= OWNED]
+    if strong and len({unit_reason(u) for u in strong}) == 1:
+        unit = strong[0] if len(strong) == 1 else unit_reason(strong[0])
+        carried = f" Head {_join([str(j + 1) for j in rivals])} carries {named(unit)} as well." if rivals else ""
+        return _role(LEANS, unit, evidence=(f"{named(unit)} needs it, but it is not {named(unit)}'s alone. Needed by: "
+                                            f"{listed}."
+                                            f"{carried}{_shared_sentence(head)}{_resampled_sentence(head)}"))
+    if not twins:
+        most = max(head.necessity.values(), default=0.0)
+        twins_found = (f"Twin claims barely need it: at most {_pct(max(most, 0.0))} of any check's evidence goes with "
+                       "it.")
+        if resampled:
+            return _role(NEEDED, ", ".join(resampled), evidence=(
+                f"{twins_found} Yet {RESAMPLED_WORDS}, accuracy drops by {_losses(resampled)}: it carries something "
+                "those claims need that a claim and its twin share (the billed item, say)."))
+        return _role(LITTLE_EFFECT, evidence=f"{twins_found} {RESAMPLED_WORDS.capitalize()}, no class loses more than "
+                                             f"{_pct(UNOWNED)} of its accuracy.")
+    if len(reasons) > 1:
+        return _role(GENERALIST, evidence=(f"Several reasons need it. Twins: {listed}.{_shared_sentence(head)}"
+                                           f"{_resampled_sentence(head)}"))
+    checks = [c for c in CHECKS if c in twins]
+    shares = " and ".join(f"{_pct(twins[c])} of {c}'s" for c in checks) if len(checks) > 1 else (
+        f"{_pct(twins[checks[0]])} of its")
+    return _role(HELPS, ", ".join(checks), evidence=(
+        f"Only {named(', '.join(checks))} needs it, and only in part: {shares} evidence goes with it."
+        f"{_shared_sentence(head)}{_resampled_sentence(head)}"))
+

@@ -33,6 +33,7 @@ import torch
 
 from engine.model import CLASSES, REASONS
 from engine.telemetry import (
+    INTERVENTIONS,
     EvalPoint,
     HeadSpecialization,
     MetricsPoint,
@@ -272,7 +273,28 @@ def _head(record: dict) -> HeadSpecialization:
         direct=numbers(record.get("direct", {})),
         answers={text(k): numbers(v) for k, v in _table(record.get("answers", {})).items()},
         owns=_owned(record.get("owns")), **_role(record),
+        pair_necessity={text(k): numbers(v) for k, v in _table(record.get("pair_necessity", {})).items()},
+        pair_ablation={text(k): numbers(v) for k, v in _table(record.get("pair_ablation", {})).items()},
+        selectivity=None if record.get("selectivity") is None else number(record["selectivity"]),
+        shared_with={text(k): _heads(v) for k, v in _table(record.get("shared_with", {})).items()},
+        intervention=_intervention(record),
     )
+
+
+def _heads(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(0 <= whole(v) < 64 for v in value):
+        raise ValueError("not a list of heads")
+    return tuple(value)
+
+
+def _intervention(record: dict) -> str:
+    """How the record's ablation took a head away; runs saved before it was recorded gave the head its average output
+    when they recorded where the answers went, and zeroed it before that."""
+    if "intervention" not in record:
+        return "mean" if record.get("answers") else "zeroed"
+    if record["intervention"] not in INTERVENTIONS:
+        raise ValueError("not an intervention Headwatch makes")
+    return record["intervention"]
 
 
 def _role(record: dict) -> dict[str, Any]:

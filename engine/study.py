@@ -23,7 +23,7 @@ from pathlib import Path
 
 from engine.analyze import analyze_run
 from engine.model import CROSS, REASONS
-from engine.ownership import LEANS
+from engine.ownership import LEANS, unit_reason
 from engine.run_files import STATUS, RunError, number, numbers, open_in_run, read_object, read_status, text, whole
 from engine.run_writer import WriterLock, atomic_write_json, create_new_file
 from engine.runs import summarize as summarize_run
@@ -55,6 +55,12 @@ class SeedResult:
     def specialists(self) -> int:
         return sum(o is not None for o in self.owns)
 
+    @property
+    def reasons_owned(self) -> int:
+        """Reasons with a head of their own: fewer than `specialists` when ADMIN's patient and provider checks each
+        have their own head (both count as ADMIN)."""
+        return len({o for o in self.owns if o is not None})
+
 
 def parse_seeds(text: str) -> list[int]:
     """'0-4' -> [0, 1, 2, 3, 4]; '0,3,7-9' -> [0, 3, 7, 8, 9]; at most MAX_SEEDS of them."""
@@ -85,7 +91,7 @@ def measure_seed(seed: int, folder: Path) -> SeedResult:
     learned = chance is None or not at_most_chance(run.accuracy or 0.0, chance)
     return SeedResult(seed, run.step, run.accuracy or 0.0, tuple(h["label"] for h in heads),
                       tuple(h["owns"] for h in heads), tuple(h["necessity"] for h in heads),
-                      tuple(h["reason"] if h["kind"] == LEANS else None for h in heads), learned)
+                      tuple(unit_reason(h["reason"]) if h["kind"] == LEANS else None for h in heads), learned)
 
 
 def _similarity(a: dict[str, float], b: dict[str, float]) -> float:
@@ -121,7 +127,8 @@ def summarize(all_results: Sequence[SeedResult]) -> dict:
     n = len(results)
     if not n:
         return {"seeds": len(all_results), "learned": 0, "owned_in": dict.fromkeys(REASONS, 0), "leaned_to_in": None,
-                "specialists_per_seed": [], "mean_specialists": None, "interval_95": None, "matched_heads": None,
+                "specialists_per_seed": [], "reasons_owned_per_seed": [], "mean_specialists": None,
+                "interval_95": None, "matched_heads": None,
                 "sentence": f"{unlearned} No head could specialise: train longer, or try another recipe."}
     owned = {r: sum(r in result.owns for result in results) for r in REASONS}
     # None when a seed was measured before leaning heads were recorded: unknown, not none
@@ -147,8 +154,9 @@ def summarize(all_results: Sequence[SeedResult]) -> dict:
         "mean_specialists": sum(counts) / n,
         "interval_95": [low, high],
         "matched_heads": roles,
+        "reasons_owned_per_seed": [result.reasons_owned for result in results],
         "sentence": f"{unlearned + ' ' if unlearned else ''}{told}.{_leaning(leaned)} Specialist heads per run: "
-                    f"{spread}.",
+                    f"{spread}{_split_admin(results)}.",
     }
 
 
@@ -160,6 +168,18 @@ def _unlearned(count: int, total: int) -> str:
             f"{count} of the {total} runs did not learn to audit claims")
     return (f"{said}: each did no better than answering its commonest outcome to every claim, so "
             f"{'their' if count > 1 else 'its'} heads are neither named nor counted.")
+
+
+def _split_admin(results: Sequence[SeedResult]) -> str:
+    """'; ADMIN's patient and provider checks had a head each in 1 run, so 1.20 reasons a run had a head of their
+    own' (or '' when no run split ADMIN between two heads)."""
+    split = sum(result.reasons_owned < result.specialists for result in results)
+    if not split:
+        return ""
+    reasons = sum(result.reasons_owned for result in results) / len(results)
+    return (f"; ADMIN's patient and provider checks had a head each in {split} run{'s' if split > 1 else ''}, so "
+            f"{reasons:.2f} reasons a run had a head of their own")
+
 
 def _leaning(leaned: dict[str, int] | None) -> str:
     """' In runs where it had no head of its own, MEDICAL had a head leaning to it in 4, COST in 3.' (or '')"""

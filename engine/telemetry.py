@@ -92,16 +92,24 @@ class AttentionPoint:
     weights: dict[str, np.ndarray]  # attention name -> (N probe claims, H, Tq, Tk), read-only
 
 
+RESAMPLED = "resampled"  # each head in turn sees what it saw on claims of the same class (engine.attribution)
+# How a head was taken away, in the words every page uses, by what each saved record says: runs saved before
+# resampling gave a head its average output (their records have `answers`), and before that zeroed it
+INTERVENTIONS = {RESAMPLED: "sees what it saw on claims of the same kind", "mean": "gives its average output",
+                 "zeroed": "is switched off"}
+
+
 @dataclass(frozen=True)
 class HeadSpecialization:
-    """One head at one step. Its name (`label`, `owns`) comes from the causal measurement in engine.attribution;
-    runs saved before it have zero-ablation numbers and labels, and no necessity."""
+    """One head at one step. Its name (`label`, `owns`) comes from the causal measurements in engine.attribution and
+    the rule in engine.ownership; `intervention` says how its ablation numbers took it away (runs saved before twins
+    were measured have no necessity, and labels from zeroing)."""
 
     shares: dict[str, float]  # field category -> share of attention from the reason position
     entropy: float  # nats, mean over claims
     confidence: float  # mean max attention weight (Voita et al. 2019)
-    importance: float  # |dL/d gate| (Michel et al. 2019)
-    ablation: dict[str, float]  # class -> accuracy drop when this head's output is replaced by its mean
+    importance: float  # |dL/dg|, g scaling the head's output (Michel et al. 2019)
+    ablation: dict[str, float]  # class -> accuracy drop when this head is taken away (`intervention`)
     label: str
     evidence: str
     # ADMIN's kind (sex, age, specialty, place) -> accuracy drop on ADMIN claims of that kind, ablated as above;
@@ -114,6 +122,14 @@ class HeadSpecialization:
     owns: str | None = None  # the reason this head is the specialist of
     kind: str = ""  # what `label` says, for code: one of the kinds in engine.ownership ("" in runs saved before it)
     reason: str | None = None  # the reason (or check) `label` names, if it names one
+    # with each other head (its index, as text): necessity per check patched together, accuracy drop per class
+    # resampled together (engine.attribution); empty in runs saved before pairs were measured
+    pair_necessity: dict[str, dict[str, float]] = field(default_factory=dict)
+    pair_ablation: dict[str, dict[str, float]] = field(default_factory=dict)
+    selectivity: float | None = None  # engine.ownership.selectivity; None for encoder heads and older runs
+    shared_with: dict[str, tuple[int, ...]] = field(default_factory=dict)  # reason or ADMIN family -> the other
+    # heads that carry it with this one, each able to stand in for the other (engine.ownership)
+    intervention: str = RESAMPLED  # how `ablation` took the head away: a key of INTERVENTIONS
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ def assert_matches_analysis(at, run_id: str) -> None:
     heads = analysis["heads"]["decoder.0.cross"]
     cards = [m.value for m in at.markdown if m.value.startswith("**Head ")]
     assert [c.split(":", 1)[1].split(".**")[0].strip() for c in cards[:4]] == [h["label"] for h in heads]
+    graded = [c.value.split(":")[0] for c in at.caption if c.value.startswith("Selectivity")]
+    assert graded == [f"Selectivity {h['selectivity']:+.0%}" for h in heads]  # graded beside each label
     recorded = get_engine().replay(run_id).specialization[-1]  # what the Runs table and the Story read
     assert recorded.step == analysis["step"] and [h.label for h in recorded.heads["decoder.0.cross"]] == [
         h["label"] for h in heads]
@@ -54,8 +56,9 @@ def test_live_run_shows_ablation_matrix_and_names_heads_as_analyze_does(open_app
         s.value.startswith("Verdict at step") for s in at.subheader))
     healthy(at)
     assert_matches_analysis(at, engine.snapshot().run_id)
-    verdict = ["What each check needs from each head", "What breaks when a head gives its average output",
-               "Where the answers go when one head gives its average output (rows",
+    verdict = ["What each check needs from each head",
+               "What breaks when a head sees what it saw on claims of the same kind",
+               "Where the answers go when one head sees what it saw on claims of the same kind (rows",
                "Each head's direct push towards the right answer, on claims that break each rule (in logits)",
                "Encoder heads"]
     history = ["What each head reads", *verdict[:2], "Each head over training"]  # from the run's own records

@@ -96,6 +96,10 @@ def test_analyze_labels_every_head_with_evidence(trained_run: Path) -> None:
         assert set(head["necessity"]) == set(head["sufficiency"]) == {"MEDICAL", "DOSAGE", "COST", "sex", "age",
                                                                     "specialty", "place"}
         assert set(head["answers"]["VALID"]) == {"VALID", "MEDICAL", "DOSAGE", "COST", "ADMIN"}
+        assert isinstance(head["selectivity"], float) and set(head["pair_ablation"]) == {"0", "1", "2", "3"} - {
+            str(heads.index(head))}
+        assert head["intervention"] == "resampled"
+    assert "sees what it saw on claims of the same kind" in report["interventions"]["ablation"]
     assert report["minimal_pairs"] > 100
     assert all(head["owns"] is None for head in report["heads"]["encoder.0.self"])  # measured on cross-attention
     assert report["owners"] == {f"decoder.0.cross head {i}": h["owns"] for i, h in enumerate(heads) if h["owns"]}
@@ -107,6 +111,7 @@ def test_analyze_names_the_heads_exactly_as_training_measured_them(trained_run: 
     assert report["step"] == last.step == 120 and report["claims_source"] == "the run's held-out claims"
     for recorded, measured in zip(last.heads["decoder.0.cross"], report["heads"]["decoder.0.cross"], strict=True):
         assert (measured["label"], measured["owns"]) == (recorded.label, recorded.owns)
+        assert measured["selectivity"] == pytest.approx(recorded.selectivity, abs=1e-5)
         assert measured["necessity"] == pytest.approx(recorded.necessity, abs=1e-5)
         assert measured["ablation"] == pytest.approx(recorded.ablation, abs=1e-5)
 

@@ -62,10 +62,11 @@ def test_shares_figure_animates_every_measured_step_and_starts_where_asked():
 
 def test_ablation_figure_shows_accuracy_change_on_a_fixed_diverging_scale():
     fig = head_figures.ablation_figure(POINTS[-1:])
-    assert "when a head is switched off" in fig.layout.title.text  # hand-built like runs saved before mean ablation
-    answered = {c: dict.fromkeys(CLASSES, 0.2) for c in CLASSES}
-    new = SpecializationPoint(9, {head_figures.CROSS: (replace(COST_HEAD, answers=answered),) * 4})
-    assert "gives its average output" in head_figures.ablation_figure([new]).layout.title.text
+    assert "when a head sees what it saw on claims of the same kind" in fig.layout.title.text
+    for saved, words in (("zeroed", "head is switched off"), ("mean", "head gives its average output")):
+        older = SpecializationPoint(9, {head_figures.CROSS: (replace(COST_HEAD, intervention=saved),) * 4})
+        assert words in head_figures.ablation_figure([older]).layout.title.text  # as runs saved by older versions
+        assert words in head_figures.answers_figure(older).layout.title.text
     z = np.asarray(fig.data[0].z)
     assert list(fig.data[0].x) == [*REASONS, "VALID"]
     assert z[1, REASONS.index("COST")] == pytest.approx(-0.71)  # a drop shows as a negative change
@@ -77,6 +78,18 @@ def test_ablation_figure_shows_accuracy_change_on_a_fixed_diverging_scale():
     assert z[3, REASONS.index("MEDICAL")] == pytest.approx(0.1)
     assert (fig.data[0].zmin, fig.data[0].zmid, fig.data[0].zmax) == (-1, 0, 1)
     assert not fig.frames and not fig.layout.sliders  # one measurement: nothing to animate
+
+
+def test_pairs_table_has_one_row_per_pair_of_heads_with_both_measurements():
+    together = {str(j): {c: 0.1 * j for c in CHECKS} for j in (1, 2)}
+    lost = {str(j): {r: 0.05 * j for r in REASONS} for j in (1, 2)}
+    first = replace(COST_HEAD, pair_necessity=together, pair_ablation=lost)
+    second = replace(COST_HEAD, pair_necessity={"2": {"DOSAGE": 0.9}}, pair_ablation={"2": {"DOSAGE": 0.3}})
+    rows = head_figures.pairs_rows(SpecializationPoint(5, {head_figures.CROSS: (first, second, head())}))
+    assert [r["Heads"] for r in rows] == ["1 + 2", "1 + 3", "2 + 3"]
+    assert rows[1]["needed: DOSAGE"] == pytest.approx(0.2) and rows[1]["accuracy lost: COST"] == pytest.approx(0.1)
+    assert rows[2]["needed: DOSAGE"] == 0.9 and rows[2]["accuracy lost: DOSAGE"] == 0.3
+    assert head_figures.pairs_rows(POINTS[-1]) == []  # runs saved before pairs were measured
 
 
 def test_necessity_figure_shows_each_check_and_says_when_a_run_predates_it():
@@ -147,7 +160,7 @@ def test_claim_figures_have_one_heatmap_per_head_with_ablation_in_the_titles():
     np.testing.assert_allclose(np.asarray(cross.data[1].z), p.attention[head_figures.CROSS][1, :2])  # both answers
     assert list(cross.data[1].y) == ["→ verdict", "→ reason"]
     titles = [a.text for a in cross.layout.annotations]
-    assert "COST specialist" in titles[1] and "off: INVALID: COST" in titles[1]
+    assert "COST specialist" in titles[1] and "without it: INVALID: COST" in titles[1]
     assert "same answer" in titles[0]
     encoder = head_figures.claim_encoder_figure(p)
     assert len(encoder.data) == 4
@@ -243,6 +256,18 @@ def test_story_never_claims_a_specialist_the_numbers_do_not_show():
     assert after.numbers["specialists"] == 0
     four = tuple(head(r, **{r: 0.8}) for r in REASONS)
     assert "was borne out" in report.promise_sentence(four)
+
+
+def test_story_says_how_heads_were_taken_away_and_names_admins_two_families() -> None:
+    patient = replace(head("ADMIN"), reason="sex, age", label="ADMIN (sex, age) specialist")
+    provider = replace(head("ADMIN"), reason="specialty, place", label="ADMIN (specialty, place) specialist")
+    sentence = report.promise_sentence((patient, provider, head(), head()))
+    assert "2 of the 4 heads became a specialist (ADMIN (sex, age) and ADMIN (specialty, place))" in sentence
+    after = " ".join(report.tell_story(story_snapshot())[-1].paragraphs)
+    assert "each head in turn sees what it saw on claims of the same kind" in after
+    assert "average output" not in after and "switched off" not in after
+    assert report.selectivity_sentence(replace(COST_HEAD, selectivity=0.62)).startswith("Selectivity +62%")
+    assert report.selectivity_sentence(COST_HEAD) == ""  # not measured (older runs, encoder heads)
 
 
 def test_story_says_where_the_heads_started_looking_as_measured() -> None:

@@ -1,8 +1,12 @@
-"""Model: capture points never change the result, ablation does, the five outcomes are a distribution."""
+"""Model: capture points and head hooks that only read never change the result, replacing a head does, the five
+outcomes are a distribution."""
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 
 import torch
 
-from engine.model import CLASSES, ClaimsTransformer, ModelConfig, ones_gates, targets_for_classes
+from engine.model import CLASSES, ClaimsTransformer, ModelConfig, targets_for_classes
 
 
 def tiny_batch(model: ClaimsTransformer, batch: int = 5, length: int = 9) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,29 +42,68 @@ def test_capture_leaves_logits_identical() -> None:
     assert float(capture["encoder.0.self"][0, :, :, 6:].abs().max()) == 0.0  # padding gets no attention
 
 
-def test_all_one_gates_change_nothing_and_ablation_changes_logits() -> None:
+@contextmanager
+def reading_every_head(model: ClaimsTransformer, seen: list[torch.Tensor]) -> Iterator[None]:
+    """A hook on every attention's HeadPoint that keeps a copy of what the heads hand on, and returns nothing."""
+    with ExitStack() as hooks:
+        for name in model.attention_names():
+            hooks.enter_context(model.attention_named(name).heads.hooked(lambda heads: seen.append(heads.clone())))
+        yield
+
+
+def test_a_hook_that_only_reads_leaves_every_result_bit_identical_and_replacing_a_head_changes_it() -> None:
     model = trained_like_model()
     tokens, categories = tiny_batch(model)
     plain = model.class_log_probs(tokens, categories)
-    assert torch.allclose(plain, model.class_log_probs(tokens, categories, gates=ones_gates(model)))
+    seen: list[torch.Tensor] = []
+    with reading_every_head(model, seen):
+        read = model.class_log_probs(tokens, categories)
+    assert torch.equal(plain, read)
+    assert [tuple(h.shape) for h in seen] == [(5, 4, 9, 8), (5, 4, 9, 8), (5, 4, 2, 8), (5, 4, 2, 8)]
     for name in model.attention_names():
-        gates = ones_gates(model, [name])
-        gates[name][2] = 0.0
-        ablated = model.class_log_probs(tokens, categories, gates=gates)
-        assert not torch.allclose(plain, ablated), name
+        def silenced(heads: torch.Tensor) -> torch.Tensor:
+            heads = heads.clone()
+            heads[:, 2] = 0.0
+            return heads
+
+        with model.attention_named(name).heads.hooked(silenced):
+            assert not torch.allclose(plain, model.class_log_probs(tokens, categories)), name
+    assert torch.equal(plain, model.class_log_probs(tokens, categories))  # the hooks are gone
 
 
-def test_reused_keys_and_values_give_the_same_outcomes_with_and_without_ablation() -> None:
+def test_training_with_hooks_attached_trains_exactly_the_same_model() -> None:
+    def trained(hooked: bool) -> dict[str, torch.Tensor]:
+        model = trained_like_model().train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        tokens, categories = tiny_batch(model)
+        inputs, labels = targets_for_classes(torch.tensor([0, 1, 2, 3, 4]))
+        with ExitStack() as stack:
+            if hooked:
+                stack.enter_context(reading_every_head(model, []))
+            for _ in range(3):
+                logits = model(tokens, categories, inputs)
+                loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten())
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    plain, hooked = trained(False), trained(True)
+    assert plain.keys() == hooked.keys()
+    assert all(torch.equal(plain[k], hooked[k]) for k in plain)
+
+
+def test_reused_keys_and_values_give_the_same_outcomes_with_and_without_a_replaced_head() -> None:
     model = trained_like_model()
     tokens, categories = tiny_batch(model)
     memory = model.encode(tokens, categories)
     reused = model.with_keys_values(memory)
     assert set(reused.keys_values or {}) == {"decoder.0.cross"}
-    gates = ones_gates(model, ["decoder.0.cross"])
-    gates["decoder.0.cross"][1] = 0.0
-    for head_gates in (None, gates):
-        expected = model.outcome_log_probs(memory, gates=head_gates)
-        assert torch.allclose(model.outcome_log_probs(reused, gates=head_gates), expected, atol=1e-6)
+    expected = model.outcome_log_probs(memory)
+    assert torch.allclose(model.outcome_log_probs(reused), expected, atol=1e-6)
+    with model.attention_named("decoder.0.cross").heads.hooked(lambda heads: heads.flip(0)):
+        expected = model.outcome_log_probs(memory)
+        assert torch.allclose(model.outcome_log_probs(reused), expected, atol=1e-6)
 
 
 def test_outcome_probabilities_sum_to_one() -> None:
@@ -77,19 +120,6 @@ def test_targets_follow_bos_verdict_reason_eos() -> None:
 
     assert [TARGET_VOCAB[i] for i in inputs[0]] == ["<bos>", "VALID", "NONE"]
     assert [TARGET_VOCAB[i] for i in labels[1]] == ["INVALID", "COST", "<eos>"]
-
-
-def test_per_claim_gates_match_one_gate_per_batch() -> None:
-    model = trained_like_model()
-    tokens, categories = tiny_batch(model, batch=1)
-    copies = torch.ones(4, 4)
-    for head in range(4):
-        copies[head, head] = 0.0
-    batched = model.class_log_probs(tokens.expand(4, -1), categories.expand(4, -1), gates={"decoder.0.cross": copies})
-    for head in range(4):
-        gates = ones_gates(model, ["decoder.0.cross"])
-        gates["decoder.0.cross"][head] = 0.0
-        assert torch.allclose(batched[head], model.class_log_probs(tokens, categories, gates=gates)[0], atol=1e-5)
 
 
 def test_a_claims_result_does_not_depend_on_the_padding_or_the_batch_around_it() -> None:
@@ -117,14 +147,14 @@ def scaled_model(cross_keys: str) -> ClaimsTransformer:
 
 
 def test_where_cross_attention_looks_is_chosen_from_the_words_as_written() -> None:
-    silenced_encoder = {"encoder.0.self": torch.zeros(4)}
     for cross_keys, same_place in (("embeddings", True), ("encoder", False)):
         model = scaled_model(cross_keys)
         tokens, categories = tiny_batch(model)
         plain: dict[str, torch.Tensor] = {}
         silenced: dict[str, torch.Tensor] = {}
         outcomes = model.class_log_probs(tokens, categories, capture=plain)
-        changed = model.class_log_probs(tokens, categories, capture=silenced, gates=silenced_encoder)
+        with model.attention_named("encoder.0.self").heads.hooked(torch.zeros_like):  # the encoder's heads silenced
+            changed = model.class_log_probs(tokens, categories, capture=silenced)
         assert not torch.allclose(outcomes, changed)  # what the heads read changed...
         looks_alike = torch.allclose(plain["decoder.0.cross"], silenced["decoder.0.cross"], atol=1e-6)
         assert looks_alike == same_place, cross_keys  # ... where they look only when keyed on the encoder

@@ -57,6 +57,19 @@ def test_summary_counts_each_reason_over_seeds_and_matches_heads_by_what_they_do
     assert 1.0 <= low <= summary["mean_specialists"] <= high <= 2.0
 
 
+def test_admins_patient_and_provider_specialists_count_as_admin_once_and_the_sentence_says_so() -> None:
+    patient, provider = profile(sex=0.9, age=0.8), profile(specialty=0.7, place=0.7)
+    split = SeedResult(0, 100, 0.9, ("ADMIN (sex, age) specialist", "ADMIN (specialty, place) specialist",
+                                     "DOSAGE specialist"), ("ADMIN", "ADMIN", "DOSAGE"),
+                       (patient, provider, profile(DOSAGE=0.9)))
+    summary = summarize([split, result(1, ("DOSAGE", None, None), (profile(DOSAGE=0.9), profile(), profile()))])
+    assert summary["owned_in"] == {"MEDICAL": 0, "DOSAGE": 2, "COST": 0, "ADMIN": 1}
+    assert summary["specialists_per_seed"] == [3, 1] and summary["reasons_owned_per_seed"] == [2, 1]
+    assert summary["sentence"].startswith("DOSAGE got its own head in 2 of 2 runs, ADMIN in 1")
+    assert ("Specialist heads per run: 2.00 on average" in summary["sentence"] and "ADMIN's patient and provider "
+            "checks had a head each in 1 run, so 1.50 reasons a run had a head of their own." in summary["sentence"])
+
+
 def test_heads_that_only_lean_are_counted_where_the_reason_has_no_head_of_its_own() -> None:
     results = [SeedResult(0, 100, 0.9, ("leans MEDICAL", "COST specialist"), (None, "COST"),
                           (profile(MEDICAL=0.6), profile(COST=0.8)), ("MEDICAL", None)),

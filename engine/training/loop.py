@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.analysis import capture_probe, specialization
-from engine.attribution import run_pairs
+from engine.attribution import reference_claims, run_pairs
 from engine.dataset import N_CATEGORIES, ClaimData, ClaimTensors
 from engine.metrics import commonest_class, optimizer_stats, per_class_accuracy
 from engine.model import TARGET_VOCAB, ClaimsTransformer, targets_for_classes, teacher_forced_outcomes
@@ -139,6 +139,7 @@ class TrainingLoop:
         self.sampler = torch.Generator().manual_seed(config.seed)
         self.train_set, self.heldout, self.probe = (part.to(device) for part in (data.train, data.heldout, data.probe))
         self.pairs = run_pairs(data.tokenizer, config.model.max_len, device) if measure else None
+        self.reference = reference_claims(data.tokenizer, config.model.max_len, device) if measure else None
         self.attention_steps = snapshot_steps(config.steps) if measure else set()
         self.specialization_steps = specialization_schedule(config.steps)
         self.time_left = TimeLeft.of(config, self.attention_steps, self.specialization_steps & self.attention_steps)
@@ -233,7 +234,8 @@ class TrainingLoop:
             self.attended_at = self.step
         if with_specialization and self.specialized_at != self.step:
             with self.time_left.timing("heads"):
-                self.emit(specialization(self.model, self.heldout, self.step, N_CATEGORIES, self.pairs))
+                self.emit(specialization(self.model, self.heldout, self.step, N_CATEGORIES, self.pairs,
+                                         self.reference))
             self.specialized_at = self.step
 
     def _publish(self, keep: bool, weights: dict[str, torch.Tensor] | None = None) -> None:
