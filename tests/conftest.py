@@ -85,6 +85,20 @@ def isolated_pool_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pa
         yield cache_home
 
 
+@pytest.fixture(scope="session")
+def catalog():
+    from data.catalog import load_catalog
+
+    return load_catalog()
+
+
+@pytest.fixture(scope="session")
+def tokenizer(catalog):
+    from data.tokenizer import Tokenizer
+
+    return Tokenizer.from_catalog(catalog)
+
+
 @pytest.fixture
 def snapshot_factory() -> Callable[..., Snapshot]:
     return build_snapshot

@@ -25,16 +25,6 @@ HANDWRITTEN = Path(__file__).resolve().parents[1] / "data" / "handwritten_claims
 
 
 @pytest.fixture(scope="module")
-def catalog():
-    return load_catalog()
-
-
-@pytest.fixture(scope="module")
-def tokenizer(catalog):
-    return Tokenizer.from_catalog(catalog)
-
-
-@pytest.fixture(scope="module")
 def claims(catalog):
     return generate_claims(5000, 11, catalog)
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from data.catalog import load_catalog
 from data.generator import generate_claims
 from data.reading import Reader
 from data.rules import CANNOT_CHECK, NO_REASON, REASONS, VALID, check_claim, label, label_read, unchecked
@@ -25,16 +24,6 @@ with (DATA / "unread_claims.csv").open(newline="", encoding="utf-8") as file:
 
 def claims_of(kind: str) -> list[dict[str, str]]:
     return [row for row in UNREAD_CLAIMS if row["kind"] == kind]
-
-
-@pytest.fixture(scope="module")
-def catalog():
-    return load_catalog()
-
-
-@pytest.fixture(scope="module")
-def tokenizer(catalog):
-    return Tokenizer.from_catalog(catalog)
 
 
 @pytest.fixture(scope="module")
