@@ -33,6 +33,8 @@ import torch
 
 from engine.model import CLASSES, REASONS
 from engine.telemetry import (
+    ACTIVE_STATUSES,
+    ENDED_STATUSES,
     INTERVENTIONS,
     EvalPoint,
     HeadSpecialization,
@@ -183,7 +185,7 @@ CONFIG_SETTINGS: dict[str, tuple[Callable[[Any], Any], bool]] = {
     "optimizer": (text, True), "lr": (number, True), "batch_size": (whole, True), "seed": (whole, True),
     "steps": (whole, True), "preset": (text, False), "data_seed": (whole, False), "warmup_steps": (whole, False),
     "schedule": (text, False), "decay_fraction": (number, False), "momentum": (number, False),
-    "model": (_model_settings, False), "optimizer_name": (_class_name, False),
+    "model": (_model_settings, False), "optimizer_name": (_class_name, False), "beta2": (number, False),
 }
 
 
@@ -193,7 +195,8 @@ def read_status(folder: Path) -> dict | None:
         return {}
     try:
         status = read_object(folder, STATUS)
-        text(status.get("status", "stopped"))
+        if status.get("status", "stopped") not in (*ACTIVE_STATUSES, *ENDED_STATUSES):
+            raise ValueError("not a status a run writes")
         text(status.get("message", ""))
         whole(status.get("step", 0))
         if status.get("chance") is not None and not 0 <= number(status["chance"]) <= 1:

@@ -40,6 +40,16 @@ def spoil_status(run: Path) -> None:
     (run / "status.json").write_text("[1]")
 
 
+def spoil_status_word(run: Path) -> None:
+    status = json.loads((run / "status.json").read_text())
+    (run / "status.json").write_text(json.dumps({**status, "status": "exploded"}))
+
+
+def spoil_beta2(run: Path) -> None:
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "beta2": "x"}))
+
+
 def spoil_checkpoint(run: Path) -> None:
     (run / "checkpoints" / "latest.pt").write_bytes(b"")
 
@@ -94,7 +104,8 @@ def spoil_empty_probe(run: Path) -> None:
 
 
 SPOILERS = (spoil_config, spoil_seed, spoil_metrics, spoil_status, spoil_checkpoint, spoil_vocabulary, spoil_weights,
-            spoil_heads, spoil_probe, spoil_huge_seed, spoil_attention, spoil_empty_probe)
+            spoil_heads, spoil_probe, spoil_huge_seed, spoil_attention, spoil_empty_probe, spoil_status_word,
+            spoil_beta2)
 
 
 @pytest.mark.parametrize("spoil", SPOILERS, ids=lambda f: f.__name__)
@@ -112,9 +123,9 @@ def test_a_damaged_run_breaks_no_page(open_app, engine_env, saved_run, healthy, 
     at = open_app("dashboard/runs.py")
     table = at.dataframe[0].value
     row = table[table["Run"] == "damaged"].iloc[0]
-    if spoil in (spoil_config, spoil_seed, spoil_huge_seed):
+    if spoil in (spoil_config, spoil_seed, spoil_huge_seed, spoil_beta2):
         assert row["Status"] == "damaged" and "**damaged**: config.json is damaged" in at.warning[0].value
-    if spoil is spoil_status:
+    if spoil in (spoil_status, spoil_status_word):
         assert row["Status"] == "unknown" and "how the run ended is unknown" in at.warning[0].value
 
 
