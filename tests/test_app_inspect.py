@@ -238,3 +238,7 @@ def test_a_claim_of_several_items_shows_each_line_and_the_worst_lines_verdict(op
     assert (metric(at, "Verdict"), metric(at, "Reason")) == (p.verdict, p.reason)
     cross = figure(at, "Cross-attention")
     assert plotly_array(cross["data"][0]["z"]).shape == (2, len(p.lines[0].tokens))
+    next(n for n in at.number_input if n.label.startswith("Dose (was '500 mg')")).set_value(9000.0).run()
+    healthy(at)
+    assert "lisinopril 10 mg and metformin 9000 mg, $40" in at.code[0].value  # the what-if judges the changed claim
+    assert figure(at, "Cross-attention")  # the changed claim's first line
