@@ -51,8 +51,8 @@ def main() -> None:
     for label, ablation, texts in (("verdict + heatmaps", False, claims),
                                    ("verdict + heatmaps + ablation", True, claims),
                                    ("hand-written, verdict + heatmaps", False, handwritten),
-                                   ("service lines, verdict + heatmaps", False, several),
-                                   ("service lines, + ablation", True, several)):
+                                   ("2-4 lines, verdict + heatmaps", False, several),
+                                   ("2-4 lines, verdict + ablation", True, several)):
         times = []
         for text in texts:
             started = time.perf_counter()
