@@ -1,5 +1,6 @@
 """One pasted claim to verdict + every head's heatmap + per-head ablation: median milliseconds, for generated claims
-and for the hand-written ones (whose unknown words, near misses and chatter the reading report goes through). Then a
+and for the hand-written ones (whose unknown words, near misses and chatter the reading report goes through), and for
+hand-written claims of two to four service lines (each line judged, the heatmaps and ablation of its first). Then a
 claims file scored claim by claim against in batches (Predictor.predict_many), and `python -m engine predict`'s
 stdin answered one claim at a time (as it was) against in batches (engine.__main__.answer_lines): claims per second,
 3 interleaved repeats each.
@@ -30,6 +31,7 @@ from engine.model import ClaimsTransformer
 from engine.training.presets import preset
 
 HANDWRITTEN = Path(__file__).resolve().parents[1] / "data" / "handwritten_claims.csv"
+SERVICE_LINES = Path(__file__).resolve().parents[1] / "tests" / "data" / "service_lines.csv"
 
 
 def main() -> None:
@@ -43,10 +45,14 @@ def main() -> None:
         predictor.predict(text)
     with HANDWRITTEN.open(newline="") as file:
         handwritten = [row["text"] for row in csv.DictReader(file)]
+    with SERVICE_LINES.open(newline="", encoding="utf-8") as file:
+        several = [row["text"] for row in csv.DictReader(file)]
     rows = {}
     for label, ablation, texts in (("verdict + heatmaps", False, claims),
                                    ("verdict + heatmaps + ablation", True, claims),
-                                   ("hand-written, verdict + heatmaps", False, handwritten)):
+                                   ("hand-written, verdict + heatmaps", False, handwritten),
+                                   ("2-4 lines, verdict + heatmaps", False, several),
+                                   ("2-4 lines, verdict + ablation", True, several)):
         times = []
         for text in texts:
             started = time.perf_counter()

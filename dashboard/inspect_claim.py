@@ -86,6 +86,28 @@ def show_reading(p: Prediction) -> None:
     st.dataframe([row for _, row in rows], hide_index=True, key="reading")
 
 
+def line_answer(line: Prediction) -> str:
+    return head_figures.CANNOT_JUDGE if line.refusal else f"{answer(line.verdict, line.reason)}"
+
+
+def show_lines(p: Prediction) -> None:
+    """A claim of several billed items: each service line's answer, and the claim's as the worst line's."""
+    if not p.lines:
+        return
+    said = head_figures.CANNOT_JUDGE if p.refusal else answer(p.verdict, p.reason)
+    st.markdown(f"**This claim bills {len(p.lines)} items: each service line is judged as a claim of its own** "
+                "(the item, its numbers, and what the lines share: patient, diagnosis, specialty, place). The "
+                f"claim's verdict is its worst line's: **{said}**.")
+    st.dataframe([{"Line": number, "Service line": line.text, "Verdict": line_answer(line),
+                   "Confidence": None if line.refusal or line.confidence is None else round(line.confidence, 4),
+                   "Rules checker": answer(*(line.rules or (None, None))),
+                   "Cannot judge": line.refusal.sentence() if line.refusal else ""}
+                  for number, line in enumerate(p.lines, 1)], hide_index=True, key="service_lines",
+                 column_config={"Confidence": st.column_config.NumberColumn(format="percent")})
+    if p.lines_note:
+        st.info(markdown_text(p.lines_note[:1].upper() + p.lines_note[1:] + "."))
+
+
 def show_prediction(p: Prediction, labels: list[str], model: tuple) -> None:
     verdict, reason, confidence, rules = st.columns(4)
     if p.refusal is None:
@@ -99,10 +121,14 @@ def show_prediction(p: Prediction, labels: list[str], model: tuple) -> None:
         confidence.metric("Confidence", "—")
     rules.metric("Rules checker (baseline)", answer(*(p.rules or (None, None))),
                  help="Hand-written rules applied to the fields they recognise: what the model is compared with.")
-    if p.refusal is not None:
+    if p.refusal is not None and p.lines:
+        st.warning(f"**{markdown_text(p.refusal.sentence())}** No line is INVALID, so the claim cannot be judged as a "
+                   "whole; each line's answer is in the table below.", icon="⚠️")
+    elif p.refusal is not None:
         st.warning(f"**{markdown_text(p.refusal.sentence())}** The model's own answer, {answer(p.verdict, p.reason)} "
                    f"({p.confidence:.0%}), is in the chart below, but it is no verdict: the model never read those "
                    "words.", icon="⚠️")
+    show_lines(p)
     show_reading(p)
     top = max(p.probabilities, key=p.probabilities.get)
     if top != p.outcome:
@@ -123,6 +149,11 @@ def show_prediction(p: Prediction, labels: list[str], model: tuple) -> None:
     if p.truncated:
         st.warning("The claim is long: only its first words were read.")
     st.html(head_figures.token_chips_html(p.tokens) + head_figures.category_legend_html())
+    figured, p = p, p.figured  # the figures are those of the claim, or of its first line the model answered
+    if p is not figured:
+        number = figured.lines.index(p) + 1
+        st.markdown(f"**The figures below are line {number}'s** ('{markdown_text(p.text)}'), judged as a claim of "
+                    "its own with what the lines share; the other lines' answers are in the table above.")
     left, right = st.columns([2, 3], gap="large")
     left.plotly_chart(head_figures.probabilities_figure(p), key="probabilities", config=figures.CHART_CONFIG)
     n_heads = len(next(iter(p.ablation.values()), ()))
@@ -196,7 +227,8 @@ def show_what_if(text: str, p: Prediction, run_id: str | None, labels: list[str]
     chart, cross = st.columns([2, 3], gap="large")
     chart.plotly_chart(head_figures.probabilities_figure(p, q), key="what_if_probabilities",
                        config=figures.CHART_CONFIG)
-    cross.plotly_chart(head_figures.claim_cross_figure(q, labels), key="what_if_cross", config=figures.CHART_CONFIG)
+    cross.plotly_chart(head_figures.claim_cross_figure(q.figured, labels), key="what_if_cross",
+                       config=figures.CHART_CONFIG)
 
 
 def preparing_text(snap: Snapshot, now: float) -> str:

@@ -143,6 +143,7 @@ def scored_view(rows: list[list[str]]) -> None:
                           "How sure": pd.to_numeric(table["confidence"], errors="coerce"),
                           "The rules say": said(table["rules_verdict"], table["rules_reason"]),
                           "Not read": table["not_read"],
+                          "Service lines": table["lines"],
                           "Problem": table["error"].where(~refused, table["cannot_judge"])})
     shown.loc[refused, "The model says"] = head_figures.CANNOT_JUDGE
     judged = ~shown["The rules say"].isin((head_figures.CANT_TELL, head_figures.CANNOT_CHECK)) & (

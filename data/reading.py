@@ -13,8 +13,8 @@ verdict from resting on words that were not read.
   a verdict that rests on such a part is not given (data.rules.unchecked). A claim with too little of it read is not
   judged at all, and says how much was read.
 
-A report covers one claim today. Each term and phrase keeps its place in the text (start, end), so a claim cut into
-service lines can later give each line its own report from the same records.
+Each term and phrase keeps its place in the text (start, end), so a claim cut into service lines (data.lines) gives
+each line its own report from the same records.
 """
 
 from __future__ import annotations

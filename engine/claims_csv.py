@@ -168,7 +168,7 @@ def _labels(row: dict[str, str], number: int) -> tuple[str | None, str | None]:
 # verdict, reason and confidence are the answer, blank when the claim cannot be judged (cannot_judge says why);
 # model_* are the model's own answer and probability, given either way.
 SCORED_COLUMNS = ("text", "verdict", "reason", "confidence", "cannot_judge", "model_verdict", "model_reason",
-                  "model_confidence", "read", "not_read", "notes", "error", "rules_verdict", "rules_reason",
+                  "model_confidence", "lines", "read", "not_read", "notes", "error", "rules_verdict", "rules_reason",
                   "expected_verdict", "expected_reason", "agrees")
 
 
@@ -177,9 +177,21 @@ def _rules(predictor: Predictor, prediction: Prediction) -> tuple[str, str]:
     cannot tell."""
     if prediction.error or prediction.reading is None:
         return "", ""
+    if prediction.lines:  # the claim's rules are its lines', each checked on its own
+        return prediction.rules or ("", "")
     rules, _ = predictor.rules(Encoded(prediction.tokens, prediction.truncated, prediction.warnings),
                                prediction.reading)
     return rules or ("", "")
+
+
+def lines_cell(prediction: Prediction) -> str:
+    """Each service line of a claim of several billed items, with its answer: '1. lisinopril 10 mg: VALID (99%);
+    2. ...', and why no line is judged on a price, if so; blank for a claim of one item."""
+    lines = [f"{number}. {line.text}: " + (f"cannot judge ({line.refusal.sentence()})" if line.refusal else
+                                            f"{line.verdict if line.verdict == 'VALID' else line.reason} "
+                                            f"({line.confidence:.0%})")
+             for number, line in enumerate(prediction.lines, 1)]
+    return "; ".join([*lines, *([prediction.lines_note] if prediction.lines_note else [])])
 
 
 def _reading_cells(prediction: Prediction) -> list[str]:
@@ -204,8 +216,8 @@ def scored_rows(predictor: Predictor, claims: ImportedClaims,
             agrees = str(p.verdict == verdict and (verdict == "VALID" or p.reason == reason))
         model = [p.verdict or "", p.reason or "", f"{p.confidence:.4f}" if p.confidence is not None else ""]
         rows.append([p.text, *(model if p.judged else ["", "", ""]), p.refusal.sentence() if p.refusal else "",
-                     *model, *_reading_cells(p), p.error or "", *_rules(predictor, p), verdict or "", reason or "",
-                     agrees])
+                     *model, lines_cell(p), *_reading_cells(p), p.error or "", *_rules(predictor, p), verdict or "",
+                     reason or "", agrees])
     return rows
 
 

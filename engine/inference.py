@@ -5,7 +5,7 @@ Specialization page measures heads). Never raises for any text: bad input comes 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,10 +13,11 @@ import numpy as np
 import torch
 
 from data.catalog import Catalog, load_catalog
+from data.lines import ServiceLine, ServiceLines, cut_lines
 from data.reading import Reader, Reading, Refusal
-from data.rules import check_claim, label_read
+from data.rules import CANNOT_CHECK, INVALID, NO_REASON, check_claim, label_read
 from data.tokenizer import Tokenizer
-from data.vocabulary import Encoded, Token, parse_claim
+from data.vocabulary import Encoded, Token, entity_of, parse_claim
 from engine.analysis import analysed_names
 from engine.attribution import reference_claims, resampled_log_probs
 from engine.dataset import N_CATEGORIES, ClaimTensors, encode_texts
@@ -47,6 +48,10 @@ class Prediction:
     # Why the model's answer (verdict, reason, confidence above) is not given as the verdict: it rests on a part of
     # the claim that was not read. None when it is the verdict.
     refusal: Refusal | None = None
+    # A claim of several billed items: each service line judged as a claim of its own (the verdict above is the
+    # worst line's, the attention and ablation are those of `figured`), and why no line is judged on a price, if so.
+    lines: tuple[Prediction, ...] = ()
+    lines_note: str | None = None
 
     @property
     def outcome(self) -> str | None:
@@ -63,8 +68,26 @@ class Prediction:
             return {"text": self.text, "error": self.error, **reading}
         said = {"verdict": self.verdict, "reason": self.reason, "confidence": round(self.confidence or 0.0, 4)}
         answer = said if self.judged else {"verdict": None, "reason": None, "confidence": None, "model_said": said}
+        lines = {"lines": [line.line_json() for line in self.lines], "lines_note": self.lines_note} if self.lines \
+            else {}
         return {"text": self.text, **answer, "cannot_judge": self.refusal.to_json() if self.refusal else None,
-                **reading, "warnings": list(self.warnings)}
+                **lines, **reading, "warnings": list(self.warnings)}
+
+    def line_json(self) -> dict:
+        """One service line: its words, the terms read in it, its answer, or why it cannot be judged."""
+        terms = [t.to_json() for t in self.reading.read] if self.reading else []
+        said = self.judged and self.verdict is not None
+        return {"text": self.text, "terms": terms, "verdict": self.verdict if said else None,
+                "reason": self.reason if said else None,
+                "confidence": round(self.confidence, 4) if said and self.confidence is not None else None,
+                "cannot_judge": self.refusal.to_json() if self.refusal else None,
+                **({"rules": list(self.rules)} if self.rules else {})}
+
+    @property
+    def figured(self) -> Prediction:
+        """The prediction whose attention and ablation are shown: the claim's, or its first line the model
+        answered."""
+        return next((line for line in self.lines if line.verdict is not None), self)
 
 
 def outcome_to_verdict(outcome: str) -> tuple[str, str]:
@@ -140,10 +163,23 @@ class Predictor:
 
     @torch.no_grad()
     def predict(self, text: str, with_ablation: bool = True) -> Prediction:
+        """The verdict on one claim; a claim of several billed items is judged line by line (the attention and
+        ablation are those of its first line the model answers)."""
         text = text if isinstance(text, str) else str(text)
         read, refusal = self._encode(text)
         if read is None:
             return refusal
+        lines = cut_lines(text, *read, self._fits)
+        if lines is None:
+            return self._judge(text, read, with_ablation)
+        judged: list[Prediction] = []
+        for line in lines.lines:
+            figured = not any(p.verdict is not None for p in judged)
+            judged.append(self._unread_line(line) if line.unread_item else self._judge(
+                line.text, (line.encoded(read[0].truncated), line.reading), with_ablation and figured))
+        return self._claim_of_lines(text, read, lines, judged)
+
+    def _judge(self, text: str, read: tuple[Encoded, Reading], with_ablation: bool) -> Prediction:
         tokens, categories = encode_texts([read[0]], self.tokenizer)
         capture: dict[str, torch.Tensor] = {}
         log_probs = self.model.class_log_probs(tokens, categories, capture=capture)  # (1, 5)
@@ -153,6 +189,35 @@ class Predictor:
         return self._verdict(text, read, log_probs[0].exp().tolist(), int(answered[0]),
                              attention={name: w[0].numpy() for name, w in capture.items()}, ablation=ablation,
                              rules=rules, rule_findings=findings)
+
+    def _fits(self, item: Token, diagnosis: Token) -> bool:
+        """Whether the catalog lists the billed item for the diagnosis."""
+        (kind, key), (_, dx) = entity_of(item), entity_of(diagnosis)
+        return (self.catalog.drugs if kind == "drug" else self.catalog.procedures)[key].fits(dx)
+
+    def _unread_line(self, line: ServiceLine) -> Prediction:
+        """A line whose billed item was not read: no answer, and why."""
+        return Prediction(text=line.text, tokens=line.tokens, rules=(CANNOT_CHECK, NO_REASON), step=self.step,
+                          reading=line.reading, refusal=line.refusal(None))
+
+    def _claim_of_lines(self, text: str, read: tuple[Encoded, Reading], lines: ServiceLines,
+                        judged: list[Prediction]) -> Prediction:
+        """The claim's verdict from its lines' (`judged`, in order): the worst line's. An INVALID line makes the
+        claim INVALID; else a line that cannot be judged makes the claim one that cannot be judged, saying which
+        line; else VALID, as sure as its least sure line."""
+        encoded, reading = read
+        worst = min((p for p in judged if p.verdict is not None), key=_badness)
+        refused = [(number, p) for number, p in enumerate(judged, 1) if p.refusal is not None]
+        invalid = any(p.judged and p.verdict == INVALID for p in judged)
+        refusal = None if invalid or not refused else Refusal(
+            tuple(dict.fromkeys(part for _, p in refused for part in p.refusal.parts)),
+            tuple(f"on line {number} ('{p.text}'), {why[:1].lower() + why[1:]}" for number, p in refused
+                  for why in p.refusal.why))
+        return Prediction(text=text, verdict=worst.verdict, reason=worst.reason, confidence=worst.confidence,
+                          probabilities=worst.probabilities, tokens=encoded.tokens, rules=_worst_rules(judged),
+                          rule_findings=tuple(dict.fromkeys(f for p in judged for f in p.rule_findings)),
+                          warnings=encoded.warnings, truncated=encoded.truncated, step=self.step, reading=reading,
+                          refusal=refusal, lines=tuple(judged), lines_note=lines.total_note())
 
     def rules(self, encoded: Encoded, reading: Reading) -> tuple[tuple[str, str] | None, tuple[str, ...]]:
         """The rules checker's answer on the fields read: (verdict, reason), (CANNOT_CHECK, NONE) when that answer
@@ -177,16 +242,32 @@ class Predictor:
         for start in range(0, len(texts), batch_size):
             batch = [str(text) for text in texts[start:start + batch_size]]
             encoded = [self._encode(text) for text in batch]
-            judged = [read[0] for read, refusal in encoded if refusal is None]
+            cut = [cut_lines(text, *read, self._fits) if read else None
+                   for text, (read, _) in zip(batch, encoded, strict=True)]
+            # each claim is one input, or one per line whose item was read
+            inputs = [[read] if lines is None else [(line.encoded(read[0].truncated), line.reading)
+                                                    for line in lines.lines if not line.unread_item]
+                      for (read, _), lines in zip(encoded, cut, strict=True) if read]
+            judged = [e for claim in inputs for e, _ in claim]
             log_probs = self.model.class_log_probs(*encode_texts(judged, self.tokenizer)) if judged else None
             # one conversion per batch, not per claim: (B, 5) probabilities and (B,) outcomes
             rows = iter(zip(log_probs.exp().tolist(), greedy_outcomes(log_probs).tolist(), strict=True)
                         if log_probs is not None else [])
-            predictions += [refusal or self._verdict(text, e, *next(rows))
-                            for text, (e, refusal) in zip(batch, encoded, strict=True)]
+            predictions += [refusal or (self._verdict(text, e, *next(rows)) if lines is None
+                                        else self._lines_of(text, e, lines, rows))
+                            for text, (e, refusal), lines in zip(batch, encoded, cut, strict=True)]
             if progress is not None:
                 progress(len(predictions))
         return predictions
+
+    def _lines_of(self, text: str, read: tuple[Encoded, Reading], lines: ServiceLines,
+                  rows: Iterator[tuple[list[float], int]]) -> Prediction:
+        """The claim judged from its lines' next rows of answers (predict_many), with each line's rules."""
+        judged = [self._unread_line(line) if line.unread_item else self._verdict(
+            line.text, (encoded := line.encoded(read[0].truncated), line.reading), *next(rows),
+            **dict(zip(("rules", "rule_findings"), self.rules(encoded, line.reading), strict=True)))
+            for line in lines.lines]
+        return self._claim_of_lines(text, read, lines, judged)
 
     def _ablation(self, claim: ClaimTensors) -> dict[str, tuple[str, ...]]:
         """The answer with each head in turn resampled, exactly as engine.attribution resamples it for the
@@ -196,6 +277,26 @@ class Predictor:
         return {name: tuple(CLASSES[int(greedy_outcomes(log_probs)[0])] for log_probs in resampled_log_probs(
                     self.model, self.model.attention_named(name), claim, claim.classes, heads, reference))
                 for name in analysed_names(self.model)}
+
+
+def _badness(p: Prediction) -> tuple[int, float]:
+    """Orders lines worst first: INVALID (surest first), then those that cannot be judged, then VALID (least sure
+    first)."""
+    if p.judged and p.verdict == INVALID:
+        return 0, -(p.confidence or 0.0)
+    return (1, 0.0) if not p.judged else (2, p.confidence or 0.0)
+
+
+def _worst_rules(lines: list[Prediction]) -> tuple[str, str] | None:
+    """The rules checker on the claim from its lines: INVALID for the reason its lines break (None for several
+    reasons, or a line's rules of several), else CANNOT CHECK if a line cannot be checked, else VALID."""
+    answers = [p.rules for p in lines]
+    reasons = {rules[1] for rules in answers if rules is not None and rules[0] == INVALID}
+    if None in answers or len(reasons) > 1:
+        return None
+    if reasons:
+        return INVALID, reasons.pop()
+    return next((rules for rules in answers if rules[0] == CANNOT_CHECK), answers[0])
 
 
 def _tokenizer(folder: Path) -> Tokenizer:

@@ -217,3 +217,28 @@ def test_editing_an_example_clears_the_picker_and_what_if_says_one_thing(open_ap
     healthy(at)
     assert len(at.number_input) + len(at.radio) <= 8
     assert any("the first 8 are offered" in c.value for c in at.caption)
+
+
+def test_a_claim_of_several_items_shows_each_line_and_the_worst_lines_verdict(open_app, saved_run, healthy):
+    claim = "Hypertension and diabetes: lisinopril 10 mg and metformin 500 mg, $40"
+    at = open_saved(open_app, saved_run)
+    at.text_area(key="claim_text").set_value(claim).run()
+    healthy(at)
+    p = get_engine().predict(claim, saved_run)
+    lines = next(d.value for d in at.dataframe if "Service line" in d.value.columns)
+    assert lines["Service line"].tolist() == ["lisinopril 10 mg", "metformin 500 mg"]
+    assert lines["Verdict"].tolist() == [f"{line.verdict}: {line.reason}" if line.verdict == "INVALID"
+                                         else line.verdict for line in p.lines]
+    assert lines["Rules checker"].tolist() == ["VALID", "VALID"]
+    shown = " ".join(m.value for m in at.markdown)
+    worst = "VALID" if p.verdict == "VALID" else f"INVALID: {p.reason}"
+    assert f"The claim's verdict is its worst line's: **{worst}**." in shown
+    assert "**The figures below are line 1's** ('lisinopril 10 mg')" in shown
+    assert "$40 is the claim's total, not a price of one of its 2 lines" in " ".join(i.value for i in at.info)
+    assert (metric(at, "Verdict"), metric(at, "Reason")) == (p.verdict, p.reason)
+    cross = figure(at, "Cross-attention")
+    assert plotly_array(cross["data"][0]["z"]).shape == (2, len(p.lines[0].tokens))
+    next(n for n in at.number_input if n.label.startswith("Dose (was '500 mg')")).set_value(9000.0).run()
+    healthy(at)
+    assert "lisinopril 10 mg and metformin 9000 mg, $40" in at.code[0].value  # the what-if judges the changed claim
+    assert figure(at, "Cross-attention")  # the changed claim's first line

@@ -97,7 +97,7 @@ def test_a_claims_file_is_scored_and_trained_on(open_app, saved_run, healthy):
     assert "The first 5 of 80:" in [c.value for c in at.caption]
     scored = at.dataframe[-1].value
     assert len(scored) == 80 and list(scored.columns) == ["Claim", "The model says", "How sure", "The rules say",
-                                                          "Not read", "Problem"]
+                                                          "Not read", "Service lines", "Problem"]
     agree = int((scored["The model says"] == scored["The rules say"]).sum())
     refused = scored["The model says"] == "cannot judge"  # generated claims that bill no item
     assert f"agree on {agree:,} of the " in " ".join(m.value for m in at.markdown)
