@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from support import wait_for
+from support import Heard, wait_for
 
 from engine.run_files import load_checkpoint
 from engine.runs import replay
@@ -357,22 +357,14 @@ def test_time_left_is_the_steps_own_rate_plus_the_measurements_still_planned() -
     assert left.seconds(100) == pytest.approx(900 * 0.01 + 0.5 + 9 * 1.0)
 
 
-class StepsSeen:
-    def __init__(self) -> None:
-        self.steps: list[StepPoint] = []
-
-    def hear(self, event: object) -> None:
-        if isinstance(event, StepPoint):
-            self.steps.append(event)
-
-
 def test_every_step_says_the_time_left() -> None:
-    seen = StepsSeen()
+    seen = Heard(StepPoint)
     trainer = Trainer(TelemetryHub(), [seen])
     config = preset("quick")
     config.steps = 60
     trainer.start(config)
     wait_for(lambda: not trainer.active)
-    assert len(seen.steps) == 60 and all(s.seconds_left is not None and s.seconds_left >= 0 for s in seen.steps)
-    assert seen.steps[-1].seconds_left < seen.steps[0].seconds_left
-    assert trainer.hub.snapshot().eta_seconds == seen.steps[-1].seconds_left
+    steps = seen.events
+    assert len(steps) == 60 and all(s.seconds_left is not None and s.seconds_left >= 0 for s in steps)
+    assert steps[-1].seconds_left < steps[0].seconds_left
+    assert trainer.hub.snapshot().eta_seconds == steps[-1].seconds_left

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from support import Heard
 from torch import nn
 
 from engine.runs import replay
@@ -69,17 +70,6 @@ def batch(step: int, padded: bool) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": mask, "labels": ids}
 
 
-class Heard:
-    """Every attention point a watcher records, as it records it (the run's files keep float16)."""
-
-    def __init__(self) -> None:
-        self.attention: list[AttentionPoint] = []
-
-    def hear(self, event: object) -> None:
-        if isinstance(event, AttentionPoint):
-            self.attention.append(event)
-
-
 def train(model: nn.Module, optimizer: torch.optim.Optimizer, steps: int, watcher=None,
           padded: bool = True) -> list[float]:
     model.train()
@@ -116,11 +106,11 @@ def test_saved_weights_are_the_models_own_eager_attention(family: str, implement
     model = built(family, implementation)
     start = {k: v.clone() for k, v in model.state_dict().items()}
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    heard = Heard()
+    heard = Heard(AttentionPoint)  # as the watcher records it (the run's files keep float16)
     with watch(model, optimizer, tmp_path / "run", every=1) as watcher:
         watcher.observers.append(heard)
         train(model, optimizer, 1, watcher, padded)
-    saved = {name: torch.from_numpy(w) for name, w in heard.attention[0].weights.items()}
+    saved = {name: torch.from_numpy(w) for name, w in heard.events[0].weights.items()}
     reference = built(family, "eager")
     reference.load_state_dict(start)
     reference.eval()
@@ -164,11 +154,11 @@ def test_eager_attention_after_dropout_is_not_what_is_saved(tmp_path: Path) -> N
     dropped = model(**batch(0, padded=False), output_attentions=True).attentions[0].detach()
     assert (dropped.sum(-1) - 1).abs().max() > 0.1
     torch.manual_seed(1)
-    heard = Heard()
+    heard = Heard(AttentionPoint)  # as the watcher records it (the run's files keep float16)
     with watch(model, optimizer, tmp_path / "run", every=1) as watcher:
         watcher.observers.append(heard)
         train(model, optimizer, 1, watcher, padded=False)
-    saved = torch.from_numpy(heard.attention[0].weights["bert.encoder.layer.0.attention"])
+    saved = torch.from_numpy(heard.events[0].weights["bert.encoder.layer.0.attention"])
     torch.testing.assert_close(saved.sum(-1), torch.ones(3, HEADS, LENGTH), atol=1e-5, rtol=0)
 
 
