@@ -34,8 +34,14 @@ def run_rows(runs: list[RunSummary]) -> list[dict]:
     return [{
         "Started": time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)), "Run": r.run_id, "Recipe": r.preset,
         "Optimizer": r.optimizer, "Seed": r.seed, "Steps": r.step, "Status": r.status,
-        "Accuracy": r.accuracy, "Heads": ", ".join(r.head_labels) or "not measured",
+        "Accuracy": r.accuracy, "Heads": heads_cell(r),
     } for r in runs]
+
+
+def heads_cell(run: RunSummary) -> str:
+    if not run.learned:
+        return "not named: it did no better than answering its commonest outcome to every claim"
+    return ", ".join(run.head_labels) or "not measured"
 
 
 def damage_text(runs: list[RunSummary]) -> str | None:

@@ -48,6 +48,7 @@ from engine.telemetry import (
     Downsampler,
     ProbeClaim,
     Snapshot,
+    at_most_chance,
     frozen,
     thin,
 )
@@ -306,6 +307,8 @@ class RunSummary:
     problem: str | None = None  # why the folder cannot be opened, if it cannot
     note: str | None = None  # a damaged part that does not stop the run from being opened
     updated: float | None = None  # when a run training elsewhere last said so (status.json)
+    # False: its held-out accuracy is no better than answering its commonest outcome, so its heads are not named
+    learned: bool = True
 
 
 def summarize(folder: Path) -> RunSummary:
@@ -326,11 +329,14 @@ def summarize(folder: Path) -> RunSummary:
     state = "unknown" if status is None else status.get("status", "stopped")
     if state in ACTIVE_STATUSES:
         state = TRAINING_ELSEWHERE if training_elsewhere(config, status) else "interrupted"
+    chance = (status or {}).get("chance")
+    learned = (state == TRAINING_ELSEWHERE or accuracy is None or math.isnan(accuracy) or chance is None
+               or not at_most_chance(accuracy, chance))
     return RunSummary(folder.name, (folder / CONFIG).stat().st_mtime, config.get("preset", "?"),
                       config.get("optimizer", "?"), config.get("seed", 0), state, step,
                       None if accuracy is None or math.isnan(accuracy) else accuracy, labels,
                       note=f"{STATUS} is damaged: how the run ended is unknown" if status is None else None,
-                      updated=status.get("updated") if state == TRAINING_ELSEWHERE else None)
+                      updated=status.get("updated") if state == TRAINING_ELSEWHERE else None, learned=learned)
 
 
 def _latest(folder: Path, heads: HeadCounts) -> dict[str, Any]:

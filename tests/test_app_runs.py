@@ -68,6 +68,16 @@ def test_list_open_compare_and_export(open_app, saved_run, engine_env, healthy):
     assert f"Viewing saved run **{saved_run}** (read-only)" in at.info[0].value
 
 
+def test_a_run_that_did_not_learn_has_no_heads_named(open_app, saved_run, engine_env, healthy):
+    status = engine_env / saved_run / "status.json"
+    accuracy = get_engine().replay(saved_run).evals[-1].heldout_accuracy
+    status.write_text(json.dumps({**json.loads(status.read_text()), "chance": accuracy}))  # as good as one answer
+    at = open_app(PAGE)
+    healthy(at)
+    mine = at.dataframe[0].value.iloc[0]
+    assert mine["Heads"] == "not named: it did no better than answering its commonest outcome to every claim"
+
+
 @pytest.mark.parametrize(("data", "problem"), [
     (b"", "is empty"),
     (b"claim,amount\nfoo,1\n", "has no 'text' column"),
