@@ -136,9 +136,12 @@ def train(args: argparse.Namespace) -> int:
         "run": str(args.out),
         "saved": trainer.save_problem is None,
         "save_problem": trainer.save_problem,
+        "tensorboard_saved": config.tensorboard and trainer.beside_problem is None,
+        "tensorboard_problem": trainer.beside_problem,
     }
     print(json.dumps(result))
-    return 0 if snap.status in ("finished", "stopped") and trainer.save_problem is None else 1
+    saved = trainer.save_problem is None and trainer.beside_problem is None
+    return 0 if snap.status in ("finished", "stopped") and saved else 1
 
 
 def _make_room(out: Path, replace: bool) -> None:

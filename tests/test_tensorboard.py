@@ -149,6 +149,9 @@ def test_tensorboard_files_that_stop_are_named_in_the_status_without_a_traceback
                              "--preset", "quick", "--steps", "40", "--tensorboard"], cwd=ROOT, capture_output=True,
                             text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT / "tests")})
     assert "Traceback" not in result.stderr
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert result.returncode == 1 and summary["saved"] and not summary["tensorboard_saved"]
+    assert summary["tensorboard_problem"] == "TensorBoard files: No space left on device"
     assert "TensorBoard files stopped being written: No space left on device" in result.stderr
     status = json.loads((tmp_path / "run" / "status.json").read_text())
     assert status["status"] == "finished"

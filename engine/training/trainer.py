@@ -118,6 +118,7 @@ class Trainer:
         self.data: ClaimData | None = None
         self.config: TrainConfig | None = None  # as asked for by whoever started the run
         self.save_problem: str | None = None  # why the run's folder is incomplete, once saving failed
+        self.beside_problem: str | None = None  # why files written beside the run's own (TensorBoard's) stopped
 
     @property
     def active(self) -> bool:
@@ -151,7 +152,7 @@ class Trainer:
                     raise
             self.generation += 1
             self._control = control = RunControl()
-            self._live, self.save_problem, self.config = None, None, config
+            self._live, self.save_problem, self.beside_problem, self.config = None, None, None, config
             self.hub.begin(run_id, str(folder) if folder else None, config.to_dict(), config.steps)
             self._thread = threading.Thread(target=self._run, args=(config, folder, lock, self.generation, threads,
                                                                      control), daemon=True, name="headwatch-trainer")
@@ -212,7 +213,7 @@ class Trainer:
         finally:
             if writer is not None:
                 writer.close()
-                self.save_problem = writer.failed
+                self.save_problem, self.beside_problem = writer.failed, writer.beside_failed
             _let_go(folder, lock, writer)
 
     @staticmethod
