@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -159,17 +160,19 @@ def pair_batch(pairs: list[MinimalPair], tokenizer: Tokenizer, max_len: int,
 
 
 _RUN_PAIRS: dict[tuple, PairBatch] = {}  # made once per tokenizer: 0.25 s a run start otherwise
+_RUN_PAIRS_LOCK = threading.Lock()  # runs in several threads (a race, a study in a server) share it
 RUN_PAIRS_KEPT = 8
 
 
 def run_pairs(tokenizer: Tokenizer, max_len: int, device: torch.device | str = "cpu") -> PairBatch:
     """The minimal pairs every measurement of every run is taken on, in training and by `engine analyze` alike."""
     key = (tokenizer.vocab, tuple(sorted(tokenizer.aliases.items())), max_len, str(device))
-    if key not in _RUN_PAIRS:
-        while len(_RUN_PAIRS) >= RUN_PAIRS_KEPT:
-            _RUN_PAIRS.pop(next(iter(_RUN_PAIRS)))
-        _RUN_PAIRS[key] = pair_batch(minimal_pairs(load_catalog(), tokenizer), tokenizer, max_len, device)
-    return _RUN_PAIRS[key]
+    with _RUN_PAIRS_LOCK:
+        if key not in _RUN_PAIRS:
+            while len(_RUN_PAIRS) >= RUN_PAIRS_KEPT:
+                _RUN_PAIRS.pop(next(iter(_RUN_PAIRS)))
+            _RUN_PAIRS[key] = pair_batch(minimal_pairs(load_catalog(), tokenizer), tokenizer, max_len, device)
+        return _RUN_PAIRS[key]
 
 
 Run = Callable[[torch.Tensor | None, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]]

@@ -420,3 +420,44 @@ def test_specialization_records_keep_selectivity_pairs_and_how_heads_were_taken_
     for hostile in ({"intervention": "rm -rf"}, {"shared_with": {"DOSAGE": [10**9]}}, {"selectivity": "high"}):
         with pytest.raises(ValueError):
             specialization_point({"step": 5, "heads": {CROSS: [written["heads"][CROSS][0] | hostile]}})
+
+
+def test_run_pairs_evicted_by_two_training_threads_at_once_raise_in_neither(
+        monkeypatch: pytest.MonkeyPatch, setting) -> None:
+    """Thread A, about to evict the oldest pairs, is overtaken by thread B evicting the same ones."""
+    import threading
+
+    import engine.attribution as attribution
+
+    overtaken, b_done = threading.Event(), threading.Event()
+
+    class Overtaken(dict):
+        def __iter__(self):
+            keys = iter(list(self.keys()))
+            if threading.current_thread().name == "A" and not overtaken.is_set():
+                overtaken.set()
+                b_done.wait(timeout=2)  # a lock held by A keeps B out: it waits for A instead
+            return keys
+
+    monkeypatch.setattr(attribution, "RUN_PAIRS_KEPT", 1)
+    monkeypatch.setattr(attribution, "_RUN_PAIRS", Overtaken(oldest=0))
+    monkeypatch.setattr(attribution, "minimal_pairs", lambda catalog, tokenizer: [])
+    monkeypatch.setattr(attribution, "pair_batch", lambda pairs, tokenizer, max_len, device: max_len)
+    got: dict[str, object] = {}
+
+    def pairs(max_len: int) -> None:
+        try:
+            got[threading.current_thread().name] = run_pairs(setting[1], max_len)
+        except Exception as error:
+            got[threading.current_thread().name] = error
+        if threading.current_thread().name == "B":
+            b_done.set()
+
+    a = threading.Thread(target=pairs, args=(40,), name="A")
+    b = threading.Thread(target=pairs, args=(41,), name="B")
+    a.start()
+    overtaken.wait(timeout=5)
+    b.start()
+    a.join()
+    b.join()
+    assert got == {"A": 40, "B": 41}
