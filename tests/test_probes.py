@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from support import probe_table_with
 
 from data.rules import REASONS
 from data.vocabulary import CATEGORIES
@@ -21,7 +22,6 @@ from engine.probes import (
     MIN_CLAIMS,
     SOURCES,
     Examples,
-    ProbeTable,
     field_vectors,
     hub_line,
     probe_accuracy,
@@ -84,23 +84,14 @@ def test_vectors_are_read_at_each_field_and_a_missing_field_is_absent() -> None:
     assert present[:, 1].tolist() == [f == "dose" for f in FIELDS]
 
 
-def table(encoder: dict[str, dict[str, float]], step: int = 100) -> ProbeTable:
-    """Every cell 0.6 on both sources, but for the encoder's cells given."""
-    def cells(given: dict[str, dict[str, float]]) -> dict:
-        return {reason: {field: given.get(reason, {}).get(field, 0.6) for field in FIELDS} for reason in REASONS}
-
-    return ProbeTable(step, {"encoder": cells(encoder), "embeddings": cells({})},
-                      {reason: dict.fromkeys(FIELDS, 300) for reason in REASONS}, seconds=0.5)
-
-
 def test_plain_lines_say_where_each_verdict_forms_and_whether_the_item_is_a_hub() -> None:
-    hub = table({"MEDICAL": {"item": 0.97}, "DOSAGE": {"item": 0.9, "dose": 0.95}, "COST": {"item": 0.99},
+    hub = probe_table_with({"MEDICAL": {"item": 0.97}, "DOSAGE": {"item": 0.9, "dose": 0.95}, "COST": {"item": 0.99},
                  "ADMIN": dict.fromkeys(FIELDS, 0.9)})
     assert where_it_forms(hub, "DOSAGE") == "DOSAGE forms at the billed item and dose."
     assert where_it_forms(hub, "ADMIN") == "ADMIN forms everywhere: at every field measured."
     assert hub_line(hub) == "The billed item is a hub: MEDICAL, DOSAGE and COST all form there."
     # as sure at the dose, but its word alone already said as much: nothing formed there
-    apart = table({"DOSAGE": {"dose": 0.95}, "COST": {"item": 0.99}})
+    apart = probe_table_with({"DOSAGE": {"dose": 0.95}, "COST": {"item": 0.99}})
     apart.accuracy["embeddings"]["DOSAGE"]["dose"] = 0.9
     assert where_it_forms(apart, "DOSAGE").startswith("DOSAGE forms at no single field")
     assert hub_line(apart) == "The billed item is no hub: only COST of MEDICAL, DOSAGE and COST forms there."
@@ -128,7 +119,7 @@ def test_the_schedule_is_log_spaced_and_ends_at_the_last_step() -> None:
 
 
 def test_saved_tables_read_back_and_a_hostile_file_is_refused_in_plain_words(tmp_path: Path) -> None:
-    first, second = table({"COST": {"item": 0.99}}, step=0), table({}, step=200)
+    first, second = probe_table_with({"COST": {"item": 0.99}}, step=0), probe_table_with({}, step=200)
     first.accuracy["encoder"]["ADMIN"]["place"] = float("nan")
     save_probes(tmp_path, [first, second])
     back = read_probes(tmp_path)
