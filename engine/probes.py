@@ -242,7 +242,7 @@ def _listed(names: list[str]) -> str:
 
 
 def where_it_forms(table: ProbeTable, reason: str) -> str:
-    """One plain line: where `reason`'s verdict forms ('DOSAGE forms at the billed item and the dose')."""
+    """One plain line: where `reason`'s verdict forms ("DOSAGE forms at the billed item and the dose.")."""
     formed, measured = formed_at(table, reason), measured_fields(table, reason)
     if not measured:
         return f"{reason}: too few claims to measure."
@@ -251,7 +251,7 @@ def where_it_forms(table: ProbeTable, reason: str) -> str:
                "better than its word alone."
     if len(formed) == len(measured):
         return f"{reason} forms everywhere: at every field measured."
-    return f"{reason} forms at the {_listed([FIELD_NAMES[f] for f in formed])}."
+    return f"{reason} forms at {_listed([f'the {FIELD_NAMES[f]}' for f in formed])}."
 
 
 def hub_line(table: ProbeTable) -> str:

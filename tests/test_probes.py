@@ -87,7 +87,7 @@ def test_vectors_are_read_at_each_field_and_a_missing_field_is_absent() -> None:
 def test_plain_lines_say_where_each_verdict_forms_and_whether_the_item_is_a_hub() -> None:
     hub = probe_table_with({"MEDICAL": {"item": 0.97}, "DOSAGE": {"item": 0.9, "dose": 0.95}, "COST": {"item": 0.99},
                  "ADMIN": dict.fromkeys(FIELDS, 0.9)})
-    assert where_it_forms(hub, "DOSAGE") == "DOSAGE forms at the billed item and dose."
+    assert where_it_forms(hub, "DOSAGE") == "DOSAGE forms at the billed item and the dose."
     assert where_it_forms(hub, "ADMIN") == "ADMIN forms everywhere: at every field measured."
     assert hub_line(hub) == "The billed item is a hub: MEDICAL, DOSAGE and COST all form there."
     # as sure at the dose, but its word alone already said as much: nothing formed there
