@@ -12,10 +12,11 @@ import pytest
 import torch
 from support import probe_table_with
 
+from data.generator import generate_claims
 from data.rules import REASONS
 from data.vocabulary import CATEGORIES
 from engine.analyze import probe_report
-from engine.dataset import ClaimTensors
+from engine.dataset import ClaimData, ClaimTensors, encode_claims
 from engine.model import ClaimsTransformer, ModelConfig
 from engine.probes import (
     FIELDS,
@@ -31,6 +32,8 @@ from engine.probes import (
     where_it_forms,
 )
 from engine.run_files import PROBES, RunError
+from engine.training.events import Status, Weights
+from engine.training.observers import ProbeObserver
 
 
 def examples(shift: float, rows: int = 400, seed: int = 0) -> Examples:
@@ -143,3 +146,27 @@ def test_saved_tables_read_back_and_a_hostile_file_is_refused_in_plain_words(tmp
     with pytest.raises(RunError, match="outside its run folder"):
         read_probes(tmp_path)
     assert read_probes(tmp_path / "missing") == []
+
+
+def test_the_observer_records_on_schedule_and_at_the_end_and_a_folder_it_cannot_write_stops_only_it(
+        tmp_path: Path, tokenizer) -> None:
+    claims = encode_claims(generate_claims(400, 0), tokenizer, 48)
+    data = ClaimData(tokenizer, claims, claims, claims, ())
+    config = ModelConfig(d_model=16, d_ff=16).sized_for(len(tokenizer.vocab))
+    torch.manual_seed(0)
+    weights = ClaimsTransformer(config).state_dict()
+
+    def heard_by(observer: ProbeObserver, steps: list[int]) -> None:
+        for step in steps:
+            observer.hear(Weights(step, weights, config.to_dict(), keep=False))
+        observer.hear(Status("finished", "done", steps[-1], 1.0))
+
+    kept = ProbeObserver(tmp_path, data, total_steps=900)
+    heard_by(kept, [0, 10, 100, 300, 700, 900])  # evaluations fall between the recorded steps 0, 200, 800, 900
+    assert [t.step for t in read_probes(tmp_path)] == [0, 300, 900] and kept.seconds > 0
+    told: list[str] = []
+    blocked = tmp_path / "a file"
+    blocked.write_text("")
+    stopped = ProbeObserver(blocked / "run", data, total_steps=900, on_failed=told.append)
+    heard_by(stopped, [0, 300, 900])
+    assert len(told) == 1 and "Training goes on, but where its verdicts form is no longer saved" in told[0]

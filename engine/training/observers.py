@@ -117,16 +117,21 @@ class ProbeObserver:
     def _record(self, weights: Weights) -> None:
         started = time.perf_counter()
         self.pending = [step for step in self.pending if step > weights.step]
-        table = probe_table(self._model(weights), self.fit, self.score, weights.step)
-        seconds = time.perf_counter() - started
-        self.seconds += seconds
-        self.tables.append(replace(table, seconds=seconds))
         try:
+            table = probe_table(self._model(weights), self.fit, self.score, weights.step)
+            seconds = time.perf_counter() - started
+            self.seconds += seconds
+            self.tables.append(replace(table, seconds=seconds))
             save_probes(self.folder, self.tables)
         except OSError as error:
-            self.failed = error.strerror or str(error)
-            logging.getLogger("headwatch").warning("probe tables stopped being written: %s", self.failed)
-            self.on_failed(f"Training goes on, but where its verdicts form is no longer saved: {self.failed}")
+            self._fail(error.strerror or str(error), error)
+        except Exception as error:  # these tables are extra: whatever goes wrong here, the run trains on
+            self._fail("an unexpected error, whose details are in the log of the process that trained it", error)
+
+    def _fail(self, reason: str, error: Exception) -> None:
+        self.failed = reason
+        logging.getLogger("headwatch").warning("probe tables stopped being written: %s", reason, exc_info=error)
+        self.on_failed(f"Training goes on, but where its verdicts form is no longer saved: {reason}")
 
     def _model(self, weights: Weights) -> ClaimsTransformer:
         """The probed copy of the model, with these weights; built once, without touching the random numbers the
