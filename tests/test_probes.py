@@ -7,6 +7,7 @@ import json
 import math
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -170,3 +171,7 @@ def test_the_observer_records_on_schedule_and_at_the_end_and_a_folder_it_cannot_
     stopped = ProbeObserver(blocked / "run", data, total_steps=900, on_failed=told.append)
     heard_by(stopped, [0, 300, 900])
     assert len(told) == 1 and "Training goes on, but where its verdicts form is no longer saved" in told[0]
+    # once the run's own files stop being saved, the page says so; these tables neither go on nor take its place
+    unsaved = ProbeObserver(tmp_path / "unsaved", data, 900, told.append, SimpleNamespace(failed="No space left"))
+    heard_by(unsaved, [0, 300, 900])
+    assert len(told) == 1 and not (tmp_path / "unsaved").exists()

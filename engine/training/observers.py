@@ -89,11 +89,13 @@ class WriterObserver:
 class ProbeObserver:
     """Records where the verdict forms (engine.probes) into the run's folder, from the weights of the steps of
     `recorded_steps` and of the run's last step. It runs in the training thread, so its cost counts in the run's
-    time: `seconds` is the total. A failure to write stops these tables only; `on_failed` hears of it once."""
+    time: `seconds` is the total. A failure stops these tables only; `on_failed` hears of it once. Once the run's
+    own files stop being saved (`run_writer`, when given, failed), it records nothing more: the page already says
+    the run is no longer saved, and a warning about these tables would take that one's place."""
 
     def __init__(self, folder: Path, data: ClaimData, total_steps: int,
-                 on_failed: Callable[[str], None] = lambda message: None) -> None:
-        self.folder, self.on_failed = folder, on_failed
+                 on_failed: Callable[[str], None] = lambda message: None, run_writer: RunWriter | None = None) -> None:
+        self.folder, self.on_failed, self.run_writer = folder, on_failed, run_writer
         self.fit, self.score = probing_claims(data)
         self.pending = recorded_steps(total_steps)
         self.tables: list[ProbeTable] = []
@@ -103,7 +105,7 @@ class ProbeObserver:
         self.seconds = 0.0
 
     def hear(self, event: Event) -> None:
-        if self.failed:
+        if self.failed or (self.run_writer is not None and self.run_writer.failed):
             return
         match event:
             case Weights():

@@ -78,7 +78,8 @@ def _folder_observers(writer: RunWriter, config: TrainConfig, data: ClaimData, h
     def warn(message: str) -> None:
         hub.hear(RunWarning(message))
 
-    kept: list[Observer] = [ProbeObserver(writer.folder, data, config.steps, warn), WriterObserver(writer, warn)]
+    probes = ProbeObserver(writer.folder, data, config.steps, warn, writer)
+    kept: list[Observer] = [probes, WriterObserver(writer, warn)]
     if config.tensorboard:  # first: its last events are written, or their failure known, before the run's status
         kept.insert(0, TensorBoardObserver(writer.folder, warn, writer))
     return kept
