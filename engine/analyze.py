@@ -125,8 +125,8 @@ def probe_report(folder: Path) -> list[str]:
     table = probe_table(predictor.model, fit, score, predictor.step or 0)
     try:
         recorded = [t.step for t in read_probes(folder)]
-        while_training = (f"Recorded while training at steps {', '.join(f'{s:,}' for s in recorded)}."
-                          if recorded else "None was recorded while training (runs before probes were recorded).")
+        while_training = (f"Recorded while training at steps {', '.join(f'{s:,}' for s in recorded)}." if recorded
+                          else "None was recorded while training: the run was trained before runs recorded them.")
     except RunError as error:
         while_training = f"What was recorded while training is not read: {error}."
     return [

@@ -261,8 +261,8 @@ def hub_line(table: ProbeTable) -> str:
         return f"The billed item is a hub: {_listed(list(HUB_REASONS))} all form there."
     if not there:
         return f"The billed item is no hub: none of {_listed(list(HUB_REASONS))} forms there."
-    return f"The billed item is no hub: only {_listed(there)} of {_listed(list(HUB_REASONS))} forms there."
-
+    verb = "forms" if len(there) == 1 else "form"
+    return f"The billed item is no hub: of {_listed(list(HUB_REASONS))}, only {_listed(there)} {verb} there."
 
 def recorded_steps(total: int) -> list[int]:
     """The steps at which a run of `total` steps records its probe table (its end as well, wherever it stops)."""

@@ -98,7 +98,7 @@ def test_plain_lines_say_where_each_verdict_forms_and_whether_the_item_is_a_hub(
     apart = probe_table_with({"DOSAGE": {"dose": 0.95}, "COST": {"item": 0.99}})
     apart.accuracy["embeddings"]["DOSAGE"]["dose"] = 0.9
     assert where_it_forms(apart, "DOSAGE").startswith("DOSAGE forms at no single field")
-    assert hub_line(apart) == "The billed item is no hub: only COST of MEDICAL, DOSAGE and COST forms there."
+    assert hub_line(apart) == "The billed item is no hub: of MEDICAL, DOSAGE and COST, only COST forms there."
 
 
 def test_a_run_records_its_tables_while_it_trains_and_analyze_gives_the_last_again(trained_run_folder: Path) -> None:
