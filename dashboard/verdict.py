@@ -33,7 +33,7 @@ diagnosis, the billed item, the dose, the price, the patient, the provider) we a
 what the encoder made of that one field: *is this a valid claim, or one with a MEDICAL (or DOSAGE, COST, ADMIN)
 problem?* Where it is right far more often than it is from the word alone, the model has already made up its mind
 at that field. If the MEDICAL, DOSAGE and COST verdicts all gather at the billed item, every answer head finds them
-there in one place, and no recipe can make each head go to a field of its own for its reason.
+there in one place, and no change to the answer's heads alone can give each reason a head of its own.
 """
 METHOD = f"""
 - **The reader** is a linear probe (logistic regression) for each reason and each field: fitted on the first
