@@ -11,6 +11,7 @@ pages = [
     st.Page("dashboard/adam.py", title="Adam's memories"),
     st.Page("dashboard/attention.py", title="Attention"),
     st.Page("dashboard/specialization.py", title="Specialization"),
+    st.Page("dashboard/verdict.py", title="Where the verdict forms"),
     st.Page("dashboard/seeds.py", title="Across seeds"),
     st.Page("dashboard/inspect_claim.py", title="Inspect"),
     st.Page("dashboard/story.py", title="Story"),

@@ -17,7 +17,7 @@ from typing import BinaryIO, TextIO
 
 import torch
 
-from engine.analyze import analyze_run
+from engine.analyze import analyze_run, probe_report
 from engine.claims_csv import CsvProblem, read_claims_file
 from engine.inference import MAX_CLAIM_CHARS, Predictor
 from engine.run_files import CONFIG, RUN_FILES, RunError
@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--csv", type=Path)
     analyze = commands.add_parser("analyze", help="per-head specialization of a saved run")
     analyze.add_argument("--run", type=Path, required=True)
+    analyze.add_argument("--probes", action="store_true",
+                         help="instead: where each reason's verdict forms, probed at each field of a claim (a table)")
     study = commands.add_parser("study", help="train one recipe with several seeds; what their heads have in common")
     study.add_argument("--out", type=Path, required=True, help="the study's folder (an interrupted study resumes)")
     study.add_argument("--seeds", default="0-4", help=f"e.g. 0-4 or 0,2,5 (default 0-4; at most {MAX_SEEDS})")
@@ -262,6 +264,9 @@ def predict(args: argparse.Namespace) -> int:
 
 
 def analyze(args: argparse.Namespace) -> int:
+    if args.probes:
+        print("\n".join(probe_report(args.run)))
+        return 0
     print(json.dumps(analyze_run(args.run), indent=1))
     return 0
 

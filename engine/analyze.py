@@ -11,31 +11,75 @@ import torch
 from data.generator import generate_claims
 from engine.analysis import ANALYSIS_CLAIMS, specialization
 from engine.attribution import RESAMPLES, reference_claims, run_pairs
-from engine.dataset import HELDOUT_SEED_OFFSET, N_CATEGORIES, POOL_CACHE, ClaimTensors, build_data, encode_claims
+from engine.dataset import (
+    HELDOUT_SEED_OFFSET,
+    N_CATEGORIES,
+    POOL_CACHE,
+    ClaimData,
+    ClaimTensors,
+    build_data,
+    encode_claims,
+)
 from engine.inference import Predictor
 from engine.metrics import per_class_accuracy
-from engine.model import greedy_outcomes
+from engine.model import REASONS, greedy_outcomes
+from engine.probes import (
+    FIELD_NAMES,
+    FIELDS,
+    FIT_CLAIMS,
+    SOURCES,
+    ProbeTable,
+    hub_line,
+    probe_table,
+    probing_claims,
+    read_probes,
+    where_it_forms,
+)
 from engine.run_files import CONFIG, RunError, read_config
 from engine.telemetry import INTERVENTIONS, RESAMPLED
 from engine.training.config import ConfigError, TrainConfig
 
 
-def run_heldout(folder: Path, predictor: Predictor) -> tuple[ClaimTensors, str]:
-    """The held-out claims the run's trainer measured its heads on, so that `analyze` names them as training did,
-    and what they are. A run trained on imported claims is measured on generated ones: its file may be gone."""
+def _run_config(folder: Path) -> tuple[TrainConfig, int]:
+    """A saved run's settings, and the seed its claims were generated from."""
     raw = read_config(folder)
     try:
         config = TrainConfig.from_dict(raw)
         config.validate()
     except (ConfigError, TypeError, ValueError) as error:
         raise RunError(f"{CONFIG} is damaged: {error}") from None
-    data_seed = raw.get("data_seed", config.seed)  # runs saved before data_seed existed drew claims from their seed
-    max_len = predictor.model.config.max_len
+    return config, raw.get("data_seed", config.seed)  # runs saved before data_seed existed drew claims from their seed
+
+
+def _run_data(folder: Path, config: TrainConfig, data_seed: int, predictor: Predictor) -> ClaimData:
+    return build_data(data_seed, config.pool_size, config.heldout_size, predictor.model.config.max_len,
+                      folder.parent / POOL_CACHE)
+
+
+def run_heldout(folder: Path, predictor: Predictor) -> tuple[ClaimTensors, str]:
+    """The held-out claims the run's trainer measured its heads on, so that `analyze` names them as training did,
+    and what they are. A run trained on imported claims is measured on generated ones: its file may be gone."""
+    config, data_seed = _run_config(folder)
     if config.claims_csv:
         claims = generate_claims(ANALYSIS_CLAIMS, data_seed + HELDOUT_SEED_OFFSET, predictor.catalog)
-        return encode_claims(claims, predictor.tokenizer, max_len), "generated (the run trained on imported claims)"
-    data = build_data(data_seed, config.pool_size, config.heldout_size, max_len, folder.parent / POOL_CACHE)
-    return data.heldout, "the run's held-out claims"
+        return (encode_claims(claims, predictor.tokenizer, predictor.model.config.max_len),
+                "generated (the run trained on imported claims)")
+    return _run_data(folder, config, data_seed, predictor).heldout, "the run's held-out claims"
+
+
+def run_probing_claims(folder: Path, predictor: Predictor) -> tuple[ClaimTensors, ClaimTensors, str]:
+    """The claims the run's probes were fitted and scored on while it trained (engine.probes.probing_claims), and
+    what they are; a run trained on imported claims is probed on generated ones."""
+    config, data_seed = _run_config(folder)
+    if config.claims_csv:
+        claims = generate_claims(FIT_CLAIMS, data_seed, predictor.catalog)
+        heldout, _ = run_heldout(folder, predictor)
+        return (encode_claims(claims, predictor.tokenizer, predictor.model.config.max_len), heldout,
+                f"fitted on {FIT_CLAIMS:,} generated claims, scored on {len(heldout):,} others (the run trained on "
+                "imported claims)")
+    fit, score = probing_claims(_run_data(folder, config, data_seed, predictor))
+    return fit, score, f"fitted on the first {len(fit):,} claims of its training pool, scored on its {len(score):,} " \
+                       "held-out claims"
 
 
 def analyze_run(folder: Path) -> dict:
@@ -71,3 +115,41 @@ def analyze_run(folder: Path) -> dict:
         "owners": {f"{name} head {i}": h.owns for name, heads in point.heads.items() for i, h in enumerate(heads)
                    if h.owns},
     }
+
+
+def probe_report(folder: Path) -> list[str]:
+    """`python -m engine analyze --probes`: where each reason's verdict forms in the run's latest weights, as a
+    table (the encoder's output at each field, beside the word's embedding alone) and one plain line per reason."""
+    predictor = Predictor.from_run(folder)
+    fit, score, source = run_probing_claims(folder, predictor)
+    table = probe_table(predictor.model, fit, score, predictor.step or 0)
+    try:
+        recorded = [t.step for t in read_probes(folder)]
+        while_training = (f"Recorded while training at steps {', '.join(f'{s:,}' for s in recorded)}." if recorded
+                          else "None was recorded while training: the run was trained before runs recorded them.")
+    except RunError as error:
+        while_training = f"What was recorded while training is not read: {error}."
+    return [
+        f"Where the verdict forms at step {table.step:,}: can a linear probe tell each reason's claims from valid ones",
+        f"at one field? Held-out balanced accuracy (0.50 is a guess) on the {SOURCES[0]}'s output there / on the "
+        f"word's {SOURCES[1]} alone; '-': too few claims to measure. Probes {source}.",
+        "",
+        *probe_rows(table),
+        "",
+        *(where_it_forms(table, reason) for reason in REASONS),
+        hub_line(table),
+        while_training,
+    ]
+
+
+def probe_rows(table: ProbeTable) -> list[str]:
+    """The table as aligned text, a row per reason and a column per field."""
+    width = max(11, *(len(name) for name in FIELD_NAMES.values()))
+
+    def cell(reason: str, field: str) -> str:
+        values = [table.cell(source, reason, field) for source in SOURCES]
+        return "-" if any(v != v for v in values) else "/".join(f"{v:.2f}" for v in values)
+
+    header = f"{'':8}" + "".join(f"{FIELD_NAMES[f]:>{width + 1}}" for f in FIELDS)
+    return [header, *(f"{reason:8}" + "".join(f"{cell(reason, f):>{width + 1}}" for f in FIELDS)
+                      for reason in REASONS)]

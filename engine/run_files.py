@@ -9,6 +9,7 @@ between people.
   attention/step_NNNNNNN.pt   probe-batch attention weights at log-spaced steps (a watched run: its batch's first
                               WATCHED_EXAMPLES examples)
   checkpoints/latest.pt       model state_dict + step (atomic replace; loaded with weights_only=True)
+  probes.json        where the verdict forms: probe tables at a few steps (engine.probes; atomic replace)
   tensorboard/       TensorBoard event files, when asked for (engine.tensorboard_files; never read by Headwatch)
   .writer.lock       locked by the one process writing the run for as long as it does (engine.run_writer.WriterLock)
 
@@ -48,6 +49,7 @@ from engine.telemetry import (
 CONFIG, STATUS, TOKENIZER, PROBE = "config.json", "status.json", "tokenizer.json", "probe.json"
 METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoints/latest.pt"
+PROBES = "probes.json"
 ATTENTION = "attention"
 TENSORBOARD = "tensorboard"
 WRITER_LOCK = ".writer.lock"  # held (flock) by the one process writing the run; it names that process's id
@@ -62,7 +64,7 @@ def is_watched(config: Mapping[str, Any]) -> bool:
 
 
 RUN_FILES = frozenset({CONFIG, STATUS, TOKENIZER, PROBE, METRICS, ATTENTION, CHECKPOINT.split("/")[0], TENSORBOARD,
-                       WRITER_LOCK})
+                       WRITER_LOCK, PROBES})
 
 MAX_JSON_BYTES = 4 * 2**20  # a tokenizer is ~50 kB; config, status and probe are smaller
 MAX_METRICS_BYTES = 2**30  # a 100,000-step run writes ~100 MB

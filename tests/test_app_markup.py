@@ -36,7 +36,7 @@ RAW_PLOTLY = ("<a href", "<b style", "<img")  # plotly's own HTML in titles, lab
 HOSTILE_RUN = "www.evil.example"  # a valid run id, and a link by itself in Markdown
 WATCHED_RUN = "watched"
 LAYER = "0.layers.0.self_attn"
-CLAIMS_PAGES = ("train", "adam", "attention", "specialization", "inspect_claim", "story", "runs")
+CLAIMS_PAGES = ("train", "adam", "attention", "specialization", "verdict", "inspect_claim", "story", "runs")
 WATCHED_PAGES = ("train", "adam", "attention", "runs")
 
 

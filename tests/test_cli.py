@@ -2,6 +2,7 @@
 
 import io
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -330,3 +331,21 @@ def test_train_writes_tensorboard_files_when_asked(trained_run: Path) -> None:
         assert len(events.Images(f"attention/{name} head 1")) == len(snap.attention)
         assert len(events.Scalars(f"adaptive scale (mean √v)/{name} head {snap.n_heads}")) == len(snap.optim)
     assert any(tag.startswith("heads/") for tag in events.Tags()["tensors"])  # what each head was found to do
+
+
+def test_analyze_probes_prints_the_table_and_where_each_verdict_forms(trained_run: Path, tmp_path: Path) -> None:
+    result = run_cli("analyze", "--run", str(trained_run), "--probes")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("Where the verdict forms at step 120: can a linear probe tell each reason's claims")
+    header = next(i for i, line in enumerate(lines) if "billed item" in line)
+    assert [line.split()[0] for line in lines[header + 1:header + 5]] == ["MEDICAL", "DOSAGE", "COST", "ADMIN"]
+    assert all(any(line.startswith(f"{reason} forms ") for line in lines)
+               for reason in ("MEDICAL", "DOSAGE", "COST", "ADMIN"))
+    assert any(line.startswith("The billed item is ") for line in lines)
+    assert lines[-1] == "Recorded while training at steps 0, 120."
+    copy = tmp_path / "run-without-probes"
+    shutil.copytree(trained_run, copy)
+    (copy / "probes.json").unlink()  # a run trained before runs recorded them: measured all the same
+    result = run_cli("analyze", "--run", str(copy), "--probes")
+    assert result.returncode == 0 and result.stdout.splitlines()[-1].startswith("None was recorded while training")

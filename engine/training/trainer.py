@@ -26,7 +26,7 @@ from engine.tensorboard_files import TensorBoardObserver
 from engine.training.config import ConfigError, TrainConfig
 from engine.training.events import Event, Observer, RunWarning, Status, Weights
 from engine.training.loop import RunControl, TrainingLoop
-from engine.training.observers import HubObserver, WriterObserver
+from engine.training.observers import HubObserver, ProbeObserver, WriterObserver
 from engine.training.threads import THREADS, ThreadLease
 
 
@@ -71,13 +71,15 @@ def _failure(error: Exception) -> str:
     return "Training failed because of an unexpected error; its details are in the log of the process that trained it."
 
 
-def _folder_observers(writer: RunWriter, config: TrainConfig, hub: HubObserver) -> list[Observer]:
-    """What saves the run into its folder: its files, and TensorBoard's when asked for. Either, should it stop
-    writing, tells the run's viewers."""
+def _folder_observers(writer: RunWriter, config: TrainConfig, data: ClaimData, hub: HubObserver) -> list[Observer]:
+    """What saves the run into its folder: its files, where its verdicts form, and TensorBoard's when asked for.
+    Each, should it stop writing, tells the run's viewers; each is heard before the run's own files, so its files
+    are complete before the run's status says it ended."""
     def warn(message: str) -> None:
         hub.hear(RunWarning(message))
 
-    kept: list[Observer] = [WriterObserver(writer, warn)]
+    probes = ProbeObserver(writer.folder, data, config.steps, warn, writer)
+    kept: list[Observer] = [probes, WriterObserver(writer, warn)]
     if config.tensorboard:  # first: its last events are written, or their failure known, before the run's status
         kept.insert(0, TensorBoardObserver(writer.folder, warn, writer))
     return kept
@@ -197,7 +199,7 @@ class Trainer:
             config = replace(config, model=config.model.sized_for(len(data.tokenizer.vocab)))
             writer = self._open_writer(folder, lock, config, data, hub) if folder is not None else None
             if writer is not None:  # the run's folder first: whoever sees the run end finds it ended on disk too
-                observers[:0] = _folder_observers(writer, config, hub)
+                observers[:0] = _folder_observers(writer, config, data, hub)
             self.data = data
             observers += [_Publisher(self, data.tokenizer, config.model, generation), *self.observers]
             ending = Status("stopped", "Stopped by the user before the first step", 0, 0.0)
