@@ -136,8 +136,9 @@ class Watcher:
         if self.writer:
             _say_what_was_found(model, self.attention, self.kinds)
             self.observers = [WriterObserver(self.writer, _warn)]
-            if tensorboard:
-                self.observers.append(TensorBoardObserver(out, _warn))
+            if tensorboard:  # first, as in a Trainer's run: its files are complete, or their failure known, before
+                # the run's status is written, and that status names the failure (RunWriter.beside_failed)
+                self.observers.insert(0, TensorBoardObserver(out, _warn, self.writer))
             self._captures = {name: module.register_forward_hook(self._capture(name), with_kwargs=True)
                               for name, module in self.attention.items()}
             self._hooks.append(optimizer.register_step_post_hook(lambda *_: self._after_update()))

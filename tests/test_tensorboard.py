@@ -157,3 +157,17 @@ def test_tensorboard_files_that_stop_are_named_in_the_status_without_a_traceback
     assert status["status"] == "finished"
     assert status["message"].endswith("Its files stopped being saved partway (TensorBoard files: No space left on "
                                       "device)")
+
+
+def test_a_watched_runs_tensorboard_files_that_stop_are_named_in_its_status(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """As for a run trained here: the disk fills for TensorBoard's files, the loop trains on, and the run's
+    status says which files stopped."""
+    monkeypatch.setattr(LocalFileSystem, "append", full_disk_for_tensorboard)
+    model, optimizer = model_and_optimizer()
+    with watch(model, optimizer, tmp_path / "mine", every=5, tensorboard=True) as watcher:
+        train(model, optimizer, 10, watcher)
+    status = json.loads((tmp_path / "mine" / "status.json").read_text())
+    assert (status["status"], status["step"]) == ("finished", 10)
+    assert status["message"] == ("Finished 10 steps. Its files stopped being saved partway (TensorBoard files: No "
+                                 "space left on device)")
