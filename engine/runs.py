@@ -309,6 +309,7 @@ class RunSummary:
     updated: float | None = None  # when a run training elsewhere last said so (status.json)
     # False: its held-out accuracy is no better than answering its commonest outcome, so its heads are not named
     learned: bool = True
+    watched_heads: tuple[int, ...] | None = None  # a watched run's: each attention module's heads (none found: ())
 
 
 def summarize(folder: Path) -> RunSummary:
@@ -336,7 +337,9 @@ def summarize(folder: Path) -> RunSummary:
                       config.get("optimizer", "?"), config.get("seed", 0), state, step,
                       None if accuracy is None or math.isnan(accuracy) else accuracy, labels,
                       note=f"{STATUS} is damaged: how the run ended is unknown" if status is None else None,
-                      updated=status.get("updated") if state == TRAINING_ELSEWHERE else None, learned=learned)
+                      updated=status.get("updated") if state == TRAINING_ELSEWHERE else None, learned=learned,
+                      watched_heads=tuple(config.get("model", {}).get("heads", {}).values()) if is_watched(config)
+                      else None)
 
 
 def _latest(folder: Path, heads: HeadCounts) -> dict[str, Any]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import astuple
 from pathlib import Path
@@ -507,3 +509,48 @@ def test_another_optimizers_step_is_what_it_changed_and_the_page_says_why_its_me
     assert np.isnan(head.mean_abs_m) and np.isnan(head.mean_sqrt_v)  # not read: RMSprop's state is its own
     note = figures.memory_figure(snap, "mean_sqrt_v").layout.annotations[-1].text
     assert note == "Headwatch reads these memories from Adam and AdamW only; RMSprop keeps its own, not shown here"
+
+
+def train_without_attention(folder: Path, steps: int) -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(WIDTH, 1)
+    optimizer = torch.optim.Adam(model.parameters())
+    with watch(model, optimizer, folder) as watcher:
+        for _ in range(steps):
+            loss = model(torch.randn(2, WIDTH)).pow(2).mean()
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            watcher.step(loss)
+
+
+def test_watched_runs_are_listed_and_exported_with_what_they_hold(open_app, engine_env: Path, healthy) -> None:
+    """A run without heads is listed with its loss; export offers the metrics and TensorBoard files a watched run
+    has, says why there are no weights, and never calls its folder damaged."""
+    from dashboard.engine_resource import get_engine
+    from dashboard.runs import NO_WATCHED_WEIGHTS
+
+    model, optimizer = model_and_optimizer()
+    with watch(model, optimizer, engine_env / "my-model", every=2, tensorboard=True) as watcher:
+        train(model, optimizer, 4, watcher)
+    train_without_attention(engine_env / "no-heads", 3)
+    at = open_app("dashboard/runs.py")
+    healthy(at)
+    rows = {row["Run"]: row for row in at.dataframe[0].value.to_dict("records")}
+    assert {run: (row["Recipe"], row["Steps"], row["Status"], row["Heads"]) for run, row in rows.items()} == {
+        "my-model": ("your own model", 4, "finished", "2 attention modules, 2 heads each"),
+        "no-heads": ("your own model", 3, "finished", "no attention found: the loss and your metrics only")}
+    assert not at.warning and not at.error
+    for run, offered in (("my-model", ["Metrics (CSV)", "TensorBoard files (zip)"]), ("no-heads", ["Metrics (CSV)"])):
+        at.selectbox(key="export_run").set_value(run).run()
+        healthy(at)
+        assert [b.proto.label for b in at.get("download_button")] == offered
+        assert NO_WATCHED_WEIGHTS in [c.value for c in at.caption]
+        assert not any("damaged" in c.value for c in at.caption)
+    engine = get_engine()
+    header, *lines = engine.metrics_csv("no-heads").decode().splitlines()
+    assert header.split(",")[:3] == ["step", "seconds", "train_loss"] and len(lines) == 3
+    [event_file] = sorted((engine_env / "my-model" / "tensorboard").iterdir())
+    with zipfile.ZipFile(io.BytesIO(engine.tensorboard_zip("my-model"))) as archive:
+        assert archive.namelist() == [f"tensorboard/{event_file.name}"]
+        assert archive.read(archive.namelist()[0]) == event_file.read_bytes()
