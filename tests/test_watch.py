@@ -554,3 +554,108 @@ def test_watched_runs_are_listed_and_exported_with_what_they_hold(open_app, engi
     with zipfile.ZipFile(io.BytesIO(engine.tensorboard_zip("my-model"))) as archive:
         assert archive.namelist() == [f"tensorboard/{event_file.name}"]
         assert archive.read(archive.namelist()[0]) == event_file.read_bytes()
+
+
+VOCAB = 20
+
+
+class Words:
+    """A tokenizer as tiktoken or sentencepiece have them: `decode` of a list of ids."""
+
+    def decode(self, ids: list[int]) -> str:
+        return " ".join(f"w{i}" for i in ids)
+
+
+def token_model_and_optimizer() -> tuple[nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(WIDTH, HEADS, dim_feedforward=16, dropout=0.0, batch_first=True)
+    model = nn.Sequential(nn.Embedding(VOCAB, WIDTH), nn.TransformerEncoder(layer, 1, enable_nested_tensor=False),
+                          nn.Linear(WIDTH, 1))
+    return model, torch.optim.Adam(model.parameters(), lr=1e-2)
+
+
+def train_on_tokens(model: nn.Module, optimizer: torch.optim.Optimizer, steps: int, watcher) -> list[torch.Tensor]:
+    data, batches = torch.Generator().manual_seed(1), []
+    for _ in range(steps):
+        ids = torch.randint(0, VOCAB, (3, 6), generator=data)
+        model(ids).pow(2).mean().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        watcher.step(0.0)
+        batches.append(ids)
+    return batches
+
+
+@pytest.mark.parametrize("tokenizer", [Words(), lambda i: f"w{i}"], ids=["decode", "function"])
+def test_a_tokenizer_names_the_attention_axes_with_each_examples_tokens(open_app, engine_env: Path, healthy,
+                                                                        tokenizer) -> None:
+    from dashboard.attention import TOKENS_SHOWN
+
+    model, optimizer = token_model_and_optimizer()
+    with watch(model, optimizer, engine_env / "words", every=2, tokenizer=tokenizer) as watcher:
+        batches = train_on_tokens(model, optimizer, 6, watcher)
+    snap = replay(engine_env / "words")
+    assert [p.step for p in snap.attention] == [1, 2, 4, 6]
+    for point in snap.attention:
+        assert point.tokens == tuple(tuple(f"w{i}" for i in example) for example in batches[point.step - 1].tolist())
+    at = open_app("dashboard/attention.py")
+    at.session_state["replay_run"] = "words"
+    at.run()
+    healthy(at)
+    assert TOKENS_SHOWN in [c.value for c in at.caption]
+    at.selectbox(key="attention_example").set_value(1).run()
+    [chart] = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    second = [f"w{i}" for i in batches[-1][1].tolist()]  # the second example of the last step's batch
+    assert chart["layout"]["xaxis"]["ticktext"] == second and chart["layout"]["yaxis"]["ticktext"] == second
+
+
+def test_a_tokenizer_that_fails_is_said_once_and_positions_are_numbered(tmp_path: Path, caplog) -> None:
+    model, optimizer = token_model_and_optimizer()
+
+    def broken(token_id: int) -> str:
+        raise KeyError(token_id)
+
+    with caplog.at_level("WARNING", logger="headwatch"), watch(model, optimizer, tmp_path / "r", every=2,
+                                                               tokenizer=broken) as watcher:
+        train_on_tokens(model, optimizer, 4, watcher)
+    [said] = caplog.messages
+    assert said.startswith("the tokenizer given to watch: naming the tokens failed (KeyError: ")
+    assert said.endswith("Attention is saved on, its positions numbered instead of named; training goes on unchanged")
+    snap = replay(tmp_path / "r")
+    assert [p.step for p in snap.attention] == [1, 2, 4] and not any(p.tokens for p in snap.attention)
+
+
+def test_something_that_is_no_tokenizer_is_refused_in_words(tmp_path: Path) -> None:
+    model, optimizer = token_model_and_optimizer()
+    with pytest.raises(TypeError, match=r"^tokenizer must have convert_ids_to_tokens or decode, or be a function "
+                                        r"from a token id to its text \(got dict\)$"):
+        watch(model, optimizer, tmp_path / "r", tokenizer={1: "w1"}).__enter__()
+
+
+def test_saved_tokens_are_read_back_as_untrusted_text(open_app, engine_env: Path, healthy) -> None:
+    """A run folder is possibly hostile: tokens that are markup are shown as typed, long ones are cut, and a
+    damaged tokens file is said on the page, with positions numbered instead."""
+    for run in ("planted", "damaged"):
+        model, optimizer = token_model_and_optimizer()
+        with watch(model, optimizer, engine_env / run, every=2, tokenizer=lambda i: f"w{i}") as watcher:
+            train_on_tokens(model, optimizer, 2, watcher)
+    tokens_file = Path("attention") / "step_000000002.tokens.json"
+    planted = ["<b>bold</b>", "x" * 10_000, "a\nb", "", "$5", "*"]
+    (engine_env / "planted" / tokens_file).write_text(json.dumps({"tokens": [planted] * 3}))
+    [_, last] = replay(engine_env / "planted").attention
+    assert last.tokens[0][1] == "x" * 64 and last.tokens[0][0] == "<b>bold</b>"
+    # more positions than a watched run keeps
+    (engine_env / "damaged" / tokens_file).write_text(json.dumps({"tokens": [["w1"] * 200]}))
+    charts = {}
+    for run in ("planted", "damaged"):
+        at = open_app("dashboard/attention.py")
+        at.session_state["replay_run"] = run
+        at.run()
+        healthy(at)
+        [chart] = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+        charts[run] = chart["layout"]["xaxis"]["ticktext"]
+    assert charts["planted"] == ["&lt;b&gt;bold&lt;/b&gt;", "x" * 15 + "…", "a\\nb", "∅", "$5", "*"]
+    assert [w.value for w in at.warning] == ["This step's tokens are not shown, its positions are numbered instead: "
+                                             "attention/step\\_000000002.tokens.json is damaged (it does not list "
+                                             "each example's tokens)."]
+    assert charts["damaged"] == ["1", "2", "3", "4", "5", "6"]
