@@ -27,7 +27,7 @@ import os
 import re
 import stat
 from collections.abc import Callable, Collection, Iterator, Mapping
-from dataclasses import asdict
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -359,10 +359,22 @@ _KIND_OF = {written: kind for kind, (written, _) in RECORD_KINDS.items()}
 def encode_record(point: Record) -> dict:
     """A measurement as one line of metrics.jsonl: its kind and its fields (a step's rate and time left are not
     kept)."""
-    values = asdict(point)
+    values = _plain(point)
     if isinstance(point, StepPoint):
         del values["steps_per_second"], values["seconds_left"]
     return {"type": _KIND_OF[type(point)], **values}
+
+
+def _plain(value: Any) -> Any:
+    """A record's fields as JSON takes them, as dataclasses.asdict gives them but without copying each value: a
+    watched loop writes one every step."""
+    if is_dataclass(value):
+        return {field.name: _plain(getattr(value, field.name)) for field in fields(value)}
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
 
 
 def read_records(folder: Path, kinds: Collection[str], newest_first: bool = False) -> Iterator[tuple[str, Any]]:

@@ -88,31 +88,43 @@ def head_stats(optimizer: torch.optim.Optimizer, module: nn.Module,
     zeroed (a cleared gradient counts as zero). Another optimizer's update is what its step changed (`before`: the
     parameters before it, by id), and its memories are not read."""
     kind = kind_of(module)
-    heads = kind.heads(module)
+    return _head_stats(optimizer, kind.heads(module), kind.slices(module), _groups(optimizer), before)
+
+
+def _groups(optimizer: torch.optim.Optimizer) -> dict[int, dict]:
+    """Each trained parameter's group, by the parameter's id (a frozen one is in none)."""
+    return {id(p): group for group in optimizer.param_groups for p in group["params"]}
+
+
+def _head_stats(optimizer: torch.optim.Optimizer, heads: int, slices: list[HeadSlices], groups: Mapping[int, dict],
+                before: Mapping[int, torch.Tensor] | None) -> tuple[OptimStats, ...]:
     sums = torch.zeros(heads, 6, dtype=torch.float64)
-    trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
-    for slices in (s for s in kind.slices(module) if id(s.param) in trained):  # frozen weights do not move
-        sums += _head_sums(slices, heads, *_applied(slices.param, optimizer, before)).cpu()
+    for part in (s for s in slices if id(s.param) in groups):  # frozen weights do not move
+        sums += _head_sums(part, heads, *_applied(part.param, optimizer, groups[id(part.param)], before)).cpu()
     adam = reads_adam_memories(optimizer)
     return tuple(stats_from_sums(total, adam) for total in sums.tolist())
 
 
-def _applied(param: nn.Parameter, optimizer: torch.optim.Optimizer,
+def _applied(param: nn.Parameter, optimizer: torch.optim.Optimizer, group: dict,
              before: Mapping[int, torch.Tensor] | None) -> tuple[torch.Tensor | None, ...]:
     if isinstance(optimizer, READ_FROM_STATE) or before is None:
-        return applied_update(param, optimizer)
+        return applied_update(param, optimizer, group)
     grad = param.grad if param.grad is not None else torch.zeros_like(param)
     return grad, before[id(param)] - param.detach(), None, None
 
 
-def _head_sums(slices: HeadSlices, heads: int, *tensors: torch.Tensor | None) -> torch.Tensor:
+def _head_sums(slices: HeadSlices, heads: int, grad: torch.Tensor, update: torch.Tensor, m: torch.Tensor | None,
+               v: torch.Tensor | None) -> torch.Tensor:
     """Each head's share of the sums stats_from_sums takes, (heads, 6): |grad|², |update|², Σ|update|, Σ|m|, Σ√v,
-    and the count of its elements."""
-    grad, update, m, v = (None if t is None else slices.by_head(t.detach(), heads).double() for t in tensors)
-    none = grad.new_zeros(heads)  # on the parameters' device, as the sums are
-    return torch.stack([grad.pow(2).sum(1), update.pow(2).sum(1), update.abs().sum(1),
-                        m.abs().sum(1) if m is not None else none, v.sqrt().sum(1) if v is not None else none,
-                        torch.full_like(none, grad.shape[1])], dim=1)
+    and the count of its elements. The five are computed side by side (a last dimension) and cut into heads at once:
+    a step measured costs a few operations a parameter, not a few dozen."""
+    grad, update = grad.detach().double(), update.detach().double()
+    none = torch.zeros_like(grad)  # on the parameters' device, as the sums are
+    each = torch.stack([grad.square(), update.square(), update.abs(),
+                        m.detach().double().abs() if m is not None else none,
+                        v.detach().double().sqrt() if v is not None else none], dim=-1)
+    banded = slices.by_head(each, heads).reshape(heads, -1, 5)  # (heads, elements of each, 5)
+    return torch.cat([banded.sum(1), banded.new_full((heads, 1), banded.shape[1])], dim=1)
 
 
 Tokenizer = Any  # anything with convert_ids_to_tokens or decode, or a function from a token id to its text
@@ -158,6 +170,9 @@ class Watcher:
         self.kinds: dict[str, AttentionKind] = {name: kind_of(module) for name, module in self.attention.items()}
         for name, module in self.attention.items():
             _check_slices(name, module)
+        # each module's heads and slices, read once: a module's parameters stay its own while it trains
+        self._parts = {name: (self.kinds[name].heads(module), self.kinds[name].slices(module))
+                       for name, module in self.attention.items()}
         self.captured: dict[str, np.ndarray] = {}
         self._before: dict[int, torch.Tensor] | None = None  # attention weights before a step (see _applied)
         self.started, self.said_running, self.next_attention = time.perf_counter(), 0.0, 1
@@ -275,8 +290,8 @@ class Watcher:
     def _before_update(self) -> None:
         """An optimizer whose state Headwatch does not read: the attention weights, to see what its step changes."""
         if self._capturing() and not self.stats_stopped:
-            self._before = {id(s.param): s.param.detach().clone() for name, module in self.attention.items()
-                            for s in self.kinds[name].slices(module)}
+            self._before = {id(s.param): s.param.detach().clone() for _, slices in self._parts.values()
+                            for s in slices}
 
     def _warn_once(self, name: str, message: str) -> None:
         if name not in self._warned:
@@ -287,7 +302,9 @@ class Watcher:
         if not self._capturing() or self.stats_stopped:
             return
         try:
-            heads = {name: head_stats(self.optimizer, module, self._before) for name, module in self.attention.items()}
+            groups = _groups(self.optimizer)
+            heads = {name: _head_stats(self.optimizer, count, slices, groups, self._before)
+                     for name, (count, slices) in self._parts.items()}
         except Exception as error:  # said once, never raised into the optimizer's step
             self.stats_stopped = True
             _warn(f"each head's optimizer statistics could not be measured ({_described(error)}); they are no "

@@ -459,26 +459,27 @@ def test_weights_that_fail_are_said_once_and_training_goes_on_unchanged(tmp_path
     assert not list((tmp_path / "r" / "attention").glob("*.pt")) and replay(tmp_path / "r").optim  # stats go on
 
 
-def test_a_failure_measuring_the_optimizer_is_said_once_and_training_goes_on(tmp_path: Path, register,
-                                                                             caplog) -> None:
-    def slices(module: TinyAttention) -> list:
-        if getattr(module, "broken", False):
-            raise RuntimeError("slices broke")
-        return tiny_slices(module)
+def test_a_failure_measuring_the_optimizer_is_said_once_and_training_goes_on(tmp_path: Path, register, caplog,
+                                                                             monkeypatch) -> None:
+    import engine.watch
 
-    register(TinyAttention, heads=lambda m: m.heads, slices=slices,
+    register(TinyAttention, heads=lambda m: m.heads, slices=tiny_slices,
              weights=lambda module, args, kwargs, output: output[1])
     torch.manual_seed(0)
-    attention = TinyAttention(WIDTH, HEADS)
-    model = nn.Sequential(attention)
+    model = nn.Sequential(TinyAttention(WIDTH, HEADS))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+
+    def broken(*args, **kwargs) -> None:
+        raise RuntimeError("reading its state broke")
+
     with caplog.at_level("WARNING", logger="headwatch"), watch(model, optimizer, tmp_path / "r", every=1) as watcher:
         train_tiny(model, 2, watcher, optimizer)
-        attention.broken = True  # a registration that fails mid-run
+        monkeypatch.setattr(engine.watch, "applied_update", broken)  # a measurement that fails mid-run
         losses, _ = train_tiny(model, 3, watcher, optimizer)
     assert len(losses) == 3
     [message] = caplog.messages
-    assert message.startswith("each head's optimizer statistics could not be measured (RuntimeError: slices broke)")
+    assert message.startswith("each head's optimizer statistics could not be measured (RuntimeError: reading its "
+                              "state broke)")
     assert [p.step for p in replay(tmp_path / "r").optim] == [1, 2]
 
 
