@@ -267,9 +267,8 @@ class Watcher:
         except Exception as error:  # said once, never raised into the model's forward
             self._stop_tokens(f"reading the token ids failed ({_described(error)})")
 
-    def _tokens(self) -> tuple[tuple[str, ...], ...]:
-        """The tokenizer's texts for the examples whose attention is saved now; () without them."""
-        ids, self._ids = self._ids, None
+    def _tokens(self, ids: list[list[int]] | None) -> tuple[tuple[str, ...], ...]:
+        """The tokenizer's texts for the examples whose attention is saved now (`ids`: theirs); () without them."""
         if ids is None or self._tokens_of is None:
             return ()
         try:
@@ -324,8 +323,9 @@ class Watcher:
         self._emit(StepPoint(self.steps, _number(loss), seconds))
         if metrics:
             self._emit(MetricsPoint(self.steps, {str(name): _number(v) for name, v in metrics.items()}))
+        ids, self._ids = self._ids, None  # this step's, whether or not any attention was captured in it
         if self.captured:
-            self._emit(AttentionPoint(self.steps, self.captured, self._tokens()))
+            self._emit(AttentionPoint(self.steps, self.captured, self._tokens(ids)))
             self.captured = {}
             self.next_attention = max(self.steps + 1, round(self.steps * ATTENTION_SPACING))
         if self.steps == 1 or seconds - self.said_running >= HEARTBEAT_SECONDS:

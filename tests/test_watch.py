@@ -660,3 +660,29 @@ def test_saved_tokens_are_read_back_as_untrusted_text(open_app, engine_env: Path
                                              "attention/step\\_000000002.tokens.json is damaged (it does not list "
                                              "each example's tokens)."]
     assert charts["damaged"] == ["1", "2", "3", "4", "5", "6"]
+
+
+def test_tokens_saved_are_those_of_the_step_whose_attention_is_saved(tmp_path: Path, register) -> None:
+    """A module that gives no weights at the first step: its attention is saved at the next, with that step's
+    tokens, not with those heard at the step that saved nothing."""
+    given = []
+
+    def weights_after_the_first_call(module: nn.Module, args: tuple, kwargs: dict, output: tuple) -> torch.Tensor:
+        given.append(output[1])
+        return output[1] if len(given) > 1 else None
+
+    register(TinyAttention, heads=lambda m: m.heads, slices=tiny_slices, weights=weights_after_the_first_call)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(VOCAB, WIDTH), TinyAttention(WIDTH, HEADS))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    data, batches = torch.Generator().manual_seed(1), []
+    with watch(model, optimizer, tmp_path / "r", every=1, tokenizer=lambda i: f"w{i}") as watcher:
+        for _ in range(2):
+            batches.append(torch.randint(0, VOCAB, (3, 4), generator=data))
+            model(batches[-1])[0].pow(2).mean().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            watcher.step(0.0)
+    [point] = replay(tmp_path / "r").attention
+    assert point.step == 2
+    assert point.tokens == tuple(tuple(f"w{i}" for i in example) for example in batches[1].tolist())
