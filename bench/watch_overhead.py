@@ -145,6 +145,38 @@ def measure(model_name: str, steps: int, repeats: int, every: int, ways: list[st
           f"after {_load()}, median: {_ratios(medians)}", flush=True)
     if "watched" in ways:
         print(f"{model_name}: {_own_work(parts, repeats, medians['bare'][1])}", flush=True)
+        with tempfile.TemporaryDirectory() as folder:
+            turns = [lockstep(model_name, steps, every, Path(folder) / str(repeat)) for repeat in range(repeats)]
+        ratios = sorted(t["watched"] / t["bare"] for t in turns)
+        print(f"{model_name}: in lockstep ({steps} steps of each in turn, {repeats} repeats, machine load after "
+              f"{_load()}): watched steps x{statistics.median(ratios):.3f} CPU of bare ones (repeats "
+              f"{', '.join(f'x{r:.3f}' for r in ratios)})", flush=True)
+
+
+def lockstep(model_name: str, steps: int, every: int, folder: Path) -> dict[str, float]:
+    """CPU seconds of a bare and a watched loop trained in turn, a step of each (which goes first alternating), in one
+    process: whatever the machine's other work takes from one step takes about as much from the other, so their
+    ratio is watch's cost per step, hooks and all, far less disturbed than two loops' totals (its start and end are
+    not in it: see _own_work)."""
+    loops = {}
+    for way in ("bare", "watched"):
+        torch.manual_seed(0)
+        loops[way] = (*MODELS[model_name](), torch.Generator().manual_seed(1))
+    spent = dict.fromkeys(loops, 0.0)
+    model, optimizer = loops["watched"][:2]
+    with watch(model, optimizer, folder / "lockstep", every=every) as watcher:
+        for step in range(steps):
+            for way in ("bare", "watched") if step % 2 == 0 else ("watched", "bare"):
+                _, optimizer, next_loss, data = loops[way]
+                started = time.process_time()
+                loss = next_loss(data)
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+                if way == "watched":
+                    watcher.step(loss)
+                spent[way] += time.process_time() - started
+    return spent
 
 
 def _own_work(parts: Counter, repeats: int, bare_cpu: float) -> str:
