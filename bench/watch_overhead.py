@@ -134,6 +134,8 @@ def measure(model_name: str, steps: int, repeats: int, every: int, ways: list[st
     parts: Counter = Counter()  # watch's own CPU seconds in the "watched" loops, by part
     print(f"{model_name}: machine load before {_load()}", flush=True)
     with tempfile.TemporaryDirectory() as folder:
+        # unmeasured: the first loop of a model pays for importing its code (transformers' GPT-2: about a second)
+        loop(model_name, "watched", 2, Path(folder) / "warm-up", every)
         for repeat in range(repeats):
             for way in ways if repeat % 2 == 0 else ways[::-1]:  # neither goes first always: the machine drifts
                 times[way].append(loop(model_name, way, steps, Path(folder) / f"{way}-{repeat}", every,
