@@ -5,6 +5,7 @@ import streamlit as st
 
 from dashboard import figures, head_figures, viewing
 from dashboard.live import live
+from dashboard.untrusted import markdown_text
 from engine.run_files import WATCHED_POSITIONS, is_watched
 from engine.telemetry import ProbeClaim, Snapshot
 
@@ -21,9 +22,12 @@ WATCHED_EXPLANATION = f"""
 Each attention head of your model decides, for every position it reads, **how much to look at every other
 position**; brighter squares mean more attention, and a row adds up to 1. These are the first examples of the batch
 it was training on at that step, recomputed from the inputs its attention layers were given (training itself was
-left as it was); of longer sequences, the first {WATCHED_POSITIONS} positions. Positions are numbered from 1:
-Headwatch does not know what your tokens are.
+left as it was); of longer sequences, the first {WATCHED_POSITIONS} positions.
 """
+TOKENS_SHOWN = ("The axes show each example's tokens, named by the tokenizer given to `watch`; an axis of another "
+                "length than the model's input (cross-attention, image patches) numbers its positions from 1.")
+POSITIONS_SHOWN = ("Positions are numbered from 1: Headwatch knows your tokens only if `watch` is given your tokenizer "
+                   "(`tokenizer=`).")
 
 
 def claim_label(claim: ProbeClaim) -> str:
@@ -64,6 +68,11 @@ def watched_heatmaps(example: int, step: int | str) -> None:
                 "further apart.")
         return
     point = snap.attention[-1] if step == LATEST else min(snap.attention, key=lambda p: abs(p.step - step))
+    if point.tokens_unread:
+        st.warning(markdown_text(f"This step's tokens are not shown, its positions are numbered instead: "
+                                 f"{point.tokens_unread}."))
+    else:
+        st.caption(TOKENS_SHOWN if point.tokens else POSITIONS_SHOWN)
     for name in point.weights:
         example_here = min(example, point.weights[name].shape[0] - 1)
         st.plotly_chart(figures.positions_attention_figure(snap, point, name, example_here),

@@ -8,6 +8,7 @@ updates until a new run starts.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -288,12 +289,20 @@ def attention_figure(snap: Snapshot, point: AttentionPoint, name: str, claim: in
 
 
 def positions_attention_figure(snap: Snapshot, point: AttentionPoint, name: str, example: int) -> go.Figure:
-    """A watched model's heads on one example of its batch: the positions it has, numbered from 1 (Headwatch does
-    not know what its tokens are)."""
+    """A watched model's heads on one example of its batch: an axis as long as the example's saved tokens (the
+    model's input) is labelled with them, any other (no tokenizer given, cross-attention, image patches) with
+    positions numbered from 1."""
     weights = np.asarray(point.weights[name][example])  # (H, Tq, Tk)
-    rows, columns = ([f"{i + 1}" for i in range(n)] for n in weights.shape[1:])
+    tokens = [token_label(t) for t in point.tokens[example]] if example < len(point.tokens) else []
+    rows, columns = (tokens if len(tokens) == n else [f"{i + 1}" for i in range(n)] for n in weights.shape[1:])
     return _heads_heatmap(f"{plotly_text(name)} · step {point.step:,}", f"{snap.run_id}:{name}:{example}", weights,
                           rows, columns, short_rows=False)
+
+
+def token_label(token: str) -> str:
+    """A token as an axis shows it: line breaks, tabs and other control characters written out ('\\n'), an
+    empty one as ∅."""
+    return re.sub(r"[\x00-\x1f\x7f]", lambda c: repr(c[0])[1:-1], token) or "∅"
 
 
 TICK_LABEL = 16  # characters of a word on a heatmap's axis; the hover shows it whole

@@ -18,6 +18,7 @@ from engine.claims_csv import (
     scored_csv,
 )
 from engine.core import TRAINING_NOW, ConfigError, EngineBusy, RunError, RunsFolderError
+from engine.run_files import is_watched
 from engine.runs import RunSummary
 from engine.telemetry import Snapshot
 from engine.training.presets import PRESETS, preset
@@ -32,16 +33,29 @@ PAGES = (("dashboard/specialization.py", "Specialization"), ("dashboard/inspect_
 
 def run_rows(runs: list[RunSummary]) -> list[dict]:
     return [{
-        "Started": time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)), "Run": r.run_id, "Recipe": r.preset,
-        "Optimizer": r.optimizer, "Seed": r.seed, "Steps": r.step, "Status": r.status,
-        "Accuracy": r.accuracy, "Heads": heads_cell(r),
+        "Started": time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)), "Run": r.run_id,
+        "Recipe": r.preset if r.watched_heads is None else "your own model", "Optimizer": r.optimizer,
+        "Seed": r.seed if r.watched_heads is None else None,  # a watched loop's seed is its own, unknown here
+        "Steps": r.step, "Status": r.status, "Accuracy": r.accuracy, "Heads": heads_cell(r),
     } for r in runs]
 
 
 def heads_cell(run: RunSummary) -> str:
+    """Headwatch's own runs: what each cross-attention head was found to do (not named for a run that learned
+    nothing). A watched model's: what was recorded."""
+    if run.watched_heads is not None:
+        return watched_heads_text(run.watched_heads)
     if not run.learned:
         return "not named: it did no better than answering its commonest outcome to every claim"
     return ", ".join(run.head_labels) or "not measured"
+
+
+def watched_heads_text(heads: tuple[int, ...]) -> str:
+    if not heads:
+        return "no attention found: the loss and your metrics only"
+    low, high = min(heads), max(heads)
+    modules = f"{len(heads)} attention module{'s' if len(heads) != 1 else ''}"
+    return f"{modules}, {low if low == high else f'{low} to {high}'} heads each"
 
 
 def damage_text(runs: list[RunSummary]) -> str | None:
@@ -89,29 +103,55 @@ def heads(column: DeltaGenerator, snap: Snapshot, letter: str) -> None:
                             key=f"necessity_{letter}", config=figures.CHART_CONFIG)
 
 
+METRICS_HELP = ("One row per training step: the loss, held-out accuracy where it was measured, each head's Adam "
+                "statistics and each head's name where they were measured")
+WATCHED_METRICS_HELP = ("One row per training step: the loss, the numbers your loop reported beside it, and each "
+                        "head's optimizer statistics where they were measured")
+NO_WATCHED_WEIGHTS = ("No weights to export: a watched run saves none, as your own training loop keeps your model "
+                      "(`torch.save(model.state_dict(), path)` saves it).")
+
+
 def export(run_id: str) -> None:
+    """What the run holds, to download: its metrics, its TensorBoard files if it wrote them, and for Headwatch's own
+    runs its weights and story report (a watched model's weights stay with its loop, and its story is not claims)."""
     engine = get_engine()
     try:
         snap = viewing.saved_snapshot(run_id)
     except RunError as error:
         st.error(markdown_text(f"Run {run_id} cannot be exported: {error}"))
         return
+    watched = is_watched(snap.config)
+    tensorboard = engine.tensorboard_files(run_id)
+    columns = iter(st.columns(2 + bool(tensorboard) + (not watched)))
+    next(columns).download_button("Metrics (CSV)", data=lambda: engine.metrics_csv(run_id), on_click="ignore",
+                                  file_name=f"{run_id}-metrics.csv", mime="text/csv", width="stretch",
+                                  key="export_csv", help=WATCHED_METRICS_HELP if watched else METRICS_HELP)
+    if tensorboard:
+        next(columns).download_button(
+            "TensorBoard files (zip)", data=lambda: engine.tensorboard_zip(run_id), on_click="ignore",
+            file_name=f"{run_id}-tensorboard.zip", mime="application/zip", width="stretch", key="export_tensorboard",
+            help=f"The {len(tensorboard)} event file{'s' if len(tensorboard) != 1 else ''} of its tensorboard/ "
+                 "folder: unzip, then `tensorboard --logdir` the folder")
+    if watched:
+        next(columns).caption(NO_WATCHED_WEIGHTS)
+    else:
+        own_run_exports(run_id, snap, next(columns), next(columns))
+
+
+def own_run_exports(run_id: str, snap: Snapshot, weights: DeltaGenerator, story: DeltaGenerator) -> None:
+    """A Headwatch run's weights, and its story report with the claims it judges."""
+    engine = get_engine()
     try:
         checkpoint: bytes | None = engine.checkpoint_bytes(run_id)
     except RunError as error:
         checkpoint, missing = None, markdown_text(f"No weights to export: {error}.")
-    measured = viewing.measurement(snap)
-    metrics, weights, story = st.columns(3)
-    metrics.download_button("Metrics (CSV)", data=lambda: engine.metrics_csv(run_id), on_click="ignore",
-                            file_name=f"{run_id}-metrics.csv", mime="text/csv", width="stretch", key="export_csv",
-                            help="One row per training step: the loss, held-out accuracy where it was measured, "
-                                 "each head's Adam statistics and each head's name where they were measured")
     if checkpoint is None:
         weights.caption(missing)
     else:
         weights.download_button("Weights (PyTorch state_dict)", data=checkpoint, file_name=f"{run_id}.pt",
                                 mime="application/octet-stream", on_click="ignore", width="stretch", key="export_pt",
                                 help=LOAD_WEIGHTS)
+    measured = viewing.measurement(snap)
     predictor = None if checkpoint is None else engine.predictor(run_id)
     judged = None if predictor is None else (report.judged_examples(predictor), predictor.step or 0)
     story.download_button("Story report (HTML)", on_click="ignore", mime="text/html", width="stretch",

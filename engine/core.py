@@ -32,6 +32,7 @@ from engine.runs import (
 )
 from engine.study import BackgroundStudy, SeedResult, read_study
 from engine.telemetry import Snapshot, TelemetryHub
+from engine.tensorboard_files import event_files, event_files_zip
 from engine.training.config import ConfigError, TrainConfig
 from engine.training.presets import PRESETS
 from engine.training.schedule import load_optimizer_code
@@ -221,6 +222,14 @@ class Engine:
         """A saved run's every recorded step: losses, accuracies, per-head Adam statistics and head names
         (engine.runs.metrics_table)."""
         return csv_bytes(*metrics_table(resolve_run(self.runs_dir, run_id)))
+
+    def tensorboard_files(self, run_id: str) -> list[str]:
+        """The names of a saved run's TensorBoard event files (engine.tensorboard_files); none for most runs."""
+        return event_files(resolve_run(self.runs_dir, run_id))
+
+    def tensorboard_zip(self, run_id: str) -> bytes:
+        """A saved run's TensorBoard event files, zipped (engine.tensorboard_files.event_files_zip)."""
+        return event_files_zip(resolve_run(self.runs_dir, run_id))
 
     def checkpoint_bytes(self, run_id: str) -> bytes:
         """The saved run's latest weights as a plain PyTorch state_dict (`model.load_state_dict(torch.load(f))`),

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from engine.watch import Watcher, _warn
+from engine.watch import Tokenizer, Watcher, _warn
 
 
 class HeadwatchCallback(TrainerCallback):
@@ -21,18 +21,22 @@ class HeadwatchCallback(TrainerCallback):
     your own: the loss of every optimizer step (the mean of its micro-batches' losses, as the model returned them),
     and every `every` steps each head's optimizer statistics and, at log-spaced ones, its attention weights. The
     run ends "finished" with the Trainer's training; a run whose training raised stays "training elsewhere" until
-    the dashboard finds it quiet ("interrupted")."""
+    the dashboard finds it quiet ("interrupted"). Its tokens are named by `tokenizer` (see engine.watch), or else by
+    the Trainer's own tokenizer (its processing_class) when it has one."""
 
-    def __init__(self, out: str | Path, every: int = 10, tensorboard: bool = False) -> None:
-        self.out, self.every, self.tensorboard = Path(out), every, tensorboard
+    def __init__(self, out: str | Path, every: int = 10, tensorboard: bool = False,
+                 tokenizer: Tokenizer | None = None) -> None:
+        self.out, self.every, self.tensorboard, self.tokenizer = Path(out), every, tensorboard, tokenizer
         self.watcher: Watcher | None = None
         self._losses: list[torch.Tensor] = []
         self._hook: Any = None
         self._said_no_loss = False
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                       model: nn.Module | None = None, optimizer: Any = None, **kwargs: Any) -> None:
-        self.watcher = Watcher(model, _torch_optimizer(optimizer), self.out, self.every, self.tensorboard)
+                       model: nn.Module | None = None, optimizer: Any = None, processing_class: Any = None,
+                       **kwargs: Any) -> None:
+        tokenizer = self.tokenizer if self.tokenizer is not None else _tokenizer_of(processing_class)
+        self.watcher = Watcher(model, _torch_optimizer(optimizer), self.out, self.every, self.tensorboard, tokenizer)
         self._hook = model.register_forward_hook(self._heard_loss)
 
     def _heard_loss(self, model: nn.Module, args: tuple, output: Any) -> None:
@@ -54,6 +58,14 @@ class HeadwatchCallback(TrainerCallback):
                      **kwargs: Any) -> None:
         self._hook.remove()
         self.watcher.close("finished", f"Finished {self.watcher.steps:,} steps")
+
+
+def _tokenizer_of(processing_class: Any) -> Any:
+    """The Trainer's tokenizer: its processing_class, or the tokenizer inside a processor (text and images)."""
+    for candidate in (processing_class, getattr(processing_class, "tokenizer", None)):
+        if callable(getattr(candidate, "convert_ids_to_tokens", None)):
+            return candidate
+    return None
 
 
 def _torch_optimizer(optimizer: Any) -> torch.optim.Optimizer:

@@ -31,14 +31,16 @@ def reads_adam_memories(optimizer: torch.optim.Optimizer) -> bool:
     return isinstance(optimizer, torch.optim.Adam)
 
 
-def applied_update(param: torch.Tensor, optimizer: torch.optim.Optimizer) -> tuple[torch.Tensor, ...]:
-    """(grad, update, m, v) of a parameter right after `optimizer.step()`; m and v are None for SGD.
+def applied_update(param: torch.Tensor, optimizer: torch.optim.Optimizer,
+                   group: dict | None = None) -> tuple[torch.Tensor, ...]:
+    """(grad, update, m, v) of a parameter right after `optimizer.step()`; m and v are None for SGD. `group`: its
+    parameter group, when the caller knows it (else it is looked for).
 
     For Adam the update is the bias-corrected lr * m_hat / (sqrt(v_hat) + eps), which is exactly what
     torch.optim.Adam subtracted, plus for AdamW the decay lr * wd * p it took first (from the weights before the
     step, recovered from those after it); for SGD it is lr * grad, or lr * momentum buffer.
     """
-    group = next(g for g in optimizer.param_groups if any(p is param for p in g["params"]))
+    group = group or next(g for g in optimizer.param_groups if any(p is param for p in g["params"]))
     state = optimizer.state.get(param, {})
     grad = param.grad if param.grad is not None else torch.zeros_like(param)
     lr = group["lr"]

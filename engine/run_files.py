@@ -8,9 +8,10 @@ between people.
   metrics.jsonl      one JSON object a line: step, eval, optim and specialization records (RECORD_KINDS)
   attention/step_NNNNNNN.pt   probe-batch attention weights at log-spaced steps (a watched run: its batch's first
                               WATCHED_EXAMPLES examples)
+  attention/step_NNNNNNN.tokens.json   a watched run's: those examples' tokens, when watch was given a tokenizer
   checkpoints/latest.pt       model state_dict + step (atomic replace; loaded with weights_only=True)
   probes.json        where the verdict forms: probe tables at a few steps (engine.probes; atomic replace)
-  tensorboard/       TensorBoard event files, when asked for (engine.tensorboard_files; never read by Headwatch)
+  tensorboard/       TensorBoard event files, when asked for (engine.tensorboard_files; read only to export)
   .writer.lock       locked by the one process writing the run for as long as it does (engine.run_writer.WriterLock)
 
 Every read stays inside the run's folder (a link that leads out is refused), opens plain files only (never a device,
@@ -26,7 +27,7 @@ import os
 import re
 import stat
 from collections.abc import Callable, Collection, Iterator, Mapping
-from dataclasses import asdict
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -56,6 +57,12 @@ WRITER_LOCK = ".writer.lock"  # held (flock) by the one process writing the run;
 WATCHED = "watch"  # config.json's "source" in a run recorded by engine.watch from someone's own training loop
 WATCHED_EXAMPLES = 8  # a watched run's attention files keep the first examples of the batch being trained
 WATCHED_POSITIONS = 128  # and of longer sequences, the first positions (a file and a page stay small)
+MAX_TOKEN_CHARS = 64  # a token's text, as saved and read back: a tokenizer's tokens are far shorter
+
+
+def attention_file(step: int, tokens: bool = False) -> str:
+    """The name, in ATTENTION, of a step's attention weights, or (tokens=True) of a watched run's tokens for them."""
+    return f"step_{step:09d}.tokens.json" if tokens else f"step_{step:09d}.pt"
 
 
 def is_watched(config: Mapping[str, Any]) -> bool:
@@ -352,10 +359,22 @@ _KIND_OF = {written: kind for kind, (written, _) in RECORD_KINDS.items()}
 def encode_record(point: Record) -> dict:
     """A measurement as one line of metrics.jsonl: its kind and its fields (a step's rate and time left are not
     kept)."""
-    values = asdict(point)
+    values = _plain(point)
     if isinstance(point, StepPoint):
         del values["steps_per_second"], values["seconds_left"]
     return {"type": _KIND_OF[type(point)], **values}
+
+
+def _plain(value: Any) -> Any:
+    """A record's fields as JSON takes them, as dataclasses.asdict gives them but without copying each value: a
+    watched loop writes one every step."""
+    if is_dataclass(value):
+        return {field.name: _plain(getattr(value, field.name)) for field in fields(value)}
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
 
 
 def read_records(folder: Path, kinds: Collection[str], newest_first: bool = False) -> Iterator[tuple[str, Any]]:

@@ -27,6 +27,7 @@ from engine.run_files import (
     ATTENTION,
     CHECKPOINT,
     CONFIG,
+    MAX_TOKEN_CHARS,
     METRICS,
     PROBE,
     STATUS,
@@ -34,6 +35,7 @@ from engine.run_files import (
     WRITER_LOCK,
     Record,
     RunError,
+    attention_file,
     encode_record,
 )
 from engine.telemetry import AttentionPoint, ProbeClaim
@@ -258,8 +260,12 @@ class RunWriter:
 
     @_unless_failed
     def save_attention(self, point: AttentionPoint) -> None:
+        """The weights of a step, and before them (a reader finds them together) a watched run's tokens."""
+        if point.tokens:
+            atomic_write_json(self.folder / ATTENTION / attention_file(point.step, tokens=True),
+                              {"tokens": [[token[:MAX_TOKEN_CHARS] for token in example] for example in point.tokens]})
         tensors = {name: torch.from_numpy(np.ascontiguousarray(w)).half() for name, w in point.weights.items()}
-        atomic_write_bytes(self.folder / ATTENTION / f"step_{point.step:09d}.pt", torch_bytes(tensors))
+        atomic_write_bytes(self.folder / ATTENTION / attention_file(point.step), torch_bytes(tensors))
 
     @_unless_failed
     def checkpoint(self, state_dict: dict[str, torch.Tensor], step: int, model_config: dict) -> None:

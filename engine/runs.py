@@ -26,12 +26,15 @@ from engine.run_files import (
     CHECKPOINT,
     CONFIG,
     MAX_ATTENTION_BYTES,
+    MAX_TOKEN_CHARS,
     METRICS,
     PROBE,
     RECORDS,
     STATUS,
     WATCHED_EXAMPLES,
+    WATCHED_POSITIONS,
     RunError,
+    attention_file,
     is_watched,
     read_config,
     read_json,
@@ -145,8 +148,32 @@ def load_attention(folder: Path, probe: tuple[ProbeClaim, ...], heads: HeadCount
                 raise ValueError("no attention weights")
         except Exception:  # torch raises many types for damaged files; RunError and ValueError for foreign ones
             continue
-        points.append(AttentionPoint(int(step[1]), weights))
+        points.append(_with_tokens(folder, AttentionPoint(int(step[1]), weights)))
     return [p for p in points if p.weights.keys() == points[-1].weights.keys()]
+
+
+def _with_tokens(folder: Path, point: AttentionPoint) -> AttentionPoint:
+    """A watched run's attention with the tokens saved beside it (none saved: as it is; damaged: why)."""
+    name = f"{ATTENTION}/{attention_file(point.step, tokens=True)}"
+    if not (folder / name).exists() and not (folder / name).is_symlink():
+        return point
+    try:
+        return replace(point, tokens=read_tokens(read_json(folder, name)))
+    except RunError as error:
+        return replace(point, tokens_unread=str(error))
+    except ValueError:
+        return replace(point, tokens_unread=f"{name} is damaged (it does not list each example's tokens)")
+
+
+def read_tokens(saved: Any) -> tuple[tuple[str, ...], ...]:
+    """Each example's tokens as a watched run saves them (engine.run_writer), each cut to MAX_TOKEN_CHARS; ValueError
+    for anything else, or more examples or tokens than a watched run keeps."""
+    examples = saved.get("tokens") if isinstance(saved, dict) else None
+    if not isinstance(examples, list) or not 1 <= len(examples) <= WATCHED_EXAMPLES:
+        raise ValueError("not a watched run's tokens")
+    if not all(isinstance(tokens, list) and len(tokens) <= WATCHED_POSITIONS for tokens in examples):
+        raise ValueError("not a watched run's tokens")
+    return tuple(tuple(text(token)[:MAX_TOKEN_CHARS] for token in tokens) for tokens in examples)
 
 
 def read_probe(folder: Path) -> tuple[ProbeClaim, ...]:
@@ -309,6 +336,7 @@ class RunSummary:
     updated: float | None = None  # when a run training elsewhere last said so (status.json)
     # False: its held-out accuracy is no better than answering its commonest outcome, so its heads are not named
     learned: bool = True
+    watched_heads: tuple[int, ...] | None = None  # a watched run's: each attention module's heads (none found: ())
 
 
 def summarize(folder: Path) -> RunSummary:
@@ -336,7 +364,9 @@ def summarize(folder: Path) -> RunSummary:
                       config.get("optimizer", "?"), config.get("seed", 0), state, step,
                       None if accuracy is None or math.isnan(accuracy) else accuracy, labels,
                       note=f"{STATUS} is damaged: how the run ended is unknown" if status is None else None,
-                      updated=status.get("updated") if state == TRAINING_ELSEWHERE else None, learned=learned)
+                      updated=status.get("updated") if state == TRAINING_ELSEWHERE else None, learned=learned,
+                      watched_heads=tuple(config.get("model", {}).get("heads", {}).values()) if is_watched(config)
+                      else None)
 
 
 def _latest(folder: Path, heads: HeadCounts) -> dict[str, Any]:

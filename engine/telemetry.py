@@ -90,6 +90,9 @@ class OptimPoint:
 class AttentionPoint:
     step: int
     weights: dict[str, np.ndarray]  # attention name -> (N probe claims, H, Tq, Tk), read-only
+    # a watched run given a tokenizer: each example's tokens (the model's input, up to WATCHED_POSITIONS of them)
+    tokens: tuple[tuple[str, ...], ...] = ()
+    tokens_unread: str | None = None  # why the tokens saved with these weights cannot be shown
 
 
 RESAMPLED = "resampled"  # each head in turn sees what it saw on claims of the same class (engine.attribution)
@@ -329,7 +332,7 @@ class TelemetryHub:
             self._touch()
 
     def record_attention(self, point: AttentionPoint) -> None:
-        frozen = AttentionPoint(point.step, {name: read_only(w) for name, w in point.weights.items()})
+        frozen = replace(point, weights={name: read_only(w) for name, w in point.weights.items()})
         with self._lock:
             self._attention = thin([*self._attention, frozen], self.ATTENTION_CAPACITY)
             self._touch()

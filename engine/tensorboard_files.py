@@ -7,15 +7,18 @@ claim (or example), at the steps attention is saved; text: what each head was fo
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
+import re
 import threading
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.run_files import TENSORBOARD
+from engine.run_files import TENSORBOARD, RunError, open_in_run
 from engine.telemetry import (
     ENDED_STATUSES,
     OPTIM_MEASURES,
@@ -38,7 +41,9 @@ FLUSH_SECONDS = 5  # TensorBoard reloads its files every few seconds; a live run
 CELL_PIXELS = 8  # a head's attention image gives each (query, key) pair a square this wide: readable in TensorBoard
 MAX_IMAGE_PIXELS = 512  # ... up to this wide and high: long sequences get smaller squares
 EMPTY_RGB, FULL_RGB = np.array([255, 255, 255]), np.array([31, 78, 140])  # weight 0 -> white, weight 1 -> dark blue
-
+EVENT_FILE = re.compile(r"events\.out\.tfevents\.[A-Za-z0-9_.-]{1,200}")  # the names SummaryWriter gives its files
+MAX_EXPORT_BYTES = 256 * 2**20  # a download of a run's event files; a 10,000-step watched run writes a few MB
+LEFT_OUT = "left out.txt"  # in an export's archive: the event files it does not hold, and why
 
 
 def attention_image(weights: np.ndarray) -> np.ndarray:
@@ -124,6 +129,41 @@ class TensorBoardObserver:
             if writer is not None:
                 writer.close()
         self.on_failed(f"Training goes on, but its TensorBoard files are no longer written: {reason}")
+
+
+def event_files(run_folder: Path) -> list[str]:
+    """The names of the TensorBoard event files in a run's folder (its `tensorboard/`, not followed if a link)."""
+    folder = run_folder / TENSORBOARD
+    if folder.is_symlink() or not folder.is_dir():
+        return []
+    try:
+        return sorted(entry.name for entry in folder.iterdir() if EVENT_FILE.fullmatch(entry.name))
+    except OSError:  # a folder this process may not read holds nothing it can export
+        return []
+
+
+def event_files_zip(run_folder: Path) -> bytes:
+    """A run's TensorBoard event files as a zip archive (`tensorboard/<file>`), read as any run file is (plain files
+    inside its folder, bounded in size); the files it cannot hold are named in its `left out.txt`, with why."""
+    buffer, budget, left_out = io.BytesIO(), MAX_EXPORT_BYTES, []
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in event_files(run_folder):
+            try:
+                with open_in_run(run_folder, f"{TENSORBOARD}/{name}") as file:
+                    data = file.read(budget + 1)
+            except (RunError, OSError) as error:
+                left_out.append(f"{name}: {error if isinstance(error, RunError) else 'it cannot be read'}")
+                continue
+            if len(data) > budget:
+                left_out.append(f"{name}: the archive holds at most {MAX_EXPORT_BYTES // 2**20} MB of event files; "
+                                "read it in the run's folder")
+                continue
+            budget -= len(data)
+            archive.writestr(f"{TENSORBOARD}/{name}", data)
+        if left_out:
+            archive.writestr(LEFT_OUT, "Event files of this run that are not in this archive:\n" +
+                             "\n".join(left_out) + "\n")
+    return buffer.getvalue()
 
 
 def _quiet_writer_threads() -> None:

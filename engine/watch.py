@@ -11,6 +11,9 @@ weights at log-spaced ones of those) that the dashboard lists and opens like its
             optimizer.zero_grad()
             watcher.step(loss)
 
+Given your tokenizer (`tokenizer=`: anything with convert_ids_to_tokens or decode, or a function from a token id to
+its text), the saved attention keeps its examples' tokens, and the Attention page labels its axes with them.
+
 Capture cannot change training: a head's attention weights are computed again, apart, from the inputs its module
 was given (without gradients, without dropout), and the model's own forward pass is left as it was; a capture that
 fails is said once and stopped, never raised into the model's forward or the optimizer's step. Under
@@ -22,7 +25,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -34,7 +37,7 @@ from torch import nn
 from engine.attention_kinds import AttentionKind, NotAttention, kind_of, register_attention, slices_mismatch
 from engine.head_slices import HeadSlices
 from engine.metrics import applied_update, reads_adam_memories, stats_from_sums
-from engine.run_files import WATCHED, WATCHED_EXAMPLES, WATCHED_POSITIONS
+from engine.run_files import MAX_TOKEN_CHARS, WATCHED, WATCHED_EXAMPLES, WATCHED_POSITIONS
 from engine.run_writer import RunWriter
 from engine.telemetry import AttentionPoint, MetricsPoint, OptimPoint, OptimStats, StepPoint
 from engine.tensorboard_files import TensorBoardObserver
@@ -85,45 +88,91 @@ def head_stats(optimizer: torch.optim.Optimizer, module: nn.Module,
     zeroed (a cleared gradient counts as zero). Another optimizer's update is what its step changed (`before`: the
     parameters before it, by id), and its memories are not read."""
     kind = kind_of(module)
-    heads = kind.heads(module)
+    return _head_stats(optimizer, kind.heads(module), kind.slices(module), _groups(optimizer), before)
+
+
+def _groups(optimizer: torch.optim.Optimizer) -> dict[int, dict]:
+    """Each trained parameter's group, by the parameter's id (a frozen one is in none)."""
+    return {id(p): group for group in optimizer.param_groups for p in group["params"]}
+
+
+def _head_stats(optimizer: torch.optim.Optimizer, heads: int, slices: list[HeadSlices], groups: Mapping[int, dict],
+                before: Mapping[int, torch.Tensor] | None) -> tuple[OptimStats, ...]:
     sums = torch.zeros(heads, 6, dtype=torch.float64)
-    trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
-    for slices in (s for s in kind.slices(module) if id(s.param) in trained):  # frozen weights do not move
-        sums += _head_sums(slices, heads, *_applied(slices.param, optimizer, before)).cpu()
+    for part in (s for s in slices if id(s.param) in groups):  # frozen weights do not move
+        sums += _head_sums(part, heads, *_applied(part.param, optimizer, groups[id(part.param)], before)).cpu()
     adam = reads_adam_memories(optimizer)
     return tuple(stats_from_sums(total, adam) for total in sums.tolist())
 
 
-def _applied(param: nn.Parameter, optimizer: torch.optim.Optimizer,
+def _applied(param: nn.Parameter, optimizer: torch.optim.Optimizer, group: dict,
              before: Mapping[int, torch.Tensor] | None) -> tuple[torch.Tensor | None, ...]:
     if isinstance(optimizer, READ_FROM_STATE) or before is None:
-        return applied_update(param, optimizer)
+        return applied_update(param, optimizer, group)
     grad = param.grad if param.grad is not None else torch.zeros_like(param)
     return grad, before[id(param)] - param.detach(), None, None
 
 
-def _head_sums(slices: HeadSlices, heads: int, *tensors: torch.Tensor | None) -> torch.Tensor:
+def _head_sums(slices: HeadSlices, heads: int, grad: torch.Tensor, update: torch.Tensor, m: torch.Tensor | None,
+               v: torch.Tensor | None) -> torch.Tensor:
     """Each head's share of the sums stats_from_sums takes, (heads, 6): |grad|², |update|², Σ|update|, Σ|m|, Σ√v,
-    and the count of its elements."""
-    grad, update, m, v = (None if t is None else slices.by_head(t.detach(), heads).double() for t in tensors)
-    none = grad.new_zeros(heads)  # on the parameters' device, as the sums are
-    return torch.stack([grad.pow(2).sum(1), update.pow(2).sum(1), update.abs().sum(1),
-                        m.abs().sum(1) if m is not None else none, v.sqrt().sum(1) if v is not None else none,
-                        torch.full_like(none, grad.shape[1])], dim=1)
+    and the count of its elements. The five are computed side by side (a last dimension) and cut into heads at once:
+    a step measured costs a few operations a parameter, not a few dozen."""
+    grad, update = grad.detach().double(), update.detach().double()
+    none = torch.zeros_like(grad)  # on the parameters' device, as the sums are
+    each = torch.stack([grad.square(), update.square(), update.abs(),
+                        m.detach().double().abs() if m is not None else none,
+                        v.detach().double().sqrt() if v is not None else none], dim=-1)
+    banded = slices.by_head(each, heads).reshape(heads, -1, 5)  # (heads, elements of each, 5)
+    return torch.cat([banded.sum(1), banded.new_full((heads, 1), banded.shape[1])], dim=1)
+
+
+Tokenizer = Any  # anything with convert_ids_to_tokens or decode, or a function from a token id to its text
+
+
+def token_texts(tokenizer: Tokenizer) -> Callable[[list[int]], list[str]]:
+    """How a tokenizer, as `watch` takes it, turns one example's token ids into their texts; TypeError, in words, for
+    something that cannot."""
+    if callable(getattr(tokenizer, "convert_ids_to_tokens", None)):  # a Hugging Face tokenizer: its own tokens
+        return tokenizer.convert_ids_to_tokens
+    if callable(getattr(tokenizer, "decode", None)):
+        return lambda ids: [tokenizer.decode([i]) for i in ids]
+    if callable(tokenizer):
+        return lambda ids: [tokenizer(i) for i in ids]
+    raise TypeError(f"tokenizer must have convert_ids_to_tokens or decode, or be a function from a token id to its "
+                    f"text (got {type(tokenizer).__name__})")
+
+
+def token_ids(inputs: Any) -> torch.Tensor | None:
+    """The (batch, positions) token ids among a model's inputs or a batch: `input_ids` of a dict, or the first whole
+    number tensor of two dimensions of a tuple or list (a dict inside it, as a forward's keyword arguments, first)."""
+    if torch.is_tensor(inputs):
+        whole_numbers = not (inputs.is_floating_point() or inputs.is_complex() or inputs.dtype == torch.bool)
+        return inputs if whole_numbers and inputs.dim() == 2 else None
+    if isinstance(inputs, Mapping):
+        return token_ids(inputs.get("input_ids"))
+    if isinstance(inputs, tuple | list):
+        return next((ids for ids in map(token_ids, inputs) if ids is not None), None)
+    return None
 
 
 class Watcher:
     """Records one training run of someone's model into a Headwatch run folder; see `watch`."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, out: Path, every: int,
-                 tensorboard: bool = False) -> None:
+                 tensorboard: bool = False, tokenizer: Tokenizer | None = None) -> None:
         if every < 1:
             raise ValueError(f"every must be a whole number of steps from 1 (got {every!r})")
+        self._tokens_of = token_texts(tokenizer) if tokenizer is not None else None
+        self._ids: list[list[int]] | None = None  # the token ids of the examples whose attention this step saves
         self.optimizer, self.every, self.steps, self.tensorboard = optimizer, every, 0, tensorboard
         self.attention = attention_modules(model)
         self.kinds: dict[str, AttentionKind] = {name: kind_of(module) for name, module in self.attention.items()}
         for name, module in self.attention.items():
             _check_slices(name, module)
+        # each module's heads and slices, read once: a module's parameters stay its own while it trains
+        self._parts = {name: (self.kinds[name].heads(module), self.kinds[name].slices(module))
+                       for name, module in self.attention.items()}
         self.captured: dict[str, np.ndarray] = {}
         self._before: dict[int, torch.Tensor] | None = None  # attention weights before a step (see _applied)
         self.started, self.said_running, self.next_attention = time.perf_counter(), 0.0, 1
@@ -136,11 +185,15 @@ class Watcher:
         if self.writer:
             _say_what_was_found(model, self.attention, self.kinds)
             self.observers = [WriterObserver(self.writer, _warn)]
-            if tensorboard:
-                self.observers.append(TensorBoardObserver(out, _warn))
+            if tensorboard:  # first, as in a Trainer's run: its files are complete, or their failure known, before
+                # the run's status is written, and that status names the failure (RunWriter.beside_failed)
+                self.observers.insert(0, TensorBoardObserver(out, _warn, self.writer))
             self._captures = {name: module.register_forward_hook(self._capture(name), with_kwargs=True)
                               for name, module in self.attention.items()}
             self._hooks.append(optimizer.register_step_post_hook(lambda *_: self._after_update()))
+            if tokenizer is not None:
+                _log().info("watch labels attention with the tokens of %s", type(tokenizer).__name__)
+                self._hooks.append(model.register_forward_pre_hook(self._heard_model_inputs, with_kwargs=True))
             if not isinstance(optimizer, READ_FROM_STATE):
                 self._hooks.append(optimizer.register_step_pre_hook(lambda *_: self._before_update()))
 
@@ -198,11 +251,46 @@ class Watcher:
         _check_rows(rows, kind.rows_at_most_one)
         return rows[..., :WATCHED_POSITIONS].cpu().numpy()
 
+    def _heard_model_inputs(self, model: nn.Module, args: tuple, kwargs: dict) -> None:
+        if model.training:
+            self.heard_inputs((kwargs, *args))
+
+    def heard_inputs(self, inputs: Any) -> None:
+        """The model's inputs, or a batch (as a callback hears it), before a training step's forward pass: the
+        token ids of the examples whose attention this step saves, for the tokenizer to name. Never raises."""
+        if self._tokens_of is None or self._ids is not None or not self._saving_attention():
+            return
+        try:
+            ids = token_ids(inputs)
+            if ids is not None:
+                self._ids = ids[:WATCHED_EXAMPLES, :WATCHED_POSITIONS].tolist()
+        except Exception as error:  # said once, never raised into the model's forward
+            self._stop_tokens(f"reading the token ids failed ({_described(error)})")
+
+    def _tokens(self, ids: list[list[int]] | None) -> tuple[tuple[str, ...], ...]:
+        """The tokenizer's texts for the examples whose attention is saved now (`ids`: theirs); () without them."""
+        if ids is None or self._tokens_of is None:
+            return ()
+        try:
+            named = [list(self._tokens_of(example)) for example in ids]
+            if any(len(texts) != len(example) or not all(isinstance(t, str) for t in texts)
+                   for texts, example in zip(named, ids, strict=True)):
+                raise TypeError("it did not give one text for each token id")
+        except Exception as error:  # someone else's tokenizer: said once, training goes on
+            self._stop_tokens(f"naming the tokens failed ({_described(error)})")
+            return ()
+        return tuple(tuple(text[:MAX_TOKEN_CHARS] for text in texts) for texts in named)
+
+    def _stop_tokens(self, why: str) -> None:
+        self._tokens_of, self._ids = None, None
+        _warn(f"the tokenizer given to watch: {why}. Attention is saved on, its positions numbered instead of "
+              "named; training goes on unchanged")
+
     def _before_update(self) -> None:
         """An optimizer whose state Headwatch does not read: the attention weights, to see what its step changes."""
         if self._capturing() and not self.stats_stopped:
-            self._before = {id(s.param): s.param.detach().clone() for name, module in self.attention.items()
-                            for s in self.kinds[name].slices(module)}
+            self._before = {id(s.param): s.param.detach().clone() for _, slices in self._parts.values()
+                            for s in slices}
 
     def _warn_once(self, name: str, message: str) -> None:
         if name not in self._warned:
@@ -213,7 +301,9 @@ class Watcher:
         if not self._capturing() or self.stats_stopped:
             return
         try:
-            heads = {name: head_stats(self.optimizer, module, self._before) for name, module in self.attention.items()}
+            groups = _groups(self.optimizer)
+            heads = {name: _head_stats(self.optimizer, count, slices, groups, self._before)
+                     for name, (count, slices) in self._parts.items()}
         except Exception as error:  # said once, never raised into the optimizer's step
             self.stats_stopped = True
             _warn(f"each head's optimizer statistics could not be measured ({_described(error)}); they are no "
@@ -233,8 +323,9 @@ class Watcher:
         self._emit(StepPoint(self.steps, _number(loss), seconds))
         if metrics:
             self._emit(MetricsPoint(self.steps, {str(name): _number(v) for name, v in metrics.items()}))
+        ids, self._ids = self._ids, None  # this step's, whether or not any attention was captured in it
         if self.captured:
-            self._emit(AttentionPoint(self.steps, self.captured))
+            self._emit(AttentionPoint(self.steps, self.captured, self._tokens(ids)))
             self.captured = {}
             self.next_attention = max(self.steps + 1, round(self.steps * ATTENTION_SPACING))
         if self.steps == 1 or seconds - self.said_running >= HEARTBEAT_SECONDS:
@@ -320,10 +411,11 @@ def _writes() -> bool:
 
 @contextmanager
 def watch(model: nn.Module, optimizer: torch.optim.Optimizer, out: str | Path, every: int = 10,
-          tensorboard: bool = False) -> Iterator[Watcher]:
+          tensorboard: bool = False, tokenizer: Tokenizer | None = None) -> Iterator[Watcher]:
     """Record a training loop into the run folder `out` (new or empty) while it runs; see the module's docstring.
-    `tensorboard=True` also writes TensorBoard event files into `out/tensorboard` (engine.tensorboard_files)."""
-    watcher = Watcher(model, optimizer, Path(out), every, tensorboard)
+    `tensorboard=True` also writes TensorBoard event files into `out/tensorboard` (engine.tensorboard_files);
+    `tokenizer` names the tokens of the examples whose attention is saved (token_texts)."""
+    watcher = Watcher(model, optimizer, Path(out), every, tensorboard, tokenizer)
     try:
         yield watcher
     except KeyboardInterrupt:

@@ -52,3 +52,12 @@ def test_the_library_declares_ranges_that_hold_the_apps_exact_tested_set() -> No
     for requirement in tested:
         pins = [s.version for s in requirement.specifier if s.operator == "=="]
         assert all(ranges[requirement.name].contains(pin) for pin in pins), requirement
+
+
+def test_the_trainer_callbacks_libraries_are_imported_only_when_asked_for() -> None:
+    """Headwatch works without transformers or lightning: importing it loads neither."""
+    check = ("import sys, headwatch; from headwatch import watch; "
+             "print(sorted(name for name in ('lightning', 'transformers') if name in sys.modules))")
+    result = run_elsewhere(ROOT, sys.executable, "-c", check)  # this checkout's headwatch, not an installed one
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,15 @@ from test_watch import HEADS, model_and_optimizer, train
 from engine.run_files import TENSORBOARD
 from engine.runs import list_runs, replay
 from engine.telemetry import AttentionPoint, StepPoint
-from engine.tensorboard_files import CELL_PIXELS, TensorBoardObserver, attention_image, without_padding
+from engine.tensorboard_files import (
+    CELL_PIXELS,
+    LEFT_OUT,
+    TensorBoardObserver,
+    attention_image,
+    event_files,
+    event_files_zip,
+    without_padding,
+)
 from engine.watch import attention_modules, watch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,3 +166,37 @@ def test_tensorboard_files_that_stop_are_named_in_the_status_without_a_traceback
     assert status["status"] == "finished"
     assert status["message"].endswith("Its files stopped being saved partway (TensorBoard files: No space left on "
                                       "device)")
+
+
+def test_a_watched_runs_tensorboard_files_that_stop_are_named_in_its_status(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """As for a run trained here: the disk fills for TensorBoard's files, the loop trains on, and the run's
+    status says which files stopped."""
+    monkeypatch.setattr(LocalFileSystem, "append", full_disk_for_tensorboard)
+    model, optimizer = model_and_optimizer()
+    with watch(model, optimizer, tmp_path / "mine", every=5, tensorboard=True) as watcher:
+        train(model, optimizer, 10, watcher)
+    status = json.loads((tmp_path / "mine" / "status.json").read_text())
+    assert (status["status"], status["step"]) == ("finished", 10)
+    assert status["message"] == ("Finished 10 steps. Its files stopped being saved partway (TensorBoard files: No "
+                                 "space left on device)")
+
+
+def test_an_export_of_event_files_holds_only_the_runs_own_and_names_the_rest(tmp_path: Path) -> None:
+    """A hostile run folder: a link to a file elsewhere is named as left out, never read; other files are not
+    event files and are not offered."""
+    run = tmp_path / "run"
+    (run / TENSORBOARD).mkdir(parents=True)
+    (run / TENSORBOARD / "events.out.tfevents.1.host.2.0").write_bytes(b"events")
+    (tmp_path / "secret").write_text("not the run's")
+    (run / TENSORBOARD / "events.out.tfevents.9.host.9.9").symlink_to(tmp_path / "secret")
+    (run / TENSORBOARD / "notes.txt").write_text("not an event file")
+    assert event_files(run) == ["events.out.tfevents.1.host.2.0", "events.out.tfevents.9.host.9.9"]
+    with zipfile.ZipFile(io.BytesIO(event_files_zip(run))) as archive:
+        assert archive.namelist() == ["tensorboard/events.out.tfevents.1.host.2.0", LEFT_OUT]
+        assert archive.read(LEFT_OUT).decode().splitlines()[1] == (
+            "events.out.tfevents.9.host.9.9: tensorboard/events.out.tfevents.9.host.9.9 is a link to a file outside "
+            "its run folder, so it is not read")
+    (run / TENSORBOARD).rename(tmp_path / "elsewhere")
+    (run / TENSORBOARD).symlink_to(tmp_path / "elsewhere")
+    assert event_files(run) == []  # the folder itself is a link: nothing is offered from it

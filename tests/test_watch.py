@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import astuple
 from pathlib import Path
@@ -457,26 +459,27 @@ def test_weights_that_fail_are_said_once_and_training_goes_on_unchanged(tmp_path
     assert not list((tmp_path / "r" / "attention").glob("*.pt")) and replay(tmp_path / "r").optim  # stats go on
 
 
-def test_a_failure_measuring_the_optimizer_is_said_once_and_training_goes_on(tmp_path: Path, register,
-                                                                             caplog) -> None:
-    def slices(module: TinyAttention) -> list:
-        if getattr(module, "broken", False):
-            raise RuntimeError("slices broke")
-        return tiny_slices(module)
+def test_a_failure_measuring_the_optimizer_is_said_once_and_training_goes_on(tmp_path: Path, register, caplog,
+                                                                             monkeypatch) -> None:
+    import engine.watch
 
-    register(TinyAttention, heads=lambda m: m.heads, slices=slices,
+    register(TinyAttention, heads=lambda m: m.heads, slices=tiny_slices,
              weights=lambda module, args, kwargs, output: output[1])
     torch.manual_seed(0)
-    attention = TinyAttention(WIDTH, HEADS)
-    model = nn.Sequential(attention)
+    model = nn.Sequential(TinyAttention(WIDTH, HEADS))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+
+    def broken(*args, **kwargs) -> None:
+        raise RuntimeError("reading its state broke")
+
     with caplog.at_level("WARNING", logger="headwatch"), watch(model, optimizer, tmp_path / "r", every=1) as watcher:
         train_tiny(model, 2, watcher, optimizer)
-        attention.broken = True  # a registration that fails mid-run
+        monkeypatch.setattr(engine.watch, "applied_update", broken)  # a measurement that fails mid-run
         losses, _ = train_tiny(model, 3, watcher, optimizer)
     assert len(losses) == 3
     [message] = caplog.messages
-    assert message.startswith("each head's optimizer statistics could not be measured (RuntimeError: slices broke)")
+    assert message.startswith("each head's optimizer statistics could not be measured (RuntimeError: reading its "
+                              "state broke)")
     assert [p.step for p in replay(tmp_path / "r").optim] == [1, 2]
 
 
@@ -507,3 +510,179 @@ def test_another_optimizers_step_is_what_it_changed_and_the_page_says_why_its_me
     assert np.isnan(head.mean_abs_m) and np.isnan(head.mean_sqrt_v)  # not read: RMSprop's state is its own
     note = figures.memory_figure(snap, "mean_sqrt_v").layout.annotations[-1].text
     assert note == "Headwatch reads these memories from Adam and AdamW only; RMSprop keeps its own, not shown here"
+
+
+def train_without_attention(folder: Path, steps: int) -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(WIDTH, 1)
+    optimizer = torch.optim.Adam(model.parameters())
+    with watch(model, optimizer, folder) as watcher:
+        for _ in range(steps):
+            loss = model(torch.randn(2, WIDTH)).pow(2).mean()
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            watcher.step(loss)
+
+
+def test_watched_runs_are_listed_and_exported_with_what_they_hold(open_app, engine_env: Path, healthy) -> None:
+    """A run without heads is listed with its loss; export offers the metrics and TensorBoard files a watched run
+    has, says why there are no weights, and never calls its folder damaged."""
+    from dashboard.engine_resource import get_engine
+    from dashboard.runs import NO_WATCHED_WEIGHTS
+
+    model, optimizer = model_and_optimizer()
+    with watch(model, optimizer, engine_env / "my-model", every=2, tensorboard=True) as watcher:
+        train(model, optimizer, 4, watcher)
+    train_without_attention(engine_env / "no-heads", 3)
+    at = open_app("dashboard/runs.py")
+    healthy(at)
+    rows = {row["Run"]: row for row in at.dataframe[0].value.to_dict("records")}
+    assert {run: (row["Recipe"], row["Steps"], row["Status"], row["Heads"]) for run, row in rows.items()} == {
+        "my-model": ("your own model", 4, "finished", "2 attention modules, 2 heads each"),
+        "no-heads": ("your own model", 3, "finished", "no attention found: the loss and your metrics only")}
+    assert not at.warning and not at.error
+    for run, offered in (("my-model", ["Metrics (CSV)", "TensorBoard files (zip)"]), ("no-heads", ["Metrics (CSV)"])):
+        at.selectbox(key="export_run").set_value(run).run()
+        healthy(at)
+        assert [b.proto.label for b in at.get("download_button")] == offered
+        assert NO_WATCHED_WEIGHTS in [c.value for c in at.caption]
+        assert not any("damaged" in c.value for c in at.caption)
+    engine = get_engine()
+    header, *lines = engine.metrics_csv("no-heads").decode().splitlines()
+    assert header.split(",")[:3] == ["step", "seconds", "train_loss"] and len(lines) == 3
+    [event_file] = sorted((engine_env / "my-model" / "tensorboard").iterdir())
+    with zipfile.ZipFile(io.BytesIO(engine.tensorboard_zip("my-model"))) as archive:
+        assert archive.namelist() == [f"tensorboard/{event_file.name}"]
+        assert archive.read(archive.namelist()[0]) == event_file.read_bytes()
+
+
+VOCAB = 20
+
+
+class Words:
+    """A tokenizer as tiktoken or sentencepiece have them: `decode` of a list of ids."""
+
+    def decode(self, ids: list[int]) -> str:
+        return " ".join(f"w{i}" for i in ids)
+
+
+def token_model_and_optimizer() -> tuple[nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(WIDTH, HEADS, dim_feedforward=16, dropout=0.0, batch_first=True)
+    model = nn.Sequential(nn.Embedding(VOCAB, WIDTH), nn.TransformerEncoder(layer, 1, enable_nested_tensor=False),
+                          nn.Linear(WIDTH, 1))
+    return model, torch.optim.Adam(model.parameters(), lr=1e-2)
+
+
+def train_on_tokens(model: nn.Module, optimizer: torch.optim.Optimizer, steps: int, watcher) -> list[torch.Tensor]:
+    data, batches = torch.Generator().manual_seed(1), []
+    for _ in range(steps):
+        ids = torch.randint(0, VOCAB, (3, 6), generator=data)
+        model(ids).pow(2).mean().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        watcher.step(0.0)
+        batches.append(ids)
+    return batches
+
+
+@pytest.mark.parametrize("tokenizer", [Words(), lambda i: f"w{i}"], ids=["decode", "function"])
+def test_a_tokenizer_names_the_attention_axes_with_each_examples_tokens(open_app, engine_env: Path, healthy,
+                                                                        tokenizer) -> None:
+    from dashboard.attention import TOKENS_SHOWN
+
+    model, optimizer = token_model_and_optimizer()
+    with watch(model, optimizer, engine_env / "words", every=2, tokenizer=tokenizer) as watcher:
+        batches = train_on_tokens(model, optimizer, 6, watcher)
+    snap = replay(engine_env / "words")
+    assert [p.step for p in snap.attention] == [1, 2, 4, 6]
+    for point in snap.attention:
+        assert point.tokens == tuple(tuple(f"w{i}" for i in example) for example in batches[point.step - 1].tolist())
+    at = open_app("dashboard/attention.py")
+    at.session_state["replay_run"] = "words"
+    at.run()
+    healthy(at)
+    assert TOKENS_SHOWN in [c.value for c in at.caption]
+    at.selectbox(key="attention_example").set_value(1).run()
+    [chart] = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    second = [f"w{i}" for i in batches[-1][1].tolist()]  # the second example of the last step's batch
+    assert chart["layout"]["xaxis"]["ticktext"] == second and chart["layout"]["yaxis"]["ticktext"] == second
+
+
+def test_a_tokenizer_that_fails_is_said_once_and_positions_are_numbered(tmp_path: Path, caplog) -> None:
+    model, optimizer = token_model_and_optimizer()
+
+    def broken(token_id: int) -> str:
+        raise KeyError(token_id)
+
+    with caplog.at_level("WARNING", logger="headwatch"), watch(model, optimizer, tmp_path / "r", every=2,
+                                                               tokenizer=broken) as watcher:
+        train_on_tokens(model, optimizer, 4, watcher)
+    [said] = caplog.messages
+    assert said.startswith("the tokenizer given to watch: naming the tokens failed (KeyError: ")
+    assert said.endswith("Attention is saved on, its positions numbered instead of named; training goes on unchanged")
+    snap = replay(tmp_path / "r")
+    assert [p.step for p in snap.attention] == [1, 2, 4] and not any(p.tokens for p in snap.attention)
+
+
+def test_something_that_is_no_tokenizer_is_refused_in_words(tmp_path: Path) -> None:
+    model, optimizer = token_model_and_optimizer()
+    with pytest.raises(TypeError, match=r"^tokenizer must have convert_ids_to_tokens or decode, or be a function "
+                                        r"from a token id to its text \(got dict\)$"):
+        watch(model, optimizer, tmp_path / "r", tokenizer={1: "w1"}).__enter__()
+
+
+def test_saved_tokens_are_read_back_as_untrusted_text(open_app, engine_env: Path, healthy) -> None:
+    """A run folder is possibly hostile: tokens that are markup are shown as typed, long ones are cut, and a
+    damaged tokens file is said on the page, with positions numbered instead."""
+    for run in ("planted", "damaged"):
+        model, optimizer = token_model_and_optimizer()
+        with watch(model, optimizer, engine_env / run, every=2, tokenizer=lambda i: f"w{i}") as watcher:
+            train_on_tokens(model, optimizer, 2, watcher)
+    tokens_file = Path("attention") / "step_000000002.tokens.json"
+    planted = ["<b>bold</b>", "x" * 10_000, "a\nb", "", "$5", "*"]
+    (engine_env / "planted" / tokens_file).write_text(json.dumps({"tokens": [planted] * 3}))
+    [_, last] = replay(engine_env / "planted").attention
+    assert last.tokens[0][1] == "x" * 64 and last.tokens[0][0] == "<b>bold</b>"
+    # more positions than a watched run keeps
+    (engine_env / "damaged" / tokens_file).write_text(json.dumps({"tokens": [["w1"] * 200]}))
+    charts = {}
+    for run in ("planted", "damaged"):
+        at = open_app("dashboard/attention.py")
+        at.session_state["replay_run"] = run
+        at.run()
+        healthy(at)
+        [chart] = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+        charts[run] = chart["layout"]["xaxis"]["ticktext"]
+    assert charts["planted"] == ["&lt;b&gt;bold&lt;/b&gt;", "x" * 15 + "…", "a\\nb", "∅", "$5", "*"]
+    assert [w.value for w in at.warning] == ["This step's tokens are not shown, its positions are numbered instead: "
+                                             "attention/step\\_000000002.tokens.json is damaged (it does not list "
+                                             "each example's tokens)."]
+    assert charts["damaged"] == ["1", "2", "3", "4", "5", "6"]
+
+
+def test_tokens_saved_are_those_of_the_step_whose_attention_is_saved(tmp_path: Path, register) -> None:
+    """A module that gives no weights at the first step: its attention is saved at the next, with that step's
+    tokens, not with those heard at the step that saved nothing."""
+    given = []
+
+    def weights_after_the_first_call(module: nn.Module, args: tuple, kwargs: dict, output: tuple) -> torch.Tensor:
+        given.append(output[1])
+        return output[1] if len(given) > 1 else None
+
+    register(TinyAttention, heads=lambda m: m.heads, slices=tiny_slices, weights=weights_after_the_first_call)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(VOCAB, WIDTH), TinyAttention(WIDTH, HEADS))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    data, batches = torch.Generator().manual_seed(1), []
+    with watch(model, optimizer, tmp_path / "r", every=1, tokenizer=lambda i: f"w{i}") as watcher:
+        for _ in range(2):
+            batches.append(torch.randint(0, VOCAB, (3, 4), generator=data))
+            model(batches[-1])[0].pow(2).mean().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            watcher.step(0.0)
+    [point] = replay(tmp_path / "r").attention
+    assert point.step == 2
+    assert point.tokens == tuple(tuple(f"w{i}" for i in example) for example in batches[1].tolist())

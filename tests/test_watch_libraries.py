@@ -250,7 +250,8 @@ def test_the_hugging_face_example_learns_to_copy_watched_from_outside_the_checko
     assert len(snap.optim[-1].heads["transformer.h.1.attn"]) == HEADS
 
 
-def trained_with_trainer(folder: Path, callbacks: list, trainer_class: type | None = None) -> tuple[nn.Module, list]:
+def trained_with_trainer(folder: Path, callbacks: list, trainer_class: type | None = None,
+                         **settings: object) -> tuple[nn.Module, list]:
     """A tiny GPT-2 trained 6 steps by Hugging Face's Trainer (AdamW, dropout on, batches of 3 padded sequences)."""
     model = built("gpt2", "sdpa", dropout=0.1)
     rows = [{name: tensor[i] for name, tensor in batch(step, padded=True).items()} for step in range(6)
@@ -258,7 +259,8 @@ def trained_with_trainer(folder: Path, callbacks: list, trainer_class: type | No
     args = transformers.TrainingArguments(output_dir=str(folder / "trainer"), max_steps=6, learning_rate=1e-3,
                                           per_device_train_batch_size=3, logging_steps=1, save_strategy="no",
                                           report_to=[], use_cpu=True, disable_tqdm=True, seed=0)
-    trainer = (trainer_class or transformers.Trainer)(model=model, args=args, train_dataset=rows, callbacks=callbacks)
+    trainer = (trainer_class or transformers.Trainer)(model=model, args=args, train_dataset=rows, callbacks=callbacks,
+                                                      **settings)
     trainer.train()
     return model, [log["loss"] for log in trainer.state.log_history if "loss" in log]
 
@@ -297,3 +299,23 @@ def test_a_trainer_whose_model_returns_no_loss_is_said_once(tmp_path: Path, capl
                                "steps' loss as missing"]
     snap = replay(tmp_path / "run")
     assert snap.step == 6 and np.isnan(snap.loss.values).all() and len(snap.optim) == 4
+
+
+def word_tokenizer() -> transformers.PreTrainedTokenizerFast:
+    """A Hugging Face tokenizer of its own words, t0 to t99, built here (no download)."""
+    from tokenizers import Tokenizer, models
+
+    words = Tokenizer(models.WordLevel({f"t{i}": i for i in range(VOCAB)}, unk_token="t0"))
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=words, pad_token="t0")
+
+
+def test_a_trainers_own_tokenizer_names_the_tokens_of_the_saved_attention(tmp_path: Path) -> None:
+    from headwatch import HeadwatchCallback
+
+    trained_with_trainer(tmp_path, [HeadwatchCallback(tmp_path / "run", every=2)], processing_class=word_tokenizer())
+    trained_rows = {tuple(example) for step in range(6) for example in batch(step, padded=True)["input_ids"].tolist()}
+    snap = replay(tmp_path / "run")
+    assert [p.step for p in snap.attention] == [1, 2, 4, 6]
+    for point in snap.attention:  # the Trainer shuffles: each example is one of its rows, named t<id>
+        assert len(point.tokens) == 3 and all(len(tokens) == LENGTH for tokens in point.tokens)
+        assert all(tuple(int(t.removeprefix("t")) for t in tokens) in trained_rows for tokens in point.tokens)
