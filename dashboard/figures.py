@@ -168,7 +168,10 @@ COMPARED = (("A", "#1f77b4"), ("B", "#d62728"))
 
 
 def compare_figure(a: Snapshot, b: Snapshot) -> go.Figure:
-    """Two runs on one set of axes: held-out accuracy (thick) and training loss (thin, right axis)."""
+    """Two runs on one set of axes: held-out accuracy (thick) and training loss (thin, right axis); the loss alone
+    when neither run measured held-out claims (someone's own models)."""
+    if not (a.evals or b.evals):
+        return _compared_losses(a, b)
     layout = _layout("Runs A and B: held-out accuracy and training loss", (a.run_id, b.run_id), 420,
                      xaxis={"title": {"text": "Training step"}, "rangemode": "tozero"},
                      yaxis={"title": {"text": "Held-out accuracy"}, "range": [0, 1.02], "tickformat": ".0%"},
@@ -185,6 +188,15 @@ def compare_figure(a: Snapshot, b: Snapshot) -> go.Figure:
     if not data:
         return _waiting(layout, "Neither run has recorded a step")
     return go.Figure(data=data, layout=layout)
+
+
+def _compared_losses(a: Snapshot, b: Snapshot) -> go.Figure:
+    layout = _layout("Runs A and B: training loss", (a.run_id, b.run_id), 420,
+                     xaxis={"title": {"text": "Training step"}, "rangemode": "tozero"},
+                     yaxis={**loss_axis(log=True), "title": {"text": "Training loss (log scale)"}})
+    data = [_line(*cap(snap.loss.steps, snap.loss.values), f"{letter}: training loss", color, 2)
+            for snap, (letter, color) in zip((a, b), COMPARED, strict=True) if snap.loss.steps]
+    return go.Figure(data=data, layout=layout) if data else _waiting(layout, "Neither run has recorded a step")
 
 
 def metrics_figure(snap: Snapshot) -> go.Figure:

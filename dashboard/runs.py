@@ -67,13 +67,17 @@ def damage_text(runs: list[RunSummary]) -> str | None:
     return "Damaged runs (the ones that cannot be opened are not offered below):\n" + "\n".join(damaged)
 
 
-def compared_row(letter: str, snap: Snapshot) -> dict:
-    last = snap.latest_eval
-    reached = snap.first_reaching(0.95)
-    return {"": letter, "Run": snap.run_id, "Settings": summaries.config_text(snap.config),
-            "Final held-out accuracy": last.heldout_accuracy if last else None,
-            "Reached 95% at step": f"{reached.step:,}" if reached is not None else "not reached",
-            "Training time": summaries.duration(snap.seconds)}
+def compared_row(letter: str, snap: Snapshot, claims: bool) -> dict:
+    """A run's numbers; the claims model's held-out accuracy only when both runs are claims runs (someone's own
+    model, recorded by engine.watch, has only its loss)."""
+    row = {"": letter, "Run": snap.run_id, "Settings": summaries.config_text(snap.config)}
+    if claims:
+        last, reached = snap.latest_eval, snap.first_reaching(0.95)
+        row |= {"Final held-out accuracy": last.heldout_accuracy if last else None,
+                "Reached 95% at step": f"{reached.step:,}" if reached is not None else "not reached"}
+    else:
+        row |= {"Steps": snap.step, "Last training loss": snap.loss.values[-1] if snap.loss.values else None}
+    return row | {"Training time": summaries.duration(snap.seconds)}
 
 
 def compare(first: str, second: str) -> None:
@@ -86,9 +90,10 @@ def compare(first: str, second: str) -> None:
             st.error(markdown_text(f"Run {run_id} cannot be opened: {error}"))
     if len(snaps) < 2:
         return
-    st.dataframe([compared_row(letter, snap) for letter, snap in snaps.items()], hide_index=True, column_config={
-        "Settings": st.column_config.TextColumn(width="large"),
-        "Final held-out accuracy": st.column_config.NumberColumn(format="percent")})
+    claims = not any(is_watched(snap.config) for snap in snaps.values())
+    st.dataframe([compared_row(letter, snap, claims) for letter, snap in snaps.items()], hide_index=True,
+                 column_config={"Settings": st.column_config.TextColumn(width="large"),
+                                "Final held-out accuracy": st.column_config.NumberColumn(format="percent")})
     st.plotly_chart(figures.compare_figure(snaps["A"], snaps["B"]), key="compare_curves", config=figures.CHART_CONFIG)
     for column, (letter, snap) in zip(st.columns(2, gap="large"), snaps.items(), strict=True):
         heads(column, snap, letter)

@@ -542,6 +542,10 @@ def test_watched_runs_are_listed_and_exported_with_what_they_hold(open_app, engi
         "my-model": ("your own model", 4, "finished", "2 attention modules, 2 heads each"),
         "no-heads": ("your own model", 3, "finished", "no attention found: the loss and your metrics only")}
     assert not at.warning and not at.error
+    compared = at.dataframe[1].value
+    assert list(compared.columns) == ["", "Run", "Settings", "Steps", "Last training loss", "Training time"]
+    assert "Runs A and B: training loss" in [json.loads(c.proto.spec)["layout"]["title"]["text"]
+                                              for c in at.get("plotly_chart")]
     for run, offered in (("my-model", ["Metrics (CSV)", "TensorBoard files (zip)"]), ("no-heads", ["Metrics (CSV)"])):
         at.selectbox(key="export_run").set_value(run).run()
         healthy(at)
