@@ -1,5 +1,6 @@
 """One pasted claim to verdict + every head's heatmap + per-head ablation: median milliseconds, for generated claims
-and for the hand-written ones (whose unknown words, near misses and chatter the reading report goes through), and for
+and for the hand-written ones (whose unknown words, near misses and chatter the reading report goes through), for the
+hand-written claims of unknown terms, misspellings, other languages and noise (tests/data/unread_claims.csv), and for
 hand-written claims of two to four service lines (each line judged, the heatmaps and ablation of its first). Then a
 claims file scored claim by claim against in batches (Predictor.predict_many), and `python -m engine predict`'s
 stdin answered one claim at a time (as it was) against in batches (engine.__main__.answer_lines): claims per second,
@@ -32,6 +33,7 @@ from engine.training.presets import preset
 
 HANDWRITTEN = Path(__file__).resolve().parents[1] / "data" / "handwritten_claims.csv"
 SERVICE_LINES = Path(__file__).resolve().parents[1] / "tests" / "data" / "service_lines.csv"
+UNREAD_CLAIMS = Path(__file__).resolve().parents[1] / "tests" / "data" / "unread_claims.csv"
 
 
 def main() -> None:
@@ -47,10 +49,13 @@ def main() -> None:
         handwritten = [row["text"] for row in csv.DictReader(file)]
     with SERVICE_LINES.open(newline="", encoding="utf-8") as file:
         several = [row["text"] for row in csv.DictReader(file)]
+    with UNREAD_CLAIMS.open(newline="", encoding="utf-8") as file:
+        unread = [row["text"] for row in csv.DictReader(file)]
     rows = {}
     for label, ablation, texts in (("verdict + heatmaps", False, claims),
                                    ("verdict + heatmaps + ablation", True, claims),
                                    ("hand-written, verdict + heatmaps", False, handwritten),
+                                   ("unread terms, verdict + heatmaps", False, unread),
                                    ("2-4 lines, verdict + heatmaps", False, several),
                                    ("2-4 lines, verdict + ablation", True, several)):
         times = []
