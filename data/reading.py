@@ -6,12 +6,16 @@ verdict from resting on words that were not read.
   name, with a note ("read 'Metformn' as Metformin"); near two catalog terms, it is read as neither and said to be
   ambiguous. This is for text people paste (Reader.read): Tokenizer.encode, which generated training claims go
   through, stays exact.
-- Words not read: content words the tokenizer did not know, grouped into phrases, each with the field its place in
-  the claim suggests ("for a common cold" is where a diagnosis goes). Stop-words, and the filler and junk words the
-  generator writes (data.phrasing, data.styles), carry nothing to judge and are not counted.
-- Parts not read: a diagnosis, billed item, dose or price that was written but not read (or no billed item at all);
-  a verdict that rests on such a part is not given (data.rules.unchecked). A claim with too little of it read is not
-  judged at all, and says how much was read.
+- Words not read: content words the tokenizer did not know, grouped into phrases (with the word after them when
+  that word ends catalog names: "bariatric surgery"), each with the field its place in the claim suggests ("for a
+  common cold" is where a diagnosis goes; "and gabapentin" after a drug is another item). Numbers in units not read
+  ("40 euros", "2 puffs"), web addresses and runs of pictographs are words not read too, and so is a name the
+  tokenizer read that the words before it contradict in a number ("type 1 diabetes" is not the catalog's "type 2
+  diabetes"). Stop-words, and the filler and junk words the generator writes (data.phrasing, data.styles), carry
+  nothing to judge and are not counted.
+- Parts not read: a diagnosis, billed item, dose or price that was written but not read; a verdict that rests on
+  such a part is not given (data.rules.unchecked). A claim that names no billed item has none not read. A claim
+  with too little of it read is not judged at all, and says how much was read.
 
 Each term and phrase keeps its place in the text (start, end), so a claim cut into service lines (data.lines) gives
 each line its own report from the same records.
