@@ -192,7 +192,7 @@ def main() -> None:
             held_out[data_seed] = worded(claims, catalog, tokenizer)
             texts, truth = held_out[data_seed]
             print(f"data seed {data_seed}: {len(truth)} of {len(claims)} held-out claims read as the same fields in "
-                  f"every style; columns: {', '.join(texts)}", flush=True)
+                  f"every style; columns: {' | '.join(texts)}", flush=True)
         report(name, predictor, *held_out[data_seed], catalog, tokenizer)
 
 
