@@ -69,6 +69,7 @@ UNK_ID = SPECIALS.index(Tokenizer.UNK)
 LINK = re.compile(r"(?:https?://|www\.)\S+|[\w.+-]+@[\w-]+\.[\w.]+", re.IGNORECASE)
 ROMAN_NUMERALS = frozenset({"i", "ii", "iii", "iv"})
 ITEM_FIELDS = ("drug", "procedure")
+NOT_WORDS = ("link", "symbol")  # the fields of Unreads that are no words: an address, pictographs
 COORDINATORS = frozenset({"and", "plus", "also", "&"})  # "lisinopril 10 mg and gabapentin": another item
 LISTED = re.compile(r"[,;+&\n•]|\b(?:and|plus|also)\b", re.IGNORECASE)
 COORDINATED = re.compile(r"[+&]|\b(?:and|plus|also)\b", re.IGNORECASE)
@@ -491,8 +492,12 @@ class Reader:
             if u.field == "unit":
                 blamed["dose"] += [u] if "drug" in categories and not read["dose"] else []
                 blamed["price"] += [u] if not read["price"] else []
-            elif (u.field in ITEM_FIELDS and not read["item"]) or _listed_as_item(text, tokens, u):
+            elif u.field in NOT_WORDS:  # an address or symbols stand for no part
+                continue
+            elif u.field in (*ITEM_FIELDS, None) and _listed_as_item(text, tokens, u):
                 blamed["item"].append(u)
+            elif u.field in ITEM_FIELDS:
+                blamed["item"] += [u] if not read["item"] else []
             else:  # words where a diagnosis or item goes are blamed for it when none was read
                 blamed.update({part: [*blamed[part], u] for part in slot_parts.get(u.field, ()) if not read[part]})
         return tuple((part, tuple(blamed[part])) for part in PARTS if blamed[part])

@@ -133,6 +133,15 @@ def test_a_name_whose_number_differs_from_the_catalogs_is_not_read_as_it(reader,
         assert [t.meaning for t in reading.read if t.field == "diagnosis"] == ["Type 2 diabetes mellitus"], right
 
 
+def test_an_address_or_symbols_after_an_item_are_named_and_block_no_part(reader):
+    for text, word in [("Diabetes, metformin 500 mg, 🙂", "🙂"),
+                       ("Diabetes, metformin 500 mg, see https://x.org/a", "https://x.org/a")]:
+        _, reading = reader.read(text)
+        assert [u.surface for u in reading.unread] == [word] and reading.parts == (), text
+    _, reading = reader.read("Metformin 500 mg, type 1 diabetes, $40")  # listed after the drug, still a diagnosis
+    assert reading.parts == ("diagnosis",)
+
+
 def test_a_claim_that_names_no_billed_item_is_judged_when_all_of_it_was_read(reader):
     _, reading = reader.read("Diabetes, 54 yo F, $40")
     assert reading.parts == () and reading.refusal(VALID) is None
