@@ -119,9 +119,9 @@ def test_a_claim_little_of_which_is_read_is_refused_with_the_share_read(reader, 
 
 
 @pytest.mark.parametrize("typed", ["Type 1 diabetes", "type I diabetes", "Type 3 diabetes"])
-def test_a_name_whose_number_differs_from_the_catalogs_is_not_read_as_it(reader, tokenizer, typed):
+def test_a_name_whose_number_differs_from_the_catalogs_is_not_read_as_it(reader, typed):
     """The catalog knows type 2 diabetes only; "diabetes" alone is read as it, "type 1 diabetes" must not be."""
-    encoded, reading = reader.read(f"{typed}, metformin 500 mg, $40")
+    _, reading = reader.read(f"{typed}, metformin 500 mg, $40")
     assert not any(t.field == "diagnosis" for t in reading.read)
     assert [(u.surface, u.field) for u in reading.unread] == [(typed, "diagnosis")]
     assert reading.refusal("MEDICAL").sentence() == (
@@ -129,7 +129,7 @@ def test_a_name_whose_number_differs_from_the_catalogs_is_not_read_as_it(reader,
         "knows.")
     assert reading.refusal("DOSAGE") is None
     for right in ("Type 2 diabetes", "type II diabetes", "diabetes"):
-        encoded, reading = reader.read(f"{right}, metformin 500 mg, $40")
+        _, reading = reader.read(f"{right}, metformin 500 mg, $40")
         assert [t.meaning for t in reading.read if t.field == "diagnosis"] == ["Type 2 diabetes mellitus"], right
 
 
