@@ -1,6 +1,8 @@
 """One pasted claim to verdict + every head's heatmap + per-head ablation: median milliseconds, for generated claims
-and for the hand-written ones (whose unknown words, near misses and chatter the reading report goes through), and for
-hand-written claims of two to four service lines (each line judged, the heatmaps and ablation of its first). Then a
+and for the hand-written ones (whose unknown words, near misses and chatter the reading report goes through), for the
+hand-written claims of unknown terms, misspellings, other languages and noise (tests/data/unread_claims.csv), and for
+hand-written claims of two to four service lines (each line judged, the heatmaps and ablation of its first), and the
+reader alone on all of them (its share of an answer). Then a
 claims file scored claim by claim against in batches (Predictor.predict_many), and `python -m engine predict`'s
 stdin answered one claim at a time (as it was) against in batches (engine.__main__.answer_lines): claims per second,
 3 interleaved repeats each.
@@ -32,6 +34,7 @@ from engine.training.presets import preset
 
 HANDWRITTEN = Path(__file__).resolve().parents[1] / "data" / "handwritten_claims.csv"
 SERVICE_LINES = Path(__file__).resolve().parents[1] / "tests" / "data" / "service_lines.csv"
+UNREAD_CLAIMS = Path(__file__).resolve().parents[1] / "tests" / "data" / "unread_claims.csv"
 
 
 def main() -> None:
@@ -47,10 +50,13 @@ def main() -> None:
         handwritten = [row["text"] for row in csv.DictReader(file)]
     with SERVICE_LINES.open(newline="", encoding="utf-8") as file:
         several = [row["text"] for row in csv.DictReader(file)]
+    with UNREAD_CLAIMS.open(newline="", encoding="utf-8") as file:
+        unread = [row["text"] for row in csv.DictReader(file)]
     rows = {}
     for label, ablation, texts in (("verdict + heatmaps", False, claims),
                                    ("verdict + heatmaps + ablation", True, claims),
                                    ("hand-written, verdict + heatmaps", False, handwritten),
+                                   ("unread terms, verdict + heatmaps", False, unread),
                                    ("2-4 lines, verdict + heatmaps", False, several),
                                    ("2-4 lines, verdict + ablation", True, several)):
         times = []
@@ -59,12 +65,13 @@ def main() -> None:
             predictor.predict(text, with_ablation=ablation)
             times.append((time.perf_counter() - started) * 1000)
         rows[label] = times
+    rows["reading alone (Reader.read), all above"] = _read_times(predictor, [*claims, *handwritten, *unread, *several])
     baseline = statistics.median(rows["verdict + heatmaps"])
-    print(f"{'what':<32} | {'median ms':>9} | {'p90 ms':>7} | ratio")
+    print(f"{'what':<38} | {'median ms':>9} | {'p90 ms':>7} | ratio")
     for label, times in rows.items():
         p90 = statistics.quantiles(times, n=10)[-1]
         median = statistics.median(times)
-        print(f"{label:<32} | {median:>9.2f} | {p90:>7.2f} | x{median / baseline:.2f}")
+        print(f"{label:<38} | {median:>9.2f} | {p90:>7.2f} | x{median / baseline:.2f}")
     file_claims = [c.text for c in generate_claims(2000, seed=8, catalog=catalog)]
     _print_rates("scoring 2,000 claims", len(file_claims), {
         "claim by claim": lambda: [predictor.predict(t, with_ablation=False) for t in file_claims],
@@ -74,6 +81,16 @@ def main() -> None:
         _print_rates("engine predict, 2,000 lines", len(file_claims), {
             "one claim at a time (as before)": lambda: _one_at_a_time(predictor, io.BytesIO(stdin), out),
             "batched": lambda: answer_lines(predictor, io.BytesIO(stdin), out)})
+
+
+def _read_times(predictor: Predictor, texts: list[str]) -> list[float]:
+    """Milliseconds of the reader alone on each claim: its share of a pasted claim's answer."""
+    times = []
+    for text in texts:
+        started = time.perf_counter()
+        predictor.reader.read(text, predictor.model.config.max_len)
+        times.append((time.perf_counter() - started) * 1000)
+    return times
 
 
 def _one_at_a_time(predictor: Predictor, stream: io.BytesIO, out: TextIO) -> None:

@@ -86,12 +86,18 @@ def cut_lines(text: str, encoded: Encoded, reading: Reading,
 
 
 def _items(tokens: tuple[Token, ...]) -> list[Token]:
-    """The first mention of each billed item ("TURP (transurethral prostate resection)" is one item)."""
-    seen: dict[int, Token] = {}
+    """Each billed item's mention: an item named again is the same item ("TURP (transurethral prostate resection)")
+    unless a dose or price stands between the two, as on two lines of one drug ("metformin 500 mg $10, metformin
+    1000 mg $20")."""
+    items: list[Token] = []
+    numbered: set[int] = set()  # items of which a dose or price followed the last mention
     for token in tokens:
-        if token.category in ITEMS:
-            seen.setdefault(token.id, token)
-    return list(seen.values())
+        if token.category in ITEMS and (token.id in numbered or all(t.id != token.id for t in items)):
+            items.append(token)
+            numbered.discard(token.id)
+        elif token.category in NUMBERS and items:
+            numbered.add(items[-1].id)
+    return items
 
 
 def _owner(text: str, tokens: tuple[Token, ...], index: int, anchors: list) -> int | None:
@@ -128,7 +134,7 @@ def _line(text: str, tokens: tuple[Token, ...], reading: Reading, anchor: Token 
           fits: Callable[[Token, Token], bool] | None) -> ServiceLine:
     """One line: every token but those of the other lines, the other items' and the prices judged on no line."""
     others = [span for i, span in enumerate(spans) if i != index]
-    other_items = {t.id for t in items if t is not anchor}
+    other_items = {t.id for t in items if not isinstance(anchor, Token) or t.id != anchor.id}  # its own: by span
 
     def elsewhere(start: int, end: int) -> bool:
         return any(s <= start and end <= e for s, e in others)

@@ -6,12 +6,16 @@ verdict from resting on words that were not read.
   name, with a note ("read 'Metformn' as Metformin"); near two catalog terms, it is read as neither and said to be
   ambiguous. This is for text people paste (Reader.read): Tokenizer.encode, which generated training claims go
   through, stays exact.
-- Words not read: content words the tokenizer did not know, grouped into phrases, each with the field its place in
-  the claim suggests ("for a common cold" is where a diagnosis goes). Stop-words, and the filler and junk words the
-  generator writes (data.phrasing, data.styles), carry nothing to judge and are not counted.
-- Parts not read: a diagnosis, billed item, dose or price that was written but not read (or no billed item at all);
-  a verdict that rests on such a part is not given (data.rules.unchecked). A claim with too little of it read is not
-  judged at all, and says how much was read.
+- Words not read: content words the tokenizer did not know, grouped into phrases (with the word after them when
+  that word ends catalog names: "bariatric surgery"), each with the field its place in the claim suggests ("for a
+  common cold" is where a diagnosis goes; "and gabapentin" after a drug is another item). Numbers in units not read
+  ("40 euros", "2 puffs"), web addresses and runs of pictographs are words not read too, and so is a name the
+  tokenizer read that the words before it contradict in a number ("type 1 diabetes" is not the catalog's "type 2
+  diabetes"). Stop-words, and the filler and junk words the generator writes (data.phrasing, data.styles), carry
+  nothing to judge and are not counted.
+- Parts not read: a diagnosis, billed item, dose or price that was written but not read; a verdict that rests on
+  such a part is not given (data.rules.unchecked). A claim that names no billed item has none not read. A claim
+  with too little of it read is not judged at all, and says how much was read.
 
 Each term and phrase keeps its place in the text (start, end), so a claim cut into service lines (data.lines) gives
 each line its own report from the same records.
@@ -23,7 +27,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import pairwise
+from itertools import pairwise, takewhile
 
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
@@ -32,7 +36,7 @@ from data import phrasing, styles
 from data.rules import PARTS, WHOLE, unchecked
 from data.text import HARD_GAP, phrase_key
 from data.tokenizer import MONEY_WORDS, Tokenizer
-from data.vocabulary import ENTITY_PREFIXES, SPECIALS, Encoded, Token, category_of, fast_token
+from data.vocabulary import DOSE_FORM_WORDS, ENTITY_PREFIXES, SPECIALS, Encoded, Token, category_of, fast_token
 
 # Closed-class English words (pronouns, determiners, auxiliaries, conjunctions, prepositions, particles) and
 # greetings that the vocabulary does not hold: they say nothing a verdict could rest on, read or not.
@@ -60,6 +64,20 @@ LONG_NAME_LETTERS = 8
 MAX_WINDOW = 4  # the most unread words read together as one name
 
 UNK_ID = SPECIALS.index(Tokenizer.UNK)
+# Text that is no claim words at all: a web or mail address (its words are not the claim's, even those the tokenizer
+# knows), and runs of pictographs.
+LINK = re.compile(r"(?:https?://|www\.)\S+|[\w.+-]+@[\w-]+\.[\w.]+", re.IGNORECASE)
+ROMAN_NUMERALS = frozenset({"i", "ii", "iii", "iv"})
+ITEM_FIELDS = ("drug", "procedure")
+NOT_WORDS = ("link", "symbol")  # the fields of Unreads that are no words: an address, pictographs
+COORDINATORS = frozenset({"and", "plus", "also", "&"})  # "lisinopril 10 mg and gabapentin": another item
+LISTED = re.compile(r"[,;+&\n•]|\b(?:and|plus|also)\b", re.IGNORECASE)
+COORDINATED = re.compile(r"[+&]|\b(?:and|plus|also)\b", re.IGNORECASE)
+# Numbers in words: "levothyroxine 0.1 mg, thirty day fill" lists a supply, not an item.
+SPELLED_NUMBERS = frozenset({"four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "fifteen",
+                             "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety", "hundred",
+                             "thousand"})
+ITEM_KEYS = frozenset(key.lower() for field in ("drug", "proc") for key in phrasing.KV_KEYS[field])
 
 # Below this share of its words read, a claim is not judged at all (a claim in French, or noise).
 MIN_SHARE_READ = 0.5
@@ -101,6 +119,10 @@ class Unread:
             return f"'{self.surface}' follows no number Headwatch reads (a price is read in digits: $65)"
         if self.field == "unit" and self.surface.replace(",", "").replace(".", "").isdecimal():
             return f"'{self.surface}' has no unit (mg, g or mcg for a dose; $ or USD for a price)"
+        if self.field == "link":
+            return f"'{self.surface}' is a web or mail address, not claim text Headwatch reads"
+        if self.field == "symbol":
+            return f"'{self.surface}' is symbols, not words Headwatch reads"
         if self.field == "unit":
             return (f"'{self.surface}' is in a unit Headwatch does not read (doses in mg, g or mcg; prices in US "
                     "dollars)")
@@ -155,8 +177,6 @@ class Reading:
         blamed = dict(self.unread_parts)
         named = self.parts if WHOLE in parts else parts
         why = [u.said() for u in dict.fromkeys(u for part in named for u in blamed.get(part, ()))]
-        if "item" in named and not blamed["item"]:
-            why.append("no billed drug or procedure was read")
         if WHOLE in parts:
             why.append(f"only {self.words_read} of its {self.words} words were read ({self.share_read:.0%})")
         return Refusal(parts, tuple(why))
@@ -271,6 +291,8 @@ class Reader:
                 name = " ".join(key)
                 if all(piece.isalpha() for piece in key):
                     self._names.setdefault((len(key), len(name)), {})[name] = ids[token_text]
+        self._numbered = _numbered_names(tokenizer, ids)
+        self._heads = _head_words(tokenizer)
         # pasted claims repeat their words (a page reads a claim for its verdict, then again for the what-if)
         self._near = lru_cache(maxsize=8192)(self._near_names)
 
@@ -278,32 +300,58 @@ class Reader:
         """The claim read as the tokenizer reads it with near misses read as the names they are near, and the
         report of what was read and what was not. Never raises for a str."""
         encoded = self.tokenizer.encode(text, max_len)
-        tokens, corrected, ambiguous = list(encoded.tokens), {}, []
+        marked = [*_not_words(text, encoded.tokens), *self._misread_names(text, encoded.tokens)]
+        tokens, corrected, ambiguous = _merged(text, encoded.tokens, marked), {}, []
         unread_words = _glued_words(tokens)
-        if unread_words:
-            tokens, corrected, ambiguous = self._near_misses(text, tokens, unread_words)
-            encoded = Encoded(tuple(tokens), encoded.truncated, encoded.warnings)
+        if unread_words or marked:
+            tokens, corrected, ambiguous = self._near_misses(text, tokens, unread_words, marked)
             unread_words = _glued_words(tokens)
-        unread = self._unread(text, tokens, unread_words, ambiguous)
+            encoded = Encoded(tuple(tokens), encoded.truncated, encoded.warnings)
+        unread = self._unread(text, tokens, unread_words, [*ambiguous, *marked])
         read = tuple(self._term(t, corrected.get(i)) for i, t in enumerate(tokens) if t.text != Tokenizer.UNK
                      and t.category != "other")
         in_unread = {i for word in unread_words for i in word}
-        words_read = sum(t.category != "other" or t.surface[:1].isalnum()
-                         for i, t in enumerate(tokens) if i not in in_unread)
-        content = sum(_is_content(text[tokens[w[0]].start:tokens[w[-1]].end]) for w in unread_words)
+        marked_starts = {u.start for u in marked}
+
+        def within_unread(token: Token) -> bool:  # "puffs" of "2 puffs", "surgery" of "bariatric surgery"
+            return any(u.start <= token.start and token.end <= u.end for u in unread)
+
+        counted = [i for i, t in enumerate(tokens) if i not in in_unread and (t.category != "other"
+                                                                               or t.surface[:1].isalnum())]
+        words_read = sum(not within_unread(tokens[i]) for i in counted)
+        content = sum(tokens[w[0]].start in marked_starts or _is_content(text[tokens[w[0]].start:tokens[w[-1]].end])
+                      for w in unread_words)
         parts = self._unread_parts(text, tokens, unread)
-        return encoded, Reading(read, unread, parts, words_read + content, words_read)
+        return encoded, Reading(read, unread, parts, len(counted) + content, words_read)
+
+    def _misread_names(self, text: str, tokens: tuple[Token, ...]) -> list[Unread]:
+        """Names the tokenizer read as a catalog name that the words before them contradict: "type 1 diabetes" is
+        read as diabetes, whose name "type 2 diabetes" differs from it in a number only."""
+        found = []
+        for index, token in enumerate(tokens):
+            for back in range(1, 3):
+                if index < back or token.id not in self._numbered:
+                    break
+                begin = tokens[index - back].start
+                if HARD_GAP.search(text[begin:token.end]):
+                    break
+                typed = phrase_key(text[begin:token.end])
+                if any(_differs_in_numbers_only(typed, name) for name in self._numbered[token.id]):
+                    found.append(Unread(text[begin:token.end], token.category, begin, token.end))
+                    break
+        return found
 
     # ---- near misses -----------------------------------------------------------------------------------------
 
-    def _near_misses(self, text: str, tokens: list[Token],
-                     unread_words: list[list[int]]) -> tuple[list[Token], dict[int, str], list[Unread]]:
+    def _near_misses(self, text: str, tokens: list[Token], unread_words: list[list[int]],
+                     marked: list[Unread]) -> tuple[list[Token], dict[int, str], list[Unread]]:
         """tokens with each run of unread words near one catalog name replaced by that name's token, and each other
         unread word the tokenizer cut at an accent by one unknown token ("médecin" is not "m", read as male, and
         "édecin"); where the names' tokens are, with the name each was near, and the words near two names."""
         replacements: dict[int, tuple[int, Token, str | None]] = {}  # first index -> (tokens replaced, by, near)
         ambiguous: list[Unread] = []
-        for run in self._runs(text, tokens, unread_words):
+        marked_starts = {u.start for u in marked}
+        for run in self._runs(text, tokens, [w for w in unread_words if tokens[w[0]].start not in marked_starts]):
             start = 0
             while start < len(run):
                 length, found = self._match(text, tokens, run, start)
@@ -329,7 +377,8 @@ class Reader:
         return result, corrected, ambiguous
 
     def _runs(self, text: str, tokens: list[Token], unread_words: list[list[int]]) -> list[list[list[int]]]:
-        """Unread words that stand together (no separator between them), as lists of words of token indices."""
+        """Unread words that stand together (no separator between them), as lists of words of token indices; a run
+        that ends in a content word takes the word after it when that word ends catalog names ("famly doctor")."""
         runs: list[list[list[int]]] = []
         for word in unread_words:
             first = tokens[word[0]]
@@ -342,12 +391,24 @@ class Reader:
                 runs[-1].append(word)
             else:
                 runs.append([word])
-        return [run for run in runs if run]
+        runs = [run for run in runs if run]
+        for run in runs:
+            last = run[-1][-1]
+            if _is_content(text[tokens[run[-1][0]].start:tokens[last].end]) and self._head_after(text, tokens, last):
+                run.append([last + 1])
+        return runs
+
+    def _head_after(self, text: str, tokens: list[Token], index: int) -> bool:
+        """The token after `index` is a word that ends catalog names ("surgery", "doctor", "test"), after a space."""
+        return (index + 1 < len(tokens) and tokens[index + 1].text in self._heads
+                and text[tokens[index].end:tokens[index + 1].start].isspace())
 
     def _match(self, text: str, tokens: list[Token], run: list[list[int]],
                start: int) -> tuple[int, tuple[Token, str] | Unread | None]:
         """The longest window of the run from `start` that is near catalog names, and its words: near one, that
         name's token and the name; near two or more, an Unread naming them; near none, (1, None)."""
+        if tokens[run[start][0]].text != Tokenizer.UNK:  # a word read, taken only to end a name
+            return 1, None
         for length in range(min(MAX_WINDOW, len(run) - start), 0, -1):
             window = run[start:start + length]
             begin, end = tokens[window[0][0]].start, tokens[window[-1][-1]].end
@@ -387,56 +448,59 @@ class Reader:
     # ---- words not read --------------------------------------------------------------------------------------
 
     def _unread(self, text: str, tokens: list[Token], unread_words: list[list[int]],
-                ambiguous: list[Unread]) -> tuple[Unread, ...]:
-        """Unread content words grouped into phrases, each with its field; numbers in units not read."""
-        found: list[Unread] = list(ambiguous)
-        taken = {(u.start, u.end) for u in ambiguous}
-        phrase: list[Token] = []
+                given: list[Unread]) -> tuple[Unread, ...]:
+        """Unread content words grouped into phrases, each with its field, a phrase ending with the word after it
+        when that word ends catalog names ("bariatric surgery"); numbers in units not read; and `given` (words near
+        two names, addresses, symbols, names misread)."""
+        found: list[Unread] = list(given)
+        taken = {(u.start, u.end) for u in given}
+        phrase: list[int] = []  # token indices
 
         def close() -> None:
             if phrase:
-                begin, end = phrase[0].start, phrase[-1].end
+                last = phrase[-1] + 1 if self._head_after(text, tokens, phrase[-1]) else phrase[-1]
+                begin, end = tokens[phrase[0]].start, tokens[last].end
                 found.append(Unread(text[begin:end], _field(text, tokens, begin, end), begin, end))
                 phrase.clear()
 
         for word in unread_words:
             first, last = tokens[word[0]], tokens[word[-1]]
             surface = text[first.start:last.end]
-            inside_ambiguous = any(s <= first.start and last.end <= e for s, e in taken)
+            inside_given = any(s <= first.start and last.end <= e for s, e in taken)
             unit = _unit(text, tokens, word[0], word[-1])
-            if inside_ambiguous or unit is not None or not _is_content(surface):
+            if inside_given or unit is not None or not _is_content(surface):
                 close()
                 if unit is not None:
                     found.append(unit)
                 continue
-            if phrase and (phrase[-1] is not tokens[word[0] - 1] or HARD_GAP.search(text[phrase[-1].end:first.start])):
+            if phrase and (phrase[-1] != word[0] - 1 or HARD_GAP.search(text[tokens[phrase[-1]].end:first.start])):
                 close()
-            phrase.extend(tokens[i] for i in word)
+            phrase.extend(word)
         close()
-        found += [Unread(t.surface, "unit", t.start, t.end) for before, t in pairwise(tokens)
-                  if t.text == Tokenizer.NUM and before.category == "drug" and not text[before.end:t.start].strip()]
-        return tuple(sorted(found, key=lambda u: u.start))
+        return tuple(sorted([*found, *_uncounted_doses(text, tokens, found)], key=lambda u: u.start))
 
     def _unread_parts(self, text: str, tokens: list[Token],
                       unread: tuple[Unread, ...]) -> tuple[tuple[str, tuple[Unread, ...]], ...]:
-        """Each part of the claim written but not read, with what was not read of it; a claim with no billed item
-        read has its billed item not read even when no word was left unread."""
+        """Each part of the claim written but not read, with what was not read of it. A claim that names no billed
+        item has none not read: nothing was written there."""
         categories = {t.category for t in tokens}
         read = {"diagnosis": "diagnosis" in categories, "item": bool({"drug", "procedure"} & categories),
                 "dose": "dose" in categories, "price": "amount" in categories}
-        slot_parts = {"diagnosis": ("diagnosis",), "drug": ("item",), "procedure": ("item",),
-                      None: ("diagnosis", "item")}
+        slot_parts = {"diagnosis": ("diagnosis",), None: ("diagnosis", "item")}  # drug and procedure: above
         blamed: dict[str, list[Unread]] = {part: [] for part in PARTS}
         for u in unread:
             if u.field == "unit":
                 blamed["dose"] += [u] if "drug" in categories and not read["dose"] else []
                 blamed["price"] += [u] if not read["price"] else []
-            elif _has_own_dose(text, tokens, u):  # a second drug, with its own dose: an item not read
+            elif u.field in NOT_WORDS:  # an address or symbols stand for no part
+                continue
+            elif u.field in (*ITEM_FIELDS, None) and _listed_as_item(text, tokens, u):
                 blamed["item"].append(u)
+            elif u.field in ITEM_FIELDS:
+                blamed["item"] += [u] if not read["item"] else []
             else:  # words where a diagnosis or item goes are blamed for it when none was read
                 blamed.update({part: [*blamed[part], u] for part in slot_parts.get(u.field, ()) if not read[part]})
-        parts = [part for part in PARTS if blamed[part] or (part == "item" and not read["item"])]
-        return tuple((part, tuple(blamed[part])) for part in parts)
+        return tuple((part, tuple(blamed[part])) for part in PARTS if blamed[part])
 
     def _term(self, token: Token, near: str | None) -> ReadTerm:
         shown = None if near is None else self._named(token.id, near)
@@ -451,6 +515,82 @@ class Reader:
             return token.text
         return {"dose": f"{token.value:g} mg", "amount": f"${token.value:,.2f}",
                 "age": f"{token.value:g} years"}[token.category]
+
+
+def _numbered_names(tokenizer: Tokenizer, ids: dict[str, int]) -> dict[int, tuple[tuple[str, ...], ...]]:
+    """Each entity's names of two or more words with a number in them ("type 2 diabetes"), by token id."""
+    numbered: dict[int, list[tuple[str, ...]]] = {}
+    for token_text, aliases in tokenizer.aliases.items():
+        for key in map(phrase_key, aliases):
+            if len(key) > 1 and any(map(_is_number_word, key)):
+                numbered.setdefault(ids[token_text], []).append(key)
+    return {token_id: tuple(keys) for token_id, keys in numbered.items()}
+
+
+def _head_words(tokenizer: Tokenizer) -> frozenset[str]:
+    """Vocabulary words that end catalog names of two or more words after a word ("surgery" of "general surgery",
+    "doctor" of "family doctor"): after an unknown word, the word ends that unknown name."""
+    words = {text for text in tokenizer.vocab if category_of(text) == "other"}
+    return frozenset(key[-1] for aliases in tokenizer.aliases.values() for key in map(phrase_key, aliases)
+                     if len(key) > 1 and key[-1] in words and len(key[-1]) > 1 and key[-2].isalpha())
+
+
+def _is_number_word(word: str) -> bool:
+    return word.replace(".", "", 1).isdecimal() or word in ROMAN_NUMERALS
+
+
+def _differs_in_numbers_only(typed: tuple[str, ...], name: tuple[str, ...]) -> bool:
+    """Typed and name differ, each word of them alike but numbers: "type 1 diabetes" and "type 2 diabetes"."""
+    return (len(typed) == len(name) and typed != name
+            and all(a == b or (_is_number_word(a) and _is_number_word(b)) for a, b in zip(typed, name, strict=True)))
+
+
+def _not_words(text: str, tokens: tuple[Token, ...]) -> list[Unread]:
+    """Web and mail addresses, and runs of pictographs ("🔥🔥🔥"), each as one Unread over the tokens it covers."""
+    found = []
+    for match in LINK.finditer(text):
+        inside = [t for t in tokens if match.start() <= t.start and t.end <= match.end()]
+        if inside:
+            found.append(Unread(text[inside[0].start:inside[-1].end], "link", inside[0].start, inside[-1].end))
+    run: list[Token] = []
+    for token in (*tokens, None):
+        if token is not None and token.text == Tokenizer.UNK and all(unicodedata.category(c) == "So"
+                                                                     for c in token.surface):
+            if run and run[-1].end != token.start:
+                found.append(Unread(text[run[0].start:run[-1].end], "symbol", run[0].start, run[-1].end))
+                run = []
+            run.append(token)
+        elif run:
+            found.append(Unread(text[run[0].start:run[-1].end], "symbol", run[0].start, run[-1].end))
+            run = []
+    return found
+
+
+def _merged(text: str, tokens: tuple[Token, ...], marked: list[Unread]) -> list[Token]:
+    """tokens with the tokens of each marked span replaced by one unknown token over the span."""
+    result: list[Token] = []
+    for token in tokens:
+        span = next((u for u in marked if u.start <= token.start and token.end <= u.end), None)
+        if span is None:
+            result.append(token)
+        elif token.start == span.start:
+            result.append(fast_token(UNK_ID, Tokenizer.UNK, span.surface, span.start, span.end, "other", None))
+    return result
+
+
+def _uncounted_doses(text: str, tokens: list[Token], found: list[Unread]) -> list[Unread]:
+    """A number right after a drug that is no dose read: with a dose form ("2 puffs", "1 tablet") or none ("40"),
+    unless a unit not read was already found for it ("10 units")."""
+    doses = []
+    for index, (before, token) in enumerate(pairwise(tokens), 1):
+        if (token.text != Tokenizer.NUM or before.category != "drug" or text[before.end:token.start].strip()
+                or any(u.start <= token.start < u.end for u in found)):
+            continue
+        after = tokens[index + 1] if index + 1 < len(tokens) else None
+        counted = after is not None and after.text in DOSE_FORM_WORDS and text[token.end:after.start].isspace()
+        end = after.end if counted else token.end
+        doses.append(Unread(text[token.start:end], "unit", token.start, end))
+    return doses
 
 
 def _is_content(surface: str) -> bool:
@@ -496,4 +636,33 @@ def _field(text: str, tokens: list[Token], begin: int, end: int) -> str | None:
     following = phrase_key(rest[:stop.start() if stop else len(rest)])
     if following and following[0] in AFTER_CUES:
         return AFTER_CUES[following[0]]
-    return "drug" if _has_own_dose(text, tokens, Unread("", None, begin, end)) else None
+    if _has_own_dose(text, tokens, Unread("", None, begin, end)):
+        return "drug"
+    return _coordinated_item(text, tokens, begin)
+
+
+def _coordinated_item(text: str, tokens: list[Token], begin: int) -> str | None:
+    """The field of the billed item the phrase is listed after ("lisinopril 10 mg and gabapentin", "metformin 500 mg,
+    glipizide", "metformin $10 + glipizide"): past the item's dose and price, after a list separator or an "and" (after
+    a price, only an "and": "$40, neuropathy" may as well be a diagnosis); None when anything else stands between."""
+    before = [t for t in tokens if t.end <= begin]
+    own = list(takewhile(lambda t: t.category in ("dose", "amount") or t.surface.lower() in COORDINATORS,
+                         reversed(before)))
+    if len(own) == len(before) or before[-len(own) - 1].category not in ITEM_FIELDS:
+        return None
+    item = before[-len(own) - 1]
+    numbers = [t for t in own if t.category in ("dose", "amount")]
+    after = text[(numbers[0] if numbers else item).end:begin]
+    if not LISTED.search(after) or (any(t.category == "amount" for t in numbers) and not COORDINATED.search(after)):
+        return None
+    return item.category
+
+
+def _listed_as_item(text: str, tokens: list[Token], unread: Unread) -> bool:
+    """The phrase is another billed item beside one read: with its own dose, listed after an item, or after an item's
+    key ("Rx: insulin")."""
+    before = [w for w in phrase_key(_segment_before(text[:unread.start])) if w not in ARTICLES]
+    if set(phrase_key(unread.surface)) <= SPELLED_NUMBERS:
+        return False
+    return (_has_own_dose(text, tokens, unread) or _coordinated_item(text, tokens, unread.start) is not None
+            or (bool(before) and before[-1] in ITEM_KEYS))

@@ -33,8 +33,8 @@ _WORD_TEXT = """
     known presenting presents presented complaint complains suffering suspected confirmed rx prescribed
     prescription prescribing medication medications med meds drug drugs started start starting continue
     continued continuing refill refills refilled given taking takes take dose dosage doses strength daily
-    day days qd once twice per week weeks wk wks weekly month months monthly supply tab tabs tablet
-    tablets cap caps capsule capsules po oral iv inhaled puff puffs nightly morning evening bedtime
+    day days qd once twice per week weeks wk wks weekly month months monthly supply po oral iv inhaled
+    nightly morning evening bedtime
     procedure procedures proc service services cpt code codes hcpcs icd performed done underwent
     undergoing received receiving had scheduled ordered order orders provided s p status post provider
     rendering specialty physician doctor dr md do seen see saw place location setting pos visit visits
@@ -53,7 +53,9 @@ _WORD_TEXT = """
     might must did does not nothing ok okay fine came went got done one two three r l f/u w/o s/p h/o c/o
     r/o
 """
-WORDS = tuple(sorted(set(_WORD_TEXT.split())))
+# Words that count a dose in pieces, not in a mass: "2 puffs" is a dose the model cannot weigh.
+DOSE_FORM_WORDS = frozenset({"tab", "tabs", "tablet", "tablets", "cap", "caps", "capsule", "capsules", "puff", "puffs"})
+WORDS = tuple(sorted(set(_WORD_TEXT.split()) | DOSE_FORM_WORDS))
 SPECIALS = ("<pad>", "<unk>", "<num>")
 
 

@@ -172,11 +172,13 @@ class Predictor:
         lines = cut_lines(text, *read, self._fits)
         if lines is None:
             return self._judge(text, read, with_ablation)
-        judged: list[Prediction] = []
-        for line in lines.lines:
-            figured = not any(p.verdict is not None for p in judged)
-            judged.append(self._unread_line(line) if line.unread_item else self._judge(
-                line.text, (line.encoded(read[0].truncated), line.reading), with_ablation and figured))
+        # the first line read is figured (attention, ablation); the others need only their answers, in one batch
+        truncated, read_lines = read[0].truncated, [line for line in lines.lines if not line.unread_item]
+        rows = self._rows([line.encoded(truncated) for line in read_lines[1:]])
+        judged = [self._unread_line(line) if line.unread_item
+                  else self._judge(line.text, (line.encoded(truncated), line.reading), with_ablation)
+                  if line is read_lines[0] else self._line_verdict(line, truncated, next(rows))
+                  for line in lines.lines]
         return self._claim_of_lines(text, read, lines, judged)
 
     def _judge(self, text: str, read: tuple[Encoded, Reading], with_ablation: bool) -> Prediction:
@@ -248,11 +250,7 @@ class Predictor:
             inputs = [[read] if lines is None else [(line.encoded(read[0].truncated), line.reading)
                                                     for line in lines.lines if not line.unread_item]
                       for (read, _), lines in zip(encoded, cut, strict=True) if read]
-            judged = [e for claim in inputs for e, _ in claim]
-            log_probs = self.model.class_log_probs(*encode_texts(judged, self.tokenizer)) if judged else None
-            # one conversion per batch, not per claim: (B, 5) probabilities and (B,) outcomes
-            rows = iter(zip(log_probs.exp().tolist(), greedy_outcomes(log_probs).tolist(), strict=True)
-                        if log_probs is not None else [])
+            rows = self._rows([e for claim in inputs for e, _ in claim])
             predictions += [refusal or (self._verdict(text, e, *next(rows)) if lines is None
                                         else self._lines_of(text, e, lines, rows))
                             for text, (e, refusal), lines in zip(batch, encoded, cut, strict=True)]
@@ -260,13 +258,26 @@ class Predictor:
                 progress(len(predictions))
         return predictions
 
+    def _rows(self, encoded: list[Encoded]) -> Iterator[tuple[list[float], int]]:
+        """Each claim's outcome probabilities and greedy outcome, from one forward pass over them all (one
+        conversion per batch, not per claim)."""
+        if not encoded:
+            return iter(())
+        log_probs = self.model.class_log_probs(*encode_texts(encoded, self.tokenizer))
+        return iter(zip(log_probs.exp().tolist(), greedy_outcomes(log_probs).tolist(), strict=True))
+
+    def _line_verdict(self, line: ServiceLine, truncated: bool, row: tuple[list[float], int]) -> Prediction:
+        """A line judged from its row of answers, with its rules."""
+        encoded = line.encoded(truncated)
+        rules, findings = self.rules(encoded, line.reading)
+        return self._verdict(line.text, (encoded, line.reading), *row, rules=rules, rule_findings=findings)
+
     def _lines_of(self, text: str, read: tuple[Encoded, Reading], lines: ServiceLines,
                   rows: Iterator[tuple[list[float], int]]) -> Prediction:
         """The claim judged from its lines' next rows of answers (predict_many), with each line's rules."""
-        judged = [self._unread_line(line) if line.unread_item else self._verdict(
-            line.text, (encoded := line.encoded(read[0].truncated), line.reading), *next(rows),
-            **dict(zip(("rules", "rule_findings"), self.rules(encoded, line.reading), strict=True)))
-            for line in lines.lines]
+        judged = [self._unread_line(line) if line.unread_item else self._line_verdict(line, read[0].truncated,
+                                                                                         next(rows))
+                  for line in lines.lines]
         return self._claim_of_lines(text, read, lines, judged)
 
     def _ablation(self, claim: ClaimTensors) -> dict[str, tuple[str, ...]]:

@@ -72,9 +72,9 @@ def test_scoring_and_training_on_a_claims_file(tmp_path: Path) -> None:
     results = list(csv.DictReader(io.StringIO(scored_csv(scored_rows(predictor, read_claims_csv(path.read_bytes())))
                                               .decode())))
     assert len(results) == 300
-    judged = [r for r in results if not r["cannot_judge"]]  # a few generated claims bill no item
-    assert len(judged) > 280 and {r["verdict"] for r in judged} <= {"VALID", "INVALID"}
-    assert all(r["agrees"] in ("True", "False") for r in judged)
+    assert not any(r["cannot_judge"] for r in results)  # every word of a generated claim is read, none refused
+    assert {r["verdict"] for r in results} <= {"VALID", "INVALID"}
+    assert all(r["agrees"] in ("True", "False") for r in results)
     assert {r["rules_verdict"] for r in results} <= {"VALID", "INVALID", "CANNOT CHECK", ""}
     assert any(r["rules_verdict"] for r in results)
 

@@ -81,6 +81,32 @@ def test_an_unknown_drug_with_its_own_dose_is_a_line_that_cannot_be_judged(reade
                                                  "Headwatch knows.")
 
 
+def test_an_unknown_item_without_a_number_is_a_line_that_cannot_be_judged(reader, fits):
+    for text, unknown, line_text in [
+            ("Hypertension: lisinopril 10 mg and gabapentin, $40", "gabapentin", "gabapentin"),
+            ("Diabetes, metformin 500 mg, rx insulin, $40", "insulin", "insulin"),
+            ("Knee arthritis: knee x-ray $60 plus arthroscopy $900", "arthroscopy", "arthroscopy $900")]:
+        lines = cut(reader, fits, text)
+        assert len(lines.lines) == 2 and lines.lines[1].text == line_text, text
+        assert lines.lines[0].refusal(VALID) is None
+        assert f"'{unknown}' is not a " in lines.lines[1].refusal(VALID).sentence()
+
+
+def test_a_word_after_an_items_price_or_its_dose_is_not_taken_for_another_item(reader, fits):
+    """"$40, neuropathy" may be a diagnosis; "20 mg qhs" says when it is taken; "thirty day fill" how long."""
+    for text in ("Diabetes, metformin 500 mg $40, neuropathy", "LBP flexeril 15mg qhs $12",
+                 "Hypothyroid, levothyroxine 0.1 mg, thirty day fill: $11"):
+        assert cut(reader, fits, text) is None, text
+
+
+def test_the_same_item_twice_each_with_its_own_numbers_is_two_lines(reader, fits, catalog):
+    lines = cut(reader, fits, "Diabetes, metformin 500 mg $10 and metformin 9000 mg $20")
+    assert [line.text for line in lines.lines] == ["metformin 500 mg $10", "metformin 9000 mg $20"]
+    assert [label_read(check_claim(parse_claim(line.encoded()), catalog), line.reading.parts)
+            for line in lines.lines] == [(VALID, "NONE"), ("INVALID", "DOSAGE")]
+    assert cut(reader, fits, "BPH: TURP (transurethral prostate resection) $2000") is None  # one item, named twice
+
+
 def test_a_claim_of_one_item_is_not_cut_and_answers_as_before(reader, fits, predictor):
     texts = [row["text"] for row in csv.DictReader(HANDWRITTEN.open(newline="", encoding="utf-8"))]
     assert len(texts) == 241 and all(cut(reader, fits, text) is None for text in texts)
