@@ -3,7 +3,7 @@ claims it never trained on (tests/data/unread_claims.csv and tests/data/service_
 no confident VALID resting on an unread diagnosis or item, misspellings read right, service lines right per line,
 and claims refused for reading too little. Trains nothing. Prints a table and PASS/MISS per target; exits 0.
 
-Run: .venv/bin/python -m bench.reading [--run PATH]   (default: /tmp/h3/default-run)
+Run: .venv/bin/python -m bench.reading --run RUN   (a trained run's folder, e.g. runs/<id> or a study's seed-0)
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from engine.inference import Prediction, Predictor
 from tests.test_lines import SERVICE_LINES, said
 from tests.test_reading import UNREAD_CLAIMS
 
-DEFAULT_RUN = Path("/tmp/h3/default-run")
 CONFIDENT = 0.90
 
 
@@ -45,7 +44,7 @@ def rests_on_unread(p: Prediction) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, default=DEFAULT_RUN, help="a trained run folder")
+    parser.add_argument("--run", type=Path, required=True, help="a trained run folder")
     run = parser.parse_args().run
     if not (run / "config.json").is_file():
         sys.exit(f"No trained run at {run}: pass --run PATH (a run folder with config.json and checkpoints).")
