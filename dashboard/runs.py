@@ -114,9 +114,11 @@ def export(run_id: str) -> None:
                                 help=LOAD_WEIGHTS)
     predictor = None if checkpoint is None else engine.predictor(run_id)
     judged = None if predictor is None else (report.judged_examples(predictor), predictor.step or 0)
+    shipped = viewing.references()
     story.download_button("Story report (HTML)", on_click="ignore", mime="text/html", width="stretch",
                           file_name=f"headwatch-{run_id}.html", key="export_html", type="primary",
-                          data=lambda: report.html_report(snap, None, measured, examples=judged).encode())
+                          data=lambda: report.html_report(snap, None, measured, examples=judged,
+                                                          references=shipped).encode())
 
 
 def open_chosen() -> None:
