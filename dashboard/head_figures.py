@@ -350,8 +350,9 @@ def role_words(head: HeadSpecialization, escape: Callable[[str], str] = str) -> 
     if head.kind == SPECIALIST:
         return f"works for {unit} claims alone"
     if head.kind == SHARES:
-        return "; ".join(f"shares the {escape(named(u))} work with {heads_text(p)}" for u, p in
-                         head.shared_with.items()) + ": either can stand in for the other"
+        partners = sorted({j for heads in head.shared_with.values() for j in heads})
+        return (f"shares its work with {heads_text(partners)}: "
+                f"{'either can stand in for the other' if len(partners) == 1 else 'one can stand in for another'}")
     if head.kind == LEANS:
         return f"works mostly for {unit}, but not for {unit} alone"
     if head.kind == GENERALIST:
@@ -391,33 +392,41 @@ def _wrapped(text: str, width: int) -> str:
     return "<br>".join(plotly_text(line) for line in textwrap.wrap(text, width)) or " "
 
 
+def _card_text(index: int, head: HeadSpecialization, color: str) -> tuple[str, int]:
+    """A head's card: its number, its label as measured, what that means in plain words; and how many lines."""
+    label = textwrap.wrap(head.label, 24) or [" "]
+    words = textwrap.wrap(f"It {role_words(head)}.", 34)
+    text = (f"<b>Head {index + 1}</b><br> <br><span style='font-size:16px;color:{color}'><b>"
+            + "<br>".join(plotly_text(line) for line in label) + "</b></span><br> <br><span style='font-size:12px'>"
+            + "<br>".join(plotly_text(line) for line in words) + "</span>")
+    return text, 4 + len(label) + len(words)
+
+
 def heads_figure(heads: Sequence[HeadSpecialization], title: str) -> go.Figure:
     """The heads as cards side by side: each one's name as measured (its label) and what that means in plain
     words, coloured by the reason it works for; a thick border marks a specialist."""
     if not heads:
         return _waiting(title, "Waiting for the first measurement of the heads…")
-    shapes, notes = [], []
+    shapes, notes, lines = [], [], 0
     for index, head in enumerate(heads):
         color, specialist = head_color(head), head.kind == SPECIALIST
-        shapes.append({"type": "rect", "x0": index + 0.04, "x1": index + 0.96, "y0": 0.02, "y1": 0.98,
-                       "fillcolor": color, "opacity": 0.22 if specialist else 0.08, "layer": "below",
-                       "line": {"width": 0}})
-        shapes.append({"type": "rect", "x0": index + 0.04, "x1": index + 0.96, "y0": 0.02, "y1": 0.98,
-                       "line": {"color": color, "width": 4 if specialist else 1.5}})
-        center = {"x": index + 0.5, "showarrow": False, "xanchor": "center"}
-        notes += [{**center, "y": 0.88, "text": f"<b>Head {index + 1}</b>", "font": {"size": 14, "color": "#444"}},
-                  {**center, "y": 0.6, "text": f"<b>{_wrapped(head.label, 22)}</b>", "font": {"size": 16,
-                                                                                              "color": color}},
-                  {**center, "y": 0.22, "text": _wrapped(f"It {role_words(head)}.", 30),
-                   "font": {"size": 12, "color": "#333"}}]
+        box = {"type": "rect", "x0": index + 0.04, "x1": index + 0.96, "y0": 0, "y1": 1}
+        shapes += [{**box, "fillcolor": color, "opacity": 0.22 if specialist else 0.08, "layer": "below",
+                    "line": {"width": 0}},
+                   {**box, "line": {"color": color, "width": 4 if specialist else 1.5}}]
+        text, count = _card_text(index, head, color)
+        lines = max(lines, count)
+        notes.append({"x": index + 0.5, "y": 0.96, "xanchor": "center", "yanchor": "top", "showarrow": False,
+                      "text": text, "font": {"size": 13, "color": "#333"}})
     key = " · ".join(f'<span style="color:{c}">■</span> {r}' for r, c in CLASS_COLORS.items() if r in REASONS)
-    notes.append({"x": 0, "y": -0.08, "xanchor": "left", "yanchor": "top", "showarrow": False, "font": {"size": 12},
+    notes.append({"x": 0, "y": -0.04, "xanchor": "left", "yanchor": "top", "showarrow": False, "font": {"size": 12},
+                  "yref": "paper", "xref": "paper",
                   "text": f"Colour: the reason a head works for ({key}); grey: no single reason. A thick border "
                           "marks a specialist."})
     hidden = {"visible": False, "fixedrange": True}
-    return go.Figure(layout=_layout(title, 300, shapes=shapes, annotations=notes, plot_bgcolor="white",
+    return go.Figure(layout=_layout(title, 100 + 16 * lines, shapes=shapes, annotations=notes, plot_bgcolor="white",
                                     xaxis={**hidden, "range": [0, len(heads)]}, yaxis={**hidden, "range": [0, 1]},
-                                    margin={"l": 10, "r": 10, "t": 50, "b": 45}))
+                                    margin={"l": 10, "r": 10, "t": 50, "b": 40}))
 
 
 def studies_figure(studies: Sequence[ReferenceStudy]) -> go.Figure:

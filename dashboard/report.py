@@ -178,19 +178,26 @@ def _answer(heads: Sequence[HeadSpecialization], so_far: Unfinished | None) -> s
 
 
 def _others(heads: Sequence[HeadSpecialization]) -> list[str]:
-    """'head 3 is needed by every kind of faulty claim', for each head that is not a specialist; a pair that shares
-    a reason said once."""
-    said, clauses = set(), []
+    """'head 3 is needed by every kind of faulty claim', for each head that is not a specialist; the heads that
+    share work said together, once."""
+    sharing = [i for i, h in enumerate(heads) if h.kind == SHARES]
+    clauses = []
     for index, head in enumerate(heads):
-        if head.kind == SPECIALIST:
+        if head.kind == SPECIALIST or (head.kind == SHARES and index != sharing[0]):
             continue
-        if head.kind == SHARES:
-            together = frozenset((index, *(j for p in head.shared_with.values() for j in p)))
-            if together in said:
-                continue
-            said.add(together)
-        clauses.append(f"head {index + 1} {head_figures.role_words(head, markdown_text)}")
+        clauses.append(_sharing(heads, sharing) if head.kind == SHARES else
+                       f"head {index + 1} {head_figures.role_words(head, markdown_text)}")
     return clauses
+
+
+def _sharing(heads: Sequence[HeadSpecialization], sharing: list[int]) -> str:
+    """'heads 1 and 2 share the DOSAGE work, so either can stand in for the other'."""
+    units = list(dict.fromkeys(markdown_text(named(u)) for i in sharing for u in heads[i].shared_with))
+    outside = sorted({j for i in sharing for p in heads[i].shared_with.values() for j in p} - set(sharing))
+    stand = "either can stand in for the other" if len(sharing) + len(outside) == 2 else (
+        "one can stand in for another")
+    return (f"{head_figures.heads_text(sharing)} {'shares' if len(sharing) == 1 else 'share'} the {_join(units)} "
+            f"work{' with ' + head_figures.heads_text(outside) if outside else ''}, so {stand}")
 
 
 def lead_paragraph(heads: Sequence[HeadSpecialization], accuracy: float | None, so_far: Unfinished | None = None,

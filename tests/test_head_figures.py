@@ -20,7 +20,7 @@ from data.vocabulary import CATEGORIES, Token
 from engine.attribution import CHECKS
 from engine.inference import Prediction, Predictor
 from engine.model import CLASSES, REASONS
-from engine.ownership import GENERALIST, LITTLE_EFFECT, NEEDED, SHARES, SPECIALIST, role_label
+from engine.ownership import GENERALIST, LEANS, LITTLE_EFFECT, NEEDED, SHARES, SPECIALIST, role_label
 from engine.reference_studies import References, ReferenceStudy
 from engine.study import SeedResult
 from engine.telemetry import EvalPoint, HeadSpecialization, SpecializationPoint
@@ -352,13 +352,16 @@ def test_the_lead_says_what_a_finished_run_s_heads_became_in_plain_words() -> No
     lead = report.lead_paragraph(NO_SPECIALIST, 1.0)
     assert lead.startswith("**In this run, none of the four heads became a specialist.** The story this app starts "
                            "from promised one specialist head for each reason")
-    assert ("The model judged 100% of the test claims correctly. Instead, head 1 shares the DOSAGE work with head 2: "
+    assert ("The model judged 100% of the test claims correctly. Instead, heads 1 and 2 share the DOSAGE work, so "
             "either can stand in for the other; head 3 is needed by every kind of faulty claim; head 4 changes "
             "little when taken away.") in lead  # the pair said once, not once per head
     assert not [word for word in JARGON if word in lead.lower()]
     one = report.lead_paragraph((COST_HEAD, *NO_SPECIALIST[2:], role(GENERALIST)), 0.9)
     assert one.startswith("**In this run, 1 of the four heads became a specialist: head 1 for COST.**")
     assert "Of the others, head 2 is needed by" in one and "head 4 works for several reasons at once." in one
+    backed = (role(LEANS, "COST"), role(SHARES, "DOSAGE", shared_with={"DOSAGE": (0,)}), *NO_SPECIALIST[2:])
+    assert ("Instead, head 1 works mostly for COST, but not for COST alone; head 2 shares the DOSAGE work with head "
+            "1, so either can stand in for the other; head 3") in report.lead_paragraph(backed, 1.0)
     four = tuple(role(SPECIALIST, r) for r in REASONS)
     assert report.lead_paragraph(four, 1.0).startswith(
         "**In this run, each of the four heads became the specialist of one reason, as the story promised.**")
@@ -396,11 +399,10 @@ def test_the_story_of_a_run_still_training_never_says_the_promise_failed() -> No
 def test_heads_figure_shows_each_head_as_a_card_named_and_coloured_by_what_it_became() -> None:
     heads = (COST_HEAD, *NO_SPECIALIST[1:])
     fig = head_figures.heads_figure(heads, "The four heads")
-    notes = [a.text for a in fig.layout.annotations]
+    notes = [a.text.replace("<br>", " ") for a in fig.layout.annotations]
     for index, h in enumerate(heads):
-        card = notes[3 * index: 3 * index + 3]
-        assert card[0] == f"<b>Head {index + 1}</b>" and h.label.split()[0] in card[1]
-        assert card[2].replace("<br>", " ").startswith("It " + head_figures.role_words(h)[:20])
+        assert notes[index].startswith(f"<b>Head {index + 1}</b>")
+        assert f"<b>{h.label}</b>" in notes[index] and f"It {head_figures.role_words(h)}." in notes[index]
     borders = [s for s in fig.layout.shapes if s.fillcolor is None]
     assert [b.line.color for b in borders] == [CLASS_COLORS["COST"], CLASS_COLORS["DOSAGE"],
                                                head_figures.NO_REASON_COLOR, head_figures.NO_REASON_COLOR]
