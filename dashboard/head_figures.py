@@ -354,7 +354,7 @@ def role_words(head: HeadSpecialization, escape: Callable[[str], str] = str) -> 
         return (f"shares its work with {heads_text(partners)}: "
                 f"{'either can stand in for the other' if len(partners) == 1 else 'one can stand in for another'}")
     if head.kind == LEANS:
-        return f"works mostly for {unit}, but not for {unit} alone"
+        return f"works mostly for {unit}, though not for it alone"
     if head.kind == GENERALIST:
         return "works for several reasons at once"
     if head.kind == HELPS:
@@ -394,7 +394,7 @@ def _wrapped(text: str, width: int) -> str:
 
 def _card_text(index: int, head: HeadSpecialization, color: str) -> tuple[str, int]:
     """A head's card: its number, its label as measured, what that means in plain words; and how many lines."""
-    label = textwrap.wrap(head.label, 24) or [" "]
+    label = textwrap.wrap(head.label, 22) or [" "]
     words = textwrap.wrap(f"It {role_words(head)}.", 34)
     text = (f"<b>Head {index + 1}</b><br> <br><span style='font-size:16px;color:{color}'><b>"
             + "<br>".join(plotly_text(line) for line in label) + "</b></span><br> <br><span style='font-size:12px'>"
@@ -424,7 +424,7 @@ def heads_figure(heads: Sequence[HeadSpecialization], title: str) -> go.Figure:
                   "text": f"Colour: the reason a head works for ({key}); grey: no single reason. A thick border "
                           "marks a specialist."})
     hidden = {"visible": False, "fixedrange": True}
-    return go.Figure(layout=_layout(title, 100 + 16 * lines, shapes=shapes, annotations=notes, plot_bgcolor="white",
+    return go.Figure(layout=_layout(title, 115 + 16 * lines, shapes=shapes, annotations=notes, plot_bgcolor="white",
                                     xaxis={**hidden, "range": [0, len(heads)]}, yaxis={**hidden, "range": [0, 1]},
                                     margin={"l": 10, "r": 10, "t": 50, "b": 40}))
 

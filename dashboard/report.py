@@ -224,10 +224,20 @@ def lead_paragraph(heads: Sequence[HeadSpecialization], accuracy: float | None, 
 
 
 def _reference_clause(study: ReferenceStudy) -> str:
-    learned = [r for r in study.results if r.learned]
-    with_one = sum(r.specialists > 0 for r in learned)
     return (f"Over {len(study.results)} training runs of this same recipe, differing only in their random start, "
-            f"{with_one} of the {len(learned)} that learned the job ended with at least one specialist head.")
+            f"{_with_specialists(study)}.")
+
+
+def _with_specialists(study: ReferenceStudy) -> str:
+    """'2 ended with at least one specialist head and 6 with none', counting the runs that learned the job."""
+    learned = [r for r in study.results if r.learned]
+    some = sum(r.specialists > 0 for r in learned)
+    counted = "" if len(learned) == len(study.results) else f"of the {len(learned)} that learned the job, "
+    if not some:
+        return f"{counted}none ended with a specialist head"
+    if some == len(learned) > 1:
+        return f"{counted}every one ended with at least one specialist head"
+    return f"{counted}{some} ended with at least one specialist head and {len(learned) - some} with none"
 
 
 def _learned_step(snap: Snapshot, cls: str) -> int | None:
@@ -427,23 +437,19 @@ def study_paragraph(study: ReferenceStudy) -> str:
     """'Over 8 training runs of the default recipe, differing only in their random start, ...': what a shipped study
     found, in plain words, with its date and the command that reproduces it."""
     learned = [r for r in study.results if r.learned]
-    n, name = len(study.results), markdown_text(study.name)
-    text = f"Over {n} training runs of the **{name}** recipe, differing only in their random start, "
+    text = (f"Over {len(study.results)} training runs of the **{markdown_text(study.name)}** recipe, differing only "
+            "in their random start, ")
     if not learned:
         text += "none learned to audit claims, so no head could specialize."
     else:
-        some = sum(r.specialists > 0 for r in learned)
+        text += f"{_with_specialists(study)}."
         owned = {r: sum(r in result.owns for result in learned) for r in REASONS}
         got = [f"{r} in {owned[r]}" for r in sorted(REASONS, key=lambda r: -owned[r]) if owned[r]]
         missing = [r for r in REASONS if not owned[r]]
-        text += (f"{some} of the {len(learned)} that learned the job ended with at least one specialist head and "
-                 f"{len(learned) - some} with none.")
         if got:
             text += (f" A reason got a head of its own in these runs: {_join(got)}"
                      f"{'; ' + _join(missing) + ' in none' if missing else ''}.")
-        if len(learned) < n:
-            text += f" {n - len(learned)} run{'s' if n - len(learned) > 1 else ''} did not learn the job."
-    return (f"{text} (Trained {markdown_text(study.made)}; to repeat it: {markdown_text(study.command)}.)")
+    return f"{text} (Trained {markdown_text(study.made)}; to repeat it: {markdown_text(study.command)}.)"
 
 
 def _beyond(references: References) -> Chapter:
@@ -451,8 +457,9 @@ def _beyond(references: References) -> Chapter:
     if len(references.studies) > 1:
         means = [f"{markdown_text(s.name)} {s.summary['mean_specialists']:.2f}" for s in references.studies
                  if s.summary["mean_specialists"] is not None]
-        paragraphs.append(f"Specialist heads per run, on average, recipe by recipe: {_join(means)}. What differs "
-                          "between the recipes is what makes heads specialize more or less often.")
+        paragraphs.append(f"Specialist heads per run, on average, recipe by recipe: {_join(means)}. Recipes that "
+                          "differ in one setting show what that setting does to how often heads specialize; with this "
+                          "few runs each, a difference of a run or two may be chance.")
     paragraphs.extend(markdown_text(problem) for problem in references.problems)
     return Chapter("reference", "Beyond this run: many runs of each recipe", tuple(paragraphs))
 

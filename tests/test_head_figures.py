@@ -360,7 +360,7 @@ def test_the_lead_says_what_a_finished_run_s_heads_became_in_plain_words() -> No
     assert one.startswith("**In this run, 1 of the four heads became a specialist: head 1 for COST.**")
     assert "Of the others, head 2 is needed by" in one and "head 4 works for several reasons at once." in one
     backed = (role(LEANS, "COST"), role(SHARES, "DOSAGE", shared_with={"DOSAGE": (0,)}), *NO_SPECIALIST[2:])
-    assert ("Instead, head 1 works mostly for COST, but not for COST alone; head 2 shares the DOSAGE work with head "
+    assert ("Instead, head 1 works mostly for COST, though not for it alone; head 2 shares the DOSAGE work with head "
             "1, so either can stand in for the other; head 3") in report.lead_paragraph(backed, 1.0)
     four = tuple(role(SPECIALIST, r) for r in REASONS)
     assert report.lead_paragraph(four, 1.0).startswith(
@@ -426,15 +426,19 @@ def test_the_story_shows_what_many_runs_of_each_recipe_found() -> None:
                                                                                    "not shown: it is damaged.",)))
     answer, beyond = chapters[0], chapters[-1]
     assert answer.paragraphs[0].endswith("Over 3 training runs of this same recipe, differing only in their random "
-                                         "start, 1 of the 3 that learned the job ended with at least one specialist "
-                                         "head.")  # this run's recipe: the default's study, not the sparse one's
+                                         "start, 1 ended with at least one specialist head and 2 with none.")
+    # ^ this run's recipe: the default's study, not the sparse one's
     told = " ".join(beyond.paragraphs)
     assert beyond.key == "reference" and ("Over 3 training runs of the **default** recipe, differing only in their "
-                                          "random start, 1 of the 3 that learned the job ended with at least one "
-                                          "specialist head and 2 with none.") in told
+                                          "random start, 1 ended with at least one specialist head and 2 with none. "
+                                          "A reason got a head of its own in these runs: DOSAGE in 1; MEDICAL, COST "
+                                          "and ADMIN in none.") in told
     assert "(Trained 2026-12-07; to repeat it: python -m engine study --out studies/default --seeds 0-2.)" in told
     assert "on average, recipe by recipe: default 0.33 and sparse 1.00" in told
     assert "x is not shown: it is damaged." in told
+    unlearned = replace(default, results=(replace(default.results[0], learned=False), *default.results[1:]))
+    assert ("start, of the 2 that learned the job, none ended with a specialist head. (Trained"
+            in report.study_paragraph(unlearned))
     bars = report.chapter_figures(snap, references=References((default, sparse)))["reference"][0]
     assert [list(t.y) for t in bars.data] == [[0, 1 / 3, 0, 0, 2 / 3], [0, 1 / 3, 2 / 3, 0, 1 / 3]]
     assert [t.name for t in bars.data] == ["default (3 runs)", "sparse (3 runs)"]
