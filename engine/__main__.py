@@ -81,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
                                                       "the command that reproduces it")
     reference.add_argument("study_folder", type=Path, help="the folder `python -m engine study --out` trained")
     reference.add_argument("--name", help="the recipe's name on the pages (default: the folder's name)")
+    reference.add_argument("--seeds", help="ship only these measured seeds, e.g. 0-5 (default: all the study's)")
     reference.add_argument("--into", type=Path,
                            help="where to write <name>.json (default: engine/reference_studies, shipped with "
                                 "Headwatch)")
@@ -295,7 +296,11 @@ def study(args: argparse.Namespace) -> int:
 
 
 def reference(args: argparse.Namespace) -> int:
-    print(write_reference(args.study_folder, args.name, args.into))
+    try:
+        seeds = parse_seeds(args.seeds) if args.seeds else None
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    print(write_reference(args.study_folder, args.name, args.into, seeds))
     return 0
 
 

@@ -66,8 +66,10 @@ def study_command(name: str, train: list[str], seeds: list[int]) -> str:
                      *tail])
 
 
-def reference_from_study(folder: Path, name: str | None = None) -> dict:
-    """A finished study's shipped summary: its recipe, each seed's measured heads, the date, the command."""
+def reference_from_study(folder: Path, name: str | None = None, seeds: list[int] | None = None) -> dict:
+    """A study's shipped summary: its recipe, each seed's measured heads, the date, the command. All the seeds its
+    study was asked for, or only `seeds` (each seed trains on its own and repeats exactly, so the command that names
+    just these trains them again); every one of them must have been measured."""
     saved = read_study(folder)
     if saved is None:
         raise RunError(f"{folder.name} holds no readable {STUDY}: run `python -m engine study` there first")
@@ -75,21 +77,23 @@ def reference_from_study(folder: Path, name: str | None = None) -> dict:
     name = name or folder.name
     if not NAME.fullmatch(name):
         raise RunError(f"a reference study's name is lower-case letters, digits, '-' or '_' (got {name[:40]!r})")
-    seeds = recipe.get("seeds")
-    if not isinstance(seeds, list) or sorted(r.seed for r in results) != sorted(seeds):
-        raise RunError(f"the study in {folder.name} has measured {len(results)} of its seeds: let it finish first")
+    wanted = seeds or recipe.get("seeds")
+    measured = {r.seed: r for r in results}
+    if not isinstance(wanted, list) or not wanted or any(s not in measured for s in wanted):
+        raise RunError(f"the study in {folder.name} has measured {len(results)} of its seeds: let it finish first, "
+                       "or ship only seeds it has measured")
     made = datetime.fromtimestamp((folder / STUDY).stat().st_mtime, UTC).date().isoformat()
     train = [str(option) for option in recipe.get("train", [])]
-    first = min(seeds)
-    return {"format": FORMAT, "made": made, "command": study_command(name, train, seeds), "recipe": train,
-            "config": {k: v for k, v in read_config(folder / f"seed-{first}").items() if k != "seed"},
-            "results": [asdict(r) for r in sorted(results, key=lambda r: r.seed)]}
+    return {"format": FORMAT, "made": made, "command": study_command(name, train, wanted), "recipe": train,
+            "config": {k: v for k, v in read_config(folder / f"seed-{min(wanted)}").items() if k != "seed"},
+            "results": [asdict(measured[s]) for s in sorted(wanted)]}
 
 
-def write_reference(folder: Path, name: str | None = None, into: Path | None = None) -> Path:
+def write_reference(folder: Path, name: str | None = None, into: Path | None = None,
+                    seeds: list[int] | None = None) -> Path:
     """reference_from_study, written as <name>.json into `into` (default: the studies shipped with Headwatch); its
     path."""
-    record = reference_from_study(folder, name)
+    record = reference_from_study(folder, name, seeds)
     into = into or REFERENCE_DIR
     path = into / f"{name or folder.name}.json"
     into.mkdir(parents=True, exist_ok=True)

@@ -48,6 +48,10 @@ def test_an_unfinished_or_missing_study_is_refused_in_words(tmp_path: Path) -> N
     folder = make_study(tmp_path / "default", ["--preset", "default"], [0, 1, 2], [seed_result(0), seed_result(1)])
     with pytest.raises(RunError, match="has measured 2 of its seeds: let it finish first"):
         reference_from_study(folder)
+    with pytest.raises(RunError, match="has measured 2 of its seeds"):
+        reference_from_study(folder, seeds=[0, 2])
+    shipped = reference_from_study(folder, seeds=[0, 1])  # the seeds it has measured, and the command for just them
+    assert [r["seed"] for r in shipped["results"]] == [0, 1] and "--seeds 0-1 " in shipped["command"]
     with pytest.raises(RunError, match=r"holds no readable study\.json"):
         reference_from_study(tmp_path)
     with pytest.raises(RunError, match="a reference study's name is lower-case"):
