@@ -380,12 +380,14 @@ def _claims_text(classes: Sequence[str], escape: Callable[[str], str]) -> str:
 
 
 def head_color(head: HeadSpecialization) -> str:
-    """The colour of the reason a head works for (fully or in part), grey when it works for no single one."""
+    """The colour of the one reason a head works for (fully, in part, or sharing it with another head), grey when it
+    works for no single one."""
     if head.kind in (SPECIALIST, LEANS, HELPS) and head.reason:
         return CLASS_COLORS.get(unit_reason(head.reason), NO_REASON_COLOR)
-    if head.kind == SHARES and head.shared_with:
-        return CLASS_COLORS.get(unit_reason(next(iter(head.shared_with))), NO_REASON_COLOR)
-    return NO_REASON_COLOR
+    reasons = {unit_reason(unit) for unit in head.shared_with}
+    if head.kind == SHARES and len(reasons) == 1:
+        return CLASS_COLORS.get(reasons.pop(), NO_REASON_COLOR)
+    return NO_REASON_COLOR  # several reasons' colours on one card would say it works for one of them
 
 
 def _wrapped(text: str, width: int) -> str:

@@ -407,6 +407,8 @@ def test_heads_figure_shows_each_head_as_a_card_named_and_coloured_by_what_it_be
     assert [b.line.color for b in borders] == [CLASS_COLORS["COST"], CLASS_COLORS["DOSAGE"],
                                                head_figures.NO_REASON_COLOR, head_figures.NO_REASON_COLOR]
     assert [b.line.width for b in borders] == [4, 1.5, 1.5, 1.5]  # a thick border: the specialist only
+    several = role(SHARES, "DOSAGE", shared_with={"DOSAGE": (1,), "sex, age": (1,)})
+    assert head_figures.head_color(several) == head_figures.NO_REASON_COLOR  # no one reason's colour for two
     hostile = head_figures.heads_figure((replace(COST_HEAD, kind="", label="<img src=x>"),), "t")
     assert "<img" not in json.dumps(spec(hostile)) and "&lt;img src=x&gt;" in json.dumps(spec(hostile))
 
