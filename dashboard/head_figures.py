@@ -435,7 +435,7 @@ def studies_figure(studies: Sequence[ReferenceStudy]) -> go.Figure:
     """Per shipped study (one recipe trained with many seeds): in what share of its runs that learned each reason
     got a head of its own, and in what share no head became a specialist."""
     title = "Over many runs of each recipe: how often each reason got a head of its own"
-    columns = [*REASONS, "no specialist"]
+    columns = [*REASONS, "no specialist at all"]
     data = []
     for index, study in enumerate(studies):
         learned = [r for r in study.results if r.learned]
