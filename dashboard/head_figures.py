@@ -4,13 +4,14 @@ a snippet of escaped HTML) out. No Streamlit here, so everything is unit-tested 
 from __future__ import annotations
 
 import html
+import textwrap
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboard.figures import HEAD_COLORS
+from dashboard.figures import CLASS_COLORS, HEAD_COLORS
 from dashboard.untrusted import plotly_text
 from data import rules
 from data.tokenizer import Tokenizer
@@ -19,6 +20,8 @@ from engine.attribution import CHECKS, reason_of
 from engine.inference import Prediction, verdict_to_outcome
 from engine.metrics import NOTHING, shown_change
 from engine.model import CLASSES, CROSS, REASONS
+from engine.ownership import GENERALIST, HELPS, LEANS, LITTLE_EFFECT, NEEDED, SHARES, SPECIALIST, named, unit_reason
+from engine.reference_studies import ReferenceStudy
 from engine.telemetry import INTERVENTIONS, RESAMPLED, HeadSpecialization, SpecializationPoint
 
 ENCODER = "encoder.0.self"
@@ -329,3 +332,120 @@ def claim_encoder_figure(prediction: Prediction, name: str = ENCODER) -> go.Figu
                                 coloraxis={"colorscale": "Viridis", "cmin": 0, "cmax": 1}, hovermode="closest"))
     fig.update_annotations(font={"size": 12})
     return fig
+
+
+NO_REASON_COLOR = "#9e9e9e"  # a head that works for no single reason
+STUDY_COLORS = ("#4c78a8", "#e45756", "#54a24b", "#b279a2")  # one per shipped study, none a reason's colour
+
+
+def _join(words: Sequence[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def role_words(head: HeadSpecialization, escape: Callable[[str], str] = str) -> str:
+    """What a head became, in words for a reader new to neural networks, to follow 'It' or 'Head 3': 'works for
+    DOSAGE claims alone', 'is needed by every kind of faulty claim', 'changes little when taken away'. `escape`
+    makes a run's own text (its labels and reasons) safe where it is shown."""
+    unit = escape(named(head.reason or ""))
+    if head.kind == SPECIALIST:
+        return f"works for {unit} claims alone"
+    if head.kind == SHARES:
+        partners = sorted({j for heads in head.shared_with.values() for j in heads})
+        return (f"shares its work with {heads_text(partners)}: "
+                f"{'either can stand in for the other' if len(partners) == 1 else 'one can stand in for another'}")
+    if head.kind == LEANS:
+        return f"works mostly for {unit}, though not for it alone"
+    if head.kind == GENERALIST:
+        return "works for several reasons at once"
+    if head.kind == HELPS:
+        return f"helps a little with {unit}"
+    if head.kind == NEEDED:
+        return f"is needed by {_claims_text((head.reason or '').split(', '), escape)}"
+    if head.kind == LITTLE_EFFECT:
+        return "changes little when taken away"
+    return f"is labelled '{escape(head.label)}'"  # runs saved before heads had kinds
+
+
+def heads_text(heads: Sequence[int]) -> str:
+    """'head 2' or 'heads 1 and 3' for 0-based indices."""
+    return ("head " if len(heads) == 1 else "heads ") + _join([str(j + 1) for j in heads])
+
+
+def _claims_text(classes: Sequence[str], escape: Callable[[str], str]) -> str:
+    if set(CLASSES) <= set(classes):
+        return "every kind of claim, valid ones included"
+    if set(REASONS) <= set(classes):
+        return "every kind of faulty claim"
+    return _join(["valid claims" if c == "VALID" else f"{escape(c)} claims" for c in classes])
+
+
+def head_color(head: HeadSpecialization) -> str:
+    """The colour of the one reason a head works for (fully, in part, or sharing it with another head), grey when it
+    works for no single one."""
+    if head.kind in (SPECIALIST, LEANS, HELPS) and head.reason:
+        return CLASS_COLORS.get(unit_reason(head.reason), NO_REASON_COLOR)
+    reasons = {unit_reason(unit) for unit in head.shared_with}
+    if head.kind == SHARES and len(reasons) == 1:
+        return CLASS_COLORS.get(reasons.pop(), NO_REASON_COLOR)
+    return NO_REASON_COLOR  # several reasons' colours on one card would say it works for one of them
+
+
+def _wrapped(text: str, width: int) -> str:
+    return "<br>".join(plotly_text(line) for line in textwrap.wrap(text, width)) or " "
+
+
+def _card_text(index: int, head: HeadSpecialization, color: str) -> tuple[str, int]:
+    """A head's card: its number, its label as measured, what that means in plain words; and how many lines."""
+    label = textwrap.wrap(head.label, 22) or [" "]
+    words = textwrap.wrap(f"It {role_words(head)}.", 34)
+    text = (f"<b>Head {index + 1}</b><br> <br><span style='font-size:16px;color:{color}'><b>"
+            + "<br>".join(plotly_text(line) for line in label) + "</b></span><br> <br><span style='font-size:12px'>"
+            + "<br>".join(plotly_text(line) for line in words) + "</span>")
+    return text, 4 + len(label) + len(words)
+
+
+def heads_figure(heads: Sequence[HeadSpecialization], title: str) -> go.Figure:
+    """The heads as cards side by side: each one's name as measured (its label) and what that means in plain
+    words, coloured by the reason it works for; a thick border marks a specialist."""
+    if not heads:
+        return _waiting(title, "Waiting for the first measurement of the heads…")
+    shapes, notes, lines = [], [], 0
+    for index, head in enumerate(heads):
+        color, specialist = head_color(head), head.kind == SPECIALIST
+        box = {"type": "rect", "x0": index + 0.04, "x1": index + 0.96, "y0": 0, "y1": 1}
+        shapes += [{**box, "fillcolor": color, "opacity": 0.22 if specialist else 0.08, "layer": "below",
+                    "line": {"width": 0}},
+                   {**box, "line": {"color": color, "width": 4 if specialist else 1.5}}]
+        text, count = _card_text(index, head, color)
+        lines = max(lines, count)
+        notes.append({"x": index + 0.5, "y": 0.96, "xanchor": "center", "yanchor": "top", "showarrow": False,
+                      "text": text, "font": {"size": 13, "color": "#333"}})
+    key = " · ".join(f'<span style="color:{c}">■</span> {r}' for r, c in CLASS_COLORS.items() if r in REASONS)
+    notes.append({"x": 0, "y": -0.04, "xanchor": "left", "yanchor": "top", "showarrow": False, "font": {"size": 12},
+                  "yref": "paper", "xref": "paper",
+                  "text": f"Colour: the reason a head works for ({key}); grey: no single reason. A thick border "
+                          "marks a specialist."})
+    hidden = {"visible": False, "fixedrange": True}
+    return go.Figure(layout=_layout(title, 115 + 16 * lines, shapes=shapes, annotations=notes, plot_bgcolor="white",
+                                    xaxis={**hidden, "range": [0, len(heads)]}, yaxis={**hidden, "range": [0, 1]},
+                                    margin={"l": 10, "r": 10, "t": 50, "b": 40}))
+
+
+def studies_figure(studies: Sequence[ReferenceStudy]) -> go.Figure:
+    """Per shipped study (one recipe trained with many seeds): in what share of its runs that learned each reason
+    got a head of its own, and in what share no head became a specialist."""
+    title = "Over many runs of each recipe: how often each reason got a head of its own"
+    columns = [*REASONS, "no specialist at all"]
+    data = []
+    for index, study in enumerate(studies):
+        learned = [r for r in study.results if r.learned]
+        counts = [sum(reason in r.owns for r in learned) for reason in REASONS]
+        counts.append(sum(r.specialists == 0 for r in learned))
+        share = [c / len(learned) if learned else 0.0 for c in counts]
+        data.append(go.Bar(x=columns, y=share, name=f"{plotly_text(study.name, 30)} ({len(learned)} runs)",
+                           text=[f"{c} of {len(learned)}" for c in counts], textposition="outside",
+                           marker={"color": STUDY_COLORS[index % len(STUDY_COLORS)]}, cliponaxis=False,
+                           hovertemplate="%{x}: %{text} runs<extra>%{fullData.name}</extra>"))
+    return go.Figure(data=data, layout=_layout(title, 360, barmode="group", legend={"title": {"text": "recipe"}},
+                                               yaxis={"tickformat": ".0%", "range": [0, 1.15],
+                                                      "title": {"text": "share of runs"}}))

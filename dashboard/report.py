@@ -22,7 +22,8 @@ from engine.dataset import EXAMPLE_CLAIMS
 from engine.inference import Predictor
 from engine.metrics import NOTHING, attention_entropy
 from engine.model import CLASSES, REASONS, ModelConfig
-from engine.ownership import LEANS, SPECIALIST, named
+from engine.ownership import LEANS, SHARES, SPECIALIST, named
+from engine.reference_studies import References, ReferenceStudy, study_of_run
 from engine.telemetry import HeadSpecialization, Snapshot, SpecializationPoint
 
 LEARNED = 0.8  # a reason counts as learned once this share of its held-out claims is audited correctly...
@@ -97,11 +98,40 @@ def reads_sentence(head: HeadSpecialization) -> str:
             + " (what it looks at, not what it is for).")
 
 
-def promise_sentence(heads: Sequence[HeadSpecialization]) -> str:
+@dataclass(frozen=True)
+class Unfinished:
+    """Where a run that has not reached its last step stands: its heads can still change (or could have)."""
+
+    step: int
+    total: int
+    stopped: bool  # training ended early; else it is still going
+
+    @property
+    def when(self) -> str:
+        """'So far, at step 177 of 3,500' or 'At step 177 of 3,500, where training was stopped'."""
+        where = f"at step {self.step:,} of {self.total:,}"
+        return f"{where.capitalize()}, where training was stopped" if self.stopped else f"So far, {where}"
+
+
+def unfinished(snap: Snapshot, step: int) -> Unfinished | None:
+    """How far a run measured at `step` had got, when it is training or was stopped before its last step; None for a
+    run that trained to the end (its verdict is final)."""
+    if snap.active:
+        return Unfinished(step, max(snap.total_steps, step), stopped=False)
+    if snap.status != "finished" and step < snap.total_steps:
+        return Unfinished(step, snap.total_steps, stopped=True)
+    return None
+
+
+def promise_sentence(heads: Sequence[HeadSpecialization], so_far: Unfinished | None = None) -> str:
+    """Whether the seed story's promise held: a verdict for a run that trained to the end; for one still training
+    (or stopped early), what holds so far, at step N of M, never a verdict."""
     specialists = [markdown_text(named(h.reason or "")) for h in heads if h.kind == SPECIALIST]
     leaning = [markdown_text(named(h.reason or "")) for h in heads if h.kind == LEANS]
     count = len(specialists)
-    if {h.owns for h in heads if h.kind == SPECIALIST} == set(REASONS):
+    if so_far is not None:
+        verdict = _so_far_sentence(heads, specialists, so_far)
+    elif {h.owns for h in heads if h.kind == SPECIALIST} == set(REASONS):
         verdict = f"The story's promise of {SEED_PROMISE} was borne out in this run."
     elif count:
         verdict = (f"The story promised {SEED_PROMISE}. In this run {count} of the {len(heads)} heads became a "
@@ -112,6 +142,102 @@ def promise_sentence(heads: Sequence[HeadSpecialization]) -> str:
     if leaning:
         verdict += f" Leaning (a clear but partial dependence): {_join(leaning)}."
     return verdict
+
+
+def _so_far_sentence(heads: Sequence[HeadSpecialization], specialists: list[str], so_far: Unfinished) -> str:
+    count, promised = len(specialists), f"The story promises {SEED_PROMISE}."
+    has = "had" if so_far.stopped else "has"
+    if {h.owns for h in heads if h.kind == SPECIALIST} == set(REASONS):
+        found = f"each reason {has} a head of its own"
+    elif count:
+        found = (f"{count} of the {len(heads)} heads {'have' if count > 1 and not so_far.stopped else has} become a "
+                 f"specialist ({_join(specialists)})")
+    else:
+        found = f"none of the {len(heads)} heads {has} become a specialist"
+    later = "" if so_far.stopped else " Heads can still change before training ends."
+    return f"{promised} {so_far.when}, {found}.{later}"
+
+
+NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 8: "eight"}
+
+
+def _answer(heads: Sequence[HeadSpecialization], so_far: Unfinished | None) -> str:
+    """The lead's first sentence: how many heads became specialists, and of what."""
+    n = NUMBER_WORDS.get(len(heads), str(len(heads)))
+    specialists = [f"head {i + 1} for {markdown_text(named(h.reason or ''))}" for i, h in enumerate(heads)
+                   if h.kind == SPECIALIST]
+    became = "became" if so_far is None else ("had become" if so_far.stopped else "has become")
+    when = "In this run" if so_far is None else so_far.when
+    if {h.owns for h in heads if h.kind == SPECIALIST} == set(REASONS) and len(specialists) == len(heads):
+        return f"{when}, each of the {n} heads {became} the specialist of one reason, as the story promised."
+    if not specialists:
+        return f"{when}, none of the {n} heads {became} a specialist."
+    became = became.replace("has", "have") if len(specialists) > 1 else became
+    return (f"{when}, {len(specialists)} of the {n} heads {became} "
+            f"{'a specialist' if len(specialists) == 1 else 'specialists'}: {_join(specialists)}.")
+
+
+def _others(heads: Sequence[HeadSpecialization]) -> list[str]:
+    """'head 3 is needed by every kind of faulty claim', for each head that is not a specialist; the heads that
+    share work said together, once."""
+    sharing = [i for i, h in enumerate(heads) if h.kind == SHARES]
+    clauses = []
+    for index, head in enumerate(heads):
+        if head.kind == SPECIALIST or (head.kind == SHARES and index != sharing[0]):
+            continue
+        clauses.append(_sharing(heads, sharing) if head.kind == SHARES else
+                       f"head {index + 1} {head_figures.role_words(head, markdown_text)}")
+    return clauses
+
+
+def _sharing(heads: Sequence[HeadSpecialization], sharing: list[int]) -> str:
+    """'heads 1 and 2 share the DOSAGE work, so either can stand in for the other'."""
+    units = list(dict.fromkeys(markdown_text(named(u)) for i in sharing for u in heads[i].shared_with))
+    outside = sorted({j for i in sharing for p in heads[i].shared_with.values() for j in p} - set(sharing))
+    stand = "either can stand in for the other" if len(sharing) + len(outside) == 2 else (
+        "one can stand in for another")
+    return (f"{head_figures.heads_text(sharing)} {'shares' if len(sharing) == 1 else 'share'} the {_join(units)} "
+            f"work{' with ' + head_figures.heads_text(outside) if outside else ''}, so {stand}")
+
+
+def lead_paragraph(heads: Sequence[HeadSpecialization], accuracy: float | None, so_far: Unfinished | None = None,
+                   reference: ReferenceStudy | None = None) -> str:
+    """The answer, in one paragraph a reader new to neural networks follows: which heads became specialists, what
+    the others became instead, how well the model audits claims, and (from a shipped study of the same recipe) how
+    often other runs of it ended with a specialist. Every word rests on the heads' labels (engine.ownership)."""
+    sentences = [f"**{_answer(heads, so_far)}**"]
+    if any(h.kind != SPECIALIST for h in heads):
+        sentences.append("The story this app starts from promised one specialist head for each reason a claim can "
+                         "fail: medical sense, dosage, cost and admin.")
+    if accuracy is not None and not math.isnan(accuracy):
+        judges = "judges" if so_far is not None and not so_far.stopped else "judged"
+        sentences.append(f"The model {judges} {_pct(accuracy)} of the test claims correctly.")
+    others = _others(heads)
+    if others:
+        start = "Instead, " if not any(h.kind == SPECIALIST for h in heads) else "Of the others, "
+        sentences.append(start + "; ".join(others) + ".")
+    if reference is not None:
+        sentences.append(_reference_clause(reference))
+    if so_far is not None and not so_far.stopped:
+        sentences.append("Heads can still change before training ends.")
+    return " ".join(sentences)
+
+
+def _reference_clause(study: ReferenceStudy) -> str:
+    return (f"Over {len(study.results)} training runs of this same recipe, differing only in their random start, "
+            f"{_with_specialists(study)}.")
+
+
+def _with_specialists(study: ReferenceStudy) -> str:
+    """'2 ended with at least one specialist head and 6 with none', counting the runs that learned the job."""
+    learned = [r for r in study.results if r.learned]
+    some = sum(r.specialists > 0 for r in learned)
+    counted = "" if len(learned) == len(study.results) else f"of the {len(learned)} that learned the job, "
+    if not some:
+        return f"{counted}none ended with a specialist head"
+    if some == len(learned) > 1:
+        return f"{counted}every one ended with at least one specialist head"
+    return f"{counted}{some} ended with at least one specialist head and {len(learned) - some} with none"
 
 
 def _learned_step(snap: Snapshot, cls: str) -> int | None:
@@ -283,7 +409,7 @@ def _after(snap: Snapshot, measurement: Measurement | None) -> Chapter:
                       "kind of claim lost. That finds a head the twins cannot, one that reads what a claim and its "
                       f"twin share (step {measurement.point.step:,}).")
     paragraphs.extend(head_sentence(i, h) for i, h in enumerate(heads))
-    paragraphs.append(promise_sentence(heads))
+    paragraphs.append(promise_sentence(heads, unfinished(snap, measurement.point.step)))
     favourites = {max((c for c in h.shares if c != NOTHING), key=h.shares.get) for h in heads}
     if len(favourites) == 1:
         paragraphs.append(f"Attention alone would have misled here: every head looks most at "
@@ -293,23 +419,87 @@ def _after(snap: Snapshot, measurement: Measurement | None) -> Chapter:
     return Chapter("after", title, tuple(paragraphs), numbers)
 
 
-def tell_story(snap: Snapshot, race: Snapshot | None = None, measurement: Measurement | None = None) -> list[Chapter]:
-    """Before, during and after, in this run's numbers; empty until the run's first evaluation."""
+def _in_short(snap: Snapshot, measurement: Measurement, references: References) -> Chapter:
+    """The answer first: the lead paragraph over the picture of the heads."""
+    heads = measurement.cross
+    reference = study_of_run(references.studies, snap.config)
+    lead = lead_paragraph(heads, snap.evals[-1].heldout_accuracy, unfinished(snap, measurement.point.step), reference)
+    return Chapter("answer", "In short", (lead,), {"specialists": float(sum(h.kind == SPECIALIST for h in heads))})
+
+
+NO_REFERENCES = References()
+REFERENCE_INTRO = ("Which heads specialize is not settled by the recipe alone: runs that differ only in their random "
+                   "start can end differently, so one run is one draw. These studies, shipped with Headwatch, trained "
+                   "each recipe many times and measured every run's heads as this page measures them.")
+
+
+def study_paragraph(study: ReferenceStudy) -> str:
+    """'Over 8 training runs of the default recipe, differing only in their random start, ...': what a shipped study
+    found, in plain words, with its date and the command that reproduces it."""
+    learned = [r for r in study.results if r.learned]
+    text = (f"Over {len(study.results)} training runs of the **{markdown_text(study.name)}** recipe, differing only "
+            "in their random start, ")
+    if not learned:
+        text += "none learned to audit claims, so no head could specialize."
+    else:
+        text += f"{_with_specialists(study)}."
+        owned = {r: sum(r in result.owns for result in learned) for r in REASONS}
+        got = [f"{r} in {owned[r]}" for r in sorted(REASONS, key=lambda r: -owned[r]) if owned[r]]
+        missing = [r for r in REASONS if not owned[r]]
+        if got:
+            text += (f" A reason got a head of its own in these runs: {_join(got)}"
+                     f"{'; ' + _join(missing) + ' in none' if missing else ''}.")
+    return f"{text} (Trained {markdown_text(study.made)}; to repeat it: {markdown_text(study.command)}.)"
+
+
+def _beyond(references: References) -> Chapter:
+    paragraphs = [REFERENCE_INTRO, *(study_paragraph(s) for s in references.studies)]
+    if len(references.studies) > 1:
+        means = [f"{markdown_text(s.name)} {s.summary['mean_specialists']:.2f}" for s in references.studies
+                 if s.summary["mean_specialists"] is not None]
+        paragraphs.append(f"Specialist heads per run, on average, recipe by recipe: {_join(means)}. Recipes that "
+                          "differ in one setting show what that setting does to how often heads specialize; with this "
+                          "few runs each, a difference of a run or two may be chance.")
+    paragraphs.extend(markdown_text(problem) for problem in references.problems)
+    return Chapter("reference", "Beyond this run: many runs of each recipe", tuple(paragraphs))
+
+
+def tell_story(snap: Snapshot, race: Snapshot | None = None, measurement: Measurement | None = None,
+               references: References = NO_REFERENCES) -> list[Chapter]:
+    """In short, then before, during and after, in this run's numbers, then what the shipped studies found over
+    many runs; empty until the run's first evaluation."""
     if not snap.evals:
         return []
     measurement = measurement or latest_measurement(snap)
-    return [_before(snap), _during(snap, race), _after(snap, measurement)]
+    chapters = [_before(snap), _during(snap, race), _after(snap, measurement)]
+    if measurement and measurement.cross:
+        chapters.insert(0, _in_short(snap, measurement, references))
+    if references.studies or references.problems:
+        chapters.append(_beyond(references))
+    return chapters
 
 
-def chapter_figures(snap: Snapshot, race: Snapshot | None = None,
-                    measurement: Measurement | None = None) -> dict[str, list[go.Figure]]:
-    """The figures beside each chapter: the heads sharpening, the curves, and what each check needs from each head."""
+def heads_title(step: int, so_far: Unfinished | None) -> str:
+    return (f"The four heads so far (step {step:,}): what each has become" if so_far and not so_far.stopped
+            else f"The four heads at step {step:,}: what each became")
+
+
+def chapter_figures(snap: Snapshot, race: Snapshot | None = None, measurement: Measurement | None = None,
+                    references: References = NO_REFERENCES) -> dict[str, list[go.Figure]]:
+    """The figures beside each chapter: the heads as cards, the heads sharpening, the curves, what each check needs
+    from each head, and the shipped studies."""
     measurement = measurement or latest_measurement(snap)
     during = [figures.loss_figure(snap), figures.accuracy_figure(snap)]
     if race is not None and race.loss.steps:
         during.append(figures.race_figure(snap, race))
     after = [head_figures.necessity_figure([measurement.point])] if measurement else []
-    return {"before": [head_figures.shares_figure(snap.specialization, start=0)], "during": during, "after": after}
+    answer = []
+    if measurement and measurement.cross:
+        step = measurement.point.step
+        answer.append(head_figures.heads_figure(measurement.cross, heads_title(step, unfinished(snap, step))))
+    return {"answer": answer, "before": [head_figures.shares_figure(snap.specialization, start=0)], "during": during,
+            "after": after, "reference": [head_figures.studies_figure(references.studies)] if references.studies
+            else []}
 
 
 EXAMPLES_TITLE = "Some claims, judged by this model"
@@ -341,11 +531,12 @@ def _cell(value: object) -> str:
 
 
 def html_report(snap: Snapshot, race: Snapshot | None = None, measurement: Measurement | None = None,
-                created: str = "", examples: tuple[Sequence[dict[str, object]], int] | None = None) -> str:
+                created: str = "", examples: tuple[Sequence[dict[str, object]], int] | None = None,
+                references: References = NO_REFERENCES) -> str:
     """One HTML file with the story, its figures and (when given: rows and the step of the model that judged them)
     the example claims as the model judged them; plotly.js is embedded, so it opens with no internet."""
-    chapters = tell_story(snap, race, measurement)
-    figs = chapter_figures(snap, race, measurement)
+    chapters = tell_story(snap, race, measurement, references)
+    figs = chapter_figures(snap, race, measurement, references)
     title = f"Headwatch: how run {snap.run_id or '(unsaved)'} learned to audit claims"
     body = [f"<h1>{html.escape(title)}</h1>",
             f"<p class='meta'>{html.escape(summaries.config_text(snap.config))}. "

@@ -159,9 +159,11 @@ def own_run_exports(run_id: str, snap: Snapshot, weights: DeltaGenerator, story:
     measured = viewing.measurement(snap)
     predictor = None if checkpoint is None else engine.predictor(run_id)
     judged = None if predictor is None else (report.judged_examples(predictor), predictor.step or 0)
+    shipped = viewing.references()
     story.download_button("Story report (HTML)", on_click="ignore", mime="text/html", width="stretch",
                           file_name=f"headwatch-{run_id}.html", key="export_html", type="primary",
-                          data=lambda: report.html_report(snap, None, measured, examples=judged).encode())
+                          data=lambda: report.html_report(snap, None, measured, examples=judged,
+                                                          references=shipped).encode())
 
 
 def open_chosen() -> None:

@@ -7,9 +7,12 @@ import streamlit as st
 
 from dashboard import figures, head_figures, report, viewing
 from dashboard.live import live, shared_figure
+from dashboard.untrusted import markdown_text
 from engine.analysis import ANALYSIS_CLAIMS
 from engine.attribution import RESAMPLES
-from engine.ownership import OWNED, SPECIALIST, UNOWNED
+from engine.ownership import OWNED, UNOWNED
+from engine.reference_studies import study_of_run
+from engine.telemetry import Snapshot
 
 EXPLANATION = f"""
 The story says each of the four attention heads becomes a specialist: one for medical sense, one for doses, one for
@@ -39,28 +42,49 @@ take a head away in the only two ways the model never sees anything unlike a rea
 Two design choices give specialists a chance, and nothing more: each cross-attention head chooses *where* to look
 from the claim's words and fields as written, not from what the encoder concluded about them (it then reads those
 conclusions), and each starts out looking at different words. The **sparse** recipe adds a third: a head can give
-a word exactly zero weight, and over 8 seeds its heads owned a reason in 5 runs where the default's did in 2. No
-training signal asks for specialists; whatever forms here formed on its own. Which heads specialize is not settled
-by the recipe: runs that differ only in their seed can end differently. Count them over seeds on the **Across
-seeds** page before reading much into one run.
+a word exactly zero weight. No training signal asks for specialists; whatever forms here formed on its own. Which
+heads specialize is not settled by the recipe: runs that differ only in their seed can end differently. The studies
+shipped with Headwatch (above) count it over many runs of each recipe; count your own on the **Across seeds** page
+before reading much into one run.
 """
 
 
-def verdict(m: report.Measurement, training: bool) -> None:
+def answer(m: report.Measurement, snap: Snapshot) -> None:
+    """The answer first, in plain words, over a picture of the heads; then what the shipped studies found."""
+    so_far = report.unfinished(snap, m.point.step)
+    st.subheader(f"{'So far' if so_far and not so_far.stopped else 'Verdict'} at step {m.point.step:,}")
+    shipped = viewing.references()
+    reference = study_of_run(shipped.studies, snap.config)
+    accuracy = snap.evals[-1].heldout_accuracy if snap.evals else None
+    st.markdown(report.lead_paragraph(m.cross, accuracy, so_far, reference))
+    st.plotly_chart(head_figures.heads_figure(m.cross, report.heads_title(m.point.step, so_far)), key="heads",
+                    config=figures.CHART_CONFIG)
+    for study in shipped.studies:
+        st.caption(report.study_paragraph(study))
+    for problem in shipped.problems:
+        st.caption(markdown_text(problem))
+    st.page_link("dashboard/seeds.py", label="Count specialists over many runs on Across seeds", icon="➡️")
+
+
+def method(m: report.Measurement) -> None:
+    """How the heads are tested, and every measurement the names rest on."""
     source = ("`python -m engine analyze` on the saved weights" if m.source == "analyze"
               else "the latest measurement taken while training")
-    st.subheader(f"{'So far' if training else 'Verdict'} at step {m.point.step:,}")
-    st.caption(f"The four cross-attention heads (where the answer looks at the claim), tested on twin claims and on "
-               f"{m.claims:,} held-out claims ({source}).")
     heads = m.cross
-    specialists = sum(h.kind == SPECIALIST for h in heads)
-    (st.success if specialists else st.warning)(report.promise_sentence(heads))
-    for column, (index, head) in zip(st.columns(len(heads)), enumerate(heads), strict=True):
-        with column.container(border=True):
-            st.markdown(report.head_sentence(index, head))
-            st.caption(" ".join(filter(None, (report.selectivity_sentence(head), report.reads_sentence(head)))))
-    st.plotly_chart(head_figures.necessity_figure([m.point]), key="verdict_necessity", config=figures.CHART_CONFIG)
-    st.plotly_chart(head_figures.ablation_figure([m.point]), key="verdict_ablation", config=figures.CHART_CONFIG)
+    with st.expander("How the heads are tested"):
+        st.markdown(EXPLANATION)
+        st.caption(f"The four cross-attention heads (where the answer looks at the claim), tested on twin claims "
+                   f"and on {m.claims:,} held-out claims ({source}).")
+        for column, (index, head) in zip(st.columns(len(heads)), enumerate(heads), strict=True):
+            with column.container(border=True):
+                st.markdown(report.head_sentence(index, head))
+                st.caption(" ".join(filter(None, (report.selectivity_sentence(head), report.reads_sentence(head)))))
+        st.plotly_chart(head_figures.necessity_figure([m.point]), key="verdict_necessity",
+                        config=figures.CHART_CONFIG)
+        st.plotly_chart(head_figures.ablation_figure([m.point]), key="verdict_ablation", config=figures.CHART_CONFIG)
+
+
+def details(m: report.Measurement) -> None:
     pairs = head_figures.pairs_rows(m.point)
     if pairs:
         with st.expander("Heads taken away in pairs"):
@@ -90,6 +114,8 @@ def verdict(m: report.Measurement, training: bool) -> None:
                             key="verdict_ablation_encoder", config=figures.CHART_CONFIG)
 
 
+
+
 def history() -> None:
     snap = viewing.snapshot()
     if snap is None:
@@ -97,25 +123,29 @@ def history() -> None:
     if not snap.specialization:
         st.info("The heads are measured as soon as a run starts: press Train on the Train page."
                 if not snap.active else "Waiting for the first measurement of the heads…")
+        with st.expander("How the heads are tested"):
+            st.markdown(EXPLANATION)
         return
     m = viewing.measurement(snap)
-    if m is not None:
-        verdict(m, snap.active)
-    st.subheader("How it got there")
-    st.caption(f"Measured while training, on {ANALYSIS_CLAIMS} held-out claims at {len(snap.specialization)} "
-               "log-spaced steps (dense early, where heads change most). Drag the slider or press Play to watch "
-               "each head move from where it happened to start to where training sent it.")
-    # built once for every viewer (see `shared`), whenever the trainer measures the heads again
-    key = (snap.run_id, snap.status, len(snap.specialization), snap.specialization[-1].step)
-    for name, build in (("shares", head_figures.shares_figure), ("necessity_history", head_figures.necessity_figure),
-                        ("ablation_history", head_figures.ablation_figure),
-                        ("head_metrics", head_figures.head_metrics_figure)):
-        chart = shared_figure(f"specialization.{name}", key, partial(build, snap.specialization), max_age_s=5.0)
-        st.plotly_chart(chart, key=name, config=figures.CHART_CONFIG)
+    if m is not None and m.cross:
+        answer(m, snap)
+        method(m)
+        details(m)
+    with st.expander("How the heads changed during training"):
+        st.caption(f"Measured while training, on {ANALYSIS_CLAIMS} held-out claims at {len(snap.specialization)} "
+                   "log-spaced steps (dense early, where heads change most). Drag the slider or press Play to watch "
+                   "each head move from where it happened to start to where training sent it.")
+        # built once for every viewer (see `shared`), whenever the trainer measures the heads again
+        key = (snap.run_id, snap.status, len(snap.specialization), snap.specialization[-1].step)
+        for name, build in (("shares", head_figures.shares_figure),
+                            ("necessity_history", head_figures.necessity_figure),
+                            ("ablation_history", head_figures.ablation_figure),
+                            ("head_metrics", head_figures.head_metrics_figure)):
+            chart = shared_figure(f"specialization.{name}", key, partial(build, snap.specialization), max_age_s=5.0)
+            st.plotly_chart(chart, key=name, config=figures.CHART_CONFIG)
 
 
 st.title("Do the heads specialize?")
-st.markdown(EXPLANATION)
 if viewing.banner():
     viewing.claims_only("Specialization")
     history()  # a saved run does not change: no need to poll

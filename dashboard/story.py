@@ -26,14 +26,16 @@ def story() -> None:
         return
     race = get_engine().race_snapshot() if viewing.replay_id() is None else None  # a race belongs to the live run
     measured = viewing.measurement(snap)
-    chapters = report.tell_story(snap, race, measured)
+    shipped = viewing.references()
+    chapters = report.tell_story(snap, race, measured, shipped)
     if not chapters:
         st.info("The story begins when a run does: press Train on the Train page, or open a saved run on Runs.")
         return
     # built once for every viewer (see `shared`): the curves change every step, so one set serves for a second
     key = (snap.run_id, snap.status, race and (race.run_id, race.status), measured and measured.point.step)
     charts = shared("story.charts", key, lambda: {chapter: [DrawnFigure(f) for f in figs] for chapter, figs in
-                                                  report.chapter_figures(snap, race, measured).items()}, max_age_s=1.0)
+                                                  report.chapter_figures(snap, race, measured, shipped).items()},
+                    max_age_s=1.0)
     for chapter in chapters:
         st.header(chapter.title)
         for paragraph in chapter.paragraphs:
@@ -72,7 +74,8 @@ def report_button() -> None:
         return
     race = get_engine().race_snapshot() if viewing.replay_id() is None else None
     measured = viewing.measurement(snap)
-    if not report.tell_story(snap, race, measured):
+    shipped = viewing.references()
+    if not report.tell_story(snap, race, measured, shipped):
         return
     predictor = ended_predictor()
     judged = (report.judged_examples(predictor), predictor.step or 0) if predictor is not None else None
@@ -83,7 +86,7 @@ def report_button() -> None:
              "started, paused or ended; it opens in any browser, without internet.",
         # Built only when clicked, outside the script run: a pure function of data captured now.
         data=lambda: report.html_report(snap, race, measured, f"Created {time.strftime('%Y-%m-%d %H:%M')}.",
-                                        judged).encode(),
+                                        judged, shipped).encode(),
     )
 
 

@@ -12,6 +12,7 @@ import streamlit as st
 from dashboard.engine_resource import get_engine
 from dashboard.report import Measurement, latest_measurement, measurement_from_report
 from dashboard.untrusted import markdown_text
+from engine.reference_studies import References, read_references
 from engine.run_files import METRICS, is_watched
 from engine.runs import RunError, resolve_run
 from engine.telemetry import Snapshot
@@ -121,3 +122,10 @@ def measurement(snap: Snapshot) -> Measurement | None:
         except RunError:
             pass  # e.g. stopped before its first checkpoint: the training-time measurement is all there is
     return latest_measurement(snap)
+
+
+# Shipped with Headwatch: they change only when it is updated, so every viewer shares one reading a minute
+@st.cache_resource(ttl=60, show_spinner=False)
+def references() -> References:
+    """The reference studies shipped with Headwatch (engine.reference_studies), read as run files are."""
+    return read_references()

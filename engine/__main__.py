@@ -1,5 +1,5 @@
-"""Command line: `python -m engine train|predict|analyze|study`. Errors are one plain line on stderr, never a
-traceback."""
+"""Command line: `python -m engine train|predict|analyze|study|reference`. Errors are one plain line on stderr,
+never a traceback."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import torch
 from engine.analyze import analyze_run, probe_report
 from engine.claims_csv import CsvProblem, read_claims_file
 from engine.inference import MAX_CLAIM_CHARS, Predictor
+from engine.reference_studies import write_reference
 from engine.run_files import CONFIG, RUN_FILES, RunError
 from engine.run_writer import WriterLock, empty_folder, holds_only_its_lock
 from engine.study import MAX_SEEDS, PARENT_ENV, parse_seeds, run_study
@@ -76,6 +77,14 @@ def _parser() -> argparse.ArgumentParser:
     study.add_argument("--parallel", type=int, default=2, help="seeds trained at once, one core each (default 2)")
     study.add_argument("train_options", nargs=argparse.REMAINDER,
                        help="after --: more `train` options for every seed, e.g. -- --weight-decay 0.01")
+    reference = commands.add_parser("reference", help="ship a finished study's summary with Headwatch, dated, with "
+                                                      "the command that reproduces it")
+    reference.add_argument("study_folder", type=Path, help="the folder `python -m engine study --out` trained")
+    reference.add_argument("--name", help="the recipe's name on the pages (default: the folder's name)")
+    reference.add_argument("--seeds", help="ship only these measured seeds, e.g. 0-5 (default: all the study's)")
+    reference.add_argument("--into", type=Path,
+                           help="where to write <name>.json (default: engine/reference_studies, shipped with "
+                                "Headwatch)")
     return parser
 
 
@@ -286,10 +295,20 @@ def study(args: argparse.Namespace) -> int:
     return 1 if record["failures"] else 0
 
 
+def reference(args: argparse.Namespace) -> int:
+    try:
+        seeds = parse_seeds(args.seeds) if args.seeds else None
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    print(write_reference(args.study_folder, args.name, args.into, seeds))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"train": train, "predict": predict, "analyze": analyze, "study": study}[args.command](args)
+        return {"train": train, "predict": predict, "analyze": analyze, "study": study,
+                "reference": reference}[args.command](args)
     except (ConfigError, RunError, CsvProblem, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

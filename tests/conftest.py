@@ -195,3 +195,24 @@ def saved_run(engine_env: Path, trained_run_folder: Path) -> str:
 
     shutil.copytree(trained_run_folder, engine_env / trained_run_folder.name)
     return trained_run_folder.name
+
+
+@pytest.fixture
+def shipped_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trained_run_folder: Path) -> Iterator[Path]:
+    """In place of the studies shipped with Headwatch: one of the saved run's own recipe, three seeds, the first with
+    a DOSAGE specialist; the folder it is shipped in."""
+    import json
+
+    from support import make_study, seed_result
+
+    import engine.reference_studies as references
+    from dashboard import viewing
+
+    config = json.loads((trained_run_folder / "config.json").read_text())
+    measured = [seed_result(0, ("DOSAGE", None, None, None)), seed_result(1), seed_result(2)]
+    folder = make_study(tmp_path / "studies" / "quick", ["--preset", "quick"], [0, 1, 2], measured, config)
+    monkeypatch.setattr(references, "REFERENCE_DIR", tmp_path / "shipped")
+    references.write_reference(folder)
+    viewing.references.clear()
+    yield tmp_path / "shipped"
+    viewing.references.clear()

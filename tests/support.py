@@ -1,10 +1,20 @@
-"""Helpers shared by the engine tests."""
+"""Helpers shared by the tests."""
 
+import json
+import os
 import time
 from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
 
+from engine.attribution import CHECKS
 from engine.model import REASONS
 from engine.probes import FIELDS, ProbeTable
+from engine.study import STUDY, SeedResult
+from engine.training.presets import PRESETS
+
+MADE = datetime(2026, 1, 2, 12, tzinfo=UTC).timestamp()  # when a hand-made study was last written
 
 
 class Heard:
@@ -33,3 +43,24 @@ def probe_table_with(encoder: dict[str, dict[str, float]], step: int = 100) -> P
 
     return ProbeTable(step, {"encoder": cells(encoder), "embeddings": cells({})},
                       {reason: dict.fromkeys(FIELDS, 300) for reason in REASONS}, seconds=0.5)
+
+
+def seed_result(number: int, owns: tuple[str | None, ...] = (None, None, None, None)) -> SeedResult:
+    """One seed's measured heads as a study records them: a specialist of each reason in `owns`, else little effect."""
+    labels = tuple(f"{o} specialist" if o else "little effect" for o in owns)
+    return SeedResult(number, 3500, 0.99, labels, owns, tuple(dict.fromkeys(CHECKS, 0.0) for _ in owns),
+                      (None,) * len(owns))
+
+
+def make_study(folder: Path, train: list[str], seeds: list[int], measured: list[SeedResult],
+               config: dict | None = None, made: float = MADE) -> Path:
+    """A study folder as `python -m engine study` leaves it: study.json (last written at `made`), and each seed's
+    run config (the default recipe's, unless given)."""
+    for number in seeds:
+        (folder / f"seed-{number}").mkdir(parents=True)
+        settings = (config or PRESETS["default"].to_dict()) | {"seed": number}
+        (folder / f"seed-{number}" / "config.json").write_text(json.dumps(settings))
+    (folder / STUDY).write_text(json.dumps({"recipe": {"train": train, "seeds": seeds},
+                                            "results": [asdict(r) for r in measured], "failures": {}}))
+    os.utime(folder / STUDY, (made, made))
+    return folder

@@ -8,8 +8,10 @@ import json
 import numpy as np
 from conftest import plotly_array
 
+from dashboard import report
 from dashboard.engine_resource import get_engine
 from engine.attribution import CHECKS
+from engine.reference_studies import read_references
 from engine.training.presets import preset
 
 PAGE = "dashboard/specialization.py"
@@ -39,11 +41,21 @@ def assert_matches_analysis(at, run_id: str) -> None:
     assert f"Verdict at step {analysis['step']}" in [s.value for s in at.subheader]
 
 
+JARGON = ("necessity", "resampl", "ablat", "logit", "selectiv")
+
+
+def lead(at) -> str:
+    """The page's answer: the first paragraph under its title."""
+    return at.markdown[0].value
+
+
 def test_idle_page_explains_and_waits(open_app, healthy):
     at = open_app(PAGE)
     healthy(at)
-    assert "Twin claims" in at.markdown[0].value and "specialist" in at.markdown[0].value
     assert "press Train" in at.info[0].value
+    method = at.expander[0]
+    assert method.label == "How the heads are tested"
+    assert "Twin claims" in method.markdown[0].value and "specialist" in method.markdown[0].value
     assert not at.get("plotly_chart")
 
 
@@ -62,9 +74,11 @@ def test_live_run_shows_ablation_matrix_and_names_heads_as_analyze_does(open_app
                "Each head's direct push towards the right answer, on claims that break each rule (in logits)",
                "Encoder heads"]
     history = ["What each head reads", *verdict[:2], "Each head over training"]  # from the run's own records
-    assert [t.split(":")[0] for t in chart_titles(at)] == verdict + history
-    promise = (at.success or at.warning)[0].value
-    assert "The story promised four specialists" in promise
+    heads = f"The four heads at step {engine.snapshot().step:,}"  # the picture, first
+    assert [t.split(":")[0] for t in chart_titles(at)] == [heads, *verdict, *history]
+    assert lead(at).startswith("**In this run, ") and "test claims correctly" in lead(at)
+    assert not [word for word in JARGON if word in lead(at).lower()]
+    assert at.expander[0].label == "How the heads are tested"  # the method, behind the answer
 
 
 def test_saved_run_is_shown_read_only_with_a_way_back(open_app, saved_run, healthy):
@@ -82,3 +96,22 @@ def test_saved_run_is_shown_read_only_with_a_way_back(open_app, saved_run, healt
     healthy(at)
     assert "replay_run" not in at.session_state
     assert "press Train" in at.info[0].value
+
+
+def test_the_answer_leads_over_the_heads_and_the_shipped_study_of_its_recipe(open_app, saved_run, shipped_study,
+                                                                           healthy):
+    at = open_app(PAGE)
+    at.session_state["replay_run"] = saved_run
+    at.run()
+    healthy(at)
+    snap = get_engine().replay(saved_run)
+    heads = report.measurement_from_report(get_engine().analyze(saved_run)).cross
+    studies = read_references(shipped_study).studies
+    assert lead(at) == report.lead_paragraph(heads, snap.evals[-1].heldout_accuracy, None, studies[0])
+    assert lead(at).endswith("Over 3 training runs of this same recipe, differing only in their random start, 1 "
+                             "ended with at least one specialist head and 2 with none.")
+    cards = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["annotations"]
+    for card, head in zip(cards, heads, strict=False):  # the labels the lead's words rest on, each on its card
+        assert f"<b>{head.label}</b>" in card["text"].replace("<br>", " ")
+    assert report.study_paragraph(studies[0]) in [c.value for c in at.caption]
+    assert any("Across seeds" in str(e.proto) for e in at.get("page_link"))

@@ -13,13 +13,16 @@ import pytest
 from conftest import build_snapshot
 
 from dashboard import head_figures, report, what_if
+from dashboard.figures import CLASS_COLORS
 from data.catalog import load_catalog
 from data.tokenizer import Tokenizer
 from data.vocabulary import CATEGORIES, Token
 from engine.attribution import CHECKS
 from engine.inference import Prediction, Predictor
 from engine.model import CLASSES, REASONS
-from engine.ownership import GENERALIST, SPECIALIST, role_label
+from engine.ownership import GENERALIST, LEANS, LITTLE_EFFECT, NEEDED, SHARES, SPECIALIST, role_label
+from engine.reference_studies import References, ReferenceStudy
+from engine.study import SeedResult
 from engine.telemetry import EvalPoint, HeadSpecialization, SpecializationPoint
 
 EVEN = {c: 1 / len(CATEGORIES) for c in CATEGORIES}
@@ -227,7 +230,9 @@ def story_snapshot(specialization=POINTS, overall: float = 0.9, **per_class_step
 
 def test_story_tells_before_during_after_with_the_run_s_numbers():
     snap = story_snapshot(VALID=100, COST=200, ADMIN=500, DOSAGE=700)
-    before, during, after = report.tell_story(snap)
+    answer, before, during, after = report.tell_story(snap)
+    assert answer.title == "In short" and "**In this run, 1 of the four heads became a specialist: head 2 for COST.**" \
+        in answer.paragraphs[0]
     assert before.numbers["step0_accuracy"] == pytest.approx(0.2)
     assert "no better than picking one of the five answers at random" in before.paragraphs[0]
     assert before.numbers["even_entropy"] >= before.numbers["step0_entropy"] > 0
@@ -241,7 +246,7 @@ def test_story_tells_before_during_after_with_the_run_s_numbers():
 
 
 def test_a_reason_answered_to_everything_is_a_habit_not_learned():
-    _, during, after = report.tell_story(story_snapshot(overall=0.3, ADMIN=100))
+    *_, during, after = report.tell_story(story_snapshot(overall=0.3, ADMIN=100))
     assert "learned_ADMIN" not in during.numbers
     assert "Not learned yet: MEDICAL, DOSAGE, COST and ADMIN." in during.paragraphs
     assert "The high score on ADMIN is mostly a habit" in after.paragraphs[0]
@@ -282,7 +287,7 @@ def test_story_says_where_the_heads_started_looking_as_measured() -> None:
             for claim, probe in enumerate(snap.probe[: weights.shape[0]]):
                 weights[claim, ..., : len(probe.tokens)] = 1 / len(probe.tokens)
         first = replace(snap.attention[0], weights={**snap.attention[0].weights, cross: weights})
-        before = report.tell_story(replace(snap, attention=(first, *snap.attention[1:])))[0]
+        before = report.tell_story(replace(snap, attention=(first, *snap.attention[1:])))[1]
         assert words in before.paragraphs[1]
         assert (before.numbers["step0_entropy"] < 0.1) == focused
 
@@ -299,7 +304,7 @@ def test_html_report_embeds_plotly_once_and_every_figure():
     assert page.count("plotly.js v") == 1  # the library, inline: opens without internet
     assert "<script src=" not in page
     divs = len(re.findall(r'<div id="[^"]+" class="plotly-graph-div"', page))
-    assert divs == sum(len(f) for f in report.chapter_figures(snap).values()) == 4
+    assert divs == sum(len(f) for f in report.chapter_figures(snap).values()) == 5  # the heads, then four charts
     assert "run &lt;1&gt;" in page and "run <1>" not in page
     assert "<b>Head 2: COST specialist.</b>" in page
     assert "addFrames" in page and "Plotly.animate" not in page  # the Before heatmap opens at step 0, not played
@@ -316,7 +321,7 @@ def test_story_compares_accuracy_with_the_baselines_a_reader_can_check() -> None
     assert said[0.95].startswith("more than picking one of the five answers at random (20%) or answering VALID")
     evals = tuple(replace(e, heldout_accuracy=a) for e, a in zip(snap.evals, (0.33, 0.51, 0.6, *[0.95] * 8),
                                                                   strict=True))
-    during = report.tell_story(replace(snap, evals=evals))[1]
+    during = report.tell_story(replace(snap, evals=evals))[2]
     text = " ".join(during.paragraphs)
     assert "did better than answering VALID to every claim" in text and "at step 200" in text  # 0.51 is no better
     assert "passed 50%" not in text and "passed 90% at step 300" in text
@@ -328,3 +333,115 @@ def test_the_report_carries_the_storys_judged_claims(trained_run_folder: Path) -
     page = report.html_report(story_snapshot(), examples=(rows, predictor.step))
     assert report.EXAMPLES_TITLE in page and all(html.escape(str(row["Claim"])) in page for row in rows)
     assert page.count("<tr>") == len(rows) + 1
+
+
+JARGON = ("necessity", "resampl", "ablat", "logit", "selectiv")
+
+
+def role(kind: str, reason: str | None = None, label: str = "", **fields) -> HeadSpecialization:
+    return replace(head(), kind=kind, reason=reason, label=label or role_label(kind, reason, fields.get(
+        "shared_with")), owns=reason if kind == SPECIALIST else None, **fields)
+
+
+NO_SPECIALIST = (role(SHARES, "DOSAGE", shared_with={"DOSAGE": (1,)}),
+                 role(SHARES, "DOSAGE", shared_with={"DOSAGE": (0,)}),
+                 role(NEEDED, "MEDICAL, DOSAGE, COST, ADMIN"), role(LITTLE_EFFECT))
+
+
+def test_the_lead_says_what_a_finished_run_s_heads_became_in_plain_words() -> None:
+    lead = report.lead_paragraph(NO_SPECIALIST, 1.0)
+    assert lead.startswith("**In this run, none of the four heads became a specialist.** The story this app starts "
+                           "from promised one specialist head for each reason")
+    assert ("The model judged 100% of the test claims correctly. Instead, heads 1 and 2 share the DOSAGE work, so "
+            "either can stand in for the other; head 3 is needed by every kind of faulty claim; head 4 changes "
+            "little when taken away.") in lead  # the pair said once, not once per head
+    assert not [word for word in JARGON if word in lead.lower()]
+    one = report.lead_paragraph((COST_HEAD, *NO_SPECIALIST[2:], role(GENERALIST)), 0.9)
+    assert one.startswith("**In this run, 1 of the four heads became a specialist: head 1 for COST.**")
+    assert "Of the others, head 2 is needed by" in one and "head 4 works for several reasons at once." in one
+    backed = (role(LEANS, "COST"), role(SHARES, "DOSAGE", shared_with={"DOSAGE": (0,)}), *NO_SPECIALIST[2:])
+    assert ("Instead, head 1 works mostly for COST, though not for it alone; head 2 shares the DOSAGE work with head "
+            "1, so either can stand in for the other; head 3") in report.lead_paragraph(backed, 1.0)
+    four = tuple(role(SPECIALIST, r) for r in REASONS)
+    assert report.lead_paragraph(four, 1.0).startswith(
+        "**In this run, each of the four heads became the specialist of one reason, as the story promised.**")
+
+
+def test_mid_run_sentences_say_so_far_never_a_verdict() -> None:
+    so_far = report.Unfinished(177, 3500, stopped=False)
+    lead = report.lead_paragraph(NO_SPECIALIST, 0.66, so_far)
+    assert lead.startswith("**So far, at step 177 of 3,500, none of the four heads has become a specialist.**")
+    assert "The model judges 66%" in lead and lead.endswith("Heads can still change before training ends.")
+    promise = report.promise_sentence(NO_SPECIALIST, so_far)
+    assert promise == ("The story promises four specialists: medical, dosage, cost and admin. So far, at step 177 of "
+                       "3,500, none of the 4 heads has become a specialist. Heads can still change before training "
+                       "ends.")
+    assert "has become a specialist (COST)" in report.promise_sentence((COST_HEAD, *NO_SPECIALIST[1:]), so_far)
+    stopped = report.promise_sentence(NO_SPECIALIST, report.Unfinished(900, 3500, stopped=True))
+    assert stopped.endswith("At step 900 of 3,500, where training was stopped, none of the 4 heads had become a "
+                            "specialist.")
+    assert "not borne out" in report.promise_sentence(NO_SPECIALIST)  # the verdict, once training has ended
+
+
+def test_the_story_of_a_run_still_training_never_says_the_promise_failed() -> None:
+    points = (SpecializationPoint(300, {head_figures.CROSS: NO_SPECIALIST}),)
+    running = replace(story_snapshot(points), status="running", step=300, total_steps=3500)
+    assert report.unfinished(running, 300) == report.Unfinished(300, 3500, stopped=False)
+    chapters = report.tell_story(running)
+    told = " ".join(p for c in chapters for p in c.paragraphs)
+    assert "borne out" not in told and told.count("So far, at step 300 of 3,500") == 2  # In short, and After
+    finished = report.tell_story(replace(running, status="finished", step=3500))
+    assert report.unfinished(replace(running, status="finished"), 300) is None
+    assert "not borne out" in " ".join(finished[-1].paragraphs)
+    assert report.unfinished(replace(running, status="stopped"), 300).stopped
+
+
+def test_heads_figure_shows_each_head_as_a_card_named_and_coloured_by_what_it_became() -> None:
+    heads = (COST_HEAD, *NO_SPECIALIST[1:])
+    fig = head_figures.heads_figure(heads, "The four heads")
+    notes = [a.text.replace("<br>", " ") for a in fig.layout.annotations]
+    for index, h in enumerate(heads):
+        assert notes[index].startswith(f"<b>Head {index + 1}</b>")
+        assert f"<b>{h.label}</b>" in notes[index] and f"It {head_figures.role_words(h)}." in notes[index]
+    borders = [s for s in fig.layout.shapes if s.fillcolor is None]
+    assert [b.line.color for b in borders] == [CLASS_COLORS["COST"], CLASS_COLORS["DOSAGE"],
+                                               head_figures.NO_REASON_COLOR, head_figures.NO_REASON_COLOR]
+    assert [b.line.width for b in borders] == [4, 1.5, 1.5, 1.5]  # a thick border: the specialist only
+    several = role(SHARES, "DOSAGE", shared_with={"DOSAGE": (1,), "sex, age": (1,)})
+    assert head_figures.head_color(several) == head_figures.NO_REASON_COLOR  # no one reason's colour for two
+    hostile = head_figures.heads_figure((replace(COST_HEAD, kind="", label="<img src=x>"),), "t")
+    assert "<img" not in json.dumps(spec(hostile)) and "&lt;img src=x&gt;" in json.dumps(spec(hostile))
+
+
+def reference(name: str, owns_per_seed: list[tuple], config: dict | None = None) -> ReferenceStudy:
+    results = tuple(SeedResult(s, 3500, 0.99, tuple(str(o) for o in owns), owns, tuple({} for _ in owns))
+                    for s, owns in enumerate(owns_per_seed))
+    return ReferenceStudy(name, "2026-12-07", f"python -m engine study --out studies/{name} --seeds 0-2",
+                          ("--preset", name), config or {}, results)
+
+
+def test_the_story_shows_what_many_runs_of_each_recipe_found() -> None:
+    snap = story_snapshot((SpecializationPoint(1000, {head_figures.CROSS: NO_SPECIALIST}),))
+    default = reference("default", [("DOSAGE", None), (None, None), (None, None)], dict(snap.config))
+    sparse = reference("sparse", [("DOSAGE", "COST"), ("COST", None), (None, None)])
+    chapters = report.tell_story(snap, references=References((default, sparse), ("The reference study x is "
+                                                                                   "not shown: it is damaged.",)))
+    answer, beyond = chapters[0], chapters[-1]
+    assert answer.paragraphs[0].endswith("Over 3 training runs of this same recipe, differing only in their random "
+                                         "start, 1 ended with at least one specialist head and 2 with none.")
+    # ^ this run's recipe: the default's study, not the sparse one's
+    told = " ".join(beyond.paragraphs)
+    assert beyond.key == "reference" and ("Over 3 training runs of the **default** recipe, differing only in their "
+                                          "random start, 1 ended with at least one specialist head and 2 with none. "
+                                          "A reason got a head of its own in these runs: DOSAGE in 1; MEDICAL, COST "
+                                          "and ADMIN in none.") in told
+    assert "(Trained 2026-12-07; to repeat it: python -m engine study --out studies/default --seeds 0-2.)" in told
+    assert "on average, recipe by recipe: default 0.33 and sparse 1.00" in told
+    assert "x is not shown: it is damaged." in told
+    unlearned = replace(default, results=(replace(default.results[0], learned=False), *default.results[1:]))
+    assert ("start, of the 2 that learned the job, none ended with a specialist head. (Trained"
+            in report.study_paragraph(unlearned))
+    bars = report.chapter_figures(snap, references=References((default, sparse)))["reference"][0]
+    assert [list(t.y) for t in bars.data] == [[0, 1 / 3, 0, 0, 2 / 3], [0, 1 / 3, 2 / 3, 0, 1 / 3]]
+    assert [t.name for t in bars.data] == ["default (3 runs)", "sparse (3 runs)"]
+    assert report.tell_story(snap)[-1].key == "after"  # no study shipped, none told
