@@ -83,7 +83,7 @@ def screenshot_all(page, path: Path) -> None:
 
 
 def open_page(page, name: str) -> None:
-    page.get_by_role("link", name=name).click()
+    page.get_by_test_id("stSidebarNavItems").get_by_role("link", name=name).click()  # pages also link each other
     page.wait_for_selector(IDLE)
     page.get_by_role("heading").first.wait_for()
 
