@@ -274,15 +274,21 @@ def probabilities_figure(prediction: Prediction, what_if: Prediction | None = No
         legend={"orientation": "h", "y": -0.2}, margin={**MARGIN, "l": 140}))
 
 
+LABEL_CHARS = 70  # of a head's name above its chart in Inspect's half-width column
+
+
 def _head_titles(prediction: Prediction, name: str, labels: Sequence[str] | None) -> list[str]:
+    """'Head 1 · without it: same answer', and the head's name on a line of its own (a head shared with others has
+    a long one), shortened to what a half-width chart holds."""
     ablated = prediction.ablation.get(name, ())
     titles = []
     for head in range(prediction.attention[name].shape[0]):
-        named = f" · {plotly_text(labels[head])}" if labels and head < len(labels) else ""
-        title = f"<b>Head {head + 1}</b>{named}"
+        title = f"<b>Head {head + 1}</b>"
         if head < len(ablated):
             changed = ablated[head] != prediction.outcome
             title += f" · without it: {outcome_text(ablated[head]) if changed else 'same answer'}"
+        if labels and head < len(labels):
+            title += f"<br>{plotly_text(labels[head], LABEL_CHARS)}"
         titles.append(title)
     return titles
 
@@ -293,7 +299,7 @@ def claim_cross_figure(prediction: Prediction, labels: Sequence[str] | None = No
     weights = prediction.attention[name][:, :2, :]  # (H, 2, T): row 0 answers the verdict, row 1 the reason
     tokens = [plotly_text(token_label(t), 18) for t in prediction.tokens]
     n_heads = weights.shape[0]
-    fig = make_subplots(rows=n_heads, cols=1, shared_xaxes=True, vertical_spacing=0.32 / n_heads,
+    fig = make_subplots(rows=n_heads, cols=1, shared_xaxes=True, vertical_spacing=0.45 / n_heads,
                         subplot_titles=_head_titles(prediction, name, labels))
     for head in range(n_heads):
         fig.add_trace(go.Heatmap(z=weights[head], x=list(range(len(tokens))), y=["→ verdict", "→ reason"],
@@ -305,7 +311,7 @@ def claim_cross_figure(prediction: Prediction, labels: Sequence[str] | None = No
     fig.update_xaxes(tickvals=list(range(len(tokens))), ticktext=tokens, tickangle=-45)
     fig.update_yaxes(autorange="reversed")
     fig.update_layout(**_layout("Cross-attention: what the verdict and the reason look at in this claim",
-                                120 + 125 * n_heads, coloraxis={"colorscale": "Viridis", "cmin": 0, "cmax": 1},
+                                120 + 145 * n_heads, coloraxis={"colorscale": "Viridis", "cmin": 0, "cmax": 1},
                                 hovermode="closest"))
     fig.update_annotations(font={"size": 12}, xanchor="left", x=0)
     return fig

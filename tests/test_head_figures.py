@@ -165,6 +165,10 @@ def test_claim_figures_have_one_heatmap_per_head_with_ablation_in_the_titles():
     titles = [a.text for a in cross.layout.annotations]
     assert "COST specialist" in titles[1] and "without it: INVALID: COST" in titles[1]
     assert "same answer" in titles[0]
+    long = "shares DOSAGE with heads 1 and 3, ADMIN (sex, age) with head 1, ADMIN (specialty, place) with head 4"
+    [shared, *_] = [a.text for a in head_figures.claim_cross_figure(p, [long] * 4).layout.annotations]
+    assert shared.startswith("<b>Head 1</b> · without it: same answer<br>shares DOSAGE") and shared.endswith("…")
+    assert len(shared.split("<br>")[1]) == head_figures.LABEL_CHARS  # what a half-width chart holds
     encoder = head_figures.claim_encoder_figure(p)
     assert len(encoder.data) == 4
     assert np.asarray(encoder.data[0].z).shape == (len(p.tokens), len(p.tokens))
