@@ -25,7 +25,7 @@ from engine.run_files import CONFIG, RUN_FILES, RunError
 from engine.run_writer import WriterLock, empty_folder, holds_only_its_lock
 from engine.study import MAX_SEEDS, PARENT_ENV, parse_seeds, run_study
 from engine.telemetry import Snapshot, TelemetryHub
-from engine.training.config import OPTIMIZERS, ConfigError
+from engine.training.config import OPTIMIZERS, ConfigError, TrainConfig
 from engine.training.presets import PRESETS, preset
 from engine.training.trainer import Trainer
 
@@ -37,7 +37,7 @@ READ_BYTES = 1 << 16  # `predict` reads what has arrived on stdin, up to this mu
 MAX_LINE_BYTES = 4 * MAX_CLAIM_CHARS  # UTF-8 spends at most 4 bytes a character: a longer line is too long a claim
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description="Headwatch engine")
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train a run into a folder")
@@ -57,6 +57,14 @@ def _parser() -> argparse.ArgumentParser:
                        help="heads get no \"nothing\" slot to look at (the recipe gives every head one)")
     train.add_argument("--sparse-attention", action="store_true",
                        help="heads weigh words with entmax 1.5 instead of softmax, so a word can get exactly zero")
+    train.add_argument("--cross-value-dim", type=int,
+                       help="width of each cross-attention head's values and output (default: d_model / heads)")
+    train.add_argument("--cross-head-gate", action="store_true",
+                       help="a sigmoid gate on each cross-attention head's output, from the decoder's input")
+    train.add_argument("--sparse-encoder", action="store_true",
+                       help="the encoder's heads alone weigh words with entmax 1.5")
+    train.add_argument("--cross-learned-alpha", action="store_true",
+                       help="each cross-attention head learns its own entmax alpha in (1, 2], starting at 1.5")
     train.add_argument("--tensorboard", action="store_true",
                        help="also write TensorBoard event files into the run's folder (tensorboard --logdir runs/)")
     train.add_argument("--threads", type=int,
@@ -98,7 +106,8 @@ def _first_reach(snap: Snapshot, level: float) -> dict | None:
             "wall_seconds": round(point.seconds + snap.setup_seconds, 2)}
 
 
-def train(args: argparse.Namespace) -> int:
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The recipe `train` was asked for, with the options given on the command line, checked."""
     config = preset(args.preset)
     overrides = {"seed": args.seed, "data_seed": args.data_seed, "steps": args.steps,
                  "target_accuracy": args.target_accuracy, "max_seconds": args.max_seconds,
@@ -109,8 +118,18 @@ def train(args: argparse.Namespace) -> int:
             setattr(config, name, value)
     config.model.null_key = config.model.null_key and not args.no_nothing_slot
     config.model.sparse_attention = config.model.sparse_attention or args.sparse_attention
+    if args.cross_value_dim is not None:
+        config.model.cross_value_dim = args.cross_value_dim
+    config.model.cross_head_gate = config.model.cross_head_gate or args.cross_head_gate
+    config.model.sparse_encoder = config.model.sparse_encoder or args.sparse_encoder
+    config.model.cross_learned_alpha = config.model.cross_learned_alpha or args.cross_learned_alpha
     config.tensorboard = args.tensorboard
     config.validate()
+    return config
+
+
+def train(args: argparse.Namespace) -> int:
+    config = train_config(args)
     if parent_gone():
         raise RunError("the study that started this seed has ended, so it is not trained")
     lock = WriterLock(args.out)  # held from here: nothing else writes or deletes the folder while this trains
@@ -305,7 +324,7 @@ def reference(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     try:
         return {"train": train, "predict": predict, "analyze": analyze, "study": study,
                 "reference": reference}[args.command](args)

@@ -304,7 +304,7 @@ def direct_effects(model: ClaimsTransformer, attention: Attention, claims: Claim
         handle.remove()
     residual = final[0]  # (B, S, C)
     sigma = (residual.var(-1, unbiased=False, keepdim=True) + model.norm_out.eps).sqrt()  # (B, S, 1)
-    out = attention.out.weight.view(-1, attention.n_heads, attention.head_dim)  # (C, H, hd)
+    out = attention.out.weight.view(-1, attention.n_heads, attention.value_dim)  # (C, H, hd)
     written = torch.einsum("bhsd,chd->bshc", heads, out)
     centered = written - written.mean(-1, keepdim=True)  # the LayerNorm subtracts each row's mean
     read = centered / sigma[:, :, None, :] * model.norm_out.weight  # (B, S, H, C)

@@ -60,9 +60,9 @@ class HeadSlices:
 
 
 def attention_slices(module: Attention) -> list[HeadSlices]:
-    """Headwatch's own attention: query, key and value rows, the "nothing" key's rows and the output projection's
-    columns belong to heads (the output bias to none)."""
-    layers = (module.query, module.key, module.value)
+    """Headwatch's own attention: query, key and value rows, the "nothing" key's rows, the gate's rows, the entmax
+    alphas and the output projection's columns belong to heads (the output bias to none)."""
+    layers = (module.query, module.key, module.value, *([module.gate] if module.gate is not None else []))
     slices = [HeadSlices(p) for layer in layers for p in (layer.weight, layer.bias)]
-    slices += [HeadSlices(module.null_key)] if module.null_key is not None else []
+    slices += [HeadSlices(p) for p in (module.null_key, module.alpha_logit) if p is not None]
     return [*slices, HeadSlices(module.out.weight, by_columns=True)]

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
-from entmax import entmax15
+from entmax import entmax15, entmax_bisect
 from torch import nn
 
 from data.rules import REASONS
@@ -63,6 +63,20 @@ class ModelConfig:
     # own a reason in more runs with it, but it learns slower and is surer of its mistakes: the `sparse` recipe
     # only (docs/specialization.md).
     sparse_attention: bool = False
+    # Levers tried for issue 29 (docs/specialization.md, "Levers"); each default is the model as it was before them.
+    # How wide what each cross-attention head reads and hands on is (its values, and its columns of the output
+    # projection); None: d_model / n_heads, as wide as its queries and keys. Narrower, one head cannot carry every
+    # reason's verdict: the limited-capacity explanation of why few heads specialise.
+    cross_value_dim: int | None = None
+    # Each cross-attention head's output is scaled by a sigmoid gate computed from the decoder's input at that
+    # position (head-wise gating, Qiu et al. 2025): a head can switch itself off for answers it does not serve.
+    cross_head_gate: bool = False
+    # The encoder's heads alone weigh words with entmax 1.5: a word can take in a few others and no more, so
+    # gathering every field's verdict at one word (a hub every reason reads) costs the encoder more.
+    sparse_encoder: bool = False
+    # Each cross-attention head learns its own entmax alpha in (1, 2], starting at 1.5 (Correia et al. 2019): near
+    # 1 it reads like softmax, at 2 like sparsemax, so a head chooses for itself how few words it reads.
+    cross_learned_alpha: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -141,28 +155,52 @@ class Memory:
         return self.packing.mask.shape[0]
 
 
+@dataclass(frozen=True)
+class HeadDesign:
+    """How one attention's heads are built beyond the shared sizes: see ModelConfig for why each exists."""
+
+    null_key: bool = False
+    sparse: bool = False
+    value_dim: int | None = None  # None: as wide as a head's queries and keys
+    gated: bool = False
+    learned_alpha: bool = False
+
+
 class Attention(nn.Module):
-    def __init__(self, config: ModelConfig, name: str, null_key: bool = False) -> None:
+    def __init__(self, config: ModelConfig, name: str, design: HeadDesign = HeadDesign()) -> None:
         super().__init__()
         assert config.d_model % config.n_heads == 0
         self.name = name
         self.n_heads = config.n_heads
         self.head_dim = config.d_model // config.n_heads
+        self.value_dim = design.value_dim or self.head_dim  # the width of a head's output at its HeadPoint
         self.query = nn.Linear(config.d_model, config.d_model)
         self.key = nn.Linear(config.d_model, config.d_model)
-        self.value = nn.Linear(config.d_model, config.d_model)
-        self.out = nn.Linear(config.d_model, config.d_model)
+        self.value = nn.Linear(config.d_model, config.n_heads * self.value_dim)
+        self.out = nn.Linear(config.n_heads * self.value_dim, config.d_model)
         self.heads = HeadPoint(name)
         # starts at zero: every query scores "nothing" 0, between the words it favours and those it avoids
-        self.null_key = nn.Parameter(torch.zeros(config.n_heads, self.head_dim)) if null_key else None
-        self.normalize = entmax15 if config.sparse_attention else torch.softmax
+        self.null_key = nn.Parameter(torch.zeros(config.n_heads, self.head_dim)) if design.null_key else None
+        self.gate = nn.Linear(config.d_model, config.n_heads) if design.gated else None
+        # sigmoid(0) = 0.5: every head starts at alpha 1.5, entmax 1.5
+        self.alpha_logit = nn.Parameter(torch.zeros(config.n_heads)) if design.learned_alpha else None
+        self.normalize = self._learned_entmax if design.learned_alpha else entmax15 if design.sparse else torch.softmax
         # entmax sorts its scores and fails on a row of -inf (a claim with no words and no "nothing" slot): masked
         # keys score far below any real one instead, and get exactly zero all the same
-        self.masked_score = -1e4 if config.sparse_attention else float("-inf")
+        self.masked_score = -1e4 if design.sparse or design.learned_alpha else float("-inf")
+
+    def alphas(self) -> torch.Tensor:
+        """(H,) each head's entmax alpha in [1.01, 2]: bisection cannot reach softmax's alpha of exactly 1."""
+        assert self.alpha_logit is not None
+        return 1 + torch.sigmoid(self.alpha_logit).clamp(min=0.01)
+
+    def _learned_entmax(self, scores: torch.Tensor, dim: int) -> torch.Tensor:
+        alpha = self.alphas().view(1, -1, 1, 1).expand(*scores.shape[:-1], 1)  # (B, H, Tq, 1)
+        return entmax_bisect(scores, alpha, dim=dim)
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, _ = x.shape
-        return x.view(batch, length, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
+        return x.view(batch, length, self.n_heads, -1).transpose(1, 2)  # (B, H, T, hd)
 
     def keys_values(self, memory: torch.Tensor, memory_packing: Packing | None = None,
                     key_tokens: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -202,7 +240,12 @@ class Attention(nn.Module):
             weights = self.normalize(torch.cat([null, scores], dim=-1), dim=-1)[..., 1:]  # (B, H, Tq, Tk)
         if capture is not None:
             capture[self.name] = weights.detach()
-        heads = self.heads(weights @ v)  # (B, H, Tq, hd)
+        heads = weights @ v  # (B, H, Tq, hd)
+        if self.gate is not None:
+            gate = self.gate(x)
+            gate = (gate if x_packing is None else x_packing.unpack(gate)).transpose(1, 2)  # (B, H, Tq)
+            heads = heads * torch.sigmoid(gate)[..., None]
+        heads = self.heads(heads)
         batch, _, length, _ = heads.shape
         heads = heads.transpose(1, 2).reshape(batch, length, -1)  # (B, T, C)
         return self.out(heads if x_packing is None else x_packing.pack(heads))
@@ -222,7 +265,8 @@ class EncoderLayer(nn.Module):
     def __init__(self, config: ModelConfig, index: int) -> None:
         super().__init__()
         self.norm_attention = nn.LayerNorm(config.d_model)
-        self.attention = Attention(config, f"encoder.{index}.self", config.null_key)
+        sparse = config.sparse_attention or config.sparse_encoder
+        self.attention = Attention(config, f"encoder.{index}.self", HeadDesign(config.null_key, sparse))
         self.norm_ff = nn.LayerNorm(config.d_model)
         self.ff = FeedForward(config)
         self.dropout = nn.Dropout(config.dropout)
@@ -239,9 +283,11 @@ class DecoderLayer(nn.Module):
     def __init__(self, config: ModelConfig, index: int) -> None:
         super().__init__()
         self.norm_self = nn.LayerNorm(config.d_model)
-        self.self_attention = Attention(config, f"decoder.{index}.self")
+        self.self_attention = Attention(config, f"decoder.{index}.self", HeadDesign(sparse=config.sparse_attention))
         self.norm_cross = nn.LayerNorm(config.d_model)
-        self.cross_attention = Attention(config, f"decoder.{index}.cross", config.null_key)
+        cross = HeadDesign(config.null_key, config.sparse_attention, config.cross_value_dim, config.cross_head_gate,
+                           config.cross_learned_alpha)
+        self.cross_attention = Attention(config, f"decoder.{index}.cross", cross)
         self.norm_ff = nn.LayerNorm(config.d_model)
         self.ff = FeedForward(config)
         self.dropout = nn.Dropout(config.dropout)

@@ -194,6 +194,23 @@ def test_status_json_keeps_the_step_a_run_ended_at(tmp_path: Path) -> None:
     assert Predictor.from_run(out).model.config.sparse_attention  # and read back so
 
 
+def test_the_levers_of_issue_29_are_train_options_and_a_bad_width_is_refused_in_words(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from engine.__main__ import main, parser, train_config
+
+    args = parser().parse_args(["train", "--out", str(tmp_path / "run"), "--cross-value-dim", "4",
+                                "--cross-head-gate", "--sparse-encoder", "--cross-learned-alpha"])
+    model = train_config(args).model
+    assert (model.cross_value_dim, model.cross_head_gate, model.sparse_encoder, model.cross_learned_alpha) == (
+        4, True, True, True)
+    plain = train_config(parser().parse_args(["train", "--out", str(tmp_path / "run")])).model
+    assert (plain.cross_value_dim, plain.cross_head_gate, plain.sparse_encoder, plain.cross_learned_alpha) == (
+        None, False, False, False)
+    assert main(["train", "--out", str(tmp_path / "run"), "--preset", "quick", "--cross-value-dim", "0"]) == 2
+    assert capsys.readouterr().err == "error: cross value dim must be a whole number in [1, 256] (got 0)\n"
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
 def test_a_full_disk_is_in_the_summary_and_the_exit_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          capsys: pytest.CaptureFixture) -> None:
     import errno

@@ -4,9 +4,12 @@ outcomes are a distribution."""
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
+import pytest
 import torch
 
-from engine.model import CLASSES, ClaimsTransformer, ModelConfig, targets_for_classes
+from engine.attribution import direct_effects
+from engine.dataset import ClaimTensors
+from engine.model import CLASSES, ClaimsTransformer, HeadHook, ModelConfig, targets_for_classes
 
 
 def tiny_batch(model: ClaimsTransformer, batch: int = 5, length: int = 9) -> tuple[torch.Tensor, torch.Tensor]:
@@ -229,3 +232,120 @@ def test_sparse_attention_judges_a_claim_with_no_words_without_failing() -> None
     tokens, categories = tiny_batch(model, batch=2)
     tokens[1] = 0  # every word is padding: no key to look at, and no "nothing" slot
     assert torch.isfinite(model.class_log_probs(tokens, categories)).all()
+
+
+# Levers for issue 29 (docs/specialization.md, "Levers"): each is off by default, so every run is as it was.
+LEVERS = {"cross_value_dim": 4, "cross_head_gate": True, "sparse_encoder": True, "cross_learned_alpha": True}
+
+
+def test_every_lever_is_off_by_default_and_adds_no_parameter() -> None:
+    from engine.training.presets import PRESETS
+
+    assert all(getattr(ModelConfig(), name) in (None, False) for name in LEVERS)
+    assert all(getattr(recipe.model, name) in (None, False) for recipe in PRESETS.values() for name in LEVERS)
+    model = ClaimsTransformer(ModelConfig(vocab_size=50))
+    cross = model.attention_named("decoder.0.cross")
+    assert (cross.value_dim, cross.gate, cross.alpha_logit) == (16, None, None)
+    assert not any(name.endswith(("gate.weight", "alpha_logit")) for name, _ in model.named_parameters())
+
+
+def test_each_lever_round_trips_through_a_saved_configuration_and_is_checked() -> None:
+    from engine.training.config import ConfigError, TrainConfig
+
+    for name, value in LEVERS.items():
+        config = TrainConfig(model=ModelConfig(**{name: value}))
+        config.validate()
+        assert getattr(TrainConfig.from_dict(config.to_dict()).model, name) == value, name
+    for width in (0, -4, 2.5, True, 1000):
+        with pytest.raises(ConfigError, match=r"cross value dim must be a whole number in \[1, 256\]"):
+            TrainConfig(model=ModelConfig(cross_value_dim=width)).validate()
+
+
+def lever_model(**settings: object) -> ClaimsTransformer:
+    torch.manual_seed(0)
+    return ClaimsTransformer(ModelConfig(vocab_size=50, **settings)).eval()
+
+
+def cross_heads_seen(model: ClaimsTransformer, tokens: torch.Tensor, categories: torch.Tensor,
+                     hook: HeadHook | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The outcomes, and what the cross-attention's heads handed on (read at its HeadPoint, before `hook`)."""
+    seen: list[torch.Tensor] = []
+
+    def read_then_replace(heads: torch.Tensor) -> torch.Tensor | None:
+        seen.append(heads.clone())
+        return None if hook is None else hook(heads)
+
+    with torch.no_grad(), model.attention_named("decoder.0.cross").heads.hooked(read_then_replace):
+        outcomes = model.class_log_probs(tokens, categories)
+    return outcomes, seen[0]
+
+
+def silence_head(head: int) -> HeadHook:
+    def silenced(heads: torch.Tensor) -> torch.Tensor:
+        heads = heads.clone()
+        heads[:, head] = 0.0
+        return heads
+    return silenced
+
+
+def test_a_narrower_cross_value_channel_is_what_a_head_hands_on_and_what_its_hook_replaces() -> None:
+    model = lever_model(cross_value_dim=4)
+    cross = model.attention_named("decoder.0.cross")
+    assert (cross.value.out_features, cross.out.in_features) == (16, 16)  # 4 heads of 4, not of 16
+    assert model.attention_named("encoder.0.self").value_dim == 16  # the encoder keeps its width
+    tokens, categories = tiny_batch(model)
+    plain = model.class_log_probs(tokens, categories)
+    read, heads = cross_heads_seen(model, tokens, categories)
+    assert torch.equal(read, plain) and heads.shape == (5, 4, 2, 4)
+    replaced, _ = cross_heads_seen(model, tokens, categories, silence_head(1))
+    assert not torch.allclose(replaced, plain)
+    claims = ClaimTensors(tokens, categories, torch.zeros(5, dtype=torch.long))
+    assert direct_effects(model, cross, claims, torch.zeros(5, dtype=torch.long)).shape == (5, 4)
+
+
+def test_a_head_gate_scales_the_heads_output_before_its_hook_so_a_replacement_is_not_gated() -> None:
+    model = lever_model(cross_head_gate=True)
+    tokens, categories = tiny_batch(model)
+    cross = model.attention_named("decoder.0.cross")
+    _, open_heads = cross_heads_seen(model, tokens, categories)
+    with torch.no_grad():
+        cross.gate.bias[1] = -100.0  # head 1 shut: sigmoid gives it 0
+    plain, shut = cross_heads_seen(model, tokens, categories)
+    assert float(shut[:, 1].abs().max()) == 0.0 and torch.equal(shut[:, 0], open_heads[:, 0])
+    assert float(open_heads[:, 1].abs().max()) > 0
+    reopened, _ = cross_heads_seen(model, tokens, categories, lambda heads: open_heads)
+    assert not torch.allclose(reopened, plain)  # what the hook hands on reaches the output projection as it is
+
+
+def test_a_sparse_encoder_gives_the_encoders_words_exactly_zero_and_leaves_cross_attention_softmax() -> None:
+    model = lever_model(sparse_encoder=True)
+    tokens, categories = tiny_batch(model)
+    capture: dict[str, torch.Tensor] = {}
+    model.class_log_probs(tokens, categories, capture=capture)
+    real = tokens[:, None, None, :] != 0
+    encoder, cross = capture["encoder.0.self"], capture["decoder.0.cross"]
+    assert (encoder[real.expand_as(encoder)] == 0).float().mean() > 0.3
+    assert (cross[real.expand_as(cross)] > 0).all()
+    plain = model.class_log_probs(tokens, categories)
+    with model.attention_named("encoder.0.self").heads.hooked(silence_head(0)):
+        assert not torch.allclose(model.class_log_probs(tokens, categories), plain)
+
+
+def test_learned_alpha_starts_at_entmax_15_and_each_head_learns_its_own() -> None:
+    from entmax import entmax15
+
+    model = lever_model(cross_learned_alpha=True)
+    cross = model.attention_named("decoder.0.cross")
+    assert torch.equal(cross.alphas(), torch.full((4,), 1.5))
+    scores = torch.randn(5, 4, 2, 9, generator=torch.Generator().manual_seed(0)) * 3
+    scores[..., 6:] = cross.masked_score  # padding
+    weights = cross.normalize(scores, dim=-1)
+    assert torch.allclose(weights, entmax15(scores, dim=-1), atol=1e-5)  # bisection finds entmax 1.5's answer
+    assert (weights == 0).float().mean() > 0.4
+    tokens, categories = tiny_batch(model)
+    loss = model.class_log_probs(tokens, categories)[:, 0].sum()
+    (gradient,) = torch.autograd.grad(loss, cross.alpha_logit)
+    assert (gradient != 0).all()  # every head's alpha is trained
+    plain, heads = cross_heads_seen(model, tokens, categories)
+    replaced, _ = cross_heads_seen(model, tokens, categories, silence_head(2))
+    assert heads.shape == (5, 4, 2, 16) and not torch.allclose(replaced, plain)

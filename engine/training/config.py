@@ -10,6 +10,7 @@ from engine.model import CROSS_KEYS, ModelConfig
 OPTIMIZERS = ("adam", "sgd", "sgd-momentum")
 SCHEDULES = ("cosine", "constant")
 MAX_STEPS = 1_000_000
+MAX_VALUE_DIM = 256  # a cross-attention head's value width: the model's own width is 64
 
 
 class ConfigError(ValueError):
@@ -84,6 +85,10 @@ class TrainConfig:
             raise ConfigError(f"max seconds must be in (0, 604800] (got {self.max_seconds!r})")
         if self.target_accuracy is not None and not (0 < self.target_accuracy <= 1):
             raise ConfigError(f"target accuracy must be in (0, 1] (got {self.target_accuracy!r})")
+        width = self.model.cross_value_dim
+        whole = isinstance(width, int) and not isinstance(width, bool)
+        if width is not None and not (whole and 1 <= width <= MAX_VALUE_DIM):
+            raise ConfigError(f"cross value dim must be a whole number in [1, {MAX_VALUE_DIM}] (got {width!r})")
         if self.model.cross_keys not in CROSS_KEYS:
             raise ConfigError(f"cross keys must be one of {', '.join(CROSS_KEYS)} (got '{self.model.cross_keys}')")
 
