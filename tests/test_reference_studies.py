@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from support import make_study, seed_result
 
-from engine.__main__ import _parser
+from engine.__main__ import parser
 from engine.reference_studies import (
     REFERENCE_DIR,
     read_references,
@@ -37,7 +37,7 @@ def test_a_finished_study_ships_as_a_dated_summary_with_the_command_that_repeats
     assert (study.name, study.made, study.results) == ("sparse", "2026-01-02", tuple(measured))
     assert study.summary["owned_in"]["DOSAGE"] == 1
     # the command, run, trains the same recipe on the same seeds (as engine.__main__.study reads it)
-    args = _parser().parse_args(study.command.removeprefix("python -m engine ").split())
+    args = parser().parse_args(study.command.removeprefix("python -m engine ").split())
     extra = args.train_options[1:] if args.train_options[:1] == ["--"] else args.train_options
     assert ["--preset", args.preset, "--steps", str(args.steps), *extra] == train == list(study.recipe)
     assert parse_seeds(args.seeds) == [0, 1, 2, 5] and args.out == Path("studies/sparse")
