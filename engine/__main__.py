@@ -25,7 +25,7 @@ from engine.run_files import CONFIG, RUN_FILES, RunError
 from engine.run_writer import WriterLock, empty_folder, holds_only_its_lock
 from engine.study import MAX_SEEDS, PARENT_ENV, parse_seeds, run_study
 from engine.telemetry import Snapshot, TelemetryHub
-from engine.training.config import OPTIMIZERS, ConfigError, TrainConfig
+from engine.training.config import OPTIMIZERS, REASON_BALANCES, ConfigError, TrainConfig
 from engine.training.presets import PRESETS, preset
 from engine.training.trainer import Trainer
 
@@ -65,6 +65,9 @@ def parser() -> argparse.ArgumentParser:
                        help="the encoder's heads alone weigh words with entmax 1.5")
     train.add_argument("--cross-learned-alpha", action="store_true",
                        help="each cross-attention head learns its own entmax alpha in (1, 2], starting at 1.5")
+    train.add_argument("--reason-balance", choices=REASON_BALANCES,
+                       help="how training batches are drawn: 'generated' (default: half valid, an eighth per reason) "
+                            "or 'even' (valid and each reason a fifth)")
     train.add_argument("--tensorboard", action="store_true",
                        help="also write TensorBoard event files into the run's folder (tensorboard --logdir runs/)")
     train.add_argument("--threads", type=int,
@@ -112,7 +115,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     overrides = {"seed": args.seed, "data_seed": args.data_seed, "steps": args.steps,
                  "target_accuracy": args.target_accuracy, "max_seconds": args.max_seconds,
                  "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size, "threads": args.threads,
-                 "weight_decay": args.weight_decay}
+                 "weight_decay": args.weight_decay, "reason_balance": args.reason_balance}
     for name, value in overrides.items():
         if value is not None:
             setattr(config, name, value)

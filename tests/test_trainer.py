@@ -368,3 +368,25 @@ def test_every_step_says_the_time_left() -> None:
     assert len(steps) == 60 and all(s.seconds_left is not None and s.seconds_left >= 0 for s in steps)
     assert steps[-1].seconds_left < steps[0].seconds_left
     assert trainer.hub.snapshot().eta_seconds == steps[-1].seconds_left
+
+
+def test_an_even_reason_balance_draws_valid_claims_and_each_reason_equally_often() -> None:
+    from engine.training.loop import even_class_weights
+
+    classes = torch.tensor([0] * 16 + [1] * 4 + [2] * 4 + [3] * 4 + [4] * 4)  # the generator's own cycle
+    drawn = torch.multinomial(even_class_weights(classes), 50_000, replacement=True,
+                              generator=torch.Generator().manual_seed(0))
+    shares = torch.bincount(classes[drawn], minlength=5).double() / 50_000
+    assert torch.allclose(shares, torch.full((5,), 0.2, dtype=torch.float64), atol=0.01)
+
+
+def test_the_reason_balance_is_a_train_option_and_a_wrong_one_is_refused_in_words(tmp_path: Path) -> None:
+    from engine.__main__ import parser, train_config
+
+    args = parser().parse_args(["train", "--out", str(tmp_path / "run"), "--reason-balance", "even"])
+    assert train_config(args).reason_balance == "even"
+    assert train_config(parser().parse_args(["train", "--out", str(tmp_path)])).reason_balance == "generated"
+    config = preset("quick")
+    config.reason_balance = "lopsided"
+    with pytest.raises(ConfigError, match="reason balance must be one of generated, even"):
+        config.validate()

@@ -9,6 +9,8 @@ from engine.model import CROSS_KEYS, ModelConfig
 
 OPTIMIZERS = ("adam", "sgd", "sgd-momentum")
 SCHEDULES = ("cosine", "constant")
+# How training batches are drawn: as generated (half valid, an eighth per reason), or valid and each reason a fifth
+REASON_BALANCES = ("generated", "even")
 MAX_STEPS = 1_000_000
 MAX_VALUE_DIM = 256  # a cross-attention head's value width: the model's own width is 64
 
@@ -67,6 +69,7 @@ class TrainConfig:
     device: str = "auto"
     tensorboard: bool = False  # also write TensorBoard event files into the run's folder (engine.tensorboard_files)
     claims_csv: str | None = None  # train on a user's claims file instead of generated claims
+    reason_balance: str = "generated"
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def validate(self) -> None:
@@ -74,6 +77,9 @@ class TrainConfig:
             raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)} (got '{self.optimizer}')")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)} (got '{self.schedule}')")
+        if self.reason_balance not in REASON_BALANCES:
+            balances = ", ".join(REASON_BALANCES)
+            raise ConfigError(f"reason balance must be one of {balances} (got '{self.reason_balance}')")
         for name, (low, high, inclusive) in LIMITS.items():
             value = getattr(self, name)
             ok = isinstance(value, int | float) and math.isfinite(value)

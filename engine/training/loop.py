@@ -39,6 +39,12 @@ def cpu_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
+def even_class_weights(classes: torch.Tensor) -> torch.Tensor:
+    """A weight per claim such that every class present in `classes` (N,) is drawn equally often."""
+    counts = torch.bincount(classes).double()  # (C,)
+    return (1.0 / counts)[classes]  # (N,)
+
+
 def loss_and_logits(model: ClaimsTransformer, batch: ClaimTensors) -> tuple[torch.Tensor, torch.Tensor]:
     inputs, labels = targets_for_classes(batch.classes)
     logits = model(batch.tokens, batch.categories, inputs)  # (B, 3, V)
@@ -138,6 +144,7 @@ class TrainingLoop:
         self.optimizer = make_optimizer(config, self.model)
         self.sampler = torch.Generator().manual_seed(config.seed)
         self.train_set, self.heldout, self.probe = (part.to(device) for part in (data.train, data.heldout, data.probe))
+        self.draw_weights = even_class_weights(data.train.classes) if config.reason_balance == "even" else None
         self.pairs = run_pairs(data.tokenizer, config.model.max_len, device) if measure else None
         self.reference = reference_claims(data.tokenizer, config.model.max_len, device) if measure else None
         self.attention_steps = snapshot_steps(config.steps) if measure else set()
@@ -147,6 +154,15 @@ class TrainingLoop:
         self.step, self.seconds, self.accuracy = 0, 0.0, 0.0
         self.attended_at = self.specialized_at = self.kept_step = None
         self.last_kept = time.perf_counter()
+
+    def _draw_batch(self) -> ClaimTensors:
+        """A training batch drawn with replacement: uniformly from the pool, or with each class equally likely."""
+        size = (self.config.batch_size,)
+        if self.draw_weights is None:
+            index = torch.randint(len(self.train_set), size, generator=self.sampler)
+        else:
+            index = torch.multinomial(self.draw_weights, size[0], replacement=True, generator=self.sampler)
+        return self.train_set.subset(index.to(self.train_set.tokens.device)).trimmed()
 
     def emit(self, event: Event) -> None:
         for observer in self.observers:
@@ -164,8 +180,7 @@ class TrainingLoop:
             step_started = time.perf_counter()
             for group in self.optimizer.param_groups:
                 group["lr"] = learning_rate(self.config, step)
-            index = torch.randint(len(self.train_set), (self.config.batch_size,), generator=self.sampler)
-            batch = self.train_set.subset(index.to(self.train_set.tokens.device)).trimmed()
+            batch = self._draw_batch()
             loss, logits = loss_and_logits(self.model, batch)
             loss_value = loss.item()
             if not math.isfinite(loss_value):
