@@ -28,8 +28,8 @@ from data.catalog import load_catalog
 from data.generator import generate_claims
 from data.tokenizer import Tokenizer
 from engine.__main__ import answer_lines
-from engine.inference import Predictor
-from engine.model import ClaimsTransformer
+from engine.interpret.inference import Predictor
+from engine.task.claims_model import ClaimsTransformer, sized_for_claims
 from engine.training.presets import preset
 
 HANDWRITTEN = Path(__file__).resolve().parents[1] / "data" / "handwritten_claims.csv"
@@ -41,7 +41,7 @@ def main() -> None:
     torch.set_num_threads(1)
     catalog = load_catalog()
     tokenizer = Tokenizer.from_catalog(catalog)
-    config = preset("default").model.sized_for(len(tokenizer.vocab))
+    config = sized_for_claims(preset("default").model, tokenizer)
     predictor = Predictor(ClaimsTransformer(config), tokenizer, step=0, catalog=catalog)
     claims = [c.text for c in generate_claims(300, seed=7, catalog=catalog)]
     for text in claims[:20]:

@@ -23,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine.run_files import CONFIG, METRICS, STATUS
-from engine.run_writer import WriterLock
-from engine.study import STUDY
+from engine.reports.study import STUDY
+from engine.runs.reading import CONFIG, METRICS, STATUS
+from engine.runs.writer import WriterLock
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ["--preset", "quick", "--steps", "100000", "--max-seconds", "4"]
@@ -33,7 +33,7 @@ STUDY_ARGS = ["--preset", "quick", "--seeds", "0-2", "--steps", "100000", "--", 
 SERVER = """
 import sys, time
 from pathlib import Path
-from engine.study import BackgroundStudy
+from engine.reports.study import BackgroundStudy
 study = BackgroundStudy(Path(sys.argv[1]), [0, 1, 2], ["--preset", "quick", "--steps", "100000", "--max-seconds", "4"])
 while study.active:
     time.sleep(0.2)

@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine.model import ModelConfig
+from engine.model.transformer import ModelConfig
 from engine.telemetry import TelemetryHub
 from engine.training.presets import preset
 from engine.training.trainer import Trainer

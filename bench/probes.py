@@ -18,7 +18,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from engine.dataset import ClaimData, build_data
+from engine.task.claims_model import sized_for_claims
+from engine.task.dataset import ClaimData, build_data
 from engine.training.config import TrainConfig
 from engine.training.loop import TrainingLoop
 from engine.training.observers import ProbeObserver
@@ -29,7 +30,7 @@ from engine.training.threads import THREADS
 def to_target(config: TrainConfig, data: ClaimData, probed: bool) -> tuple[float, float]:
     """Seconds to the target from the first measurement before step 1 (which a run's wall time to a level counts as
     setup), and the probes' own seconds within them."""
-    config = replace(config, model=config.model.sized_for(len(data.tokenizer.vocab)))
+    config = replace(config, model=sized_for_claims(config.model, data.tokenizer))
     with tempfile.TemporaryDirectory() as folder, THREADS.lease(config.threads) as threads:
         observers = [ProbeObserver(Path(folder), data, config.steps)] if probed else []
         loop = TrainingLoop(config, data, observers, threads, measure=False)

@@ -26,11 +26,11 @@ from data.rules import label
 from data.styles import STYLES
 from data.tokenizer import Tokenizer
 from data.vocabulary import parse_claim
-from engine.claims_csv import read_claims_file
-from engine.dataset import EXAMPLE_CLAIMS, HELDOUT_SEED_OFFSET
-from engine.inference import Prediction, Predictor, verdict_to_outcome
-from engine.metrics import expected_calibration_error
-from engine.run_files import CONFIG, RunError, read_config, read_status
+from engine.interpret.inference import Prediction, Predictor, verdict_to_outcome
+from engine.interpret.metrics import expected_calibration_error
+from engine.runs.reading import CONFIG, RunError, read_config, read_status
+from engine.task.claims_csv import read_claims_file
+from engine.task.dataset import EXAMPLE_CLAIMS, HELDOUT_SEED_OFFSET
 from engine.telemetry import TelemetryHub
 from engine.training.config import TrainConfig
 from engine.training.presets import preset

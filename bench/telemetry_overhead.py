@@ -17,7 +17,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from engine.dataset import ClaimData, build_data
+from engine.task.claims_model import sized_for_claims
+from engine.task.dataset import ClaimData, build_data
 from engine.telemetry import TelemetryHub
 from engine.training.config import TrainConfig
 from engine.training.loop import TrainingLoop
@@ -28,7 +29,7 @@ from engine.training.trainer import Trainer
 
 def bare_loop(config: TrainConfig, data: ClaimData) -> float:
     """Training seconds (as the Trainer counts them), the real loop with nothing measured beyond held-out claims."""
-    config = replace(config, model=config.model.sized_for(len(data.tokenizer.vocab)))
+    config = replace(config, model=sized_for_claims(config.model, data.tokenizer))
     with THREADS.lease(config.threads) as threads:
         loop = TrainingLoop(config, data, [], threads, measure=False)
         ending = loop.run(time.perf_counter())

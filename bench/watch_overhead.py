@@ -1,4 +1,4 @@
-"""The cost of engine.watch: the same plain PyTorch loop with and without `watch(..., every=10)`, watched with
+"""The cost of engine.recording.watch: the same plain PyTorch loop with and without `watch(..., every=10)`, watched with
 TensorBoard files too, and beside it the loop logging to TensorBoard's own SummaryWriter (the loss every step, each
 parameter's gradient norm every `every` steps), interleaved repeats (in turn forwards and backwards), median seconds
 and their ratios to the bare loop (target: watched <= x1.05), in wall-clock seconds and in this process's CPU
@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
-from engine.watch import Watcher, watch
+from engine.recording.watch import Watcher, watch
 
 WIDTH, HEADS, LENGTH, BATCH, VOCAB = 64, 4, 20, 32, 100
 WAYS = ("bare", "watched", "watched + TensorBoard files", "SummaryWriter")

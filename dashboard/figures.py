@@ -15,7 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from dashboard.untrusted import plotly_text
-from engine.run_files import is_watched
+from engine.runs.reading import is_watched
 from engine.telemetry import OPTIM_MEASURES, AttentionPoint, Snapshot
 
 CHART_CONFIG = {"displaylogo": False}  # plotly's modebar, minus the link to plotly's website
@@ -200,7 +200,7 @@ def _compared_losses(a: Snapshot, b: Snapshot) -> go.Figure:
 
 
 def metrics_figure(snap: Snapshot) -> go.Figure:
-    """The numbers a watched training loop reported beside its loss (engine.watch), a line each."""
+    """The numbers a watched training loop reported beside its loss (engine.recording.watch), a line each."""
     layout = _layout("Your metrics", snap.run_id, 380, margin={"l": 60, "r": 20, "t": 80, "b": 50},
                      xaxis=steps_axis(snap))
     names = list(dict.fromkeys(name for point in snap.metrics for name in point.values))

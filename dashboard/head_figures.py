@@ -14,14 +14,25 @@ from plotly.subplots import make_subplots
 from dashboard.figures import CLASS_COLORS, HEAD_COLORS
 from dashboard.untrusted import plotly_text
 from data import rules
+from data.rules import CLASSES, REASONS
 from data.tokenizer import Tokenizer
 from data.vocabulary import CATEGORIES, Token
-from engine.attribution import CHECKS, reason_of
-from engine.inference import Prediction, verdict_to_outcome
-from engine.metrics import NOTHING, shown_change
-from engine.model import CLASSES, CROSS, REASONS
-from engine.ownership import GENERALIST, HELPS, LEANS, LITTLE_EFFECT, NEEDED, SHARES, SPECIALIST, named, unit_reason
-from engine.reference_studies import ReferenceStudy
+from engine.interpret.attribution import CHECKS, reason_of
+from engine.interpret.inference import Prediction, verdict_to_outcome
+from engine.interpret.metrics import NOTHING, shown_change
+from engine.interpret.ownership import (
+    GENERALIST,
+    HELPS,
+    LEANS,
+    LITTLE_EFFECT,
+    NEEDED,
+    SHARES,
+    SPECIALIST,
+    named,
+    unit_reason,
+)
+from engine.reports.reference_studies import ReferenceStudy
+from engine.task.claims_model import CROSS
 from engine.telemetry import INTERVENTIONS, RESAMPLED, HeadSpecialization, SpecializationPoint
 
 ENCODER = "encoder.0.self"

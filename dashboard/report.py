@@ -1,7 +1,7 @@
 """The run's story in plain words, told with its own numbers, and a self-contained HTML report of it.
 
 Pure: snapshots and measurements in, sentences, figures and HTML out. Every sentence about a head rests on its causal
-measurement (engine.attribution), never on attention alone.
+measurement (engine.interpret.attribution), never on attention alone.
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ import torch
 
 from dashboard import figures, head_figures, summaries
 from dashboard.untrusted import markdown_html, markdown_text
-from engine.analysis import ANALYSIS_CLAIMS
-from engine.dataset import EXAMPLE_CLAIMS
-from engine.inference import Predictor
-from engine.metrics import NOTHING, attention_entropy
-from engine.model import CLASSES, REASONS, ModelConfig
-from engine.ownership import LEANS, SHARES, SPECIALIST, named
-from engine.reference_studies import References, ReferenceStudy, study_of_run
+from data.rules import CLASSES, REASONS
+from engine.interpret.inference import Predictor
+from engine.interpret.metrics import NOTHING, attention_entropy
+from engine.interpret.ownership import LEANS, SHARES, SPECIALIST, named
+from engine.interpret.specialization import ANALYSIS_CLAIMS
+from engine.model.transformer import ModelConfig
+from engine.reports.reference_studies import References, ReferenceStudy, study_of_run
+from engine.task.dataset import EXAMPLE_CLAIMS
 from engine.telemetry import HeadSpecialization, Snapshot, SpecializationPoint
 
 LEARNED = 0.8  # a reason counts as learned once this share of its held-out claims is audited correctly...
@@ -50,7 +51,7 @@ class Measurement:
 
 
 def measurement_from_report(report: dict) -> Measurement:
-    """engine.analyze's JSON as a Measurement (the pages name heads from it as training's records do)."""
+    """engine.reports.analyze's JSON as a Measurement (the pages name heads from it as training's records do)."""
     known = {f.name for f in fields(HeadSpecialization)}
     heads = {name: tuple(HeadSpecialization(**{k: v for k, v in h.items() if k in known}) for h in specs)
              for name, specs in report["heads"].items()}
@@ -204,7 +205,8 @@ def lead_paragraph(heads: Sequence[HeadSpecialization], accuracy: float | None, 
                    reference: ReferenceStudy | None = None) -> str:
     """The answer, in one paragraph a reader new to neural networks follows: which heads became specialists, what
     the others became instead, how well the model audits claims, and (from a shipped study of the same recipe) how
-    often other runs of it ended with a specialist. Every word rests on the heads' labels (engine.ownership)."""
+    often other runs of it ended with a specialist. Every word rests on the heads' labels
+    (engine.interpret.ownership)."""
     sentences = [f"**{_answer(heads, so_far)}**"]
     if any(h.kind != SPECIALIST for h in heads):
         sentences.append("The story this app starts from promised one specialist head for each reason a claim can "

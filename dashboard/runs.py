@@ -9,23 +9,18 @@ from streamlit.delta_generator import DeltaGenerator
 from dashboard import figures, head_figures, report, summaries, viewing
 from dashboard.engine_resource import get_engine
 from dashboard.untrusted import markdown_text
-from engine.claims_csv import (
-    MIN_TRAINING_CLAIMS,
-    SCORED_COLUMNS,
-    CsvProblem,
-    ImportedClaims,
-    read_claims_csv,
-    scored_csv,
-)
 from engine.core import TRAINING_NOW, ConfigError, EngineBusy, RunError, RunsFolderError
-from engine.run_files import is_watched
-from engine.runs import RunSummary
+from engine.interpret.scored_csv import SCORED_COLUMNS, scored_csv
+from engine.runs.listing import RunSummary
+from engine.runs.reading import is_watched
+from engine.task.claims_csv import MIN_TRAINING_CLAIMS, CsvProblem, ImportedClaims, read_claims_csv
 from engine.telemetry import Snapshot
 from engine.training.presets import PRESETS, preset
 
 LIVE = "live"
 LOAD_WEIGHTS = ("Load it into the model with `model.load_state_dict(torch.load(path, weights_only=True))`, where "
-                "`model = ClaimsTransformer(ModelConfig.from_dict(config['model']))` from `engine.model` and "
+                "`model = ClaimsTransformer(ModelConfig.from_dict(config['model']))` from `engine.task.claims_model` "
+                "and "
                 "`config` is the run's config.json.")
 PAGES = (("dashboard/specialization.py", "Specialization"), ("dashboard/inspect_claim.py", "Inspect"),
          ("dashboard/story.py", "Story"))
@@ -69,7 +64,7 @@ def damage_text(runs: list[RunSummary]) -> str | None:
 
 def compared_row(letter: str, snap: Snapshot, claims: bool) -> dict:
     """A run's numbers; the claims model's held-out accuracy only when both runs are claims runs (someone's own
-    model, recorded by engine.watch, has only its loss)."""
+    model, recorded by headwatch.watch, has only its loss)."""
     row = {"": letter, "Run": snap.run_id, "Settings": summaries.config_text(snap.config)}
     if claims:
         last, reached = snap.latest_eval, snap.first_reaching(0.95)

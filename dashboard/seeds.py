@@ -1,13 +1,13 @@
-"""Across seeds: one recipe trained with several seeds, and what their heads have in common (engine.study)."""
+"""Across seeds: one recipe trained with several seeds, and what their heads have in common (engine.reports.study)."""
 
 import pandas as pd
 import streamlit as st
 
 from dashboard.engine_resource import get_engine
 from dashboard.untrusted import markdown_text
+from data.rules import REASONS
 from engine.core import MAX_STUDY_SEEDS, ConfigError, EngineBusy, RunsFolderError
-from engine.model import REASONS
-from engine.study import SeedResult, summarize
+from engine.reports.study import SeedResult, summarize
 from engine.training.presets import PRESETS, preset, recipes_told
 
 EXPLANATION = """
@@ -88,7 +88,7 @@ def matched_view(matched_heads: list[list[str]], results: list[SeedResult]) -> N
 def study_view(name: str, seeds: int) -> None:
     start_or_stop(name, seeds)
     engine = get_engine()
-    study = engine.study
+    study = engine.reports.study
     training = study is not None and study.active and study.out == engine.study_folder(name, seeds)
     saved = engine.saved_study(name, seeds)
     results = saved[1] if saved else []

@@ -1,5 +1,5 @@
 """Specialization: do the four heads become specialists? What each head reads beside what each reason needs from it
-(engine.attribution), over training."""
+(engine.interpret.attribution), over training."""
 
 from functools import partial
 
@@ -8,10 +8,10 @@ import streamlit as st
 from dashboard import figures, head_figures, report, viewing
 from dashboard.live import live, shared_figure
 from dashboard.untrusted import markdown_text
-from engine.analysis import ANALYSIS_CLAIMS
-from engine.attribution import RESAMPLES
-from engine.ownership import OWNED, UNOWNED
-from engine.reference_studies import study_of_run
+from engine.interpret.attribution import RESAMPLES
+from engine.interpret.ownership import OWNED, UNOWNED
+from engine.interpret.specialization import ANALYSIS_CLAIMS
+from engine.reports.reference_studies import study_of_run
 from engine.telemetry import Snapshot
 
 EXPLANATION = f"""

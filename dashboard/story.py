@@ -8,8 +8,8 @@ import streamlit as st
 from dashboard import figures, report, viewing
 from dashboard.engine_resource import get_engine
 from dashboard.live import DrawnFigure, live, shared
-from engine.inference import Predictor
-from engine.runs import RunError
+from engine.interpret.inference import Predictor
+from engine.runs.listing import RunError
 
 INTRO = """
 A small program, a *transformer*, is learning to audit medical insurance claims: for each claim it answers VALID,

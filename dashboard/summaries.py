@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from dashboard.figures import optimizer_name
-from engine.run_files import TENSORBOARD, is_watched
+from engine.runs.reading import TENSORBOARD, is_watched
 from engine.telemetry import ENDED_STATUSES, Snapshot
 from engine.training.config import TrainConfig
 from engine.training.schedule import LR_FLOOR, floor_step
@@ -56,7 +56,7 @@ def config_text(config: Mapping[str, Any]) -> str:
         return ""
     tensorboard = f"; TensorBoard files in its folder's {TENSORBOARD}/" if config.get("tensorboard") is True else ""
     if is_watched(config):
-        return (f"your own model, recorded by engine.watch: {optimizer_name(config)}, learning rate "
+        return (f"your own model, recorded by headwatch.watch: {optimizer_name(config)}, learning rate "
                 f"{config.get('lr')} at the start{tensorboard}")
     repeatable = "" if config.get("threads", 0) else " (threads measured as it trained: the seed does not repeat it)"
     return (f"{optimizer_name(config)}, learning rate {config.get('lr')}, batch {config.get('batch_size')}, "

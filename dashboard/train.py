@@ -9,7 +9,7 @@ from dashboard.engine_resource import get_engine
 from dashboard.live import live, shared_figure
 from dashboard.untrusted import markdown_text
 from engine.core import ConfigError, EngineBusy, RunsFolderError
-from engine.run_files import is_watched
+from engine.runs.reading import is_watched
 from engine.training.config import LIMITS, OPTIMIZERS
 from engine.training.presets import PRESETS, preset, recipes_told
 
@@ -102,7 +102,7 @@ for field in FIELDS:
 if viewing.watched_run():  # someone's own model: trained in their loop, not here, and not on claims
     st.title("Your model's training")
     viewing.banner()
-    st.caption("Recorded by engine.watch from your own training loop: its loss at every step, and the numbers your "
+    st.caption("Recorded by headwatch.watch from your own training loop: its loss at every step, and the numbers your "
                "loop reported. It trains in your loop, so there are no settings or buttons here.")
     live(live_view)
     st.stop()

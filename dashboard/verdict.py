@@ -1,5 +1,5 @@
 """Where the verdict forms: for each reason, the fields of a claim at which the encoder has already told that reason's
-claims from valid ones (engine.probes), over training."""
+claims from valid ones (engine.interpret.probes), over training."""
 
 from pathlib import Path
 
@@ -9,8 +9,8 @@ from dashboard import figures, viewing
 from dashboard.live import live
 from dashboard.untrusted import markdown_text
 from dashboard.verdict_figures import verdict_figure
-from engine.model import REASONS
-from engine.probes import (
+from data.rules import REASONS
+from engine.interpret.probes import (
     FIELD_NAMES,
     FIRST_RECORDED,
     FIT_CLAIMS,
@@ -23,7 +23,7 @@ from engine.probes import (
     recorded_steps,
     where_it_forms,
 )
-from engine.runs import RunError
+from engine.runs.listing import RunError
 from engine.training.presets import DEFAULT
 
 LATEST = "latest"

@@ -1,5 +1,5 @@
-"""The picture of where the verdict forms (engine.probes): for each reason and each field of a claim, how well a
-simple probe tells that reason's claims from valid ones, after the encoder and from the word alone."""
+"""The picture of where the verdict forms (engine.interpret.probes): for each reason and each field of a claim, how well
+a simple probe tells that reason's claims from valid ones, after the encoder and from the word alone."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import math
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from engine.model import REASONS
-from engine.probes import FIELD_NAMES, FIELDS, SOURCES, ProbeTable, formed_at
+from data.rules import REASONS
+from engine.interpret.probes import FIELD_NAMES, FIELDS, SOURCES, ProbeTable, formed_at
 
 PANEL_TITLES = {"encoder": "After the encoder (what the answer reads)", "embeddings": "The word alone (baseline)"}
 FORMED_MARK = " ✓"  # beside a cell where the verdict has formed

@@ -12,9 +12,9 @@ import streamlit as st
 from dashboard.engine_resource import get_engine
 from dashboard.report import Measurement, latest_measurement, measurement_from_report
 from dashboard.untrusted import markdown_text
-from engine.reference_studies import References, read_references
-from engine.run_files import METRICS, is_watched
-from engine.runs import RunError, resolve_run
+from engine.reports.reference_studies import References, read_references
+from engine.runs.listing import RunError, resolve_run
+from engine.runs.reading import METRICS, is_watched
 from engine.telemetry import Snapshot
 
 REPLAY_KEY = "replay_run"
@@ -86,11 +86,11 @@ def watched_run() -> bool:
 
 
 def claims_only(page: str) -> None:
-    """Stop a page that reads claims when the viewed run is someone's own model (engine.watch), saying where its
-    measurements are instead."""
+    """Stop a page that reads claims when the viewed run is someone's own model (engine.recording.watch), saying where
+    its measurements are instead."""
     if watched_run():
         run_id = replay_id()
-        st.info(f"**{markdown_text(run_id)}** is your own model, recorded by engine.watch. {page} reads insurance "
+        st.info(f"**{markdown_text(run_id)}** is your own model, recorded by headwatch.watch. {page} reads insurance "
                 "claims, which only Headwatch's claims model does: this run's loss is on **Train**, each attention "
                 "head's optimizer statistics on **Adam's memories**, and its attention on **Attention**.")
         st.stop()
@@ -127,5 +127,5 @@ def measurement(snap: Snapshot) -> Measurement | None:
 # Shipped with Headwatch: they change only when it is updated, so every viewer shares one reading a minute
 @st.cache_resource(ttl=60, show_spinner=False)
 def references() -> References:
-    """The reference studies shipped with Headwatch (engine.reference_studies), read as run files are."""
+    """The reference studies shipped with Headwatch (engine.reports.reference_studies), read as run files are."""
     return read_references()

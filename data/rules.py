@@ -16,6 +16,8 @@ from data.catalog import Catalog, Diagnosis, Drug, Procedure, price_range
 
 REASONS = ("MEDICAL", "DOSAGE", "COST", "ADMIN")
 VALID, INVALID, NO_REASON = "VALID", "INVALID", "NONE"
+# The five outcomes a claim can have; index 0 is VALID, 1.. are INVALID with that reason.
+CLASSES = (VALID, *REASONS)
 CANNOT_CHECK = "CANNOT CHECK"  # the rules' answer on a claim a part of which was written but not read
 
 # The parts of a claim a verdict rests on (data.reading finds those written but not read). VALID rests on all of

@@ -17,13 +17,13 @@ from typing import BinaryIO, TextIO
 
 import torch
 
-from engine.analyze import analyze_run, probe_report
-from engine.claims_csv import CsvProblem, read_claims_file
-from engine.inference import MAX_CLAIM_CHARS, Predictor
-from engine.reference_studies import write_reference
-from engine.run_files import CONFIG, RUN_FILES, RunError
-from engine.run_writer import WriterLock, empty_folder, holds_only_its_lock
-from engine.study import MAX_SEEDS, PARENT_ENV, parse_seeds, run_study
+from engine.interpret.inference import MAX_CLAIM_CHARS, Predictor
+from engine.reports.analyze import analyze_run, probe_report
+from engine.reports.reference_studies import write_reference
+from engine.reports.study import MAX_SEEDS, PARENT_ENV, parse_seeds, run_study
+from engine.runs.reading import CONFIG, RUN_FILES, RunError
+from engine.runs.writer import WriterLock, empty_folder, holds_only_its_lock
+from engine.task.claims_csv import CsvProblem, read_claims_file
 from engine.telemetry import Snapshot, TelemetryHub
 from engine.training.config import OPTIMIZERS, REASON_BALANCES, ConfigError, TrainConfig
 from engine.training.presets import PRESETS, preset

@@ -13,13 +13,13 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from engine.analyze import analyze_run
-from engine.claims_csv import ImportedClaims, read_claims_csv, scored_rows, trainable_claims
-from engine.csv_export import csv_bytes
-from engine.inference import Prediction, Predictor
-from engine.run_files import CHECKPOINT
-from engine.run_writer import create_new_file, torch_bytes
-from engine.runs import (
+from engine.interpret.inference import Prediction, Predictor
+from engine.interpret.scored_csv import scored_rows
+from engine.recording.tensorboard_files import event_files, event_files_zip
+from engine.reports.analyze import analyze_run
+from engine.reports.study import BackgroundStudy, SeedResult, read_study
+from engine.runs.exports import csv_bytes
+from engine.runs.listing import (
     RunError,
     RunSummary,
     default_runs_dir,
@@ -30,9 +30,10 @@ from engine.runs import (
     replay,
     resolve_run,
 )
-from engine.study import BackgroundStudy, SeedResult, read_study
+from engine.runs.reading import CHECKPOINT
+from engine.runs.writer import create_new_file, torch_bytes
+from engine.task.claims_csv import ImportedClaims, read_claims_csv, trainable_claims
 from engine.telemetry import Snapshot, TelemetryHub
-from engine.tensorboard_files import event_files, event_files_zip
 from engine.training.config import ConfigError, TrainConfig
 from engine.training.presets import PRESETS
 from engine.training.schedule import load_optimizer_code
@@ -220,15 +221,16 @@ class Engine:
 
     def metrics_csv(self, run_id: str) -> bytes:
         """A saved run's every recorded step: losses, accuracies, per-head Adam statistics and head names
-        (engine.runs.metrics_table)."""
+        (engine.runs.listing.metrics_table)."""
         return csv_bytes(*metrics_table(resolve_run(self.runs_dir, run_id)))
 
     def tensorboard_files(self, run_id: str) -> list[str]:
-        """The names of a saved run's TensorBoard event files (engine.tensorboard_files); none for most runs."""
+        """The names of a saved run's TensorBoard event files (engine.recording.tensorboard_files); none for most
+        runs."""
         return event_files(resolve_run(self.runs_dir, run_id))
 
     def tensorboard_zip(self, run_id: str) -> bytes:
-        """A saved run's TensorBoard event files, zipped (engine.tensorboard_files.event_files_zip)."""
+        """A saved run's TensorBoard event files, zipped (engine.recording.tensorboard_files.event_files_zip)."""
         return event_files_zip(resolve_run(self.runs_dir, run_id))
 
     def checkpoint_bytes(self, run_id: str) -> bytes:
@@ -239,7 +241,7 @@ class Engine:
     def score_claims(self, claims: ImportedClaims, run_id: str | None = None,
                      progress: Callable[[int], None] | None = None) -> list[list[str]]:
         """An imported claims file scored by the live model or a saved run, beside the rules checker
-        (engine.claims_csv.SCORED_COLUMNS); `progress` hears how many claims are scored so far."""
+        (engine.interpret.scored_csv.SCORED_COLUMNS); `progress` hears how many claims are scored so far."""
         predictor = self.predictor(run_id)
         if predictor is None:
             raise RunError("No model yet: press Train (or choose a saved run) first.")

@@ -44,7 +44,8 @@ class StepPoint:
 
 @dataclass(frozen=True)
 class MetricsPoint:
-    """Numbers a watched training loop reports beside its loss (engine.watch: `watcher.step(loss, metrics=...)`)."""
+    """Numbers a watched training loop reports beside its loss (engine.recording.watch: `watcher.step(loss,
+    metrics=...)`)."""
 
     step: int
     values: dict[str, float]
@@ -95,7 +96,7 @@ class AttentionPoint:
     tokens_unread: str | None = None  # why the tokens saved with these weights cannot be shown
 
 
-RESAMPLED = "resampled"  # each head in turn sees what it saw on claims of the same class (engine.attribution)
+RESAMPLED = "resampled"  # each head in turn sees what it saw on claims of the same class (engine.interpret.attribution)
 # How a head was taken away, in the words every page uses, by what each saved record says: runs saved before
 # resampling gave a head its average output (their records have `answers`), and before that zeroed it
 INTERVENTIONS = {RESAMPLED: "sees what it saw on claims of the same kind", "mean": "gives its average output",
@@ -104,9 +105,9 @@ INTERVENTIONS = {RESAMPLED: "sees what it saw on claims of the same kind", "mean
 
 @dataclass(frozen=True)
 class HeadSpecialization:
-    """One head at one step. Its name (`label`, `owns`) comes from the causal measurements in engine.attribution and
-    the rule in engine.ownership; `intervention` says how its ablation numbers took it away (runs saved before twins
-    were measured have no necessity, and labels from zeroing)."""
+    """One head at one step. Its name (`label`, `owns`) comes from the causal measurements in
+    engine.interpret.attribution and the rule in engine.interpret.ownership; `intervention` says how its ablation
+    numbers took it away (runs saved before twins were measured have no necessity, and labels from zeroing)."""
 
     shares: dict[str, float]  # field category -> share of attention from the reason position
     entropy: float  # nats, mean over claims
@@ -123,15 +124,15 @@ class HeadSpecialization:
     answers: dict[str, dict[str, float]] = field(default_factory=dict)  # ablated: true class -> share per answer
     direct: dict[str, float] = field(default_factory=dict)  # check -> direct logit attribution on its invalid twins
     owns: str | None = None  # the reason this head is the specialist of
-    kind: str = ""  # what `label` says, for code: one of the kinds in engine.ownership ("" in runs saved before it)
+    kind: str = ""  # what `label` says, for code: a kind of interpret.ownership ("" in runs saved before it)
     reason: str | None = None  # the reason (or check) `label` names, if it names one
     # with each other head (its index, as text): necessity per check patched together, accuracy drop per class
-    # resampled together (engine.attribution); empty in runs saved before pairs were measured
+    # resampled together (engine.interpret.attribution); empty in runs saved before pairs were measured
     pair_necessity: dict[str, dict[str, float]] = field(default_factory=dict)
     pair_ablation: dict[str, dict[str, float]] = field(default_factory=dict)
-    selectivity: float | None = None  # engine.ownership.selectivity; None for encoder heads and older runs
+    selectivity: float | None = None  # engine.interpret.ownership.selectivity; None for encoder heads and older runs
     shared_with: dict[str, tuple[int, ...]] = field(default_factory=dict)  # reason or ADMIN family -> the other
-    # heads that carry it with this one, each able to stand in for the other (engine.ownership)
+    # heads that carry it with this one, each able to stand in for the other (engine.interpret.ownership)
     intervention: str = RESAMPLED  # how `ablation` took the head away: a key of INTERVENTIONS
 
 
@@ -144,7 +145,7 @@ class SpecializationPoint:
 @dataclass(frozen=True)
 class ProbeClaim:
     text: str
-    label: str  # one of engine.model.CLASSES
+    label: str  # one of data.rules.CLASSES
     tokens: tuple[str, ...]  # display text per token
     categories: tuple[str, ...]
 

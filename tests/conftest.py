@@ -205,7 +205,7 @@ def shipped_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trained_run_f
 
     from support import make_study, seed_result
 
-    import engine.reference_studies as references
+    import engine.reports.reference_studies as references
     from dashboard import viewing
 
     config = json.loads((trained_run_folder / "config.json").read_text())

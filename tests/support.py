@@ -8,10 +8,10 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from engine.attribution import CHECKS
-from engine.model import REASONS
-from engine.probes import FIELDS, ProbeTable
-from engine.study import STUDY, SeedResult
+from data.rules import REASONS
+from engine.interpret.attribution import CHECKS
+from engine.interpret.probes import FIELDS, ProbeTable
+from engine.reports.study import STUDY, SeedResult
 from engine.training.presets import PRESETS
 
 MADE = datetime(2026, 1, 2, 12, tzinfo=UTC).timestamp()  # when a hand-made study was last written

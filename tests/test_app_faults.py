@@ -198,16 +198,16 @@ def train_quick_until_warned(open_app, rerun, healthy):
 
 
 def test_a_full_disk_mid_run_is_a_warning_and_training_goes_on(open_app, rerun, healthy, monkeypatch):
-    import engine.run_writer
+    import engine.runs.writer
 
-    real = engine.run_writer.atomic_write_bytes
+    real = engine.runs.writer.atomic_write_bytes
 
     def full_disk(path: Path, data: bytes) -> None:
         if path.name == "step_000000012.pt":
             raise OSError(errno.ENOSPC, "No space left on device")
         real(path, data)
 
-    monkeypatch.setattr(engine.run_writer, "atomic_write_bytes", full_disk)
+    monkeypatch.setattr(engine.runs.writer, "atomic_write_bytes", full_disk)
     at, _ = train_quick_until_warned(open_app, rerun, healthy)
     assert "Training goes on, but this run is no longer saved: No space left on device" in warnings(at)
 
@@ -232,12 +232,12 @@ def test_an_already_full_disk_offers_training_without_saving(open_app, engine_en
 
 def test_a_run_folder_that_cannot_be_written_trains_unsaved_and_leaves_nothing(open_app, engine_env, monkeypatch,
                                                                                rerun, healthy):
-    import engine.run_writer
+    import engine.runs.writer
 
     def no_space(path: Path, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(engine.run_writer, "atomic_write_bytes", no_space)  # the disk filled after the check
+    monkeypatch.setattr(engine.runs.writer, "atomic_write_bytes", no_space)  # the disk filled after the check
     at, engine_ = train_quick_until_warned(open_app, rerun, healthy)
     assert "This run is not being saved" in warnings(at) and "No space left" in warnings(at)
     assert engine_.snapshot().run_dir is None and not [p for p in engine_env.iterdir() if p.name[0] != "."]

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from dashboard.engine_resource import get_engine
-from engine.claims_csv import read_claims_csv, scored_csv
+from engine.interpret.scored_csv import scored_csv
+from engine.task.claims_csv import read_claims_csv
 
 PAGES = ("dashboard/runs.py", "dashboard/inspect_claim.py", "dashboard/specialization.py", "dashboard/story.py")
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import plotly_array
 
 from dashboard.engine_resource import get_engine
-from engine.dataset import EXAMPLE_CLAIMS as EXAMPLES
+from engine.task.dataset import EXAMPLE_CLAIMS as EXAMPLES
 from engine.training.presets import preset
 
 PAGE = "dashboard/inspect_claim.py"

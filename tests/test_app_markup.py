@@ -18,8 +18,8 @@ from test_watch import model_and_optimizer, train
 from dashboard import report
 from dashboard.engine_resource import get_engine
 from dashboard.untrusted import markdown_text
-from engine.study import STUDY
-from engine.watch import watch
+from engine.recording.watch import watch
+from engine.reports.study import STUDY
 
 PAYLOAD = ('[click](https://evil.example) ![pixel](https://tracker.example/p.png) <a href="https://evil.example">a</a> '
            '<b style="font-size:90px">big</b> <img src="https://tracker.example/i.png"> :red[red] :material/home: '

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from dashboard.engine_resource import get_engine
-from engine.analyze import analyze_run
-from engine.study import STUDY
+from engine.reports.analyze import analyze_run
+from engine.reports.study import STUDY
 
 NOT_LEARNED = "not named: this run did not learn to audit claims"
 

@@ -10,8 +10,8 @@ from conftest import plotly_array
 
 from dashboard import report
 from dashboard.engine_resource import get_engine
-from engine.attribution import CHECKS
-from engine.reference_studies import read_references
+from engine.interpret.attribution import CHECKS
+from engine.reports.reference_studies import read_references
 from engine.training.presets import preset
 
 PAGE = "dashboard/specialization.py"

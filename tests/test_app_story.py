@@ -5,8 +5,8 @@ from __future__ import annotations
 from support import wait_for
 
 from dashboard.engine_resource import get_engine
-from engine.dataset import EXAMPLE_CLAIMS
-from engine.reference_studies import read_references
+from engine.reports.reference_studies import read_references
+from engine.task.dataset import EXAMPLE_CLAIMS
 from engine.training.presets import preset
 
 PAGE = "dashboard/story.py"

@@ -12,9 +12,9 @@ from support import probe_table_with
 
 from dashboard.engine_resource import get_engine
 from dashboard.verdict_figures import verdict_figure
-from engine.model import REASONS
-from engine.probes import FIELDS, hub_line, read_probes, where_it_forms
-from engine.run_files import PROBES
+from data.rules import REASONS
+from engine.interpret.probes import FIELDS, hub_line, read_probes, where_it_forms
+from engine.runs.reading import PROBES
 from engine.training.presets import preset
 
 PAGE = "dashboard/verdict.py"

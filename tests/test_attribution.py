@@ -7,12 +7,10 @@ import torch
 
 from data.catalog import load_catalog
 from data.generator import generate_claims
-from data.rules import check_claim
+from data.rules import CLASSES, REASONS, check_claim
 from data.tokenizer import Tokenizer
 from data.vocabulary import CATEGORIES
-from engine.analysis import analysed_names
-from engine.analyze import analyze_run
-from engine.attribution import (
+from engine.interpret.attribution import (
     CHECKS,
     HeadAttribution,
     attribute,
@@ -26,10 +24,8 @@ from engine.attribution import (
     reference_claims,
     run_pairs,
 )
-from engine.dataset import encode_claims
-from engine.inference import Predictor
-from engine.model import CLASSES, REASONS, TARGET_ID, ClaimsTransformer, ModelConfig, greedy_outcomes
-from engine.ownership import (
+from engine.interpret.inference import Predictor
+from engine.interpret.ownership import (
     GENERALIST,
     LITTLE_EFFECT,
     NOT_PATCHED,
@@ -41,6 +37,11 @@ from engine.ownership import (
     role_label,
     unit_reason,
 )
+from engine.interpret.specialization import analysed_names
+from engine.model.transformer import ModelConfig
+from engine.reports.analyze import analyze_run
+from engine.task.claims_model import TARGET_ID, ClaimsTransformer, greedy_outcomes
+from engine.task.dataset import encode_claims
 
 CROSS = "decoder.0.cross"
 WIRED = ("dose", "amount", "diagnosis", "specialty")  # head k reads only this field
@@ -335,7 +336,7 @@ def test_run_pairs_are_made_once_per_tokenizer(setting) -> None:
     ("helps MEDICAL", "helps", "MEDICAL"), ("generalist", "generalist", None),
 ])
 def test_runs_saved_before_heads_had_a_kind_read_it_from_their_label(label: str, kind: str, reason: str | None) -> None:
-    from engine.run_files import specialization_point
+    from engine.runs.reading import specialization_point
 
     head = {"shares": {"dose": 1.0}, "entropy": 0.1, "confidence": 0.9, "importance": 0.0, "ablation": {},
             "label": label, "evidence": "numbers"}
@@ -400,7 +401,7 @@ def test_inspects_switched_off_answer_is_the_specialization_measurement_of_that_
 def test_specialization_records_keep_selectivity_pairs_and_how_heads_were_taken_away() -> None:
     import json
 
-    from engine.run_files import encode_record, specialization_point
+    from engine.runs.reading import encode_record, specialization_point
     from engine.telemetry import HeadSpecialization, SpecializationPoint
 
     older = {"shares": {"dose": 1.0}, "entropy": 0.1, "confidence": 0.9, "importance": 0.0, "ablation": {},
@@ -427,7 +428,7 @@ def test_run_pairs_evicted_by_two_training_threads_at_once_raise_in_neither(
     """Thread A, about to evict the oldest pairs, is overtaken by thread B evicting the same ones."""
     import threading
 
-    import engine.attribution as attribution
+    import engine.interpret.attribution as attribution
 
     overtaken, b_done = threading.Event(), threading.Event()
 

@@ -24,7 +24,8 @@ import torch
 from bench.soak import CHROMIUM, Server, serve
 from dashboard.live import DRAW_FAILED
 from dashboard.untrusted import JOINER
-from engine.model import ClaimsTransformer, ModelConfig
+from engine.model.transformer import ModelConfig
+from engine.task.claims_model import ClaimsTransformer
 from engine.training.presets import PRESETS
 
 pytestmark = pytest.mark.browser
@@ -315,7 +316,7 @@ def test_a_model_training_in_another_process_is_followed_live(server: Server) ->
             page.get_by_role("button", name="Open read-only").click()
             page.get_by_text("(read-only)").first.wait_for()
             open_page(page, "Train")
-            page.get_by_text("Training elsewhere (engine.watch)").first.wait_for(timeout=60_000)
+            page.get_by_text("Training elsewhere (headwatch.watch)").first.wait_for(timeout=60_000)
             page.wait_for_function(f"() => ({LOSS_POINTS})() > 0", timeout=60_000)
             first = page.evaluate(SHOWN_STEP)  # the chart keeps at most 400 points: the step says it grows
             page.wait_for_function(f"() => ({SHOWN_STEP})() > {first}", polling=500, timeout=60_000)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.claims_csv import SCORED_COLUMNS, CsvProblem, read_claims_csv, scored_csv, scored_rows
+from engine.interpret.scored_csv import SCORED_COLUMNS, scored_csv, scored_rows
+from engine.task.claims_csv import CsvProblem, read_claims_csv
 from engine.telemetry import TelemetryHub
 from engine.training.presets import preset
 from engine.training.trainer import Trainer
@@ -29,11 +30,11 @@ def test_malformed_files_are_refused_with_their_problem(data: bytes, words: str)
 
 
 def test_a_million_rows_is_refused_without_reading_them_all(monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.claims_csv
+    import engine.task.claims_csv
 
     read: list[int] = []
-    real = engine.claims_csv._named
-    monkeypatch.setattr(engine.claims_csv, "_named", lambda values, columns, number: read.append(number) or real(
+    real = engine.task.claims_csv._named
+    monkeypatch.setattr(engine.task.claims_csv, "_named", lambda values, columns, number: read.append(number) or real(
         values, columns, number))
     with pytest.raises(CsvProblem, match="more than 50,000 claims"):
         read_claims_csv(b"text\n" + b"a\n" * 1_000_000)
@@ -66,7 +67,7 @@ def test_scoring_and_training_on_a_claims_file(tmp_path: Path) -> None:
     while trainer.active:
         time.sleep(0.05)
     assert hub.snapshot().status == "finished", hub.snapshot().message
-    from engine.inference import Predictor
+    from engine.interpret.inference import Predictor
 
     predictor = Predictor.from_run(tmp_path / "run")
     results = list(csv.DictReader(io.StringIO(scored_csv(scored_rows(predictor, read_claims_csv(path.read_bytes())))
@@ -80,7 +81,7 @@ def test_scoring_and_training_on_a_claims_file(tmp_path: Path) -> None:
 
 
 def test_scored_claims_say_what_was_read_and_what_could_not_be_judged(trained_run_folder: Path) -> None:
-    from engine.inference import Predictor
+    from engine.interpret.inference import Predictor
 
     predictor = Predictor.from_run(trained_run_folder)
     claims = read_claims_csv(b'text\n"Heart transplant for a common cold, 54 yo F, $5"\n'
@@ -98,7 +99,7 @@ def test_scored_claims_say_what_was_read_and_what_could_not_be_judged(trained_ru
 
 def test_batched_scoring_gives_each_claim_the_verdict_it_gets_alone(trained_run_folder: Path) -> None:
     from data.generator import generate_claims
-    from engine.inference import Predictor
+    from engine.interpret.inference import Predictor
 
     predictor = Predictor.from_run(trained_run_folder)
     texts = [c.text for c in generate_claims(40, seed=11)]
@@ -126,7 +127,7 @@ def test_malformed_csv_names_the_line(data: bytes, problem: str) -> None:
 
 
 def test_a_row_cap_and_a_byte_cap(tmp_path) -> None:
-    from engine.claims_csv import read_claims_file
+    from engine.task.claims_csv import read_claims_file
 
     with pytest.raises(CsvProblem, match="more than 2 claims"):
         read_claims_csv(b"text\na\nb\nc\n", max_rows=2)

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.analyze import analyze_run
-from engine.inference import Predictor
-from engine.run_files import load_checkpoint
-from engine.runs import replay
+from engine.interpret.inference import Predictor
+from engine.reports.analyze import analyze_run
+from engine.runs.listing import replay
+from engine.runs.reading import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -215,7 +215,7 @@ def test_a_full_disk_is_in_the_summary_and_the_exit_code(tmp_path: Path, monkeyp
                                                          capsys: pytest.CaptureFixture) -> None:
     import errno
 
-    import engine.run_writer as runs
+    import engine.runs.writer as runs
     from engine.__main__ import main
 
     real = runs.atomic_write_bytes

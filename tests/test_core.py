@@ -8,7 +8,7 @@ import pytest
 from support import wait_for
 
 from engine.core import TRAINING_NOW, Engine, EngineBusy, RunsFolderError
-from engine.runs import list_runs
+from engine.runs.listing import list_runs
 from engine.training.presets import preset
 
 

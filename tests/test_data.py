@@ -535,7 +535,7 @@ def test_handwritten_claims_are_not_generated(catalog):
 
 def test_a_cached_pool_is_read_back_whole_and_a_damaged_one_is_rebuilt(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.dataset as dataset
+    import engine.task.dataset as dataset
 
     built = dataset.build_data(3, 300, 60, 48, cache=tmp_path)
     (pool,) = tmp_path.glob("pool-*.pt")

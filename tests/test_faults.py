@@ -13,7 +13,7 @@ import pytest
 from support import wait_for
 
 from engine.core import Engine, RunsFolderError
-from engine.runs import RunError, list_runs, replay
+from engine.runs.listing import RunError, list_runs, replay
 from engine.training.presets import preset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +59,7 @@ def test_unwritable_runs_folder_is_reported_and_training_can_go_on_unsaved(tmp_p
 
 
 def test_disk_full_mid_run_stops_saving_not_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.run_writer as runs
+    import engine.runs.writer as runs
 
     real = runs.atomic_write_bytes
 

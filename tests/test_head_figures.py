@@ -15,14 +15,14 @@ from conftest import build_snapshot
 from dashboard import head_figures, report, what_if
 from dashboard.figures import CLASS_COLORS
 from data.catalog import load_catalog
+from data.rules import CLASSES, REASONS
 from data.tokenizer import Tokenizer
 from data.vocabulary import CATEGORIES, Token
-from engine.attribution import CHECKS
-from engine.inference import Prediction, Predictor
-from engine.model import CLASSES, REASONS
-from engine.ownership import GENERALIST, LEANS, LITTLE_EFFECT, NEEDED, SHARES, SPECIALIST, role_label
-from engine.reference_studies import References, ReferenceStudy
-from engine.study import SeedResult
+from engine.interpret.attribution import CHECKS
+from engine.interpret.inference import Prediction, Predictor
+from engine.interpret.ownership import GENERALIST, LEANS, LITTLE_EFFECT, NEEDED, SHARES, SPECIALIST, role_label
+from engine.reports.reference_studies import References, ReferenceStudy
+from engine.reports.study import SeedResult
 from engine.telemetry import EvalPoint, HeadSpecialization, SpecializationPoint
 
 EVEN = {c: 1 / len(CATEGORIES) for c in CATEGORIES}

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from engine.core import Engine
-from engine.inference import Predictor
-from engine.run_files import MAX_RECORD_BYTES
-from engine.runs import RunError, list_runs, remove_stale_temp_files, replay
+from engine.interpret.inference import Predictor
+from engine.runs.listing import RunError, list_runs, remove_stale_temp_files, replay
+from engine.runs.reading import MAX_RECORD_BYTES
 
 SECRET = "root:x:0:0:the secret outside the runs folder"
 
@@ -60,7 +60,8 @@ def test_a_checkpoint_linked_to_a_file_outside_is_never_served(runs: Path, tmp_p
 
 
 def test_the_exported_weights_are_a_plain_state_dict(runs: Path) -> None:
-    from engine.model import ClaimsTransformer, ModelConfig
+    from engine.model.transformer import ModelConfig
+    from engine.task.claims_model import ClaimsTransformer
 
     exported = torch.load(__import__("io").BytesIO(Engine(runs_dir=runs).checkpoint_bytes("good")), weights_only=True)
     config = json.loads((runs / "good" / "config.json").read_text())
@@ -267,11 +268,11 @@ def test_the_weights_download_holds_only_the_models_own_tensors(runs: Path) -> N
 
 
 def test_a_run_is_read_again_only_when_its_files_change(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.runs
+    import engine.runs.listing
 
     read = []
-    real = engine.runs.summarize
-    monkeypatch.setattr(engine.runs, "summarize", lambda folder: read.append(folder.name) or real(folder))
+    real = engine.runs.listing.summarize
+    monkeypatch.setattr(engine.runs.listing, "summarize", lambda folder: read.append(folder.name) or real(folder))
     copy_run(runs, "other")
     first = list_runs(runs)
     assert sorted(read) == ["good", "other"]

@@ -20,7 +20,8 @@ def run_elsewhere(folder: Path, *command: str | Path) -> subprocess.CompletedPro
 
 
 def test_watch_imports_from_any_folder_under_both_names(tmp_path: Path) -> None:
-    check = "import headwatch as h, engine.watch as w; print(h.watch is w.watch, h.HeadSlices is w.HeadSlices)"
+    check = ("import headwatch as h, engine.recording.watch as w; "
+             "print(h.watch is w.watch, h.HeadSlices is w.HeadSlices)")
     result = run_elsewhere(tmp_path, sys.executable, "-c", check)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True True"

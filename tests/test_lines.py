@@ -17,8 +17,9 @@ from data.rules import CANNOT_CHECK, VALID, check_claim, label_read
 from data.tokenizer import Tokenizer
 from data.vocabulary import entity_of, parse_claim
 from engine.__main__ import answer_lines
-from engine.claims_csv import SCORED_COLUMNS, read_claims_csv, scored_rows
-from engine.inference import Predictor
+from engine.interpret.inference import Predictor
+from engine.interpret.scored_csv import SCORED_COLUMNS, scored_rows
+from engine.task.claims_csv import read_claims_csv
 
 DATA = Path(__file__).resolve().parent / "data"
 HANDWRITTEN = Path(__file__).resolve().parents[1] / "data" / "handwritten_claims.csv"

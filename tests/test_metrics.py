@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from engine.metrics import (
+from engine.interpret.metrics import (
     admin_kind_accuracy,
     applied_update,
     attention_confidence,
@@ -15,7 +15,8 @@ from engine.metrics import (
     optimizer_stats,
     per_class_accuracy,
 )
-from engine.model import ClaimsTransformer, ModelConfig, targets_for_classes
+from engine.model.transformer import ModelConfig
+from engine.task.claims_model import ClaimsTransformer, targets_for_classes
 from engine.training.config import TrainConfig
 from engine.training.schedule import make_optimizer
 

@@ -7,9 +7,11 @@ from contextlib import ExitStack, contextmanager
 import pytest
 import torch
 
-from engine.attribution import direct_effects
-from engine.dataset import ClaimTensors
-from engine.model import CLASSES, ClaimsTransformer, HeadHook, ModelConfig, targets_for_classes
+from data.rules import CLASSES
+from engine.interpret.attribution import direct_effects
+from engine.model.transformer import HeadHook, ModelConfig
+from engine.task.claims_model import ClaimsTransformer, targets_for_classes
+from engine.task.dataset import ClaimTensors
 
 
 def tiny_batch(model: ClaimsTransformer, batch: int = 5, length: int = 9) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,7 +121,7 @@ def test_outcome_probabilities_sum_to_one() -> None:
 
 def test_targets_follow_bos_verdict_reason_eos() -> None:
     inputs, labels = targets_for_classes(torch.tensor([0, 3]))
-    from engine.model import TARGET_VOCAB
+    from engine.task.claims_model import TARGET_VOCAB
 
     assert [TARGET_VOCAB[i] for i in inputs[0]] == ["<bos>", "VALID", "NONE"]
     assert [TARGET_VOCAB[i] for i in labels[1]] == ["INVALID", "COST", "<eos>"]

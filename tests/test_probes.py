@@ -1,5 +1,6 @@
-"""Where the verdict forms (engine.probes): probes that find a label where it is and not where it is not, vectors
-read at the right field, the plain lines, the tables a run records while it trains, and its file read as hostile."""
+"""Where the verdict forms (engine.interpret.probes): probes that find a label where it is and not where it is not,
+vectors read at the right field, the plain lines, the tables a run records while it trains, and its file read as
+hostile."""
 
 from __future__ import annotations
 
@@ -16,10 +17,7 @@ from support import probe_table_with
 from data.generator import generate_claims
 from data.rules import REASONS
 from data.vocabulary import CATEGORIES
-from engine.analyze import probe_report
-from engine.dataset import ClaimData, ClaimTensors, encode_claims
-from engine.model import ClaimsTransformer, ModelConfig
-from engine.probes import (
+from engine.interpret.probes import (
     FIELDS,
     MIN_CLAIMS,
     SOURCES,
@@ -32,8 +30,12 @@ from engine.probes import (
     save_probes,
     where_it_forms,
 )
-from engine.run_files import PROBES, RunError
-from engine.training.events import Status, Weights
+from engine.model.transformer import ModelConfig
+from engine.recording.events import Status, Weights
+from engine.reports.analyze import probe_report
+from engine.runs.reading import PROBES, RunError
+from engine.task.claims_model import ClaimsTransformer, sized_for_claims
+from engine.task.dataset import ClaimData, ClaimTensors, encode_claims
 from engine.training.observers import ProbeObserver
 
 
@@ -153,7 +155,7 @@ def test_the_observer_records_on_schedule_and_at_the_end_and_a_folder_it_cannot_
         tmp_path: Path, tokenizer) -> None:
     claims = encode_claims(generate_claims(400, 0), tokenizer, 48)
     data = ClaimData(tokenizer, claims, claims, claims, ())
-    config = ModelConfig(d_model=16, d_ff=16).sized_for(len(tokenizer.vocab))
+    config = sized_for_claims(ModelConfig(d_model=16, d_ff=16), tokenizer)
     torch.manual_seed(0)
     weights = ClaimsTransformer(config).state_dict()
 

@@ -207,7 +207,7 @@ def test_almost_no_hand_written_claim_is_refused(reader):
 
 
 def test_a_prediction_gives_no_verdict_that_rests_on_words_not_read(trained_run_folder):
-    from engine.inference import Predictor
+    from engine.interpret.inference import Predictor
 
     predictor = Predictor.from_run(trained_run_folder)
     p = predictor.predict("Heart transplant for a common cold, 54 yo F, $5", with_ablation=False)

@@ -13,15 +13,15 @@ import pytest
 from support import make_study, seed_result
 
 from engine.__main__ import parser
-from engine.reference_studies import (
+from engine.reports.reference_studies import (
     REFERENCE_DIR,
     read_references,
     reference_from_study,
     study_of_run,
     write_reference,
 )
-from engine.run_files import RunError
-from engine.study import parse_seeds
+from engine.reports.study import parse_seeds
+from engine.runs.reading import RunError
 from engine.training.presets import PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,8 +12,9 @@ from bench.robustness import GENERATOR, worded
 from data.catalog import Catalog, load_catalog
 from data.generator import generate_claims
 from data.tokenizer import Tokenizer
-from engine.inference import Predictor
-from engine.model import ClaimsTransformer, ModelConfig
+from engine.interpret.inference import Predictor
+from engine.model.transformer import ModelConfig
+from engine.task.claims_model import ClaimsTransformer
 from engine.telemetry import TelemetryHub
 from engine.training.config import TrainConfig
 from engine.training.presets import preset

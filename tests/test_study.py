@@ -10,8 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from engine.attribution import CHECKS
-from engine.study import MAX_SEEDS, STUDY, SeedResult, bootstrap_interval, matched, parse_seeds, seed_result, summarize
+from engine.interpret.attribution import CHECKS
+from engine.reports.study import (
+    MAX_SEEDS,
+    STUDY,
+    SeedResult,
+    bootstrap_interval,
+    matched,
+    parse_seeds,
+    seed_result,
+    summarize,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,10 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.compat.tensorflow_stub.io.gfile import LocalFileSystem
 from test_watch import HEADS, model_and_optimizer, train
 
-from engine.run_files import TENSORBOARD
-from engine.runs import list_runs, replay
-from engine.telemetry import AttentionPoint, StepPoint
-from engine.tensorboard_files import (
+from engine.recording.tensorboard_files import (
     CELL_PIXELS,
     LEFT_OUT,
     TensorBoardObserver,
@@ -31,7 +28,10 @@ from engine.tensorboard_files import (
     event_files_zip,
     without_padding,
 )
-from engine.watch import attention_modules, watch
+from engine.recording.watch import attention_modules, watch
+from engine.runs.listing import list_runs, replay
+from engine.runs.reading import TENSORBOARD
+from engine.telemetry import AttentionPoint, StepPoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,7 +124,7 @@ def test_a_tensorboard_run_on_a_full_disk_ends_saying_its_files_stopped(tmp_path
                                                                         capsys: pytest.CaptureFixture) -> None:
     """The disk fills once the run has started: no new file can be made (status.json is one), events no longer
     append, and the run still ends with a status that says so."""
-    import engine.run_writer as runs
+    import engine.runs.writer as runs
     from engine.__main__ import main
 
     real, full = runs.atomic_write_bytes, False

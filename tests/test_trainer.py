@@ -8,8 +8,8 @@ import pytest
 import torch
 from support import Heard, wait_for
 
-from engine.run_files import load_checkpoint
-from engine.runs import replay
+from engine.runs.listing import replay
+from engine.runs.reading import load_checkpoint
 from engine.telemetry import StepPoint, TelemetryHub
 from engine.training.config import ConfigError
 from engine.training.presets import preset
@@ -306,7 +306,7 @@ def test_thread_tuner_reacts_when_steps_slow_down(monkeypatch: pytest.MonkeyPatc
 
 
 def test_unsaved_runs_build_their_pool_once_and_read_it_back(isolated_pool_cache: Path) -> None:
-    from engine.dataset import unsaved_pool_cache
+    from engine.task.dataset import unsaved_pool_cache
 
     assert unsaved_pool_cache() == isolated_pool_cache / "headwatch" / "pools"
     config = preset("quick")
@@ -327,7 +327,7 @@ def test_unsaved_runs_build_their_pool_once_and_read_it_back(isolated_pool_cache
 
 
 def test_without_a_home_folder_unsaved_runs_just_build_their_pool(monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine.dataset import unsaved_pool_cache
+    from engine.task.dataset import unsaved_pool_cache
 
     def no_home() -> Path:
         raise RuntimeError("Could not determine home directory.")

@@ -21,8 +21,8 @@ from conftest import plotly_array
 from torch import nn
 
 from bench.soak import free_port
-from engine.runs import list_runs, metrics_table, replay
-from engine.watch import HeadSlices, attention_modules, head_stats, watch
+from engine.recording.watch import HeadSlices, attention_modules, head_stats, watch
+from engine.runs.listing import list_runs, metrics_table, replay
 
 HEADS, WIDTH = 2, 8
 
@@ -118,7 +118,7 @@ def test_a_watched_run_opens_read_only_on_train_adams_memories_and_attention(ope
         healthy(at)
         assert "Viewing saved run **my-model** (read-only)" in at.info[0].value
         if page in ("dashboard/train.py", "dashboard/adam.py"):
-            assert any("your own model, recorded by engine.watch: Adam, learning rate 0.01" in c.value
+            assert any("your own model, recorded by headwatch.watch: Adam, learning rate 0.01" in c.value
                        for c in at.caption)
             # it trains in its own loop: no claims, no recipe or settings, no race of Headwatch's claims model
             assert [b.key for b in at.button] == ["back_to_live"] and not at.selectbox and not at.number_input
@@ -132,7 +132,7 @@ def test_a_watched_run_opens_read_only_on_train_adams_memories_and_attention(ope
         at.session_state["replay_run"] = "my-model"
         at.run()
         healthy(at)
-        assert any("is your own model, recorded by engine.watch" in i.value for i in at.info), page
+        assert any("is your own model, recorded by headwatch.watch" in i.value for i in at.info), page
         assert not at.warning and not at.error, page
     loss, metrics = charts["dashboard/train.py"][:2]
     assert "Loss" in loss["layout"]["title"]["text"] and len(plotly_array(loss["data"][0]["x"])) == 12
@@ -151,7 +151,7 @@ def test_a_watched_run_opens_read_only_on_train_adams_memories_and_attention(ope
 
 
 def test_a_run_training_in_another_process_is_followed_as_it_grows(tmp_path: Path, monkeypatch) -> None:
-    import engine.runs
+    import engine.runs.listing
 
     model, optimizer = model_and_optimizer()
     with watch(model, optimizer, tmp_path / "elsewhere", every=5) as watcher:
@@ -164,8 +164,8 @@ def test_a_run_training_in_another_process_is_followed_as_it_grows(tmp_path: Pat
         train(model, optimizer, 3, watcher)
         watcher.writer._flush()
         assert len(replay(tmp_path / "elsewhere").loss.steps) == 7  # a reader sees the run grow
-        later = time.time() + engine.runs.HEARTBEAT_STALE_SECONDS + 1
-        monkeypatch.setattr(engine.runs.time, "time", lambda: later)  # the loop went quiet (killed, say)
+        later = time.time() + engine.runs.listing.HEARTBEAT_STALE_SECONDS + 1
+        monkeypatch.setattr(engine.runs.listing.time, "time", lambda: later)  # the loop went quiet (killed, say)
         assert list_runs(tmp_path)[0].status == "interrupted"
         monkeypatch.undo()
     assert list_runs(tmp_path)[0].status == "finished"
@@ -270,7 +270,8 @@ def test_layers_with_different_head_counts_keep_every_heads_record(tmp_path: Pat
 
 
 def own_model_and_optimizer() -> tuple[nn.Module, torch.optim.Optimizer]:
-    from engine.model import ClaimsTransformer, ModelConfig
+    from engine.model.transformer import ModelConfig
+    from engine.task.claims_model import ClaimsTransformer
 
     torch.manual_seed(0)
     model = ClaimsTransformer(ModelConfig(vocab_size=40, d_model=16, d_ff=32, null_key=True))
@@ -278,7 +279,7 @@ def own_model_and_optimizer() -> tuple[nn.Module, torch.optim.Optimizer]:
 
 
 def train_own(model: nn.Module, optimizer: torch.optim.Optimizer, steps: int, watcher=None) -> list[float]:
-    from engine.model import targets_for_classes
+    from engine.task.claims_model import targets_for_classes
 
     data = torch.Generator().manual_seed(2)
     losses = []
@@ -297,7 +298,7 @@ def train_own(model: nn.Module, optimizer: torch.optim.Optimizer, steps: int, wa
 
 
 def test_headwatchs_own_model_is_watched_and_measured_as_its_own_runs_measure_it(tmp_path: Path) -> None:
-    from engine.metrics import optimizer_stats
+    from engine.interpret.metrics import optimizer_stats
 
     plain = train_own(*own_model_and_optimizer(), 6)
     model, optimizer = own_model_and_optimizer()
@@ -339,10 +340,10 @@ def tiny_slices(module: TinyAttention) -> list:
 @pytest.fixture
 def register(monkeypatch) -> Callable:
     """register_attention, for this test only."""
-    import engine.attention_kinds
-    from engine.watch import register_attention
+    import engine.model.attention_kinds
+    from engine.recording.watch import register_attention
 
-    monkeypatch.setattr(engine.attention_kinds, "_KINDS", dict(engine.attention_kinds._KINDS))
+    monkeypatch.setattr(engine.model.attention_kinds, "_KINDS", dict(engine.model.attention_kinds._KINDS))
     return register_attention
 
 
@@ -461,7 +462,7 @@ def test_weights_that_fail_are_said_once_and_training_goes_on_unchanged(tmp_path
 
 def test_a_failure_measuring_the_optimizer_is_said_once_and_training_goes_on(tmp_path: Path, register, caplog,
                                                                              monkeypatch) -> None:
-    import engine.watch
+    import engine.recording.watch
 
     register(TinyAttention, heads=lambda m: m.heads, slices=tiny_slices,
              weights=lambda module, args, kwargs, output: output[1])
@@ -474,7 +475,7 @@ def test_a_failure_measuring_the_optimizer_is_said_once_and_training_goes_on(tmp
 
     with caplog.at_level("WARNING", logger="headwatch"), watch(model, optimizer, tmp_path / "r", every=1) as watcher:
         train_tiny(model, 2, watcher, optimizer)
-        monkeypatch.setattr(engine.watch, "applied_update", broken)  # a measurement that fails mid-run
+        monkeypatch.setattr(engine.recording.watch, "applied_update", broken)  # a measurement that fails mid-run
         losses, _ = train_tiny(model, 3, watcher, optimizer)
     assert len(losses) == 3
     [message] = caplog.messages

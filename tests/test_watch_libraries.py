@@ -17,9 +17,9 @@ import torch
 from support import Heard
 from torch import nn
 
-from engine.runs import replay
+from engine.recording.watch import attention_modules, head_stats, watch
+from engine.runs.listing import replay
 from engine.telemetry import AttentionPoint
-from engine.watch import attention_modules, head_stats, watch
 
 transformers = pytest.importorskip("transformers", reason="transformers is not installed (requirements-dev.txt)")
 

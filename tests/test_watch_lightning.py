@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from engine.runs import list_runs, replay
+from engine.runs.listing import list_runs, replay
 
 pl = pytest.importorskip("lightning.pytorch", reason="lightning is not installed (requirements-dev.txt)")
 

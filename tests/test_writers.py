@@ -15,10 +15,10 @@ import pytest
 from support import wait_for
 
 from engine.core import Engine
-from engine.run_files import CONFIG, METRICS, STATUS, WRITER_LOCK, RunError, read_status
-from engine.run_writer import WriterLock, create_new_file
-from engine.runs import list_runs
-from engine.study import STUDY, STUDY_LOCK, _log_tail, run_study
+from engine.reports.study import STUDY, STUDY_LOCK, _log_tail, run_study
+from engine.runs.listing import list_runs
+from engine.runs.reading import CONFIG, METRICS, STATUS, WRITER_LOCK, RunError, read_status
+from engine.runs.writer import WriterLock, create_new_file
 from engine.training.presets import preset
 
 ROOT = Path(__file__).resolve().parents[1]

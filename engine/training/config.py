@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 
-from engine.model import CROSS_KEYS, ModelConfig
+from engine.model.transformer import CROSS_KEYS, ModelConfig
 
 OPTIMIZERS = ("adam", "sgd", "sgd-momentum")
 SCHEDULES = ("cosine", "constant")
@@ -67,7 +67,7 @@ class TrainConfig:
     # 1 vs 2 as the run goes (ThreadTuner): faster on an idle machine, but a run does not repeat.
     threads: int = 1
     device: str = "auto"
-    tensorboard: bool = False  # also write TensorBoard event files into the run's folder (engine.tensorboard_files)
+    tensorboard: bool = False  # also write TensorBoard event files into the run's folder
     claims_csv: str | None = None  # train on a user's claims file instead of generated claims
     reason_balance: str = "generated"
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -1,5 +1,5 @@
 """The training loop: forward, backward, update, for config.steps steps, reporting what it does and measures to
-its observers as events (engine.training.events). It runs in whatever thread calls it and knows nothing of the UI."""
+its observers as events (engine.recording.events). It runs in whatever thread calls it and knows nothing of the UI."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from engine.analysis import capture_probe, specialization
-from engine.attribution import reference_claims, run_pairs
-from engine.dataset import N_CATEGORIES, ClaimData, ClaimTensors
-from engine.metrics import commonest_class, optimizer_stats, per_class_accuracy
-from engine.model import TARGET_VOCAB, ClaimsTransformer, targets_for_classes, teacher_forced_outcomes
+from engine.interpret.attribution import reference_claims, run_pairs
+from engine.interpret.metrics import commonest_class, optimizer_stats, per_class_accuracy
+from engine.interpret.specialization import capture_probe, specialization
+from engine.recording.events import Event, Observer, RunStart, Status, Weights
+from engine.task.claims_model import TARGET_VOCAB, ClaimsTransformer, targets_for_classes, teacher_forced_outcomes
+from engine.task.dataset import N_CATEGORIES, ClaimData, ClaimTensors
 from engine.telemetry import EvalPoint, StepPoint, at_most_chance
 from engine.training.config import TrainConfig
-from engine.training.events import Event, Observer, RunStart, Status, Weights
 from engine.training.schedule import (
     TimeLeft,
     evaluated,

@@ -1,5 +1,5 @@
-"""The observers every Headwatch run has: the live hub that pages read, and the run's folder on disk (its files, and
-where its verdicts form)."""
+"""The observer only a Headwatch claims run has: where its verdicts form (engine.interpret.probes), recorded into
+the run's folder while it trains."""
 
 from __future__ import annotations
 
@@ -11,83 +11,19 @@ from pathlib import Path
 
 import torch
 
-from engine.dataset import ClaimData
-from engine.model import ClaimsTransformer, ModelConfig
-from engine.probes import ProbeTable, probe_table, probing_claims, recorded_steps, save_probes
-from engine.run_writer import RunWriter
+from engine.interpret.probes import ProbeTable, probe_table, probing_claims, recorded_steps, save_probes
+from engine.model.transformer import ModelConfig
+from engine.recording.events import Event, Status, Weights
+from engine.runs.writer import RunWriter
+from engine.task.claims_model import ClaimsTransformer
+from engine.task.dataset import ClaimData
 from engine.telemetry import (
     ENDED_STATUSES,
-    AttentionPoint,
-    EvalPoint,
-    MetricsPoint,
-    OptimPoint,
-    SpecializationPoint,
-    StepPoint,
-    TelemetryHub,
 )
-from engine.training.events import Event, RunStart, RunWarning, Status, Weights
-
-
-class HubObserver:
-    """Publishes a run's events to the pages; silent once `current()` says the run was reset or replaced (its thread
-    may still be finishing, and must not write into the next run's view)."""
-
-    def __init__(self, hub: TelemetryHub, current: Callable[[], bool] = lambda: True) -> None:
-        self.hub, self.current = hub, current
-
-    def hear(self, event: Event) -> None:
-        if not self.current():
-            return
-        hub = self.hub
-        match event:
-            case RunStart():
-                hub.describe(event.probe, event.attention_names, event.n_heads, event.prepare_seconds, event.chance,
-                             event.commonest)
-            case StepPoint():
-                hub.record_step(event.step, event.loss, event.seconds, event.steps_per_second, event.seconds_left)
-            case EvalPoint():
-                hub.record_eval(event)
-            case OptimPoint():
-                hub.record_optim(event)
-            case AttentionPoint():
-                hub.record_attention(event)
-            case SpecializationPoint():
-                hub.record_specialization(event)
-            case RunWarning():
-                hub.set_warning(event.message)
-            case Status():
-                hub.set_status(event.status, event.message)
-                if event.setup_seconds is not None:
-                    hub.record_setup(event.setup_seconds)
-
-
-class WriterObserver:
-    """Saves a run's events into its folder; `on_failed` hears, once, that the folder stopped being written."""
-
-    def __init__(self, writer: RunWriter, on_failed: Callable[[str], None] = lambda message: None) -> None:
-        self.writer, self.on_failed = writer, on_failed
-        self._told = False
-
-    def hear(self, event: Event) -> None:
-        writer = self.writer
-        match event:
-            case RunStart():
-                writer.chance, writer.commonest = event.chance, event.commonest
-            case StepPoint() | EvalPoint() | OptimPoint() | SpecializationPoint() | MetricsPoint():
-                writer.record(event)
-            case AttentionPoint():
-                writer.save_attention(event)
-            case Weights(keep=True):
-                writer.checkpoint(dict(event.tensors), event.step, event.model_config)
-            case Status():
-                writer.status(event.status, event.message, event.step, event.seconds)
-        if writer.failed and not self._told:
-            self._told = True
-            self.on_failed(f"Training goes on, but this run is no longer saved: {writer.failed}")
 
 
 class ProbeObserver:
-    """Records where the verdict forms (engine.probes) into the run's folder, from the weights of the steps of
+    """Records where the verdict forms (engine.interpret.probes) into the run's folder, from the weights of the steps of
     `recorded_steps` and of the run's last step. It runs in the training thread, so its cost counts in the run's
     time: `seconds` is the total. A failure stops these tables only; `on_failed` hears of it once. Once the run's
     own files stop being saved (`run_writer`, when given, failed), it records nothing more: the page already says

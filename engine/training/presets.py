@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from engine.model import ModelConfig
+from engine.model.transformer import ModelConfig
 from engine.training.config import TrainConfig
 
 DEFAULT = TrainConfig(preset="default", steps=3500, decay_fraction=0.8, batch_size=256, lr=4e-3, beta2=0.98,

@@ -15,18 +15,20 @@ from types import MappingProxyType
 import torch
 
 from data.tokenizer import Tokenizer
-from engine.claims_csv import CsvProblem, build_data_from_csv
-from engine.dataset import POOL_CACHE, ClaimData, build_data, unsaved_pool_cache
-from engine.inference import Predictor
-from engine.model import ModelConfig
-from engine.run_writer import RunWriter, WriterLock
-from engine.runs import RunError
+from engine.interpret.inference import Predictor
+from engine.model.transformer import ModelConfig
+from engine.recording.events import Event, Observer, RunWarning, Status, Weights
+from engine.recording.observers import HubObserver, WriterObserver
+from engine.recording.tensorboard_files import TensorBoardObserver
+from engine.runs.listing import RunError
+from engine.runs.writer import RunWriter, WriterLock
+from engine.task.claims_csv import CsvProblem, build_data_from_csv
+from engine.task.claims_model import sized_for_claims
+from engine.task.dataset import POOL_CACHE, ClaimData, build_data, unsaved_pool_cache
 from engine.telemetry import TelemetryHub
-from engine.tensorboard_files import TensorBoardObserver
 from engine.training.config import ConfigError, TrainConfig
-from engine.training.events import Event, Observer, RunWarning, Status, Weights
 from engine.training.loop import RunControl, TrainingLoop
-from engine.training.observers import HubObserver, ProbeObserver, WriterObserver
+from engine.training.observers import ProbeObserver
 from engine.training.threads import THREADS, ThreadLease
 
 
@@ -196,7 +198,7 @@ class Trainer:
             if generation != self.generation:
                 _let_go(folder, lock, None)
                 return  # reset while preparing: this run no longer exists
-            config = replace(config, model=config.model.sized_for(len(data.tokenizer.vocab)))
+            config = replace(config, model=sized_for_claims(config.model, data.tokenizer))
             writer = self._open_writer(folder, lock, config, data, hub) if folder is not None else None
             if writer is not None:  # the run's folder first: whoever sees the run end finds it ended on disk too
                 observers[:0] = _folder_observers(writer, config, data, hub)

@@ -1,5 +1,5 @@
-"""What the causal measurements (engine.attribution) make of each head, using both of them, so that a label never
-contradicts the numbers beside it.
+"""What the causal measurements (engine.interpret.attribution) make of each head, using both of them, so that a label
+never contradicts the numbers beside it.
 
 Two measurements: **twins** (what share of a check's evidence goes when the head sees what it saw on the claim's
 repaired twin: necessity per check) and **resampling** (the accuracy a class loses when the head sees what it saw on
@@ -29,9 +29,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from data.generator import ADMIN_KINDS
-from engine.attribution import CHECKS, HeadAttribution, reason_of
-from engine.metrics import shown_change
-from engine.model import REASONS
+from data.rules import REASONS
+from engine.interpret.attribution import CHECKS, HeadAttribution, reason_of
+from engine.interpret.metrics import shown_change
 from engine.telemetry import INTERVENTIONS, RESAMPLED
 
 OWNED = 0.5  # a reason depends on a head: patching it away removes at least half the gap between the twins

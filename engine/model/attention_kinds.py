@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.head_slices import HeadSlices, attention_slices
-from engine.model import Attention, Capture
+from engine.model.head_slices import HeadSlices, attention_slices
+from engine.model.transformer import Attention, Capture
 
 # (module, its forward's positional and keyword arguments, its output) -> its attention weights (B, H, Tq, Tk)
 WeightsOf = Callable[[nn.Module, tuple, dict, Any], "torch.Tensor | None"]
@@ -38,7 +38,8 @@ _KINDS: dict[type, AttentionKind] = {}
 
 
 class NotAttention(ValueError):
-    """What a module gave, or was given, is not attention Headwatch can read; said in words, once (engine.watch)."""
+    """What a module gave, or was given, is not attention Headwatch can read; said in words, once
+    (engine.recording.watch)."""
 
 
 def register_attention(module_type: type[nn.Module], heads: Callable[[nn.Module], int],

@@ -1,5 +1,6 @@
 """Which elements of an attention module's parameters belong to which head: one description, read both by
-Headwatch's own per-head optimizer statistics (engine.metrics) and by `watch` for any attention module it knows."""
+Headwatch's own per-head optimizer statistics (engine.interpret.metrics) and by `watch` for any attention module it
+knows."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from engine.model import Attention
+from engine.model.transformer import Attention
 
 
 @dataclass(frozen=True)

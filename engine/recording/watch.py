@@ -1,5 +1,5 @@
 """Watch your own model: attach Headwatch to any PyTorch model with attention (nn.MultiheadAttention, Hugging Face
-transformers, timm, your own registered module; engine.attention_kinds) and its optimizer, and get a Headwatch run
+transformers, timm, your own registered module; engine.model.attention_kinds) and its optimizer, and get a Headwatch run
 folder (the loss at every step; each attention head's optimizer statistics every `every` steps, and its attention
 weights at log-spaced ones of those) that the dashboard lists and opens like its own runs.
 
@@ -34,19 +34,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.attention_kinds import AttentionKind, NotAttention, kind_of, register_attention, slices_mismatch
-from engine.head_slices import HeadSlices
-from engine.metrics import applied_update, reads_adam_memories, stats_from_sums
-from engine.run_files import MAX_TOKEN_CHARS, WATCHED, WATCHED_EXAMPLES, WATCHED_POSITIONS
-from engine.run_writer import RunWriter
+from engine.interpret.metrics import applied_update, reads_adam_memories, stats_from_sums
+from engine.model.attention_kinds import AttentionKind, NotAttention, kind_of, register_attention, slices_mismatch
+from engine.model.head_slices import HeadSlices
+from engine.recording.events import Event, Observer, Status
+from engine.recording.observers import WriterObserver
+from engine.recording.tensorboard_files import TensorBoardObserver
+from engine.runs.reading import MAX_TOKEN_CHARS, WATCHED, WATCHED_EXAMPLES, WATCHED_POSITIONS
+from engine.runs.writer import RunWriter
 from engine.telemetry import AttentionPoint, MetricsPoint, OptimPoint, OptimStats, StepPoint
-from engine.tensorboard_files import TensorBoardObserver
-from engine.training.events import Event, Observer, Status
-from engine.training.observers import WriterObserver
 
 __all__ = ["HeadSlices", "Watcher", "attention_modules", "head_stats", "register_attention", "watch"]
 
-HEARTBEAT_SECONDS = 5.0  # how often the run's status says it is still training (engine.runs.training_elsewhere)
+HEARTBEAT_SECONDS = 5.0  # how often the run's status says it is still training (engine.runs.listing.training_elsewhere)
 ATTENTION_SPACING = 1.25  # attention is saved at log-spaced steps, as Headwatch's own runs save it: dense early
 ROW_SUM_TOLERANCE = 0.02  # weights rounded to bfloat16 stay within it; weights after dropout rarely do
 
@@ -60,7 +60,7 @@ def _check_slices(name: str, module: nn.Module) -> None:
 
 
 def attention_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """Every attention module of the model that `watch` knows (see engine.attention_kinds), by its name in the
+    """Every attention module of the model that `watch` knows (see engine.model.attention_kinds), by its name in the
     model; one found inside another (BERT's self-attention inside its attention block) is the outer one's part."""
     model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     found: dict[str, nn.Module] = {}
@@ -77,15 +77,15 @@ def attention_candidates(model: nn.Module) -> list[str]:
     return sorted({type(m).__name__ for m in model.modules() if re.search("attention|attn", type(m).__name__, re.I)})
 
 
-# the optimizers whose update engine.metrics.applied_update reads from their state (AdamW is an Adam)
+# the optimizers whose update engine.interpret.metrics.applied_update reads from their state (AdamW is an Adam)
 READ_FROM_STATE = (torch.optim.Adam, torch.optim.SGD)
 
 
 def head_stats(optimizer: torch.optim.Optimizer, module: nn.Module,
                before: Mapping[int, torch.Tensor] | None = None) -> tuple[OptimStats, ...]:
     """Each head's statistics of the update the optimizer just applied to its query, key, value and output
-    weights, as Headwatch's own runs measure them (engine.metrics.applied_update); read before the gradients are
-    zeroed (a cleared gradient counts as zero). Another optimizer's update is what its step changed (`before`: the
+    weights, as Headwatch's own runs measure them (engine.interpret.metrics.applied_update); read before the gradients
+    are zeroed (a cleared gradient counts as zero). Another optimizer's update is what its step changed (`before`: the
     parameters before it, by id), and its memories are not read."""
     kind = kind_of(module)
     return _head_stats(optimizer, kind.heads(module), kind.slices(module), _groups(optimizer), before)
@@ -413,7 +413,7 @@ def _writes() -> bool:
 def watch(model: nn.Module, optimizer: torch.optim.Optimizer, out: str | Path, every: int = 10,
           tensorboard: bool = False, tokenizer: Tokenizer | None = None) -> Iterator[Watcher]:
     """Record a training loop into the run folder `out` (new or empty) while it runs; see the module's docstring.
-    `tensorboard=True` also writes TensorBoard event files into `out/tensorboard` (engine.tensorboard_files);
+    `tensorboard=True` also writes TensorBoard event files into `out/tensorboard` (engine.recording.tensorboard_files);
     `tokenizer` names the tokens of the examples whose attention is saved (token_texts)."""
     watcher = Watcher(model, optimizer, Path(out), every, tensorboard, tokenizer)
     try:

@@ -1,5 +1,5 @@
 """Writing a run's folder as it trains: every file replaced atomically or appended, and the metrics flushed every
-second, so a process killed at any moment leaves a folder that reads back (engine.run_files has the layout)."""
+second, so a process killed at any moment leaves a folder that reads back (engine.runs.reading has the layout)."""
 
 from __future__ import annotations
 
@@ -23,21 +23,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
-from engine.run_files import (
-    ATTENTION,
-    CHECKPOINT,
-    CONFIG,
-    MAX_TOKEN_CHARS,
-    METRICS,
-    PROBE,
-    STATUS,
-    TOKENIZER,
-    WRITER_LOCK,
-    Record,
-    RunError,
-    attention_file,
-    encode_record,
-)
+from engine.runs.reading import ATTENTION, CHECKPOINT, CONFIG, MAX_TOKEN_CHARS, METRICS, PROBE, STATUS, TOKENIZER, WRITER_LOCK, Record, RunError, attention_file, encode_record
 from engine.telemetry import AttentionPoint, ProbeClaim
 
 FLUSH_SECONDS = 1.0

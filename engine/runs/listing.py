@@ -1,5 +1,5 @@
 """Runs on disk: run ids and folders, listing and summarizing them, and replaying one into a Snapshot (the layout
-and its records: engine.run_files; writing: engine.run_writer)."""
+and its records: engine.runs.reading; writing: engine.runs.writer)."""
 
 from __future__ import annotations
 
@@ -20,30 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.model import CLASSES
-from engine.run_files import (
-    ATTENTION,
-    CHECKPOINT,
-    CONFIG,
-    MAX_ATTENTION_BYTES,
-    MAX_TOKEN_CHARS,
-    METRICS,
-    PROBE,
-    RECORDS,
-    STATUS,
-    WATCHED_EXAMPLES,
-    WATCHED_POSITIONS,
-    RunError,
-    attention_file,
-    is_watched,
-    read_config,
-    read_json,
-    read_records,
-    read_run_bytes,
-    read_status,
-    text,
-)
-from engine.run_writer import WriterLock
+from data.rules import CLASSES
+from engine.runs.reading import ATTENTION, CHECKPOINT, CONFIG, MAX_ATTENTION_BYTES, MAX_TOKEN_CHARS, METRICS, PROBE, RECORDS, STATUS, WATCHED_EXAMPLES, WATCHED_POSITIONS, RunError, attention_file, is_watched, read_config, read_json, read_records, read_run_bytes, read_status, text
+from engine.runs.writer import WriterLock
 from engine.telemetry import (
     ACTIVE_STATUSES,
     OPTIM_MEASURES,
@@ -166,7 +145,7 @@ def _with_tokens(folder: Path, point: AttentionPoint) -> AttentionPoint:
 
 
 def read_tokens(saved: Any) -> tuple[tuple[str, ...], ...]:
-    """Each example's tokens as a watched run saves them (engine.run_writer), each cut to MAX_TOKEN_CHARS; ValueError
+    """Each example's tokens as a watched run saves them (engine.runs.writer), each cut to MAX_TOKEN_CHARS; ValueError
     for anything else, or more examples or tokens than a watched run keeps."""
     examples = saved.get("tokens") if isinstance(saved, dict) else None
     if not isinstance(examples, list) or not 1 <= len(examples) <= WATCHED_EXAMPLES:
@@ -295,11 +274,11 @@ def _column_order(name: str) -> tuple[int, int, str]:
 
 
 TRAINING_ELSEWHERE = "training elsewhere"
-HEARTBEAT_STALE_SECONDS = 30.0  # engine.watch rewrites a training run's status every few seconds
+HEARTBEAT_STALE_SECONDS = 30.0  # engine.recording.watch rewrites a training run's status every few seconds
 
 
 def training_elsewhere(config: Mapping[str, Any], status: dict | None) -> bool:
-    """A run recorded by engine.watch whose training loop said, less than HEARTBEAT_STALE_SECONDS ago, that it is
+    """A run recorded by headwatch.watch whose training loop said, less than HEARTBEAT_STALE_SECONDS ago, that it is
     training (in another process: this one only reads its files)."""
     return (is_watched(config) and (status or {}).get("status") in ACTIVE_STATUSES
             and _heard_lately((status or {}).get("updated")))
@@ -314,7 +293,7 @@ def _replayed_status(status: dict | None, config: Mapping[str, Any]) -> tuple[st
     if status is None:
         return "stopped", f"{STATUS} is damaged, so how this run ended is unknown; shown up to its last save."
     if training_elsewhere(config, status):
-        return "running", "Training elsewhere (engine.watch): shown up to its last save, and following it as it grows."
+        return "running", "Training elsewhere (headwatch.watch): shown up to its last save, and following it as it grows."
     if status.get("status", "stopped") in ACTIVE_STATUSES:
         return "stopped", "The server stopped while this run was training; shown up to its last save."
     return status.get("status", "stopped"), status.get("message", "")

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from engine.watch import Tokenizer, Watcher, _warn
+from engine.recording.watch import Tokenizer, Watcher, _warn
 
 
 class HeadwatchCallback(TrainerCallback):
@@ -21,8 +21,8 @@ class HeadwatchCallback(TrainerCallback):
     your own: the loss of every optimizer step (the mean of its micro-batches' losses, as the model returned them),
     and every `every` steps each head's optimizer statistics and, at log-spaced ones, its attention weights. The
     run ends "finished" with the Trainer's training; a run whose training raised stays "training elsewhere" until
-    the dashboard finds it quiet ("interrupted"). Its tokens are named by `tokenizer` (see engine.watch), or else by
-    the Trainer's own tokenizer (its processing_class) when it has one."""
+    the dashboard finds it quiet ("interrupted"). Its tokens are named by `tokenizer` (see engine.recording.watch), or
+    else by the Trainer's own tokenizer (its processing_class) when it has one."""
 
     def __init__(self, out: str | Path, every: int = 10, tensorboard: bool = False,
                  tokenizer: Tokenizer | None = None) -> None:

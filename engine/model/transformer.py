@@ -1,4 +1,5 @@
-"""The seed's encoder-decoder transformer, with named attention capture points and a hook point on every head.
+"""The seed's encoder-decoder transformer, knowing nothing of claims: named attention capture points and a hook
+point on every head.
 
 Attention is computed explicitly, softmax(QK^T / sqrt(d)), because fused kernels never materialise the weights
 that the dashboard shows. Capture points are named "<stack>.<layer>.<kind>", e.g. "encoder.0.self",
@@ -18,15 +19,6 @@ import torch.nn.functional as F
 from entmax import entmax15, entmax_bisect
 from torch import nn
 
-from data.rules import REASONS
-from data.vocabulary import CATEGORIES
-
-TARGET_VOCAB = ("<pad>", "<bos>", "<eos>", "VALID", "INVALID", "NONE", "MEDICAL", "DOSAGE", "COST", "ADMIN")
-TARGET_ID = {token: index for index, token in enumerate(TARGET_VOCAB)}
-# The five outcomes a claim can have; index 0 is VALID, 1.. are INVALID with that reason.
-CLASSES = ("VALID", *REASONS)
-CROSS = "decoder.0.cross"  # the cross-attention whose heads the pages name: where the answer looks at the claim
-REASON_POSITION = 1  # decoder position whose input is the verdict and whose output is the reason
 CROSS_KEYS = ("embeddings", "encoder")
 # what runs saved before a setting existed were trained with
 SETTINGS_BEFORE_THEY_EXISTED = {"cross_keys": "encoder", "cross_qk_init": 0.02, "encoder_qk_init": 0.02,
@@ -37,6 +29,7 @@ SETTINGS_BEFORE_THEY_EXISTED = {"cross_keys": "encoder", "cross_qk_init": 0.02, 
 class ModelConfig:
     vocab_size: int = 512
     n_categories: int = 10
+    n_targets: int = 10  # the decoder's vocabulary: what it reads and writes
     max_len: int = 48
     d_model: int = 64
     n_heads: int = 4
@@ -81,9 +74,9 @@ class ModelConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def sized_for(self, vocabulary_size: int) -> ModelConfig:
-        """These settings for a vocabulary of that many entries, and the claims' field categories."""
-        return replace(self, vocab_size=vocabulary_size, n_categories=len(CATEGORIES))
+    def sized_for(self, vocabulary_size: int, n_categories: int, n_targets: int) -> ModelConfig:
+        """These settings for an input vocabulary, field categories and decoder vocabulary of these sizes."""
+        return replace(self, vocab_size=vocabulary_size, n_categories=n_categories, n_targets=n_targets)
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelConfig:
@@ -305,7 +298,7 @@ class DecoderLayer(nn.Module):
         return y + self.dropout(self.ff(self.norm_ff(y)))
 
 
-class ClaimsTransformer(nn.Module):
+class EncoderDecoder(nn.Module):
     """Embedding + positional encoding -> encoder layers -> decoder layers -> output projection."""
 
     def __init__(self, config: ModelConfig) -> None:
@@ -314,14 +307,14 @@ class ClaimsTransformer(nn.Module):
         self.token_embedding = nn.Embedding(config.vocab_size, config.d_model, padding_idx=0)
         self.category_embedding = nn.Embedding(config.n_categories, config.d_model)
         self.position_embedding = nn.Embedding(config.max_len, config.d_model) if config.positions else None
-        self.target_embedding = nn.Embedding(len(TARGET_VOCAB), config.d_model)
+        self.target_embedding = nn.Embedding(config.n_targets, config.d_model)
         self.target_position = nn.Embedding(4, config.d_model)
         self.encoder = nn.ModuleList(EncoderLayer(config, i) for i in range(config.n_encoder_layers))
         self.decoder = nn.ModuleList(DecoderLayer(config, i) for i in range(config.n_decoder_layers))
         self.norm_memory = nn.LayerNorm(config.d_model)
         self.norm_keys = nn.LayerNorm(config.d_model) if config.cross_keys == "embeddings" else None
         self.norm_out = nn.LayerNorm(config.d_model)
-        self.output = nn.Linear(config.d_model, len(TARGET_VOCAB))
+        self.output = nn.Linear(config.d_model, config.n_targets)
         self.apply(self._init_weights)
         spreads = [(layer.cross_attention, config.cross_qk_init) for layer in self.decoder]
         spreads += [(layer.attention, config.encoder_qk_init) for layer in self.encoder]
@@ -382,48 +375,3 @@ class ClaimsTransformer(nn.Module):
                 capture: Capture | None = None) -> torch.Tensor:
         """Teacher-forced logits. tokens, categories: (B, T); targets: (B, S) decoder inputs."""
         return self.decode(targets, self.encode(tokens, categories, capture), capture)
-
-    def class_log_probs(self, tokens: torch.Tensor, categories: torch.Tensor,
-                        capture: Capture | None = None) -> torch.Tensor:
-        """Log P of each of the five outcomes (VALID, MEDICAL, DOSAGE, COST, ADMIN): (B, 5)."""
-        return self.outcome_log_probs(self.encode(tokens, categories, capture), capture)
-
-    def outcome_log_probs(self, memory: Memory, capture: Capture | None = None) -> torch.Tensor:
-        """P(VALID) is the verdict probability; P(reason) = P(INVALID) * P(reason | INVALID).
-
-        One decoder pass with the input <bos> INVALID gives both, so the captured reason-position weights always
-        answer "if this claim were invalid, why?", the same question for every claim.
-        """
-        targets = torch.tensor([[TARGET_ID["<bos>"], TARGET_ID["INVALID"]]], device=memory.tokens.device)
-        log_probs = self.decode(targets.expand(memory.batch_size, 2), memory, capture)
-        log_probs = log_probs.log_softmax(dim=-1)  # (B, 2, V)
-        verdict = log_probs[:, 0, [TARGET_ID["VALID"], TARGET_ID["INVALID"]]].log_softmax(dim=-1)  # (B, 2)
-        reasons = log_probs[:, 1, [TARGET_ID[r] for r in REASONS]].log_softmax(dim=-1)  # (B, 4)
-        return torch.cat([verdict[:, :1], verdict[:, 1:] + reasons], dim=1)
-
-
-def greedy_outcomes(log_probs: torch.Tensor) -> torch.Tensor:
-    """Decode as the decoder does: the verdict first, then (if INVALID) the likeliest reason. (B, 5) -> (B,)"""
-    valid = log_probs[:, 0] > math.log(0.5)
-    return torch.where(valid, 0, 1 + log_probs[:, 1:].argmax(dim=-1))
-
-
-def teacher_forced_outcomes(logits: torch.Tensor) -> torch.Tensor:
-    """Greedy outcomes read from teacher-forced logits (B, 3, V) whose decoder input held the true verdict.
-
-    Exact: where the true verdict is INVALID the reason position saw INVALID, as greedy decoding would after a
-    right verdict; where the verdict is wrong the claim is wrong whichever reason follows.
-    """
-    verdict_invalid = logits[:, 0, TARGET_ID["INVALID"]] > logits[:, 0, TARGET_ID["VALID"]]
-    reason = logits[:, 1, [TARGET_ID[r] for r in REASONS]].argmax(dim=-1)
-    return torch.where(verdict_invalid, 1 + reason, 0)
-
-
-def targets_for_classes(classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decoder inputs and labels for class indices: <bos> VERDICT REASON -> VERDICT REASON <eos>."""
-    verdict = torch.where(classes == 0, TARGET_ID["VALID"], TARGET_ID["INVALID"])
-    reason_lookup = torch.tensor([TARGET_ID["NONE"]] + [TARGET_ID[r] for r in REASONS], device=classes.device)
-    reason = reason_lookup[classes]
-    bos = torch.full_like(classes, TARGET_ID["<bos>"])
-    eos = torch.full_like(classes, TARGET_ID["<eos>"])
-    return torch.stack([bos, verdict, reason], dim=1), torch.stack([verdict, reason, eos], dim=1)

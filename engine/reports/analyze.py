@@ -9,21 +9,11 @@ from pathlib import Path
 import torch
 
 from data.generator import generate_claims
-from engine.analysis import ANALYSIS_CLAIMS, specialization
-from engine.attribution import RESAMPLES, reference_claims, run_pairs
-from engine.dataset import (
-    HELDOUT_SEED_OFFSET,
-    N_CATEGORIES,
-    POOL_CACHE,
-    ClaimData,
-    ClaimTensors,
-    build_data,
-    encode_claims,
-)
-from engine.inference import Predictor
-from engine.metrics import per_class_accuracy
-from engine.model import REASONS, greedy_outcomes
-from engine.probes import (
+from data.rules import REASONS
+from engine.interpret.attribution import RESAMPLES, reference_claims, run_pairs
+from engine.interpret.inference import Predictor
+from engine.interpret.metrics import per_class_accuracy
+from engine.interpret.probes import (
     FIELD_NAMES,
     FIELDS,
     FIT_CLAIMS,
@@ -35,7 +25,18 @@ from engine.probes import (
     read_probes,
     where_it_forms,
 )
-from engine.run_files import CONFIG, RunError, read_config
+from engine.interpret.specialization import ANALYSIS_CLAIMS, specialization
+from engine.runs.reading import CONFIG, RunError, read_config
+from engine.task.claims_model import greedy_outcomes
+from engine.task.dataset import (
+    HELDOUT_SEED_OFFSET,
+    N_CATEGORIES,
+    POOL_CACHE,
+    ClaimData,
+    ClaimTensors,
+    build_data,
+    encode_claims,
+)
 from engine.telemetry import INTERVENTIONS, RESAMPLED
 from engine.training.config import ConfigError, TrainConfig
 
@@ -68,8 +69,8 @@ def run_heldout(folder: Path, predictor: Predictor) -> tuple[ClaimTensors, str]:
 
 
 def run_probing_claims(folder: Path, predictor: Predictor) -> tuple[ClaimTensors, ClaimTensors, str]:
-    """The claims the run's probes were fitted and scored on while it trained (engine.probes.probing_claims), and
-    what they are; a run trained on imported claims is probed on generated ones."""
+    """The claims the run's probes were fitted and scored on while it trained (engine.interpret.probes.probing_claims),
+    and what they are; a run trained on imported claims is probed on generated ones."""
     config, data_seed = _run_config(folder)
     if config.claims_csv:
         claims = generate_claims(FIT_CLAIMS, data_seed, predictor.catalog)
@@ -84,7 +85,7 @@ def run_probing_claims(folder: Path, predictor: Predictor) -> tuple[ClaimTensors
 
 def analyze_run(folder: Path) -> dict:
     """`python -m engine analyze`: every head of a saved run's latest weights, measured as training measures them
-    (engine.analysis.specialization on the same claims and minimal pairs), encoder heads included."""
+    (engine.interpret.specialization.specialization on the same claims and minimal pairs), encoder heads included."""
     predictor = Predictor.from_run(folder)
     heldout, source = run_heldout(folder, predictor)
     max_len = predictor.model.config.max_len

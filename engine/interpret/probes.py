@@ -22,12 +22,12 @@ from typing import Any
 
 import torch
 
-from data.rules import REASONS
+from data.rules import CLASSES, REASONS
 from data.vocabulary import CATEGORIES
-from engine.dataset import ClaimData, ClaimTensors
-from engine.model import CLASSES, ClaimsTransformer
-from engine.run_files import PROBES, RunError, number, read_object, whole
-from engine.run_writer import atomic_write_bytes
+from engine.runs.reading import PROBES, RunError, number, read_object, whole
+from engine.runs.writer import atomic_write_bytes
+from engine.task.claims_model import ClaimsTransformer
+from engine.task.dataset import ClaimData, ClaimTensors
 
 # probed field -> the token categories it covers: a drug and a procedure are both the claim's billed item
 FIELDS: dict[str, tuple[str, ...]] = {

@@ -14,12 +14,11 @@ import torch
 import data as data_package
 from data.catalog import CATALOG_DIR, Catalog, load_catalog
 from data.generator import ADMIN_KINDS, Claim, generate_claims
-from data.rules import label
+from data.rules import CLASSES, label
 from data.tokenizer import Tokenizer
 from data.vocabulary import CATEGORIES, Encoded, parse_claim
-from engine.model import CLASSES
-from engine.run_files import read_run_bytes
-from engine.run_writer import atomic_write_bytes
+from engine.runs.reading import read_run_bytes
+from engine.runs.writer import atomic_write_bytes
 from engine.telemetry import ProbeClaim
 
 HELDOUT_SEED_OFFSET = 1_000_003

@@ -1,6 +1,6 @@
 """What each head looks at and what it is for: attention capture on the probe batch, and per-head
-specialization (category shares, entropy, confidence, importance, and engine.attribution's causal measurement) on
-held-out claims."""
+specialization (category shares, entropy, confidence, importance, and engine.interpret.attribution's causal measurement)
+on held-out claims."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from dataclasses import asdict
 import torch
 
 from data.vocabulary import CATEGORIES
-from engine.attribution import PairBatch, attribute
-from engine.dataset import ClaimTensors
-from engine.metrics import NOTHING, attention_confidence, attention_entropy, category_shares
-from engine.model import REASON_POSITION, ClaimsTransformer
-from engine.ownership import owners
+from engine.interpret.attribution import PairBatch, attribute
+from engine.interpret.metrics import NOTHING, attention_confidence, attention_entropy, category_shares
+from engine.interpret.ownership import owners
+from engine.task.claims_model import REASON_POSITION, ClaimsTransformer
+from engine.task.dataset import ClaimTensors
 from engine.telemetry import AttentionPoint, HeadSpecialization, SpecializationPoint
 
 # Held-out claims scored for specialization: about +-0.05 per reason, cheap enough to run often.
@@ -89,7 +89,8 @@ def specialization(model: ClaimsTransformer, heldout: ClaimTensors, step: int, n
                    pairs: PairBatch | None, reference: ClaimTensors, analysis_claims: int = ANALYSIS_CLAIMS,
                    include_encoder: bool = False) -> SpecializationPoint:
     """Every measured head at `step`: what it reads (shares, entropy, confidence, importance) and what it is for
-    (engine.attribution: patching on `pairs`, resampling from the `reference` claims on the held-out claims)."""
+    (engine.interpret.attribution: patching on `pairs`, resampling from the `reference` claims on the held-out
+    claims)."""
     was_training = model.training
     model.eval()
     names = analysed_names(model, include_encoder)

@@ -15,8 +15,8 @@
 - Redundancy: both kinds of removal also take heads away in pairs, since two heads that can each stand in for the
   other (a backup) look unneeded one at a time.
 
-Every read and replacement of a head goes through its attention's HeadPoint (engine.model). What the measurements
-make of each head (specialist, leans, ...): engine.ownership.
+Every read and replacement of a head goes through its attention's HeadPoint (engine.model.transformer). What the
+measurements make of each head (specialist, leans, ...): engine.interpret.ownership.
 """
 
 from __future__ import annotations
@@ -33,22 +33,14 @@ import torch
 
 from data.catalog import Catalog, load_catalog, price_range
 from data.generator import ADMIN_KINDS, Claim, generate_claims
-from data.rules import ClaimFields, check_claim
+from data.rules import CLASSES, REASONS, ClaimFields, check_claim
 from data.styles import terse
 from data.tokenizer import Tokenizer
 from data.vocabulary import CATEGORIES, parse_claim
-from engine.dataset import ClaimTensors, encode_claims
-from engine.metrics import admin_kind_accuracy, per_class_accuracy
-from engine.model import (
-    CLASSES,
-    REASONS,
-    TARGET_ID,
-    Attention,
-    ClaimsTransformer,
-    Memory,
-    Packing,
-    greedy_outcomes,
-)
+from engine.interpret.metrics import admin_kind_accuracy, per_class_accuracy
+from engine.model.transformer import Attention, Memory, Packing
+from engine.task.claims_model import TARGET_ID, ClaimsTransformer, greedy_outcomes
+from engine.task.dataset import ClaimTensors, encode_claims
 from engine.telemetry import RESAMPLED
 
 MIN_GAP = 1e-6  # logit difference between twins below which a check is not measured
@@ -90,9 +82,9 @@ class HeadAttribution:
     owns: str | None = None  # a reason (REASONS), or None
     label: str = ""
     evidence: str = ""
-    kind: str = ""  # one of the kinds in engine.ownership
+    kind: str = ""  # one of the kinds in engine.interpret.ownership
     reason: str | None = None  # the reason or check the label names
-    selectivity: float | None = None  # engine.ownership.selectivity; None where the head is not patched
+    selectivity: float | None = None  # engine.interpret.ownership.selectivity; None where the head is not patched
     shared_with: dict[str, tuple[int, ...]] = field(default_factory=dict)  # reason or family -> heads it shares it
     intervention: str = RESAMPLED  # how `ablation` and `answers` took the head away (engine.telemetry.INTERVENTIONS)
 
@@ -467,7 +459,7 @@ def attribute(model: ClaimsTransformer, name: str, claims: ClaimTensors, pairs: 
     attention only: an encoder head's output sits at the claim's own words, which twins do not share), and where
     the answers of the held-out `claims` (`memory`: them encoded, when they are) go when it is resampled from the
     `reference` claims (with each other head too, for cross-attention); not yet labelled
-    (engine.ownership.owners)."""
+    (engine.interpret.ownership.owners)."""
     was_training = model.training
     model.eval()
     attention = model.attention_named(name)

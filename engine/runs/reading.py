@@ -10,9 +10,9 @@ between people.
                               WATCHED_EXAMPLES examples)
   attention/step_NNNNNNN.tokens.json   a watched run's: those examples' tokens, when watch was given a tokenizer
   checkpoints/latest.pt       model state_dict + step (atomic replace; loaded with weights_only=True)
-  probes.json        where the verdict forms: probe tables at a few steps (engine.probes; atomic replace)
-  tensorboard/       TensorBoard event files, when asked for (engine.tensorboard_files; read only to export)
-  .writer.lock       locked by the one process writing the run for as long as it does (engine.run_writer.WriterLock)
+  probes.json        where the verdict forms: probe tables at a few steps (engine.interpret.probes; atomic replace)
+  tensorboard/       TensorBoard event files, when asked for (engine.recording.tensorboard_files; read only to export)
+  .writer.lock       locked by the one process writing the run for as long as it does (engine.runs.writer.WriterLock)
 
 Every read stays inside the run's folder (a link that leads out is refused), opens plain files only (never a device,
 a pipe or a folder), and is bounded in size; every record is checked for the types the pages rely on, so a damaged
@@ -33,7 +33,7 @@ from typing import Any, BinaryIO
 
 import torch
 
-from engine.model import CLASSES, REASONS
+from data.rules import CLASSES, REASONS
 from engine.telemetry import (
     ACTIVE_STATUSES,
     ENDED_STATUSES,
@@ -54,7 +54,7 @@ PROBES = "probes.json"
 ATTENTION = "attention"
 TENSORBOARD = "tensorboard"
 WRITER_LOCK = ".writer.lock"  # held (flock) by the one process writing the run; it names that process's id
-WATCHED = "watch"  # config.json's "source" in a run recorded by engine.watch from someone's own training loop
+WATCHED = "watch"  # config.json's "source" in a run recorded by headwatch.watch from someone's own training loop
 WATCHED_EXAMPLES = 8  # a watched run's attention files keep the first examples of the batch being trained
 WATCHED_POSITIONS = 128  # and of longer sequences, the first positions (a file and a page stay small)
 MAX_TOKEN_CHARS = 64  # a token's text, as saved and read back: a tokenizer's tokens are far shorter
@@ -66,7 +66,7 @@ def attention_file(step: int, tokens: bool = False) -> str:
 
 
 def is_watched(config: Mapping[str, Any]) -> bool:
-    """Whether a run's settings are those of someone's own model, recorded by engine.watch."""
+    """Whether a run's settings are those of someone's own model, recorded by headwatch.watch."""
     return config.get("source") == WATCHED
 
 

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 import torch
 
 from data.generator import ADMIN_KINDS
-from engine.head_slices import attention_slices
-from engine.model import CLASSES, Attention, ClaimsTransformer
+from data.rules import CLASSES
+from engine.model.head_slices import attention_slices
+from engine.model.transformer import Attention
+from engine.task.claims_model import ClaimsTransformer
 from engine.telemetry import OptimPoint, OptimStats
 
 

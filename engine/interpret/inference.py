@@ -15,14 +15,15 @@ import torch
 from data.catalog import Catalog, load_catalog
 from data.lines import ServiceLine, ServiceLines, cut_lines
 from data.reading import Reader, Reading, Refusal
-from data.rules import CANNOT_CHECK, INVALID, NO_REASON, check_claim, label_read
+from data.rules import CANNOT_CHECK, CLASSES, INVALID, NO_REASON, check_claim, label_read
 from data.tokenizer import Tokenizer
 from data.vocabulary import Encoded, Token, entity_of, parse_claim
-from engine.analysis import analysed_names
-from engine.attribution import reference_claims, resampled_log_probs
-from engine.dataset import N_CATEGORIES, ClaimTensors, encode_texts
-from engine.model import CLASSES, ClaimsTransformer, ModelConfig, greedy_outcomes
-from engine.run_files import CONFIG, TOKENIZER, RunError, load_checkpoint, read_config, read_object
+from engine.interpret.attribution import reference_claims, resampled_log_probs
+from engine.interpret.specialization import analysed_names
+from engine.model.transformer import ModelConfig
+from engine.runs.reading import CONFIG, TOKENIZER, RunError, load_checkpoint, read_config, read_object
+from engine.task.claims_model import ClaimsTransformer, greedy_outcomes
+from engine.task.dataset import N_CATEGORIES, ClaimTensors, encode_texts
 
 MAX_CLAIM_CHARS = 5000
 
@@ -281,7 +282,7 @@ class Predictor:
         return self._claim_of_lines(text, read, lines, judged)
 
     def _ablation(self, claim: ClaimTensors) -> dict[str, tuple[str, ...]]:
-        """The answer with each head in turn resampled, exactly as engine.attribution resamples it for the
+        """The answer with each head in turn resampled, exactly as engine.interpret.attribution resamples it for the
         Specialization page, from claims of the class the model answers for this one (`claim.classes`)."""
         reference = reference_claims(self.tokenizer, self.model.config.max_len)
         heads = [(head,) for head in range(self.model.config.n_heads)]

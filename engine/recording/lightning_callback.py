@@ -13,7 +13,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from engine.watch import Tokenizer, Watcher, _warn
+from engine.recording.watch import Tokenizer, Watcher, _warn
 
 
 class HeadwatchLightningCallback(pl.Callback):
@@ -21,8 +21,8 @@ class HeadwatchLightningCallback(pl.Callback):
     records a loop of your own: the loss of every optimizer step (the sum of its micro-batches' losses as Lightning
     scaled them for gradient accumulation: their mean), and every `every` steps each head's optimizer statistics and,
     at log-spaced ones, its attention weights, with each example's tokens when given a `tokenizer` (see
-    engine.watch). The run ends "finished" with the training, "stopped" when it is interrupted and "failed" when it
-    raises."""
+    engine.recording.watch). The run ends "finished" with the training, "stopped" when it is interrupted and "failed"
+    when it raises."""
 
     def __init__(self, out: str | Path, every: int = 10, tensorboard: bool = False,
                  tokenizer: Tokenizer | None = None) -> None:

@@ -1,8 +1,8 @@
 """TensorBoard event files beside a run's own files (`tensorboard/` in its folder), for whoever reads runs there:
-`tensorboard --logdir runs/`. An observer like the run's writer: Headwatch's own runs and watched ones (engine.watch)
-send it the same events. Scalars: the loss, held-out loss and accuracy (overall and per class), a watched loop's
-own metrics, and each attention head's optimizer statistics; images: each head's attention on the first captured
-claim (or example), at the steps attention is saved; text: what each head was found to do."""
+`tensorboard --logdir runs/`. An observer like the run's writer: Headwatch's own runs and watched ones
+(engine.recording.watch) send it the same events. Scalars: the loss, held-out loss and accuracy (overall and per class),
+a watched loop's own metrics, and each attention head's optimizer statistics; images: each head's attention on the first
+captured claim (or example), at the steps attention is saved; text: what each head was found to do."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.run_files import TENSORBOARD, RunError, open_in_run
+from engine.recording.events import Event, Status
+from engine.runs.reading import TENSORBOARD, RunError, open_in_run
 from engine.telemetry import (
     ENDED_STATUSES,
     OPTIM_MEASURES,
@@ -30,12 +31,11 @@ from engine.telemetry import (
     SpecializationPoint,
     StepPoint,
 )
-from engine.training.events import Event, Status
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
 
-    from engine.run_writer import RunWriter
+    from engine.runs.writer import RunWriter
 
 FLUSH_SECONDS = 5  # TensorBoard reloads its files every few seconds; a live run shows up about as fast
 CELL_PIXELS = 8  # a head's attention image gives each (query, key) pair a square this wide: readable in TensorBoard

@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from engine.run_files import RunError, read_config, read_object, text
-from engine.run_writer import atomic_write_json
-from engine.study import STUDY, SeedResult, read_study, seed_result, summarize
+from engine.reports.study import STUDY, SeedResult, read_study, seed_result, summarize
+from engine.runs.reading import RunError, read_config, read_object, text
+from engine.runs.writer import atomic_write_json
 from engine.telemetry import frozen
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference_studies"

@@ -21,12 +21,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from engine.analyze import analyze_run
-from engine.model import CROSS, REASONS
-from engine.ownership import LEANS, unit_reason
-from engine.run_files import STATUS, RunError, number, numbers, open_in_run, read_object, read_status, text, whole
-from engine.run_writer import WriterLock, atomic_write_json, create_new_file
-from engine.runs import summarize as summarize_run
+from data.rules import REASONS
+from engine.interpret.ownership import LEANS, unit_reason
+from engine.reports.analyze import analyze_run
+from engine.runs.listing import summarize as summarize_run
+from engine.runs.reading import STATUS, RunError, number, numbers, open_in_run, read_object, read_status, text, whole
+from engine.runs.writer import WriterLock, atomic_write_json, create_new_file
+from engine.task.claims_model import CROSS
 from engine.telemetry import at_most_chance
 from engine.training.config import LIMITS
 
@@ -48,7 +49,7 @@ class SeedResult:
     labels: tuple[str, ...]  # per cross-attention head
     owns: tuple[str | None, ...]
     necessity: tuple[dict[str, float], ...]
-    leans: tuple[str | None, ...] = ()  # per head, the reason it leans to (engine.ownership); () in older studies
+    leans: tuple[str | None, ...] = ()  # per head, the reason it leans to (interpret.ownership); () in older studies
     learned: bool = True  # False: no better than answering the commonest outcome to every claim (older: unknown)
 
     @property
