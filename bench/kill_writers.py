@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from engine.reports.study import STUDY
-from engine.runs.reading import CONFIG, METRICS, STATUS
+from engine.runs.layout import CONFIG, METRICS, STATUS
 from engine.runs.writer import WriterLock
 
 ROOT = Path(__file__).resolve().parents[1]

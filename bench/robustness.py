@@ -28,7 +28,8 @@ from data.tokenizer import Tokenizer
 from data.vocabulary import parse_claim
 from engine.interpret.inference import Prediction, Predictor, verdict_to_outcome
 from engine.interpret.metrics import expected_calibration_error
-from engine.runs.reading import CONFIG, RunError, read_config, read_status
+from engine.runs.layout import CONFIG
+from engine.runs.reading import RunError, read_config, read_status
 from engine.task.claims_csv import read_claims_file
 from engine.task.dataset import EXAMPLE_CLAIMS, HELDOUT_SEED_OFFSET
 from engine.telemetry import TelemetryHub

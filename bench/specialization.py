@@ -12,7 +12,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from engine.interpret.attribution import CHECKS
+from engine.interpret.pairs import CHECKS
 from engine.reports.study import SeedResult, parse_seeds, run_study, seed_result, summarize
 
 

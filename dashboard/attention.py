@@ -6,7 +6,7 @@ import streamlit as st
 from dashboard import figures, head_figures, viewing
 from dashboard.live import live
 from dashboard.untrusted import markdown_text
-from engine.runs.reading import WATCHED_POSITIONS, is_watched
+from engine.runs.layout import WATCHED_POSITIONS, is_watched
 from engine.telemetry import ProbeClaim, Snapshot
 
 LATEST = "latest"

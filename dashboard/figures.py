@@ -15,7 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from dashboard.untrusted import plotly_text
-from engine.runs.reading import is_watched
+from engine.runs.layout import is_watched
 from engine.telemetry import OPTIM_MEASURES, AttentionPoint, Snapshot
 
 CHART_CONFIG = {"displaylogo": False}  # plotly's modebar, minus the link to plotly's website

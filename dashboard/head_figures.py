@@ -17,7 +17,6 @@ from data import rules
 from data.rules import CLASSES, REASONS
 from data.tokenizer import Tokenizer
 from data.vocabulary import CATEGORIES, Token
-from engine.interpret.attribution import CHECKS, reason_of
 from engine.interpret.inference import Prediction, verdict_to_outcome
 from engine.interpret.metrics import NOTHING, shown_change
 from engine.interpret.ownership import (
@@ -31,6 +30,7 @@ from engine.interpret.ownership import (
     named,
     unit_reason,
 )
+from engine.interpret.pairs import CHECKS, reason_of
 from engine.reports.reference_studies import ReferenceStudy
 from engine.task.claims_model import CROSS
 from engine.telemetry import INTERVENTIONS, RESAMPLED, HeadSpecialization, SpecializationPoint

@@ -11,8 +11,8 @@ from dashboard.engine_resource import get_engine
 from dashboard.untrusted import markdown_text
 from engine.core import TRAINING_NOW, ConfigError, EngineBusy, RunError, RunsFolderError
 from engine.interpret.scored_csv import SCORED_COLUMNS, scored_csv
+from engine.runs.layout import is_watched
 from engine.runs.listing import RunSummary
-from engine.runs.reading import is_watched
 from engine.task.claims_csv import MIN_TRAINING_CLAIMS, CsvProblem, ImportedClaims, read_claims_csv
 from engine.telemetry import Snapshot
 from engine.training.presets import PRESETS, preset

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from dashboard.figures import optimizer_name
-from engine.runs.reading import TENSORBOARD, is_watched
+from engine.runs.layout import TENSORBOARD, is_watched
 from engine.telemetry import ENDED_STATUSES, Snapshot
 from engine.training.config import TrainConfig
 from engine.training.schedule import LR_FLOOR, floor_step

@@ -9,7 +9,7 @@ from dashboard.engine_resource import get_engine
 from dashboard.live import live, shared_figure
 from dashboard.untrusted import markdown_text
 from engine.core import ConfigError, EngineBusy, RunsFolderError
-from engine.runs.reading import is_watched
+from engine.runs.layout import is_watched
 from engine.training.config import LIMITS, OPTIMIZERS
 from engine.training.presets import PRESETS, preset, recipes_told
 

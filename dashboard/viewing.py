@@ -13,8 +13,8 @@ from dashboard.engine_resource import get_engine
 from dashboard.report import Measurement, latest_measurement, measurement_from_report
 from dashboard.untrusted import markdown_text
 from engine.reports.reference_studies import References, read_references
+from engine.runs.layout import METRICS, is_watched
 from engine.runs.listing import RunError, resolve_run
-from engine.runs.reading import METRICS, is_watched
 from engine.telemetry import Snapshot
 
 REPLAY_KEY = "replay_run"

@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
@@ -21,7 +22,8 @@ from engine.interpret.inference import MAX_CLAIM_CHARS, Predictor
 from engine.reports.analyze import analyze_run, probe_report
 from engine.reports.reference_studies import write_reference
 from engine.reports.study import MAX_SEEDS, PARENT_ENV, parse_seeds, run_study
-from engine.runs.reading import CONFIG, RUN_FILES, RunError
+from engine.runs.layout import CONFIG, RUN_FILES
+from engine.runs.reading import RunError
 from engine.runs.writer import WriterLock, empty_folder, holds_only_its_lock
 from engine.task.claims_csv import CsvProblem, read_claims_file
 from engine.telemetry import Snapshot, TelemetryHub
@@ -40,7 +42,22 @@ MAX_LINE_BYTES = 4 * MAX_CLAIM_CHARS  # UTF-8 spends at most 4 bytes a character
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description="Headwatch engine")
     commands = parser.add_subparsers(dest="command", required=True)
-    train = commands.add_parser("train", help="train a run into a folder")
+    _add_train(commands.add_parser("train", help="train a run into a folder"))
+    predict = commands.add_parser("predict", help="judge claims (one per line on stdin, or --csv)")
+    predict.add_argument("--run", type=Path, required=True)
+    predict.add_argument("--csv", type=Path)
+    analyze = commands.add_parser("analyze", help="per-head specialization of a saved run")
+    analyze.add_argument("--run", type=Path, required=True)
+    analyze.add_argument("--probes", action="store_true",
+                         help="instead: where each reason's verdict forms, probed at each field of a claim (a table)")
+    _add_study(commands.add_parser("study", help="train one recipe with several seeds; what their heads have in "
+                                                 "common"))
+    _add_reference(commands.add_parser("reference", help="ship a finished study's summary with Headwatch, dated, "
+                                                         "with the command that reproduces it"))
+    return parser
+
+
+def _add_train(train: argparse.ArgumentParser) -> None:
     train.add_argument("--out", type=Path, required=True, help="a new or empty folder for the run")
     train.add_argument("--replace", action="store_true", help="delete the run already in --out first")
     train.add_argument("--preset", default="default", choices=sorted(PRESETS))
@@ -53,6 +70,18 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float)
     train.add_argument("--batch-size", type=int)
     train.add_argument("--weight-decay", type=float, help="Adam's decoupled weight decay (default 0: none)")
+    train.add_argument("--reason-balance", choices=REASON_BALANCES,
+                       help="how training batches are drawn: 'generated' (default: half valid, an eighth per reason) "
+                            "or 'even' (valid and each reason a fifth)")
+    train.add_argument("--tensorboard", action="store_true",
+                       help="also write TensorBoard event files into the run's folder (tensorboard --logdir runs/)")
+    train.add_argument("--threads", type=int,
+                       help="intra-op threads (default 1: the same seed repeats the run exactly); 0 measures 1 vs 2 "
+                            "as it trains, faster on an idle machine but not repeatable")
+    _add_model_options(train)
+
+
+def _add_model_options(train: argparse.ArgumentParser) -> None:
     train.add_argument("--no-nothing-slot", action="store_true",
                        help="heads get no \"nothing\" slot to look at (the recipe gives every head one)")
     train.add_argument("--sparse-attention", action="store_true",
@@ -65,22 +94,9 @@ def parser() -> argparse.ArgumentParser:
                        help="the encoder's heads alone weigh words with entmax 1.5")
     train.add_argument("--cross-learned-alpha", action="store_true",
                        help="each cross-attention head learns its own entmax alpha in (1, 2], starting at 1.5")
-    train.add_argument("--reason-balance", choices=REASON_BALANCES,
-                       help="how training batches are drawn: 'generated' (default: half valid, an eighth per reason) "
-                            "or 'even' (valid and each reason a fifth)")
-    train.add_argument("--tensorboard", action="store_true",
-                       help="also write TensorBoard event files into the run's folder (tensorboard --logdir runs/)")
-    train.add_argument("--threads", type=int,
-                       help="intra-op threads (default 1: the same seed repeats the run exactly); 0 measures 1 vs 2 "
-                            "as it trains, faster on an idle machine but not repeatable")
-    predict = commands.add_parser("predict", help="judge claims (one per line on stdin, or --csv)")
-    predict.add_argument("--run", type=Path, required=True)
-    predict.add_argument("--csv", type=Path)
-    analyze = commands.add_parser("analyze", help="per-head specialization of a saved run")
-    analyze.add_argument("--run", type=Path, required=True)
-    analyze.add_argument("--probes", action="store_true",
-                         help="instead: where each reason's verdict forms, probed at each field of a claim (a table)")
-    study = commands.add_parser("study", help="train one recipe with several seeds; what their heads have in common")
+
+
+def _add_study(study: argparse.ArgumentParser) -> None:
     study.add_argument("--out", type=Path, required=True, help="the study's folder (an interrupted study resumes)")
     study.add_argument("--seeds", default="0-4", help=f"e.g. 0-4 or 0,2,5 (default 0-4; at most {MAX_SEEDS})")
     study.add_argument("--preset", default="default", choices=sorted(PRESETS))
@@ -88,15 +104,15 @@ def parser() -> argparse.ArgumentParser:
     study.add_argument("--parallel", type=int, default=2, help="seeds trained at once, one core each (default 2)")
     study.add_argument("train_options", nargs=argparse.REMAINDER,
                        help="after --: more `train` options for every seed, e.g. -- --weight-decay 0.01")
-    reference = commands.add_parser("reference", help="ship a finished study's summary with Headwatch, dated, with "
-                                                      "the command that reproduces it")
+
+
+def _add_reference(reference: argparse.ArgumentParser) -> None:
     reference.add_argument("study_folder", type=Path, help="the folder `python -m engine study --out` trained")
     reference.add_argument("--name", help="the recipe's name on the pages (default: the folder's name)")
     reference.add_argument("--seeds", help="ship only these measured seeds, e.g. 0-5 (default: all the study's)")
     reference.add_argument("--into", type=Path,
-                           help="where to write <name>.json (default: engine/reference_studies, shipped with "
-                                "Headwatch)")
-    return parser
+                           help="where to write <name>.json (default: engine/reports/reference_studies, shipped "
+                                "with Headwatch)")
 
 
 def _first_reach(snap: Snapshot, level: float) -> dict | None:
@@ -112,21 +128,19 @@ def _first_reach(snap: Snapshot, level: float) -> dict | None:
 def train_config(args: argparse.Namespace) -> TrainConfig:
     """The recipe `train` was asked for, with the options given on the command line, checked."""
     config = preset(args.preset)
-    overrides = {"seed": args.seed, "data_seed": args.data_seed, "steps": args.steps,
-                 "target_accuracy": args.target_accuracy, "max_seconds": args.max_seconds,
-                 "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size, "threads": args.threads,
-                 "weight_decay": args.weight_decay, "reason_balance": args.reason_balance}
-    for name, value in overrides.items():
-        if value is not None:
-            setattr(config, name, value)
-    config.model.null_key = config.model.null_key and not args.no_nothing_slot
-    config.model.sparse_attention = config.model.sparse_attention or args.sparse_attention
-    if args.cross_value_dim is not None:
-        config.model.cross_value_dim = args.cross_value_dim
-    config.model.cross_head_gate = config.model.cross_head_gate or args.cross_head_gate
-    config.model.sparse_encoder = config.model.sparse_encoder or args.sparse_encoder
-    config.model.cross_learned_alpha = config.model.cross_learned_alpha or args.cross_learned_alpha
-    config.tensorboard = args.tensorboard
+    asked = {"seed": args.seed, "data_seed": args.data_seed, "steps": args.steps,
+             "target_accuracy": args.target_accuracy, "max_seconds": args.max_seconds, "optimizer": args.optimizer,
+             "lr": args.lr, "batch_size": args.batch_size, "threads": args.threads,
+             "weight_decay": args.weight_decay, "reason_balance": args.reason_balance}
+    model = config.model
+    model = replace(model, null_key=model.null_key and not args.no_nothing_slot,
+                    sparse_attention=model.sparse_attention or args.sparse_attention,
+                    cross_head_gate=model.cross_head_gate or args.cross_head_gate,
+                    sparse_encoder=model.sparse_encoder or args.sparse_encoder,
+                    cross_learned_alpha=model.cross_learned_alpha or args.cross_learned_alpha,
+                    cross_value_dim=model.cross_value_dim if args.cross_value_dim is None else args.cross_value_dim)
+    config = replace(config, **{name: value for name, value in asked.items() if value is not None},
+                     tensorboard=args.tensorboard, model=model)
     config.validate()
     return config
 

@@ -18,19 +18,18 @@ from engine.interpret.scored_csv import scored_rows
 from engine.recording.tensorboard_files import event_files, event_files_zip
 from engine.reports.analyze import analyze_run
 from engine.reports.study import BackgroundStudy, SeedResult, read_study
-from engine.runs.exports import csv_bytes
+from engine.runs.exports import csv_bytes, metrics_table
+from engine.runs.layout import CHECKPOINT
 from engine.runs.listing import (
     RunError,
     RunSummary,
     default_runs_dir,
     discard_run,
     list_runs,
-    metrics_table,
     remove_stale_temp_files,
-    replay,
     resolve_run,
 )
-from engine.runs.reading import CHECKPOINT
+from engine.runs.replay import replay
 from engine.runs.writer import create_new_file, torch_bytes
 from engine.task.claims_csv import ImportedClaims, read_claims_csv, trainable_claims
 from engine.telemetry import Snapshot, TelemetryHub
@@ -221,7 +220,7 @@ class Engine:
 
     def metrics_csv(self, run_id: str) -> bytes:
         """A saved run's every recorded step: losses, accuracies, per-head Adam statistics and head names
-        (engine.runs.listing.metrics_table)."""
+        (engine.runs.exports.metrics_table)."""
         return csv_bytes(*metrics_table(resolve_run(self.runs_dir, run_id)))
 
     def tensorboard_files(self, run_id: str) -> list[str]:

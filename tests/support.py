@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from data.rules import REASONS
-from engine.interpret.attribution import CHECKS
+from engine.interpret.pairs import CHECKS
 from engine.interpret.probes import FIELDS, ProbeTable
 from engine.reports.study import STUDY, SeedResult
 from engine.training.presets import PRESETS

@@ -10,7 +10,7 @@ from conftest import plotly_array
 
 from dashboard import report
 from dashboard.engine_resource import get_engine
-from engine.interpret.attribution import CHECKS
+from engine.interpret.pairs import CHECKS
 from engine.reports.reference_studies import read_references
 from engine.training.presets import preset
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from dashboard.engine_resource import get_engine
-from engine.runs.reading import TENSORBOARD
+from engine.runs.layout import TENSORBOARD
 from engine.training.presets import PRESETS, preset
 
 

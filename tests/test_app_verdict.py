@@ -14,7 +14,7 @@ from dashboard.engine_resource import get_engine
 from dashboard.verdict_figures import verdict_figure
 from data.rules import REASONS
 from engine.interpret.probes import FIELDS, hub_line, read_probes, where_it_forms
-from engine.runs.reading import PROBES
+from engine.runs.layout import PROBES
 from engine.training.presets import preset
 
 PAGE = "dashboard/verdict.py"

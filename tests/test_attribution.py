@@ -11,18 +11,13 @@ from data.rules import CLASSES, REASONS, check_claim
 from data.tokenizer import Tokenizer
 from data.vocabulary import CATEGORIES
 from engine.interpret.attribution import (
-    CHECKS,
     HeadAttribution,
     attribute,
     direct_effects,
     heads_chosen,
     logit_directions,
-    minimal_pairs,
-    pair_batch,
     patched_runner,
-    reason_of,
     reference_claims,
-    run_pairs,
 )
 from engine.interpret.inference import Predictor
 from engine.interpret.ownership import (
@@ -37,6 +32,7 @@ from engine.interpret.ownership import (
     role_label,
     unit_reason,
 )
+from engine.interpret.pairs import CHECKS, minimal_pairs, pair_batch, reason_of, run_pairs
 from engine.interpret.specialization import analysed_names
 from engine.model.transformer import ModelConfig
 from engine.reports.analyze import analyze_run
@@ -428,7 +424,7 @@ def test_run_pairs_evicted_by_two_training_threads_at_once_raise_in_neither(
     """Thread A, about to evict the oldest pairs, is overtaken by thread B evicting the same ones."""
     import threading
 
-    import engine.interpret.attribution as attribution
+    import engine.interpret.pairs as pairs_module
 
     overtaken, b_done = threading.Event(), threading.Event()
 
@@ -440,10 +436,10 @@ def test_run_pairs_evicted_by_two_training_threads_at_once_raise_in_neither(
                 b_done.wait(timeout=2)  # a lock held by A keeps B out: it waits for A instead
             return keys
 
-    monkeypatch.setattr(attribution, "RUN_PAIRS_KEPT", 1)
-    monkeypatch.setattr(attribution, "_RUN_PAIRS", Overtaken(oldest=0))
-    monkeypatch.setattr(attribution, "minimal_pairs", lambda catalog, tokenizer: [])
-    monkeypatch.setattr(attribution, "pair_batch", lambda pairs, tokenizer, max_len, device: max_len)
+    monkeypatch.setattr(pairs_module, "RUN_PAIRS_KEPT", 1)
+    monkeypatch.setattr(pairs_module, "_RUN_PAIRS", Overtaken(oldest=0))
+    monkeypatch.setattr(pairs_module, "minimal_pairs", lambda catalog, tokenizer: [])
+    monkeypatch.setattr(pairs_module, "pair_batch", lambda pairs, tokenizer, max_len, device: max_len)
     got: dict[str, object] = {}
 
     def pairs(max_len: int) -> None:

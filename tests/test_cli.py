@@ -13,8 +13,8 @@ import torch
 
 from engine.interpret.inference import Predictor
 from engine.reports.analyze import analyze_run
-from engine.runs.listing import replay
 from engine.runs.reading import load_checkpoint
+from engine.runs.replay import replay
 
 ROOT = Path(__file__).resolve().parents[1]
 

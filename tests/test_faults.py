@@ -13,7 +13,8 @@ import pytest
 from support import wait_for
 
 from engine.core import Engine, RunsFolderError
-from engine.runs.listing import RunError, list_runs, replay
+from engine.runs.listing import RunError, list_runs
+from engine.runs.replay import replay
 from engine.training.presets import preset
 
 ROOT = Path(__file__).resolve().parents[1]

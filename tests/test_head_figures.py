@@ -18,9 +18,9 @@ from data.catalog import load_catalog
 from data.rules import CLASSES, REASONS
 from data.tokenizer import Tokenizer
 from data.vocabulary import CATEGORIES, Token
-from engine.interpret.attribution import CHECKS
 from engine.interpret.inference import Prediction, Predictor
 from engine.interpret.ownership import GENERALIST, LEANS, LITTLE_EFFECT, NEEDED, SHARES, SPECIALIST, role_label
+from engine.interpret.pairs import CHECKS
 from engine.reports.reference_studies import References, ReferenceStudy
 from engine.reports.study import SeedResult
 from engine.telemetry import EvalPoint, HeadSpecialization, SpecializationPoint

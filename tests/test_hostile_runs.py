@@ -16,8 +16,9 @@ import torch
 
 from engine.core import Engine
 from engine.interpret.inference import Predictor
-from engine.runs.listing import RunError, list_runs, remove_stale_temp_files, replay
-from engine.runs.reading import MAX_RECORD_BYTES
+from engine.runs.layout import MAX_RECORD_BYTES
+from engine.runs.listing import RunError, list_runs, remove_stale_temp_files
+from engine.runs.replay import replay
 
 SECRET = "root:x:0:0:the secret outside the runs folder"
 

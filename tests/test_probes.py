@@ -33,7 +33,8 @@ from engine.interpret.probes import (
 from engine.model.transformer import ModelConfig
 from engine.recording.events import Status, Weights
 from engine.reports.analyze import probe_report
-from engine.runs.reading import PROBES, RunError
+from engine.runs.layout import PROBES
+from engine.runs.reading import RunError
 from engine.task.claims_model import ClaimsTransformer, sized_for_claims
 from engine.task.dataset import ClaimData, ClaimTensors, encode_claims
 from engine.training.observers import ProbeObserver

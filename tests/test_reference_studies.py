@@ -121,4 +121,4 @@ def test_the_shipped_studies_read_cleanly_and_ship_with_the_package() -> None:
         assert len(study.results) >= 5
     package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert all(path.parent == REFERENCE_DIR for path in REFERENCE_DIR.glob("*.json"))
-    assert f"{REFERENCE_DIR.name}/*.json" in package_data["engine"]
+    assert f"{REFERENCE_DIR.name}/*.json" in package_data["engine.reports"]

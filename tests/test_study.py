@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.interpret.attribution import CHECKS
+from engine.interpret.pairs import CHECKS
 from engine.reports.study import (
     MAX_SEEDS,
     STUDY,

@@ -29,8 +29,9 @@ from engine.recording.tensorboard_files import (
     without_padding,
 )
 from engine.recording.watch import attention_modules, watch
-from engine.runs.listing import list_runs, replay
-from engine.runs.reading import TENSORBOARD
+from engine.runs.layout import TENSORBOARD
+from engine.runs.listing import list_runs
+from engine.runs.replay import replay
 from engine.telemetry import AttentionPoint, StepPoint
 
 ROOT = Path(__file__).resolve().parents[1]

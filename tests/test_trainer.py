@@ -8,8 +8,8 @@ import pytest
 import torch
 from support import Heard, wait_for
 
-from engine.runs.listing import replay
 from engine.runs.reading import load_checkpoint
+from engine.runs.replay import replay
 from engine.telemetry import StepPoint, TelemetryHub
 from engine.training.config import ConfigError
 from engine.training.presets import preset

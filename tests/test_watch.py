@@ -21,8 +21,11 @@ from conftest import plotly_array
 from torch import nn
 
 from bench.soak import free_port
-from engine.recording.watch import HeadSlices, attention_modules, head_stats, watch
-from engine.runs.listing import list_runs, metrics_table, replay
+from engine.interpret.metrics import head_stats
+from engine.recording.watch import HeadSlices, attention_modules, watch
+from engine.runs.exports import metrics_table
+from engine.runs.listing import list_runs
+from engine.runs.replay import replay
 
 HEADS, WIDTH = 2, 8
 
@@ -164,7 +167,7 @@ def test_a_run_training_in_another_process_is_followed_as_it_grows(tmp_path: Pat
         train(model, optimizer, 3, watcher)
         watcher.writer._flush()
         assert len(replay(tmp_path / "elsewhere").loss.steps) == 7  # a reader sees the run grow
-        later = time.time() + engine.runs.listing.HEARTBEAT_STALE_SECONDS + 1
+        later = time.time() + engine.runs.replay.HEARTBEAT_STALE_SECONDS + 1
         monkeypatch.setattr(engine.runs.listing.time, "time", lambda: later)  # the loop went quiet (killed, say)
         assert list_runs(tmp_path)[0].status == "interrupted"
         monkeypatch.undo()
@@ -462,7 +465,7 @@ def test_weights_that_fail_are_said_once_and_training_goes_on_unchanged(tmp_path
 
 def test_a_failure_measuring_the_optimizer_is_said_once_and_training_goes_on(tmp_path: Path, register, caplog,
                                                                              monkeypatch) -> None:
-    import engine.recording.watch
+    import engine.interpret.metrics
 
     register(TinyAttention, heads=lambda m: m.heads, slices=tiny_slices,
              weights=lambda module, args, kwargs, output: output[1])
@@ -475,7 +478,7 @@ def test_a_failure_measuring_the_optimizer_is_said_once_and_training_goes_on(tmp
 
     with caplog.at_level("WARNING", logger="headwatch"), watch(model, optimizer, tmp_path / "r", every=1) as watcher:
         train_tiny(model, 2, watcher, optimizer)
-        monkeypatch.setattr(engine.recording.watch, "applied_update", broken)  # a measurement that fails mid-run
+        monkeypatch.setattr(engine.interpret.metrics, "applied_update", broken)  # a measurement that fails mid-run
         losses, _ = train_tiny(model, 3, watcher, optimizer)
     assert len(losses) == 3
     [message] = caplog.messages

@@ -17,8 +17,9 @@ import torch
 from support import Heard
 from torch import nn
 
-from engine.recording.watch import attention_modules, head_stats, watch
-from engine.runs.listing import replay
+from engine.interpret.metrics import head_stats
+from engine.recording.watch import attention_modules, watch
+from engine.runs.replay import replay
 from engine.telemetry import AttentionPoint
 
 transformers = pytest.importorskip("transformers", reason="transformers is not installed (requirements-dev.txt)")

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from engine.runs.listing import list_runs, replay
+from engine.runs.listing import list_runs
+from engine.runs.replay import replay
 
 pl = pytest.importorskip("lightning.pytorch", reason="lightning is not installed (requirements-dev.txt)")
 

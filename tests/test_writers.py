@@ -16,8 +16,9 @@ from support import wait_for
 
 from engine.core import Engine
 from engine.reports.study import STUDY, STUDY_LOCK, _log_tail, run_study
+from engine.runs.layout import CONFIG, METRICS, STATUS, WRITER_LOCK
 from engine.runs.listing import list_runs
-from engine.runs.reading import CONFIG, METRICS, STATUS, WRITER_LOCK, RunError, read_status
+from engine.runs.reading import RunError, read_status
 from engine.runs.writer import WriterLock, create_new_file
 from engine.training.presets import preset
 

@@ -23,48 +23,24 @@ from __future__ import annotations
 
 import itertools
 import math
-import random
-import threading
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import torch
 
-from data.catalog import Catalog, load_catalog, price_range
-from data.generator import ADMIN_KINDS, Claim, generate_claims
-from data.rules import CLASSES, REASONS, ClaimFields, check_claim
-from data.styles import terse
+from data.catalog import load_catalog
+from data.generator import ADMIN_KINDS, generate_claims
+from data.rules import CLASSES, REASONS
 from data.tokenizer import Tokenizer
-from data.vocabulary import CATEGORIES, parse_claim
+from data.vocabulary import CATEGORIES
 from engine.interpret.metrics import admin_kind_accuracy, per_class_accuracy
+from engine.interpret.pairs import CHECKS, RUN_PAIRS_KEPT, PairBatch, reason_of
 from engine.model.transformer import Attention, Memory, Packing
 from engine.task.claims_model import TARGET_ID, ClaimsTransformer, greedy_outcomes
 from engine.task.dataset import ClaimTensors, encode_claims
 from engine.telemetry import RESAMPLED
 
 MIN_GAP = 1e-6  # logit difference between twins below which a check is not measured
-CHECKS = ("MEDICAL", "DOSAGE", "COST", *ADMIN_KINDS)  # what a minimal pair can differ in
-
-
-def reason_of(check: str) -> str:
-    return "ADMIN" if check in ADMIN_KINDS else check
-
-
-@dataclass(frozen=True)
-class MinimalPair:
-    check: str  # MEDICAL, DOSAGE, COST or an ADMIN check (sex, age, specialty, place)
-    invalid: Claim
-    valid: Claim  # the same claim with the one broken field repaired
-
-
-@dataclass(frozen=True)
-class PairBatch:
-    """Every minimal pair as two aligned batches, row i of one the twin of row i of the other."""
-
-    invalid: ClaimTensors
-    valid: ClaimTensors
-    checks: tuple[str, ...]  # row -> the check its pair tests
 
 
 @dataclass(frozen=True)
@@ -96,75 +72,6 @@ class HeadAttribution:
         """ADMIN's four checks count as ADMIN by their mean."""
         checks = [c for c in CHECKS if reason_of(c) == reason]
         return sum(self.necessity.get(c, 0.0) for c in checks) / len(checks)
-
-
-def _candidates(check: str, fields: ClaimFields, catalog: Catalog) -> tuple[str, list]:
-    """The field a check is about, and values it could take."""
-    if check == "MEDICAL":
-        return "diagnosis", list(catalog.diagnoses)
-    if check == "DOSAGE":
-        drug = catalog.drugs[fields.drug]
-        return "dose_mg", [drug.dose_min_mg, drug.dose_label_max_mg]
-    if check == "COST":
-        low, high = price_range(catalog.drugs.get(fields.drug) or catalog.procedures[fields.procedure])
-        return "amount_usd", [low, round((low * high) ** 0.5, 2), high]
-    return check, {"sex": ["M", "F"], "age": list(range(1, 100)), "specialty": list(catalog.specialties),
-                   "place": list(catalog.places)}[check]
-
-
-def _repaired(check: str, fields: ClaimFields, catalog: Catalog, rng: random.Random) -> ClaimFields | None:
-    name, values = _candidates(check, fields, catalog)
-    rng.shuffle(values)
-    for value in values:
-        twin = replace(fields, **{name: value})
-        if not check_claim(twin, catalog):
-            return twin
-    return None
-
-
-def minimal_pairs(catalog: Catalog, tokenizer: Tokenizer, per_check: int = 40, seed: int = 0) -> list[MinimalPair]:
-    """Up to `per_check` pairs per check, from generated invalid claims, both twins written as a terse list so
-    that they differ in one field's words only, and both read back as the fields they were written from."""
-    rng = random.Random(seed)
-    pairs: list[MinimalPair] = []
-    counts: Counter[str] = Counter()
-    for claim in generate_claims(per_check * 40, seed, catalog):
-        check = claim.admin_kind or claim.reason
-        if claim.verdict == "VALID" or counts[check] >= per_check:
-            continue
-        fields = _repaired(check, claim.fields, catalog, rng)
-        if fields is None:
-            continue
-        texts = terse(claim.fields, catalog, rng), terse(fields, catalog, rng)
-        if any(parse_claim(tokenizer.encode(t)) != f for t, f in zip(texts, (claim.fields, fields),
-                                                                                 strict=True)):
-            continue
-        pairs.append(MinimalPair(check, replace(claim, text=texts[0]), Claim(texts[1], "VALID", "NONE", fields, None)))
-        counts[check] += 1
-    return pairs
-
-
-def pair_batch(pairs: list[MinimalPair], tokenizer: Tokenizer, max_len: int,
-               device: torch.device | str = "cpu") -> PairBatch:
-    return PairBatch(encode_claims([p.invalid for p in pairs], tokenizer, max_len).to(device),
-                     encode_claims([p.valid for p in pairs], tokenizer, max_len).to(device),
-                     tuple(p.check for p in pairs))
-
-
-_RUN_PAIRS: dict[tuple, PairBatch] = {}  # made once per tokenizer: 0.25 s a run start otherwise
-_RUN_PAIRS_LOCK = threading.Lock()  # runs in several threads (a race, a study in a server) share it
-RUN_PAIRS_KEPT = 8
-
-
-def run_pairs(tokenizer: Tokenizer, max_len: int, device: torch.device | str = "cpu") -> PairBatch:
-    """The minimal pairs every measurement of every run is taken on, in training and by `engine analyze` alike."""
-    key = (tokenizer.vocab, tuple(sorted(tokenizer.aliases.items())), max_len, str(device))
-    with _RUN_PAIRS_LOCK:
-        if key not in _RUN_PAIRS:
-            while len(_RUN_PAIRS) >= RUN_PAIRS_KEPT:
-                _RUN_PAIRS.pop(next(iter(_RUN_PAIRS)))
-            _RUN_PAIRS[key] = pair_batch(minimal_pairs(load_catalog(), tokenizer), tokenizer, max_len, device)
-        return _RUN_PAIRS[key]
 
 
 Run = Callable[[torch.Tensor | None, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]]

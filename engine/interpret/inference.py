@@ -21,7 +21,8 @@ from data.vocabulary import Encoded, Token, entity_of, parse_claim
 from engine.interpret.attribution import reference_claims, resampled_log_probs
 from engine.interpret.specialization import analysed_names
 from engine.model.transformer import ModelConfig
-from engine.runs.reading import CONFIG, TOKENIZER, RunError, load_checkpoint, read_config, read_object
+from engine.runs.layout import CONFIG, TOKENIZER
+from engine.runs.reading import RunError, load_checkpoint, read_config, read_object
 from engine.task.claims_model import ClaimsTransformer, greedy_outcomes
 from engine.task.dataset import N_CATEGORIES, ClaimTensors, encode_texts
 

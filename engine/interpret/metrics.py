@@ -1,15 +1,19 @@
-"""Measurements of the optimizer and of attention heads; pure functions on tensors, tested by hand computation."""
+"""Measurements of the optimizer and of attention heads, for Headwatch's own runs and watched models alike: pure
+functions on tensors, tested by hand computation."""
 
 from __future__ import annotations
 
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from data.generator import ADMIN_KINDS
 from data.rules import CLASSES
-from engine.model.head_slices import attention_slices
+from engine.model.attention_kinds import kind_of
+from engine.model.head_slices import HeadSlices, attention_slices
 from engine.model.transformer import Attention
 from engine.task.claims_model import ClaimsTransformer
 from engine.telemetry import OptimPoint, OptimStats
@@ -207,3 +211,48 @@ def shown_change(change: float) -> float:
 def signed(change: float) -> str:
     """An accuracy change as people read it: '+0.14', '-0.39', '+0.00'."""
     return f"{shown_change(change):+.2f}"
+
+
+# the optimizers whose update engine.interpret.metrics.applied_update reads from their state (AdamW is an Adam)
+READ_FROM_STATE = (torch.optim.Adam, torch.optim.SGD)
+
+def head_stats(optimizer: torch.optim.Optimizer, module: nn.Module,
+               before: Mapping[int, torch.Tensor] | None = None) -> tuple[OptimStats, ...]:
+    """Each head's statistics of the update the optimizer just applied to its query, key, value and output
+    weights, as Headwatch's own runs measure them (engine.interpret.metrics.applied_update); read before the gradients
+    are zeroed (a cleared gradient counts as zero). Another optimizer's update is what its step changed (`before`: the
+    parameters before it, by id), and its memories are not read."""
+    kind = kind_of(module)
+    return _head_stats(optimizer, kind.heads(module), kind.slices(module), _groups(optimizer), before)
+
+def _groups(optimizer: torch.optim.Optimizer) -> dict[int, dict]:
+    """Each trained parameter's group, by the parameter's id (a frozen one is in none)."""
+    return {id(p): group for group in optimizer.param_groups for p in group["params"]}
+
+def _head_stats(optimizer: torch.optim.Optimizer, heads: int, slices: list[HeadSlices], groups: Mapping[int, dict],
+                before: Mapping[int, torch.Tensor] | None) -> tuple[OptimStats, ...]:
+    sums = torch.zeros(heads, 6, dtype=torch.float64)
+    for part in (s for s in slices if id(s.param) in groups):  # frozen weights do not move
+        sums += _head_sums(part, heads, *_applied(part.param, optimizer, groups[id(part.param)], before)).cpu()
+    adam = reads_adam_memories(optimizer)
+    return tuple(stats_from_sums(total, adam) for total in sums.tolist())
+
+def _applied(param: nn.Parameter, optimizer: torch.optim.Optimizer, group: dict,
+             before: Mapping[int, torch.Tensor] | None) -> tuple[torch.Tensor | None, ...]:
+    if isinstance(optimizer, READ_FROM_STATE) or before is None:
+        return applied_update(param, optimizer, group)
+    grad = param.grad if param.grad is not None else torch.zeros_like(param)
+    return grad, before[id(param)] - param.detach(), None, None
+
+def _head_sums(slices: HeadSlices, heads: int, grad: torch.Tensor, update: torch.Tensor, m: torch.Tensor | None,
+               v: torch.Tensor | None) -> torch.Tensor:
+    """Each head's share of the sums stats_from_sums takes, (heads, 6): |grad|², |update|², Σ|update|, Σ|m|, Σ√v,
+    and the count of its elements. The five are computed side by side (a last dimension) and cut into heads at once:
+    a step measured costs a few operations a parameter, not a few dozen."""
+    grad, update = grad.detach().double(), update.detach().double()
+    none = torch.zeros_like(grad)  # on the parameters' device, as the sums are
+    each = torch.stack([grad.square(), update.square(), update.abs(),
+                        m.detach().double().abs() if m is not None else none,
+                        v.detach().double().sqrt() if v is not None else none], dim=-1)
+    banded = slices.by_head(each, heads).reshape(heads, -1, 5)  # (heads, elements of each, 5)
+    return torch.cat([banded.sum(1), banded.new_full((heads, 1), banded.shape[1])], dim=1)

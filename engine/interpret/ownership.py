@@ -30,8 +30,9 @@ from dataclasses import replace
 
 from data.generator import ADMIN_KINDS
 from data.rules import REASONS
-from engine.interpret.attribution import CHECKS, HeadAttribution, reason_of
+from engine.interpret.attribution import HeadAttribution
 from engine.interpret.metrics import shown_change
+from engine.interpret.pairs import CHECKS, reason_of
 from engine.telemetry import INTERVENTIONS, RESAMPLED
 
 OWNED = 0.5  # a reason depends on a head: patching it away removes at least half the gap between the twins

@@ -24,7 +24,8 @@ import torch
 
 from data.rules import CLASSES, REASONS
 from data.vocabulary import CATEGORIES
-from engine.runs.reading import PROBES, RunError, number, read_object, whole
+from engine.runs.layout import PROBES
+from engine.runs.reading import RunError, number, read_object, whole
 from engine.runs.writer import atomic_write_bytes
 from engine.task.claims_model import ClaimsTransformer
 from engine.task.dataset import ClaimData, ClaimTensors

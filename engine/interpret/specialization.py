@@ -10,9 +10,10 @@ from dataclasses import asdict
 import torch
 
 from data.vocabulary import CATEGORIES
-from engine.interpret.attribution import PairBatch, attribute
+from engine.interpret.attribution import attribute
 from engine.interpret.metrics import NOTHING, attention_confidence, attention_entropy, category_shares
 from engine.interpret.ownership import owners
+from engine.interpret.pairs import PairBatch
 from engine.task.claims_model import REASON_POSITION, ClaimsTransformer
 from engine.task.dataset import ClaimTensors
 from engine.telemetry import AttentionPoint, HeadSpecialization, SpecializationPoint

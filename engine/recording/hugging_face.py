@@ -13,7 +13,8 @@ import torch
 from torch import nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from engine.recording.watch import Tokenizer, Watcher, _warn
+from engine.recording.tokens import Tokenizer
+from engine.recording.watch import Watcher, _warn
 
 
 class HeadwatchCallback(TrainerCallback):

@@ -13,7 +13,8 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from engine.recording.watch import Tokenizer, Watcher, _warn
+from engine.recording.tokens import Tokenizer
+from engine.recording.watch import Watcher, _warn
 
 
 class HeadwatchLightningCallback(pl.Callback):

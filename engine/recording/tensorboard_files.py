@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engine.recording.events import Event, Status
-from engine.runs.reading import TENSORBOARD, RunError, open_in_run
+from engine.runs.layout import TENSORBOARD
+from engine.runs.reading import RunError, open_in_run
 from engine.telemetry import (
     ENDED_STATUSES,
     OPTIM_MEASURES,

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -34,19 +34,25 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.interpret.metrics import applied_update, reads_adam_memories, stats_from_sums
+from engine.interpret.metrics import (
+    READ_FROM_STATE,
+    _groups,
+    _head_stats,
+    head_stats,
+)
 from engine.model.attention_kinds import AttentionKind, NotAttention, kind_of, register_attention, slices_mismatch
 from engine.model.head_slices import HeadSlices
 from engine.recording.events import Event, Observer, Status
 from engine.recording.observers import WriterObserver
 from engine.recording.tensorboard_files import TensorBoardObserver
-from engine.runs.reading import MAX_TOKEN_CHARS, WATCHED, WATCHED_EXAMPLES, WATCHED_POSITIONS
+from engine.recording.tokens import Tokenizer, token_ids, token_texts
+from engine.runs.layout import MAX_TOKEN_CHARS, WATCHED, WATCHED_EXAMPLES, WATCHED_POSITIONS
 from engine.runs.writer import RunWriter
-from engine.telemetry import AttentionPoint, MetricsPoint, OptimPoint, OptimStats, StepPoint
+from engine.telemetry import AttentionPoint, MetricsPoint, OptimPoint, StepPoint
 
 __all__ = ["HeadSlices", "Watcher", "attention_modules", "head_stats", "register_attention", "watch"]
 
-HEARTBEAT_SECONDS = 5.0  # how often the run's status says it is still training (engine.runs.listing.training_elsewhere)
+HEARTBEAT_SECONDS = 5.0  # how often the run's status says it is still training (engine.runs.replay.training_elsewhere)
 ATTENTION_SPACING = 1.25  # attention is saved at log-spaced steps, as Headwatch's own runs save it: dense early
 ROW_SUM_TOLERANCE = 0.02  # weights rounded to bfloat16 stay within it; weights after dropout rarely do
 
@@ -75,85 +81,6 @@ def attention_candidates(model: nn.Module) -> list[str]:
     """The class names of the model's modules that look like attention by name, for a model in which `watch` found
     none it knows."""
     return sorted({type(m).__name__ for m in model.modules() if re.search("attention|attn", type(m).__name__, re.I)})
-
-
-# the optimizers whose update engine.interpret.metrics.applied_update reads from their state (AdamW is an Adam)
-READ_FROM_STATE = (torch.optim.Adam, torch.optim.SGD)
-
-
-def head_stats(optimizer: torch.optim.Optimizer, module: nn.Module,
-               before: Mapping[int, torch.Tensor] | None = None) -> tuple[OptimStats, ...]:
-    """Each head's statistics of the update the optimizer just applied to its query, key, value and output
-    weights, as Headwatch's own runs measure them (engine.interpret.metrics.applied_update); read before the gradients
-    are zeroed (a cleared gradient counts as zero). Another optimizer's update is what its step changed (`before`: the
-    parameters before it, by id), and its memories are not read."""
-    kind = kind_of(module)
-    return _head_stats(optimizer, kind.heads(module), kind.slices(module), _groups(optimizer), before)
-
-
-def _groups(optimizer: torch.optim.Optimizer) -> dict[int, dict]:
-    """Each trained parameter's group, by the parameter's id (a frozen one is in none)."""
-    return {id(p): group for group in optimizer.param_groups for p in group["params"]}
-
-
-def _head_stats(optimizer: torch.optim.Optimizer, heads: int, slices: list[HeadSlices], groups: Mapping[int, dict],
-                before: Mapping[int, torch.Tensor] | None) -> tuple[OptimStats, ...]:
-    sums = torch.zeros(heads, 6, dtype=torch.float64)
-    for part in (s for s in slices if id(s.param) in groups):  # frozen weights do not move
-        sums += _head_sums(part, heads, *_applied(part.param, optimizer, groups[id(part.param)], before)).cpu()
-    adam = reads_adam_memories(optimizer)
-    return tuple(stats_from_sums(total, adam) for total in sums.tolist())
-
-
-def _applied(param: nn.Parameter, optimizer: torch.optim.Optimizer, group: dict,
-             before: Mapping[int, torch.Tensor] | None) -> tuple[torch.Tensor | None, ...]:
-    if isinstance(optimizer, READ_FROM_STATE) or before is None:
-        return applied_update(param, optimizer, group)
-    grad = param.grad if param.grad is not None else torch.zeros_like(param)
-    return grad, before[id(param)] - param.detach(), None, None
-
-
-def _head_sums(slices: HeadSlices, heads: int, grad: torch.Tensor, update: torch.Tensor, m: torch.Tensor | None,
-               v: torch.Tensor | None) -> torch.Tensor:
-    """Each head's share of the sums stats_from_sums takes, (heads, 6): |grad|², |update|², Σ|update|, Σ|m|, Σ√v,
-    and the count of its elements. The five are computed side by side (a last dimension) and cut into heads at once:
-    a step measured costs a few operations a parameter, not a few dozen."""
-    grad, update = grad.detach().double(), update.detach().double()
-    none = torch.zeros_like(grad)  # on the parameters' device, as the sums are
-    each = torch.stack([grad.square(), update.square(), update.abs(),
-                        m.detach().double().abs() if m is not None else none,
-                        v.detach().double().sqrt() if v is not None else none], dim=-1)
-    banded = slices.by_head(each, heads).reshape(heads, -1, 5)  # (heads, elements of each, 5)
-    return torch.cat([banded.sum(1), banded.new_full((heads, 1), banded.shape[1])], dim=1)
-
-
-Tokenizer = Any  # anything with convert_ids_to_tokens or decode, or a function from a token id to its text
-
-
-def token_texts(tokenizer: Tokenizer) -> Callable[[list[int]], list[str]]:
-    """How a tokenizer, as `watch` takes it, turns one example's token ids into their texts; TypeError, in words, for
-    something that cannot."""
-    if callable(getattr(tokenizer, "convert_ids_to_tokens", None)):  # a Hugging Face tokenizer: its own tokens
-        return tokenizer.convert_ids_to_tokens
-    if callable(getattr(tokenizer, "decode", None)):
-        return lambda ids: [tokenizer.decode([i]) for i in ids]
-    if callable(tokenizer):
-        return lambda ids: [tokenizer(i) for i in ids]
-    raise TypeError(f"tokenizer must have convert_ids_to_tokens or decode, or be a function from a token id to its "
-                    f"text (got {type(tokenizer).__name__})")
-
-
-def token_ids(inputs: Any) -> torch.Tensor | None:
-    """The (batch, positions) token ids among a model's inputs or a batch: `input_ids` of a dict, or the first whole
-    number tensor of two dimensions of a tuple or list (a dict inside it, as a forward's keyword arguments, first)."""
-    if torch.is_tensor(inputs):
-        whole_numbers = not (inputs.is_floating_point() or inputs.is_complex() or inputs.dtype == torch.bool)
-        return inputs if whole_numbers and inputs.dim() == 2 else None
-    if isinstance(inputs, Mapping):
-        return token_ids(inputs.get("input_ids"))
-    if isinstance(inputs, tuple | list):
-        return next((ids for ids in map(token_ids, inputs) if ids is not None), None)
-    return None
 
 
 class Watcher:

@@ -10,9 +10,10 @@ import torch
 
 from data.generator import generate_claims
 from data.rules import REASONS
-from engine.interpret.attribution import RESAMPLES, reference_claims, run_pairs
+from engine.interpret.attribution import RESAMPLES, reference_claims
 from engine.interpret.inference import Predictor
 from engine.interpret.metrics import per_class_accuracy
+from engine.interpret.pairs import run_pairs
 from engine.interpret.probes import (
     FIELD_NAMES,
     FIELDS,
@@ -26,7 +27,8 @@ from engine.interpret.probes import (
     where_it_forms,
 )
 from engine.interpret.specialization import ANALYSIS_CLAIMS, specialization
-from engine.runs.reading import CONFIG, RunError, read_config
+from engine.runs.layout import CONFIG
+from engine.runs.reading import RunError, read_config
 from engine.task.claims_model import greedy_outcomes
 from engine.task.dataset import (
     HELDOUT_SEED_OFFSET,

@@ -24,8 +24,9 @@ from pathlib import Path
 from data.rules import REASONS
 from engine.interpret.ownership import LEANS, unit_reason
 from engine.reports.analyze import analyze_run
+from engine.runs.layout import STATUS
 from engine.runs.listing import summarize as summarize_run
-from engine.runs.reading import STATUS, RunError, number, numbers, open_in_run, read_object, read_status, text, whole
+from engine.runs.reading import RunError, number, numbers, open_in_run, read_object, read_status, text, whole
 from engine.runs.writer import WriterLock, atomic_write_json, create_new_file
 from engine.task.claims_model import CROSS
 from engine.telemetry import at_most_chance

@@ -23,7 +23,19 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
-from engine.runs.reading import ATTENTION, CHECKPOINT, CONFIG, MAX_TOKEN_CHARS, METRICS, PROBE, STATUS, TOKENIZER, WRITER_LOCK, Record, RunError, attention_file, encode_record
+from engine.runs.layout import (
+    ATTENTION,
+    CHECKPOINT,
+    CONFIG,
+    MAX_TOKEN_CHARS,
+    METRICS,
+    PROBE,
+    STATUS,
+    TOKENIZER,
+    WRITER_LOCK,
+    attention_file,
+)
+from engine.runs.reading import Record, RunError, encode_record
 from engine.telemetry import AttentionPoint, ProbeClaim
 
 FLUSH_SECONDS = 1.0

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from engine.interpret.attribution import reference_claims, run_pairs
+from engine.interpret.attribution import reference_claims
 from engine.interpret.metrics import commonest_class, optimizer_stats, per_class_accuracy
+from engine.interpret.pairs import run_pairs
 from engine.interpret.specialization import capture_probe, specialization
 from engine.recording.events import Event, Observer, RunStart, Status, Weights
 from engine.task.claims_model import TARGET_VOCAB, ClaimsTransformer, targets_for_classes, teacher_forced_outcomes
