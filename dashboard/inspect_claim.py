@@ -108,7 +108,8 @@ def show_lines(p: Prediction) -> None:
         st.info(markdown_text(p.lines_note[:1].upper() + p.lines_note[1:] + "."))
 
 
-def show_prediction(p: Prediction, labels: list[str], model: tuple) -> None:
+def show_verdict(p: Prediction) -> None:
+    """The verdict, reason and confidence beside the rules checker's answer, and why a verdict is not given."""
     verdict, reason, confidence, rules = st.columns(4)
     if p.refusal is None:
         verdict.metric("Verdict", p.verdict)
@@ -128,8 +129,10 @@ def show_prediction(p: Prediction, labels: list[str], model: tuple) -> None:
         st.warning(f"**{markdown_text(p.refusal.sentence())}** The model's own answer, {answer(p.verdict, p.reason)} "
                    f"({p.confidence:.0%}), is in the chart below, but it is no verdict: the model never read those "
                    "words.", icon="⚠️")
-    show_lines(p)
-    show_reading(p)
+
+
+def show_answer_notes(p: Prediction) -> None:
+    """Why the answer wins over a likelier outcome, where the rules checker disagrees, and the claim's warnings."""
     top = max(p.probabilities, key=p.probabilities.get)
     if top != p.outcome:
         sure = p.probabilities["VALID"] if p.verdict == "VALID" else 1 - p.probabilities["VALID"]
@@ -148,6 +151,11 @@ def show_prediction(p: Prediction, labels: list[str], model: tuple) -> None:
         st.warning(f"Check this claim: {warning}.")
     if p.truncated:
         st.warning("The claim is long: only its first words were read.")
+
+
+def show_claim_figures(p: Prediction, labels: list[str], model: tuple) -> None:
+    """The claim's tokens, the confidence in each outcome, the answer without each head, and what each head looks
+    at."""
     st.html(claim_figures.token_chips_html(p.tokens) + claim_figures.category_legend_html())
     figured, p = p, p.figured  # the figures are those of the claim, or of its first line the model answered
     if p is not figured:
@@ -168,6 +176,14 @@ def show_prediction(p: Prediction, labels: list[str], model: tuple) -> None:
     encoder = shared_figure("inspect.encoder", key, lambda: claim_figures.claim_encoder_figure(p), max_age_s=5.0)
     right.plotly_chart(cross, key="claim_cross", config=figures.CHART_CONFIG)
     st.plotly_chart(encoder, key="claim_encoder", config=figures.CHART_CONFIG)
+
+
+def show_prediction(p: Prediction, labels: list[str], model: tuple) -> None:
+    show_verdict(p)
+    show_lines(p)
+    show_reading(p)
+    show_answer_notes(p)
+    show_claim_figures(p, labels, model)
 
 
 MAX_WHAT_IF_FIELDS = 8
