@@ -58,7 +58,8 @@ def memories() -> None:
     st.caption(markdown_text(f"Run: {summaries.config_text(snap.config)}; {summaries.schedule_text(snap.config)}, "
                              "which the effective step follows."))
     # built once for every viewer (see `shared`), and at most every 2 s: a new point of the optimizer's statistics
-    # arrives every half second, and rebuilding these charts for each one halved the training speed (bench.ui_render)
+    # arrives every half second, and rebuilding these charts for each one would halve the training speed
+    # (bench.ui_render measures it)
     key = (snap.run_id, snap.status)
     for metric in figures.MEMORY_METRICS:
         chart = shared_figure(f"adam.{metric}", key, partial(figures.memory_figure, snap, metric), max_age_s=2.0)

@@ -3,7 +3,7 @@ stored step."""
 
 import streamlit as st
 
-from dashboard import figures, head_figures, viewing
+from dashboard import figures, outcome_words, viewing
 from dashboard.live import live
 from dashboard.untrusted import markdown_text
 from engine.runs.layout import WATCHED_POSITIONS, is_watched
@@ -31,7 +31,7 @@ POSITIONS_SHOWN = ("Positions are numbered from 1: Headwatch knows your tokens o
 
 
 def claim_label(claim: ProbeClaim) -> str:
-    answer = head_figures.outcome_text(claim.label)
+    answer = outcome_words.outcome_text(claim.label)
     return f"{' / '.join(claim.text.splitlines())}  ({answer})"  # some claims are multi-line forms
 
 

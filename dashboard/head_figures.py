@@ -1,9 +1,8 @@
-"""Pure builders for the head pages: specialization measurements or one claim's prediction in, a plotly figure (or
-a snippet of escaped HTML) out. No Streamlit here, so everything is unit-tested without a server."""
+"""Pure builders for the head pages: specialization measurements in, a plotly figure (or a table's rows) out. No
+Streamlit here, so everything is unit-tested without a server. One claim's figures are in dashboard.claim_figures."""
 
 from __future__ import annotations
 
-import html
 import textwrap
 from collections.abc import Callable, Sequence
 
@@ -12,34 +11,18 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dashboard.figures import CLASS_COLORS, HEAD_COLORS
+from dashboard.head_words import role_words
 from dashboard.untrusted import plotly_text
-from data import rules
 from data.rules import CLASSES, REASONS
-from data.tokenizer import Tokenizer
-from data.vocabulary import CATEGORIES, Token
-from engine.interpret.inference import Prediction, verdict_to_outcome
+from data.vocabulary import CATEGORIES
 from engine.interpret.metrics import NOTHING, shown_change
-from engine.interpret.ownership import (
-    GENERALIST,
-    HELPS,
-    LEANS,
-    LITTLE_EFFECT,
-    NEEDED,
-    SHARES,
-    SPECIALIST,
-    named,
-    unit_reason,
-)
+from engine.interpret.ownership import HELPS, LEANS, SHARES, SPECIALIST, unit_reason
 from engine.interpret.pairs import CHECKS, reason_of
 from engine.reports.reference_studies import ReferenceStudy
 from engine.task.claims_model import CROSS
 from engine.telemetry import INTERVENTIONS, RESAMPLED, HeadSpecialization, SpecializationPoint
 
 ENCODER = "encoder.0.self"
-CATEGORY_COLORS = {
-    "diagnosis": "#d62728", "drug": "#9467bd", "dose": "#8c564b", "procedure": "#1f77b4", "amount": "#ff7f0e",
-    "age": "#17becf", "sex": "#e377c2", "specialty": "#2ca02c", "place": "#bcbd22", "other": "#7f7f7f",
-}  # fmt: skip
 HEAD_METRICS = {
     "entropy": ("Entropy (nats): how spread out", "lower = more focused"),
     "confidence": ("Confidence: largest single weight", "Voita et al. 2019"),
@@ -48,42 +31,13 @@ HEAD_METRICS = {
 MARGIN = {"l": 90, "r": 30, "t": 70, "b": 50}
 
 
-CANT_TELL = "can't tell"
-CANNOT_JUDGE = "cannot judge"  # the model's answer rests on words that were not read
-CANNOT_CHECK = "cannot check"  # so does the rules checker's
-
-
-def outcome_text(outcome: str | None) -> str:
-    """'VALID', 'INVALID: COST', or CANT_TELL when there is no answer."""
-    if outcome is None:
-        return CANT_TELL
-    return "VALID" if outcome == "VALID" else f"INVALID: {outcome}"
-
-
-def verdict_text(verdict: str | None, reason: str | None) -> str:
-    """outcome_text of a (verdict, reason) pair, as the model or the rules checker give it; CANNOT_CHECK for the
-    rules checker's data.rules.CANNOT_CHECK."""
-    if verdict == rules.CANNOT_CHECK:
-        return CANNOT_CHECK
-    return outcome_text(verdict_to_outcome(verdict, reason or "NONE") if verdict else None)
-
-
-def said_text(p: Prediction) -> str:
-    """What the model's answer is, in a cell: the verdict, or CANNOT_JUDGE when it rests on words not read."""
-    return verdict_text(p.verdict, p.reason) if p.refusal is None else CANNOT_JUDGE
-
-
-def token_label(token: Token) -> str:
-    return f"{token.surface} ⟨unk⟩" if token.text == Tokenizer.UNK else token.surface
-
-
-def _layout(title: str, height: int, **extra: object) -> dict:
+def figure_layout(title: str, height: int, **extra: object) -> dict:
     return {"title": {"text": title, "font": {"size": 16}}, "height": height, "margin": MARGIN, **extra}
 
 
 def _waiting(title: str, text: str) -> go.Figure:
     hidden = {"visible": False}
-    return go.Figure(layout=_layout(title, 260, xaxis=hidden, yaxis=hidden, annotations=[
+    return go.Figure(layout=figure_layout(title, 260, xaxis=hidden, yaxis=hidden, annotations=[
         {"text": text, "showarrow": False, "x": 0.5, "y": 0.5, "xref": "paper", "yref": "paper",
          "font": {"size": 14, "color": "gray"}}]))
 
@@ -105,8 +59,8 @@ def _animated_heatmap(points: Sequence[SpecializationPoint], name: str, columns:
 
     start = start % len(points)
     # the columns' names sit on top, under the title, and tilt in a narrow chart: room for both, the title first
-    layout = _layout(title, 370 + 22 * n_heads, yaxis={"autorange": "reversed"}, xaxis={"side": "top"},
-                     margin={**MARGIN, "t": 150, "b": 30})
+    layout = figure_layout(title, 370 + 22 * n_heads, yaxis={"autorange": "reversed"}, xaxis={"side": "top"},
+                           margin={**MARGIN, "t": 150, "b": 30})
     layout["title"] |= {"y": 0.98, "yref": "container", "yanchor": "top"}
     if len(points) > 1:
         frames = [{"name": str(p.step), "data": [trace(p)]} for p in points]
@@ -206,7 +160,7 @@ def answers_figure(point: SpecializationPoint, name: str = CROSS) -> go.Figure:
                                  hovertemplate=f"Head {col}: right answer %{{y}}, answered %{{x}}: %{{z:.0%}}"
                                                "<extra></extra>"), row=1, col=col)
     fig.update_yaxes(autorange="reversed")
-    fig.update_layout(**_layout(title, 360, margin={**MARGIN, "t": 90}))
+    fig.update_layout(**figure_layout(title, 360, margin={**MARGIN, "t": 90}))
     return fig
 
 
@@ -243,157 +197,13 @@ def head_metrics_figure(points: Sequence[SpecializationPoint], name: str = CROSS
                                      hovertemplate=f"Head {head + 1} · step %{{x}}: %{{y:.3g}}<extra></extra>"),
                           row=1, col=col)
         fig.update_xaxes(title_text="Training step", row=1, col=col)
-    fig.update_layout(**_layout(title, 380, legend={"orientation": "h", "y": -0.25}, hovermode="closest"))
+    fig.update_layout(**figure_layout(title, 380, legend={"orientation": "h", "y": -0.25}, hovermode="closest"))
     fig.update_layout(margin={**MARGIN, "t": 100, "b": 80})
-    return fig
-
-
-def token_chips_html(tokens: Sequence[Token]) -> str:
-    """The claim's tokens as chips coloured by field category; unknown words stand out as ⟨unk⟩. All text escaped."""
-    chips = []
-    for token in tokens:
-        unknown = token.text == Tokenizer.UNK
-        color = "#9e9e9e" if unknown else CATEGORY_COLORS.get(token.category, "#7f7f7f")
-        caption = "&lt;unk&gt; unknown word" if unknown else html.escape(token.category)
-        border = "dashed" if unknown else "solid"
-        chips.append(f'<span style="display:inline-block;margin:0 6px 6px 0;padding:3px 8px;border-radius:6px;'
-                     f'border:2px {border} {color};background:{color}1f;line-height:1.25">'
-                     f'{html.escape(token.surface)}<br><span style="font-size:0.75em;color:{color}">{caption}'
-                     "</span></span>")
-    return f'<div style="display:flex;flex-wrap:wrap">{"".join(chips)}</div>'
-
-
-def category_legend_html() -> str:
-    items = "".join(f'<span style="margin-right:12px;color:{color}">■ {name}</span>'
-                    for name, color in CATEGORY_COLORS.items())
-    return f'<div style="font-size:0.8em">{items}</div>'
-
-
-def probabilities_figure(prediction: Prediction, what_if: Prediction | None = None) -> go.Figure:
-    """The model's confidence in each of the five outcomes (and in the what-if claim's, beside it)."""
-    labels = [outcome_text(c) for c in CLASSES]
-    bars = [("This claim", prediction, "#1f77b4")]
-    if what_if is not None and what_if.probabilities:
-        bars.append(("What-if", what_if, "#ff7f0e"))
-    data = [{"type": "bar", "orientation": "h", "y": labels, "x": [p.probabilities.get(c, 0.0) for c in CLASSES],
-             "name": name, "marker": {"color": color}, "texttemplate": "%{x:.0%}", "textposition": "outside",
-             "cliponaxis": False, "hovertemplate": "%{y}: %{x:.1%}<extra>" + name + "</extra>"}
-            for name, p, color in bars]
-    return go.Figure(data=data, layout=_layout(
-        "Confidence in each outcome", 150 + 45 * len(bars) * len(CLASSES) // 2,
-        xaxis={"range": [0, 1.15], "tickformat": ".0%"}, yaxis={"autorange": "reversed"}, barmode="group",
-        legend={"orientation": "h", "y": -0.2}, margin={**MARGIN, "l": 140}))
-
-
-LABEL_CHARS = 70  # of a head's name above its chart in Inspect's half-width column
-
-
-def _head_titles(prediction: Prediction, name: str, labels: Sequence[str] | None) -> list[str]:
-    """'Head 1 · without it: same answer', and the head's name on a line of its own (a head shared with others has
-    a long one), shortened to what a half-width chart holds."""
-    ablated = prediction.ablation.get(name, ())
-    titles = []
-    for head in range(prediction.attention[name].shape[0]):
-        title = f"<b>Head {head + 1}</b>"
-        if head < len(ablated):
-            changed = ablated[head] != prediction.outcome
-            title += f" · without it: {outcome_text(ablated[head]) if changed else 'same answer'}"
-        if labels and head < len(labels):
-            title += f"<br>{plotly_text(labels[head], LABEL_CHARS)}"
-        titles.append(title)
-    return titles
-
-
-def claim_cross_figure(prediction: Prediction, labels: Sequence[str] | None = None, name: str = CROSS) -> go.Figure:
-    """Per head, what the answer looks at in this claim: the position that answers VALID or INVALID, and the one
-    that answers the reason (two rows of weights a head)."""
-    weights = prediction.attention[name][:, :2, :]  # (H, 2, T): row 0 answers the verdict, row 1 the reason
-    tokens = [plotly_text(token_label(t), 18) for t in prediction.tokens]
-    n_heads = weights.shape[0]
-    fig = make_subplots(rows=n_heads, cols=1, shared_xaxes=True, vertical_spacing=0.45 / n_heads,
-                        subplot_titles=_head_titles(prediction, name, labels))
-    for head in range(n_heads):
-        fig.add_trace(go.Heatmap(z=weights[head], x=list(range(len(tokens))), y=["→ verdict", "→ reason"],
-                                 coloraxis="coloraxis", customdata=np.array([tokens, tokens], dtype=object),
-                                 hovertemplate=f"Head {head + 1} looks at <b>%{{customdata}}</b>: "
-                                               "%{z:.3f}<extra></extra>", name=f"Head {head + 1}",
-                                 texttemplate="%{z:.2f}", xgap=1),
-                      row=head + 1, col=1)
-    fig.update_xaxes(tickvals=list(range(len(tokens))), ticktext=tokens, tickangle=-45)
-    fig.update_yaxes(autorange="reversed")
-    fig.update_layout(**_layout("Cross-attention: what the verdict and the reason look at in this claim",
-                                120 + 145 * n_heads, coloraxis={"colorscale": "Viridis", "cmin": 0, "cmax": 1},
-                                hovermode="closest"))
-    fig.update_annotations(font={"size": 12}, xanchor="left", x=0)
-    return fig
-
-
-def claim_encoder_figure(prediction: Prediction, name: str = ENCODER) -> go.Figure:
-    """Per head, side by side, how the claim's words read each other inside the encoder (rows look at columns)."""
-    weights = prediction.attention[name]  # (H, T, T)
-    tokens = [plotly_text(token_label(t), 14) for t in prediction.tokens]
-    n_heads = weights.shape[0]
-    fig = make_subplots(rows=1, cols=n_heads, horizontal_spacing=0.03, shared_yaxes=True,
-                        subplot_titles=_head_titles(prediction, name, None))
-    hover = np.array([[[q, k] for k in tokens] for q in tokens], dtype=object)
-    for head in range(n_heads):
-        fig.add_trace(go.Heatmap(z=weights[head], coloraxis="coloraxis", customdata=hover, name=f"Head {head + 1}",
-                                 hovertemplate="<b>%{customdata[0]}</b> looks at <b>%{customdata[1]}</b>: "
-                                               f"%{{z:.3f}}<extra>Head {head + 1}</extra>"),
-                      row=1, col=head + 1)
-    axis = {"tickvals": list(range(len(tokens))), "ticktext": tokens, "tickfont": {"size": 10}}
-    fig.update_xaxes(**axis, tickangle=-60)
-    fig.update_yaxes(**axis, autorange="reversed")
-    longest = max(len(t) for t in tokens)
-    fig.update_layout(**_layout("Encoder self-attention: how the claim's words read each other", 330 + 6 * longest,
-                                coloraxis={"colorscale": "Viridis", "cmin": 0, "cmax": 1}, hovermode="closest"))
-    fig.update_annotations(font={"size": 12})
     return fig
 
 
 NO_REASON_COLOR = "#9e9e9e"  # a head that works for no single reason
 STUDY_COLORS = ("#4c78a8", "#e45756", "#54a24b", "#b279a2")  # one per shipped study, none a reason's colour
-
-
-def _join(words: Sequence[str]) -> str:
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
-
-
-def role_words(head: HeadSpecialization, escape: Callable[[str], str] = str) -> str:
-    """What a head became, in words for a reader new to neural networks, to follow 'It' or 'Head 3': 'works for
-    DOSAGE claims alone', 'is needed by every kind of faulty claim', 'changes little when taken away'. `escape`
-    makes a run's own text (its labels and reasons) safe where it is shown."""
-    unit = escape(named(head.reason or ""))
-    if head.kind == SPECIALIST:
-        return f"works for {unit} claims alone"
-    if head.kind == SHARES:
-        partners = sorted({j for heads in head.shared_with.values() for j in heads})
-        return (f"shares its work with {heads_text(partners)}: "
-                f"{'either can stand in for the other' if len(partners) == 1 else 'one can stand in for another'}")
-    if head.kind == LEANS:
-        return f"works mostly for {unit}, though not for it alone"
-    if head.kind == GENERALIST:
-        return "works for several reasons at once"
-    if head.kind == HELPS:
-        return f"helps a little with {unit}"
-    if head.kind == NEEDED:
-        return f"is needed by {_claims_text((head.reason or '').split(', '), escape)}"
-    if head.kind == LITTLE_EFFECT:
-        return "changes little when taken away"
-    return f"is labelled '{escape(head.label)}'"  # runs saved before heads had kinds
-
-
-def heads_text(heads: Sequence[int]) -> str:
-    """'head 2' or 'heads 1 and 3' for 0-based indices."""
-    return ("head " if len(heads) == 1 else "heads ") + _join([str(j + 1) for j in heads])
-
-
-def _claims_text(classes: Sequence[str], escape: Callable[[str], str]) -> str:
-    if set(CLASSES) <= set(classes):
-        return "every kind of claim, valid ones included"
-    if set(REASONS) <= set(classes):
-        return "every kind of faulty claim"
-    return _join(["valid claims" if c == "VALID" else f"{escape(c)} claims" for c in classes])
 
 
 def head_color(head: HeadSpecialization) -> str:
@@ -443,9 +253,10 @@ def heads_figure(heads: Sequence[HeadSpecialization], title: str) -> go.Figure:
                   "text": f"Colour: the reason a head works for ({key}); grey: no single reason. A thick border "
                           "marks a specialist."})
     hidden = {"visible": False, "fixedrange": True}
-    return go.Figure(layout=_layout(title, 115 + 16 * lines, shapes=shapes, annotations=notes, plot_bgcolor="white",
-                                    xaxis={**hidden, "range": [0, len(heads)]}, yaxis={**hidden, "range": [0, 1]},
-                                    margin={"l": 10, "r": 10, "t": 50, "b": 40}))
+    return go.Figure(layout=figure_layout(title, 115 + 16 * lines, shapes=shapes, annotations=notes,
+                                          plot_bgcolor="white", xaxis={**hidden, "range": [0, len(heads)]},
+                                          yaxis={**hidden, "range": [0, 1]},
+                                          margin={"l": 10, "r": 10, "t": 50, "b": 40}))
 
 
 def studies_figure(studies: Sequence[ReferenceStudy]) -> go.Figure:
@@ -463,6 +274,6 @@ def studies_figure(studies: Sequence[ReferenceStudy]) -> go.Figure:
                            text=[f"{c} of {len(learned)}" for c in counts], textposition="outside",
                            marker={"color": STUDY_COLORS[index % len(STUDY_COLORS)]}, cliponaxis=False,
                            hovertemplate="%{x}: %{text} runs<extra>%{fullData.name}</extra>"))
-    return go.Figure(data=data, layout=_layout(title, 360, barmode="group", legend={"title": {"text": "recipe"}},
-                                               yaxis={"tickformat": ".0%", "range": [0, 1.15],
-                                                      "title": {"text": "share of runs"}}))
+    return go.Figure(data=data, layout=figure_layout(title, 360, barmode="group", legend={"title": {"text": "recipe"}},
+                                                     yaxis={"tickformat": ".0%", "range": [0, 1.15],
+                                                            "title": {"text": "share of runs"}}))

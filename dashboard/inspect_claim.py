@@ -7,7 +7,7 @@ import time
 
 import streamlit as st
 
-from dashboard import figures, head_figures, viewing, what_if
+from dashboard import claim_figures, figures, outcome_words, viewing, what_if
 from dashboard.engine_resource import get_engine
 from dashboard.live import live, shared_figure
 from dashboard.summaries import duration
@@ -44,12 +44,12 @@ def edited() -> None:
 
 
 def answer(verdict: str | None, reason: str | None) -> str:
-    return head_figures.verdict_text(verdict, reason)
+    return outcome_words.verdict_text(verdict, reason)
 
 
 def answered(p: Prediction) -> str:
     """The verdict and how sure, or that the claim cannot be judged."""
-    return head_figures.CANNOT_JUDGE if p.refusal else f"{answer(p.verdict, p.reason)} ({p.confidence:.0%})"
+    return outcome_words.CANNOT_JUDGE if p.refusal else f"{answer(p.verdict, p.reason)} ({p.confidence:.0%})"
 
 
 def lowered(sentence: str) -> str:
@@ -87,14 +87,14 @@ def show_reading(p: Prediction) -> None:
 
 
 def line_answer(line: Prediction) -> str:
-    return head_figures.CANNOT_JUDGE if line.refusal else f"{answer(line.verdict, line.reason)}"
+    return outcome_words.CANNOT_JUDGE if line.refusal else f"{answer(line.verdict, line.reason)}"
 
 
 def show_lines(p: Prediction) -> None:
     """A claim of several billed items: each service line's answer, and the claim's as the worst line's."""
     if not p.lines:
         return
-    said = head_figures.CANNOT_JUDGE if p.refusal else answer(p.verdict, p.reason)
+    said = outcome_words.CANNOT_JUDGE if p.refusal else answer(p.verdict, p.reason)
     st.markdown(f"**This claim bills {len(p.lines)} items: each service line is judged as a claim of its own** "
                 "(the item, its numbers, and what the lines share: patient, diagnosis, specialty, place). The "
                 f"claim's verdict is its worst line's: **{said}**.")
@@ -108,14 +108,15 @@ def show_lines(p: Prediction) -> None:
         st.info(markdown_text(p.lines_note[:1].upper() + p.lines_note[1:] + "."))
 
 
-def show_prediction(p: Prediction, labels: list[str], model: tuple) -> None:
+def show_verdict(p: Prediction) -> None:
+    """The verdict, reason and confidence beside the rules checker's answer, and why a verdict is not given."""
     verdict, reason, confidence, rules = st.columns(4)
     if p.refusal is None:
         verdict.metric("Verdict", p.verdict)
         reason.metric("Reason", p.reason, help="NONE for a valid claim")
         confidence.metric("Confidence", f"{p.confidence:.0%}", help="The probability of this exact answer.")
     else:
-        verdict.metric("Verdict", head_figures.CANNOT_JUDGE.upper(),
+        verdict.metric("Verdict", outcome_words.CANNOT_JUDGE.upper(),
                        help="The model's answer would rest on words Headwatch did not read.")
         reason.metric("Reason", "—")
         confidence.metric("Confidence", "—")
@@ -128,14 +129,16 @@ def show_prediction(p: Prediction, labels: list[str], model: tuple) -> None:
         st.warning(f"**{markdown_text(p.refusal.sentence())}** The model's own answer, {answer(p.verdict, p.reason)} "
                    f"({p.confidence:.0%}), is in the chart below, but it is no verdict: the model never read those "
                    "words.", icon="⚠️")
-    show_lines(p)
-    show_reading(p)
+
+
+def show_answer_notes(p: Prediction) -> None:
+    """Why the answer wins over a likelier outcome, where the rules checker disagrees, and the claim's warnings."""
     top = max(p.probabilities, key=p.probabilities.get)
     if top != p.outcome:
         sure = p.probabilities["VALID"] if p.verdict == "VALID" else 1 - p.probabilities["VALID"]
         st.caption(f"The model answers in two steps, as it was trained: VALID or INVALID first (here {p.verdict}, "
                    f"{sure:.0%}), then the reason. That is why this answer wins although "
-                   f"{head_figures.outcome_text(top)} alone is more likely ({p.probabilities[top]:.0%}).")
+                   f"{outcome_words.outcome_text(top)} alone is more likely ({p.probabilities[top]:.0%}).")
     rules_said = rules_text(p)
     if p.refusal is None and p.rules and p.rules[0] != CANNOT_CHECK and answer(*p.rules) != answer(p.verdict,
                                                                                                     p.reason):
@@ -148,26 +151,39 @@ def show_prediction(p: Prediction, labels: list[str], model: tuple) -> None:
         st.warning(f"Check this claim: {warning}.")
     if p.truncated:
         st.warning("The claim is long: only its first words were read.")
-    st.html(head_figures.token_chips_html(p.tokens) + head_figures.category_legend_html())
+
+
+def show_claim_figures(p: Prediction, labels: list[str], model: tuple) -> None:
+    """The claim's tokens, the confidence in each outcome, the answer without each head, and what each head looks
+    at."""
+    st.html(claim_figures.token_chips_html(p.tokens) + claim_figures.category_legend_html())
     figured, p = p, p.figured  # the figures are those of the claim, or of its first line the model answered
     if p is not figured:
         number = figured.lines.index(p) + 1
         st.markdown(f"**The figures below are line {number}'s** ('{markdown_text(p.text)}'), judged as a claim of "
                     "its own with what the lines share; the other lines' answers are in the table above.")
     left, right = st.columns([2, 3], gap="large")
-    left.plotly_chart(head_figures.probabilities_figure(p), key="probabilities", config=figures.CHART_CONFIG)
+    left.plotly_chart(claim_figures.probabilities_figure(p), key="probabilities", config=figures.CHART_CONFIG)
     n_heads = len(next(iter(p.ablation.values()), ()))
     rows = [{"Head": f"Head {h + 1}", **{figures.attention_short_title(name): (
-        "same answer" if outcomes[h] == p.outcome else head_figures.outcome_text(outcomes[h]))
+        "same answer" if outcomes[h] == p.outcome else outcome_words.outcome_text(outcomes[h]))
         for name, outcomes in p.ablation.items()}} for h in range(n_heads)]
     left.markdown("**Without one head (it sees what it saw on claims of the same kind), the model's answer becomes…**")
     left.dataframe(rows, hide_index=True)
     # the same weights and claim give the same heatmaps: built once for every viewer while the model does not change
     key = (model, p.step, p.text, tuple(labels))
-    cross = shared_figure("inspect.cross", key, lambda: head_figures.claim_cross_figure(p, labels), max_age_s=5.0)
-    encoder = shared_figure("inspect.encoder", key, lambda: head_figures.claim_encoder_figure(p), max_age_s=5.0)
+    cross = shared_figure("inspect.cross", key, lambda: claim_figures.claim_cross_figure(p, labels), max_age_s=5.0)
+    encoder = shared_figure("inspect.encoder", key, lambda: claim_figures.claim_encoder_figure(p), max_age_s=5.0)
     right.plotly_chart(cross, key="claim_cross", config=figures.CHART_CONFIG)
     st.plotly_chart(encoder, key="claim_encoder", config=figures.CHART_CONFIG)
+
+
+def show_prediction(p: Prediction, labels: list[str], model: tuple) -> None:
+    show_verdict(p)
+    show_lines(p)
+    show_reading(p)
+    show_answer_notes(p)
+    show_claim_figures(p, labels, model)
 
 
 MAX_WHAT_IF_FIELDS = 8
@@ -216,18 +232,19 @@ def show_what_if(text: str, p: Prediction, run_id: str | None, labels: list[str]
     if q.refusal is not None:
         st.warning(markdown_text(q.refusal.sentence()))
     before, after = answered(p), answered(q)
-    if head_figures.said_text(q) != head_figures.said_text(p):  # coloured as the new verdict: passed green, else amber
+    # coloured as the new verdict: passed green, else amber
+    if outcome_words.said_text(q) != outcome_words.said_text(p):
         (st.success if q.verdict == "VALID" else st.warning)(f"The verdict moved: {before} → **{after}**.")
     elif q.refusal is None:
         st.info(f"The verdict stayed {answer(q.verdict, q.reason)}; confidence {p.confidence:.0%} → "
                 f"{q.confidence:.0%}.")
     else:
-        st.info(f"The verdict stayed {head_figures.CANNOT_JUDGE}.")
+        st.info(f"The verdict stayed {outcome_words.CANNOT_JUDGE}.")
     st.caption(f"For the changed claim: {lowered(rules_text(q))}")
     chart, cross = st.columns([2, 3], gap="large")
-    chart.plotly_chart(head_figures.probabilities_figure(p, q), key="what_if_probabilities",
+    chart.plotly_chart(claim_figures.probabilities_figure(p, q), key="what_if_probabilities",
                        config=figures.CHART_CONFIG)
-    cross.plotly_chart(head_figures.claim_cross_figure(q.figured, labels), key="what_if_cross",
+    cross.plotly_chart(claim_figures.claim_cross_figure(q.figured, labels), key="what_if_cross",
                        config=figures.CHART_CONFIG)
 
 
@@ -248,7 +265,7 @@ def analysis(text: str, run_id: str | None) -> None:
     if p.error:
         st.warning(p.error)
         if p.tokens:
-            st.html(head_figures.token_chips_html(p.tokens))
+            st.html(claim_figures.token_chips_html(p.tokens))
         if p.reading is not None:
             show_reading(p)
         return

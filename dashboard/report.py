@@ -1,7 +1,7 @@
 """The run's story in plain words, told with its own numbers, and a self-contained HTML report of it.
 
 Pure: snapshots and measurements in, sentences, figures and HTML out. Every sentence about a head rests on its causal
-measurement (engine.interpret.attribution), never on attention alone.
+measurement (engine.interpret.attribution), never on attention alone; those sentences are in dashboard.head_words.
 """
 
 from __future__ import annotations
@@ -9,57 +9,31 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from dashboard import figures, head_figures, summaries
+from dashboard import figures, head_figures, outcome_words, summaries
+from dashboard.head_words import head_sentence, heads_title, joined, lead_paragraph, promise_sentence, study_paragraph
+from dashboard.measurement import Measurement, latest_measurement, unfinished
 from dashboard.untrusted import markdown_html, markdown_text
 from data.rules import CLASSES, REASONS
 from engine.interpret.inference import Predictor
 from engine.interpret.metrics import NOTHING, attention_entropy
-from engine.interpret.ownership import LEANS, SHARES, SPECIALIST, named
-from engine.interpret.specialization import ANALYSIS_CLAIMS
+from engine.interpret.ownership import SPECIALIST
 from engine.model.transformer import ModelConfig
-from engine.reports.reference_studies import References, ReferenceStudy, study_of_run
+from engine.reports.reference_studies import References, study_of_run
 from engine.task.dataset import EXAMPLE_CLAIMS
-from engine.telemetry import HeadSpecialization, Snapshot, SpecializationPoint
+from engine.telemetry import Snapshot
 
 LEARNED = 0.8  # a reason counts as learned once this share of its held-out claims is audited correctly...
 KEPT = 0.7  # ... and never falls below this share afterwards (early curves jump around: 0%, 100%, 0%)...
 OVERALL = 0.5  # ... while at least this share of all claims is right: answering one reason to everything scores
 # 100% on that reason's claims without having learned anything
-SEED_PROMISE = "four specialists: medical, dosage, cost and admin"
 EVEN_START = 0.9  # attention at least this share of an even spread's entropy counts as looking at everything
 BASELINE_MARGIN = 0.02  # an accuracy within 2 points of a baseline is no better than it (sampling noise)
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """The heads' specialization at one step: from `python -m engine analyze` on a saved run, or the latest one the
-    trainer took while training."""
-
-    point: SpecializationPoint
-    claims: int
-    source: str  # "analyze" or "training"
-
-    @property
-    def cross(self) -> tuple[HeadSpecialization, ...]:
-        return next((heads for name, heads in self.point.heads.items() if name.endswith(".cross")), ())
-
-
-def measurement_from_report(report: dict) -> Measurement:
-    """engine.reports.analyze's JSON as a Measurement (the pages name heads from it as training's records do)."""
-    known = {f.name for f in fields(HeadSpecialization)}
-    heads = {name: tuple(HeadSpecialization(**{k: v for k, v in h.items() if k in known}) for h in specs)
-             for name, specs in report["heads"].items()}
-    return Measurement(SpecializationPoint(int(report["step"] or 0), heads), int(report["claims"]), "analyze")
-
-
-def latest_measurement(snap: Snapshot) -> Measurement | None:
-    return Measurement(snap.specialization[-1], ANALYSIS_CLAIMS, "training") if snap.specialization else None
 
 
 @dataclass(frozen=True)
@@ -72,174 +46,6 @@ class Chapter:
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.0%}"
-
-
-def _join(words: Sequence[str]) -> str:
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
-
-
-def head_sentence(index: int, head: HeadSpecialization) -> str:
-    """'**Head 2: COST specialist.** Only COST needs it: ...': the engine's label and the measurement behind it (read
-    from the run's files: plain text)."""
-    return f"**Head {index + 1}: {markdown_text(head.label)}.** {markdown_text(head.evidence)}"
-
-
-def selectivity_sentence(head: HeadSpecialization) -> str:
-    """'Selectivity +62%: what the reason that needs it most needs of it, minus the most any other reason needs.',
-    or '' where it was not measured (encoder heads, runs saved before it)."""
-    if head.selectivity is None:
-        return ""
-    return (f"Selectivity {head.selectivity:+.0%}: what the reason that needs it most needs of it, minus the most any "
-            "other reason needs.")
-
-
-def reads_sentence(head: HeadSpecialization) -> str:
-    top = sorted(head.shares.items(), key=lambda kv: -kv[1])[:2]
-    return ("Reads mostly " + " and ".join(f"{markdown_text(c)} ({s:.0%})" for c, s in top)
-            + " (what it looks at, not what it is for).")
-
-
-@dataclass(frozen=True)
-class Unfinished:
-    """Where a run that has not reached its last step stands: its heads can still change (or could have)."""
-
-    step: int
-    total: int
-    stopped: bool  # training ended early; else it is still going
-
-    @property
-    def when(self) -> str:
-        """'So far, at step 177 of 3,500' or 'At step 177 of 3,500, where training was stopped'."""
-        where = f"at step {self.step:,} of {self.total:,}"
-        return f"{where.capitalize()}, where training was stopped" if self.stopped else f"So far, {where}"
-
-
-def unfinished(snap: Snapshot, step: int) -> Unfinished | None:
-    """How far a run measured at `step` had got, when it is training or was stopped before its last step; None for a
-    run that trained to the end (its verdict is final)."""
-    if snap.active:
-        return Unfinished(step, max(snap.total_steps, step), stopped=False)
-    if snap.status != "finished" and step < snap.total_steps:
-        return Unfinished(step, snap.total_steps, stopped=True)
-    return None
-
-
-def promise_sentence(heads: Sequence[HeadSpecialization], so_far: Unfinished | None = None) -> str:
-    """Whether the seed story's promise held: a verdict for a run that trained to the end; for one still training
-    (or stopped early), what holds so far, at step N of M, never a verdict."""
-    specialists = [markdown_text(named(h.reason or "")) for h in heads if h.kind == SPECIALIST]
-    leaning = [markdown_text(named(h.reason or "")) for h in heads if h.kind == LEANS]
-    count = len(specialists)
-    if so_far is not None:
-        verdict = _so_far_sentence(heads, specialists, so_far)
-    elif {h.owns for h in heads if h.kind == SPECIALIST} == set(REASONS):
-        verdict = f"The story's promise of {SEED_PROMISE} was borne out in this run."
-    elif count:
-        verdict = (f"The story promised {SEED_PROMISE}. In this run {count} of the {len(heads)} heads became a "
-                   f"specialist ({_join(specialists)}), so the promise was only partly borne out.")
-    else:
-        verdict = (f"The story promised {SEED_PROMISE}. In this run none of the {len(heads)} heads became a "
-                   "specialist, so the promise was not borne out.")
-    if leaning:
-        verdict += f" Leaning (a clear but partial dependence): {_join(leaning)}."
-    return verdict
-
-
-def _so_far_sentence(heads: Sequence[HeadSpecialization], specialists: list[str], so_far: Unfinished) -> str:
-    count, promised = len(specialists), f"The story promises {SEED_PROMISE}."
-    has = "had" if so_far.stopped else "has"
-    if {h.owns for h in heads if h.kind == SPECIALIST} == set(REASONS):
-        found = f"each reason {has} a head of its own"
-    elif count:
-        found = (f"{count} of the {len(heads)} heads {'have' if count > 1 and not so_far.stopped else has} become a "
-                 f"specialist ({_join(specialists)})")
-    else:
-        found = f"none of the {len(heads)} heads {has} become a specialist"
-    later = "" if so_far.stopped else " Heads can still change before training ends."
-    return f"{promised} {so_far.when}, {found}.{later}"
-
-
-NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 8: "eight"}
-
-
-def _answer(heads: Sequence[HeadSpecialization], so_far: Unfinished | None) -> str:
-    """The lead's first sentence: how many heads became specialists, and of what."""
-    n = NUMBER_WORDS.get(len(heads), str(len(heads)))
-    specialists = [f"head {i + 1} for {markdown_text(named(h.reason or ''))}" for i, h in enumerate(heads)
-                   if h.kind == SPECIALIST]
-    became = "became" if so_far is None else ("had become" if so_far.stopped else "has become")
-    when = "In this run" if so_far is None else so_far.when
-    if {h.owns for h in heads if h.kind == SPECIALIST} == set(REASONS) and len(specialists) == len(heads):
-        return f"{when}, each of the {n} heads {became} the specialist of one reason, as the story promised."
-    if not specialists:
-        return f"{when}, none of the {n} heads {became} a specialist."
-    became = became.replace("has", "have") if len(specialists) > 1 else became
-    return (f"{when}, {len(specialists)} of the {n} heads {became} "
-            f"{'a specialist' if len(specialists) == 1 else 'specialists'}: {_join(specialists)}.")
-
-
-def _others(heads: Sequence[HeadSpecialization]) -> list[str]:
-    """'head 3 is needed by every kind of faulty claim', for each head that is not a specialist; the heads that
-    share work said together, once."""
-    sharing = [i for i, h in enumerate(heads) if h.kind == SHARES]
-    clauses = []
-    for index, head in enumerate(heads):
-        if head.kind == SPECIALIST or (head.kind == SHARES and index != sharing[0]):
-            continue
-        clauses.append(_sharing(heads, sharing) if head.kind == SHARES else
-                       f"head {index + 1} {head_figures.role_words(head, markdown_text)}")
-    return clauses
-
-
-def _sharing(heads: Sequence[HeadSpecialization], sharing: list[int]) -> str:
-    """'heads 1 and 2 share the DOSAGE work, so either can stand in for the other'."""
-    units = list(dict.fromkeys(markdown_text(named(u)) for i in sharing for u in heads[i].shared_with))
-    outside = sorted({j for i in sharing for p in heads[i].shared_with.values() for j in p} - set(sharing))
-    stand = "either can stand in for the other" if len(sharing) + len(outside) == 2 else (
-        "one can stand in for another")
-    return (f"{head_figures.heads_text(sharing)} {'shares' if len(sharing) == 1 else 'share'} the {_join(units)} "
-            f"work{' with ' + head_figures.heads_text(outside) if outside else ''}, so {stand}")
-
-
-def lead_paragraph(heads: Sequence[HeadSpecialization], accuracy: float | None, so_far: Unfinished | None = None,
-                   reference: ReferenceStudy | None = None) -> str:
-    """The answer, in one paragraph a reader new to neural networks follows: which heads became specialists, what
-    the others became instead, how well the model audits claims, and (from a shipped study of the same recipe) how
-    often other runs of it ended with a specialist. Every word rests on the heads' labels
-    (engine.interpret.ownership)."""
-    sentences = [f"**{_answer(heads, so_far)}**"]
-    if any(h.kind != SPECIALIST for h in heads):
-        sentences.append("The story this app starts from promised one specialist head for each reason a claim can "
-                         "fail: medical sense, dosage, cost and admin.")
-    if accuracy is not None and not math.isnan(accuracy):
-        judges = "judges" if so_far is not None and not so_far.stopped else "judged"
-        sentences.append(f"The model {judges} {_pct(accuracy)} of the test claims correctly.")
-    others = _others(heads)
-    if others:
-        start = "Instead, " if not any(h.kind == SPECIALIST for h in heads) else "Of the others, "
-        sentences.append(start + "; ".join(others) + ".")
-    if reference is not None:
-        sentences.append(_reference_clause(reference))
-    if so_far is not None and not so_far.stopped:
-        sentences.append("Heads can still change before training ends.")
-    return " ".join(sentences)
-
-
-def _reference_clause(study: ReferenceStudy) -> str:
-    return (f"Over {len(study.results)} training runs of this same recipe, differing only in their random start, "
-            f"{_with_specialists(study)}.")
-
-
-def _with_specialists(study: ReferenceStudy) -> str:
-    """'2 ended with at least one specialist head and 6 with none', counting the runs that learned the job."""
-    learned = [r for r in study.results if r.learned]
-    some = sum(r.specialists > 0 for r in learned)
-    counted = "" if len(learned) == len(study.results) else f"of the {len(learned)} that learned the job, "
-    if not some:
-        return f"{counted}none ended with a specialist head"
-    if some == len(learned) > 1:
-        return f"{counted}every one ended with at least one specialist head"
-    return f"{counted}{some} ended with at least one specialist head and {len(learned) - some} with none"
 
 
 def _learned_step(snap: Snapshot, cls: str) -> int | None:
@@ -295,7 +101,7 @@ def _before(snap: Snapshot) -> Chapter:
             f"**{_pct(first.heldout_accuracy)}** of the test claims correctly (claims it never practises on, kept "
             f"aside to test it): {against_baselines(first.heldout_accuracy, snap)}.")
     if np.nan_to_num(first.heldout_per_class.get(habit, 0.0)) >= 0.8:
-        text += (f" It said {head_figures.outcome_text(habit)} to almost everything, which is right only for the "
+        text += (f" It said {outcome_words.outcome_text(habit)} to almost everything, which is right only for the "
                  f"claims that really are {habit}.")
     paragraphs.append(text)
     entropy = _entropy(snap, 0)
@@ -349,7 +155,7 @@ def _milestones(snap: Snapshot) -> str:
     levels.append((0.9, "passed 90%"))
     said = [f"{what} at step {e.step:,}" for level, what in levels if (e := snap.first_reaching(level)) is not None]
     if said:
-        return f"On the test claims, it first {_join(said)}."
+        return f"On the test claims, it first {joined(said)}."
     if snap.chance is not None:
         return f"So far it has done no better on the test claims than {_habit(snap)}."
     return "So far it has not passed 90% of the test claims."
@@ -372,9 +178,9 @@ def _during(snap: Snapshot, race: Snapshot | None) -> Chapter:
     if order:
         steps = [f"{r} (step {s:,})" for s, r in order]
         text = (f"Reasons it learned (at least {LEARNED:.0%} of their claims right, and staying above {KEPT:.0%}, "
-                f"while getting at least {OVERALL:.0%} of all claims right), in order: {_join(steps)}.")
+                f"while getting at least {OVERALL:.0%} of all claims right), in order: {joined(steps)}.")
     if never:
-        text += f" Not learned yet: {_join(never)}."
+        text += f" Not learned yet: {joined(never)}."
     paragraphs.append(text.strip())
     adam = _adam_sentence(snap)
     if adam:
@@ -395,7 +201,7 @@ def _after(snap: Snapshot, measurement: Measurement | None) -> Chapter:
                   "which are written in more ways and break rules this catalog does not have."]
     habits = [c for c in CLASSES if np.nan_to_num(last.heldout_per_class.get(c, math.nan)) >= LEARNED]
     if last.heldout_accuracy < OVERALL and habits:
-        paragraphs[0] += (f" The high score on {_join(habits)} is mostly a habit, not knowledge: it gives that answer "
+        paragraphs[0] += (f" The high score on {joined(habits)} is mostly a habit, not knowledge: it gives that answer "
                           "to most claims, so it is right whenever that answer happens to be the true one.")
     numbers = {"final_accuracy": last.heldout_accuracy}
     heads = measurement.cross if measurement else ()
@@ -435,31 +241,12 @@ REFERENCE_INTRO = ("Which heads specialize is not settled by the recipe alone: r
                    "each recipe many times and measured every run's heads as this page measures them.")
 
 
-def study_paragraph(study: ReferenceStudy) -> str:
-    """'Over 8 training runs of the default recipe, differing only in their random start, ...': what a shipped study
-    found, in plain words, with its date and the command that reproduces it."""
-    learned = [r for r in study.results if r.learned]
-    text = (f"Over {len(study.results)} training runs of the **{markdown_text(study.name)}** recipe, differing only "
-            "in their random start, ")
-    if not learned:
-        text += "none learned to audit claims, so no head could specialize."
-    else:
-        text += f"{_with_specialists(study)}."
-        owned = {r: sum(r in result.owns for result in learned) for r in REASONS}
-        got = [f"{r} in {owned[r]}" for r in sorted(REASONS, key=lambda r: -owned[r]) if owned[r]]
-        missing = [r for r in REASONS if not owned[r]]
-        if got:
-            text += (f" A reason got a head of its own in these runs: {_join(got)}"
-                     f"{'; ' + _join(missing) + ' in none' if missing else ''}.")
-    return f"{text} (Trained {markdown_text(study.made)}; to repeat it: {markdown_text(study.command)}.)"
-
-
 def _beyond(references: References) -> Chapter:
     paragraphs = [REFERENCE_INTRO, *(study_paragraph(s) for s in references.studies)]
     if len(references.studies) > 1:
         means = [f"{markdown_text(s.name)} {s.summary['mean_specialists']:.2f}" for s in references.studies
                  if s.summary["mean_specialists"] is not None]
-        paragraphs.append(f"Specialist heads per run, on average, recipe by recipe: {_join(means)}. Recipes that "
+        paragraphs.append(f"Specialist heads per run, on average, recipe by recipe: {joined(means)}. Recipes that "
                           "differ in one setting show what that setting does to how often heads specialize; with this "
                           "few runs each, a difference of a run or two may be chance.")
     paragraphs.extend(markdown_text(problem) for problem in references.problems)
@@ -479,11 +266,6 @@ def tell_story(snap: Snapshot, race: Snapshot | None = None, measurement: Measur
     if references.studies or references.problems:
         chapters.append(_beyond(references))
     return chapters
-
-
-def heads_title(step: int, so_far: Unfinished | None) -> str:
-    return (f"The four heads so far (step {step:,}): what each has become" if so_far and not so_far.stopped
-            else f"The four heads at step {step:,}: what each became")
 
 
 def chapter_figures(snap: Snapshot, race: Snapshot | None = None, measurement: Measurement | None = None,
@@ -514,9 +296,9 @@ def judged_examples(predictor: Predictor) -> list[dict[str, object]]:
     rows = []
     for text in EXAMPLE_CLAIMS:
         said = predictor.predict(text, with_ablation=False)
-        rows.append({"Claim": text, "The model says": head_figures.said_text(said),
+        rows.append({"Claim": text, "The model says": outcome_words.said_text(said),
                      "How sure": said.confidence if said.judged else None,
-                     "The rules say": head_figures.verdict_text(*(said.rules or (None, None)))})
+                     "The rules say": outcome_words.verdict_text(*(said.rules or (None, None)))})
     return rows
 
 

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from dashboard import figures, head_figures, report, summaries, viewing
+from dashboard import figures, head_figures, outcome_words, report, summaries, viewing
 from dashboard.engine_resource import get_engine
 from dashboard.untrusted import markdown_text
 from engine.core import TRAINING_NOW, ConfigError, EngineBusy, RunError, RunsFolderError
@@ -183,7 +183,7 @@ def scored_view(rows: list[list[str]]) -> None:
     that cannot be judged says what was not read."""
     table = pd.DataFrame(rows, columns=SCORED_COLUMNS)
     def said(verdicts: pd.Series, reasons: pd.Series) -> list[str]:
-        return [head_figures.verdict_text(v, r) for v, r in zip(verdicts, reasons, strict=True)]
+        return [outcome_words.verdict_text(v, r) for v, r in zip(verdicts, reasons, strict=True)]
 
     refused = table["cannot_judge"] != ""
     shown = pd.DataFrame({"Claim": table["text"],
@@ -193,8 +193,8 @@ def scored_view(rows: list[list[str]]) -> None:
                           "Not read": table["not_read"],
                           "Service lines": table["lines"],
                           "Problem": table["error"].where(~refused, table["cannot_judge"])})
-    shown.loc[refused, "The model says"] = head_figures.CANNOT_JUDGE
-    judged = ~shown["The rules say"].isin((head_figures.CANT_TELL, head_figures.CANNOT_CHECK)) & (
+    shown.loc[refused, "The model says"] = outcome_words.CANNOT_JUDGE
+    judged = ~shown["The rules say"].isin((outcome_words.CANT_TELL, outcome_words.CANNOT_CHECK)) & (
         shown["Problem"] == "")
     agree = int((shown["The model says"] == shown["The rules say"])[judged].sum())
     st.markdown(f"**The model and the rules checker agree on {agree:,} of the {int(judged.sum()):,} claims both "

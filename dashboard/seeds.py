@@ -88,7 +88,7 @@ def matched_view(matched_heads: list[list[str]], results: list[SeedResult]) -> N
 def study_view(name: str, seeds: int) -> None:
     start_or_stop(name, seeds)
     engine = get_engine()
-    study = engine.reports.study
+    study = engine.study
     training = study is not None and study.active and study.out == engine.study_folder(name, seeds)
     saved = engine.saved_study(name, seeds)
     results = saved[1] if saved else []

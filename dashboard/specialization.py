@@ -5,7 +5,7 @@ from functools import partial
 
 import streamlit as st
 
-from dashboard import figures, head_figures, report, viewing
+from dashboard import figures, head_figures, head_words, measurement, viewing
 from dashboard.live import live, shared_figure
 from dashboard.untrusted import markdown_text
 from engine.interpret.attribution import RESAMPLES
@@ -49,24 +49,24 @@ before reading much into one run.
 """
 
 
-def answer(m: report.Measurement, snap: Snapshot) -> None:
+def answer(m: measurement.Measurement, snap: Snapshot) -> None:
     """The answer first, in plain words, over a picture of the heads; then what the shipped studies found."""
-    so_far = report.unfinished(snap, m.point.step)
+    so_far = measurement.unfinished(snap, m.point.step)
     st.subheader(f"{'So far' if so_far and not so_far.stopped else 'Verdict'} at step {m.point.step:,}")
     shipped = viewing.references()
     reference = study_of_run(shipped.studies, snap.config)
     accuracy = snap.evals[-1].heldout_accuracy if snap.evals else None
-    st.markdown(report.lead_paragraph(m.cross, accuracy, so_far, reference))
-    st.plotly_chart(head_figures.heads_figure(m.cross, report.heads_title(m.point.step, so_far)), key="heads",
+    st.markdown(head_words.lead_paragraph(m.cross, accuracy, so_far, reference))
+    st.plotly_chart(head_figures.heads_figure(m.cross, head_words.heads_title(m.point.step, so_far)), key="heads",
                     config=figures.CHART_CONFIG)
     for study in shipped.studies:
-        st.caption(report.study_paragraph(study))
+        st.caption(head_words.study_paragraph(study))
     for problem in shipped.problems:
         st.caption(markdown_text(problem))
     st.page_link("dashboard/seeds.py", label="Count specialists over many runs on Across seeds", icon="➡️")
 
 
-def method(m: report.Measurement) -> None:
+def method(m: measurement.Measurement) -> None:
     """How the heads are tested, and every measurement the names rest on."""
     source = ("`python -m engine analyze` on the saved weights" if m.source == "analyze"
               else "the latest measurement taken while training")
@@ -77,14 +77,15 @@ def method(m: report.Measurement) -> None:
                    f"and on {m.claims:,} held-out claims ({source}).")
         for column, (index, head) in zip(st.columns(len(heads)), enumerate(heads), strict=True):
             with column.container(border=True):
-                st.markdown(report.head_sentence(index, head))
-                st.caption(" ".join(filter(None, (report.selectivity_sentence(head), report.reads_sentence(head)))))
+                st.markdown(head_words.head_sentence(index, head))
+                st.caption(" ".join(filter(None, (head_words.selectivity_sentence(head),
+                                                  head_words.reads_sentence(head)))))
         st.plotly_chart(head_figures.necessity_figure([m.point]), key="verdict_necessity",
                         config=figures.CHART_CONFIG)
         st.plotly_chart(head_figures.ablation_figure([m.point]), key="verdict_ablation", config=figures.CHART_CONFIG)
 
 
-def details(m: report.Measurement) -> None:
+def details(m: measurement.Measurement) -> None:
     pairs = head_figures.pairs_rows(m.point)
     if pairs:
         with st.expander("Heads taken away in pairs"):
@@ -108,7 +109,7 @@ def details(m: report.Measurement) -> None:
                        "share. Taken away, each word of a claim gets what the head gave the words of the same field "
                        "in claims of the same kind.")
             for index, head in enumerate(m.point.heads[head_figures.ENCODER]):
-                st.markdown(report.head_sentence(index, head))
+                st.markdown(head_words.head_sentence(index, head))
             title = f"Encoder heads: change in accuracy when one {taken}"
             st.plotly_chart(head_figures.ablation_figure([m.point], head_figures.ENCODER, title=title),
                             key="verdict_ablation_encoder", config=figures.CHART_CONFIG)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.engine_resource import get_engine
-from dashboard.report import Measurement, latest_measurement, measurement_from_report
+from dashboard.measurement import Measurement, latest_measurement, measurement_from_report
 from dashboard.untrusted import markdown_text
 from engine.reports.reference_studies import References, read_references
 from engine.runs.layout import METRICS, is_watched

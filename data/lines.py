@@ -17,7 +17,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from data.reading import Reading, Refusal, Unread
+from data.reading import Reading, Refusal
+from data.unread import Unread
 from data.vocabulary import Encoded, Token
 
 ITEMS = ("drug", "procedure")

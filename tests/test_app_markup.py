@@ -15,7 +15,7 @@ import pytest
 import torch
 from test_watch import model_and_optimizer, train
 
-from dashboard import report
+from dashboard import measurement, report
 from dashboard.engine_resource import get_engine
 from dashboard.untrusted import markdown_text
 from engine.recording.watch import watch
@@ -194,7 +194,7 @@ def test_study_labels_and_claims_files_are_plain_text(open_app, hostile_runs, he
 
 def test_the_html_report_holds_no_link_or_image_from_a_run(hostile_runs):
     snap = get_engine().replay(HOSTILE_RUN)
-    page = report.html_report(snap, None, report.latest_measurement(snap))
+    page = report.html_report(snap, None, measurement.latest_measurement(snap))
     # the figures' JSON as plotly.js reads it: plotly writes '<' as \u003c, '/' as \u002f and '"' as \"
     scripts_too = re.sub(r"\\u([0-9a-f]{4})", lambda code: chr(int(code[1], 16)), page).replace('\\"', '"')
     for raw in ('<a href="https://evil.example', '<img src="https://tracker.example', '<b style="font-size:90px'):

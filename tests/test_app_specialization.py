@@ -8,7 +8,7 @@ import json
 import numpy as np
 from conftest import plotly_array
 
-from dashboard import report
+from dashboard import head_words, measurement
 from dashboard.engine_resource import get_engine
 from engine.interpret.pairs import CHECKS
 from engine.reports.reference_studies import read_references
@@ -105,13 +105,13 @@ def test_the_answer_leads_over_the_heads_and_the_shipped_study_of_its_recipe(ope
     at.run()
     healthy(at)
     snap = get_engine().replay(saved_run)
-    heads = report.measurement_from_report(get_engine().analyze(saved_run)).cross
+    heads = measurement.measurement_from_report(get_engine().analyze(saved_run)).cross
     studies = read_references(shipped_study).studies
-    assert lead(at) == report.lead_paragraph(heads, snap.evals[-1].heldout_accuracy, None, studies[0])
+    assert lead(at) == head_words.lead_paragraph(heads, snap.evals[-1].heldout_accuracy, None, studies[0])
     assert lead(at).endswith("Over 3 training runs of this same recipe, differing only in their random start, 1 "
                              "ended with at least one specialist head and 2 with none.")
     cards = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["annotations"]
     for card, head in zip(cards, heads, strict=False):  # the labels the lead's words rest on, each on its card
         assert f"<b>{head.label}</b>" in card["text"].replace("<br>", " ")
-    assert report.study_paragraph(studies[0]) in [c.value for c in at.caption]
+    assert head_words.study_paragraph(studies[0]) in [c.value for c in at.caption]
     assert any("Across seeds" in str(e.proto) for e in at.get("page_link"))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import build_snapshot
 
-from dashboard import head_figures, report, what_if
+from dashboard import claim_figures, head_figures, head_words, measurement, report, what_if
 from dashboard.figures import CLASS_COLORS
 from data.catalog import load_catalog
 from data.rules import CLASSES, REASONS
@@ -158,7 +158,7 @@ def prediction(text: str = "Diabetes patient, Metformin 500mg, $150") -> Predict
 
 def test_claim_figures_have_one_heatmap_per_head_with_ablation_in_the_titles():
     p = prediction()
-    cross = head_figures.claim_cross_figure(p, ["generalist", "COST specialist", "generalist", "generalist"])
+    cross = claim_figures.claim_cross_figure(p, ["generalist", "COST specialist", "generalist", "generalist"])
     assert len(cross.data) == 4 and {t.type for t in cross.data} == {"heatmap"}
     np.testing.assert_allclose(np.asarray(cross.data[1].z), p.attention[head_figures.CROSS][1, :2])  # both answers
     assert list(cross.data[1].y) == ["→ verdict", "→ reason"]
@@ -166,10 +166,10 @@ def test_claim_figures_have_one_heatmap_per_head_with_ablation_in_the_titles():
     assert "COST specialist" in titles[1] and "without it: INVALID: COST" in titles[1]
     assert "same answer" in titles[0]
     long = "shares DOSAGE with heads 1 and 3, ADMIN (sex, age) with head 1, ADMIN (specialty, place) with head 4"
-    [shared, *_] = [a.text for a in head_figures.claim_cross_figure(p, [long] * 4).layout.annotations]
+    [shared, *_] = [a.text for a in claim_figures.claim_cross_figure(p, [long] * 4).layout.annotations]
     assert shared.startswith("<b>Head 1</b> · without it: same answer<br>shares DOSAGE") and shared.endswith("…")
-    assert len(shared.split("<br>")[1]) == head_figures.LABEL_CHARS  # what a half-width chart holds
-    encoder = head_figures.claim_encoder_figure(p)
+    assert len(shared.split("<br>")[1]) == claim_figures.LABEL_CHARS  # what a half-width chart holds
+    encoder = claim_figures.claim_encoder_figure(p)
     assert len(encoder.data) == 4
     assert np.asarray(encoder.data[0].z).shape == (len(p.tokens), len(p.tokens))
     spec(cross), spec(encoder)
@@ -177,10 +177,10 @@ def test_claim_figures_have_one_heatmap_per_head_with_ablation_in_the_titles():
 
 def test_user_text_is_escaped_in_chips_and_chart_labels():
     p = prediction("<script>alert(1)</script> Diabetes, metformin 500 mg, $40")
-    chips = head_figures.token_chips_html(p.tokens)
+    chips = claim_figures.token_chips_html(p.tokens)
     assert "<script>" not in chips and "&lt;" in chips
     assert "&lt;unk&gt;" in chips  # unknown words are marked, visibly
-    ticks = head_figures.claim_cross_figure(p).layout.xaxis4.ticktext
+    ticks = claim_figures.claim_cross_figure(p).layout.xaxis4.ticktext
     assert ticks[0].startswith("&lt;") and "⟨unk⟩" in ticks[0]
 
 
@@ -188,7 +188,7 @@ def test_head_labels_from_a_run_are_escaped_in_every_head_figure():
     label = '<a href="https://evil.example">x</a>'
     hostile = replace(COST_HEAD, label=label, answers={c: {c: 1.0} for c in CLASSES})
     points = [SpecializationPoint(100, {head_figures.CROSS: (hostile,) * 4})]
-    figures = [head_figures.claim_cross_figure(prediction(), [label] * 4), head_figures.shares_figure(points),
+    figures = [claim_figures.claim_cross_figure(prediction(), [label] * 4), head_figures.shares_figure(points),
                head_figures.ablation_figure(points), head_figures.answers_figure(points[0])]
     for fig in figures:
         text = json.dumps(spec(fig))
@@ -198,7 +198,7 @@ def test_head_labels_from_a_run_are_escaped_in_every_head_figure():
 def test_probabilities_figure_puts_the_what_if_beside_the_claim():
     p = prediction()
     q = replace(p, probabilities={c: 0.2 for c in CLASSES})
-    fig = head_figures.probabilities_figure(p, q)
+    fig = claim_figures.probabilities_figure(p, q)
     assert [t.name for t in fig.data] == ["This claim", "What-if"]
     assert list(fig.data[0].y) == ["VALID", *[f"INVALID: {r}" for r in REASONS]]
 
@@ -264,19 +264,19 @@ def test_story_never_claims_a_specialist_the_numbers_do_not_show():
     assert "none of the 4 heads became a specialist" in text and "not borne out" in text
     assert after.numbers["specialists"] == 0
     four = tuple(head(r, **{r: 0.8}) for r in REASONS)
-    assert "was borne out" in report.promise_sentence(four)
+    assert "was borne out" in head_words.promise_sentence(four)
 
 
 def test_story_says_how_heads_were_taken_away_and_names_admins_two_families() -> None:
     patient = replace(head("ADMIN"), reason="sex, age", label="ADMIN (sex, age) specialist")
     provider = replace(head("ADMIN"), reason="specialty, place", label="ADMIN (specialty, place) specialist")
-    sentence = report.promise_sentence((patient, provider, head(), head()))
+    sentence = head_words.promise_sentence((patient, provider, head(), head()))
     assert "2 of the 4 heads became a specialist (ADMIN (sex, age) and ADMIN (specialty, place))" in sentence
     after = " ".join(report.tell_story(story_snapshot())[-1].paragraphs)
     assert "each head in turn sees what it saw on claims of the same kind" in after
     assert "average output" not in after and "switched off" not in after
-    assert report.selectivity_sentence(replace(COST_HEAD, selectivity=0.62)).startswith("Selectivity +62%")
-    assert report.selectivity_sentence(COST_HEAD) == ""  # not measured (older runs, encoder heads)
+    assert head_words.selectivity_sentence(replace(COST_HEAD, selectivity=0.62)).startswith("Selectivity +62%")
+    assert head_words.selectivity_sentence(COST_HEAD) == ""  # not measured (older runs, encoder heads)
 
 
 def test_story_says_where_the_heads_started_looking_as_measured() -> None:
@@ -353,51 +353,51 @@ NO_SPECIALIST = (role(SHARES, "DOSAGE", shared_with={"DOSAGE": (1,)}),
 
 
 def test_the_lead_says_what_a_finished_run_s_heads_became_in_plain_words() -> None:
-    lead = report.lead_paragraph(NO_SPECIALIST, 1.0)
+    lead = head_words.lead_paragraph(NO_SPECIALIST, 1.0)
     assert lead.startswith("**In this run, none of the four heads became a specialist.** The story this app starts "
                            "from promised one specialist head for each reason")
     assert ("The model judged 100% of the test claims correctly. Instead, heads 1 and 2 share the DOSAGE work, so "
             "either can stand in for the other; head 3 is needed by every kind of faulty claim; head 4 changes "
             "little when taken away.") in lead  # the pair said once, not once per head
     assert not [word for word in JARGON if word in lead.lower()]
-    one = report.lead_paragraph((COST_HEAD, *NO_SPECIALIST[2:], role(GENERALIST)), 0.9)
+    one = head_words.lead_paragraph((COST_HEAD, *NO_SPECIALIST[2:], role(GENERALIST)), 0.9)
     assert one.startswith("**In this run, 1 of the four heads became a specialist: head 1 for COST.**")
     assert "Of the others, head 2 is needed by" in one and "head 4 works for several reasons at once." in one
     backed = (role(LEANS, "COST"), role(SHARES, "DOSAGE", shared_with={"DOSAGE": (0,)}), *NO_SPECIALIST[2:])
     assert ("Instead, head 1 works mostly for COST, though not for it alone; head 2 shares the DOSAGE work with head "
-            "1, so either can stand in for the other; head 3") in report.lead_paragraph(backed, 1.0)
+            "1, so either can stand in for the other; head 3") in head_words.lead_paragraph(backed, 1.0)
     four = tuple(role(SPECIALIST, r) for r in REASONS)
-    assert report.lead_paragraph(four, 1.0).startswith(
+    assert head_words.lead_paragraph(four, 1.0).startswith(
         "**In this run, each of the four heads became the specialist of one reason, as the story promised.**")
 
 
 def test_mid_run_sentences_say_so_far_never_a_verdict() -> None:
-    so_far = report.Unfinished(177, 3500, stopped=False)
-    lead = report.lead_paragraph(NO_SPECIALIST, 0.66, so_far)
+    so_far = measurement.Unfinished(177, 3500, stopped=False)
+    lead = head_words.lead_paragraph(NO_SPECIALIST, 0.66, so_far)
     assert lead.startswith("**So far, at step 177 of 3,500, none of the four heads has become a specialist.**")
     assert "The model judges 66%" in lead and lead.endswith("Heads can still change before training ends.")
-    promise = report.promise_sentence(NO_SPECIALIST, so_far)
+    promise = head_words.promise_sentence(NO_SPECIALIST, so_far)
     assert promise == ("The story promises four specialists: medical, dosage, cost and admin. So far, at step 177 of "
                        "3,500, none of the 4 heads has become a specialist. Heads can still change before training "
                        "ends.")
-    assert "has become a specialist (COST)" in report.promise_sentence((COST_HEAD, *NO_SPECIALIST[1:]), so_far)
-    stopped = report.promise_sentence(NO_SPECIALIST, report.Unfinished(900, 3500, stopped=True))
+    assert "has become a specialist (COST)" in head_words.promise_sentence((COST_HEAD, *NO_SPECIALIST[1:]), so_far)
+    stopped = head_words.promise_sentence(NO_SPECIALIST, measurement.Unfinished(900, 3500, stopped=True))
     assert stopped.endswith("At step 900 of 3,500, where training was stopped, none of the 4 heads had become a "
                             "specialist.")
-    assert "not borne out" in report.promise_sentence(NO_SPECIALIST)  # the verdict, once training has ended
+    assert "not borne out" in head_words.promise_sentence(NO_SPECIALIST)  # the verdict, once training has ended
 
 
 def test_the_story_of_a_run_still_training_never_says_the_promise_failed() -> None:
     points = (SpecializationPoint(300, {head_figures.CROSS: NO_SPECIALIST}),)
     running = replace(story_snapshot(points), status="running", step=300, total_steps=3500)
-    assert report.unfinished(running, 300) == report.Unfinished(300, 3500, stopped=False)
+    assert measurement.unfinished(running, 300) == measurement.Unfinished(300, 3500, stopped=False)
     chapters = report.tell_story(running)
     told = " ".join(p for c in chapters for p in c.paragraphs)
     assert "borne out" not in told and told.count("So far, at step 300 of 3,500") == 2  # In short, and After
     finished = report.tell_story(replace(running, status="finished", step=3500))
-    assert report.unfinished(replace(running, status="finished"), 300) is None
+    assert measurement.unfinished(replace(running, status="finished"), 300) is None
     assert "not borne out" in " ".join(finished[-1].paragraphs)
-    assert report.unfinished(replace(running, status="stopped"), 300).stopped
+    assert measurement.unfinished(replace(running, status="stopped"), 300).stopped
 
 
 def test_heads_figure_shows_each_head_as_a_card_named_and_coloured_by_what_it_became() -> None:
@@ -406,7 +406,7 @@ def test_heads_figure_shows_each_head_as_a_card_named_and_coloured_by_what_it_be
     notes = [a.text.replace("<br>", " ") for a in fig.layout.annotations]
     for index, h in enumerate(heads):
         assert notes[index].startswith(f"<b>Head {index + 1}</b>")
-        assert f"<b>{h.label}</b>" in notes[index] and f"It {head_figures.role_words(h)}." in notes[index]
+        assert f"<b>{h.label}</b>" in notes[index] and f"It {head_words.role_words(h)}." in notes[index]
     borders = [s for s in fig.layout.shapes if s.fillcolor is None]
     assert [b.line.color for b in borders] == [CLASS_COLORS["COST"], CLASS_COLORS["DOSAGE"],
                                                head_figures.NO_REASON_COLOR, head_figures.NO_REASON_COLOR]
@@ -444,7 +444,7 @@ def test_the_story_shows_what_many_runs_of_each_recipe_found() -> None:
     assert "x is not shown: it is damaged." in told
     unlearned = replace(default, results=(replace(default.results[0], learned=False), *default.results[1:]))
     assert ("start, of the 2 that learned the job, none ended with a specialist head. (Trained"
-            in report.study_paragraph(unlearned))
+            in head_words.study_paragraph(unlearned))
     bars = report.chapter_figures(snap, references=References((default, sparse)))["reference"][0]
     assert [list(t.y) for t in bars.data] == [[0, 1 / 3, 0, 0, 2 / 3], [0, 1 / 3, 2 / 3, 0, 1 / 3]]
     assert [t.name for t in bars.data] == ["default (3 runs)", "sparse (3 runs)"]
