@@ -56,7 +56,8 @@ class ModelConfig:
     # own a reason in more runs with it, but it learns slower and is surer of its mistakes: the `sparse` recipe
     # only (docs/specialization.md).
     sparse_attention: bool = False
-    # Levers tried for issue 29 (docs/specialization.md, "Levers"); each default is the model as it was before them.
+    # Levers on head specialization (docs/specialization.md, "Levers"), each off by default: off is the model
+    # without the lever.
     # How wide what each cross-attention head reads and hands on is (its values, and its columns of the output
     # projection); None: d_model / n_heads, as wide as its queries and keys. Narrower, one head cannot carry every
     # reason's verdict: the limited-capacity explanation of why few heads specialise.
