@@ -70,7 +70,7 @@ def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.O
 
 def load_optimizer_code() -> None:
     """A process's first torch optimizer takes ~2.4 s longer to build than later ones (torch imports its compiler
-    stack then). Run once per process, in the background, it no longer delays the first press of Train."""
+    stack then). Run once per process, in the background, so that cost does not delay the first press of Train."""
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
 
 
