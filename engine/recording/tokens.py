@@ -1,4 +1,4 @@
-"""The tokens of a watched model's examples: turning token ids into their texts with whatever tokenizer  was
+"""The tokens of a watched model's examples: turning token ids into their texts with whatever tokenizer was
 given, and finding the token ids among a model's inputs."""
 
 from __future__ import annotations
