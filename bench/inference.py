@@ -4,7 +4,7 @@ hand-written claims of unknown terms, misspellings, other languages and noise (t
 hand-written claims of two to four service lines (each line judged, the heatmaps and ablation of its first), and the
 reader alone on all of them (its share of an answer). Then a
 claims file scored claim by claim against in batches (Predictor.predict_many), and `python -m engine predict`'s
-stdin answered one claim at a time (as it was) against in batches (engine.__main__.answer_lines): claims per second,
+stdin answered one claim at a time (the baseline) against in batches (engine.__main__.answer_lines): claims per second,
 3 interleaved repeats each.
 
 Run: .venv/bin/python -m bench.inference  (untrained weights cost the same time as trained ones)
@@ -94,8 +94,8 @@ def _read_times(predictor: Predictor, texts: list[str]) -> list[float]:
 
 
 def _one_at_a_time(predictor: Predictor, stream: io.BytesIO, out: TextIO) -> None:
-    """`python -m engine predict` as it answered stdin before batches: a claim judged, written and flushed a line at
-    a time."""
+    """`python -m engine predict` without batches, the baseline answer_lines is measured against: a claim judged,
+    written and flushed a line at a time."""
     for line in stream:
         text = line.decode("utf-8", errors="replace").rstrip("\r\n")
         out.write(json.dumps(predictor.predict(text, with_ablation=False).to_json()) + "\n")
