@@ -259,8 +259,8 @@ def test_values_keep_the_gap(catalog, claims):
 
 
 def test_each_items_line_is_met_from_both_sides_and_no_token_holds_both(catalog, tokenizer, many_claims):
-    """Valid numbers also lie past the normal range ("rosuvastatin 2 mg", 0.4x its usual minimum, is valid, and was
-    called DOSAGE at 100% when no valid dose lay below a minimum), invalid ones often just past the rules' line; but
+    """Valid numbers also lie past the normal range ("rosuvastatin 2 mg", 0.4x its usual minimum, is valid: a model
+    that never met a valid dose below a minimum calls it DOSAGE), invalid ones often just past the rules' line; but
     never does one magnitude token, for one item, hold a valid number in one claim and an invalid one in another:
     what the model reads has one right answer."""
     broken_by = {"dose": "DOSAGE", "amount": "COST"}
@@ -281,8 +281,8 @@ def test_each_items_line_is_met_from_both_sides_and_no_token_holds_both(catalog,
 
 
 def test_cheap_items_are_also_billed_wildly_too_much(catalog, many_claims):
-    """'Urinalysis for a bladder infection, billed $4,800' (120x a $40 test's top) was called VALID at 100% when
-    overcharges stopped at 50x the normal top: high ones now reach $100,000 for every item."""
+    """'Urinalysis for a bladder infection, billed $4,800' is 120x a $40 test's top: overcharges reach $100,000 for
+    every item, so a cheap item's wild overcharge is one the model has met."""
     for key in ("81001", "87880"):  # a urinalysis and a rapid strep test, both under $60
         top = price_range(catalog.procedures[key])[1]
         billed = [c.fields.amount_usd for c in many_claims if c.reason == "COST" and c.fields.procedure == key]
