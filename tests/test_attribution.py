@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 
@@ -10,6 +12,7 @@ from data.generator import generate_claims
 from data.rules import CLASSES, REASONS, check_claim
 from data.tokenizer import Tokenizer
 from data.vocabulary import CATEGORIES
+from engine.cache import Cache
 from engine.interpret.attribution import (
     HeadAttribution,
     attribute,
@@ -37,7 +40,7 @@ from engine.interpret.specialization import analysed_names
 from engine.model.transformer import ModelConfig
 from engine.reports.analyze import analyze_run
 from engine.task.claims_model import TARGET_ID, ClaimsTransformer, greedy_outcomes
-from engine.task.dataset import encode_claims
+from engine.task.dataset import ClaimTensors, encode_claims
 
 CROSS = "decoder.0.cross"
 WIRED = ("dose", "amount", "diagnosis", "specialty")  # head k reads only this field
@@ -419,42 +422,57 @@ def test_specialization_records_keep_selectivity_pairs_and_how_heads_were_taken_
             specialization_point({"step": 5, "heads": {CROSS: [written["heads"][CROSS][0] | hostile]}})
 
 
-def test_run_pairs_evicted_by_two_training_threads_at_once_raise_in_neither(
-        monkeypatch: pytest.MonkeyPatch, setting) -> None:
-    """Thread A, about to evict the oldest pairs, is overtaken by thread B evicting the same ones."""
+def made_by_two_threads_at_once(cached: Callable[[int], object], monkeypatch: pytest.MonkeyPatch, module: object,
+                                 cache: str, maker: str) -> dict[int, object]:
+    """`cached(max_len)` for max_len 40 and 41, each in its own thread, with the module's cache (emptied, bound to one
+    entry) full, and `maker` (the module's function the value is made with) entered by both threads together where
+    they may: both evict, and keep what they made, at once. What each returned, or raised."""
+    import contextlib
     import threading
 
+    kept = getattr(module, cache)
+    monkeypatch.setattr(module, cache, Cache(kept.name, 1, kept.key, kept.weak))
+    cached(39)
+    both_making, made = threading.Barrier(2), getattr(module, maker)
+
+    def at_once(*args: object) -> object:
+        with contextlib.suppress(threading.BrokenBarrierError):  # one at a time, had the cache kept out the second
+            both_making.wait(timeout=2)
+        return made(*args)
+
+    monkeypatch.setattr(module, maker, at_once)
+    got: dict[int, object] = {}
+
+    def get(max_len: int) -> None:
+        try:
+            got[max_len] = cached(max_len)
+        except Exception as error:
+            got[max_len] = error
+
+    threads = [threading.Thread(target=get, args=(max_len,)) for max_len in (40, 41)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return got
+
+
+def test_run_pairs_made_by_two_training_threads_at_once_are_each_their_own_and_kept_within_bounds(
+        monkeypatch: pytest.MonkeyPatch, setting) -> None:
     import engine.interpret.pairs as pairs_module
 
-    overtaken, b_done = threading.Event(), threading.Event()
-
-    class Overtaken(dict):
-        def __iter__(self):
-            keys = iter(list(self.keys()))
-            if threading.current_thread().name == "A" and not overtaken.is_set():
-                overtaken.set()
-                b_done.wait(timeout=2)  # a lock held by A keeps B out: it waits for A instead
-            return keys
-
-    monkeypatch.setattr(pairs_module, "RUN_PAIRS_KEPT", 1)
-    monkeypatch.setattr(pairs_module, "_RUN_PAIRS", Overtaken(oldest=0))
     monkeypatch.setattr(pairs_module, "minimal_pairs", lambda catalog, tokenizer: [])
     monkeypatch.setattr(pairs_module, "pair_batch", lambda pairs, tokenizer, max_len, device: max_len)
-    got: dict[str, object] = {}
+    got = made_by_two_threads_at_once(lambda max_len: run_pairs(setting[1], max_len), monkeypatch, pairs_module,
+                                      "_RUN_PAIRS", "pair_batch")
+    assert got == {40: 40, 41: 41} and len(pairs_module._RUN_PAIRS) == 1
 
-    def pairs(max_len: int) -> None:
-        try:
-            got[threading.current_thread().name] = run_pairs(setting[1], max_len)
-        except Exception as error:
-            got[threading.current_thread().name] = error
-        if threading.current_thread().name == "B":
-            b_done.set()
 
-    a = threading.Thread(target=pairs, args=(40,), name="A")
-    b = threading.Thread(target=pairs, args=(41,), name="B")
-    a.start()
-    overtaken.wait(timeout=5)
-    b.start()
-    a.join()
-    b.join()
-    assert got == {"A": 40, "B": 41}
+def test_reference_claims_made_by_two_threads_at_once_are_each_their_own_and_kept_within_bounds(
+        monkeypatch: pytest.MonkeyPatch, setting) -> None:
+    import engine.interpret.attribution as attribution_module
+
+    got = made_by_two_threads_at_once(lambda max_len: reference_claims(setting[1], max_len), monkeypatch,
+                                      attribution_module, "_REFERENCES", "generate_claims")
+    assert all(isinstance(claims, ClaimTensors) for claims in got.values()) and got[40] is not got[41], got
+    assert len(attribution_module._REFERENCES) == 1

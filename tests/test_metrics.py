@@ -129,6 +129,21 @@ def test_sgd_reports_step_norm_and_no_moments() -> None:
         assert torch.allclose(before[name] - param.detach(), update, atol=1e-6), name
 
 
+def test_a_finished_run_s_model_and_weights_are_not_kept_alive_by_its_statistics() -> None:
+    """Each model's parameter layout is kept for its next step, but not past the model (a finished run's weights
+    must be freed)."""
+    import gc
+    import weakref
+
+    model, optimizer, _ = _few_steps("adam")
+    first = optimizer_stats(model, optimizer, step=3)
+    assert optimizer_stats(model, optimizer, step=3) == first  # the kept layout reads the same
+    model_gone, weight_gone = weakref.ref(model), weakref.ref(next(model.parameters()))
+    del model, optimizer
+    gc.collect()
+    assert model_gone() is None and weight_gone() is None
+
+
 def test_expected_calibration_error_on_hand_computed_cases() -> None:
     # 4 claims at 0.95 confidence, 2 right: |0.5 - 0.95| = 0.45 over all of them
     assert expected_calibration_error([0.95] * 4, [True, True, False, False]) == pytest.approx(0.45)

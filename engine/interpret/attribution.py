@@ -33,8 +33,9 @@ from data.generator import ADMIN_KINDS, generate_claims
 from data.rules import CLASSES, REASONS
 from data.tokenizer import Tokenizer
 from data.vocabulary import CATEGORIES
+from engine.cache import Cache
 from engine.interpret.metrics import admin_kind_accuracy, per_class_accuracy
-from engine.interpret.pairs import CHECKS, RUN_PAIRS_KEPT, PairBatch, reason_of
+from engine.interpret.pairs import CHECKS, PairBatch, claims_reading, reason_of
 from engine.model.transformer import Attention, Memory, Packing
 from engine.task.claims_model import TARGET_ID, ClaimsTransformer, greedy_outcomes
 from engine.task.dataset import ClaimTensors, encode_claims
@@ -239,22 +240,22 @@ def _answers(predicted: torch.Tensor, claims: ClaimTensors) -> dict[str, dict[st
 RESAMPLES = 4  # reference claims per class whose head outputs stand in for a head's own
 PASS_ROWS = 2400  # claims (copies) per model pass when resampling: larger passes are no faster per claim
 REFERENCE_SEED = 424_242  # the reference claims: generated apart from any run's training and held-out claims
-_REFERENCES: dict[tuple, ClaimTensors] = {}
+_REFERENCES: Cache[ClaimTensors] = Cache("reference claims", max_entries=8,
+                                         key=("vocabulary", "aliases", "max_len", "device"))
 
 
 def reference_claims(tokenizer: Tokenizer, max_len: int, device: torch.device | str = "cpu") -> ClaimTensors:
     """RESAMPLES generated claims of each class, class c in rows c * RESAMPLES to (c + 1) * RESAMPLES - 1: the same
     for every measurement of every run (made once per tokenizer), so a head resampled on Inspect and on the
     Specialization page sees the same stand-ins."""
-    key = (tokenizer.vocab, tuple(sorted(tokenizer.aliases.items())), max_len, str(device))
-    if key not in _REFERENCES:
-        while len(_REFERENCES) >= RUN_PAIRS_KEPT:
-            _REFERENCES.pop(next(iter(_REFERENCES)))
+
+    def make() -> ClaimTensors:
         claims = encode_claims(generate_claims(RESAMPLES * 40, REFERENCE_SEED, load_catalog()), tokenizer, max_len)
         chosen = [_first_of_class(claims, c) for c in range(len(CLASSES))]
         assert all(len(rows) == RESAMPLES for rows in chosen), "too few reference claims of some class"
-        _REFERENCES[key] = claims.subset(torch.tensor([r for rows in chosen for r in rows])).trimmed().to(device)
-    return _REFERENCES[key]
+        return claims.subset(torch.tensor([r for rows in chosen for r in rows])).trimmed().to(device)
+
+    return _REFERENCES.get(make, **claims_reading(tokenizer), max_len=max_len, device=str(device))
 
 
 def _first_of_class(claims: ClaimTensors, index: int) -> list[int]:

@@ -3,15 +3,16 @@ functions on tensors, tested by hand computation."""
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
 
 from data.generator import ADMIN_KINDS
 from data.rules import CLASSES
+from engine.cache import Cache
 from engine.model.attention_kinds import kind_of
 from engine.model.head_slices import HeadSlices, attention_slices
 from engine.model.transformer import Attention
@@ -91,12 +92,15 @@ class _Layout:
         return len(self.heads) * self.n_heads + 1
 
 
-_LAYOUTS: weakref.WeakKeyDictionary[ClaimsTransformer, _Layout] = weakref.WeakKeyDictionary()
+# The model held weakly: a layout holds its parameters, which must go when the model does (a finished run's).
+_LAYOUTS: Cache[_Layout] = Cache("parameter layouts", max_entries=8, key=("model",), weak=("model",))
 
 
 def _layout(model: ClaimsTransformer) -> _Layout:
-    if model in _LAYOUTS:
-        return _LAYOUTS[model]
+    return _LAYOUTS.get(partial(_make_layout, model), model=model)
+
+
+def _make_layout(model: ClaimsTransformer) -> _Layout:
     attentions = [module for module in model.modules() if isinstance(module, Attention)]
     heads = tuple(module.name for module in attentions)
     no_head = len(heads) * model.config.n_heads
@@ -110,9 +114,7 @@ def _layout(model: ClaimsTransformer) -> _Layout:
         segments.append(groups.index(_group_name(name)) * (no_head + 1) + head)
     segment = torch.cat(segments).to(named[0][1].device)
     counts = torch.bincount(segment, minlength=len(groups) * (no_head + 1)).view(len(groups), no_head + 1)
-    layout = _Layout(tuple(p for _, p in named), groups, heads, model.config.n_heads, segment, counts)
-    _LAYOUTS[model] = layout
-    return layout
+    return _Layout(tuple(p for _, p in named), groups, heads, model.config.n_heads, segment, counts)
 
 
 def optimizer_stats(model: ClaimsTransformer, optimizer: torch.optim.Optimizer, step: int) -> OptimPoint:

@@ -4,8 +4,8 @@ patching a head from one twin into the other measures what that check needs of i
 from __future__ import annotations
 
 import random
-import threading
 from collections import Counter
+from collections.abc import Hashable
 from dataclasses import dataclass, replace
 
 import torch
@@ -16,6 +16,7 @@ from data.rules import ClaimFields, check_claim
 from data.styles import terse
 from data.tokenizer import Tokenizer
 from data.vocabulary import parse_claim
+from engine.cache import Cache
 from engine.task.dataset import ClaimTensors, encode_claims
 
 CHECKS = ("MEDICAL", "DOSAGE", "COST", *ADMIN_KINDS)  # what a minimal pair can differ in
@@ -86,18 +87,16 @@ def pair_batch(pairs: list[MinimalPair], tokenizer: Tokenizer, max_len: int,
                      encode_claims([p.valid for p in pairs], tokenizer, max_len).to(device),
                      tuple(p.check for p in pairs))
 
-_RUN_PAIRS: dict[tuple, PairBatch] = {}  # made once per tokenizer: 0.25 s a run start otherwise
+# Made once per tokenizer (0.25 s a run start otherwise), shared by runs in several threads (a race, a study).
+_RUN_PAIRS: Cache[PairBatch] = Cache("minimal pairs", max_entries=8, key=("vocabulary", "aliases", "max_len", "device"))
 
-_RUN_PAIRS_LOCK = threading.Lock()  # runs in several threads (a race, a study in a server) share it
 
-RUN_PAIRS_KEPT = 8
+def claims_reading(tokenizer: Tokenizer) -> dict[str, Hashable]:
+    """What makes two tokenizers read claims alike, as cache key fields: their vocabulary and aliases."""
+    return {"vocabulary": tokenizer.vocab, "aliases": tuple(sorted(tokenizer.aliases.items()))}
+
 
 def run_pairs(tokenizer: Tokenizer, max_len: int, device: torch.device | str = "cpu") -> PairBatch:
     """The minimal pairs every measurement of every run is taken on, in training and by `engine analyze` alike."""
-    key = (tokenizer.vocab, tuple(sorted(tokenizer.aliases.items())), max_len, str(device))
-    with _RUN_PAIRS_LOCK:
-        if key not in _RUN_PAIRS:
-            while len(_RUN_PAIRS) >= RUN_PAIRS_KEPT:
-                _RUN_PAIRS.pop(next(iter(_RUN_PAIRS)))
-            _RUN_PAIRS[key] = pair_batch(minimal_pairs(load_catalog(), tokenizer), tokenizer, max_len, device)
-        return _RUN_PAIRS[key]
+    return _RUN_PAIRS.get(lambda: pair_batch(minimal_pairs(load_catalog(), tokenizer), tokenizer, max_len, device),
+                          **claims_reading(tokenizer), max_len=max_len, device=str(device))
