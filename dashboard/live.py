@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard.engine_resource import get_engine
+from engine.cache import Cache
 from engine.telemetry import ACTIVE_STATUSES
 
 ACTIVE_EVERY_S = 1.0
@@ -21,8 +22,8 @@ IDLE_EVERY_S = 3.0
 DRAW_FAILED = "This view could not be drawn this time; it tries again in a moment. Details are in the server log."
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-_built: dict[str, tuple[object, float, object]] = {}
-_built_lock = threading.Lock()
+# One value per view (its key being the data it was built from, as a version: older ones are never wanted again)
+_BUILT: Cache[object] = Cache("live views", max_entries=64, key=("view",))
 _render_log_lock = threading.Lock()
 
 
@@ -77,14 +78,8 @@ def shared(name: str, key: object, build: Callable[[], T], max_age_s: float) -> 
     limit also bounds how long two runs that look alike in `key` (unsaved runs have no id) could share a chart.
     The value is shared by every session's thread: it must never be modified (Streamlit only reads a figure).
     """
-    with _built_lock:
-        held = _built.get(name)
-    if held is not None and held[0] == key and time.monotonic() - held[1] < max_age_s:
-        return cast(T, held[2])
-    value = build()  # outside the lock: two viewers may build the same value at once, which is harmless
-    with _built_lock:
-        _built[name] = (key, time.monotonic(), value)
-    return value
+    # Made outside the cache's lock: two viewers may build the same value at once, which is harmless.
+    return cast(T, _BUILT.get(build, version=key, max_age_s=max_age_s, view=name))
 
 
 class DrawnFigure(go.Figure):

@@ -8,11 +8,12 @@ import os
 import tempfile
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
+from engine.cache import Cache
 from engine.interpret.inference import Prediction, Predictor
 from engine.interpret.scored_csv import scored_rows
 from engine.recording.tensorboard_files import event_files, event_files_zip
@@ -77,7 +78,8 @@ class Engine:
         self.race = Trainer(TelemetryHub())
         self._lock = threading.Lock()
         self._predictor: tuple[LiveModel, Predictor] | None = None
-        self._saved: OrderedDict[tuple, Predictor] = OrderedDict()
+        # A few at once: Inspect and the Runs page's export may look at different runs.
+        self._saved: Cache[Predictor] = Cache("saved runs' models", max_entries=SAVED_MODELS_KEPT, key=("run",))
         self.study: BackgroundStudy | None = None  # the seed study training now, or the last one
 
     def check_runs_folder(self) -> None:
@@ -280,20 +282,14 @@ class Engine:
             return self._predictor[1]
 
     def _saved_predictor(self, run_id: str) -> Predictor:
-        """A saved run's model, kept while its checkpoint file is unchanged (a few runs at once: Inspect and the
-        Runs page's export may look at different runs)."""
+        """A saved run's model, kept while its checkpoint file is unchanged."""
         folder = resolve_run(self.runs_dir, run_id)
         try:
             written = (folder / CHECKPOINT).stat()
-            key: tuple = (run_id, written.st_mtime_ns, written.st_size)
+            version: tuple = (written.st_mtime_ns, written.st_size)
         except OSError:
-            key = (run_id,)
-        if key not in self._saved:
-            self._saved[key] = Predictor.from_run(folder)
-            while len(self._saved) > SAVED_MODELS_KEPT:
-                self._saved.popitem(last=False)
-        self._saved.move_to_end(key)
-        return self._saved[key]
+            version = ()
+        return self._saved.get(partial(Predictor.from_run, folder), version=version, run=run_id)
 
     def predict(self, text: str, run_id: str | None = None) -> Prediction:
         try:

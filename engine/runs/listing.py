@@ -9,12 +9,13 @@ import os
 import re
 import shutil
 import stat
-import threading
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from engine.cache import Cache
 from engine.runs.layout import (
     ATTENTION,
     CHECKPOINT,
@@ -155,8 +156,9 @@ def _latest(folder: Path, heads: HeadCounts) -> dict[str, Any]:
     return latest
 
 
-_summaries: dict[Path, tuple[tuple, RunSummary]] = {}  # folder -> (its files' versions, its summary)
-_summaries_lock = threading.Lock()
+# The Runs page lists every run on every redraw, and most are long finished. Beyond this many runs a listing reads
+# every one again (correct, only slower).
+_SUMMARIES: Cache[RunSummary] = Cache("run summaries", max_entries=4096, key=("folder",))
 
 
 def _version(folder: Path) -> tuple:
@@ -172,17 +174,8 @@ def _version(folder: Path) -> tuple:
 
 
 def _summary(folder: Path) -> RunSummary:
-    """summarize(folder), read again only when one of its files changed (the Runs page lists every run on every
-    redraw; most are long finished)."""
-    version = _version(folder)
-    with _summaries_lock:
-        cached = _summaries.get(folder)
-    if cached is not None and cached[0] == version:
-        return cached[1]
-    summary = summarize(folder)
-    with _summaries_lock:
-        _summaries[folder] = (version, summary)
-    return summary
+    """summarize(folder), read again only when one of its files changed."""
+    return _SUMMARIES.get(partial(summarize, folder), version=_version(folder), folder=folder)
 
 
 def list_runs(runs_dir: Path) -> list[RunSummary]:
@@ -191,9 +184,6 @@ def list_runs(runs_dir: Path) -> list[RunSummary]:
         return []
     folders = [p for p in runs_dir.iterdir() if valid_run_id(p.name) and (p.is_symlink() or p.is_dir())
                and not _preparing(p)]
-    with _summaries_lock:
-        for gone in [f for f in _summaries if f.parent == runs_dir and f not in folders]:
-            del _summaries[gone]
     return sorted((_still_training(_summary(p)) for p in folders), key=lambda s: s.started, reverse=True)
 
 
