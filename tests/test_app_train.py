@@ -66,7 +66,11 @@ def test_train_starts_the_shared_run_and_every_session_sees_it(open_app, rerun, 
 
 
 def can_pause(at) -> bool:
-    return any(button.key == "pause" and not button.disabled for button in at.button)
+    return can_press(at, "pause")
+
+
+def can_press(at, key: str) -> bool:
+    return any(button.key == key and not button.disabled for button in at.button)
 
 
 def test_pause_resume_stop(open_app, rerun, healthy):
@@ -78,7 +82,8 @@ def test_pause_resume_stop(open_app, rerun, healthy):
     # the training thread acts at its next step: wait for the page to say so, as a viewer would
     rerun(at, lambda: can_pause(at))
     at.button(key="pause").click().run()
-    rerun(at, lambda: engine.snapshot().status == "paused" and "Paused" in at.info[0].value)
+    # the buttons are drawn before the live view reads the status: a redraw can say Paused above a Pause button
+    rerun(at, lambda: engine.snapshot().status == "paused" and "Paused" in at.info[0].value and can_press(at, "resume"))
     at.button(key="resume").click().run()
     rerun(at, lambda: engine.snapshot().status == "running" and can_pause(at))
     at.button(key="stop").click().run()
