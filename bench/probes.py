@@ -38,7 +38,7 @@ def to_target(config: TrainConfig, data: ClaimData, probed: bool) -> tuple[float
         ending = loop.run(started)
         seconds = time.perf_counter() - started
         probe_seconds = observers[0].seconds if probed else 0.0
-    assert ending.status == "finished", ending.message
+    assert ending.status == "finished", ending.ending
     return seconds, probe_seconds
 
 

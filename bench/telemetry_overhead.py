@@ -33,7 +33,7 @@ def bare_loop(config: TrainConfig, data: ClaimData) -> float:
     with THREADS.lease(config.threads) as threads:
         loop = TrainingLoop(config, data, [], threads, measure=False)
         ending = loop.run(time.perf_counter())
-    assert ending.status == "finished", ending.message
+    assert ending.status == "finished", ending.ending
     return ending.seconds
 
 

@@ -20,8 +20,8 @@ from engine.training.presets import PRESETS, preset
 LIVE = "live"
 LOAD_WEIGHTS = ("Load it into the model with `model.load_state_dict(torch.load(path, weights_only=True))`, where "
                 "`model = ClaimsTransformer(ModelConfig.from_dict(config['model']))` from `engine.task.claims_model` "
-                "and "
-                "`config` is the run's config.json.")
+                "and `config = read_config(run_folder)` from `engine.runs.reading` (which reads runs saved by older "
+                "versions too).")
 PAGES = (("dashboard/specialization.py", "Specialization"), ("dashboard/inspect_claim.py", "Inspect"),
          ("dashboard/story.py", "Story"))
 
@@ -54,12 +54,13 @@ def watched_heads_text(heads: tuple[int, ...]) -> str:
 
 
 def damage_text(runs: list[RunSummary]) -> str | None:
-    """Every damaged run with what is wrong with it, in full (a table column would cut it off)."""
+    """Every damaged run, or one saved in a format this version does not read, with what is wrong with it, in full
+    (a table column would cut it off)."""
     damaged = [f"- **{markdown_text(r.run_id)}**: {markdown_text(r.problem or r.note)}" for r in runs
                if r.problem or r.note]
     if not damaged:
         return None
-    return "Damaged runs (the ones that cannot be opened are not offered below):\n" + "\n".join(damaged)
+    return "Runs with a problem (the ones that cannot be opened are not offered below):\n" + "\n".join(damaged)
 
 
 def compared_row(letter: str, snap: Snapshot, claims: bool) -> dict:

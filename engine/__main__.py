@@ -24,6 +24,7 @@ from engine.reports.reference_studies import write_reference
 from engine.reports.study import MAX_SEEDS, PARENT_ENV, parse_seeds, run_study
 from engine.runs.layout import CONFIG, RUN_FILES
 from engine.runs.reading import RunError
+from engine.runs.words import save_problem, unsaved_text
 from engine.runs.writer import WriterLock, empty_folder, holds_only_its_lock
 from engine.task.claims_csv import CsvProblem, read_claims_file
 from engine.telemetry import Snapshot, TelemetryHub
@@ -181,14 +182,19 @@ def train(args: argparse.Namespace) -> int:
         "reached": {f"{level:.0%}": _first_reach(snap, level)
                     for level in (0.9, 0.95, 0.98)},
         "run": str(args.out),
-        "saved": trainer.save_problem is None,
-        "save_problem": trainer.save_problem,
-        "tensorboard_saved": config.tensorboard and trainer.beside_problem is None,
-        "tensorboard_problem": trainer.beside_problem,
+        **_saving(trainer.unsaved, config.tensorboard),
     }
     print(json.dumps(result))
-    saved = trainer.save_problem is None and trainer.beside_problem is None
-    return 0 if snap.status in ("finished", "stopped") and saved else 1
+    return 0 if snap.status in ("finished", "stopped") and not trainer.unsaved else 1
+
+
+def _saving(unsaved: dict[str, str], tensorboard: bool) -> dict:
+    """Whether the run's files, and its TensorBoard files, were all saved, and if not why (in words)."""
+    problem = save_problem(unsaved)
+    return {"saved": problem is None, "save_problem": problem,
+            "tensorboard_saved": tensorboard and "tensorboard" not in unsaved,
+            "tensorboard_problem": unsaved_text("tensorboard", unsaved["tensorboard"]) if "tensorboard" in unsaved
+            else None}
 
 
 def _make_room(out: Path, replace: bool) -> None:

@@ -31,6 +31,7 @@ from engine.runs.listing import (
     resolve_run,
 )
 from engine.runs.replay import replay
+from engine.runs.words import TRAINING_HERE
 from engine.runs.writer import create_new_file, torch_bytes
 from engine.task.claims_csv import ImportedClaims, read_claims_csv, trainable_claims
 from engine.telemetry import Snapshot, TelemetryHub
@@ -266,7 +267,7 @@ class Engine:
         """A saved run, read-only."""
         snap = replay(resolve_run(self.runs_dir, run_id))
         if run_id in self._training_now():
-            return replace(snap, status="running", message="This run is training now: shown up to its last save.")
+            return replace(snap, status="running", message=TRAINING_HERE)
         return snap
 
     def predictor(self, run_id: str | None = None) -> Predictor | None:

@@ -56,7 +56,10 @@ def spoil_claims_run(run: Path) -> None:
     """Every text field of a Headwatch run, hostile; no weights, so the pages read the heads' names from the file."""
     rewrite_json(run / "config.json", lambda c: {**c, "optimizer": hostile("optimizer"), "preset": hostile("preset"),
                                                  "schedule": hostile("schedule")})
-    rewrite_json(run / "status.json", lambda s: {**s, "status": "finished", "message": hostile("message")})
+    # saved before runs had a format: its status said how it ended in a sentence of its own
+    rewrite_json(run / "config.json", lambda c: {k: v for k, v in c.items() if k != "format"})
+    rewrite_json(run / "status.json", lambda s: {"status": "finished", "message": hostile("message"), "step": s["step"],
+                                                 "chance": s["chance"], "commonest": s["commonest"]})
     rewrite_json(run / "probe.json", lambda probe: [
         {**c, "text": hostile("claim"), "tokens": [hostile("token"), *c["tokens"][1:]]} for c in probe])
     last = json.loads([line for line in (run / "metrics.jsonl").read_text().splitlines()
@@ -82,7 +85,8 @@ def watched_run(folder: Path) -> None:
                                                     "optimizer_name": "www.evil.example"})
     metrics = renamed(renamed((folder / "metrics.jsonl").read_text(), LAYER, layer), "mean error", hostile("metric"))
     (folder / "metrics.jsonl").write_text(metrics)
-    rewrite_json(folder / "status.json", lambda s: {**s, "message": hostile("watched message")})
+    rewrite_json(folder / "status.json", lambda s: {**s, "status": "failed", "ended_by": "failed", "failure": "refused",
+                                                    "problem": hostile("watched message")})
     for path in (folder / "attention").glob("step_*.pt"):
         weights = torch.load(path, weights_only=True)
         torch.save({layer if name == LAYER else name: w for name, w in weights.items()}, path)

@@ -186,7 +186,8 @@ def test_status_json_keeps_the_step_a_run_ended_at(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     final = json.loads(result.stdout.strip().splitlines()[-1])
     status = json.loads((out / "status.json").read_text())
-    assert status["status"] == "finished" and "Time limit" in status["message"]
+    assert (status["status"], status["ended_by"], status["time_limit"]) == ("finished", "time_limit", 3)
+    assert replay(out).message == final["message"] == f"Time limit of 3 s reached at step {final['steps']}"
     assert status["step"] == final["steps"] > 0 and final["saved"] is True and final["save_problem"] is None
     model = json.loads((out / "config.json").read_text())["model"]
     assert (model["null_key"], model["sparse_attention"]) == (False, True)  # as asked
@@ -230,7 +231,8 @@ def test_a_full_disk_is_in_the_summary_and_the_exit_code(tmp_path: Path, monkeyp
     final = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 1 and final["saved"] is False and "No space left on device" in final["save_problem"]
     status = json.loads((tmp_path / "full" / "status.json").read_text())  # the folder says so too
-    assert status["status"] == "finished" and "stopped being saved partway" in status["message"]
+    assert status["status"] == "finished" and status["unsaved"] == {"run": "ENOSPC"}
+    assert replay(tmp_path / "full").message.endswith("Its files stopped being saved partway (No space left on device)")
 
 
 def test_predict_survives_bytes_that_are_not_utf8_under_a_strict_locale(trained_run: Path) -> None:

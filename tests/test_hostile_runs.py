@@ -19,6 +19,7 @@ from engine.interpret.inference import Predictor
 from engine.runs.layout import MAX_RECORD_BYTES
 from engine.runs.listing import RunError, list_runs, remove_stale_temp_files
 from engine.runs.replay import replay
+from engine.runs.words import STATUS_DAMAGED
 
 SECRET = "root:x:0:0:the secret outside the runs folder"
 
@@ -147,6 +148,14 @@ DAMAGES = {
                                                                          "heads": {"decoder.0.cross": 4}}}),
     "config optimizer name that is markup": ("config.json", {"optimizer_name": "<b>[click](http://x)</b>"}),
     "status is a list": ("status.json", "[1]"),
+    "status ended by exploding": ("status.json", {"ended_by": "exploded"}),
+    "status that finished by diverging": ("status.json", {"ended_by": "diverged", "loss": "nan", "kept": "none"}),
+    "status diverged without its loss": ("status.json", {"status": "diverged", "ended_by": "diverged"}),
+    "status unsaved for a reason in markup": ("status.json", {"unsaved": {"run": "<b>[click](http://x)</b>"}}),
+    "status unsaved of files it never writes": ("status.json", {"unsaved": {"/etc/passwd": "ENOSPC"}}),
+    "status failed for a reason that is a number": ("status.json", {"status": "failed", "ended_by": "failed",
+                                                                   "failure": "refused", "problem": 5}),
+    "config format is text": ("config.json", {"format": "2"}),
     "probe is a dict": ("probe.json", '{"a": 1}'),
 }
 
@@ -167,8 +176,9 @@ def test_damaged_files_are_a_reason_never_a_crash(runs: Path, damage: str) -> No
     if damage.startswith("config"):
         assert listed.status == "damaged" and "config.json is damaged" in listed.problem
         assert_plain(listed.problem, run)
-    elif damage == "status is a list":
+    elif damage.startswith("status"):
         assert listed.problem is None and listed.status == "unknown" and "status.json is damaged" in listed.note
+        assert replay(run).message == STATUS_DAMAGED
     else:
         assert listed.problem is None and listed.step == 300 and len(listed.head_labels) == 4
     try:

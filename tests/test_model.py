@@ -165,15 +165,10 @@ def test_where_cross_attention_looks_is_chosen_from_the_words_as_written() -> No
         assert looks_alike == same_place, cross_keys  # ... where they look only when keyed on the encoder
 
 
-def test_runs_saved_before_a_setting_existed_load_as_they_were_trained() -> None:
-    legacy = ModelConfig.from_dict({"d_model": 32, "retired_setting": 1})
-    assert (legacy.d_model, legacy.cross_keys, legacy.cross_qk_init, legacy.encoder_qk_init) == (32, "encoder", 0.02,
-                                                                                                  0.02)
-    before_encoder_spread = ModelConfig.from_dict({"cross_keys": "embeddings", "cross_qk_init": 0.2})
-    assert (before_encoder_spread.cross_qk_init, before_encoder_spread.encoder_qk_init) == (0.2, 0.02)
-    assert (legacy.null_key, legacy.positions) == (False, True)  # no "nothing" slot, words embedded their place
-    assert not legacy.sparse_attention  # softmax
+def test_settings_read_back_as_written_and_one_this_version_does_not_know_is_ignored() -> None:
+    """The model knows nothing of older runs' settings (engine.runs.formats does: test_formats)."""
     assert ModelConfig.from_dict(ModelConfig().to_dict()) == ModelConfig()
+    assert ModelConfig.from_dict({"d_model": 32, "retired_setting": 1}) == ModelConfig(d_model=32)
 
 
 def starting_peaks(config: ModelConfig) -> dict[str, torch.Tensor]:

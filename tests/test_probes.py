@@ -31,10 +31,12 @@ from engine.interpret.probes import (
     where_it_forms,
 )
 from engine.model.transformer import ModelConfig
-from engine.recording.events import Status, Weights
+from engine.recording.events import RunWarning, Status, Weights
 from engine.reports.analyze import probe_report
+from engine.runs.ending import Ending
 from engine.runs.layout import PROBES
 from engine.runs.reading import RunError
+from engine.runs.words import warning_text
 from engine.task.claims_model import ClaimsTransformer, sized_for_claims
 from engine.task.dataset import ClaimData, ClaimTensors, encode_claims
 from engine.training.observers import ProbeObserver
@@ -163,17 +165,19 @@ def test_the_observer_records_on_schedule_and_at_the_end_and_a_folder_it_cannot_
     def heard_by(observer: ProbeObserver, steps: list[int]) -> None:
         for step in steps:
             observer.hear(Weights(step, weights, config.to_dict(), keep=False))
-        observer.hear(Status("finished", "done", steps[-1], 1.0))
+        observer.hear(Status("finished", steps[-1], 1.0, Ending("finished")))
 
     kept = ProbeObserver(tmp_path, data, total_steps=900)
     heard_by(kept, [0, 10, 100, 300, 700, 900])  # evaluations fall between the recorded steps 0, 200, 800, 900
     assert [t.step for t in read_probes(tmp_path)] == [0, 300, 900] and kept.seconds > 0
-    told: list[str] = []
+    told: list[RunWarning] = []
     blocked = tmp_path / "a file"
     blocked.write_text("")
     stopped = ProbeObserver(blocked / "run", data, total_steps=900, on_failed=told.append)
     heard_by(stopped, [0, 300, 900])
-    assert len(told) == 1 and "Training goes on, but where its verdicts form is no longer saved" in told[0]
+    assert len(told) == 1
+    assert warning_text(told[0].files, told[0].error).startswith("Training goes on, but where its verdicts form is no "
+                                                                 "longer saved: ")
     # once the run's own files stop being saved, the page says so; these tables neither go on nor take its place
     unsaved = ProbeObserver(tmp_path / "unsaved", data, 900, told.append, SimpleNamespace(failed="No space left"))
     heard_by(unsaved, [0, 300, 900])

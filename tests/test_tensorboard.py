@@ -19,6 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.compat.tensorflow_stub.io.gfile import LocalFileSystem
 from test_watch import HEADS, model_and_optimizer, train
 
+from engine.recording.events import RunWarning
 from engine.recording.tensorboard_files import (
     CELL_PIXELS,
     LEFT_OUT,
@@ -32,6 +33,7 @@ from engine.recording.watch import attention_modules, watch
 from engine.runs.layout import TENSORBOARD
 from engine.runs.listing import list_runs
 from engine.runs.replay import replay
+from engine.runs.words import warning_text
 from engine.telemetry import AttentionPoint, StepPoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,11 +93,12 @@ def test_a_run_without_the_setting_writes_no_tensorboard_files(tmp_path: Path) -
 
 def test_tensorboard_files_that_cannot_be_written_say_so_and_stop_only_themselves(tmp_path: Path) -> None:
     (tmp_path / TENSORBOARD).write_text("a file where the folder should be")
-    heard: list[str] = []
+    heard: list[RunWarning] = []
     observer = TensorBoardObserver(tmp_path, heard.append)
     observer.hear(StepPoint(1, 0.5, 0.1))  # nothing to write into: ignored, not raised
     assert observer.failed and len(heard) == 1
-    assert heard[0].startswith("Training goes on, but its TensorBoard files are no longer written")
+    said = warning_text(heard[0].files, heard[0].error)
+    assert said.startswith("Training goes on, but its TensorBoard files are no longer written")
 
 
 def test_padding_is_cut_off_and_long_sequences_fit_a_readable_image() -> None:
@@ -108,12 +111,13 @@ def test_padding_is_cut_off_and_long_sequences_fit_a_readable_image() -> None:
 
 
 def test_any_error_in_tensorboard_writing_stops_only_those_files(tmp_path: Path) -> None:
-    heard: list[str] = []
+    heard: list[RunWarning] = []
     observer = TensorBoardObserver(tmp_path, heard.append)
     observer.hear(AttentionPoint(1, {"odd": np.ones((2, 3))}))  # not (examples, heads, queries, keys)
     observer.hear(StepPoint(2, 0.5, 0.1))
-    assert observer.failed and heard == ["Training goes on, but its TensorBoard files are no longer written: an "
-                                         "unexpected error (its details are in the log of the process that trained it)"]
+    assert observer.failed and [warning_text(w.files, w.error) for w in heard] == [
+        "Training goes on, but its TensorBoard files are no longer written: an unexpected error (its details are in "
+        "the log of the process that trained it)"]
 
 
 def full_disk_for_tensorboard(self: object, filename: object, content: bytes, binary_mode: bool = False) -> None:
@@ -144,8 +148,9 @@ def test_a_tensorboard_run_on_a_full_disk_ends_saying_its_files_stopped(tmp_path
     assert code == 1 and summary["save_problem"] == "No space left on device"
     status = json.loads((tmp_path / "full" / "status.json").read_text())
     assert status["status"] == "finished" and status["step"] == 40
-    assert status["message"].endswith("Its files stopped being saved partway (No space left on device; TensorBoard "
-                                      "files: No space left on device)")
+    assert status["unsaved"] == {"run": "ENOSPC", "tensorboard": "ENOSPC"}  # facts on disk, said in words when read
+    assert replay(tmp_path / "full").message.endswith("Its files stopped being saved partway (No space left on device; "
+                                                      "TensorBoard files: No space left on device)")
 
 
 def test_tensorboard_files_that_stop_are_named_in_the_status_without_a_traceback(tmp_path: Path) -> None:
@@ -164,9 +169,9 @@ def test_tensorboard_files_that_stop_are_named_in_the_status_without_a_traceback
     assert summary["tensorboard_problem"] == "TensorBoard files: No space left on device"
     assert "TensorBoard files stopped being written: No space left on device" in result.stderr
     status = json.loads((tmp_path / "run" / "status.json").read_text())
-    assert status["status"] == "finished"
-    assert status["message"].endswith("Its files stopped being saved partway (TensorBoard files: No space left on "
-                                      "device)")
+    assert status["status"] == "finished" and status["unsaved"] == {"tensorboard": "ENOSPC"}
+    assert replay(tmp_path / "run").message.endswith("Its files stopped being saved partway (TensorBoard files: No "
+                                                     "space left on device)")
 
 
 def test_a_watched_runs_tensorboard_files_that_stop_are_named_in_its_status(tmp_path: Path,
@@ -178,9 +183,9 @@ def test_a_watched_runs_tensorboard_files_that_stop_are_named_in_its_status(tmp_
     with watch(model, optimizer, tmp_path / "mine", every=5, tensorboard=True) as watcher:
         train(model, optimizer, 10, watcher)
     status = json.loads((tmp_path / "mine" / "status.json").read_text())
-    assert (status["status"], status["step"]) == ("finished", 10)
-    assert status["message"] == ("Finished 10 steps. Its files stopped being saved partway (TensorBoard files: No "
-                                 "space left on device)")
+    assert (status["status"], status["step"], status["unsaved"]) == ("finished", 10, {"tensorboard": "ENOSPC"})
+    assert replay(tmp_path / "mine").message == ("Finished 10 steps. Its files stopped being saved partway "
+                                                 "(TensorBoard files: No space left on device)")
 
 
 def test_an_export_of_event_files_holds_only_the_runs_own_and_names_the_rest(tmp_path: Path) -> None:

@@ -121,7 +121,7 @@ def test_two_servers_pressing_train_in_the_same_second_both_train(tmp_path: Path
     assert errors == []
     snaps = [engine.snapshot() for engine in engines]
     assert [s.status for s in snaps] == ["finished", "finished"] and snaps[0].run_id != snaps[1].run_id
-    assert all(engine.main.save_problem is None for engine in engines)
+    assert all(not engine.main.unsaved for engine in engines)
     assert sorted(r.run_id for r in list_runs(tmp_path)) == sorted(s.run_id for s in snaps)
 
 

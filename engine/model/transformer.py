@@ -20,9 +20,6 @@ from entmax import entmax15, entmax_bisect
 from torch import nn
 
 CROSS_KEYS = ("embeddings", "encoder")
-# what runs saved before a setting existed were trained with
-SETTINGS_BEFORE_THEY_EXISTED = {"cross_keys": "encoder", "cross_qk_init": 0.02, "encoder_qk_init": 0.02,
-                                "null_key": False, "positions": True}
 
 
 @dataclass
@@ -81,10 +78,10 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelConfig:
-        """A saved configuration; runs saved before `cross_keys` existed keyed cross-attention on the encoder, and
-        before `encoder_qk_init` existed started the encoder's attention at the same spread as everything else."""
+        """Settings as to_dict gives them: one left out takes its default, and one this version does not know is
+        ignored."""
         known = {f.name for f in fields(cls)}
-        return cls(**{**SETTINGS_BEFORE_THEY_EXISTED, **{k: v for k, v in values.items() if k in known}})
+        return cls(**{k: v for k, v in values.items() if k in known})
 
 
 Capture = dict[str, torch.Tensor]

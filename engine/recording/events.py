@@ -11,6 +11,7 @@ from typing import Protocol
 
 import torch
 
+from engine.runs.ending import Ending
 from engine.telemetry import AttentionPoint, EvalPoint, OptimPoint, ProbeClaim, SpecializationPoint, StepPoint
 
 
@@ -38,18 +39,22 @@ class Weights:
 
 @dataclass(frozen=True)
 class Status:
+    """Where the run stands; once it ended, how (engine.runs.words says it in words)."""
+
     status: str  # one of telemetry.STATUSES
-    message: str
     step: int
     seconds: float
+    ending: Ending | None = None  # for the ended statuses (telemetry.ENDED_STATUSES)
     setup_seconds: float | None = None  # on the "running" status before step 1: from Train to the first step
 
 
 @dataclass(frozen=True)
 class RunWarning:
-    """Something the run's viewers must know while it trains on (its files stopped being saved, say)."""
+    """Files of the run that stopped being written while it trains on: which (engine.runs.ending.FILES), and why
+    (engine.runs.ending.error_code)."""
 
-    message: str
+    files: str
+    error: str
 
 
 Event = (RunWarning | RunStart | StepPoint | EvalPoint | OptimPoint | AttentionPoint | SpecializationPoint | Weights

@@ -15,6 +15,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from engine.recording.tokens import Tokenizer
 from engine.recording.watch import Watcher, _warn
+from engine.runs.ending import Ending
 
 
 class HeadwatchCallback(TrainerCallback):
@@ -58,7 +59,7 @@ class HeadwatchCallback(TrainerCallback):
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                      **kwargs: Any) -> None:
         self._hook.remove()
-        self.watcher.close("finished", f"Finished {self.watcher.steps:,} steps")
+        self.watcher.close(Ending("finished"))
 
 
 def _tokenizer_of(processing_class: Any) -> Any:

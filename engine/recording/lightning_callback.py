@@ -15,6 +15,7 @@ import torch
 
 from engine.recording.tokens import Tokenizer
 from engine.recording.watch import Watcher, _warn
+from engine.runs.ending import Ending
 
 
 class HeadwatchLightningCallback(pl.Callback):
@@ -65,12 +66,12 @@ class HeadwatchLightningCallback(pl.Callback):
         return float("nan")
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.watcher.close("finished", f"Finished {self.watcher.steps:,} steps")
+        self.watcher.close(Ending("finished"))
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if self.watcher is None:
             return
         if isinstance(exception, KeyboardInterrupt):
-            self.watcher.close("stopped", f"Stopped at step {self.watcher.steps}")
+            self.watcher.close(Ending("stopped"))
         else:
-            self.watcher.close("failed", f"The training loop raised an error at step {self.watcher.steps}")
+            self.watcher.close(Ending("failed", failure="loop"))

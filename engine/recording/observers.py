@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from engine.recording.events import Event, RunStart, RunWarning, Status, Weights
+from engine.runs.words import status_text, warning_text
 from engine.runs.writer import RunWriter
 from engine.telemetry import (
     AttentionPoint,
@@ -43,9 +44,9 @@ class HubObserver:
             case SpecializationPoint():
                 hub.record_specialization(event)
             case RunWarning():
-                hub.set_warning(event.message)
+                hub.set_warning(warning_text(event.files, event.error))
             case Status():
-                hub.set_status(event.status, event.message)
+                hub.set_status(event.status, status_text(event.status, event.step, event.seconds, event.ending))
                 if event.setup_seconds is not None:
                     hub.record_setup(event.setup_seconds)
 
@@ -53,7 +54,7 @@ class HubObserver:
 class WriterObserver:
     """Saves a run's events into its folder; `on_failed` hears, once, that the folder stopped being written."""
 
-    def __init__(self, writer: RunWriter, on_failed: Callable[[str], None] = lambda message: None) -> None:
+    def __init__(self, writer: RunWriter, on_failed: Callable[[RunWarning], None] = lambda warning: None) -> None:
         self.writer, self.on_failed = writer, on_failed
         self._told = False
 
@@ -69,9 +70,9 @@ class WriterObserver:
             case Weights(keep=True):
                 writer.checkpoint(dict(event.tensors), event.step, event.model_config)
             case Status():
-                writer.status(event.status, event.message, event.step, event.seconds)
+                writer.status(event.status, event.step, event.seconds, event.ending)
         if writer.failed and not self._told:
             self._told = True
-            self.on_failed(f"Training goes on, but this run is no longer saved: {writer.failed}")
+            self.on_failed(RunWarning("run", writer.failed))
 
 

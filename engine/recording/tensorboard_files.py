@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.recording.events import Event, Status
+from engine.recording.events import Event, RunWarning, Status
+from engine.runs.ending import UNEXPECTED, error_code
 from engine.runs.layout import TENSORBOARD
 from engine.runs.reading import RunError, open_in_run
+from engine.runs.words import why
 from engine.telemetry import (
     ENDED_STATUSES,
     OPTIM_MEASURES,
@@ -69,10 +71,10 @@ class TensorBoardObserver:
     these files only (the run trains and saves on), `on_failed` hears of it once, and so does the run's writer, when
     given, for the status it saves. Heard before that writer, its files are complete before the status says so."""
 
-    def __init__(self, run_folder: Path, on_failed: Callable[[str], None] = lambda message: None,
+    def __init__(self, run_folder: Path, on_failed: Callable[[RunWarning], None] = lambda warning: None,
                  run_writer: RunWriter | None = None) -> None:
         self.on_failed, self.run_writer = on_failed, run_writer
-        self.failed: str | None = None
+        self.failed: str | None = None  # why its files stopped (engine.runs.ending.error_code)
         self._writer: SummaryWriter | None = None
         from torch.utils.tensorboard import SummaryWriter  # here: it takes 0.2 s to import, and few runs ask for it
 
@@ -122,14 +124,14 @@ class TensorBoardObserver:
                 self._fail(_reason(error))
 
     def _fail(self, reason: str) -> None:
-        logging.getLogger("headwatch").warning("TensorBoard files stopped being written: %s", reason)
+        logging.getLogger("headwatch").warning("TensorBoard files stopped being written: %s", why(reason))
         writer, self._writer, self.failed = self._writer, None, reason
         if self.run_writer is not None:
-            self.run_writer.beside_failed = f"TensorBoard files: {reason}"
+            self.run_writer.beside_failed = reason
         with contextlib.suppress(Exception):  # its file and thread go, whatever state they are in
             if writer is not None:
                 writer.close()
-        self.on_failed(f"Training goes on, but its TensorBoard files are no longer written: {reason}")
+        self.on_failed(RunWarning("tensorboard", reason))
 
 
 def event_files(run_folder: Path) -> list[str]:
@@ -185,11 +187,11 @@ def _quiet_writer_threads() -> None:
 
 
 def _reason(error: Exception) -> str:
-    """In words for the run's viewers: the system's reason for a file error; anything else goes to the log."""
-    if isinstance(error, OSError):
-        return error.strerror or "the files could not be written"
-    logging.getLogger("headwatch").error("TensorBoard files failed", exc_info=error)
-    return "an unexpected error (its details are in the log of the process that trained it)"
+    """Why the files stopped, as a code (engine.runs.ending.error_code); an error that is no file's goes to the log."""
+    code = error_code(error)
+    if code == UNEXPECTED:
+        logging.getLogger("headwatch").error("TensorBoard files failed", exc_info=error)
+    return code
 
 
 def _write_eval(writer: SummaryWriter, point: EvalPoint) -> None:

@@ -42,11 +42,13 @@ from engine.interpret.metrics import (
 )
 from engine.model.attention_kinds import AttentionKind, NotAttention, kind_of, register_attention, slices_mismatch
 from engine.model.head_slices import HeadSlices
-from engine.recording.events import Event, Observer, Status
+from engine.recording.events import Event, Observer, RunWarning, Status
 from engine.recording.observers import WriterObserver
 from engine.recording.tensorboard_files import TensorBoardObserver
 from engine.recording.tokens import Tokenizer, token_ids, token_texts
+from engine.runs.ending import ENDED_BY, Ending
 from engine.runs.layout import MAX_TOKEN_CHARS, WATCHED, WATCHED_EXAMPLES, WATCHED_POSITIONS
+from engine.runs.words import warning_text
 from engine.runs.writer import RunWriter
 from engine.telemetry import AttentionPoint, MetricsPoint, OptimPoint, StepPoint
 
@@ -111,10 +113,10 @@ class Watcher:
         self._hooks: list[Any] = []
         if self.writer:
             _say_what_was_found(model, self.attention, self.kinds)
-            self.observers = [WriterObserver(self.writer, _warn)]
+            self.observers = [WriterObserver(self.writer, _warn_files)]
             if tensorboard:  # first, as in a Trainer's run: its files are complete, or their failure known, before
                 # the run's status is written, and that status names the failure (RunWriter.beside_failed)
-                self.observers.insert(0, TensorBoardObserver(out, _warn, self.writer))
+                self.observers.insert(0, TensorBoardObserver(out, _warn_files, self.writer))
             self._captures = {name: module.register_forward_hook(self._capture(name), with_kwargs=True)
                               for name, module in self.attention.items()}
             self._hooks.append(optimizer.register_step_post_hook(lambda *_: self._after_update()))
@@ -256,16 +258,16 @@ class Watcher:
             self.captured = {}
             self.next_attention = max(self.steps + 1, round(self.steps * ATTENTION_SPACING))
         if self.steps == 1 or seconds - self.said_running >= HEARTBEAT_SECONDS:
-            self._emit(Status("running", f"Training elsewhere, recorded by engine.watch (step {self.steps:,})",
-                              self.steps, seconds))
+            self._emit(Status("running", self.steps, seconds))
             self.said_running = seconds
 
-    def close(self, status: str, message: str) -> None:
+    def close(self, ending: Ending) -> None:
+        """Remove the hooks, and record in the run's folder how the loop ended."""
         for hook in (*self._captures.values(), *self._hooks):
             hook.remove()
         if self.writer is not None:
             try:
-                self._emit(Status(status, message, self.steps, time.perf_counter() - self.started))
+                self._emit(Status(ENDED_BY[ending.by], self.steps, time.perf_counter() - self.started, ending))
             finally:
                 self.writer.close()
 
@@ -330,6 +332,10 @@ def _warn(message: str) -> None:
     _log().warning(message)
 
 
+def _warn_files(warning: RunWarning) -> None:
+    _warn(warning_text(warning.files, warning.error))
+
+
 def _writes() -> bool:
     """Only one process writes: rank 0 when torch.distributed runs, else this one."""
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
@@ -346,9 +352,9 @@ def watch(model: nn.Module, optimizer: torch.optim.Optimizer, out: str | Path, e
     try:
         yield watcher
     except KeyboardInterrupt:
-        watcher.close("stopped", f"Stopped at step {watcher.steps}")
+        watcher.close(Ending("stopped"))
         raise
     except BaseException:
-        watcher.close("failed", f"The training loop raised an error at step {watcher.steps}")
+        watcher.close(Ending("failed", failure="loop"))
         raise
-    watcher.close("finished", f"Finished {watcher.steps:,} steps")
+    watcher.close(Ending("finished"))

@@ -43,44 +43,43 @@ from engine.telemetry import INTERVENTIONS, RESAMPLED
 from engine.training.config import ConfigError, TrainConfig
 
 
-def _run_config(folder: Path) -> tuple[TrainConfig, int]:
-    """A saved run's settings, and the seed its claims were generated from."""
-    raw = read_config(folder)
+def _run_config(folder: Path) -> TrainConfig:
+    """A saved run's settings (its data_seed: the seed its claims were generated from)."""
     try:
-        config = TrainConfig.from_dict(raw)
+        config = TrainConfig.from_dict(read_config(folder))
         config.validate()
     except (ConfigError, TypeError, ValueError) as error:
         raise RunError(f"{CONFIG} is damaged: {error}") from None
-    return config, raw.get("data_seed", config.seed)  # runs saved before data_seed existed drew claims from their seed
+    return config
 
 
-def _run_data(folder: Path, config: TrainConfig, data_seed: int, predictor: Predictor) -> ClaimData:
-    return build_data(data_seed, config.pool_size, config.heldout_size, predictor.model.config.max_len,
+def _run_data(folder: Path, config: TrainConfig, predictor: Predictor) -> ClaimData:
+    return build_data(config.data_seed, config.pool_size, config.heldout_size, predictor.model.config.max_len,
                       folder.parent / POOL_CACHE)
 
 
 def run_heldout(folder: Path, predictor: Predictor) -> tuple[ClaimTensors, str]:
     """The held-out claims the run's trainer measured its heads on, so that `analyze` names them as training did,
     and what they are. A run trained on imported claims is measured on generated ones: its file may be gone."""
-    config, data_seed = _run_config(folder)
+    config = _run_config(folder)
     if config.claims_csv:
-        claims = generate_claims(ANALYSIS_CLAIMS, data_seed + HELDOUT_SEED_OFFSET, predictor.catalog)
+        claims = generate_claims(ANALYSIS_CLAIMS, config.data_seed + HELDOUT_SEED_OFFSET, predictor.catalog)
         return (encode_claims(claims, predictor.tokenizer, predictor.model.config.max_len),
                 "generated (the run trained on imported claims)")
-    return _run_data(folder, config, data_seed, predictor).heldout, "the run's held-out claims"
+    return _run_data(folder, config, predictor).heldout, "the run's held-out claims"
 
 
 def run_probing_claims(folder: Path, predictor: Predictor) -> tuple[ClaimTensors, ClaimTensors, str]:
     """The claims the run's probes were fitted and scored on while it trained (engine.interpret.probes.probing_claims),
     and what they are; a run trained on imported claims is probed on generated ones."""
-    config, data_seed = _run_config(folder)
+    config = _run_config(folder)
     if config.claims_csv:
-        claims = generate_claims(FIT_CLAIMS, data_seed, predictor.catalog)
+        claims = generate_claims(FIT_CLAIMS, config.data_seed, predictor.catalog)
         heldout, _ = run_heldout(folder, predictor)
         return (encode_claims(claims, predictor.tokenizer, predictor.model.config.max_len), heldout,
                 f"fitted on {FIT_CLAIMS:,} generated claims, scored on {len(heldout):,} others (the run trained on "
                 "imported claims)")
-    fit, score = probing_claims(_run_data(folder, config, data_seed, predictor))
+    fit, score = probing_claims(_run_data(folder, config, predictor))
     return fit, score, f"fitted on the first {len(fit):,} claims of its training pool, scored on its {len(score):,} " \
                        "held-out claims"
 

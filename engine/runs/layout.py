@@ -1,10 +1,10 @@
 """What a run folder holds: its files' names, the size each may reach, and the format version its records are
 written in.
 
-  config.json        the TrainConfig (with its ModelConfig)
+  config.json        the TrainConfig (with its ModelConfig), and the folder's format (FORMAT_KEY)
   tokenizer.json     the vocabulary the weights belong to
   probe.json         the claims whose attention is captured
-  status.json        last known status (atomic replace)
+  status.json        last known status, and how the run ended as facts (engine.runs.ending; atomic replace)
   metrics.jsonl      one JSON object a line: step, eval, optim and specialization records (RECORD_KINDS)
   attention/step_NNNNNNN.pt   probe-batch attention weights at log-spaced steps (a watched run: its batch's first
                               WATCHED_EXAMPLES examples)
@@ -21,6 +21,9 @@ from collections.abc import Mapping
 from typing import Any
 
 CONFIG, STATUS, TOKENIZER, PROBE = "config.json", "status.json", "tokenizer.json", "probe.json"
+# The format a folder is written in, named in its config.json: a reader of another format would misread it.
+# Runs saved before there was one are format 1; engine.runs.formats reads them, and refuses formats it does not know.
+FORMAT_KEY, FORMAT = "format", 2
 METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoints/latest.pt"
 PROBES = "probes.json"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.cache import Cache
+from engine.runs.formats import OtherFormat
 from engine.runs.layout import (
     ATTENTION,
     CHECKPOINT,
@@ -127,7 +128,8 @@ def summarize(folder: Path) -> RunSummary:
         cross = [heads for name, heads in measured.heads.items() if name.endswith(".cross")] if measured else []
         labels = tuple(h.label for h in cross[-1]) if cross else ()
     except RunError as error:
-        return RunSummary(folder.name, started, "?", "?", None, "damaged", 0, None, (), str(error))
+        state = "other format" if isinstance(error, OtherFormat) else "damaged"  # not damaged: not for this version
+        return RunSummary(folder.name, started, "?", "?", None, state, 0, None, (), str(error))
     state = "unknown" if status is None else status.get("status", "stopped")
     if state in ACTIVE_STATUSES:
         state = TRAINING_ELSEWHERE if training_elsewhere(config, status) else "interrupted"

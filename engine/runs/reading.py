@@ -21,10 +21,11 @@ from typing import Any, BinaryIO
 import torch
 
 from data.rules import CLASSES, REASONS
+from engine.runs.checks import RunError, number, numbers, text, whole
+from engine.runs.formats import config_as_now, ending_of
 from engine.runs.layout import (
     CHECKPOINT,
     CONFIG,
-    LARGEST_WHOLE,
     MAX_CHECKPOINT_BYTES,
     MAX_JSON_BYTES,
     MAX_METRICS_BYTES,
@@ -45,10 +46,6 @@ from engine.telemetry import (
     SpecializationPoint,
     StepPoint,
 )
-
-
-class RunError(ValueError):
-    """A run folder, run id or checkpoint that cannot be used; the message says why in plain words."""
 
 
 def open_in_run(folder: Path, name: str) -> BinaryIO:
@@ -94,37 +91,10 @@ def read_object(folder: Path, name: str) -> dict:
     return value
 
 
-def whole(value: Any) -> int:
-    """A JSON whole number a run could write; ValueError for anything else (true, "3", 3.5, 10**40)."""
-    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > LARGEST_WHOLE:
-        raise ValueError("not a whole number a run writes")
-    return value
-
-
-def number(value: Any) -> float:
-    """A JSON number, or null stored for NaN/infinity; ValueError for anything else."""
-    if value is None:
-        return float("nan")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{value!r} is not a number")
-    return float(value)
-
-
-def text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not text")
-    return value
-
-
-def numbers(value: Any) -> dict[str, float]:
-    if not isinstance(value, dict):
-        raise ValueError("not a table of numbers")
-    return {text(k): number(v) for k, v in value.items()}
-
-
 def read_config(folder: Path) -> dict:
-    """config.json, with every setting that pages and summaries show checked for its type."""
-    config = read_object(folder, CONFIG)
+    """config.json, as this version writes it (engine.runs.formats), with every setting that pages and summaries
+    show checked for its type."""
+    config = config_as_now(read_object(folder, CONFIG))
     for key, (check, required) in CONFIG_SETTINGS.items():
         try:
             if key in config:
@@ -172,7 +142,7 @@ def read_status(folder: Path) -> dict | None:
         status = read_object(folder, STATUS)
         if status.get("status", "stopped") not in (*ACTIVE_STATUSES, *ENDED_STATUSES):
             raise ValueError("not a status a run writes")
-        text(status.get("message", ""))
+        ending_of(status)
         whole(status.get("step", 0))
         if status.get("chance") is not None and not 0 <= number(status["chance"]) <= 1:
             raise ValueError("not a share")

@@ -19,12 +19,13 @@ from engine.runs.layout import (
     MAX_ATTENTION_BYTES,
     MAX_TOKEN_CHARS,
     PROBE,
-    STATUS,
     WATCHED_EXAMPLES,
     WATCHED_POSITIONS,
     attention_file,
     is_watched,
 )
+from engine.runs import words
+from engine.runs.formats import ending_of
 from engine.runs.reading import (
     RECORDS,
     RunError,
@@ -188,10 +189,12 @@ def heard_lately(updated: object) -> bool:
     return isinstance(updated, int | float) and time.time() - updated < HEARTBEAT_STALE_SECONDS
 
 def _replayed_status(status: dict | None, config: Mapping[str, Any]) -> tuple[str, str]:
+    """The saved run's status, and what it says (read_status has checked it)."""
     if status is None:
-        return "stopped", f"{STATUS} is damaged, so how this run ended is unknown; shown up to its last save."
+        return "stopped", words.STATUS_DAMAGED
     if training_elsewhere(config, status):
-        return "running", "Training elsewhere (headwatch.watch): shown up to its last save, and following it as it grows."
-    if status.get("status", "stopped") in ACTIVE_STATUSES:
-        return "stopped", "The server stopped while this run was training; shown up to its last save."
-    return status.get("status", "stopped"), status.get("message", "")
+        return "running", words.WATCHED_TRAINING
+    ending = ending_of(status)
+    if ending is None:
+        return "stopped", words.SERVER_STOPPED
+    return status.get("status", "stopped"), words.ended_text(ending, status.get("step", 0), status.get("seconds", 0.0))

@@ -16,7 +16,7 @@ import stat
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -27,6 +27,8 @@ from engine.runs.layout import (
     ATTENTION,
     CHECKPOINT,
     CONFIG,
+    FORMAT,
+    FORMAT_KEY,
     MAX_TOKEN_CHARS,
     METRICS,
     PROBE,
@@ -35,6 +37,7 @@ from engine.runs.layout import (
     WRITER_LOCK,
     attention_file,
 )
+from engine.runs.ending import Ending, ending_record, error_code
 from engine.runs.reading import Record, RunError, encode_record
 from engine.telemetry import AttentionPoint, ProbeClaim
 
@@ -198,8 +201,8 @@ def _clean(value: Any) -> Any:
 
 
 def _unless_failed(method: Callable) -> Callable:
-    """A write that fails (disk full, folder removed) stops saving, never training: the error is kept in
-    `failed` for the UI to show, and later writes are skipped."""
+    """A write that fails (disk full, folder removed) stops saving, never training: its code is kept in `failed`
+    for the UI to say, and later writes are skipped."""
 
     @functools.wraps(method)
     def guarded(self: RunWriter, *args: Any, **kwargs: Any) -> None:
@@ -208,7 +211,7 @@ def _unless_failed(method: Callable) -> Callable:
         try:
             method(self, *args, **kwargs)
         except OSError as error:
-            self.failed = error.strerror or "the files could not be written"
+            self.failed = error_code(error)
 
     return guarded
 
@@ -221,8 +224,8 @@ class RunWriter:
     def __init__(self, folder: Path, config: dict, tokenizer: dict, probe: tuple[ProbeClaim, ...],
                  lock: WriterLock | None = None) -> None:
         self.folder = folder
-        self.failed: str | None = None
-        self.beside_failed: str | None = None  # why files written beside the run's own (TensorBoard's) stopped
+        self.failed: str | None = None  # why its files stopped being written (engine.runs.ending.error_code)
+        self.beside_failed: str | None = None  # why the TensorBoard files written beside them stopped
         self.chance: float | None = None  # Snapshot.chance, saved with the status
         self.commonest: str | None = None  # Snapshot.commonest, too
         self._lock = lock or WriterLock(folder)
@@ -238,7 +241,7 @@ class RunWriter:
             raise RunError(f"the folder {folder.name} already holds files; a new run needs a new or empty folder")
         (folder / ATTENTION).mkdir()
         (folder / CHECKPOINT).parent.mkdir()
-        atomic_write_json(folder / CONFIG, config)
+        atomic_write_json(folder / CONFIG, {FORMAT_KEY: FORMAT, **config})
         atomic_write_json(folder / TOKENIZER, tokenizer)
         atomic_write_json(folder / PROBE, [asdict(p) for p in probe])
         self._metrics = open(folder / METRICS, "x", encoding="utf-8")  # noqa: SIM115 (held for the run)
@@ -270,28 +273,33 @@ class RunWriter:
         payload = {"step": step, "model": state_dict, "model_config": model_config}
         atomic_write_bytes(self.folder / CHECKPOINT, torch_bytes(payload))
 
-    def status(self, status: str, message: str, step: int, seconds: float) -> None:
-        """Tried even after a write failed, so the folder says how the run ended and that its files stopped partway:
-        written over the last status when there is no room for a new file (a full disk)."""
+    def status(self, status: str, step: int, seconds: float, ending: Ending | None = None) -> None:
+        """Tried even after a write failed, so the folder says how the run ended and which of its files stopped
+        partway: written over the last status when there is no room for a new file (a full disk)."""
         self._flush()
-        stopped = "; ".join(reason for reason in (self.failed, self.beside_failed) if reason)
-        if stopped:
-            message = f"{message.rstrip('.')}. Its files stopped being saved partway ({stopped})"
-        record = _json_bytes({"status": status, "message": message, "step": step, "seconds": seconds,
-                              "updated": time.time(), "chance": self.chance, "commonest": self.commonest})
+        facts = {"status": status, "step": step, "seconds": seconds, "updated": time.time(), "chance": self.chance,
+                 "commonest": self.commonest}
+        if ending is not None:
+            facts |= ending_record(replace(ending, unsaved=self.unsaved))
+        record = _json_bytes(facts)
         try:
             atomic_write_bytes(self.folder / STATUS, record)
         except OSError as error:
             try:
                 _overwrite_in_place(self.folder / STATUS, record)
             except OSError:
-                self.failed = self.failed or error.strerror or "the files could not be written"
+                self.failed = self.failed or error_code(error)
+
+    @property
+    def unsaved(self) -> dict[str, str]:
+        """The files that stopped being written (engine.runs.ending.FILES), and why."""
+        return {files: why for files, why in (("run", self.failed), ("tensorboard", self.beside_failed)) if why}
 
     def close(self) -> None:
         try:
             self._metrics.close()
         except OSError as error:
-            self.failed = self.failed or str(error)
+            self.failed = self.failed or error_code(error)
         finally:
             self._lock.release()
 

@@ -16,9 +16,10 @@ from engine.interpret.metrics import commonest_class, optimizer_stats, per_class
 from engine.interpret.pairs import run_pairs
 from engine.interpret.specialization import capture_probe, specialization
 from engine.recording.events import Event, Observer, RunStart, Status, Weights
+from engine.runs.ending import ENDED_BY, Ending
 from engine.task.claims_model import TARGET_VOCAB, ClaimsTransformer, targets_for_classes, teacher_forced_outcomes
 from engine.task.dataset import N_CATEGORIES, ClaimData, ClaimTensors
-from engine.telemetry import EvalPoint, StepPoint, at_most_chance
+from engine.telemetry import EvalPoint, StepPoint
 from engine.training.config import TrainConfig
 from engine.training.schedule import (
     TimeLeft,
@@ -177,7 +178,7 @@ class TrainingLoop:
         for step in range(1, self.config.steps + 1):
             clock.exclude(self._wait_while_paused())
             if self.control.stopping.is_set():
-                return self._end("stopped", f"Stopped by the user at step {self.step}")
+                return self._end(Ending("stopped"))
             step_started = time.perf_counter()
             for group in self.optimizer.param_groups:
                 group["lr"] = learning_rate(self.config, step)
@@ -198,7 +199,8 @@ class TrainingLoop:
             ending = self._measure(step)
             if ending is not None:
                 return ending
-        return self._end("finished", self._finished_message())
+        commonest, chance = commonest_class(self.heldout.classes)
+        return self._end(Ending("finished", self.accuracy, chance, commonest))
 
     def _begin(self, started_at: float, prepare_seconds: float) -> None:
         commonest, chance = commonest_class(self.heldout.classes)
@@ -208,7 +210,7 @@ class TrainingLoop:
             self._observe(with_specialization=True)
         self._evaluate()
         self._publish(keep=False)
-        self.emit(Status("running", "Training", 0, 0.0, setup_seconds=time.perf_counter() - started_at))
+        self.emit(Status("running", 0, 0.0, setup_seconds=time.perf_counter() - started_at))
 
     def _measure(self, step: int) -> Status | None:
         """What is measured after this step; how the run ends, when it ends here (target accuracy, time limit)."""
@@ -224,9 +226,9 @@ class TrainingLoop:
                 accuracy = self._evaluate()
                 self._publish(keep=time.perf_counter() - self.last_kept >= CHECKPOINT_SECONDS)
             if config.target_accuracy is not None and accuracy >= config.target_accuracy:
-                return self._end("finished", f"Reached {accuracy:.1%} held-out accuracy at step {step}")
+                return self._end(Ending("target", accuracy))
         if out_of_time:
-            return self._end("finished", f"Time limit of {config.max_seconds:g} s reached at step {step}")
+            return self._end(Ending("time_limit", time_limit=config.max_seconds))
         return None
 
     def _evaluate(self) -> float:
@@ -264,41 +266,33 @@ class TrainingLoop:
         if self.control.running.is_set():
             return 0.0
         paused_at = time.perf_counter()
-        self.emit(Status("paused", f"Paused at step {self.step}", self.step, self.seconds))
+        self.emit(Status("paused", self.step, self.seconds))
         while not self.control.running.wait(0.2):
             pass
         if not self.control.stopping.is_set():
-            self.emit(Status("running", "Training", self.step, self.seconds))
+            self.emit(Status("running", self.step, self.seconds))
         return time.perf_counter() - paused_at
 
-    def _end(self, status: str, message: str) -> Status:
+    def _end(self, ending: Ending) -> Status:
         """The last measurements and the weights kept; a finished run has its heads measured at its last step."""
+        status = ENDED_BY[ending.by]
         if status == "finished" and self.measure:
             self._observe(with_specialization=True)
         if self.kept_step != self.step:  # not already kept by this step's own evaluation
             self._publish(keep=True)
-        return Status(status, message, self.step, self.seconds)
-
-    def _finished_message(self) -> str:
-        """How the run ended, with its final accuracy, and plainly when that is no better than chance."""
-        done = f"Finished {self.step:,} steps in {self.seconds:.0f} s with {self.accuracy:.1%} of held-out claims right"
-        commonest, chance = commonest_class(self.heldout.classes)
-        if not at_most_chance(self.accuracy, chance):
-            return done + "."
-        return (f"{done}: no better than answering {commonest} to every claim ({chance:.1%}). This run learned "
-                "nothing useful: train longer, or try another learning rate.")
+        return Status(status, self.step, self.seconds, ending)
 
     def _diverged(self, loss_value: float) -> Status:
         """Stop with the weights from before the bad step kept, when they are still finite numbers (checked before
         the optimizer step, so one bad batch leaves them intact; a step that already wrote inf leaves the last
-        kept weights, and the message says which)."""
+        kept weights, and its ending says which)."""
         weights = cpu_weights(self.model)
         if all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point()):
             self._publish(keep=True, weights=weights)
-            kept = f"the weights of step {self.step} are kept"
+            kept, kept_step = "step", self.step
         elif self.kept_step is not None:
-            kept = f"the last good checkpoint (step {self.kept_step}) is kept"
+            kept, kept_step = "checkpoint", self.kept_step
         else:
-            kept = "no finite weights were saved before it"
-        return Status("diverged", f"Diverged at step {self.step + 1} (loss is {loss_value}); {kept}. "
-                      "Try a smaller learning rate.", self.step, self.seconds)
+            kept, kept_step = "none", None
+        return Status("diverged", self.step, self.seconds, Ending("diverged", loss=str(loss_value), kept=kept,
+                                                                  kept_step=kept_step))

@@ -13,7 +13,9 @@ import torch
 
 from engine.interpret.probes import ProbeTable, probe_table, probing_claims, recorded_steps, save_probes
 from engine.model.transformer import ModelConfig
-from engine.recording.events import Event, Status, Weights
+from engine.recording.events import Event, RunWarning, Status, Weights
+from engine.runs.ending import error_code
+from engine.runs.words import why
 from engine.runs.writer import RunWriter
 from engine.task.claims_model import ClaimsTransformer
 from engine.task.dataset import ClaimData
@@ -30,14 +32,15 @@ class ProbeObserver:
     the run is no longer saved, and a warning about these tables would take that one's place."""
 
     def __init__(self, folder: Path, data: ClaimData, total_steps: int,
-                 on_failed: Callable[[str], None] = lambda message: None, run_writer: RunWriter | None = None) -> None:
+                 on_failed: Callable[[RunWarning], None] = lambda warning: None,
+                 run_writer: RunWriter | None = None) -> None:
         self.folder, self.on_failed, self.run_writer = folder, on_failed, run_writer
         self.fit, self.score = probing_claims(data)
         self.pending = recorded_steps(total_steps)
         self.tables: list[ProbeTable] = []
         self.latest: Weights | None = None
         self.model: ClaimsTransformer | None = None
-        self.failed: str | None = None
+        self.failed: str | None = None  # why the tables stopped (engine.runs.ending.error_code)
         self.seconds = 0.0
 
     def hear(self, event: Event) -> None:
@@ -61,15 +64,14 @@ class ProbeObserver:
             self.seconds += seconds
             self.tables.append(replace(table, seconds=seconds))
             save_probes(self.folder, self.tables)
-        except OSError as error:
-            self._fail(error.strerror or str(error), error)
         except Exception as error:  # these tables are extra: whatever goes wrong here, the run trains on
-            self._fail("an unexpected error, whose details are in the log of the process that trained it", error)
+            self._fail(error)
 
-    def _fail(self, reason: str, error: Exception) -> None:
-        self.failed = reason
-        logging.getLogger("headwatch").warning("probe tables stopped being written: %s", reason, exc_info=error)
-        self.on_failed(f"Training goes on, but where its verdicts form is no longer saved: {reason}")
+    def _fail(self, error: Exception) -> None:
+        self.failed = error_code(error)
+        logging.getLogger("headwatch").warning("probe tables stopped being written: %s", why(self.failed),
+                                               exc_info=error)
+        self.on_failed(RunWarning("probes", self.failed))
 
     def _model(self, weights: Weights) -> ClaimsTransformer:
         """The probed copy of the model, with these weights; built once, without touching the random numbers the

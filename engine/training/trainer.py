@@ -17,10 +17,12 @@ import torch
 from data.tokenizer import Tokenizer
 from engine.interpret.inference import Predictor
 from engine.model.transformer import ModelConfig
-from engine.recording.events import Event, Observer, RunWarning, Status, Weights
+from engine.recording.events import Event, Observer, Status, Weights
 from engine.recording.observers import HubObserver, WriterObserver
 from engine.recording.tensorboard_files import TensorBoardObserver
+from engine.runs.ending import Ending, error_code
 from engine.runs.listing import RunError
+from engine.runs.words import warning_text
 from engine.runs.writer import RunWriter, WriterLock
 from engine.task.claims_csv import CsvProblem, build_data_from_csv
 from engine.task.claims_model import sized_for_claims
@@ -64,26 +66,23 @@ def prepare_data(config: TrainConfig, folder: Path | None) -> ClaimData:
     return build_data(config.data_seed, config.pool_size, config.heldout_size, config.model.max_len, cache)
 
 
-def _failure(error: Exception) -> str:
-    """What the page says when training fails: our own errors are written for users; anything else is logged for
-    whoever runs the server, and the page gets no exception text."""
+def _failure(error: Exception) -> Ending:
+    """How training failed: our own errors are written for users, and kept; anything else is logged for whoever
+    runs the server, and the page gets no exception text."""
     if isinstance(error, ConfigError | CsvProblem | RunError):
-        return f"Training failed: {error}"
+        return Ending("failed", failure="refused", problem=str(error))
     logging.getLogger("headwatch").error("training failed", exc_info=error)
-    return "Training failed because of an unexpected error; its details are in the log of the process that trained it."
+    return Ending("failed", failure="unexpected")
 
 
 def _folder_observers(writer: RunWriter, config: TrainConfig, data: ClaimData, hub: HubObserver) -> list[Observer]:
     """What saves the run into its folder: its files, where its verdicts form, and TensorBoard's when asked for.
     Each, should it stop writing, tells the run's viewers; each is heard before the run's own files, so its files
     are complete before the run's status says it ended."""
-    def warn(message: str) -> None:
-        hub.hear(RunWarning(message))
-
-    probes = ProbeObserver(writer.folder, data, config.steps, warn, writer)
-    kept: list[Observer] = [probes, WriterObserver(writer, warn)]
+    probes = ProbeObserver(writer.folder, data, config.steps, hub.hear, writer)
+    kept: list[Observer] = [probes, WriterObserver(writer, hub.hear)]
     if config.tensorboard:  # first: its last events are written, or their failure known, before the run's status
-        kept.insert(0, TensorBoardObserver(writer.folder, warn, writer))
+        kept.insert(0, TensorBoardObserver(writer.folder, hub.hear, writer))
     return kept
 
 
@@ -121,8 +120,8 @@ class Trainer:
         self.generation = 0  # bumped by start and reset: a thread of an older generation must not write any more
         self.data: ClaimData | None = None
         self.config: TrainConfig | None = None  # as asked for by whoever started the run
-        self.save_problem: str | None = None  # why the run's folder is incomplete, once saving failed
-        self.beside_problem: str | None = None  # why files written beside the run's own (TensorBoard's) stopped
+        # the files of the run that were not all written (engine.runs.ending.FILES) and why, once it ended
+        self.unsaved: dict[str, str] = {}
 
     @property
     def active(self) -> bool:
@@ -156,7 +155,7 @@ class Trainer:
                     raise
             self.generation += 1
             self._control = control = RunControl()
-            self._live, self.save_problem, self.beside_problem, self.config = None, None, None, config
+            self._live, self.unsaved, self.config = None, {}, config
             self.hub.begin(run_id, str(folder) if folder else None, config.to_dict(), config.steps)
             self._thread = threading.Thread(target=self._run, args=(config, folder, lock, self.generation, threads,
                                                                      control), daemon=True, name="headwatch-trainer")
@@ -204,12 +203,12 @@ class Trainer:
                 observers[:0] = _folder_observers(writer, config, data, hub)
             self.data = data
             observers += [_Publisher(self, data.tokenizer, config.model, generation), *self.observers]
-            ending = Status("stopped", "Stopped by the user before the first step", 0, 0.0)
+            ending = Status("stopped", 0, 0.0, Ending("stopped"))
             if not control.stopping.is_set():
                 loop = TrainingLoop(config, data, observers, threads, control, device=pick_device(config))
                 ending = loop.run(started, prepare_seconds=time.perf_counter() - started)
         except Exception as error:
-            ending = Status("failed", _failure(error), loop.step if loop else 0, loop.seconds if loop else 0.0)
+            ending = Status("failed", loop.step if loop else 0, loop.seconds if loop else 0.0, _failure(error))
         finally:
             threads.release()
         try:
@@ -217,7 +216,7 @@ class Trainer:
         finally:
             if writer is not None:
                 writer.close()
-                self.save_problem, self.beside_problem = writer.failed, writer.beside_failed
+                self.unsaved = writer.unsaved
             _let_go(folder, lock, writer)
 
     @staticmethod
@@ -236,7 +235,7 @@ class Trainer:
         try:
             return RunWriter(folder, config.to_dict(), data.tokenizer.to_json(), data.probe_claims, lock)
         except OSError as error:
-            self.save_problem = f"the run folder could not be written: {error.strerror or error}"
+            self.unsaved = {"folder": error_code(error)}
             if hub.current():
-                self.hub.set_unsaved(f"This run is not being saved ({self.save_problem}); it trains on anyway.")
+                self.hub.set_unsaved(warning_text("folder", self.unsaved["folder"]))
             return None
