@@ -15,6 +15,7 @@ from dashboard.head_words import role_words
 from dashboard.untrusted import plotly_text
 from data.rules import CLASSES, REASONS
 from data.vocabulary import CATEGORIES
+from engine.interpret.labels import head_label
 from engine.interpret.metrics import NOTHING, shown_change
 from engine.interpret.ownership import HELPS, LEANS, SHARES, SPECIALIST, unit_reason
 from engine.interpret.pairs import CHECKS, reason_of
@@ -52,7 +53,7 @@ def _animated_heatmap(points: Sequence[SpecializationPoint], name: str, columns:
     def trace(point: SpecializationPoint) -> dict:
         specs = point.heads[name]
         z = np.array([[values(head, column) for column in columns] for head in specs], dtype=float)
-        labels = np.array([[plotly_text(head.label)] * len(columns) for head in specs], dtype=object)
+        labels = np.array([[plotly_text(head_label(head))] * len(columns) for head in specs], dtype=object)
         return {"type": "heatmap", "z": z, "x": list(columns), "y": heads, "customdata": labels,
                 "texttemplate": "%{z:.2f}", "xgap": 2, "ygap": 2,
                 "hovertemplate": "%{y} (%{customdata}) · %{x}: %{z:.3f}<extra></extra>", **heatmap}
@@ -151,7 +152,7 @@ def answers_figure(point: SpecializationPoint, name: str = CROSS) -> go.Figure:
     if not heads or not heads[0].answers:
         return _waiting(title, "Not measured for this run (saved by an older version)")
     fig = make_subplots(rows=1, cols=len(heads), shared_yaxes=True, horizontal_spacing=0.03,
-                        subplot_titles=[f"Head {i + 1}: {plotly_text(h.label, 24)}" for i, h in enumerate(heads)])
+                        subplot_titles=[f"Head {i + 1}: {plotly_text(head_label(h), 24)}" for i, h in enumerate(heads)])
     for col, head in enumerate(heads, start=1):
         z = [[head.answers.get(true, {}).get(given, 0.0) for given in CLASSES] for true in CLASSES]
         fig.add_trace(go.Heatmap(z=z, x=list(CLASSES), y=list(CLASSES), zmin=0, zmax=1, colorscale="Blues",
@@ -223,7 +224,7 @@ def _wrapped(text: str, width: int) -> str:
 
 def _card_text(index: int, head: HeadSpecialization, color: str) -> tuple[str, int]:
     """A head's card: its number, its label as measured, what that means in plain words; and how many lines."""
-    label = textwrap.wrap(head.label, 22) or [" "]
+    label = textwrap.wrap(head_label(head), 22) or [" "]
     words = textwrap.wrap(f"It {role_words(head)}.", 34)
     text = (f"<b>Head {index + 1}</b><br> <br><span style='font-size:16px;color:{color}'><b>"
             + "<br>".join(plotly_text(line) for line in label) + "</b></span><br> <br><span style='font-size:12px'>"

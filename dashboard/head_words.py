@@ -10,7 +10,8 @@ from collections.abc import Callable, Sequence
 from dashboard.measurement import Unfinished
 from dashboard.untrusted import markdown_text
 from data.rules import CLASSES, REASONS
-from engine.interpret.ownership import GENERALIST, HELPS, LEANS, LITTLE_EFFECT, NEEDED, SHARES, SPECIALIST, named
+from engine.interpret.labels import head_evidence, head_label, named
+from engine.interpret.ownership import GENERALIST, HELPS, LEANS, LITTLE_EFFECT, NEEDED, SHARES, SPECIALIST
 from engine.reports.reference_studies import ReferenceStudy
 from engine.telemetry import HeadSpecialization
 
@@ -44,7 +45,7 @@ def role_words(head: HeadSpecialization, escape: Callable[[str], str] = str) -> 
         return f"is needed by {_claims_text((head.reason or '').split(', '), escape)}"
     if head.kind == LITTLE_EFFECT:
         return "changes little when taken away"
-    return f"is labelled '{escape(head.label)}'"  # runs saved before heads had kinds
+    return f"is labelled '{escape(head_label(head))}'"  # runs saved before heads had kinds
 
 
 def heads_text(heads: Sequence[int]) -> str:
@@ -63,7 +64,7 @@ def _claims_text(classes: Sequence[str], escape: Callable[[str], str]) -> str:
 def head_sentence(index: int, head: HeadSpecialization) -> str:
     """'**Head 2: COST specialist.** Only COST needs it: ...': the engine's label and the measurement behind it (read
     from the run's files: plain text)."""
-    return f"**Head {index + 1}: {markdown_text(head.label)}.** {markdown_text(head.evidence)}"
+    return f"**Head {index + 1}: {markdown_text(head_label(head))}.** {markdown_text(head_evidence(head))}"
 
 
 def selectivity_sentence(head: HeadSpecialization) -> str:

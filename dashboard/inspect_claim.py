@@ -14,6 +14,7 @@ from dashboard.summaries import duration
 from dashboard.untrusted import markdown_text
 from data.rules import CANNOT_CHECK
 from engine.interpret.inference import Prediction
+from engine.interpret.labels import head_label
 from engine.task.dataset import EXAMPLE_CLAIMS
 from engine.telemetry import Snapshot
 
@@ -271,7 +272,7 @@ def analysis(text: str, run_id: str | None) -> None:
         return
     snap = viewing.snapshot()
     measured = viewing.measurement(snap) if snap is not None else None
-    labels = [h.label for h in measured.cross] if measured else []
+    labels = [head_label(h) for h in measured.cross] if measured else []
     st.caption(f"Answered by the {'saved run ' + markdown_text(run_id) if run_id else 'live run'} at step {p.step:,}.")
     show_prediction(p, labels, (run_id, snap and snap.run_id))
     show_what_if(text, p, run_id, labels)

@@ -10,6 +10,7 @@ from dashboard import figures, head_figures, outcome_words, report, summaries, v
 from dashboard.engine_resource import get_engine
 from dashboard.untrusted import markdown_text
 from engine.core import TRAINING_NOW, ConfigError, EngineBusy, RunError, RunsFolderError
+from engine.interpret.labels import head_label
 from engine.interpret.scored_csv import SCORED_COLUMNS, scored_csv
 from engine.runs.layout import is_watched
 from engine.runs.listing import RunSummary
@@ -42,7 +43,7 @@ def heads_cell(run: RunSummary) -> str:
         return watched_heads_text(run.watched_heads)
     if not run.learned:
         return "not named: it did no better than answering its commonest outcome to every claim"
-    return ", ".join(run.head_labels) or "not measured"
+    return ", ".join(head_label(h) for h in run.heads) or "not measured"
 
 
 def watched_heads_text(heads: tuple[int, ...]) -> str:

@@ -8,6 +8,7 @@ from dashboard.untrusted import markdown_text
 from data.rules import REASONS
 from engine.core import MAX_STUDY_SEEDS, ConfigError, EngineBusy, RunsFolderError
 from engine.reports.study import SeedResult, summarize
+from engine.reports.study_words import summary_sentence
 from engine.training.presets import PRESETS, preset, recipes_told
 
 EXPLANATION = """
@@ -57,7 +58,7 @@ def seed_rows(results: list[SeedResult]) -> pd.DataFrame:
 
 def results_view(results: list[SeedResult]) -> None:
     summary = summarize(results)
-    st.info(summary["sentence"])  # neutral: one specialist in five runs is a finding, not a success
+    st.info(summary_sentence(summary))  # neutral: one specialist in five runs is a finding, not a success
     if not summary["learned"]:
         st.dataframe(seed_rows(results), hide_index=True)
         return
@@ -73,12 +74,13 @@ def results_view(results: list[SeedResult]) -> None:
         matched_view(summary["matched_heads"], [r for r in results if r.learned])
 
 
-def matched_view(matched_heads: list[list[str]], results: list[SeedResult]) -> None:
+def matched_view(matched_heads: list[list[int]], results: list[SeedResult]) -> None:
     """One row per seed and one column per head of the first seed, so that many seeds grow the table downwards."""
     first = results[0].seed
     st.caption(f"Heads matched across seeds: each column follows one head of seed {first}; in every other seed's row "
                "it shows the head that does the most similar work (what each check needs from it).")
-    roles = pd.DataFrame(list(zip(*matched_heads, strict=True)),
+    labels = [[results[s].labels[j] for s, j in enumerate(heads)] for heads in matched_heads]
+    roles = pd.DataFrame(list(zip(*labels, strict=True)),
                          columns=[f"Head {i + 1} of seed {first}" for i in range(len(matched_heads))])
     roles.insert(0, "Seed", [r.seed for r in results])
     st.dataframe(roles, hide_index=True)

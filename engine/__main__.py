@@ -22,6 +22,7 @@ from engine.interpret.inference import MAX_CLAIM_CHARS, Predictor
 from engine.reports.analyze import analyze_run, probe_report
 from engine.reports.reference_studies import write_reference
 from engine.reports.study import MAX_SEEDS, PARENT_ENV, parse_seeds, run_study
+from engine.reports.study_words import summary_sentence
 from engine.runs.layout import CONFIG, RUN_FILES
 from engine.runs.reading import RunError
 from engine.runs.words import save_problem, unsaved_text
@@ -333,6 +334,8 @@ def study(args: argparse.Namespace) -> int:
     extra = args.train_options[1:] if args.train_options[:1] == ["--"] else args.train_options
     train_args = ["--preset", args.preset, *(["--steps", str(args.steps)] if args.steps else []), *extra]
     record = run_study(args.out, seeds, train_args, args.parallel, echo=lambda line: print(line, flush=True))
+    if record["summary"]:
+        print(summary_sentence(record["summary"]))
     print(json.dumps(record["summary"]))
     return 1 if record["failures"] else 0
 

@@ -105,7 +105,7 @@ INTERVENTIONS = {RESAMPLED: "sees what it saw on claims of the same kind", "mean
 
 @dataclass(frozen=True)
 class HeadSpecialization:
-    """One head at one step. Its name (`label`, `owns`) comes from the causal measurements in
+    """One head at one step. Its name (`kind`, `reason`, `owns`) comes from the causal measurements in
     engine.interpret.attribution and the rule in engine.interpret.ownership; `intervention` says how its ablation
     numbers took it away (runs saved before twins were measured have no necessity, and labels from zeroing)."""
 
@@ -114,8 +114,6 @@ class HeadSpecialization:
     confidence: float  # mean max attention weight (Voita et al. 2019)
     importance: float  # |dL/dg|, g scaling the head's output (Michel et al. 2019)
     ablation: dict[str, float]  # class -> accuracy drop when this head is taken away (`intervention`)
-    label: str
-    evidence: str
     # ADMIN's kind (sex, age, specialty, place) -> accuracy drop on ADMIN claims of that kind, ablated as above;
     # ADMIN is four different checks, which heads can split. Empty when the claims' kinds are unknown.
     admin_kinds: dict[str, float] = field(default_factory=dict)
@@ -124,8 +122,9 @@ class HeadSpecialization:
     answers: dict[str, dict[str, float]] = field(default_factory=dict)  # ablated: true class -> share per answer
     direct: dict[str, float] = field(default_factory=dict)  # check -> direct logit attribution on its invalid twins
     owns: str | None = None  # the reason this head is the specialist of
-    kind: str = ""  # what `label` says, for code: a kind of interpret.ownership ("" in runs saved before it)
-    reason: str | None = None  # the reason (or check) `label` names, if it names one
+    kind: str = ""  # a kind of engine.interpret.ownership (engine.interpret.labels words it)
+    reason: str | None = None  # the reason, ADMIN family or checks the kind names (for NEEDED: the classes)
+    rivals: tuple[int, ...] = ()  # the other heads that pass the specialist test for the same reason
     # with each other head (its index, as text): necessity per check patched together, accuracy drop per class
     # resampled together (engine.interpret.attribution); empty in runs saved before pairs were measured
     pair_necessity: dict[str, dict[str, float]] = field(default_factory=dict)

@@ -12,6 +12,7 @@ from data.rules import REASONS
 from engine.interpret.pairs import CHECKS
 from engine.interpret.probes import FIELDS, ProbeTable
 from engine.reports.study import STUDY, SeedResult
+from engine.runs.formats import role_from_label
 from engine.training.presets import PRESETS
 
 MADE = datetime(2026, 1, 2, 12, tzinfo=UTC).timestamp()  # when a hand-made study was last written
@@ -48,8 +49,15 @@ def probe_table_with(encoder: dict[str, dict[str, float]], step: int = 100) -> P
 def seed_result(number: int, owns: tuple[str | None, ...] = (None, None, None, None)) -> SeedResult:
     """One seed's measured heads as a study records them: a specialist of each reason in `owns`, else little effect."""
     labels = tuple(f"{o} specialist" if o else "little effect" for o in owns)
-    return SeedResult(number, 3500, 0.99, labels, owns, tuple(dict.fromkeys(CHECKS, 0.0) for _ in owns),
-                      (None,) * len(owns))
+    return labelled_seed(number, labels, owns, tuple(dict.fromkeys(CHECKS, 0.0) for _ in owns), accuracy=0.99)
+
+
+def labelled_seed(number: int, labels: tuple[str, ...], owns: tuple[str | None, ...],
+                  necessity: tuple[dict[str, float], ...], accuracy: float = 0.9, steps: int = 3500) -> SeedResult:
+    """A seed whose heads are what their labels say ("leans COST", "DOSAGE specialist", "shares COST with head 2")."""
+    roles = [role_from_label(label) for label in labels]
+    return SeedResult(number, steps, accuracy, tuple(r["kind"] for r in roles), tuple(r["reason"] for r in roles),
+                      tuple(r["shared_with"] for r in roles), owns, necessity)
 
 
 def make_study(folder: Path, train: list[str], seeds: list[int], measured: list[SeedResult],

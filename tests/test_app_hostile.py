@@ -169,8 +169,9 @@ def test_the_metrics_csv_has_every_step_and_keeps_its_numbers_as_numbers(saved_r
     header, body = rows[0], rows[1:]
     assert header[:4] == ["step", "seconds", "train_loss", "heldout_loss"]
     assert [int(row[0]) for row in body] == list(range(301))  # step 0's evaluation, then every training step
-    assert "decoder.0.cross head 1 mean_sqrt_v" in header and "decoder.0.cross head 4 label" in header
-    numeric = [i for i, name in enumerate(header) if not name.endswith(" label")]
+    assert "decoder.0.cross head 1 mean_sqrt_v" in header and "decoder.0.cross head 4 kind" in header
+    assert header[-3:] == [f"decoder.0.cross head 4 {fact}" for fact in ("kind", "reason", "shares with")]
+    numeric = [i for i, name in enumerate(header) if not name.endswith((" kind", " reason", " shares with"))]
     assert all(float(row[i]) >= 0 for row in body for i in numeric if row[i])
     evaluated = [row for row in body if row[header.index("heldout_accuracy")]]
     assert len(evaluated) == len(get_engine().replay(saved_run).evals)

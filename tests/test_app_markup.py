@@ -65,9 +65,10 @@ def spoil_claims_run(run: Path) -> None:
     last = json.loads([line for line in (run / "metrics.jsonl").read_text().splitlines()
                        if '"specialization"' in line][-1])
     for name, heads in last["heads"].items():
-        for index, head in enumerate(heads):
-            head.update(label=hostile(f"label {name} {index}"), evidence=hostile("evidence"), kind="specialist",
-                        reason=hostile("reason"), shares={**head["shares"], hostile("category"): 0.9})
+        for index, head in enumerate(heads):  # a specialist of a hostile reason, or a kind of head no run has
+            role = ({"kind": "specialist", "reason": hostile(f"reason {name} {index}")} if index % 2 == 0 else
+                    {"kind": hostile(f"kind {name} {index}"), "shared_with": {hostile("shared"): [0]}})
+            head.update(role, shares={**head["shares"], hostile("category"): 0.9})
     with open(run / "metrics.jsonl", "a") as file:
         file.write(json.dumps({**last, "step": last["step"] + 1}) + "\n")
     (run / "checkpoints" / "latest.pt").unlink()
@@ -163,16 +164,16 @@ def test_hostile_text_in_a_run_is_plain_text_on_every_page(open_app, hostile_run
     assert shown("message") in seen[HOSTILE_RUN, "train"] and shown("optimizer") in seen[HOSTILE_RUN, "train"]
     assert shown("optimizer") in seen[HOSTILE_RUN, "adam"]
     specialization = seen[HOSTILE_RUN, "specialization"]
-    assert all(shown(field) in specialization for field in ("label decoder.0.cross 0", "evidence", "reason",
-                                                            "category"))
-    assert all(shown(field) in seen[HOSTILE_RUN, "story"] for field in ("label decoder.0.cross 3", "category"))
-    assert charted("label decoder.0.cross 0") in charts[HOSTILE_RUN, "specialization"]
+    assert all(shown(field) in specialization for field in ("reason decoder.0.cross 0", "kind decoder.0.cross 1",
+                                                            "shared", "category"))
+    assert all(shown(field) in seen[HOSTILE_RUN, "story"] for field in ("kind decoder.0.cross 3", "category"))
+    assert charted("reason decoder.0.cross 0") in charts[HOSTILE_RUN, "specialization"]
     assert charted("token") in charts[HOSTILE_RUN, "attention"]
     assert markdown_text("www.evil.example") in seen[WATCHED_RUN, "train"]  # its optimizer_name, a class name
     assert shown("watched message") in seen[WATCHED_RUN, "train"]
     assert charted("metric") in charts[WATCHED_RUN, "train"]
     assert charted("layer") in charts[WATCHED_RUN, "adam"] and charted("layer") in charts[WATCHED_RUN, "attention"]
-    assert charted("label decoder.0.cross 0") in charts[HOSTILE_RUN, "runs"]  # the compared runs' heads
+    assert charted("reason decoder.0.cross 0") in charts[HOSTILE_RUN, "runs"]  # the compared runs' heads
 
 
 def test_study_labels_and_claims_files_are_plain_text(open_app, hostile_runs, healthy):
@@ -203,7 +204,7 @@ def test_the_html_report_holds_no_link_or_image_from_a_run(hostile_runs):
     scripts_too = re.sub(r"\\u([0-9a-f]{4})", lambda code: chr(int(code[1], 16)), page).replace('\\"', '"')
     for raw in ('<a href="https://evil.example', '<img src="https://tracker.example', '<b style="font-size:90px'):
         assert raw not in scripts_too
-    # our bold around the label, and every character of the label and the evidence as typed (their ** too)
-    label, evidence = html.escape(hostile("label decoder.0.cross 0")), html.escape(hostile("evidence"))
-    assert f"<b>Head 1: {label}.</b> {evidence}" in page
+    # our bold around the label, and every character of the reason in the label and the evidence as typed (** too)
+    reason = html.escape(hostile("reason decoder.0.cross 0"))
+    assert f"<b>Head 1: {reason} specialist.</b> Only {reason} needs it" in page
     assert html.escape(hostile("message")) in page

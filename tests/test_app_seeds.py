@@ -70,11 +70,11 @@ def test_a_saved_study_says_where_heads_only_leaned(open_app, healthy, engine_en
     assert list(matched.columns) == ["Seed", "Head 1 of seed 0", "Head 2 of seed 0"]
     assert matched.values.tolist() == [[0, "leans MEDICAL", "COST specialist"], [1, "leans MEDICAL", "leans COST"]]
     for seed in seeds:
-        del seed["leans"]  # a study saved before leaning heads were recorded: it does not say, so neither does the page
+        del seed["leans"]  # a study saved before leaning heads were recorded: their labels say which lean
     (folder / STUDY).write_text(json.dumps({"recipe": {}, "results": seeds}))
     at = open_app(PAGE)
     healthy(at)
-    assert not [c for c in at.caption if "leaning" in c.value] and "leaning" not in " ".join(i.value for i in at.info)
+    assert "MEDICAL had a head leaning to it in 2, COST in 1" in " ".join(i.value for i in at.info)
 
 
 def test_a_damaged_or_hostile_study_file_is_no_study(open_app, healthy, engine_env):

@@ -10,6 +10,7 @@ from conftest import plotly_array
 
 from dashboard import head_words, measurement
 from dashboard.engine_resource import get_engine
+from engine.interpret.labels import head_label
 from engine.interpret.pairs import CHECKS
 from engine.reports.reference_studies import read_references
 from engine.training.presets import preset
@@ -34,7 +35,7 @@ def assert_matches_analysis(at, run_id: str) -> None:
     graded = [c.value.split(":")[0] for c in at.caption if c.value.startswith("Selectivity")]
     assert graded == [f"Selectivity {h['selectivity']:+.0%}" for h in heads]  # graded beside each label
     recorded = get_engine().replay(run_id).specialization[-1]  # what the Runs table and the Story read
-    assert recorded.step == analysis["step"] and [h.label for h in recorded.heads["decoder.0.cross"]] == [
+    assert recorded.step == analysis["step"] and [head_label(h) for h in recorded.heads["decoder.0.cross"]] == [
         h["label"] for h in heads]
     z = plotly_array(verdict_matrix(at)["data"][0]["z"])
     np.testing.assert_allclose(z, [[h["necessity"][c] for c in CHECKS] for h in heads], atol=1e-6)
@@ -112,6 +113,6 @@ def test_the_answer_leads_over_the_heads_and_the_shipped_study_of_its_recipe(ope
                              "ended with at least one specialist head and 2 with none.")
     cards = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["annotations"]
     for card, head in zip(cards, heads, strict=False):  # the labels the lead's words rest on, each on its card
-        assert f"<b>{head.label}</b>" in card["text"].replace("<br>", " ")
+        assert f"<b>{head_label(head)}</b>" in card["text"].replace("<br>", " ")
     assert head_words.study_paragraph(studies[0]) in [c.value for c in at.caption]
     assert any("Across seeds" in str(e.proto) for e in at.get("page_link"))

@@ -23,6 +23,7 @@ from engine.interpret.attribution import (
     reference_claims,
 )
 from engine.interpret.inference import Predictor
+from engine.interpret.labels import head_evidence, head_label, role_label
 from engine.interpret.ownership import (
     GENERALIST,
     LITTLE_EFFECT,
@@ -32,7 +33,6 @@ from engine.interpret.ownership import (
     UNOWNED,
     need,
     owners,
-    role_label,
     unit_reason,
 )
 from engine.interpret.pairs import CHECKS, minimal_pairs, pair_batch, reason_of, run_pairs
@@ -146,7 +146,7 @@ def test_a_head_that_reads_only_sex_and_age_is_the_patient_admin_specialist(sett
     assert patient.necessity["sex"] == pytest.approx(1.0, abs=1e-3)
     assert patient.necessity["age"] == pytest.approx(1.0, abs=1e-3)
     assert all(patient.necessity[c] == pytest.approx(0.0, abs=1e-3) for c in ("MEDICAL", "DOSAGE", "COST", "place"))
-    assert (patient.owns, patient.label) == ("ADMIN", "ADMIN (sex, age) specialist")
+    assert (patient.owns, head_label(patient)) == ("ADMIN", "ADMIN (sex, age) specialist")
     assert patient.selectivity == pytest.approx(1.0, abs=1e-3)
 
 
@@ -165,7 +165,7 @@ def test_two_heads_reading_the_dose_alike_are_both_flagged_as_sharing_dosage(set
     assert first.necessity["DOSAGE"] == pytest.approx(second.necessity["DOSAGE"], abs=1e-4)  # alike
     assert first.necessity["DOSAGE"] <= 0.8  # one alone leaves a good part to the other
     assert (first.shared_with, second.shared_with) == ({"DOSAGE": (1,)}, {"DOSAGE": (0,)})
-    assert (first.label, second.label) == ("shares DOSAGE with head 2", "shares DOSAGE with head 1")
+    assert (head_label(first), head_label(second)) == ("shares DOSAGE with head 2", "shares DOSAGE with head 1")
     assert first.owns is None and second.owns is None
 
 
@@ -210,12 +210,12 @@ def test_each_of_admins_two_families_can_have_its_own_specialist_counted_as_admi
     patient, provider = _head({"sex": 0.9, "age": 0.8}), _head({"specialty": 0.7, "place": 0.6})
     labelled = owners([patient, provider])
     assert [h.owns for h in labelled] == ["ADMIN", "ADMIN"]
-    assert [h.label for h in labelled] == ["ADMIN (sex, age) specialist", "ADMIN (specialty, place) specialist"]
+    assert [head_label(h) for h in labelled] == ["ADMIN (sex, age) specialist", "ADMIN (specialty, place) specialist"]
     assert [h.reason for h in labelled] == ["sex, age", "specialty, place"]
-    assert "85%" in labelled[0].evidence  # the family's mean
+    assert "85%" in head_evidence(labelled[0])  # the family's mean
     everything = _head({"sex": 0.9, "age": 0.9, "specialty": 0.9, "place": 0.9})
     assert [h.owns for h in owners([patient, everything])] == [None, None]  # both carry sex and age: rivals
-    assert owners([_head({"sex": 0.9, "age": 0.9, "place": 0.3})])[0].label == "ADMIN specialist"  # ADMIN's alone
+    assert head_label(owners([_head({"sex": 0.9, "age": 0.9, "place": 0.3})])[0]) == "ADMIN specialist"  # ADMIN's alone
     assert owners([_head({"sex": 0.9, "age": 0.9, "MEDICAL": 0.3})])[0].owns is None  # another reason needs it
 
 
@@ -232,45 +232,47 @@ def test_a_backup_pair_shares_its_reason_instead_of_hiding_as_not_a_specialist()
     first = _head({"DOSAGE": 0.4}, pairs={1: {"DOSAGE": 1.0}})
     second = _head({"DOSAGE": 0.4}, pairs={0: {"DOSAGE": 1.0}})
     labelled = owners([first, second, _head({"COST": 0.9})])
-    assert [h.label for h in labelled] == ["shares DOSAGE with head 2", "shares DOSAGE with head 1", "COST specialist"]
+    assert [head_label(h) for h in labelled] == ["shares DOSAGE with head 2", "shares DOSAGE with head 1",
+                                                 "COST specialist"]
     assert [h.shared_with for h in labelled] == [{"DOSAGE": (1,)}, {"DOSAGE": (0,)}, {}]
     # a specialist whose removal together with another head takes no more than it alone does shares nothing
     alone = owners([_head({"DOSAGE": 0.9}, pairs={1: {"DOSAGE": 0.95}}), _head({}, pairs={0: {"DOSAGE": 0.95}})])
-    assert [h.label for h in alone] == ["DOSAGE specialist", "little effect"]
+    assert [head_label(h) for h in alone] == ["DOSAGE specialist", "little effect"]
     # a specialist of one reason that backs up another head's reason is not that reason's alone
     backing = owners([_head({"DOSAGE": 0.9}, pairs={1: {"DOSAGE": 0.9, "COST": 0.9}}),
                       _head({"COST": 0.6}, pairs={0: {"DOSAGE": 0.9, "COST": 0.9}})])
-    assert backing[0].kind == "leans" and "shares COST with head 2" in backing[0].evidence
+    assert backing[0].kind == "leans" and "shares COST with head 2" in head_evidence(backing[0])
 
 
 def test_labels_say_what_the_measurement_found() -> None:
     dosage, cost = _head({"DOSAGE": 0.9}), _head({"COST": 0.7, "sex": 0.3})
     heads = [dosage, cost, _head({"MEDICAL": 0.6, "DOSAGE": 0.6}), _head({"place": 0.4}), _head({"place": 0.1})]
     labelled = owners(heads)
-    assert [h.label for h in labelled] == ["DOSAGE specialist", "leans COST", "generalist", "helps ADMIN (place)",
+    assert [head_label(h) for h in labelled] == ["DOSAGE specialist", "leans COST", "generalist", "helps ADMIN (place)",
                                            "little effect"]
     assert [(h.kind, h.reason) for h in labelled] == [("specialist", "DOSAGE"), ("leans", "COST"),
                                                       ("generalist", None), ("helps", "place"), ("little effect", None)]
     patient = owners([_head({"sex": 0.4, "age": 0.3})])[0]  # only ADMIN needs it, two of its checks: not a generalist
-    assert (patient.label, patient.kind, patient.reason) == ("helps ADMIN (sex, age)", "helps", "sex, age")
-    assert "40% of sex's and 30% of age's evidence" in patient.evidence
-    assert owners([_head({"MEDICAL": 0.3, "sex": 0.3})])[0].label == "generalist"  # checks of two reasons
+    assert (head_label(patient), patient.kind, patient.reason) == ("helps ADMIN (sex, age)", "helps", "sex, age")
+    assert "40% of sex's and 30% of age's evidence" in head_evidence(patient)
+    assert head_label(owners([_head({"MEDICAL": 0.3, "sex": 0.3})])[0]) == "generalist"  # checks of two reasons
     shared = owners([dosage, dosage])
-    assert [h.label for h in shared] == ["leans DOSAGE"] * 2 and "Head 2 carries DOSAGE as well" in shared[0].evidence
-    assert "90%" in owners([dosage])[0].evidence
+    assert [head_label(h) for h in shared] == ["leans DOSAGE"] * 2
+    assert "Head 2 carries DOSAGE as well" in head_evidence(shared[0])
+    assert "90%" in head_evidence(owners([dosage])[0])
 
 
 def test_a_head_twins_cannot_see_is_named_by_what_resampling_it_costs() -> None:
     # it reads what twins share (the billed item): patching between twins moves nothing, resampling does
     hub = owners([_head({}, drops={"DOSAGE": 0.4, "COST": 0.25, "MEDICAL": 0.23, "ADMIN": 0.17})])[0]
-    assert (hub.kind, hub.label) == ("needed by", "needed by DOSAGE, COST and MEDICAL")
-    assert "DOSAGE 40%, COST 25%, MEDICAL 23%" in hub.evidence and "twin" in hub.evidence
+    assert (hub.kind, head_label(hub)) == ("needed by", "needed by DOSAGE, COST and MEDICAL")
+    assert "DOSAGE 40%, COST 25%, MEDICAL 23%" in head_evidence(hub) and "twin" in head_evidence(hub)
     everyone = owners([_head({}, drops={"DOSAGE": 0.4, "COST": 0.25, "MEDICAL": 0.23, "ADMIN": 0.21})])[0]
-    assert everyone.label == "needed by every reason"
-    assert owners([_head({}, valid_drop=0.3)])[0].label == "needed by valid claims"
+    assert head_label(everyone) == "needed by every reason"
+    assert head_label(owners([_head({}, valid_drop=0.3)])[0]) == "needed by valid claims"
     # one reason by its twins, others by resampling: several reasons need it
-    assert owners([_head({"place": 0.4}, drops={"DOSAGE": 0.3})])[0].label == "generalist"
-    assert owners([_head({}, drops={"DOSAGE": 0.2})])[0].label == "little effect"  # at the threshold: not above
+    assert head_label(owners([_head({"place": 0.4}, drops={"DOSAGE": 0.3})])[0]) == "generalist"
+    assert head_label(owners([_head({}, drops={"DOSAGE": 0.2})])[0]) == "little effect"  # at the threshold: not above
 
 
 def test_resampling_shows_where_answers_go_and_encoder_heads_are_not_patched(setting) -> None:
@@ -333,6 +335,8 @@ def test_run_pairs_are_made_once_per_tokenizer(setting) -> None:
     ("DOSAGE specialist", "specialist", "DOSAGE"), ("leans COST", "leans", "COST"),
     ("helps ADMIN (age)", "helps", "age"), ("helps ADMIN (sex, age)", "helps", "sex, age"),
     ("helps MEDICAL", "helps", "MEDICAL"), ("generalist", "generalist", None),
+    ("needed by DOSAGE and valid claims", "needed by", "DOSAGE, VALID"),
+    ("needed by every reason", "needed by", "MEDICAL, DOSAGE, COST, ADMIN"),
 ])
 def test_runs_saved_before_heads_had_a_kind_read_it_from_their_label(label: str, kind: str, reason: str | None) -> None:
     from engine.runs.reading import specialization_point
@@ -341,7 +345,21 @@ def test_runs_saved_before_heads_had_a_kind_read_it_from_their_label(label: str,
             "label": label, "evidence": "numbers"}
     [read] = specialization_point({"step": 5, "heads": {CROSS: [head]}}).heads[CROSS]
     assert (read.kind, read.reason) == (kind, reason)
-    assert role_label(kind, reason) == label  # the same words as a run that records its kind
+    assert head_label(read) == label  # the same words as a run that records its kind
+
+
+@pytest.mark.parametrize(("label", "shared_with"), [
+    ("shares DOSAGE with head 2", {"DOSAGE": (1,)}),
+    ("shares DOSAGE with heads 3 and 4, ADMIN (sex, age) with head 4", {"DOSAGE": (2, 3), "sex, age": (3,)}),
+    ("shares MEDICAL with head 1, ADMIN (sex, age) with heads 1, 2 and 4", {"MEDICAL": (0,), "sex, age": (0, 1, 3)}),
+])
+def test_labels_of_heads_that_share_read_back_as_the_heads_they_share_with(
+        label: str, shared_with: dict[str, tuple[int, ...]]) -> None:
+    from engine.runs.formats import role_from_label
+
+    role = role_from_label(label)
+    assert (role["kind"], role["shared_with"]) == ("shares", shared_with)
+    assert role_label(role["kind"], role["reason"], role["shared_with"]) == label
 
 
 def _contradictions(head: dict) -> list[str]:
@@ -412,11 +430,12 @@ def test_specialization_records_keep_selectivity_pairs_and_how_heads_were_taken_
                                   ).heads[CROSS]
     assert mean.intervention == "mean"  # saved after answers were recorded, before resampling
     head = HeadSpecialization(shares={"dose": 1.0}, entropy=0.1, confidence=0.9, importance=0.0,
-                              ablation={"DOSAGE": 0.1}, label="shares DOSAGE with head 2", evidence="numbers",
-                              pair_necessity={"1": {"DOSAGE": 1.0}}, pair_ablation={"1": {"DOSAGE": 0.4}},
-                              selectivity=0.4, shared_with={"DOSAGE": (1,)}, kind="shares", reason="DOSAGE")
+                              ablation={"DOSAGE": 0.1}, pair_necessity={"1": {"DOSAGE": 1.0}},
+                              pair_ablation={"1": {"DOSAGE": 0.4}}, selectivity=0.4, shared_with={"DOSAGE": (1,)},
+                              kind="shares", reason="DOSAGE", rivals=(2,))
     written = json.loads(json.dumps(encode_record(SpecializationPoint(7, {CROSS: (head,)}))))
     assert specialization_point(written).heads[CROSS] == (head,)
+    assert not {"label", "evidence"} & set(written["heads"][CROSS][0])  # facts only: the pages word them
     for hostile in ({"intervention": "rm -rf"}, {"shared_with": {"DOSAGE": [10**9]}}, {"selectivity": "high"}):
         with pytest.raises(ValueError):
             specialization_point({"step": 5, "heads": {CROSS: [written["heads"][CROSS][0] | hostile]}})

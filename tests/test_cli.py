@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from engine.interpret.inference import Predictor
+from engine.interpret.labels import head_label
 from engine.reports.analyze import analyze_run
 from engine.runs.reading import load_checkpoint
 from engine.runs.replay import replay
@@ -111,7 +112,7 @@ def test_analyze_names_the_heads_exactly_as_training_measured_them(trained_run: 
     last = replay(trained_run).specialization[-1]
     assert report["step"] == last.step == 120 and report["claims_source"] == "the run's held-out claims"
     for recorded, measured in zip(last.heads["decoder.0.cross"], report["heads"]["decoder.0.cross"], strict=True):
-        assert (measured["label"], measured["owns"]) == (recorded.label, recorded.owns)
+        assert (measured["label"], measured["owns"]) == (head_label(recorded), recorded.owns)
         assert measured["selectivity"] == pytest.approx(recorded.selectivity, abs=1e-5)
         assert measured["necessity"] == pytest.approx(recorded.necessity, abs=1e-5)
         assert measured["ablation"] == pytest.approx(recorded.ablation, abs=1e-5)

@@ -12,6 +12,8 @@ import pytest
 
 from data.rules import CLASSES
 from engine.interpret.inference import Predictor
+from engine.interpret.labels import head_evidence, head_label
+from engine.interpret.ownership import KINDS
 from engine.runs.layout import FORMAT
 from engine.runs.listing import RunError, list_runs
 from engine.runs.reading import read_config
@@ -40,6 +42,26 @@ def test_a_trained_runs_status_holds_numbers_and_codes_and_is_said_as_before(tra
     assert snap.message.startswith(f"Finished 300 steps in {status['seconds']:.0f} s with "
                                    f"{snap.evals[-1].heldout_accuracy:.1%} of held-out claims right")
     assert read_config(trained_run_folder).keys() == snap.config.keys() and "format" not in snap.config
+
+
+def test_a_trained_runs_heads_are_saved_as_facts_and_worded_only_when_shown(trained_run_folder: Path,
+                                                                             tmp_path: Path) -> None:
+    records = [json.loads(line) for line in (trained_run_folder / "metrics.jsonl").read_text().splitlines()]
+    heads = [h for r in records if r["type"] == "specialization" for hs in r["heads"].values() for h in hs]
+    assert heads and all(not {"label", "evidence"} & set(h) for h in heads)  # no sentence on disk
+    assert {h["kind"] for h in heads} <= set(KINDS)
+    shown = replay(trained_run_folder).specialization[-1].heads["decoder.0.cross"]
+    # a run of format 2 saved a label and a sentence beside each head's facts: they are not read, the facts are
+    run = saved_copy(trained_run_folder, tmp_path / "runs" / "format-2")
+    rewrite(run / "config.json", lambda c: {**c, "format": 2})
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    for record in lines:
+        for specs in record.get("heads", {}).values() if record["type"] == "specialization" else ():
+            for head in specs:
+                head.update(label="an old label", evidence="an old sentence")
+    (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    read = replay(run).specialization[-1].heads["decoder.0.cross"]
+    assert read == shown and "an old" not in " ".join(head_label(h) + head_evidence(h) for h in read)
 
 
 def test_a_run_saved_before_there_was_a_format_reads_as_it_did(trained_run_folder: Path, tmp_path: Path) -> None:

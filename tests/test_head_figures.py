@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import build_snapshot
+from support import labelled_seed
 
 from dashboard import claim_figures, head_figures, head_words, measurement, report, what_if
 from dashboard.figures import CLASS_COLORS
@@ -19,10 +20,10 @@ from data.rules import CLASSES, REASONS
 from data.tokenizer import Tokenizer
 from data.vocabulary import CATEGORIES, Token
 from engine.interpret.inference import Prediction, Predictor
-from engine.interpret.ownership import GENERALIST, LEANS, LITTLE_EFFECT, NEEDED, SHARES, SPECIALIST, role_label
+from engine.interpret.labels import head_evidence, head_label
+from engine.interpret.ownership import GENERALIST, LEANS, LITTLE_EFFECT, NEEDED, SHARES, SPECIALIST
 from engine.interpret.pairs import CHECKS
 from engine.reports.reference_studies import References, ReferenceStudy
-from engine.reports.study import SeedResult
 from engine.telemetry import EvalPoint, HeadSpecialization, SpecializationPoint
 
 EVEN = {c: 1 / len(CATEGORIES) for c in CATEGORIES}
@@ -32,8 +33,7 @@ def head(owns: str | None = None, shares: dict | None = None, **drops: float) ->
     """A generalist, or the specialist of `owns`."""
     kind = SPECIALIST if owns else GENERALIST
     return HeadSpecialization(shares=shares or EVEN, entropy=2.0, confidence=0.2, importance=0.01,
-                              ablation={c: drops.get(c, 0.0) for c in CLASSES}, label=role_label(kind, owns),
-                              evidence="numbers", owns=owns, kind=kind, reason=owns)
+                              ablation={c: drops.get(c, 0.0) for c in CLASSES}, owns=owns, kind=kind, reason=owns)
 
 
 COST_HEAD = head("COST", {**EVEN, "amount": 0.6}, COST=0.71, ADMIN=0.02)
@@ -186,7 +186,7 @@ def test_user_text_is_escaped_in_chips_and_chart_labels():
 
 def test_head_labels_from_a_run_are_escaped_in_every_head_figure():
     label = '<a href="https://evil.example">x</a>'
-    hostile = replace(COST_HEAD, label=label, answers={c: {c: 1.0} for c in CLASSES})
+    hostile = replace(COST_HEAD, kind=label, answers={c: {c: 1.0} for c in CLASSES})  # words of a damaged run
     points = [SpecializationPoint(100, {head_figures.CROSS: (hostile,) * 4})]
     figures = [claim_figures.claim_cross_figure(prediction(), [label] * 4), head_figures.shares_figure(points),
                head_figures.ablation_figure(points), head_figures.answers_figure(points[0])]
@@ -245,7 +245,7 @@ def test_story_tells_before_during_after_with_the_run_s_numbers():
     assert "Not learned yet: MEDICAL." in " ".join(during.paragraphs)
     text = " ".join(after.paragraphs)
     assert after.numbers["specialists"] == 1
-    assert "**Head 2: COST specialist.** numbers" in text  # the engine's label and its evidence, as measured
+    assert f"**Head 2: COST specialist.** {head_evidence(COST_HEAD)}" in text  # the label and what it rests on
     assert "only partly borne out" in text
 
 
@@ -268,8 +268,7 @@ def test_story_never_claims_a_specialist_the_numbers_do_not_show():
 
 
 def test_story_says_how_heads_were_taken_away_and_names_admins_two_families() -> None:
-    patient = replace(head("ADMIN"), reason="sex, age", label="ADMIN (sex, age) specialist")
-    provider = replace(head("ADMIN"), reason="specialty, place", label="ADMIN (specialty, place) specialist")
+    patient, provider = replace(head("ADMIN"), reason="sex, age"), replace(head("ADMIN"), reason="specialty, place")
     sentence = head_words.promise_sentence((patient, provider, head(), head()))
     assert "2 of the 4 heads became a specialist (ADMIN (sex, age) and ADMIN (specialty, place))" in sentence
     after = " ".join(report.tell_story(story_snapshot())[-1].paragraphs)
@@ -342,9 +341,8 @@ def test_the_report_carries_the_storys_judged_claims(trained_run_folder: Path) -
 JARGON = ("necessity", "resampl", "ablat", "logit", "selectiv")
 
 
-def role(kind: str, reason: str | None = None, label: str = "", **fields) -> HeadSpecialization:
-    return replace(head(), kind=kind, reason=reason, label=label or role_label(kind, reason, fields.get(
-        "shared_with")), owns=reason if kind == SPECIALIST else None, **fields)
+def role(kind: str, reason: str | None = None, **fields) -> HeadSpecialization:
+    return replace(head(), kind=kind, reason=reason, owns=reason if kind == SPECIALIST else None, **fields)
 
 
 NO_SPECIALIST = (role(SHARES, "DOSAGE", shared_with={"DOSAGE": (1,)}),
@@ -406,20 +404,20 @@ def test_heads_figure_shows_each_head_as_a_card_named_and_coloured_by_what_it_be
     notes = [a.text.replace("<br>", " ") for a in fig.layout.annotations]
     for index, h in enumerate(heads):
         assert notes[index].startswith(f"<b>Head {index + 1}</b>")
-        assert f"<b>{h.label}</b>" in notes[index] and f"It {head_words.role_words(h)}." in notes[index]
+        assert f"<b>{head_label(h)}</b>" in notes[index] and f"It {head_words.role_words(h)}." in notes[index]
     borders = [s for s in fig.layout.shapes if s.fillcolor is None]
     assert [b.line.color for b in borders] == [CLASS_COLORS["COST"], CLASS_COLORS["DOSAGE"],
                                                head_figures.NO_REASON_COLOR, head_figures.NO_REASON_COLOR]
     assert [b.line.width for b in borders] == [4, 1.5, 1.5, 1.5]  # a thick border: the specialist only
     several = role(SHARES, "DOSAGE", shared_with={"DOSAGE": (1,), "sex, age": (1,)})
     assert head_figures.head_color(several) == head_figures.NO_REASON_COLOR  # no one reason's colour for two
-    hostile = head_figures.heads_figure((replace(COST_HEAD, kind="", label="<img src=x>"),), "t")
+    hostile = head_figures.heads_figure((replace(COST_HEAD, kind="<img src=x>"),), "t")
     assert "<img" not in json.dumps(spec(hostile)) and "&lt;img src=x&gt;" in json.dumps(spec(hostile))
 
 
 def reference(name: str, owns_per_seed: list[tuple], config: dict | None = None) -> ReferenceStudy:
-    results = tuple(SeedResult(s, 3500, 0.99, tuple(str(o) for o in owns), owns, tuple({} for _ in owns))
-                    for s, owns in enumerate(owns_per_seed))
+    results = tuple(labelled_seed(s, tuple(f"{o} specialist" if o else "generalist" for o in owns), owns,
+                                  tuple({} for _ in owns), accuracy=0.99) for s, owns in enumerate(owns_per_seed))
     return ReferenceStudy(name, "2026-12-07", f"python -m engine study --out studies/{name} --seeds 0-2",
                           ("--preset", name), config or {}, results)
 

@@ -135,7 +135,8 @@ DAMAGES = {
                                      '"importance": 1, "ablation": {}, "label": "x", "evidence": "y", '
                                      + extra + '}]}}\n')
        for what, extra in (("no reason", '"owns": "<b>HACK</b>"'), ("answers as a list", '"answers": [1]'),
-                           ("necessity as text", '"necessity": {"MEDICAL": "all"}'))},
+                           ("necessity as text", '"necessity": {"MEDICAL": "all"}'),
+                           ("a kind as a number", '"kind": 5'), ("rivals that are no heads", '"rivals": [100]'))},
     "config seed too large for a table": ("config.json", {"seed": 10**40}),
     "an eval step too large for a table": ("metrics.jsonl", '{"type": "eval", "step": 1000000000000000000000000000000, '
                                            '"seconds": 1, "train_loss": 1, "heldout_loss": 1, "train_accuracy": 1, '
@@ -180,7 +181,7 @@ def test_damaged_files_are_a_reason_never_a_crash(runs: Path, damage: str) -> No
         assert listed.problem is None and listed.status == "unknown" and "status.json is damaged" in listed.note
         assert replay(run).message == STATUS_DAMAGED
     else:
-        assert listed.problem is None and listed.step == 300 and len(listed.head_labels) == 4
+        assert listed.problem is None and listed.step == 300 and len(listed.heads) == 4
     try:
         snap = replay(run)
     except RunError as error:

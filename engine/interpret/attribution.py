@@ -57,10 +57,9 @@ class HeadAttribution:
     pair_necessity: dict[str, dict[str, float]] = field(default_factory=dict)
     pair_ablation: dict[str, dict[str, float]] = field(default_factory=dict)
     owns: str | None = None  # a reason (REASONS), or None
-    label: str = ""
-    evidence: str = ""
-    kind: str = ""  # one of the kinds in engine.interpret.ownership
-    reason: str | None = None  # the reason or check the label names
+    kind: str = ""  # one of the kinds in engine.interpret.ownership (engine.interpret.labels words it)
+    reason: str | None = None  # the reason, ADMIN family or checks the kind names (for NEEDED: the classes)
+    rivals: tuple[int, ...] = ()  # the other heads that pass the specialist test for the same reason
     selectivity: float | None = None  # engine.interpret.ownership.selectivity; None where the head is not patched
     shared_with: dict[str, tuple[int, ...]] = field(default_factory=dict)  # reason or family -> heads it shares it
     intervention: str = RESAMPLED  # how `ablation` and `answers` took the head away (engine.telemetry.INTERVENTIONS)

@@ -24,16 +24,13 @@ more than resampling alone can show.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import replace
 
 from data.generator import ADMIN_KINDS
 from data.rules import REASONS
 from engine.interpret.attribution import HeadAttribution
-from engine.interpret.metrics import shown_change
 from engine.interpret.pairs import CHECKS, reason_of
-from engine.telemetry import INTERVENTIONS, RESAMPLED
 
 OWNED = 0.5  # a reason depends on a head: patching it away removes at least half the gap between the twins
 UNOWNED = 0.2  # the most any other reason, check or class may depend on a head that owns one
@@ -44,8 +41,8 @@ UNITS: dict[str, tuple[str, ...]] = {"MEDICAL": ("MEDICAL",), "DOSAGE": ("DOSAGE
                                      "ADMIN": ADMIN_KINDS}
 FINEST = ("MEDICAL", "DOSAGE", "COST", "sex, age", "specialty, place")  # the units selectivity compares
 
-SPECIALIST, SHARES, LEANS, GENERALIST, HELPS, NEEDED, LITTLE_EFFECT, NOT_PATCHED = (
-    "specialist", "shares", "leans", "generalist", "helps", "needed by", "little effect", "not patched")
+KINDS = ("specialist", "shares", "leans", "generalist", "helps", "needed by", "little effect", "not patched")
+SPECIALIST, SHARES, LEANS, GENERALIST, HELPS, NEEDED, LITTLE_EFFECT, NOT_PATCHED = KINDS
 
 
 def unit_reason(unit: str) -> str:
@@ -70,8 +67,8 @@ def selectivity(head: HeadAttribution) -> float | None:
 
 
 def owners(heads: Sequence[HeadAttribution]) -> tuple[HeadAttribution, ...]:
-    """The heads with `owns`, `label`, `evidence`, `selectivity` and `shared_with` set by the rule in the module's
-    docstring."""
+    """The heads with `owns`, `kind`, `reason`, `rivals`, `selectivity` and `shared_with` set by the rule in the
+    module's docstring (engine.interpret.labels words them)."""
     shares = [_shares(i, heads) for i in range(len(heads))]
     candidates = [_candidate(h) for h in heads]
     labelled = []
@@ -79,7 +76,8 @@ def owners(heads: Sequence[HeadAttribution]) -> tuple[HeadAttribution, ...]:
         rivals = [j for j, other in enumerate(candidates) if j != index and other and unit and _overlap(unit, other)]
         owned = unit if unit is not None and not rivals and not shared else None
         head = replace(head, selectivity=selectivity(head), shared_with=shared)
-        labelled.append(replace(head, owns=owned and unit_reason(owned), **_described(head, owned, rivals)))
+        labelled.append(replace(head, owns=owned and unit_reason(owned), rivals=tuple(rivals),
+                                **_role(head, owned)))
     return tuple(labelled)
 
 
@@ -110,12 +108,12 @@ def _backup(together: float, alone: float, other_alone: float, floor: float) -> 
     return together >= floor and together - max(alone, other_alone) >= UNOWNED
 
 
-def _resampled_needs(head: HeadAttribution) -> dict[str, float]:
+def resampled_needs(head: HeadAttribution) -> dict[str, float]:
     """Class -> accuracy lost when the head is resampled, for the classes that lose more than UNOWNED, most first."""
     return dict(sorted(((c, v) for c, v in head.ablation.items() if v > UNOWNED), key=lambda cv: -cv[1]))
 
 
-def _twin_needs(head: HeadAttribution) -> dict[str, float]:
+def twin_needs(head: HeadAttribution) -> dict[str, float]:
     """Check -> share of its evidence that goes with the head, for the checks above UNOWNED, most first."""
     return dict(sorted(((c, v) for c, v in head.necessity.items() if v > UNOWNED), key=lambda cv: -cv[1]))
 
@@ -134,125 +132,22 @@ def _candidate(head: HeadAttribution) -> str | None:
     return None
 
 
-def role_label(kind: str, reason: str | None, shares: dict[str, tuple[int, ...]] | None = None) -> str:
-    """A head's name on the pages: "DOSAGE specialist", "ADMIN (sex, age) specialist", "leans COST", "helps ADMIN
-    (age)", "shares DOSAGE with head 2", "needed by every reason", "generalist"."""
-    if kind == SPECIALIST:
-        return f"{named(reason or '')} specialist"
-    if kind == LEANS:
-        return f"leans {named(reason or '')}"
-    if kind == HELPS:
-        return f"helps {named(reason or '')}"
-    if kind == SHARES:
-        return "shares " + ", ".join(f"{named(u)} with {_heads(partners)}" for u, partners in (shares or {}).items())
-    if kind == NEEDED:
-        classes = (reason or "").split(", ")
-        return "needed by every reason" if set(REASONS) <= set(classes) else f"needed by {_classes(classes)}"
-    return kind
-
-
-def _heads(partners: Sequence[int]) -> str:
-    return f"head{'s' if len(partners) > 1 else ''} " + _join([str(j + 1) for j in partners])
-
-
-def _join(words: Sequence[str]) -> str:
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
-
-
-def _classes(classes: Sequence[str]) -> str:
-    return _join(["valid claims" if c == "VALID" else c for c in classes])
-
-
-def named(checks: str) -> str:
-    """'MEDICAL', or ADMIN's checks by name: 'place' -> 'ADMIN (place)', 'sex, age' -> 'ADMIN (sex, age)'."""
-    return f"ADMIN ({checks})" if unit_reason(checks) == "ADMIN" and checks != "ADMIN" else checks
-
-
-def _pct(value: float) -> str:
-    return f"{value:.0%}"
-
-
-def _role(kind: str, reason: str | None = None, shares: dict[str, tuple[int, ...]] | None = None,
-          **evidence: str) -> dict[str, str | None]:
-    return {"kind": kind, "reason": reason, "label": role_label(kind, reason, shares), **evidence}
-
-
-RESAMPLED_WORDS = f"when it {INTERVENTIONS[RESAMPLED]}"
-
-
-def _losses(needs: dict[str, float]) -> str:
-    return ", ".join(f"{_classes([c])} {_pct(v)}" for c, v in needs.items())
-
-
-def _resampled_sentence(head: HeadAttribution, leave_out: str | None = None) -> str:
-    """' Resampled (when it sees ...), DOSAGE loses 40%, COST 25% of its accuracy.' for the classes above UNOWNED
-    (but `leave_out`'s), or ''."""
-    needs = {c: v for c, v in _resampled_needs(head).items() if c != leave_out}
-    if not needs:
-        return ""
-    return f" {RESAMPLED_WORDS.capitalize()}, accuracy drops by {_losses(needs)}."
-
-
-def _shared_sentence(head: HeadAttribution) -> str:
-    if not head.shared_with:
-        return ""
-    told = "; ".join(f"{named(u)} with {_heads(p)}" for u, p in head.shared_with.items())
-    return (f" It shares {told}: removed together, the pair takes much more than either alone, so each can stand in "
-            "for the other.")
-
-
-def _ablated_only(head: HeadAttribution) -> dict[str, str | None]:
-    changes = ", ".join(f"{c} {shown_change(-v):+.0%}" for c, v in head.ablation.items())
-    return _role(NOT_PATCHED, evidence="Encoder heads are not tested on twins: their output sits at the claim's own "
-                 f"words, which twins do not share. {RESAMPLED_WORDS.capitalize()} (at the same fields), accuracy "
-                 f"changes by {changes}.")
-
-
-def _described(head: HeadAttribution, owned: str | None, rivals: list[int]) -> dict[str, str | None]:
-    """The head's label and, in words, the measurements behind it."""
+def _role(head: HeadAttribution, owned: str | None) -> dict[str, str | None]:
+    """The head's kind, and the reason, family or checks (or, for NEEDED, classes) it names."""
     if not head.necessity:
-        return _ablated_only(head)
-    twins, resampled = _twin_needs(head), _resampled_needs(head)
-    listed = ", ".join(f"{named(c)} {_pct(v)}" for c, v in twins.items())
-    reasons = {reason_of(c) for c in twins} | {c for c in resampled if c != "VALID"}
+        return {"kind": NOT_PATCHED, "reason": None}
     if owned is not None:
-        reason = unit_reason(owned)
-        rest = max((v for c, v in head.necessity.items() if c not in UNITS[owned]), default=0.0)
-        return _role(SPECIALIST, owned, evidence=(
-            f"Only {named(owned)} needs it: {_pct(need(head.necessity, owned))} of what tells its claims from their "
-            f"repaired twins goes when it sees the twin; no other check loses more than {_pct(max(rest, 0.0))} of its "
-            f"evidence, and {RESAMPLED_WORDS} no other class loses more than "
-            f"{_pct(max([0.0] + [v for c, v in head.ablation.items() if c != reason and not math.isnan(v)]))} of its "
-            "accuracy."))
-    shared_reasons = {unit_reason(u) for u in head.shared_with}
-    if head.shared_with and reasons <= shared_reasons:
-        return _role(SHARES, next(iter(head.shared_with)), head.shared_with, evidence=(
-            f"{_shared_sentence(head).strip()} Alone: {listed or 'no check loses more than ' + _pct(UNOWNED)}."
-            f"{_resampled_sentence(head)}"))
+        return {"kind": SPECIALIST, "reason": owned}
+    twins, resampled = twin_needs(head), resampled_needs(head)
+    reasons = {reason_of(c) for c in twins} | {c for c in resampled if c != "VALID"}
+    if head.shared_with and reasons <= {unit_reason(u) for u in head.shared_with}:
+        return {"kind": SHARES, "reason": next(iter(head.shared_with))}
     strong = [u for u in FINEST if need(head.necessity, u) >= OWNED]
     if strong and len({unit_reason(u) for u in strong}) == 1:
-        unit = strong[0] if len(strong) == 1 else unit_reason(strong[0])
-        carried = f" Head {_join([str(j + 1) for j in rivals])} carries {named(unit)} as well." if rivals else ""
-        return _role(LEANS, unit, evidence=(f"{named(unit)} needs it, but it is not {named(unit)}'s alone. Needed by: "
-                                            f"{listed}."
-                                            f"{carried}{_shared_sentence(head)}{_resampled_sentence(head)}"))
+        return {"kind": LEANS, "reason": strong[0] if len(strong) == 1 else unit_reason(strong[0])}
     if not twins:
-        most = max(head.necessity.values(), default=0.0)
-        twins_found = (f"Twin claims barely need it: at most {_pct(max(most, 0.0))} of any check's evidence goes with "
-                       "it.")
-        if resampled:
-            return _role(NEEDED, ", ".join(resampled), evidence=(
-                f"{twins_found} Yet {RESAMPLED_WORDS}, accuracy drops by {_losses(resampled)}: it carries something "
-                "those claims need that a claim and its twin share (the billed item, say)."))
-        return _role(LITTLE_EFFECT, evidence=f"{twins_found} {RESAMPLED_WORDS.capitalize()}, no class loses more than "
-                                             f"{_pct(UNOWNED)} of its accuracy.")
+        return {"kind": NEEDED, "reason": ", ".join(resampled)} if resampled else {"kind": LITTLE_EFFECT,
+                                                                                     "reason": None}
     if len(reasons) > 1:
-        return _role(GENERALIST, evidence=(f"Several reasons need it. Twins: {listed}.{_shared_sentence(head)}"
-                                           f"{_resampled_sentence(head)}"))
-    checks = [c for c in CHECKS if c in twins]
-    shares = " and ".join(f"{_pct(twins[c])} of {c}'s" for c in checks) if len(checks) > 1 else (
-        f"{_pct(twins[checks[0]])} of its")
-    return _role(HELPS, ", ".join(checks), evidence=(
-        f"Only {named(', '.join(checks))} needs it, and only in part: {shares} evidence goes with it."
-        f"{_shared_sentence(head)}{_resampled_sentence(head)}"))
-
+        return {"kind": GENERALIST, "reason": None}
+    return {"kind": HELPS, "reason": ", ".join(c for c in CHECKS if c in twins)}

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from engine.interpret.labels import head_label
 from engine.recording.events import Event, RunWarning, Status
 from engine.runs.ending import UNEXPECTED, error_code
 from engine.runs.layout import TENSORBOARD
@@ -110,7 +111,7 @@ class TensorBoardObserver:
                         writer.add_image(f"attention/{name} head {head + 1}", image, event.step, dataformats="HWC")
             case SpecializationPoint():
                 for name, heads in event.heads.items():
-                    lines = [f"- head {h + 1}: {spec.label}" for h, spec in enumerate(heads)]
+                    lines = [f"- head {h + 1}: {head_label(spec)}" for h, spec in enumerate(heads)]
                     writer.add_text(f"heads/{name}", "\n".join(lines), event.step)
             case Status(status=status) if status in ENDED_STATUSES:
                 self.close()

@@ -12,6 +12,7 @@ from data.generator import generate_claims
 from data.rules import REASONS
 from engine.interpret.attribution import RESAMPLES, reference_claims
 from engine.interpret.inference import Predictor
+from engine.interpret.labels import head_evidence, head_label
 from engine.interpret.metrics import per_class_accuracy
 from engine.interpret.pairs import run_pairs
 from engine.interpret.probes import (
@@ -39,7 +40,7 @@ from engine.task.dataset import (
     build_data,
     encode_claims,
 )
-from engine.telemetry import INTERVENTIONS, RESAMPLED
+from engine.telemetry import INTERVENTIONS, RESAMPLED, HeadSpecialization
 from engine.training.config import ConfigError, TrainConfig
 
 
@@ -112,11 +113,16 @@ def analyze_run(folder: Path) -> dict:
             "pairs": "pair_necessity and pair_ablation: the same, with the head and one other taken away together",
         },
         "heldout_per_class": accuracy_by_class,
-        "heads": {name: [asdict(h) | {"head": i} for i, h in enumerate(heads)] for name, heads in point.heads.items()},
-        "specialists": sorted(h.label for heads in point.heads.values() for h in heads if h.owns),
+        "heads": {name: [_worded(i, h) for i, h in enumerate(heads)] for name, heads in point.heads.items()},
+        "specialists": sorted(head_label(h) for heads in point.heads.values() for h in heads if h.owns),
         "owners": {f"{name} head {i}": h.owns for name, heads in point.heads.items() for i, h in enumerate(heads)
                    if h.owns},
     }
+
+
+def _worded(index: int, head: HeadSpecialization) -> dict:
+    """A head's facts, with its label and the evidence behind it in words (engine.interpret.labels)."""
+    return asdict(head) | {"head": index, "label": head_label(head), "evidence": head_evidence(head)}
 
 
 def probe_report(folder: Path) -> list[str]:

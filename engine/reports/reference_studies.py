@@ -22,7 +22,8 @@ from engine.runs.writer import atomic_write_json
 from engine.telemetry import frozen
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference_studies"
-FORMAT = 1  # a file of another format is said and skipped: its fields may mean something else
+FORMAT = 2  # a file of another format is said and skipped: its fields may mean something else
+READS = (1, FORMAT)  # format 1 named each head by its label (read as engine.reports.study.seed_result reads it)
 FIRST = "default"  # the live demo's recipe comes first on every page
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,40}", re.ASCII)
@@ -103,7 +104,7 @@ def write_reference(folder: Path, name: str | None = None, into: Path | None = N
 
 def _reference(folder: Path, file: str) -> ReferenceStudy:
     saved = read_object(folder, file)
-    if saved.get("format") != FORMAT:
+    if saved.get("format") not in READS:
         raise ValueError("it was written in another format")
     made, command = text(saved["made"]), text(saved["command"])
     config, recipe = saved["config"], saved["recipe"]

@@ -22,8 +22,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from data.rules import REASONS
+from engine.interpret.labels import role_label
 from engine.interpret.ownership import LEANS, unit_reason
 from engine.reports.analyze import analyze_run
+from engine.runs.formats import role_from_label
 from engine.runs.layout import STATUS
 from engine.runs.listing import summarize as summarize_run
 from engine.runs.reading import RunError, number, numbers, open_in_run, read_object, read_status, text, whole
@@ -40,6 +42,7 @@ MAX_SEEDS = 100
 LOG_TAIL_BYTES = 64 * 2**10  # what is read of a seed's log: its last progress line and why it failed
 BOOTSTRAP_RESAMPLES = 2000
 MAX_MATCHED_HEADS = 6  # heads matched across seeds by trying every pairing: 6! = 720 per seed
+MAX_HEADS = 64  # the most heads a saved seed's head may share its work with
 
 
 @dataclass(frozen=True)
@@ -47,11 +50,22 @@ class SeedResult:
     seed: int
     steps: int
     accuracy: float
-    labels: tuple[str, ...]  # per cross-attention head
+    kinds: tuple[str, ...]  # per cross-attention head: what it is (engine.interpret.ownership)
+    reasons: tuple[str | None, ...]  # per head: the reason, ADMIN family or checks its kind names
+    shared_with: tuple[dict[str, tuple[int, ...]], ...]  # per head: reason or family -> the heads it shares it with
     owns: tuple[str | None, ...]
     necessity: tuple[dict[str, float], ...]
-    leans: tuple[str | None, ...] = ()  # per head, the reason it leans to (interpret.ownership); () in older studies
     learned: bool = True  # False: no better than answering the commonest outcome to every claim (older: unknown)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(map(role_label, self.kinds, self.reasons, self.shared_with))
+
+    @property
+    def leans(self) -> tuple[str | None, ...]:
+        """Per head, the reason it leans to, if it does."""
+        roles = zip(self.kinds, self.reasons, strict=True)
+        return tuple(unit_reason(reason) if kind == LEANS and reason else None for kind, reason in roles)
 
     @property
     def specialists(self) -> int:
@@ -91,9 +105,9 @@ def measure_seed(seed: int, folder: Path) -> SeedResult:
     run = summarize_run(folder)
     chance = (read_status(folder) or {}).get("chance")
     learned = chance is None or not at_most_chance(run.accuracy or 0.0, chance)
-    return SeedResult(seed, run.step, run.accuracy or 0.0, tuple(h["label"] for h in heads),
-                      tuple(h["owns"] for h in heads), tuple(h["necessity"] for h in heads),
-                      tuple(unit_reason(h["reason"]) if h["kind"] == LEANS else None for h in heads), learned)
+    return SeedResult(seed, run.step, run.accuracy or 0.0, tuple(h["kind"] for h in heads),
+                      tuple(h["reason"] for h in heads), tuple(h["shared_with"] for h in heads),
+                      tuple(h["owns"] for h in heads), tuple(h["necessity"] for h in heads), learned)
 
 
 def _similarity(a: dict[str, float], b: dict[str, float]) -> float:
@@ -123,74 +137,29 @@ def bootstrap_interval(values: Sequence[float], resamples: int = BOOTSTRAP_RESAM
 
 
 def summarize(all_results: Sequence[SeedResult]) -> dict:
-    """What the runs that learned have in common; a run that did not learn has no head worth naming."""
+    """What the runs that learned have in common, as facts (engine.reports.study_words says them); a run that did not
+    learn has no head worth naming."""
     results = [r for r in all_results if r.learned]
-    unlearned = _unlearned(len(all_results) - len(results), len(all_results))
     n = len(results)
     if not n:
         return {"seeds": len(all_results), "learned": 0, "owned_in": dict.fromkeys(REASONS, 0), "leaned_to_in": None,
                 "specialists_per_seed": [], "reasons_owned_per_seed": [], "mean_specialists": None,
-                "interval_95": None, "matched_heads": None,
-                "sentence": f"{unlearned} No head could specialise: train longer, or try another recipe."}
-    owned = {r: sum(r in result.owns for result in results) for r in REASONS}
-    # None when a seed was measured before leaning heads were recorded: unknown, not none
-    leaned = ({r: sum(r not in result.owns and r in result.leans for result in results) for r in REASONS}
-              if all(result.leans for result in results) else None)
+                "interval_95": None, "matched_heads": None}
     counts = [result.specialists for result in results]
     low, high = bootstrap_interval(counts)
     orders = matched(results)
-    roles = None if orders is None else [[results[s].labels[order[i]] for s, order in enumerate(orders)]
-                                         for i in range(len(results[0].labels))]
-    first, *rest = sorted(REASONS, key=lambda r: -owned[r])
-    told = ", ".join([f"{first} got its own head in {owned[first]} of {n} run{'s' if n > 1 else ''}",
-                      *[f"{r} in {owned[r] or 'none'}" for r in rest]]) if owned[first] else (
-        f"No reason got its own head in any of the {n} run{'s' if n > 1 else ''}")
-    spread = (f"{sum(counts) / n:.2f} on average (95% interval {low:.2f} to {high:.2f}, over {n} seeds)"
-              if low != high else f"{counts[0]} in every one of the {n} runs")
     return {
         "seeds": len(all_results),
         "learned": n,
-        "owned_in": owned,
-        "leaned_to_in": leaned,
+        "owned_in": {r: sum(r in result.owns for result in results) for r in REASONS},
+        "leaned_to_in": {r: sum(r not in result.owns and r in result.leans for result in results) for r in REASONS},
         "specialists_per_seed": counts,
         "mean_specialists": sum(counts) / n,
         "interval_95": [low, high],
-        "matched_heads": roles,
+        # per head of the first seed, the head of each seed that does its work (indices)
+        "matched_heads": None if orders is None else [[order[i] for order in orders] for i in range(len(orders[0]))],
         "reasons_owned_per_seed": [result.reasons_owned for result in results],
-        "sentence": f"{unlearned + ' ' if unlearned else ''}{told}.{_leaning(leaned)} Specialist heads per run: "
-                    f"{spread}{_split_admin(results)}.",
     }
-
-
-def _unlearned(count: int, total: int) -> str:
-    """'2 of the 5 runs did not learn to audit claims (...)' or ''."""
-    if not count:
-        return ""
-    said = (f"None of the {total} runs learned to audit claims" if count == total else
-            f"{count} of the {total} runs did not learn to audit claims")
-    return (f"{said}: each did no better than answering its commonest outcome to every claim, so "
-            f"{'their' if count > 1 else 'its'} heads are neither named nor counted.")
-
-
-def _split_admin(results: Sequence[SeedResult]) -> str:
-    """'; ADMIN's patient and provider checks had a head each in 1 run, so 1.20 reasons a run had a head of their
-    own' (or '' when no run split ADMIN between two heads)."""
-    split = sum(result.reasons_owned < result.specialists for result in results)
-    if not split:
-        return ""
-    reasons = sum(result.reasons_owned for result in results) / len(results)
-    return (f"; ADMIN's patient and provider checks had a head each in {split} run{'s' if split > 1 else ''}, so "
-            f"{reasons:.2f} reasons a run had a head of their own")
-
-
-def _leaning(leaned: dict[str, int] | None) -> str:
-    """' In runs where it had no head of its own, MEDICAL had a head leaning to it in 4, COST in 3.' (or '')"""
-    found = sorted((r for r in REASONS if leaned and leaned[r]), key=lambda r: -leaned[r])
-    if not found:
-        return ""
-    first, *rest = found
-    return (f" In runs where it had no head of its own, {first} had a head leaning to it in {leaned[first]}"
-            + "".join(f", {r} in {leaned[r]}" for r in rest) + ".")
 
 
 def _finished(folder: Path) -> bool:
@@ -213,20 +182,44 @@ def _record(out: Path, recipe: dict, results: dict[int, SeedResult], failures: d
 
 
 def seed_result(record: dict) -> SeedResult:
-    labels, owns, necessity = (record[k] for k in ("labels", "owns", "necessity"))
-    if not all(isinstance(v, list) for v in (labels, owns, necessity)) or not len(labels) == len(owns) == len(
-            necessity):
-        raise ValueError("not a seed's record")
-    leans = record.get("leans", [])
-    if not isinstance(leans, list) or len(leans) not in (0, len(labels)):
+    owns, necessity = record["owns"], record["necessity"]
+    kinds, reasons, shared = _roles(record)
+    if not all(isinstance(v, list) for v in (owns, necessity)) or not len(kinds) == len(owns) == len(necessity):
         raise ValueError("not a seed's record")
     learned = record.get("learned", True)
     if not isinstance(learned, bool):
         raise ValueError("not a seed's record")
-    return SeedResult(whole(record["seed"]), whole(record["steps"]), number(record["accuracy"]),
-                      tuple(map(text, labels)), tuple(None if o is None else text(o) for o in owns),
-                      tuple(numbers(n) for n in necessity), tuple(None if r is None else text(r) for r in leans),
-                      learned)
+    return SeedResult(whole(record["seed"]), whole(record["steps"]), number(record["accuracy"]), kinds, reasons,
+                      shared, tuple(None if o is None else text(o) for o in owns),
+                      tuple(numbers(n) for n in necessity), learned)
+
+
+def _roles(record: dict) -> tuple[tuple[str, ...], tuple[str | None, ...], tuple[dict[str, tuple[int, ...]], ...]]:
+    """Each head's kind, the reason it names and the heads it shares with; from the labels of a study saved before
+    these were recorded (engine.runs.formats)."""
+    if "kinds" not in record:
+        if not isinstance(record["labels"], list):
+            raise ValueError("not a seed's record")
+        roles = [role_from_label(text(label)) for label in record["labels"]]
+        record = {"kinds": [r["kind"] for r in roles], "reasons": [r["reason"] for r in roles],
+                  "shared_with": [r["shared_with"] for r in roles]}
+    kinds, reasons, shared = (record[k] for k in ("kinds", "reasons", "shared_with"))
+    if not all(isinstance(v, list) for v in (kinds, reasons, shared)) or not len(kinds) == len(reasons) == len(shared):
+        raise ValueError("not a seed's record")
+    return (tuple(map(text, kinds)), tuple(None if r is None else text(r) for r in reasons),
+            tuple({text(unit): _head_indices(heads) for unit, heads in _table(s).items()} for s in shared))
+
+
+def _head_indices(value: object) -> tuple[int, ...]:
+    if not isinstance(value, list | tuple) or not all(0 <= whole(v) < MAX_HEADS for v in value):
+        raise ValueError("not a list of heads")
+    return tuple(value)
+
+
+def _table(value: object) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError("not a table")
+    return value
 
 
 def read_study(out: Path) -> tuple[dict, list[SeedResult]] | None:

@@ -20,9 +20,7 @@ from engine.runs.reading import (
     read_records,
 )
 from engine.runs.replay import HeadCounts, fits_heads
-from engine.telemetry import (
-    OPTIM_MEASURES,
-)
+from engine.telemetry import OPTIM_MEASURES, HeadSpecialization
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -46,6 +44,7 @@ def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[object]]) -> bytes:
 OWN_COLUMNS = ("step", "seconds", "train_loss")  # the first columns of every metrics table
 
 OPTIM_COLUMNS = tuple(OPTIM_MEASURES)
+ROLE_COLUMNS = ("kind", "reason", "shares with")  # per cross-attention head, the last columns
 
 def metrics_table(folder: Path) -> tuple[list[str], list[list[object]]]:
     """Every recorded step of a saved run, one row each: the training loss; held-out losses and accuracies where
@@ -74,8 +73,14 @@ def _columns(kind: str, point: Any) -> dict[str, object]:
     if kind == "optim":
         return {f"{name} head {h + 1} {stat}": getattr(stats, stat) for name, heads in point.heads.items()
                 for h, stats in enumerate(heads) for stat in OPTIM_COLUMNS}
-    return {f"{name} head {h + 1} label": head.label for name, heads in point.heads.items() if name.endswith(".cross")
-            for h, head in enumerate(heads)}
+    return {f"{name} head {h + 1} {fact}": value for name, heads in point.heads.items() if name.endswith(".cross")
+            for h, head in enumerate(heads) for fact, value in _role(head).items()}
+
+
+def _role(head: HeadSpecialization) -> dict[str, object]:
+    """What the head is (engine.interpret.ownership's kind), the reason it names, and the heads it shares with."""
+    shares = "; ".join(f"{unit}: {' '.join(str(j + 1) for j in partners)}" for unit, partners in head.shared_with.items())
+    return dict(zip(ROLE_COLUMNS, (head.kind, head.reason, shares or None), strict=True))
 
 EVAL_COLUMNS = ("heldout_loss", "train_accuracy", "heldout_accuracy", *(f"heldout_{c}" for c in CLASSES))
 
@@ -83,4 +88,4 @@ def _column_order(name: str) -> tuple[int, int, str]:
     """Evaluation columns first (in EVAL_COLUMNS' order), then optimizer statistics, then head names."""
     if name in EVAL_COLUMNS:
         return 0, EVAL_COLUMNS.index(name), name
-    return (2 if name.endswith(" label") else 1), 0, name
+    return (2 if name.endswith(tuple(f" {column}" for column in ROLE_COLUMNS)) else 1), 0, name

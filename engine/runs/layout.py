@@ -23,7 +23,7 @@ from typing import Any
 CONFIG, STATUS, TOKENIZER, PROBE = "config.json", "status.json", "tokenizer.json", "probe.json"
 # The format a folder is written in, named in its config.json: a reader of another format would misread it.
 # Runs saved before there was one are format 1; engine.runs.formats reads them, and refuses formats it does not know.
-FORMAT_KEY, FORMAT = "format", 2
+FORMAT_KEY, FORMAT = "format", 3
 METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoints/latest.pt"
 PROBES = "probes.json"

@@ -33,10 +33,7 @@ from engine.runs.reading import (
 )
 from engine.runs.replay import TRAINING_ELSEWHERE, HeadCounts, fits_heads, heard_lately, training_elsewhere
 from engine.runs.writer import WriterLock
-from engine.telemetry import (
-    ACTIVE_STATUSES,
-    at_most_chance,
-)
+from engine.telemetry import ACTIVE_STATUSES, HeadSpecialization, at_most_chance
 
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # whole ids only: see valid_run_id
 
@@ -105,7 +102,7 @@ class RunSummary:
     status: str
     step: int
     accuracy: float | None
-    head_labels: tuple[str, ...]  # cross-attention heads of the last specialization record
+    heads: tuple[HeadSpecialization, ...]  # cross-attention heads of the last specialization record
     problem: str | None = None  # why the folder cannot be opened, if it cannot
     note: str | None = None  # a damaged part that does not stop the run from being opened
     updated: float | None = None  # when a run training elsewhere last said so (status.json)
@@ -126,7 +123,7 @@ def summarize(folder: Path) -> RunSummary:
         accuracy = evaluation.heldout_accuracy if evaluation else None
         step = max([(status or {}).get("step", 0), *(latest[k].step for k in ("step", "eval") if k in latest)])
         cross = [heads for name, heads in measured.heads.items() if name.endswith(".cross")] if measured else []
-        labels = tuple(h.label for h in cross[-1]) if cross else ()
+        heads = cross[-1] if cross else ()
     except RunError as error:
         state = "other format" if isinstance(error, OtherFormat) else "damaged"  # not damaged: not for this version
         return RunSummary(folder.name, started, "?", "?", None, state, 0, None, (), str(error))
@@ -138,7 +135,7 @@ def summarize(folder: Path) -> RunSummary:
                or not at_most_chance(accuracy, chance))
     return RunSummary(folder.name, (folder / CONFIG).stat().st_mtime, config.get("preset", "?"),
                       config.get("optimizer", "?"), config.get("seed", 0), state, step,
-                      None if accuracy is None or math.isnan(accuracy) else accuracy, labels,
+                      None if accuracy is None or math.isnan(accuracy) else accuracy, heads,
                       note=f"{STATUS} is damaged: how the run ended is unknown" if status is None else None,
                       updated=status.get("updated") if state == TRAINING_ELSEWHERE else None, learned=learned,
                       watched_heads=tuple(config.get("model", {}).get("heads", {}).values()) if is_watched(config)

@@ -22,7 +22,7 @@ import torch
 
 from data.rules import CLASSES, REASONS
 from engine.runs.checks import RunError, number, numbers, text, whole
-from engine.runs.formats import config_as_now, ending_of
+from engine.runs.formats import config_as_now, ending_of, role_from_label
 from engine.runs.layout import (
     CHECKPOINT,
     CONFIG,
@@ -215,8 +215,8 @@ def _head(record: dict) -> HeadSpecialization:
         raise ValueError("a head that read nothing")
     return HeadSpecialization(
         shares=numbers(record["shares"]), entropy=number(record["entropy"]), confidence=number(record["confidence"]),
-        importance=number(record["importance"]), ablation=numbers(record["ablation"]), label=text(record["label"]),
-        evidence=text(record["evidence"]), admin_kinds=numbers(record.get("admin_kinds", {})),
+        importance=number(record["importance"]), ablation=numbers(record["ablation"]),
+        admin_kinds=numbers(record.get("admin_kinds", {})),
         necessity=numbers(record.get("necessity", {})), sufficiency=numbers(record.get("sufficiency", {})),
         direct=numbers(record.get("direct", {})),
         answers={text(k): numbers(v) for k, v in _table(record.get("answers", {})).items()},
@@ -225,6 +225,7 @@ def _head(record: dict) -> HeadSpecialization:
         pair_ablation={text(k): numbers(v) for k, v in _table(record.get("pair_ablation", {})).items()},
         selectivity=None if record.get("selectivity") is None else number(record["selectivity"]),
         shared_with={text(k): _heads(v) for k, v in _table(record.get("shared_with", {})).items()},
+        rivals=_heads(record.get("rivals", [])),
         intervention=_intervention(record),
     )
 
@@ -246,19 +247,12 @@ def _intervention(record: dict) -> str:
 
 
 def _role(record: dict) -> dict[str, Any]:
-    """The head's kind and the reason its label names; read from the label itself in runs saved before they were
-    recorded ("DOSAGE specialist", "leans COST", "helps ADMIN (age)", "generalist")."""
-    if "kind" in record:
-        reason = record.get("reason")
-        return {"kind": text(record["kind"]), "reason": None if reason is None else text(reason)}
-    label = text(record["label"])
-    if label.endswith(" specialist"):
-        return {"kind": "specialist", "reason": label.removesuffix(" specialist")}
-    for kind in ("leans", "helps"):
-        if label.startswith(f"{kind} "):  # "helps ADMIN (age)" names the check: age, as new runs record it
-            named = label.removeprefix(f"{kind} ")
-            return {"kind": kind, "reason": named.removeprefix("ADMIN (").removesuffix(")") if "(" in named else named}
-    return {"kind": label, "reason": None}
+    """The head's kind and the reason it names (engine.runs.formats reads them from older runs' labels)."""
+    if "kind" not in record:
+        role = role_from_label(text(record["label"]))
+        return {"kind": role["kind"], "reason": role["reason"]}
+    reason = record.get("reason")
+    return {"kind": text(record["kind"]), "reason": None if reason is None else text(reason)}
 
 
 def _table(value: Any) -> dict:
