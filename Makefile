@@ -11,6 +11,7 @@ run: $(VENV)/.installed-run
 
 test: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PYTHON) -m pytest
 
 $(PYTHON):

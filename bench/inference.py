@@ -53,12 +53,14 @@ def main() -> None:
     with UNREAD_CLAIMS.open(newline="", encoding="utf-8") as file:
         unread = [row["text"] for row in csv.DictReader(file)]
     rows = {}
-    for label, ablation, texts in (("verdict + heatmaps", False, claims),
-                                   ("verdict + heatmaps + ablation", True, claims),
-                                   ("hand-written, verdict + heatmaps", False, handwritten),
-                                   ("unread terms, verdict + heatmaps", False, unread),
-                                   ("2-4 lines, verdict + heatmaps", False, several),
-                                   ("2-4 lines, verdict + ablation", True, several)):
+    for label, ablation, texts in (
+        ("verdict + heatmaps", False, claims),
+        ("verdict + heatmaps + ablation", True, claims),
+        ("hand-written, verdict + heatmaps", False, handwritten),
+        ("unread terms, verdict + heatmaps", False, unread),
+        ("2-4 lines, verdict + heatmaps", False, several),
+        ("2-4 lines, verdict + ablation", True, several),
+    ):
         times = []
         for text in texts:
             started = time.perf_counter()
@@ -73,14 +75,24 @@ def main() -> None:
         median = statistics.median(times)
         print(f"{label:<38} | {median:>9.2f} | {p90:>7.2f} | x{median / baseline:.2f}")
     file_claims = [c.text for c in generate_claims(2000, seed=8, catalog=catalog)]
-    _print_rates("scoring 2,000 claims", len(file_claims), {
-        "claim by claim": lambda: [predictor.predict(t, with_ablation=False) for t in file_claims],
-        "batched": lambda: predictor.predict_many(file_claims)})
+    _print_rates(
+        "scoring 2,000 claims",
+        len(file_claims),
+        {
+            "claim by claim": lambda: [predictor.predict(t, with_ablation=False) for t in file_claims],
+            "batched": lambda: predictor.predict_many(file_claims),
+        },
+    )
     stdin = "".join(text.replace("\n", ", ") + "\n" for text in file_claims).encode()
     with open(os.devnull, "w") as out:
-        _print_rates("engine predict, 2,000 lines", len(file_claims), {
-            "one claim at a time (as before)": lambda: _one_at_a_time(predictor, io.BytesIO(stdin), out),
-            "batched": lambda: answer_lines(predictor, io.BytesIO(stdin), out)})
+        _print_rates(
+            "engine predict, 2,000 lines",
+            len(file_claims),
+            {
+                "one claim at a time (as before)": lambda: _one_at_a_time(predictor, io.BytesIO(stdin), out),
+                "batched": lambda: answer_lines(predictor, io.BytesIO(stdin), out),
+            },
+        )
 
 
 def _read_times(predictor: Predictor, texts: list[str]) -> list[float]:

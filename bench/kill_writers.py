@@ -82,8 +82,10 @@ def alive(process: int) -> bool:
 
 def kill_round(kind: str, place: Path, delay: float) -> list[str]:
     if kind == "train":
-        first, again = engine("train", "--out", str(place), *TRAIN), engine("train", "--out", str(place),
-                                                                            "--replace", *TRAIN)
+        first, again = (
+            engine("train", "--out", str(place), *TRAIN),
+            engine("train", "--out", str(place), "--replace", *TRAIN),
+        )
     elif kind == "study":
         first = again = engine("study", "--out", str(place), *STUDY_ARGS)
     else:
@@ -118,8 +120,11 @@ def main() -> int:
             kind, delay = rng.choice(["train", "study", "server"]), rng.uniform(0.5, 8.0)
             problems = kill_round(kind, Path(scratch) / f"round-{round_number}", delay)
             broken += bool(problems)
-            print(f"round {round_number + 1:2d}: kill -9 of a {kind:6s} after {delay:4.1f} s: "
-                  f"{'; '.join(problems) or 'nothing lost, one run per folder'}", flush=True)
+            print(
+                f"round {round_number + 1:2d}: kill -9 of a {kind:6s} after {delay:4.1f} s: "
+                f"{'; '.join(problems) or 'nothing lost, one run per folder'}",
+                flush=True,
+            )
     print(f"{broken} of {args.rounds} rounds lost data, mixed runs or left a worker (target 0)")
     return 1 if broken else 0
 

@@ -43,16 +43,22 @@ def main() -> None:
             for mark in marks:
                 if step >= mark and mark not in readings:
                     readings[mark] = rss_mb()
-                    print(f"step {step:>7}: RSS {readings[mark]:.1f} MB ({time.perf_counter() - started:.0f} s)",
-                          flush=True)
+                    print(
+                        f"step {step:>7}: RSS {readings[mark]:.1f} MB ({time.perf_counter() - started:.0f} s)",
+                        flush=True,
+                    )
             time.sleep(0.2)
         readings.setdefault(args.steps, rss_mb())
     snap = hub.snapshot()
     assert snap.status == "finished", snap.message
-    print(f"loss points kept: {len(snap.loss.steps)}, evaluations kept: {len(snap.evals)}, "
-          f"attention snapshots kept: {len(snap.attention)}")
-    print(f"RSS growth from step 1,000 to {args.steps:,}: {readings[args.steps] - readings[1000]:+.1f} MB "
-          "(target: at most +50 MB)")
+    print(
+        f"loss points kept: {len(snap.loss.steps)}, evaluations kept: {len(snap.evals)}, "
+        f"attention snapshots kept: {len(snap.attention)}"
+    )
+    print(
+        f"RSS growth from step 1,000 to {args.steps:,}: {readings[args.steps] - readings[1000]:+.1f} MB "
+        "(target: at most +50 MB)"
+    )
 
 
 if __name__ == "__main__":

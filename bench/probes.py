@@ -55,13 +55,18 @@ def main() -> None:
     for repeat in range(args.repeats):
         bare.append(to_target(config, data, probed=False)[0])
         probed.append(to_target(config, data, probed=True))
-        print(f"repeat {repeat}: bare {bare[-1]:.1f} s, with probes {probed[-1][0]:.1f} s "
-              f"(the probes' own {probed[-1][1]:.1f} s)", flush=True)
+        print(
+            f"repeat {repeat}: bare {bare[-1]:.1f} s, with probes {probed[-1][0]:.1f} s "
+            f"(the probes' own {probed[-1][1]:.1f} s)",
+            flush=True,
+        )
     base, with_probes = statistics.median(bare), statistics.median(s for s, _ in probed)
     own = statistics.median(p for _, p in probed)
-    print(f"{args.preset}, to {args.target:.0%} held-out, threads {args.threads}: bare {base:.1f} s, with probes "
-          f"{with_probes:.1f} s (ratio {with_probes / base:.3f}); the probes' own seconds {own:.1f} "
-          f"({own / with_probes:.1%} of the run's)")
+    print(
+        f"{args.preset}, to {args.target:.0%} held-out, threads {args.threads}: bare {base:.1f} s, with probes "
+        f"{with_probes:.1f} s (ratio {with_probes / base:.3f}); the probes' own seconds {own:.1f} "
+        f"({own / with_probes:.1%} of the run's)"
+    )
 
 
 if __name__ == "__main__":

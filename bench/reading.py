@@ -24,8 +24,9 @@ CONFIDENT = 0.90
 def named(p: Prediction, term: str) -> bool:
     """The term is among the words not read, or quoted in what the answer says it could not judge or noted."""
     reading = p.reading
-    said_text = " ".join([*(u.said() for u in reading.unread), *reading.notes(),
-                          *([p.refusal.sentence()] if p.refusal else [])])
+    said_text = " ".join(
+        [*(u.said() for u in reading.unread), *reading.notes(), *([p.refusal.sentence()] if p.refusal else [])]
+    )
     return any(u.surface == term for u in reading.unread) or f"'{term}'" in said_text
 
 
@@ -55,41 +56,78 @@ def main() -> None:
     unread = [(row, predictions[row["text"]]) for row in UNREAD_CLAIMS]
     lines = [(row, predictions[row["text"]]) for row in SERVICE_LINES]
 
-    terms = [(row["text"], term, named(p, term)) for row, p in unread if row["kind"] in ("unknown", "ambiguous")
-             for term in row["expect"].split(";")]
-    spelled = [(row["text"], pair, read_right(p, *pair.split("="))) for row, p in unread if row["kind"] == "misspelled"
-               for pair in row["expect"].split(";")]
-    confident = [text for text, p in predictions.items()
-                 if rests_on_unread(p) and p.judged and p.verdict == VALID and p.confidence >= CONFIDENT]
-    per_line = [(row["text"], n, want, got) for row, p in lines for n, (want, got) in enumerate(
-        zip_longest(row["line_outcomes"].split(), [said(line) for line in p.lines], fillvalue="(no line)"), 1)]
+    terms = [
+        (row["text"], term, named(p, term))
+        for row, p in unread
+        if row["kind"] in ("unknown", "ambiguous")
+        for term in row["expect"].split(";")
+    ]
+    spelled = [
+        (row["text"], pair, read_right(p, *pair.split("=")))
+        for row, p in unread
+        if row["kind"] == "misspelled"
+        for pair in row["expect"].split(";")
+    ]
+    confident = [
+        text
+        for text, p in predictions.items()
+        if rests_on_unread(p) and p.judged and p.verdict == VALID and p.confidence >= CONFIDENT
+    ]
+    per_line = [
+        (row["text"], n, want, got)
+        for row, p in lines
+        for n, (want, got) in enumerate(
+            zip_longest(row["line_outcomes"].split(), [said(line) for line in p.lines], fillvalue="(no line)"), 1
+        )
+    ]
     expect_refused = {row["text"] for row in UNREAD_CLAIMS if row["kind"] in ("language", "noise")}
     refused = {text for text, p in predictions.items() if p.reading.too_little_read}
 
     lines_share = sum(want == got for *_, want, got in per_line) / len(per_line)
-    print(f"claims: {len(texts)} hand-written ({len(UNREAD_CLAIMS)} unread_claims.csv, "
-          f"{len(SERVICE_LINES)} service_lines.csv)\n")
+    print(
+        f"claims: {len(texts)} hand-written ({len(UNREAD_CLAIMS)} unread_claims.csv, "
+        f"{len(SERVICE_LINES)} service_lines.csv)\n"
+    )
     print(f"{'target':<52} {'measured':>16} {'goal':>8}  result")
-    rows = [("(a) unknown terms named in the answer", f"{sum(ok for *_, ok in terms)}/{len(terms)}",
-             "all", share(terms) == 1),
-            (f"(b) VALID >= {CONFIDENT:.0%} on an unread diagnosis/item", f"{len(confident)}", "0", not confident),
-            ("(c) misspellings read right", f"{sum(ok for *_, ok in spelled)}/{len(spelled)} {share(spelled):.0%}",
-             ">= 90%", share(spelled) >= 0.90),
-            ("(d) service lines right per line",
-             f"{sum(w == g for *_, w, g in per_line)}/{len(per_line)} {lines_share:.1%}", ">= 95%",
-             lines_share >= 0.95)]
+    rows = [
+        (
+            "(a) unknown terms named in the answer",
+            f"{sum(ok for *_, ok in terms)}/{len(terms)}",
+            "all",
+            share(terms) == 1,
+        ),
+        (f"(b) VALID >= {CONFIDENT:.0%} on an unread diagnosis/item", f"{len(confident)}", "0", not confident),
+        (
+            "(c) misspellings read right",
+            f"{sum(ok for *_, ok in spelled)}/{len(spelled)} {share(spelled):.0%}",
+            ">= 90%",
+            share(spelled) >= 0.90,
+        ),
+        (
+            "(d) service lines right per line",
+            f"{sum(w == g for *_, w, g in per_line)}/{len(per_line)} {lines_share:.1%}",
+            ">= 95%",
+            lines_share >= 0.95,
+        ),
+    ]
     for name, measured, goal, ok in rows:
         print(f"{name:<52} {measured:>16} {goal:>8}  {'PASS' if ok else 'MISS'}")
-    print(f"(e) refused for reading too little: {len(refused & expect_refused)}/{len(expect_refused)} of the other "
-          f"languages and noise; {len(refused - expect_refused)} of the other {len(texts) - len(expect_refused)}")
+    print(
+        f"(e) refused for reading too little: {len(refused & expect_refused)}/{len(expect_refused)} of the other "
+        f"languages and noise; {len(refused - expect_refused)} of the other {len(texts) - len(expect_refused)}"
+    )
 
-    misses = ([f"(a) not named: '{term}' in {text!r}" for text, term, ok in terms if not ok]
-              + [f"(b) VALID {predictions[t].confidence:.0%}: {t!r}" for t in confident]
-              + [f"(c) not read as expected: {pair} in {text!r}" for text, pair, ok in spelled if not ok]
-              + [f"(d) line {n} {got}, expected {want}: {text!r}" for text, n, want, got in per_line if want != got]
-              + [f"(e) not refused: {t!r} (share read {predictions[t].reading.share_read:.0%})"
-                 for t in sorted(expect_refused - refused)]
-              + [f"(e) refused: {t!r}" for t in sorted(refused - expect_refused)])
+    misses = (
+        [f"(a) not named: '{term}' in {text!r}" for text, term, ok in terms if not ok]
+        + [f"(b) VALID {predictions[t].confidence:.0%}: {t!r}" for t in confident]
+        + [f"(c) not read as expected: {pair} in {text!r}" for text, pair, ok in spelled if not ok]
+        + [f"(d) line {n} {got}, expected {want}: {text!r}" for text, n, want, got in per_line if want != got]
+        + [
+            f"(e) not refused: {t!r} (share read {predictions[t].reading.share_read:.0%})"
+            for t in sorted(expect_refused - refused)
+        ]
+        + [f"(e) refused: {t!r}" for t in sorted(refused - expect_refused)]
+    )
     if misses:
         print("\nmisses:\n" + "\n".join(misses))
 

@@ -108,10 +108,16 @@ def handwritten(predictor: Predictor) -> tuple[float, list[tuple[str, float]], l
     predictions = predictor.predict_many(claims.texts)
     truth = [verdict_to_outcome(v, r) for v, r in zip(claims.verdicts, claims.reasons, strict=True)]
     accuracy = sum(answer(p) == t for p, t in zip(predictions, truth, strict=True)) / len(truth)
-    wrong = [(f"{text!r}: {p.outcome} at {p.confidence:.2%}, the rules say {t}", p.confidence or 0.0)
-             for text, p, t in zip(claims.texts, predictions, truth, strict=True) if p.judged and p.outcome != t]
-    refused = [f"{text!r} (the rules say {t}): {p.refusal.sentence() if p.refusal else p.error}"
-               for text, p, t in zip(claims.texts, predictions, truth, strict=True) if not p.judged]
+    wrong = [
+        (f"{text!r}: {p.outcome} at {p.confidence:.2%}, the rules say {t}", p.confidence or 0.0)
+        for text, p, t in zip(claims.texts, predictions, truth, strict=True)
+        if p.judged and p.outcome != t
+    ]
+    refused = [
+        f"{text!r} (the rules say {t}): {p.refusal.sentence() if p.refusal else p.error}"
+        for text, p, t in zip(claims.texts, predictions, truth, strict=True)
+        if not p.judged
+    ]
     return accuracy, wrong, refused
 
 
@@ -131,8 +137,11 @@ def saved_runs(paths: list[Path]) -> list[tuple[str, Path]]:
         if (path / CONFIG).is_file():
             runs.append((str(path), path))
             continue
-        seeds = sorted((int(p.name.removeprefix("seed-")), p) for p in path.glob("seed-*")
-                       if p.name.removeprefix("seed-").isdecimal() and (p / CONFIG).is_file())
+        seeds = sorted(
+            (int(p.name.removeprefix("seed-")), p)
+            for p in path.glob("seed-*")
+            if p.name.removeprefix("seed-").isdecimal() and (p / CONFIG).is_file()
+        )
         if not seeds:
             raise SystemExit(f"{path} is neither a run folder (it has no {CONFIG}) nor a study folder (no seed-N runs)")
         runs += [(f"{path.name}/seed-{seed}", folder) for seed, folder in seeds]
@@ -165,11 +174,21 @@ def main() -> None:
     parser.add_argument("--preset", default="default")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--claims", type=int, default=600, help="held-out claims rewritten in every style")
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help="change one setting of the preset (its own or its model's), e.g. --set pool_size=120000")
-    parser.add_argument("--runs", type=Path, nargs="+", metavar="RUN_OR_STUDY",
-                        help="measure these saved runs (a run folder, or a study folder for its seed-N runs) instead "
-                             "of training; --preset, --seeds and --set do not apply")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="change one setting of the preset (its own or its model's), e.g. --set pool_size=120000",
+    )
+    parser.add_argument(
+        "--runs",
+        type=Path,
+        nargs="+",
+        metavar="RUN_OR_STUDY",
+        help="measure these saved runs (a run folder, or a study folder for its seed-N runs) instead "
+        "of training; --preset, --seeds and --set do not apply",
+    )
     args = parser.parse_args()
     if args.runs and args.set:
         parser.error("--set changes what is trained; saved runs (--runs) are measured as they are")
@@ -183,8 +202,11 @@ def main() -> None:
         print(f"preset {args.preset}" + "".join(f", {s}" for s in args.set))
         predictors = trained_predictors(config, args.seeds)
     held_out: dict[int, tuple[dict[str, list[str]], list[str]]] = {}
-    print("seed | styles ... | flip rate | ECE | refused of the styles' claims | hand-written | refused of them | "
-          ">99% and wrong | examples right", flush=True)
+    print(
+        "seed | styles ... | flip rate | ECE | refused of the styles' claims | hand-written | refused of them | "
+        ">99% and wrong | examples right",
+        flush=True,
+    )
     for name, predictor, data_seed in predictors:
         if predictor is None:
             continue
@@ -192,22 +214,35 @@ def main() -> None:
             claims = generate_claims(args.claims, data_seed + HELDOUT_SEED_OFFSET, catalog)
             held_out[data_seed] = worded(claims, catalog, tokenizer)
             texts, truth = held_out[data_seed]
-            print(f"data seed {data_seed}: {len(truth)} of {len(claims)} held-out claims read as the same fields in "
-                  f"every style; columns: {' | '.join(texts)}", flush=True)
+            print(
+                f"data seed {data_seed}: {len(truth)} of {len(claims)} held-out claims read as the same fields in "
+                f"every style; columns: {' | '.join(texts)}",
+                flush=True,
+            )
         report(name, predictor, *held_out[data_seed], catalog, tokenizer)
 
 
-def report(name: str, predictor: Predictor, texts: dict[str, list[str]], truth: list[str], catalog: Catalog,
-           tokenizer: Tokenizer) -> None:
+def report(
+    name: str,
+    predictor: Predictor,
+    texts: dict[str, list[str]],
+    truth: list[str],
+    catalog: Catalog,
+    tokenizer: Tokenizer,
+) -> None:
     """One seed's row, and every example and hand-written claim it misses, in words."""
     row, refused = measure(predictor, texts, truth)
     accuracy, wrong, refused_handwritten = handwritten(predictor)
     missed = examples_missed(predictor, catalog, tokenizer)
     examples = f"{len(EXAMPLE_CLAIMS) - len(missed)} of {len(EXAMPLE_CLAIMS)}"
     sure_and_wrong = sum(confidence > 0.99 for _, confidence in wrong)
-    print(f"{name} | " + " | ".join(f"{row[c]:.3f}" for c in [*texts, "flip rate", "ECE"])
-          + f" | {refused} of {len(truth) * len(texts)} | {accuracy:.3f} | {len(refused_handwritten)} of "
-          f"{len(read_claims_file(HANDWRITTEN).texts)} | {sure_and_wrong} | {examples}", flush=True)
+    print(
+        f"{name} | "
+        + " | ".join(f"{row[c]:.3f}" for c in [*texts, "flip rate", "ECE"])
+        + f" | {refused} of {len(truth) * len(texts)} | {accuracy:.3f} | {len(refused_handwritten)} of "
+        f"{len(read_claims_file(HANDWRITTEN).texts)} | {sure_and_wrong} | {examples}",
+        flush=True,
+    )
     for miss in missed:
         print(f"    example judged otherwise than the rules: {miss}", flush=True)
     for said, confidence in wrong:

@@ -33,8 +33,16 @@ from pathlib import Path
 from dashboard.live import DRAW_FAILED
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 STEPS = 1_000_000
 TARGET_RATIO = 0.8  # 3 viewers' steps/s within 20% of one viewer's
@@ -156,8 +164,11 @@ def serve(folder: Path) -> Iterator[Server]:
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [Path(sys.executable).parent / "headwatch", "--runs", str(folder / "runs"), "--port", str(port)],
-            cwd=folder, env={**os.environ, "HEADWATCH_RENDER_LOG": str(folder / "render.log")}, stdout=log,
-            stderr=subprocess.STDOUT)
+            cwd=folder,
+            env={**os.environ, "HEADWATCH_RENDER_LOG": str(folder / "render.log")},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             url = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 60
@@ -310,9 +321,14 @@ class Soak:
             raise RuntimeError(f"the run did not advance during the phase ({first} -> {last})")
         wall = wall_last - wall_first
         _, renders = self.server.render_times(render_from)
-        phase = Phase(viewers, (last[0] - first[0]) / (last[1] - first[1]), self.rss[-1][1],
-                      (cpu_last - cpu_first) / wall, max(others_last - others_first, 0.0) / wall,
-                      [ms for _, ms in renders])
+        phase = Phase(
+            viewers,
+            (last[0] - first[0]) / (last[1] - first[1]),
+            self.rss[-1][1],
+            (cpu_last - cpu_first) / wall,
+            max(others_last - others_first, 0.0) / wall,
+            [ms for _, ms in renders],
+        )
         self.phases.append(phase)
         return phase
 
@@ -320,8 +336,11 @@ class Soak:
         return statistics.median(p.steps_per_second for p in self.phases if p.viewers == viewers)
 
     def errors(self) -> dict[str, int]:
-        return {**self.viewers.faults(), "jsErrors": len(self.viewers.js_errors),
-                "serverTracebacks": self.server.tracebacks()}
+        return {
+            **self.viewers.faults(),
+            "jsErrors": len(self.viewers.js_errors),
+            "serverTracebacks": self.server.tracebacks(),
+        }
 
 
 def idle_chromium(folder: Path) -> Path:
@@ -345,8 +364,11 @@ def soak(recipe: str = "default", steps: int = STEPS, idle_browsers: bool = True
 
     if not CHROMIUM.exists():
         raise RuntimeError(f"{CHROMIUM} is missing (apt-get install chromium)")
-    with tempfile.TemporaryDirectory(prefix="headwatch-soak-") as folder, serve(Path(folder)) as server, \
-            sync_playwright() as playwright:
+    with (
+        tempfile.TemporaryDirectory(prefix="headwatch-soak-") as folder,
+        serve(Path(folder)) as server,
+        sync_playwright() as playwright,
+    ):
         chromium = idle_chromium(Path(folder)) if idle_browsers else CHROMIUM
         browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         try:
@@ -370,24 +392,32 @@ def percentiles(values: list[float]) -> tuple[float, float]:
 
 
 def report(run: Soak) -> None:
-    print(f"{'phase':>5} | {'viewers':>7} | {'steps/s':>7} | {'server RSS MB':>13} | {'server CPU':>10} | "
-          f"{'other work':>10} | {'redraw p50 ms':>13} | {'redraw p90 ms':>13}")
+    print(
+        f"{'phase':>5} | {'viewers':>7} | {'steps/s':>7} | {'server RSS MB':>13} | {'server CPU':>10} | "
+        f"{'other work':>10} | {'redraw p50 ms':>13} | {'redraw p90 ms':>13}"
+    )
     for number, phase in enumerate(run.phases, 1):
         p50, p90 = percentiles(phase.render_ms)
-        print(f"{number:>5} | {phase.viewers:>7} | {phase.steps_per_second:>7.2f} | {phase.rss_mb:>13.0f} | "
-              f"{phase.server_cpu:>10.0%} | {phase.other_cpu:>10.0%} | {p50:>13.1f} | {p90:>13.1f}")
+        print(
+            f"{number:>5} | {phase.viewers:>7} | {phase.steps_per_second:>7.2f} | {phase.rss_mb:>13.0f} | "
+            f"{phase.server_cpu:>10.0%} | {phase.other_cpu:>10.0%} | {p50:>13.1f} | {p90:>13.1f}"
+        )
     for viewers in (1, 3):
         p50, p90 = percentiles([ms for p in run.phases if p.viewers == viewers for ms in p.render_ms])
         print(f"live redraws with {viewers} viewer(s): p50 {p50:.1f} ms, p90 {p90:.1f} ms")
     one, three = run.median_steps_per_second(1), run.median_steps_per_second(3)
     verdict = "met" if three >= TARGET_RATIO * one else "NOT met"
-    print(f"median steps/s: 1 viewer {one:.2f}, 3 viewers {three:.2f}; ratio (3 / 1) {three / one:.3f} "
-          f"(target >= {TARGET_RATIO}: {verdict})")
+    print(
+        f"median steps/s: 1 viewer {one:.2f}, 3 viewers {three:.2f}; ratio (3 / 1) {three / one:.3f} "
+        f"(target >= {TARGET_RATIO}: {verdict})"
+    )
     every = max(1, len(run.rss) // 12)
     print("server RSS over time: " + ", ".join(f"{t:.0f}s {mb:.0f}MB" for t, mb in run.rss[::every]))
     low = min(mb for _, mb in run.rss)
-    print(f"server RSS: first {run.rss[0][1]:.0f} MB, min {low:.0f}, max {max(mb for _, mb in run.rss):.0f}, "
-          f"last {run.rss[-1][1]:.0f} MB")
+    print(
+        f"server RSS: first {run.rss[0][1]:.0f} MB, min {low:.0f}, max {max(mb for _, mb in run.rss):.0f}, "
+        f"last {run.rss[-1][1]:.0f} MB"
+    )
     print(f"errors: {run.errors()}")
     for message in run.viewers.js_errors[:5]:
         print(f"  JavaScript error: {message}")
@@ -398,9 +428,12 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--phase", type=float, default=30.0, help="seconds measured in each phase")
     parser.add_argument("--preset", default="default", help="recipe to train (default: the live demo's)")
-    parser.add_argument("--browsers-compete", action="store_true",
-                        help="run the browsers at normal priority (by default they only get CPU the server leaves, "
-                             "standing in for viewers on other machines)")
+    parser.add_argument(
+        "--browsers-compete",
+        action="store_true",
+        help="run the browsers at normal priority (by default they only get CPU the server leaves, "
+        "standing in for viewers on other machines)",
+    )
     args = parser.parse_args()
     with soak(args.preset, idle_browsers=not args.browsers_compete) as run:
         end = run.started + args.minutes * 60
@@ -408,8 +441,11 @@ def main() -> None:
         # at least one phase of each kind, however short the soak
         while time.monotonic() < end or len(run.phases) < 2:
             phase = run.measure(viewers, args.phase)
-            print(f"[{time.monotonic() - run.started:5.0f} s] {viewers} viewer(s): {phase.steps_per_second:.2f} "
-                  f"steps/s, server RSS {phase.rss_mb:.0f} MB, server CPU {phase.server_cpu:.0%}", flush=True)
+            print(
+                f"[{time.monotonic() - run.started:5.0f} s] {viewers} viewer(s): {phase.steps_per_second:.2f} "
+                f"steps/s, server RSS {phase.rss_mb:.0f} MB, server CPU {phase.server_cpu:.0%}",
+                flush=True,
+            )
             viewers = 4 - viewers  # 1, 3, 1, 3, ...
         report(run)
         errors = run.errors()

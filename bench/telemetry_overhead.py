@@ -63,8 +63,10 @@ def main() -> None:
         for repeat in range(args.repeats):
             bare.append(bare_loop(config, data))
             full.append(full_telemetry(TrainConfig.from_dict(config.to_dict()), Path(folder) / f"run{repeat}"))
-            print(f"repeat {repeat}: bare {bare[-1]:.2f}s, full {full[-1]:.2f}s, "
-                  f"ratio x{full[-1] / bare[-1]:.3f}", flush=True)
+            print(
+                f"repeat {repeat}: bare {bare[-1]:.2f}s, full {full[-1]:.2f}s, ratio x{full[-1] / bare[-1]:.3f}",
+                flush=True,
+            )
     b, f = statistics.median(bare), statistics.median(full)
     print(f"{args.preset}, {config.steps} steps, {args.threads} thread(s), {args.repeats} interleaved repeats")
     print(f"{'loop':<34} | {'median s':>8} | {'ms/step':>7} | {'steps/s':>7}")

@@ -24,8 +24,24 @@ LEVELS = ("90%", "95%", "98%")
 
 
 def run(preset: str, seed: int, max_seconds: float, threads: int, out: Path) -> dict:
-    command = [sys.executable, "-m", "engine", "train", "--out", str(out), "--preset", preset, "--seed", str(seed),
-               "--target-accuracy", "0.98", "--max-seconds", str(max_seconds), "--threads", str(threads)]
+    command = [
+        sys.executable,
+        "-m",
+        "engine",
+        "train",
+        "--out",
+        str(out),
+        "--preset",
+        preset,
+        "--seed",
+        str(seed),
+        "--target-accuracy",
+        "0.98",
+        "--max-seconds",
+        str(max_seconds),
+        "--threads",
+        str(threads),
+    ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise SystemExit(f"seed {seed} failed: {result.stderr.strip().splitlines()[-1:]}")
@@ -50,10 +66,14 @@ def main() -> None:
             rows.append((seed, result))
             print(f"seed {seed}: {json.dumps(result)}", file=sys.stderr, flush=True)
     threads = args.threads or "measured"
-    print(f"preset {args.preset}, threads {threads}: step / training s / wall s (incl. setup) to reach held-out "
-          "accuracy")
-    print(f"{'seed':>4} | {'prep s':>6} | {'setup s':>7} | {'steps/s':>7} | "
-          + " | ".join(f"{lvl:>20}" for lvl in LEVELS) + " | final")
+    print(
+        f"preset {args.preset}, threads {threads}: step / training s / wall s (incl. setup) to reach held-out accuracy"
+    )
+    print(
+        f"{'seed':>4} | {'prep s':>6} | {'setup s':>7} | {'steps/s':>7} | "
+        + " | ".join(f"{lvl:>20}" for lvl in LEVELS)
+        + " | final"
+    )
     for seed, r in rows:
         cells = " | ".join(f"{cell(r['reached'][lvl]):>20}" for lvl in LEVELS)
         speed = f"{r['prepare_seconds']:>6.1f} | {r['setup_seconds']:>7.1f} | {r['steps_per_second']:>7.1f}"

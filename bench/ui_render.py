@@ -44,8 +44,10 @@ def main() -> None:
         print(f"{title:<16} | {count:>7} | {p50:>7.1f} | {p90:>7.1f} | {speed:>7.1f}")
     p50, p90 = percentiles(every)
     verdict = "met" if p50 <= TARGET_P50_MS and p90 <= TARGET_P90_MS else "NOT met"
-    print(f"all pages: p50 {p50:.1f} ms, p90 {p90:.1f} ms (targets p50 <= {TARGET_P50_MS:.0f}, "
-          f"p90 <= {TARGET_P90_MS:.0f}: {verdict})")
+    print(
+        f"all pages: p50 {p50:.1f} ms, p90 {p90:.1f} ms (targets p50 <= {TARGET_P50_MS:.0f}, "
+        f"p90 <= {TARGET_P90_MS:.0f}: {verdict})"
+    )
     print(f"errors: {errors}")
     sys.exit(1 if any(errors.values()) else 0)
 

@@ -33,8 +33,12 @@ from engine.recording.watch import Watcher, watch
 WIDTH, HEADS, LENGTH, BATCH, VOCAB = 64, 4, 20, 32, 100
 WAYS = ("bare", "watched", "watched + TensorBoard files", "SummaryWriter")
 # watch's own work, by part: the Watcher methods that do it (none calls another), timed apart from the loop's
-PARTS = {"start and end": ("__init__", "close"), "optimizer statistics": ("_before_update", "_after_update"),
-         "attention": ("_weights",), "steps (loss, records, status)": ("step",)}
+PARTS = {
+    "start and end": ("__init__", "close"),
+    "optimizer statistics": ("_before_update", "_after_update"),
+    "attention": ("_weights",),
+    "steps (loss, records, status)": ("step",),
+}
 
 # a model, its optimizer, and its loss on the next batch drawn from a generator
 Setup = tuple[nn.Module, torch.optim.Optimizer, Callable[[torch.Generator], torch.Tensor]]
@@ -47,27 +51,33 @@ def encoder() -> Setup:
     def loss(data: torch.Generator) -> torch.Tensor:
         x = torch.randn(BATCH, LENGTH, WIDTH, generator=data)
         return (model(x).squeeze(-1).mean(-1) - x[:, :, 0].mean(-1)).pow(2).mean()
+
     return model, torch.optim.Adam(model.parameters(), lr=1e-3), loss
 
 
 def gpt2() -> Setup:
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_positions=LENGTH, n_embd=WIDTH, n_layer=2, n_head=HEADS,
-                                       bos_token_id=0, eos_token_id=0))
+    model = GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=VOCAB, n_positions=LENGTH, n_embd=WIDTH, n_layer=2, n_head=HEADS, bos_token_id=0, eos_token_id=0
+        )
+    )
     model.train()
 
     def loss(data: torch.Generator) -> torch.Tensor:
         tokens = torch.randint(0, VOCAB, (BATCH, LENGTH), generator=data)
         return model(input_ids=tokens, labels=tokens).loss
+
     return model, torch.optim.AdamW(model.parameters(), lr=1e-3), loss
 
 
 MODELS = {"encoder": encoder, "gpt2": gpt2}
 
 
-def loop(model_name: str, way: str, steps: int, folder: Path, every: int,
-         parts: Counter | None = None) -> tuple[float, float]:
+def loop(
+    model_name: str, way: str, steps: int, folder: Path, every: int, parts: Counter | None = None
+) -> tuple[float, float]:
     """Wall-clock and CPU seconds of one training loop; `parts`, when given, adds up the CPU seconds of watch's own
     work in it, by part."""
     torch.manual_seed(0)
@@ -91,8 +101,10 @@ def loop(model_name: str, way: str, steps: int, folder: Path, every: int,
 
     started, cpu = time.perf_counter(), time.process_time()
     if way.startswith("watched"):
-        with _timing(parts), watch(model, optimizer, folder / "run", every=every, tensorboard=way != "watched") as \
-                watcher:
+        with (
+            _timing(parts),
+            watch(model, optimizer, folder / "run", every=every, tensorboard=way != "watched") as watcher,
+        ):
             train(watcher)
     else:
         train(None)
@@ -117,6 +129,7 @@ def _timing(parts: Counter | None) -> Iterator[None]:
                 return method(*args, **kwargs)
             finally:
                 parts[part] += time.process_time() - started
+
         return measured
 
     for part, names in PARTS.items():
@@ -138,21 +151,36 @@ def measure(model_name: str, steps: int, repeats: int, every: int, ways: list[st
         loop(model_name, "watched", 2, Path(folder) / "warm-up", every)
         for repeat in range(repeats):
             for way in ways if repeat % 2 == 0 else ways[::-1]:  # neither goes first always: the machine drifts
-                times[way].append(loop(model_name, way, steps, Path(folder) / f"{way}-{repeat}", every,
-                                       parts if way == "watched" else None))
+                times[way].append(
+                    loop(
+                        model_name,
+                        way,
+                        steps,
+                        Path(folder) / f"{way}-{repeat}",
+                        every,
+                        parts if way == "watched" else None,
+                    )
+                )
             print(f"{model_name} repeat {repeat}: {_ratios({way: t[-1] for way, t in times.items()})}", flush=True)
-    medians = {way: (statistics.median(w for w, _ in t), statistics.median(c for _, c in t))
-               for way, t in times.items()}
-    print(f"{model_name}: {steps} steps, every {every}, {repeats} interleaved repeats, one thread, machine load "
-          f"after {_load()}, median: {_ratios(medians)}", flush=True)
+    medians = {
+        way: (statistics.median(w for w, _ in t), statistics.median(c for _, c in t)) for way, t in times.items()
+    }
+    print(
+        f"{model_name}: {steps} steps, every {every}, {repeats} interleaved repeats, one thread, machine load "
+        f"after {_load()}, median: {_ratios(medians)}",
+        flush=True,
+    )
     if "watched" in ways:
         print(f"{model_name}: {_own_work(parts, repeats, medians['bare'][1])}", flush=True)
         with tempfile.TemporaryDirectory() as folder:
             turns = [lockstep(model_name, steps, every, Path(folder) / str(repeat)) for repeat in range(repeats)]
         ratios = sorted(t["watched"] / t["bare"] for t in turns)
-        print(f"{model_name}: in lockstep ({steps} steps of each in turn, {repeats} repeats, machine load after "
-              f"{_load()}): watched steps x{statistics.median(ratios):.3f} CPU of bare ones (repeats "
-              f"{', '.join(f'x{r:.3f}' for r in ratios)})", flush=True)
+        print(
+            f"{model_name}: in lockstep ({steps} steps of each in turn, {repeats} repeats, machine load after "
+            f"{_load()}): watched steps x{statistics.median(ratios):.3f} CPU of bare ones (repeats "
+            f"{', '.join(f'x{r:.3f}' for r in ratios)})",
+            flush=True,
+        )
 
 
 def lockstep(model_name: str, steps: int, every: int, folder: Path) -> dict[str, float]:
@@ -186,8 +214,10 @@ def _own_work(parts: Counter, repeats: int, bare_cpu: float) -> str:
     cost measured apart from the model's, whose time a shared machine makes vary far more."""
     each = {part: seconds / repeats for part, seconds in parts.items()}
     shown = ", ".join(f"{part} {seconds:.3f} s" for part, seconds in each.items())
-    return (f"watch's own work a watched loop: {sum(each.values()):.3f} s CPU (x{1 + sum(each.values()) / bare_cpu:.3f}"
-            f" of the bare loop's median): {shown}")
+    return (
+        f"watch's own work a watched loop: {sum(each.values()):.3f} s CPU (x{1 + sum(each.values()) / bare_cpu:.3f}"
+        f" of the bare loop's median): {shown}"
+    )
 
 
 def _load() -> str:
@@ -198,9 +228,11 @@ def _load() -> str:
 def _ratios(seconds: dict[str, tuple[float, float]]) -> str:
     """Each way's wall-clock and CPU seconds, and its ratios to the bare loop's."""
     wall, cpu = seconds["bare"]
-    return "; ".join(f"{way} {w:.2f} s wall, {c:.2f} s CPU" + ("" if way == "bare" else f" (x{w / wall:.3f} wall, "
-                                                                                      f"x{c / cpu:.3f} CPU)")
-                     for way, (w, c) in seconds.items())
+    return "; ".join(
+        f"{way} {w:.2f} s wall, {c:.2f} s CPU"
+        + ("" if way == "bare" else f" (x{w / wall:.3f} wall, x{c / cpu:.3f} CPU)")
+        for way, (w, c) in seconds.items()
+    )
 
 
 def main() -> None:

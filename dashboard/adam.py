@@ -19,9 +19,11 @@ def explanation(beta2: float) -> str:
     """The story's two memories, then where this run's Adam differs from it (its decay, bias correction)."""
     decay = ""
     if beta2 != STORY_BETA2:
-        decay = (f"This run's **v** forgets faster than the story's: `v = {beta2:g}·v + {1 - beta2:.3g}·gradient²`, "
-                 f"a memory of about {1 / (1 - beta2):,.0f} steps instead of 1,000; on this task it reached 95% of "
-                 "the test claims in fewer steps.\n\n")
+        decay = (
+            f"This run's **v** forgets faster than the story's: `v = {beta2:g}·v + {1 - beta2:.3g}·gradient²`, "
+            f"a memory of about {1 / (1 - beta2):,.0f} steps instead of 1,000; on this task it reached 95% of "
+            "the test claims in fewer steps.\n\n"
+        )
     return f"""
 The story this app starts from says Adam keeps **two memories** for every weight: **m**, *which direction am I
 usually going* (`m = 0.9·m + 0.1·gradient`), and **v**, *how big are my mistakes usually*
@@ -52,11 +54,18 @@ def memories() -> None:
     if snap is None:
         return
     if not snap.optim:
-        st.info("Waiting for the first training step…" if snap.active
-                else "The charts fill in once a run has taken its first step: press Train on the Train page.")
+        st.info(
+            "Waiting for the first training step…"
+            if snap.active
+            else "The charts fill in once a run has taken its first step: press Train on the Train page."
+        )
         return
-    st.caption(markdown_text(f"Run: {summaries.config_text(snap.config)}; {summaries.schedule_text(snap.config)}, "
-                             "which the effective step follows."))
+    st.caption(
+        markdown_text(
+            f"Run: {summaries.config_text(snap.config)}; {summaries.schedule_text(snap.config)}, "
+            "which the effective step follows."
+        )
+    )
     # built once for every viewer (see `shared`), and at most every 2 s: a new point of the optimizer's statistics
     # arrives every half second, and rebuilding these charts for each one would halve the training speed
     # (bench.ui_render measures it)
@@ -73,8 +82,12 @@ def race() -> None:
         return
     # both losses change every step: one chart serves every viewer for half a second (see `shared`)
     log = st.session_state.get("race_log", False)
-    chart = shared_figure(f"adam.race.{log}", (main.run_id, main.status, rival.run_id, rival.status),
-                          partial(figures.race_figure, main, rival, log), max_age_s=0.5)
+    chart = shared_figure(
+        f"adam.race.{log}",
+        (main.run_id, main.status, rival.run_id, rival.status),
+        partial(figures.race_figure, main, rival, log),
+        max_age_s=0.5,
+    )
     st.plotly_chart(chart, key="race_chart", config=figures.CHART_CONFIG)
     st.toggle("Loss on a log scale", key="race_log", persist_state="session", help=figures.LOG_HELP)
     st.markdown(f"**What the measured curves show:** {markdown_text(summaries.race_summary(main, rival))}")
@@ -98,25 +111,43 @@ if viewing.watched_run():  # the race retrains Headwatch's claims model, not som
     st.stop()
 
 st.subheader("Race: plain SGD against the same run")
-st.markdown("The story says plain SGD *oscillates forever* (left, right, left…) while Adam damps the swings. "
-            "The race trains the same model on the same claims with the same seed under plain SGD "
-            "(learning rate 0.1), so you can see whether that holds here. It starts at step 0 whenever you press "
-            "Race: started late, it goes on after this run has ended, and the chart compares the two step for "
-            "step.")
+st.markdown(
+    "The story says plain SGD *oscillates forever* (left, right, left…) while Adam damps the swings. "
+    "The race trains the same model on the same claims with the same seed under plain SGD "
+    "(learning rate 0.1), so you can see whether that holds here. It starts at step 0 whenever you press "
+    "Race: started late, it goes on after this run has ended, and the chart compares the two step for "
+    "step."
+)
 if viewing.replay_id():
     st.info("A race runs beside the live run: go back to the live run to start or watch one.")
 else:
     start_column, stop_column = st.columns([3, 1])
-    start_column.button("Race SGD against this run", key="race", type="primary", on_click=start_race,
-                        disabled=main.status == "idle" or rival.active, width="stretch",
-                        help="Needs a run: press Train on the Train page first.")
-    stop_column.button("Stop training", key="race_stop", on_click=engine.stop,
-                       disabled=not (main.active or rival.active), width="stretch",
-                       help="Stops both the race and the main run.")
+    start_column.button(
+        "Race SGD against this run",
+        key="race",
+        type="primary",
+        on_click=start_race,
+        disabled=main.status == "idle" or rival.active,
+        width="stretch",
+        help="Needs a run: press Train on the Train page first.",
+    )
+    stop_column.button(
+        "Stop training",
+        key="race_stop",
+        on_click=engine.stop,
+        disabled=not (main.active or rival.active),
+        width="stretch",
+        help="Stops both the race and the main run.",
+    )
     if error := st.session_state.pop("race_error", None):
         st.error(error)
     if folder_error := st.session_state.get("race_folder_error"):
         st.error(folder_error)
-        st.button("Race without saving", key="race_unsaved", on_click=start_race, args=(False,),
-                  disabled=main.status == "idle" or rival.active)
+        st.button(
+            "Race without saving",
+            key="race_unsaved",
+            on_click=start_race,
+            args=(False,),
+            disabled=main.status == "idle" or rival.active,
+        )
     live(race)

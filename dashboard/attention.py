@@ -24,10 +24,13 @@ position**; brighter squares mean more attention, and a row adds up to 1. These 
 it was training on at that step, recomputed from the inputs its attention layers were given (training itself was
 left as it was); of longer sequences, the first {WATCHED_POSITIONS} positions.
 """
-TOKENS_SHOWN = ("The axes show each example's tokens, named by the tokenizer given to `watch`; an axis of another "
-                "length than the model's input (cross-attention, image patches) numbers its positions from 1.")
-POSITIONS_SHOWN = ("Positions are numbered from 1: Headwatch knows your tokens only if `watch` is given your tokenizer "
-                   "(`tokenizer=`).")
+TOKENS_SHOWN = (
+    "The axes show each example's tokens, named by the tokenizer given to `watch`; an axis of another "
+    "length than the model's input (cross-attention, image patches) numbers its positions from 1."
+)
+POSITIONS_SHOWN = (
+    "Positions are numbered from 1: Headwatch knows your tokens only if `watch` is given your tokenizer (`tokenizer=`)."
+)
 
 
 def claim_label(claim: ProbeClaim) -> str:
@@ -40,8 +43,11 @@ def heatmaps(claim: int, step: int | str, had_data: bool) -> None:
     if snap is None:
         return
     if not snap.attention:
-        st.info("Waiting for the first picture of the heads…" if snap.active
-                else "Attention appears as soon as a run starts: press Train on the Train page.")
+        st.info(
+            "Waiting for the first picture of the heads…"
+            if snap.active
+            else "Attention appears as soon as a run starts: press Train on the Train page."
+        )
         return
     if not had_data:
         st.rerun()  # the selectors above were drawn before there was anything to select
@@ -50,13 +56,16 @@ def heatmaps(claim: int, step: int | str, had_data: bool) -> None:
     cross = [n for n in snap.attention_names if n.endswith(".cross")]
     encoder = [n for n in snap.attention_names if n.startswith("encoder.")]
     even = 1 / len(snap.probe[claim].tokens)
-    st.caption(f"**Peak** is a row's largest weight, averaged over the rows: for this claim, looking evenly at "
-               f"every word gives {even:.2f}, looking at one word only gives 1. In cross-attention, the row "
-               "**→ verdict** is where the model looks to say VALID or INVALID; **→ reason** is where it looks to "
-               "answer *if this claim were invalid, why?*")
+    st.caption(
+        f"**Peak** is a row's largest weight, averaged over the rows: for this claim, looking evenly at "
+        f"every word gives {even:.2f}, looking at one word only gives 1. In cross-attention, the row "
+        "**→ verdict** is where the model looks to say VALID or INVALID; **→ reason** is where it looks to "
+        "answer *if this claim were invalid, why?*"
+    )
     for name in [*cross, *encoder]:
-        st.plotly_chart(figures.attention_figure(snap, point, name, claim), key=f"attention_{name}",
-                        config=figures.CHART_CONFIG)
+        st.plotly_chart(
+            figures.attention_figure(snap, point, name, claim), key=f"attention_{name}", config=figures.CHART_CONFIG
+        )
 
 
 def watched_heatmaps(example: int, step: int | str) -> None:
@@ -64,19 +73,26 @@ def watched_heatmaps(example: int, step: int | str) -> None:
     if snap is None:
         return
     if not snap.attention:
-        st.info("No attention weights saved yet: they are saved at the first step, then at steps further and "
-                "further apart.")
+        st.info(
+            "No attention weights saved yet: they are saved at the first step, then at steps further and further apart."
+        )
         return
     point = snap.attention[-1] if step == LATEST else min(snap.attention, key=lambda p: abs(p.step - step))
     if point.tokens_unread:
-        st.warning(markdown_text(f"This step's tokens are not shown, its positions are numbered instead: "
-                                 f"{point.tokens_unread}."))
+        st.warning(
+            markdown_text(
+                f"This step's tokens are not shown, its positions are numbered instead: {point.tokens_unread}."
+            )
+        )
     else:
         st.caption(TOKENS_SHOWN if point.tokens else POSITIONS_SHOWN)
     for name in point.weights:
         example_here = min(example, point.weights[name].shape[0] - 1)
-        st.plotly_chart(figures.positions_attention_figure(snap, point, name, example_here),
-                        key=f"attention_{name}", config=figures.CHART_CONFIG)
+        st.plotly_chart(
+            figures.positions_attention_figure(snap, point, name, example_here),
+            key=f"attention_{name}",
+            config=figures.CHART_CONFIG,
+        )
 
 
 def step_slider(steps: list[int], column) -> int | str:
@@ -84,7 +100,10 @@ def step_slider(steps: list[int], column) -> int | str:
     if st.session_state.get("attention_step") not in [*steps, LATEST]:
         st.session_state.attention_step = LATEST
     chosen = column.select_slider(
-        "Training step", [*steps, LATEST], key="attention_step", persist_state="session",
+        "Training step",
+        [*steps, LATEST],
+        key="attention_step",
+        persist_state="session",
         format_func=lambda s: "latest (follows the live run)" if s == LATEST else f"step {s:,}",
         help="Slide left to go back in time; the right end follows the run live.",
     )
@@ -97,8 +116,10 @@ def stored_steps_text(steps: list[int]) -> str:
     if len(steps) < 3:
         return f"Stored steps: {', '.join(f'{s:,}' for s in steps)}."
     shown = [steps[len(steps) * i // 4] for i in range(4)]
-    return (f"{len(steps)} stored steps, one per notch: {', '.join(f'{s:,}' for s in shown)} … {steps[-1]:,}. "
-            "They grow further apart: dense early, where the heads change fastest.")
+    return (
+        f"{len(steps)} stored steps, one per notch: {', '.join(f'{s:,}' for s in shown)} … {steps[-1]:,}. "
+        "They grow further apart: dense early, where the heads change fastest."
+    )
 
 
 def watched_page(snap: Snapshot) -> None:
@@ -109,8 +130,13 @@ def watched_page(snap: Snapshot) -> None:
         if st.session_state.get("attention_example") not in range(count):
             st.session_state.attention_example = 0
         left, right = st.columns([2, 3], gap="large")
-        example = left.selectbox("Example of the batch", range(count), format_func=lambda i: f"example {i + 1}",
-                                 key="attention_example", persist_state="session")
+        example = left.selectbox(
+            "Example of the batch",
+            range(count),
+            format_func=lambda i: f"example {i + 1}",
+            key="attention_example",
+            persist_state="session",
+        )
         step = step_slider([p.step for p in snap.attention], right)
     live(lambda: watched_heatmaps(example, step))
 
@@ -122,8 +148,13 @@ def claims_page(snap: Snapshot) -> None:
         if st.session_state.get("attention_claim") not in range(len(snap.probe)):
             st.session_state.attention_claim = 0
         left, right = st.columns([2, 3], gap="large")
-        claim = left.selectbox("Claim", range(len(snap.probe)), format_func=lambda i: claim_label(snap.probe[i]),
-                               key="attention_claim", persist_state="session")
+        claim = left.selectbox(
+            "Claim",
+            range(len(snap.probe)),
+            format_func=lambda i: claim_label(snap.probe[i]),
+            key="attention_claim",
+            persist_state="session",
+        )
         step = step_slider([p.step for p in snap.attention], right)
     live(lambda: heatmaps(claim, step, bool(snap.attention)))
 

@@ -22,8 +22,7 @@ CHART_CONFIG = {"displaylogo": False}  # plotly's modebar, minus the link to plo
 MAX_POINTS = 400  # per line; enough to see the shape, small enough to send every second
 HEAD_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 # one colour per outcome on every page; none of them a head's, a field's or another outcome's shade
-CLASS_COLORS = {"VALID": "#2ca02c", "MEDICAL": "#d62728", "DOSAGE": "#9467bd", "COST": "#ff7f0e",
-                "ADMIN": "#17becf"}
+CLASS_COLORS = {"VALID": "#2ca02c", "MEDICAL": "#d62728", "DOSAGE": "#9467bd", "COST": "#ff7f0e", "ADMIN": "#17becf"}
 OPTIMIZER_NAMES = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "sgd-momentum": "SGD + momentum"}
 
 _MEMORY_TITLES = {  # in the seed story's words
@@ -88,8 +87,15 @@ def _layout(title: str, revision: object, height: int, **extra: object) -> dict:
 
 
 def _note(text: str, y: float = 0.5) -> dict:
-    return {"text": text, "showarrow": False, "x": 0.5, "y": y, "xref": "paper", "yref": "paper",
-            "font": {"size": 14, "color": "gray"}}
+    return {
+        "text": text,
+        "showarrow": False,
+        "x": 0.5,
+        "y": y,
+        "xref": "paper",
+        "yref": "paper",
+        "font": {"size": 14, "color": "gray"},
+    }
 
 
 def _waiting(layout: dict, text: str) -> go.Figure:
@@ -109,9 +115,19 @@ def _grid(titles: Sequence[str], cols: int, gap_x: float, gap_y: float) -> dict:
         x, y = _axes(index)
         layout[f"xaxis{x[1:]}"] = {"domain": _span(left, left + width), "anchor": y}
         layout[f"yaxis{y[1:]}"] = {"domain": _span(top - height, top), "anchor": x}
-        layout["annotations"].append({"text": title, "x": left + width / 2, "y": top, "xref": "paper",
-                                      "yref": "paper", "xanchor": "center", "yanchor": "bottom",
-                                      "showarrow": False, "font": {"size": 13}})
+        layout["annotations"].append(
+            {
+                "text": title,
+                "x": left + width / 2,
+                "y": top,
+                "xref": "paper",
+                "yref": "paper",
+                "xanchor": "center",
+                "yanchor": "bottom",
+                "showarrow": False,
+                "font": {"size": 13},
+            }
+        )
     return layout
 
 
@@ -126,20 +142,33 @@ def _axes(panel: int) -> tuple[str, str]:
 
 
 def _line(x: np.ndarray, y: np.ndarray, name: str, color: str, width: float = 1.5, **extra: object) -> dict:
-    return {"type": "scatter", "mode": "lines", "x": x, "y": y, "name": name,
-            "line": {"color": color, "width": width, **extra.pop("line", {})}, "hovertemplate": "%{y:.3f}", **extra}
+    return {
+        "type": "scatter",
+        "mode": "lines",
+        "x": x,
+        "y": y,
+        "name": name,
+        "line": {"color": color, "width": width, **extra.pop("line", {})},
+        "hovertemplate": "%{y:.3f}",
+        **extra,
+    }
 
 
 def steps_axis(snap: Snapshot) -> dict:
     """The x axis of every chart over a run's steps: the whole run from the start, so two charts of one run line up
     (a watched loop never says how many steps it takes: its axis grows)."""
     axis = {"title": {"text": "Training step"}, "tickformat": ","}
-    return axis | ({"range": [0, snap.total_steps]} if snap.total_steps and not is_watched(snap.config) else
-                   {"rangemode": "tozero"})
+    return axis | (
+        {"range": [0, snap.total_steps]}
+        if snap.total_steps and not is_watched(snap.config)
+        else {"rangemode": "tozero"}
+    )
 
 
-LOG_HELP = ("A loss falls by orders of magnitude: on a log scale its late steps are not a flat line near zero, and "
-            "a rise or a swing shows at every level.")
+LOG_HELP = (
+    "A loss falls by orders of magnitude: on a log scale its late steps are not a flat line near zero, and "
+    "a rise or a swing shows at every level."
+)
 
 
 def loss_axis(log: bool) -> dict:
@@ -152,15 +181,17 @@ def loss_axis(log: bool) -> dict:
 def loss_figure(snap: Snapshot, log: bool = False) -> go.Figure:
     """Per-step training loss (noisy: each step sees a new batch) and held-out loss (the same unseen claims)."""
     revision = f"{snap.run_id}:log" if log else snap.run_id  # a new scale drops the old one's zoom
-    layout = _layout("Loss: how wrong the model is (lower is better)", revision, 380, xaxis=steps_axis(snap),
-                     yaxis=loss_axis(log))
+    layout = _layout(
+        "Loss: how wrong the model is (lower is better)", revision, 380, xaxis=steps_axis(snap), yaxis=loss_axis(log)
+    )
     if not snap.loss.steps:
         return _waiting(layout, "Waiting for the first training step…")
     data = [_line(*cap(snap.loss.steps, snap.loss.values), "Training batches", "#1f77b4", 1)]
     if snap.evals:
         x, y = cap([e.step for e in snap.evals], [e.heldout_loss for e in snap.evals])
-        data.append(_line(x, y, "Held-out claims (never trained on)", "#d62728", 2.5, mode="lines+markers",
-                          marker={"size": 5}))
+        data.append(
+            _line(x, y, "Held-out claims (never trained on)", "#d62728", 2.5, mode="lines+markers", marker={"size": 5})
+        )
     return go.Figure(data=data, layout=layout)
 
 
@@ -172,61 +203,114 @@ def compare_figure(a: Snapshot, b: Snapshot) -> go.Figure:
     when neither run measured held-out claims (someone's own models)."""
     if not (a.evals or b.evals):
         return _compared_losses(a, b)
-    layout = _layout("Runs A and B: held-out accuracy and training loss", (a.run_id, b.run_id), 420,
-                     xaxis={"title": {"text": "Training step"}, "rangemode": "tozero"},
-                     yaxis={"title": {"text": "Held-out accuracy"}, "range": [0, 1.02], "tickformat": ".0%"},
-                     yaxis2={**loss_axis(log=True), "title": {"text": "Training loss (log scale)"}, "overlaying": "y",
-                             "side": "right", "showgrid": False})
+    layout = _layout(
+        "Runs A and B: held-out accuracy and training loss",
+        (a.run_id, b.run_id),
+        420,
+        xaxis={"title": {"text": "Training step"}, "rangemode": "tozero"},
+        yaxis={"title": {"text": "Held-out accuracy"}, "range": [0, 1.02], "tickformat": ".0%"},
+        yaxis2={
+            **loss_axis(log=True),
+            "title": {"text": "Training loss (log scale)"},
+            "overlaying": "y",
+            "side": "right",
+            "showgrid": False,
+        },
+    )
     data = []
     for snap, (letter, color) in zip((a, b), COMPARED, strict=True):
         if snap.evals:
-            data.append(_line(*cap([e.step for e in snap.evals], [e.heldout_accuracy for e in snap.evals]),
-                              f"{letter}: held-out accuracy", color, 3, hovertemplate="%{y:.1%}"))
+            data.append(
+                _line(
+                    *cap([e.step for e in snap.evals], [e.heldout_accuracy for e in snap.evals]),
+                    f"{letter}: held-out accuracy",
+                    color,
+                    3,
+                    hovertemplate="%{y:.1%}",
+                )
+            )
         if snap.loss.steps:
-            data.append(_line(*cap(snap.loss.steps, snap.loss.values), f"{letter}: training loss", color, 1,
-                              yaxis="y2", opacity=0.5))
+            data.append(
+                _line(
+                    *cap(snap.loss.steps, snap.loss.values),
+                    f"{letter}: training loss",
+                    color,
+                    1,
+                    yaxis="y2",
+                    opacity=0.5,
+                )
+            )
     if not data:
         return _waiting(layout, "Neither run has recorded a step")
     return go.Figure(data=data, layout=layout)
 
 
 def _compared_losses(a: Snapshot, b: Snapshot) -> go.Figure:
-    layout = _layout("Runs A and B: training loss", (a.run_id, b.run_id), 420,
-                     xaxis={"title": {"text": "Training step"}, "rangemode": "tozero"},
-                     yaxis={**loss_axis(log=True), "title": {"text": "Training loss (log scale)"}})
-    data = [_line(*cap(snap.loss.steps, snap.loss.values), f"{letter}: training loss", color, 2)
-            for snap, (letter, color) in zip((a, b), COMPARED, strict=True) if snap.loss.steps]
+    layout = _layout(
+        "Runs A and B: training loss",
+        (a.run_id, b.run_id),
+        420,
+        xaxis={"title": {"text": "Training step"}, "rangemode": "tozero"},
+        yaxis={**loss_axis(log=True), "title": {"text": "Training loss (log scale)"}},
+    )
+    data = [
+        _line(*cap(snap.loss.steps, snap.loss.values), f"{letter}: training loss", color, 2)
+        for snap, (letter, color) in zip((a, b), COMPARED, strict=True)
+        if snap.loss.steps
+    ]
     return go.Figure(data=data, layout=layout) if data else _waiting(layout, "Neither run has recorded a step")
 
 
 def metrics_figure(snap: Snapshot) -> go.Figure:
     """The numbers a watched training loop reported beside its loss (engine.recording.watch), a line each."""
-    layout = _layout("Your metrics", snap.run_id, 380, margin={"l": 60, "r": 20, "t": 80, "b": 50},
-                     xaxis=steps_axis(snap))
+    layout = _layout(
+        "Your metrics", snap.run_id, 380, margin={"l": 60, "r": 20, "t": 80, "b": 50}, xaxis=steps_axis(snap)
+    )
     names = list(dict.fromkeys(name for point in snap.metrics for name in point.values))
     layout["title"]["subtitle"] = {"text": f"As your training loop reported them: {plotly_text(', '.join(names))}"}
     data = []
     for index, name in enumerate(names):
         points = [p for p in snap.metrics if name in p.values]
-        data.append(_line(*cap([p.step for p in points], [p.values[name] for p in points]), plotly_text(name),
-                          HEAD_COLORS[index % len(HEAD_COLORS)], 2))
+        data.append(
+            _line(
+                *cap([p.step for p in points], [p.values[name] for p in points]),
+                plotly_text(name),
+                HEAD_COLORS[index % len(HEAD_COLORS)],
+                2,
+            )
+        )
     return go.Figure(data=data, layout=layout)
 
 
 def accuracy_figure(snap: Snapshot) -> go.Figure:
     """Held-out accuracy overall (thick) and per outcome (thin), plus training accuracy for comparison."""
-    layout = _layout("Accuracy: share of claims audited correctly", snap.run_id, 380,
-                     margin={"l": 60, "r": 20, "t": 80, "b": 50}, xaxis=steps_axis(snap),
-                     yaxis={"title": {"text": "Accuracy"}, "range": [0, 1.02], "tickformat": ".0%"})
+    layout = _layout(
+        "Accuracy: share of claims audited correctly",
+        snap.run_id,
+        380,
+        margin={"l": 60, "r": 20, "t": 80, "b": 50},
+        xaxis=steps_axis(snap),
+        yaxis={"title": {"text": "Accuracy"}, "range": [0, 1.02], "tickformat": ".0%"},
+    )
     if not snap.evals:
-        return _waiting(layout, "Waiting for the first evaluation…" if snap.active or snap.status == "idle"
-                        else "This run recorded no evaluation on held-out claims")
+        return _waiting(
+            layout,
+            "Waiting for the first evaluation…"
+            if snap.active or snap.status == "idle"
+            else "This run recorded no evaluation on held-out claims",
+        )
     steps = [e.step for e in snap.evals]
     percent = {"hovertemplate": "%{y:.0%}"}
     data = [
         _line(*cap(steps, [e.heldout_accuracy for e in snap.evals]), "All, held-out", "#222222", 3, **percent),
-        _line(*cap(steps, [e.train_accuracy for e in snap.evals]), "All, training", "#222222", 1.5,
-              line={"dash": "dot"}, **percent),
+        _line(
+            *cap(steps, [e.train_accuracy for e in snap.evals]),
+            "All, training",
+            "#222222",
+            1.5,
+            line={"dash": "dot"},
+            **percent,
+        ),
     ]
     for cls, color in CLASS_COLORS.items():
         data.append(_line(*cap(steps, [e.heldout_per_class.get(cls) for e in snap.evals]), cls, color, **percent))
@@ -240,8 +324,12 @@ def memory_figure(snap: Snapshot, metric: str) -> go.Figure:
     names = [n for n in snap.attention_names if any(n in p.heads for p in snap.optim)]
     if not names:
         return _waiting(_layout(title, snap.run_id, 300), "Waiting for the first training step…")
-    layout = _layout(title, snap.run_id, 330, **_grid([plotly_text(attention_short_title(n)) for n in names],
-                                                        cols=len(names), gap_x=0.06, gap_y=0))
+    layout = _layout(
+        title,
+        snap.run_id,
+        330,
+        **_grid([plotly_text(attention_short_title(n)) for n in names], cols=len(names), gap_x=0.06, gap_y=0),
+    )
     data, recorded = [], False
     for panel, name in enumerate(names):
         x_axis, y_axis = _axes(panel)
@@ -250,12 +338,23 @@ def memory_figure(snap: Snapshot, metric: str) -> go.Figure:
         points = [p for p in snap.optim if name in p.heads]
         for head in range(snap.n_heads):
             # twelve lines a chart, four charts a page: half the usual points
-            x, y = cap([p.step for p in points], [_stat(p.heads[name], head, metric) for p in points],
-                       limit=MAX_POINTS // 2)
+            x, y = cap(
+                [p.step for p in points], [_stat(p.heads[name], head, metric) for p in points], limit=MAX_POINTS // 2
+            )
             recorded = recorded or not np.isnan(y).all()
-            data.append(_line(x, y, f"Head {head + 1}", HEAD_COLORS[head % len(HEAD_COLORS)], xaxis=x_axis,
-                              yaxis=y_axis, legendgroup=f"head{head}", showlegend=panel == 0,
-                              hovertemplate="%{y:.3g}"))
+            data.append(
+                _line(
+                    x,
+                    y,
+                    f"Head {head + 1}",
+                    HEAD_COLORS[head % len(HEAD_COLORS)],
+                    xaxis=x_axis,
+                    yaxis=y_axis,
+                    legendgroup=f"head{head}",
+                    showlegend=panel == 0,
+                    hovertemplate="%{y:.3g}",
+                )
+            )
     layout["yaxis"]["title"] = {"text": y_label}
     if not recorded:
         layout["annotations"].append(_note(_no_memory(snap.config)))
@@ -275,15 +374,19 @@ def _stat(heads: tuple, head: int, metric: str) -> float | None:
 
 def race_figure(main: Snapshot, race: Snapshot, log: bool = False) -> go.Figure:
     """Both optimizers' losses on one chart: faint per-batch lines, bold held-out lines."""
-    layout = _layout("Race: loss of the same model and data under two optimizers (lower is better)",
-                     f"{main.run_id}:{race.run_id}:{log}", 400, xaxis=steps_axis(main), yaxis=loss_axis(log))
+    layout = _layout(
+        "Race: loss of the same model and data under two optimizers (lower is better)",
+        f"{main.run_id}:{race.run_id}:{log}",
+        400,
+        xaxis=steps_axis(main),
+        yaxis=loss_axis(log),
+    )
     if not race.loss.steps:
         return _waiting(layout, "Waiting for the race's first step…")
     data = []
     for snap, color in ((main, "#1f77b4"), (race, "#ff7f0e")):
         label = plotly_text(f"{optimizer_name(snap.config)} (lr {snap.config.get('lr', '?')})")
-        data.append(_line(*cap(snap.loss.steps, snap.loss.values), f"{label}: training batches", color, 1,
-                          opacity=0.5))
+        data.append(_line(*cap(snap.loss.steps, snap.loss.values), f"{label}: training batches", color, 1, opacity=0.5))
         if snap.evals:
             x, y = cap([e.step for e in snap.evals], [e.heldout_loss for e in snap.evals])
             data.append(_line(x, y, f"{label}: held-out", color, 2.5, mode="lines+markers", marker={"size": 4}))
@@ -296,8 +399,14 @@ def attention_figure(snap: Snapshot, point: AttentionPoint, name: str, claim: in
     cross = name.endswith(".cross")
     rows = ["→ verdict", "→ reason"] if cross else tokens
     weights = np.asarray(point.weights[name][claim])[:, : len(rows), : len(tokens)]  # cut the padding off
-    return _heads_heatmap(f"{plotly_text(attention_title(name))} · step {point.step:,}",
-                          f"{snap.run_id}:{name}:{claim}", weights, rows, tokens, short_rows=cross)
+    return _heads_heatmap(
+        f"{plotly_text(attention_title(name))} · step {point.step:,}",
+        f"{snap.run_id}:{name}:{claim}",
+        weights,
+        rows,
+        tokens,
+        short_rows=cross,
+    )
 
 
 def positions_attention_figure(snap: Snapshot, point: AttentionPoint, name: str, example: int) -> go.Figure:
@@ -307,8 +416,14 @@ def positions_attention_figure(snap: Snapshot, point: AttentionPoint, name: str,
     weights = np.asarray(point.weights[name][example])  # (H, Tq, Tk)
     tokens = [token_label(t) for t in point.tokens[example]] if example < len(point.tokens) else []
     rows, columns = (tokens if len(tokens) == n else [f"{i + 1}" for i in range(n)] for n in weights.shape[1:])
-    return _heads_heatmap(f"{plotly_text(name)} · step {point.step:,}", f"{snap.run_id}:{name}:{example}", weights,
-                          rows, columns, short_rows=False)
+    return _heads_heatmap(
+        f"{plotly_text(name)} · step {point.step:,}",
+        f"{snap.run_id}:{name}:{example}",
+        weights,
+        rows,
+        columns,
+        short_rows=False,
+    )
 
 
 def token_label(token: str) -> str:
@@ -320,8 +435,9 @@ def token_label(token: str) -> str:
 TICK_LABEL = 16  # characters of a word on a heatmap's axis; the hover shows it whole
 
 
-def _heads_heatmap(title: str, revision: str, weights: np.ndarray, rows: list[str], columns: list[str],
-                   short_rows: bool) -> go.Figure:
+def _heads_heatmap(
+    title: str, revision: str, weights: np.ndarray, rows: list[str], columns: list[str], short_rows: bool
+) -> go.Figure:
     """(H, rows, columns) weights as one panel per head, two panels a row; `short_rows`: a few named rows of the
     figure's own; every other row and column label is a word of a claim (a run's probe file: untrusted)."""
     titles = [f"Head {h + 1} · peak {weights[h].max(axis=-1).mean():.2f}" for h in range(weights.shape[0])]
@@ -333,23 +449,43 @@ def _heads_heatmap(title: str, revision: str, weights: np.ndarray, rows: list[st
     n_rows = -(-len(titles) // 2)
     plot_px = n_rows * panel_px + (n_rows - 1) * gap_px
     margin = {"l": 80 if short_rows else label_px + 20, "r": 20, "t": 90, "b": 0.87 * label_px + 20}
-    layout = _layout(title, revision, round(plot_px + margin["t"] + margin["b"]),
-                     **_grid(titles, min(2, len(titles)), gap_x=0.12, gap_y=gap_px / plot_px),
-                     hovermode="closest", margin=margin,
-                     coloraxis={"colorscale": "Viridis", "cmin": 0, "cmax": 1,
-                                "colorbar": {"title": {"text": "weight"}, "len": min(1.0, 400 / plot_px)}})
+    layout = _layout(
+        title,
+        revision,
+        round(plot_px + margin["t"] + margin["b"]),
+        **_grid(titles, min(2, len(titles)), gap_x=0.12, gap_y=gap_px / plot_px),
+        hovermode="closest",
+        margin=margin,
+        coloraxis={
+            "colorscale": "Viridis",
+            "cmin": 0,
+            "cmax": 1,
+            "colorbar": {"title": {"text": "weight"}, "len": min(1.0, 400 / plot_px)},
+        },
+    )
     row_labels = rows if short_rows else [plotly_text(t, TICK_LABEL) for t in rows]
     whole_columns = [plotly_text(k) for k in columns]
     hover = np.array([[[q, k] for k in whole_columns] for q in map(plotly_text, rows)], dtype=object)
     data = []
     for head in range(weights.shape[0]):
         x_axis, y_axis = _axes(head)
-        layout[f"xaxis{x_axis[1:]}"].update(tickvals=list(range(len(columns))), ticktext=labels, tickangle=-60,
-                                            tickfont={"size": 11})
-        layout[f"yaxis{y_axis[1:]}"].update(tickvals=list(range(len(rows))), ticktext=row_labels,
-                                            autorange="reversed", tickfont={"size": 11})
-        data.append({"type": "heatmap", "z": weights[head], "customdata": hover, "coloraxis": "coloraxis",
-                     "xaxis": x_axis, "yaxis": y_axis, "name": f"Head {head + 1}",
-                     "hovertemplate": "<b>%{customdata[0]}</b> looks at <b>%{customdata[1]}</b><br>"
-                                      f"weight %{{z:.3f}}<extra>Head {head + 1}</extra>"})
+        layout[f"xaxis{x_axis[1:]}"].update(
+            tickvals=list(range(len(columns))), ticktext=labels, tickangle=-60, tickfont={"size": 11}
+        )
+        layout[f"yaxis{y_axis[1:]}"].update(
+            tickvals=list(range(len(rows))), ticktext=row_labels, autorange="reversed", tickfont={"size": 11}
+        )
+        data.append(
+            {
+                "type": "heatmap",
+                "z": weights[head],
+                "customdata": hover,
+                "coloraxis": "coloraxis",
+                "xaxis": x_axis,
+                "yaxis": y_axis,
+                "name": f"Head {head + 1}",
+                "hovertemplate": "<b>%{customdata[0]}</b> looks at <b>%{customdata[1]}</b><br>"
+                f"weight %{{z:.3f}}<extra>Head {head + 1}</extra>",
+            }
+        )
     return go.Figure(data=data, layout=layout)

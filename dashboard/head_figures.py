@@ -38,14 +38,36 @@ def figure_layout(title: str, height: int, **extra: object) -> dict:
 
 def _waiting(title: str, text: str) -> go.Figure:
     hidden = {"visible": False}
-    return go.Figure(layout=figure_layout(title, 260, xaxis=hidden, yaxis=hidden, annotations=[
-        {"text": text, "showarrow": False, "x": 0.5, "y": 0.5, "xref": "paper", "yref": "paper",
-         "font": {"size": 14, "color": "gray"}}]))
+    return go.Figure(
+        layout=figure_layout(
+            title,
+            260,
+            xaxis=hidden,
+            yaxis=hidden,
+            annotations=[
+                {
+                    "text": text,
+                    "showarrow": False,
+                    "x": 0.5,
+                    "y": 0.5,
+                    "xref": "paper",
+                    "yref": "paper",
+                    "font": {"size": 14, "color": "gray"},
+                }
+            ],
+        )
+    )
 
 
-def _animated_heatmap(points: Sequence[SpecializationPoint], name: str, columns: Sequence[str],
-                      values: Callable[[HeadSpecialization, str], float], title: str, start: int,
-                      **heatmap: object) -> go.Figure:
+def _animated_heatmap(
+    points: Sequence[SpecializationPoint],
+    name: str,
+    columns: Sequence[str],
+    values: Callable[[HeadSpecialization, str], float],
+    title: str,
+    start: int,
+    **heatmap: object,
+) -> go.Figure:
     """One heatmap per measured step (heads down, `columns` across) with a step slider and a Play button."""
     n_heads = len(points[0].heads[name])
     heads = [f"Head {h + 1}" for h in range(n_heads)]
@@ -54,27 +76,69 @@ def _animated_heatmap(points: Sequence[SpecializationPoint], name: str, columns:
         specs = point.heads[name]
         z = np.array([[values(head, column) for column in columns] for head in specs], dtype=float)
         labels = np.array([[plotly_text(head_label(head))] * len(columns) for head in specs], dtype=object)
-        return {"type": "heatmap", "z": z, "x": list(columns), "y": heads, "customdata": labels,
-                "texttemplate": "%{z:.2f}", "xgap": 2, "ygap": 2,
-                "hovertemplate": "%{y} (%{customdata}) · %{x}: %{z:.3f}<extra></extra>", **heatmap}
+        return {
+            "type": "heatmap",
+            "z": z,
+            "x": list(columns),
+            "y": heads,
+            "customdata": labels,
+            "texttemplate": "%{z:.2f}",
+            "xgap": 2,
+            "ygap": 2,
+            "hovertemplate": "%{y} (%{customdata}) · %{x}: %{z:.3f}<extra></extra>",
+            **heatmap,
+        }
 
     start = start % len(points)
     # the columns' names sit on top, under the title, and tilt in a narrow chart: room for both, the title first
-    layout = figure_layout(title, 370 + 22 * n_heads, yaxis={"autorange": "reversed"}, xaxis={"side": "top"},
-                           margin={**MARGIN, "t": 150, "b": 30})
+    layout = figure_layout(
+        title,
+        370 + 22 * n_heads,
+        yaxis={"autorange": "reversed"},
+        xaxis={"side": "top"},
+        margin={**MARGIN, "t": 150, "b": 30},
+    )
     layout["title"] |= {"y": 0.98, "yref": "container", "yanchor": "top"}
     if len(points) > 1:
         frames = [{"name": str(p.step), "data": [trace(p)]} for p in points]
         play = {"frame": {"duration": 700, "redraw": True}, "transition": {"duration": 0}, "fromcurrent": False}
-        layout["sliders"] = [{
-            "active": start, "currentvalue": {"prefix": "Training step "}, "pad": {"t": 10}, "len": 0.85, "x": 0.15,
-            "steps": [{"label": f"{p.step:,}", "method": "animate",
-                       "args": [[str(p.step)], {"mode": "immediate", "frame": {"duration": 0, "redraw": True},
-                                                "transition": {"duration": 0}}]} for p in points],
-        }]
-        layout["updatemenus"] = [{"type": "buttons", "showactive": False, "x": 0.0, "y": 0, "xanchor": "left",
-                                  "yanchor": "top", "pad": {"t": 45}, "direction": "left", "buttons": [
-                                      {"label": "▶ Play", "method": "animate", "args": [None, play]}]}]
+        layout["sliders"] = [
+            {
+                "active": start,
+                "currentvalue": {"prefix": "Training step "},
+                "pad": {"t": 10},
+                "len": 0.85,
+                "x": 0.15,
+                "steps": [
+                    {
+                        "label": f"{p.step:,}",
+                        "method": "animate",
+                        "args": [
+                            [str(p.step)],
+                            {
+                                "mode": "immediate",
+                                "frame": {"duration": 0, "redraw": True},
+                                "transition": {"duration": 0},
+                            },
+                        ],
+                    }
+                    for p in points
+                ],
+            }
+        ]
+        layout["updatemenus"] = [
+            {
+                "type": "buttons",
+                "showactive": False,
+                "x": 0.0,
+                "y": 0,
+                "xanchor": "left",
+                "yanchor": "top",
+                "pad": {"t": 45},
+                "direction": "left",
+                "buttons": [{"label": "▶ Play", "method": "animate", "args": [None, play]}],
+            }
+        ]
         return go.Figure(data=[trace(points[start])], frames=frames, layout=layout)
     return go.Figure(data=[trace(points[0])], layout=layout)
 
@@ -87,24 +151,48 @@ def shares_figure(points: Sequence[SpecializationPoint], name: str = CROSS, star
         return _waiting(title, "Waiting for the first measurement of the heads…")
     peak = max(max(h.shares.values()) for p in points for h in p.heads[name])
     columns = (*CATEGORIES, NOTHING) if NOTHING in points[-1].heads[name][0].shares else CATEGORIES
-    return _animated_heatmap(points, name, columns, lambda head, c: head.shares.get(c, 0.0), title, start,
-                             colorscale="Viridis", zmin=0, zmax=max(0.2, peak), colorbar={"title": {"text": "share"}})
+    return _animated_heatmap(
+        points,
+        name,
+        columns,
+        lambda head, c: head.shares.get(c, 0.0),
+        title,
+        start,
+        colorscale="Viridis",
+        zmin=0,
+        zmax=max(0.2, peak),
+        colorbar={"title": {"text": "share"}},
+    )
 
 
 def necessity_figure(points: Sequence[SpecializationPoint], name: str = CROSS, title: str | None = None) -> go.Figure:
     """Per head and check: the share of what tells a check's claims from their repaired twins that goes when the
     head sees the twin instead (activation patching): the evidence every head's name rests on."""
-    title = title or ("What each check needs from each head: share of the evidence that goes when the head sees the "
-                      "claim's repaired twin")
+    title = title or (
+        "What each check needs from each head: share of the evidence that goes when the head sees the "
+        "claim's repaired twin"
+    )
     points = [p for p in points if name in p.heads and p.heads[name][0].necessity]
     if not points:
-        return _waiting(title, "Not measured yet (runs saved by older versions were measured by switching heads "
-                               "off: see the matrix below)")
+        return _waiting(
+            title,
+            "Not measured yet (runs saved by older versions were measured by switching heads "
+            "off: see the matrix below)",
+        )
     columns = [c if reason_of(c) != "ADMIN" else f"ADMIN: {c}" for c in CHECKS]
-    return _animated_heatmap(points, name, columns,
-                             lambda head, c: head.necessity.get(c.removeprefix("ADMIN: "), 0.0), title, -1,
-                             colorscale="Reds", zmin=0, zmax=1, texttemplate="%{z:.0%}",
-                             colorbar={"title": {"text": "needed"}, "tickformat": ".0%"})
+    return _animated_heatmap(
+        points,
+        name,
+        columns,
+        lambda head, c: head.necessity.get(c.removeprefix("ADMIN: "), 0.0),
+        title,
+        -1,
+        colorscale="Reds",
+        zmin=0,
+        zmax=1,
+        texttemplate="%{z:.0%}",
+        colorbar={"title": {"text": "needed"}, "tickformat": ".0%"},
+    )
 
 
 def direct_figure(point: SpecializationPoint, name: str = CROSS) -> go.Figure:
@@ -117,9 +205,20 @@ def direct_figure(point: SpecializationPoint, name: str = CROSS) -> go.Figure:
         return _waiting(title, "Not measured for this run (saved by an older version)")
     columns = [c if reason_of(c) != "ADMIN" else f"ADMIN: {c}" for c in CHECKS]
     peak = max(max(abs(v) for v in h.direct.values()) for h in heads) or 1.0
-    return _animated_heatmap([point], name, columns, lambda head, c: head.direct.get(c.removeprefix("ADMIN: "), 0.0),
-                             title, -1, colorscale="RdBu", zmid=0, zmin=-peak, zmax=peak, texttemplate="%{z:+.1f}",
-                             colorbar={"title": {"text": "logits"}})
+    return _animated_heatmap(
+        [point],
+        name,
+        columns,
+        lambda head, c: head.direct.get(c.removeprefix("ADMIN: "), 0.0),
+        title,
+        -1,
+        colorscale="RdBu",
+        zmid=0,
+        zmin=-peak,
+        zmax=peak,
+        texttemplate="%{z:+.1f}",
+        colorbar={"title": {"text": "logits"}},
+    )
 
 
 def taken_away(points: Sequence[SpecializationPoint], name: str = CROSS) -> str:
@@ -133,15 +232,27 @@ def ablation_figure(points: Sequence[SpecializationPoint], name: str = CROSS, ti
     """Accuracy change per reason, and on valid claims, when one head is taken away as its record says (resampled
     from claims of the same class). VALID comes last: a head that clears valid claims shows only there."""
     points = [p for p in points if name in p.heads]
-    title = title or (f"What breaks when a head {taken_away(points, name)}: change in accuracy per reason, and on "
-                      "valid claims")
+    title = title or (
+        f"What breaks when a head {taken_away(points, name)}: change in accuracy per reason, and on valid claims"
+    )
     if not points:
         return _waiting(title, "Waiting for the first measurement of the heads…")
     # Fixed range so runs compare at a glance: red = accuracy lost without this head.
     columns = (*REASONS, "VALID")
-    return _animated_heatmap(points, name, columns, lambda head, c: shown_change(-head.ablation.get(c, 0.0)),
-                             title, -1, colorscale="RdBu", zmid=0, zmin=-1, zmax=1, texttemplate="%{z:+.0%}",
-                             colorbar={"title": {"text": "accuracy<br>change"}, "tickformat": "+.0%"})
+    return _animated_heatmap(
+        points,
+        name,
+        columns,
+        lambda head, c: shown_change(-head.ablation.get(c, 0.0)),
+        title,
+        -1,
+        colorscale="RdBu",
+        zmid=0,
+        zmin=-1,
+        zmax=1,
+        texttemplate="%{z:+.0%}",
+        colorbar={"title": {"text": "accuracy<br>change"}, "tickformat": "+.0%"},
+    )
 
 
 def answers_figure(point: SpecializationPoint, name: str = CROSS) -> go.Figure:
@@ -151,15 +262,33 @@ def answers_figure(point: SpecializationPoint, name: str = CROSS) -> go.Figure:
     heads = point.heads.get(name, ())
     if not heads or not heads[0].answers:
         return _waiting(title, "Not measured for this run (saved by an older version)")
-    fig = make_subplots(rows=1, cols=len(heads), shared_yaxes=True, horizontal_spacing=0.03,
-                        subplot_titles=[f"Head {i + 1}: {plotly_text(head_label(h), 24)}" for i, h in enumerate(heads)])
+    fig = make_subplots(
+        rows=1,
+        cols=len(heads),
+        shared_yaxes=True,
+        horizontal_spacing=0.03,
+        subplot_titles=[f"Head {i + 1}: {plotly_text(head_label(h), 24)}" for i, h in enumerate(heads)],
+    )
     for col, head in enumerate(heads, start=1):
         z = [[head.answers.get(true, {}).get(given, 0.0) for given in CLASSES] for true in CLASSES]
-        fig.add_trace(go.Heatmap(z=z, x=list(CLASSES), y=list(CLASSES), zmin=0, zmax=1, colorscale="Blues",
-                                 showscale=col == len(heads), texttemplate="%{z:.0%}", xgap=1, ygap=1,
-                                 colorbar={"tickformat": ".0%"},
-                                 hovertemplate=f"Head {col}: right answer %{{y}}, answered %{{x}}: %{{z:.0%}}"
-                                               "<extra></extra>"), row=1, col=col)
+        fig.add_trace(
+            go.Heatmap(
+                z=z,
+                x=list(CLASSES),
+                y=list(CLASSES),
+                zmin=0,
+                zmax=1,
+                colorscale="Blues",
+                showscale=col == len(heads),
+                texttemplate="%{z:.0%}",
+                xgap=1,
+                ygap=1,
+                colorbar={"tickformat": ".0%"},
+                hovertemplate=f"Head {col}: right answer %{{y}}, answered %{{x}}: %{{z:.0%}}<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
     fig.update_yaxes(autorange="reversed")
     fig.update_layout(**figure_layout(title, 360, margin={**MARGIN, "t": 90}))
     return fig
@@ -174,9 +303,13 @@ def pairs_rows(point: SpecializationPoint, name: str = CROSS) -> list[dict[str, 
     for index, head in enumerate(heads):
         for partner in sorted(int(j) for j in head.pair_ablation if int(j) > index):
             together, lost = head.pair_necessity.get(str(partner), {}), head.pair_ablation[str(partner)]
-            rows.append({"Heads": f"{index + 1} + {partner + 1}",
-                         **{f"needed: {c}": together.get(c) for c in CHECKS},
-                         **{f"accuracy lost: {r}": lost.get(r) for r in REASONS}})
+            rows.append(
+                {
+                    "Heads": f"{index + 1} + {partner + 1}",
+                    **{f"needed: {c}": together.get(c) for c in CHECKS},
+                    **{f"accuracy lost: {r}": lost.get(r) for r in REASONS},
+                }
+            )
     return rows
 
 
@@ -186,17 +319,31 @@ def head_metrics_figure(points: Sequence[SpecializationPoint], name: str = CROSS
     points = [p for p in points if name in p.heads]
     if not points:
         return _waiting(title, "Waiting for the first measurement of the heads…")
-    fig = make_subplots(rows=1, cols=len(HEAD_METRICS), horizontal_spacing=0.08,
-                        subplot_titles=[f"{t}<br><sup>{note}</sup>" for t, note in HEAD_METRICS.values()])
+    fig = make_subplots(
+        rows=1,
+        cols=len(HEAD_METRICS),
+        horizontal_spacing=0.08,
+        subplot_titles=[f"{t}<br><sup>{note}</sup>" for t, note in HEAD_METRICS.values()],
+    )
     steps = [p.step for p in points]
     for col, metric in enumerate(HEAD_METRICS, start=1):
         for head in range(len(points[0].heads[name])):
             values = [getattr(p.heads[name][head], metric) for p in points]
-            fig.add_trace(go.Scatter(x=steps, y=values, mode="lines+markers", name=f"Head {head + 1}",
-                                     legendgroup=f"head{head}", showlegend=col == 1, marker={"size": 5},
-                                     line={"color": HEAD_COLORS[head % len(HEAD_COLORS)]},
-                                     hovertemplate=f"Head {head + 1} · step %{{x}}: %{{y:.3g}}<extra></extra>"),
-                          row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=steps,
+                    y=values,
+                    mode="lines+markers",
+                    name=f"Head {head + 1}",
+                    legendgroup=f"head{head}",
+                    showlegend=col == 1,
+                    marker={"size": 5},
+                    line={"color": HEAD_COLORS[head % len(HEAD_COLORS)]},
+                    hovertemplate=f"Head {head + 1} · step %{{x}}: %{{y:.3g}}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
         fig.update_xaxes(title_text="Training step", row=1, col=col)
     fig.update_layout(**figure_layout(title, 380, legend={"orientation": "h", "y": -0.25}, hovermode="closest"))
     fig.update_layout(margin={**MARGIN, "t": 100, "b": 80})
@@ -226,9 +373,13 @@ def _card_text(index: int, head: HeadSpecialization, color: str) -> tuple[str, i
     """A head's card: its number, its label as measured, what that means in plain words; and how many lines."""
     label = textwrap.wrap(head_label(head), 22) or [" "]
     words = textwrap.wrap(f"It {role_words(head)}.", 34)
-    text = (f"<b>Head {index + 1}</b><br> <br><span style='font-size:16px;color:{color}'><b>"
-            + "<br>".join(plotly_text(line) for line in label) + "</b></span><br> <br><span style='font-size:12px'>"
-            + "<br>".join(plotly_text(line) for line in words) + "</span>")
+    text = (
+        f"<b>Head {index + 1}</b><br> <br><span style='font-size:16px;color:{color}'><b>"
+        + "<br>".join(plotly_text(line) for line in label)
+        + "</b></span><br> <br><span style='font-size:12px'>"
+        + "<br>".join(plotly_text(line) for line in words)
+        + "</span>"
+    )
     return text, 4 + len(label) + len(words)
 
 
@@ -241,23 +392,57 @@ def heads_figure(heads: Sequence[HeadSpecialization], title: str) -> go.Figure:
     for index, head in enumerate(heads):
         color, specialist = head_color(head), head.kind == SPECIALIST
         box = {"type": "rect", "x0": index + 0.04, "x1": index + 0.96, "y0": 0, "y1": 1}
-        shapes += [{**box, "fillcolor": color, "opacity": 0.22 if specialist else 0.08, "layer": "below",
-                    "line": {"width": 0}},
-                   {**box, "line": {"color": color, "width": 4 if specialist else 1.5}}]
+        shapes += [
+            {
+                **box,
+                "fillcolor": color,
+                "opacity": 0.22 if specialist else 0.08,
+                "layer": "below",
+                "line": {"width": 0},
+            },
+            {**box, "line": {"color": color, "width": 4 if specialist else 1.5}},
+        ]
         text, count = _card_text(index, head, color)
         lines = max(lines, count)
-        notes.append({"x": index + 0.5, "y": 0.96, "xanchor": "center", "yanchor": "top", "showarrow": False,
-                      "text": text, "font": {"size": 13, "color": "#333"}})
+        notes.append(
+            {
+                "x": index + 0.5,
+                "y": 0.96,
+                "xanchor": "center",
+                "yanchor": "top",
+                "showarrow": False,
+                "text": text,
+                "font": {"size": 13, "color": "#333"},
+            }
+        )
     key = " · ".join(f'<span style="color:{c}">■</span> {r}' for r, c in CLASS_COLORS.items() if r in REASONS)
-    notes.append({"x": 0, "y": -0.04, "xanchor": "left", "yanchor": "top", "showarrow": False, "font": {"size": 12},
-                  "yref": "paper", "xref": "paper",
-                  "text": f"Colour: the reason a head works for ({key}); grey: no single reason. A thick border "
-                          "marks a specialist."})
+    notes.append(
+        {
+            "x": 0,
+            "y": -0.04,
+            "xanchor": "left",
+            "yanchor": "top",
+            "showarrow": False,
+            "font": {"size": 12},
+            "yref": "paper",
+            "xref": "paper",
+            "text": f"Colour: the reason a head works for ({key}); grey: no single reason. A thick border "
+            "marks a specialist.",
+        }
+    )
     hidden = {"visible": False, "fixedrange": True}
-    return go.Figure(layout=figure_layout(title, 115 + 16 * lines, shapes=shapes, annotations=notes,
-                                          plot_bgcolor="white", xaxis={**hidden, "range": [0, len(heads)]},
-                                          yaxis={**hidden, "range": [0, 1]},
-                                          margin={"l": 10, "r": 10, "t": 50, "b": 40}))
+    return go.Figure(
+        layout=figure_layout(
+            title,
+            115 + 16 * lines,
+            shapes=shapes,
+            annotations=notes,
+            plot_bgcolor="white",
+            xaxis={**hidden, "range": [0, len(heads)]},
+            yaxis={**hidden, "range": [0, 1]},
+            margin={"l": 10, "r": 10, "t": 50, "b": 40},
+        )
+    )
 
 
 def studies_figure(studies: Sequence[ReferenceStudy]) -> go.Figure:
@@ -271,10 +456,25 @@ def studies_figure(studies: Sequence[ReferenceStudy]) -> go.Figure:
         counts = [sum(reason in r.owns for r in learned) for reason in REASONS]
         counts.append(sum(r.specialists == 0 for r in learned))
         share = [c / len(learned) if learned else 0.0 for c in counts]
-        data.append(go.Bar(x=columns, y=share, name=f"{plotly_text(study.name, 30)} ({len(learned)} runs)",
-                           text=[f"{c} of {len(learned)}" for c in counts], textposition="outside",
-                           marker={"color": STUDY_COLORS[index % len(STUDY_COLORS)]}, cliponaxis=False,
-                           hovertemplate="%{x}: %{text} runs<extra>%{fullData.name}</extra>"))
-    return go.Figure(data=data, layout=figure_layout(title, 360, barmode="group", legend={"title": {"text": "recipe"}},
-                                                     yaxis={"tickformat": ".0%", "range": [0, 1.15],
-                                                            "title": {"text": "share of runs"}}))
+        data.append(
+            go.Bar(
+                x=columns,
+                y=share,
+                name=f"{plotly_text(study.name, 30)} ({len(learned)} runs)",
+                text=[f"{c} of {len(learned)}" for c in counts],
+                textposition="outside",
+                marker={"color": STUDY_COLORS[index % len(STUDY_COLORS)]},
+                cliponaxis=False,
+                hovertemplate="%{x}: %{text} runs<extra>%{fullData.name}</extra>",
+            )
+        )
+    return go.Figure(
+        data=data,
+        layout=figure_layout(
+            title,
+            360,
+            barmode="group",
+            legend={"title": {"text": "recipe"}},
+            yaxis={"tickformat": ".0%", "range": [0, 1.15], "title": {"text": "share of runs"}},
+        ),
+    )

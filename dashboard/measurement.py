@@ -25,8 +25,10 @@ class Measurement:
 def measurement_from_report(report: dict) -> Measurement:
     """engine.reports.analyze's JSON as a Measurement (the pages name heads from it as training's records do)."""
     known = {f.name for f in fields(HeadSpecialization)}
-    heads = {name: tuple(HeadSpecialization(**{k: v for k, v in h.items() if k in known}) for h in specs)
-             for name, specs in report["heads"].items()}
+    heads = {
+        name: tuple(HeadSpecialization(**{k: v for k, v in h.items() if k in known}) for h in specs)
+        for name, specs in report["heads"].items()
+    }
     return Measurement(SpecializationPoint(int(report["step"] or 0), heads), int(report["claims"]), "analyze")
 
 

@@ -97,12 +97,16 @@ def _before(snap: Snapshot) -> Chapter:
     numbers = {"step0_accuracy": first.heldout_accuracy}
     paragraphs = []
     habit = max(CLASSES, key=lambda c: np.nan_to_num(first.heldout_per_class.get(c, 0.0)))
-    text = (f"Before any training (step {first.step:,}), the model's settings are random. It judged "
-            f"**{_pct(first.heldout_accuracy)}** of the test claims correctly (claims it never practises on, kept "
-            f"aside to test it): {against_baselines(first.heldout_accuracy, snap)}.")
+    text = (
+        f"Before any training (step {first.step:,}), the model's settings are random. It judged "
+        f"**{_pct(first.heldout_accuracy)}** of the test claims correctly (claims it never practises on, kept "
+        f"aside to test it): {against_baselines(first.heldout_accuracy, snap)}."
+    )
     if np.nan_to_num(first.heldout_per_class.get(habit, 0.0)) >= 0.8:
-        text += (f" It said {outcome_words.outcome_text(habit)} to almost everything, which is right only for the "
-                 f"claims that really are {habit}.")
+        text += (
+            f" It said {outcome_words.outcome_text(habit)} to almost everything, which is right only for the "
+            f"claims that really are {habit}."
+        )
     paragraphs.append(text)
     entropy = _entropy(snap, 0)
     if entropy is not None and entropy[1] > 0:  # one-word probe claims have no spread to compare with
@@ -110,13 +114,17 @@ def _before(snap: Snapshot) -> Chapter:
         numbers.update(step0_entropy=spent, even_entropy=even)
         measured = f"their attention was {spent / even:.0%} as spread out as it can possibly be"
         if spent / even >= EVEN_START:
-            start = (f"Its four attention heads looked at every word of a claim about equally: {measured}. Nobody was "
-                     "looking at anything in particular yet. The chart starts there: each head's shares just follow "
-                     "how many words of each kind a claim has.")
+            start = (
+                f"Its four attention heads looked at every word of a claim about equally: {measured}. Nobody was "
+                "looking at anything in particular yet. The chart starts there: each head's shares just follow "
+                "how many words of each kind a claim has."
+            )
         else:
-            start = (f"Its four attention heads each started out favouring some words over others, wherever their "
-                     f"random starting weights pointed, not where anything mattered: {measured}. The chart starts "
-                     "there.")
+            start = (
+                f"Its four attention heads each started out favouring some words over others, wherever their "
+                f"random starting weights pointed, not where anything mattered: {measured}. The chart starts "
+                "there."
+            )
         paragraphs.append(f"{start} Press Play to watch them change as it trains.")
     return Chapter("before", "Before: random guesses", tuple(paragraphs), numbers)
 
@@ -130,10 +138,12 @@ def _adam_sentence(snap: Snapshot) -> str | None:
     if min(steps) <= 0:
         return None
     big, small = int(np.argmax(steps)), int(np.argmin(steps))
-    return (f"Adam kept its two memories (which direction each weight usually moves, and how big its mistakes "
-            f"usually are) for every weight separately, so each head got steps sized to its own history: at step "
-            f"{points[-1].step:,}, Head {big + 1}'s weights moved {max(steps) / min(steps):.1f}× as far per step as "
-            f"Head {small + 1}'s.")
+    return (
+        f"Adam kept its two memories (which direction each weight usually moves, and how big its mistakes "
+        f"usually are) for every weight separately, so each head got steps sized to its own history: at step "
+        f"{points[-1].step:,}, Head {big + 1}'s weights moved {max(steps) / min(steps):.1f}× as far per step as "
+        f"Head {small + 1}'s."
+    )
 
 
 def _race_sentences(snap: Snapshot, race: Snapshot | None) -> list[str]:
@@ -144,8 +154,10 @@ def _race_sentences(snap: Snapshot, race: Snapshot | None) -> list[str]:
     common = [e for e in snap.evals if e.step in held]
     if common:
         e = common[-1]
-        sentences.append(f"Test claims judged correctly at step {e.step:,}: {figures.optimizer_name(snap.config)} "
-                         f"{_pct(e.heldout_accuracy)}, {figures.optimizer_name(race.config)} {_pct(held[e.step])}.")
+        sentences.append(
+            f"Test claims judged correctly at step {e.step:,}: {figures.optimizer_name(snap.config)} "
+            f"{_pct(e.heldout_accuracy)}, {figures.optimizer_name(race.config)} {_pct(held[e.step])}."
+        )
     return sentences
 
 
@@ -165,10 +177,12 @@ def _during(snap: Snapshot, race: Snapshot | None) -> Chapter:
     first, last = snap.evals[0], snap.evals[-1]
     numbers = {"first_loss": first.heldout_loss, "last_loss": last.heldout_loss}
     drop = 1 - last.heldout_loss / first.heldout_loss if first.heldout_loss > 0 else 0.0
-    paragraphs = [f"Then it practised: {last.step:,} rounds of guess, check, adjust, each on a batch of "
-                  f"{snap.config.get('batch_size', '?')} claims. How wrong it was on the test claims, measured as "
-                  f"the loss (0 would be always right and sure of it), fell by **{drop:.0%}**, from "
-                  f"**{first.heldout_loss:.2f}** to **{last.heldout_loss:.2f}**."]
+    paragraphs = [
+        f"Then it practised: {last.step:,} rounds of guess, check, adjust, each on a batch of "
+        f"{snap.config.get('batch_size', '?')} claims. How wrong it was on the test claims, measured as "
+        f"the loss (0 would be always right and sure of it), fell by **{drop:.0%}**, from "
+        f"**{first.heldout_loss:.2f}** to **{last.heldout_loss:.2f}**."
+    ]
     paragraphs.append(_milestones(snap))
     learned = {r: _learned_step(snap, r) for r in REASONS}
     numbers.update({f"learned_{r}": float(s) for r, s in learned.items() if s is not None})
@@ -177,8 +191,10 @@ def _during(snap: Snapshot, race: Snapshot | None) -> Chapter:
     text = ""
     if order:
         steps = [f"{r} (step {s:,})" for s, r in order]
-        text = (f"Reasons it learned (at least {LEARNED:.0%} of their claims right, and staying above {KEPT:.0%}, "
-                f"while getting at least {OVERALL:.0%} of all claims right), in order: {joined(steps)}.")
+        text = (
+            f"Reasons it learned (at least {LEARNED:.0%} of their claims right, and staying above {KEPT:.0%}, "
+            f"while getting at least {OVERALL:.0%} of all claims right), in order: {joined(steps)}."
+        )
     if never:
         text += f" Not learned yet: {joined(never)}."
     paragraphs.append(text.strip())
@@ -195,14 +211,18 @@ def _after(snap: Snapshot, measurement: Measurement | None) -> Chapter:
     title = "So far: what the heads have become" if snap.active else "After: which heads became specialists"
     last = snap.evals[-1]
     per_class = ", ".join(f"{c} {_pct(last.heldout_per_class.get(c, math.nan))}" for c in CLASSES)
-    paragraphs = [f"It now judges **{_pct(last.heldout_accuracy)}** of the test claims correctly ({per_class}). "
-                  "These claims are made up by this app from a catalog of real diagnosis and procedure codes, drug "
-                  "doses and prices, and labelled by its own rules: a score on them is not a score on real claims, "
-                  "which are written in more ways and break rules this catalog does not have."]
+    paragraphs = [
+        f"It now judges **{_pct(last.heldout_accuracy)}** of the test claims correctly ({per_class}). "
+        "These claims are made up by this app from a catalog of real diagnosis and procedure codes, drug "
+        "doses and prices, and labelled by its own rules: a score on them is not a score on real claims, "
+        "which are written in more ways and break rules this catalog does not have."
+    ]
     habits = [c for c in CLASSES if np.nan_to_num(last.heldout_per_class.get(c, math.nan)) >= LEARNED]
     if last.heldout_accuracy < OVERALL and habits:
-        paragraphs[0] += (f" The high score on {joined(habits)} is mostly a habit, not knowledge: it gives that answer "
-                          "to most claims, so it is right whenever that answer happens to be the true one.")
+        paragraphs[0] += (
+            f" The high score on {joined(habits)} is mostly a habit, not knowledge: it gives that answer "
+            "to most claims, so it is right whenever that answer happens to be the true one."
+        )
     numbers = {"final_accuracy": last.heldout_accuracy}
     heads = measurement.cross if measurement else ()
     if not heads:
@@ -210,20 +230,24 @@ def _after(snap: Snapshot, measurement: Measurement | None) -> Chapter:
         return Chapter("after", title, tuple(paragraphs), numbers)
     numbers["specialists"] = float(sum(h.kind == SPECIALIST for h in heads))
     taken = head_figures.taken_away([measurement.point])
-    paragraphs.append("To see what each head is for, we took claims that break one rule, each beside a twin with the "
-                      "wrong field put right, showed one head at a time what it saw on the twin, and measured how "
-                      "much of the case for flagging the claim went away. We also took each head away as the model "
-                      f"could meet it on a real claim: each head in turn {taken}, and we measured the accuracy each "
-                      "kind of claim lost. That finds a head the twins cannot, one that reads what a claim and its "
-                      f"twin share (step {measurement.point.step:,}).")
+    paragraphs.append(
+        "To see what each head is for, we took claims that break one rule, each beside a twin with the "
+        "wrong field put right, showed one head at a time what it saw on the twin, and measured how "
+        "much of the case for flagging the claim went away. We also took each head away as the model "
+        f"could meet it on a real claim: each head in turn {taken}, and we measured the accuracy each "
+        "kind of claim lost. That finds a head the twins cannot, one that reads what a claim and its "
+        f"twin share (step {measurement.point.step:,})."
+    )
     paragraphs.extend(head_sentence(i, h) for i, h in enumerate(heads))
     paragraphs.append(promise_sentence(heads, unfinished(snap, measurement.point.step)))
     favourites = {max((c for c in h.shares if c != NOTHING), key=h.shares.get) for h in heads}
     if len(favourites) == 1:
-        paragraphs.append(f"Attention alone would have misled here: every head looks most at "
-                          f"'{markdown_text(favourites.pop())}' "
-                          "words, so by attention they all look alike. That is why each head is named only from "
-                          "what its removal takes away.")
+        paragraphs.append(
+            f"Attention alone would have misled here: every head looks most at "
+            f"'{markdown_text(favourites.pop())}' "
+            "words, so by attention they all look alike. That is why each head is named only from "
+            "what its removal takes away."
+        )
     return Chapter("after", title, tuple(paragraphs), numbers)
 
 
@@ -236,25 +260,36 @@ def _in_short(snap: Snapshot, measurement: Measurement, references: References) 
 
 
 NO_REFERENCES = References()
-REFERENCE_INTRO = ("Which heads specialize is not settled by the recipe alone: runs that differ only in their random "
-                   "start can end differently, so one run is one draw. These studies, shipped with Headwatch, trained "
-                   "each recipe many times and measured every run's heads as this page measures them.")
+REFERENCE_INTRO = (
+    "Which heads specialize is not settled by the recipe alone: runs that differ only in their random "
+    "start can end differently, so one run is one draw. These studies, shipped with Headwatch, trained "
+    "each recipe many times and measured every run's heads as this page measures them."
+)
 
 
 def _beyond(references: References) -> Chapter:
     paragraphs = [REFERENCE_INTRO, *(study_paragraph(s) for s in references.studies)]
     if len(references.studies) > 1:
-        means = [f"{markdown_text(s.name)} {s.summary['mean_specialists']:.2f}" for s in references.studies
-                 if s.summary["mean_specialists"] is not None]
-        paragraphs.append(f"Specialist heads per run, on average, recipe by recipe: {joined(means)}. Recipes that "
-                          "differ in one setting show what that setting does to how often heads specialize; with this "
-                          "few runs each, a difference of a run or two may be chance.")
+        means = [
+            f"{markdown_text(s.name)} {s.summary['mean_specialists']:.2f}"
+            for s in references.studies
+            if s.summary["mean_specialists"] is not None
+        ]
+        paragraphs.append(
+            f"Specialist heads per run, on average, recipe by recipe: {joined(means)}. Recipes that "
+            "differ in one setting show what that setting does to how often heads specialize; with this "
+            "few runs each, a difference of a run or two may be chance."
+        )
     paragraphs.extend(markdown_text(problem) for problem in references.problems)
     return Chapter("reference", "Beyond this run: many runs of each recipe", tuple(paragraphs))
 
 
-def tell_story(snap: Snapshot, race: Snapshot | None = None, measurement: Measurement | None = None,
-               references: References = NO_REFERENCES) -> list[Chapter]:
+def tell_story(
+    snap: Snapshot,
+    race: Snapshot | None = None,
+    measurement: Measurement | None = None,
+    references: References = NO_REFERENCES,
+) -> list[Chapter]:
     """In short, then before, during and after, in this run's numbers, then what the shipped studies found over
     many runs; empty until the run's first evaluation."""
     if not snap.evals:
@@ -268,8 +303,12 @@ def tell_story(snap: Snapshot, race: Snapshot | None = None, measurement: Measur
     return chapters
 
 
-def chapter_figures(snap: Snapshot, race: Snapshot | None = None, measurement: Measurement | None = None,
-                    references: References = NO_REFERENCES) -> dict[str, list[go.Figure]]:
+def chapter_figures(
+    snap: Snapshot,
+    race: Snapshot | None = None,
+    measurement: Measurement | None = None,
+    references: References = NO_REFERENCES,
+) -> dict[str, list[go.Figure]]:
     """The figures beside each chapter: the heads as cards, the heads sharpening, the curves, what each check needs
     from each head, and the shipped studies."""
     measurement = measurement or latest_measurement(snap)
@@ -281,14 +320,20 @@ def chapter_figures(snap: Snapshot, race: Snapshot | None = None, measurement: M
     if measurement and measurement.cross:
         step = measurement.point.step
         answer.append(head_figures.heads_figure(measurement.cross, heads_title(step, unfinished(snap, step))))
-    return {"answer": answer, "before": [head_figures.shares_figure(snap.specialization, start=0)], "during": during,
-            "after": after, "reference": [head_figures.studies_figure(references.studies)] if references.studies
-            else []}
+    return {
+        "answer": answer,
+        "before": [head_figures.shares_figure(snap.specialization, start=0)],
+        "during": during,
+        "after": after,
+        "reference": [head_figures.studies_figure(references.studies)] if references.studies else [],
+    }
 
 
 EXAMPLES_TITLE = "Some claims, judged by this model"
-EXAMPLES_CAPTION = ("The model's answers at step {step:,}, beside what the app's rules say. A confident answer can "
-                    "still be wrong: the rules are the reference.")
+EXAMPLES_CAPTION = (
+    "The model's answers at step {step:,}, beside what the app's rules say. A confident answer can "
+    "still be wrong: the rules are the reference."
+)
 
 
 def judged_examples(predictor: Predictor) -> list[dict[str, object]]:
@@ -296,35 +341,52 @@ def judged_examples(predictor: Predictor) -> list[dict[str, object]]:
     rows = []
     for text in EXAMPLE_CLAIMS:
         said = predictor.predict(text, with_ablation=False)
-        rows.append({"Claim": text, "The model says": outcome_words.said_text(said),
-                     "How sure": said.confidence if said.judged else None,
-                     "The rules say": outcome_words.verdict_text(*(said.rules or (None, None)))})
+        rows.append(
+            {
+                "Claim": text,
+                "The model says": outcome_words.said_text(said),
+                "How sure": said.confidence if said.judged else None,
+                "The rules say": outcome_words.verdict_text(*(said.rules or (None, None))),
+            }
+        )
     return rows
 
 
 def _examples_html(examples: Sequence[dict[str, object]], step: int) -> list[str]:
     header = "".join(f"<th>{html.escape(name)}</th>" for name in examples[0])
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(value))}</td>" for value in row.values()) + "</tr>"
-                   for row in examples)
-    return [f"<h2>{EXAMPLES_TITLE}</h2>", f"<p>{html.escape(EXAMPLES_CAPTION.format(step=step))}</p>",
-            f"<table><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>"]
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_cell(value))}</td>" for value in row.values()) + "</tr>"
+        for row in examples
+    )
+    return [
+        f"<h2>{EXAMPLES_TITLE}</h2>",
+        f"<p>{html.escape(EXAMPLES_CAPTION.format(step=step))}</p>",
+        f"<table><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>",
+    ]
 
 
 def _cell(value: object) -> str:
     return _pct(value) if isinstance(value, float) else str(value)
 
 
-def html_report(snap: Snapshot, race: Snapshot | None = None, measurement: Measurement | None = None,
-                created: str = "", examples: tuple[Sequence[dict[str, object]], int] | None = None,
-                references: References = NO_REFERENCES) -> str:
+def html_report(
+    snap: Snapshot,
+    race: Snapshot | None = None,
+    measurement: Measurement | None = None,
+    created: str = "",
+    examples: tuple[Sequence[dict[str, object]], int] | None = None,
+    references: References = NO_REFERENCES,
+) -> str:
     """One HTML file with the story, its figures and (when given: rows and the step of the model that judged them)
     the example claims as the model judged them; plotly.js is embedded, so it opens with no internet."""
     chapters = tell_story(snap, race, measurement, references)
     figs = chapter_figures(snap, race, measurement, references)
     title = f"Headwatch: how run {snap.run_id or '(unsaved)'} learned to audit claims"
-    body = [f"<h1>{html.escape(title)}</h1>",
-            f"<p class='meta'>{html.escape(summaries.config_text(snap.config))}. "
-            f"{html.escape(summaries.status_text(snap))} {html.escape(created)}</p>"]
+    body = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p class='meta'>{html.escape(summaries.config_text(snap.config))}. "
+        f"{html.escape(summaries.status_text(snap))} {html.escape(created)}</p>",
+    ]
     if not chapters:
         body.append("<p>This run has no measurements yet.</p>")
     embedded = False
@@ -333,13 +395,24 @@ def html_report(snap: Snapshot, race: Snapshot | None = None, measurement: Measu
         body.extend(f"<p>{markdown_html(p)}</p>" for p in chapter.paragraphs)
         for fig in figs.get(chapter.key, []):
             # auto_play off: an animated figure opens at the step it shows (Before: step 0), not played to the end
-            body.append(fig.to_html(full_html=False, include_plotlyjs=not embedded, config=figures.CHART_CONFIG,
-                                    default_width="100%", auto_play=False))
+            body.append(
+                fig.to_html(
+                    full_html=False,
+                    include_plotlyjs=not embedded,
+                    config=figures.CHART_CONFIG,
+                    default_width="100%",
+                    auto_play=False,
+                )
+            )
             embedded = True
     if chapters and examples is not None and examples[0]:
         body.extend(_examples_html(*examples))
-    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.5}"
-             ".meta{color:#666}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;"
-             "text-align:left}")
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>{''.join(body)}</body></html>")
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.5}"
+        ".meta{color:#666}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;"
+        "text-align:left}"
+    )
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body>{''.join(body)}</body></html>"
+    )

@@ -27,10 +27,18 @@ was; finished seeds are never trained twice.
 
 def controls() -> tuple[str, int]:
     left, right = st.columns(2)
-    name = left.selectbox("Recipe", sorted(PRESETS), index=sorted(PRESETS).index("default"), key="study_preset",
-                          help=recipes_told())
-    seeds = right.number_input("Seeds", min_value=2, max_value=MAX_STUDY_SEEDS, value=5, step=1, key="study_seeds",
-                               help="Seeds 0, 1, 2, ... of the recipe")
+    name = left.selectbox(
+        "Recipe", sorted(PRESETS), index=sorted(PRESETS).index("default"), key="study_preset", help=recipes_told()
+    )
+    seeds = right.number_input(
+        "Seeds",
+        min_value=2,
+        max_value=MAX_STUDY_SEEDS,
+        value=5,
+        step=1,
+        key="study_seeds",
+        help="Seeds 0, 1, 2, ... of the recipe",
+    )
     st.caption(f"Each seed trains {preset(name).steps:,} steps, as a run of this recipe does.")
     return name, int(seeds)
 
@@ -51,9 +59,17 @@ NOT_LEARNED = "not named: this run did not learn to audit claims"
 
 
 def seed_rows(results: list[SeedResult]) -> pd.DataFrame:
-    return pd.DataFrame([{"Seed": r.seed, "Held-out accuracy": r.accuracy,
-                          "Specialists": r.specialists if r.learned else None,
-                          "Heads": ", ".join(r.labels) if r.learned else NOT_LEARNED} for r in results])
+    return pd.DataFrame(
+        [
+            {
+                "Seed": r.seed,
+                "Held-out accuracy": r.accuracy,
+                "Specialists": r.specialists if r.learned else None,
+                "Heads": ", ".join(r.labels) if r.learned else NOT_LEARNED,
+            }
+            for r in results
+        ]
+    )
 
 
 def results_view(results: list[SeedResult]) -> None:
@@ -67,9 +83,14 @@ def results_view(results: list[SeedResult]) -> None:
         leaned = (summary["leaned_to_in"] or {}).get(reason)
         if leaned:
             column.caption(f"and a head leaning to it in {leaned} other run{'s' if leaned > 1 else ''}")
-    st.dataframe(seed_rows(results), hide_index=True, column_config={
-        "Held-out accuracy": st.column_config.NumberColumn(format="percent"),
-        "Heads": st.column_config.TextColumn(width="large")})
+    st.dataframe(
+        seed_rows(results),
+        hide_index=True,
+        column_config={
+            "Held-out accuracy": st.column_config.NumberColumn(format="percent"),
+            "Heads": st.column_config.TextColumn(width="large"),
+        },
+    )
     if summary["matched_heads"]:
         matched_view(summary["matched_heads"], [r for r in results if r.learned])
 
@@ -77,11 +98,14 @@ def results_view(results: list[SeedResult]) -> None:
 def matched_view(matched_heads: list[list[int]], results: list[SeedResult]) -> None:
     """One row per seed and one column per head of the first seed, so that many seeds grow the table downwards."""
     first = results[0].seed
-    st.caption(f"Heads matched across seeds: each column follows one head of seed {first}; in every other seed's row "
-               "it shows the head that does the most similar work (what each check needs from it).")
+    st.caption(
+        f"Heads matched across seeds: each column follows one head of seed {first}; in every other seed's row "
+        "it shows the head that does the most similar work (what each check needs from it)."
+    )
     labels = [[results[s].labels[j] for s, j in enumerate(heads)] for heads in matched_heads]
-    roles = pd.DataFrame(list(zip(*labels, strict=True)),
-                         columns=[f"Head {i + 1} of seed {first}" for i in range(len(matched_heads))])
+    roles = pd.DataFrame(
+        list(zip(*labels, strict=True)), columns=[f"Head {i + 1} of seed {first}" for i in range(len(matched_heads))]
+    )
     roles.insert(0, "Seed", [r.seed for r in results])
     st.dataframe(roles, hide_index=True)
 

@@ -57,8 +57,11 @@ def answer(m: measurement.Measurement, snap: Snapshot) -> None:
     reference = study_of_run(shipped.studies, snap.config)
     accuracy = snap.evals[-1].heldout_accuracy if snap.evals else None
     st.markdown(head_words.lead_paragraph(m.cross, accuracy, so_far, reference))
-    st.plotly_chart(head_figures.heads_figure(m.cross, head_words.heads_title(m.point.step, so_far)), key="heads",
-                    config=figures.CHART_CONFIG)
+    st.plotly_chart(
+        head_figures.heads_figure(m.cross, head_words.heads_title(m.point.step, so_far)),
+        key="heads",
+        config=figures.CHART_CONFIG,
+    )
     for study in shipped.studies:
         st.caption(head_words.study_paragraph(study))
     for problem in shipped.problems:
@@ -68,20 +71,25 @@ def answer(m: measurement.Measurement, snap: Snapshot) -> None:
 
 def method(m: measurement.Measurement) -> None:
     """How the heads are tested, and every measurement the names rest on."""
-    source = ("`python -m engine analyze` on the saved weights" if m.source == "analyze"
-              else "the latest measurement taken while training")
+    source = (
+        "`python -m engine analyze` on the saved weights"
+        if m.source == "analyze"
+        else "the latest measurement taken while training"
+    )
     heads = m.cross
     with st.expander("How the heads are tested"):
         st.markdown(EXPLANATION)
-        st.caption(f"The four cross-attention heads (where the answer looks at the claim), tested on twin claims "
-                   f"and on {m.claims:,} held-out claims ({source}).")
+        st.caption(
+            f"The four cross-attention heads (where the answer looks at the claim), tested on twin claims "
+            f"and on {m.claims:,} held-out claims ({source})."
+        )
         for column, (index, head) in zip(st.columns(len(heads)), enumerate(heads), strict=True):
             with column.container(border=True):
                 st.markdown(head_words.head_sentence(index, head))
-                st.caption(" ".join(filter(None, (head_words.selectivity_sentence(head),
-                                                  head_words.reads_sentence(head)))))
-        st.plotly_chart(head_figures.necessity_figure([m.point]), key="verdict_necessity",
-                        config=figures.CHART_CONFIG)
+                st.caption(
+                    " ".join(filter(None, (head_words.selectivity_sentence(head), head_words.reads_sentence(head))))
+                )
+        st.plotly_chart(head_figures.necessity_figure([m.point]), key="verdict_necessity", config=figures.CHART_CONFIG)
         st.plotly_chart(head_figures.ablation_figure([m.point]), key="verdict_ablation", config=figures.CHART_CONFIG)
 
 
@@ -89,32 +97,44 @@ def details(m: measurement.Measurement) -> None:
     pairs = head_figures.pairs_rows(m.point)
     if pairs:
         with st.expander("Heads taken away in pairs"):
-            st.caption("The share of each check's evidence that goes when two heads at once see what they saw on the "
-                       "twin, and the accuracy each reason loses when two heads at once see what they saw on claims "
-                       "of the same kind. Two heads share a reason when the pair takes much more than either alone: "
-                       "each can stand in for the other.")
-            st.dataframe(pairs, hide_index=True, column_config={
-                column: st.column_config.NumberColumn(format="percent") for column in pairs[0] if column != "Heads"})
+            st.caption(
+                "The share of each check's evidence that goes when two heads at once see what they saw on the "
+                "twin, and the accuracy each reason loses when two heads at once see what they saw on claims "
+                "of the same kind. Two heads share a reason when the pair takes much more than either alone: "
+                "each can stand in for the other."
+            )
+            st.dataframe(
+                pairs,
+                hide_index=True,
+                column_config={
+                    column: st.column_config.NumberColumn(format="percent") for column in pairs[0] if column != "Heads"
+                },
+            )
     with st.expander("Where the answers go without each head, and each head's direct push"):
         st.plotly_chart(head_figures.answers_figure(m.point), key="verdict_answers", config=figures.CHART_CONFIG)
-        st.caption("Direct push: what a head's own output adds to the answer, read through the model's last step "
-                   "(direct logit attribution). A head can push hard and still not be needed, when another head "
-                   "pushes the same way; the test above, swapping one head at a time, is what names the heads.")
+        st.caption(
+            "Direct push: what a head's own output adds to the answer, read through the model's last step "
+            "(direct logit attribution). A head can push hard and still not be needed, when another head "
+            "pushes the same way; the test above, swapping one head at a time, is what names the heads."
+        )
         st.plotly_chart(head_figures.direct_figure(m.point), key="verdict_direct", config=figures.CHART_CONFIG)
     if head_figures.ENCODER in m.point.heads:
         taken = head_figures.taken_away([m.point], head_figures.ENCODER)
         with st.expander(f"The encoder's four heads, when one {taken}"):
-            st.caption("Encoder heads let the claim's words read each other before the answer looks at them. They "
-                       "are not tested on twins: a head's output sits at the claim's own words, which twins do not "
-                       "share. Taken away, each word of a claim gets what the head gave the words of the same field "
-                       "in claims of the same kind.")
+            st.caption(
+                "Encoder heads let the claim's words read each other before the answer looks at them. They "
+                "are not tested on twins: a head's output sits at the claim's own words, which twins do not "
+                "share. Taken away, each word of a claim gets what the head gave the words of the same field "
+                "in claims of the same kind."
+            )
             for index, head in enumerate(m.point.heads[head_figures.ENCODER]):
                 st.markdown(head_words.head_sentence(index, head))
             title = f"Encoder heads: change in accuracy when one {taken}"
-            st.plotly_chart(head_figures.ablation_figure([m.point], head_figures.ENCODER, title=title),
-                            key="verdict_ablation_encoder", config=figures.CHART_CONFIG)
-
-
+            st.plotly_chart(
+                head_figures.ablation_figure([m.point], head_figures.ENCODER, title=title),
+                key="verdict_ablation_encoder",
+                config=figures.CHART_CONFIG,
+            )
 
 
 def history() -> None:
@@ -122,8 +142,11 @@ def history() -> None:
     if snap is None:
         return
     if not snap.specialization:
-        st.info("The heads are measured as soon as a run starts: press Train on the Train page."
-                if not snap.active else "Waiting for the first measurement of the heads…")
+        st.info(
+            "The heads are measured as soon as a run starts: press Train on the Train page."
+            if not snap.active
+            else "Waiting for the first measurement of the heads…"
+        )
         with st.expander("How the heads are tested"):
             st.markdown(EXPLANATION)
         return
@@ -133,15 +156,19 @@ def history() -> None:
         method(m)
         details(m)
     with st.expander("How the heads changed during training"):
-        st.caption(f"Measured while training, on {ANALYSIS_CLAIMS} held-out claims at {len(snap.specialization)} "
-                   "log-spaced steps (dense early, where heads change most). Drag the slider or press Play to watch "
-                   "each head move from where it happened to start to where training sent it.")
+        st.caption(
+            f"Measured while training, on {ANALYSIS_CLAIMS} held-out claims at {len(snap.specialization)} "
+            "log-spaced steps (dense early, where heads change most). Drag the slider or press Play to watch "
+            "each head move from where it happened to start to where training sent it."
+        )
         # built once for every viewer (see `shared`), whenever the trainer measures the heads again
         key = (snap.run_id, snap.status, len(snap.specialization), snap.specialization[-1].step)
-        for name, build in (("shares", head_figures.shares_figure),
-                            ("necessity_history", head_figures.necessity_figure),
-                            ("ablation_history", head_figures.ablation_figure),
-                            ("head_metrics", head_figures.head_metrics_figure)):
+        for name, build in (
+            ("shares", head_figures.shares_figure),
+            ("necessity_history", head_figures.necessity_figure),
+            ("ablation_history", head_figures.ablation_figure),
+            ("head_metrics", head_figures.head_metrics_figure),
+        ):
             chart = shared_figure(f"specialization.{name}", key, partial(build, snap.specialization), max_age_s=5.0)
             st.plotly_chart(chart, key=name, config=figures.CHART_CONFIG)
 

@@ -33,9 +33,15 @@ def story() -> None:
         return
     # built once for every viewer (see `shared`): the curves change every step, so one set serves for a second
     key = (snap.run_id, snap.status, race and (race.run_id, race.status), measured and measured.point.step)
-    charts = shared("story.charts", key, lambda: {chapter: [DrawnFigure(f) for f in figs] for chapter, figs in
-                                                  report.chapter_figures(snap, race, measured, shipped).items()},
-                    max_age_s=1.0)
+    charts = shared(
+        "story.charts",
+        key,
+        lambda: {
+            chapter: [DrawnFigure(f) for f in figs]
+            for chapter, figs in report.chapter_figures(snap, race, measured, shipped).items()
+        },
+        max_age_s=1.0,
+    )
     for chapter in chapters:
         st.header(chapter.title)
         for paragraph in chapter.paragraphs:
@@ -62,9 +68,14 @@ def examples() -> None:
         return
     st.header(report.EXAMPLES_TITLE)
     st.caption(report.EXAMPLES_CAPTION.format(step=predictor.step or 0))
-    st.dataframe(pd.DataFrame(report.judged_examples(predictor)), hide_index=True, column_config={
-        "Claim": st.column_config.TextColumn(width="large"),
-        "How sure": st.column_config.NumberColumn(format="percent")})
+    st.dataframe(
+        pd.DataFrame(report.judged_examples(predictor)),
+        hide_index=True,
+        column_config={
+            "Claim": st.column_config.TextColumn(width="large"),
+            "How sure": st.column_config.NumberColumn(format="percent"),
+        },
+    )
 
 
 def report_button() -> None:
@@ -80,13 +91,18 @@ def report_button() -> None:
     predictor = ended_predictor()
     judged = (report.judged_examples(predictor), predictor.step or 0) if predictor is not None else None
     st.download_button(
-        "Download this story as an HTML report", key="story_report", on_click="ignore", mime="text/html",
-        file_name=f"headwatch-{snap.run_id or 'live'}.html", type="primary",
+        "Download this story as an HTML report",
+        key="story_report",
+        on_click="ignore",
+        mime="text/html",
+        file_name=f"headwatch-{snap.run_id or 'live'}.html",
+        type="primary",
         help="One file with the text and interactive charts, as of when this page was opened or the run last "
-             "started, paused or ended; it opens in any browser, without internet.",
+        "started, paused or ended; it opens in any browser, without internet.",
         # Built only when clicked, outside the script run: a pure function of data captured now.
-        data=lambda: report.html_report(snap, race, measured, f"Created {time.strftime('%Y-%m-%d %H:%M')}.",
-                                        judged, shipped).encode(),
+        data=lambda: report.html_report(
+            snap, race, measured, f"Created {time.strftime('%Y-%m-%d %H:%M')}.", judged, shipped
+        ).encode(),
     )
 
 

@@ -56,11 +56,15 @@ def config_text(config: Mapping[str, Any]) -> str:
         return ""
     tensorboard = f"; TensorBoard files in its folder's {TENSORBOARD}/" if config.get("tensorboard") is True else ""
     if is_watched(config):
-        return (f"your own model, recorded by headwatch.watch: {optimizer_name(config)}, learning rate "
-                f"{config.get('lr')} at the start{tensorboard}")
+        return (
+            f"your own model, recorded by headwatch.watch: {optimizer_name(config)}, learning rate "
+            f"{config.get('lr')} at the start{tensorboard}"
+        )
     repeatable = "" if config.get("threads", 0) else " (threads measured as it trained: the seed does not repeat it)"
-    return (f"{optimizer_name(config)}, learning rate {config.get('lr')}, batch {config.get('batch_size')}, "
-            f"seed {config.get('seed')}{repeatable}, {config.get('steps'):,} steps{tensorboard}")
+    return (
+        f"{optimizer_name(config)}, learning rate {config.get('lr')}, batch {config.get('batch_size')}, "
+        f"seed {config.get('seed')}{repeatable}, {config.get('steps'):,} steps{tensorboard}"
+    )
 
 
 def schedule_text(values: Mapping[str, Any]) -> str:
@@ -111,8 +115,10 @@ def _on_one_grid(main: Snapshot, race: Snapshot, step: int) -> tuple[np.ndarray,
     history keeps the mean of every few steps). Returns the stretches' last steps and both curves' means."""
     curves = [(np.asarray(s.loss.steps), np.asarray(s.loss.values)) for s in (main, race)]
     start = max(steps[0] for steps, _ in curves)
-    kept = [(steps[(steps >= start) & (steps <= step)], values[(steps >= start) & (steps <= step)])
-            for steps, values in curves]
+    kept = [
+        (steps[(steps >= start) & (steps <= step)], values[(steps >= start) & (steps <= step)])
+        for steps, values in curves
+    ]
     grid = min((steps for steps, _ in kept), key=len)
     means = []
     for steps, values in kept:
@@ -131,16 +137,22 @@ def swings(a: str, mine: np.ndarray, b: str, theirs: np.ndarray, steps: np.ndarr
         return f"Too few steps so far ({phase}) to say whether either loss swings back and forth."
     if phase < MIN_PHASE:
         when = f"by step {steps[phase]:,}" if phase else "from the start"
-        return (f"One of the losses was below {MEANINGFUL_LOSS} {when}, too soon to compare swings: below that, a "
-                "rise from one step to the next is a harder batch of claims, not a swing.")
+        return (
+            f"One of the losses was below {MEANINGFUL_LOSS} {when}, too soon to compare swings: below that, a "
+            "rise from one step to the next is a harder batch of claims, not a swing."
+        )
     rises = [float((np.diff(v[:phase]) > 0).mean()) for v in (mine, theirs)]
     width = int(np.median(np.diff(steps[:phase])))
     unit = "step" if width == 1 else f"stretch of {width} steps"
-    said = (f"While both losses were above {MEANINGFUL_LOSS} (steps {steps[0]:,} to {steps[phase - 1]:,}), the loss "
-            f"went up from one {unit} to the next at {rises[0]:.0%} of {a}'s and {rises[1]:.0%} of {b}'s")
+    said = (
+        f"While both losses were above {MEANINGFUL_LOSS} (steps {steps[0]:,} to {steps[phase - 1]:,}), the loss "
+        f"went up from one {unit} to the next at {rises[0]:.0%} of {a}'s and {rises[1]:.0%} of {b}'s"
+    )
     if abs(rises[0] - rises[1]) < SWING_GAP:
-        return (f"{said}: neither swung back and forth more than the other (some rises are only a harder batch, "
-                "since every step sees other claims).")
+        return (
+            f"{said}: neither swung back and forth more than the other (some rises are only a harder batch, "
+            "since every step sees other claims)."
+        )
     more, less = (a, b) if rises[0] > rises[1] else (b, a)
     return f"{said}: {more} swung back and forth more often than {less}."
 
@@ -154,14 +166,20 @@ def race_summary(main: Snapshot, race: Snapshot) -> str:
         return "The race has not produced any steps yet."
     a, b = optimizer_name(main.config), optimizer_name(race.config)
     recent = min(len(mine), len(theirs))
-    lines = [f"At step {step:,}, over the last {recent} recorded steps, "
-             + _compared("training loss", a, mine.mean(), b, theirs.mean()) + "."]
+    lines = [
+        f"At step {step:,}, over the last {recent} recorded steps, "
+        + _compared("training loss", a, mine.mean(), b, theirs.mean())
+        + "."
+    ]
     held = {e.step: e.heldout_loss for e in race.evals}
     common = [e for e in main.evals if e.step in held]
     if common:
         e = common[-1]
-        lines.append(f"On held-out claims (never trained on) at step {e.step:,}, "
-                     + _compared("loss", a, e.heldout_loss, b, held[e.step]) + ".")
+        lines.append(
+            f"On held-out claims (never trained on) at step {e.step:,}, "
+            + _compared("loss", a, e.heldout_loss, b, held[e.step])
+            + "."
+        )
     grid, mine_all, theirs_all = _on_one_grid(main, race, step)
     lines.append(swings(a, mine_all, b, theirs_all, grid))
     return " ".join(lines)

@@ -66,15 +66,19 @@ def no_tables(folder: str | None, active: bool, run_id: str | None) -> None:
     if run_id is None and not active:
         st.info("The table appears as soon as a run trains: press Train on the Train page.")
     elif folder is None:
-        st.info("This run is not being saved, and where its verdicts form is recorded in a run's folder: train with "
-                "saving on to see it.")
+        st.info(
+            "This run is not being saved, and where its verdicts form is recorded in a run's folder: train with "
+            "saving on to see it."
+        )
     elif active:
         st.info("Waiting for the first table, measured before the first step…")
     else:
         steps = ", ".join(f"{s:,}" for s in recorded_steps(DEFAULT.steps)[:-1])
-        st.info(f"This run has no record of where its verdicts form: it was trained before Headwatch recorded it. "
-                f"Runs trained now record it as they train (a run of the default recipe at steps {steps} and at its "
-                "end). For this run's latest weights, this command prints the table:")
+        st.info(
+            f"This run has no record of where its verdicts form: it was trained before Headwatch recorded it. "
+            f"Runs trained now record it as they train (a run of the default recipe at steps {steps} and at its "
+            "end). For this run's latest weights, this command prints the table:"
+        )
         st.code(f"python -m engine analyze --run {folder} --probes", language="bash")
 
 
@@ -86,9 +90,14 @@ def step_slider(tables: list[ProbeTable]) -> int | str:
     steps = [t.step for t in tables]
     if st.session_state.get("verdict_step") not in [*steps, LATEST]:
         st.session_state.verdict_step = LATEST
-    return st.select_slider("Training step", [*steps, LATEST], key="verdict_step", persist_state="session",
-                            format_func=lambda s: "latest" if s == LATEST else f"step {s:,}",
-                            help="Slide left to see where the verdicts stood earlier in training.")
+    return st.select_slider(
+        "Training step",
+        [*steps, LATEST],
+        key="verdict_step",
+        persist_state="session",
+        format_func=lambda s: "latest" if s == LATEST else f"step {s:,}",
+        help="Slide left to see where the verdicts stood earlier in training.",
+    )
 
 
 def tables_of(folder: str | None) -> list[ProbeTable] | None:
@@ -117,8 +126,10 @@ def view(step: int | str) -> None:
     st.markdown(lead_result(table, so_far))
     st.plotly_chart(verdict_figure(table, so_far), key="verdict_table", config=figures.CHART_CONFIG)
     fields = ", ".join(FIELD_NAMES.values())
-    st.caption(f"Rows: the reasons; columns: the fields ({fields}). 0.50 is a guess, 1.00 always right; ✓: the "
-               "verdict has formed there.")
+    st.caption(
+        f"Rows: the reasons; columns: the fields ({fields}). 0.50 is a guess, 1.00 always right; ✓: the "
+        "verdict has formed there."
+    )
 
 
 st.title("Where the verdict forms")

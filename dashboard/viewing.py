@@ -69,8 +69,10 @@ def banner() -> str | None:
     run_id = replay_id()
     if run_id:
         text, button = st.columns([4, 1], vertical_alignment="center")
-        text.info(f"Viewing saved run **{markdown_text(run_id)}** (read-only). This page's address opens it again, "
-                  "for you or anyone you send it to.")
+        text.info(
+            f"Viewing saved run **{markdown_text(run_id)}** (read-only). This page's address opens it again, "
+            "for you or anyone you send it to."
+        )
         button.button("Back to the live run", key="back_to_live", on_click=back_to_live, width="stretch")
     return run_id
 
@@ -90,9 +92,11 @@ def claims_only(page: str) -> None:
     its measurements are instead."""
     if watched_run():
         run_id = replay_id()
-        st.info(f"**{markdown_text(run_id)}** is your own model, recorded by headwatch.watch. {page} reads insurance "
-                "claims, which only Headwatch's claims model does: this run's loss is on **Train**, each attention "
-                "head's optimizer statistics on **Adam's memories**, and its attention on **Attention**.")
+        st.info(
+            f"**{markdown_text(run_id)}** is your own model, recorded by headwatch.watch. {page} reads insurance "
+            "claims, which only Headwatch's claims model does: this run's loss is on **Train**, each attention "
+            "head's optimizer statistics on **Adam's memories**, and its attention on **Attention**."
+        )
         st.stop()
 
 

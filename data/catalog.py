@@ -124,9 +124,7 @@ class _Row:
         return value
 
     def items(self, column: str, required: bool = True) -> tuple[str, ...]:
-        items = tuple(
-            dict.fromkeys(part.strip() for part in self.text(column, required).split(";") if part.strip())
-        )
+        items = tuple(dict.fromkeys(part.strip() for part in self.text(column, required).split(";") if part.strip()))
         if required and not items:
             raise self.error(f"column '{column}' has no items")
         return items
@@ -275,9 +273,7 @@ def _place(row: _Row) -> Place:
     )
 
 
-def _check_references(
-    rows: list[_Row], column: str, known: dict, what: str, allow_universal: bool = False
-) -> None:
+def _check_references(rows: list[_Row], column: str, known: dict, what: str, allow_universal: bool = False) -> None:
     for row in rows:
         for item in row.items(column):
             if item not in known and not (allow_universal and item == UNIVERSAL):
@@ -357,8 +353,7 @@ def _check_aliases(rows: dict[str, list[_Row]]) -> None:
                     first = owner.setdefault(key, (row.text(key_column), row))
                     if first[1] is not row:
                         raise row.error(
-                            f"{column} '{alias}' is already used by {first[1].file} row {first[1].line}"
-                            f" ({first[0]})"
+                            f"{column} '{alias}' is already used by {first[1].file} row {first[1].line} ({first[0]})"
                         )
 
 

@@ -140,24 +140,16 @@ class _Generator:
             for d in self.diagnoses
         }
         self.billers = {p.key: sorted(p.specialties) for p in self.procedures}
-        self.non_billers = {
-            p.key: [s for s in catalog.specialties if s not in p.specialties] for p in self.procedures
-        }
+        self.non_billers = {p.key: [s for s in catalog.specialties if s not in p.specialties] for p in self.procedures}
         self.sites = {p.key: sorted(p.places) for p in self.procedures}
         self.non_sites = {p.key: [x for x in catalog.places if x not in p.places] for p in self.procedures}
         self.nice_doses = {d.key: _nice_doses(d) for d in self.drugs}
         self.dose_pool = sorted({dose for doses in self.nice_doses.values() for dose in doses})
-        self.amount_pool = sorted(
-            {v for item in self.drugs + self.procedures for v in self._normal_amounts(item)}
-        )
-        pairs = [
-            (dx, item) for dx in self.diagnoses for item in self.drugs + self.procedures if item.fits(dx.key)
-        ]
+        self.amount_pool = sorted({v for item in self.drugs + self.procedures for v in self._normal_amounts(item)})
+        pairs = [(dx, item) for dx in self.diagnoses for item in self.drugs + self.procedures if item.fits(dx.key)]
         self.sex_pairs = [pair for pair in pairs if any(r.sex for r in _restricted(*pair))]
         self.age_pairs = [
-            pair
-            for pair in pairs
-            if any(r.age_min is not None or r.age_max is not None for r in _restricted(*pair))
+            pair for pair in pairs if any(r.age_min is not None or r.age_max is not None for r in _restricted(*pair))
         ]
         # A dose limit, a price range, a procedure's places and specialties are the item's own rules: for claims
         # that break one, the item is drawn first, so an item that fits one diagnosis shows its rules as often as
@@ -210,9 +202,7 @@ class _Generator:
             return rng.choice(self.universal if rng.random() < 0.2 else self.specific[dx.key])
         return rng.choice(self.other_procs[dx.key])
 
-    def _fill(
-        self, dx: Diagnosis, item: Drug | Procedure, reason: str, admin_kind: str | None
-    ) -> ClaimFields | None:
+    def _fill(self, dx: Diagnosis, item: Drug | Procedure, reason: str, admin_kind: str | None) -> ClaimFields | None:
         rng = self.rng
         is_drug = isinstance(item, Drug)
         dose = None
@@ -258,8 +248,9 @@ class _Generator:
 
     def _good_dose(self, drug: Drug) -> float:
         if self.rng.random() < PAST_NORMAL_SHARE:
-            return self._past_normal(self.dose_pool, drug.dose_min_mg, drug.dose_label_max_mg,
-                                     rules.DOSE_LOW, rules.DOSE_HIGH)
+            return self._past_normal(
+                self.dose_pool, drug.dose_min_mg, drug.dose_label_max_mg, rules.DOSE_LOW, rules.DOSE_HIGH
+            )
         return self.rng.choice(self.nice_doses[drug.key])
 
     def _good_amount(self, item: Drug | Procedure) -> float:
@@ -289,14 +280,10 @@ class _Generator:
 
     def _bad_dose(self, drug: Drug) -> float:
         if self.rng.random() < 0.5:
-            return self._outlier(
-                self.dose_pool, DOSE_HIGH, drug.dose_label_max_mg, up=True, floor=MIN_DOSE_MG
-            )
+            return self._outlier(self.dose_pool, DOSE_HIGH, drug.dose_label_max_mg, up=True, floor=MIN_DOSE_MG)
         return self._outlier(self.dose_pool, DOSE_LOW, drug.dose_min_mg, up=False, floor=MIN_DOSE_MG)
 
-    def _outlier(
-        self, pool: list[float], factors: tuple[float, float], base: float, up: bool, floor: float
-    ) -> float:
+    def _outlier(self, pool: list[float], factors: tuple[float, float], base: float, up: bool, floor: float) -> float:
         """A value in [base x factors], preferably one that is normal for some other item."""
         low, high = max(floor, base * factors[0]), base * factors[1]
         if self.rng.random() < NEAR_LINE_SHARE:
@@ -309,13 +296,10 @@ class _Generator:
 
     # ---- patient and provider ------------------------------------------------------------------------------
 
-    def _age(
-        self, dx: Diagnosis, restricted: list, adult: bool, conflict: bool, wanted: bool
-    ) -> int | bool | None:
+    def _age(self, dx: Diagnosis, restricted: list, adult: bool, conflict: bool, wanted: bool) -> int | bool | None:
         """An age (None if left out; False if no age can serve the target)."""
         low = max(
-            [dx.typical_age_min, ADULT if adult else 0]
-            + [r.age_min for r in restricted if r.age_min is not None]
+            [dx.typical_age_min, ADULT if adult else 0] + [r.age_min for r in restricted if r.age_min is not None]
         )
         high = min([dx.typical_age_max] + [r.age_max for r in restricted if r.age_max is not None])
         if not conflict:
@@ -345,9 +329,7 @@ class _Generator:
             return None
         return required.pop() if required else self.rng.choice(("M", "F"))
 
-    def _provider(
-        self, dx: Diagnosis, item: Drug | Procedure, admin_kind: str | None
-    ) -> tuple[str | None, str | None]:
+    def _provider(self, dx: Diagnosis, item: Drug | Procedure, admin_kind: str | None) -> tuple[str | None, str | None]:
         rng = self.rng
         if isinstance(item, Drug):
             specialty = rng.choice(self.prescribers[dx.key]) if rng.random() < 0.15 else None

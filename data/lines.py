@@ -56,12 +56,14 @@ class ServiceLines:
             return None
         prices = " and ".join(t.surface for t in self.total)
         what = "the claim's total" if len(self.total) == 1 else "not each after its own item"
-        return (f"{prices} is {what}, not a price of one of its {len(self.lines)} lines, so no line is judged on "
-                "its price")
+        return (
+            f"{prices} is {what}, not a price of one of its {len(self.lines)} lines, so no line is judged on its price"
+        )
 
 
-def cut_lines(text: str, encoded: Encoded, reading: Reading,
-              fits: Callable[[Token, Token], bool] | None = None) -> ServiceLines | None:
+def cut_lines(
+    text: str, encoded: Encoded, reading: Reading, fits: Callable[[Token, Token], bool] | None = None
+) -> ServiceLines | None:
     """The claim cut into service lines, or None when it bills fewer than two items (or too little was read).
     `fits(item, diagnosis)` points each line at its diagnosis when the claim names several, as a claim form's
     diagnosis pointer does: the first its item fits (else the claim's first)."""
@@ -79,10 +81,13 @@ def cut_lines(text: str, encoded: Encoded, reading: Reading,
                 owned[owner].append(token)
     each_priced = all(any(t.category == "amount" for t in own) for own in owned.values())
     total = () if each_priced else tuple(t for t in tokens if t.category == "amount")
-    spans = [_span(anchor, [t for t in owned[i] if each_priced or t.category != "amount"])
-             for i, (_, anchor) in enumerate(anchors)]
-    lines = tuple(_line(text, tokens, reading, anchor, i, spans, total, items, fits)
-                  for i, (_, anchor) in enumerate(anchors))
+    spans = [
+        _span(anchor, [t for t in owned[i] if each_priced or t.category != "amount"])
+        for i, (_, anchor) in enumerate(anchors)
+    ]
+    lines = tuple(
+        _line(text, tokens, reading, anchor, i, spans, total, items, fits) for i, (_, anchor) in enumerate(anchors)
+    )
     return ServiceLines(lines, total)
 
 
@@ -104,11 +109,15 @@ def _items(tokens: tuple[Token, ...]) -> list[Token]:
 def _owner(text: str, tokens: tuple[Token, ...], index: int, anchors: list) -> int | None:
     """The line a number belongs to: the drug right after a dose, else the item it follows; None before any item."""
     token = tokens[index]
-    following = next((t for t in tokens[index + 1:] if t.text != "of"), None)
+    following = next((t for t in tokens[index + 1 :] if t.text != "of"), None)
     if token.category == "dose" and following is not None:
         for i, (start, anchor) in enumerate(anchors):
-            if start == following.start and isinstance(anchor, Token) and anchor.category == "drug" \
-                    and DOSE_BEFORE_DRUG.fullmatch(text[token.end:following.start]):
+            if (
+                start == following.start
+                and isinstance(anchor, Token)
+                and anchor.category == "drug"
+                and DOSE_BEFORE_DRUG.fullmatch(text[token.end : following.start])
+            ):
                 return i
     before = [i for i, (start, _) in enumerate(anchors) if start < token.start]
     if before:
@@ -116,8 +125,9 @@ def _owner(text: str, tokens: tuple[Token, ...], index: int, anchors: list) -> i
     return 0 if token.category == "dose" else None
 
 
-def _pointed(tokens: tuple[Token, ...], item: Token | Unread,
-             fits: Callable[[Token, Token], bool] | None) -> tuple[Token, ...]:
+def _pointed(
+    tokens: tuple[Token, ...], item: Token | Unread, fits: Callable[[Token, Token], bool] | None
+) -> tuple[Token, ...]:
     """The tokens with one diagnosis left of several: the first the item fits, else the first."""
     diagnoses = list({t.id: t for t in reversed(tokens) if t.category == "diagnosis"}.values())[::-1]
     if len(diagnoses) < 2 or fits is None or not isinstance(item, Token):
@@ -130,9 +140,17 @@ def _span(anchor: Token | Unread, own: list[Token]) -> tuple[int, int]:
     return min([anchor.start, *(t.start for t in own)]), max([anchor.end, *(t.end for t in own)])
 
 
-def _line(text: str, tokens: tuple[Token, ...], reading: Reading, anchor: Token | Unread, index: int,
-          spans: list[tuple[int, int]], total: tuple[Token, ...], items: list[Token],
-          fits: Callable[[Token, Token], bool] | None) -> ServiceLine:
+def _line(
+    text: str,
+    tokens: tuple[Token, ...],
+    reading: Reading,
+    anchor: Token | Unread,
+    index: int,
+    spans: list[tuple[int, int]],
+    total: tuple[Token, ...],
+    items: list[Token],
+    fits: Callable[[Token, Token], bool] | None,
+) -> ServiceLine:
     """One line: every token but those of the other lines, the other items' and the prices judged on no line."""
     others = [span for i, span in enumerate(spans) if i != index]
     other_items = {t.id for t in items if not isinstance(anchor, Token) or t.id != anchor.id}  # its own: by span
@@ -143,11 +161,15 @@ def _line(text: str, tokens: tuple[Token, ...], reading: Reading, anchor: Token 
     kept = tuple(t for t in tokens if not elsewhere(t.start, t.end) and t.id not in other_items and t not in total)
     kept = _pointed(kept, anchor, fits)
     starts = {t.start for t in kept}
-    parts = tuple((part, tuple(u for u in blamed if not elsewhere(u.start, u.end) and u is not anchor))
-                  for part, blamed in reading.unread_parts)
-    line_reading = replace(reading, read=tuple(t for t in reading.read if t.start in starts),
-                           unread=tuple(u for u in reading.unread if not elsewhere(u.start, u.end)),
-                           unread_parts=tuple((part, blamed) for part, blamed in parts if blamed))
+    parts = tuple(
+        (part, tuple(u for u in blamed if not elsewhere(u.start, u.end) and u is not anchor))
+        for part, blamed in reading.unread_parts
+    )
+    line_reading = replace(
+        reading,
+        read=tuple(t for t in reading.read if t.start in starts),
+        unread=tuple(u for u in reading.unread if not elsewhere(u.start, u.end)),
+        unread_parts=tuple((part, blamed) for part, blamed in parts if blamed),
+    )
     start, end = spans[index]
-    return ServiceLine(text[start:end], start, end, kept, line_reading,
-                       anchor if isinstance(anchor, Unread) else None)
+    return ServiceLine(text[start:end], start, end, kept, line_reading, anchor if isinstance(anchor, Unread) else None)

@@ -31,8 +31,10 @@ def _allowed_edits(letters: int) -> int:
 def _each_word_near(query: str, name: str) -> bool:
     """Each typed word is near its word of the name, as near as the shorter of the two allows: "sore throat" is not
     "strep throat", however near the phrases are ("sore" is a word of its own), nor "neurolgy" "urology"."""
-    return all(OSA.distance(typed, word) <= _allowed_edits(min(len(typed), len(word)))
-               for typed, word in zip(query.split(), name.split(), strict=True))
+    return all(
+        OSA.distance(typed, word) <= _allowed_edits(min(len(typed), len(word)))
+        for typed, word in zip(query.split(), name.split(), strict=True)
+    )
 
 
 def _numbered_names(tokenizer: Tokenizer, ids: dict[str, int]) -> dict[int, tuple[tuple[str, ...], ...]]:
@@ -49,8 +51,12 @@ def _head_words(tokenizer: Tokenizer) -> frozenset[str]:
     """Vocabulary words that end catalog names of two or more words after a word ("surgery" of "general surgery",
     "doctor" of "family doctor"): after an unknown word, the word ends that unknown name."""
     words = {text for text in tokenizer.vocab if category_of(text) == "other"}
-    return frozenset(key[-1] for aliases in tokenizer.aliases.values() for key in map(phrase_key, aliases)
-                     if len(key) > 1 and key[-1] in words and len(key[-1]) > 1 and key[-2].isalpha())
+    return frozenset(
+        key[-1]
+        for aliases in tokenizer.aliases.values()
+        for key in map(phrase_key, aliases)
+        if len(key) > 1 and key[-1] in words and len(key[-1]) > 1 and key[-2].isalpha()
+    )
 
 
 def _is_number_word(word: str) -> bool:
@@ -59,8 +65,11 @@ def _is_number_word(word: str) -> bool:
 
 def _differs_in_numbers_only(typed: tuple[str, ...], name: tuple[str, ...]) -> bool:
     """Typed and name differ, each word of them alike but numbers: "type 1 diabetes" and "type 2 diabetes"."""
-    return (len(typed) == len(name) and typed != name
-            and all(a == b or (_is_number_word(a) and _is_number_word(b)) for a, b in zip(typed, name, strict=True)))
+    return (
+        len(typed) == len(name)
+        and typed != name
+        and all(a == b or (_is_number_word(a) and _is_number_word(b)) for a, b in zip(typed, name, strict=True))
+    )
 
 
 class NearMisses:
@@ -94,16 +103,17 @@ class NearMisses:
                 if index < back or token.id not in self._numbered:
                     break
                 begin = tokens[index - back].start
-                if HARD_GAP.search(text[begin:token.end]):
+                if HARD_GAP.search(text[begin : token.end]):
                     break
-                typed = phrase_key(text[begin:token.end])
+                typed = phrase_key(text[begin : token.end])
                 if any(_differs_in_numbers_only(typed, name) for name in self._numbered[token.id]):
-                    found.append(Unread(text[begin:token.end], token.category, begin, token.end))
+                    found.append(Unread(text[begin : token.end], token.category, begin, token.end))
                     break
         return found
 
-    def replace_near(self, text: str, tokens: list[Token], unread_words: list[list[int]],
-                     marked: list[Unread]) -> tuple[list[Token], dict[int, str], list[Unread]]:
+    def replace_near(
+        self, text: str, tokens: list[Token], unread_words: list[list[int]], marked: list[Unread]
+    ) -> tuple[list[Token], dict[int, str], list[Unread]]:
         """tokens with each run of unread words near one catalog name replaced by that name's token, and each other
         unread word the tokenizer cut at an accent by one unknown token ("médecin" is not "m", read as male, and
         "édecin"); where the names' tokens are, with the name each was near, and the words near two names."""
@@ -145,41 +155,50 @@ class NearMisses:
                 runs.append([])
                 continue
             previous = runs[-1][-1] if runs and runs[-1] else None
-            if previous and previous[-1] == word[0] - 1 and not HARD_GAP.search(text[tokens[previous[-1]].end:
-                                                                                       first.start]):
+            if (
+                previous
+                and previous[-1] == word[0] - 1
+                and not HARD_GAP.search(text[tokens[previous[-1]].end : first.start])
+            ):
                 runs[-1].append(word)
             else:
                 runs.append([word])
         runs = [run for run in runs if run]
         for run in runs:
             last = run[-1][-1]
-            if is_content(text[tokens[run[-1][0]].start:tokens[last].end]) and self.head_after(text, tokens, last):
+            if is_content(text[tokens[run[-1][0]].start : tokens[last].end]) and self.head_after(text, tokens, last):
                 run.append([last + 1])
         return runs
 
     def head_after(self, text: str, tokens: list[Token], index: int) -> bool:
         """The token after `index` is a word that ends catalog names ("surgery", "doctor", "test"), after a space."""
-        return (index + 1 < len(tokens) and tokens[index + 1].text in self._heads
-                and text[tokens[index].end:tokens[index + 1].start].isspace())
+        return (
+            index + 1 < len(tokens)
+            and tokens[index + 1].text in self._heads
+            and text[tokens[index].end : tokens[index + 1].start].isspace()
+        )
 
-    def _match(self, text: str, tokens: list[Token], run: list[list[int]],
-               start: int) -> tuple[int, tuple[Token, str] | Unread | None]:
+    def _match(
+        self, text: str, tokens: list[Token], run: list[list[int]], start: int
+    ) -> tuple[int, tuple[Token, str] | Unread | None]:
         """The longest window of the run from `start` that is near catalog names, and its words: near one, that
         name's token and the name; near two or more, an Unread naming them; near none, (1, None)."""
         if tokens[run[start][0]].text != Tokenizer.UNK:  # a word read, taken only to end a name
             return 1, None
         for length in range(min(MAX_WINDOW, len(run) - start), 0, -1):
-            window = run[start:start + length]
+            window = run[start : start + length]
             begin, end = tokens[window[0][0]].start, tokens[window[-1][-1]].end
-            query = " ".join(text[tokens[w[0]].start:tokens[w[-1]].end].lower() for w in window)
+            query = " ".join(text[tokens[w[0]].start : tokens[w[-1]].end].lower() for w in window)
             if length == 1 and query in HARMLESS_WORDS:
                 continue
             near = self._near(query, length)
             if len(near) == 1:
-                (token_id, name), = near
+                ((token_id, name),) = near
                 vocab = self.tokenizer.vocab[token_id]
-                return length, (fast_token(token_id, vocab, text[begin:end], begin, end, category_of(vocab), None),
-                                name)
+                return length, (
+                    fast_token(token_id, vocab, text[begin:end], begin, end, category_of(vocab), None),
+                    name,
+                )
             if near:
                 return length, Unread(text[begin:end], None, begin, end, tuple(self.named(*n) for n in near))
         return 1, None
@@ -188,8 +207,11 @@ class NearMisses:
         """(token id, name) of every catalog entity with a name of `words` words within the allowed edits of query,
         nearest first, each with its nearest name."""
         allowed = _allowed_edits(sum(c.isalpha() for c in query))
-        names = {name: token_id for length in range(len(query) - allowed, len(query) + allowed + 1)
-                 for name, token_id in self._names.get((words, length), {}).items()}
+        names = {
+            name: token_id
+            for length in range(len(query) - allowed, len(query) + allowed + 1)
+            for name, token_id in self._names.get((words, length), {}).items()
+        }
         if not allowed or not names:
             return ()
         matches = process.extract(query, list(names), scorer=OSA.distance, score_cutoff=allowed, limit=None)

@@ -39,8 +39,13 @@ from data.vocabulary import ENTITY_PREFIXES, Encoded, Token
 MIN_SHARE_READ = 0.5
 
 # What a verdict cannot say when a part was not read, as the object of "Headwatch cannot judge ..."
-JUDGES = {"diagnosis": "whether the billed item fits the diagnosis", "item": "what was billed", "dose": "the dose",
-          "price": "the price", WHOLE: "this claim"}
+JUDGES = {
+    "diagnosis": "whether the billed item fits the diagnosis",
+    "item": "what was billed",
+    "dose": "the dose",
+    "price": "the price",
+    WHOLE: "this claim",
+}
 
 
 @dataclass(frozen=True)
@@ -53,8 +58,12 @@ class ReadTerm:
     near: str | None = None  # the catalog name it was read as because it was near it, not equal to it
 
     def to_json(self) -> dict:
-        return {"text": self.surface, "as": self.field, "meaning": self.meaning,
-                **({"read_as_near": self.near} if self.near else {})}
+        return {
+            "text": self.surface,
+            "as": self.field,
+            "meaning": self.meaning,
+            **({"read_as_near": self.near} if self.near else {}),
+        }
 
 
 @dataclass(frozen=True)
@@ -109,13 +118,19 @@ class Reading:
 
     def notes(self) -> tuple[str, ...]:
         """Each near miss read as a catalog name, and each word near two, in words."""
-        return (*(f"read '{t.surface}' as {t.near}" for t in self.read if t.near),
-                *(u.said() for u in self.unread if u.near))
+        return (
+            *(f"read '{t.surface}' as {t.near}" for t in self.read if t.near),
+            *(u.said() for u in self.unread if u.near),
+        )
 
     def to_json(self) -> dict:
-        return {"read": [t.to_json() for t in self.read], "not_read": [u.surface for u in self.unread],
-                "notes": list(self.notes()), "share_read": round(self.share_read, 4),
-                "parts_not_read": list(self.parts)}
+        return {
+            "read": [t.to_json() for t in self.read],
+            "not_read": [u.surface for u in self.unread],
+            "notes": list(self.notes()),
+            "share_read": round(self.share_read, 4),
+            "parts_not_read": list(self.parts),
+        }
 
 
 class Reader:
@@ -137,24 +152,31 @@ class Reader:
             unread_words = glued_words(tokens)
             encoded = Encoded(tuple(tokens), encoded.truncated, encoded.warnings)
         unread = self._unread(text, tokens, unread_words, [*ambiguous, *marked])
-        read = tuple(self._term(t, corrected.get(i)) for i, t in enumerate(tokens) if t.text != Tokenizer.UNK
-                     and t.category != "other")
+        read = tuple(
+            self._term(t, corrected.get(i))
+            for i, t in enumerate(tokens)
+            if t.text != Tokenizer.UNK and t.category != "other"
+        )
         in_unread = {i for word in unread_words for i in word}
         marked_starts = {u.start for u in marked}
 
         def within_unread(token: Token) -> bool:  # "puffs" of "2 puffs", "surgery" of "bariatric surgery"
             return any(u.start <= token.start and token.end <= u.end for u in unread)
 
-        counted = [i for i, t in enumerate(tokens) if i not in in_unread and (t.category != "other"
-                                                                               or t.surface[:1].isalnum())]
+        counted = [
+            i for i, t in enumerate(tokens) if i not in in_unread and (t.category != "other" or t.surface[:1].isalnum())
+        ]
         words_read = sum(not within_unread(tokens[i]) for i in counted)
-        content = sum(tokens[w[0]].start in marked_starts or is_content(text[tokens[w[0]].start:tokens[w[-1]].end])
-                      for w in unread_words)
+        content = sum(
+            tokens[w[0]].start in marked_starts or is_content(text[tokens[w[0]].start : tokens[w[-1]].end])
+            for w in unread_words
+        )
         parts = self._unread_parts(text, tokens, unread)
         return encoded, Reading(read, unread, parts, len(counted) + content, words_read)
 
-    def _unread(self, text: str, tokens: list[Token], unread_words: list[list[int]],
-                given: list[Unread]) -> tuple[Unread, ...]:
+    def _unread(
+        self, text: str, tokens: list[Token], unread_words: list[list[int]], given: list[Unread]
+    ) -> tuple[Unread, ...]:
         """Unread content words grouped into phrases, each with its field, a phrase ending with the word after it
         when that word ends catalog names ("bariatric surgery"); numbers in units not read; and `given` (words near
         two names, addresses, symbols, names misread)."""
@@ -171,7 +193,7 @@ class Reader:
 
         for word in unread_words:
             first, last = tokens[word[0]], tokens[word[-1]]
-            surface = text[first.start:last.end]
+            surface = text[first.start : last.end]
             inside_given = any(s <= first.start and last.end <= e for s, e in taken)
             unit = unit_not_read(text, tokens, word[0], word[-1])
             if inside_given or unit is not None or not is_content(surface):
@@ -179,19 +201,24 @@ class Reader:
                 if unit is not None:
                     found.append(unit)
                 continue
-            if phrase and (phrase[-1] != word[0] - 1 or HARD_GAP.search(text[tokens[phrase[-1]].end:first.start])):
+            if phrase and (phrase[-1] != word[0] - 1 or HARD_GAP.search(text[tokens[phrase[-1]].end : first.start])):
                 close()
             phrase.extend(word)
         close()
         return tuple(sorted([*found, *uncounted_doses(text, tokens, found)], key=lambda u: u.start))
 
-    def _unread_parts(self, text: str, tokens: list[Token],
-                      unread: tuple[Unread, ...]) -> tuple[tuple[str, tuple[Unread, ...]], ...]:
+    def _unread_parts(
+        self, text: str, tokens: list[Token], unread: tuple[Unread, ...]
+    ) -> tuple[tuple[str, tuple[Unread, ...]], ...]:
         """Each part of the claim written but not read, with what was not read of it. A claim that names no billed
         item has none not read: nothing was written there."""
         categories = {t.category for t in tokens}
-        read = {"diagnosis": "diagnosis" in categories, "item": bool({"drug", "procedure"} & categories),
-                "dose": "dose" in categories, "price": "amount" in categories}
+        read = {
+            "diagnosis": "diagnosis" in categories,
+            "item": bool({"drug", "procedure"} & categories),
+            "dose": "dose" in categories,
+            "price": "amount" in categories,
+        }
         slot_parts = {"diagnosis": ("diagnosis",), None: ("diagnosis", "item")}  # drug and procedure: above
         blamed: dict[str, list[Unread]] = {part: [] for part in PARTS}
         for u in unread:
@@ -219,5 +246,6 @@ class Reader:
             return {"M": "male", "F": "female"}[token.text.partition(":")[2]]
         if token.value is None:
             return token.text
-        return {"dose": f"{token.value:g} mg", "amount": f"${token.value:,.2f}",
-                "age": f"{token.value:g} years"}[token.category]
+        return {"dose": f"{token.value:g} mg", "amount": f"${token.value:,.2f}", "age": f"{token.value:g} years"}[
+            token.category
+        ]

@@ -25,8 +25,13 @@ CANNOT_CHECK = "CANNOT CHECK"  # the rules' answer on a claim a part of which wa
 # stands for a claim too little of which was read: no verdict rests on it.
 PARTS = ("diagnosis", "item", "dose", "price")
 WHOLE = "claim"
-RESTS_ON = {VALID: PARTS, "MEDICAL": ("diagnosis", "item"), "DOSAGE": ("item", "dose"), "COST": ("item", "price"),
-            "ADMIN": ("diagnosis", "item")}
+RESTS_ON = {
+    VALID: PARTS,
+    "MEDICAL": ("diagnosis", "item"),
+    "DOSAGE": ("item", "dose"),
+    "COST": ("item", "price"),
+    "ADMIN": ("diagnosis", "item"),
+}
 
 DOSE_HIGH = 1.5  # invalid above 1.5 x the label's daily maximum
 DOSE_LOW = 0.25  # invalid below 0.25 x the usual minimum daily dose
@@ -83,8 +88,7 @@ def _dosage(drug: Drug | None, dose: float | None) -> list[Violation]:
             Violation(
                 "DOSAGE",
                 "dose_high",
-                f"{dose:g} mg/day of {drug.name} is above 1.5 x its label maximum "
-                f"({drug.dose_label_max_mg:g} mg/day)",
+                f"{dose:g} mg/day of {drug.name} is above 1.5 x its label maximum ({drug.dose_label_max_mg:g} mg/day)",
             )
         ]
     if dose < DOSE_LOW * drug.dose_min_mg:
@@ -92,8 +96,7 @@ def _dosage(drug: Drug | None, dose: float | None) -> list[Violation]:
             Violation(
                 "DOSAGE",
                 "dose_low",
-                f"{dose:g} mg/day of {drug.name} is below 0.25 x its usual minimum "
-                f"({drug.dose_min_mg:g} mg/day)",
+                f"{dose:g} mg/day of {drug.name} is below 0.25 x its usual minimum ({drug.dose_min_mg:g} mg/day)",
             )
         ]
     return []
@@ -134,18 +137,14 @@ def _age_text(low: int | None, high: int | None) -> str:
     return f"{low or 0}-{high}"
 
 
-def _admin(
-    fields: ClaimFields, dx: Diagnosis | None, proc: Procedure | None, catalog: Catalog
-) -> list[Violation]:
+def _admin(fields: ClaimFields, dx: Diagnosis | None, proc: Procedure | None, catalog: Catalog) -> list[Violation]:
     restricted = [item for item in (dx, proc) if item is not None]
     found = []
     # One violation per kind, even when both the diagnosis and the procedure conflict with the patient.
     if fields.sex is not None:
         clashes = [item.name for item in restricted if item.sex is not None and item.sex != fields.sex]
         if clashes:
-            found.append(
-                Violation("ADMIN", "sex", f"sex {fields.sex} conflicts with {' and '.join(clashes)}")
-            )
+            found.append(Violation("ADMIN", "sex", f"sex {fields.sex} conflicts with {' and '.join(clashes)}"))
     if fields.age is not None:
         clashes = [
             f"{item.name} ({_age_text(item.age_min, item.age_max)})"
@@ -153,9 +152,7 @@ def _admin(
             if _outside(fields.age, item.age_min, item.age_max)
         ]
         if clashes:
-            found.append(
-                Violation("ADMIN", "age", f"age {fields.age} conflicts with {' and '.join(clashes)}")
-            )
+            found.append(Violation("ADMIN", "age", f"age {fields.age} conflicts with {' and '.join(clashes)}"))
     if proc is not None and fields.specialty is not None and fields.specialty not in proc.specialties:
         name = catalog.specialties[fields.specialty].name
         found.append(Violation("ADMIN", "specialty", f"{name} does not bill {proc.name}"))
@@ -201,8 +198,9 @@ def label_read(violations: list[Violation], unread: Collection[str]) -> tuple[st
     """label_of(violations), or (CANNOT_CHECK, NONE) when that answer rests on a part written but not read; a
     ValueError still for rules of several reasons."""
     verdict, reason = label_of(violations)
-    return (CANNOT_CHECK, NO_REASON) if unchecked(reason if verdict == INVALID else VALID, unread) else (verdict,
-                                                                                                        reason)
+    return (
+        (CANNOT_CHECK, NO_REASON) if unchecked(reason if verdict == INVALID else VALID, unread) else (verdict, reason)
+    )
 
 
 def label_of(violations: list[Violation]) -> tuple[str, str]:

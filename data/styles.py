@@ -85,6 +85,10 @@ def pipes(fields: ClaimFields, catalog: Catalog, rng: random.Random) -> str:
 
 
 STYLES: dict[str, Callable[[ClaimFields, Catalog, random.Random], str]] = {
-    "terse": terse, "shuffled": shuffled, "padded": padded, "lower, no commas": lower_plain,
-    "abbreviated": abbreviated, "pipes": pipes,
+    "terse": terse,
+    "shuffled": shuffled,
+    "padded": padded,
+    "lower, no commas": lower_plain,
+    "abbreviated": abbreviated,
+    "pipes": pipes,
 }

@@ -115,8 +115,7 @@ class Tokenizer:
                 key = phrase_key(name)
                 by_start.setdefault(key[0], {}).setdefault(len(key), {}).setdefault(key, self._ids[token_text])
         self._phrases: dict[str, tuple[tuple[int, dict[tuple[str, ...], int]], ...]] = {
-            start: tuple(sorted(by_length.items(), key=lambda item: -item[0]))
-            for start, by_length in by_start.items()
+            start: tuple(sorted(by_length.items(), key=lambda item: -item[0])) for start, by_length in by_start.items()
         }
         # Words that read the same whatever their neighbours: not a name's first piece, not money, not one
         # letter (units, "f/u"); sex words included. Unknown words are not here: they take the slow path.
@@ -130,14 +129,21 @@ class Tokenizer:
             {
                 start: by_length[0][1][(start,)]
                 for start, by_length in self._phrases.items()
-                if len(by_length) == 1 and by_length[0][0] == 1 and start.isalpha() and len(start) > 1
-                and start not in MONEY_WORDS and start not in NUMBER_WORDS
+                if len(by_length) == 1
+                and by_length[0][0] == 1
+                and start.isalpha()
+                and len(start) > 1
+                and start not in MONEY_WORDS
+                and start not in NUMBER_WORDS
             }
         )
         # A sex word that starts a name ("female breast cancer") is read as the name when the name follows.
         self._plain.update(
-            {word: self._ids[f"sex:{sex}"] for word, sex in SEX_WORDS.items()
-             if len(word) > 1 and word not in self._phrases}
+            {
+                word: self._ids[f"sex:{sex}"]
+                for word, sex in SEX_WORDS.items()
+                if len(word) > 1 and word not in self._phrases
+            }
         )
         longest = max((length for lengths in self._phrases.values() for length, _ in lengths), default=1)
         self._pieces_per_token = max(longest, PIECES_PER_TOKEN)
@@ -283,9 +289,7 @@ class _Encoding:
         if not self.tokens:
             return False
         last_id, _, last_end, _ = self.tokens[-1]
-        return (
-            self.lows[i - 1] in AGE_WORDS and last_end == self.ends[i - 1] and self.tk.vocab[last_id] in AGE_WORDS
-        )
+        return self.lows[i - 1] in AGE_WORDS and last_end == self.ends[i - 1] and self.tk.vocab[last_id] in AGE_WORDS
 
     def _money_start(self, i: int) -> int:
         # "-$5": the minus sits right before the dollar sign, outside the number piece.
@@ -324,9 +328,7 @@ class _Encoding:
         lows = self.lows
         low = lows[i]
         nxt = lows[i + 1] if self._soft(i + 1) else None
-        if (
-            nxt in MULTIPLIERS and self._glued(i + 1) and self._money_suffix_at(i + 2)
-        ) or self._money_suffix_at(i + 1):
+        if (nxt in MULTIPLIERS and self._glued(i + 1) and self._money_suffix_at(i + 2)) or self._money_suffix_at(i + 1):
             return self._amount(i, self.starts[i])
         # a unit is only a unit if it is not glued to more text: "10 g" is a dose, "icd-10 G43.909" is not
         clean = not self._glued(i + 2)
@@ -350,8 +352,7 @@ class _Encoding:
             return consumed
         # "54 M", "F 54", "M/54": a plausible age right next to a sex word
         if _is_age(low) and (
-            (nxt in SEX_WORDS and clean)
-            or (i > 0 and lows[i - 1] in SEX_WORDS and not _is_hard(self.gaps[i]))
+            (nxt in SEX_WORDS and clean) or (i > 0 and lows[i - 1] in SEX_WORDS and not _is_hard(self.gaps[i]))
         ):
             self._age(i, self.ends[i])
             return 1

@@ -6,8 +6,13 @@ from dataclasses import dataclass
 
 from data.tokenizer import MONEY_WORDS
 
-FIELD_NAMES = {"diagnosis": "diagnosis", "drug": "drug", "procedure": "procedure", "specialty": "specialty",
-               "place": "place of service"}
+FIELD_NAMES = {
+    "diagnosis": "diagnosis",
+    "drug": "drug",
+    "procedure": "procedure",
+    "specialty": "specialty",
+    "place": "place of service",
+}
 NOT_WORDS = ("link", "symbol")  # the fields of Unreads that are no words: an address, pictographs
 
 
@@ -32,8 +37,9 @@ class Unread:
         if self.field == "symbol":
             return f"'{self.surface}' is symbols, not words Headwatch reads"
         if self.field == "unit":
-            return (f"'{self.surface}' is in a unit Headwatch does not read (doses in mg, g or mcg; prices in US "
-                    "dollars)")
+            return (
+                f"'{self.surface}' is in a unit Headwatch does not read (doses in mg, g or mcg; prices in US dollars)"
+            )
         if self.field in FIELD_NAMES:
             return f"'{self.surface}' is not a {FIELD_NAMES[self.field]} Headwatch knows"
         return f"'{self.surface}' is not a diagnosis, drug or procedure Headwatch knows"

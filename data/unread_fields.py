@@ -17,21 +17,55 @@ COORDINATORS = frozenset({"and", "plus", "also", "&"})  # "lisinopril 10 mg and 
 LISTED = re.compile(r"[,;+&\n•]|\b(?:and|plus|also)\b", re.IGNORECASE)
 COORDINATED = re.compile(r"[+&]|\b(?:and|plus|also)\b", re.IGNORECASE)
 # Numbers in words: "levothyroxine 0.1 mg, thirty day fill" lists a supply, not an item.
-SPELLED_NUMBERS = frozenset({"four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "fifteen",
-                             "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety", "hundred",
-                             "thousand"})
+SPELLED_NUMBERS = frozenset(
+    {
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "fifteen",
+        "twenty",
+        "thirty",
+        "forty",
+        "fifty",
+        "sixty",
+        "seventy",
+        "eighty",
+        "ninety",
+        "hundred",
+        "thousand",
+    }
+)
 ITEM_KEYS = frozenset(key.lower() for field in ("drug", "proc") for key in phrasing.KV_KEYS[field])
 
 
 def _template_cues() -> tuple[dict[tuple[str, ...], str], dict[str, str]]:
     """Which field a word's neighbours say it is, from the generator's own templates: the last one or two words
     before a field ("diagnosed with {}", "rx {d}", "underwent {p}", "Dx: ") and the word after it ("{p} done")."""
-    groups = {"diagnosis": (phrasing.DX, "{}"), "drug": (phrasing.DRUG_DOSE + phrasing.DRUG_ONLY, "{d}"),
-              "procedure": (phrasing.PROC, "{p}"), "specialty": (phrasing.SPECIALTY + phrasing.PRESCRIBER, "{}"),
-              "place": (phrasing.PLACE, "{}"), "amount": (phrasing.AMOUNT, "{}")}
+    groups = {
+        "diagnosis": (phrasing.DX, "{}"),
+        "drug": (phrasing.DRUG_DOSE + phrasing.DRUG_ONLY, "{d}"),
+        "procedure": (phrasing.PROC, "{p}"),
+        "specialty": (phrasing.SPECIALTY + phrasing.PRESCRIBER, "{}"),
+        "place": (phrasing.PLACE, "{}"),
+        "amount": (phrasing.AMOUNT, "{}"),
+    }
     verbs = {"drug": phrasing.DRUG_VERBS, "procedure": phrasing.PROC_VERBS}
-    keys = {"dx": "diagnosis", "drug": "drug", "proc": "procedure", "spec": "specialty", "place": "place",
-            "dose": "dose", "amount": "amount", "agesex": "patient"}
+    keys = {
+        "dx": "diagnosis",
+        "drug": "drug",
+        "proc": "procedure",
+        "spec": "specialty",
+        "place": "place",
+        "dose": "dose",
+        "amount": "amount",
+        "agesex": "patient",
+    }
     exact: dict[tuple[str, ...], set[str]] = {}
     last_word: dict[tuple[str, ...], set[str]] = {}
     after: dict[str, set[str]] = {}
@@ -69,7 +103,7 @@ KEY_COLON = re.compile(r"(?:\s*[:=]|\s+-)\s*$")  # "Dx: ", "Dx=", "Dx - ": a key
 def _has_own_dose(text: str, tokens: list[Token], unread: Unread) -> bool:
     """A dose follows the phrase within its field ("gabapentin 300 mg")."""
     after = next((t for t in tokens if t.start >= unread.end), None)
-    return after is not None and after.category == "dose" and not HARD_GAP.search(text[unread.end:after.start])
+    return after is not None and after.category == "dose" and not HARD_GAP.search(text[unread.end : after.start])
 
 
 def _segment_before(prefix: str) -> str:
@@ -78,7 +112,7 @@ def _segment_before(prefix: str) -> str:
     gaps = [m.start() for m in HARD_GAP.finditer(prefix)]
     if gaps and KEY_COLON.search(prefix):
         gaps = gaps[:-1]
-    return prefix[gaps[-1] + 1:] if gaps else prefix
+    return prefix[gaps[-1] + 1 :] if gaps else prefix
 
 
 def field_of(text: str, tokens: list[Token], begin: int, end: int) -> str | None:
@@ -89,7 +123,7 @@ def field_of(text: str, tokens: list[Token], begin: int, end: int) -> str | None
             return BEFORE_CUES[key]
     rest = text[end:]
     stop = HARD_GAP.search(rest)
-    following = phrase_key(rest[:stop.start() if stop else len(rest)])
+    following = phrase_key(rest[: stop.start() if stop else len(rest)])
     if following and following[0] in AFTER_CUES:
         return AFTER_CUES[following[0]]
     if _has_own_dose(text, tokens, Unread("", None, begin, end)):
@@ -102,13 +136,14 @@ def _coordinated_item(text: str, tokens: list[Token], begin: int) -> str | None:
     glipizide", "metformin $10 + glipizide"): past the item's dose and price, after a list separator or an "and" (after
     a price, only an "and": "$40, neuropathy" may as well be a diagnosis); None when anything else stands between."""
     before = [t for t in tokens if t.end <= begin]
-    own = list(takewhile(lambda t: t.category in ("dose", "amount") or t.surface.lower() in COORDINATORS,
-                         reversed(before)))
+    own = list(
+        takewhile(lambda t: t.category in ("dose", "amount") or t.surface.lower() in COORDINATORS, reversed(before))
+    )
     if len(own) == len(before) or before[-len(own) - 1].category not in ITEM_FIELDS:
         return None
     item = before[-len(own) - 1]
     numbers = [t for t in own if t.category in ("dose", "amount")]
-    after = text[(numbers[0] if numbers else item).end:begin]
+    after = text[(numbers[0] if numbers else item).end : begin]
     if not LISTED.search(after) or (any(t.category == "amount" for t in numbers) and not COORDINATED.search(after)):
         return None
     return item.category
@@ -117,8 +152,11 @@ def _coordinated_item(text: str, tokens: list[Token], begin: int) -> str | None:
 def listed_as_item(text: str, tokens: list[Token], unread: Unread) -> bool:
     """The phrase is another billed item beside one read: with its own dose, listed after an item, or after an item's
     key ("Rx: insulin")."""
-    before = [w for w in phrase_key(_segment_before(text[:unread.start])) if w not in ARTICLES]
+    before = [w for w in phrase_key(_segment_before(text[: unread.start])) if w not in ARTICLES]
     if set(phrase_key(unread.surface)) <= SPELLED_NUMBERS:
         return False
-    return (_has_own_dose(text, tokens, unread) or _coordinated_item(text, tokens, unread.start) is not None
-            or (bool(before) and before[-1] in ITEM_KEYS))
+    return (
+        _has_own_dose(text, tokens, unread)
+        or _coordinated_item(text, tokens, unread.start) is not None
+        or (bool(before) and before[-1] in ITEM_KEYS)
+    )

@@ -28,8 +28,11 @@ _STOP_TEXT = """
 """
 STOP_WORDS = frozenset(_STOP_TEXT.split())
 # Unknown words the generator sprinkles into claims so the model reads past them, and the styles' filler.
-HARMLESS_WORDS = STOP_WORDS | frozenset(phrasing.JUNK_WORDS) | frozenset(
-    piece for filler in styles.FILLERS for piece in phrase_key(filler))
+HARMLESS_WORDS = (
+    STOP_WORDS
+    | frozenset(phrasing.JUNK_WORDS)
+    | frozenset(piece for filler in styles.FILLERS for piece in phrase_key(filler))
+)
 
 UNK_ID = SPECIALS.index(Tokenizer.UNK)
 # Text that is no claim words at all: a web or mail address (its words are not the claim's, even those the tokenizer
@@ -63,17 +66,20 @@ def not_words(text: str, tokens: tuple[Token, ...]) -> list[Unread]:
     for match in LINK.finditer(text):
         inside = [t for t in tokens if match.start() <= t.start and t.end <= match.end()]
         if inside:
-            found.append(Unread(text[inside[0].start:inside[-1].end], "link", inside[0].start, inside[-1].end))
+            found.append(Unread(text[inside[0].start : inside[-1].end], "link", inside[0].start, inside[-1].end))
     run: list[Token] = []
     for token in (*tokens, None):
-        if token is not None and token.text == Tokenizer.UNK and all(unicodedata.category(c) == "So"
-                                                                     for c in token.surface):
+        if (
+            token is not None
+            and token.text == Tokenizer.UNK
+            and all(unicodedata.category(c) == "So" for c in token.surface)
+        ):
             if run and run[-1].end != token.start:
-                found.append(Unread(text[run[0].start:run[-1].end], "symbol", run[0].start, run[-1].end))
+                found.append(Unread(text[run[0].start : run[-1].end], "symbol", run[0].start, run[-1].end))
                 run = []
             run.append(token)
         elif run:
-            found.append(Unread(text[run[0].start:run[-1].end], "symbol", run[0].start, run[-1].end))
+            found.append(Unread(text[run[0].start : run[-1].end], "symbol", run[0].start, run[-1].end))
             run = []
     return found
 
@@ -95,13 +101,17 @@ def uncounted_doses(text: str, tokens: list[Token], found: list[Unread]) -> list
     unless a unit not read was already found for it ("10 units")."""
     doses = []
     for index, (before, token) in enumerate(pairwise(tokens), 1):
-        if (token.text != Tokenizer.NUM or before.category != "drug" or text[before.end:token.start].strip()
-                or any(u.start <= token.start < u.end for u in found)):
+        if (
+            token.text != Tokenizer.NUM
+            or before.category != "drug"
+            or text[before.end : token.start].strip()
+            or any(u.start <= token.start < u.end for u in found)
+        ):
             continue
         after = tokens[index + 1] if index + 1 < len(tokens) else None
-        counted = after is not None and after.text in DOSE_FORM_WORDS and text[token.end:after.start].isspace()
+        counted = after is not None and after.text in DOSE_FORM_WORDS and text[token.end : after.start].isspace()
         end = after.end if counted else token.end
-        doses.append(Unread(text[token.start:end], "unit", token.start, end))
+        doses.append(Unread(text[token.start : end], "unit", token.start, end))
     return doses
 
 
@@ -113,16 +123,20 @@ def is_content(surface: str) -> bool:
 
 def unit_not_read(text: str, tokens: list[Token], first: int, last: int) -> Unread | None:
     """A number whose unit was not read ("10 units", "40 euros", "€40"), as one Unread; else None."""
-    low = text[tokens[first].start:tokens[last].end].lower()
+    low = text[tokens[first].start : tokens[last].end].lower()
     if not ((low.isalpha() and len(low) > 1) or unicodedata.category(low[0]) == "Sc"):  # "€"; not "-", "•", "5d"
         return None
     if low in MONEY_WORDS:  # "sixty dollars": a money word with no number read
-        return Unread(text[tokens[first].start:tokens[last].end], "unit", tokens[first].start, tokens[last].end)
+        return Unread(text[tokens[first].start : tokens[last].end], "unit", tokens[first].start, tokens[last].end)
     before = tokens[first - 1] if first > 0 else None
     after = tokens[last + 1] if last + 1 < len(tokens) else None
-    if before is not None and before.text == Tokenizer.NUM and not text[before.end:tokens[first].start].strip():
-        return Unread(text[before.start:tokens[last].end], "unit", before.start, tokens[last].end)
-    if (after is not None and after.text == Tokenizer.NUM and not low.isalpha()
-            and not text[tokens[last].end:after.start].strip()):
-        return Unread(text[tokens[first].start:after.end], "unit", tokens[first].start, after.end)
+    if before is not None and before.text == Tokenizer.NUM and not text[before.end : tokens[first].start].strip():
+        return Unread(text[before.start : tokens[last].end], "unit", before.start, tokens[last].end)
+    if (
+        after is not None
+        and after.text == Tokenizer.NUM
+        and not low.isalpha()
+        and not text[tokens[last].end : after.start].strip()
+    ):
+        return Unread(text[tokens[first].start : after.end], "unit", tokens[first].start, after.end)
     return None

@@ -78,13 +78,9 @@ def build_vocabulary(catalog: Catalog) -> tuple[tuple[str, ...], dict[str, tuple
     )
     for category, items, names in groups:
         for key, item in items.items():
-            aliases[f"{ENTITY_PREFIXES[category]}:{key}"] = tuple(
-                dict.fromkeys((*names(item), *item.aliases))
-            )
+            aliases[f"{ENTITY_PREFIXES[category]}:{key}"] = tuple(dict.fromkeys((*names(item), *item.aliases)))
     # A word that is itself a catalog name always reads as that entity, so it needs no word token.
-    one_piece_names = {
-        key[0] for names in aliases.values() for key in map(phrase_key, names) if len(key) == 1
-    }
+    one_piece_names = {key[0] for names in aliases.values() for key in map(phrase_key, names) if len(key) == 1}
     words = [w for w in WORDS if w not in one_piece_names and w not in SEX_WORDS]
     vocab = (
         *SPECIALS,
@@ -113,9 +109,7 @@ class Token:
 _new_object, _set_attribute = object.__new__, object.__setattr__
 
 
-def fast_token(
-    id: int, text: str, surface: str, start: int, end: int, category: str, value: float | None
-) -> Token:
+def fast_token(id: int, text: str, surface: str, start: int, end: int, category: str, value: float | None) -> Token:
     """Token(...) at half the cost: a frozen dataclass's __init__ sets its seven fields one call at a time,
     and building tokens is most of the work of encoding a claim. The result is an ordinary, frozen Token."""
     token = _new_object(Token)

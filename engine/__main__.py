@@ -50,12 +50,20 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--csv", type=Path)
     analyze = commands.add_parser("analyze", help="per-head specialization of a saved run")
     analyze.add_argument("--run", type=Path, required=True)
-    analyze.add_argument("--probes", action="store_true",
-                         help="instead: where each reason's verdict forms, probed at each field of a claim (a table)")
-    _add_study(commands.add_parser("study", help="train one recipe with several seeds; what their heads have in "
-                                                 "common"))
-    _add_reference(commands.add_parser("reference", help="ship a finished study's summary with Headwatch, dated, "
-                                                         "with the command that reproduces it"))
+    analyze.add_argument(
+        "--probes",
+        action="store_true",
+        help="instead: where each reason's verdict forms, probed at each field of a claim (a table)",
+    )
+    _add_study(
+        commands.add_parser("study", help="train one recipe with several seeds; what their heads have in common")
+    )
+    _add_reference(
+        commands.add_parser(
+            "reference",
+            help="ship a finished study's summary with Headwatch, dated, with the command that reproduces it",
+        )
+    )
     return parser
 
 
@@ -72,30 +80,55 @@ def _add_train(train: argparse.ArgumentParser) -> None:
     train.add_argument("--lr", type=float)
     train.add_argument("--batch-size", type=int)
     train.add_argument("--weight-decay", type=float, help="Adam's decoupled weight decay (default 0: none)")
-    train.add_argument("--reason-balance", choices=REASON_BALANCES,
-                       help="how training batches are drawn: 'generated' (default: half valid, an eighth per reason) "
-                            "or 'even' (valid and each reason a fifth)")
-    train.add_argument("--tensorboard", action="store_true",
-                       help="also write TensorBoard event files into the run's folder (tensorboard --logdir runs/)")
-    train.add_argument("--threads", type=int,
-                       help="intra-op threads (default 1: the same seed repeats the run exactly); 0 measures 1 vs 2 "
-                            "as it trains, faster on an idle machine but not repeatable")
+    train.add_argument(
+        "--reason-balance",
+        choices=REASON_BALANCES,
+        help="how training batches are drawn: 'generated' (default: half valid, an eighth per reason) "
+        "or 'even' (valid and each reason a fifth)",
+    )
+    train.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard event files into the run's folder (tensorboard --logdir runs/)",
+    )
+    train.add_argument(
+        "--threads",
+        type=int,
+        help="intra-op threads (default 1: the same seed repeats the run exactly); 0 measures 1 vs 2 "
+        "as it trains, faster on an idle machine but not repeatable",
+    )
     _add_model_options(train)
 
 
 def _add_model_options(train: argparse.ArgumentParser) -> None:
-    train.add_argument("--no-nothing-slot", action="store_true",
-                       help="heads get no \"nothing\" slot to look at (the recipe gives every head one)")
-    train.add_argument("--sparse-attention", action="store_true",
-                       help="heads weigh words with entmax 1.5 instead of softmax, so a word can get exactly zero")
-    train.add_argument("--cross-value-dim", type=int,
-                       help="width of each cross-attention head's values and output (default: d_model / heads)")
-    train.add_argument("--cross-head-gate", action="store_true",
-                       help="a sigmoid gate on each cross-attention head's output, from the decoder's input")
-    train.add_argument("--sparse-encoder", action="store_true",
-                       help="the encoder's heads alone weigh words with entmax 1.5")
-    train.add_argument("--cross-learned-alpha", action="store_true",
-                       help="each cross-attention head learns its own entmax alpha in (1, 2], starting at 1.5")
+    train.add_argument(
+        "--no-nothing-slot",
+        action="store_true",
+        help='heads get no "nothing" slot to look at (the recipe gives every head one)',
+    )
+    train.add_argument(
+        "--sparse-attention",
+        action="store_true",
+        help="heads weigh words with entmax 1.5 instead of softmax, so a word can get exactly zero",
+    )
+    train.add_argument(
+        "--cross-value-dim",
+        type=int,
+        help="width of each cross-attention head's values and output (default: d_model / heads)",
+    )
+    train.add_argument(
+        "--cross-head-gate",
+        action="store_true",
+        help="a sigmoid gate on each cross-attention head's output, from the decoder's input",
+    )
+    train.add_argument(
+        "--sparse-encoder", action="store_true", help="the encoder's heads alone weigh words with entmax 1.5"
+    )
+    train.add_argument(
+        "--cross-learned-alpha",
+        action="store_true",
+        help="each cross-attention head learns its own entmax alpha in (1, 2], starting at 1.5",
+    )
 
 
 def _add_study(study: argparse.ArgumentParser) -> None:
@@ -104,17 +137,22 @@ def _add_study(study: argparse.ArgumentParser) -> None:
     study.add_argument("--preset", default="default", choices=sorted(PRESETS))
     study.add_argument("--steps", type=int)
     study.add_argument("--parallel", type=int, default=2, help="seeds trained at once, one core each (default 2)")
-    study.add_argument("train_options", nargs=argparse.REMAINDER,
-                       help="after --: more `train` options for every seed, e.g. -- --weight-decay 0.01")
+    study.add_argument(
+        "train_options",
+        nargs=argparse.REMAINDER,
+        help="after --: more `train` options for every seed, e.g. -- --weight-decay 0.01",
+    )
 
 
 def _add_reference(reference: argparse.ArgumentParser) -> None:
     reference.add_argument("study_folder", type=Path, help="the folder `python -m engine study --out` trained")
     reference.add_argument("--name", help="the recipe's name on the pages (default: the folder's name)")
     reference.add_argument("--seeds", help="ship only these measured seeds, e.g. 0-5 (default: all the study's)")
-    reference.add_argument("--into", type=Path,
-                           help="where to write <name>.json (default: engine/reports/reference_studies, shipped "
-                                "with Headwatch)")
+    reference.add_argument(
+        "--into",
+        type=Path,
+        help="where to write <name>.json (default: engine/reports/reference_studies, shipped with Headwatch)",
+    )
 
 
 def _first_reach(snap: Snapshot, level: float) -> dict | None:
@@ -123,26 +161,45 @@ def _first_reach(snap: Snapshot, level: float) -> dict | None:
     point = snap.first_reaching(level)
     if point is None:
         return None
-    return {"step": point.step, "seconds": round(point.seconds, 2),
-            "wall_seconds": round(point.seconds + snap.setup_seconds, 2)}
+    return {
+        "step": point.step,
+        "seconds": round(point.seconds, 2),
+        "wall_seconds": round(point.seconds + snap.setup_seconds, 2),
+    }
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
     """The recipe `train` was asked for, with the options given on the command line, checked."""
     config = preset(args.preset)
-    asked = {"seed": args.seed, "data_seed": args.data_seed, "steps": args.steps,
-             "target_accuracy": args.target_accuracy, "max_seconds": args.max_seconds, "optimizer": args.optimizer,
-             "lr": args.lr, "batch_size": args.batch_size, "threads": args.threads,
-             "weight_decay": args.weight_decay, "reason_balance": args.reason_balance}
+    asked = {
+        "seed": args.seed,
+        "data_seed": args.data_seed,
+        "steps": args.steps,
+        "target_accuracy": args.target_accuracy,
+        "max_seconds": args.max_seconds,
+        "optimizer": args.optimizer,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "weight_decay": args.weight_decay,
+        "reason_balance": args.reason_balance,
+    }
     model = config.model
-    model = replace(model, null_key=model.null_key and not args.no_nothing_slot,
-                    sparse_attention=model.sparse_attention or args.sparse_attention,
-                    cross_head_gate=model.cross_head_gate or args.cross_head_gate,
-                    sparse_encoder=model.sparse_encoder or args.sparse_encoder,
-                    cross_learned_alpha=model.cross_learned_alpha or args.cross_learned_alpha,
-                    cross_value_dim=model.cross_value_dim if args.cross_value_dim is None else args.cross_value_dim)
-    config = replace(config, **{name: value for name, value in asked.items() if value is not None},
-                     tensorboard=args.tensorboard, model=model)
+    model = replace(
+        model,
+        null_key=model.null_key and not args.no_nothing_slot,
+        sparse_attention=model.sparse_attention or args.sparse_attention,
+        cross_head_gate=model.cross_head_gate or args.cross_head_gate,
+        sparse_encoder=model.sparse_encoder or args.sparse_encoder,
+        cross_learned_alpha=model.cross_learned_alpha or args.cross_learned_alpha,
+        cross_value_dim=model.cross_value_dim if args.cross_value_dim is None else args.cross_value_dim,
+    )
+    config = replace(
+        config,
+        **{name: value for name, value in asked.items() if value is not None},
+        tensorboard=args.tensorboard,
+        model=model,
+    )
     config.validate()
     return config
 
@@ -167,21 +224,28 @@ def train(args: argparse.Namespace) -> int:
         snap = hub.snapshot()
         if time.monotonic() - last_print >= 2.0 and snap.status == "running":
             accuracy = f"{snap.latest_eval.heldout_accuracy:.1%}" if snap.latest_eval else "-"
-            print(f"step {snap.step}/{snap.total_steps}  loss {snap.loss.values[-1] if snap.loss.values else 0:.4f}"
-                  f"  held-out {accuracy}  {snap.steps_per_second:.1f} steps/s", file=sys.stderr, flush=True)
+            print(
+                f"step {snap.step}/{snap.total_steps}  loss {snap.loss.values[-1] if snap.loss.values else 0:.4f}"
+                f"  held-out {accuracy}  {snap.steps_per_second:.1f} steps/s",
+                file=sys.stderr,
+                flush=True,
+            )
             last_print = time.monotonic()
     snap = hub.snapshot()
     latest = snap.latest_eval
     result = {
-        "status": snap.status, "message": snap.message, "steps": snap.step, "seconds": round(snap.seconds, 2),
+        "status": snap.status,
+        "message": snap.message,
+        "steps": snap.step,
+        "seconds": round(snap.seconds, 2),
         "steps_per_second": round(snap.step / snap.seconds, 2) if snap.seconds else 0.0,
         "accuracy": latest.heldout_accuracy if latest else None,
         "per_class": latest.heldout_per_class if latest else {},
-        "chance": snap.chance, "no_better_than_chance": snap.no_better_than_chance,
+        "chance": snap.chance,
+        "no_better_than_chance": snap.no_better_than_chance,
         "prepare_seconds": round(snap.prepare_seconds, 2),
         "setup_seconds": round(snap.setup_seconds, 2),
-        "reached": {f"{level:.0%}": _first_reach(snap, level)
-                    for level in (0.9, 0.95, 0.98)},
+        "reached": {f"{level:.0%}": _first_reach(snap, level) for level in (0.9, 0.95, 0.98)},
         "run": str(args.out),
         **_saving(trainer.unsaved, config.tensorboard),
     }
@@ -192,10 +256,14 @@ def train(args: argparse.Namespace) -> int:
 def _saving(unsaved: dict[str, str], tensorboard: bool) -> dict:
     """Whether the run's files, and its TensorBoard files, were all saved, and if not why (in words)."""
     problem = save_problem(unsaved)
-    return {"saved": problem is None, "save_problem": problem,
-            "tensorboard_saved": tensorboard and "tensorboard" not in unsaved,
-            "tensorboard_problem": unsaved_text("tensorboard", unsaved["tensorboard"]) if "tensorboard" in unsaved
-            else None}
+    return {
+        "saved": problem is None,
+        "save_problem": problem,
+        "tensorboard_saved": tensorboard and "tensorboard" not in unsaved,
+        "tensorboard_problem": unsaved_text("tensorboard", unsaved["tensorboard"])
+        if "tensorboard" in unsaved
+        else None,
+    }
 
 
 def _make_room(out: Path, replace: bool) -> None:
@@ -204,8 +272,9 @@ def _make_room(out: Path, replace: bool) -> None:
     if holds_only_its_lock(out):
         return
     if not replace:
-        raise RunError(f"{out} already holds files; pass --replace to delete the run there first, or choose "
-                       "another --out")
+        raise RunError(
+            f"{out} already holds files; pass --replace to delete the run there first, or choose another --out"
+        )
     others = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES)
     if not (out / CONFIG).is_file() or others:
         found = f" (it holds {', '.join(others[:3])})" if others else ""
@@ -231,10 +300,12 @@ class _Overlong:
         self.start, self.size = start, size
 
     def answer(self) -> dict:
-        return {"text": self.start.decode("utf-8", errors="replace")[:MAX_CLAIM_CHARS],
-                "error": f"The claim is more than {MAX_CLAIM_CHARS:,} characters long (its line holds {self.size:,} "
-                         f"bytes); the limit is {MAX_CLAIM_CHARS:,}, and text holds its first {MAX_CLAIM_CHARS:,} only."
-                         " Put one claim per line."}
+        return {
+            "text": self.start.decode("utf-8", errors="replace")[:MAX_CLAIM_CHARS],
+            "error": f"The claim is more than {MAX_CLAIM_CHARS:,} characters long (its line holds {self.size:,} "
+            f"bytes); the limit is {MAX_CLAIM_CHARS:,}, and text holds its first {MAX_CLAIM_CHARS:,} only."
+            " Put one claim per line.",
+        }
 
 
 class _LineSplitter:
@@ -253,7 +324,7 @@ class _LineSplitter:
             if end < 0:
                 return lines
             lines.append(self.overlong)
-            self.overlong, chunk = None, chunk[end + 1:]
+            self.overlong, chunk = None, chunk[end + 1 :]
         *complete, self.pending = (self.pending + chunk).split(b"\n")
         lines += [_line(piece) for piece in complete]
         if len(self.pending) > MAX_LINE_BYTES:
@@ -279,7 +350,7 @@ def _line_batches(stream: BinaryIO, batch_size: int = PREDICT_BATCH) -> Iterator
     splitter = _LineSplitter()
     while chunk := stream.read1(READ_BYTES):  # what has arrived, waiting only while nothing has
         lines = splitter.feed(chunk)
-        yield from (lines[start:start + batch_size] for start in range(0, len(lines), batch_size))
+        yield from (lines[start : start + batch_size] for start in range(0, len(lines), batch_size))
     if last := splitter.end():
         yield last
 
@@ -308,9 +379,11 @@ def predict(args: argparse.Namespace) -> int:
     # blank rows are skipped: each answer names the line of the file its claim is on
     claims = read_claims_file(args.csv, CLI_MAX_CSV_BYTES, CLI_MAX_CSV_ROWS)
     for start in range(0, len(claims.texts), PREDICT_BATCH):
-        lines, texts = claims.lines[start:start + PREDICT_BATCH], claims.texts[start:start + PREDICT_BATCH]
-        answers = [{"line": line, **prediction.to_json()}
-                   for line, prediction in zip(lines, predictor.predict_many(texts), strict=True)]
+        lines, texts = claims.lines[start : start + PREDICT_BATCH], claims.texts[start : start + PREDICT_BATCH]
+        answers = [
+            {"line": line, **prediction.to_json()}
+            for line, prediction in zip(lines, predictor.predict_many(texts), strict=True)
+        ]
         print("".join(json.dumps(answer) + "\n" for answer in answers), end="", flush=True)
     return 0
 
@@ -352,8 +425,9 @@ def reference(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return {"train": train, "predict": predict, "analyze": analyze, "study": study,
-                "reference": reference}[args.command](args)
+        return {"train": train, "predict": predict, "analyze": analyze, "study": study, "reference": reference}[
+            args.command
+        ](args)
     except (ConfigError, RunError, CsvProblem, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -41,15 +41,18 @@ class Cache(Generic[V]):
     def __init__(self, name: str, max_entries: int, key: tuple[str, ...], weak: tuple[str, ...] = ()) -> None:
         clashes = [field for field in key if field in _OPTIONS] + [field for field in weak if field not in key]
         if max_entries < 1 or not key or len(set(key)) != len(key) or clashes:
-            raise ValueError(f"The {name} cache needs at least one entry and distinct key fields, none called "
-                             f"{' or '.join(_OPTIONS)}, its weak ones among them: got {max_entries}, {key}, {weak}.")
+            raise ValueError(
+                f"The {name} cache needs at least one entry and distinct key fields, none called "
+                f"{' or '.join(_OPTIONS)}, its weak ones among them: got {max_entries}, {key}, {weak}."
+            )
         self.name, self.max_entries, self.key, self.weak = name, max_entries, key, weak
         self._lock = threading.Lock()
         self._entries: OrderedDict[tuple, _Entry[V]] = OrderedDict()
         self._dead: list[tuple] = []  # keys whose weakly held object went while the lock was held
 
-    def get(self, make: Callable[[], V], /, *, version: object = None, max_age_s: float | None = None,
-            **key: Hashable) -> V:
+    def get(
+        self, make: Callable[[], V], /, *, version: object = None, max_age_s: float | None = None, **key: Hashable
+    ) -> V:
         """The value kept under `key` if it was made for this `version` (and less than `max_age_s` ago); otherwise
         `make()`'s, kept in its place: a key's older versions are never asked for again."""
         stored = self._stored_key(key)
@@ -79,15 +82,19 @@ class Cache(Generic[V]):
 
     def _stored_key(self, key: dict[str, Hashable]) -> tuple:
         if key.keys() != set(self.key):
-            raise TypeError(f"The {self.name} cache is keyed by {', '.join(self.key)}, not by "
-                            f"{', '.join(key) or 'nothing'}.")
+            raise TypeError(
+                f"The {self.name} cache is keyed by {', '.join(self.key)}, not by {', '.join(key) or 'nothing'}."
+            )
         return tuple(weakref.ref(key[field]) if field in self.weak else key[field] for field in self.key)
 
     def _fresh(self, stored: tuple, version: object, max_age_s: float | None) -> _Entry[V] | None:
         """The entry under `stored`, now the most recently used, if it is of `version` and young enough."""
         entry = self._entries.get(stored)
-        if entry is None or entry.version != version or (
-                max_age_s is not None and time.monotonic() - entry.made_at >= max_age_s):
+        if (
+            entry is None
+            or entry.version != version
+            or (max_age_s is not None and time.monotonic() - entry.made_at >= max_age_s)
+        ):
             return None
         self._entries.move_to_end(stored)
         return entry

@@ -92,8 +92,9 @@ class Engine:
                 probe.flush()
                 os.fsync(probe.fileno())
         except OSError as error:
-            raise RunsFolderError(f"Runs cannot be saved in the runs folder: {error.strerror or error}. "
-                                  "You can train without saving.") from None
+            raise RunsFolderError(
+                f"Runs cannot be saved in the runs folder: {error.strerror or error}. You can train without saving."
+            ) from None
 
     def _folder(self, config: TrainConfig, save: bool, suffix: str = "") -> tuple[Path | None, str | None]:
         if not (self.save_runs and save):
@@ -111,8 +112,9 @@ class Engine:
             if folder is not None:
                 with contextlib.suppress(OSError):
                     folder.rmdir()  # the folder reserved for it, if nothing else was put there
-            raise RunsFolderError(f"Runs cannot be saved in the runs folder: {error}. You can train without "
-                                  "saving.") from None
+            raise RunsFolderError(
+                f"Runs cannot be saved in the runs folder: {error}. You can train without saving."
+            ) from None
 
     def start(self, config: TrainConfig, save: bool = True) -> None:
         """Start the main run; RunsFolderError if it cannot be saved (then start(config, save=False) trains anyway)."""
@@ -134,8 +136,12 @@ class Engine:
             if self.race.active:
                 raise EngineBusy("A race is already running.")
             base = self.main.config
-            config = replace(TrainConfig.from_dict(base.to_dict()), optimizer=optimizer,
-                             lr=lr if lr is not None else 0.1, preset=f"{base.preset} (race)")
+            config = replace(
+                TrainConfig.from_dict(base.to_dict()),
+                optimizer=optimizer,
+                lr=lr if lr is not None else 0.1,
+                preset=f"{base.preset} (race)",
+            )
             if save is None:
                 save = self.main.hub.snapshot().run_dir is not None
             folder, run_id = self._folder(config, save, "-race")
@@ -195,8 +201,9 @@ class Engine:
             self.check_runs_folder()
             folder = self.study_folder(preset_name, seeds)
             if self._led_elsewhere(folder):
-                raise RunsFolderError(f"The runs folder's {STUDIES} holds a link to another place, so studies are "
-                                      "not kept there.")
+                raise RunsFolderError(
+                    f"The runs folder's {STUDIES} holds a link to another place, so studies are not kept there."
+                )
             self.study = BackgroundStudy(folder, range(seeds), ["--preset", preset_name])
 
     def saved_study(self, preset_name: str, seeds: int) -> tuple[dict, list[SeedResult]] | None:
@@ -240,8 +247,9 @@ class Engine:
         re-saved from the model they were checked and loaded into: never the bytes of a file that could be anything."""
         return torch_bytes(self.predictor(run_id).model.state_dict())
 
-    def score_claims(self, claims: ImportedClaims, run_id: str | None = None,
-                     progress: Callable[[int], None] | None = None) -> list[list[str]]:
+    def score_claims(
+        self, claims: ImportedClaims, run_id: str | None = None, progress: Callable[[int], None] | None = None
+    ) -> list[list[str]]:
         """An imported claims file scored by the live model or a saved run, beside the rules checker
         (engine.interpret.scored_csv.SCORED_COLUMNS); `progress` hears how many claims are scored so far."""
         predictor = self.predictor(run_id)
@@ -255,8 +263,9 @@ class Engine:
         self.check_runs_folder()
         imports = self.runs_dir / ".imports"
         if imports.is_symlink():
-            raise RunsFolderError("The runs folder's .imports is a link to another place, so claims files are not "
-                                  "kept there.")
+            raise RunsFolderError(
+                "The runs folder's .imports is a link to another place, so claims files are not kept there."
+            )
         imports.mkdir(exist_ok=True)
         path = imports / f"{hashlib.sha256(data).hexdigest()[:16]}.csv"
         with create_new_file(path) as file:

@@ -76,8 +76,12 @@ class OptimStats:
 
 # OptimStats' per-head measures: field -> (what it is, in the seed story's words; its symbol), for every page, table
 # and file that names one
-OPTIM_MEASURES = {"mean_abs_m": ("momentum", "mean |m|"), "mean_sqrt_v": ("adaptive scale", "mean √v"),
-                  "mean_abs_step": ("effective step", "mean |step|"), "grad_norm": ("gradient", "gradient norm")}
+OPTIM_MEASURES = {
+    "mean_abs_m": ("momentum", "mean |m|"),
+    "mean_sqrt_v": ("adaptive scale", "mean √v"),
+    "mean_abs_step": ("effective step", "mean |step|"),
+    "grad_norm": ("gradient", "gradient norm"),
+}
 
 
 @dataclass(frozen=True)
@@ -99,8 +103,11 @@ class AttentionPoint:
 RESAMPLED = "resampled"  # each head in turn sees what it saw on claims of the same class (engine.interpret.attribution)
 # How a head was taken away, in the words every page uses, by what each saved record says: runs saved before
 # resampling gave a head its average output (their records have `answers`), and before that zeroed it
-INTERVENTIONS = {RESAMPLED: "sees what it saw on claims of the same kind", "mean": "gives its average output",
-                 "zeroed": "is switched off"}
+INTERVENTIONS = {
+    RESAMPLED: "sees what it saw on claims of the same kind",
+    "mean": "gives its average output",
+    "zeroed": "is switched off",
+}
 
 
 @dataclass(frozen=True)
@@ -190,8 +197,12 @@ class Snapshot:
     @property
     def no_better_than_chance(self) -> bool:
         """An ended run whose last held-out accuracy is no better than answering one class to every claim."""
-        return (self.status in ("finished", "stopped") and self.chance is not None and bool(self.evals)
-                and at_most_chance(self.evals[-1].heldout_accuracy, self.chance))
+        return (
+            self.status in ("finished", "stopped")
+            and self.chance is not None
+            and bool(self.evals)
+            and at_most_chance(self.evals[-1].heldout_accuracy, self.chance)
+        )
 
     @property
     def latest_eval(self) -> EvalPoint | None:
@@ -274,9 +285,15 @@ class TelemetryHub:
     def begin(self, run_id: str | None, run_dir: str | None, config: dict, total_steps: int) -> None:
         with self._lock:
             self._clear()
-            self._base = Snapshot(run_id=run_id, run_dir=run_dir, status="preparing",
-                                  message="Preparing data and model", config=frozen(config), total_steps=total_steps,
-                                  began=time.time())
+            self._base = Snapshot(
+                run_id=run_id,
+                run_dir=run_dir,
+                status="preparing",
+                message="Preparing data and model",
+                config=frozen(config),
+                total_steps=total_steps,
+                began=time.time(),
+            )
             self._touch()
 
     def reset(self) -> None:
@@ -284,11 +301,25 @@ class TelemetryHub:
             self._clear()
             self._touch()
 
-    def describe(self, probe: tuple[ProbeClaim, ...], attention_names: tuple[str, ...], n_heads: int,
-                 prepare_seconds: float, chance: float | None = None, commonest: str | None = None) -> None:
+    def describe(
+        self,
+        probe: tuple[ProbeClaim, ...],
+        attention_names: tuple[str, ...],
+        n_heads: int,
+        prepare_seconds: float,
+        chance: float | None = None,
+        commonest: str | None = None,
+    ) -> None:
         with self._lock:
-            self._base = replace(self._base, probe=probe, attention_names=attention_names, n_heads=n_heads,
-                                 prepare_seconds=prepare_seconds, chance=chance, commonest=commonest)
+            self._base = replace(
+                self._base,
+                probe=probe,
+                attention_names=attention_names,
+                n_heads=n_heads,
+                prepare_seconds=prepare_seconds,
+                chance=chance,
+                commonest=commonest,
+            )
             self._touch()
 
     def record_setup(self, seconds: float) -> None:
@@ -313,12 +344,14 @@ class TelemetryHub:
             self._base = replace(self._base, run_dir=None, warning=warning)
             self._touch()
 
-    def record_step(self, step: int, loss: float, seconds: float, steps_per_second: float,
-                    seconds_left: float | None) -> None:
+    def record_step(
+        self, step: int, loss: float, seconds: float, steps_per_second: float, seconds_left: float | None
+    ) -> None:
         with self._lock:
             self._loss.append(step, loss)
-            self._base = replace(self._base, step=step, seconds=seconds, steps_per_second=steps_per_second,
-                                 eta_seconds=seconds_left)
+            self._base = replace(
+                self._base, step=step, seconds=seconds, steps_per_second=steps_per_second, eta_seconds=seconds_left
+            )
             self._touch()
 
     def record_eval(self, point: EvalPoint) -> None:

@@ -34,8 +34,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)  # a model this small trains fastest on one thread
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=VOCAB, n_positions=2 * HALF, n_embd=64, n_layer=2, n_head=4, bos_token_id=0,
-                        eos_token_id=0)
+    config = GPT2Config(
+        vocab_size=VOCAB, n_positions=2 * HALF, n_embd=64, n_layer=2, n_head=4, bos_token_id=0, eos_token_id=0
+    )
     model = GPT2LMHeadModel(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     data = torch.Generator().manual_seed(1)
@@ -47,7 +48,7 @@ def main() -> None:
             optimizer.step()
             optimizer.zero_grad()
             # the second half's tokens after its first, each predicted from the position before it
-            copied = (output.logits[:, HALF:-1].argmax(-1) == tokens[:, HALF + 1:]).float().mean()
+            copied = (output.logits[:, HALF:-1].argmax(-1) == tokens[:, HALF + 1 :]).float().mean()
             watcher.step(output.loss, metrics={"copied": copied})
             if step % 100 == 0:
                 print(f"step {step}: loss {output.loss.item():.3f}, copied {copied.item():.0%}", flush=True)

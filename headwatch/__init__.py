@@ -7,8 +7,15 @@ from typing import Any
 
 from engine.recording.watch import HeadSlices, Watcher, attention_modules, register_attention, watch
 
-__all__ = ["HeadSlices", "HeadwatchCallback", "HeadwatchLightningCallback", "Watcher", "attention_modules",
-           "register_attention", "watch"]
+__all__ = [
+    "HeadSlices",
+    "HeadwatchCallback",
+    "HeadwatchLightningCallback",
+    "Watcher",
+    "attention_modules",
+    "register_attention",
+    "watch",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -38,11 +38,18 @@ def _port(text: str) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="headwatch", description="Serve the Headwatch dashboard on a runs folder.")
-    parser.add_argument("--runs", type=Path, default=Path("runs"),
-                        help="the folder of runs to list, follow and train into (default: ./runs)")
+    parser.add_argument(
+        "--runs",
+        type=Path,
+        default=Path("runs"),
+        help="the folder of runs to list, follow and train into (default: ./runs)",
+    )
     parser.add_argument("--port", type=_port, default=8501)
-    parser.add_argument("--address", default="127.0.0.1",
-                        help="where to listen (default 127.0.0.1: this machine only; see the README before sharing)")
+    parser.add_argument(
+        "--address",
+        default="127.0.0.1",
+        help="where to listen (default 127.0.0.1: this machine only; see the README before sharing)",
+    )
     return parser
 
 
@@ -92,9 +99,12 @@ def _checked(argv: list[str] | None) -> tuple[argparse.Namespace, Path]:
     except (OSError, ValueError, RuntimeError) as error:  # no permission, a NUL byte, a link loop
         raise Refused(f"--runs {args.runs} cannot be used: {getattr(error, 'strerror', None) or error}") from None
     if not only_this_machine(args.address):
-        print(f"warning: with --address {args.address}, anyone who can reach port {args.port} can start and stop "
-              f"training and download saved runs (there are no accounts): read \"{SHARING}\" in "
-              f"{CHECKOUT / 'README.md'} first", file=sys.stderr)
+        print(
+            f"warning: with --address {args.address}, anyone who can reach port {args.port} can start and stop "
+            f'training and download saved runs (there are no accounts): read "{SHARING}" in '
+            f"{CHECKOUT / 'README.md'} first",
+            file=sys.stderr,
+        )
     return args, runs
 
 
@@ -105,8 +115,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {refusal}", file=sys.stderr)
         return 2
     os.environ["HEADWATCH_RUNS_DIR"] = str(runs)
-    sys.argv = ["streamlit", "run", str(APP), *streamlit_options(),
-                f"--server.address={args.address}", f"--server.port={args.port}"]
+    sys.argv = [
+        "streamlit",
+        "run",
+        str(APP),
+        *streamlit_options(),
+        f"--server.address={args.address}",
+        f"--server.port={args.port}",
+    ]
     return streamlit_cli.main()
 
 

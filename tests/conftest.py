@@ -27,52 +27,97 @@ from engine.telemetry import (  # noqa: E402
 CLASSES = ("VALID", "MEDICAL", "DOSAGE", "COST", "ADMIN")
 NAMES = ("encoder.0.self", "decoder.0.self", "decoder.0.cross")
 PROBE = (
-    ProbeClaim("Diabetes patient, Metformin 500mg, $150", "VALID",
-               ("diabetes", "patient", "metformin", "500mg", "$150"), ("DIAG", "DIAG", "DRUG", "DOSE", "COST")),
+    ProbeClaim(
+        "Diabetes patient, Metformin 500mg, $150",
+        "VALID",
+        ("diabetes", "patient", "metformin", "500mg", "$150"),
+        ("DIAG", "DIAG", "DRUG", "DOSE", "COST"),
+    ),
     # a repeated token: heatmap axes must keep both
-    ProbeClaim("Flu, flu test, $9,000", "COST", ("flu", "flu", "test", "$9,000", "x", "y", "z"),
-               ("DIAG", "PROC", "PROC", "COST", "O", "O", "O")),
+    ProbeClaim(
+        "Flu, flu test, $9,000",
+        "COST",
+        ("flu", "flu", "test", "$9,000", "x", "y", "z"),
+        ("DIAG", "PROC", "PROC", "COST", "O", "O", "O"),
+    ),
 )
 PADDED = 9  # probe tensors are padded beyond every claim's token count
 
 
-def build_snapshot(steps: int = 3000, optimizer: str = "adam", run_id: str = "run-1", status: str = "running",
-                   loss_scale: float = 1.0) -> Snapshot:
+def build_snapshot(
+    steps: int = 3000, optimizer: str = "adam", run_id: str = "run-1", status: str = "running", loss_scale: float = 1.0
+) -> Snapshot:
     rng = np.random.default_rng(0)
     adam = optimizer == "adam"
     loss_steps = tuple(range(1, steps + 1))
     losses = tuple(float(loss_scale * 2.3 * np.exp(-s / 500) + 0.05 + 0.02 * rng.random()) for s in loss_steps)
     evals = tuple(
-        EvalPoint(step=s, seconds=s / 50, train_loss=2.0 * np.exp(-s / 500), heldout_loss=loss_scale * np.exp(-s / 500),
-                  train_accuracy=min(1.0, s / steps), heldout_accuracy=min(1.0, s / steps * 0.9),
-                  train_per_class=dict.fromkeys(CLASSES, 0.5),
-                  heldout_per_class={**dict.fromkeys(CLASSES, 0.4), "ADMIN": float("nan")})
+        EvalPoint(
+            step=s,
+            seconds=s / 50,
+            train_loss=2.0 * np.exp(-s / 500),
+            heldout_loss=loss_scale * np.exp(-s / 500),
+            train_accuracy=min(1.0, s / steps),
+            heldout_accuracy=min(1.0, s / steps * 0.9),
+            train_per_class=dict.fromkeys(CLASSES, 0.5),
+            heldout_per_class={**dict.fromkeys(CLASSES, 0.4), "ADMIN": float("nan")},
+        )
         for s in range(0, steps + 1, 100)
     )
 
     def stats(scale: float) -> OptimStats:
-        return OptimStats(grad_norm=scale, step_norm=scale / 10, mean_abs_step=scale / 100,
-                          mean_abs_m=scale / 1000 if adam else None, mean_sqrt_v=scale / 500 if adam else None)
+        return OptimStats(
+            grad_norm=scale,
+            step_norm=scale / 10,
+            mean_abs_step=scale / 100,
+            mean_abs_m=scale / 1000 if adam else None,
+            mean_sqrt_v=scale / 500 if adam else None,
+        )
 
     optim = tuple(
-        OptimPoint(step=s, heads={n: tuple(stats(1 + h + s / 1000) for h in range(4)) for n in NAMES},
-                   groups={"encoder.0": stats(1.0)})
+        OptimPoint(
+            step=s,
+            heads={n: tuple(stats(1 + h + s / 1000) for h in range(4)) for n in NAMES},
+            groups={"encoder.0": stats(1.0)},
+        )
         for s in range(1, steps + 1, 5)
     )
-    shapes = {"encoder.0.self": (len(PROBE), 4, PADDED, PADDED), "decoder.0.self": (len(PROBE), 4, 2, 2),
-              "decoder.0.cross": (len(PROBE), 4, 2, PADDED)}
+    shapes = {
+        "encoder.0.self": (len(PROBE), 4, PADDED, PADDED),
+        "decoder.0.self": (len(PROBE), 4, 2, 2),
+        "decoder.0.cross": (len(PROBE), 4, 2, PADDED),
+    }
     attention = tuple(
-        AttentionPoint(step=s, weights={n: rng.dirichlet(np.ones(shape[-1]), size=shape[:-1]) for n, shape in
-                                        shapes.items()})
+        AttentionPoint(
+            step=s, weights={n: rng.dirichlet(np.ones(shape[-1]), size=shape[:-1]) for n, shape in shapes.items()}
+        )
         for s in (0, 1, 10, 100, steps)
     )
     return Snapshot(
-        run_id=run_id, status=status, step=steps, total_steps=steps, seconds=steps / 50,
-        steps_per_second=50.0, eta_seconds=0.0,
-        config={"optimizer": optimizer, "lr": 0.003 if adam else 0.1, "batch_size": 32, "seed": 0, "steps": steps,
-                "warmup_steps": 10, "schedule": "cosine", "threads": 1},
-        loss=Series(loss_steps, losses), evals=evals, optim=optim, attention=attention, probe=PROBE,
-        attention_names=NAMES, n_heads=4,
+        run_id=run_id,
+        status=status,
+        step=steps,
+        total_steps=steps,
+        seconds=steps / 50,
+        steps_per_second=50.0,
+        eta_seconds=0.0,
+        config={
+            "optimizer": optimizer,
+            "lr": 0.003 if adam else 0.1,
+            "batch_size": 32,
+            "seed": 0,
+            "steps": steps,
+            "warmup_steps": 10,
+            "schedule": "cosine",
+            "threads": 1,
+        },
+        loss=Series(loss_steps, losses),
+        evals=evals,
+        optim=optim,
+        attention=attention,
+        probe=PROBE,
+        attention_names=NAMES,
+        n_heads=4,
     )
 
 

@@ -34,8 +34,13 @@ def test_per_head_series_appear_after_a_few_steps(open_app, rerun, healthy):
     at = open_app(PAGE)
     # the page draws the snapshot of its last run, so wait for the engine first, then draw once more
     # the charts are rebuilt at most every 2 s: wait until the drawn ones hold three points
-    rerun(at, lambda: len(at.get("plotly_chart")) >= 4
-          and all(len(plotly_array(line["y"])) >= 3 for chart in charts(at)[:4] for line in chart["data"]))
+    rerun(
+        at,
+        lambda: (
+            len(at.get("plotly_chart")) >= 4
+            and all(len(plotly_array(line["y"])) >= 3 for chart in charts(at)[:4] for line in chart["data"])
+        ),
+    )
     healthy(at)
     assert "`v = 0.95·v + 0.05·gradient²`, a memory of about 20 steps" in at.markdown[0].value  # this run's Adam
     memory = charts(at)[:4]
@@ -56,8 +61,14 @@ def test_race_button_runs_sgd_and_reports_the_measured_difference(open_app, reru
     rerun(at, lambda: not at.button(key="race").disabled)
     at.button(key="race").click().run()
     assert engine.race_snapshot().config["optimizer"] == "sgd"
-    rerun(at, lambda: not engine.snapshot().active and engine.race_snapshot().status == "finished"
-          and any("race" in c["layout"]["title"]["text"].lower() for c in charts(at)))
+    rerun(
+        at,
+        lambda: (
+            not engine.snapshot().active
+            and engine.race_snapshot().status == "finished"
+            and any("race" in c["layout"]["title"]["text"].lower() for c in charts(at))
+        ),
+    )
     at.run()  # the last rerun may have drawn the step before the end
     healthy(at)
     race = next(c for c in charts(at) if "Race" in c["layout"]["title"]["text"])
@@ -75,4 +86,3 @@ def test_a_second_race_is_refused_plainly(open_app, rerun, healthy):
     at.button(key="race").click().run()
     healthy(at)
     assert "already running" in at.error[0].value
-

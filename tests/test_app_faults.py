@@ -34,8 +34,11 @@ def errors(at) -> str:
 
 def saved_status(runs: Path) -> list[str]:
     """The status of every run folder on disk, so a test can tell that no run was lost or doubled."""
-    return [json.loads((folder / "status.json").read_text())["status"]
-            for folder in sorted(runs.iterdir()) if (folder / "status.json").exists()]
+    return [
+        json.loads((folder / "status.json").read_text())["status"]
+        for folder in sorted(runs.iterdir())
+        if (folder / "status.json").exists()
+    ]
 
 
 def can_pause(at) -> bool:
@@ -230,8 +233,9 @@ def test_an_already_full_disk_offers_training_without_saving(open_app, engine_en
     assert not list(engine_env.glob("2*"))  # no empty, damaged run left behind
 
 
-def test_a_run_folder_that_cannot_be_written_trains_unsaved_and_leaves_nothing(open_app, engine_env, monkeypatch,
-                                                                               rerun, healthy):
+def test_a_run_folder_that_cannot_be_written_trains_unsaved_and_leaves_nothing(
+    open_app, engine_env, monkeypatch, rerun, healthy
+):
     import engine.runs.writer
 
     def no_space(path: Path, data: bytes) -> None:
@@ -243,8 +247,9 @@ def test_a_run_folder_that_cannot_be_written_trains_unsaved_and_leaves_nothing(o
     assert engine_.snapshot().run_dir is None and not [p for p in engine_env.iterdir() if p.name[0] != "."]
 
 
-@pytest.mark.parametrize(("key", "value"), [("cfg_lr", 0.0), ("cfg_lr", -0.1), ("cfg_batch_size", 0),
-                                            ("cfg_steps", MAX_STEPS + 1)])
+@pytest.mark.parametrize(
+    ("key", "value"), [("cfg_lr", 0.0), ("cfg_lr", -0.1), ("cfg_batch_size", 0), ("cfg_steps", MAX_STEPS + 1)]
+)
 def test_settings_out_of_range_never_reach_the_engine(open_app, healthy, key, value):
     at = open_app()
     choose_quick(at)

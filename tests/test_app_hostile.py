@@ -63,21 +63,25 @@ def spoil_vocabulary(run: Path) -> None:
 def spoil_weights(run: Path) -> None:
     path = run / "checkpoints" / "latest.pt"
     payload = torch.load(path, weights_only=True)
-    payload["model"] = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
-                        for k, v in payload["model"].items()}
+    payload["model"] = {
+        k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in payload["model"].items()
+    }
     torch.save(payload, path)
 
 
 def spoil_heads(run: Path) -> None:
     with open(run / "metrics.jsonl", "a") as file:
-        file.write('{"type": "specialization", "step": 301, "heads": {"decoder.0.cross": []}}\n'
-                   '{"type": "optim", "step": 301, "heads": {"decoder.0.cross": []}, "groups": {}}\n')
+        file.write(
+            '{"type": "specialization", "step": 301, "heads": {"decoder.0.cross": []}}\n'
+            '{"type": "optim", "step": 301, "heads": {"decoder.0.cross": []}, "groups": {}}\n'
+        )
 
 
 def spoil_probe(run: Path) -> None:
     probe = json.loads((run / "probe.json").read_text())
-    (run / "probe.json").write_text(json.dumps([{**c, "tokens": c["tokens"][:1], "categories": c["categories"][:1]}
-                                                for c in probe]))
+    (run / "probe.json").write_text(
+        json.dumps([{**c, "tokens": c["tokens"][:1], "categories": c["categories"][:1]} for c in probe])
+    )
 
 
 def spoil_huge_seed(run: Path) -> None:
@@ -92,8 +96,9 @@ def spoil_attention(run: Path) -> None:
     torch.save({name: w[:, :, :1] for name, w in weights.items()}, first)
     weights = torch.load(second, weights_only=True)
     torch.save({name: w for name, w in weights.items() if not name.endswith(".cross")}, second)
-    record = json.loads([line for line in (run / "metrics.jsonl").read_text().splitlines()
-                         if '"specialization"' in line][-1])
+    record = json.loads(
+        [line for line in (run / "metrics.jsonl").read_text().splitlines() if '"specialization"' in line][-1]
+    )
     record["heads"]["decoder.0.cross"][0]["shares"] = {}
     with open(run / "metrics.jsonl", "a") as file:
         file.write(json.dumps({**record, "step": 301}) + "\n")
@@ -104,9 +109,22 @@ def spoil_empty_probe(run: Path) -> None:
     (run / "probe.json").write_text(json.dumps([{**c, "tokens": [], "categories": []} for c in probe]))
 
 
-SPOILERS = (spoil_config, spoil_seed, spoil_metrics, spoil_status, spoil_checkpoint, spoil_vocabulary, spoil_weights,
-            spoil_heads, spoil_probe, spoil_huge_seed, spoil_attention, spoil_empty_probe, spoil_status_word,
-            spoil_beta2)
+SPOILERS = (
+    spoil_config,
+    spoil_seed,
+    spoil_metrics,
+    spoil_status,
+    spoil_checkpoint,
+    spoil_vocabulary,
+    spoil_weights,
+    spoil_heads,
+    spoil_probe,
+    spoil_huge_seed,
+    spoil_attention,
+    spoil_empty_probe,
+    spoil_status_word,
+    spoil_beta2,
+)
 
 
 @pytest.mark.parametrize("spoil", SPOILERS, ids=lambda f: f.__name__)
@@ -151,7 +169,7 @@ def test_a_run_without_weights_still_exports_its_metrics_and_report(open_app, en
     assert "No weights to export" in page_text(at)
 
 
-FORMULAS = ("=HYPERLINK(\"http://x\",\"click\")", "=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(A1)")
+FORMULAS = ('=HYPERLINK("http://x","click")', "=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(A1)")
 
 
 def test_scored_claims_csv_never_holds_a_formula(open_app, saved_run, healthy):
@@ -177,8 +195,13 @@ def test_the_metrics_csv_has_every_step_and_keeps_its_numbers_as_numbers(saved_r
     assert len(evaluated) == len(get_engine().replay(saved_run).evals)
 
 
-ABSURD = ("Diabetes, metformin NaN mg, $40", "Diabetes, metformin inf mg, $40", "Diabetes, metformin 500 mg, $1e309",
-          "Diabetes, metformin " + "9" * 400 + " mg, $40", "Asthma, montelukast 10 mg, $-inf")
+ABSURD = (
+    "Diabetes, metformin NaN mg, $40",
+    "Diabetes, metformin inf mg, $40",
+    "Diabetes, metformin 500 mg, $1e309",
+    "Diabetes, metformin " + "9" * 400 + " mg, $40",
+    "Asthma, montelukast 10 mg, $-inf",
+)
 
 
 def test_absurd_numbers_are_flagged_and_break_nothing(open_app, saved_run, healthy):

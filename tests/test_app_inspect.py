@@ -45,8 +45,10 @@ def test_seed_examples_show_verdict_rules_and_four_heads_per_layer(open_app, sav
         assert at.text_area(key="claim_text").value == example
         expected = engine.predict(example, saved_run)
         assert metric(at, "Verdict") == expected.verdict and metric(at, "Reason") == expected.reason
-        assert metric(at, "Rules checker (baseline)") in ("VALID", *[f"INVALID: {r}" for r in
-                                                                     ("MEDICAL", "DOSAGE", "COST", "ADMIN")])
+        assert metric(at, "Rules checker (baseline)") in (
+            "VALID",
+            *[f"INVALID: {r}" for r in ("MEDICAL", "DOSAGE", "COST", "ADMIN")],
+        )
         cross, encoder = figure(at, "Cross-attention"), figure(at, "Encoder self-attention")
         for chart in (cross, encoder):
             assert [t["type"] for t in chart["data"]] == ["heatmap"] * 4
@@ -76,8 +78,10 @@ def test_what_if_dose_change_moves_the_prediction(open_app, saved_run, healthy):
     assert moved == ([] if before.outcome == after.outcome else ["green" if after.verdict == "VALID" else "amber"])
     assert any("not plausible" in w.value for w in at.warning)  # 500 g of metformin
     assert len(figures(at, "Cross-attention")) == 2  # the what-if claim has its own heatmaps
-    assert any("For the changed claim: the rules checker says INVALID: DOSAGE, because 500000 mg/day of Metformin"
-               in c.value for c in at.caption)
+    assert any(
+        "For the changed claim: the rules checker says INVALID: DOSAGE, because 500000 mg/day of Metformin" in c.value
+        for c in at.caption
+    )
 
 
 def reading_rows(at) -> list[dict]:
@@ -128,8 +132,9 @@ def test_bad_input_gets_a_plain_message(open_app, saved_run, healthy):
 
 def test_tags_render_as_text_and_absurd_numbers_are_flagged(open_app, saved_run, healthy):
     at = open_saved(open_app, saved_run)
-    at.text_area(key="claim_text").set_value("<script>alert(1)</script><b>Diabetes</b>, age 900, "
-                                             "metformin 500 mg, $-40").run()
+    at.text_area(key="claim_text").set_value(
+        "<script>alert(1)</script><b>Diabetes</b>, age 900, metformin 500 mg, $-40"
+    ).run()
     healthy(at)
     chips = at.get("html")[0].proto.body
     assert "<script>" not in chips and "<b>" not in chips and "&lt;unk&gt;" in chips
@@ -227,8 +232,9 @@ def test_a_claim_of_several_items_shows_each_line_and_the_worst_lines_verdict(op
     p = get_engine().predict(claim, saved_run)
     lines = next(d.value for d in at.dataframe if "Service line" in d.value.columns)
     assert lines["Service line"].tolist() == ["lisinopril 10 mg", "metformin 500 mg"]
-    assert lines["Verdict"].tolist() == [f"{line.verdict}: {line.reason}" if line.verdict == "INVALID"
-                                         else line.verdict for line in p.lines]
+    assert lines["Verdict"].tolist() == [
+        f"{line.verdict}: {line.reason}" if line.verdict == "INVALID" else line.verdict for line in p.lines
+    ]
     assert lines["Rules checker"].tolist() == ["VALID", "VALID"]
     shown = " ".join(m.value for m in at.markdown)
     worst = "VALID" if p.verdict == "VALID" else f"INVALID: {p.reason}"

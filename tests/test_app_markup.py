@@ -21,13 +21,20 @@ from dashboard.untrusted import markdown_text
 from engine.recording.watch import watch
 from engine.reports.study import STUDY
 
-PAYLOAD = ('[click](https://evil.example) ![pixel](https://tracker.example/p.png) <a href="https://evil.example">a</a> '
-           '<b style="font-size:90px">big</b> <img src="https://tracker.example/i.png"> :red[red] :material/home: '
-           "$x^2$ **bold** `code` www.evil.example")
+PAYLOAD = (
+    '[click](https://evil.example) ![pixel](https://tracker.example/p.png) <a href="https://evil.example">a</a> '
+    '<b style="font-size:90px">big</b> <img src="https://tracker.example/i.png"> :red[red] :material/home: '
+    "$x^2$ **bold** `code` www.evil.example"
+)
 # Rendered by Streamlit's Markdown wherever one of these is in an element's source as written (not backslash-escaped)
-RAW_MARKDOWN = re.compile(r"(?<!\\)(" + "|".join(map(re.escape, (
-    "[click](", "![pixel](", "<a href", "<b style", "<img", ":red[", "$x^2$", "**bold**", "`code`"))) + ")",
-    re.IGNORECASE)
+RAW_MARKDOWN = re.compile(
+    r"(?<!\\)("
+    + "|".join(
+        map(re.escape, ("[click](", "![pixel](", "<a href", "<b style", "<img", ":red[", "$x^2$", "**bold**", "`code`"))
+    )
+    + ")",
+    re.IGNORECASE,
+)
 # ... or, for these, in its text once escapes and character references are read: GitHub's links and Streamlit's icons
 # are found there
 IN_TEXT = ("://evil.example", "://tracker.example", "www.evil.example", ":material/", ":red[")
@@ -54,20 +61,41 @@ def renamed(text: str, old: str, new: str) -> str:
 
 def spoil_claims_run(run: Path) -> None:
     """Every text field of a Headwatch run, hostile; no weights, so the pages read the heads' names from the file."""
-    rewrite_json(run / "config.json", lambda c: {**c, "optimizer": hostile("optimizer"), "preset": hostile("preset"),
-                                                 "schedule": hostile("schedule")})
+    rewrite_json(
+        run / "config.json",
+        lambda c: {
+            **c,
+            "optimizer": hostile("optimizer"),
+            "preset": hostile("preset"),
+            "schedule": hostile("schedule"),
+        },
+    )
     # saved before runs had a format: its status said how it ended in a sentence of its own
     rewrite_json(run / "config.json", lambda c: {k: v for k, v in c.items() if k != "format"})
-    rewrite_json(run / "status.json", lambda s: {"status": "finished", "message": hostile("message"), "step": s["step"],
-                                                 "chance": s["chance"], "commonest": s["commonest"]})
-    rewrite_json(run / "probe.json", lambda probe: [
-        {**c, "text": hostile("claim"), "tokens": [hostile("token"), *c["tokens"][1:]]} for c in probe])
-    last = json.loads([line for line in (run / "metrics.jsonl").read_text().splitlines()
-                       if '"specialization"' in line][-1])
+    rewrite_json(
+        run / "status.json",
+        lambda s: {
+            "status": "finished",
+            "message": hostile("message"),
+            "step": s["step"],
+            "chance": s["chance"],
+            "commonest": s["commonest"],
+        },
+    )
+    rewrite_json(
+        run / "probe.json",
+        lambda probe: [{**c, "text": hostile("claim"), "tokens": [hostile("token"), *c["tokens"][1:]]} for c in probe],
+    )
+    last = json.loads(
+        [line for line in (run / "metrics.jsonl").read_text().splitlines() if '"specialization"' in line][-1]
+    )
     for name, heads in last["heads"].items():
         for index, head in enumerate(heads):  # a specialist of a hostile reason, or a kind of head no run has
-            role = ({"kind": "specialist", "reason": hostile(f"reason {name} {index}")} if index % 2 == 0 else
-                    {"kind": hostile(f"kind {name} {index}"), "shared_with": {hostile("shared"): [0]}})
+            role = (
+                {"kind": "specialist", "reason": hostile(f"reason {name} {index}")}
+                if index % 2 == 0
+                else {"kind": hostile(f"kind {name} {index}"), "shared_with": {hostile("shared"): [0]}}
+            )
             head.update(role, shares={**head["shares"], hostile("category"): 0.9})
     with open(run / "metrics.jsonl", "a") as file:
         file.write(json.dumps({**last, "step": last["step"] + 1}) + "\n")
@@ -82,12 +110,21 @@ def watched_run(folder: Path) -> None:
     layer = hostile("layer")
     config = renamed((folder / "config.json").read_text(), LAYER, layer)
     (folder / "config.json").write_text(config)
-    rewrite_json(folder / "config.json", lambda c: {**c, "optimizer": hostile("optimizer"),
-                                                    "optimizer_name": "www.evil.example"})
+    rewrite_json(
+        folder / "config.json", lambda c: {**c, "optimizer": hostile("optimizer"), "optimizer_name": "www.evil.example"}
+    )
     metrics = renamed(renamed((folder / "metrics.jsonl").read_text(), LAYER, layer), "mean error", hostile("metric"))
     (folder / "metrics.jsonl").write_text(metrics)
-    rewrite_json(folder / "status.json", lambda s: {**s, "status": "failed", "ended_by": "failed", "failure": "refused",
-                                                    "problem": hostile("watched message")})
+    rewrite_json(
+        folder / "status.json",
+        lambda s: {
+            **s,
+            "status": "failed",
+            "ended_by": "failed",
+            "failure": "refused",
+            "problem": hostile("watched message"),
+        },
+    )
     for path in (folder / "attention").glob("step_*.pt"):
         weights = torch.load(path, weights_only=True)
         torch.save({layer if name == LAYER else name: w for name, w in weights.items()}, path)
@@ -97,8 +134,18 @@ def saved_study(engine_env: Path) -> None:
     folder = get_engine().study_folder("default", 5)
     folder.mkdir(parents=True)
     necessity = [dict.fromkeys(("MEDICAL", "DOSAGE", "COST", "sex", "age", "specialty", "place"), 0.0)] * 2
-    seeds = [{"seed": s, "steps": 3500, "accuracy": 0.9, "labels": [hostile("study label"), "COST specialist"],
-              "owns": [None, "COST"], "necessity": necessity, "leans": [hostile("leans"), None]} for s in range(2)]
+    seeds = [
+        {
+            "seed": s,
+            "steps": 3500,
+            "accuracy": 0.9,
+            "labels": [hostile("study label"), "COST specialist"],
+            "owns": [None, "COST"],
+            "necessity": necessity,
+            "leans": [hostile("leans"), None],
+        }
+        for s in range(2)
+    ]
     (folder / STUDY).write_text(json.dumps({"recipe": {}, "results": seeds}))
 
 
@@ -115,13 +162,15 @@ def markdown_sources(at) -> list[str]:
     kinds = ("markdown", "caption", "info", "warning", "error", "success", "title", "header", "subheader")
     sources = [element.value for kind in kinds for element in getattr(at, kind)]
     for node in at.main:
-        sources += [value for name in ("label", "help", "text") if isinstance(value := getattr(node.proto, name, None),
-                                                                             str)]
+        sources += [
+            value for name in ("label", "help", "text") if isinstance(value := getattr(node.proto, name, None), str)
+        ]
     return sources
 
 
 def plotly_strings(at) -> list[str]:
     """Every string of every chart but `uirevision`, an identity plotly compares and never shows."""
+
     def strings(value) -> list[str]:
         if isinstance(value, str):
             return [value]
@@ -164,8 +213,10 @@ def test_hostile_text_in_a_run_is_plain_text_on_every_page(open_app, hostile_run
     assert shown("message") in seen[HOSTILE_RUN, "train"] and shown("optimizer") in seen[HOSTILE_RUN, "train"]
     assert shown("optimizer") in seen[HOSTILE_RUN, "adam"]
     specialization = seen[HOSTILE_RUN, "specialization"]
-    assert all(shown(field) in specialization for field in ("reason decoder.0.cross 0", "kind decoder.0.cross 1",
-                                                            "shared", "category"))
+    assert all(
+        shown(field) in specialization
+        for field in ("reason decoder.0.cross 0", "kind decoder.0.cross 1", "shared", "category")
+    )
     assert all(shown(field) in seen[HOSTILE_RUN, "story"] for field in ("kind decoder.0.cross 3", "category"))
     assert charted("reason decoder.0.cross 0") in charts[HOSTILE_RUN, "specialization"]
     assert charted("token") in charts[HOSTILE_RUN, "attention"]

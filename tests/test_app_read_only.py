@@ -63,8 +63,7 @@ def test_a_link_to_a_saved_run_opens_it_and_a_reload_keeps_it(page: str, engine_
     at.switch_page(page)
     at.run()
     healthy(at)
-    assert any(f"Viewing saved run **{saved_run}**" in i.value and "address opens it again" in i.value
-               for i in at.info)
+    assert any(f"Viewing saved run **{saved_run}**" in i.value and "address opens it again" in i.value for i in at.info)
     assert address(at) == saved_run
     at.button(key="back_to_live").click().run()
     healthy(at)
@@ -79,8 +78,9 @@ def test_opening_a_run_puts_it_in_the_address(open_app, saved_run, healthy) -> N
     assert address(at) == saved_run
 
 
-def test_train_page_says_its_buttons_act_on_the_live_run_while_a_saved_run_is_viewed(open_app, saved_run,
-                                                                                      healthy) -> None:
+def test_train_page_says_its_buttons_act_on_the_live_run_while_a_saved_run_is_viewed(
+    open_app, saved_run, healthy
+) -> None:
     at = open_app("dashboard/train.py")
     at.session_state["replay_run"] = saved_run
     at.run()

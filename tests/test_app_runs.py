@@ -52,14 +52,19 @@ def test_list_open_compare_and_export(open_app, saved_run, engine_env, healthy):
     assert mine["Heads"] == ", ".join(h["label"] for h in analysis["heads"]["decoder.0.cross"])
 
     assert [t for t in titles(at) if "step 300: what each check needs" in t] == [
-        f"Run {letter}, step 300: what each check needs from each head" for letter in "AB"]
+        f"Run {letter}, step 300: what each check needs from each head" for letter in "AB"
+    ]
     assert titles(at).count("Runs A and B: held-out accuracy and training loss") == 1  # one chart, both runs
     compared = at.dataframe[1].value
     assert set(compared["Run"]) == {saved_run, f"{saved_run}-copy"}
     assert compared["Final held-out accuracy"].iloc[0] == pytest.approx(
-        get_engine().replay(compared["Run"].iloc[0]).evals[-1].heldout_accuracy)
-    assert {b.proto.label for b in at.download_button} == {"Metrics (CSV)", "Weights (PyTorch state_dict)",
-                                                           "Story report (HTML)"}
+        get_engine().replay(compared["Run"].iloc[0]).evals[-1].heldout_accuracy
+    )
+    assert {b.proto.label for b in at.download_button} == {
+        "Metrics (CSV)",
+        "Weights (PyTorch state_dict)",
+        "Story report (HTML)",
+    }
 
     at.selectbox(key="open_run").set_value(saved_run)
     at.button(key="open").click().run()
@@ -78,12 +83,16 @@ def test_a_run_that_did_not_learn_has_no_heads_named(open_app, saved_run, engine
     assert mine["Heads"] == "not named: it did no better than answering its commonest outcome to every claim"
 
 
-@pytest.mark.parametrize(("data", "problem"), [
-    (b"", "is empty"),
-    (b"claim,amount\nfoo,1\n", "has no 'text' column"),
-    (b"text,verdict\n\"Diabetes, metformin\",MAYBE\n", "verdict must be VALID or INVALID"),
-    (b"text\n\xff\xfe\n", "not UTF-8"),
-], ids=["empty", "no-text-column", "bad-label", "not-utf8"])
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (b"", "is empty"),
+        (b"claim,amount\nfoo,1\n", "has no 'text' column"),
+        (b'text,verdict\n"Diabetes, metformin",MAYBE\n', "verdict must be VALID or INVALID"),
+        (b"text\n\xff\xfe\n", "not UTF-8"),
+    ],
+    ids=["empty", "no-text-column", "bad-label", "not-utf8"],
+)
 def test_a_bad_claims_file_is_refused_by_name_and_changes_nothing(open_app, healthy, data, problem):
     at = open_app(PAGE)
     at.file_uploader(key="claims_upload").upload("claims.csv", data, "text/csv")
@@ -106,8 +115,15 @@ def test_a_claims_file_is_scored_and_trained_on(open_app, saved_run, healthy):
     assert at.download_button(key="scored_csv").proto.label == "Download the results (CSV)"
     assert "The first 5 of 80:" in [c.value for c in at.caption]
     scored = at.dataframe[-1].value
-    assert len(scored) == 80 and list(scored.columns) == ["Claim", "The model says", "How sure", "The rules say",
-                                                          "Not read", "Service lines", "Problem"]
+    assert len(scored) == 80 and list(scored.columns) == [
+        "Claim",
+        "The model says",
+        "How sure",
+        "The rules say",
+        "Not read",
+        "Service lines",
+        "Problem",
+    ]
     agree = int((scored["The model says"] == scored["The rules say"]).sum())
     refused = scored["The model says"] == "cannot judge"  # generated claims that bill no item
     assert f"agree on {agree:,} of the " in " ".join(m.value for m in at.markdown)

@@ -44,10 +44,14 @@ def test_a_study_trains_from_the_page_and_counts_each_reason(open_app, rerun, he
         assert heads == (named if saved[seed]["learned"] else NOT_LEARNED)  # the quick recipe learns little
     learned = sum(r["learned"] for r in saved.values())
     sentence = next(i.value for i in at.info if "runs" in i.value)
-    assert ("over 2 seeds" in sentence or "in every one of the 2 runs" in sentence) if learned == 2 else (
-        "did not learn to audit claims" in sentence or "None of the 2 runs learned" in sentence)
-    assert [m.label for m in at.metric] == ([f"{r}: its own head" for r in ("MEDICAL", "DOSAGE", "COST", "ADMIN")]
-                                            if learned else [])
+    assert (
+        ("over 2 seeds" in sentence or "in every one of the 2 runs" in sentence)
+        if learned == 2
+        else ("did not learn to audit claims" in sentence or "None of the 2 runs learned" in sentence)
+    )
+    assert [m.label for m in at.metric] == (
+        [f"{r}: its own head" for r in ("MEDICAL", "DOSAGE", "COST", "ADMIN")] if learned else []
+    )
     assert at.button(key="start_study").proto.label == "Train 2 seeds"  # done: it can be trained again (resumes)
 
 
@@ -55,17 +59,31 @@ def test_a_saved_study_says_where_heads_only_leaned(open_app, healthy, engine_en
     folder = get_engine().study_folder("default", 5)
     folder.mkdir(parents=True)
     necessity = [dict.fromkeys(("MEDICAL", "DOSAGE", "COST", "sex", "age", "specialty", "place"), 0.0)] * 2
-    heads = ((["leans MEDICAL", "COST specialist"], [None, "COST"], ["MEDICAL", None]),
-             (["leans MEDICAL", "leans COST"], [None, None], ["MEDICAL", "COST"]))  # labels, owns, leans per seed
-    seeds = [{"seed": s, "steps": 3500, "accuracy": 0.99, "labels": labels, "owns": owns, "necessity": necessity,
-              "leans": leans} for s, (labels, owns, leans) in enumerate(heads)]
+    heads = (
+        (["leans MEDICAL", "COST specialist"], [None, "COST"], ["MEDICAL", None]),
+        (["leans MEDICAL", "leans COST"], [None, None], ["MEDICAL", "COST"]),
+    )  # labels, owns, leans per seed
+    seeds = [
+        {
+            "seed": s,
+            "steps": 3500,
+            "accuracy": 0.99,
+            "labels": labels,
+            "owns": owns,
+            "necessity": necessity,
+            "leans": leans,
+        }
+        for s, (labels, owns, leans) in enumerate(heads)
+    ]
     (folder / STUDY).write_text(json.dumps({"recipe": {}, "results": seeds}))
     at = open_app(PAGE)
     healthy(at)
     assert "MEDICAL had a head leaning to it in 2, COST in 1" in " ".join(i.value for i in at.info)
     assert [m.value for m in at.metric] == ["0 of 2 runs", "0 of 2 runs", "1 of 2 runs", "0 of 2 runs"]
-    assert [c.value for c in at.caption if "leaning" in c.value] == ["and a head leaning to it in 2 other runs",
-                                                                     "and a head leaning to it in 1 other run"]
+    assert [c.value for c in at.caption if "leaning" in c.value] == [
+        "and a head leaning to it in 2 other runs",
+        "and a head leaning to it in 1 other run",
+    ]
     matched = at.dataframe[1].value  # a row per seed, a column per head of seed 0
     assert list(matched.columns) == ["Seed", "Head 1 of seed 0", "Head 2 of seed 0"]
     assert matched.values.tolist() == [[0, "leans MEDICAL", "COST specialist"], [1, "leans MEDICAL", "leans COST"]]
@@ -81,8 +99,12 @@ def test_a_damaged_or_hostile_study_file_is_no_study(open_app, healthy, engine_e
     folder = get_engine().study_folder("default", 5)
     folder.mkdir(parents=True)
     seed = {"seed": 0, "steps": 9, "accuracy": 0.5, "labels": ["a", "b"], "owns": [None], "necessity": [{}, {}]}
-    for content in ("{not json", json.dumps({"recipe": {}, "results": [{"seed": "<b>x</b>"}]}), "[1]",
-                    json.dumps({"recipe": {}, "results": [seed]})):  # two heads named, one owner given
+    for content in (
+        "{not json",
+        json.dumps({"recipe": {}, "results": [{"seed": "<b>x</b>"}]}),
+        "[1]",
+        json.dumps({"recipe": {}, "results": [seed]}),
+    ):  # two heads named, one owner given
         (folder / STUDY).write_text(content)
         at = open_app(PAGE)
         healthy(at)
@@ -93,9 +115,19 @@ def test_a_saved_study_whose_runs_did_not_learn_names_no_head(open_app, healthy,
     folder = get_engine().study_folder("default", 5)
     folder.mkdir(parents=True)
     necessity = [dict.fromkeys(("MEDICAL", "DOSAGE", "COST", "sex", "age", "specialty", "place"), 0.0)] * 2
-    seeds = [{"seed": s, "steps": 3500, "accuracy": accuracy, "labels": ["leans COST", "generalist"],
-              "owns": [None, None], "necessity": necessity, "leans": ["COST", None], "learned": False}
-             for s, accuracy in ((0, 0.24), (1, 0.40))]
+    seeds = [
+        {
+            "seed": s,
+            "steps": 3500,
+            "accuracy": accuracy,
+            "labels": ["leans COST", "generalist"],
+            "owns": [None, None],
+            "necessity": necessity,
+            "leans": ["COST", None],
+            "learned": False,
+        }
+        for s, accuracy in ((0, 0.24), (1, 0.40))
+    ]
     (folder / STUDY).write_text(json.dumps({"recipe": {}, "results": seeds}))
     at = open_app(PAGE)
     healthy(at)

@@ -23,8 +23,11 @@ def chart_titles(at) -> list[str]:
 
 
 def verdict_matrix(at) -> dict:
-    return next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
-                if json.loads(c.proto.spec)["layout"]["title"]["text"].startswith("What each check needs"))
+    return next(
+        json.loads(c.proto.spec)
+        for c in at.get("plotly_chart")
+        if json.loads(c.proto.spec)["layout"]["title"]["text"].startswith("What each check needs")
+    )
 
 
 def assert_matches_analysis(at, run_id: str) -> None:
@@ -36,7 +39,8 @@ def assert_matches_analysis(at, run_id: str) -> None:
     assert graded == [f"Selectivity {h['selectivity']:+.0%}" for h in heads]  # graded beside each label
     recorded = get_engine().replay(run_id).specialization[-1]  # what the Runs table and the Story read
     assert recorded.step == analysis["step"] and [head_label(h) for h in recorded.heads["decoder.0.cross"]] == [
-        h["label"] for h in heads]
+        h["label"] for h in heads
+    ]
     z = plotly_array(verdict_matrix(at)["data"][0]["z"])
     np.testing.assert_allclose(z, [[h["necessity"][c] for c in CHECKS] for h in heads], atol=1e-6)
     assert f"Verdict at step {analysis['step']}" in [s.value for s in at.subheader]
@@ -65,15 +69,21 @@ def test_live_run_shows_ablation_matrix_and_names_heads_as_analyze_does(open_app
     engine.start(preset("quick"))
     at = open_app(PAGE)
     # "Verdict" (not "So far"): drawn after the run ended, from `engine analyze` on its saved weights
-    rerun(at, lambda: engine.snapshot().status == "finished" and any(
-        s.value.startswith("Verdict at step") for s in at.subheader))
+    rerun(
+        at,
+        lambda: (
+            engine.snapshot().status == "finished" and any(s.value.startswith("Verdict at step") for s in at.subheader)
+        ),
+    )
     healthy(at)
     assert_matches_analysis(at, engine.snapshot().run_id)
-    verdict = ["What each check needs from each head",
-               "What breaks when a head sees what it saw on claims of the same kind",
-               "Where the answers go when one head sees what it saw on claims of the same kind (rows",
-               "Each head's direct push towards the right answer, on claims that break each rule (in logits)",
-               "Encoder heads"]
+    verdict = [
+        "What each check needs from each head",
+        "What breaks when a head sees what it saw on claims of the same kind",
+        "Where the answers go when one head sees what it saw on claims of the same kind (rows",
+        "Each head's direct push towards the right answer, on claims that break each rule (in logits)",
+        "Encoder heads",
+    ]
     history = ["What each head reads", *verdict[:2], "Each head over training"]  # from the run's own records
     heads = f"The four heads at step {engine.snapshot().step:,}"  # the picture, first
     assert [t.split(":")[0] for t in chart_titles(at)] == [heads, *verdict, *history]
@@ -90,8 +100,11 @@ def test_saved_run_is_shown_read_only_with_a_way_back(open_app, saved_run, healt
     assert f"Viewing saved run **{saved_run}** (read-only)" in at.info[0].value
     assert_matches_analysis(at, saved_run)
     snap = get_engine().replay(saved_run)
-    shares = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
-                  if json.loads(c.proto.spec)["layout"]["title"]["text"].startswith("What each head reads"))
+    shares = next(
+        json.loads(c.proto.spec)
+        for c in at.get("plotly_chart")
+        if json.loads(c.proto.spec)["layout"]["title"]["text"].startswith("What each head reads")
+    )
     assert [f["name"] for f in shares["frames"]] == [str(p.step) for p in snap.specialization]
     at.button(key="back_to_live").click().run()
     healthy(at)
@@ -99,8 +112,9 @@ def test_saved_run_is_shown_read_only_with_a_way_back(open_app, saved_run, healt
     assert "press Train" in at.info[0].value
 
 
-def test_the_answer_leads_over_the_heads_and_the_shipped_study_of_its_recipe(open_app, saved_run, shipped_study,
-                                                                           healthy):
+def test_the_answer_leads_over_the_heads_and_the_shipped_study_of_its_recipe(
+    open_app, saved_run, shipped_study, healthy
+):
     at = open_app(PAGE)
     at.session_state["replay_run"] = saved_run
     at.run()
@@ -109,8 +123,10 @@ def test_the_answer_leads_over_the_heads_and_the_shipped_study_of_its_recipe(ope
     heads = measurement.measurement_from_report(get_engine().analyze(saved_run)).cross
     studies = read_references(shipped_study).studies
     assert lead(at) == head_words.lead_paragraph(heads, snap.evals[-1].heldout_accuracy, None, studies[0])
-    assert lead(at).endswith("Over 3 training runs of this same recipe, differing only in their random start, 1 "
-                             "ended with at least one specialist head and 2 with none.")
+    assert lead(at).endswith(
+        "Over 3 training runs of this same recipe, differing only in their random start, 1 "
+        "ended with at least one specialist head and 2 with none."
+    )
     cards = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["annotations"]
     for card, head in zip(cards, heads, strict=False):  # the labels the lead's words rest on, each on its card
         assert f"<b>{head_label(head)}</b>" in card["text"].replace("<br>", " ")

@@ -10,8 +10,12 @@ from engine.task.dataset import EXAMPLE_CLAIMS
 from engine.training.presets import preset
 
 PAGE = "dashboard/story.py"
-CHAPTERS = ["In short", "Before: random guesses", "During: learning from mistakes",
-            "After: which heads became specialists"]
+CHAPTERS = [
+    "In short",
+    "Before: random guesses",
+    "During: learning from mistakes",
+    "After: which heads became specialists",
+]
 BEYOND = "Beyond this run: many runs of each recipe"
 EXAMPLES = "Some claims, judged by this model"
 
@@ -56,8 +60,10 @@ def test_saved_run_story_in_its_own_numbers(open_app, saved_run, shipped_study, 
     assert list(examples["Claim"]) == list(EXAMPLE_CLAIMS)
     rules = dict(zip(examples["Claim"], examples["The rules say"], strict=True))
     assert rules["Gout flare, colchicine 60 mg, $30"] == "INVALID: DOSAGE"
-    assert set(examples["The model says"]) <= {"VALID", *(f"INVALID: {r}" for r in ("MEDICAL", "DOSAGE", "COST",
-                                                                                    "ADMIN"))}
+    assert set(examples["The model says"]) <= {
+        "VALID",
+        *(f"INVALID: {r}" for r in ("MEDICAL", "DOSAGE", "COST", "ADMIN")),
+    }
     assert len(at.get("plotly_chart")) == 6  # the heads, Before's, During's two, After's, the studies'
     assert at.download_button(key="story_report").proto.label == "Download this story as an HTML report"
 

@@ -57,7 +57,8 @@ def test_a_saved_run_shows_its_tables_step_by_step_in_its_own_numbers(open_app, 
 
 
 def test_a_run_without_tables_says_so_and_how_to_get_them_and_a_damaged_file_is_named(
-        open_app, saved_run, engine_env, healthy):
+    open_app, saved_run, engine_env, healthy
+):
     (engine_env / saved_run / PROBES).unlink()
     at = open_app()
     at.session_state["replay_run"] = saved_run

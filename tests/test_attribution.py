@@ -119,8 +119,15 @@ def test_patching_a_head_with_its_own_output_changes_nothing(setting) -> None:
 def test_a_head_that_reads_one_field_carries_exactly_the_checks_on_that_field(setting) -> None:
     _, tokenizer, _, claims, batch, reference = setting
     heads = attribute(wired_model(tokenizer), CROSS, claims, batch, reference)
-    field_of = {"MEDICAL": "diagnosis", "DOSAGE": "dose", "COST": "amount", "sex": "sex", "age": "age",
-                "specialty": "specialty", "place": "place"}
+    field_of = {
+        "MEDICAL": "diagnosis",
+        "DOSAGE": "dose",
+        "COST": "amount",
+        "sex": "sex",
+        "age": "age",
+        "specialty": "specialty",
+        "place": "place",
+    }
     for head, field in enumerate(WIRED):
         for check in CHECKS:
             expected = 1.0 if field_of[check] == field else 0.0
@@ -182,17 +189,29 @@ def test_one_head_doing_everything_is_one_generalist(setting) -> None:
     assert [h.kind for h in heads] == [GENERALIST] + [LITTLE_EFFECT] * 3
 
 
-def _head(necessity: dict[str, float], valid_drop: float = 0.0, drops: dict[str, float] | None = None,
-          pairs: dict[int, dict[str, float]] | None = None) -> HeadAttribution:
+def _head(
+    necessity: dict[str, float],
+    valid_drop: float = 0.0,
+    drops: dict[str, float] | None = None,
+    pairs: dict[int, dict[str, float]] | None = None,
+) -> HeadAttribution:
     """A head measured so: necessity per check (a reason's value for each of its checks), accuracy drops when
     resampled, and necessity patched together with other heads (their index -> per check or reason)."""
+
     def full(values: dict[str, float]) -> dict[str, float]:
         return {c: values.get(c, values.get(reason_of(c), 0.0)) for c in CHECKS}
 
     ablation = {"VALID": valid_drop, **(drops or {})}
     together = {str(j): full(v) for j, v in (pairs or {}).items()}
-    return HeadAttribution(full(necessity), full(necessity), {}, ablation, {}, pair_necessity=together,
-                           pair_ablation={j: {} for j in together})
+    return HeadAttribution(
+        full(necessity),
+        full(necessity),
+        {},
+        ablation,
+        {},
+        pair_necessity=together,
+        pair_ablation={j: {} for j in together},
+    )
 
 
 def test_ownership_needs_one_reason_only_valid_untouched_and_no_rival() -> None:
@@ -232,15 +251,22 @@ def test_a_backup_pair_shares_its_reason_instead_of_hiding_as_not_a_specialist()
     first = _head({"DOSAGE": 0.4}, pairs={1: {"DOSAGE": 1.0}})
     second = _head({"DOSAGE": 0.4}, pairs={0: {"DOSAGE": 1.0}})
     labelled = owners([first, second, _head({"COST": 0.9})])
-    assert [head_label(h) for h in labelled] == ["shares DOSAGE with head 2", "shares DOSAGE with head 1",
-                                                 "COST specialist"]
+    assert [head_label(h) for h in labelled] == [
+        "shares DOSAGE with head 2",
+        "shares DOSAGE with head 1",
+        "COST specialist",
+    ]
     assert [h.shared_with for h in labelled] == [{"DOSAGE": (1,)}, {"DOSAGE": (0,)}, {}]
     # a specialist whose removal together with another head takes no more than it alone does shares nothing
     alone = owners([_head({"DOSAGE": 0.9}, pairs={1: {"DOSAGE": 0.95}}), _head({}, pairs={0: {"DOSAGE": 0.95}})])
     assert [head_label(h) for h in alone] == ["DOSAGE specialist", "little effect"]
     # a specialist of one reason that backs up another head's reason is not that reason's alone
-    backing = owners([_head({"DOSAGE": 0.9}, pairs={1: {"DOSAGE": 0.9, "COST": 0.9}}),
-                      _head({"COST": 0.6}, pairs={0: {"DOSAGE": 0.9, "COST": 0.9}})])
+    backing = owners(
+        [
+            _head({"DOSAGE": 0.9}, pairs={1: {"DOSAGE": 0.9, "COST": 0.9}}),
+            _head({"COST": 0.6}, pairs={0: {"DOSAGE": 0.9, "COST": 0.9}}),
+        ]
+    )
     assert backing[0].kind == "leans" and "shares COST with head 2" in head_evidence(backing[0])
 
 
@@ -248,10 +274,20 @@ def test_labels_say_what_the_measurement_found() -> None:
     dosage, cost = _head({"DOSAGE": 0.9}), _head({"COST": 0.7, "sex": 0.3})
     heads = [dosage, cost, _head({"MEDICAL": 0.6, "DOSAGE": 0.6}), _head({"place": 0.4}), _head({"place": 0.1})]
     labelled = owners(heads)
-    assert [head_label(h) for h in labelled] == ["DOSAGE specialist", "leans COST", "generalist", "helps ADMIN (place)",
-                                           "little effect"]
-    assert [(h.kind, h.reason) for h in labelled] == [("specialist", "DOSAGE"), ("leans", "COST"),
-                                                      ("generalist", None), ("helps", "place"), ("little effect", None)]
+    assert [head_label(h) for h in labelled] == [
+        "DOSAGE specialist",
+        "leans COST",
+        "generalist",
+        "helps ADMIN (place)",
+        "little effect",
+    ]
+    assert [(h.kind, h.reason) for h in labelled] == [
+        ("specialist", "DOSAGE"),
+        ("leans", "COST"),
+        ("generalist", None),
+        ("helps", "place"),
+        ("little effect", None),
+    ]
     patient = owners([_head({"sex": 0.4, "age": 0.3})])[0]  # only ADMIN needs it, two of its checks: not a generalist
     assert (head_label(patient), patient.kind, patient.reason) == ("helps ADMIN (sex, age)", "helps", "sex, age")
     assert "40% of sex's and 30% of age's evidence" in head_evidence(patient)
@@ -302,8 +338,12 @@ def test_direct_logit_attribution_adds_up_exactly_with_the_rest_of_the_residual(
     handle.remove()
     rows = [TARGET_ID[r] for r in REASONS]
     chosen = logits[:, 1, rows].gather(1, reasons[:, None]).squeeze(1)
-    actual = (logits[:, 0, TARGET_ID["INVALID"]] - logits[:, 0, TARGET_ID["VALID"]]
-              + chosen - (logits[:, 1, rows].sum(1) - chosen) / (len(REASONS) - 1))
+    actual = (
+        logits[:, 0, TARGET_ID["INVALID"]]
+        - logits[:, 0, TARGET_ID["VALID"]]
+        + chosen
+        - (logits[:, 1, rows].sum(1) - chosen) / (len(REASONS) - 1)
+    )
     # everything else in the final residual, read the same way: the residual minus the heads' writes, plus the
     # LayerNorm's and the unembedding's constants
     residual = final[-1]
@@ -311,8 +351,12 @@ def test_direct_logit_attribution_adds_up_exactly_with_the_rest_of_the_residual(
     verdict, reason = logit_directions(model, reasons)
     directions = torch.stack([verdict, reason], dim=1)  # (B, 2, C)
     bias = model.output.bias
-    constants = (bias[TARGET_ID["INVALID"]] - bias[TARGET_ID["VALID"]] + bias[rows].gather(0, reasons)
-                 - (bias[rows].sum() - bias[rows].gather(0, reasons)) / (len(REASONS) - 1))
+    constants = (
+        bias[TARGET_ID["INVALID"]]
+        - bias[TARGET_ID["VALID"]]
+        + bias[rows].gather(0, reasons)
+        - (bias[rows].sum() - bias[rows].gather(0, reasons)) / (len(REASONS) - 1)
+    )
     constants = constants + (directions * model.norm_out.bias).sum((1, 2))
     total = ((residual - residual.mean(-1, keepdim=True)) / sigma * model.norm_out.weight * directions).sum((1, 2))
     assert torch.allclose(total + constants, actual, atol=1e-4)  # the frozen-LayerNorm reading is exact
@@ -331,30 +375,50 @@ def test_run_pairs_are_made_once_per_tokenizer(setting) -> None:
     assert run_pairs(other, 48) is not first  # other aliases read claims otherwise: their own pairs
 
 
-@pytest.mark.parametrize(("label", "kind", "reason"), [
-    ("DOSAGE specialist", "specialist", "DOSAGE"), ("leans COST", "leans", "COST"),
-    ("helps ADMIN (age)", "helps", "age"), ("helps ADMIN (sex, age)", "helps", "sex, age"),
-    ("helps MEDICAL", "helps", "MEDICAL"), ("generalist", "generalist", None),
-    ("needed by DOSAGE and valid claims", "needed by", "DOSAGE, VALID"),
-    ("needed by every reason", "needed by", "MEDICAL, DOSAGE, COST, ADMIN"),
-])
+@pytest.mark.parametrize(
+    ("label", "kind", "reason"),
+    [
+        ("DOSAGE specialist", "specialist", "DOSAGE"),
+        ("leans COST", "leans", "COST"),
+        ("helps ADMIN (age)", "helps", "age"),
+        ("helps ADMIN (sex, age)", "helps", "sex, age"),
+        ("helps MEDICAL", "helps", "MEDICAL"),
+        ("generalist", "generalist", None),
+        ("needed by DOSAGE and valid claims", "needed by", "DOSAGE, VALID"),
+        ("needed by every reason", "needed by", "MEDICAL, DOSAGE, COST, ADMIN"),
+    ],
+)
 def test_runs_saved_before_heads_had_a_kind_read_it_from_their_label(label: str, kind: str, reason: str | None) -> None:
     from engine.runs.reading import specialization_point
 
-    head = {"shares": {"dose": 1.0}, "entropy": 0.1, "confidence": 0.9, "importance": 0.0, "ablation": {},
-            "label": label, "evidence": "numbers"}
+    head = {
+        "shares": {"dose": 1.0},
+        "entropy": 0.1,
+        "confidence": 0.9,
+        "importance": 0.0,
+        "ablation": {},
+        "label": label,
+        "evidence": "numbers",
+    }
     [read] = specialization_point({"step": 5, "heads": {CROSS: [head]}}).heads[CROSS]
     assert (read.kind, read.reason) == (kind, reason)
     assert head_label(read) == label  # the same words as a run that records its kind
 
 
-@pytest.mark.parametrize(("label", "shared_with"), [
-    ("shares DOSAGE with head 2", {"DOSAGE": (1,)}),
-    ("shares DOSAGE with heads 3 and 4, ADMIN (sex, age) with head 4", {"DOSAGE": (2, 3), "sex, age": (3,)}),
-    ("shares MEDICAL with head 1, ADMIN (sex, age) with heads 1, 2 and 4", {"MEDICAL": (0,), "sex, age": (0, 1, 3)}),
-])
+@pytest.mark.parametrize(
+    ("label", "shared_with"),
+    [
+        ("shares DOSAGE with head 2", {"DOSAGE": (1,)}),
+        ("shares DOSAGE with heads 3 and 4, ADMIN (sex, age) with head 4", {"DOSAGE": (2, 3), "sex, age": (3,)}),
+        (
+            "shares MEDICAL with head 1, ADMIN (sex, age) with heads 1, 2 and 4",
+            {"MEDICAL": (0,), "sex, age": (0, 1, 3)},
+        ),
+    ],
+)
 def test_labels_of_heads_that_share_read_back_as_the_heads_they_share_with(
-        label: str, shared_with: dict[str, tuple[int, ...]]) -> None:
+    label: str, shared_with: dict[str, tuple[int, ...]]
+) -> None:
     from engine.runs.formats import role_from_label
 
     role = role_from_label(label)
@@ -395,7 +459,8 @@ def test_on_a_trained_model_no_label_contradicts_its_own_numbers(trained_run_fol
 
 
 def test_inspects_switched_off_answer_is_the_specialization_measurement_of_that_head_and_claim(
-        trained_run_folder) -> None:
+    trained_run_folder,
+) -> None:
     predictor = Predictor.from_run(trained_run_folder)
     model, catalog = predictor.model, predictor.catalog
     written = generate_claims(300, 77, catalog)
@@ -421,18 +486,40 @@ def test_specialization_records_keep_selectivity_pairs_and_how_heads_were_taken_
     from engine.runs.reading import encode_record, specialization_point
     from engine.telemetry import HeadSpecialization, SpecializationPoint
 
-    older = {"shares": {"dose": 1.0}, "entropy": 0.1, "confidence": 0.9, "importance": 0.0, "ablation": {},
-             "label": "little effect", "evidence": "numbers"}
+    older = {
+        "shares": {"dose": 1.0},
+        "entropy": 0.1,
+        "confidence": 0.9,
+        "importance": 0.0,
+        "ablation": {},
+        "label": "little effect",
+        "evidence": "numbers",
+    }
     [zeroed] = specialization_point({"step": 5, "heads": {CROSS: [older]}}).heads[CROSS]
-    assert (zeroed.selectivity, zeroed.shared_with, zeroed.pair_ablation, zeroed.intervention) == (None, {}, {},
-                                                                                                   "zeroed")
-    [mean] = specialization_point({"step": 5, "heads": {CROSS: [older | {"answers": {"VALID": {"VALID": 1.0}}}]}}
-                                  ).heads[CROSS]
+    assert (zeroed.selectivity, zeroed.shared_with, zeroed.pair_ablation, zeroed.intervention) == (
+        None,
+        {},
+        {},
+        "zeroed",
+    )
+    [mean] = specialization_point(
+        {"step": 5, "heads": {CROSS: [older | {"answers": {"VALID": {"VALID": 1.0}}}]}}
+    ).heads[CROSS]
     assert mean.intervention == "mean"  # saved after answers were recorded, before resampling
-    head = HeadSpecialization(shares={"dose": 1.0}, entropy=0.1, confidence=0.9, importance=0.0,
-                              ablation={"DOSAGE": 0.1}, pair_necessity={"1": {"DOSAGE": 1.0}},
-                              pair_ablation={"1": {"DOSAGE": 0.4}}, selectivity=0.4, shared_with={"DOSAGE": (1,)},
-                              kind="shares", reason="DOSAGE", rivals=(2,))
+    head = HeadSpecialization(
+        shares={"dose": 1.0},
+        entropy=0.1,
+        confidence=0.9,
+        importance=0.0,
+        ablation={"DOSAGE": 0.1},
+        pair_necessity={"1": {"DOSAGE": 1.0}},
+        pair_ablation={"1": {"DOSAGE": 0.4}},
+        selectivity=0.4,
+        shared_with={"DOSAGE": (1,)},
+        kind="shares",
+        reason="DOSAGE",
+        rivals=(2,),
+    )
     written = json.loads(json.dumps(encode_record(SpecializationPoint(7, {CROSS: (head,)}))))
     assert specialization_point(written).heads[CROSS] == (head,)
     assert not {"label", "evidence"} & set(written["heads"][CROSS][0])  # facts only: the pages word them
@@ -441,8 +528,9 @@ def test_specialization_records_keep_selectivity_pairs_and_how_heads_were_taken_
             specialization_point({"step": 5, "heads": {CROSS: [written["heads"][CROSS][0] | hostile]}})
 
 
-def made_by_two_threads_at_once(cached: Callable[[int], object], monkeypatch: pytest.MonkeyPatch, module: object,
-                                 cache: str, maker: str) -> dict[int, object]:
+def made_by_two_threads_at_once(
+    cached: Callable[[int], object], monkeypatch: pytest.MonkeyPatch, module: object, cache: str, maker: str
+) -> dict[int, object]:
     """`cached(max_len)` for max_len 40 and 41, each in its own thread, with the module's cache (emptied, bound to one
     entry) full, and `maker` (the module's function the value is made with) entered by both threads together where
     they may: both evict, and keep what they made, at once. What each returned, or raised."""
@@ -477,21 +565,29 @@ def made_by_two_threads_at_once(cached: Callable[[int], object], monkeypatch: py
 
 
 def test_run_pairs_made_by_two_training_threads_at_once_are_each_their_own_and_kept_within_bounds(
-        monkeypatch: pytest.MonkeyPatch, setting) -> None:
+    monkeypatch: pytest.MonkeyPatch, setting
+) -> None:
     import engine.interpret.pairs as pairs_module
 
     monkeypatch.setattr(pairs_module, "minimal_pairs", lambda catalog, tokenizer: [])
     monkeypatch.setattr(pairs_module, "pair_batch", lambda pairs, tokenizer, max_len, device: max_len)
-    got = made_by_two_threads_at_once(lambda max_len: run_pairs(setting[1], max_len), monkeypatch, pairs_module,
-                                      "_RUN_PAIRS", "pair_batch")
+    got = made_by_two_threads_at_once(
+        lambda max_len: run_pairs(setting[1], max_len), monkeypatch, pairs_module, "_RUN_PAIRS", "pair_batch"
+    )
     assert got == {40: 40, 41: 41} and len(pairs_module._RUN_PAIRS) == 1
 
 
 def test_reference_claims_made_by_two_threads_at_once_are_each_their_own_and_kept_within_bounds(
-        monkeypatch: pytest.MonkeyPatch, setting) -> None:
+    monkeypatch: pytest.MonkeyPatch, setting
+) -> None:
     import engine.interpret.attribution as attribution_module
 
-    got = made_by_two_threads_at_once(lambda max_len: reference_claims(setting[1], max_len), monkeypatch,
-                                      attribution_module, "_REFERENCES", "generate_claims")
+    got = made_by_two_threads_at_once(
+        lambda max_len: reference_claims(setting[1], max_len),
+        monkeypatch,
+        attribution_module,
+        "_REFERENCES",
+        "generate_claims",
+    )
     assert all(isinstance(claims, ClaimTensors) for claims in got.values()) and got[40] is not got[41], got
     assert len(attribution_module._REFERENCES) == 1

@@ -33,8 +33,16 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
 # Records every script-state change of the page, so fragment reruns can be timed from the browser's side.
 WATCH_SCRIPT_STATE = """() => {
     window.__states = [];
@@ -129,17 +137,19 @@ def test_train_and_every_page(server: Server) -> None:
         screenshot_all(page, ARTIFACTS / "train.png")
 
         states = page.evaluate("() => window.__states")
-        runs = [b[0] - a[0] for a, b in pairwise(states)
-                if a[1] == "running" and b[1] == "notRunning"]
+        runs = [b[0] - a[0] for a, b in pairwise(states) if a[1] == "running" and b[1] == "notRunning"]
         if runs:
-            print(f"script/fragment reruns while training: {len(runs)}, median {statistics.median(runs):.0f} ms, "
-                  f"max {max(runs):.0f} ms (browser-side, script start to finish)")
+            print(
+                f"script/fragment reruns while training: {len(runs)}, median {statistics.median(runs):.0f} ms, "
+                f"max {max(runs):.0f} ms (browser-side, script start to finish)"
+            )
 
         open_page(page, "Adam's memories")
         page.get_by_role("button", name="Race SGD against this run").click()
         page.get_by_text("What the measured curves show: At step").wait_for(timeout=60_000)
         page.get_by_role("button", name="Race SGD against this run").and_(page.locator(":enabled")).wait_for(
-            timeout=120_000)  # enabled again: the race has finished
+            timeout=120_000
+        )  # enabled again: the race has finished
         page.wait_for_function("() => document.querySelectorAll(\"[data-testid='stPlotlyChart']\").length >= 5")
         assert_no_exception(page)
         screenshot_all(page, ARTIFACTS / "adam.png")
@@ -296,10 +306,19 @@ def test_a_model_training_in_another_process_is_followed_live(server: Server) ->
     lists it, opens it, and its loss chart grows while the loop runs; Attention shows its heads."""
     from playwright.sync_api import sync_playwright
 
-    loop = subprocess.Popen([sys.executable, str(ROOT / "examples" / "watch_transformer.py"), "--out",
-                             str(server.runs_dir / "toy-watched"), "--steps", "100000"],
-                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    loop = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "watch_transformer.py"),
+            "--out",
+            str(server.runs_dir / "toy-watched"),
+            "--steps",
+            "100000",
+        ],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while not (server.runs_dir / "toy-watched" / "status.json").exists():  # its first step is saved
@@ -335,8 +354,9 @@ def test_a_model_training_in_another_process_is_followed_live(server: Server) ->
 
 # Anything a run's text could have become: a link (Markdown's or plotly's, an SVG link names its target xlink:href)
 # or an image fetched from elsewhere.
-PLANTED = ('a[href*="evil.example"], a[*|href*="evil.example"], img[src*="tracker.example"], '
-           'image[*|href*="tracker.example"]')
+PLANTED = (
+    'a[href*="evil.example"], a[*|href*="evil.example"], img[src*="tracker.example"], image[*|href*="tracker.example"]'
+)
 DRAWN = "() => [...document.querySelectorAll('.js-plotly-plot')].every(chart => chart.querySelector('.main-svg'))"
 
 
@@ -354,8 +374,10 @@ def test_text_from_a_hostile_run_is_never_a_link_or_an_image(trained_run_folder:
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
         page.goto(server.url)
         page.get_by_role("button", name="Train").wait_for(timeout=60_000)
-        for run, pages in ((HOSTILE_RUN, ("Train", "Adam's memories", "Attention", "Specialization", "Story")),
-                           (WATCHED_RUN, ("Train", "Adam's memories", "Attention"))):
+        for run, pages in (
+            (HOSTILE_RUN, ("Train", "Adam's memories", "Attention", "Specialization", "Story")),
+            (WATCHED_RUN, ("Train", "Adam's memories", "Attention")),
+        ):
             open_page(page, "Runs")
             page.get_by_test_id("stSelectbox").filter(has_text="Run").first.click()
             page.get_by_role("option", name=run).click()

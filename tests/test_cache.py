@@ -67,8 +67,13 @@ def test_keys_are_named_and_a_key_of_other_names_is_refused_in_words() -> None:
     with pytest.raises(TypeError, match="not by vocabulary, max_len, device"):
         cache.get(maker(5), vocabulary=("a", "b"), max_len=40, device="cpu")
     assert "minimal pairs" in repr(cache) and "keyed by vocabulary, max_len" in repr(cache)
-    for wrong in ({"key": ()}, {"key": ("version",)}, {"key": ("n", "n")}, {"key": ("n",), "weak": ("m",)},
-                  {"key": ("n",), "max_entries": 0}):
+    for wrong in (
+        {"key": ()},
+        {"key": ("version",)},
+        {"key": ("n", "n")},
+        {"key": ("n",), "weak": ("m",)},
+        {"key": ("n",), "max_entries": 0},
+    ):
         with pytest.raises(ValueError, match="The bad cache needs"):
             Cache("bad", **({"max_entries": 1} | wrong))
 
@@ -128,7 +133,6 @@ def test_two_threads_evicting_at_once_each_get_their_own_and_the_bound_holds() -
 
     assert run_together(lambda: cache.get(make(1), n=1), lambda: cache.get(make(2), n=2)) == [1, 2]
     assert len(cache) == 1
-
 
 
 def test_an_entry_evicted_by_one_thread_while_another_marks_it_used_raises_in_neither() -> None:

@@ -14,16 +14,19 @@ from engine.training.presets import preset
 from engine.training.trainer import Trainer
 
 
-@pytest.mark.parametrize(("data", "words"), [
-    (b"", "is empty"),
-    (b"   \n", "is empty"),
-    (b"text,verdict\n", "header but no claims"),
-    (b"claim,amount\nfoo,1\n", "no 'text' column"),
-    (b"text,verdict\n\xff\xfe bad bytes,VALID\n", "not UTF-8"),
-    (b"text,verdict\ndiabetes metformin,MAYBE\n", "Line 2: verdict must be VALID or INVALID"),
-    (b"text,verdict,reason\ndiabetes metformin,INVALID,\n", "needs a reason"),
-    (b"x" * (6 * 2**20), "the limit is 5 MB"),
-])
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (b"", "is empty"),
+        (b"   \n", "is empty"),
+        (b"text,verdict\n", "header but no claims"),
+        (b"claim,amount\nfoo,1\n", "no 'text' column"),
+        (b"text,verdict\n\xff\xfe bad bytes,VALID\n", "not UTF-8"),
+        (b"text,verdict\ndiabetes metformin,MAYBE\n", "Line 2: verdict must be VALID or INVALID"),
+        (b"text,verdict,reason\ndiabetes metformin,INVALID,\n", "needs a reason"),
+        (b"x" * (6 * 2**20), "the limit is 5 MB"),
+    ],
+)
 def test_malformed_files_are_refused_with_their_problem(data: bytes, words: str) -> None:
     with pytest.raises(CsvProblem, match=words):
         read_claims_csv(data)
@@ -34,16 +37,20 @@ def test_a_million_rows_is_refused_without_reading_them_all(monkeypatch: pytest.
 
     read: list[int] = []
     real = engine.task.claims_csv._named
-    monkeypatch.setattr(engine.task.claims_csv, "_named", lambda values, columns, number: read.append(number) or real(
-        values, columns, number))
+    monkeypatch.setattr(
+        engine.task.claims_csv,
+        "_named",
+        lambda values, columns, number: read.append(number) or real(values, columns, number),
+    )
     with pytest.raises(CsvProblem, match="more than 50,000 claims"):
         read_claims_csv(b"text\n" + b"a\n" * 1_000_000)
     assert len(read) == 50_000  # it stops at the limit instead of labelling every row
 
 
 def test_semicolon_delimiter_and_labels_are_understood() -> None:
-    claims = read_claims_csv(b"text;Verdict;reason\n\"Diabetes; metformin 500 mg\";valid;\n;VALID;\n"
-                             b"chemo for diabetes;INVALID;medical\n")
+    claims = read_claims_csv(
+        b'text;Verdict;reason\n"Diabetes; metformin 500 mg";valid;\n;VALID;\nchemo for diabetes;INVALID;medical\n'
+    )
     assert claims.texts == ("Diabetes; metformin 500 mg", "chemo for diabetes")
     assert claims.verdicts == ("VALID", "INVALID") and claims.reasons == (None, "MEDICAL")
     assert claims.skipped_blank == 1
@@ -70,8 +77,9 @@ def test_scoring_and_training_on_a_claims_file(tmp_path: Path) -> None:
     from engine.interpret.inference import Predictor
 
     predictor = Predictor.from_run(tmp_path / "run")
-    results = list(csv.DictReader(io.StringIO(scored_csv(scored_rows(predictor, read_claims_csv(path.read_bytes())))
-                                              .decode())))
+    results = list(
+        csv.DictReader(io.StringIO(scored_csv(scored_rows(predictor, read_claims_csv(path.read_bytes()))).decode()))
+    )
     assert len(results) == 300
     assert not any(r["cannot_judge"] for r in results)  # every word of a generated claim is read, none refused
     assert {r["verdict"] for r in results} <= {"VALID", "INVALID"}
@@ -84,8 +92,9 @@ def test_scored_claims_say_what_was_read_and_what_could_not_be_judged(trained_ru
     from engine.interpret.inference import Predictor
 
     predictor = Predictor.from_run(trained_run_folder)
-    claims = read_claims_csv(b'text\n"Heart transplant for a common cold, 54 yo F, $5"\n'
-                             b'"Metformn 500 mg for diabetes, $10"\n')
+    claims = read_claims_csv(
+        b'text\n"Heart transplant for a common cold, 54 yo F, $5"\n"Metformn 500 mg for diabetes, $10"\n'
+    )
     unread, misspelled = (dict(zip(SCORED_COLUMNS, row, strict=True)) for row in scored_rows(predictor, claims))
     assert (unread["verdict"], unread["reason"], unread["confidence"]) == ("", "", "")
     assert unread["model_verdict"] in ("VALID", "INVALID") and float(unread["model_confidence"]) > 0
@@ -116,11 +125,17 @@ def test_batched_scoring_gives_each_claim_the_verdict_it_gets_alone(trained_run_
     assert sum(p.error is None for p in batched) == 37
 
 
-@pytest.mark.parametrize(("data", "problem"), [
-    (b'text,verdict\nDiabetes, metformin 500 mg, $40,VALID\n', "Line 2 has more values"),
-    (b'text\n"Diabetes, metformin 500 mg\nAsthma, montelukast 10 mg\n', "line 2: a quote opened here is never closed"),
-    (b'text\nok claim\n"' + b"x" * 200_000 + b'"\n', "line 3: a value is longer than 131,072 characters"),
-])
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (b"text,verdict\nDiabetes, metformin 500 mg, $40,VALID\n", "Line 2 has more values"),
+        (
+            b'text\n"Diabetes, metformin 500 mg\nAsthma, montelukast 10 mg\n',
+            "line 2: a quote opened here is never closed",
+        ),
+        (b'text\nok claim\n"' + b"x" * 200_000 + b'"\n', "line 3: a value is longer than 131,072 characters"),
+    ],
+)
 def test_malformed_csv_names_the_line(data: bytes, problem: str) -> None:
     with pytest.raises(CsvProblem, match=problem):
         read_claims_csv(data)

@@ -21,8 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine", *args], input=stdin, capture_output=True, text=True,
-                          cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args], input=stdin, capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,8 @@ def test_predict_json_says_what_was_read_and_what_cannot_be_judged(trained_run: 
     assert misspelled["cannot_judge"] is None and misspelled["verdict"] in ("VALID", "INVALID")
     assert misspelled["reading"]["notes"] == ["read 'Metformn' as metformin"]
     assert {"text": "Metformn", "as": "drug", "meaning": "Metformin", "read_as_near": "metformin"} in (
-        misspelled["reading"]["read"])
+        misspelled["reading"]["read"]
+    )
 
 
 def test_predict_from_csv(trained_run: Path, tmp_path: Path) -> None:
@@ -95,11 +97,15 @@ def test_analyze_labels_every_head_with_evidence(trained_run: Path) -> None:
         assert set(head["ablation"]) == {"VALID", "MEDICAL", "DOSAGE", "COST", "ADMIN"}
         assert sum(head["shares"].values()) == pytest.approx(1.0, abs=1e-3)
         assert head["owns"] in (None, "MEDICAL", "DOSAGE", "COST", "ADMIN")
-        assert set(head["necessity"]) == set(head["sufficiency"]) == {"MEDICAL", "DOSAGE", "COST", "sex", "age",
-                                                                    "specialty", "place"}
+        assert (
+            set(head["necessity"])
+            == set(head["sufficiency"])
+            == {"MEDICAL", "DOSAGE", "COST", "sex", "age", "specialty", "place"}
+        )
         assert set(head["answers"]["VALID"]) == {"VALID", "MEDICAL", "DOSAGE", "COST", "ADMIN"}
         assert isinstance(head["selectivity"], float) and set(head["pair_ablation"]) == {"0", "1", "2", "3"} - {
-            str(heads.index(head))}
+            str(heads.index(head))
+        }
         assert head["intervention"] == "resampled"
     assert "sees what it saw on claims of the same kind" in report["interventions"]["ablation"]
     assert report["minimal_pairs"] > 100
@@ -174,16 +180,30 @@ def test_train_never_mixes_two_runs_in_one_folder(trained_run: Path, tmp_path: P
 
     result = run_cli("train", "--out", str(out), "--replace", "--preset", "quick", "--steps", "30")
     assert result.returncode == 0, result.stderr
-    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()
-             if json.loads(line)["type"] == "step"]
+    steps = [
+        json.loads(line)["step"]
+        for line in (out / "metrics.jsonl").read_text().splitlines()
+        if json.loads(line)["type"] == "step"
+    ]
     assert steps == list(range(1, 31))  # only the new run: no steps 1..120 of the old one before it
     assert not [p for p in (out / "attention").iterdir() if int(p.stem.split("_")[1]) > 30]
 
 
 def test_status_json_keeps_the_step_a_run_ended_at(tmp_path: Path) -> None:
     out = tmp_path / "limited"
-    result = run_cli("train", "--out", str(out), "--preset", "quick", "--steps", "100000", "--max-seconds", "3",
-                     "--no-nothing-slot", "--sparse-attention")
+    result = run_cli(
+        "train",
+        "--out",
+        str(out),
+        "--preset",
+        "quick",
+        "--steps",
+        "100000",
+        "--max-seconds",
+        "3",
+        "--no-nothing-slot",
+        "--sparse-attention",
+    )
     assert result.returncode == 0, result.stderr
     final = json.loads(result.stdout.strip().splitlines()[-1])
     status = json.loads((out / "status.json").read_text())
@@ -197,24 +217,44 @@ def test_status_json_keeps_the_step_a_run_ended_at(tmp_path: Path) -> None:
 
 
 def test_the_levers_of_issue_29_are_train_options_and_a_bad_width_is_refused_in_words(
-        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     from engine.__main__ import main, parser, train_config
 
-    args = parser().parse_args(["train", "--out", str(tmp_path / "run"), "--cross-value-dim", "4",
-                                "--cross-head-gate", "--sparse-encoder", "--cross-learned-alpha"])
+    args = parser().parse_args(
+        [
+            "train",
+            "--out",
+            str(tmp_path / "run"),
+            "--cross-value-dim",
+            "4",
+            "--cross-head-gate",
+            "--sparse-encoder",
+            "--cross-learned-alpha",
+        ]
+    )
     model = train_config(args).model
     assert (model.cross_value_dim, model.cross_head_gate, model.sparse_encoder, model.cross_learned_alpha) == (
-        4, True, True, True)
+        4,
+        True,
+        True,
+        True,
+    )
     plain = train_config(parser().parse_args(["train", "--out", str(tmp_path / "run")])).model
     assert (plain.cross_value_dim, plain.cross_head_gate, plain.sparse_encoder, plain.cross_learned_alpha) == (
-        None, False, False, False)
+        None,
+        False,
+        False,
+        False,
+    )
     assert main(["train", "--out", str(tmp_path / "run"), "--preset", "quick", "--cross-value-dim", "0"]) == 2
     assert capsys.readouterr().err == "error: cross value dim must be a whole number in [1, 256] (got 0)\n"
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
-def test_a_full_disk_is_in_the_summary_and_the_exit_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         capsys: pytest.CaptureFixture) -> None:
+def test_a_full_disk_is_in_the_summary_and_the_exit_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     import errno
 
     import engine.runs.writer as runs
@@ -238,9 +278,14 @@ def test_a_full_disk_is_in_the_summary_and_the_exit_code(tmp_path: Path, monkeyp
 
 def test_predict_survives_bytes_that_are_not_utf8_under_a_strict_locale(trained_run: Path) -> None:
     env = {**__import__("os").environ, "LC_ALL": "C.UTF-8", "PYTHONUTF8": "0", "PYTHONIOENCODING": "utf-8:strict"}
-    result = subprocess.run([sys.executable, "-m", "engine", "predict", "--run", str(trained_run)], cwd=ROOT,
-                            input=b"Asthma, montelukast 10 mg, $30\ncaf\xe9 \xff claim\nGout, colchicine 60 mg\n",
-                            capture_output=True, timeout=300, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", "predict", "--run", str(trained_run)],
+        cwd=ROOT,
+        input=b"Asthma, montelukast 10 mg, $30\ncaf\xe9 \xff claim\nGout, colchicine 60 mg\n",
+        capture_output=True,
+        timeout=300,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.decode().splitlines()]
     assert len(lines) == 3 and lines[0]["verdict"] and lines[2]["verdict"]  # the lines around the bad byte are judged
@@ -269,13 +314,24 @@ def test_predict_in_batches_answers_as_judging_one_claim_at_a_time(trained_run: 
     from data.generator import generate_claims
     from engine.__main__ import answer_lines
 
-    lines = [b"Diabetes patient, Metformin 500mg, $150", b"", b"hello there", b"!!! ???", b"x" * 6000,
-             "café ünïcode, Asthma, montelukast 10 mg, $30".encode(), b"caf\xe9 \xff claim, Gout, colchicine",
-             b"Flu, flu test, $90\r", b"Diabetes, zorblatex 500 mg, $40",
-             *(c.text.replace("\n", ", ").encode() for c in generate_claims(40, seed=5)), b"no line break at the end"]
+    lines = [
+        b"Diabetes patient, Metformin 500mg, $150",
+        b"",
+        b"hello there",
+        b"!!! ???",
+        b"x" * 6000,
+        "café ünïcode, Asthma, montelukast 10 mg, $30".encode(),
+        b"caf\xe9 \xff claim, Gout, colchicine",
+        b"Flu, flu test, $90\r",
+        b"Diabetes, zorblatex 500 mg, $40",
+        *(c.text.replace("\n", ", ").encode() for c in generate_claims(40, seed=5)),
+        b"no line break at the end",
+    ]
     predictor = Predictor.from_run(trained_run)
-    one_at_a_time = [predictor.predict(line.decode("utf-8", errors="replace").rstrip("\r"), with_ablation=False)
-                     .to_json() for line in lines]
+    one_at_a_time = [
+        predictor.predict(line.decode("utf-8", errors="replace").rstrip("\r"), with_ablation=False).to_json()
+        for line in lines
+    ]
     for stream, batch_size in ((io.BytesIO(b"\n".join(lines)), 256), (Trickle(b"\n".join(lines)), 5)):
         out = io.StringIO()
         answer_lines(predictor, stream, out, batch_size)
@@ -289,21 +345,32 @@ def test_predict_in_batches_answers_as_judging_one_claim_at_a_time(trained_run: 
 def test_predict_answers_a_huge_binary_line_in_one_short_line_and_goes_on(trained_run: Path) -> None:
     binary = bytes(b for b in range(256) if b != ord("\n")) * 120_000  # 30.6 MB of every byte but a line break
     claims = b"Asthma, montelukast 10 mg, $30\n" + binary + b"\nGout, colchicine 60 mg\n" + binary
-    result = subprocess.run([sys.executable, "-m", "engine", "predict", "--run", str(trained_run)], cwd=ROOT,
-                            input=claims, capture_output=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", "predict", "--run", str(trained_run)],
+        cwd=ROOT,
+        input=claims,
+        capture_output=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     answers = [json.loads(line) for line in result.stdout.decode().splitlines()]
     assert len(answers) == 4 and answers[0]["verdict"] and answers[2]["verdict"]
     for huge in answers[1], answers[3]:
         assert len(huge["text"]) == 5000 and "verdict" not in huge
-        assert huge["error"].startswith(f"The claim is more than 5,000 characters long (its line holds {len(binary):,} "
-                                        "bytes)")
+        assert huge["error"].startswith(
+            f"The claim is more than 5,000 characters long (its line holds {len(binary):,} bytes)"
+        )
 
 
 def test_predict_answers_each_line_as_it_is_typed(trained_run: Path) -> None:
     """Batches hold the lines that have arrived: a line typed alone is answered before the next is typed."""
-    process = subprocess.Popen([sys.executable, "-m", "engine", "predict", "--run", str(trained_run)], cwd=ROOT,
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engine", "predict", "--run", str(trained_run)],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         for claim in ("Asthma, montelukast 10 mg, $30", "hello"):
             process.stdin.write(claim + "\n")
@@ -317,7 +384,7 @@ def test_predict_answers_each_line_as_it_is_typed(trained_run: Path) -> None:
 
 def test_predict_reads_csv_as_the_app_does(trained_run: Path, tmp_path: Path) -> None:
     bom = tmp_path / "excel.csv"
-    bom.write_bytes("\ufefftext;verdict\n\"Diabetes; metformin 500 mg; $40\";VALID\nFlu, flu test, $90;\n".encode())
+    bom.write_bytes('\ufefftext;verdict\n"Diabetes; metformin 500 mg; $40";VALID\nFlu, flu test, $90;\n'.encode())
     result = run_cli("predict", "--run", str(trained_run), "--csv", str(bom))
     assert result.returncode == 0, result.stderr
     answers = [json.loads(line) for line in result.stdout.splitlines()]
@@ -359,9 +426,10 @@ def test_analyze_probes_prints_the_table_and_where_each_verdict_forms(trained_ru
     lines = result.stdout.splitlines()
     assert lines[0].startswith("Where the verdict forms at step 120: can a linear probe tell each reason's claims")
     header = next(i for i, line in enumerate(lines) if "billed item" in line)
-    assert [line.split()[0] for line in lines[header + 1:header + 5]] == ["MEDICAL", "DOSAGE", "COST", "ADMIN"]
-    assert all(any(line.startswith(f"{reason} forms ") for line in lines)
-               for reason in ("MEDICAL", "DOSAGE", "COST", "ADMIN"))
+    assert [line.split()[0] for line in lines[header + 1 : header + 5]] == ["MEDICAL", "DOSAGE", "COST", "ADMIN"]
+    assert all(
+        any(line.startswith(f"{reason} forms ") for line in lines) for reason in ("MEDICAL", "DOSAGE", "COST", "ADMIN")
+    )
     assert any(line.startswith("The billed item is ") for line in lines)
     assert lines[-1] == "Recorded while training at steps 0, 120."
     copy = tmp_path / "run-without-probes"

@@ -156,10 +156,7 @@ def test_admin_rules(catalog):
     assert kinds(diagnosis="bph", drug="tamsulosin", age=8) == ["age"]
     assert kinds(diagnosis="knee_oa", procedure="27447", specialty="psychiatry") == ["specialty"]
     assert kinds(diagnosis="cad", procedure="33533", place="office") == ["place"]
-    assert (
-        kinds(diagnosis="cad", procedure="33533", place="inpatient", specialty="cardiac_surgery", age=66)
-        == []
-    )
+    assert kinds(diagnosis="cad", procedure="33533", place="inpatient", specialty="cardiac_surgery", age=66) == []
     # who prescribes a drug and where is not checked
     assert kinds(diagnosis="t2dm", drug="metformin", specialty="psychiatry", place="er") == []
 
@@ -176,9 +173,7 @@ def test_label_rejects_several_reasons_and_unknown_keys(catalog):
 
 def test_generator_is_deterministic(catalog):
     assert generate_claims(300, 5, catalog) == generate_claims(300, 5, catalog)
-    assert [c.text for c in generate_claims(300, 5, catalog)] != [
-        c.text for c in generate_claims(300, 6, catalog)
-    ]
+    assert [c.text for c in generate_claims(300, 5, catalog)] != [c.text for c in generate_claims(300, 6, catalog)]
 
 
 def test_class_balance(claims):
@@ -252,8 +247,7 @@ def test_values_keep_the_gap(catalog, claims):
         if claim.admin_kind == "age":
             bounds = [b for b in (catalog.diagnoses.get(f.diagnosis), catalog.procedures.get(f.procedure)) if b]
             assert any(
-                (b.age_min is not None and f.age <= b.age_min - 3)
-                or (b.age_max is not None and f.age >= b.age_max + 3)
+                (b.age_min is not None and f.age <= b.age_min - 3) or (b.age_max is not None and f.age >= b.age_max + 3)
                 for b in bounds
             )
 
@@ -275,8 +269,9 @@ def test_each_items_line_is_met_from_both_sides_and_no_token_holds_both(catalog,
     below_minimum = [c for c in valid_doses if c.fields.dose_mg < catalog.drugs[c.fields.drug].dose_min_mg]
     assert 0.02 < len(below_minimum) / len(valid_doses) < 0.15
     dosage = [c for c in many_claims if c.reason == "DOSAGE" and c.fields.dose_mg > 0]
-    near_line = [c for c in dosage if 1.65 <= c.fields.dose_mg / catalog.drugs[c.fields.drug].dose_label_max_mg
-                 <= 1.65 * 1.5]
+    near_line = [
+        c for c in dosage if 1.65 <= c.fields.dose_mg / catalog.drugs[c.fields.drug].dose_label_max_mg <= 1.65 * 1.5
+    ]
     assert len(near_line) / len(dosage) > 0.15
 
 
@@ -358,10 +353,12 @@ def test_messy_text(tokenizer):
 
 
 def test_a_sex_word_that_starts_a_name_reads_as_the_name(tokenizer):
-    """"Female breast cancer" is the diagnosis alone (the claim says nothing of the patient's sex); "female" on its
+    """ "Female breast cancer" is the diagnosis alone (the claim says nothing of the patient's sex); "female" on its
     own still reads as the patient's sex."""
     assert [t.text for t in tokenizer.encode("Female breast cancer, tamoxifen").tokens] == [
-        "dx:breast_ca", "drug:tamoxifen"]
+        "dx:breast_ca",
+        "drug:tamoxifen",
+    ]
     assert [t.text for t in tokenizer.encode("female, breast cancer").tokens] == ["sex:F", "dx:breast_ca"]
 
 
@@ -423,9 +420,7 @@ def test_synonyms_share_a_token(tokenizer):
     def first(text):
         return tokenizer.encode(text).tokens[0]
 
-    cabg = {
-        first(text).id for text in ("heart surgery", "CABG", "coronary bypass", "33533", "Bypass Surgery")
-    }
+    cabg = {first(text).id for text in ("heart surgery", "CABG", "coronary bypass", "33533", "Bypass Surgery")}
     assert len(cabg) == 1 and first("CABG").text == "proc:33533"
     assert first("heart surgery").surface == "heart surgery"
     assert first("T2DM").id == first("diabetes").id == first("type 2 diabetes").id
@@ -533,8 +528,9 @@ def test_handwritten_claims_are_not_generated(catalog):
     assert not texts & generated
 
 
-def test_a_cached_pool_is_read_back_whole_and_a_damaged_one_is_rebuilt(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_cached_pool_is_read_back_whole_and_a_damaged_one_is_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import engine.task.dataset as dataset
 
     built = dataset.build_data(3, 300, 60, 48, cache=tmp_path)

@@ -20,12 +20,14 @@ from engine.training.presets import preset
 ROOT = Path(__file__).resolve().parents[1]
 
 
-
 def test_kill_9_mid_run_keeps_everything_up_to_the_last_flush(tmp_path: Path) -> None:
     out = tmp_path / "killed"
     process = subprocess.Popen(
         [sys.executable, "-m", "engine", "train", "--out", str(out), "--preset", "quick", "--steps", "1000000"],
-        cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     progress = []
     while len(progress) < 3:
         line = process.stderr.readline()

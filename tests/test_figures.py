@@ -44,8 +44,12 @@ def test_loss_figure_has_train_and_heldout_capped(snapshot_factory):
 
 def test_empty_snapshot_says_it_is_waiting_instead_of_empty_axes():
     idle = Snapshot()
-    for fig in (figures.loss_figure(idle), figures.accuracy_figure(idle),
-                figures.memory_figure(idle, "mean_abs_m"), figures.race_figure(idle, idle)):
+    for fig in (
+        figures.loss_figure(idle),
+        figures.accuracy_figure(idle),
+        figures.memory_figure(idle, "mean_abs_m"),
+        figures.race_figure(idle, idle),
+    ):
         assert not fig.data
         assert annotations(fig)
 
@@ -71,7 +75,10 @@ def test_memory_figure_has_a_line_per_head_and_a_panel_per_layer(snapshot_factor
     assert {t.xaxis for t in lines} == {"x", "x2", "x3"}
     assert all(len(t.x) <= figures.MAX_POINTS for t in lines)
     assert [a.text for a in fig.layout.annotations][:3] == [
-        "Encoder self-attention", "Decoder self-attention", "Decoder cross-attention"]
+        "Encoder self-attention",
+        "Decoder self-attention",
+        "Decoder cross-attention",
+    ]
     assert fig.layout.title.text == figures.MEMORY_METRICS[metric][0]
 
 
@@ -85,8 +92,12 @@ def test_race_figure_overlays_both_optimizers(snapshot_factory):
     main = snapshot_factory(run_id="a")
     rival = snapshot_factory(optimizer="sgd", run_id="b", steps=1000, loss_scale=1.5)
     names = [t.name for t in traces(figures.race_figure(main, rival))]
-    assert names == ["Adam (lr 0.003): training batches", "Adam (lr 0.003): held-out",
-                     "SGD (lr 0.1): training batches", "SGD (lr 0.1): held-out"]
+    assert names == [
+        "Adam (lr 0.003): training batches",
+        "Adam (lr 0.003): held-out",
+        "SGD (lr 0.1): training batches",
+        "SGD (lr 0.1): held-out",
+    ]
 
 
 @pytest.mark.parametrize(("name", "rows"), [("decoder.0.cross", 2), ("encoder.0.self", None)])
@@ -135,8 +146,9 @@ def test_progress_and_status_text(snapshot_factory):
     assert summaries.config_text(snap.config) == "Adam, learning rate 0.003, batch 32, seed 0, 600 steps"
     assert "the seed does not repeat it" in summaries.config_text({**snap.config, "threads": 0})
     cosine = {"schedule": "cosine", "warmup_steps": 100, "steps": 2500, "decay_fraction": 0.8}
-    assert summaries.schedule_text(cosine) == ("learning-rate warm-up over 100 steps, then a cosine down to 10% by "
-                                               "step 2,000")
+    assert summaries.schedule_text(cosine) == (
+        "learning-rate warm-up over 100 steps, then a cosine down to 10% by step 2,000"
+    )
     older = {"schedule": "cosine", "warmup_steps": 100, "steps": 2000}  # saved before decay_fraction existed
     assert summaries.schedule_text(older).endswith("by step 2,000")
     assert summaries.schedule_text({"schedule": "constant", "warmup_steps": 0}).endswith(", then constant")
@@ -176,8 +188,9 @@ def test_swings_are_measured_only_while_the_loss_still_means_something(snapshot_
 
 
 def test_a_race_of_a_few_steps_is_too_short_to_tell(snapshot_factory):
-    said = summaries.race_summary(losses(snapshot_factory(), np.full(5, 2.0)),
-                                  losses(snapshot_factory(optimizer="sgd"), np.full(5, 2.0)))
+    said = summaries.race_summary(
+        losses(snapshot_factory(), np.full(5, 2.0)), losses(snapshot_factory(optimizer="sgd"), np.full(5, 2.0))
+    )
     assert said.endswith("Too few steps so far (5) to say whether either loss swings back and forth.")
 
 
@@ -192,8 +205,10 @@ def test_two_curves_kept_at_other_resolutions_are_compared_on_one_grid(snapshot_
 def test_attention_grid_fits_any_claim_length(snapshot_factory, tokens):
     snap = snapshot_factory()
     probe = replace(snap.probe[0], tokens=tuple(f"t{i}" for i in range(tokens)))
-    weights = {name: np.full((1, 4, tokens if name.startswith("encoder") else 2, tokens), 1 / tokens)
-               for name in snap.attention_names}
+    weights = {
+        name: np.full((1, 4, tokens if name.startswith("encoder") else 2, tokens), 1 / tokens)
+        for name in snap.attention_names
+    }
     snap = replace(snap, probe=(probe,), attention=(AttentionPoint(5, weights),))
     for name in ("encoder.0.self", "decoder.0.cross"):
         fig = figures.attention_figure(snap, snap.attention[0], name, 0)
@@ -214,8 +229,12 @@ def test_long_words_are_shortened_on_the_axes_but_whole_in_the_hover(snapshot_fa
 def test_compare_figure_puts_both_runs_on_one_set_of_axes(snapshot_factory):
     a, b = snapshot_factory(steps=3000), snapshot_factory(steps=400, optimizer="sgd", run_id="run-2")
     fig = figures.compare_figure(a, b)
-    assert [t.name for t in fig.data] == ["A: held-out accuracy", "A: training loss", "B: held-out accuracy",
-                                          "B: training loss"]
+    assert [t.name for t in fig.data] == [
+        "A: held-out accuracy",
+        "A: training loss",
+        "B: held-out accuracy",
+        "B: training loss",
+    ]
     assert {t.yaxis for t in fig.data[1::2]} == {"y2"} and fig.layout.yaxis2.type == "log"
     assert max(fig.data[0].x) == 3000 and max(fig.data[2].x) == 400  # each run as far as it went
     assert not figures.compare_figure(Snapshot(), Snapshot()).data
@@ -224,7 +243,7 @@ def test_compare_figure_puts_both_runs_on_one_set_of_axes(snapshot_factory):
 def test_one_colour_per_outcome_and_charts_of_one_run_share_their_step_axis(snapshot_factory):
     colours = list(figures.CLASS_COLORS.values())
     assert len(set(colours)) == len(colours) == 5
-    hues = [colorsys.rgb_to_hsv(*(int(c[i:i + 2], 16) / 255 for i in (1, 3, 5)))[0] * 360 for c in colours]
+    hues = [colorsys.rgb_to_hsv(*(int(c[i : i + 2], 16) / 255 for i in (1, 3, 5)))[0] * 360 for c in colours]
     assert sum(h < 20 or h > 340 for h in hues) == 1  # MEDICAL alone is red (ADMIN was a brownish red, 9°)
     snap = snapshot_factory(steps=3000)
     early = replace(snap, loss=Series(snap.loss.steps[:30], snap.loss.values[:30]), evals=snap.evals[:1])

@@ -39,13 +39,16 @@ def test_a_trained_runs_status_holds_numbers_and_codes_and_is_said_as_before(tra
     assert (status["status"], status["ended_by"]) == ("finished", "finished")
     assert json.loads((trained_run_folder / "config.json").read_text())["format"] == FORMAT
     snap = replay(trained_run_folder)  # what the Train page and the Runs page show of it
-    assert snap.message.startswith(f"Finished 300 steps in {status['seconds']:.0f} s with "
-                                   f"{snap.evals[-1].heldout_accuracy:.1%} of held-out claims right")
+    assert snap.message.startswith(
+        f"Finished 300 steps in {status['seconds']:.0f} s with "
+        f"{snap.evals[-1].heldout_accuracy:.1%} of held-out claims right"
+    )
     assert read_config(trained_run_folder).keys() == snap.config.keys() and "format" not in snap.config
 
 
-def test_a_trained_runs_heads_are_saved_as_facts_and_worded_only_when_shown(trained_run_folder: Path,
-                                                                             tmp_path: Path) -> None:
+def test_a_trained_runs_heads_are_saved_as_facts_and_worded_only_when_shown(
+    trained_run_folder: Path, tmp_path: Path
+) -> None:
     records = [json.loads(line) for line in (trained_run_folder / "metrics.jsonl").read_text().splitlines()]
     heads = [h for r in records if r["type"] == "specialization" for hs in r["heads"].values() for h in hs]
     assert heads and all(not {"label", "evidence"} & set(h) for h in heads)  # no sentence on disk
@@ -68,30 +71,57 @@ def test_a_run_saved_before_there_was_a_format_reads_as_it_did(trained_run_folde
     run = saved_copy(trained_run_folder, tmp_path / "runs" / "unversioned")
     said = "Finished 300 steps in 7 s with 97.0% of held-out claims right."
     rewrite(run / "config.json", lambda c: {k: v for k, v in c.items() if k != "format"})
-    rewrite(run / "status.json", lambda s: {"status": "finished", "message": said, "step": 300,
-                                            "seconds": s["seconds"], "chance": s["chance"],
-                                            "commonest": s["commonest"]})
+    rewrite(
+        run / "status.json",
+        lambda s: {
+            "status": "finished",
+            "message": said,
+            "step": 300,
+            "seconds": s["seconds"],
+            "chance": s["chance"],
+            "commonest": s["commonest"],
+        },
+    )
     assert replay(run).message == said  # as it was saved, word for word
     [listed] = list_runs(tmp_path / "runs")
     assert (listed.status, listed.step, listed.problem) == ("finished", 300, None)
     assert Predictor.from_run(run).step == 300
 
     # settings added since such a run was saved read as what it was trained with
-    rewrite(run / "config.json", lambda c: {**{k: v for k, v in c.items() if k != "data_seed"}, "seed": 7,
-                                            "model": {"d_model": 32, "cross_keys": "embeddings", "cross_qk_init": 0.2}})
+    rewrite(
+        run / "config.json",
+        lambda c: {
+            **{k: v for k, v in c.items() if k != "data_seed"},
+            "seed": 7,
+            "model": {"d_model": 32, "cross_keys": "embeddings", "cross_qk_init": 0.2},
+        },
+    )
     config = read_config(run)
     assert config["data_seed"] == 7  # its claims were drawn from its seed
-    assert config["model"] == {"d_model": 32, "cross_keys": "embeddings", "cross_qk_init": 0.2,
-                               "encoder_qk_init": 0.02, "null_key": False, "positions": True}
+    assert config["model"] == {
+        "d_model": 32,
+        "cross_keys": "embeddings",
+        "cross_qk_init": 0.2,
+        "encoder_qk_init": 0.02,
+        "null_key": False,
+        "positions": True,
+    }
 
 
-@pytest.mark.parametrize(("found", "said"), [
-    (FORMAT + 1, f"this run was saved by a newer Headwatch, in format {FORMAT + 1}; this version reads formats 1 "
-                 f"to {FORMAT}"),
-    (0, f"this run was saved by an older Headwatch, in format 0; this version reads formats 1 to {FORMAT}"),
-])
-def test_a_format_this_version_does_not_read_is_refused_in_words(open_app, saved_run, engine_env, healthy,
-                                                                 found: int, said: str) -> None:
+@pytest.mark.parametrize(
+    ("found", "said"),
+    [
+        (
+            FORMAT + 1,
+            f"this run was saved by a newer Headwatch, in format {FORMAT + 1}; this version reads formats 1 "
+            f"to {FORMAT}",
+        ),
+        (0, f"this run was saved by an older Headwatch, in format 0; this version reads formats 1 to {FORMAT}"),
+    ],
+)
+def test_a_format_this_version_does_not_read_is_refused_in_words(
+    open_app, saved_run, engine_env, healthy, found: int, said: str
+) -> None:
     run = engine_env / saved_run
     rewrite(run / "config.json", lambda c: {**c, "format": found})
     with pytest.raises(RunError, match=re.escape(said)):

@@ -32,15 +32,24 @@ EVEN = {c: 1 / len(CATEGORIES) for c in CATEGORIES}
 def head(owns: str | None = None, shares: dict | None = None, **drops: float) -> HeadSpecialization:
     """A generalist, or the specialist of `owns`."""
     kind = SPECIALIST if owns else GENERALIST
-    return HeadSpecialization(shares=shares or EVEN, entropy=2.0, confidence=0.2, importance=0.01,
-                              ablation={c: drops.get(c, 0.0) for c in CLASSES}, owns=owns, kind=kind, reason=owns)
+    return HeadSpecialization(
+        shares=shares or EVEN,
+        entropy=2.0,
+        confidence=0.2,
+        importance=0.01,
+        ablation={c: drops.get(c, 0.0) for c in CLASSES},
+        owns=owns,
+        kind=kind,
+        reason=owns,
+    )
 
 
 COST_HEAD = head("COST", {**EVEN, "amount": 0.6}, COST=0.71, ADMIN=0.02)
 POINTS = (
     SpecializationPoint(0, {head_figures.CROSS: (head(),) * 4}),
-    SpecializationPoint(100, {head_figures.CROSS: (head(), COST_HEAD, head(DOSAGE=0.3, ADMIN=0.2),
-                                                   head(MEDICAL=-0.1))}),
+    SpecializationPoint(
+        100, {head_figures.CROSS: (head(), COST_HEAD, head(DOSAGE=0.3, ADMIN=0.2), head(MEDICAL=-0.1))}
+    ),
 )
 
 
@@ -99,8 +108,15 @@ def test_necessity_figure_shows_each_check_and_says_when_a_run_predates_it():
     necessity = dict.fromkeys(CHECKS, 0.0) | {"COST": 0.83}
     point = SpecializationPoint(7, {head_figures.CROSS: (replace(COST_HEAD, necessity=necessity),) * 4})
     fig = head_figures.necessity_figure([point])
-    assert list(fig.data[0].x) == ["MEDICAL", "DOSAGE", "COST", "ADMIN: sex", "ADMIN: age", "ADMIN: specialty",
-                                   "ADMIN: place"]
+    assert list(fig.data[0].x) == [
+        "MEDICAL",
+        "DOSAGE",
+        "COST",
+        "ADMIN: sex",
+        "ADMIN: age",
+        "ADMIN: specialty",
+        "ADMIN: place",
+    ]
     assert np.asarray(fig.data[0].z)[0, 2] == pytest.approx(0.83) and fig.data[0].texttemplate == "%{z:.0%}"
     old = head_figures.necessity_figure(POINTS)  # measured by switching heads off, before patching existed
     assert not old.data and "older versions" in old.layout.annotations[0].text
@@ -116,7 +132,8 @@ def test_direct_figure_shows_each_heads_push_on_a_symmetric_scale():
 
 def test_answers_figure_shows_where_each_class_went_per_head():
     answers = {c: dict.fromkeys(CLASSES, 0.0) | {c: 1.0} for c in CLASSES} | {
-        "COST": dict.fromkeys(CLASSES, 0.0) | {"MEDICAL": 0.7, "COST": 0.3}}
+        "COST": dict.fromkeys(CLASSES, 0.0) | {"MEDICAL": 0.7, "COST": 0.3}
+    }
     point = SpecializationPoint(7, {head_figures.CROSS: (replace(COST_HEAD, answers=answers),) * 4})
     fig = head_figures.answers_figure(point)
     assert len(fig.data) == 4 and fig.layout.annotations[0].text == "Head 1: COST specialist"
@@ -135,8 +152,9 @@ def test_head_metrics_figure_has_a_line_per_head_in_each_panel():
     fig = head_figures.head_metrics_figure(POINTS)
     assert len(fig.data) == 3 * 4
     assert {t.xaxis for t in fig.data} == {"x", "x2", "x3"}
-    assert [a.text.split("<br>")[0] for a in fig.layout.annotations] == [t for t, _ in
-                                                                        head_figures.HEAD_METRICS.values()]
+    assert [a.text.split("<br>")[0] for a in fig.layout.annotations] == [
+        t for t, _ in head_figures.HEAD_METRICS.values()
+    ]
     assert list(fig.data[0].x) == [0, 100]
 
 
@@ -148,12 +166,19 @@ def prediction(text: str = "Diabetes patient, Metformin 500mg, $150") -> Predict
     tokens = tokens_of(text)
     rng = np.random.default_rng(0)
     n = len(tokens)
-    return Prediction(text=text, verdict="VALID", reason="NONE", confidence=0.9,
-                      probabilities={c: 0.9 if c == "VALID" else 0.025 for c in CLASSES}, tokens=tokens,
-                      attention={head_figures.CROSS: rng.dirichlet(np.ones(n), size=(4, 2)),
-                                 head_figures.ENCODER: rng.dirichlet(np.ones(n), size=(4, n))},
-                      ablation={head_figures.ENCODER: ("VALID",) * 4,
-                                head_figures.CROSS: ("VALID", "COST", "VALID", "VALID")})
+    return Prediction(
+        text=text,
+        verdict="VALID",
+        reason="NONE",
+        confidence=0.9,
+        probabilities={c: 0.9 if c == "VALID" else 0.025 for c in CLASSES},
+        tokens=tokens,
+        attention={
+            head_figures.CROSS: rng.dirichlet(np.ones(n), size=(4, 2)),
+            head_figures.ENCODER: rng.dirichlet(np.ones(n), size=(4, n)),
+        },
+        ablation={head_figures.ENCODER: ("VALID",) * 4, head_figures.CROSS: ("VALID", "COST", "VALID", "VALID")},
+    )
 
 
 def test_claim_figures_have_one_heatmap_per_head_with_ablation_in_the_titles():
@@ -188,8 +213,12 @@ def test_head_labels_from_a_run_are_escaped_in_every_head_figure():
     label = '<a href="https://evil.example">x</a>'
     hostile = replace(COST_HEAD, kind=label, answers={c: {c: 1.0} for c in CLASSES})  # words of a damaged run
     points = [SpecializationPoint(100, {head_figures.CROSS: (hostile,) * 4})]
-    figures = [claim_figures.claim_cross_figure(prediction(), [label] * 4), head_figures.shares_figure(points),
-               head_figures.ablation_figure(points), head_figures.answers_figure(points[0])]
+    figures = [
+        claim_figures.claim_cross_figure(prediction(), [label] * 4),
+        head_figures.shares_figure(points),
+        head_figures.ablation_figure(points),
+        head_figures.answers_figure(points[0]),
+    ]
     for fig in figures:
         text = json.dumps(spec(fig))
         assert "<a href" not in text and "&lt;a href" in text
@@ -203,40 +232,53 @@ def test_probabilities_figure_puts_the_what_if_beside_the_claim():
     assert list(fig.data[0].y) == ["VALID", *[f"INVALID: {r}" for r in REASONS]]
 
 
-@pytest.mark.parametrize(("text", "category", "value", "expected"), [
-    ("Diabetes patient, Metformin 500mg, $150", "dose", 500_000.0, "Diabetes patient, Metformin 500000 mg, $150"),
-    ("Diabetes patient, Metformin 500mg, $150", "amount", 150_000.0, "Diabetes patient, Metformin 500mg, $150,000"),
-    ("aged 84, woman, amoxicillin 2 g, $1.5k", "age", 30.0, "aged 30, woman, amoxicillin 2 g, $1.5k"),
-    ("54 yo F with hypertension, lisinopril 10 mg", "age", 7.0, "7 yo F with hypertension, lisinopril 10 mg"),
-    ("54 yo F with hypertension, lisinopril 10 mg", "sex", "M", "54 yo M with hypertension, lisinopril 10 mg"),
-    ("aged 84, woman, amoxicillin 2 g, $1.5k", "sex", "M", "aged 84, male, amoxicillin 2 g, $1.5k"),
-])
+@pytest.mark.parametrize(
+    ("text", "category", "value", "expected"),
+    [
+        ("Diabetes patient, Metformin 500mg, $150", "dose", 500_000.0, "Diabetes patient, Metformin 500000 mg, $150"),
+        ("Diabetes patient, Metformin 500mg, $150", "amount", 150_000.0, "Diabetes patient, Metformin 500mg, $150,000"),
+        ("aged 84, woman, amoxicillin 2 g, $1.5k", "age", 30.0, "aged 30, woman, amoxicillin 2 g, $1.5k"),
+        ("54 yo F with hypertension, lisinopril 10 mg", "age", 7.0, "7 yo F with hypertension, lisinopril 10 mg"),
+        ("54 yo F with hypertension, lisinopril 10 mg", "sex", "M", "54 yo M with hypertension, lisinopril 10 mg"),
+        ("aged 84, woman, amoxicillin 2 g, $1.5k", "sex", "M", "aged 84, male, amoxicillin 2 g, $1.5k"),
+    ],
+)
 def test_what_if_rewrites_one_field_and_the_tokenizer_reads_the_new_value(text, category, value, expected):
     tokens = tokens_of(text)
     field = next(f for f in what_if.editable_fields(tokens) if f.category == category)
     changed = what_if.rewrite(text, tokens, {field.index: value})
     assert changed == expected
     reread = next(t for t in tokens_of(changed) if t.category == category)
-    assert (reread.text.endswith(f":{value}") if category == "sex" else reread.value == pytest.approx(value))
+    assert reread.text.endswith(f":{value}") if category == "sex" else reread.value == pytest.approx(value)
     assert what_if.rewrite(text, tokens, {field.index: field.value}) == text  # unchanged values stay as typed
 
 
 def story_snapshot(specialization=POINTS, overall: float = 0.9, **per_class_steps: int):
     """Eval points where each class's accuracy reaches 0.9 at the given step (never, if not given), and overall
     accuracy climbs from 0.2 to `overall` by step 100."""
-    evals = tuple(EvalPoint(step=s, seconds=s / 10, train_loss=2.0 - s / 1000, heldout_loss=2.2 - s / 1000,
-                            train_accuracy=0.2, heldout_accuracy=0.2 if s == 0 else overall, train_per_class={},
-                            heldout_per_class={c: 0.9 if s >= per_class_steps.get(c, 10**9) else 0.1
-                                               for c in CLASSES})
-                  for s in range(0, 1001, 100))
+    evals = tuple(
+        EvalPoint(
+            step=s,
+            seconds=s / 10,
+            train_loss=2.0 - s / 1000,
+            heldout_loss=2.2 - s / 1000,
+            train_accuracy=0.2,
+            heldout_accuracy=0.2 if s == 0 else overall,
+            train_per_class={},
+            heldout_per_class={c: 0.9 if s >= per_class_steps.get(c, 10**9) else 0.1 for c in CLASSES},
+        )
+        for s in range(0, 1001, 100)
+    )
     return replace(build_snapshot(steps=1000, status="finished"), evals=evals, specialization=specialization)
 
 
 def test_story_tells_before_during_after_with_the_run_s_numbers():
     snap = story_snapshot(VALID=100, COST=200, ADMIN=500, DOSAGE=700)
     answer, before, during, after = report.tell_story(snap)
-    assert answer.title == "In short" and "**In this run, 1 of the four heads became a specialist: head 2 for COST.**" \
-        in answer.paragraphs[0]
+    assert (
+        answer.title == "In short"
+        and "**In this run, 1 of the four heads became a specialist: head 2 for COST.**" in answer.paragraphs[0]
+    )
     assert before.numbers["step0_accuracy"] == pytest.approx(0.2)
     assert "no better than picking one of the five answers at random" in before.paragraphs[0]
     assert before.numbers["even_entropy"] >= before.numbers["step0_entropy"] > 0
@@ -281,8 +323,10 @@ def test_story_says_how_heads_were_taken_away_and_names_admins_two_families() ->
 def test_story_says_where_the_heads_started_looking_as_measured() -> None:
     snap = story_snapshot()
     cross = next(n for n in snap.attention_names if n.endswith(".cross"))
-    for focused, words in ((False, "looked at every word of a claim about equally"),
-                           (True, "each started out favouring some words over others")):
+    for focused, words in (
+        (False, "looked at every word of a claim about equally"),
+        (True, "each started out favouring some words over others"),
+    ):
         weights = np.full_like(snap.attention[0].weights[cross], 1e-9)
         if focused:
             weights[..., 0] = 1.0  # every head on the first word
@@ -317,13 +361,16 @@ def test_story_compares_accuracy_with_the_baselines_a_reader_can_check() -> None
     snap = replace(story_snapshot(overall=0.95), chance=0.504, commonest="VALID")
     levels = (0.33, 0.2, 0.51, 0.95)
     said = {level: report.against_baselines(level, snap) for level in levels}
-    assert said[0.33] == ("more than picking one of the five answers at random (20%), but less than answering VALID "
-                          "to every claim (50%: that many test claims are VALID)")
+    assert said[0.33] == (
+        "more than picking one of the five answers at random (20%), but less than answering VALID "
+        "to every claim (50%: that many test claims are VALID)"
+    )
     assert said[0.2].startswith("no better than picking one of the five answers at random (20%), but less than")
     assert said[0.51].startswith("no better than answering VALID to every claim")
     assert said[0.95].startswith("more than picking one of the five answers at random (20%) or answering VALID")
-    evals = tuple(replace(e, heldout_accuracy=a) for e, a in zip(snap.evals, (0.33, 0.51, 0.6, *[0.95] * 8),
-                                                                  strict=True))
+    evals = tuple(
+        replace(e, heldout_accuracy=a) for e, a in zip(snap.evals, (0.33, 0.51, 0.6, *[0.95] * 8), strict=True)
+    )
     during = report.tell_story(replace(snap, evals=evals))[2]
     text = " ".join(during.paragraphs)
     assert "did better than answering VALID to every claim" in text and "at step 200" in text  # 0.51 is no better
@@ -345,28 +392,38 @@ def role(kind: str, reason: str | None = None, **fields) -> HeadSpecialization:
     return replace(head(), kind=kind, reason=reason, owns=reason if kind == SPECIALIST else None, **fields)
 
 
-NO_SPECIALIST = (role(SHARES, "DOSAGE", shared_with={"DOSAGE": (1,)}),
-                 role(SHARES, "DOSAGE", shared_with={"DOSAGE": (0,)}),
-                 role(NEEDED, "MEDICAL, DOSAGE, COST, ADMIN"), role(LITTLE_EFFECT))
+NO_SPECIALIST = (
+    role(SHARES, "DOSAGE", shared_with={"DOSAGE": (1,)}),
+    role(SHARES, "DOSAGE", shared_with={"DOSAGE": (0,)}),
+    role(NEEDED, "MEDICAL, DOSAGE, COST, ADMIN"),
+    role(LITTLE_EFFECT),
+)
 
 
 def test_the_lead_says_what_a_finished_run_s_heads_became_in_plain_words() -> None:
     lead = head_words.lead_paragraph(NO_SPECIALIST, 1.0)
-    assert lead.startswith("**In this run, none of the four heads became a specialist.** The story this app starts "
-                           "from promised one specialist head for each reason")
-    assert ("The model judged 100% of the test claims correctly. Instead, heads 1 and 2 share the DOSAGE work, so "
-            "either can stand in for the other; head 3 is needed by every kind of faulty claim; head 4 changes "
-            "little when taken away.") in lead  # the pair said once, not once per head
+    assert lead.startswith(
+        "**In this run, none of the four heads became a specialist.** The story this app starts "
+        "from promised one specialist head for each reason"
+    )
+    assert (
+        "The model judged 100% of the test claims correctly. Instead, heads 1 and 2 share the DOSAGE work, so "
+        "either can stand in for the other; head 3 is needed by every kind of faulty claim; head 4 changes "
+        "little when taken away."
+    ) in lead  # the pair said once, not once per head
     assert not [word for word in JARGON if word in lead.lower()]
     one = head_words.lead_paragraph((COST_HEAD, *NO_SPECIALIST[2:], role(GENERALIST)), 0.9)
     assert one.startswith("**In this run, 1 of the four heads became a specialist: head 1 for COST.**")
     assert "Of the others, head 2 is needed by" in one and "head 4 works for several reasons at once." in one
     backed = (role(LEANS, "COST"), role(SHARES, "DOSAGE", shared_with={"DOSAGE": (0,)}), *NO_SPECIALIST[2:])
-    assert ("Instead, head 1 works mostly for COST, though not for it alone; head 2 shares the DOSAGE work with head "
-            "1, so either can stand in for the other; head 3") in head_words.lead_paragraph(backed, 1.0)
+    assert (
+        "Instead, head 1 works mostly for COST, though not for it alone; head 2 shares the DOSAGE work with head "
+        "1, so either can stand in for the other; head 3"
+    ) in head_words.lead_paragraph(backed, 1.0)
     four = tuple(role(SPECIALIST, r) for r in REASONS)
     assert head_words.lead_paragraph(four, 1.0).startswith(
-        "**In this run, each of the four heads became the specialist of one reason, as the story promised.**")
+        "**In this run, each of the four heads became the specialist of one reason, as the story promised.**"
+    )
 
 
 def test_mid_run_sentences_say_so_far_never_a_verdict() -> None:
@@ -375,13 +432,16 @@ def test_mid_run_sentences_say_so_far_never_a_verdict() -> None:
     assert lead.startswith("**So far, at step 177 of 3,500, none of the four heads has become a specialist.**")
     assert "The model judges 66%" in lead and lead.endswith("Heads can still change before training ends.")
     promise = head_words.promise_sentence(NO_SPECIALIST, so_far)
-    assert promise == ("The story promises four specialists: medical, dosage, cost and admin. So far, at step 177 of "
-                       "3,500, none of the 4 heads has become a specialist. Heads can still change before training "
-                       "ends.")
+    assert promise == (
+        "The story promises four specialists: medical, dosage, cost and admin. So far, at step 177 of "
+        "3,500, none of the 4 heads has become a specialist. Heads can still change before training "
+        "ends."
+    )
     assert "has become a specialist (COST)" in head_words.promise_sentence((COST_HEAD, *NO_SPECIALIST[1:]), so_far)
     stopped = head_words.promise_sentence(NO_SPECIALIST, measurement.Unfinished(900, 3500, stopped=True))
-    assert stopped.endswith("At step 900 of 3,500, where training was stopped, none of the 4 heads had become a "
-                            "specialist.")
+    assert stopped.endswith(
+        "At step 900 of 3,500, where training was stopped, none of the 4 heads had become a specialist."
+    )
     assert "not borne out" in head_words.promise_sentence(NO_SPECIALIST)  # the verdict, once training has ended
 
 
@@ -406,8 +466,12 @@ def test_heads_figure_shows_each_head_as_a_card_named_and_coloured_by_what_it_be
         assert notes[index].startswith(f"<b>Head {index + 1}</b>")
         assert f"<b>{head_label(h)}</b>" in notes[index] and f"It {head_words.role_words(h)}." in notes[index]
     borders = [s for s in fig.layout.shapes if s.fillcolor is None]
-    assert [b.line.color for b in borders] == [CLASS_COLORS["COST"], CLASS_COLORS["DOSAGE"],
-                                               head_figures.NO_REASON_COLOR, head_figures.NO_REASON_COLOR]
+    assert [b.line.color for b in borders] == [
+        CLASS_COLORS["COST"],
+        CLASS_COLORS["DOSAGE"],
+        head_figures.NO_REASON_COLOR,
+        head_figures.NO_REASON_COLOR,
+    ]
     assert [b.line.width for b in borders] == [4, 1.5, 1.5, 1.5]  # a thick border: the specialist only
     several = role(SHARES, "DOSAGE", shared_with={"DOSAGE": (1,), "sex, age": (1,)})
     assert head_figures.head_color(several) == head_figures.NO_REASON_COLOR  # no one reason's colour for two
@@ -416,33 +480,58 @@ def test_heads_figure_shows_each_head_as_a_card_named_and_coloured_by_what_it_be
 
 
 def reference(name: str, owns_per_seed: list[tuple], config: dict | None = None) -> ReferenceStudy:
-    results = tuple(labelled_seed(s, tuple(f"{o} specialist" if o else "generalist" for o in owns), owns,
-                                  tuple({} for _ in owns), accuracy=0.99) for s, owns in enumerate(owns_per_seed))
-    return ReferenceStudy(name, "2026-12-07", f"python -m engine study --out studies/{name} --seeds 0-2",
-                          ("--preset", name), config or {}, results)
+    results = tuple(
+        labelled_seed(
+            s,
+            tuple(f"{o} specialist" if o else "generalist" for o in owns),
+            owns,
+            tuple({} for _ in owns),
+            accuracy=0.99,
+        )
+        for s, owns in enumerate(owns_per_seed)
+    )
+    return ReferenceStudy(
+        name,
+        "2026-12-07",
+        f"python -m engine study --out studies/{name} --seeds 0-2",
+        ("--preset", name),
+        config or {},
+        results,
+    )
 
 
 def test_the_story_shows_what_many_runs_of_each_recipe_found() -> None:
     snap = story_snapshot((SpecializationPoint(1000, {head_figures.CROSS: NO_SPECIALIST}),))
     default = reference("default", [("DOSAGE", None), (None, None), (None, None)], dict(snap.config))
     sparse = reference("sparse", [("DOSAGE", "COST"), ("COST", None), (None, None)])
-    chapters = report.tell_story(snap, references=References((default, sparse), ("The reference study x is "
-                                                                                   "not shown: it is damaged.",)))
+    chapters = report.tell_story(
+        snap, references=References((default, sparse), ("The reference study x is not shown: it is damaged.",))
+    )
     answer, beyond = chapters[0], chapters[-1]
-    assert answer.paragraphs[0].endswith("Over 3 training runs of this same recipe, differing only in their random "
-                                         "start, 1 ended with at least one specialist head and 2 with none.")
+    assert answer.paragraphs[0].endswith(
+        "Over 3 training runs of this same recipe, differing only in their random "
+        "start, 1 ended with at least one specialist head and 2 with none."
+    )
     # ^ this run's recipe: the default's study, not the sparse one's
     told = " ".join(beyond.paragraphs)
-    assert beyond.key == "reference" and ("Over 3 training runs of the **default** recipe, differing only in their "
-                                          "random start, 1 ended with at least one specialist head and 2 with none. "
-                                          "A reason got a head of its own in these runs: DOSAGE in 1; MEDICAL, COST "
-                                          "and ADMIN in none.") in told
+    assert (
+        beyond.key == "reference"
+        and (
+            "Over 3 training runs of the **default** recipe, differing only in their "
+            "random start, 1 ended with at least one specialist head and 2 with none. "
+            "A reason got a head of its own in these runs: DOSAGE in 1; MEDICAL, COST "
+            "and ADMIN in none."
+        )
+        in told
+    )
     assert "(Trained 2026-12-07; to repeat it: python -m engine study --out studies/default --seeds 0-2.)" in told
     assert "on average, recipe by recipe: default 0.33 and sparse 1.00" in told
     assert "x is not shown: it is damaged." in told
     unlearned = replace(default, results=(replace(default.results[0], learned=False), *default.results[1:]))
-    assert ("start, of the 2 that learned the job, none ended with a specialist head. (Trained"
-            in head_words.study_paragraph(unlearned))
+    assert (
+        "start, of the 2 that learned the job, none ended with a specialist head. (Trained"
+        in head_words.study_paragraph(unlearned)
+    )
     bars = report.chapter_figures(snap, references=References((default, sparse)))["reference"][0]
     assert [list(t.y) for t in bars.data] == [[0, 1 / 3, 0, 0, 2 / 3], [0, 1 / 3, 2 / 3, 0, 1 / 3]]
     assert [t.name for t in bars.data] == ["default (3 runs)", "sparse (3 runs)"]

@@ -111,8 +111,11 @@ def test_an_endless_metrics_line_is_skipped_with_a_bounded_read(runs: Path) -> N
     run = copy_run(runs, "long-line")
     good_steps = replay(run).step
     with open(run / "metrics.jsonl", "a") as file:
-        file.write('{"type": "step", "step": 999999, "loss": 1.0, "seconds": 1.0, "pad": "' + "x" * 3 * MAX_RECORD_BYTES
-                   + '"}\n')
+        file.write(
+            '{"type": "step", "step": 999999, "loss": 1.0, "seconds": 1.0, "pad": "'
+            + "x" * 3 * MAX_RECORD_BYTES
+            + '"}\n'
+        )
     assert replay(run).step == good_steps
     assert summary(runs, "long-line").problem is None
 
@@ -124,29 +127,51 @@ DAMAGES = {
     "config without steps": ("config.json", {"steps": None}),
     "a metrics line is a list": ("metrics.jsonl", "[1, 2]\n"),
     "an eval step is text": ("metrics.jsonl", '{"type": "eval", "step": "x"}\n'),
-    "an eval record of the wrong types": ("metrics.jsonl", '{"type": "eval", "step": 5, "seconds": "x", '
-                                          '"train_loss": 1, "heldout_loss": 1, "train_accuracy": 1, '
-                                          '"heldout_accuracy": 1, "train_per_class": [], "heldout_per_class": 1}\n'),
-    "a specialization record with a numeric label": ("metrics.jsonl", '{"type": "specialization", "step": 9, '
-                                                     '"heads": {"decoder.0.cross": [{"label": 5}]}}\n'),
+    "an eval record of the wrong types": (
+        "metrics.jsonl",
+        '{"type": "eval", "step": 5, "seconds": "x", '
+        '"train_loss": 1, "heldout_loss": 1, "train_accuracy": 1, '
+        '"heldout_accuracy": 1, "train_per_class": [], "heldout_per_class": 1}\n',
+    ),
+    "a specialization record with a numeric label": (
+        "metrics.jsonl",
+        '{"type": "specialization", "step": 9, "heads": {"decoder.0.cross": [{"label": 5}]}}\n',
+    ),
     "a record type that is a list": ("metrics.jsonl", '{"type": [1]}\n'),
-    **{f"a head that owns {what}": ("metrics.jsonl", '{"type": "specialization", "step": 9, "heads": '
-                                     '{"decoder.0.cross": [{"shares": {"drug": 1}, "entropy": 1, "confidence": 1, '
-                                     '"importance": 1, "ablation": {}, "label": "x", "evidence": "y", '
-                                     + extra + '}]}}\n')
-       for what, extra in (("no reason", '"owns": "<b>HACK</b>"'), ("answers as a list", '"answers": [1]'),
-                           ("necessity as text", '"necessity": {"MEDICAL": "all"}'),
-                           ("a kind as a number", '"kind": 5'), ("rivals that are no heads", '"rivals": [100]'))},
+    **{
+        f"a head that owns {what}": (
+            "metrics.jsonl",
+            '{"type": "specialization", "step": 9, "heads": '
+            '{"decoder.0.cross": [{"shares": {"drug": 1}, "entropy": 1, "confidence": 1, '
+            '"importance": 1, "ablation": {}, "label": "x", "evidence": "y", ' + extra + "}]}}\n",
+        )
+        for what, extra in (
+            ("no reason", '"owns": "<b>HACK</b>"'),
+            ("answers as a list", '"answers": [1]'),
+            ("necessity as text", '"necessity": {"MEDICAL": "all"}'),
+            ("a kind as a number", '"kind": 5'),
+            ("rivals that are no heads", '"rivals": [100]'),
+        )
+    },
     "config seed too large for a table": ("config.json", {"seed": 10**40}),
-    "an eval step too large for a table": ("metrics.jsonl", '{"type": "eval", "step": 1000000000000000000000000000000, '
-                                           '"seconds": 1, "train_loss": 1, "heldout_loss": 1, "train_accuracy": 1, '
-                                           '"heldout_accuracy": 1, "train_per_class": {}, "heldout_per_class": {}}\n'),
-    "a specialization record without heads": ("metrics.jsonl", '{"type": "specialization", "step": 9, '
-                                              '"heads": {"decoder.0.cross": []}}\n'),
-    "an optimizer record without heads": ("metrics.jsonl", '{"type": "optim", "step": 9, '
-                                          '"heads": {"decoder.0.cross": []}, "groups": {}}\n'),
-    "config with no heads in a run of its own": ("config.json", {"model": {"n_heads": 0,
-                                                                         "heads": {"decoder.0.cross": 4}}}),
+    "an eval step too large for a table": (
+        "metrics.jsonl",
+        '{"type": "eval", "step": 1000000000000000000000000000000, '
+        '"seconds": 1, "train_loss": 1, "heldout_loss": 1, "train_accuracy": 1, '
+        '"heldout_accuracy": 1, "train_per_class": {}, "heldout_per_class": {}}\n',
+    ),
+    "a specialization record without heads": (
+        "metrics.jsonl",
+        '{"type": "specialization", "step": 9, "heads": {"decoder.0.cross": []}}\n',
+    ),
+    "an optimizer record without heads": (
+        "metrics.jsonl",
+        '{"type": "optim", "step": 9, "heads": {"decoder.0.cross": []}, "groups": {}}\n',
+    ),
+    "config with no heads in a run of its own": (
+        "config.json",
+        {"model": {"n_heads": 0, "heads": {"decoder.0.cross": 4}}},
+    ),
     "config optimizer name that is markup": ("config.json", {"optimizer_name": "<b>[click](http://x)</b>"}),
     "status is a list": ("status.json", "[1]"),
     "status ended by exploding": ("status.json", {"ended_by": "exploded"}),
@@ -154,8 +179,10 @@ DAMAGES = {
     "status diverged without its loss": ("status.json", {"status": "diverged", "ended_by": "diverged"}),
     "status unsaved for a reason in markup": ("status.json", {"unsaved": {"run": "<b>[click](http://x)</b>"}}),
     "status unsaved of files it never writes": ("status.json", {"unsaved": {"/etc/passwd": "ENOSPC"}}),
-    "status failed for a reason that is a number": ("status.json", {"status": "failed", "ended_by": "failed",
-                                                                   "failure": "refused", "problem": 5}),
+    "status failed for a reason that is a number": (
+        "status.json",
+        {"status": "failed", "ended_by": "failed", "failure": "refused", "problem": 5},
+    ),
     "config format is text": ("config.json", {"format": "2"}),
     "probe is a dict": ("probe.json", '{"a": 1}'),
 }
@@ -189,7 +216,10 @@ def test_damaged_files_are_a_reason_never_a_crash(runs: Path, damage: str) -> No
     else:
         good = replay(runs / "good")
         assert snap.step == 300 and (len(snap.evals), len(snap.optim), len(snap.specialization)) == (
-            len(good.evals), len(good.optim), len(good.specialization))
+            len(good.evals),
+            len(good.optim),
+            len(good.specialization),
+        )
 
 
 def vocabulary(run: Path, change) -> None:
@@ -205,29 +235,58 @@ def checkpoint(run: Path, change) -> None:
 
 BAD_MODELS = {
     "an empty checkpoint": (lambda run: (run / "checkpoints" / "latest.pt").write_bytes(b""), "damaged"),
-    "a duplicate word": (lambda run: vocabulary(run, lambda t: {**t, "vocab": [*t["vocab"][:-1], t["vocab"][5]]}),
-                         "tokenizer.json is damaged"),
+    "a duplicate word": (
+        lambda run: vocabulary(run, lambda t: {**t, "vocab": [*t["vocab"][:-1], t["vocab"][5]]}),
+        "tokenizer.json is damaged",
+    ),
     "a short vocabulary": (lambda run: vocabulary(run, lambda t: {**t, "vocab": t["vocab"][:-3]}), "words"),
-    "a tokenizer of another format": (lambda run: (run / "tokenizer.json").write_text('{"vocab": 3}'),
-                                      "tokenizer.json is damaged"),
+    "a tokenizer of another format": (
+        lambda run: (run / "tokenizer.json").write_text('{"vocab": 3}'),
+        "tokenizer.json is damaged",
+    ),
     "a tokenizer that is a list": (lambda run: (run / "tokenizer.json").write_text("[]"), "tokenizer.json"),
     "a number among the weights": (lambda run: checkpoint(run, lambda w: {**w, "extra": 5}), "plain weights"),
-    "weights on the meta device": (lambda run: checkpoint(run, lambda w: {k: v.to("meta") for k, v in w.items()}),
-                                   "plain weights"),
-    "sparse weights": (lambda run: checkpoint(run, lambda w: {k: v.to_sparse() for k, v in w.items()}),
-                       "plain weights"),
-    "float8 weights": (lambda run: checkpoint(run, lambda w: {k: v.to(torch.float8_e4m3fn) if v.is_floating_point()
-                                                          else v for k, v in w.items()}), "plain weights"),
-    "quantised weights": (lambda run: checkpoint(run, lambda w: {k: torch.quantize_per_tensor(v, 0.1, 0, torch.qint8)
-                                                              if v.is_floating_point() else v
-                                                              for k, v in w.items()}), "damaged|plain weights"),
+    "weights on the meta device": (
+        lambda run: checkpoint(run, lambda w: {k: v.to("meta") for k, v in w.items()}),
+        "plain weights",
+    ),
+    "sparse weights": (
+        lambda run: checkpoint(run, lambda w: {k: v.to_sparse() for k, v in w.items()}),
+        "plain weights",
+    ),
+    "float8 weights": (
+        lambda run: checkpoint(
+            run, lambda w: {k: v.to(torch.float8_e4m3fn) if v.is_floating_point() else v for k, v in w.items()}
+        ),
+        "plain weights",
+    ),
+    "quantised weights": (
+        lambda run: checkpoint(
+            run,
+            lambda w: {
+                k: torch.quantize_per_tensor(v, 0.1, 0, torch.qint8) if v.is_floating_point() else v
+                for k, v in w.items()
+            },
+        ),
+        "damaged|plain weights",
+    ),
     "an extra tensor": (lambda run: checkpoint(run, lambda w: {**w, "secret": torch.zeros(3)}), "match"),
-    "an empty alias": (lambda run: vocabulary(run, lambda t: {**t, "aliases": {next(iter(t["aliases"])): [""]}}),
-                       "tokenizer.json is damaged"),
-    "huge model settings": (lambda run: (run / "config.json").write_text(json.dumps(
-        {**json.loads((run / "config.json").read_text()), "model": {"d_model": 10**9, "n_heads": 4}})), "match"),
-    "impossible model settings": (lambda run: (run / "config.json").write_text(json.dumps(
-        {**json.loads((run / "config.json").read_text()), "model": {"d_model": "wide", "n_heads": 4}})), "config"),
+    "an empty alias": (
+        lambda run: vocabulary(run, lambda t: {**t, "aliases": {next(iter(t["aliases"])): [""]}}),
+        "tokenizer.json is damaged",
+    ),
+    "huge model settings": (
+        lambda run: (run / "config.json").write_text(
+            json.dumps({**json.loads((run / "config.json").read_text()), "model": {"d_model": 10**9, "n_heads": 4}})
+        ),
+        "match",
+    ),
+    "impossible model settings": (
+        lambda run: (run / "config.json").write_text(
+            json.dumps({**json.loads((run / "config.json").read_text()), "model": {"d_model": "wide", "n_heads": 4}})
+        ),
+        "config",
+    ),
 }
 
 
@@ -245,8 +304,9 @@ def test_nan_weights_are_refused_in_words(runs: Path) -> None:
     run = copy_run(runs, "nan")
     path = run / "checkpoints" / "latest.pt"
     payload = torch.load(path, weights_only=True)
-    payload["model"] = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
-                        for k, v in payload["model"].items()}
+    payload["model"] = {
+        k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in payload["model"].items()
+    }
     torch.save(payload, path)
     with pytest.raises(RunError, match="not all numbers"):
         Predictor.from_run(run)

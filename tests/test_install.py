@@ -20,8 +20,9 @@ def run_elsewhere(folder: Path, *command: str | Path) -> subprocess.CompletedPro
 
 
 def test_watch_imports_from_any_folder_under_both_names(tmp_path: Path) -> None:
-    check = ("import headwatch as h, engine.recording.watch as w; "
-             "print(h.watch is w.watch, h.HeadSlices is w.HeadSlices)")
+    check = (
+        "import headwatch as h, engine.recording.watch as w; print(h.watch is w.watch, h.HeadSlices is w.HeadSlices)"
+    )
     result = run_elsewhere(tmp_path, sys.executable, "-c", check)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True True"
@@ -57,8 +58,10 @@ def test_the_library_declares_ranges_that_hold_the_apps_exact_tested_set() -> No
 
 def test_the_trainer_callbacks_libraries_are_imported_only_when_asked_for() -> None:
     """Headwatch works without transformers or lightning: importing it loads neither."""
-    check = ("import sys, headwatch; from headwatch import watch; "
-             "print(sorted(name for name in ('lightning', 'transformers') if name in sys.modules))")
+    check = (
+        "import sys, headwatch; from headwatch import watch; "
+        "print(sorted(name for name in ('lightning', 'transformers') if name in sys.modules))"
+    )
     result = run_elsewhere(ROOT, sys.executable, "-c", check)  # this checkout's headwatch, not an installed one
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

@@ -62,8 +62,9 @@ def test_the_engine_has_few_modules_at_its_top_and_a_docstring_for_each_package(
 
 
 def test_every_engine_module_belongs_to_a_layer() -> None:
-    unplaced = [module_name(p) for p in engine_files() if module_name(p) != "engine" and
-                layer_of(module_name(p)) is None]
+    unplaced = [
+        module_name(p) for p in engine_files() if module_name(p) != "engine" and layer_of(module_name(p)) is None
+    ]
     assert unplaced == []
 
 

@@ -43,6 +43,7 @@ def fits(catalog):
     def item_fits(item, diagnosis) -> bool:
         (kind, key), (_, dx) = entity_of(item), entity_of(diagnosis)
         return (catalog.drugs if kind == "drug" else catalog.procedures)[key].fits(dx)
+
     return item_fits
 
 
@@ -59,15 +60,21 @@ def test_the_issues_claim_is_two_lines_sharing_a_total_each_with_its_own_diagnos
     lines = cut(reader, fits, ISSUE_CLAIM)
     assert [line.text for line in lines.lines] == ["lisinopril 10 mg", "metformin 500 mg"]
     assert [[t.surface for t in line.tokens if t.category != "other"] for line in lines.lines] == [
-        ["Hypertension", "lisinopril", "10 mg"], ["diabetes", "metformin", "500 mg"]]
-    assert lines.total_note() == ("$40 is the claim's total, not a price of one of its 2 lines, so no line is judged "
-                                  "on its price")
+        ["Hypertension", "lisinopril", "10 mg"],
+        ["diabetes", "metformin", "500 mg"],
+    ]
+    assert lines.total_note() == (
+        "$40 is the claim's total, not a price of one of its 2 lines, so no line is judged on its price"
+    )
 
 
 def test_each_number_goes_to_its_item_in_every_wording(reader, fits):
     bulleted = cut(reader, fits, "Afib, 66 yo M:\n• warfarin 5 mg $12\n• diltiazem 240 mg $45\n• Holter monitor $200")
-    assert [line.text for line in bulleted.lines] == ["warfarin 5 mg $12", "diltiazem 240 mg $45",
-                                                      "Holter monitor $200"]
+    assert [line.text for line in bulleted.lines] == [
+        "warfarin 5 mg $12",
+        "diltiazem 240 mg $45",
+        "Holter monitor $200",
+    ]
     assert bulleted.total_note() is None
     assert all({"66 yo", "M", "Afib"} <= {t.surface for t in line.tokens} for line in bulleted.lines)
     dose_first = cut(reader, fits, "Hypertension: 10 mg of lisinopril and 25 mg of hydrochlorothiazide, $30")
@@ -78,15 +85,17 @@ def test_an_unknown_drug_with_its_own_dose_is_a_line_that_cannot_be_judged(reade
     lines = cut(reader, fits, "Migraine: sumatriptan 100 mg $40 and gabapentin 300 mg $20")
     known, unknown = lines.lines
     assert known.refusal(VALID) is None and known.text == "sumatriptan 100 mg $40"
-    assert unknown.refusal(VALID).sentence() == ("Headwatch cannot judge what was billed: 'gabapentin' is not a drug "
-                                                 "Headwatch knows.")
+    assert unknown.refusal(VALID).sentence() == (
+        "Headwatch cannot judge what was billed: 'gabapentin' is not a drug Headwatch knows."
+    )
 
 
 def test_an_unknown_item_without_a_number_is_a_line_that_cannot_be_judged(reader, fits):
     for text, unknown, line_text in [
-            ("Hypertension: lisinopril 10 mg and gabapentin, $40", "gabapentin", "gabapentin"),
-            ("Diabetes, metformin 500 mg, rx insulin, $40", "insulin", "insulin"),
-            ("Knee arthritis: knee x-ray $60 plus arthroscopy $900", "arthroscopy", "arthroscopy $900")]:
+        ("Hypertension: lisinopril 10 mg and gabapentin, $40", "gabapentin", "gabapentin"),
+        ("Diabetes, metformin 500 mg, rx insulin, $40", "insulin", "insulin"),
+        ("Knee arthritis: knee x-ray $60 plus arthroscopy $900", "arthroscopy", "arthroscopy $900"),
+    ]:
         lines = cut(reader, fits, text)
         assert len(lines.lines) == 2 and lines.lines[1].text == line_text, text
         assert lines.lines[0].refusal(VALID) is None
@@ -94,17 +103,21 @@ def test_an_unknown_item_without_a_number_is_a_line_that_cannot_be_judged(reader
 
 
 def test_a_word_after_an_items_price_or_its_dose_is_not_taken_for_another_item(reader, fits):
-    """"$40, neuropathy" may be a diagnosis; "20 mg qhs" says when it is taken; "thirty day fill" how long."""
-    for text in ("Diabetes, metformin 500 mg $40, neuropathy", "LBP flexeril 15mg qhs $12",
-                 "Hypothyroid, levothyroxine 0.1 mg, thirty day fill: $11"):
+    """ "$40, neuropathy" may be a diagnosis; "20 mg qhs" says when it is taken; "thirty day fill" how long."""
+    for text in (
+        "Diabetes, metformin 500 mg $40, neuropathy",
+        "LBP flexeril 15mg qhs $12",
+        "Hypothyroid, levothyroxine 0.1 mg, thirty day fill: $11",
+    ):
         assert cut(reader, fits, text) is None, text
 
 
 def test_the_same_item_twice_each_with_its_own_numbers_is_two_lines(reader, fits, catalog):
     lines = cut(reader, fits, "Diabetes, metformin 500 mg $10 and metformin 9000 mg $20")
     assert [line.text for line in lines.lines] == ["metformin 500 mg $10", "metformin 9000 mg $20"]
-    assert [label_read(check_claim(parse_claim(line.encoded()), catalog), line.reading.parts)
-            for line in lines.lines] == [(VALID, "NONE"), ("INVALID", "DOSAGE")]
+    assert [
+        label_read(check_claim(parse_claim(line.encoded()), catalog), line.reading.parts) for line in lines.lines
+    ] == [(VALID, "NONE"), ("INVALID", "DOSAGE")]
     assert cut(reader, fits, "BPH: TURP (transurethral prostate resection) $2000") is None  # one item, named twice
 
 
@@ -120,8 +133,9 @@ def test_the_rules_checker_judges_each_hand_written_line_as_expected(reader, fit
         said = []
         for line in lines.lines:
             verdict, reason = label_read(check_claim(parse_claim(line.encoded()), catalog), line.reading.parts)
-            said.append("CANNOT" if line.unread_item or verdict == CANNOT_CHECK else
-                        VALID if verdict == VALID else reason)
+            said.append(
+                "CANNOT" if line.unread_item or verdict == CANNOT_CHECK else VALID if verdict == VALID else reason
+            )
         assert said == row["line_outcomes"].split(), row["text"]
 
 
@@ -137,8 +151,9 @@ def assert_worst_line(p) -> None:
     if invalid:
         assert (said(p), p.confidence) in {(said(line), line.confidence) for line in invalid}
     elif "CANNOT" in lines:
-        assert said(p) == "CANNOT" and all(f"on line {n} " in p.refusal.sentence()
-                                           for n, line in enumerate(p.lines, 1) if line.refusal)
+        assert said(p) == "CANNOT" and all(
+            f"on line {n} " in p.refusal.sentence() for n, line in enumerate(p.lines, 1) if line.refusal
+        )
     else:
         assert said(p) == "VALID" and p.confidence == min(line.confidence for line in p.lines)
 
@@ -148,8 +163,9 @@ def test_the_claims_verdict_is_its_worst_lines(predictor):
     for row, p in zip(SERVICE_LINES, predictions, strict=True):
         assert len(p.lines) == len(row["line_outcomes"].split())
         assert_worst_line(p)
-        assert [line.line_json() for line in p.lines] == [line.line_json() for line in predictor.predict(
-            row["text"], with_ablation=False).lines]
+        assert [line.line_json() for line in p.lines] == [
+            line.line_json() for line in predictor.predict(row["text"], with_ablation=False).lines
+        ]
     refused = predictor.predict("Migraine: sumatriptan 100 mg $40 and gabapentin 300 mg $20")
     assert refused.lines[1].verdict is None and refused.lines[1].refusal is not None
     assert_worst_line(refused)
@@ -166,10 +182,13 @@ def test_predict_json_carries_each_line(predictor):
     out = io.StringIO()
     answer_lines(predictor, io.BytesIO(f"{ISSUE_CLAIM}\nDiabetes, metformin 500 mg, $40\n".encode()), out)
     several, one = map(json.loads, out.getvalue().splitlines())
-    assert [(line["text"], line["verdict"] in ("VALID", "INVALID"), line["cannot_judge"]) for line in several[
-        "lines"]] == [("lisinopril 10 mg", True, None), ("metformin 500 mg", True, None)]
+    assert [
+        (line["text"], line["verdict"] in ("VALID", "INVALID"), line["cannot_judge"]) for line in several["lines"]
+    ] == [("lisinopril 10 mg", True, None), ("metformin 500 mg", True, None)]
     assert [[term["meaning"] for term in line["terms"]] for line in several["lines"]] == [
-        ["Essential hypertension", "Lisinopril", "10 mg"], ["Type 2 diabetes mellitus", "Metformin", "500 mg"]]
+        ["Essential hypertension", "Lisinopril", "10 mg"],
+        ["Type 2 diabetes mellitus", "Metformin", "500 mg"],
+    ]
     assert several["lines_note"].startswith("$40 is the claim's total")
     assert "lines" not in one
 

@@ -43,9 +43,11 @@ def test_three_viewers_closing_browsers_and_one_run() -> None:
         rate.press("Tab")
         page.get_by_text("Please enter a value between 0.00001 and 10").wait_for()
 
-    print(f"\nsteps/s: 1 viewer {before.steps_per_second:.2f}, 3 viewers {three.steps_per_second:.2f}, "
-          f"1 viewer {after.steps_per_second:.2f}; server RSS (MB) over time: "
-          + ", ".join(f"{mb:.0f}" for _, mb in run.rss))
+    print(
+        f"\nsteps/s: 1 viewer {before.steps_per_second:.2f}, 3 viewers {three.steps_per_second:.2f}, "
+        f"1 viewer {after.steps_per_second:.2f}; server RSS (MB) over time: "
+        + ", ".join(f"{mb:.0f}" for _, mb in run.rss)
+    )
     assert errors == {"exceptions": 0, "drawFailed": 0, "jsErrors": 0, "serverTracebacks": 0}, run.viewers.js_errors
     assert len(folders) == 1  # one run, however many viewers came and went
     # Speed with 3 viewers vs 1 is a benchmark (bench/soak.py), not a timed assert: on a shared 2-core machine

@@ -53,9 +53,11 @@ def test_admin_kind_accuracy_by_hand() -> None:
 def _few_steps(optimizer_name: str) -> tuple[ClaimsTransformer, torch.optim.Optimizer, dict[str, torch.Tensor]]:
     torch.manual_seed(0)
     model = ClaimsTransformer(ModelConfig(vocab_size=30, d_model=16, d_ff=32))
-    optimizer = {"adam": lambda: torch.optim.Adam(model.parameters(), lr=1e-2),
-                 "adamw": lambda: make_optimizer(TrainConfig(lr=1e-2, weight_decay=0.1), model),
-                 "sgd": lambda: torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)}[optimizer_name]()
+    optimizer = {
+        "adam": lambda: torch.optim.Adam(model.parameters(), lr=1e-2),
+        "adamw": lambda: make_optimizer(TrainConfig(lr=1e-2, weight_decay=0.1), model),
+        "sgd": lambda: torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
+    }[optimizer_name]()
     tokens = torch.randint(1, 30, (8, 7))
     categories = torch.randint(0, 10, (8, 7))
     inputs, labels = targets_for_classes(torch.randint(0, 5, (8,)))
@@ -106,8 +108,13 @@ def test_per_head_adam_statistics_by_hand() -> None:
     s = optimizer.state[attention.out.weight]
     ms.append(s["exp_avg"][:, rows].flatten())
     vs.append(s["exp_avg_sq"][:, rows].flatten())
-    steps.append((1e-2 * (s["exp_avg"][:, rows] / (1 - beta1**3))
-                  / ((s["exp_avg_sq"][:, rows] / (1 - beta2**3)).sqrt() + 1e-8)).flatten())
+    steps.append(
+        (
+            1e-2
+            * (s["exp_avg"][:, rows] / (1 - beta1**3))
+            / ((s["exp_avg_sq"][:, rows] / (1 - beta2**3)).sqrt() + 1e-8)
+        ).flatten()
+    )
     grads.append(attention.out.weight.grad[:, rows].flatten())
     m, v, step, grad = torch.cat(ms), torch.cat(vs), torch.cat(steps), torch.cat(grads)
     stats = point.heads["decoder.0.cross"][head]

@@ -66,6 +66,7 @@ def test_a_hook_that_only_reads_leaves_every_result_bit_identical_and_replacing_
     assert torch.equal(plain, read)
     assert [tuple(h.shape) for h in seen] == [(5, 4, 9, 8), (5, 4, 9, 8), (5, 4, 2, 8), (5, 4, 2, 8)]
     for name in model.attention_names():
+
         def silenced(heads: torch.Tensor) -> torch.Tensor:
             heads = heads.clone()
             heads[:, 2] = 0.0
@@ -263,8 +264,9 @@ def lever_model(**settings: object) -> ClaimsTransformer:
     return ClaimsTransformer(ModelConfig(vocab_size=50, **settings)).eval()
 
 
-def cross_heads_seen(model: ClaimsTransformer, tokens: torch.Tensor, categories: torch.Tensor,
-                     hook: HeadHook | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def cross_heads_seen(
+    model: ClaimsTransformer, tokens: torch.Tensor, categories: torch.Tensor, hook: HeadHook | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The outcomes, and what the cross-attention's heads handed on (read at its HeadPoint, before `hook`)."""
     seen: list[torch.Tensor] = []
 
@@ -282,6 +284,7 @@ def silence_head(head: int) -> HeadHook:
         heads = heads.clone()
         heads[:, head] = 0.0
         return heads
+
     return silenced
 
 

@@ -79,14 +79,17 @@ def test_vectors_are_read_at_each_field_and_a_missing_field_is_absent() -> None:
     category = {name: CATEGORIES.index(name) for name in CATEGORIES}
     # a claim of a diagnosis, a drug and a procedure (both billed items) and a word; another of a dose only
     tokens = torch.tensor([[3, 4, 5, 6], [7, 0, 0, 0]])
-    categories = torch.tensor([[category["diagnosis"], category["drug"], category["procedure"], category["other"]],
-                               [category["dose"], 0, 0, 0]])
+    categories = torch.tensor(
+        [
+            [category["diagnosis"], category["drug"], category["procedure"], category["other"]],
+            [category["dose"], 0, 0, 0],
+        ]
+    )
     vectors, present = field_vectors(model, ClaimTensors(tokens, categories, torch.tensor([0, 1])))
     embedded = model.token_embedding(tokens) + model.category_embedding(categories)
     fields = list(FIELDS)
     torch.testing.assert_close(vectors[SOURCES.index("embeddings"), fields.index("diagnosis"), 0], embedded[0, 0])
-    torch.testing.assert_close(vectors[SOURCES.index("embeddings"), fields.index("item"), 0],
-                               embedded[0, 1:3].mean(0))
+    torch.testing.assert_close(vectors[SOURCES.index("embeddings"), fields.index("item"), 0], embedded[0, 1:3].mean(0))
     memory = model.encode(tokens, categories)
     torch.testing.assert_close(vectors[SOURCES.index("encoder"), fields.index("dose"), 1], memory.tokens[-1])
     assert present[:, 0].tolist() == [f in ("diagnosis", "item", "words") for f in FIELDS]
@@ -94,8 +97,14 @@ def test_vectors_are_read_at_each_field_and_a_missing_field_is_absent() -> None:
 
 
 def test_plain_lines_say_where_each_verdict_forms_and_whether_the_item_is_a_hub() -> None:
-    hub = probe_table_with({"MEDICAL": {"item": 0.97}, "DOSAGE": {"item": 0.9, "dose": 0.95}, "COST": {"item": 0.99},
-                 "ADMIN": dict.fromkeys(FIELDS, 0.9)})
+    hub = probe_table_with(
+        {
+            "MEDICAL": {"item": 0.97},
+            "DOSAGE": {"item": 0.9, "dose": 0.95},
+            "COST": {"item": 0.99},
+            "ADMIN": dict.fromkeys(FIELDS, 0.9),
+        }
+    )
     assert where_it_forms(hub, "DOSAGE") == "DOSAGE forms at the billed item and the dose."
     assert where_it_forms(hub, "ADMIN") == "ADMIN forms everywhere: at every field measured."
     assert hub_line(hub) == "The billed item is a hub: MEDICAL, DOSAGE and COST all form there."
@@ -116,8 +125,12 @@ def test_a_run_records_its_tables_while_it_trains_and_analyze_gives_the_last_aga
             assert 0 <= last.cell("encoder", reason, field) <= 1 and last.claims[reason][field] > 2 * MIN_CLAIMS
     report = "\n".join(probe_report(trained_run_folder))
     row = next(line.split()[1:] for line in report.splitlines() if line.startswith("DOSAGE "))  # its table row
-    recorded = [f"{last.cell('encoder', 'DOSAGE', f):.2f}/{last.cell('embeddings', 'DOSAGE', f):.2f}"
-                if not math.isnan(last.cell("encoder", "DOSAGE", f)) else "-" for f in FIELDS]
+    recorded = [
+        f"{last.cell('encoder', 'DOSAGE', f):.2f}/{last.cell('embeddings', 'DOSAGE', f):.2f}"
+        if not math.isnan(last.cell("encoder", "DOSAGE", f))
+        else "-"
+        for f in FIELDS
+    ]
     assert row == recorded
     assert "Recorded while training at steps 0, 200, 300." in report
 
@@ -155,7 +168,8 @@ def test_saved_tables_read_back_and_a_hostile_file_is_refused_in_plain_words(tmp
 
 
 def test_the_observer_records_on_schedule_and_at_the_end_and_a_folder_it_cannot_write_stops_only_it(
-        tmp_path: Path, tokenizer) -> None:
+    tmp_path: Path, tokenizer
+) -> None:
     claims = encode_claims(generate_claims(400, 0), tokenizer, 48)
     data = ClaimData(tokenizer, claims, claims, claims, ())
     config = sized_for_claims(ModelConfig(d_model=16, d_ff=16), tokenizer)
@@ -176,8 +190,9 @@ def test_the_observer_records_on_schedule_and_at_the_end_and_a_folder_it_cannot_
     stopped = ProbeObserver(blocked / "run", data, total_steps=900, on_failed=told.append)
     heard_by(stopped, [0, 300, 900])
     assert len(told) == 1
-    assert warning_text(told[0].files, told[0].error).startswith("Training goes on, but where its verdicts form is no "
-                                                                 "longer saved: ")
+    assert warning_text(told[0].files, told[0].error).startswith(
+        "Training goes on, but where its verdicts form is no longer saved: "
+    )
     # once the run's own files stop being saved, the page says so; these tables neither go on nor take its place
     unsaved = ProbeObserver(tmp_path / "unsaved", data, 900, told.append, SimpleNamespace(failed="No space left"))
     heard_by(unsaved, [0, 300, 900])

@@ -35,15 +35,23 @@ def test_every_answer_rests_on_the_unread_diagnosis_or_item_in_the_issues_claim(
     _, reading = reader.read("Heart transplant for a common cold, 54 yo F, $5")
     assert reading.refusal(VALID).sentence() == (
         "Headwatch cannot judge whether the billed item fits the diagnosis or what was billed: 'Heart transplant' is "
-        "not a diagnosis, drug or procedure Headwatch knows; 'common cold' is not a diagnosis Headwatch knows.")
+        "not a diagnosis, drug or procedure Headwatch knows; 'common cold' is not a diagnosis Headwatch knows."
+    )
     assert {outcome: reading.refusal(outcome).parts for outcome in REASONS} == {
-        "MEDICAL": ("diagnosis", "item"), "DOSAGE": ("item",), "COST": ("item",), "ADMIN": ("diagnosis", "item")}
+        "MEDICAL": ("diagnosis", "item"),
+        "DOSAGE": ("item",),
+        "COST": ("item",),
+        "ADMIN": ("diagnosis", "item"),
+    }
 
 
 def test_the_report_says_what_was_read_as_what_field_and_what_was_not(reader):
     _, reading = reader.read("Heart transplant for a common cold, 54 yo F, $5")
     assert [(t.surface, t.field, t.meaning) for t in reading.read] == [
-        ("54 yo", "age", "54 years"), ("F", "sex", "female"), ("$5", "amount", "$5.00")]
+        ("54 yo", "age", "54 years"),
+        ("F", "sex", "female"),
+        ("$5", "amount", "$5.00"),
+    ]
     assert [u.surface for u in reading.unread] == ["Heart transplant", "common cold"]
     assert reading.unread[1].said() == "'common cold' is not a diagnosis Headwatch knows"
     assert reading.to_json()["not_read"] == ["Heart transplant", "common cold"]
@@ -70,14 +78,23 @@ def test_a_near_miss_is_read_as_its_catalog_term_with_a_note(reader, row):
     assert not reading.unread
 
 
-@pytest.mark.parametrize(("typed", "right", "note"), [
-    ("Metformn 500 mg for diabetes, $10", "Metformin 500 mg for diabetes, $10", "read 'Metformn' as metformin"),
-    ("Lisinoprel 10 mg for hypertension, $9000", "Lisinopril 10 mg for hypertension, $9000",
-     "read 'Lisinoprel' as lisinopril"),
-    ("Sertralin 100 mg for depression", "Sertraline 100 mg for depression", "read 'Sertralin' as sertraline"),
-    ("heart failur, furosemide 40 mg", "heart failure, furosemide 40 mg",  # a name of two words
-     "read 'heart failur' as heart failure"),
-])
+@pytest.mark.parametrize(
+    ("typed", "right", "note"),
+    [
+        ("Metformn 500 mg for diabetes, $10", "Metformin 500 mg for diabetes, $10", "read 'Metformn' as metformin"),
+        (
+            "Lisinoprel 10 mg for hypertension, $9000",
+            "Lisinopril 10 mg for hypertension, $9000",
+            "read 'Lisinoprel' as lisinopril",
+        ),
+        ("Sertralin 100 mg for depression", "Sertraline 100 mg for depression", "read 'Sertralin' as sertraline"),
+        (
+            "heart failur, furosemide 40 mg",
+            "heart failure, furosemide 40 mg",  # a name of two words
+            "read 'heart failur' as heart failure",
+        ),
+    ],
+)
 def test_the_issues_misspellings_read_as_the_model_reads_the_right_spelling(reader, tokenizer, typed, right, note):
     encoded, reading = reader.read(typed)
     assert [t.id for t in encoded.tokens] == tokenizer.encode_ids(right)
@@ -115,7 +132,8 @@ def test_a_claim_little_of_which_is_read_is_refused_with_the_share_read(reader, 
         refusal = reading.refusal(outcome)
         assert refusal.parts == ("claim",)
         assert f"only {reading.words_read} of its {reading.words} words were read ({reading.share_read:.0%})" in (
-            refusal.sentence())
+            refusal.sentence()
+        )
 
 
 @pytest.mark.parametrize("typed", ["Type 1 diabetes", "type I diabetes", "Type 3 diabetes"])
@@ -126,7 +144,8 @@ def test_a_name_whose_number_differs_from_the_catalogs_is_not_read_as_it(reader,
     assert [(u.surface, u.field) for u in reading.unread] == [(typed, "diagnosis")]
     assert reading.refusal("MEDICAL").sentence() == (
         f"Headwatch cannot judge whether the billed item fits the diagnosis: '{typed}' is not a diagnosis Headwatch "
-        "knows.")
+        "knows."
+    )
     assert reading.refusal("DOSAGE") is None
     for right in ("Type 2 diabetes", "type II diabetes", "diabetes"):
         _, reading = reader.read(f"{right}, metformin 500 mg, $40")
@@ -134,8 +153,10 @@ def test_a_name_whose_number_differs_from_the_catalogs_is_not_read_as_it(reader,
 
 
 def test_an_address_or_symbols_after_an_item_are_named_and_block_no_part(reader):
-    for text, word in [("Diabetes, metformin 500 mg, 🙂", "🙂"),
-                       ("Diabetes, metformin 500 mg, see https://x.org/a", "https://x.org/a")]:
+    for text, word in [
+        ("Diabetes, metformin 500 mg, 🙂", "🙂"),
+        ("Diabetes, metformin 500 mg, see https://x.org/a", "https://x.org/a"),
+    ]:
         _, reading = reader.read(text)
         assert [u.surface for u in reading.unread] == [word] and reading.parts == (), text
     _, reading = reader.read("Metformin 500 mg, type 1 diabetes, $40")  # listed after the drug, still a diagnosis
@@ -164,7 +185,8 @@ def test_a_number_in_a_unit_not_read_blocks_the_dose_or_price(reader):
     _, reading = reader.read("Atorvastatin 40 for high cholesterol, $12")
     assert reading.parts == ("dose",)
     assert reading.refusal("DOSAGE").sentence() == (
-        "Headwatch cannot judge the dose: '40' has no unit (mg, g or mcg for a dose; $ or USD for a price).")
+        "Headwatch cannot judge the dose: '40' has no unit (mg, g or mcg for a dose; $ or USD for a price)."
+    )
 
 
 def test_the_rules_checker_cannot_check_where_its_answer_rests_on_words_not_read(catalog, reader):

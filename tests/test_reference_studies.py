@@ -25,6 +25,8 @@ from engine.runs.reading import RunError
 from engine.training.presets import PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
 def test_a_finished_study_ships_as_a_dated_summary_with_the_command_that_repeats_it(tmp_path: Path) -> None:
     train = ["--preset", "sparse", "--steps", "2000", "--weight-decay", "0.01"]
     measured = [seed_result(0, ("DOSAGE", None, None, None)), seed_result(1), seed_result(2), seed_result(5)]
@@ -101,8 +103,13 @@ def test_the_reference_command_writes_a_study_summary_and_errors_in_one_line(tmp
     folder = make_study(tmp_path / "default", ["--preset", "default"], [0, 1], [seed_result(0), seed_result(1)])
 
     def reference(*args: str | Path) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "engine", "reference", *map(str, args)], capture_output=True,
-                              text=True, cwd=ROOT, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "engine", "reference", *map(str, args)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
 
     done = reference(folder, "--into", tmp_path / "shipped")
     assert done.returncode == 0, done.stderr

@@ -77,8 +77,10 @@ def test_every_plain_style_is_judged_as_well_as_the_generators_wording(trained_m
     tokenizer = Tokenizer.from_catalog(catalog)
     texts, truth = worded(generate_claims(1000, 12345, catalog), catalog, tokenizer)
     assert len(truth) > 900  # nearly every claim reads as the same fields in every style
-    right = {style: [p.outcome == t for p, t in zip(trained_model.predict_many(batch), truth, strict=True)]
-             for style, batch in texts.items()}
+    right = {
+        style: [p.outcome == t for p, t in zip(trained_model.predict_many(batch), truth, strict=True)]
+        for style, batch in texts.items()
+    }
     assert statistics.mean(right[GENERATOR]) > 0.8  # the model has learned enough for the comparison to mean something
     for style, marks in right.items():
         deficit = [int(g) - int(s) for g, s in zip(right[GENERATOR], marks, strict=True)]  # 1: only the generator's

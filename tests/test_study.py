@@ -32,8 +32,7 @@ def profile(**needs: float) -> dict[str, float]:
 
 
 def result(seed: int, owns: tuple, profiles: tuple) -> SeedResult:
-    return labelled_seed(seed, tuple(f"{o} specialist" if o else "generalist" for o in owns), owns, profiles,
-                         steps=100)
+    return labelled_seed(seed, tuple(f"{o} specialist" if o else "generalist" for o in owns), owns, profiles, steps=100)
 
 
 def test_seeds_are_read_as_people_write_them() -> None:
@@ -46,18 +45,23 @@ def test_seeds_are_read_as_people_write_them() -> None:
 
 def test_a_study_has_a_stated_limit_on_seeds_said_in_words() -> None:
     assert len(parse_seeds(f"0-{MAX_SEEDS - 1}")) == MAX_SEEDS
-    for asked, said in ((f"0-{MAX_SEEDS}", f"at most {MAX_SEEDS} seeds"), ("0-100000", f"at most {MAX_SEEDS} seeds"),
-                        ("0-99999999999999999999", "a seed is at most 2,147,483,647"),
-                        (",".join(map(str, range(2 * MAX_SEEDS))), f"at most {MAX_SEEDS} seeds")):
+    for asked, said in (
+        (f"0-{MAX_SEEDS}", f"at most {MAX_SEEDS} seeds"),
+        ("0-100000", f"at most {MAX_SEEDS} seeds"),
+        ("0-99999999999999999999", "a seed is at most 2,147,483,647"),
+        (",".join(map(str, range(2 * MAX_SEEDS))), f"at most {MAX_SEEDS} seeds"),
+    ):
         with pytest.raises(ValueError, match=said):
             parse_seeds(asked)
 
 
 def test_summary_counts_each_reason_over_seeds_and_matches_heads_by_what_they_do() -> None:
     dosage, cost, medical = profile(DOSAGE=0.9), profile(COST=0.8), profile(MEDICAL=0.6)
-    results = [result(0, ("DOSAGE", "COST", None), (dosage, cost, medical)),
-               result(1, (None, "DOSAGE", None), (medical, dosage, profile(COST=0.3))),  # the same roles, reordered
-               result(2, ("DOSAGE", None, None), (dosage, profile(), profile()))]
+    results = [
+        result(0, ("DOSAGE", "COST", None), (dosage, cost, medical)),
+        result(1, (None, "DOSAGE", None), (medical, dosage, profile(COST=0.3))),  # the same roles, reordered
+        result(2, ("DOSAGE", None, None), (dosage, profile(), profile())),
+    ]
     summary = summarize(results)
     assert summary["owned_in"] == {"MEDICAL": 0, "DOSAGE": 3, "COST": 1, "ADMIN": 0}
     assert summary["specialists_per_seed"] == [2, 1, 1]
@@ -72,33 +76,51 @@ def test_summary_counts_each_reason_over_seeds_and_matches_heads_by_what_they_do
 
 def test_admins_patient_and_provider_specialists_count_as_admin_once_and_the_sentence_says_so() -> None:
     patient, provider = profile(sex=0.9, age=0.8), profile(specialty=0.7, place=0.7)
-    split = labelled_seed(0, ("ADMIN (sex, age) specialist", "ADMIN (specialty, place) specialist",
-                              "DOSAGE specialist"), ("ADMIN", "ADMIN", "DOSAGE"),
-                          (patient, provider, profile(DOSAGE=0.9)))
+    split = labelled_seed(
+        0,
+        ("ADMIN (sex, age) specialist", "ADMIN (specialty, place) specialist", "DOSAGE specialist"),
+        ("ADMIN", "ADMIN", "DOSAGE"),
+        (patient, provider, profile(DOSAGE=0.9)),
+    )
     summary = summarize([split, result(1, ("DOSAGE", None, None), (profile(DOSAGE=0.9), profile(), profile()))])
     assert summary["owned_in"] == {"MEDICAL": 0, "DOSAGE": 2, "COST": 0, "ADMIN": 1}
     assert summary["specialists_per_seed"] == [3, 1] and summary["reasons_owned_per_seed"] == [2, 1]
     told = summary_sentence(summary)
     assert told.startswith("DOSAGE got its own head in 2 of 2 runs, ADMIN in 1")
-    assert ("Specialist heads per run: 2.00 on average" in told and "ADMIN's patient and provider checks had a head "
-            "each in 1 run, so 1.50 reasons a run had a head of their own." in told)
+    assert (
+        "Specialist heads per run: 2.00 on average" in told
+        and "ADMIN's patient and provider checks had a head "
+        "each in 1 run, so 1.50 reasons a run had a head of their own."
+        in told
+    )
 
 
 def test_heads_that_only_lean_are_counted_where_the_reason_has_no_head_of_its_own() -> None:
-    results = [labelled_seed(0, ("leans MEDICAL", "COST specialist"), (None, "COST"),
-                             (profile(MEDICAL=0.6), profile(COST=0.8))),
-               labelled_seed(1, ("leans MEDICAL", "leans COST"), (None, None),
-                             (profile(MEDICAL=0.7), profile(COST=0.6))),
-               labelled_seed(2, ("generalist", "generalist"), (None, None), (profile(), profile()))]
+    results = [
+        labelled_seed(
+            0, ("leans MEDICAL", "COST specialist"), (None, "COST"), (profile(MEDICAL=0.6), profile(COST=0.8))
+        ),
+        labelled_seed(1, ("leans MEDICAL", "leans COST"), (None, None), (profile(MEDICAL=0.7), profile(COST=0.6))),
+        labelled_seed(2, ("generalist", "generalist"), (None, None), (profile(), profile())),
+    ]
     summary = summarize(results)
     assert summary["leaned_to_in"] == {"MEDICAL": 2, "DOSAGE": 0, "COST": 1, "ADMIN": 0}
-    assert ("COST got its own head in 1 of 3 runs, MEDICAL in none, DOSAGE in none, ADMIN in none. In runs where it "
-            "had no head of its own, MEDICAL had a head leaning to it in 2, COST in 1.") in summary_sentence(summary)
+    assert (
+        "COST got its own head in 1 of 3 runs, MEDICAL in none, DOSAGE in none, ADMIN in none. In runs where it "
+        "had no head of its own, MEDICAL had a head leaning to it in 2, COST in 1."
+    ) in summary_sentence(summary)
 
 
 def test_a_study_saved_before_kinds_were_recorded_reads_its_heads_from_their_labels() -> None:
-    record = {"seed": 3, "steps": 100, "accuracy": 0.9, "labels": ["leans COST", "shares DOSAGE with head 3"],
-              "owns": [None, None], "necessity": [profile(COST=0.6), profile(DOSAGE=0.3)], "leans": ["COST", None]}
+    record = {
+        "seed": 3,
+        "steps": 100,
+        "accuracy": 0.9,
+        "labels": ["leans COST", "shares DOSAGE with head 3"],
+        "owns": [None, None],
+        "necessity": [profile(COST=0.6), profile(DOSAGE=0.3)],
+        "leans": ["COST", None],
+    }
     read = seed_result(record)
     assert read.kinds == ("leans", "shares") and read.shared_with == ({}, {"DOSAGE": (2,)})
     assert read.labels == ("leans COST", "shares DOSAGE with head 3") and read.leans == ("COST", None)
@@ -124,8 +146,13 @@ def test_bootstrap_interval_is_the_mean_when_seeds_agree_and_repeats() -> None:
 
 
 def study(out: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine", "study", "--out", str(out), "--preset", "quick",
-                           *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "engine", "study", "--out", str(out), "--preset", "quick", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
 
 
 def test_a_study_trains_every_seed_once_and_resumes(tmp_path: Path) -> None:
@@ -146,8 +173,10 @@ def test_a_study_trains_every_seed_once_and_resumes(tmp_path: Path) -> None:
 
 def test_runs_that_did_not_learn_have_no_heads_named_or_counted() -> None:
     learned = result(0, ("COST", None), (profile(COST=0.8), profile()))
-    lost = [replace(result(s, ("DOSAGE", None), (profile(DOSAGE=0.9), profile())), accuracy=a, learned=False)
-            for s, a in ((1, 0.24), (2, 0.40))]
+    lost = [
+        replace(result(s, ("DOSAGE", None), (profile(DOSAGE=0.9), profile())), accuracy=a, learned=False)
+        for s, a in ((1, 0.24), (2, 0.40))
+    ]
     summary = summarize([learned, *lost])
     assert summary["learned"] == 1 and summary["owned_in"]["DOSAGE"] == 0  # a lost run's "specialist" is not counted
     assert summary_sentence(summary).startswith("2 of the 3 runs did not learn to audit claims")

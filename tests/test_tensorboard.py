@@ -117,16 +117,17 @@ def test_any_error_in_tensorboard_writing_stops_only_those_files(tmp_path: Path)
     observer.hear(StepPoint(2, 0.5, 0.1))
     assert observer.failed and [warning_text(w.files, w.error) for w in heard] == [
         "Training goes on, but its TensorBoard files are no longer written: an unexpected error (its details are in "
-        "the log of the process that trained it)"]
+        "the log of the process that trained it)"
+    ]
 
 
 def full_disk_for_tensorboard(self: object, filename: object, content: bytes, binary_mode: bool = False) -> None:
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
-def test_a_tensorboard_run_on_a_full_disk_ends_saying_its_files_stopped(tmp_path: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch,
-                                                                        capsys: pytest.CaptureFixture) -> None:
+def test_a_tensorboard_run_on_a_full_disk_ends_saying_its_files_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     """The disk fills once the run has started: no new file can be made (status.json is one), events no longer
     append, and the run still ends with a status that says so."""
     import engine.runs.writer as runs
@@ -149,20 +150,40 @@ def test_a_tensorboard_run_on_a_full_disk_ends_saying_its_files_stopped(tmp_path
     status = json.loads((tmp_path / "full" / "status.json").read_text())
     assert status["status"] == "finished" and status["step"] == 40
     assert status["unsaved"] == {"run": "ENOSPC", "tensorboard": "ENOSPC"}  # facts on disk, said in words when read
-    assert replay(tmp_path / "full").message.endswith("Its files stopped being saved partway (No space left on device; "
-                                                      "TensorBoard files: No space left on device)")
+    assert replay(tmp_path / "full").message.endswith(
+        "Its files stopped being saved partway (No space left on device; TensorBoard files: No space left on device)"
+    )
 
 
 def test_tensorboard_files_that_stop_are_named_in_the_status_without_a_traceback(tmp_path: Path) -> None:
     """Only the event files fail: the run's own are whole, its status names the TensorBoard files, and the command
     says so in words (TensorBoard's writer thread would print a traceback)."""
-    full_tensorboard = ("import sys; from tensorboard.compat.tensorflow_stub.io.gfile import LocalFileSystem; "
-                        "from test_tensorboard import full_disk_for_tensorboard; "
-                        "LocalFileSystem.append = full_disk_for_tensorboard; from engine.__main__ import main; "
-                        "sys.exit(main(sys.argv[1:]))")
-    result = subprocess.run([sys.executable, "-c", full_tensorboard, "train", "--out", str(tmp_path / "run"),
-                             "--preset", "quick", "--steps", "40", "--tensorboard"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT / "tests")})
+    full_tensorboard = (
+        "import sys; from tensorboard.compat.tensorflow_stub.io.gfile import LocalFileSystem; "
+        "from test_tensorboard import full_disk_for_tensorboard; "
+        "LocalFileSystem.append = full_disk_for_tensorboard; from engine.__main__ import main; "
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            full_tensorboard,
+            "train",
+            "--out",
+            str(tmp_path / "run"),
+            "--preset",
+            "quick",
+            "--steps",
+            "40",
+            "--tensorboard",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "tests")},
+    )
     assert "Traceback" not in result.stderr
     summary = json.loads(result.stdout.splitlines()[-1])
     assert result.returncode == 1 and summary["saved"] and not summary["tensorboard_saved"]
@@ -170,12 +191,14 @@ def test_tensorboard_files_that_stop_are_named_in_the_status_without_a_traceback
     assert "TensorBoard files stopped being written: No space left on device" in result.stderr
     status = json.loads((tmp_path / "run" / "status.json").read_text())
     assert status["status"] == "finished" and status["unsaved"] == {"tensorboard": "ENOSPC"}
-    assert replay(tmp_path / "run").message.endswith("Its files stopped being saved partway (TensorBoard files: No "
-                                                     "space left on device)")
+    assert replay(tmp_path / "run").message.endswith(
+        "Its files stopped being saved partway (TensorBoard files: No space left on device)"
+    )
 
 
-def test_a_watched_runs_tensorboard_files_that_stop_are_named_in_its_status(tmp_path: Path,
-                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_watched_runs_tensorboard_files_that_stop_are_named_in_its_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """As for a run trained here: the disk fills for TensorBoard's files, the loop trains on, and the run's
     status says which files stopped."""
     monkeypatch.setattr(LocalFileSystem, "append", full_disk_for_tensorboard)
@@ -184,8 +207,9 @@ def test_a_watched_runs_tensorboard_files_that_stop_are_named_in_its_status(tmp_
         train(model, optimizer, 10, watcher)
     status = json.loads((tmp_path / "mine" / "status.json").read_text())
     assert (status["status"], status["step"], status["unsaved"]) == ("finished", 10, {"tensorboard": "ENOSPC"})
-    assert replay(tmp_path / "mine").message == ("Finished 10 steps. Its files stopped being saved partway "
-                                                 "(TensorBoard files: No space left on device)")
+    assert replay(tmp_path / "mine").message == (
+        "Finished 10 steps. Its files stopped being saved partway (TensorBoard files: No space left on device)"
+    )
 
 
 def test_an_export_of_event_files_holds_only_the_runs_own_and_names_the_rest(tmp_path: Path) -> None:
@@ -202,7 +226,8 @@ def test_an_export_of_event_files_holds_only_the_runs_own_and_names_the_rest(tmp
         assert archive.namelist() == ["tensorboard/events.out.tfevents.1.host.2.0", LEFT_OUT]
         assert archive.read(LEFT_OUT).decode().splitlines()[1] == (
             "events.out.tfevents.9.host.9.9: tensorboard/events.out.tfevents.9.host.9.9 is a link to a file outside "
-            "its run folder, so it is not read")
+            "its run folder, so it is not read"
+        )
     (run / TENSORBOARD).rename(tmp_path / "elsewhere")
     (run / TENSORBOARD).symlink_to(tmp_path / "elsewhere")
     assert event_files(run) == []  # the folder itself is a link: nothing is offered from it

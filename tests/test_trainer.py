@@ -146,9 +146,11 @@ def test_a_run_no_better_than_chance_says_so_live_and_saved(tmp_path: Path) -> N
     accuracy = snap.evals[-1].heldout_accuracy
     assert snap.chance == pytest.approx(0.495)  # 99 of the 200 held-out claims are valid
     assert accuracy < snap.chance or accuracy == pytest.approx(snap.chance)  # read in float32: 0.49500000477
-    assert snap.message == (f"Finished 60 steps in {snap.seconds:.0f} s with {accuracy:.1%} of held-out claims "
-                            "right: no better than answering VALID to every claim (49.5%). This run learned nothing "
-                            "useful: train longer, or try another learning rate.")
+    assert snap.message == (
+        f"Finished 60 steps in {snap.seconds:.0f} s with {accuracy:.1%} of held-out claims "
+        "right: no better than answering VALID to every claim (49.5%). This run learned nothing "
+        "useful: train longer, or try another learning rate."
+    )
     saved = replay(tmp_path / "r")
     assert saved.no_better_than_chance and saved.message == snap.message
 
@@ -164,8 +166,9 @@ def test_stopping_saves_the_weights_it_stopped_with(tmp_path: Path) -> None:
     assert load_checkpoint(tmp_path / "r")["step"] == snap.step
 
 
-def test_an_exception_in_the_thread_is_reported(monkeypatch: pytest.MonkeyPatch,
-                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_an_exception_in_the_thread_is_reported(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     import engine.training.loop as loop_module
 
     def broken(*args, **kwargs):
@@ -185,13 +188,16 @@ def test_an_exception_in_the_thread_is_reported(monkeypatch: pytest.MonkeyPatch,
     assert hub.snapshot().status == "finished"
 
 
-@pytest.mark.parametrize(("field", "value", "words"), [
-    ("lr", 0.0, "lr must be in (0, 10]"),
-    ("lr", -1.0, "lr must be in (0, 10]"),
-    ("batch_size", 0, "batch size must be in [1, 1024]"),
-    ("steps", 10**9, "steps must be in [1, 1e+06]"),
-    ("optimizer", "rmsprop", "optimizer must be one of"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("lr", 0.0, "lr must be in (0, 10]"),
+        ("lr", -1.0, "lr must be in (0, 10]"),
+        ("batch_size", 0, "batch size must be in [1, 1024]"),
+        ("steps", 10**9, "steps must be in [1, 1e+06]"),
+        ("optimizer", "rmsprop", "optimizer must be one of"),
+    ],
+)
 def test_bad_settings_are_refused_with_the_range(field: str, value: object, words: str) -> None:
     trainer = Trainer(TelemetryHub())
     with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace("[", r"\[").replace("+", r"\+")):
@@ -222,13 +228,17 @@ def test_reset_while_preparing_returns_at_once_and_the_old_thread_writes_nothing
     assert hub.snapshot().status == "idle" and hub.snapshot().step == 0
 
 
-@pytest.mark.parametrize(("step_ms", "expected", "least_share"), [
-    ({1: [38.0], 2: [28.0]}, 2, 0.9),  # an idle 2-core machine: two threads pay
-    ({1: [43.0], 2: [200.0]}, 1, 0.98),  # another process wants a core: two threads stall
-    ({1: [43.0], 2: [30.0] * 7 + [400.0]}, 1, 0.9),  # a viewer's redraws now and then: rare stalls cost the most
-])
-def test_thread_tuner_settles_on_the_faster_count(monkeypatch: pytest.MonkeyPatch, step_ms, expected,
-                                                  least_share) -> None:
+@pytest.mark.parametrize(
+    ("step_ms", "expected", "least_share"),
+    [
+        ({1: [38.0], 2: [28.0]}, 2, 0.9),  # an idle 2-core machine: two threads pay
+        ({1: [43.0], 2: [200.0]}, 1, 0.98),  # another process wants a core: two threads stall
+        ({1: [43.0], 2: [30.0] * 7 + [400.0]}, 1, 0.9),  # a viewer's redraws now and then: rare stalls cost the most
+    ],
+)
+def test_thread_tuner_settles_on_the_faster_count(
+    monkeypatch: pytest.MonkeyPatch, step_ms, expected, least_share
+) -> None:
     import engine.training.threads as threads_module
 
     monkeypatch.setattr(threads_module.os, "cpu_count", lambda: 2)
@@ -374,8 +384,9 @@ def test_an_even_reason_balance_draws_valid_claims_and_each_reason_equally_often
     from engine.training.loop import even_class_weights
 
     classes = torch.tensor([0] * 16 + [1] * 4 + [2] * 4 + [3] * 4 + [4] * 4)  # the generator's own cycle
-    drawn = torch.multinomial(even_class_weights(classes), 50_000, replacement=True,
-                              generator=torch.Generator().manual_seed(0))
+    drawn = torch.multinomial(
+        even_class_weights(classes), 50_000, replacement=True, generator=torch.Generator().manual_seed(0)
+    )
     shares = torch.bincount(classes[drawn], minlength=5).double() / 50_000
     assert torch.allclose(shares, torch.full((5,), 0.2, dtype=torch.float64), atol=0.01)
 

@@ -24,10 +24,12 @@ ESCAPED = {
     "12. item": r"12\. item",
     "3) item": r"3\) item",
     "$x^2$ and $$y$$": r"\$x^2\$ and \$\$y\$\$",
-    ":red[colour] :blue-background[b] :small[s] :help[tip]":
-        rf":{J}red\[colour\] :{J}blue-background\[b\] :{J}small\[s\] :{J}help\[tip\]",
-    ":material/home: :material_home: :smile: :+1: :streamlit:":
-        rf":{J}material/home: :{J}material\_home: :{J}smile: :{J}+1: :{J}streamlit:",
+    ":red[colour] :blue-background[b] :small[s] :help[tip]": (
+        rf":{J}red\[colour\] :{J}blue-background\[b\] :{J}small\[s\] :{J}help\[tip\]"
+    ),
+    ":material/home: :material_home: :smile: :+1: :streamlit:": (
+        rf":{J}material/home: :{J}material\_home: :{J}smile: :{J}+1: :{J}streamlit:"
+    ),
     "www.evil.example and WWW.evil.example": f"www{J}.evil.example and WWW{J}.evil.example",
     "mail me@evil.example, mailto:me": f"mail me@{J}evil.example, mailto:{J}me",
     "&amp; &#60;": r"\&amp; \&\#60;",
@@ -43,16 +45,25 @@ def test_markdown_text_escapes_every_construct_streamlit_renders(text, escaped):
 
 
 def test_markdown_text_leaves_plain_sentences_as_they_were():
-    for sentence in ("Only COST needs it: 71% of its evidence goes (ADMIN, age).", "Adam, learning rate 0.01",
-                     "leans DOSAGE", "Finished 300 steps.", "20261207-004249-adam-s0", "1.5 mg", "=== x"):
+    for sentence in (
+        "Only COST needs it: 71% of its evidence goes (ADMIN, age).",
+        "Adam, learning rate 0.01",
+        "leans DOSAGE",
+        "Finished 300 steps.",
+        "20261207-004249-adam-s0",
+        "1.5 mg",
+        "=== x",
+    ):
         assert markdown_text(sentence) == sentence
 
 
 def test_markdown_html_shows_escaped_text_as_typed_and_only_our_stars_as_bold():
     hostile = '**x** <img src="https://tracker.example/p.png"> [a](https://evil.example) \\'
     page = markdown_html(f"**Head 1: {markdown_text(hostile)}.** rest")
-    assert page == ("<b>Head 1: **x** &lt;img src=&quot;https://tracker.example/p.png&quot;&gt; "
-                    "[a](https://evil.example) \\.</b> rest")
+    assert page == (
+        "<b>Head 1: **x** &lt;img src=&quot;https://tracker.example/p.png&quot;&gt; "
+        "[a](https://evil.example) \\.</b> rest"
+    )
     assert markdown_html("an **open bold") == "an <b>open bold</b>"
 
 

@@ -37,8 +37,9 @@ def model_and_optimizer(seed: int = 0) -> tuple[nn.Module, torch.optim.Optimizer
     return model, torch.optim.Adam(model.parameters(), lr=1e-2)
 
 
-def train(model: nn.Module, optimizer: torch.optim.Optimizer, steps: int, watcher=None,
-          metrics: bool = False) -> list[float]:
+def train(
+    model: nn.Module, optimizer: torch.optim.Optimizer, steps: int, watcher=None, metrics: bool = False
+) -> list[float]:
     data = torch.Generator().manual_seed(1)
     losses = []
     for _ in range(steps):
@@ -61,8 +62,9 @@ def test_watching_changes_nothing_in_training(tmp_path: Path) -> None:
     with watch(watched_model, watched_optimizer, tmp_path / "run", every=5) as watcher:
         watched = train(watched_model, watched_optimizer, 25, watcher)
     assert watched == plain  # bit for bit: capture adds no random draw, no rounding, no gradient
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), watched_model.state_dict().values(),
-                                                 strict=True))
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.state_dict().values(), watched_model.state_dict().values(), strict=True)
+    )
 
 
 def test_the_run_folder_is_a_headwatch_run(tmp_path: Path) -> None:
@@ -91,9 +93,18 @@ def test_each_heads_statistics_are_its_own_rows_of_adams_state() -> None:
     stats = head_stats(optimizer, attention)
     state = optimizer.state[attention.in_proj_weight]
     rows = [r for block in range(3) for r in range(block * WIDTH + WIDTH // HEADS, block * WIDTH + WIDTH)]  # head 2
-    out = optimizer.state[attention.out_proj.weight]["exp_avg"][:, WIDTH // HEADS:]
-    expected = torch.cat([state["exp_avg"][rows].reshape(-1), optimizer.state[attention.in_proj_bias]["exp_avg"][rows],
-                          out.reshape(-1)]).abs().mean()
+    out = optimizer.state[attention.out_proj.weight]["exp_avg"][:, WIDTH // HEADS :]
+    expected = (
+        torch.cat(
+            [
+                state["exp_avg"][rows].reshape(-1),
+                optimizer.state[attention.in_proj_bias]["exp_avg"][rows],
+                out.reshape(-1),
+            ]
+        )
+        .abs()
+        .mean()
+    )
     assert stats[1].mean_abs_m == pytest.approx(float(expected), rel=1e-6)
     assert stats[0].mean_abs_m != pytest.approx(stats[1].mean_abs_m)
 
@@ -108,8 +119,9 @@ def test_an_error_in_the_loop_ends_the_run_as_failed_and_is_raised(tmp_path: Pat
     assert not np.isnan(replay(tmp_path / "r").loss.values).any()
 
 
-def test_a_watched_run_opens_read_only_on_train_adams_memories_and_attention(open_app, engine_env: Path,
-                                                                           healthy) -> None:
+def test_a_watched_run_opens_read_only_on_train_adams_memories_and_attention(
+    open_app, engine_env: Path, healthy
+) -> None:
     model, optimizer = model_and_optimizer()
     with watch(model, optimizer, engine_env / "my-model", every=2) as watcher:
         train(model, optimizer, 12, watcher, metrics=True)
@@ -121,8 +133,9 @@ def test_a_watched_run_opens_read_only_on_train_adams_memories_and_attention(ope
         healthy(at)
         assert "Viewing saved run **my-model** (read-only)" in at.info[0].value
         if page in ("dashboard/train.py", "dashboard/adam.py"):
-            assert any("your own model, recorded by headwatch.watch: Adam, learning rate 0.01" in c.value
-                       for c in at.caption)
+            assert any(
+                "your own model, recorded by headwatch.watch: Adam, learning rate 0.01" in c.value for c in at.caption
+            )
             # it trains in its own loop: no claims, no recipe or settings, no race of Headwatch's claims model
             assert [b.key for b in at.button] == ["back_to_live"] and not at.selectbox and not at.number_input
             assert not any("claims" in t.value for t in (*at.title, *at.subheader, *at.markdown)), page
@@ -147,8 +160,10 @@ def test_a_watched_run_opens_read_only_on_train_adams_memories_and_attention(ope
     assert titles[:2] == ["0.layers.0.self_attn", "0.layers.1.self_attn"]  # the model's own names, one panel each
     assert len(momentum["data"]) == 2 * HEADS and all(len(plotly_array(t["y"])) == 7 for t in momentum["data"])
     attention = charts["dashboard/attention.py"]  # each layer's heads on the first example of its batch, latest step
-    assert [c["layout"]["title"]["text"] for c in attention] == ["0.layers.0.self_attn · step 12",
-                                                                 "0.layers.1.self_attn · step 12"]
+    assert [c["layout"]["title"]["text"] for c in attention] == [
+        "0.layers.0.self_attn · step 12",
+        "0.layers.1.self_attn · step 12",
+    ]
     assert all(len(c["data"]) == HEADS and c["data"][0]["type"] == "heatmap" for c in attention)
     assert attention[0]["layout"]["xaxis"]["ticktext"] == ["1", "2", "3", "4", "5"]
 
@@ -176,10 +191,22 @@ def test_a_run_training_in_another_process_is_followed_as_it_grows(tmp_path: Pat
 
 def run_example(folder: Path, *launcher: str, steps: int = 30) -> subprocess.CompletedProcess:
     root = Path(__file__).resolve().parents[1]
-    return subprocess.run([sys.executable, *launcher, str(root / "examples" / "watch_transformer.py"),
-                           "--out", str(folder), "--steps", str(steps)],
-                          cwd=folder.parent, env={**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"},
-                          capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [
+            sys.executable,
+            *launcher,
+            str(root / "examples" / "watch_transformer.py"),
+            "--out",
+            str(folder),
+            "--steps",
+            str(steps),
+        ],
+        cwd=folder.parent,
+        env={**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def test_the_example_trains_its_own_model_watched_from_outside_the_checkout(tmp_path: Path) -> None:
@@ -187,8 +214,11 @@ def test_the_example_trains_its_own_model_watched_from_outside_the_checkout(tmp_
     assert result.returncode == 0, result.stderr[-3000:]
     assert "step 100: loss" in result.stdout
     snap = replay(tmp_path / "toy")
-    assert (snap.status, snap.step, snap.attention_names) == ("finished", 100, ("encoder.layers.0.self_attn",
-                                                                                 "encoder.layers.1.self_attn"))
+    assert (snap.status, snap.step, snap.attention_names) == (
+        "finished",
+        100,
+        ("encoder.layers.0.self_attn", "encoder.layers.1.self_attn"),
+    )
     accuracy = [m.values["accuracy"] for m in snap.metrics]
     assert len(accuracy) == 100 and np.mean(accuracy[-10:]) > np.mean(accuracy[:10])  # it learns
     assert len(snap.optim[-1].heads["encoder.layers.1.self_attn"]) == 4
@@ -199,8 +229,15 @@ def run_under_torchrun(folder: Path) -> subprocess.CompletedProcess:
     process aborts inside gloo with "terminate called without an active exception"; only that abort is retried."""
     for _ in range(2):
         shutil.rmtree(folder, ignore_errors=True)
-        result = run_example(folder, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
-                             "--master_addr=127.0.0.1", f"--master_port={free_port()}")
+        result = run_example(
+            folder,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--nnodes=1",
+            "--master_addr=127.0.0.1",
+            f"--master_port={free_port()}",
+        )
         if "terminate called without an active exception" not in result.stderr:
             break
     return result
@@ -216,8 +253,9 @@ def test_under_torchrun_only_rank_0_writes_and_nothing_hangs(tmp_path: Path) -> 
 
 def test_every_attention_of_an_nn_transformer_is_found_cross_attention_included(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    model = nn.Transformer(WIDTH, HEADS, num_encoder_layers=1, num_decoder_layers=1, dim_feedforward=16,
-                           batch_first=True)
+    model = nn.Transformer(
+        WIDTH, HEADS, num_encoder_layers=1, num_decoder_layers=1, dim_feedforward=16, batch_first=True
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     source, target = torch.randn(3, 6, WIDTH), torch.randn(3, 4, WIDTH)
     with watch(model, optimizer, tmp_path / "t", every=1) as watcher:
@@ -266,8 +304,10 @@ def test_layers_with_different_head_counts_keep_every_heads_record(tmp_path: Pat
     snap = replay(tmp_path / "mixed")
     assert [p.step for p in snap.optim] == [1, 2, 4, 6] and snap.n_heads == 4
     assert [len(snap.optim[-1].heads[name]) for name in ("wide", "narrow")] == [4, 2]
-    assert {name: w.shape for name, w in snap.attention[-1].weights.items()} == {"wide": (3, 4, 5, 5),
-                                                                                 "narrow": (3, 2, 5, 5)}
+    assert {name: w.shape for name, w in snap.attention[-1].weights.items()} == {
+        "wide": (3, 4, 5, 5),
+        "narrow": (3, 2, 5, 5),
+    }
     header, _ = metrics_table(tmp_path / "mixed")
     assert "narrow head 2 mean_sqrt_v" in header and "narrow head 3 mean_sqrt_v" not in header
 
@@ -312,7 +352,8 @@ def test_headwatchs_own_model_is_watched_and_measured_as_its_own_runs_measure_it
         engines = optimizer_stats(model, optimizer, 6).heads  # after the last update, before zero_grad
         for module in found.values():
             assert [astuple(h) for h in head_stats(optimizer, module)] == [
-                pytest.approx(astuple(h), rel=1e-5) for h in engines[module.name]]
+                pytest.approx(astuple(h), rel=1e-5) for h in engines[module.name]
+            ]
     snap = replay(tmp_path / "own")
     assert set(snap.attention[-1].weights) == set(found) and snap.n_heads == model.config.n_heads
     cross = snap.attention[-1].weights["decoder.0.cross_attention"]
@@ -336,8 +377,11 @@ class TinyAttention(nn.Module):
 
 
 def tiny_slices(module: TinyAttention) -> list:
-    return [HeadSlices(module.qkv.weight, blocks=3), HeadSlices(module.qkv.bias, blocks=3),
-            HeadSlices(module.out.weight, by_columns=True)]
+    return [
+        HeadSlices(module.qkv.weight, blocks=3),
+        HeadSlices(module.qkv.bias, blocks=3),
+        HeadSlices(module.out.weight, by_columns=True),
+    ]
 
 
 @pytest.fixture
@@ -350,8 +394,12 @@ def register(monkeypatch) -> Callable:
     return register_attention
 
 
-def train_tiny(model: nn.Module, steps: int, watcher=None, optimizer: torch.optim.Optimizer | None = None,
-               ) -> tuple[list[float], torch.Tensor]:
+def train_tiny(
+    model: nn.Module,
+    steps: int,
+    watcher=None,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> tuple[list[float], torch.Tensor]:
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=1e-2)
     data = torch.Generator().manual_seed(1)
     losses = []
@@ -367,10 +415,13 @@ def train_tiny(model: nn.Module, steps: int, watcher=None, optimizer: torch.opti
     return losses, weights
 
 
-def test_a_registered_attention_module_of_ones_own_is_watched_like_the_built_in_ones(tmp_path: Path,
-                                                                                   register) -> None:
-    register(TinyAttention, heads=lambda m: m.heads, slices=tiny_slices,
-             weights=lambda module, args, kwargs, output: output[1])
+def test_a_registered_attention_module_of_ones_own_is_watched_like_the_built_in_ones(tmp_path: Path, register) -> None:
+    register(
+        TinyAttention,
+        heads=lambda m: m.heads,
+        slices=tiny_slices,
+        weights=lambda module, args, kwargs, output: output[1],
+    )
     torch.manual_seed(0)
     model = nn.Sequential(TinyAttention(WIDTH, HEADS))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -385,40 +436,65 @@ def test_watch_says_which_attention_modules_it_records(tmp_path: Path, caplog) -
     model, optimizer = model_and_optimizer()
     with caplog.at_level("INFO", logger="headwatch"), watch(model, optimizer, tmp_path / "r") as watcher:
         train(model, optimizer, 1, watcher)
-    assert caplog.messages == ["watch records 2 attention modules: 0.layers.0.self_attn (MultiheadAttention, 2 heads), "
-                               "0.layers.1.self_attn (MultiheadAttention, 2 heads)"]
+    assert caplog.messages == [
+        "watch records 2 attention modules: 0.layers.0.self_attn (MultiheadAttention, 2 heads), "
+        "0.layers.1.self_attn (MultiheadAttention, 2 heads)"
+    ]
 
 
-def test_a_model_without_attention_watch_knows_is_warned_about_naming_likely_candidates(tmp_path: Path,
-                                                                                       caplog) -> None:
+def test_a_model_without_attention_watch_knows_is_warned_about_naming_likely_candidates(tmp_path: Path, caplog) -> None:
     torch.manual_seed(0)
     model = nn.Sequential(TinyAttention(WIDTH, HEADS))  # not registered
-    with caplog.at_level("INFO", logger="headwatch"), watch(model, torch.optim.Adam(model.parameters()),
-                                                            tmp_path / "r") as watcher:
+    with (
+        caplog.at_level("INFO", logger="headwatch"),
+        watch(model, torch.optim.Adam(model.parameters()), tmp_path / "r") as watcher,
+    ):
         losses, _ = train_tiny(model, 3, watcher)
     [record] = caplog.records
     assert record.levelname == "WARNING"
-    assert record.message == ("watch found no attention module it knows in Sequential (modules that look like "
-                              "attention: TinyAttention; teach it one with headwatch.register_attention). Only the "
-                              "loss and your metrics are recorded")
+    assert record.message == (
+        "watch found no attention module it knows in Sequential (modules that look like "
+        "attention: TinyAttention; teach it one with headwatch.register_attention). Only the "
+        "loss and your metrics are recorded"
+    )
     assert replay(tmp_path / "r").loss.values == pytest.approx(losses)
     assert (list_runs(tmp_path)[0].status, list_runs(tmp_path)[0].step) == ("finished", 3)  # listed, not damaged
 
 
-@pytest.mark.parametrize(("heads", "slices", "refusal"), [
-    (lambda m: 3, lambda m: [HeadSlices(m.qkv.weight, blocks=3)],
-     r"a parameter of shape \(24, 8\) cannot be split into 3 blocks of 3 equal bands of rows"),
-    (lambda m: m.heads, lambda m: [HeadSlices(m.out.weight, blocks=3, by_columns=True)],  # blocks, not ignored
-     r"a parameter of shape \(8, 8\) cannot be split into 3 blocks of 2 equal bands of columns"),
-    (lambda m: m.heads, lambda m: [HeadSlices(m.qkv.bias, by_columns=True)],
-     r"a parameter of shape \(24,\) has no columns to split"),
-    (lambda m: m.heads, lambda m: [HeadSlices(m.qkv.weight, blocks=3), HeadSlices(m.qkv.weight, blocks=3)],
-     r"a parameter of shape \(24, 8\) is described twice"),
-    (lambda m: m.heads, lambda m: [HeadSlices(nn.Linear(WIDTH, WIDTH).weight)],
-     r"a parameter of shape \(8, 8\) is not one of the module's own"),
-], ids=["heads", "column blocks", "no columns", "twice", "not its own"])
-def test_slices_that_do_not_describe_a_parameter_exactly_are_refused(tmp_path: Path, register, heads, slices,
-                                                                     refusal) -> None:
+@pytest.mark.parametrize(
+    ("heads", "slices", "refusal"),
+    [
+        (
+            lambda m: 3,
+            lambda m: [HeadSlices(m.qkv.weight, blocks=3)],
+            r"a parameter of shape \(24, 8\) cannot be split into 3 blocks of 3 equal bands of rows",
+        ),
+        (
+            lambda m: m.heads,
+            lambda m: [HeadSlices(m.out.weight, blocks=3, by_columns=True)],  # blocks, not ignored
+            r"a parameter of shape \(8, 8\) cannot be split into 3 blocks of 2 equal bands of columns",
+        ),
+        (
+            lambda m: m.heads,
+            lambda m: [HeadSlices(m.qkv.bias, by_columns=True)],
+            r"a parameter of shape \(24,\) has no columns to split",
+        ),
+        (
+            lambda m: m.heads,
+            lambda m: [HeadSlices(m.qkv.weight, blocks=3), HeadSlices(m.qkv.weight, blocks=3)],
+            r"a parameter of shape \(24, 8\) is described twice",
+        ),
+        (
+            lambda m: m.heads,
+            lambda m: [HeadSlices(nn.Linear(WIDTH, WIDTH).weight)],
+            r"a parameter of shape \(8, 8\) is not one of the module's own",
+        ),
+    ],
+    ids=["heads", "column blocks", "no columns", "twice", "not its own"],
+)
+def test_slices_that_do_not_describe_a_parameter_exactly_are_refused(
+    tmp_path: Path, register, heads, slices, refusal
+) -> None:
     register(TinyAttention, heads=heads, slices=slices, weights=lambda module, args, kwargs, output: output[1])
     model = nn.Sequential(TinyAttention(WIDTH, HEADS))
     with pytest.raises(ValueError, match=r"^attention module '0' \(TinyAttention\): " + refusal):
@@ -429,15 +505,23 @@ def failing(module: nn.Module, args: tuple, kwargs: dict, output: tuple) -> torc
     raise KeyError("weights")
 
 
-@pytest.mark.parametrize(("weights", "dropout", "said"), [
-    (lambda module, args, kwargs, output: output[1].mean(1), 0.0, "its weights are (3, 5, 5), not (batch, 2 heads, "
-                                                                  "queries, keys)"),
-    (lambda module, args, kwargs, output: output[1].log(), 0.0, "its weights are not all finite and >= 0"),
-    (lambda module, args, kwargs, output: output[1], 0.5, "its weights' rows add up to"),
-    (failing, 0.0, "reading its weights failed (KeyError: 'weights')"),
-], ids=["shape", "not a softmax", "after dropout", "raises"])
-def test_weights_that_fail_are_said_once_and_training_goes_on_unchanged(tmp_path: Path, register, caplog, weights,
-                                                                        dropout, said) -> None:
+@pytest.mark.parametrize(
+    ("weights", "dropout", "said"),
+    [
+        (
+            lambda module, args, kwargs, output: output[1].mean(1),
+            0.0,
+            "its weights are (3, 5, 5), not (batch, 2 heads, queries, keys)",
+        ),
+        (lambda module, args, kwargs, output: output[1].log(), 0.0, "its weights are not all finite and >= 0"),
+        (lambda module, args, kwargs, output: output[1], 0.5, "its weights' rows add up to"),
+        (failing, 0.0, "reading its weights failed (KeyError: 'weights')"),
+    ],
+    ids=["shape", "not a softmax", "after dropout", "raises"],
+)
+def test_weights_that_fail_are_said_once_and_training_goes_on_unchanged(
+    tmp_path: Path, register, caplog, weights, dropout, said
+) -> None:
     calls = []
 
     def counted(*call: object) -> torch.Tensor:
@@ -452,8 +536,10 @@ def test_weights_that_fail_are_said_once_and_training_goes_on_unchanged(tmp_path
     torch.manual_seed(0)
     model = nn.Sequential(TinyAttention(WIDTH, HEADS, dropout))
     torch.manual_seed(0)
-    with caplog.at_level("WARNING", logger="headwatch"), watch(model, torch.optim.Adam(model.parameters(), lr=1e-2),
-                                                               tmp_path / "r", every=1) as watcher:
+    with (
+        caplog.at_level("WARNING", logger="headwatch"),
+        watch(model, torch.optim.Adam(model.parameters(), lr=1e-2), tmp_path / "r", every=1) as watcher,
+    ):
         watched, _ = train_tiny(model, 6, watcher, watcher.optimizer)
     assert watched == plain
     [message] = caplog.messages
@@ -463,12 +549,17 @@ def test_weights_that_fail_are_said_once_and_training_goes_on_unchanged(tmp_path
     assert not list((tmp_path / "r" / "attention").glob("*.pt")) and replay(tmp_path / "r").optim  # stats go on
 
 
-def test_a_failure_measuring_the_optimizer_is_said_once_and_training_goes_on(tmp_path: Path, register, caplog,
-                                                                             monkeypatch) -> None:
+def test_a_failure_measuring_the_optimizer_is_said_once_and_training_goes_on(
+    tmp_path: Path, register, caplog, monkeypatch
+) -> None:
     import engine.interpret.metrics
 
-    register(TinyAttention, heads=lambda m: m.heads, slices=tiny_slices,
-             weights=lambda module, args, kwargs, output: output[1])
+    register(
+        TinyAttention,
+        heads=lambda m: m.heads,
+        slices=tiny_slices,
+        weights=lambda module, args, kwargs, output: output[1],
+    )
     torch.manual_seed(0)
     model = nn.Sequential(TinyAttention(WIDTH, HEADS))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -482,13 +573,15 @@ def test_a_failure_measuring_the_optimizer_is_said_once_and_training_goes_on(tmp
         losses, _ = train_tiny(model, 3, watcher, optimizer)
     assert len(losses) == 3
     [message] = caplog.messages
-    assert message.startswith("each head's optimizer statistics could not be measured (RuntimeError: reading its "
-                              "state broke)")
+    assert message.startswith(
+        "each head's optimizer statistics could not be measured (RuntimeError: reading its state broke)"
+    )
     assert [p.step for p in replay(tmp_path / "r").optim] == [1, 2]
 
 
 def test_another_optimizers_step_is_what_it_changed_and_the_page_says_why_its_memories_are_missing(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     from dashboard import figures
 
     torch.manual_seed(0)
@@ -496,8 +589,9 @@ def test_another_optimizers_step_is_what_it_changed_and_the_page_says_why_its_me
     optimizer = torch.optim.RMSprop(attention.parameters(), lr=1e-2)
     with watch(attention, optimizer, tmp_path / "rms", every=1) as watcher:
         x = torch.randn(3, 5, WIDTH)
-        before = [p.detach().clone() for p in (attention.in_proj_weight, attention.in_proj_bias,
-                                                attention.out_proj.weight)]
+        before = [
+            p.detach().clone() for p in (attention.in_proj_weight, attention.in_proj_bias, attention.out_proj.weight)
+        ]
         loss = attention(x, x, x)[0].pow(2).mean()
         loss.backward()
         optimizer.step()
@@ -506,8 +600,10 @@ def test_another_optimizers_step_is_what_it_changed_and_the_page_says_why_its_me
     [head, *_] = snap.optim[-1].heads["MultiheadAttention"]  # the model itself is the attention: named by its type
     width = WIDTH // HEADS  # head 1: its query, key and value rows of the stacked weight and bias, its output columns
     rows = torch.tensor([b * WIDTH + i for b in range(3) for i in range(width)])
-    moved = [(old - new.detach())[rows]
-             for old, new in zip(before[:2], (attention.in_proj_weight, attention.in_proj_bias), strict=True)]
+    moved = [
+        (old - new.detach())[rows]
+        for old, new in zip(before[:2], (attention.in_proj_weight, attention.in_proj_bias), strict=True)
+    ]
     moved.append((before[2] - attention.out_proj.weight.detach())[:, :width])
     assert head.step_norm == pytest.approx(float(torch.cat([m.reshape(-1) for m in moved]).norm()), rel=1e-4)
     assert head.grad_norm > 0
@@ -544,12 +640,14 @@ def test_watched_runs_are_listed_and_exported_with_what_they_hold(open_app, engi
     rows = {row["Run"]: row for row in at.dataframe[0].value.to_dict("records")}
     assert {run: (row["Recipe"], row["Steps"], row["Status"], row["Heads"]) for run, row in rows.items()} == {
         "my-model": ("your own model", 4, "finished", "2 attention modules, 2 heads each"),
-        "no-heads": ("your own model", 3, "finished", "no attention found: the loss and your metrics only")}
+        "no-heads": ("your own model", 3, "finished", "no attention found: the loss and your metrics only"),
+    }
     assert not at.warning and not at.error
     compared = at.dataframe[1].value
     assert list(compared.columns) == ["", "Run", "Settings", "Steps", "Last training loss", "Training time"]
-    assert "Runs A and B: training loss" in [json.loads(c.proto.spec)["layout"]["title"]["text"]
-                                              for c in at.get("plotly_chart")]
+    assert "Runs A and B: training loss" in [
+        json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")
+    ]
     for run, offered in (("my-model", ["Metrics (CSV)", "TensorBoard files (zip)"]), ("no-heads", ["Metrics (CSV)"])):
         at.selectbox(key="export_run").set_value(run).run()
         healthy(at)
@@ -578,8 +676,9 @@ class Words:
 def token_model_and_optimizer() -> tuple[nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(0)
     layer = nn.TransformerEncoderLayer(WIDTH, HEADS, dim_feedforward=16, dropout=0.0, batch_first=True)
-    model = nn.Sequential(nn.Embedding(VOCAB, WIDTH), nn.TransformerEncoder(layer, 1, enable_nested_tensor=False),
-                          nn.Linear(WIDTH, 1))
+    model = nn.Sequential(
+        nn.Embedding(VOCAB, WIDTH), nn.TransformerEncoder(layer, 1, enable_nested_tensor=False), nn.Linear(WIDTH, 1)
+    )
     return model, torch.optim.Adam(model.parameters(), lr=1e-2)
 
 
@@ -596,8 +695,9 @@ def train_on_tokens(model: nn.Module, optimizer: torch.optim.Optimizer, steps: i
 
 
 @pytest.mark.parametrize("tokenizer", [Words(), lambda i: f"w{i}"], ids=["decode", "function"])
-def test_a_tokenizer_names_the_attention_axes_with_each_examples_tokens(open_app, engine_env: Path, healthy,
-                                                                        tokenizer) -> None:
+def test_a_tokenizer_names_the_attention_axes_with_each_examples_tokens(
+    open_app, engine_env: Path, healthy, tokenizer
+) -> None:
     from dashboard.attention import TOKENS_SHOWN
 
     model, optimizer = token_model_and_optimizer()
@@ -624,8 +724,10 @@ def test_a_tokenizer_that_fails_is_said_once_and_positions_are_numbered(tmp_path
     def broken(token_id: int) -> str:
         raise KeyError(token_id)
 
-    with caplog.at_level("WARNING", logger="headwatch"), watch(model, optimizer, tmp_path / "r", every=2,
-                                                               tokenizer=broken) as watcher:
+    with (
+        caplog.at_level("WARNING", logger="headwatch"),
+        watch(model, optimizer, tmp_path / "r", every=2, tokenizer=broken) as watcher,
+    ):
         train_on_tokens(model, optimizer, 4, watcher)
     [said] = caplog.messages
     assert said.startswith("the tokenizer given to watch: naming the tokens failed (KeyError: ")
@@ -636,8 +738,11 @@ def test_a_tokenizer_that_fails_is_said_once_and_positions_are_numbered(tmp_path
 
 def test_something_that_is_no_tokenizer_is_refused_in_words(tmp_path: Path) -> None:
     model, optimizer = token_model_and_optimizer()
-    with pytest.raises(TypeError, match=r"^tokenizer must have convert_ids_to_tokens or decode, or be a function "
-                                        r"from a token id to its text \(got dict\)$"):
+    with pytest.raises(
+        TypeError,
+        match=r"^tokenizer must have convert_ids_to_tokens or decode, or be a function "
+        r"from a token id to its text \(got dict\)$",
+    ):
         watch(model, optimizer, tmp_path / "r", tokenizer={1: "w1"}).__enter__()
 
 
@@ -664,9 +769,11 @@ def test_saved_tokens_are_read_back_as_untrusted_text(open_app, engine_env: Path
         [chart] = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
         charts[run] = chart["layout"]["xaxis"]["ticktext"]
     assert charts["planted"] == ["&lt;b&gt;bold&lt;/b&gt;", "x" * 15 + "…", "a\\nb", "∅", "$5", "*"]
-    assert [w.value for w in at.warning] == ["This step's tokens are not shown, its positions are numbered instead: "
-                                             "attention/step\\_000000002.tokens.json is damaged (it does not list "
-                                             "each example's tokens)."]
+    assert [w.value for w in at.warning] == [
+        "This step's tokens are not shown, its positions are numbered instead: "
+        "attention/step\\_000000002.tokens.json is damaged (it does not list "
+        "each example's tokens)."
+    ]
     assert charts["damaged"] == ["1", "2", "3", "4", "5", "6"]
 
 

@@ -29,24 +29,48 @@ WIDTH_OF_HEAD = WIDTH // HEADS
 
 
 def bert(implementation: str, dropout: float = 0.0) -> nn.Module:
-    config = transformers.BertConfig(hidden_size=WIDTH, num_hidden_layers=2, num_attention_heads=HEADS,
-                                     intermediate_size=64, vocab_size=VOCAB, hidden_dropout_prob=dropout,
-                                     attention_probs_dropout_prob=dropout, attn_implementation=implementation)
+    config = transformers.BertConfig(
+        hidden_size=WIDTH,
+        num_hidden_layers=2,
+        num_attention_heads=HEADS,
+        intermediate_size=64,
+        vocab_size=VOCAB,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+        attn_implementation=implementation,
+    )
     return transformers.BertForMaskedLM(config)
 
 
 def gpt2(implementation: str, dropout: float = 0.0) -> nn.Module:
-    config = transformers.GPT2Config(n_embd=WIDTH, n_layer=2, n_head=HEADS, vocab_size=VOCAB, n_positions=16,
-                                     bos_token_id=0, eos_token_id=0, resid_pdrop=dropout, embd_pdrop=dropout,
-                                     attn_pdrop=dropout, attn_implementation=implementation)
+    config = transformers.GPT2Config(
+        n_embd=WIDTH,
+        n_layer=2,
+        n_head=HEADS,
+        vocab_size=VOCAB,
+        n_positions=16,
+        bos_token_id=0,
+        eos_token_id=0,
+        resid_pdrop=dropout,
+        embd_pdrop=dropout,
+        attn_pdrop=dropout,
+        attn_implementation=implementation,
+    )
     return transformers.GPT2LMHeadModel(config)
 
 
 def llama(implementation: str, dropout: float = 0.0) -> nn.Module:
     """Two query heads read each key and value head (grouped-query attention); positions by RoPE."""
-    config = transformers.LlamaConfig(hidden_size=WIDTH, num_hidden_layers=2, num_attention_heads=HEADS,
-                                      num_key_value_heads=HEADS // 2, intermediate_size=64, vocab_size=VOCAB,
-                                      attention_dropout=dropout, attn_implementation=implementation)
+    config = transformers.LlamaConfig(
+        hidden_size=WIDTH,
+        num_hidden_layers=2,
+        num_attention_heads=HEADS,
+        num_key_value_heads=HEADS // 2,
+        intermediate_size=64,
+        vocab_size=VOCAB,
+        attention_dropout=dropout,
+        attn_implementation=implementation,
+    )
     return transformers.LlamaForCausalLM(config)
 
 
@@ -71,8 +95,9 @@ def batch(step: int, padded: bool) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": mask, "labels": ids}
 
 
-def train(model: nn.Module, optimizer: torch.optim.Optimizer, steps: int, watcher=None,
-          padded: bool = True) -> list[float]:
+def train(
+    model: nn.Module, optimizer: torch.optim.Optimizer, steps: int, watcher=None, padded: bool = True
+) -> list[float]:
     model.train()
     losses = []
     for step in range(steps):
@@ -100,8 +125,9 @@ def test_each_layers_attention_is_found_with_its_heads(family: str, implementati
 @pytest.mark.parametrize("padded", [True, False], ids=["padded", "unpadded"])
 @pytest.mark.parametrize("implementation", ["sdpa", "eager"])
 @pytest.mark.parametrize("family", list(MODELS))
-def test_saved_weights_are_the_models_own_eager_attention(family: str, implementation: str, padded: bool,
-                                                          tmp_path: Path) -> None:
+def test_saved_weights_are_the_models_own_eager_attention(
+    family: str, implementation: str, padded: bool, tmp_path: Path
+) -> None:
     """Recomputed from the module's own query and key (after RoPE), causal and padding masks included, whatever
     implementation the model trains with: equal to what the model returns when asked for eager attentions."""
     model = built(family, implementation)
@@ -142,8 +168,9 @@ def test_training_with_dropout_is_bit_for_bit_unchanged_by_watching(family: str,
         watched = train(watched_model, watched_optimizer, 4, watcher)
     assert len(list((tmp_path / "run" / "attention").glob("step_*.pt"))) == 4  # captured at every step
     assert watched == plain
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), watched_model.state_dict().values(),
-                                                 strict=True))
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.state_dict().values(), watched_model.state_dict().values(), strict=True)
+    )
 
 
 def test_eager_attention_after_dropout_is_not_what_is_saved(tmp_path: Path) -> None:
@@ -177,12 +204,19 @@ def hand_split(model: nn.Module, family: str, layer: int, head: int) -> list[tup
     if family == "gpt2":  # c_attn (in, 3 * width): q, k and v side by side in columns; c_proj (width, out): rows
         attention = model.transformer.h[layer].attn
         columns = [rows(block * WIDTH + head * WIDTH_OF_HEAD) for block in range(3)]
-        return ([(attention.c_attn.weight, (slice(None), c)) for c in columns]
-                + [(attention.c_attn.bias, (c,)) for c in columns] + [(attention.c_proj.weight, (own,))])
+        return (
+            [(attention.c_attn.weight, (slice(None), c)) for c in columns]
+            + [(attention.c_attn.bias, (c,)) for c in columns]
+            + [(attention.c_proj.weight, (own,))]
+        )
     attention = model.model.layers[layer].self_attn  # llama: heads 0 and 1 read key and value head 0
     shared = rows(head // 2 * WIDTH_OF_HEAD)
-    return [(attention.q_proj.weight, (own,)), (attention.k_proj.weight, (shared,)),
-            (attention.v_proj.weight, (shared,)), (attention.o_proj.weight, (slice(None), own))]
+    return [
+        (attention.q_proj.weight, (own,)),
+        (attention.k_proj.weight, (shared,)),
+        (attention.v_proj.weight, (shared,)),
+        (attention.o_proj.weight, (slice(None), own)),
+    ]
 
 
 @pytest.mark.parametrize("family", list(MODELS))
@@ -218,8 +252,16 @@ def timm_or_why_not() -> object:
 def test_timms_vision_transformer_is_watched_with_no_code(tmp_path: Path) -> None:
     timm = timm_or_why_not()
     torch.manual_seed(0)
-    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=16, depth=2,
-                              num_classes=3, drop_rate=0.1, attn_drop_rate=0.1)
+    model = timm.create_model(
+        "vit_tiny_patch16_224",
+        pretrained=False,
+        img_size=32,
+        patch_size=16,
+        depth=2,
+        num_classes=3,
+        drop_rate=0.1,
+        attn_drop_rate=0.1,
+    )
     found = attention_modules(model)
     assert list(found) == ["blocks.0.attn", "blocks.1.attn"]
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -237,31 +279,53 @@ def test_timms_vision_transformer_is_watched_with_no_code(tmp_path: Path) -> Non
 
 def test_the_hugging_face_example_learns_to_copy_watched_from_outside_the_checkout(tmp_path: Path) -> None:
     example = Path(__file__).resolve().parents[1] / "examples" / "watch_huggingface.py"
-    result = subprocess.run([sys.executable, str(example), "--out", str(tmp_path / "gpt2"), "--steps", "120"],
-                            cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(example), "--out", str(tmp_path / "gpt2"), "--steps", "120"],
+        cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "headwatch: watch records 2 attention modules: transformer.h.0.attn (GPT2Attention, 4 heads), " \
-           "transformer.h.1.attn (GPT2Attention, 4 heads)" in result.stderr
+    assert (
+        "headwatch: watch records 2 attention modules: transformer.h.0.attn (GPT2Attention, 4 heads), "
+        "transformer.h.1.attn (GPT2Attention, 4 heads)" in result.stderr
+    )
     snap = replay(tmp_path / "gpt2")
-    assert (snap.status, snap.step, snap.attention_names) == ("finished", 120, ("transformer.h.0.attn",
-                                                                                 "transformer.h.1.attn"))
+    assert (snap.status, snap.step, snap.attention_names) == (
+        "finished",
+        120,
+        ("transformer.h.0.attn", "transformer.h.1.attn"),
+    )
     copied = [m.values["copied"] for m in snap.metrics]
     assert np.mean(copied[-10:]) > 0.9 > np.mean(copied[:10])  # it learns to look back
     assert len(snap.optim[-1].heads["transformer.h.1.attn"]) == HEADS
 
 
-def trained_with_trainer(folder: Path, callbacks: list, trainer_class: type | None = None,
-                         **settings: object) -> tuple[nn.Module, list]:
+def trained_with_trainer(
+    folder: Path, callbacks: list, trainer_class: type | None = None, **settings: object
+) -> tuple[nn.Module, list]:
     """A tiny GPT-2 trained 6 steps by Hugging Face's Trainer (AdamW, dropout on, batches of 3 padded sequences)."""
     model = built("gpt2", "sdpa", dropout=0.1)
-    rows = [{name: tensor[i] for name, tensor in batch(step, padded=True).items()} for step in range(6)
-            for i in range(3)]
-    args = transformers.TrainingArguments(output_dir=str(folder / "trainer"), max_steps=6, learning_rate=1e-3,
-                                          per_device_train_batch_size=3, logging_steps=1, save_strategy="no",
-                                          report_to=[], use_cpu=True, disable_tqdm=True, seed=0)
-    trainer = (trainer_class or transformers.Trainer)(model=model, args=args, train_dataset=rows, callbacks=callbacks,
-                                                      **settings)
+    rows = [
+        {name: tensor[i] for name, tensor in batch(step, padded=True).items()} for step in range(6) for i in range(3)
+    ]
+    args = transformers.TrainingArguments(
+        output_dir=str(folder / "trainer"),
+        max_steps=6,
+        learning_rate=1e-3,
+        per_device_train_batch_size=3,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+    )
+    trainer = (trainer_class or transformers.Trainer)(
+        model=model, args=args, train_dataset=rows, callbacks=callbacks, **settings
+    )
     trainer.train()
     return model, [log["loss"] for log in trainer.state.log_history if "loss" in log]
 
@@ -271,15 +335,20 @@ def test_a_trainer_is_watched_with_one_callback_and_trains_as_without_it(tmp_pat
 
     plain, _ = trained_with_trainer(tmp_path / "plain", [])
     watched, logged = trained_with_trainer(tmp_path / "watched", [HeadwatchCallback(tmp_path / "run", every=2)])
-    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), watched.state_dict().values(),
-                                                 strict=True))  # bit for bit, dropout included
+    assert all(
+        torch.equal(a, b) for a, b in zip(plain.state_dict().values(), watched.state_dict().values(), strict=True)
+    )  # bit for bit, dropout included
     snap = replay(tmp_path / "run")
     assert (snap.status, snap.step, snap.attention_names) == ("finished", 6, tuple(MODELS["gpt2"][1]))
     assert snap.loss.values == pytest.approx(logged, abs=1e-3)  # the loss the Trainer logged at each step
     assert [p.step for p in snap.optim] == [1, 2, 4, 6]
     assert all(h.mean_abs_m > 0 for h in snap.optim[-1].heads["transformer.h.1.attn"])  # AdamW's, unwrapped
-    assert snap.attention[0].step == 1 and snap.attention[0].weights["transformer.h.0.attn"].shape == (3, HEADS,
-                                                                                                        LENGTH, LENGTH)
+    assert snap.attention[0].step == 1 and snap.attention[0].weights["transformer.h.0.attn"].shape == (
+        3,
+        HEADS,
+        LENGTH,
+        LENGTH,
+    )
 
 
 class LossOfItsOwn(transformers.Trainer):
@@ -296,8 +365,9 @@ def test_a_trainer_whose_model_returns_no_loss_is_said_once(tmp_path: Path, capl
 
     with caplog.at_level("WARNING", logger="headwatch"):
         trained_with_trainer(tmp_path, [HeadwatchCallback(tmp_path / "run", every=2)], LossOfItsOwn)
-    assert caplog.messages == ["the model returns no loss (a compute_loss of your own?): Headwatch records its "
-                               "steps' loss as missing"]
+    assert caplog.messages == [
+        "the model returns no loss (a compute_loss of your own?): Headwatch records its steps' loss as missing"
+    ]
     snap = replay(tmp_path / "run")
     assert snap.step == 6 and np.isnan(snap.loss.values).all() and len(snap.optim) == 4
 

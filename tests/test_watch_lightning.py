@@ -26,9 +26,9 @@ class Tiny(pl.LightningModule):
     def __init__(self, fail_at: int | None = None) -> None:
         super().__init__()
         layer = nn.TransformerEncoderLayer(WIDTH, HEADS, dim_feedforward=16, dropout=0.1, batch_first=True)
-        self.model = nn.Sequential(nn.Embedding(VOCAB, WIDTH), nn.TransformerEncoder(layer, 1,
-                                                                                     enable_nested_tensor=False),
-                                   nn.Linear(WIDTH, 1))
+        self.model = nn.Sequential(
+            nn.Embedding(VOCAB, WIDTH), nn.TransformerEncoder(layer, 1, enable_nested_tensor=False), nn.Linear(WIDTH, 1)
+        )
         self.fail_at, self.losses = fail_at, []
 
     def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -47,23 +47,34 @@ def fitted(callbacks: list, batches: int = 6, accumulate: int = 1, fail_at: int 
     pl.seed_everything(0, verbose=False)
     module = Tiny(fail_at)
     ids = torch.randint(0, VOCAB, (3 * batches, LENGTH), generator=torch.Generator().manual_seed(1))
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks,
-                         accumulate_grad_batches=accumulate, num_sanity_val_steps=0)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+        accumulate_grad_batches=accumulate,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(module, DataLoader(TensorDataset(ids), batch_size=3))
     return module
 
 
 @pytest.mark.parametrize("accumulate", [1, 2])
-def test_a_lightning_trainer_is_watched_with_one_callback_and_trains_as_without_it(tmp_path: Path,
-                                                                                     accumulate: int) -> None:
+def test_a_lightning_trainer_is_watched_with_one_callback_and_trains_as_without_it(
+    tmp_path: Path, accumulate: int
+) -> None:
     from headwatch import HeadwatchLightningCallback
 
     plain = fitted([], accumulate=accumulate)
     callback = HeadwatchLightningCallback(tmp_path / "run", every=2, tokenizer=lambda i: f"w{i}")
     watched = fitted([callback], accumulate=accumulate)
-    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), watched.state_dict().values(),
-                                                 strict=True))  # bit for bit, dropout included
+    assert all(
+        torch.equal(a, b) for a, b in zip(plain.state_dict().values(), watched.state_dict().values(), strict=True)
+    )  # bit for bit, dropout included
     steps = 6 // accumulate  # one optimizer step per `accumulate` batches
     snap = replay(tmp_path / "run")
     assert (snap.status, snap.step, snap.attention_names) == ("finished", steps, ("model.1.layers.0.self_attn",))

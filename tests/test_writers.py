@@ -26,8 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def engine_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout
+    )
 
 
 def test_a_second_writer_is_refused_in_words_in_this_process_or_another(tmp_path: Path) -> None:
@@ -138,11 +139,31 @@ def _worker_ids(out: Path) -> list[int]:
 
 def test_killing_a_study_ends_its_workers_and_a_resume_loses_nothing(tmp_path: Path) -> None:
     out = tmp_path / "study"
-    command = [sys.executable, "-m", "engine", "study", "--out", str(out), "--preset", "quick", "--seeds", "0-1",
-               "--steps", "100000", "--", "--max-seconds", "3"]
+    command = [
+        sys.executable,
+        "-m",
+        "engine",
+        "study",
+        "--out",
+        str(out),
+        "--preset",
+        "quick",
+        "--seeds",
+        "0-1",
+        "--steps",
+        "100000",
+        "--",
+        "--max-seconds",
+        "3",
+    ]
     runner = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for(lambda: all(WriterLock.holder(out / f"seed-{s}") for s in (0, 1)) and all(
-        (out / f"seed-{s}" / METRICS).exists() for s in (0, 1)), timeout=120)
+    wait_for(
+        lambda: (
+            all(WriterLock.holder(out / f"seed-{s}") for s in (0, 1))
+            and all((out / f"seed-{s}" / METRICS).exists() for s in (0, 1))
+        ),
+        timeout=120,
+    )
     workers = _worker_ids(out)
     runner.send_signal(signal.SIGKILL)
     runner.wait()

@@ -96,8 +96,9 @@ def _rows(memory: Memory, index: torch.Tensor) -> Memory:
     return Memory(memory.tokens[chosen], packing, key_tokens, keys_values)
 
 
-def patched_runner(model: ClaimsTransformer, claims: ClaimTensors, attention: Attention, copies: int = 1,
-                   memory: Memory | None = None) -> Run:
+def patched_runner(
+    model: ClaimsTransformer, claims: ClaimTensors, attention: Attention, copies: int = 1, memory: Memory | None = None
+) -> Run:
     """run(source, which) -> the outcome log-probs (B * copies, 5) of `copies` copies of the claims (copy k in rows
     k*B to (k+1)*B - 1), and what their heads handed the output projection (B * copies, H, T, hd), read at the
     attention's HeadPoint; where `which` ((H,) or (B * copies, H)) is true, that head's output is replaced by
@@ -152,8 +153,9 @@ def _per_check(log_probs: torch.Tensor, checks: tuple[str, ...]) -> dict[str, fl
     return {c: float(differences[index].mean()) for c, index in _rows_by_check(checks).items()}
 
 
-def _patching(model: ClaimsTransformer, attention: Attention, pairs: PairBatch,
-              memories: tuple[Memory, Memory]) -> tuple[list[tuple[dict, dict]], dict[tuple[int, int], dict]]:
+def _patching(
+    model: ClaimsTransformer, attention: Attention, pairs: PairBatch, memories: tuple[Memory, Memory]
+) -> tuple[list[tuple[dict, dict]], dict[tuple[int, int], dict]]:
     """Per head: (necessity, sufficiency) per check; and per pair of heads (i < j), the necessity per check of the
     two together, both shown what they saw on the twin. `memories`: the invalid and the valid twins encoded."""
     invalid = patched_runner(model, pairs.invalid, attention, memory=memories[0])
@@ -165,14 +167,16 @@ def _patching(model: ClaimsTransformer, attention: Attention, pairs: PairBatch,
     device = invalid_heads.device
 
     def necessity(*heads: int) -> dict[str, float]:
-        noised = _per_check(invalid(valid_heads, heads_chosen(attention.n_heads, *heads, device=device))[0],
-                            pairs.checks)
+        noised = _per_check(
+            invalid(valid_heads, heads_chosen(attention.n_heads, *heads, device=device))[0], pairs.checks
+        )
         return {c: (high[c] - noised[c]) / gaps[c] if c in gaps else 0.0 for c in CHECKS}
 
     effects = []
     for head in range(attention.n_heads):
-        denoised = _per_check(valid(invalid_heads, heads_chosen(attention.n_heads, head, device=device))[0],
-                              pairs.checks)
+        denoised = _per_check(
+            valid(invalid_heads, heads_chosen(attention.n_heads, head, device=device))[0], pairs.checks
+        )
         effects.append((necessity(head), {c: (denoised[c] - low[c]) / gaps[c] if c in gaps else 0.0 for c in CHECKS}))
     together = {pair: necessity(*pair) for pair in itertools.combinations(range(attention.n_heads), 2)}
     return effects, together
@@ -189,8 +193,13 @@ def logit_directions(model: ClaimsTransformer, reasons: torch.Tensor) -> tuple[t
     return verdict.expand_as(chosen), chosen - (rows.sum(0) - chosen) / (len(REASONS) - 1)
 
 
-def direct_effects(model: ClaimsTransformer, attention: Attention, claims: ClaimTensors,
-                   reasons: torch.Tensor, memory: Memory | None = None) -> torch.Tensor:
+def direct_effects(
+    model: ClaimsTransformer,
+    attention: Attention,
+    claims: ClaimTensors,
+    reasons: torch.Tensor,
+    memory: Memory | None = None,
+) -> torch.Tensor:
     """(B, H) direct logit attribution: each head's output, through the output projection and the final LayerNorm
     with its scale frozen as measured, read along `logit_directions` at both answer positions and summed. The
     residual stream is a sum, so with the LayerNorm frozen these add up exactly with every other component's."""
@@ -211,8 +220,7 @@ def direct_effects(model: ClaimsTransformer, attention: Attention, claims: Claim
     return (read[:, 0] * verdict[:, None]).sum(-1) + (read[:, 1] * reason[:, None]).sum(-1)
 
 
-def _direct(model: ClaimsTransformer, attention: Attention, pairs: PairBatch,
-            memory: Memory) -> list[dict[str, float]]:
+def _direct(model: ClaimsTransformer, attention: Attention, pairs: PairBatch, memory: Memory) -> list[dict[str, float]]:
     """Per head: mean direct logit attribution on each check's invalid twins (`memory`: them encoded)."""
     reasons = torch.tensor([REASONS.index(reason_of(c)) for c in pairs.checks], device=pairs.invalid.tokens.device)
     with torch.no_grad():
@@ -239,8 +247,9 @@ def _answers(predicted: torch.Tensor, claims: ClaimTensors) -> dict[str, dict[st
 RESAMPLES = 4  # reference claims per class whose head outputs stand in for a head's own
 PASS_ROWS = 2400  # claims (copies) per model pass when resampling: larger passes are no faster per claim
 REFERENCE_SEED = 424_242  # the reference claims: generated apart from any run's training and held-out claims
-_REFERENCES: Cache[ClaimTensors] = Cache("reference claims", max_entries=8,
-                                         key=("vocabulary", "aliases", "max_len", "device"))
+_REFERENCES: Cache[ClaimTensors] = Cache(
+    "reference claims", max_entries=8, key=("vocabulary", "aliases", "max_len", "device")
+)
 
 
 def reference_claims(tokenizer: Tokenizer, max_len: int, device: torch.device | str = "cpu") -> ClaimTensors:
@@ -278,8 +287,13 @@ def _field_means(heads: torch.Tensor, categories: torch.Tensor, mask: torch.Tens
     return torch.where(counts[:, None, :, None] > 0, per_field, overall)
 
 
-def _stand_ins(attention: Attention, reference: ClaimTensors, reference_heads: torch.Tensor,
-               categories: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+def _stand_ins(
+    attention: Attention,
+    reference: ClaimTensors,
+    reference_heads: torch.Tensor,
+    categories: torch.Tensor,
+    rows: torch.Tensor,
+) -> torch.Tensor:
     """What each claim's heads get instead of their own, from reference claim `rows[b]` (B,): its outputs at the
     answer's positions (cross-attention); for an encoder head, at each word of the claim, the reference claim's
     outputs at its words of the same field (their mean; all its words' when it lacks that field), since the words
@@ -291,10 +305,16 @@ def _stand_ins(attention: Attention, reference: ClaimTensors, reference_heads: t
     return means.gather(2, index)
 
 
-def resampled_log_probs(model: ClaimsTransformer, attention: Attention, claims: ClaimTensors, classes: torch.Tensor,
-                        head_sets: Sequence[tuple[int, ...]], reference: ClaimTensors,
-                        memory: Memory | None = None) -> list[torch.Tensor]:
-    """"Without these heads", the one way every page means it (resample ablation: Chan et al. 2022; Heimersheim &
+def resampled_log_probs(
+    model: ClaimsTransformer,
+    attention: Attention,
+    claims: ClaimTensors,
+    classes: torch.Tensor,
+    head_sets: Sequence[tuple[int, ...]],
+    reference: ClaimTensors,
+    memory: Memory | None = None,
+) -> list[torch.Tensor]:
+    """ "Without these heads", the one way every page means it (resample ablation: Chan et al. 2022; Heimersheim &
     Nanda 2024): for each set of heads, the outcome log-probs (B, 5) of the claims when those heads see what they
     saw on each of the RESAMPLES reference claims of the claim's class (`classes`, (B,)), one at a time, with the
     probabilities averaged over them. The model is never shown anything it would not see on a real claim.
@@ -311,12 +331,14 @@ def resampled_log_probs(model: ClaimsTransformer, attention: Attention, claims: 
     runners: dict[int, tuple[Run, torch.Tensor]] = {}  # by sets per pass: the claims copied, and their stand-ins
     results = []
     for first in range(0, len(head_sets), per_pass):
-        chosen = head_sets[first:first + per_pass]
+        chosen = head_sets[first : first + per_pass]
         sets = len(chosen)
         if sets not in runners:
             categories = claims.categories.repeat(RESAMPLES * sets, 1)
-            runners[sets] = (patched_runner(model, claims, attention, RESAMPLES * sets, memory),
-                             _stand_ins(attention, reference, reference_heads, categories, rows.repeat(sets)))
+            runners[sets] = (
+                patched_runner(model, claims, attention, RESAMPLES * sets, memory),
+                _stand_ins(attention, reference, reference_heads, categories, rows.repeat(sets)),
+            )
         run, source = runners[sets]
         which = torch.stack([heads_chosen(attention.n_heads, *heads, device=device) for heads in chosen])
         log_probs = run(source, which.repeat_interleave(len(rows), dim=0))[0]
@@ -324,8 +346,9 @@ def resampled_log_probs(model: ClaimsTransformer, attention: Attention, claims: 
     return results
 
 
-def _resample_ablations(model: ClaimsTransformer, attention: Attention, claims: ClaimTensors,
-                        reference: ClaimTensors, memory: Memory | None) -> list[tuple[dict, dict]]:
+def _resample_ablations(
+    model: ClaimsTransformer, attention: Attention, claims: ClaimTensors, reference: ClaimTensors, memory: Memory | None
+) -> list[tuple[dict, dict]]:
     """Per head, resampled (resampled_log_probs, each claim with claims of its true class): where each class's
     answers go, and the accuracy lost per class and per ADMIN check."""
     base = _accuracies(greedy_outcomes(patched_runner(model, claims, attention, memory=memory)()[0]), claims)
@@ -338,18 +361,21 @@ def _resample_ablations(model: ClaimsTransformer, attention: Attention, claims: 
     return results
 
 
-def _pair_ablations(model: ClaimsTransformer, attention: Attention, claims: ClaimTensors, reference: ClaimTensors,
-                    memory: Memory | None) -> dict[tuple[int, int], dict[str, float]]:
+def _pair_ablations(
+    model: ClaimsTransformer, attention: Attention, claims: ClaimTensors, reference: ClaimTensors, memory: Memory | None
+) -> dict[tuple[int, int], dict[str, float]]:
     """Per pair of heads (i < j) resampled together: the accuracy each reason loses (on the invalid claims only,
     the ones a reason's accuracy is measured on: half the cost)."""
     invalid = torch.nonzero(claims.classes != 0).squeeze(1)
     claims, memory = claims.subset(invalid), None if memory is None else _rows(memory, invalid)
-    _, base = per_class_accuracy(greedy_outcomes(patched_runner(model, claims, attention, memory=memory)()[0]),
-                                 claims.classes)
+    _, base = per_class_accuracy(
+        greedy_outcomes(patched_runner(model, claims, attention, memory=memory)()[0]), claims.classes
+    )
     pairs = list(itertools.combinations(range(attention.n_heads), 2))
     together = {}
-    for pair, log_probs in zip(pairs, resampled_log_probs(model, attention, claims, claims.classes, pairs, reference,
-                                                          memory), strict=True):
+    for pair, log_probs in zip(
+        pairs, resampled_log_probs(model, attention, claims, claims.classes, pairs, reference, memory), strict=True
+    ):
         _, ablated = per_class_accuracy(greedy_outcomes(log_probs), claims.classes)
         together[pair] = {r: base[r] - ablated[r] for r in REASONS}
     return together
@@ -360,8 +386,14 @@ def _partners(head: int, together: dict[tuple[int, int], dict[str, float]]) -> d
     return {str(j if i == head else i): values for (i, j), values in together.items() if head in (i, j)}
 
 
-def attribute(model: ClaimsTransformer, name: str, claims: ClaimTensors, pairs: PairBatch | None,
-              reference: ClaimTensors, memory: Memory | None = None) -> tuple[HeadAttribution, ...]:
+def attribute(
+    model: ClaimsTransformer,
+    name: str,
+    claims: ClaimTensors,
+    pairs: PairBatch | None,
+    reference: ClaimTensors,
+    memory: Memory | None = None,
+) -> tuple[HeadAttribution, ...]:
     """Every head of the attention `name`: patching effects on `pairs`, alone and with each other head (cross-
     attention only: an encoder head's output sits at the claim's own words, which twins do not share), and where
     the answers of the held-out `claims` (`memory`: them encoded, when they are) go when it is resampled from the
@@ -379,9 +411,17 @@ def attribute(model: ClaimsTransformer, name: str, claims: ClaimTensors, pairs: 
     heads = []
     for head, (answers, drops) in enumerate(_resample_ablations(model, attention, claims, reference, memory)):
         necessity, sufficiency = effects[head] if effects else ({}, {})
-        heads.append(HeadAttribution(
-            necessity, sufficiency, answers, {c: drops[c] for c in CLASSES},
-            {k: drops[k] for k in ADMIN_KINDS if k in drops}, direct[head] if direct else {},
-            pair_necessity=_partners(head, pair_effects), pair_ablation=_partners(head, pair_drops)))
+        heads.append(
+            HeadAttribution(
+                necessity,
+                sufficiency,
+                answers,
+                {c: drops[c] for c in CLASSES},
+                {k: drops[k] for k in ADMIN_KINDS if k in drops},
+                direct[head] if direct else {},
+                pair_necessity=_partners(head, pair_effects),
+                pair_ablation=_partners(head, pair_drops),
+            )
+        )
     model.train(was_training)
     return tuple(heads)

@@ -70,20 +70,31 @@ class Prediction:
             return {"text": self.text, "error": self.error, **reading}
         said = {"verdict": self.verdict, "reason": self.reason, "confidence": round(self.confidence or 0.0, 4)}
         answer = said if self.judged else {"verdict": None, "reason": None, "confidence": None, "model_said": said}
-        lines = {"lines": [line.line_json() for line in self.lines], "lines_note": self.lines_note} if self.lines \
-            else {}
-        return {"text": self.text, **answer, "cannot_judge": self.refusal.to_json() if self.refusal else None,
-                **lines, **reading, "warnings": list(self.warnings)}
+        lines = (
+            {"lines": [line.line_json() for line in self.lines], "lines_note": self.lines_note} if self.lines else {}
+        )
+        return {
+            "text": self.text,
+            **answer,
+            "cannot_judge": self.refusal.to_json() if self.refusal else None,
+            **lines,
+            **reading,
+            "warnings": list(self.warnings),
+        }
 
     def line_json(self) -> dict:
         """One service line: its words, the terms read in it, its answer, or why it cannot be judged."""
         terms = [t.to_json() for t in self.reading.read] if self.reading else []
         said = self.judged and self.verdict is not None
-        return {"text": self.text, "terms": terms, "verdict": self.verdict if said else None,
-                "reason": self.reason if said else None,
-                "confidence": round(self.confidence, 4) if said and self.confidence is not None else None,
-                "cannot_judge": self.refusal.to_json() if self.refusal else None,
-                **({"rules": list(self.rules)} if self.rules else {})}
+        return {
+            "text": self.text,
+            "terms": terms,
+            "verdict": self.verdict if said else None,
+            "reason": self.reason if said else None,
+            "confidence": round(self.confidence, 4) if said and self.confidence is not None else None,
+            "cannot_judge": self.refusal.to_json() if self.refusal else None,
+            **({"rules": list(self.rules)} if self.rules else {}),
+        }
 
     @property
     def figured(self) -> Prediction:
@@ -102,8 +113,9 @@ def verdict_to_outcome(verdict: str, reason: str) -> str:
 
 
 class Predictor:
-    def __init__(self, model: ClaimsTransformer, tokenizer: Tokenizer, step: int | None = None,
-                 catalog: Catalog | None = None) -> None:
+    def __init__(
+        self, model: ClaimsTransformer, tokenizer: Tokenizer, step: int | None = None, catalog: Catalog | None = None
+    ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.step = step
@@ -111,8 +123,9 @@ class Predictor:
         self.reader = Reader(tokenizer)
 
     @classmethod
-    def from_weights(cls, config: ModelConfig, tokenizer: Tokenizer, weights: dict[str, torch.Tensor],
-                     step: int | None = None) -> Predictor:
+    def from_weights(
+        cls, config: ModelConfig, tokenizer: Tokenizer, weights: dict[str, torch.Tensor], step: int | None = None
+    ) -> Predictor:
         model = ClaimsTransformer(config)
         model.load_state_dict(weights)
         return cls(model, tokenizer, step)
@@ -140,28 +153,53 @@ class Predictor:
         encoded, reading = self.reader.read(text, max_len=self.model.config.max_len)
         known = [t for t in encoded.tokens if t.text != Tokenizer.UNK]
         if not known or all(t.category == "other" for t in encoded.tokens):
-            return None, Prediction(text=text, tokens=encoded.tokens, warnings=encoded.warnings, step=self.step,
-                                    reading=reading,
-                                    error="Nothing in this text is a diagnosis, drug, dose, procedure or amount the "
-                                          "model knows, so it cannot judge it. Try e.g. 'Diabetes, metformin 500 mg, "
-                                          "$40'.")
+            return None, Prediction(
+                text=text,
+                tokens=encoded.tokens,
+                warnings=encoded.warnings,
+                step=self.step,
+                reading=reading,
+                error="Nothing in this text is a diagnosis, drug, dose, procedure or amount the "
+                "model knows, so it cannot judge it. Try e.g. 'Diabetes, metformin 500 mg, "
+                "$40'.",
+            )
         return (encoded, reading), None
 
-    def _verdict(self, text: str, read: tuple[Encoded, Reading], probabilities: list[float], outcome_index: int,
-                 **details: object) -> Prediction:
+    def _verdict(
+        self,
+        text: str,
+        read: tuple[Encoded, Reading],
+        probabilities: list[float],
+        outcome_index: int,
+        **details: object,
+    ) -> Prediction:
         """The prediction of one claim, given its outcome probabilities and greedy outcome (CLASSES order)."""
         encoded, reading = read
         if not all(map(math.isfinite, probabilities)):
-            return Prediction(text=text, tokens=encoded.tokens, step=self.step,
-                              error="The model's answer is not a number (its weights hold NaN or infinity), so it "
-                                    "cannot judge this claim.")
+            return Prediction(
+                text=text,
+                tokens=encoded.tokens,
+                step=self.step,
+                error="The model's answer is not a number (its weights hold NaN or infinity), so it "
+                "cannot judge this claim.",
+            )
         probabilities = dict(zip(CLASSES, probabilities, strict=True))
         outcome = CLASSES[outcome_index]
         verdict, reason = outcome_to_verdict(outcome)
-        return Prediction(text=text, verdict=verdict, reason=reason, confidence=probabilities[outcome],
-                          probabilities=probabilities, tokens=encoded.tokens, warnings=encoded.warnings,
-                          truncated=encoded.truncated, step=self.step, reading=reading,
-                          refusal=reading.refusal(outcome), **details)
+        return Prediction(
+            text=text,
+            verdict=verdict,
+            reason=reason,
+            confidence=probabilities[outcome],
+            probabilities=probabilities,
+            tokens=encoded.tokens,
+            warnings=encoded.warnings,
+            truncated=encoded.truncated,
+            step=self.step,
+            reading=reading,
+            refusal=reading.refusal(outcome),
+            **details,
+        )
 
     @torch.no_grad()
     def predict(self, text: str, with_ablation: bool = True) -> Prediction:
@@ -177,10 +215,14 @@ class Predictor:
         # the first line read is figured (attention, ablation); the others need only their answers, in one batch
         truncated, read_lines = read[0].truncated, [line for line in lines.lines if not line.unread_item]
         rows = self._rows([line.encoded(truncated) for line in read_lines[1:]])
-        judged = [self._unread_line(line) if line.unread_item
-                  else self._judge(line.text, (line.encoded(truncated), line.reading), with_ablation)
-                  if line is read_lines[0] else self._line_verdict(line, truncated, next(rows))
-                  for line in lines.lines]
+        judged = [
+            self._unread_line(line)
+            if line.unread_item
+            else self._judge(line.text, (line.encoded(truncated), line.reading), with_ablation)
+            if line is read_lines[0]
+            else self._line_verdict(line, truncated, next(rows))
+            for line in lines.lines
+        ]
         return self._claim_of_lines(text, read, lines, judged)
 
     def _judge(self, text: str, read: tuple[Encoded, Reading], with_ablation: bool) -> Prediction:
@@ -190,9 +232,16 @@ class Predictor:
         answered = greedy_outcomes(log_probs)
         ablation = self._ablation(ClaimTensors(tokens, categories, answered)) if with_ablation else {}
         rules, findings = self.rules(*read)
-        return self._verdict(text, read, log_probs[0].exp().tolist(), int(answered[0]),
-                             attention={name: w[0].numpy() for name, w in capture.items()}, ablation=ablation,
-                             rules=rules, rule_findings=findings)
+        return self._verdict(
+            text,
+            read,
+            log_probs[0].exp().tolist(),
+            int(answered[0]),
+            attention={name: w[0].numpy() for name, w in capture.items()},
+            ablation=ablation,
+            rules=rules,
+            rule_findings=findings,
+        )
 
     def _fits(self, item: Token, diagnosis: Token) -> bool:
         """Whether the catalog lists the billed item for the diagnosis."""
@@ -201,11 +250,18 @@ class Predictor:
 
     def _unread_line(self, line: ServiceLine) -> Prediction:
         """A line whose billed item was not read: no answer, and why."""
-        return Prediction(text=line.text, tokens=line.tokens, rules=(CANNOT_CHECK, NO_REASON), step=self.step,
-                          reading=line.reading, refusal=line.refusal(None))
+        return Prediction(
+            text=line.text,
+            tokens=line.tokens,
+            rules=(CANNOT_CHECK, NO_REASON),
+            step=self.step,
+            reading=line.reading,
+            refusal=line.refusal(None),
+        )
 
-    def _claim_of_lines(self, text: str, read: tuple[Encoded, Reading], lines: ServiceLines,
-                        judged: list[Prediction]) -> Prediction:
+    def _claim_of_lines(
+        self, text: str, read: tuple[Encoded, Reading], lines: ServiceLines, judged: list[Prediction]
+    ) -> Prediction:
         """The claim's verdict from its lines' (`judged`, in order): the worst line's. An INVALID line makes the
         claim INVALID; else a line that cannot be judged makes the claim one that cannot be judged, saying which
         line; else VALID, as sure as its least sure line."""
@@ -213,15 +269,35 @@ class Predictor:
         worst = min((p for p in judged if p.verdict is not None), key=_badness)
         refused = [(number, p) for number, p in enumerate(judged, 1) if p.refusal is not None]
         invalid = any(p.judged and p.verdict == INVALID for p in judged)
-        refusal = None if invalid or not refused else Refusal(
-            tuple(dict.fromkeys(part for _, p in refused for part in p.refusal.parts)),
-            tuple(f"on line {number} ('{p.text}'), {why[:1].lower() + why[1:]}" for number, p in refused
-                  for why in p.refusal.why))
-        return Prediction(text=text, verdict=worst.verdict, reason=worst.reason, confidence=worst.confidence,
-                          probabilities=worst.probabilities, tokens=encoded.tokens, rules=_worst_rules(judged),
-                          rule_findings=tuple(dict.fromkeys(f for p in judged for f in p.rule_findings)),
-                          warnings=encoded.warnings, truncated=encoded.truncated, step=self.step, reading=reading,
-                          refusal=refusal, lines=tuple(judged), lines_note=lines.total_note())
+        refusal = (
+            None
+            if invalid or not refused
+            else Refusal(
+                tuple(dict.fromkeys(part for _, p in refused for part in p.refusal.parts)),
+                tuple(
+                    f"on line {number} ('{p.text}'), {why[:1].lower() + why[1:]}"
+                    for number, p in refused
+                    for why in p.refusal.why
+                ),
+            )
+        )
+        return Prediction(
+            text=text,
+            verdict=worst.verdict,
+            reason=worst.reason,
+            confidence=worst.confidence,
+            probabilities=worst.probabilities,
+            tokens=encoded.tokens,
+            rules=_worst_rules(judged),
+            rule_findings=tuple(dict.fromkeys(f for p in judged for f in p.rule_findings)),
+            warnings=encoded.warnings,
+            truncated=encoded.truncated,
+            step=self.step,
+            reading=reading,
+            refusal=refusal,
+            lines=tuple(judged),
+            lines_note=lines.total_note(),
+        )
 
     def rules(self, encoded: Encoded, reading: Reading) -> tuple[tuple[str, str] | None, tuple[str, ...]]:
         """The rules checker's answer on the fields read: (verdict, reason), (CANNOT_CHECK, NONE) when that answer
@@ -238,24 +314,33 @@ class Predictor:
             return None, findings
 
     @torch.no_grad()
-    def predict_many(self, texts: Sequence[str], progress: Callable[[int], None] | None = None,
-                     batch_size: int = 256) -> list[Prediction]:
+    def predict_many(
+        self, texts: Sequence[str], progress: Callable[[int], None] | None = None, batch_size: int = 256
+    ) -> list[Prediction]:
         """Verdicts for many claims, scored in batches (no attention, ablation or rules check); `progress` is
         told how many are done after each batch."""
         predictions: list[Prediction] = []
         for start in range(0, len(texts), batch_size):
-            batch = [str(text) for text in texts[start:start + batch_size]]
+            batch = [str(text) for text in texts[start : start + batch_size]]
             encoded = [self._encode(text) for text in batch]
-            cut = [cut_lines(text, *read, self._fits) if read else None
-                   for text, (read, _) in zip(batch, encoded, strict=True)]
+            cut = [
+                cut_lines(text, *read, self._fits) if read else None
+                for text, (read, _) in zip(batch, encoded, strict=True)
+            ]
             # each claim is one input, or one per line whose item was read
-            inputs = [[read] if lines is None else [(line.encoded(read[0].truncated), line.reading)
-                                                    for line in lines.lines if not line.unread_item]
-                      for (read, _), lines in zip(encoded, cut, strict=True) if read]
+            inputs = [
+                [read]
+                if lines is None
+                else [(line.encoded(read[0].truncated), line.reading) for line in lines.lines if not line.unread_item]
+                for (read, _), lines in zip(encoded, cut, strict=True)
+                if read
+            ]
             rows = self._rows([e for claim in inputs for e, _ in claim])
-            predictions += [refusal or (self._verdict(text, e, *next(rows)) if lines is None
-                                        else self._lines_of(text, e, lines, rows))
-                            for text, (e, refusal), lines in zip(batch, encoded, cut, strict=True)]
+            predictions += [
+                refusal
+                or (self._verdict(text, e, *next(rows)) if lines is None else self._lines_of(text, e, lines, rows))
+                for text, (e, refusal), lines in zip(batch, encoded, cut, strict=True)
+            ]
             if progress is not None:
                 progress(len(predictions))
         return predictions
@@ -274,12 +359,14 @@ class Predictor:
         rules, findings = self.rules(encoded, line.reading)
         return self._verdict(line.text, (encoded, line.reading), *row, rules=rules, rule_findings=findings)
 
-    def _lines_of(self, text: str, read: tuple[Encoded, Reading], lines: ServiceLines,
-                  rows: Iterator[tuple[list[float], int]]) -> Prediction:
+    def _lines_of(
+        self, text: str, read: tuple[Encoded, Reading], lines: ServiceLines, rows: Iterator[tuple[list[float], int]]
+    ) -> Prediction:
         """The claim judged from its lines' next rows of answers (predict_many), with each line's rules."""
-        judged = [self._unread_line(line) if line.unread_item else self._line_verdict(line, read[0].truncated,
-                                                                                         next(rows))
-                  for line in lines.lines]
+        judged = [
+            self._unread_line(line) if line.unread_item else self._line_verdict(line, read[0].truncated, next(rows))
+            for line in lines.lines
+        ]
         return self._claim_of_lines(text, read, lines, judged)
 
     def _ablation(self, claim: ClaimTensors) -> dict[str, tuple[str, ...]]:
@@ -287,9 +374,15 @@ class Predictor:
         Specialization page, from claims of the class the model answers for this one (`claim.classes`)."""
         reference = reference_claims(self.tokenizer, self.model.config.max_len)
         heads = [(head,) for head in range(self.model.config.n_heads)]
-        return {name: tuple(CLASSES[int(greedy_outcomes(log_probs)[0])] for log_probs in resampled_log_probs(
-                    self.model, self.model.attention_named(name), claim, claim.classes, heads, reference))
-                for name in analysed_names(self.model)}
+        return {
+            name: tuple(
+                CLASSES[int(greedy_outcomes(log_probs)[0])]
+                for log_probs in resampled_log_probs(
+                    self.model, self.model.attention_named(name), claim, claim.classes, heads, reference
+                )
+            )
+            for name in analysed_names(self.model)
+        }
 
 
 def _badness(p: Prediction) -> tuple[int, float]:
@@ -328,8 +421,11 @@ def _model_config(config: dict, payload: dict) -> ModelConfig:
         raise RunError(f"{CONFIG} is damaged (its model settings are not what a run writes)") from None
     trained_with = payload.get("model_config")
     trained_with = trained_with if isinstance(trained_with, dict) else {}
-    differences = [f"{k} is {trained_with[k]} in the checkpoint but {v} in {CONFIG}"
-                   for k, v in model_config.to_dict().items() if k in trained_with and trained_with[k] != v]
+    differences = [
+        f"{k} is {trained_with[k]} in the checkpoint but {v} in {CONFIG}"
+        for k, v in model_config.to_dict().items()
+        if k in trained_with and trained_with[k] != v
+    ]
     if differences:
         raise RunError("checkpoint does not match this run's model configuration: " + "; ".join(differences))
     return model_config
@@ -351,11 +447,12 @@ def _model(config: ModelConfig, weights: dict, tokenizer: Tokenizer) -> ClaimsTr
     if config.n_categories != N_CATEGORIES:
         raise RunError(f"the model reads {config.n_categories} kinds of field, not the {N_CATEGORIES} Headwatch has")
     if len(tokenizer.vocab) != config.vocab_size:
-        raise RunError(f"{TOKENIZER} has {len(tokenizer.vocab)} words but the model was trained on "
-                       f"{config.vocab_size}: they do not belong together")
+        raise RunError(
+            f"{TOKENIZER} has {len(tokenizer.vocab)} words but the model was trained on "
+            f"{config.vocab_size}: they do not belong together"
+        )
     if not all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point()):
-        raise RunError("the checkpoint's weights are not all numbers (NaN or infinity): this model cannot judge "
-                       "claims")
+        raise RunError("the checkpoint's weights are not all numbers (NaN or infinity): this model cannot judge claims")
     model = ClaimsTransformer(config)
     try:
         model.load_state_dict(weights)

@@ -70,22 +70,28 @@ def head_label(head: Head) -> str:
 def head_evidence(head: Head) -> str:
     """The measurements behind the head's label, in a sentence or three."""
     if head.kind == NOT_PATCHED:
-        return ("Encoder heads are not tested on twins: their output sits at the claim's own words, which twins do "
-                f"not share. {_taken_away(head).capitalize()} (at the same fields), accuracy changes by "
-                f"{_changes(head)}.")
+        return (
+            "Encoder heads are not tested on twins: their output sits at the claim's own words, which twins do "
+            f"not share. {_taken_away(head).capitalize()} (at the same fields), accuracy changes by "
+            f"{_changes(head)}."
+        )
     if not head.necessity:
         return f"Measured before twin claims were: {_taken_away(head)}, accuracy changes by {_changes(head)}."
     listed = ", ".join(f"{named(c)} {_pct(v)}" for c, v in twin_needs(head).items())
     if head.kind == SPECIALIST:
         return _specialist(head)
     if head.kind == SHARES:
-        return (f"{_shared_sentence(head).strip()} Alone: {listed or 'no check loses more than ' + _pct(UNOWNED)}."
-                f"{_resampled_sentence(head)}")
+        return (
+            f"{_shared_sentence(head).strip()} Alone: {listed or 'no check loses more than ' + _pct(UNOWNED)}."
+            f"{_resampled_sentence(head)}"
+        )
     if head.kind == LEANS:
         unit = named(head.reason or "")
         carried = f" Head {_join([str(j + 1) for j in head.rivals])} carries {unit} as well." if head.rivals else ""
-        return (f"{unit} needs it, but it is not {unit}'s alone. Needed by: {listed}."
-                f"{carried}{_shared_sentence(head)}{_resampled_sentence(head)}")
+        return (
+            f"{unit} needs it, but it is not {unit}'s alone. Needed by: {listed}."
+            f"{carried}{_shared_sentence(head)}{_resampled_sentence(head)}"
+        )
     if head.kind in (NEEDED, LITTLE_EFFECT):
         return _barely_twins(head)
     if head.kind == HELPS:
@@ -98,10 +104,12 @@ def _specialist(head: Head) -> str:
     reason, checks = unit_reason(owned), UNITS.get(owned, (owned,))
     rest = max((v for c, v in head.necessity.items() if c not in checks), default=0.0)
     other_classes = max([0.0] + [v for c, v in head.ablation.items() if c != reason and not math.isnan(v)])
-    return (f"Only {named(owned)} needs it: {_pct(need(head.necessity, owned))} of what tells its claims from their "
-            f"repaired twins goes when it sees the twin; no other check loses more than {_pct(max(rest, 0.0))} of its "
-            f"evidence, and {_taken_away(head)} no other class loses more than {_pct(other_classes)} of its "
-            "accuracy.")
+    return (
+        f"Only {named(owned)} needs it: {_pct(need(head.necessity, owned))} of what tells its claims from their "
+        f"repaired twins goes when it sees the twin; no other check loses more than {_pct(max(rest, 0.0))} of its "
+        f"evidence, and {_taken_away(head)} no other class loses more than {_pct(other_classes)} of its "
+        "accuracy."
+    )
 
 
 def _barely_twins(head: Head) -> str:
@@ -109,8 +117,10 @@ def _barely_twins(head: Head) -> str:
     found = f"Twin claims barely need it: at most {_pct(max(most, 0.0))} of any check's evidence goes with it."
     resampled = resampled_needs(head)
     if resampled:
-        return (f"{found} Yet {_taken_away(head)}, accuracy drops by {_losses(resampled)}: it carries something "
-                "those claims need that a claim and its twin share (the billed item, say).")
+        return (
+            f"{found} Yet {_taken_away(head)}, accuracy drops by {_losses(resampled)}: it carries something "
+            "those claims need that a claim and its twin share (the billed item, say)."
+        )
     return f"{found} {_taken_away(head).capitalize()}, no class loses more than {_pct(UNOWNED)} of its accuracy."
 
 
@@ -119,10 +129,15 @@ def _helps(head: Head) -> str:
     checks = [c for c in (head.reason or "").split(", ") if c in twins]
     if not checks:
         return f"Only {named(head.reason or '')} needs it, and only in part.{_resampled_sentence(head)}"
-    shares = " and ".join(f"{_pct(twins[c])} of {c}'s" for c in checks) if len(checks) > 1 else (
-        f"{_pct(twins[checks[0]])} of its")
-    return (f"Only {named(', '.join(checks))} needs it, and only in part: {shares} evidence goes with it."
-            f"{_shared_sentence(head)}{_resampled_sentence(head)}")
+    shares = (
+        " and ".join(f"{_pct(twins[c])} of {c}'s" for c in checks)
+        if len(checks) > 1
+        else (f"{_pct(twins[checks[0]])} of its")
+    )
+    return (
+        f"Only {named(', '.join(checks))} needs it, and only in part: {shares} evidence goes with it."
+        f"{_shared_sentence(head)}{_resampled_sentence(head)}"
+    )
 
 
 def _taken_away(head: Head) -> str:
@@ -164,5 +179,7 @@ def _shared_sentence(head: Head) -> str:
     if not head.shared_with:
         return ""
     told = "; ".join(f"{named(u)} with {_heads(p)}" for u, p in head.shared_with.items())
-    return (f" It shares {told}: removed together, the pair takes much more than either alone, so each can stand in "
-            "for the other.")
+    return (
+        f" It shares {told}: removed together, the pair takes much more than either alone, so each can stand in "
+        "for the other."
+    )

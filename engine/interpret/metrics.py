@@ -38,8 +38,9 @@ def reads_adam_memories(optimizer: torch.optim.Optimizer) -> bool:
     return isinstance(optimizer, torch.optim.Adam)
 
 
-def applied_update(param: torch.Tensor, optimizer: torch.optim.Optimizer,
-                   group: dict | None = None) -> tuple[torch.Tensor, ...]:
+def applied_update(
+    param: torch.Tensor, optimizer: torch.optim.Optimizer, group: dict | None = None
+) -> tuple[torch.Tensor, ...]:
     """(grad, update, m, v) of a parameter right after `optimizer.step()`; m and v are None for SGD. `group`: its
     parameter group, when the caller knows it (else it is looked for).
 
@@ -106,8 +107,11 @@ def _make_layout(model: ClaimsTransformer) -> _Layout:
     no_head = len(heads) * model.config.n_heads
     named = list(model.named_parameters())
     groups = tuple(dict.fromkeys(_group_name(name) for name, _ in named))
-    owned = {id(s.param): i * module.n_heads + s.head_of_each_element(module.n_heads)
-             for i, module in enumerate(attentions) for s in attention_slices(module)}
+    owned = {
+        id(s.param): i * module.n_heads + s.head_of_each_element(module.n_heads)
+        for i, module in enumerate(attentions)
+        for s in attention_slices(module)
+    }
     segments = []
     for name, param in named:
         head = owned.get(id(param), torch.full((param.numel(),), no_head))
@@ -218,8 +222,10 @@ def signed(change: float) -> str:
 # the optimizers whose update engine.interpret.metrics.applied_update reads from their state (AdamW is an Adam)
 READ_FROM_STATE = (torch.optim.Adam, torch.optim.SGD)
 
-def head_stats(optimizer: torch.optim.Optimizer, module: nn.Module,
-               before: Mapping[int, torch.Tensor] | None = None) -> tuple[OptimStats, ...]:
+
+def head_stats(
+    optimizer: torch.optim.Optimizer, module: nn.Module, before: Mapping[int, torch.Tensor] | None = None
+) -> tuple[OptimStats, ...]:
     """Each head's statistics of the update the optimizer just applied to its query, key, value and output
     weights, as Headwatch's own runs measure them (engine.interpret.metrics.applied_update); read before the gradients
     are zeroed (a cleared gradient counts as zero). Another optimizer's update is what its step changed (`before`: the
@@ -227,34 +233,57 @@ def head_stats(optimizer: torch.optim.Optimizer, module: nn.Module,
     kind = kind_of(module)
     return _head_stats(optimizer, kind.heads(module), kind.slices(module), _groups(optimizer), before)
 
+
 def _groups(optimizer: torch.optim.Optimizer) -> dict[int, dict]:
     """Each trained parameter's group, by the parameter's id (a frozen one is in none)."""
     return {id(p): group for group in optimizer.param_groups for p in group["params"]}
 
-def _head_stats(optimizer: torch.optim.Optimizer, heads: int, slices: list[HeadSlices], groups: Mapping[int, dict],
-                before: Mapping[int, torch.Tensor] | None) -> tuple[OptimStats, ...]:
+
+def _head_stats(
+    optimizer: torch.optim.Optimizer,
+    heads: int,
+    slices: list[HeadSlices],
+    groups: Mapping[int, dict],
+    before: Mapping[int, torch.Tensor] | None,
+) -> tuple[OptimStats, ...]:
     sums = torch.zeros(heads, 6, dtype=torch.float64)
     for part in (s for s in slices if id(s.param) in groups):  # frozen weights do not move
         sums += _head_sums(part, heads, *_applied(part.param, optimizer, groups[id(part.param)], before)).cpu()
     adam = reads_adam_memories(optimizer)
     return tuple(stats_from_sums(total, adam) for total in sums.tolist())
 
-def _applied(param: nn.Parameter, optimizer: torch.optim.Optimizer, group: dict,
-             before: Mapping[int, torch.Tensor] | None) -> tuple[torch.Tensor | None, ...]:
+
+def _applied(
+    param: nn.Parameter, optimizer: torch.optim.Optimizer, group: dict, before: Mapping[int, torch.Tensor] | None
+) -> tuple[torch.Tensor | None, ...]:
     if isinstance(optimizer, READ_FROM_STATE) or before is None:
         return applied_update(param, optimizer, group)
     grad = param.grad if param.grad is not None else torch.zeros_like(param)
     return grad, before[id(param)] - param.detach(), None, None
 
-def _head_sums(slices: HeadSlices, heads: int, grad: torch.Tensor, update: torch.Tensor, m: torch.Tensor | None,
-               v: torch.Tensor | None) -> torch.Tensor:
+
+def _head_sums(
+    slices: HeadSlices,
+    heads: int,
+    grad: torch.Tensor,
+    update: torch.Tensor,
+    m: torch.Tensor | None,
+    v: torch.Tensor | None,
+) -> torch.Tensor:
     """Each head's share of the sums stats_from_sums takes, (heads, 6): |grad|², |update|², Σ|update|, Σ|m|, Σ√v,
     and the count of its elements. The five are computed side by side (a last dimension) and cut into heads at once:
     a step measured costs a few operations a parameter, not a few dozen."""
     grad, update = grad.detach().double(), update.detach().double()
     none = torch.zeros_like(grad)  # on the parameters' device, as the sums are
-    each = torch.stack([grad.square(), update.square(), update.abs(),
-                        m.detach().double().abs() if m is not None else none,
-                        v.detach().double().sqrt() if v is not None else none], dim=-1)
+    each = torch.stack(
+        [
+            grad.square(),
+            update.square(),
+            update.abs(),
+            m.detach().double().abs() if m is not None else none,
+            v.detach().double().sqrt() if v is not None else none,
+        ],
+        dim=-1,
+    )
     banded = slices.by_head(each, heads).reshape(heads, -1, 5)  # (heads, elements of each, 5)
     return torch.cat([banded.sum(1), banded.new_full((heads, 1), banded.shape[1])], dim=1)

@@ -36,9 +36,14 @@ OWNED = 0.5  # a reason depends on a head: patching it away removes at least hal
 UNOWNED = 0.2  # the most any other reason, check or class may depend on a head that owns one
 
 # What a head can own: a reason, or one of ADMIN's two families of checks; the families first (the closer name)
-UNITS: dict[str, tuple[str, ...]] = {"MEDICAL": ("MEDICAL",), "DOSAGE": ("DOSAGE",), "COST": ("COST",),
-                                     "sex, age": ("sex", "age"), "specialty, place": ("specialty", "place"),
-                                     "ADMIN": ADMIN_KINDS}
+UNITS: dict[str, tuple[str, ...]] = {
+    "MEDICAL": ("MEDICAL",),
+    "DOSAGE": ("DOSAGE",),
+    "COST": ("COST",),
+    "sex, age": ("sex", "age"),
+    "specialty, place": ("specialty", "place"),
+    "ADMIN": ADMIN_KINDS,
+}
 FINEST = ("MEDICAL", "DOSAGE", "COST", "sex, age", "specialty, place")  # the units selectivity compares
 
 KINDS = ("specialist", "shares", "leans", "generalist", "helps", "needed by", "little effect", "not patched")
@@ -76,8 +81,7 @@ def owners(heads: Sequence[HeadAttribution]) -> tuple[HeadAttribution, ...]:
         rivals = [j for j, other in enumerate(candidates) if j != index and other and unit and _overlap(unit, other)]
         owned = unit if unit is not None and not rivals and not shared else None
         head = replace(head, selectivity=selectivity(head), shared_with=shared)
-        labelled.append(replace(head, owns=owned and unit_reason(owned), rivals=tuple(rivals),
-                                **_role(head, owned)))
+        labelled.append(replace(head, owns=owned and unit_reason(owned), rivals=tuple(rivals), **_role(head, owned)))
     return tuple(labelled)
 
 
@@ -95,10 +99,17 @@ def _shares(index: int, heads: Sequence[HeadAttribution]) -> dict[str, tuple[int
         if partner == index or key not in head.pair_ablation:
             continue
         together, dropped = head.pair_necessity.get(key, {}), head.pair_ablation[key]
-        units = [u for u in FINEST if together and _backup(need(together, u), need(head.necessity, u),
-                                                           need(other.necessity, u), OWNED)]
-        units += [r for r in REASONS if r not in units and _backup(dropped.get(r, 0.0), head.ablation.get(r, 0.0),
-                                                                   other.ablation.get(r, 0.0), UNOWNED)]
+        units = [
+            u
+            for u in FINEST
+            if together and _backup(need(together, u), need(head.necessity, u), need(other.necessity, u), OWNED)
+        ]
+        units += [
+            r
+            for r in REASONS
+            if r not in units
+            and _backup(dropped.get(r, 0.0), head.ablation.get(r, 0.0), other.ablation.get(r, 0.0), UNOWNED)
+        ]
         for unit in units:
             shared[unit] = (*shared.get(unit, ()), partner)
     return shared
@@ -125,9 +136,12 @@ def _candidate(head: HeadAttribution) -> str | None:
     for unit, checks in UNITS.items():
         others = [c for c in CHECKS if c not in checks]
         kinds = [k for k in ADMIN_KINDS if k not in checks] if unit_reason(unit) == "ADMIN" else []
-        if (need(head.necessity, unit) >= OWNED and all(head.necessity[c] <= UNOWNED for c in others)
-                and all(not v > UNOWNED for c, v in head.ablation.items() if c != unit_reason(unit))
-                and all(not head.admin_kinds.get(k, 0.0) > UNOWNED for k in kinds)):
+        if (
+            need(head.necessity, unit) >= OWNED
+            and all(head.necessity[c] <= UNOWNED for c in others)
+            and all(not v > UNOWNED for c, v in head.ablation.items() if c != unit_reason(unit))
+            and all(not head.admin_kinds.get(k, 0.0) > UNOWNED for k in kinds)
+        ):
             return unit
     return None
 
@@ -146,8 +160,9 @@ def _role(head: HeadAttribution, owned: str | None) -> dict[str, str | None]:
     if strong and len({unit_reason(u) for u in strong}) == 1:
         return {"kind": LEANS, "reason": strong[0] if len(strong) == 1 else unit_reason(strong[0])}
     if not twins:
-        return {"kind": NEEDED, "reason": ", ".join(resampled)} if resampled else {"kind": LITTLE_EFFECT,
-                                                                                     "reason": None}
+        return (
+            {"kind": NEEDED, "reason": ", ".join(resampled)} if resampled else {"kind": LITTLE_EFFECT, "reason": None}
+        )
     if len(reasons) > 1:
         return {"kind": GENERALIST, "reason": None}
     return {"kind": HELPS, "reason": ", ".join(c for c in CHECKS if c in twins)}

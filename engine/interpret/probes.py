@@ -71,13 +71,22 @@ class ProbeTable:
 
     def to_json(self) -> dict:
         """Numbers only; an unmeasured cell (NaN) is null."""
+
         def finite(value: float) -> float | None:
             return value if math.isfinite(value) else None
 
-        return {"step": self.step, "seconds": finite(self.seconds), "claims": self.claims,
-                "accuracy": {source: {reason: {field: finite(value) for field, value in cells.items()}
-                                      for reason, cells in by_reason.items()}
-                             for source, by_reason in self.accuracy.items()}}
+        return {
+            "step": self.step,
+            "seconds": finite(self.seconds),
+            "claims": self.claims,
+            "accuracy": {
+                source: {
+                    reason: {field: finite(value) for field, value in cells.items()}
+                    for reason, cells in by_reason.items()
+                }
+                for source, by_reason in self.accuracy.items()
+            },
+        }
 
 
 @dataclass(frozen=True)
@@ -135,8 +144,11 @@ def field_vectors(model: ClaimsTransformer, claims: ClaimTensors) -> tuple[torch
         claim = packing.index // chunk.tokens.shape[1]
         field = lookup[packing.pack(chunk.categories)]
         vectors.append(torch.stack([_per_field(rows, claim, field, batch) for rows in (memory.tokens, seen[0])]))
-        present.append(torch.zeros(len(FIELDS), batch, dtype=torch.bool, device=claim.device)
-                       .index_put_((field, claim), torch.ones_like(claim, dtype=torch.bool)))
+        present.append(
+            torch.zeros(len(FIELDS), batch, dtype=torch.bool, device=claim.device).index_put_(
+                (field, claim), torch.ones_like(claim, dtype=torch.bool)
+            )
+        )
     model.train(was_training)
     return torch.cat(vectors, dim=2), torch.cat(present, dim=1)
 
@@ -183,8 +195,9 @@ def _balanced_rows(classes: torch.Tensor, reason: int) -> torch.Tensor:
     return torch.cat([mine[:count], valid[:count]])
 
 
-def _examples(vectors: torch.Tensor, present: torch.Tensor, classes: torch.Tensor,
-              rows: list[torch.Tensor]) -> Examples:
+def _examples(
+    vectors: torch.Tensor, present: torch.Tensor, classes: torch.Tensor, rows: list[torch.Tensor]
+) -> Examples:
     """One problem per source, reason and field (in that order), each on its reason's `rows`: the claims of that
     reason against valid claims, at those that have the field."""
     width = max(len(r) for r in rows)
@@ -211,14 +224,18 @@ def probe_table(model: ClaimsTransformer, fit: ClaimTensors, score: ClaimTensors
     every = torch.arange(len(score), device=score.classes.device)
     scored = _examples(score_vectors, score_present, score.classes, [every for _ in reasons])
     accuracy = probe_accuracy(fitted, scored).view(len(SOURCES), len(REASONS), len(FIELDS)).tolist()
-    in_score = score_present[None] & ((score.classes[None, None] == torch.tensor(list(reasons))[:, None, None])
-                                      | (score.classes == 0)[None, None])  # (R, F, B)
+    in_score = score_present[None] & (
+        (score.classes[None, None] == torch.tensor(list(reasons))[:, None, None]) | (score.classes == 0)[None, None]
+    )  # (R, F, B)
     return ProbeTable(
         step=step,
-        accuracy={source: {reason: dict(zip(FIELDS, accuracy[s][r], strict=True))
-                           for r, reason in enumerate(REASONS)} for s, source in enumerate(SOURCES)},
-        claims={reason: dict(zip(FIELDS, in_score[r].sum(1).tolist(), strict=True))
-                for r, reason in enumerate(REASONS)},
+        accuracy={
+            source: {reason: dict(zip(FIELDS, accuracy[s][r], strict=True)) for r, reason in enumerate(REASONS)}
+            for s, source in enumerate(SOURCES)
+        },
+        claims={
+            reason: dict(zip(FIELDS, in_score[r].sum(1).tolist(), strict=True)) for r, reason in enumerate(REASONS)
+        },
     )
 
 
@@ -230,9 +247,12 @@ def probing_claims(data: ClaimData) -> tuple[ClaimTensors, ClaimTensors]:
 def formed_at(table: ProbeTable, reason: str) -> list[str]:
     """The fields where `reason`'s verdict has formed: the encoder's output there tells it from valid claims
     (FORMED) clearly better than the word there does alone (GAIN)."""
-    return [field for field in FIELDS
-            if (encoder := table.cell("encoder", reason, field)) >= FORMED
-            and encoder - table.cell("embeddings", reason, field) >= GAIN]
+    return [
+        field
+        for field in FIELDS
+        if (encoder := table.cell("encoder", reason, field)) >= FORMED
+        and encoder - table.cell("embeddings", reason, field) >= GAIN
+    ]
 
 
 def measured_fields(table: ProbeTable, reason: str) -> list[str]:
@@ -249,8 +269,10 @@ def where_it_forms(table: ProbeTable, reason: str) -> str:
     if not measured:
         return f"{reason}: too few claims to measure."
     if not formed:
-        return f"{reason} forms at no single field: no field's encoder output tells it from valid claims clearly " \
-               "better than its word alone."
+        return (
+            f"{reason} forms at no single field: no field's encoder output tells it from valid claims clearly "
+            "better than its word alone."
+        )
     if len(formed) == len(measured):
         return f"{reason} forms everywhere: at every field measured."
     return f"{reason} forms at {_listed([f'the {FIELD_NAMES[f]}' for f in formed])}."
@@ -265,6 +287,7 @@ def hub_line(table: ProbeTable) -> str:
         return f"The billed item is no hub: none of {_listed(list(HUB_REASONS))} forms there."
     verb = "forms" if len(there) == 1 else "form"
     return f"The billed item is no hub: of {_listed(list(HUB_REASONS))}, only {_listed(there)} {verb} there."
+
 
 def recorded_steps(total: int) -> list[int]:
     """The steps at which a run of `total` steps records its probe table (its end as well, wherever it stops)."""
@@ -312,8 +335,11 @@ def _table(record: Any) -> ProbeTable:
         raise ValueError("not a table")
     return ProbeTable(
         step=_count(record["step"]),
-        accuracy=_cells(record["accuracy"], SOURCES, lambda by_reason: _cells(
-            by_reason, REASONS, lambda cells: _cells(cells, tuple(FIELDS), _share))),
+        accuracy=_cells(
+            record["accuracy"],
+            SOURCES,
+            lambda by_reason: _cells(by_reason, REASONS, lambda cells: _cells(cells, tuple(FIELDS), _share)),
+        ),
         claims=_cells(record["claims"], REASONS, lambda cells: _cells(cells, tuple(FIELDS), _count)),
         seconds=_seconds(record.get("seconds")),
     )

@@ -73,12 +73,15 @@ def head_importance(scorer: _Scorer, names: list[str]) -> dict[str, torch.Tensor
     for group in ([n for n in names if n.startswith("encoder.")], [n for n in names if not n.startswith("encoder.")]):
         if not group:
             continue
-        scales = {name: torch.ones(attentions[name].n_heads, requires_grad=True,
-                                   device=scorer.claims.tokens.device) for name in group}
+        scales = {
+            name: torch.ones(attentions[name].n_heads, requires_grad=True, device=scorer.claims.tokens.device)
+            for name in group
+        }
         with ExitStack() as hooks:
             for name in group:
-                hooks.enter_context(attentions[name].heads.hooked(
-                    lambda heads, scale=scales[name]: heads * scale.view(1, -1, 1, 1)))
+                hooks.enter_context(
+                    attentions[name].heads.hooked(lambda heads, scale=scales[name]: heads * scale.view(1, -1, 1, 1))
+                )
             log_probs = scorer.log_probs(in_encoder=group[0].startswith("encoder."))
         loss = -log_probs.gather(1, scorer.claims.classes[:, None]).mean()
         grads = torch.autograd.grad(loss, [scales[n] for n in group])
@@ -86,9 +89,16 @@ def head_importance(scorer: _Scorer, names: list[str]) -> dict[str, torch.Tensor
     return result
 
 
-def specialization(model: ClaimsTransformer, heldout: ClaimTensors, step: int, n_categories: int,
-                   pairs: PairBatch | None, reference: ClaimTensors, analysis_claims: int = ANALYSIS_CLAIMS,
-                   include_encoder: bool = False) -> SpecializationPoint:
+def specialization(
+    model: ClaimsTransformer,
+    heldout: ClaimTensors,
+    step: int,
+    n_categories: int,
+    pairs: PairBatch | None,
+    reference: ClaimTensors,
+    analysis_claims: int = ANALYSIS_CLAIMS,
+    include_encoder: bool = False,
+) -> SpecializationPoint:
     """Every measured head at `step`: what it reads (shares, entropy, confidence, importance) and what it is for
     (engine.interpret.attribution: patching on `pairs`, resampling from the `reference` claims on the held-out
     claims)."""
@@ -108,10 +118,15 @@ def specialization(model: ClaimsTransformer, heldout: ClaimTensors, step: int, n
             head_shares = {CATEGORIES[c]: float(shares[head, c]) for c in range(n_categories)}
             if model.config.null_key:
                 head_shares[NOTHING] = max(0.0, 1.0 - sum(head_shares.values()))
-            per_head.append(HeadSpecialization(
-                shares=head_shares, entropy=float(entropy[head]), confidence=float(confidence[head]),
-                importance=float(importance[name][head]), **asdict(causal),
-            ))
+            per_head.append(
+                HeadSpecialization(
+                    shares=head_shares,
+                    entropy=float(entropy[head]),
+                    confidence=float(confidence[head]),
+                    importance=float(importance[name][head]),
+                    **asdict(causal),
+                )
+            )
         heads[name] = tuple(per_head)
     model.train(was_training)
     return SpecializationPoint(step, heads)

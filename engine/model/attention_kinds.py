@@ -42,8 +42,12 @@ class NotAttention(ValueError):
     (engine.recording.watch)."""
 
 
-def register_attention(module_type: type[nn.Module], heads: Callable[[nn.Module], int],
-                       slices: Callable[[nn.Module], list[HeadSlices]], weights: WeightsOf) -> None:
+def register_attention(
+    module_type: type[nn.Module],
+    heads: Callable[[nn.Module], int],
+    slices: Callable[[nn.Module], list[HeadSlices]],
+    weights: WeightsOf,
+) -> None:
     """Teach `watch` an attention module of your own. `heads(module)`: its number of heads. `slices(module)`: its
     query, key, value and output parameters, each as HeadSlices (which of its elements each head owns), for the
     per-head optimizer statistics. `weights(module, args, kwargs, output)`: its attention weights (B, H, Tq, Tk)
@@ -170,13 +174,19 @@ def _hugging_face_core(module: nn.Module) -> nn.Module | None:
 
 def _hf_heads(module: nn.Module) -> int:
     core = _hugging_face_core(module)
-    return int(getattr(core, "num_heads", None) or getattr(core, "num_attention_heads", None)
-               or core.config.num_attention_heads)
+    return int(
+        getattr(core, "num_heads", None)
+        or getattr(core, "num_attention_heads", None)
+        or core.config.num_attention_heads
+    )
 
 
 def _hf_head_width(core: nn.Module, heads: int) -> int:
-    return int(getattr(core, "head_dim", None) or getattr(core, "attention_head_size", None)
-               or core.config.hidden_size // heads)
+    return int(
+        getattr(core, "head_dim", None)
+        or getattr(core, "attention_head_size", None)
+        or core.config.hidden_size // heads
+    )
 
 
 def _hf_slices(module: nn.Module) -> list[HeadSlices]:
@@ -266,8 +276,11 @@ def _hf_weights(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> to
     if not torch.is_tensor(hidden):
         raise NotAttention("its forward was given no hidden_states to compute its attention from")
     dtype = hidden.dtype if hidden.is_floating_point() else torch.float32
-    flagged = core.config._attn_implementation != "eager" and hidden.shape[-2] > 1 and bool(
-        named.get("is_causal", getattr(core, "is_causal", True)))  # sdpa's own default when a module says nothing
+    flagged = (
+        core.config._attn_implementation != "eager"
+        and hidden.shape[-2] > 1
+        and bool(named.get("is_causal", getattr(core, "is_causal", True)))
+    )  # sdpa's own default when a module says nothing
     for name in (n for n in _MASKS if n in named):
         named[name] = _eager_mask(named[name], flagged and name == "attention_mask", hidden.shape[-2], dtype)
     if "output_attentions" in inspect.signature(module.forward).parameters:
@@ -284,15 +297,18 @@ HUGGING_FACE = AttentionKind(_hf_heads, _hf_slices, _hf_weights)
 
 # timm's Attention (vision transformers): q, k and v stacked in the rows of one Linear, qkv, as (3, heads, width)
 def _is_timm_attention(module: nn.Module) -> bool:
-    return (type(module).__name__ == "Attention"
-            and type(module).__module__ in ("timm.layers.attention", "timm.models.vision_transformer")
-            and isinstance(getattr(module, "qkv", None), nn.Linear) and isinstance(getattr(module, "proj", None),
-                                                                                     nn.Linear))
+    return (
+        type(module).__name__ == "Attention"
+        and type(module).__module__ in ("timm.layers.attention", "timm.models.vision_transformer")
+        and isinstance(getattr(module, "qkv", None), nn.Linear)
+        and isinstance(getattr(module, "proj", None), nn.Linear)
+    )
 
 
 def _timm_slices(module: nn.Module) -> list[HeadSlices]:
-    slices = [HeadSlices(module.qkv.weight, 3)] + ([HeadSlices(module.qkv.bias, 3)] if module.qkv.bias is not None
-                                                    else [])
+    slices = [HeadSlices(module.qkv.weight, 3)] + (
+        [HeadSlices(module.qkv.bias, 3)] if module.qkv.bias is not None else []
+    )
     return [*slices, HeadSlices(module.proj.weight, by_columns=True)]
 
 

@@ -37,8 +37,10 @@ class HeadSlices:
         bands = self.blocks * heads // self.shared_by
         if size % bands:
             side = "columns" if self.by_columns else "rows"
-            return f"a parameter of shape {shape} cannot be split into {self.blocks} blocks of " \
-                   f"{heads // self.shared_by} equal bands of {side}"
+            return (
+                f"a parameter of shape {shape} cannot be split into {self.blocks} blocks of "
+                f"{heads // self.shared_by} equal bands of {side}"
+            )
         return None
 
     def by_head(self, tensor: torch.Tensor, heads: int) -> torch.Tensor:

@@ -193,8 +193,9 @@ class Attention(nn.Module):
         batch, length, _ = x.shape
         return x.view(batch, length, self.n_heads, -1).transpose(1, 2)  # (B, H, T, hd)
 
-    def keys_values(self, memory: torch.Tensor, memory_packing: Packing | None = None,
-                    key_tokens: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def keys_values(
+        self, memory: torch.Tensor, memory_packing: Packing | None = None, key_tokens: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values (B, H, Tk, hd) of memory (B, Tk, C), or of its real tokens (N, C) given their packing;
         the keys from `key_tokens` (shaped as memory) when given."""
         k, v = self.key(memory if key_tokens is None else key_tokens), self.value(memory)
@@ -276,8 +277,13 @@ class DecoderLayer(nn.Module):
         self.norm_self = nn.LayerNorm(config.d_model)
         self.self_attention = Attention(config, f"decoder.{index}.self", HeadDesign(sparse=config.sparse_attention))
         self.norm_cross = nn.LayerNorm(config.d_model)
-        cross = HeadDesign(config.null_key, config.sparse_attention, config.cross_value_dim, config.cross_head_gate,
-                           config.cross_learned_alpha)
+        cross = HeadDesign(
+            config.null_key,
+            config.sparse_attention,
+            config.cross_value_dim,
+            config.cross_head_gate,
+            config.cross_learned_alpha,
+        )
         self.cross_attention = Attention(config, f"decoder.{index}.cross", cross)
         self.norm_ff = nn.LayerNorm(config.d_model)
         self.ff = FeedForward(config)
@@ -290,9 +296,17 @@ class DecoderLayer(nn.Module):
         y = y + self.dropout(self.self_attention(normed, normed, causal, capture))
         key_mask = memory.packing.mask[:, None, None, :]  # (B, 1, 1, T)
         cached = memory.keys_values.get(self.cross_attention.name) if memory.keys_values else None
-        y = y + self.dropout(self.cross_attention(self.norm_cross(y), memory.tokens, key_mask, capture,
-                                                  memory_packing=memory.packing, keys_values=cached,
-                                                  key_tokens=memory.key_tokens))
+        y = y + self.dropout(
+            self.cross_attention(
+                self.norm_cross(y),
+                memory.tokens,
+                key_mask,
+                capture,
+                memory_packing=memory.packing,
+                keys_values=cached,
+                key_tokens=memory.key_tokens,
+            )
+        )
         return y + self.dropout(self.ff(self.norm_ff(y)))
 
 
@@ -356,8 +370,9 @@ class EncoderDecoder(nn.Module):
         """The memory with every cross-attention's keys and values computed once: they depend neither on the
         decoder's input nor on its heads' outputs, so repeated decoder passes over the same claims reuse them."""
         keys_values = {
-            layer.cross_attention.name: layer.cross_attention.keys_values(memory.tokens, memory.packing,
-                                                                          memory.key_tokens)
+            layer.cross_attention.name: layer.cross_attention.keys_values(
+                memory.tokens, memory.packing, memory.key_tokens
+            )
             for layer in self.decoder
         }
         return replace(memory, keys_values=keys_values)
@@ -369,7 +384,8 @@ class EncoderDecoder(nn.Module):
             y = layer(y, memory, capture)
         return self.output(self.norm_out(y))  # (B, S, V_target)
 
-    def forward(self, tokens: torch.Tensor, categories: torch.Tensor, targets: torch.Tensor,
-                capture: Capture | None = None) -> torch.Tensor:
+    def forward(
+        self, tokens: torch.Tensor, categories: torch.Tensor, targets: torch.Tensor, capture: Capture | None = None
+    ) -> torch.Tensor:
         """Teacher-forced logits. tokens, categories: (B, T); targets: (B, S) decoder inputs."""
         return self.decode(targets, self.encode(tokens, categories, capture), capture)

@@ -57,8 +57,9 @@ class RunWarning:
     error: str
 
 
-Event = (RunWarning | RunStart | StepPoint | EvalPoint | OptimPoint | AttentionPoint | SpecializationPoint | Weights
-         | Status)
+Event = (
+    RunWarning | RunStart | StepPoint | EvalPoint | OptimPoint | AttentionPoint | SpecializationPoint | Weights | Status
+)
 
 
 class Observer(Protocol):

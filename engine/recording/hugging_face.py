@@ -26,17 +26,25 @@ class HeadwatchCallback(TrainerCallback):
     the dashboard finds it quiet ("interrupted"). Its tokens are named by `tokenizer` (see engine.recording.watch), or
     else by the Trainer's own tokenizer (its processing_class) when it has one."""
 
-    def __init__(self, out: str | Path, every: int = 10, tensorboard: bool = False,
-                 tokenizer: Tokenizer | None = None) -> None:
+    def __init__(
+        self, out: str | Path, every: int = 10, tensorboard: bool = False, tokenizer: Tokenizer | None = None
+    ) -> None:
         self.out, self.every, self.tensorboard, self.tokenizer = Path(out), every, tensorboard, tokenizer
         self.watcher: Watcher | None = None
         self._losses: list[torch.Tensor] = []
         self._hook: Any = None
         self._said_no_loss = False
 
-    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                       model: nn.Module | None = None, optimizer: Any = None, processing_class: Any = None,
-                       **kwargs: Any) -> None:
+    def on_train_begin(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: nn.Module | None = None,
+        optimizer: Any = None,
+        processing_class: Any = None,
+        **kwargs: Any,
+    ) -> None:
         tokenizer = self.tokenizer if self.tokenizer is not None else _tokenizer_of(processing_class)
         self.watcher = Watcher(model, _torch_optimizer(optimizer), self.out, self.every, self.tensorboard, tokenizer)
         self._hook = model.register_forward_hook(self._heard_loss)
@@ -46,18 +54,19 @@ class HeadwatchCallback(TrainerCallback):
         if model.training and torch.is_tensor(loss):
             self._losses.append(loss.detach())
 
-    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                    **kwargs: Any) -> None:
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if not self._losses and not self._said_no_loss:
             self._said_no_loss = True
-            _warn("the model returns no loss (a compute_loss of your own?): Headwatch records its steps' loss as "
-                  "missing")
+            _warn(
+                "the model returns no loss (a compute_loss of your own?): Headwatch records its steps' loss as missing"
+            )
         loss = torch.stack(self._losses).float().mean() if self._losses else float("nan")
         self._losses = []
         self.watcher.step(loss)
 
-    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                     **kwargs: Any) -> None:
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         self._hook.remove()
         self.watcher.close(Ending("finished"))
 

@@ -26,8 +26,9 @@ class HeadwatchLightningCallback(pl.Callback):
     engine.recording.watch). The run ends "finished" with the training, "stopped" when it is interrupted and "failed"
     when it raises."""
 
-    def __init__(self, out: str | Path, every: int = 10, tensorboard: bool = False,
-                 tokenizer: Tokenizer | None = None) -> None:
+    def __init__(
+        self, out: str | Path, every: int = 10, tensorboard: bool = False, tokenizer: Tokenizer | None = None
+    ) -> None:
         self.out, self.every, self.tensorboard, self.tokenizer = Path(out), every, tensorboard, tokenizer
         self.watcher: Watcher | None = None
         self._losses: list[torch.Tensor] = []
@@ -39,17 +40,21 @@ class HeadwatchLightningCallback(pl.Callback):
         if not optimizers:
             raise ValueError("the LightningModule's configure_optimizers gave no optimizer for Headwatch to watch")
         if len(optimizers) > 1:
-            _warn(f"the LightningModule has {len(optimizers)} optimizers: Headwatch records the statistics of the "
-                  f"first ({type(optimizers[0]).__name__}) only")
+            _warn(
+                f"the LightningModule has {len(optimizers)} optimizers: Headwatch records the statistics of the "
+                f"first ({type(optimizers[0]).__name__}) only"
+            )
         self._first_step = trainer.global_step
         self.watcher = Watcher(pl_module, optimizers[0], self.out, self.every, self.tensorboard, self.tokenizer)
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         self.watcher.heard_inputs(batch)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
         if torch.is_tensor(loss):
             self._losses.append(loss.detach())

@@ -31,8 +31,14 @@ class HubObserver:
         hub = self.hub
         match event:
             case RunStart():
-                hub.describe(event.probe, event.attention_names, event.n_heads, event.prepare_seconds, event.chance,
-                             event.commonest)
+                hub.describe(
+                    event.probe,
+                    event.attention_names,
+                    event.n_heads,
+                    event.prepare_seconds,
+                    event.chance,
+                    event.commonest,
+                )
             case StepPoint():
                 hub.record_step(event.step, event.loss, event.seconds, event.steps_per_second, event.seconds_left)
             case EvalPoint():
@@ -74,5 +80,3 @@ class WriterObserver:
         if writer.failed and not self._told:
             self._told = True
             self.on_failed(RunWarning("run", writer.failed))
-
-

@@ -72,8 +72,12 @@ class TensorBoardObserver:
     these files only (the run trains and saves on), `on_failed` hears of it once, and so does the run's writer, when
     given, for the status it saves. Heard before that writer, its files are complete before the status says so."""
 
-    def __init__(self, run_folder: Path, on_failed: Callable[[RunWarning], None] = lambda warning: None,
-                 run_writer: RunWriter | None = None) -> None:
+    def __init__(
+        self,
+        run_folder: Path,
+        on_failed: Callable[[RunWarning], None] = lambda warning: None,
+        run_writer: RunWriter | None = None,
+    ) -> None:
         self.on_failed, self.run_writer = on_failed, run_writer
         self.failed: str | None = None  # why its files stopped (engine.runs.ending.error_code)
         self._writer: SummaryWriter | None = None
@@ -159,14 +163,17 @@ def event_files_zip(run_folder: Path) -> bytes:
                 left_out.append(f"{name}: {error if isinstance(error, RunError) else 'it cannot be read'}")
                 continue
             if len(data) > budget:
-                left_out.append(f"{name}: the archive holds at most {MAX_EXPORT_BYTES // 2**20} MB of event files; "
-                                "read it in the run's folder")
+                left_out.append(
+                    f"{name}: the archive holds at most {MAX_EXPORT_BYTES // 2**20} MB of event files; "
+                    "read it in the run's folder"
+                )
                 continue
             budget -= len(data)
             archive.writestr(f"{TENSORBOARD}/{name}", data)
         if left_out:
-            archive.writestr(LEFT_OUT, "Event files of this run that are not in this archive:\n" +
-                             "\n".join(left_out) + "\n")
+            archive.writestr(
+                LEFT_OUT, "Event files of this run that are not in this archive:\n" + "\n".join(left_out) + "\n"
+            )
     return buffer.getvalue()
 
 

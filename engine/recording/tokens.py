@@ -10,6 +10,7 @@ import torch
 
 Tokenizer = Any  # anything with convert_ids_to_tokens or decode, or a function from a token id to its text
 
+
 def token_texts(tokenizer: Tokenizer) -> Callable[[list[int]], list[str]]:
     """How a tokenizer, as `watch` takes it, turns one example's token ids into their texts; TypeError, in words, for
     something that cannot."""
@@ -19,8 +20,11 @@ def token_texts(tokenizer: Tokenizer) -> Callable[[list[int]], list[str]]:
         return lambda ids: [tokenizer.decode([i]) for i in ids]
     if callable(tokenizer):
         return lambda ids: [tokenizer(i) for i in ids]
-    raise TypeError(f"tokenizer must have convert_ids_to_tokens or decode, or be a function from a token id to its "
-                    f"text (got {type(tokenizer).__name__})")
+    raise TypeError(
+        f"tokenizer must have convert_ids_to_tokens or decode, or be a function from a token id to its "
+        f"text (got {type(tokenizer).__name__})"
+    )
+
 
 def token_ids(inputs: Any) -> torch.Tensor | None:
     """The (batch, positions) token ids among a model's inputs or a batch: `input_ids` of a dict, or the first whole

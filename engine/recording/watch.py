@@ -63,8 +63,9 @@ def _check_slices(name: str, module: nn.Module) -> None:
     """Slices that do not cut each parameter into one band per head are refused up front, in words."""
     why = slices_mismatch(module, kind_of(module))
     if why is not None:
-        raise ValueError(f"attention module {name!r} ({type(module).__name__}): {why}; check its register_attention "
-                         "call")
+        raise ValueError(
+            f"attention module {name!r} ({type(module).__name__}): {why}; check its register_attention call"
+        )
 
 
 def attention_modules(model: nn.Module) -> dict[str, nn.Module]:
@@ -88,8 +89,15 @@ def attention_candidates(model: nn.Module) -> list[str]:
 class Watcher:
     """Records one training run of someone's model into a Headwatch run folder; see `watch`."""
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, out: Path, every: int,
-                 tensorboard: bool = False, tokenizer: Tokenizer | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        out: Path,
+        every: int,
+        tensorboard: bool = False,
+        tokenizer: Tokenizer | None = None,
+    ) -> None:
         if every < 1:
             raise ValueError(f"every must be a whole number of steps from 1 (got {every!r})")
         self._tokens_of = token_texts(tokenizer) if tokenizer is not None else None
@@ -100,8 +108,10 @@ class Watcher:
         for name, module in self.attention.items():
             _check_slices(name, module)
         # each module's heads and slices, read once: a module's parameters stay its own while it trains
-        self._parts = {name: (self.kinds[name].heads(module), self.kinds[name].slices(module))
-                       for name, module in self.attention.items()}
+        self._parts = {
+            name: (self.kinds[name].heads(module), self.kinds[name].slices(module))
+            for name, module in self.attention.items()
+        }
         self.captured: dict[str, np.ndarray] = {}
         self._before: dict[int, torch.Tensor] | None = None  # attention weights before a step (see _applied)
         self.started, self.said_running, self.next_attention = time.perf_counter(), 0.0, 1
@@ -117,8 +127,10 @@ class Watcher:
             if tensorboard:  # first, as in a Trainer's run: its files are complete, or their failure known, before
                 # the run's status is written, and that status names the failure (RunWriter.beside_failed)
                 self.observers.insert(0, TensorBoardObserver(out, _warn_files, self.writer))
-            self._captures = {name: module.register_forward_hook(self._capture(name), with_kwargs=True)
-                              for name, module in self.attention.items()}
+            self._captures = {
+                name: module.register_forward_hook(self._capture(name), with_kwargs=True)
+                for name, module in self.attention.items()
+            }
             self._hooks.append(optimizer.register_step_post_hook(lambda *_: self._after_update()))
             if tokenizer is not None:
                 _log().info("watch labels attention with the tokens of %s", type(tokenizer).__name__)
@@ -135,11 +147,23 @@ class Watcher:
         counts = {name: self.kinds[name].heads(m) for name, m in self.attention.items()}
         heads = set(counts.values())  # one count, or per layer ("heads") when they differ
         betas = group.get("betas", (0.9, 0.999))
-        return {"preset": "watched", "source": WATCHED, "tensorboard": self.tensorboard,
-                "optimizer": type(self.optimizer).__name__.lower(), "optimizer_name": type(self.optimizer).__name__,
-                "lr": float(group["lr"]), "beta2": float(betas[1]), "batch_size": 0, "seed": 0, "steps": 0,
-                "model": {"n_heads": heads.pop() if len(heads) == 1 else 0, "attention": list(self.attention),
-                          "heads": counts}}
+        return {
+            "preset": "watched",
+            "source": WATCHED,
+            "tensorboard": self.tensorboard,
+            "optimizer": type(self.optimizer).__name__.lower(),
+            "optimizer_name": type(self.optimizer).__name__,
+            "lr": float(group["lr"]),
+            "beta2": float(betas[1]),
+            "batch_size": 0,
+            "seed": 0,
+            "steps": 0,
+            "model": {
+                "n_heads": heads.pop() if len(heads) == 1 else 0,
+                "attention": list(self.attention),
+                "heads": counts,
+            },
+        }
 
     def _capturing(self) -> bool:
         return (self.steps + 1) % self.every == 0 or self.steps == 0
@@ -157,11 +181,15 @@ class Watcher:
             except Exception as error:  # said once, never raised into the model's forward
                 self._captures.pop(name).remove()
                 why = error if isinstance(error, NotAttention) else f"reading its weights failed ({_described(error)})"
-                self._warn_once(name, f"attention module {name!r} ({type(module).__name__}): {why}. Its attention "
-                                      "is no longer saved; training goes on unchanged")
+                self._warn_once(
+                    name,
+                    f"attention module {name!r} ({type(module).__name__}): {why}. Its attention "
+                    "is no longer saved; training goes on unchanged",
+                )
                 return
             if weights is not None:
                 self.captured[name] = weights
+
         return hook
 
     def _weights(self, name: str, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> np.ndarray | None:
@@ -202,8 +230,10 @@ class Watcher:
             return ()
         try:
             named = [list(self._tokens_of(example)) for example in ids]
-            if any(len(texts) != len(example) or not all(isinstance(t, str) for t in texts)
-                   for texts, example in zip(named, ids, strict=True)):
+            if any(
+                len(texts) != len(example) or not all(isinstance(t, str) for t in texts)
+                for texts, example in zip(named, ids, strict=True)
+            ):
                 raise TypeError("it did not give one text for each token id")
         except Exception as error:  # someone else's tokenizer: said once, training goes on
             self._stop_tokens(f"naming the tokens failed ({_described(error)})")
@@ -212,14 +242,15 @@ class Watcher:
 
     def _stop_tokens(self, why: str) -> None:
         self._tokens_of, self._ids = None, None
-        _warn(f"the tokenizer given to watch: {why}. Attention is saved on, its positions numbered instead of "
-              "named; training goes on unchanged")
+        _warn(
+            f"the tokenizer given to watch: {why}. Attention is saved on, its positions numbered instead of "
+            "named; training goes on unchanged"
+        )
 
     def _before_update(self) -> None:
         """An optimizer whose state Headwatch does not read: the attention weights, to see what its step changes."""
         if self._capturing() and not self.stats_stopped:
-            self._before = {id(s.param): s.param.detach().clone() for _, slices in self._parts.values()
-                            for s in slices}
+            self._before = {id(s.param): s.param.detach().clone() for _, slices in self._parts.values() for s in slices}
 
     def _warn_once(self, name: str, message: str) -> None:
         if name not in self._warned:
@@ -231,12 +262,16 @@ class Watcher:
             return
         try:
             groups = _groups(self.optimizer)
-            heads = {name: _head_stats(self.optimizer, count, slices, groups, self._before)
-                     for name, (count, slices) in self._parts.items()}
+            heads = {
+                name: _head_stats(self.optimizer, count, slices, groups, self._before)
+                for name, (count, slices) in self._parts.items()
+            }
         except Exception as error:  # said once, never raised into the optimizer's step
             self.stats_stopped = True
-            _warn(f"each head's optimizer statistics could not be measured ({_described(error)}); they are no "
-                  "longer recorded, training goes on unchanged")
+            _warn(
+                f"each head's optimizer statistics could not be measured ({_described(error)}); they are no "
+                "longer recorded, training goes on unchanged"
+            )
             return
         finally:
             self._before = None
@@ -297,17 +332,27 @@ def _check_rows(weights: torch.Tensor, at_most_one: bool) -> None:
         raise NotAttention(f"its weights' rows add up to {low:.2f} to {high:.2f}, not 1 (weights after dropout?)")
 
 
-def _say_what_was_found(model: nn.Module, attention: Mapping[str, nn.Module],
-                        kinds: Mapping[str, AttentionKind]) -> None:
+def _say_what_was_found(
+    model: nn.Module, attention: Mapping[str, nn.Module], kinds: Mapping[str, AttentionKind]
+) -> None:
     if not attention:
         candidates = attention_candidates(model)
-        named = (f"modules that look like attention: {', '.join(candidates)}; teach it one with "
-                 "headwatch.register_attention") if candidates else "no module's class is named like attention"
-        _warn(f"watch found no attention module it knows in {type(model).__name__} ({named}). Only the loss and "
-              "your metrics are recorded")
+        named = (
+            (
+                f"modules that look like attention: {', '.join(candidates)}; teach it one with "
+                "headwatch.register_attention"
+            )
+            if candidates
+            else "no module's class is named like attention"
+        )
+        _warn(
+            f"watch found no attention module it knows in {type(model).__name__} ({named}). Only the loss and "
+            "your metrics are recorded"
+        )
         return
-    described = [f"{name} ({type(module).__name__}, {kinds[name].heads(module)} heads)"
-                 for name, module in attention.items()]
+    described = [
+        f"{name} ({type(module).__name__}, {kinds[name].heads(module)} heads)" for name, module in attention.items()
+    ]
     shown = described if len(described) <= 4 else [*described[:2], "...", described[-1]]
     _log().info("watch records %d attention modules: %s", len(described), ", ".join(shown))
 
@@ -343,8 +388,14 @@ def _writes() -> bool:
 
 
 @contextmanager
-def watch(model: nn.Module, optimizer: torch.optim.Optimizer, out: str | Path, every: int = 10,
-          tensorboard: bool = False, tokenizer: Tokenizer | None = None) -> Iterator[Watcher]:
+def watch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    out: str | Path,
+    every: int = 10,
+    tensorboard: bool = False,
+    tokenizer: Tokenizer | None = None,
+) -> Iterator[Watcher]:
     """Record a training loop into the run folder `out` (new or empty) while it runs; see the module's docstring.
     `tensorboard=True` also writes TensorBoard event files into `out/tensorboard` (engine.recording.tensorboard_files);
     `tokenizer` names the tokens of the examples whose attention is saved (token_texts)."""

@@ -55,8 +55,13 @@ def _run_config(folder: Path) -> TrainConfig:
 
 
 def _run_data(folder: Path, config: TrainConfig, predictor: Predictor) -> ClaimData:
-    return build_data(config.data_seed, config.pool_size, config.heldout_size, predictor.model.config.max_len,
-                      folder.parent / POOL_CACHE)
+    return build_data(
+        config.data_seed,
+        config.pool_size,
+        config.heldout_size,
+        predictor.model.config.max_len,
+        folder.parent / POOL_CACHE,
+    )
 
 
 def run_heldout(folder: Path, predictor: Predictor) -> tuple[ClaimTensors, str]:
@@ -65,8 +70,10 @@ def run_heldout(folder: Path, predictor: Predictor) -> tuple[ClaimTensors, str]:
     config = _run_config(folder)
     if config.claims_csv:
         claims = generate_claims(ANALYSIS_CLAIMS, config.data_seed + HELDOUT_SEED_OFFSET, predictor.catalog)
-        return (encode_claims(claims, predictor.tokenizer, predictor.model.config.max_len),
-                "generated (the run trained on imported claims)")
+        return (
+            encode_claims(claims, predictor.tokenizer, predictor.model.config.max_len),
+            "generated (the run trained on imported claims)",
+        )
     return _run_data(folder, config, predictor).heldout, "the run's held-out claims"
 
 
@@ -77,12 +84,18 @@ def run_probing_claims(folder: Path, predictor: Predictor) -> tuple[ClaimTensors
     if config.claims_csv:
         claims = generate_claims(FIT_CLAIMS, config.data_seed, predictor.catalog)
         heldout, _ = run_heldout(folder, predictor)
-        return (encode_claims(claims, predictor.tokenizer, predictor.model.config.max_len), heldout,
-                f"fitted on {FIT_CLAIMS:,} generated claims, scored on {len(heldout):,} others (the run trained on "
-                "imported claims)")
+        return (
+            encode_claims(claims, predictor.tokenizer, predictor.model.config.max_len),
+            heldout,
+            f"fitted on {FIT_CLAIMS:,} generated claims, scored on {len(heldout):,} others (the run trained on "
+            "imported claims)",
+        )
     fit, score = probing_claims(_run_data(folder, config, predictor))
-    return fit, score, f"fitted on the first {len(fit):,} claims of its training pool, scored on its {len(score):,} " \
-                       "held-out claims"
+    return (
+        fit,
+        score,
+        f"fitted on the first {len(fit):,} claims of its training pool, scored on its {len(score):,} held-out claims",
+    )
 
 
 def analyze_run(folder: Path) -> dict:
@@ -92,8 +105,15 @@ def analyze_run(folder: Path) -> dict:
     heldout, source = run_heldout(folder, predictor)
     max_len = predictor.model.config.max_len
     pairs = run_pairs(predictor.tokenizer, max_len)
-    point = specialization(predictor.model, heldout, predictor.step or 0, N_CATEGORIES, pairs,
-                           reference_claims(predictor.tokenizer, max_len), include_encoder=True)
+    point = specialization(
+        predictor.model,
+        heldout,
+        predictor.step or 0,
+        N_CATEGORIES,
+        pairs,
+        reference_claims(predictor.tokenizer, max_len),
+        include_encoder=True,
+    )
     claims = heldout.subset(slice(0, ANALYSIS_CLAIMS))
     with torch.no_grad():
         predicted = greedy_outcomes(predictor.model.class_log_probs(claims.tokens, claims.categories))
@@ -106,17 +126,18 @@ def analyze_run(folder: Path) -> dict:
         "minimal_pairs": len(pairs.checks),
         "interventions": {
             "necessity": "each cross-attention head in turn sees what it saw on the claim's repaired twin (activation "
-                         "patching on minimal pairs): the share of the check's evidence that goes",
+            "patching on minimal pairs): the share of the check's evidence that goes",
             "ablation": f"each head in turn {INTERVENTIONS[RESAMPLED]}: its output on {RESAMPLES} fixed generated "
-                        "claims of the claim's class, one at a time, the probabilities averaged (resample ablation); "
-                        "an encoder head's at the words of the same field: the accuracy lost per class",
+            "claims of the claim's class, one at a time, the probabilities averaged (resample ablation); "
+            "an encoder head's at the words of the same field: the accuracy lost per class",
             "pairs": "pair_necessity and pair_ablation: the same, with the head and one other taken away together",
         },
         "heldout_per_class": accuracy_by_class,
         "heads": {name: [_worded(i, h) for i, h in enumerate(heads)] for name, heads in point.heads.items()},
         "specialists": sorted(head_label(h) for heads in point.heads.values() for h in heads if h.owns),
-        "owners": {f"{name} head {i}": h.owns for name, heads in point.heads.items() for i, h in enumerate(heads)
-                   if h.owns},
+        "owners": {
+            f"{name} head {i}": h.owns for name, heads in point.heads.items() for i, h in enumerate(heads) if h.owns
+        },
     }
 
 
@@ -133,8 +154,11 @@ def probe_report(folder: Path) -> list[str]:
     table = probe_table(predictor.model, fit, score, predictor.step or 0)
     try:
         recorded = [t.step for t in read_probes(folder)]
-        while_training = (f"Recorded while training at steps {', '.join(f'{s:,}' for s in recorded)}." if recorded
-                          else "None was recorded while training: the run was trained before runs recorded them.")
+        while_training = (
+            f"Recorded while training at steps {', '.join(f'{s:,}' for s in recorded)}."
+            if recorded
+            else "None was recorded while training: the run was trained before runs recorded them."
+        )
     except RunError as error:
         while_training = f"What was recorded while training is not read: {error}."
     return [
@@ -159,5 +183,4 @@ def probe_rows(table: ProbeTable) -> list[str]:
         return "-" if any(v != v for v in values) else "/".join(f"{v:.2f}" for v in values)
 
     header = f"{'':8}" + "".join(f"{FIELD_NAMES[f]:>{width + 1}}" for f in FIELDS)
-    return [header, *(f"{reason:8}" + "".join(f"{cell(reason, f):>{width + 1}}" for f in FIELDS)
-                      for reason in REASONS)]
+    return [header, *(f"{reason:8}" + "".join(f"{cell(reason, f):>{width + 1}}" for f in FIELDS) for reason in REASONS)]

@@ -63,8 +63,9 @@ def study_command(name: str, train: list[str], seeds: list[int]) -> str:
             options += rest[:2]
             rest = rest[2:]
     tail = ["--", *rest] if rest else []
-    return " ".join(["python -m engine study", "--out", f"studies/{name}", "--seeds", seeds_text(seeds), *options,
-                     *tail])
+    return " ".join(
+        ["python -m engine study", "--out", f"studies/{name}", "--seeds", seeds_text(seeds), *options, *tail]
+    )
 
 
 def reference_from_study(folder: Path, name: str | None = None, seeds: list[int] | None = None) -> dict:
@@ -81,17 +82,25 @@ def reference_from_study(folder: Path, name: str | None = None, seeds: list[int]
     wanted = seeds or recipe.get("seeds")
     measured = {r.seed: r for r in results}
     if not isinstance(wanted, list) or not wanted or any(s not in measured for s in wanted):
-        raise RunError(f"the study in {folder.name} has measured {len(results)} of its seeds: let it finish first, "
-                       "or ship only seeds it has measured")
+        raise RunError(
+            f"the study in {folder.name} has measured {len(results)} of its seeds: let it finish first, "
+            "or ship only seeds it has measured"
+        )
     made = datetime.fromtimestamp((folder / STUDY).stat().st_mtime, UTC).date().isoformat()
     train = [str(option) for option in recipe.get("train", [])]
-    return {"format": FORMAT, "made": made, "command": study_command(name, train, wanted), "recipe": train,
-            "config": {k: v for k, v in read_config(folder / f"seed-{min(wanted)}").items() if k != "seed"},
-            "results": [asdict(measured[s]) for s in sorted(wanted)]}
+    return {
+        "format": FORMAT,
+        "made": made,
+        "command": study_command(name, train, wanted),
+        "recipe": train,
+        "config": {k: v for k, v in read_config(folder / f"seed-{min(wanted)}").items() if k != "seed"},
+        "results": [asdict(measured[s]) for s in sorted(wanted)],
+    }
 
 
-def write_reference(folder: Path, name: str | None = None, into: Path | None = None,
-                    seeds: list[int] | None = None) -> Path:
+def write_reference(
+    folder: Path, name: str | None = None, into: Path | None = None, seeds: list[int] | None = None
+) -> Path:
     """reference_from_study, written as <name>.json into `into` (default: the studies shipped with Headwatch); its
     path."""
     record = reference_from_study(folder, name, seeds)
@@ -108,14 +117,17 @@ def _reference(folder: Path, file: str) -> ReferenceStudy:
         raise ValueError("it was written in another format")
     made, command = text(saved["made"]), text(saved["command"])
     config, recipe = saved["config"], saved["recipe"]
-    if not (DATE.fullmatch(made) and isinstance(recipe, list) and isinstance(config, dict)
-            and isinstance(saved["results"], list)):
+    if not (
+        DATE.fullmatch(made)
+        and isinstance(recipe, list)
+        and isinstance(config, dict)
+        and isinstance(saved["results"], list)
+    ):
         raise ValueError("it is damaged")
     results = tuple(seed_result(r) for r in saved["results"])
     if not results:
         raise ValueError("it holds no seeds")
-    return ReferenceStudy(file.removesuffix(".json"), made, command, tuple(map(text, recipe)), frozen(config),
-                          results)
+    return ReferenceStudy(file.removesuffix(".json"), made, command, tuple(map(text, recipe)), frozen(config), results)
 
 
 @dataclass(frozen=True)
@@ -159,4 +171,6 @@ def _same(settings: Any, wanted: Mapping[str, Any]) -> bool:
     """Whether every setting in `wanted` (nested ones too) has the same value in `settings`."""
     return isinstance(settings, Mapping) and all(
         _same(settings.get(key), value) if isinstance(value, Mapping) else settings.get(key) == value
-        for key, value in wanted.items() if key not in NOT_THE_RECIPE)
+        for key, value in wanted.items()
+        if key not in NOT_THE_RECIPE
+    )

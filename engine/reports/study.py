@@ -82,7 +82,7 @@ def parse_seeds(text: str) -> list[int]:
     """'0-4' -> [0, 1, 2, 3, 4]; '0,3,7-9' -> [0, 3, 7, 8, 9]; at most MAX_SEEDS of them."""
     seeds: list[int] = []
     highest = int(LIMITS["seed"][1])
-    for part in text.split(",")[:MAX_SEEDS + 1]:
+    for part in text.split(",")[: MAX_SEEDS + 1]:
         found = re.fullmatch(r"(\d{1,30})(?:-(\d{1,30}))?", part.strip(), re.ASCII)
         if found is None:
             raise ValueError(f"seeds must look like 0-4 or 0,2,5 (got {text[:40]!r})")
@@ -105,9 +105,17 @@ def measure_seed(seed: int, folder: Path) -> SeedResult:
     run = summarize_run(folder)
     chance = (read_status(folder) or {}).get("chance")
     learned = chance is None or not at_most_chance(run.accuracy or 0.0, chance)
-    return SeedResult(seed, run.step, run.accuracy or 0.0, tuple(h["kind"] for h in heads),
-                      tuple(h["reason"] for h in heads), tuple(h["shared_with"] for h in heads),
-                      tuple(h["owns"] for h in heads), tuple(h["necessity"] for h in heads), learned)
+    return SeedResult(
+        seed,
+        run.step,
+        run.accuracy or 0.0,
+        tuple(h["kind"] for h in heads),
+        tuple(h["reason"] for h in heads),
+        tuple(h["shared_with"] for h in heads),
+        tuple(h["owns"] for h in heads),
+        tuple(h["necessity"] for h in heads),
+        learned,
+    )
 
 
 def _similarity(a: dict[str, float], b: dict[str, float]) -> float:
@@ -122,8 +130,10 @@ def matched(results: Sequence[SeedResult]) -> list[list[int]] | None:
         return None  # too many pairings to try, or runs with other head counts
     orders = []
     for result in results:
-        best = max(itertools.permutations(range(len(reference))),
-                   key=lambda order: sum(_similarity(reference[i], result.necessity[j]) for i, j in enumerate(order)))
+        best = max(
+            itertools.permutations(range(len(reference))),
+            key=lambda order: sum(_similarity(reference[i], result.necessity[j]) for i, j in enumerate(order)),
+        )
         orders.append(list(best))
     return orders
 
@@ -142,9 +152,17 @@ def summarize(all_results: Sequence[SeedResult]) -> dict:
     results = [r for r in all_results if r.learned]
     n = len(results)
     if not n:
-        return {"seeds": len(all_results), "learned": 0, "owned_in": dict.fromkeys(REASONS, 0), "leaned_to_in": None,
-                "specialists_per_seed": [], "reasons_owned_per_seed": [], "mean_specialists": None,
-                "interval_95": None, "matched_heads": None}
+        return {
+            "seeds": len(all_results),
+            "learned": 0,
+            "owned_in": dict.fromkeys(REASONS, 0),
+            "leaned_to_in": None,
+            "specialists_per_seed": [],
+            "reasons_owned_per_seed": [],
+            "mean_specialists": None,
+            "interval_95": None,
+            "matched_heads": None,
+        }
     counts = [result.specialists for result in results]
     low, high = bootstrap_interval(counts)
     orders = matched(results)
@@ -174,9 +192,12 @@ def _record(out: Path, recipe: dict, results: dict[int, SeedResult], failures: d
     recipe recorded there, never written over them blind."""
     merged = {**_recorded(out, recipe), **results}
     ordered = [merged[s] for s in sorted(merged)]
-    study = {"recipe": recipe, "results": [asdict(r) for r in ordered],
-             "failures": {s: why for s, why in failures.items() if s not in merged},
-             "summary": summarize(ordered) if ordered else None}
+    study = {
+        "recipe": recipe,
+        "results": [asdict(r) for r in ordered],
+        "failures": {s: why for s, why in failures.items() if s not in merged},
+        "summary": summarize(ordered) if ordered else None,
+    }
     atomic_write_json(out / STUDY, study)
     return study
 
@@ -189,9 +210,17 @@ def seed_result(record: dict) -> SeedResult:
     learned = record.get("learned", True)
     if not isinstance(learned, bool):
         raise ValueError("not a seed's record")
-    return SeedResult(whole(record["seed"]), whole(record["steps"]), number(record["accuracy"]), kinds, reasons,
-                      shared, tuple(None if o is None else text(o) for o in owns),
-                      tuple(numbers(n) for n in necessity), learned)
+    return SeedResult(
+        whole(record["seed"]),
+        whole(record["steps"]),
+        number(record["accuracy"]),
+        kinds,
+        reasons,
+        shared,
+        tuple(None if o is None else text(o) for o in owns),
+        tuple(numbers(n) for n in necessity),
+        learned,
+    )
 
 
 def _roles(record: dict) -> tuple[tuple[str, ...], tuple[str | None, ...], tuple[dict[str, tuple[int, ...]], ...]]:
@@ -201,13 +230,19 @@ def _roles(record: dict) -> tuple[tuple[str, ...], tuple[str | None, ...], tuple
         if not isinstance(record["labels"], list):
             raise ValueError("not a seed's record")
         roles = [role_from_label(text(label)) for label in record["labels"]]
-        record = {"kinds": [r["kind"] for r in roles], "reasons": [r["reason"] for r in roles],
-                  "shared_with": [r["shared_with"] for r in roles]}
+        record = {
+            "kinds": [r["kind"] for r in roles],
+            "reasons": [r["reason"] for r in roles],
+            "shared_with": [r["shared_with"] for r in roles],
+        }
     kinds, reasons, shared = (record[k] for k in ("kinds", "reasons", "shared_with"))
     if not all(isinstance(v, list) for v in (kinds, reasons, shared)) or not len(kinds) == len(reasons) == len(shared):
         raise ValueError("not a seed's record")
-    return (tuple(map(text, kinds)), tuple(None if r is None else text(r) for r in reasons),
-            tuple({text(unit): _head_indices(heads) for unit, heads in _table(s).items()} for s in shared))
+    return (
+        tuple(map(text, kinds)),
+        tuple(None if r is None else text(r) for r in reasons),
+        tuple({text(unit): _head_indices(heads) for unit, heads in _table(s).items()} for s in shared),
+    )
 
 
 def _head_indices(value: object) -> tuple[int, ...]:
@@ -263,15 +298,27 @@ def _progress(log: Path) -> str:
 
 def _launch(out: Path, seed: int, train_args: Sequence[str]) -> tuple[subprocess.Popen, Path]:
     log = out / f"seed-{seed}.log"
-    command = [sys.executable, "-m", "engine", "train", "--out", str(out / f"seed-{seed}"), "--replace", "--seed",
-               str(seed), *train_args]
+    command = [
+        sys.executable,
+        "-m",
+        "engine",
+        "train",
+        "--out",
+        str(out / f"seed-{seed}"),
+        "--replace",
+        "--seed",
+        str(seed),
+        *train_args,
+    ]
     with create_new_file(log) as handle:
-        return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT,
-                                env={**os.environ, PARENT_ENV: str(os.getpid())}), log
+        return subprocess.Popen(
+            command, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, PARENT_ENV: str(os.getpid())}
+        ), log
 
 
-def _collect(out: Path, seed: int, process: subprocess.Popen, log: Path, results: dict[int, SeedResult],
-             failures: dict[int, str]) -> str:
+def _collect(
+    out: Path, seed: int, process: subprocess.Popen, log: Path, results: dict[int, SeedResult], failures: dict[int, str]
+) -> str:
     """Measure a seed whose training ended, or note why it failed; the line that says so."""
     folder = out / f"seed-{seed}"
     if process.returncode == 0 and _finished(folder):
@@ -285,12 +332,22 @@ def _collect(out: Path, seed: int, process: subprocess.Popen, log: Path, results
 def _survivors(out: Path, seeds: Sequence[int]) -> dict[int, str]:
     """Seeds whose folder a process still writes (a worker that outlived an earlier study): left alone, and said."""
     found = {s: WriterLock.holder(out / f"seed-{s}") for s in seeds}
-    return {s: f"still being trained by {holder}, which outlived the study that started it; it is left alone: stop "
-               f"it or let it end, then resume the study" for s, holder in found.items() if holder}
+    return {
+        s: f"still being trained by {holder}, which outlived the study that started it; it is left alone: stop "
+        f"it or let it end, then resume the study"
+        for s, holder in found.items()
+        if holder
+    }
 
 
-def run_study(out: Path, seeds: Sequence[int], train_args: Sequence[str], parallel: int = 2,
-              echo: Callable[[str], None] = print, stop: threading.Event | None = None) -> dict:
+def run_study(
+    out: Path,
+    seeds: Sequence[int],
+    train_args: Sequence[str],
+    parallel: int = 2,
+    echo: Callable[[str], None] = print,
+    stop: threading.Event | None = None,
+) -> dict:
     """Train and measure every seed not yet measured in `out`, `parallel` at a time, until done or `stop` is set
     (training seeds are then ended, to be trained again on resume); the study record. One process at a time runs a
     study (RunError for a second); its seeds' workers end when it ends, however it ends."""
@@ -311,8 +368,14 @@ def _in_words(error: OSError) -> RunError:
     return RunError(f"the study's files could not be written or read ({error.strerror or 'unknown error'})")
 
 
-def _run_locked(out: Path, seeds: Sequence[int], train_args: Sequence[str], parallel: int,
-                echo: Callable[[str], None], stop: threading.Event | None) -> dict:
+def _run_locked(
+    out: Path,
+    seeds: Sequence[int],
+    train_args: Sequence[str],
+    parallel: int,
+    echo: Callable[[str], None],
+    stop: threading.Event | None,
+) -> dict:
     recipe = {"train": list(train_args), "seeds": list(seeds)}
     results = {s: r for s, r in _recorded(out, recipe).items() if s in seeds and _finished(out / f"seed-{s}")}
     failures = _survivors(out, [s for s in seeds if s not in results])
@@ -352,8 +415,9 @@ class BackgroundStudy:
         self.lines: list[str] = []  # appended by the study's thread only
         self.error: str | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(list(train_args), parallel), daemon=True,
-                                        name="headwatch-study")
+        self._thread = threading.Thread(
+            target=self._run, args=(list(train_args), parallel), daemon=True, name="headwatch-study"
+        )
         self._thread.start()
 
     def _run(self, train_args: list[str], parallel: int) -> None:

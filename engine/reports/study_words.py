@@ -15,23 +15,40 @@ def summary_sentence(summary: dict) -> str:
     owned, counts = summary["owned_in"], summary["specialists_per_seed"]
     low, high = summary["interval_95"]
     first, *rest = sorted(REASONS, key=lambda r: -owned[r])
-    told = ", ".join([f"{first} got its own head in {owned[first]} of {n} run{'s' if n > 1 else ''}",
-                      *[f"{r} in {owned[r] or 'none'}" for r in rest]]) if owned[first] else (
-        f"No reason got its own head in any of the {n} run{'s' if n > 1 else ''}")
-    spread = (f"{summary['mean_specialists']:.2f} on average (95% interval {low:.2f} to {high:.2f}, over {n} seeds)"
-              if low != high else f"{counts[0]} in every one of the {n} runs")
-    return (f"{unlearned + ' ' if unlearned else ''}{told}.{_leaning(summary['leaned_to_in'])} Specialist heads per "
-            f"run: {spread}{_split_admin(counts, summary['reasons_owned_per_seed'])}.")
+    told = (
+        ", ".join(
+            [
+                f"{first} got its own head in {owned[first]} of {n} run{'s' if n > 1 else ''}",
+                *[f"{r} in {owned[r] or 'none'}" for r in rest],
+            ]
+        )
+        if owned[first]
+        else (f"No reason got its own head in any of the {n} run{'s' if n > 1 else ''}")
+    )
+    spread = (
+        f"{summary['mean_specialists']:.2f} on average (95% interval {low:.2f} to {high:.2f}, over {n} seeds)"
+        if low != high
+        else f"{counts[0]} in every one of the {n} runs"
+    )
+    return (
+        f"{unlearned + ' ' if unlearned else ''}{told}.{_leaning(summary['leaned_to_in'])} Specialist heads per "
+        f"run: {spread}{_split_admin(counts, summary['reasons_owned_per_seed'])}."
+    )
 
 
 def _unlearned(count: int, total: int) -> str:
     """'2 of the 5 runs did not learn to audit claims (...)' or ''."""
     if not count:
         return ""
-    said = (f"None of the {total} runs learned to audit claims" if count == total else
-            f"{count} of the {total} runs did not learn to audit claims")
-    return (f"{said}: each did no better than answering its commonest outcome to every claim, so "
-            f"{'their' if count > 1 else 'its'} heads are neither named nor counted.")
+    said = (
+        f"None of the {total} runs learned to audit claims"
+        if count == total
+        else f"{count} of the {total} runs did not learn to audit claims"
+    )
+    return (
+        f"{said}: each did no better than answering its commonest outcome to every claim, so "
+        f"{'their' if count > 1 else 'its'} heads are neither named nor counted."
+    )
 
 
 def _split_admin(specialists: list[int], reasons_owned: list[int]) -> str:
@@ -41,8 +58,10 @@ def _split_admin(specialists: list[int], reasons_owned: list[int]) -> str:
     if not split:
         return ""
     reasons = sum(reasons_owned) / len(reasons_owned)
-    return (f"; ADMIN's patient and provider checks had a head each in {split} run{'s' if split > 1 else ''}, so "
-            f"{reasons:.2f} reasons a run had a head of their own")
+    return (
+        f"; ADMIN's patient and provider checks had a head each in {split} run{'s' if split > 1 else ''}, so "
+        f"{reasons:.2f} reasons a run had a head of their own"
+    )
 
 
 def _leaning(leaned: dict[str, int] | None) -> str:
@@ -51,5 +70,8 @@ def _leaning(leaned: dict[str, int] | None) -> str:
     if not found:
         return ""
     first, *rest = found
-    return (f" In runs where it had no head of its own, {first} had a head leaning to it in {leaned[first]}"
-            + "".join(f", {r} in {leaned[r]}" for r in rest) + ".")
+    return (
+        f" In runs where it had no head of its own, {first} had a head leaning to it in {leaned[first]}"
+        + "".join(f", {r} in {leaned[r]}" for r in rest)
+        + "."
+    )

@@ -46,8 +46,9 @@ def _decode(data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise CsvProblem(f"The file is not UTF-8 text (bad byte at position {error.start}); "
-                         "save it as 'CSV UTF-8' and try again.") from None
+        raise CsvProblem(
+            f"The file is not UTF-8 text (bad byte at position {error.start}); save it as 'CSV UTF-8' and try again."
+        ) from None
 
 
 def _dialect(text: str) -> type[csv.Dialect]:
@@ -71,8 +72,9 @@ def read_claims_file(path: Path, max_bytes: int = MAX_BYTES, max_rows: int = MAX
     return read_claims_csv(data, path.name, max_bytes, max_rows)
 
 
-def read_claims_csv(data: bytes, name: str = "the file", max_bytes: int = MAX_BYTES,
-                    max_rows: int = MAX_ROWS) -> ImportedClaims:
+def read_claims_csv(
+    data: bytes, name: str = "the file", max_bytes: int = MAX_BYTES, max_rows: int = MAX_ROWS
+) -> ImportedClaims:
     """The claims of a CSV file (any of , ; tab | as delimiter, UTF-8 with or without a BOM); CsvProblem, naming the
     line, for anything that cannot be read as the file's author meant it."""
     if not data.strip():
@@ -83,8 +85,10 @@ def read_claims_csv(data: bytes, name: str = "the file", max_bytes: int = MAX_BY
     columns = [c.strip().lower() for c in next(rows, (1, []))[1]]
     if "text" not in columns:
         found = ", ".join(repr(c) for c in columns[:6]) or "none"
-        raise CsvProblem(f"{name} has no 'text' column (found: {found}). The first line must name the columns, "
-                         "e.g. text,verdict,reason.")
+        raise CsvProblem(
+            f"{name} has no 'text' column (found: {found}). The first line must name the columns, "
+            "e.g. text,verdict,reason."
+        )
     texts, verdicts, reasons, lines, blank = [], [], [], [], 0
     for number, values in rows:
         if len(texts) >= max_rows:
@@ -126,11 +130,15 @@ def _read_rows(text: str, dialect: type[csv.Dialect], name: str) -> list[tuple[i
             return rows
         except csv.Error as error:
             if "end of data" in str(error):
-                raise CsvProblem(f"{name}, line {line}: a quote opened here is never closed. Put each claim's text "
-                                 "in double quotes, and write a quote inside it as two (\"\").") from None
+                raise CsvProblem(
+                    f"{name}, line {line}: a quote opened here is never closed. Put each claim's text "
+                    'in double quotes, and write a quote inside it as two ("").'
+                ) from None
             if "field larger than field limit" in str(error):
-                raise CsvProblem(f"{name}, line {line}: a value is longer than {csv.field_size_limit():,} "
-                                 "characters; one claim is a few lines of text at most.") from None
+                raise CsvProblem(
+                    f"{name}, line {line}: a value is longer than {csv.field_size_limit():,} "
+                    "characters; one claim is a few lines of text at most."
+                ) from None
             if dialect.strict:
                 raise
             raise CsvProblem(f"{name}, line {line} cannot be read as CSV.") from None
@@ -140,11 +148,13 @@ def _read_rows(text: str, dialect: type[csv.Dialect], name: str) -> list[tuple[i
 
 
 def _named(values: list[str], columns: list[str], number: int) -> dict[str, str]:
-    extra = values[len(columns):]
+    extra = values[len(columns) :]
     if any(v.strip() for v in extra):
-        raise CsvProblem(f"Line {number} has more values than the first line has column names: is there a comma "
-                         "in a claim's text without double quotes around it? Write it as \"Diabetes, metformin "
-                         "500 mg, $40\".")
+        raise CsvProblem(
+            f"Line {number} has more values than the first line has column names: is there a comma "
+            "in a claim's text without double quotes around it? Write it as \"Diabetes, metformin "
+            '500 mg, $40".'
+        )
     return dict(zip(columns, values, strict=False))
 
 
@@ -188,9 +198,11 @@ def trainable_claims(claims: ImportedClaims) -> tuple[Tokenizer, Catalog, list[s
     tokenizer = Tokenizer.from_catalog(catalog)
     texts, classes, _ = training_labels(claims, tokenizer, catalog)
     if len(texts) < MIN_TRAINING_CLAIMS:
-        raise CsvProblem(f"Only {len(texts)} of the file's {len(claims)} claims could be labelled (by the file's "
-                         f"verdict and reason, or by the rules checker); training needs at least "
-                         f"{MIN_TRAINING_CLAIMS}.")
+        raise CsvProblem(
+            f"Only {len(texts)} of the file's {len(claims)} claims could be labelled (by the file's "
+            f"verdict and reason, or by the rules checker); training needs at least "
+            f"{MIN_TRAINING_CLAIMS}."
+        )
     return tokenizer, catalog, texts, classes
 
 

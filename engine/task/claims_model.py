@@ -26,8 +26,9 @@ def sized_for_claims(config: ModelConfig, tokenizer: Tokenizer) -> ModelConfig:
 class ClaimsTransformer(EncoderDecoder):
     """The encoder-decoder that reads a claim and writes its verdict and reason."""
 
-    def class_log_probs(self, tokens: torch.Tensor, categories: torch.Tensor,
-                        capture: Capture | None = None) -> torch.Tensor:
+    def class_log_probs(
+        self, tokens: torch.Tensor, categories: torch.Tensor, capture: Capture | None = None
+    ) -> torch.Tensor:
         """Log P of each of the five outcomes (VALID, MEDICAL, DOSAGE, COST, ADMIN): (B, 5)."""
         return self.outcome_log_probs(self.encode(tokens, categories, capture), capture)
 
@@ -70,4 +71,3 @@ def targets_for_classes(classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     bos = torch.full_like(classes, TARGET_ID["<bos>"])
     eos = torch.full_like(classes, TARGET_ID["<eos>"])
     return torch.stack([bos, verdict, reason], dim=1), torch.stack([verdict, reason, eos], dim=1)
-

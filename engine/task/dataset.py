@@ -121,8 +121,9 @@ def _probe_claims(heldout: list[Claim], tokenizer: Tokenizer, catalog: Catalog, 
     return chosen
 
 
-def build_probe(heldout: list[Claim], tokenizer: Tokenizer, catalog: Catalog,
-                max_len: int) -> tuple[ClaimTensors, tuple[ProbeClaim, ...]]:
+def build_probe(
+    heldout: list[Claim], tokenizer: Tokenizer, catalog: Catalog, max_len: int
+) -> tuple[ClaimTensors, tuple[ProbeClaim, ...]]:
     probe = _probe_claims(heldout, tokenizer, catalog, max_len)
     encoded = [tokenizer.encode(text, max_len) for text, _ in probe]
     tokens, categories = encode_texts(encoded, tokenizer)
@@ -185,8 +186,11 @@ def build_data(seed: int, pool_size: int, heldout_size: int, max_len: int, cache
 def _pool_key(*settings: int) -> str:
     """Changes with the settings, the catalog and the code that turns claims into tensors."""
     digest = hashlib.sha256(repr(settings).encode())
-    sources = [*sorted(CATALOG_DIR.glob("*.csv")), *sorted(Path(data_package.__file__).parent.glob("*.py")),
-               Path(__file__)]
+    sources = [
+        *sorted(CATALOG_DIR.glob("*.csv")),
+        *sorted(Path(data_package.__file__).parent.glob("*.py")),
+        Path(__file__),
+    ]
     for source in sources:
         digest.update(source.read_bytes())
     return digest.hexdigest()[:20]
@@ -199,18 +203,23 @@ def _tensors(values: dict[str, torch.Tensor]) -> ClaimTensors:
 def _read_pool(path: Path, tokenizer: Tokenizer) -> ClaimData:
     """RunError for a file that is not a plain one inside the cache, or is larger than any pool."""
     saved = torch.load(io.BytesIO(read_run_bytes(path.parent, path.name, MAX_POOL_BYTES)), weights_only=True)
-    probe_claims = tuple(ProbeClaim(text, label, tuple(tokens), tuple(categories))
-                         for text, label, tokens, categories in saved["probe_claims"])
-    return ClaimData(tokenizer, _tensors(saved["train"]), _tensors(saved["heldout"]), _tensors(saved["probe"]),
-                     probe_claims)
+    probe_claims = tuple(
+        ProbeClaim(text, label, tuple(tokens), tuple(categories))
+        for text, label, tokens, categories in saved["probe_claims"]
+    )
+    return ClaimData(
+        tokenizer, _tensors(saved["train"]), _tensors(saved["heldout"]), _tensors(saved["probe"]), probe_claims
+    )
 
 
 def _write_pool(path: Path, data: ClaimData) -> None:
     """Best effort: a pool that cannot be saved is simply built again next time."""
     # ids fit 16 bits while the vocabulary does (about 850 words): a quarter of the file
     small = torch.int16 if len(data.tokenizer.vocab) < 2**15 else torch.int32
-    parts = {name: {k: v.to(small) for k, v in asdict(getattr(data, name)).items() if v is not None}
-             for name in ("train", "heldout", "probe")}
+    parts = {
+        name: {k: v.to(small) for k, v in asdict(getattr(data, name)).items() if v is not None}
+        for name in ("train", "heldout", "probe")
+    }
     probe_claims = [[p.text, p.label, list(p.tokens), list(p.categories)] for p in data.probe_claims]
     buffer = io.BytesIO()
     torch.save({**parts, "probe_claims": probe_claims}, buffer)

@@ -39,7 +39,6 @@ LIMITS: dict[str, tuple[float, float, bool]] = {
 }
 
 
-
 @dataclass
 class TrainConfig:
     preset: str = "default"

@@ -58,8 +58,9 @@ def evaluate(model: ClaimsTransformer, data: ClaimTensors) -> tuple[float, float
     """(loss, exact-match accuracy of greedy decoding, accuracy per true class) on a set of claims."""
     was_training = model.training
     model.eval()
-    chunks = [loss_and_logits(model, data.subset(slice(i, i + EVAL_CHUNK)).trimmed())
-              for i in range(0, len(data), EVAL_CHUNK)]
+    chunks = [
+        loss_and_logits(model, data.subset(slice(i, i + EVAL_CHUNK)).trimmed()) for i in range(0, len(data), EVAL_CHUNK)
+    ]
     model.train(was_training)
     loss = sum(float(chunk_loss) * len(logits) for chunk_loss, logits in chunks) / max(len(data), 1)
     logits = torch.cat([logits for _, logits in chunks])
@@ -136,8 +137,16 @@ class TrainingLoop:
     """One run of `config` on `data`. `measure=False` leaves out everything but the held-out evaluations that a stop
     at a target accuracy needs (the bare loop, as a benchmark times it)."""
 
-    def __init__(self, config: TrainConfig, data: ClaimData, observers: Sequence[Observer], threads: ThreadLease,
-                 control: RunControl | None = None, measure: bool = True, device: torch.device | None = None) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: ClaimData,
+        observers: Sequence[Observer],
+        threads: ThreadLease,
+        control: RunControl | None = None,
+        measure: bool = True,
+        device: torch.device | None = None,
+    ) -> None:
         self.config, self.data, self.observers, self.threads = config, data, list(observers), threads
         self.control, self.measure = control or RunControl(), measure
         device = device or torch.device("cpu")
@@ -204,8 +213,16 @@ class TrainingLoop:
 
     def _begin(self, started_at: float, prepare_seconds: float) -> None:
         commonest, chance = commonest_class(self.heldout.classes)
-        self.emit(RunStart(self.data.probe_claims, tuple(self.model.attention_names()), self.config.model.n_heads,
-                           prepare_seconds, chance, commonest))
+        self.emit(
+            RunStart(
+                self.data.probe_claims,
+                tuple(self.model.attention_names()),
+                self.config.model.n_heads,
+                prepare_seconds,
+                chance,
+                commonest,
+            )
+        )
         if self.measure:
             self._observe(with_specialization=True)
         self._evaluate()
@@ -237,11 +254,18 @@ class TrainingLoop:
             train_loss, train_accuracy, train_per_class = heldout_loss, heldout_accuracy, heldout_per_class
         else:
             train_loss, (train_accuracy, train_per_class) = self.recent.summary()
-        self.emit(EvalPoint(
-            step=self.step, seconds=self.seconds, train_loss=train_loss, heldout_loss=heldout_loss,
-            train_accuracy=train_accuracy, heldout_accuracy=heldout_accuracy,
-            train_per_class=train_per_class, heldout_per_class=heldout_per_class,
-        ))
+        self.emit(
+            EvalPoint(
+                step=self.step,
+                seconds=self.seconds,
+                train_loss=train_loss,
+                heldout_loss=heldout_loss,
+                train_accuracy=train_accuracy,
+                heldout_accuracy=heldout_accuracy,
+                train_per_class=train_per_class,
+                heldout_per_class=heldout_per_class,
+            )
+        )
         self.accuracy = heldout_accuracy
         return heldout_accuracy
 
@@ -252,8 +276,7 @@ class TrainingLoop:
             self.attended_at = self.step
         if with_specialization and self.specialized_at != self.step:
             with self.time_left.timing("heads"):
-                self.emit(specialization(self.model, self.heldout, self.step, N_CATEGORIES, self.pairs,
-                                         self.reference))
+                self.emit(specialization(self.model, self.heldout, self.step, N_CATEGORIES, self.pairs, self.reference))
             self.specialized_at = self.step
 
     def _publish(self, keep: bool, weights: dict[str, torch.Tensor] | None = None) -> None:
@@ -294,5 +317,9 @@ class TrainingLoop:
             kept, kept_step = "checkpoint", self.kept_step
         else:
             kept, kept_step = "none", None
-        return Status("diverged", self.step, self.seconds, Ending("diverged", loss=str(loss_value), kept=kept,
-                                                                  kept_step=kept_step))
+        return Status(
+            "diverged",
+            self.step,
+            self.seconds,
+            Ending("diverged", loss=str(loss_value), kept=kept, kept_step=kept_step),
+        )

@@ -31,9 +31,14 @@ class ProbeObserver:
     own files stop being saved (`run_writer`, when given, failed), it records nothing more: the page already says
     the run is no longer saved, and a warning about these tables would take that one's place."""
 
-    def __init__(self, folder: Path, data: ClaimData, total_steps: int,
-                 on_failed: Callable[[RunWarning], None] = lambda warning: None,
-                 run_writer: RunWriter | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        data: ClaimData,
+        total_steps: int,
+        on_failed: Callable[[RunWarning], None] = lambda warning: None,
+        run_writer: RunWriter | None = None,
+    ) -> None:
         self.folder, self.on_failed, self.run_writer = folder, on_failed, run_writer
         self.fit, self.score = probing_claims(data)
         self.pending = recorded_steps(total_steps)
@@ -69,8 +74,9 @@ class ProbeObserver:
 
     def _fail(self, error: Exception) -> None:
         self.failed = error_code(error)
-        logging.getLogger("headwatch").warning("probe tables stopped being written: %s", why(self.failed),
-                                               exc_info=error)
+        logging.getLogger("headwatch").warning(
+            "probe tables stopped being written: %s", why(self.failed), exc_info=error
+        )
         self.on_failed(RunWarning("probes", self.failed))
 
     def _model(self, weights: Weights) -> ClaimsTransformer:

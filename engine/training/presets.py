@@ -9,15 +9,31 @@ from dataclasses import replace
 from engine.model.transformer import ModelConfig
 from engine.training.config import TrainConfig
 
-DEFAULT = TrainConfig(preset="default", steps=3500, decay_fraction=0.8, batch_size=256, lr=4e-3, beta2=0.98,
-                      pool_size=120_000, model=ModelConfig(d_ff=512))
+DEFAULT = TrainConfig(
+    preset="default",
+    steps=3500,
+    decay_fraction=0.8,
+    batch_size=256,
+    lr=4e-3,
+    beta2=0.98,
+    pool_size=120_000,
+    model=ModelConfig(d_ff=512),
+)
 PRESETS: dict[str, TrainConfig] = {
     "default": DEFAULT,
     "sparse": replace(DEFAULT, preset="sparse", model=replace(DEFAULT.model, sparse_attention=True)),
     "long": TrainConfig(preset="long", steps=6000, lr=2e-3, warmup_steps=200, model=ModelConfig(d_ff=256)),
     "quick": TrainConfig(
-        preset="quick", steps=60, batch_size=32, pool_size=2000, heldout_size=200, eval_every=10, optim_every=5,
-        warmup_steps=10, lr=3e-3, model=ModelConfig(d_model=32, d_ff=64),
+        preset="quick",
+        steps=60,
+        batch_size=32,
+        pool_size=2000,
+        heldout_size=200,
+        eval_every=10,
+        optim_every=5,
+        warmup_steps=10,
+        lr=3e-3,
+        model=ModelConfig(d_model=32, d_ff=64),
     ),
 }
 
@@ -25,7 +41,7 @@ PRESETS: dict[str, TrainConfig] = {
 ABOUT = {
     "default": "the demo (a few minutes on two cores).",
     "sparse": "the default with sparse attention: a head can give a word exactly zero weight, and heads own a reason "
-              "in more runs, but it learns slower and is a little less accurate.",
+    "in more runs, but it learns slower and is a little less accurate.",
     "long": "an earlier, smaller recipe: 6,000 smaller steps at a lower learning rate.",
     "quick": "a tiny model that trains in seconds to try the pages; it learns almost nothing, and says so.",
 }

@@ -59,9 +59,12 @@ def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.O
     if config.optimizer == "adam" and config.weight_decay:
         matrices = [p for p in model.parameters() if p.dim() >= 2]
         rest = [p for p in model.parameters() if p.dim() < 2]
-        return torch.optim.AdamW([{"params": matrices, "weight_decay": config.weight_decay},
-                                  {"params": rest, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, config.beta2),
-                                 foreach=True)
+        return torch.optim.AdamW(
+            [{"params": matrices, "weight_decay": config.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+            lr=config.lr,
+            betas=(0.9, config.beta2),
+            foreach=True,
+        )
     if config.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, config.beta2), foreach=True)
     momentum = config.momentum if config.optimizer == "sgd-momentum" else 0.0
@@ -91,8 +94,15 @@ class TimeLeft:
         """The plan of a run of `config` that captures attention and measures its heads at those steps."""
         steps = range(1, config.steps + 1)
         optim = {1, *range(config.optim_every, config.steps + 1, config.optim_every)} if attention else set()
-        return cls(config.steps, {"attention": attention, "heads": heads, "optimizer": optim,
-                                  "held-out": {s for s in steps if evaluated(s, config)} | {config.steps}})
+        return cls(
+            config.steps,
+            {
+                "attention": attention,
+                "heads": heads,
+                "optimizer": optim,
+                "held-out": {s for s in steps if evaluated(s, config)} | {config.steps},
+            },
+        )
 
     def add_step(self, seconds: float) -> None:
         self.step_seconds += seconds

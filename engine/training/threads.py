@@ -50,7 +50,7 @@ class ThreadTuner:
             # stall for far longer, and the stalls are what cost the time
             baseline = statistics.fmean(self.times[other])
             if self.on_current >= self.TRIAL or step_seconds > 3 * baseline:
-                trial = statistics.fmean(list(self.times[self.current])[-self.on_current:])
+                trial = statistics.fmean(list(self.times[self.current])[-self.on_current :])
                 self.trying = False
                 self._use(self.current if trial < baseline else other)
         elif self.on_current >= (self.PERIOD if self.tried else self.FIRST_TRY) or self._slowed_down(other):
@@ -98,8 +98,10 @@ class ThreadPolicy:
         with self._lock:
             taken = {lease.threads for lease in self._leases if lease.threads}
             if threads and taken - {threads}:
-                raise ConfigError(f"another run in this process is training with {taken.pop()} threads; a run beside "
-                                  f"it cannot use {threads} (each would change the other's results)")
+                raise ConfigError(
+                    f"another run in this process is training with {taken.pop()} threads; a run beside "
+                    f"it cannot use {threads} (each would change the other's results)"
+                )
             lease = ThreadLease(self, threads)
             self._leases.append(lease)
             torch.set_num_threads(self._count())

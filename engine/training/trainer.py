@@ -138,8 +138,9 @@ class Trainer:
             if generation == self.generation:
                 self._live = live
 
-    def start(self, config: TrainConfig, folder: Path | None = None, run_id: str | None = None,
-              lock: WriterLock | None = None) -> None:
+    def start(
+        self, config: TrainConfig, folder: Path | None = None, run_id: str | None = None, lock: WriterLock | None = None
+    ) -> None:
         """Train in the background, into `folder` when given: its writer lock (`lock`, or taken here: RunError when
         another process writes there) is held until the run ends."""
         config.validate()
@@ -157,8 +158,12 @@ class Trainer:
             self._control = control = RunControl()
             self._live, self.unsaved, self.config = None, {}, config
             self.hub.begin(run_id, str(folder) if folder else None, config.to_dict(), config.steps)
-            self._thread = threading.Thread(target=self._run, args=(config, folder, lock, self.generation, threads,
-                                                                     control), daemon=True, name="headwatch-trainer")
+            self._thread = threading.Thread(
+                target=self._run,
+                args=(config, folder, lock, self.generation, threads, control),
+                daemon=True,
+                name="headwatch-trainer",
+            )
             self._thread.start()
 
     def pause(self) -> None:
@@ -187,8 +192,15 @@ class Trainer:
             self._live = self.data = self.config = None
             self.hub.reset()
 
-    def _run(self, config: TrainConfig, folder: Path | None, lock: WriterLock | None, generation: int,
-             threads: ThreadLease, control: RunControl) -> None:
+    def _run(
+        self,
+        config: TrainConfig,
+        folder: Path | None,
+        lock: WriterLock | None,
+        generation: int,
+        threads: ThreadLease,
+        control: RunControl,
+    ) -> None:
         hub = HubObserver(self.hub, lambda: self.generation == generation)
         observers: list[Observer] = [hub]
         writer, loop, started = None, None, time.perf_counter()
@@ -228,8 +240,9 @@ class Trainer:
             except Exception as error:
                 logging.getLogger("headwatch").error("an observer could not take the run's end", exc_info=error)
 
-    def _open_writer(self, folder: Path, lock: WriterLock, config: TrainConfig, data: ClaimData,
-                     hub: HubObserver) -> RunWriter | None:
+    def _open_writer(
+        self, folder: Path, lock: WriterLock, config: TrainConfig, data: ClaimData, hub: HubObserver
+    ) -> RunWriter | None:
         """The run's writer; when its folder cannot be written (a full disk) the run trains on unsaved and says so
         (its empty folder goes when the run ends)."""
         try:
