@@ -1,6 +1,6 @@
 """Do heads specialize? A seed study of the preset (engine.reports.study: each seed trained in its own process, measured
 as `python -m engine analyze` measures it), printing per seed what each check needs from each cross-attention head
-(activation patching on twin claims, engine.interpret.attribution) with the head's label, then how many seeds gave each
+(activation patching on twin claims, engine.interpret.patching) with the head's label, then how many seeds gave each
 reason its own head and the specialists per seed with a bootstrap interval.
 
 Run: .venv/bin/python -m bench.specialization [--preset default] [--seeds 0-4] [--steps N] [--out DIR]

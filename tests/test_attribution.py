@@ -13,15 +13,8 @@ from data.rules import CLASSES, REASONS, check_claim
 from data.tokenizer import Tokenizer
 from data.vocabulary import CATEGORIES
 from engine.cache import Cache
-from engine.interpret.attribution import (
-    HeadAttribution,
-    attribute,
-    direct_effects,
-    heads_chosen,
-    logit_directions,
-    patched_runner,
-    reference_claims,
-)
+from engine.interpret.attribution import HeadAttribution, attribute, reference_claims
+from engine.interpret.direct_logit import direct_effects, logit_directions
 from engine.interpret.inference import Predictor
 from engine.interpret.labels import head_evidence, head_label, role_label
 from engine.interpret.ownership import (
@@ -36,6 +29,7 @@ from engine.interpret.ownership import (
     unit_reason,
 )
 from engine.interpret.pairs import CHECKS, minimal_pairs, pair_batch, reason_of, run_pairs
+from engine.interpret.patching import heads_chosen, patched_runner
 from engine.interpret.specialization import analysed_names
 from engine.model.transformer import ModelConfig
 from engine.reports.analyze import analyze_run

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from data.rules import CLASSES
-from engine.interpret.attribution import direct_effects
+from engine.interpret.direct_logit import direct_effects
 from engine.model.transformer import HeadHook, ModelConfig
 from engine.task.claims_model import ClaimsTransformer, targets_for_classes
 from engine.task.dataset import ClaimTensors
