@@ -14,7 +14,8 @@ from itertools import zip_longest
 from pathlib import Path
 
 from data.rules import VALID, WHOLE
-from engine.interpret.inference import Prediction, Predictor
+from engine.interpret.inference import Predictor
+from engine.interpret.prediction import Prediction
 from tests.test_lines import SERVICE_LINES, said
 from tests.test_reading import UNREAD_CLAIMS
 

@@ -26,8 +26,9 @@ from data.rules import label
 from data.styles import STYLES
 from data.tokenizer import Tokenizer
 from data.vocabulary import parse_claim
-from engine.interpret.inference import Prediction, Predictor, verdict_to_outcome
+from engine.interpret.inference import Predictor
 from engine.interpret.metrics import expected_calibration_error
+from engine.interpret.prediction import Prediction, verdict_to_outcome
 from engine.runs.layout import CONFIG
 from engine.runs.reading import RunError, read_config, read_status
 from engine.task.claims_csv import read_claims_file

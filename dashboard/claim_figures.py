@@ -16,7 +16,7 @@ from dashboard.untrusted import plotly_text
 from data.rules import CLASSES
 from data.tokenizer import Tokenizer
 from data.vocabulary import Token
-from engine.interpret.inference import Prediction
+from engine.interpret.prediction import Prediction
 from engine.task.claims_model import CROSS
 
 CATEGORY_COLORS = {

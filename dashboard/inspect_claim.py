@@ -13,8 +13,8 @@ from dashboard.live import live, shared_figure
 from dashboard.summaries import duration
 from dashboard.untrusted import markdown_text
 from data.rules import CANNOT_CHECK
-from engine.interpret.inference import Prediction
 from engine.interpret.labels import head_label
+from engine.interpret.prediction import Prediction
 from engine.task.dataset import EXAMPLE_CLAIMS
 from engine.telemetry import Snapshot
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from data import rules
-from engine.interpret.inference import Prediction, verdict_to_outcome
+from engine.interpret.prediction import Prediction, verdict_to_outcome
 
 CANT_TELL = "can't tell"
 CANNOT_JUDGE = "cannot judge"  # the model's answer rests on words that were not read

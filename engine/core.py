@@ -14,7 +14,8 @@ from functools import partial
 from pathlib import Path
 
 from engine.cache import Cache
-from engine.interpret.inference import Prediction, Predictor
+from engine.interpret.inference import Predictor
+from engine.interpret.prediction import Prediction
 from engine.interpret.scored_csv import scored_rows
 from engine.recording.tensorboard_files import event_files, event_files_zip
 from engine.reports.analyze import analyze_run

@@ -19,10 +19,11 @@ from data.catalog import load_catalog
 from data.rules import CLASSES, REASONS
 from data.tokenizer import Tokenizer
 from data.vocabulary import CATEGORIES, Token
-from engine.interpret.inference import Prediction, Predictor
+from engine.interpret.inference import Predictor
 from engine.interpret.labels import head_evidence, head_label
 from engine.interpret.ownership import GENERALIST, LEANS, LITTLE_EFFECT, NEEDED, SHARES, SPECIALIST
 from engine.interpret.pairs import CHECKS
+from engine.interpret.prediction import Prediction
 from engine.reports.reference_studies import References, ReferenceStudy
 from engine.telemetry import EvalPoint, HeadSpecialization, SpecializationPoint
 

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from data.catalog import Catalog, load_catalog
@@ -19,97 +17,14 @@ from data.rules import CANNOT_CHECK, CLASSES, INVALID, NO_REASON, check_claim, l
 from data.tokenizer import Tokenizer
 from data.vocabulary import Encoded, Token, entity_of, parse_claim
 from engine.interpret.attribution import reference_claims, resampled_log_probs
+from engine.interpret.prediction import Prediction, outcome_to_verdict
+from engine.interpret.saved_model import load_saved_model
 from engine.interpret.specialization import analysed_names
 from engine.model.transformer import ModelConfig
-from engine.runs.layout import CONFIG, TOKENIZER
-from engine.runs.reading import RunError, load_checkpoint, read_config, read_object
 from engine.task.claims_model import ClaimsTransformer, greedy_outcomes
-from engine.task.dataset import N_CATEGORIES, ClaimTensors, encode_texts
+from engine.task.dataset import ClaimTensors, encode_texts
 
 MAX_CLAIM_CHARS = 5000
-
-
-@dataclass(frozen=True)
-class Prediction:
-    text: str
-    verdict: str | None = None
-    reason: str | None = None
-    confidence: float | None = None
-    probabilities: dict[str, float] = field(default_factory=dict)  # outcome (CLASSES) -> probability
-    tokens: tuple[Token, ...] = ()
-    attention: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (H, Tq, Tk)
-    ablation: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> outcome with each head resampled
-    # what the rules checker says on the fields it read: (verdict, reason), or (CANNOT_CHECK, NONE)
-    rules: tuple[str, str] | None = None
-    rule_findings: tuple[str, ...] = ()  # each rule the claim breaks, "REASON: why"
-    warnings: tuple[str, ...] = ()
-    truncated: bool = False
-    error: str | None = None
-    step: int | None = None
-    reading: Reading | None = None  # what the claim was read as, and what was not
-    # Why the model's answer (verdict, reason, confidence above) is not given as the verdict: it rests on a part of
-    # the claim that was not read. None when it is the verdict.
-    refusal: Refusal | None = None
-    # A claim of several billed items: each service line judged as a claim of its own (the verdict above is the
-    # worst line's, the attention and ablation are those of `figured`), and why no line is judged on a price, if so.
-    lines: tuple[Prediction, ...] = ()
-    lines_note: str | None = None
-
-    @property
-    def outcome(self) -> str | None:
-        return None if self.verdict is None else verdict_to_outcome(self.verdict, self.reason)
-
-    @property
-    def judged(self) -> bool:
-        """The model's answer is the verdict: no error, and nothing it rests on was left unread."""
-        return self.error is None and self.refusal is None
-
-    def to_json(self) -> dict:
-        reading = {"reading": self.reading.to_json()} if self.reading else {}
-        if self.error:
-            return {"text": self.text, "error": self.error, **reading}
-        said = {"verdict": self.verdict, "reason": self.reason, "confidence": round(self.confidence or 0.0, 4)}
-        answer = said if self.judged else {"verdict": None, "reason": None, "confidence": None, "model_said": said}
-        lines = (
-            {"lines": [line.line_json() for line in self.lines], "lines_note": self.lines_note} if self.lines else {}
-        )
-        return {
-            "text": self.text,
-            **answer,
-            "cannot_judge": self.refusal.to_json() if self.refusal else None,
-            **lines,
-            **reading,
-            "warnings": list(self.warnings),
-        }
-
-    def line_json(self) -> dict:
-        """One service line: its words, the terms read in it, its answer, or why it cannot be judged."""
-        terms = [t.to_json() for t in self.reading.read] if self.reading else []
-        said = self.judged and self.verdict is not None
-        return {
-            "text": self.text,
-            "terms": terms,
-            "verdict": self.verdict if said else None,
-            "reason": self.reason if said else None,
-            "confidence": round(self.confidence, 4) if said and self.confidence is not None else None,
-            "cannot_judge": self.refusal.to_json() if self.refusal else None,
-            **({"rules": list(self.rules)} if self.rules else {}),
-        }
-
-    @property
-    def figured(self) -> Prediction:
-        """The prediction whose attention and ablation are shown: the claim's, or its first line the model
-        answered."""
-        return next((line for line in self.lines if line.verdict is not None), self)
-
-
-def outcome_to_verdict(outcome: str) -> tuple[str, str]:
-    return ("VALID", "NONE") if outcome == "VALID" else ("INVALID", outcome)
-
-
-def verdict_to_outcome(verdict: str, reason: str) -> str:
-    """("VALID", "NONE") -> "VALID"; ("INVALID", reason) -> reason."""
-    return "VALID" if verdict == "VALID" else reason
 
 
 class Predictor:
@@ -133,9 +48,8 @@ class Predictor:
     @classmethod
     def from_run(cls, folder: Path) -> Predictor:
         """Load a saved run's latest checkpoint; damaged, unsafe or mismatched files raise RunError."""
-        config, tokenizer, payload = read_config(folder), _tokenizer(folder), load_checkpoint(folder)
-        model = _model(_model_config(config, payload), payload["model"], tokenizer)
-        return cls(model, tokenizer, payload["step"])
+        model, tokenizer, step = load_saved_model(folder)
+        return cls(model, tokenizer, step)
 
     def _refuse(self, text: str) -> str | None:
         if not text.strip():
@@ -403,59 +317,3 @@ def _worst_rules(lines: list[Prediction]) -> tuple[str, str] | None:
     if reasons:
         return INVALID, reasons.pop()
     return next((rules for rules in answers if rules[0] == CANNOT_CHECK), answers[0])
-
-
-def _tokenizer(folder: Path) -> Tokenizer:
-    saved = read_object(folder, TOKENIZER)
-    try:
-        return Tokenizer.from_json(saved)
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
-        raise RunError(f"{TOKENIZER} is damaged (it is not a Headwatch vocabulary)") from None
-
-
-def _model_config(config: dict, payload: dict) -> ModelConfig:
-    """The run's model settings, which must be those the checkpoint was trained with."""
-    try:
-        model_config = ModelConfig.from_dict(config.get("model", {}))
-    except TypeError:
-        raise RunError(f"{CONFIG} is damaged (its model settings are not what a run writes)") from None
-    trained_with = payload.get("model_config")
-    trained_with = trained_with if isinstance(trained_with, dict) else {}
-    differences = [
-        f"{k} is {trained_with[k]} in the checkpoint but {v} in {CONFIG}"
-        for k, v in model_config.to_dict().items()
-        if k in trained_with and trained_with[k] != v
-    ]
-    if differences:
-        raise RunError("checkpoint does not match this run's model configuration: " + "; ".join(differences))
-    return model_config
-
-
-def _model(config: ModelConfig, weights: dict, tokenizer: Tokenizer) -> ClaimsTransformer:
-    """The model with `weights` loaded, after checking on a weightless copy that they fit: a damaged config must
-    not allocate a huge model, and a vocabulary must fit the embedding it indexes."""
-    try:
-        with torch.device("meta"):
-            expected = {k: tuple(v.shape) for k, v in ClaimsTransformer(config).state_dict().items()}
-    except Exception:  # nn modules raise many types for impossible sizes
-        raise RunError(f"{CONFIG} is damaged (its model settings cannot build a model)") from None
-    found = {k: tuple(v.shape) for k, v in weights.items() if isinstance(v, torch.Tensor)}
-    if expected != found:
-        differing = sorted(set(expected) ^ set(found)) or [k for k in expected if expected[k] != found.get(k)]
-        detail = ", ".join(f"{k} {found.get(k)} vs {expected.get(k)}" for k in differing[:3])
-        raise RunError(f"checkpoint does not match this run's model configuration: {detail}")
-    if config.n_categories != N_CATEGORIES:
-        raise RunError(f"the model reads {config.n_categories} kinds of field, not the {N_CATEGORIES} Headwatch has")
-    if len(tokenizer.vocab) != config.vocab_size:
-        raise RunError(
-            f"{TOKENIZER} has {len(tokenizer.vocab)} words but the model was trained on "
-            f"{config.vocab_size}: they do not belong together"
-        )
-    if not all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point()):
-        raise RunError("the checkpoint's weights are not all numbers (NaN or infinity): this model cannot judge claims")
-    model = ClaimsTransformer(config)
-    try:
-        model.load_state_dict(weights)
-    except (RuntimeError, TypeError):  # e.g. a value that cannot be copied into a weight
-        raise RunError("the checkpoint's weights cannot be loaded into the model") from None
-    return model

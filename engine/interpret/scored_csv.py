@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from data.vocabulary import Encoded
-from engine.interpret.inference import Prediction, Predictor
+from engine.interpret.inference import Predictor
+from engine.interpret.prediction import Prediction
 from engine.runs.exports import csv_bytes
 from engine.task.claims_csv import ImportedClaims
 
