@@ -15,7 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from dashboard import figures, head_figures, outcome_words, summaries
+from dashboard import figures, head_figures, head_overview_figures, outcome_words, summaries
 from dashboard.head_words import head_sentence, heads_title, joined, lead_paragraph, promise_sentence, study_paragraph
 from dashboard.measurement import Measurement, latest_measurement, unfinished
 from dashboard.untrusted import markdown_html, markdown_text
@@ -319,13 +319,13 @@ def chapter_figures(
     answer = []
     if measurement and measurement.cross:
         step = measurement.point.step
-        answer.append(head_figures.heads_figure(measurement.cross, heads_title(step, unfinished(snap, step))))
+        answer.append(head_overview_figures.heads_figure(measurement.cross, heads_title(step, unfinished(snap, step))))
     return {
         "answer": answer,
         "before": [head_figures.shares_figure(snap.specialization, start=0)],
         "during": during,
         "after": after,
-        "reference": [head_figures.studies_figure(references.studies)] if references.studies else [],
+        "reference": [head_overview_figures.studies_figure(references.studies)] if references.studies else [],
     }
 
 

@@ -13,7 +13,7 @@ import pytest
 from conftest import build_snapshot
 from support import labelled_seed
 
-from dashboard import claim_figures, head_figures, head_words, measurement, report, what_if
+from dashboard import claim_figures, head_figures, head_overview_figures, head_words, measurement, report, what_if
 from dashboard.figures import CLASS_COLORS
 from data.catalog import load_catalog
 from data.rules import CLASSES, REASONS
@@ -460,22 +460,18 @@ def test_the_story_of_a_run_still_training_never_says_the_promise_failed() -> No
 
 def test_heads_figure_shows_each_head_as_a_card_named_and_coloured_by_what_it_became() -> None:
     heads = (COST_HEAD, *NO_SPECIALIST[1:])
-    fig = head_figures.heads_figure(heads, "The four heads")
+    fig = head_overview_figures.heads_figure(heads, "The four heads")
     notes = [a.text.replace("<br>", " ") for a in fig.layout.annotations]
     for index, h in enumerate(heads):
         assert notes[index].startswith(f"<b>Head {index + 1}</b>")
         assert f"<b>{head_label(h)}</b>" in notes[index] and f"It {head_words.role_words(h)}." in notes[index]
     borders = [s for s in fig.layout.shapes if s.fillcolor is None]
-    assert [b.line.color for b in borders] == [
-        CLASS_COLORS["COST"],
-        CLASS_COLORS["DOSAGE"],
-        head_figures.NO_REASON_COLOR,
-        head_figures.NO_REASON_COLOR,
-    ]
+    grey = head_overview_figures.NO_REASON_COLOR
+    assert [b.line.color for b in borders] == [CLASS_COLORS["COST"], CLASS_COLORS["DOSAGE"], grey, grey]
     assert [b.line.width for b in borders] == [4, 1.5, 1.5, 1.5]  # a thick border: the specialist only
     several = role(SHARES, "DOSAGE", shared_with={"DOSAGE": (1,), "sex, age": (1,)})
-    assert head_figures.head_color(several) == head_figures.NO_REASON_COLOR  # no one reason's colour for two
-    hostile = head_figures.heads_figure((replace(COST_HEAD, kind="<img src=x>"),), "t")
+    assert head_overview_figures.head_color(several) == grey  # no one reason's colour for two
+    hostile = head_overview_figures.heads_figure((replace(COST_HEAD, kind="<img src=x>"),), "t")
     assert "<img" not in json.dumps(spec(hostile)) and "&lt;img src=x&gt;" in json.dumps(spec(hostile))
 
 
