@@ -87,6 +87,13 @@ def _cell(value: object) -> str:
     return percent_text(value) if isinstance(value, float) else str(value)
 
 
+REPORT_STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.5}"
+    ".meta{color:#666}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;"
+    "text-align:left}"
+)
+
+
 def html_report(
     snap: Snapshot,
     race: Snapshot | None = None,
@@ -125,12 +132,7 @@ def html_report(
             embedded = True
     if chapters and examples is not None and examples[0]:
         body.extend(_examples_html(*examples))
-    style = (
-        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.5}"
-        ".meta{color:#666}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;"
-        "text-align:left}"
-    )
     return (
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{style}</style></head><body>{''.join(body)}</body></html>"
+        f"<style>{REPORT_STYLE}</style></head><body>{''.join(body)}</body></html>"
     )
