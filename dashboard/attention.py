@@ -3,7 +3,7 @@ stored step."""
 
 import streamlit as st
 
-from dashboard import figures, outcome_words, viewing
+from dashboard import attention_figures, figures, outcome_words, viewing
 from dashboard.live import live
 from dashboard.untrusted import markdown_text
 from engine.runs.layout import WATCHED_POSITIONS, is_watched
@@ -64,7 +64,9 @@ def heatmaps(claim: int, step: int | str, had_data: bool) -> None:
     )
     for name in [*cross, *encoder]:
         st.plotly_chart(
-            figures.attention_figure(snap, point, name, claim), key=f"attention_{name}", config=figures.CHART_CONFIG
+            attention_figures.attention_figure(snap, point, name, claim),
+            key=f"attention_{name}",
+            config=figures.CHART_CONFIG,
         )
 
 
@@ -89,7 +91,7 @@ def watched_heatmaps(example: int, step: int | str) -> None:
     for name in point.weights:
         example_here = min(example, point.weights[name].shape[0] - 1)
         st.plotly_chart(
-            figures.positions_attention_figure(snap, point, name, example_here),
+            attention_figures.positions_attention_figure(snap, point, name, example_here),
             key=f"attention_{name}",
             config=figures.CHART_CONFIG,
         )

@@ -1,25 +1,23 @@
 """Pure builders for the head pages: specialization measurements in, a plotly figure (or a table's rows) out. No
-Streamlit here, so everything is unit-tested without a server. One claim's figures are in dashboard.claim_figures."""
+Streamlit here, so everything is unit-tested without a server. One claim's figures are in dashboard.claim_figures, the
+heads at a glance (cards, the shipped studies) in dashboard.head_overview_figures."""
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboard.figures import CLASS_COLORS, HEAD_COLORS
-from dashboard.head_words import role_words
+from dashboard.figures import HEAD_COLORS
+from dashboard.step_animation import stepped_figure
 from dashboard.untrusted import plotly_text
 from data.rules import CLASSES, REASONS
 from data.vocabulary import CATEGORIES
 from engine.interpret.labels import head_label
 from engine.interpret.metrics import NOTHING, shown_change
-from engine.interpret.ownership import HELPS, LEANS, SHARES, SPECIALIST, unit_reason
 from engine.interpret.pairs import CHECKS, reason_of
-from engine.reports.reference_studies import ReferenceStudy
 from engine.task.claims_model import CROSS
 from engine.telemetry import INTERVENTIONS, RESAMPLED, HeadSpecialization, SpecializationPoint
 
@@ -36,7 +34,9 @@ def figure_layout(title: str, height: int, **extra: object) -> dict:
     return {"title": {"text": title, "font": {"size": 16}}, "height": height, "margin": MARGIN, **extra}
 
 
-def _waiting(title: str, text: str) -> go.Figure:
+def unmeasured_figure(title: str, text: str) -> go.Figure:
+    """A head figure with nothing to draw yet (or ever, for a run saved by an older version): its title over a note
+    saying why, instead of bare axes."""
     hidden = {"visible": False}
     return go.Figure(
         layout=figure_layout(
@@ -89,7 +89,6 @@ def _animated_heatmap(
             **heatmap,
         }
 
-    start = start % len(points)
     # the columns' names sit on top, under the title, and tilt in a narrow chart: room for both, the title first
     layout = figure_layout(
         title,
@@ -99,48 +98,7 @@ def _animated_heatmap(
         margin={**MARGIN, "t": 150, "b": 30},
     )
     layout["title"] |= {"y": 0.98, "yref": "container", "yanchor": "top"}
-    if len(points) > 1:
-        frames = [{"name": str(p.step), "data": [trace(p)]} for p in points]
-        play = {"frame": {"duration": 700, "redraw": True}, "transition": {"duration": 0}, "fromcurrent": False}
-        layout["sliders"] = [
-            {
-                "active": start,
-                "currentvalue": {"prefix": "Training step "},
-                "pad": {"t": 10},
-                "len": 0.85,
-                "x": 0.15,
-                "steps": [
-                    {
-                        "label": f"{p.step:,}",
-                        "method": "animate",
-                        "args": [
-                            [str(p.step)],
-                            {
-                                "mode": "immediate",
-                                "frame": {"duration": 0, "redraw": True},
-                                "transition": {"duration": 0},
-                            },
-                        ],
-                    }
-                    for p in points
-                ],
-            }
-        ]
-        layout["updatemenus"] = [
-            {
-                "type": "buttons",
-                "showactive": False,
-                "x": 0.0,
-                "y": 0,
-                "xanchor": "left",
-                "yanchor": "top",
-                "pad": {"t": 45},
-                "direction": "left",
-                "buttons": [{"label": "▶ Play", "method": "animate", "args": [None, play]}],
-            }
-        ]
-        return go.Figure(data=[trace(points[start])], frames=frames, layout=layout)
-    return go.Figure(data=[trace(points[0])], layout=layout)
+    return stepped_figure(points, trace, layout, start)
 
 
 def shares_figure(points: Sequence[SpecializationPoint], name: str = CROSS, start: int = -1) -> go.Figure:
@@ -148,7 +106,7 @@ def shares_figure(points: Sequence[SpecializationPoint], name: str = CROSS, star
     title = "What each head reads: share of its attention per field, from the position that answers REASON"
     points = [p for p in points if name in p.heads]
     if not points:
-        return _waiting(title, "Waiting for the first measurement of the heads…")
+        return unmeasured_figure(title, "Waiting for the first measurement of the heads…")
     peak = max(max(h.shares.values()) for p in points for h in p.heads[name])
     columns = (*CATEGORIES, NOTHING) if NOTHING in points[-1].heads[name][0].shares else CATEGORIES
     return _animated_heatmap(
@@ -174,7 +132,7 @@ def necessity_figure(points: Sequence[SpecializationPoint], name: str = CROSS, t
     )
     points = [p for p in points if name in p.heads and p.heads[name][0].necessity]
     if not points:
-        return _waiting(
+        return unmeasured_figure(
             title,
             "Not measured yet (runs saved by older versions were measured by switching heads "
             "off: see the matrix below)",
@@ -202,7 +160,7 @@ def direct_figure(point: SpecializationPoint, name: str = CROSS) -> go.Figure:
     title = "Each head's direct push towards the right answer, on claims that break each rule (in logits)"
     heads = point.heads.get(name, ())
     if not heads or not heads[0].direct:
-        return _waiting(title, "Not measured for this run (saved by an older version)")
+        return unmeasured_figure(title, "Not measured for this run (saved by an older version)")
     columns = [c if reason_of(c) != "ADMIN" else f"ADMIN: {c}" for c in CHECKS]
     peak = max(max(abs(v) for v in h.direct.values()) for h in heads) or 1.0
     return _animated_heatmap(
@@ -236,7 +194,7 @@ def ablation_figure(points: Sequence[SpecializationPoint], name: str = CROSS, ti
         f"What breaks when a head {taken_away(points, name)}: change in accuracy per reason, and on valid claims"
     )
     if not points:
-        return _waiting(title, "Waiting for the first measurement of the heads…")
+        return unmeasured_figure(title, "Waiting for the first measurement of the heads…")
     # Fixed range so runs compare at a glance: red = accuracy lost without this head.
     columns = (*REASONS, "VALID")
     return _animated_heatmap(
@@ -261,7 +219,7 @@ def answers_figure(point: SpecializationPoint, name: str = CROSS) -> go.Figure:
     title = f"Where the answers go when one head {taken_away([point], name)} (rows: the right answer; columns: given)"
     heads = point.heads.get(name, ())
     if not heads or not heads[0].answers:
-        return _waiting(title, "Not measured for this run (saved by an older version)")
+        return unmeasured_figure(title, "Not measured for this run (saved by an older version)")
     fig = make_subplots(
         rows=1,
         cols=len(heads),
@@ -318,7 +276,7 @@ def head_metrics_figure(points: Sequence[SpecializationPoint], name: str = CROSS
     title = "Each head over training"
     points = [p for p in points if name in p.heads]
     if not points:
-        return _waiting(title, "Waiting for the first measurement of the heads…")
+        return unmeasured_figure(title, "Waiting for the first measurement of the heads…")
     fig = make_subplots(
         rows=1,
         cols=len(HEAD_METRICS),
@@ -348,133 +306,3 @@ def head_metrics_figure(points: Sequence[SpecializationPoint], name: str = CROSS
     fig.update_layout(**figure_layout(title, 380, legend={"orientation": "h", "y": -0.25}, hovermode="closest"))
     fig.update_layout(margin={**MARGIN, "t": 100, "b": 80})
     return fig
-
-
-NO_REASON_COLOR = "#9e9e9e"  # a head that works for no single reason
-STUDY_COLORS = ("#4c78a8", "#e45756", "#54a24b", "#b279a2")  # one per shipped study, none a reason's colour
-
-
-def head_color(head: HeadSpecialization) -> str:
-    """The colour of the one reason a head works for (fully, in part, or sharing it with another head), grey when it
-    works for no single one."""
-    if head.kind in (SPECIALIST, LEANS, HELPS) and head.reason:
-        return CLASS_COLORS.get(unit_reason(head.reason), NO_REASON_COLOR)
-    reasons = {unit_reason(unit) for unit in head.shared_with}
-    if head.kind == SHARES and len(reasons) == 1:
-        return CLASS_COLORS.get(reasons.pop(), NO_REASON_COLOR)
-    return NO_REASON_COLOR  # several reasons' colours on one card would say it works for one of them
-
-
-def _wrapped(text: str, width: int) -> str:
-    return "<br>".join(plotly_text(line) for line in textwrap.wrap(text, width)) or " "
-
-
-def _card_text(index: int, head: HeadSpecialization, color: str) -> tuple[str, int]:
-    """A head's card: its number, its label as measured, what that means in plain words; and how many lines."""
-    label = textwrap.wrap(head_label(head), 22) or [" "]
-    words = textwrap.wrap(f"It {role_words(head)}.", 34)
-    text = (
-        f"<b>Head {index + 1}</b><br> <br><span style='font-size:16px;color:{color}'><b>"
-        + "<br>".join(plotly_text(line) for line in label)
-        + "</b></span><br> <br><span style='font-size:12px'>"
-        + "<br>".join(plotly_text(line) for line in words)
-        + "</span>"
-    )
-    return text, 4 + len(label) + len(words)
-
-
-def heads_figure(heads: Sequence[HeadSpecialization], title: str) -> go.Figure:
-    """The heads as cards side by side: each one's name as measured (its label) and what that means in plain
-    words, coloured by the reason it works for; a thick border marks a specialist."""
-    if not heads:
-        return _waiting(title, "Waiting for the first measurement of the heads…")
-    shapes, notes, lines = [], [], 0
-    for index, head in enumerate(heads):
-        color, specialist = head_color(head), head.kind == SPECIALIST
-        box = {"type": "rect", "x0": index + 0.04, "x1": index + 0.96, "y0": 0, "y1": 1}
-        shapes += [
-            {
-                **box,
-                "fillcolor": color,
-                "opacity": 0.22 if specialist else 0.08,
-                "layer": "below",
-                "line": {"width": 0},
-            },
-            {**box, "line": {"color": color, "width": 4 if specialist else 1.5}},
-        ]
-        text, count = _card_text(index, head, color)
-        lines = max(lines, count)
-        notes.append(
-            {
-                "x": index + 0.5,
-                "y": 0.96,
-                "xanchor": "center",
-                "yanchor": "top",
-                "showarrow": False,
-                "text": text,
-                "font": {"size": 13, "color": "#333"},
-            }
-        )
-    key = " · ".join(f'<span style="color:{c}">■</span> {r}' for r, c in CLASS_COLORS.items() if r in REASONS)
-    notes.append(
-        {
-            "x": 0,
-            "y": -0.04,
-            "xanchor": "left",
-            "yanchor": "top",
-            "showarrow": False,
-            "font": {"size": 12},
-            "yref": "paper",
-            "xref": "paper",
-            "text": f"Colour: the reason a head works for ({key}); grey: no single reason. A thick border "
-            "marks a specialist.",
-        }
-    )
-    hidden = {"visible": False, "fixedrange": True}
-    return go.Figure(
-        layout=figure_layout(
-            title,
-            115 + 16 * lines,
-            shapes=shapes,
-            annotations=notes,
-            plot_bgcolor="white",
-            xaxis={**hidden, "range": [0, len(heads)]},
-            yaxis={**hidden, "range": [0, 1]},
-            margin={"l": 10, "r": 10, "t": 50, "b": 40},
-        )
-    )
-
-
-def studies_figure(studies: Sequence[ReferenceStudy]) -> go.Figure:
-    """Per shipped study (one recipe trained with many seeds): in what share of its runs that learned each reason
-    got a head of its own, and in what share no head became a specialist."""
-    title = "Over many runs of each recipe: how often each reason got a head of its own"
-    columns = [*REASONS, "no specialist at all"]
-    data = []
-    for index, study in enumerate(studies):
-        learned = [r for r in study.results if r.learned]
-        counts = [sum(reason in r.owns for r in learned) for reason in REASONS]
-        counts.append(sum(r.specialists == 0 for r in learned))
-        share = [c / len(learned) if learned else 0.0 for c in counts]
-        data.append(
-            go.Bar(
-                x=columns,
-                y=share,
-                name=f"{plotly_text(study.name, 30)} ({len(learned)} runs)",
-                text=[f"{c} of {len(learned)}" for c in counts],
-                textposition="outside",
-                marker={"color": STUDY_COLORS[index % len(STUDY_COLORS)]},
-                cliponaxis=False,
-                hovertemplate="%{x}: %{text} runs<extra>%{fullData.name}</extra>",
-            )
-        )
-    return go.Figure(
-        data=data,
-        layout=figure_layout(
-            title,
-            360,
-            barmode="group",
-            legend={"title": {"text": "recipe"}},
-            yaxis={"tickformat": ".0%", "range": [0, 1.15], "title": {"text": "share of runs"}},
-        ),
-    )

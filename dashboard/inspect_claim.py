@@ -7,7 +7,7 @@ import time
 
 import streamlit as st
 
-from dashboard import claim_figures, figures, outcome_words, viewing, what_if
+from dashboard import attention_figures, claim_figures, figures, outcome_words, viewing, what_if
 from dashboard.engine_resource import get_engine
 from dashboard.live import live, shared_figure
 from dashboard.summaries import duration
@@ -213,7 +213,7 @@ def show_claim_figures(p: Prediction, labels: list[str], model: tuple) -> None:
         {
             "Head": f"Head {h + 1}",
             **{
-                figures.attention_short_title(name): (
+                attention_figures.attention_short_title(name): (
                     "same answer" if outcomes[h] == p.outcome else outcome_words.outcome_text(outcomes[h])
                 )
                 for name, outcomes in p.ablation.items()

@@ -1,24 +1,18 @@
 """Runs: every saved run; reopen one read-only, compare two, export one, and import claims to score or train on."""
 
-import time
-
-import pandas as pd
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from dashboard import figures, head_figures, outcome_words, report, summaries, viewing
+from dashboard import figures, head_figures, report, viewing
+from dashboard.claims_import import score_or_train
 from dashboard.engine_resource import get_engine
+from dashboard.run_table import compared_row, damage_text, run_rows
 from dashboard.untrusted import markdown_text
-from engine.core import TRAINING_NOW, ConfigError, EngineBusy, RunError, RunsFolderError
-from engine.interpret.labels import head_label
-from engine.interpret.scored_csv import SCORED_COLUMNS, scored_csv
+from engine.core import TRAINING_NOW, RunError
 from engine.runs.layout import is_watched
-from engine.runs.listing import RunSummary
-from engine.task.claims_csv import MIN_TRAINING_CLAIMS, CsvProblem, ImportedClaims, read_claims_csv
+from engine.task.claims_csv import CsvProblem, read_claims_csv
 from engine.telemetry import Snapshot
-from engine.training.presets import PRESETS, preset
 
-LIVE = "live"
 LOAD_WEIGHTS = (
     "Load it into the model with `model.load_state_dict(torch.load(path, weights_only=True))`, where "
     "`model = ClaimsTransformer(ModelConfig.from_dict(config['model']))` from `engine.task.claims_model` "
@@ -30,67 +24,6 @@ PAGES = (
     ("dashboard/inspect_claim.py", "Inspect"),
     ("dashboard/story.py", "Story"),
 )
-
-
-def run_rows(runs: list[RunSummary]) -> list[dict]:
-    return [
-        {
-            "Started": time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)),
-            "Run": r.run_id,
-            "Recipe": r.preset if r.watched_heads is None else "your own model",
-            "Optimizer": r.optimizer,
-            "Seed": r.seed if r.watched_heads is None else None,  # a watched loop's seed is its own, unknown here
-            "Steps": r.step,
-            "Status": r.status,
-            "Accuracy": r.accuracy,
-            "Heads": heads_cell(r),
-        }
-        for r in runs
-    ]
-
-
-def heads_cell(run: RunSummary) -> str:
-    """Headwatch's own runs: what each cross-attention head was found to do (not named for a run that learned
-    nothing). A watched model's: what was recorded."""
-    if run.watched_heads is not None:
-        return watched_heads_text(run.watched_heads)
-    if not run.learned:
-        return "not named: it did no better than answering its commonest outcome to every claim"
-    return ", ".join(head_label(h) for h in run.heads) or "not measured"
-
-
-def watched_heads_text(heads: tuple[int, ...]) -> str:
-    if not heads:
-        return "no attention found: the loss and your metrics only"
-    low, high = min(heads), max(heads)
-    modules = f"{len(heads)} attention module{'s' if len(heads) != 1 else ''}"
-    return f"{modules}, {low if low == high else f'{low} to {high}'} heads each"
-
-
-def damage_text(runs: list[RunSummary]) -> str | None:
-    """Every damaged run, or one saved in a format this version does not read, with what is wrong with it, in full
-    (a table column would cut it off)."""
-    damaged = [
-        f"- **{markdown_text(r.run_id)}**: {markdown_text(r.problem or r.note)}" for r in runs if r.problem or r.note
-    ]
-    if not damaged:
-        return None
-    return "Runs with a problem (the ones that cannot be opened are not offered below):\n" + "\n".join(damaged)
-
-
-def compared_row(letter: str, snap: Snapshot, claims: bool) -> dict:
-    """A run's numbers; the claims model's held-out accuracy only when both runs are claims runs (someone's own
-    model, recorded by headwatch.watch, has only its loss)."""
-    row = {"": letter, "Run": snap.run_id, "Settings": summaries.config_text(snap.config)}
-    if claims:
-        last, reached = snap.latest_eval, snap.first_reaching(0.95)
-        row |= {
-            "Final held-out accuracy": last.heldout_accuracy if last else None,
-            "Reached 95% at step": f"{reached.step:,}" if reached is not None else "not reached",
-        }
-    else:
-        row |= {"Steps": snap.step, "Last training loss": snap.loss.values[-1] if snap.loss.values else None}
-    return row | {"Training time": summaries.duration(snap.seconds)}
 
 
 def compare(first: str, second: str) -> None:
@@ -224,123 +157,6 @@ def open_chosen() -> None:
     viewing.open_run(st.session_state.open_run)
 
 
-def start_on_claims(data: bytes) -> None:
-    recipe = st.session_state.import_recipe
-    try:
-        get_engine().start_on_claims(data, preset(recipe))
-        st.session_state.import_started = recipe
-    except (CsvProblem, ConfigError, EngineBusy, RunsFolderError) as error:
-        st.session_state.import_error = str(error)
-
-
-SHOWN_SCORED = 200  # rows of the results table in the page; the download has them all
-
-
-def scored_view(rows: list[list[str]]) -> None:
-    """The scored claims in the page: the model's answer beside the rules checker's, disagreements first; a claim
-    that cannot be judged says what was not read."""
-    table = pd.DataFrame(rows, columns=SCORED_COLUMNS)
-
-    def said(verdicts: pd.Series, reasons: pd.Series) -> list[str]:
-        return [outcome_words.verdict_text(v, r) for v, r in zip(verdicts, reasons, strict=True)]
-
-    refused = table["cannot_judge"] != ""
-    shown = pd.DataFrame(
-        {
-            "Claim": table["text"],
-            "The model says": said(table["verdict"], table["reason"]),
-            "How sure": pd.to_numeric(table["confidence"], errors="coerce"),
-            "The rules say": said(table["rules_verdict"], table["rules_reason"]),
-            "Not read": table["not_read"],
-            "Service lines": table["lines"],
-            "Problem": table["error"].where(~refused, table["cannot_judge"]),
-        }
-    )
-    shown.loc[refused, "The model says"] = outcome_words.CANNOT_JUDGE
-    judged = ~shown["The rules say"].isin((outcome_words.CANT_TELL, outcome_words.CANNOT_CHECK)) & (
-        shown["Problem"] == ""
-    )
-    agree = int((shown["The model says"] == shown["The rules say"])[judged].sum())
-    st.markdown(
-        f"**The model and the rules checker agree on {agree:,} of the {int(judged.sum()):,} claims both "
-        f"could judge** ({len(rows):,} scored; {int(refused.sum()):,} could not be judged on what was read)."
-    )
-    shown = (
-        shown.assign(order=(shown["The model says"] == shown["The rules say"]) | ~judged)
-        .sort_values("order", kind="stable")
-        .drop(columns="order")
-    )
-    if len(shown) > SHOWN_SCORED:
-        st.caption(f"Showing {SHOWN_SCORED} of {len(shown):,}, disagreements first; the download has every claim.")
-    st.dataframe(
-        shown.head(SHOWN_SCORED),
-        hide_index=True,
-        column_config={
-            "Claim": st.column_config.TextColumn(width="large"),
-            "How sure": st.column_config.NumberColumn(format="percent"),
-            "Not read": st.column_config.TextColumn(help="Words of the claim Headwatch did not read"),
-        },
-    )
-
-
-def imported(data: bytes, claims: ImportedClaims, usable: list[str]) -> None:
-    engine = get_engine()
-    score, train = st.columns(2, gap="large")
-    with score:
-        model = st.selectbox(
-            "Score with",
-            [LIVE, *usable],
-            key="score_model",
-            format_func=lambda m: "The live run (its current weights)" if m == LIVE else m,
-        )
-        if st.button("Score these claims", key="score"):
-            bar = st.progress(0.0, text=f"Scoring {len(claims):,} claims…")
-            try:
-                st.session_state.scored = (
-                    data,
-                    engine.score_claims(
-                        claims,
-                        None if model == LIVE else model,
-                        lambda done: bar.progress(
-                            done / len(claims), text=f"Scored {done:,} of {len(claims):,} claims…"
-                        ),
-                    ),
-                )
-            except RunError as error:
-                st.error(markdown_text(str(error)))
-            bar.empty()
-        scored = st.session_state.get("scored")
-        if scored and scored[0] == data:
-            rows = scored[1]
-            st.download_button(
-                "Download the results (CSV)",
-                data=lambda: scored_csv(rows),
-                file_name="scored-claims.csv",
-                mime="text/csv",
-                on_click="ignore",
-                key="scored_csv",
-                type="primary",
-            )
-    if scored and scored[0] == data:
-        scored_view(scored[1])
-    with train:
-        st.selectbox("Recipe", list(PRESETS), key="import_recipe")
-        st.button(
-            "Train a new run on these claims",
-            key="train_on_claims",
-            on_click=start_on_claims,
-            args=(data,),
-            disabled=engine.snapshot().active,
-            help=f"Needs at least {MIN_TRAINING_CLAIMS} claims with a label: from the file where it has "
-            "them, else from the rules checker.",
-        )
-        if error := st.session_state.pop("import_error", None):
-            st.error(markdown_text(error))
-        if started := st.session_state.pop("import_started", None):
-            st.success(f"Training started ({started} recipe) on these claims.")
-            st.page_link("dashboard/train.py", label="Watch it on the Train page", icon="➡️")
-
-
 engine = get_engine()
 st.title("Saved runs")
 viewing.banner()
@@ -416,4 +232,4 @@ if upload is not None:
             ],
             hide_index=True,
         )
-        imported(data, claims, usable)
+        score_or_train(data, claims, usable)

@@ -5,7 +5,7 @@ from functools import partial
 
 import streamlit as st
 
-from dashboard import figures, head_figures, head_words, measurement, viewing
+from dashboard import figures, head_figures, head_overview_figures, head_words, measurement, viewing
 from dashboard.live import live, shared_figure
 from dashboard.untrusted import markdown_text
 from engine.interpret.attribution import RESAMPLES
@@ -58,7 +58,7 @@ def answer(m: measurement.Measurement, snap: Snapshot) -> None:
     accuracy = snap.evals[-1].heldout_accuracy if snap.evals else None
     st.markdown(head_words.lead_paragraph(m.cross, accuracy, so_far, reference))
     st.plotly_chart(
-        head_figures.heads_figure(m.cross, head_words.heads_title(m.point.step, so_far)),
+        head_overview_figures.heads_figure(m.cross, head_words.heads_title(m.point.step, so_far)),
         key="heads",
         config=figures.CHART_CONFIG,
     )

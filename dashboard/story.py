@@ -5,7 +5,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from dashboard import figures, report, viewing
+from dashboard import figures, report, story_words, viewing
 from dashboard.engine_resource import get_engine
 from dashboard.live import DrawnFigure, live, shared
 from engine.interpret.inference import Predictor
@@ -27,7 +27,7 @@ def story() -> None:
     race = get_engine().race_snapshot() if viewing.replay_id() is None else None  # a race belongs to the live run
     measured = viewing.measurement(snap)
     shipped = viewing.references()
-    chapters = report.tell_story(snap, race, measured, shipped)
+    chapters = story_words.tell_story(snap, race, measured, shipped)
     if not chapters:
         st.info("The story begins when a run does: press Train on the Train page, or open a saved run on Runs.")
         return
@@ -86,7 +86,7 @@ def report_button() -> None:
     race = get_engine().race_snapshot() if viewing.replay_id() is None else None
     measured = viewing.measurement(snap)
     shipped = viewing.references()
-    if not report.tell_story(snap, race, measured, shipped):
+    if not story_words.tell_story(snap, race, measured, shipped):
         return
     predictor = ended_predictor()
     judged = (report.judged_examples(predictor), predictor.step or 0) if predictor is not None else None

@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from dashboard import figures, summaries
+from dashboard import attention_figures, chart_parts, figures, summaries
 from engine.telemetry import AttentionPoint, Series, Snapshot
 
 
@@ -22,11 +22,11 @@ def annotations(fig) -> str:
 
 
 def test_cap_keeps_first_and_newest_points():
-    steps, values = figures.cap(list(range(10_000)), [float(i) for i in range(10_000)], limit=100)
+    steps, values = chart_parts.cap(list(range(10_000)), [float(i) for i in range(10_000)], limit=100)
     assert len(steps) <= 100
     assert steps[0] == 0 and steps[-1] == 9999
     np.testing.assert_array_equal(values, steps)
-    steps, values = figures.cap([1, 2], [3.0, None])
+    steps, values = chart_parts.cap([1, 2], [3.0, None])
     assert steps.tolist() == [1, 2] and values[0] == 3.0 and np.isnan(values[1])
 
 
@@ -34,7 +34,7 @@ def test_loss_figure_has_train_and_heldout_capped(snapshot_factory):
     fig = figures.loss_figure(snapshot_factory(steps=3000))
     lines = traces(fig)
     assert [t.name for t in lines] == ["Training batches", "Held-out claims (never trained on)"]
-    assert all(len(t.x) <= figures.MAX_POINTS for t in lines)
+    assert all(len(t.x) <= chart_parts.MAX_POINTS for t in lines)
     assert lines[0].x[-1] == 3000  # the newest point always survives capping
     assert fig.layout.uirevision == "run-1"
     assert "lower is better" in fig.layout.title.text
@@ -73,7 +73,7 @@ def test_memory_figure_has_a_line_per_head_and_a_panel_per_layer(snapshot_factor
     assert sorted({t.name for t in lines}) == ["Head 1", "Head 2", "Head 3", "Head 4"]
     assert sum(bool(t.showlegend) for t in lines) == snap.n_heads  # one legend entry per head
     assert {t.xaxis for t in lines} == {"x", "x2", "x3"}
-    assert all(len(t.x) <= figures.MAX_POINTS for t in lines)
+    assert all(len(t.x) <= chart_parts.MAX_POINTS for t in lines)
     assert [a.text for a in fig.layout.annotations][:3] == [
         "Encoder self-attention",
         "Decoder self-attention",
@@ -105,7 +105,7 @@ def test_attention_figure_one_heatmap_per_head_sliced_to_the_claim(snapshot_fact
     snap = snapshot_factory()
     claim = 1
     tokens = snap.probe[claim].tokens
-    fig = figures.attention_figure(snap, snap.attention[-1], name, claim)
+    fig = attention_figures.attention_figure(snap, snap.attention[-1], name, claim)
     maps = traces(fig, "heatmap")
     assert len(maps) == 4
     for head, heatmap in enumerate(maps):
@@ -126,13 +126,16 @@ def test_attention_figure_one_heatmap_per_head_sliced_to_the_claim(snapshot_fact
 
 def test_cross_attention_rows_are_verdict_and_reason(snapshot_factory):
     snap = snapshot_factory()
-    fig = figures.attention_figure(snap, snap.attention[0], "decoder.0.cross", 0)
+    fig = attention_figures.attention_figure(snap, snap.attention[0], "decoder.0.cross", 0)
     assert list(fig.layout.yaxis.ticktext) == ["→ verdict", "→ reason"]
 
 
 def test_attention_titles_are_plain_words():
-    assert figures.attention_title("decoder.0.cross") == "Decoder cross-attention: the answer looking at the claim"
-    assert figures.attention_title("encoder.1.self").endswith("(layer 2)")
+    assert (
+        attention_figures.attention_title("decoder.0.cross")
+        == "Decoder cross-attention: the answer looking at the claim"
+    )
+    assert attention_figures.attention_title("encoder.1.self").endswith("(layer 2)")
 
 
 def test_progress_and_status_text(snapshot_factory):
@@ -211,7 +214,7 @@ def test_attention_grid_fits_any_claim_length(snapshot_factory, tokens):
     }
     snap = replace(snap, probe=(probe,), attention=(AttentionPoint(5, weights),))
     for name in ("encoder.0.self", "decoder.0.cross"):
-        fig = figures.attention_figure(snap, snap.attention[0], name, 0)
+        fig = attention_figures.attention_figure(snap, snap.attention[0], name, 0)
         domains = [fig.layout[f"yaxis{i or ''}"].domain for i in (0, 2, 3, 4)]
         assert all(0 <= low < high <= 1 for low, high in domains)
 
@@ -221,7 +224,7 @@ def test_long_words_are_shortened_on_the_axes_but_whole_in_the_hover(snapshot_fa
     long_word = "Gastro-esophageal reflux disease"
     probe = replace(snap.probe[0], tokens=("Dx", long_word))
     snap = replace(snap, probe=(probe,))
-    fig = figures.attention_figure(snap, snap.attention[0], "encoder.0.self", 0)
+    fig = attention_figures.attention_figure(snap, snap.attention[0], "encoder.0.self", 0)
     assert list(fig.layout.xaxis.ticktext) == ["Dx", "Gastro-esophage…"]
     assert fig.data[0].customdata[0][1][1] == long_word
 

@@ -13,7 +13,16 @@ import pytest
 from conftest import build_snapshot
 from support import labelled_seed
 
-from dashboard import claim_figures, head_figures, head_words, measurement, report, what_if
+from dashboard import (
+    claim_figures,
+    head_figures,
+    head_overview_figures,
+    head_words,
+    measurement,
+    report,
+    story_words,
+    what_if,
+)
 from dashboard.figures import CLASS_COLORS
 from data.catalog import load_catalog
 from data.rules import CLASSES, REASONS
@@ -275,7 +284,7 @@ def story_snapshot(specialization=POINTS, overall: float = 0.9, **per_class_step
 
 def test_story_tells_before_during_after_with_the_run_s_numbers():
     snap = story_snapshot(VALID=100, COST=200, ADMIN=500, DOSAGE=700)
-    answer, before, during, after = report.tell_story(snap)
+    answer, before, during, after = story_words.tell_story(snap)
     assert (
         answer.title == "In short"
         and "**In this run, 1 of the four heads became a specialist: head 2 for COST.**" in answer.paragraphs[0]
@@ -293,7 +302,7 @@ def test_story_tells_before_during_after_with_the_run_s_numbers():
 
 
 def test_a_reason_answered_to_everything_is_a_habit_not_learned():
-    *_, during, after = report.tell_story(story_snapshot(overall=0.3, ADMIN=100))
+    *_, during, after = story_words.tell_story(story_snapshot(overall=0.3, ADMIN=100))
     assert "learned_ADMIN" not in during.numbers
     assert "Not learned yet: MEDICAL, DOSAGE, COST and ADMIN." in during.paragraphs
     assert "The high score on ADMIN is mostly a habit" in after.paragraphs[0]
@@ -301,7 +310,7 @@ def test_a_reason_answered_to_everything_is_a_habit_not_learned():
 
 def test_story_never_claims_a_specialist_the_numbers_do_not_show():
     generalists = (SpecializationPoint(1000, {head_figures.CROSS: (head(COST=0.1),) * 4}),)
-    after = report.tell_story(story_snapshot(generalists))[-1]
+    after = story_words.tell_story(story_snapshot(generalists))[-1]
     text = " ".join(after.paragraphs)
     assert "specialist:" not in text.replace("became a specialist:", "")
     assert "none of the 4 heads became a specialist" in text and "not borne out" in text
@@ -314,7 +323,7 @@ def test_story_says_how_heads_were_taken_away_and_names_admins_two_families() ->
     patient, provider = replace(head("ADMIN"), reason="sex, age"), replace(head("ADMIN"), reason="specialty, place")
     sentence = head_words.promise_sentence((patient, provider, head(), head()))
     assert "2 of the 4 heads became a specialist (ADMIN (sex, age) and ADMIN (specialty, place))" in sentence
-    after = " ".join(report.tell_story(story_snapshot())[-1].paragraphs)
+    after = " ".join(story_words.tell_story(story_snapshot())[-1].paragraphs)
     assert "each head in turn sees what it saw on claims of the same kind" in after
     assert "average output" not in after and "switched off" not in after
     assert head_words.selectivity_sentence(replace(COST_HEAD, selectivity=0.62)).startswith("Selectivity +62%")
@@ -335,15 +344,15 @@ def test_story_says_where_the_heads_started_looking_as_measured() -> None:
             for claim, probe in enumerate(snap.probe[: weights.shape[0]]):
                 weights[claim, ..., : len(probe.tokens)] = 1 / len(probe.tokens)
         first = replace(snap.attention[0], weights={**snap.attention[0].weights, cross: weights})
-        before = report.tell_story(replace(snap, attention=(first, *snap.attention[1:])))[1]
+        before = story_words.tell_story(replace(snap, attention=(first, *snap.attention[1:])))[1]
         assert words in before.paragraphs[1]
         assert (before.numbers["step0_entropy"] < 0.1) == focused
 
 
 def test_story_of_an_idle_run_is_empty_and_a_running_one_says_so_far():
-    assert report.tell_story(build_snapshot(steps=10).__class__()) == []
+    assert story_words.tell_story(build_snapshot(steps=10).__class__()) == []
     running = replace(story_snapshot(), status="running")
-    assert report.tell_story(running)[-1].title.startswith("So far")
+    assert story_words.tell_story(running)[-1].title.startswith("So far")
 
 
 def test_html_report_embeds_plotly_once_and_every_figure():
@@ -361,7 +370,7 @@ def test_html_report_embeds_plotly_once_and_every_figure():
 def test_story_compares_accuracy_with_the_baselines_a_reader_can_check() -> None:
     snap = replace(story_snapshot(overall=0.95), chance=0.504, commonest="VALID")
     levels = (0.33, 0.2, 0.51, 0.95)
-    said = {level: report.against_baselines(level, snap) for level in levels}
+    said = {level: story_words.against_baselines(level, snap) for level in levels}
     assert said[0.33] == (
         "more than picking one of the five answers at random (20%), but less than answering VALID "
         "to every claim (50%: that many test claims are VALID)"
@@ -372,7 +381,7 @@ def test_story_compares_accuracy_with_the_baselines_a_reader_can_check() -> None
     evals = tuple(
         replace(e, heldout_accuracy=a) for e, a in zip(snap.evals, (0.33, 0.51, 0.6, *[0.95] * 8), strict=True)
     )
-    during = report.tell_story(replace(snap, evals=evals))[2]
+    during = story_words.tell_story(replace(snap, evals=evals))[2]
     text = " ".join(during.paragraphs)
     assert "did better than answering VALID to every claim" in text and "at step 200" in text  # 0.51 is no better
     assert "passed 50%" not in text and "passed 90% at step 300" in text
@@ -450,10 +459,10 @@ def test_the_story_of_a_run_still_training_never_says_the_promise_failed() -> No
     points = (SpecializationPoint(300, {head_figures.CROSS: NO_SPECIALIST}),)
     running = replace(story_snapshot(points), status="running", step=300, total_steps=3500)
     assert measurement.unfinished(running, 300) == measurement.Unfinished(300, 3500, stopped=False)
-    chapters = report.tell_story(running)
+    chapters = story_words.tell_story(running)
     told = " ".join(p for c in chapters for p in c.paragraphs)
     assert "borne out" not in told and told.count("So far, at step 300 of 3,500") == 2  # In short, and After
-    finished = report.tell_story(replace(running, status="finished", step=3500))
+    finished = story_words.tell_story(replace(running, status="finished", step=3500))
     assert measurement.unfinished(replace(running, status="finished"), 300) is None
     assert "not borne out" in " ".join(finished[-1].paragraphs)
     assert measurement.unfinished(replace(running, status="stopped"), 300).stopped
@@ -461,22 +470,18 @@ def test_the_story_of_a_run_still_training_never_says_the_promise_failed() -> No
 
 def test_heads_figure_shows_each_head_as_a_card_named_and_coloured_by_what_it_became() -> None:
     heads = (COST_HEAD, *NO_SPECIALIST[1:])
-    fig = head_figures.heads_figure(heads, "The four heads")
+    fig = head_overview_figures.heads_figure(heads, "The four heads")
     notes = [a.text.replace("<br>", " ") for a in fig.layout.annotations]
     for index, h in enumerate(heads):
         assert notes[index].startswith(f"<b>Head {index + 1}</b>")
         assert f"<b>{head_label(h)}</b>" in notes[index] and f"It {head_words.role_words(h)}." in notes[index]
     borders = [s for s in fig.layout.shapes if s.fillcolor is None]
-    assert [b.line.color for b in borders] == [
-        CLASS_COLORS["COST"],
-        CLASS_COLORS["DOSAGE"],
-        head_figures.NO_REASON_COLOR,
-        head_figures.NO_REASON_COLOR,
-    ]
+    grey = head_overview_figures.NO_REASON_COLOR
+    assert [b.line.color for b in borders] == [CLASS_COLORS["COST"], CLASS_COLORS["DOSAGE"], grey, grey]
     assert [b.line.width for b in borders] == [4, 1.5, 1.5, 1.5]  # a thick border: the specialist only
     several = role(SHARES, "DOSAGE", shared_with={"DOSAGE": (1,), "sex, age": (1,)})
-    assert head_figures.head_color(several) == head_figures.NO_REASON_COLOR  # no one reason's colour for two
-    hostile = head_figures.heads_figure((replace(COST_HEAD, kind="<img src=x>"),), "t")
+    assert head_overview_figures.head_color(several) == grey  # no one reason's colour for two
+    hostile = head_overview_figures.heads_figure((replace(COST_HEAD, kind="<img src=x>"),), "t")
     assert "<img" not in json.dumps(spec(hostile)) and "&lt;img src=x&gt;" in json.dumps(spec(hostile))
 
 
@@ -505,7 +510,7 @@ def test_the_story_shows_what_many_runs_of_each_recipe_found() -> None:
     snap = story_snapshot((SpecializationPoint(1000, {head_figures.CROSS: NO_SPECIALIST}),))
     default = reference("default", [("DOSAGE", None), (None, None), (None, None)], dict(snap.config))
     sparse = reference("sparse", [("DOSAGE", "COST"), ("COST", None), (None, None)])
-    chapters = report.tell_story(
+    chapters = story_words.tell_story(
         snap, references=References((default, sparse), ("The reference study x is not shown: it is damaged.",))
     )
     answer, beyond = chapters[0], chapters[-1]
@@ -536,4 +541,4 @@ def test_the_story_shows_what_many_runs_of_each_recipe_found() -> None:
     bars = report.chapter_figures(snap, references=References((default, sparse)))["reference"][0]
     assert [list(t.y) for t in bars.data] == [[0, 1 / 3, 0, 0, 2 / 3], [0, 1 / 3, 2 / 3, 0, 1 / 3]]
     assert [t.name for t in bars.data] == ["default (3 runs)", "sparse (3 runs)"]
-    assert report.tell_story(snap)[-1].key == "after"  # no study shipped, none told
+    assert story_words.tell_story(snap)[-1].key == "after"  # no study shipped, none told
