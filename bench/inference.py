@@ -4,8 +4,8 @@ hand-written claims of unknown terms, misspellings, other languages and noise (t
 hand-written claims of two to four service lines (each line judged, the heatmaps and ablation of its first), and the
 reader alone on all of them (its share of an answer). Then a
 claims file scored claim by claim against in batches (Predictor.predict_many), and `python -m engine predict`'s
-stdin answered one claim at a time (the baseline) against in batches (engine.__main__.answer_lines): claims per second,
-3 interleaved repeats each.
+stdin answered one claim at a time (the baseline) against in batches (engine.interpret.claim_lines.answer_lines):
+claims per second, 3 interleaved repeats each.
 
 Run: .venv/bin/python -m bench.inference  (untrained weights cost the same time as trained ones)
 """
@@ -27,7 +27,7 @@ import torch
 from data.catalog import load_catalog
 from data.generator import generate_claims
 from data.tokenizer import Tokenizer
-from engine.__main__ import answer_lines
+from engine.interpret.claim_lines import answer_lines
 from engine.interpret.inference import Predictor
 from engine.task.claims_model import ClaimsTransformer, sized_for_claims
 from engine.training.presets import preset

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine.reports.study import STUDY
+from engine.reports.study_results import STUDY
 from engine.runs.layout import CONFIG, METRICS, STATUS
 from engine.runs.writer import WriterLock
 

@@ -13,7 +13,8 @@ import tempfile
 from pathlib import Path
 
 from engine.interpret.pairs import CHECKS
-from engine.reports.study import SeedResult, parse_seeds, run_study, seed_result, summarize
+from engine.reports.study import parse_seeds, run_study
+from engine.reports.study_results import SeedResult, seed_result, summarize
 
 
 def print_seed(result: SeedResult) -> None:

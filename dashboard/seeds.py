@@ -7,7 +7,7 @@ from dashboard.engine_resource import get_engine
 from dashboard.untrusted import markdown_text
 from data.rules import REASONS
 from engine.core import MAX_STUDY_SEEDS, ConfigError, EngineBusy, RunsFolderError
-from engine.reports.study import SeedResult, summarize
+from engine.reports.study_results import SeedResult, summarize
 from engine.reports.study_words import summary_sentence
 from engine.training.presets import PRESETS, preset, recipes_told
 

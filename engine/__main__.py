@@ -11,14 +11,12 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
-from typing import BinaryIO, TextIO
 
 import torch
 
-from engine.interpret.inference import MAX_CLAIM_CHARS, Predictor
+from engine.interpret.claim_lines import PREDICT_BATCH, answer_lines
+from engine.interpret.inference import Predictor
 from engine.reports.analyze import analyze_run, probe_report
 from engine.reports.reference_studies import write_reference
 from engine.reports.study import MAX_SEEDS, PARENT_ENV, parse_seeds, run_study
@@ -29,22 +27,20 @@ from engine.runs.words import save_problem, unsaved_text
 from engine.runs.writer import WriterLock, empty_folder, holds_only_its_lock
 from engine.task.claims_csv import CsvProblem, read_claims_file
 from engine.telemetry import Snapshot, TelemetryHub
-from engine.training.config import OPTIMIZERS, REASON_BALANCES, ConfigError, TrainConfig
-from engine.training.presets import PRESETS, preset
+from engine.training.config import ConfigError
+from engine.training.presets import PRESETS
+from engine.training.train_options import add_train_options, train_config
 from engine.training.trainer import Trainer
 
 CLI_MAX_CSV_BYTES = 50 * 2**20  # the app takes 5 MB uploads; a file on disk may be larger
 CLI_MAX_CSV_ROWS = 500_000
 PR_SET_PDEATHSIG = 1  # prctl(2)
-PREDICT_BATCH = 256  # claims judged in one forward pass by `predict`; answers are flushed after each batch
-READ_BYTES = 1 << 16  # `predict` reads what has arrived on stdin, up to this much at a time
-MAX_LINE_BYTES = 4 * MAX_CLAIM_CHARS  # UTF-8 spends at most 4 bytes a character: a longer line is too long a claim
 
 
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description="Headwatch engine")
     commands = parser.add_subparsers(dest="command", required=True)
-    _add_train(commands.add_parser("train", help="train a run into a folder"))
+    add_train_options(commands.add_parser("train", help="train a run into a folder"))
     predict = commands.add_parser("predict", help="judge claims (one per line on stdin, or --csv)")
     predict.add_argument("--run", type=Path, required=True)
     predict.add_argument("--csv", type=Path)
@@ -65,70 +61,6 @@ def parser() -> argparse.ArgumentParser:
         )
     )
     return parser
-
-
-def _add_train(train: argparse.ArgumentParser) -> None:
-    train.add_argument("--out", type=Path, required=True, help="a new or empty folder for the run")
-    train.add_argument("--replace", action="store_true", help="delete the run already in --out first")
-    train.add_argument("--preset", default="default", choices=sorted(PRESETS))
-    train.add_argument("--seed", type=int, help="starting weights and the order claims are drawn in")
-    train.add_argument("--data-seed", type=int, help="which claims are generated (default 0, as in the app)")
-    train.add_argument("--steps", type=int)
-    train.add_argument("--target-accuracy", type=float)
-    train.add_argument("--max-seconds", type=float)
-    train.add_argument("--optimizer", choices=OPTIMIZERS)
-    train.add_argument("--lr", type=float)
-    train.add_argument("--batch-size", type=int)
-    train.add_argument("--weight-decay", type=float, help="Adam's decoupled weight decay (default 0: none)")
-    train.add_argument(
-        "--reason-balance",
-        choices=REASON_BALANCES,
-        help="how training batches are drawn: 'generated' (default: half valid, an eighth per reason) "
-        "or 'even' (valid and each reason a fifth)",
-    )
-    train.add_argument(
-        "--tensorboard",
-        action="store_true",
-        help="also write TensorBoard event files into the run's folder (tensorboard --logdir runs/)",
-    )
-    train.add_argument(
-        "--threads",
-        type=int,
-        help="intra-op threads (default 1: the same seed repeats the run exactly); 0 measures 1 vs 2 "
-        "as it trains, faster on an idle machine but not repeatable",
-    )
-    _add_model_options(train)
-
-
-def _add_model_options(train: argparse.ArgumentParser) -> None:
-    train.add_argument(
-        "--no-nothing-slot",
-        action="store_true",
-        help='heads get no "nothing" slot to look at (the recipe gives every head one)',
-    )
-    train.add_argument(
-        "--sparse-attention",
-        action="store_true",
-        help="heads weigh words with entmax 1.5 instead of softmax, so a word can get exactly zero",
-    )
-    train.add_argument(
-        "--cross-value-dim",
-        type=int,
-        help="width of each cross-attention head's values and output (default: d_model / heads)",
-    )
-    train.add_argument(
-        "--cross-head-gate",
-        action="store_true",
-        help="a sigmoid gate on each cross-attention head's output, from the decoder's input",
-    )
-    train.add_argument(
-        "--sparse-encoder", action="store_true", help="the encoder's heads alone weigh words with entmax 1.5"
-    )
-    train.add_argument(
-        "--cross-learned-alpha",
-        action="store_true",
-        help="each cross-attention head learns its own entmax alpha in (1, 2], starting at 1.5",
-    )
 
 
 def _add_study(study: argparse.ArgumentParser) -> None:
@@ -166,42 +98,6 @@ def _first_reach(snap: Snapshot, level: float) -> dict | None:
         "seconds": round(point.seconds, 2),
         "wall_seconds": round(point.seconds + snap.setup_seconds, 2),
     }
-
-
-def train_config(args: argparse.Namespace) -> TrainConfig:
-    """The recipe `train` was asked for, with the options given on the command line, checked."""
-    config = preset(args.preset)
-    asked = {
-        "seed": args.seed,
-        "data_seed": args.data_seed,
-        "steps": args.steps,
-        "target_accuracy": args.target_accuracy,
-        "max_seconds": args.max_seconds,
-        "optimizer": args.optimizer,
-        "lr": args.lr,
-        "batch_size": args.batch_size,
-        "threads": args.threads,
-        "weight_decay": args.weight_decay,
-        "reason_balance": args.reason_balance,
-    }
-    model = config.model
-    model = replace(
-        model,
-        null_key=model.null_key and not args.no_nothing_slot,
-        sparse_attention=model.sparse_attention or args.sparse_attention,
-        cross_head_gate=model.cross_head_gate or args.cross_head_gate,
-        sparse_encoder=model.sparse_encoder or args.sparse_encoder,
-        cross_learned_alpha=model.cross_learned_alpha or args.cross_learned_alpha,
-        cross_value_dim=model.cross_value_dim if args.cross_value_dim is None else args.cross_value_dim,
-    )
-    config = replace(
-        config,
-        **{name: value for name, value in asked.items() if value is not None},
-        tensorboard=args.tensorboard,
-        model=model,
-    )
-    config.validate()
-    return config
 
 
 def train(args: argparse.Namespace) -> int:
@@ -291,81 +187,6 @@ def parent_gone() -> bool:
     with contextlib.suppress(OSError, AttributeError):  # Linux only; elsewhere the study stops its workers itself
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     return str(os.getppid()) != parent
-
-
-class _Overlong:
-    """A line too long to be one claim: its start is kept for the answer, the rest is counted, never held."""
-
-    def __init__(self, start: bytes, size: int) -> None:
-        self.start, self.size = start, size
-
-    def answer(self) -> dict:
-        return {
-            "text": self.start.decode("utf-8", errors="replace")[:MAX_CLAIM_CHARS],
-            "error": f"The claim is more than {MAX_CLAIM_CHARS:,} characters long (its line holds {self.size:,} "
-            f"bytes); the limit is {MAX_CLAIM_CHARS:,}, and text holds its first {MAX_CLAIM_CHARS:,} only."
-            " Put one claim per line.",
-        }
-
-
-class _LineSplitter:
-    """Bytes as they arrive, cut into lines: a line is decoded whatever the locale (a byte that is not UTF-8 spoils
-    its own line only), and one longer than MAX_LINE_BYTES is an _Overlong, so no line can fill the memory."""
-
-    def __init__(self) -> None:
-        self.pending = b""  # the start of a line whose end has not arrived
-        self.overlong: _Overlong | None = None  # the line being read past
-
-    def feed(self, chunk: bytes) -> list[str | _Overlong]:
-        lines: list[str | _Overlong] = []
-        if self.overlong is not None:
-            end = chunk.find(b"\n")
-            self.overlong.size += len(chunk) if end < 0 else end
-            if end < 0:
-                return lines
-            lines.append(self.overlong)
-            self.overlong, chunk = None, chunk[end + 1 :]
-        *complete, self.pending = (self.pending + chunk).split(b"\n")
-        lines += [_line(piece) for piece in complete]
-        if len(self.pending) > MAX_LINE_BYTES:
-            self.overlong, self.pending = _Overlong(self.pending[:MAX_LINE_BYTES], len(self.pending)), b""
-        return lines
-
-    def end(self) -> list[str | _Overlong]:
-        """The last line, when the input does not end with a line break."""
-        if self.overlong is not None:
-            return [self.overlong]
-        return [_line(self.pending)] if self.pending else []
-
-
-def _line(piece: bytes) -> str | _Overlong:
-    if len(piece) > MAX_LINE_BYTES:
-        return _Overlong(piece[:MAX_LINE_BYTES], len(piece))
-    return piece.decode("utf-8", errors="replace").rstrip("\r")
-
-
-def _line_batches(stream: BinaryIO, batch_size: int = PREDICT_BATCH) -> Iterator[list[str | _Overlong]]:
-    """The lines of `stream` in batches of those that have arrived, up to `batch_size`: a pipe is read in batches,
-    while a person typing gets each line answered as soon as it is entered."""
-    splitter = _LineSplitter()
-    while chunk := stream.read1(READ_BYTES):  # what has arrived, waiting only while nothing has
-        lines = splitter.feed(chunk)
-        yield from (lines[start : start + batch_size] for start in range(0, len(lines), batch_size))
-    if last := splitter.end():
-        yield last
-
-
-def _answers(predictor: Predictor, batch: Sequence[str | _Overlong]) -> list[dict]:
-    """Each line's answer, in order, the claims among them judged in one batch."""
-    judged = iter(predictor.predict_many([line for line in batch if isinstance(line, str)]))
-    return [next(judged).to_json() if isinstance(line, str) else line.answer() for line in batch]
-
-
-def answer_lines(predictor: Predictor, stream: BinaryIO, out: TextIO, batch_size: int = PREDICT_BATCH) -> None:
-    """One JSON answer per line of `stream`, in order, written and flushed a batch at a time."""
-    for batch in _line_batches(stream, batch_size):
-        out.write("".join(json.dumps(answer) + "\n" for answer in _answers(predictor, batch)))
-        out.flush()
 
 
 def predict(args: argparse.Namespace) -> int:

@@ -19,7 +19,8 @@ from engine.interpret.prediction import Prediction
 from engine.interpret.scored_csv import scored_rows
 from engine.recording.tensorboard_files import event_files, event_files_zip
 from engine.reports.analyze import analyze_run
-from engine.reports.study import BackgroundStudy, SeedResult, read_study
+from engine.reports.study import BackgroundStudy
+from engine.reports.study_results import SeedResult, read_study
 from engine.runs.exports import csv_bytes, metrics_table
 from engine.runs.layout import CHECKPOINT
 from engine.runs.listing import (

@@ -5,7 +5,8 @@ they need transformers or lightning, which the rest does not."""
 
 from typing import Any
 
-from engine.recording.watch import HeadSlices, Watcher, attention_modules, register_attention, watch
+from engine.recording.attention_modules import attention_modules
+from engine.recording.watch import HeadSlices, Watcher, register_attention, watch
 
 __all__ = [
     "HeadSlices",

@@ -11,7 +11,7 @@ from pathlib import Path
 from data.rules import REASONS
 from engine.interpret.pairs import CHECKS
 from engine.interpret.probes import FIELDS, ProbeTable
-from engine.reports.study import STUDY, SeedResult
+from engine.reports.study_results import STUDY, SeedResult
 from engine.runs.formats import role_from_label
 from engine.training.presets import PRESETS
 

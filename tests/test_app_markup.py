@@ -19,7 +19,7 @@ from dashboard import measurement, report
 from dashboard.engine_resource import get_engine
 from dashboard.untrusted import markdown_text
 from engine.recording.watch import watch
-from engine.reports.study import STUDY
+from engine.reports.study_results import STUDY
 
 PAYLOAD = (
     '[click](https://evil.example) ![pixel](https://tracker.example/p.png) <a href="https://evil.example">a</a> '

@@ -6,7 +6,7 @@ import json
 
 from dashboard.engine_resource import get_engine
 from engine.reports.analyze import analyze_run
-from engine.reports.study import STUDY
+from engine.reports.study_results import STUDY
 
 NOT_LEARNED = "not named: this run did not learn to audit claims"
 

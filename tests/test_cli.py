@@ -219,7 +219,8 @@ def test_status_json_keeps_the_step_a_run_ended_at(tmp_path: Path) -> None:
 def test_the_levers_of_issue_29_are_train_options_and_a_bad_width_is_refused_in_words(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from engine.__main__ import main, parser, train_config
+    from engine.__main__ import main, parser
+    from engine.training.train_options import train_config
 
     args = parser().parse_args(
         [
@@ -312,7 +313,7 @@ def test_predict_in_batches_answers_as_judging_one_claim_at_a_time(trained_run: 
     """The same answers, but for a confidence's last decimal now and then: a batch's matrix products add in another
     order, which moves probabilities by about 1e-7, across a rounding boundary for 4 claims in 5,000 measured."""
     from data.generator import generate_claims
-    from engine.__main__ import answer_lines
+    from engine.interpret.claim_lines import answer_lines
 
     lines = [
         b"Diabetes patient, Metformin 500mg, $150",

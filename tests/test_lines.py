@@ -16,7 +16,7 @@ from data.reading import Reader
 from data.rules import CANNOT_CHECK, VALID, check_claim, label_read
 from data.tokenizer import Tokenizer
 from data.vocabulary import entity_of, parse_claim
-from engine.__main__ import answer_lines
+from engine.interpret.claim_lines import answer_lines
 from engine.interpret.inference import Predictor
 from engine.interpret.scored_csv import SCORED_COLUMNS, scored_rows
 from engine.task.claims_csv import read_claims_csv

@@ -12,16 +12,8 @@ import pytest
 from support import labelled_seed
 
 from engine.interpret.pairs import CHECKS
-from engine.reports.study import (
-    MAX_SEEDS,
-    STUDY,
-    SeedResult,
-    bootstrap_interval,
-    matched,
-    parse_seeds,
-    seed_result,
-    summarize,
-)
+from engine.reports.study import MAX_SEEDS, parse_seeds
+from engine.reports.study_results import STUDY, SeedResult, bootstrap_interval, matched, seed_result, summarize
 from engine.reports.study_words import summary_sentence
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,6 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.compat.tensorflow_stub.io.gfile import LocalFileSystem
 from test_watch import HEADS, model_and_optimizer, train
 
+from engine.recording.attention_modules import attention_modules
 from engine.recording.events import RunWarning
 from engine.recording.tensorboard_files import (
     CELL_PIXELS,
@@ -29,7 +30,7 @@ from engine.recording.tensorboard_files import (
     event_files_zip,
     without_padding,
 )
-from engine.recording.watch import attention_modules, watch
+from engine.recording.watch import watch
 from engine.runs.layout import TENSORBOARD
 from engine.runs.listing import list_runs
 from engine.runs.replay import replay

@@ -392,7 +392,8 @@ def test_an_even_reason_balance_draws_valid_claims_and_each_reason_equally_often
 
 
 def test_the_reason_balance_is_a_train_option_and_a_wrong_one_is_refused_in_words(tmp_path: Path) -> None:
-    from engine.__main__ import parser, train_config
+    from engine.__main__ import parser
+    from engine.training.train_options import train_config
 
     args = parser().parse_args(["train", "--out", str(tmp_path / "run"), "--reason-balance", "even"])
     assert train_config(args).reason_balance == "even"

@@ -22,7 +22,8 @@ from torch import nn
 
 from bench.soak import free_port
 from engine.interpret.metrics import head_stats
-from engine.recording.watch import HeadSlices, attention_modules, watch
+from engine.recording.attention_modules import attention_modules
+from engine.recording.watch import HeadSlices, watch
 from engine.runs.exports import metrics_table
 from engine.runs.listing import list_runs
 from engine.runs.replay import replay

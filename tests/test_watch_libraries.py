@@ -18,7 +18,8 @@ from support import Heard
 from torch import nn
 
 from engine.interpret.metrics import head_stats
-from engine.recording.watch import attention_modules, watch
+from engine.recording.attention_modules import attention_modules
+from engine.recording.watch import watch
 from engine.runs.replay import replay
 from engine.telemetry import AttentionPoint
 

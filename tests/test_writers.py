@@ -15,7 +15,8 @@ import pytest
 from support import wait_for
 
 from engine.core import Engine
-from engine.reports.study import STUDY, STUDY_LOCK, _log_tail, run_study
+from engine.reports.study import STUDY_LOCK, _log_tail, run_study
+from engine.reports.study_results import STUDY
 from engine.runs.layout import CONFIG, METRICS, STATUS, WRITER_LOCK
 from engine.runs.listing import list_runs
 from engine.runs.reading import RunError, read_status

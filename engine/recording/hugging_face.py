@@ -13,8 +13,9 @@ import torch
 from torch import nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from engine.recording.logger import warn
 from engine.recording.tokens import Tokenizer
-from engine.recording.watch import Watcher, _warn
+from engine.recording.watch import Watcher
 from engine.runs.ending import Ending
 
 
@@ -57,7 +58,7 @@ class HeadwatchCallback(TrainerCallback):
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if not self._losses and not self._said_no_loss:
             self._said_no_loss = True
-            _warn(
+            warn(
                 "the model returns no loss (a compute_loss of your own?): Headwatch records its steps' loss as missing"
             )
         loss = torch.stack(self._losses).float().mean() if self._losses else float("nan")

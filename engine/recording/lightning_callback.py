@@ -13,8 +13,9 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from engine.recording.logger import warn
 from engine.recording.tokens import Tokenizer
-from engine.recording.watch import Watcher, _warn
+from engine.recording.watch import Watcher
 from engine.runs.ending import Ending
 
 
@@ -40,7 +41,7 @@ class HeadwatchLightningCallback(pl.Callback):
         if not optimizers:
             raise ValueError("the LightningModule's configure_optimizers gave no optimizer for Headwatch to watch")
         if len(optimizers) > 1:
-            _warn(
+            warn(
                 f"the LightningModule has {len(optimizers)} optimizers: Headwatch records the statistics of the "
                 f"first ({type(optimizers[0]).__name__}) only"
             )
@@ -67,7 +68,7 @@ class HeadwatchLightningCallback(pl.Callback):
             return torch.stack(losses).float().sum()
         if not self._said_no_loss:
             self._said_no_loss = True
-            _warn("the training_step returns no loss: Headwatch records its steps' loss as missing")
+            warn("the training_step returns no loss: Headwatch records its steps' loss as missing")
         return float("nan")
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

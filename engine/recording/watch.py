@@ -22,8 +22,6 @@ torch.distributed only rank 0 writes.
 
 from __future__ import annotations
 
-import logging
-import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -40,9 +38,17 @@ from engine.interpret.metrics import (
     _head_stats,
     head_stats,
 )
-from engine.model.attention_kinds import AttentionKind, NotAttention, kind_of, register_attention, slices_mismatch
+from engine.model.attention_kinds import AttentionKind, NotAttention, kind_of, register_attention
 from engine.model.head_slices import HeadSlices
+from engine.recording.attention_modules import (
+    attention_modules,
+    check_attention_rows,
+    check_slices,
+    detached,
+    say_what_was_found,
+)
 from engine.recording.events import Event, Observer, RunWarning, Status
+from engine.recording.logger import described, headwatch_logger, warn
 from engine.recording.observers import WriterObserver
 from engine.recording.tensorboard_files import TensorBoardObserver
 from engine.recording.tokens import Tokenizer, token_ids, token_texts
@@ -52,38 +58,10 @@ from engine.runs.words import warning_text
 from engine.runs.writer import RunWriter
 from engine.telemetry import AttentionPoint, MetricsPoint, OptimPoint, StepPoint
 
-__all__ = ["HeadSlices", "Watcher", "attention_modules", "head_stats", "register_attention", "watch"]
+__all__ = ["HeadSlices", "Watcher", "head_stats", "register_attention", "watch"]
 
 HEARTBEAT_SECONDS = 5.0  # how often the run's status says it is still training (engine.runs.replay.training_elsewhere)
 ATTENTION_SPACING = 1.25  # attention is saved at log-spaced steps, as Headwatch's own runs save it: dense early
-ROW_SUM_TOLERANCE = 0.02  # weights rounded to bfloat16 stay within it; weights after dropout rarely do
-
-
-def _check_slices(name: str, module: nn.Module) -> None:
-    """Slices that do not cut each parameter into one band per head are refused up front, in words."""
-    why = slices_mismatch(module, kind_of(module))
-    if why is not None:
-        raise ValueError(
-            f"attention module {name!r} ({type(module).__name__}): {why}; check its register_attention call"
-        )
-
-
-def attention_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """Every attention module of the model that `watch` knows (see engine.model.attention_kinds), by its name in the
-    model; one found inside another (BERT's self-attention inside its attention block) is the outer one's part."""
-    model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    found: dict[str, nn.Module] = {}
-    for name, module in model.named_modules():
-        inside = any(name.startswith(f"{outer}.") or not outer for outer in found)
-        if not inside and kind_of(module) is not None:
-            found[name] = module
-    return {name or type(module).__name__: module for name, module in found.items()}  # the model itself: its type
-
-
-def attention_candidates(model: nn.Module) -> list[str]:
-    """The class names of the model's modules that look like attention by name, for a model in which `watch` found
-    none it knows."""
-    return sorted({type(m).__name__ for m in model.modules() if re.search("attention|attn", type(m).__name__, re.I)})
 
 
 class Watcher:
@@ -106,7 +84,7 @@ class Watcher:
         self.attention = attention_modules(model)
         self.kinds: dict[str, AttentionKind] = {name: kind_of(module) for name, module in self.attention.items()}
         for name, module in self.attention.items():
-            _check_slices(name, module)
+            check_slices(name, module)
         # each module's heads and slices, read once: a module's parameters stay its own while it trains
         self._parts = {
             name: (self.kinds[name].heads(module), self.kinds[name].slices(module))
@@ -122,7 +100,7 @@ class Watcher:
         self._captures: dict[str, Any] = {}  # each attention module's forward hook, removed when its capture fails
         self._hooks: list[Any] = []
         if self.writer:
-            _say_what_was_found(model, self.attention, self.kinds)
+            say_what_was_found(model, self.attention, self.kinds)
             self.observers = [WriterObserver(self.writer, _warn_files)]
             if tensorboard:  # first, as in a Trainer's run: its files are complete, or their failure known, before
                 # the run's status is written, and that status names the failure (RunWriter.beside_failed)
@@ -133,7 +111,7 @@ class Watcher:
             }
             self._hooks.append(optimizer.register_step_post_hook(lambda *_: self._after_update()))
             if tokenizer is not None:
-                _log().info("watch labels attention with the tokens of %s", type(tokenizer).__name__)
+                headwatch_logger().info("watch labels attention with the tokens of %s", type(tokenizer).__name__)
                 self._hooks.append(model.register_forward_pre_hook(self._heard_model_inputs, with_kwargs=True))
             if not isinstance(optimizer, READ_FROM_STATE):
                 self._hooks.append(optimizer.register_step_pre_hook(lambda *_: self._before_update()))
@@ -180,7 +158,7 @@ class Watcher:
                 weights = self._weights(name, module, args, kwargs, output)
             except Exception as error:  # said once, never raised into the model's forward
                 self._captures.pop(name).remove()
-                why = error if isinstance(error, NotAttention) else f"reading its weights failed ({_described(error)})"
+                why = error if isinstance(error, NotAttention) else f"reading its weights failed ({described(error)})"
                 self._warn_once(
                     name,
                     f"attention module {name!r} ({type(module).__name__}): {why}. Its attention "
@@ -197,7 +175,7 @@ class Watcher:
         positions; None when it has none (nn.MultiheadAttention asked for none and cannot give them)."""
         kind = self.kinds[name]
         with torch.no_grad():
-            weights = kind.weights(module, _detached(args), _detached(kwargs), _detached(output))
+            weights = kind.weights(module, detached(args), detached(kwargs), detached(output))
         if weights is None:
             return None
         heads = kind.heads(module)
@@ -205,7 +183,7 @@ class Watcher:
             shape = tuple(weights.shape) if torch.is_tensor(weights) else type(weights).__name__
             raise NotAttention(f"its weights are {shape}, not (batch, {heads} heads, queries, keys)")
         rows = weights[:WATCHED_EXAMPLES, :, :WATCHED_POSITIONS].detach().float()
-        _check_rows(rows, kind.rows_at_most_one)
+        check_attention_rows(rows, kind.rows_at_most_one)
         return rows[..., :WATCHED_POSITIONS].cpu().numpy()
 
     def _heard_model_inputs(self, model: nn.Module, args: tuple, kwargs: dict) -> None:
@@ -222,7 +200,7 @@ class Watcher:
             if ids is not None:
                 self._ids = ids[:WATCHED_EXAMPLES, :WATCHED_POSITIONS].tolist()
         except Exception as error:  # said once, never raised into the model's forward
-            self._stop_tokens(f"reading the token ids failed ({_described(error)})")
+            self._stop_tokens(f"reading the token ids failed ({described(error)})")
 
     def _tokens(self, ids: list[list[int]] | None) -> tuple[tuple[str, ...], ...]:
         """The tokenizer's texts for the examples whose attention is saved now (`ids`: theirs); () without them."""
@@ -236,13 +214,13 @@ class Watcher:
             ):
                 raise TypeError("it did not give one text for each token id")
         except Exception as error:  # someone else's tokenizer: said once, training goes on
-            self._stop_tokens(f"naming the tokens failed ({_described(error)})")
+            self._stop_tokens(f"naming the tokens failed ({described(error)})")
             return ()
         return tuple(tuple(text[:MAX_TOKEN_CHARS] for text in texts) for texts in named)
 
     def _stop_tokens(self, why: str) -> None:
         self._tokens_of, self._ids = None, None
-        _warn(
+        warn(
             f"the tokenizer given to watch: {why}. Attention is saved on, its positions numbered instead of "
             "named; training goes on unchanged"
         )
@@ -255,7 +233,7 @@ class Watcher:
     def _warn_once(self, name: str, message: str) -> None:
         if name not in self._warned:
             self._warned.add(name)
-            _warn(message)
+            warn(message)
 
     def _after_update(self) -> None:
         if not self._capturing() or self.stats_stopped:
@@ -268,8 +246,8 @@ class Watcher:
             }
         except Exception as error:  # said once, never raised into the optimizer's step
             self.stats_stopped = True
-            _warn(
-                f"each head's optimizer statistics could not be measured ({_described(error)}); they are no "
+            warn(
+                f"each head's optimizer statistics could not be measured ({described(error)}); they are no "
                 "longer recorded, training goes on unchanged"
             )
             return
@@ -307,78 +285,12 @@ class Watcher:
                 self.writer.close()
 
 
-def _described(error: Exception) -> str:
-    """An error from someone else's code (a weights function, the model), for a developer reading the log."""
-    return f"{type(error).__name__}: {error}"
-
-
-def _detached(value: Any) -> Any:
-    """A call's tensors, in the tuples, lists and dicts that hold them, cut from the autograd graph."""
-    if torch.is_tensor(value):
-        return value.detach()
-    if isinstance(value, tuple | list):
-        return type(value)(_detached(v) for v in value) if type(value) in (tuple, list) else value
-    return {k: _detached(v) for k, v in value.items()} if type(value) is dict else value
-
-
-def _check_rows(weights: torch.Tensor, at_most_one: bool) -> None:
-    """Each query's weights over its keys are shares of its attention: >= 0, adding up to 1 (<= 1 where a head may
-    rest on "nothing"). Scores before the softmax, or weights after dropout, are refused."""
-    if not torch.isfinite(weights).all() or (weights < 0).any():
-        raise NotAttention("its weights are not all finite and >= 0: not attention weights after a softmax")
-    sums = weights.sum(-1)
-    low, high = float(sums.min()), float(sums.max())
-    if high > 1 + ROW_SUM_TOLERANCE or (not at_most_one and low < 1 - ROW_SUM_TOLERANCE):
-        raise NotAttention(f"its weights' rows add up to {low:.2f} to {high:.2f}, not 1 (weights after dropout?)")
-
-
-def _say_what_was_found(
-    model: nn.Module, attention: Mapping[str, nn.Module], kinds: Mapping[str, AttentionKind]
-) -> None:
-    if not attention:
-        candidates = attention_candidates(model)
-        named = (
-            (
-                f"modules that look like attention: {', '.join(candidates)}; teach it one with "
-                "headwatch.register_attention"
-            )
-            if candidates
-            else "no module's class is named like attention"
-        )
-        _warn(
-            f"watch found no attention module it knows in {type(model).__name__} ({named}). Only the loss and "
-            "your metrics are recorded"
-        )
-        return
-    described = [
-        f"{name} ({type(module).__name__}, {kinds[name].heads(module)} heads)" for name, module in attention.items()
-    ]
-    shown = described if len(described) <= 4 else [*described[:2], "...", described[-1]]
-    _log().info("watch records %d attention modules: %s", len(described), ", ".join(shown))
-
-
 def _number(value: float | torch.Tensor) -> float:
     return float(value.detach()) if torch.is_tensor(value) else float(value)
 
 
-def _log() -> logging.Logger:
-    """Headwatch's logger. Where the program configured no logging, it says its lines on stderr itself (as
-    transformers does): what watch found, and what it stopped, is worth seeing."""
-    log = logging.getLogger("headwatch")
-    if not log.hasHandlers():
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("headwatch: %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-    return log
-
-
-def _warn(message: str) -> None:
-    _log().warning(message)
-
-
 def _warn_files(warning: RunWarning) -> None:
-    _warn(warning_text(warning.files, warning.error))
+    warn(warning_text(warning.files, warning.error))
 
 
 def _writes() -> bool:

@@ -16,14 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from engine.reports.study import STUDY, SeedResult, read_study, seed_result, summarize
+from engine.reports.study_results import STUDY, SeedResult, read_study, seed_result, summarize
 from engine.runs.reading import RunError, read_config, read_object, text
 from engine.runs.writer import atomic_write_json
 from engine.telemetry import frozen
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference_studies"
 FORMAT = 2  # a file of another format is said and skipped: its fields may mean something else
-READS = (1, FORMAT)  # format 1 named each head by its label (read as engine.reports.study.seed_result reads it)
+READS = (1, FORMAT)  # format 1 named each head by its label (read as engine.reports.study_results.seed_result reads it)
 FIRST = "default"  # the live demo's recipe comes first on every page
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,40}", re.ASCII)

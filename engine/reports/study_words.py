@@ -1,5 +1,5 @@
-"""A study's summary (engine.reports.study.summarize) in words, for the command line and the Seeds page: composed
-here from its facts, never saved."""
+"""A study's summary (engine.reports.study_results.summarize) in words, for the command line and the Seeds page:
+composed here from its facts, never saved."""
 
 from __future__ import annotations
 
