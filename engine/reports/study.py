@@ -26,7 +26,7 @@ from engine.runs.reading import RunError, open_in_run, read_object
 from engine.runs.writer import WriterLock, atomic_write_json, create_new_file
 from engine.training.config import LIMITS
 
-ROOT = Path(__file__).resolve().parents[1]  # where `python -m engine` is found
+ROOT = Path(__file__).resolve().parents[2]  # the project folder, where `python -m engine` is found
 STUDY_LOCK = ".study.lock"  # held by the one process running the study
 PARENT_ENV = "HEADWATCH_STUDY_PID"  # tells a seed's worker which study started it: it stops when that one ends
 MAX_SEEDS = 100
