@@ -36,7 +36,7 @@ def heads_cell(run: RunSummary) -> str:
         return watched_heads_text(run.watched_heads)
     if not run.learned:
         return "not named: it did no better than answering its commonest outcome to every claim"
-    return ", ".join(head_label(h) for h in run.heads) or "not measured"
+    return "; ".join(head_label(h) for h in run.heads) or "not measured"
 
 
 def watched_heads_text(heads: tuple[int, ...]) -> str:

@@ -65,7 +65,7 @@ def seed_rows(results: list[SeedResult]) -> pd.DataFrame:
                 "Seed": r.seed,
                 "Held-out accuracy": r.accuracy,
                 "Specialists": r.specialists if r.learned else None,
-                "Heads": ", ".join(r.labels) if r.learned else NOT_LEARNED,
+                "Heads": "; ".join(r.labels) if r.learned else NOT_LEARNED,
             }
             for r in results
         ]

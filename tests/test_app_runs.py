@@ -49,7 +49,7 @@ def test_list_open_compare_and_export(open_app, saved_run, engine_env, healthy):
     mine = table[table["Run"] == saved_run].iloc[0]
     assert (mine["Recipe"], mine["Steps"], mine["Status"]) == ("quick", 300, "finished")
     analysis = get_engine().analyze(saved_run)  # the Specialization page's verdict
-    assert mine["Heads"] == ", ".join(h["label"] for h in analysis["heads"]["decoder.0.cross"])
+    assert mine["Heads"] == "; ".join(h["label"] for h in analysis["heads"]["decoder.0.cross"])
 
     assert [t for t in titles(at) if "step 300: what each check needs" in t] == [
         f"Run {letter}, step 300: what each check needs from each head" for letter in "AB"

@@ -40,7 +40,7 @@ def test_a_study_trains_from_the_page_and_counts_each_reason(open_app, rerun, he
     saved = {r["seed"]: r for r in json.loads((engine.study_folder("quick", 2) / STUDY).read_text())["results"]}
     for seed, heads in zip(table["Seed"], table["Heads"], strict=True):
         analysis = analyze_run(engine.study_folder("quick", 2) / f"seed-{seed}")
-        named = ", ".join(h["label"] for h in analysis["heads"]["decoder.0.cross"])
+        named = "; ".join(h["label"] for h in analysis["heads"]["decoder.0.cross"])
         assert heads == (named if saved[seed]["learned"] else NOT_LEARNED)  # the quick recipe learns little
     learned = sum(r["learned"] for r in saved.values())
     sentence = next(i.value for i in at.info if "runs" in i.value)

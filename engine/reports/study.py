@@ -129,7 +129,7 @@ def _collect(
     folder = out / f"seed-{seed}"
     if process.returncode == 0 and _finished(folder):
         results[seed] = done = measure_seed(seed, folder)
-        heads = ", ".join(done.labels) if done.learned else "not named (it did not learn to audit claims)"
+        heads = "; ".join(done.labels) if done.learned else "not named (it did not learn to audit claims)"
         return f"seed {seed}: {done.accuracy:.1%} held-out, heads: {heads}"
     failures[seed] = _progress(log) if process.returncode == 0 else _log_tail(log)[-300:].strip()
     return f"seed {seed} did not finish: {failures[seed]}"
