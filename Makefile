@@ -6,13 +6,19 @@ PYTHON := $(VENV)/bin/python
 
 .PHONY: run test
 
+# Tests run on two worker processes (pytest-xdist; `make test WORKERS=4` on a bigger machine). loadgroup keeps each
+# file marked with an xdist_group on one worker (its costly module fixture is made once) and hands out the rest
+# test by test, so the browser file runs on one worker while the other takes the rest.
+WORKERS ?= 2
+PYTEST := $(PYTHON) -m pytest -n $(WORKERS) --dist loadgroup
+
 run: $(VENV)/.installed-run
 	$(VENV)/bin/streamlit run app.py --server.address 127.0.0.1
 
 test: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PYTHON) -m pytest
+	$(PYTEST)
 
 $(PYTHON):
 	python3 -m venv $(VENV)

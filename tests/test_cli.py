@@ -18,6 +18,7 @@ from engine.runs.reading import load_checkpoint
 from engine.runs.replay import replay
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.xdist_group("cli")  # under `make test`, on one worker: one run trained for the file
 
 
 def run_cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess:

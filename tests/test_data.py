@@ -22,6 +22,7 @@ from data.vocabulary import CATEGORIES, entity_of, parse_claim
 from engine.training.presets import PRESETS
 
 HANDWRITTEN = Path(__file__).resolve().parents[1] / "data" / "handwritten_claims.csv"
+pytestmark = pytest.mark.xdist_group("data")  # under `make test`, on one worker: its claims generated once
 
 
 @pytest.fixture(scope="module")
