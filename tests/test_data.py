@@ -520,6 +520,7 @@ def test_handwritten_claims_agree_with_rules_and_cover_every_reason(catalog, tok
     assert "Diabetes + Heart Surgery + $50,000" in texts
 
 
+@pytest.mark.slow
 def test_handwritten_claims_are_not_generated(catalog):
     """The hand-written set judges the model on wording it never trained on: no claim is in the training pool."""
     with HANDWRITTEN.open(newline="") as file:
