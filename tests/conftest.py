@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +24,11 @@ from engine.telemetry import (  # noqa: E402
     Series,
     Snapshot,
 )
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test`: two workers share the cores, one torch thread each
+    import torch
+
+    torch.set_num_threads(1)
 
 CLASSES = ("VALID", "MEDICAL", "DOSAGE", "COST", "ADMIN")
 NAMES = ("encoder.0.self", "decoder.0.self", "decoder.0.cross")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import plotly_array
 
 from dashboard import figures
@@ -54,6 +55,7 @@ def test_per_head_series_appear_after_a_few_steps(open_app, rerun, healthy):
             assert len(values) >= 3 and (values > 0).all()
 
 
+@pytest.mark.slow
 def test_race_button_runs_sgd_and_reports_the_measured_difference(open_app, rerun, healthy):
     engine = get_engine()
     engine.start(preset("quick"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import plotly_array
 
 from dashboard.engine_resource import get_engine
@@ -24,6 +25,7 @@ def test_idle_page_says_what_to_do(open_app, healthy):
     assert not at.get("plotly_chart")
 
 
+@pytest.mark.slow
 def test_four_heatmaps_per_layer_type_live_and_scrubbed(open_app, rerun, healthy):
     engine = get_engine()
     engine.start(preset("quick"))

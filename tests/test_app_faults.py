@@ -284,6 +284,7 @@ def test_a_config_error_from_the_engine_is_a_plain_message(open_app, healthy, mo
     assert get_engine().snapshot().status == "idle" and not trainer_threads()
 
 
+@pytest.mark.slow
 def test_a_race_that_cannot_be_saved_is_said_plainly_and_can_run_unsaved(open_app, engine_env, rerun, healthy):
     engine_ = get_engine()
     engine_.start(preset("quick"))

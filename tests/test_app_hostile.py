@@ -128,6 +128,7 @@ SPOILERS = (
 
 
 @pytest.mark.parametrize("spoil", SPOILERS, ids=lambda f: f.__name__)
+@pytest.mark.slow
 def test_a_damaged_run_breaks_no_page(open_app, engine_env, saved_run, healthy, spoil):
     damaged = shutil.copytree(engine_env / saved_run, engine_env / "damaged")
     spoil(damaged)

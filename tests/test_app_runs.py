@@ -143,6 +143,7 @@ def test_a_claims_file_is_scored_and_trained_on(open_app, saved_run, healthy):
     assert engine.snapshot().status == "finished", engine.snapshot().message
 
 
+@pytest.mark.slow
 def test_too_few_labelled_claims_are_refused_before_the_live_run_is_touched(open_app, healthy):
     from engine.training.presets import preset
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from dashboard.engine_resource import get_engine
 from engine.reports.analyze import analyze_run
 from engine.reports.study_results import STUDY
@@ -23,6 +25,7 @@ def test_idle_page_explains_and_offers_a_study(open_app, healthy):
     assert "'sparse' is the default with sparse attention" in at.selectbox(key="study_preset").help
 
 
+@pytest.mark.slow
 def test_a_study_trains_from_the_page_and_counts_each_reason(open_app, rerun, healthy):
     at = open_app(PAGE)
     at.selectbox(key="study_preset").set_value("quick")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from conftest import plotly_array
 
 from dashboard import head_words, measurement
@@ -64,6 +65,7 @@ def test_idle_page_explains_and_waits(open_app, healthy):
     assert not at.get("plotly_chart")
 
 
+@pytest.mark.slow
 def test_live_run_shows_ablation_matrix_and_names_heads_as_analyze_does(open_app, rerun, healthy):
     engine = get_engine()
     engine.start(preset("quick"))

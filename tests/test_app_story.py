@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from support import wait_for
 
 from dashboard.engine_resource import get_engine
@@ -68,6 +69,7 @@ def test_saved_run_story_in_its_own_numbers(open_app, saved_run, shipped_study, 
     assert at.download_button(key="story_report").proto.label == "Download this story as an HTML report"
 
 
+@pytest.mark.slow
 def test_live_story_includes_the_sgd_race(open_app, rerun, healthy):
     engine = get_engine()
     engine.start(preset("quick"))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from dashboard.engine_resource import get_engine
 from engine.runs.layout import TENSORBOARD
 from engine.training.presets import PRESETS, preset
@@ -33,6 +35,7 @@ def test_recipe_fills_the_form(open_app):
     assert at.number_input(key="cfg_batch_size").value == PRESETS["quick"].batch_size
 
 
+@pytest.mark.slow
 def test_train_starts_the_shared_run_and_every_session_sees_it(open_app, rerun, healthy):
     at = open_app()
     choose_quick(at)

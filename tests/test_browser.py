@@ -28,7 +28,8 @@ from engine.model.transformer import ModelConfig
 from engine.task.claims_model import ClaimsTransformer
 from engine.training.presets import PRESETS
 
-pytestmark = pytest.mark.browser
+# Under `make test`, on one worker: one server for the file.
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"

@@ -18,6 +18,9 @@ from engine.runs.reading import load_checkpoint
 from engine.runs.replay import replay
 
 ROOT = Path(__file__).resolve().parents[1]
+# Every test runs `python -m engine` in a new process, most on a run trained for the file: slow. Under `make test`
+# the file runs on one worker, so that run is trained once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cli")]
 
 
 def run_cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess:

@@ -12,6 +12,7 @@ from engine.runs.listing import list_runs
 from engine.training.presets import preset
 
 
+@pytest.mark.slow
 def test_race_trains_sgd_on_the_same_data_and_seed(tmp_path: Path) -> None:
     engine = Engine(runs_dir=tmp_path)
     config = preset("quick")
@@ -26,6 +27,7 @@ def test_race_trains_sgd_on_the_same_data_and_seed(tmp_path: Path) -> None:
     assert {s.optimizer for s in list_runs(tmp_path)} == {"adam", "sgd"}
 
 
+@pytest.mark.slow
 def test_predicting_mid_training_does_not_disturb_the_run(tmp_path: Path) -> None:
     engine = Engine(runs_dir=tmp_path, save_runs=False)
     config = preset("quick")

@@ -22,6 +22,7 @@ from data.vocabulary import CATEGORIES, entity_of, parse_claim
 from engine.training.presets import PRESETS
 
 HANDWRITTEN = Path(__file__).resolve().parents[1] / "data" / "handwritten_claims.csv"
+pytestmark = pytest.mark.xdist_group("data")  # under `make test`, on one worker: its claims generated once
 
 
 @pytest.fixture(scope="module")
@@ -519,6 +520,7 @@ def test_handwritten_claims_agree_with_rules_and_cover_every_reason(catalog, tok
     assert "Diabetes + Heart Surgery + $50,000" in texts
 
 
+@pytest.mark.slow
 def test_handwritten_claims_are_not_generated(catalog):
     """The hand-written set judges the model on wording it never trained on: no claim is in the training pool."""
     with HANDWRITTEN.open(newline="") as file:

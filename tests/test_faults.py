@@ -20,6 +20,7 @@ from engine.training.presets import preset
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_keeps_everything_up_to_the_last_flush(tmp_path: Path) -> None:
     out = tmp_path / "killed"
     process = subprocess.Popen(

@@ -24,6 +24,8 @@ MAX_RSS_GROWTH_MB = 150.0
 
 
 @pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.xdist_group("browser")  # under `make test`, never beside test_browser.py: both drive Chromium
 def test_three_viewers_closing_browsers_and_one_run() -> None:
     if not CHROMIUM.exists():
         if os.environ.get("CI"):

@@ -99,6 +99,7 @@ def test_a_run_is_matched_to_the_study_of_its_own_recipe_only(tmp_path: Path) ->
     assert study_of_run(studies, run | {"new_lever": 3}) is None
 
 
+@pytest.mark.slow
 def test_the_reference_command_writes_a_study_summary_and_errors_in_one_line(tmp_path: Path) -> None:
     folder = make_study(tmp_path / "default", ["--preset", "default"], [0, 1], [seed_result(0), seed_result(1)])
 

@@ -72,6 +72,7 @@ def trained_model() -> Predictor:
     return train(config).live_model().predictor()
 
 
+@pytest.mark.slow
 def test_every_plain_style_is_judged_as_well_as_the_generators_wording(trained_model: Predictor) -> None:
     catalog: Catalog = load_catalog()
     tokenizer = Tokenizer.from_catalog(catalog)
@@ -88,6 +89,7 @@ def test_every_plain_style_is_judged_as_well_as_the_generators_wording(trained_m
         assert statistics.mean(deficit) - noise <= STYLE_TOLERANCE, (style, statistics.mean(deficit), noise)
 
 
+@pytest.mark.slow
 def test_the_same_seed_repeats_the_run_bit_for_bit() -> None:
     runs = [train(preset("quick")) for _ in range(2)]
     first, second = (run.hub.snapshot() for run in runs)

@@ -147,6 +147,7 @@ def study(out: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_a_study_trains_every_seed_once_and_resumes(tmp_path: Path) -> None:
     out = tmp_path / "study"
     first = study(out, "--seeds", "0-1", "--steps", "40")

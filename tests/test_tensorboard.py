@@ -156,6 +156,7 @@ def test_a_tensorboard_run_on_a_full_disk_ends_saying_its_files_stopped(
     )
 
 
+@pytest.mark.slow
 def test_tensorboard_files_that_stop_are_named_in_the_status_without_a_traceback(tmp_path: Path) -> None:
     """Only the event files fail: the run's own are whole, its status names the TensorBoard files, and the command
     says so in words (TensorBoard's writer thread would print a traceback)."""

@@ -214,6 +214,7 @@ def test_unknown_cross_attention_keys_are_refused() -> None:
     assert not trainer.active
 
 
+@pytest.mark.slow
 def test_reset_while_preparing_returns_at_once_and_the_old_thread_writes_nothing() -> None:
     hub = TelemetryHub()
     trainer = Trainer(hub)
@@ -269,6 +270,7 @@ def test_a_fixed_thread_count_is_kept_and_another_cannot_train_beside_it() -> No
                 assert torch.get_num_threads() == 1
 
 
+@pytest.mark.slow
 def test_two_trainers_never_change_each_others_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
     import engine.training.threads as threads_module
 

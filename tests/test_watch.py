@@ -210,6 +210,7 @@ def run_example(folder: Path, *launcher: str, steps: int = 30) -> subprocess.Com
     )
 
 
+@pytest.mark.slow
 def test_the_example_trains_its_own_model_watched_from_outside_the_checkout(tmp_path: Path) -> None:
     result = run_example(tmp_path / "toy", steps=100)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -244,6 +245,7 @@ def run_under_torchrun(folder: Path) -> subprocess.CompletedProcess:
     return result
 
 
+@pytest.mark.slow
 def test_under_torchrun_only_rank_0_writes_and_nothing_hangs(tmp_path: Path) -> None:
     result = run_under_torchrun(tmp_path / "ddp")
     assert result.returncode == 0, result.stderr[-3000:]

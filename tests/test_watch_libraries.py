@@ -278,6 +278,7 @@ def test_timms_vision_transformer_is_watched_with_no_code(tmp_path: Path) -> Non
     torch.testing.assert_close(saved.sum(-1), torch.ones(2, heads, 5), atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_the_hugging_face_example_learns_to_copy_watched_from_outside_the_checkout(tmp_path: Path) -> None:
     example = Path(__file__).resolve().parents[1] / "examples" / "watch_huggingface.py"
     result = subprocess.run(

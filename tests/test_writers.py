@@ -32,6 +32,7 @@ def engine_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_in_words_in_this_process_or_another(tmp_path: Path) -> None:
     folder = tmp_path / "run"
     held = WriterLock(folder)
@@ -91,6 +92,7 @@ def test_one_process_at_a_time_runs_a_study_and_errors_name_no_server_path(tmp_p
     assert str(tmp_path) not in str(raised.value) and "could not be written" in str(raised.value)
 
 
+@pytest.mark.slow
 def test_study_parallel_is_at_most_the_cores_there_are(tmp_path: Path) -> None:
     cores = len(os.sched_getaffinity(0))
     refused = engine_cli("study", "--out", str(tmp_path / "s"), "--parallel", str(cores + 1))
@@ -138,6 +140,7 @@ def _worker_ids(out: Path) -> list[int]:
     return [int(WriterLock.holder(out / f"seed-{s}").split()[1]) for s in (0, 1)]
 
 
+@pytest.mark.slow
 def test_killing_a_study_ends_its_workers_and_a_resume_loses_nothing(tmp_path: Path) -> None:
     out = tmp_path / "study"
     command = [
