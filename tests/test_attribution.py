@@ -285,7 +285,9 @@ def test_labels_say_what_the_measurement_found() -> None:
     patient = owners([_head({"sex": 0.4, "age": 0.3})])[0]  # only ADMIN needs it, two of its checks: not a generalist
     assert (head_label(patient), patient.kind, patient.reason) == ("helps ADMIN (sex, age)", "helps", "sex, age")
     assert "40% of sex's and 30% of age's evidence" in head_evidence(patient)
-    assert head_label(owners([_head({"MEDICAL": 0.3, "sex": 0.3})])[0]) == "generalist"  # checks of two reasons
+    generalist = owners([_head({"MEDICAL": 0.3, "sex": 0.3})])[0]  # needed by checks of two reasons
+    assert head_label(generalist) == "generalist"
+    assert head_evidence(generalist) == "Several reasons need it. Twins: MEDICAL 30%, ADMIN (sex) 30%."
     shared = owners([dosage, dosage])
     assert [head_label(h) for h in shared] == ["leans DOSAGE"] * 2
     assert "Head 2 carries DOSAGE as well" in head_evidence(shared[0])

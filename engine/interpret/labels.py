@@ -11,6 +11,7 @@ from typing import Protocol
 from data.rules import REASONS
 from engine.interpret.metrics import shown_change
 from engine.interpret.ownership import (
+    GENERALIST,
     HELPS,
     LEANS,
     LITTLE_EFFECT,
@@ -96,7 +97,8 @@ def head_evidence(head: Head) -> str:
         return _barely_twins(head)
     if head.kind == HELPS:
         return _helps(head)
-    return f"Twins: {listed or 'no check needs it'}.{_shared_sentence(head)}{_resampled_sentence(head)}"
+    several = "Several reasons need it. " if head.kind == GENERALIST else ""
+    return f"{several}Twins: {listed or 'no check needs it'}.{_shared_sentence(head)}{_resampled_sentence(head)}"
 
 
 def _specialist(head: Head) -> str:
