@@ -10,18 +10,13 @@ from collections.abc import Callable, Sequence
 from dashboard.measurement import Unfinished
 from dashboard.untrusted import markdown_text
 from data.rules import CLASSES, REASONS
-from engine.interpret.labels import head_evidence, head_label, named
+from engine.interpret.labels import head_evidence, head_label, heads_text, joined, named
 from engine.interpret.ownership import GENERALIST, HELPS, LEANS, LITTLE_EFFECT, NEEDED, SHARES, SPECIALIST
 from engine.reports.reference_studies import ReferenceStudy
 from engine.telemetry import HeadSpecialization
 
 SEED_PROMISE = "four specialists: medical, dosage, cost and admin"
 NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 8: "eight"}
-
-
-def joined(words: Sequence[str]) -> str:
-    """'a', 'a and b', 'a, b and c'."""
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def role_words(head: HeadSpecialization, escape: Callable[[str], str] = str) -> str:
@@ -48,11 +43,6 @@ def role_words(head: HeadSpecialization, escape: Callable[[str], str] = str) -> 
     if head.kind == LITTLE_EFFECT:
         return "changes little when taken away"
     return f"is labelled '{escape(head_label(head))}'"  # runs saved before heads had kinds
-
-
-def heads_text(heads: Sequence[int]) -> str:
-    """'head 2' or 'heads 1 and 3' for 0-based indices."""
-    return ("head " if len(heads) == 1 else "heads ") + joined([str(j + 1) for j in heads])
 
 
 def _claims_text(classes: Sequence[str], escape: Callable[[str], str]) -> str:

@@ -57,7 +57,9 @@ def role_label(kind: str, reason: str | None, shares: dict[str, tuple[int, ...]]
     if kind == HELPS:
         return f"helps {named(reason or '')}"
     if kind == SHARES:
-        return "shares " + ", ".join(f"{named(u)} with {_heads(partners)}" for u, partners in (shares or {}).items())
+        return "shares " + ", ".join(
+            f"{named(u)} with {heads_text(partners)}" for u, partners in (shares or {}).items()
+        )
     if kind == NEEDED:
         classes = (reason or "").split(", ")
         return "needed by every reason" if set(REASONS) <= set(classes) else f"needed by {_classes(classes)}"
@@ -88,7 +90,7 @@ def head_evidence(head: Head) -> str:
         )
     if head.kind == LEANS:
         unit = named(head.reason or "")
-        carried = f" Head {_join([str(j + 1) for j in head.rivals])} carries {unit} as well." if head.rivals else ""
+        carried = f" Head {joined([str(j + 1) for j in head.rivals])} carries {unit} as well." if head.rivals else ""
         return (
             f"{unit} needs it, but it is not {unit}'s alone. Needed by: {listed}."
             f"{carried}{_shared_sentence(head)}{_resampled_sentence(head)}"
@@ -151,16 +153,18 @@ def _changes(head: Head) -> str:
     return ", ".join(f"{c} {shown_change(-v):+.0%}" for c, v in head.ablation.items()) or "nothing measured"
 
 
-def _heads(partners: Sequence[int]) -> str:
-    return f"head{'s' if len(partners) > 1 else ''} " + _join([str(j + 1) for j in partners])
+def heads_text(heads: Sequence[int]) -> str:
+    """'head 2' or 'heads 1 and 3' for 0-based indices."""
+    return ("head " if len(heads) == 1 else "heads ") + joined([str(j + 1) for j in heads])
 
 
-def _join(words: Sequence[str]) -> str:
+def joined(words: Sequence[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def _classes(classes: Sequence[str]) -> str:
-    return _join(["valid claims" if c == "VALID" else c for c in classes])
+    return joined(["valid claims" if c == "VALID" else c for c in classes])
 
 
 def _pct(value: float) -> str:
@@ -180,7 +184,7 @@ def _resampled_sentence(head: Head) -> str:
 def _shared_sentence(head: Head) -> str:
     if not head.shared_with:
         return ""
-    told = "; ".join(f"{named(u)} with {_heads(p)}" for u, p in head.shared_with.items())
+    told = "; ".join(f"{named(u)} with {heads_text(p)}" for u, p in head.shared_with.items())
     return (
         f" It shares {told}: removed together, the pair takes much more than either alone, so each can stand in "
         "for the other."

@@ -14,6 +14,7 @@ from data.rules import REASONS
 from engine.interpret.labels import role_label
 from engine.interpret.ownership import LEANS, unit_reason
 from engine.reports.analyze import analyze_run
+from engine.runs.checks import shared_with
 from engine.runs.formats import role_from_label
 from engine.runs.listing import summarize as summarize_run
 from engine.runs.reading import RunError, number, numbers, read_object, read_status, text, whole
@@ -23,7 +24,6 @@ from engine.telemetry import at_most_chance
 STUDY = "study.json"
 BOOTSTRAP_RESAMPLES = 2000
 MAX_MATCHED_HEADS = 6  # heads matched across seeds by trying every pairing: 6! = 720 per seed
-MAX_HEADS = 64  # the most heads a saved seed's head may share its work with
 
 
 @dataclass(frozen=True)
@@ -179,20 +179,8 @@ def _roles(record: dict) -> tuple[tuple[str, ...], tuple[str | None, ...], tuple
     return (
         tuple(map(text, kinds)),
         tuple(None if r is None else text(r) for r in reasons),
-        tuple({text(unit): _head_indices(heads) for unit, heads in _table(s).items()} for s in shared),
+        tuple(map(shared_with, shared)),
     )
-
-
-def _head_indices(value: object) -> tuple[int, ...]:
-    if not isinstance(value, list | tuple) or not all(0 <= whole(v) < MAX_HEADS for v in value):
-        raise ValueError("not a list of heads")
-    return tuple(value)
-
-
-def _table(value: object) -> dict:
-    if not isinstance(value, dict):
-        raise ValueError("not a table")
-    return value
 
 
 def read_study(out: Path) -> tuple[dict, list[SeedResult]] | None:

@@ -8,6 +8,8 @@ from typing import Any
 
 from engine.runs.layout import LARGEST_WHOLE
 
+MAX_HEADS = 64  # the most heads one attention of a saved run may have
+
 
 class RunError(ValueError):
     """A run folder, run id or checkpoint that cannot be used; the message says why in plain words."""
@@ -39,3 +41,21 @@ def numbers(value: Any) -> dict[str, float]:
     if not isinstance(value, dict):
         raise ValueError("not a table of numbers")
     return {text(k): number(v) for k, v in value.items()}
+
+
+def table(value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError("not a table")
+    return value
+
+
+def head_indices(value: Any) -> tuple[int, ...]:
+    """Heads of one attention, by their 0-based index."""
+    if not isinstance(value, list | tuple) or not all(0 <= whole(v) < MAX_HEADS for v in value):
+        raise ValueError("not a list of heads")
+    return tuple(value)
+
+
+def shared_with(value: Any) -> dict[str, tuple[int, ...]]:
+    """A head's partners as saved: reason or ADMIN family -> the other heads that carry it with this one."""
+    return {text(unit): head_indices(heads) for unit, heads in table(value).items()}

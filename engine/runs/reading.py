@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 import torch
 
 from data.rules import CLASSES, REASONS
-from engine.runs.checks import RunError, number, numbers, text, whole
+from engine.runs.checks import RunError, head_indices, number, numbers, shared_with, table, text, whole
 from engine.runs.formats import config_as_now, ending_of, role_from_label
 from engine.runs.layout import (
     CHECKPOINT,
@@ -219,21 +219,15 @@ def _head(record: dict) -> HeadSpecialization:
         admin_kinds=numbers(record.get("admin_kinds", {})),
         necessity=numbers(record.get("necessity", {})), sufficiency=numbers(record.get("sufficiency", {})),
         direct=numbers(record.get("direct", {})),
-        answers={text(k): numbers(v) for k, v in _table(record.get("answers", {})).items()},
+        answers={text(k): numbers(v) for k, v in table(record.get("answers", {})).items()},
         owns=_owned(record.get("owns")), **_role(record),
-        pair_necessity={text(k): numbers(v) for k, v in _table(record.get("pair_necessity", {})).items()},
-        pair_ablation={text(k): numbers(v) for k, v in _table(record.get("pair_ablation", {})).items()},
+        pair_necessity={text(k): numbers(v) for k, v in table(record.get("pair_necessity", {})).items()},
+        pair_ablation={text(k): numbers(v) for k, v in table(record.get("pair_ablation", {})).items()},
         selectivity=None if record.get("selectivity") is None else number(record["selectivity"]),
-        shared_with={text(k): _heads(v) for k, v in _table(record.get("shared_with", {})).items()},
-        rivals=_heads(record.get("rivals", [])),
+        shared_with=shared_with(record.get("shared_with", {})),
+        rivals=head_indices(record.get("rivals", [])),
         intervention=_intervention(record),
     )
-
-
-def _heads(value: Any) -> tuple[int, ...]:
-    if not isinstance(value, list) or not all(0 <= whole(v) < 64 for v in value):
-        raise ValueError("not a list of heads")
-    return tuple(value)
 
 
 def _intervention(record: dict) -> str:
@@ -253,12 +247,6 @@ def _role(record: dict) -> dict[str, Any]:
         return {"kind": role["kind"], "reason": role["reason"]}
     reason = record.get("reason")
     return {"kind": text(record["kind"]), "reason": None if reason is None else text(reason)}
-
-
-def _table(value: Any) -> dict:
-    if not isinstance(value, dict):
-        raise ValueError("not a table")
-    return value
 
 
 def specialization_point(record: dict) -> SpecializationPoint:
